@@ -1,0 +1,156 @@
+"""The backend registry: a name -> backend map.
+
+Kinema's own backends are listed here by import path and imported only when first used, so ``kinema backends`` works
+without any optional extra installed. Third-party packages add theirs through the entry-point group
+``kinema.backends`` (the entry point loads a Backend class or a zero-argument factory)::
+
+    [project.entry-points."kinema.backends"]
+    mybackend = "my_package.backend:MyBackend"
+"""
+
+from __future__ import annotations
+
+import importlib
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from typing import Any
+
+from ..errors import BackendUnavailable, InvalidRequest
+from .base import (
+    Availability,
+    Backend,
+    BackendOutput,
+    BaseBackend,
+    CancelToken,
+    Capabilities,
+    GenerationContext,
+    GenerationParams,
+)
+
+__all__ = [
+    "DEFAULT_BACKEND",
+    "Availability",
+    "Backend",
+    "BackendInfo",
+    "BackendOutput",
+    "BaseBackend",
+    "CancelToken",
+    "Capabilities",
+    "GenerationContext",
+    "GenerationParams",
+    "get_backend",
+    "list_backends",
+    "register_backend",
+    "backend_names",
+]
+
+DEFAULT_BACKEND = "builtin"
+
+#: Kinema's own backends: name -> "module:Class" (imported lazily)
+_KNOWN: dict[str, str] = {
+    "builtin": "kinema.backends.builtin:BuiltinBackend",
+    "diffusers": "kinema.backends.diffusers:DiffusersBackend",
+    "runway": "kinema.backends.runway:RunwayBackend",
+    "luma": "kinema.backends.luma:LumaBackend",
+    "kling": "kinema.backends.kling:KlingBackend",
+    "fal": "kinema.backends.fal:FalBackend",
+    "replicate": "kinema.backends.replicate:ReplicateBackend",
+    "veo": "kinema.backends.veo:VeoBackend",
+    "pictory": "kinema.backends.pictory:PictoryBackend",
+    "modelslab": "kinema.backends.modelslab:ModelsLabBackend",
+    "openai": "kinema.backends.openai_videos:OpenAIVideosBackend",
+}
+
+_factories: dict[str, Callable[[], Any]] = {}
+_instances: dict[str, Any] = {}
+_lock = threading.Lock()
+_entry_points_loaded = False
+
+
+def register_backend(name: str, factory: Callable[[], Any] | str) -> None:
+    """Add (or replace) a backend: ``factory`` is a Backend class, a zero-argument callable, or "module:Class"."""
+    with _lock:
+        if isinstance(factory, str):
+            _KNOWN[name] = factory
+            _factories.pop(name, None)
+        else:
+            _factories[name] = factory
+        _instances.pop(name, None)
+
+
+def _load_entry_points() -> None:
+    global _entry_points_loaded
+    if _entry_points_loaded:
+        return
+    _entry_points_loaded = True
+    for ep in entry_points(group="kinema.backends"):
+        if ep.name not in _KNOWN and ep.name not in _factories:
+            _factories[ep.name] = ep.load
+
+
+def backend_names() -> list[str]:
+    _load_entry_points()
+    return sorted(set(_KNOWN) | set(_factories), key=lambda n: (n != DEFAULT_BACKEND, n))
+
+
+def _import(path: str) -> Any:
+    module, _, attr = path.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def get_backend(name: str | None = None) -> Any:
+    """The backend instance called ``name`` (the default backend when None)."""
+    name = name or DEFAULT_BACKEND
+    _load_entry_points()
+    with _lock:
+        if name in _instances:
+            return _instances[name]
+    if name in _factories:
+        factory = _factories[name]
+        obj = factory()
+        # an entry point's load() gives the class back; call it to get the instance
+        backend = obj() if isinstance(obj, type) else obj
+    elif name in _KNOWN:
+        try:
+            cls = _import(_KNOWN[name])
+        except ImportError as exc:
+            raise BackendUnavailable(name, f"could not be imported ({exc})") from exc
+        backend = cls()
+    else:
+        raise InvalidRequest("backend", f"unknown backend {name!r}", value=name, allowed=", ".join(backend_names()))
+    with _lock:
+        _instances[name] = backend
+    return backend
+
+
+@dataclass(frozen=True)
+class BackendInfo:
+    name: str
+    description: str
+    usable: bool
+    reason: str | None
+    modes: tuple[str, ...]
+    default: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name, "description": self.description, "usable": self.usable, "reason": self.reason,
+            "modes": list(self.modes), "default": self.default,
+        }  # fmt: skip
+
+
+def list_backends() -> list[BackendInfo]:
+    """Every backend, with whether it can run here and, if not, exactly why."""
+    out = []
+    for name in backend_names():
+        try:
+            backend = get_backend(name)
+            avail = backend.availability()
+            caps = backend.capabilities(None)
+            out.append(BackendInfo(name, backend.description, avail.usable, avail.reason, caps.modes,
+                                   name == DEFAULT_BACKEND))  # fmt: skip
+        except Exception as exc:  # a broken third-party backend must not break the listing
+            out.append(BackendInfo(name, "", False, f"failed to load: {exc}", (), name == DEFAULT_BACKEND))
+    return out

@@ -1,0 +1,381 @@
+"""The Backend protocol and Capabilities.
+
+A backend turns resolved :class:`GenerationParams` into a :class:`~kinema.Video`. Before anything runs, the engine
+checks the request against the backend's :class:`Capabilities` (modes, sizes, frame counts, fps, durations, steps),
+so a request the engine would refuse never costs GPU time or money; the error names the field, the value given and
+what this backend allows.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from ..errors import Cancelled, InvalidRequest, MissingExtra
+from ..progress import ProgressTracker
+from ..request import ASPECT_RATIOS, RESOLUTIONS, VideoRequest
+
+__all__ = [
+    "Availability",
+    "Backend",
+    "BaseBackend",
+    "CancelToken",
+    "Capabilities",
+    "GenerationContext",
+    "GenerationParams",
+    "BackendOutput",
+    "require_module",
+]
+
+
+@dataclass(frozen=True)
+class Availability:
+    """Whether a backend can run here, and if not, exactly why (and how to fix it)."""
+
+    usable: bool
+    reason: str | None = None
+
+    @classmethod
+    def ok(cls) -> Availability:
+        return cls(True, None)
+
+    @classmethod
+    def no(cls, reason: str) -> Availability:
+        return cls(False, reason)
+
+
+def require_module(module: str, extra: str, feature: str | None = None) -> Any:
+    """Import an optional dependency, or raise MissingExtra naming the extra to install."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise MissingExtra(extra, module, feature=feature) from None
+
+
+def module_available(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a backend (or one of its models) accepts. ``None`` means "no limit of this kind".
+
+    Sizes: either ``sizes`` (an explicit list of (width, height)) or a range with ``size_multiple``. Frame counts:
+    ``min_frames``..``max_frames`` where ``(n - frame_offset) % frame_step == 0`` (Wan's 4k+1 is step 4, offset 1),
+    or an explicit ``durations`` list in seconds for APIs that only take fixed lengths.
+    """
+
+    modes: tuple[str, ...] = ("t2v",)
+    default_size: tuple[int, int] = (64, 64)
+    sizes: tuple[tuple[int, int], ...] | None = None
+    size_multiple: int = 1
+    min_size: int = 8
+    max_size: int = 4096
+    aspect_ratios: tuple[str, ...] | None = None
+    default_frames: int = 16
+    min_frames: int = 1
+    max_frames: int = 10_000
+    frame_step: int = 1
+    frame_offset: int = 0
+    default_fps: float = 8.0
+    fps: tuple[float, ...] | None = None
+    durations: tuple[float, ...] | None = None
+    default_steps: int | None = None
+    max_steps: int = 1000
+    default_guidance: float | None = None
+    max_guidance: float = 100.0
+    negative_prompt: bool = True
+    seed: bool = True
+    max_prompt_chars: int = 5000
+    formats: tuple[str, ...] = ("mp4", "webm", "gif", "png")
+    notes: str = ""
+
+    def frame_rule(self) -> str:
+        if self.frame_step == 1:
+            return f"{self.min_frames} to {self.max_frames}"
+        rule = f"{self.frame_step}k+{self.frame_offset}" if self.frame_offset else f"a multiple of {self.frame_step}"
+        return f"{rule}, between {self.min_frames} and {self.max_frames}"
+
+    def size_rule(self) -> str:
+        if self.sizes:
+            return ", ".join(f"{w}x{h}" for w, h in self.sizes)
+        rule = f"{self.min_size} to {self.max_size} pixels per side"
+        if self.size_multiple > 1:
+            rule = f"multiples of {self.size_multiple}, " + rule
+        return rule
+
+    def to_dict(self) -> dict[str, Any]:
+        from dataclasses import asdict
+
+        data = asdict(self)
+        data["frame_rule"] = self.frame_rule()
+        data["size_rule"] = self.size_rule()
+        return data
+
+
+@dataclass
+class GenerationParams:
+    """A request after the engine has resolved defaults and checked it against the backend's Capabilities."""
+
+    prompt: str
+    negative_prompt: str | None
+    width: int
+    height: int
+    num_frames: int
+    fps: float
+    num_inference_steps: int | None
+    guidance_scale: float | None
+    seed: int
+    mode: str
+    backend: str
+    model: str | None = None
+    image: np.ndarray | None = None  # (H, W, 3) uint8, image-to-video
+    image_source: Any = None  # the request's image as given (path, URL, bytes...), for providers that upload it
+    video: np.ndarray | None = None  # (F, H, W, 3) uint8, the clip to extend
+    video_fps: float | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    aspect_ratio: str | None = None
+
+    @property
+    def duration(self) -> float:
+        return self.num_frames / self.fps
+
+    def with_(self, **changes: Any) -> GenerationParams:
+        return replace(self, **changes)
+
+
+@dataclass
+class BackendOutput:
+    """What a backend returns: the clip plus whatever it knows about cost and the provider's task."""
+
+    video: Any  # kinema.Video
+    cost: dict[str, Any] | None = None
+    provider_task_id: str | None = None
+    model_revision: str | None = None
+    warnings: list[str] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class CancelToken:
+    """Set by a caller (Ctrl-C, the job service's cancel endpoint); checked by backends between steps."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def cancel(self) -> None:
+        self._event.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._event.is_set()
+
+    def raise_if_cancelled(self) -> None:
+        if self._event.is_set():
+            raise Cancelled("the generation was cancelled")
+
+
+@dataclass
+class GenerationContext:
+    """What the engine hands a backend besides the parameters: progress, cancellation and the caller's hooks.
+
+    ``on_task_id`` is called by remote backends with the provider's task id *before* polling starts, so the caller
+    (the CLI's resume file, the job service's store) can record it and resume the same paid generation after a
+    crash. ``resume_task_id`` is that id handed back on a retry.
+    """
+
+    progress: ProgressTracker
+    cancel: CancelToken = field(default_factory=CancelToken)
+    on_task_id: Callable[[str, dict[str, Any]], None] | None = None
+    resume_task_id: str | None = None
+    resume_info: dict[str, Any] = field(default_factory=dict)
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """What every engine (built-in, diffusers, each provider, third parties) implements."""
+
+    name: str
+    description: str
+
+    def availability(self) -> Availability: ...
+
+    def capabilities(self, model: str | None = None) -> Capabilities: ...
+
+    def generate(self, params: GenerationParams, ctx: GenerationContext) -> BackendOutput: ...
+
+
+class BaseBackend:
+    """Defaults and the shared request checks; backends subclass it and override what differs."""
+
+    name = "base"
+    description = ""
+    #: the environment variables holding this backend's credentials (all must be set)
+    env_keys: tuple[str, ...] = ()
+    #: optional modules this backend needs, with the extra that installs them
+    requires: tuple[tuple[str, str], ...] = ()
+
+    def availability(self) -> Availability:
+        for module, extra in self.requires:
+            if not module_available(module):
+                return Availability.no(f"extra '{extra}' not installed (pip install 'kinema[{extra}]')")
+        missing = [k for k in self.env_keys if not os.environ.get(k)]
+        if missing:
+            return Availability.no(f"API key missing: set {' and '.join(missing)}")
+        return Availability.ok()
+
+    def capabilities(self, model: str | None = None) -> Capabilities:
+        return Capabilities()
+
+    def models(self) -> list[str]:
+        return []
+
+    def default_model(self) -> str | None:
+        return None
+
+    def generate(self, params: GenerationParams, ctx: GenerationContext) -> BackendOutput:  # pragma: no cover
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r}>"
+
+    # -- the checks every backend gets --------------------------------------------------------------------------
+    def resolve(self, request: VideoRequest, seed: int) -> GenerationParams:
+        """Fill defaults from Capabilities and refuse what this backend cannot do, naming field and allowed values."""
+        model = request.model or self.default_model()
+        caps = self.capabilities(model)
+        where = f"backend {self.name!r}" + (f" with model {model!r}" if model else "")
+        mode = request.mode
+        if mode not in caps.modes:
+            names = {"t2v": "text-to-video", "i2v": "image-to-video (image)", "extend": "video extension (video)"}
+            field_name = {"t2v": "image", "i2v": "image", "extend": "video"}[mode]
+            if mode == "t2v":
+                raise InvalidRequest(
+                    "image", f"{where} needs an input image (it does image-to-video only)",
+                    allowed=", ".join(names[m] for m in caps.modes),
+                )  # fmt: skip
+            raise InvalidRequest(
+                field_name, f"{where} does not support {names[mode]}",
+                allowed=", ".join(names[m] for m in caps.modes),
+            )  # fmt: skip
+        if len(request.prompt) > caps.max_prompt_chars:
+            raise InvalidRequest(
+                "prompt", f"is {len(request.prompt)} characters; {where} accepts at most {caps.max_prompt_chars}",
+                value=len(request.prompt),
+            )  # fmt: skip
+        if request.negative_prompt and not caps.negative_prompt:
+            raise InvalidRequest("negative_prompt", f"{where} does not take a negative prompt")
+        if request.format and request.format not in caps.formats:
+            raise InvalidRequest("format", f"{request.format!r} is not offered by {where}",
+                                 allowed=", ".join(caps.formats))  # fmt: skip
+
+        # fps first: duration <-> frames conversion needs it
+        fps = request.fps if request.fps is not None else caps.default_fps
+        if caps.fps is not None and fps not in caps.fps:
+            raise InvalidRequest("fps", f"{fps:g} is not offered by {where}", value=fps,
+                                 allowed=", ".join(f"{v:g}" for v in caps.fps))  # fmt: skip
+
+        width, height, ratio = self._resolve_size(request, caps, where)
+        num_frames = self._resolve_frames(request, caps, fps, where)
+
+        steps = request.num_inference_steps if request.num_inference_steps is not None else caps.default_steps
+        if steps is not None and steps > caps.max_steps:
+            raise InvalidRequest("num_inference_steps", f"{steps} is more than {where} allows",
+                                 value=steps, allowed=f"1 to {caps.max_steps}")  # fmt: skip
+        guidance = request.guidance_scale if request.guidance_scale is not None else caps.default_guidance
+        if guidance is not None and guidance > caps.max_guidance:
+            raise InvalidRequest("guidance_scale", f"{guidance:g} is more than {where} allows",
+                                 value=guidance, allowed=f"0 to {caps.max_guidance:g}")  # fmt: skip
+
+        return GenerationParams(
+            prompt=request.prompt, negative_prompt=request.negative_prompt, width=width, height=height,
+            num_frames=num_frames, fps=fps, num_inference_steps=steps, guidance_scale=guidance, seed=seed,
+            mode=mode, backend=self.name, model=model, options=dict(request.options), aspect_ratio=ratio,
+            image_source=request.image,
+        )  # fmt: skip
+
+    def _resolve_size(self, request: VideoRequest, caps: Capabilities, where: str) -> tuple[int, int, str | None]:
+        ratio = request.aspect_ratio
+        if request.width is not None and request.height is not None:
+            width, height = request.width, request.height
+        elif ratio is not None or request.resolution is not None:
+            if caps.aspect_ratios is not None and ratio is not None and ratio not in caps.aspect_ratios:
+                raise InvalidRequest("aspect_ratio", f"{ratio!r} is not offered by {where}", value=ratio,
+                                     allowed=", ".join(caps.aspect_ratios))  # fmt: skip
+            rw, rh = ASPECT_RATIOS[ratio] if ratio else (caps.default_size[0], caps.default_size[1])
+            short = RESOLUTIONS[request.resolution] if request.resolution else min(caps.default_size)
+            m = max(1, caps.size_multiple)
+            # the short side gets the preset; the long side follows the ratio; both rounded to the multiple
+            if rw >= rh:
+                height, width = short, short * rw / rh
+            else:
+                width, height = short, short * rh / rw
+            width = max(m, int(round(width / m)) * m)
+            height = max(m, int(round(height / m)) * m)
+            if caps.sizes:
+                # APIs with fixed sizes: take the listed size with the asked ratio closest to the preset
+                want = rw / rh
+                best = min(caps.sizes, key=lambda s: (abs(s[0] / s[1] - want), abs(min(s) - short)))
+                if abs(best[0] / best[1] - want) < 0.02:
+                    width, height = best
+        else:
+            width, height = caps.default_size
+        if caps.aspect_ratios is not None and ratio is None:
+            ratio = _closest_ratio(width, height, caps.aspect_ratios)
+        if caps.sizes is not None:
+            if (width, height) not in caps.sizes:
+                raise InvalidRequest("size", f"{width}x{height} is not offered by {where}",
+                                     value=f"{width}x{height}", allowed=caps.size_rule())  # fmt: skip
+            return width, height, ratio
+        for name, value in (("width", width), ("height", height)):
+            if not caps.min_size <= value <= caps.max_size:
+                raise InvalidRequest(name, f"{value} is outside what {where} allows", value=value,
+                                     allowed=caps.size_rule())  # fmt: skip
+            if value % caps.size_multiple:
+                raise InvalidRequest(name, f"{value} is not a multiple of {caps.size_multiple}, which {where} needs",
+                                     value=value, allowed=caps.size_rule())  # fmt: skip
+        return width, height, ratio
+
+    def _resolve_frames(self, request: VideoRequest, caps: Capabilities, fps: float, where: str) -> int:
+        if caps.durations is not None:
+            if request.duration is not None:
+                duration = request.duration
+            elif request.num_frames is not None:
+                duration = request.num_frames / fps
+            else:
+                duration = caps.durations[0]
+            match = [d for d in caps.durations if abs(d - duration) < 1e-6]
+            if not match:
+                field_name = "duration" if request.duration is not None or request.num_frames is None else "num_frames"
+                raise InvalidRequest(field_name, f"{duration:g}s is not offered by {where}", value=duration,
+                                     allowed=", ".join(f"{d:g}s" for d in caps.durations))  # fmt: skip
+            return int(round(match[0] * fps))
+        if request.num_frames is not None:
+            n, field_name = request.num_frames, "num_frames"
+        elif request.duration is not None:
+            n, field_name = int(round(request.duration * fps)), "duration"
+            # rules like 4k+1 count the first frame extra: round a duration up to the next allowed count
+            if caps.frame_step > 1:
+                k = max(0, -(-(n - caps.frame_offset) // caps.frame_step))
+                n = k * caps.frame_step + caps.frame_offset
+        else:
+            return caps.default_frames
+        if not caps.min_frames <= n <= caps.max_frames or (n - caps.frame_offset) % caps.frame_step:
+            shown = f"{request.duration:g}s ({n} frames at {fps:g} fps)" if field_name == "duration" else str(n)
+            raise InvalidRequest(field_name, f"{shown} is not allowed by {where}", value=n,
+                                 allowed=caps.frame_rule())  # fmt: skip
+        return n
+
+
+def _closest_ratio(width: int, height: int, ratios: tuple[str, ...]) -> str:
+    want = width / height
+    return min(ratios, key=lambda r: abs(ASPECT_RATIOS[r][0] / ASPECT_RATIOS[r][1] - want) if r in ASPECT_RATIOS
+               else 1e9)  # fmt: skip

@@ -1,0 +1,363 @@
+"""VideoRequest: what a user asks for, validated before anything runs.
+
+Field names follow diffusers' call parameters (``num_frames``, ``height``, ``width``, ``num_inference_steps``,
+``guidance_scale``, ``negative_prompt``) plus ``seed``, ``fps`` and ``duration``. Checks that depend on the backend
+(sizes, frame counts, modes) happen later, against the backend's Capabilities (see ``backends/base.py``).
+
+>>> from kinema import VideoRequest
+>>> VideoRequest(prompt="a red ball bouncing on green grass", seed=7).prompt
+'a red ball bouncing on green grass'
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
+
+from .errors import InvalidRequest
+
+__all__ = [
+    "VideoRequest",
+    "ASPECT_RATIOS",
+    "RESOLUTIONS",
+    "FORMATS",
+    "MAX_PROMPT_CHARS",
+    "MAX_SEED",
+    "invalid_from_validation",
+]
+
+MAX_PROMPT_CHARS = 5000
+MAX_SEED = 2**32 - 1
+FORMATS = ("mp4", "webm", "gif", "png")
+ASPECT_RATIOS: dict[str, tuple[int, int]] = {
+    "1:1": (1, 1), "16:9": (16, 9), "9:16": (9, 16), "4:3": (4, 3), "3:4": (3, 4), "21:9": (21, 9), "3:2": (3, 2),
+    "2:3": (2, 3),
+}  # fmt: skip
+#: resolution presets name the length of the short side, in pixels
+RESOLUTIONS: dict[str, int] = {
+    "64p": 64, "128p": 128, "240p": 240, "360p": 360, "480p": 480, "540p": 540, "720p": 720, "1080p": 1080,
+}  # fmt: skip
+# C0/C1 control characters except tab (\x09) and newline (\x0a)
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def _check_text(field: str, value: str) -> str:
+    text = value.strip()
+    bad = _CONTROL.search(text)
+    if bad:
+        raise ValueError(
+            f"contains the control character {bad.group()!r} at position {bad.start()}; "
+            "only printable text, newlines and tabs are allowed"
+        )
+    if len(text) > MAX_PROMPT_CHARS:
+        raise ValueError(f"is {len(text)} characters long after trimming; at most {MAX_PROMPT_CHARS} are allowed")
+    return text
+
+
+def _int(field: str, value: Any) -> Any:
+    # bool is an int in Python; a True here is always a mistake
+    if isinstance(value, bool):
+        raise ValueError(f"must be a whole number, not {value!r}")
+    if isinstance(value, float):
+        if not value.is_integer():
+            raise ValueError(f"must be a whole number, not {value!r}")
+        return int(value)
+    return value
+
+
+class VideoRequest(BaseModel):
+    """A request for one video. Construct it with keywords; bad input raises :class:`kinema.InvalidRequest`.
+
+    ``image`` may be a path, an http(s) URL, raw bytes, a PIL image or an (H, W, 3) uint8 array (image-to-video: the
+    image is the first frame). ``video`` is the path of a clip to extend. Give ``num_frames`` or ``duration`` (with
+    ``fps``), not both unless they agree; give ``width``/``height`` or ``aspect_ratio``/``resolution``. A ``seed`` of
+    None or -1 means random; the seed actually used is recorded in the result.
+    """
+
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True, validate_assignment=False)
+
+    prompt: str
+    negative_prompt: str | None = None
+    image: Any = None
+    video: str | None = None
+    num_frames: int | None = None
+    duration: float | None = None
+    fps: float | None = None
+    width: int | None = None
+    height: int | None = None
+    aspect_ratio: str | None = None
+    resolution: str | None = None
+    num_inference_steps: int | None = None
+    guidance_scale: float | None = None
+    seed: int | None = None
+    backend: str | None = None
+    model: str | None = None
+    format: Literal["mp4", "webm", "gif", "png"] | None = None
+    #: backend-specific options (for example diffusers' ``cache`` or ``offload``); each backend validates its own
+    options: dict[str, Any] = {}
+
+    def __init__(self, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            raise invalid_from_validation(exc) from None
+
+    # -- field checks -------------------------------------------------------------------------------------------
+    @field_validator("prompt", mode="before")
+    @classmethod
+    def _prompt(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            raise ValueError(f"must be text, not {type(value).__name__}")
+        text = _check_text("prompt", value)
+        if not text:
+            raise ValueError("is empty; give 1 to 5000 characters describing the video")
+        return text
+
+    @field_validator("negative_prompt", mode="before")
+    @classmethod
+    def _negative(cls, value: Any) -> Any:
+        if value is None:
+            return None
+        if not isinstance(value, str):
+            raise ValueError(f"must be text, not {type(value).__name__}")
+        return _check_text("negative_prompt", value) or None
+
+    @field_validator("num_frames", "width", "height", "num_inference_steps", "seed", mode="before")
+    @classmethod
+    def _ints(cls, value: Any, info: Any) -> Any:
+        return _int(info.field_name, value)
+
+    @field_validator("num_frames")
+    @classmethod
+    def _frames(cls, value: int | None) -> int | None:
+        if value is not None and not 1 <= value <= 10_000:
+            raise ValueError(f"must be between 1 and 10000, got {value}")
+        return value
+
+    @field_validator("width", "height")
+    @classmethod
+    def _size(cls, value: int | None) -> int | None:
+        if value is not None and not 8 <= value <= 8192:
+            raise ValueError(f"must be between 8 and 8192 pixels, got {value}")
+        return value
+
+    @field_validator("duration", "fps", "guidance_scale", mode="before")
+    @classmethod
+    def _floats(cls, value: Any) -> Any:
+        if isinstance(value, bool):
+            raise ValueError(f"must be a number, not {value!r}")
+        if isinstance(value, float | int) and not math.isfinite(value):
+            raise ValueError(f"must be a finite number, not {value!r}")
+        return value
+
+    @field_validator("duration")
+    @classmethod
+    def _duration(cls, value: float | None) -> float | None:
+        if value is not None and not 0 < value <= 600:
+            raise ValueError(f"must be more than 0 and at most 600 seconds, got {value}")
+        return value
+
+    @field_validator("fps")
+    @classmethod
+    def _fps(cls, value: float | None) -> float | None:
+        if value is not None and not 1 <= value <= 240:
+            raise ValueError(f"must be between 1 and 240, got {value}")
+        return value
+
+    @field_validator("num_inference_steps")
+    @classmethod
+    def _steps(cls, value: int | None) -> int | None:
+        if value is not None and not 1 <= value <= 1000:
+            raise ValueError(f"must be between 1 and 1000, got {value}")
+        return value
+
+    @field_validator("guidance_scale")
+    @classmethod
+    def _guidance(cls, value: float | None) -> float | None:
+        if value is not None and not 0 <= value <= 100:
+            raise ValueError(f"must be between 0 and 100, got {value}")
+        return value
+
+    @field_validator("seed")
+    @classmethod
+    def _seed(cls, value: int | None) -> int | None:
+        if value is None or value == -1:
+            return None
+        if not 0 <= value <= MAX_SEED:
+            raise ValueError(f"must be -1 (random) or between 0 and {MAX_SEED}, got {value}")
+        return value
+
+    @field_validator("aspect_ratio")
+    @classmethod
+    def _ratio(cls, value: str | None) -> str | None:
+        if value is not None and value not in ASPECT_RATIOS:
+            raise ValueError(f"{value!r} is not a known aspect ratio; allowed: {', '.join(ASPECT_RATIOS)}")
+        return value
+
+    @field_validator("resolution")
+    @classmethod
+    def _resolution(cls, value: str | None) -> str | None:
+        if value is not None and value not in RESOLUTIONS:
+            raise ValueError(f"{value!r} is not a known resolution preset; allowed: {', '.join(RESOLUTIONS)}")
+        return value
+
+    @field_validator("backend", "model", mode="before")
+    @classmethod
+    def _names(cls, value: Any) -> Any:
+        if value is None:
+            return None
+        if not isinstance(value, str) or not value.strip():
+            raise ValueError("must be a non-empty name")
+        if _CONTROL.search(value):
+            raise ValueError("contains control characters")
+        return value.strip()
+
+    @field_validator("image", mode="before")
+    @classmethod
+    def _image(cls, value: Any) -> Any:
+        if value is None:
+            return None
+        if isinstance(value, os.PathLike):
+            value = os.fspath(value)
+        if isinstance(value, str):
+            if value.startswith(("http://", "https://")):
+                return value
+            if "://" in value:
+                raise ValueError(f"URL scheme of {value.split('://')[0]!r} is not supported; use http(s) or a path")
+            if not Path(value).is_file():
+                raise ValueError(f"file not found: {value}")
+            return value
+        if isinstance(value, bytes | bytearray):
+            if not value:
+                raise ValueError("is empty bytes")
+            return bytes(value)
+        if type(value).__module__.startswith("PIL."):
+            return value
+        if type(value).__module__ == "numpy":
+            import numpy as np
+
+            arr = np.asarray(value)
+            if arr.ndim != 3 or arr.shape[2] not in (3, 4) or arr.dtype != np.uint8:
+                raise ValueError(f"an array image must be uint8 of shape (H, W, 3), got {arr.dtype} {arr.shape}")
+            return arr
+        raise ValueError(
+            f"must be a path, an http(s) URL, bytes, a PIL image or a uint8 array, not {type(value).__name__}"
+        )
+
+    @field_validator("video", mode="before")
+    @classmethod
+    def _video(cls, value: Any) -> Any:
+        if value is None:
+            return None
+        if isinstance(value, os.PathLike):
+            value = os.fspath(value)
+        if not isinstance(value, str):
+            raise ValueError(f"must be the path of a video file, not {type(value).__name__}")
+        if not Path(value).is_file():
+            raise ValueError(f"file not found: {value}")
+        return value
+
+    @field_validator("options", mode="before")
+    @classmethod
+    def _options(cls, value: Any) -> Any:
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            raise ValueError(f"must be a mapping of option names to values, not {type(value).__name__}")
+        return value
+
+    @model_validator(mode="after")
+    def _together(self) -> VideoRequest:
+        if self.num_frames is not None and self.duration is not None:
+            fps = self.fps
+            if fps is None:
+                raise InvalidRequest(
+                    "duration",
+                    "num_frames and duration were both given without fps; give one of them "
+                    "(or fps too, so they can be checked against each other)",
+                    value=self.duration,
+                )
+            expected = self.duration * fps
+            if abs(expected - self.num_frames) > 1:
+                raise InvalidRequest(
+                    "duration",
+                    f"num_frames={self.num_frames} and duration={self.duration:g}s at fps={fps:g} disagree "
+                    f"({self.duration:g}s at {fps:g} fps is {round(expected)} frames); give one of them",
+                    value=self.duration,
+                )
+        if (self.width is None) != (self.height is None):
+            missing = "height" if self.height is None else "width"
+            raise InvalidRequest(missing, "width and height must be given together", value=None)
+        if self.width is not None and (self.aspect_ratio is not None or self.resolution is not None):
+            raise InvalidRequest(
+                "aspect_ratio",
+                "give either width/height or aspect_ratio/resolution, not both",
+                value=self.aspect_ratio or self.resolution,
+            )
+        if self.image is not None and self.video is not None:
+            raise InvalidRequest("video", "give either image (image-to-video) or video (extension), not both")
+        return self
+
+    # -- derived values -----------------------------------------------------------------------------------------
+    @property
+    def mode(self) -> str:
+        """"t2v", "i2v" (an image is the first frame) or "extend" (continue a clip)."""
+        if self.video is not None:
+            return "extend"
+        if self.image is not None:
+            return "i2v"
+        return "t2v"
+
+    def image_reference(self) -> str | None:
+        """How the recipe names the input image: its path or URL, or the sha256 of its bytes."""
+        if self.image is None:
+            return None
+        if isinstance(self.image, str):
+            return self.image
+        if isinstance(self.image, bytes):
+            return "sha256:" + hashlib.sha256(self.image).hexdigest()
+        try:
+            import numpy as np
+
+            arr = np.ascontiguousarray(np.asarray(self.image))
+            return "sha256:" + hashlib.sha256(arr.tobytes()).hexdigest()
+        except Exception:  # pragma: no cover - exotic image objects
+            return f"<{type(self.image).__name__}>"
+
+    def recipe(self) -> dict[str, Any]:
+        """The JSON-safe parameters as asked (before the backend fills in defaults)."""
+        data = self.model_dump(exclude={"image"})
+        data["image"] = self.image_reference()
+        return data
+
+
+def invalid_from_validation(exc: ValidationError) -> InvalidRequest:
+    """Turn pydantic's error list into one InvalidRequest that names the first bad field."""
+    errors = exc.errors()
+    first = errors[0]
+    field = ".".join(str(p) for p in first.get("loc", ())) or "request"
+    kind = first.get("type", "")
+    msg = str(first.get("msg", "is invalid"))
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, ") :]
+    if kind == "extra_forbidden":
+        allowed = ", ".join(VideoRequest.model_fields)
+        msg = f"is not a known field (allowed: {allowed})"
+    elif kind == "missing":
+        msg = "is required"
+    elif kind == "literal_error" and field == "format":
+        msg = f"{first.get('input')!r} is not a supported format; allowed: {', '.join(FORMATS)}"
+    elif "input" in first and kind not in ("value_error", "assertion_error"):
+        msg = f"{msg} (got {first['input']!r})"
+    ctx = first.get("ctx") or {}
+    inner = ctx.get("error")
+    if isinstance(inner, InvalidRequest):
+        return inner
+    more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
+    return InvalidRequest(field, msg + more, value=first.get("input"))
