@@ -129,9 +129,17 @@ class Video:
                 os.replace(tmp, p)
             finally:
                 tmp.unlink(missing_ok=True)
-        if sidecar:
-            _atomic_write_text(sidecar_path(p), json.dumps(self.metadata, indent=2, sort_keys=True, default=str))
+        if sidecar or fmt == "png":  # a frame folder keeps its fps in its recipe.json, so it always gets one
+            self.write_sidecar(p)
         return p
+
+    def write_sidecar(self, path: str | os.PathLike[str]) -> Path:
+        """(Re)write the recipe JSON next to a saved clip (inside it, for a folder of PNG frames)."""
+        p = Path(path)
+        meta = {**self.metadata, "_fps": self.fps} if p.is_dir() else self.metadata
+        side = sidecar_path(p)
+        _atomic_write_text(side, json.dumps(meta, indent=2, sort_keys=True, default=str))
+        return side
 
     def _padded(self) -> np.ndarray:
         f, h, w, _ = self.frames.shape
@@ -151,6 +159,9 @@ class Video:
             stream.width = frames.shape[2]
             stream.height = frames.shape[1]
             stream.pix_fmt = "yuv420p"
+            # let the encoder use every core, as the ffmpeg CLI does by default (PyAV defaults to one thread)
+            stream.codec_context.thread_count = 0
+            stream.codec_context.thread_type = "AUTO"
             if fmt == "mp4":
                 stream.options = {"crf": str(crf), "preset": "medium"}
             else:
@@ -193,8 +204,6 @@ class Video:
                 for packet in stream.encode():
                     container.mux(packet)
             os.replace(tmp, target)
-        meta = {**self.metadata, "_fps": self.fps}
-        _atomic_write_text(folder / "recipe.json", json.dumps(meta, indent=2, sort_keys=True, default=str))
 
     # -- reading ----------------------------------------------------------------------------------------------------
     @classmethod

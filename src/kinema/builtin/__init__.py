@@ -1,0 +1,81 @@
+"""The built-in model: a small text- and image-conditioned video diffusion model that ships inside the package.
+
+- ``world.py``: the procedural, captioned world it is trained on
+- ``model.py``: the diffusion transformer and its text encoder
+- ``sampling.py``: Euler sampling with classifier-free guidance and known frames
+- ``train.py``: ``kinema train builtin``
+- ``evaluate.py``: ``kinema eval builtin`` (prompt adherence measured by detectors)
+- ``weights/``: the shipped weights (safetensors) and the model card
+
+>>> from kinema.builtin import load_model
+>>> model, tokenizer, info = load_model()                        # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+__all__ = ["WEIGHTS_DIR", "DEFAULT_WEIGHTS", "load_model", "save_model", "weights_path"]
+
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+DEFAULT_WEIGHTS = WEIGHTS_DIR / "builtin.safetensors"
+
+
+def weights_path() -> Path:
+    """The weights in use: ``KINEMA_BUILTIN_WEIGHTS`` if set, else the ones shipped in the package."""
+    return Path(os.environ.get("KINEMA_BUILTIN_WEIGHTS") or DEFAULT_WEIGHTS)
+
+
+def save_model(model: Any, path: str | os.PathLike[str], info: dict[str, Any] | None = None) -> Path:
+    """Write weights as fp16 safetensors; the config, vocabulary and ``info`` ride in the header's metadata."""
+    import torch
+    from safetensors.torch import save_file
+
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().to(torch.float16).contiguous() for k, v in model.state_dict().items()}
+    meta = {"config": json.dumps(model.cfg.to_dict()), "info": json.dumps(info or {}), "format": "kinema-builtin-1"}
+    tmp = p.with_name(p.name + ".tmp")
+    save_file(tensors, str(tmp), metadata=meta)
+    os.replace(tmp, p)
+    return p
+
+
+@functools.lru_cache(maxsize=4)
+def _load(path: str, mtime: float) -> tuple[Any, Any, dict[str, Any]]:
+    import torch
+    from safetensors import safe_open
+
+    from .model import ModelConfig, Tokenizer, VideoDiT
+
+    with safe_open(path, framework="pt") as fh:
+        meta = fh.metadata() or {}
+        state = {k: fh.get_tensor(k).float() for k in fh.keys()}
+    if meta.get("format") != "kinema-builtin-1":
+        raise ValueError(f"{path} is not a Kinema built-in model checkpoint")
+    cfg = ModelConfig(**json.loads(meta["config"]))
+    model = VideoDiT(cfg)
+    model.load_state_dict(state)
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    info = json.loads(meta.get("info", "{}"))
+    _ = torch  # imported for its side effect of being ready before the model runs
+    return model, Tokenizer(cfg.vocab, cfg.text_len), info
+
+
+def load_model(path: str | os.PathLike[str] | None = None) -> tuple[Any, Any, dict[str, Any]]:
+    """(model, tokenizer, info) from a checkpoint (the shipped one by default); cached per path."""
+    from ..errors import ModelNotFound
+
+    p = Path(path) if path is not None else weights_path()
+    if not p.is_file():
+        raise ModelNotFound(
+            f"built-in model weights not found at {p}; reinstall kinema, or train them with "
+            "'kinema train builtin --out DIR' and point KINEMA_BUILTIN_WEIGHTS at DIR/builtin.safetensors"
+        )
+    return _load(str(p.resolve()), p.stat().st_mtime)

@@ -1,0 +1,240 @@
+"""The built-in model: a small video diffusion transformer (DiT) over spatio-temporal patches.
+
+References:
+  - Peebles & Xie, "Scalable Diffusion Models with Transformers" (DiT): adaLN-Zero blocks conditioned on the
+    timestep.
+  - Liu et al., "Flow Straight and Fast" / Esser et al., "Scaling Rectified Flow Transformers" (SD3): rectified-flow
+    training, logit-normal timesteps, shifted sampling schedules.
+  - Pixel-space video patches as in Latte / Wan's patch embedding, with cross-attention to text as in PixArt-alpha.
+
+The whole model is this file: a word-level text encoder trained jointly with the denoiser, and the denoiser itself.
+Conditioning frames (for image-to-video and extension) enter as extra input channels with a mask, so one network
+does text-to-video, image-to-video and extension.
+
+Shapes: B batch, F frames, H x W pixels, C=3 colours, L text tokens, N = (F/pt)(H/ph)(W/pw) patch tokens, D width.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import asdict, dataclass, field
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+__all__ = ["ModelConfig", "TextEncoder", "VideoDiT", "Tokenizer", "CONFIGS"]
+
+PAD, UNK = 0, 1
+
+
+@dataclass
+class ModelConfig:
+    frames: int = 16
+    height: int = 64
+    width: int = 64
+    patch_t: int = 2
+    patch_h: int = 8
+    patch_w: int = 8
+    dim: int = 192
+    depth: int = 6
+    heads: int = 6
+    mlp_ratio: float = 3.0
+    text_dim: int = 128
+    text_layers: int = 2
+    text_len: int = 32
+    vocab: list[str] = field(default_factory=list)
+
+    @property
+    def grid(self) -> tuple[int, int, int]:
+        return (self.frames // self.patch_t, self.height // self.patch_h, self.width // self.patch_w)
+
+    @property
+    def num_tokens(self) -> int:
+        t, h, w = self.grid
+        return t * h * w
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+# Named configurations: "tiny" is for tests (trains in seconds), "cpu" is what ships, "full" is for a GPU.
+CONFIGS: dict[str, dict[str, object]] = {
+    "tiny": dict(dim=32, depth=2, heads=2, text_dim=32, text_layers=1, mlp_ratio=2.0),
+    "cpu": dict(dim=192, depth=6, heads=6, text_dim=128, text_layers=2, patch_t=4),
+    "full": dict(dim=384, depth=10, heads=6, text_dim=256, text_layers=3, patch_t=2),
+}
+
+
+class Tokenizer:
+    """Lowercase words; words outside the vocabulary become <unk> and are reported, never silently dropped."""
+
+    def __init__(self, vocab: list[str], max_len: int) -> None:
+        self.vocab = list(vocab)
+        self.index = {w: i + 2 for i, w in enumerate(self.vocab)}  # 0 = pad, 1 = unk
+        self.max_len = max_len
+
+    @staticmethod
+    def words(text: str) -> list[str]:
+        return re.findall(r"[a-z]+", text.lower())
+
+    def unknown(self, text: str) -> list[str]:
+        return sorted({w for w in self.words(text) if w not in self.index})
+
+    def encode(self, texts: list[str]) -> torch.Tensor:
+        ids = torch.zeros(len(texts), self.max_len, dtype=torch.long)  # (B, L)
+        for b, text in enumerate(texts):
+            toks = [self.index.get(w, UNK) for w in self.words(text)][: self.max_len]
+            if toks:
+                ids[b, : len(toks)] = torch.tensor(toks)
+        return ids
+
+
+class TextEncoder(nn.Module):
+    """Word embeddings + a few transformer layers. The empty prompt (all padding) is the unconditional input."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(len(cfg.vocab) + 2, cfg.text_dim, padding_idx=PAD)
+        self.pos = nn.Parameter(torch.zeros(1, cfg.text_len + 1, cfg.text_dim))
+        self.null = nn.Parameter(torch.zeros(1, 1, cfg.text_dim))  # always-present slot: CFG's "no text" token
+        layer = nn.TransformerEncoderLayer(cfg.text_dim, max(1, cfg.text_dim // 32), cfg.text_dim * 2,
+                                           dropout=0.0, batch_first=True, norm_first=True)  # fmt: skip
+        self.layers = nn.TransformerEncoder(layer, cfg.text_layers, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(cfg.text_dim)
+        nn.init.normal_(self.pos, std=0.02)
+        nn.init.normal_(self.embed.weight, std=0.02)
+
+    def forward(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        b = ids.shape[0]
+        x = torch.cat([self.null.expand(b, -1, -1), self.embed(ids)], dim=1) + self.pos  # (B, 1+L, Dt)
+        mask = torch.cat([torch.ones(b, 1, dtype=torch.bool, device=ids.device), ids != PAD], dim=1)  # (B, 1+L)
+        x = self.layers(x, src_key_padding_mask=~mask)
+        return self.norm(x), mask
+
+
+def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
+    """Sinusoidal embedding of t in [0, 1] (scaled to [0, 1000] as DiT does). (B,) -> (B, dim)."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(10000.0) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
+    args = (t.float() * 1000.0)[:, None] * freqs[None]
+    return torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
+
+
+def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    return x * (1 + scale[:, None]) + shift[:, None]
+
+
+class Attention(nn.Module):
+    def __init__(self, dim: int, heads: int, kv_dim: int | None = None) -> None:
+        super().__init__()
+        self.heads = heads
+        self.q = nn.Linear(dim, dim)
+        self.kv = nn.Linear(kv_dim or dim, 2 * dim)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor, ctx: torch.Tensor | None = None, mask: torch.Tensor | None = None
+                ) -> torch.Tensor:  # fmt: skip
+        b, n, d = x.shape
+        ctx = x if ctx is None else ctx
+        q = self.q(x).view(b, n, self.heads, -1).transpose(1, 2)  # (B, h, N, d/h)
+        k, v = self.kv(ctx).view(b, ctx.shape[1], 2, self.heads, -1).permute(2, 0, 3, 1, 4)  # (B, h, M, d/h) each
+        attn_mask = mask[:, None, None, :] if mask is not None else None  # (B, 1, 1, M) True = attend
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)  # (B, h, N, d/h)
+        return self.proj(y.transpose(1, 2).reshape(b, n, d))
+
+
+class Block(nn.Module):
+    """DiT block with adaLN-Zero: self-attention over all spatio-temporal tokens, cross-attention to text, MLP."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        d = cfg.dim
+        self.norm1 = nn.LayerNorm(d, elementwise_affine=False, eps=1e-6)
+        self.attn = Attention(d, cfg.heads)
+        self.norm2 = nn.LayerNorm(d, eps=1e-6)
+        self.cross = Attention(d, cfg.heads, kv_dim=cfg.text_dim)
+        self.norm3 = nn.LayerNorm(d, elementwise_affine=False, eps=1e-6)
+        hidden = int(d * cfg.mlp_ratio)
+        self.mlp = nn.Sequential(nn.Linear(d, hidden), nn.GELU(approximate="tanh"), nn.Linear(hidden, d))
+        self.ada = nn.Linear(d, 6 * d)
+        nn.init.zeros_(self.ada.weight)
+        nn.init.zeros_(self.ada.bias)
+
+    def forward(self, x: torch.Tensor, c: torch.Tensor, text: torch.Tensor, text_mask: torch.Tensor
+                ) -> torch.Tensor:  # fmt: skip
+        s1, sc1, g1, s2, sc2, g2 = self.ada(F.silu(c)).chunk(6, dim=-1)  # each (B, D)
+        x = x + g1[:, None] * self.attn(modulate(self.norm1(x), s1, sc1))
+        x = x + self.cross(self.norm2(x), text, text_mask)
+        x = x + g2[:, None] * self.mlp(modulate(self.norm3(x), s2, sc2))
+        return x
+
+
+class VideoDiT(nn.Module):
+    """Predicts the flow-matching velocity (noise - clean) of a clip, given text and optional known frames.
+
+    Inputs: ``x`` (B, C, F, H, W) noisy clip in [-1, 1]; ``t`` (B,) in [0, 1] (1 = pure noise); ``ids`` (B, L) text
+    tokens; ``cond`` (B, C, F, H, W) known frames (zeros elsewhere) and ``cond_mask`` (B, 1, F, H, W) 1 where known.
+    """
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        pt, ph, pw = cfg.patch_t, cfg.patch_h, cfg.patch_w
+        in_ch = 3 + 3 + 1  # noisy clip, known frames, known mask
+        self.patch_dim_in = in_ch * pt * ph * pw
+        self.patch_dim_out = 3 * pt * ph * pw
+        self.patch = nn.Linear(self.patch_dim_in, cfg.dim)
+        gt, gh, gw = cfg.grid
+        # factorized learned positions: time + row + column
+        self.pos_t = nn.Parameter(torch.randn(1, gt, 1, 1, cfg.dim) * 0.02)
+        self.pos_h = nn.Parameter(torch.randn(1, 1, gh, 1, cfg.dim) * 0.02)
+        self.pos_w = nn.Parameter(torch.randn(1, 1, 1, gw, cfg.dim) * 0.02)
+        self.text = TextEncoder(cfg)
+        self.t_mlp = nn.Sequential(nn.Linear(256, cfg.dim), nn.SiLU(), nn.Linear(cfg.dim, cfg.dim))
+        self.text_pool = nn.Linear(cfg.text_dim, cfg.dim)
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.depth))
+        self.norm_out = nn.LayerNorm(cfg.dim, elementwise_affine=False, eps=1e-6)
+        self.ada_out = nn.Linear(cfg.dim, 2 * cfg.dim)
+        self.out = nn.Linear(cfg.dim, self.patch_dim_out)
+        for m in (self.ada_out, self.out):
+            nn.init.zeros_(m.weight)
+            nn.init.zeros_(m.bias)
+
+    def patchify(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, F, H, W) -> (B, N, C*pt*ph*pw)."""
+        b, c, f, h, w = x.shape
+        pt, ph, pw = self.cfg.patch_t, self.cfg.patch_h, self.cfg.patch_w
+        x = x.view(b, c, f // pt, pt, h // ph, ph, w // pw, pw)
+        x = x.permute(0, 2, 4, 6, 1, 3, 5, 7)  # (B, F', H', W', C, pt, ph, pw)
+        return x.reshape(b, (f // pt) * (h // ph) * (w // pw), c * pt * ph * pw)
+
+    def unpatchify(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, N, 3*pt*ph*pw) -> (B, 3, F, H, W)."""
+        b = x.shape[0]
+        pt, ph, pw = self.cfg.patch_t, self.cfg.patch_h, self.cfg.patch_w
+        gt, gh, gw = self.cfg.grid
+        x = x.view(b, gt, gh, gw, 3, pt, ph, pw).permute(0, 4, 1, 5, 2, 6, 3, 7)  # (B, 3, F', pt, H', ph, W', pw)
+        return x.reshape(b, 3, gt * pt, gh * ph, gw * pw)
+
+    def encode_text(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.text(ids)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, text: tuple[torch.Tensor, torch.Tensor],
+                cond: torch.Tensor, cond_mask: torch.Tensor) -> torch.Tensor:  # fmt: skip
+        ctx, ctx_mask = text  # (B, 1+L, Dt), (B, 1+L)
+        b = x.shape[0]
+        tokens = self.patch(self.patchify(torch.cat([x, cond, cond_mask], dim=1)))  # (B, N, D)
+        gt, gh, gw = self.cfg.grid
+        pos = (self.pos_t + self.pos_h + self.pos_w).reshape(1, gt * gh * gw, -1)
+        tokens = tokens + pos
+        # pooled text joins the timestep in the adaptive norms, so global attributes (sky, weather) steer every block
+        m = ctx_mask.float()[..., None]
+        pooled = (ctx * m).sum(1) / m.sum(1)  # (B, Dt)
+        c = self.t_mlp(timestep_embedding(t, 256)) + self.text_pool(pooled)  # (B, D)
+        for block in self.blocks:
+            tokens = block(tokens, c, ctx, ctx_mask)
+        shift, scale = self.ada_out(F.silu(c)).chunk(2, dim=-1)
+        out = self.out(modulate(self.norm_out(tokens), shift, scale))  # (B, N, 3*pt*ph*pw)
+        return self.unpatchify(out).view(b, 3, *x.shape[2:])

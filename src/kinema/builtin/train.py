@@ -1,0 +1,224 @@
+"""Training the built-in model: ``kinema train builtin [--config NAME] [--steps N] [--out DIR]``.
+
+Rectified flow (flow matching): for a clean clip x0 and noise e, x_t = (1 - t) x0 + t e and the model learns the
+velocity e - x0. Timesteps are logit-normal (SD3). Captions are re-drawn from each clip's scene every time it is
+used, so the text encoder sees many phrasings of the same content. A share of the examples carry known first frames
+(image-to-video: 1 frame; extension: one temporal patch), and a share drop the caption, for classifier-free guidance.
+
+Everything is seeded: the same configuration, steps and seed give the same weights on the same machine (CPU runs are
+bit-reproducible; GPU kernels may differ in the last bits). Data is rendered in fixed chunks at fixed steps, never in
+a background thread, for the same reason.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+import random
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from . import save_model
+from .model import CONFIGS, ModelConfig, Tokenizer, VideoDiT
+from .sampling import to_model_space
+
+__all__ = ["TrainConfig", "train", "TRAIN_PRESETS"]
+
+
+@dataclass
+class TrainConfig:
+    model: str = "cpu"  # a key of model.CONFIGS
+    steps: int = 3000
+    batch_size: int = 16
+    lr: float = 6e-4
+    min_lr: float = 6e-5
+    warmup: int = 150
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    ema: float = 0.998
+    seed: int = 0
+    initial_clips: int = 2048  # rendered before the first step
+    clips_per_refresh: int = 384  # rendered every refresh_every steps, until max_clips
+    refresh_every: int = 100
+    max_clips: int = 24_000
+    p_image: float = 0.2  # share of examples with frame 0 known (image-to-video)
+    p_extend: float = 0.15  # share with the first temporal patch known (extension)
+    p_uncond: float = 0.1  # share with the caption dropped (classifier-free guidance)
+    time_limit: float | None = None  # seconds; stop early (the card records the steps actually run)
+    checkpoint_every: int = 500
+    log_every: int = 25
+    threads: int | None = None
+
+
+# The same command trains on a CPU or a GPU; the preset only picks sizes that finish in the time each has.
+TRAIN_PRESETS: dict[str, dict[str, Any]] = {
+    "tiny": dict(model="tiny", steps=30, batch_size=4, initial_clips=64, clips_per_refresh=0, warmup=5, lr=2e-3,
+                 log_every=5, checkpoint_every=0),
+    "cpu": dict(model="cpu"),
+    "full": dict(model="full", steps=12000, batch_size=64, lr=4e-4, initial_clips=8192, clips_per_refresh=2048,
+                 max_clips=120_000, warmup=500),
+}  # fmt: skip
+
+
+def _device() -> torch.device:
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+class _Pool:
+    """Rendered clips (uint8, in memory) and their scenes; grows in seeded chunks."""
+
+    def __init__(self, cfg: ModelConfig, seed: int) -> None:
+        self.cfg = cfg
+        self.seed = seed
+        self.clips: list[np.ndarray] = []
+        self.scenes: list[Any] = []
+        self.chunk = 0
+
+    def grow(self, n: int) -> None:
+        from . import world
+
+        if n <= 0:
+            return
+        clips, _, scenes = world.make_dataset(n, seed=self.seed * 100_003 + self.chunk, split="train",
+                                              num_frames=self.cfg.frames, height=self.cfg.height,
+                                              width=self.cfg.width)  # fmt: skip
+        self.chunk += 1
+        self.clips.extend(list(clips))
+        self.scenes.extend(scenes)
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+
+def _lr(step: int, cfg: TrainConfig) -> float:
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    progress = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+    return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def train(
+    cfg: TrainConfig,
+    out_dir: str | Path,
+    *,
+    on_log: Callable[[dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
+    """Train from scratch; write ``builtin.safetensors`` (EMA weights) and ``train_log.json`` into ``out_dir``."""
+    from . import world
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    device = _device()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    random.seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    torch.use_deterministic_algorithms(device.type == "cpu", warn_only=True)
+
+    mcfg = ModelConfig(vocab=world.vocabulary(), **CONFIGS[cfg.model])  # type: ignore[arg-type]
+    model = VideoDiT(mcfg).to(device)
+    ema = VideoDiT(mcfg).to(device)
+    ema.load_state_dict(model.state_dict())
+    ema.requires_grad_(False)
+    tokenizer = Tokenizer(mcfg.vocab, mcfg.text_len)
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        (no_decay if p.ndim < 2 or "pos" in name or "embed" in name or name.endswith("null") else decay).append(p)
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.99))  # fmt: skip
+
+    rng = np.random.default_rng(cfg.seed)
+    gen = torch.Generator("cpu").manual_seed(cfg.seed)
+    pool = _Pool(mcfg, cfg.seed)
+    t_render = time.perf_counter()
+    pool.grow(cfg.initial_clips)
+    render_time = time.perf_counter() - t_render
+    n_params = sum(p.numel() for p in model.parameters())
+    history: list[dict[str, Any]] = []
+    start = time.perf_counter()
+    steps_done = 0
+    pt = mcfg.patch_t
+    for step in range(cfg.steps):
+        if cfg.clips_per_refresh and step and step % cfg.refresh_every == 0 and len(pool) < cfg.max_clips:
+            t0 = time.perf_counter()
+            pool.grow(min(cfg.clips_per_refresh, cfg.max_clips - len(pool)))
+            render_time += time.perf_counter() - t0
+        idx = rng.integers(0, len(pool), cfg.batch_size)
+        clips = np.stack([pool.clips[i] for i in idx])  # (B, F, H, W, 3)
+        captions = [world.caption(pool.scenes[i], rng) for i in idx]
+        drop = rng.random(cfg.batch_size) < cfg.p_uncond
+        captions = ["" if d else c for c, d in zip(captions, drop, strict=True)]
+
+        x0 = to_model_space(clips).to(device)  # (B, 3, F, H, W)
+        b = x0.shape[0]
+        # known frames: frame 0 (image-to-video) or the first temporal patch (extension)
+        kind = rng.random(b)
+        known = np.where(kind < cfg.p_image, 1, np.where(kind < cfg.p_image + cfg.p_extend, pt, 0))
+        mask = torch.zeros(b, 1, mcfg.frames, 1, 1)
+        for i, k in enumerate(known):
+            mask[i, :, :k] = 1.0
+        mask = mask.expand(b, 1, mcfg.frames, mcfg.height, mcfg.width).to(device)
+        cond = x0 * mask
+
+        t = torch.sigmoid(torch.randn(b, generator=gen)).to(device)  # logit-normal timesteps
+        noise = torch.randn(x0.shape, generator=gen).to(device)
+        tt = t.view(b, 1, 1, 1, 1)
+        xt = (1 - tt) * x0 + tt * noise
+        target = noise - x0
+        ids = tokenizer.encode(captions).to(device)
+
+        for group in opt.param_groups:
+            group["lr"] = _lr(step, cfg)
+        pred = model(xt, t, model.encode_text(ids), cond, mask)
+        loss = (pred - target).pow(2).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        opt.step()
+        with torch.no_grad():
+            d = min(cfg.ema, (1 + step) / (10 + step))  # short warm-up so early checkpoints are usable
+            for pe, pm in zip(ema.parameters(), model.parameters(), strict=True):
+                pe.lerp_(pm, 1 - d)
+        steps_done = step + 1
+        elapsed = time.perf_counter() - start
+        if step % cfg.log_every == 0 or steps_done == cfg.steps:
+            entry = {"step": steps_done, "loss": round(loss.item(), 5), "grad_norm": round(grad_norm.item(), 4),
+                     "lr": round(_lr(step, cfg), 7), "elapsed": round(elapsed, 1), "clips": len(pool),
+                     "total_steps": cfg.steps}  # fmt: skip
+            history.append(entry)
+            if on_log:
+                on_log(entry)
+        if cfg.checkpoint_every and steps_done % cfg.checkpoint_every == 0:
+            _write(ema, out, cfg, mcfg, steps_done, elapsed, render_time, n_params, history, device, final=False)
+        if cfg.time_limit is not None and elapsed > cfg.time_limit:
+            break
+    elapsed = time.perf_counter() - start
+    return _write(ema, out, cfg, mcfg, steps_done, elapsed, render_time, n_params, history, device, final=True)
+
+
+def _write(ema: VideoDiT, out: Path, cfg: TrainConfig, mcfg: ModelConfig, steps: int, elapsed: float,
+           render_time: float, n_params: int, history: list[dict[str, Any]], device: torch.device,
+           final: bool) -> dict[str, Any]:  # fmt: skip
+    hardware = torch.cuda.get_device_name(0) if device.type == "cuda" else (
+        f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads")
+    info = {
+        "train_config": asdict(cfg), "steps_run": steps, "train_seconds": round(elapsed, 1),
+        "render_seconds": round(render_time, 1), "device": device.type, "hardware": hardware,
+        "parameters": n_params, "final_loss": history[-1]["loss"] if history else None,
+        "torch": torch.__version__, "final": final,
+    }  # fmt: skip
+    save_model(ema, out / "builtin.safetensors", info)
+    (out / "train_log.json").write_text(json.dumps({"info": info, "history": history}, indent=1))
+    return {"path": str(out / "builtin.safetensors"), **info}

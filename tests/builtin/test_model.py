@@ -1,0 +1,105 @@
+"""The built-in model: shapes, training, sampling, checkpoints."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from kinema.builtin import load_model, save_model
+from kinema.builtin.model import CONFIGS, ModelConfig, Tokenizer, VideoDiT
+from kinema.builtin.sampling import sample, timesteps
+
+
+def _tiny(**kw: object) -> VideoDiT:
+    torch.manual_seed(0)
+    return VideoDiT(ModelConfig(vocab=["red", "ball", "left", "right"], **{**CONFIGS["tiny"], **kw}))  # type: ignore
+
+
+def test_patchify_round_trip_and_output_shape() -> None:
+    m = _tiny()
+    x = torch.randn(2, 3, 16, 64, 64)
+    assert m.patchify(x).shape == (2, m.cfg.num_tokens, 3 * m.cfg.patch_t * 64)
+    out_tokens = m.patchify(x)[..., : m.patch_dim_out]
+    assert out_tokens.shape[-1] == 3 * 2 * 8 * 8
+    assert torch.equal(m.unpatchify(m.patchify(x)), x)
+    ids = Tokenizer(m.cfg.vocab, m.cfg.text_len).encode(["red ball", ""])
+    v = m(x, torch.rand(2), m.encode_text(ids), torch.zeros_like(x), torch.zeros(2, 1, 16, 64, 64))
+    assert v.shape == x.shape
+
+
+def test_tokenizer_reports_unknown_words() -> None:
+    tok = Tokenizer(["red", "ball"], 8)
+    assert tok.unknown("A RED ball, zorp!") == ["a", "zorp"]
+    ids = tok.encode(["red zorp ball"])
+    assert ids[0, :3].tolist() == [2, 1, 3] and ids[0, 3:].eq(0).all()
+
+
+def test_timesteps_run_from_noise_to_clean() -> None:
+    ts = timesteps(10, shift=2.0)
+    assert ts[0] == 1.0 and ts[-1] == 0.0 and bool((ts[:-1] > ts[1:]).all())
+
+
+def test_thirty_training_steps_reduce_the_loss(tmp_path: Path) -> None:
+    from kinema.builtin.train import TRAIN_PRESETS, TrainConfig, train
+
+    history: list[dict[str, float]] = []
+    summary = train(TrainConfig(**TRAIN_PRESETS["tiny"]), tmp_path, on_log=history.append)
+    assert summary["steps_run"] == 30
+    first = np.mean([h["loss"] for h in history[:2]])
+    last = np.mean([h["loss"] for h in history[-2:]])
+    assert last < first * 0.97, (first, last)
+    model, tok, info = load_model(tmp_path / "builtin.safetensors")
+    assert info["steps_run"] == 30 and model.cfg.dim == CONFIGS["tiny"]["dim"]
+
+
+def test_training_is_reproducible(tmp_path: Path) -> None:
+    from kinema.builtin.train import TRAIN_PRESETS, TrainConfig, train
+
+    cfg = {**TRAIN_PRESETS["tiny"], "steps": 4}
+    a = train(TrainConfig(**cfg), tmp_path / "a")
+    b = train(TrainConfig(**cfg), tmp_path / "b")
+    assert a["final_loss"] == b["final_loss"]
+    ma, _, _ = load_model(tmp_path / "a" / "builtin.safetensors")
+    mb, _, _ = load_model(tmp_path / "b" / "builtin.safetensors")
+    for (ka, va), (_, vb) in zip(ma.state_dict().items(), mb.state_dict().items(), strict=True):
+        assert torch.equal(va, vb), ka
+
+
+def test_sampling_is_deterministic_per_seed_and_keeps_known_frames() -> None:
+    m = _tiny().eval()
+    tok = Tokenizer(m.cfg.vocab, m.cfg.text_len)
+    a = sample(m, tok, ["red ball left"], steps=3, seed=5)
+    b = sample(m, tok, ["red ball left"], steps=3, seed=5)
+    c = sample(m, tok, ["red ball left"], steps=3, seed=6)
+    assert isinstance(a, np.ndarray) and a.shape == (1, 16, 64, 64, 3) and a.dtype == np.uint8
+    assert np.array_equal(a, b) and not np.array_equal(a, c)
+    known = np.random.default_rng(0).integers(0, 255, (1, 4, 64, 64, 3), dtype=np.uint8)
+    out, raw = sample(m, tok, ["red ball"], steps=2, seed=1, known=known, num_known=4, return_raw=True)
+    assert np.array_equal(out[:, :4], known) and not np.array_equal(raw[:, :4], known)
+
+
+def test_checkpoint_round_trip_is_fp16_and_faithful(tmp_path: Path) -> None:
+    m = _tiny().eval()
+    path = save_model(m, tmp_path / "w.safetensors", {"hello": 1})
+    loaded, tok, info = load_model(path)
+    assert info == {"hello": 1} and tok.vocab == m.cfg.vocab
+    for (k, v), (_, w) in zip(m.state_dict().items(), loaded.state_dict().items(), strict=True):
+        assert torch.allclose(v, w, atol=1e-3, rtol=1e-3), k
+
+
+def test_missing_weights_say_how_to_get_them(tmp_path: Path) -> None:
+    from kinema import ModelNotFound
+
+    with pytest.raises(ModelNotFound, match="kinema train builtin"):
+        load_model(tmp_path / "nope.safetensors")
+
+
+def test_shipped_weights_are_small_enough() -> None:
+    from kinema.builtin import DEFAULT_WEIGHTS
+
+    if not DEFAULT_WEIGHTS.is_file():
+        pytest.skip("no shipped weights in this checkout")
+    assert DEFAULT_WEIGHTS.stat().st_size <= 20 * 1024 * 1024

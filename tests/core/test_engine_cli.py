@@ -1,0 +1,180 @@
+"""The one generate path, the CLI and the public API."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+import kinema
+from kinema.cli import app
+
+runner = CliRunner()
+
+
+def test_public_api_is_pinned() -> None:
+    assert sorted(kinema.__all__) == sorted([
+        "__version__", "generate", "run", "Result", "VideoRequest", "Video", "read_metadata", "ProgressEvent",
+        "CancelToken", "Backend", "BaseBackend", "BackendInfo", "Capabilities", "get_backend", "list_backends",
+        "register_backend", "KinemaError", "InvalidRequest", "BackendUnavailable", "MissingExtra", "ModelNotFound",
+        "ContentRejected", "ProviderError", "RateLimited", "ProviderTimeout", "Cancelled", "GenerationFailed",
+    ])  # fmt: skip
+    for name in kinema.__all__:
+        assert getattr(kinema, name) is not None
+
+
+def test_error_tree() -> None:
+    assert issubclass(kinema.RateLimited, kinema.ProviderError)
+    assert issubclass(kinema.ProviderTimeout, kinema.ProviderError)
+    for cls in (kinema.InvalidRequest, kinema.BackendUnavailable, kinema.ModelNotFound, kinema.ContentRejected,
+                kinema.ProviderError, kinema.Cancelled, kinema.GenerationFailed):  # fmt: skip
+        assert issubclass(cls, kinema.KinemaError)
+
+
+def test_generate_records_recipe_seed_and_progress(tmp_path: Path) -> None:
+    events: list[kinema.ProgressEvent] = []
+    r = kinema.generate("a red ball bouncing on green grass", seed=-1, num_inference_steps=3,
+                        output=tmp_path / "x.mp4", on_progress=events.append)  # fmt: skip
+    assert 0 <= r.seed < 2**32 and r.recipe["seed"] == r.seed
+    assert r.recipe["prompt"] == "a red ball bouncing on green grass"
+    assert r.recipe["backend"] == "builtin" and r.recipe["num_inference_steps"] == 3
+    assert r.recipe["kinema_version"] == kinema.__version__
+    assert set(r.timings) >= {"generate", "save", "total"}
+    stages = [e.stage for e in events]
+    assert "denoising" in stages and stages[-1] == "done"
+    denoise = [e for e in events if e.stage == "denoising"]
+    assert [e.step for e in denoise] == [1, 2, 3] and all(e.total == 3 for e in denoise)
+    assert denoise[-1].eta == 0.0 and all(e.eta is not None for e in denoise)
+    fractions = [e.fraction for e in events]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
+    assert kinema.read_metadata(r.path)["seed"] == r.seed
+
+
+def test_same_seed_same_frames_and_other_seed_differs() -> None:
+    a = kinema.generate("a red ball", seed=11, num_inference_steps=2).video.frames
+    b = kinema.generate("a red ball", seed=11, num_inference_steps=2).video.frames
+    c = kinema.generate("a red ball", seed=12, num_inference_steps=2).video.frames
+    assert np.array_equal(a, b)
+    assert not np.array_equal(a, c)
+
+
+def test_cancel_before_start_raises_cancelled() -> None:
+    token = kinema.CancelToken()
+    token.cancel()
+    with pytest.raises(kinema.Cancelled):
+        kinema.generate("a red ball", num_inference_steps=2, cancel=token)
+
+
+def test_cancel_during_denoising_stops_within_a_step() -> None:
+    token = kinema.CancelToken()
+    seen: list[int] = []
+
+    def on_progress(e: kinema.ProgressEvent) -> None:
+        if e.stage == "denoising":
+            seen.append(e.step)
+            if e.step == 2:
+                token.cancel()
+
+    with pytest.raises(kinema.Cancelled):
+        kinema.generate("a red ball", num_inference_steps=10, cancel=token, on_progress=on_progress)
+    assert max(seen) <= 3
+
+
+def test_image_to_video_keeps_the_given_first_frame() -> None:
+    img = np.zeros((64, 64, 3), np.uint8)
+    img[:, :32] = (200, 30, 30)
+    r = kinema.generate("a red ball", image=img, seed=1, num_inference_steps=2)
+    assert np.array_equal(r.video.frames[0], img)
+    assert r.recipe["mode"] == "i2v" and r.recipe["image"].startswith("sha256:")
+
+
+def test_extension_and_long_clips(tmp_path: Path) -> None:
+    first = kinema.generate("a red ball", seed=2, num_inference_steps=2, output=tmp_path / "a.mp4")
+    ext = kinema.generate("a red ball", video=str(first.path), seed=3, num_inference_steps=2)
+    assert ext.recipe["mode"] == "extend" and ext.video.num_frames == 16
+    long = kinema.generate("a red ball", num_frames=40, seed=4, num_inference_steps=2)
+    assert long.video.num_frames == 40
+
+
+def test_output_extension_and_format_must_agree(tmp_path: Path) -> None:
+    with pytest.raises(kinema.InvalidRequest, match="^format: 'gif' disagrees"):
+        kinema.generate("ok", format="gif", output=tmp_path / "a.mp4", num_inference_steps=1)
+    with pytest.raises(kinema.InvalidRequest, match="^output: unknown video extension"):
+        kinema.generate("ok", output=tmp_path / "a.mov2", num_inference_steps=1)
+
+
+def test_backends_listing_says_why_not() -> None:
+    infos = {i.name: i for i in kinema.list_backends()}
+    assert infos["builtin"].usable and infos["builtin"].default
+    for info in infos.values():
+        assert info.usable or info.reason
+
+
+# -- CLI -------------------------------------------------------------------------------------------------------------
+
+
+def test_cli_generate_info_and_rerun_from_recipe(tmp_path: Path) -> None:
+    out = tmp_path / "out.mp4"
+    res = runner.invoke(app, ["generate", "a red ball bouncing on green grass", "-o", str(out), "--steps", "3",
+                              "--json"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    result = json.loads(res.stdout)
+    assert result["path"] == str(out) and out.is_file()
+    info = runner.invoke(app, ["info", str(out), "--json"])
+    assert info.exit_code == 0
+    recipe = json.loads(info.stdout)
+    assert recipe["prompt"] == "a red ball bouncing on green grass" and recipe["seed"] == result["seed"]
+    again = tmp_path / "again.mp4"
+    res2 = runner.invoke(app, ["generate", "--from", str(out), "-o", str(again)])
+    assert res2.exit_code == 0, res2.output
+    assert np.array_equal(kinema.Video.open(out).frames, kinema.Video.open(again).frames)
+    assert kinema.read_metadata(again)["seed"] == result["seed"]
+
+
+CLI_BAD = [
+    (["generate", ""], "prompt"),
+    (["generate"], "prompt"),
+    (["generate", "ok", "--size", "big"], "size"),
+    (["generate", "ok", "--size", "128x128"], "size"),
+    (["generate", "ok", "--frames", "0"], "num_frames"),
+    (["generate", "ok", "--frames", "17"], "num_frames"),
+    (["generate", "ok", "--fps", "0"], "fps"),
+    (["generate", "ok", "--seed", "-7"], "seed"),
+    (["generate", "ok", "--steps", "0"], "num_inference_steps"),
+    (["generate", "ok", "--guidance", "-2"], "guidance_scale"),
+    (["generate", "ok", "--backend", "nope"], "backend"),
+    (["generate", "ok", "--image", "/no/such.png"], "image"),
+    (["generate", "ok", "--video", "/no/such.mp4"], "video"),
+    (["generate", "ok", "--format", "avi"], "format"),
+    (["generate", "ok", "--aspect-ratio", "7:3"], "aspect_ratio"),
+    (["generate", "ok", "--option", "novalue"], "option"),
+    (["generate", "ok", "--frames", "16", "--duration", "9", "--fps", "8"], "duration"),
+    (["generate", "--from", "/no/such.mp4"], "path"),
+    (["info", "/no/such.mp4"], "path"),
+    (["train", "gpt"], "target"),
+]
+
+
+@pytest.mark.parametrize(("args", "field"), CLI_BAD)
+def test_cli_bad_input_exits_2_naming_the_field(args: list[str], field: str) -> None:
+    res = runner.invoke(app, args)
+    assert res.exit_code == 2, res.output
+    assert f"error: {field}:" in res.stderr.replace("\n", " ")
+    assert "Traceback" not in res.output
+
+
+def test_cli_backends_lists_builtin() -> None:
+    res = runner.invoke(app, ["backends", "--json"])
+    assert res.exit_code == 0
+    names = {b["name"]: b for b in json.loads(res.stdout)}
+    assert names["builtin"]["usable"] is True
+
+
+def test_cli_failed_generation_exits_1(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("KINEMA_BUILTIN_WEIGHTS", str(tmp_path / "missing.safetensors"))
+    res = runner.invoke(app, ["generate", "a red ball", "-o", str(tmp_path / "x.mp4")])
+    assert res.exit_code == 1
+    assert "weights not found" in res.stderr
