@@ -91,6 +91,12 @@ def parse_options(items: list[str] | None) -> dict[str, Any]:
     return options
 
 
+def _as_list(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    return list(value) if isinstance(value, list | tuple) else [value]
+
+
 class _ProgressBar:
     """A Rich progress bar on stderr, driven by Kinema's progress events."""
 
@@ -156,6 +162,8 @@ def generate(
     fmt: Annotated[str | None, typer.Option("--format", help="mp4, webm, gif or png.")] = None,
     option: Annotated[list[str] | None, typer.Option("--option", help="Backend option KEY=VALUE (repeatable).")]
     = None,
+    lora: Annotated[list[str] | None, typer.Option("--lora", help="LoRA weights PATH[:SCALE] for diffusers models "
+                                                  "(repeatable).")] = None,
     from_path: Annotated[Path | None, typer.Option("--from", help="Re-run the recipe stored in this video.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as one JSON object on stdout.")] = False,
 ) -> None:
@@ -174,8 +182,10 @@ def generate(
         }  # fmt: skip
         if wh:
             fields["width"], fields["height"] = wh
-        if option:
+        if option or lora:
             fields["options"] = parse_options(option)
+            if lora:
+                fields["options"]["lora"] = [*_as_list(fields["options"].get("lora")), *lora]
         if from_path is not None:
             recipe = read_metadata(from_path)
             request = engine.request_from_recipe(recipe, **fields)
@@ -185,8 +195,14 @@ def generate(
             request = VideoRequest(**{k: v for k, v in fields.items() if v is not None})
         if output is None:
             output = Path(f"kinema-{time.strftime('%Y%m%d-%H%M%S')}.{request.format or 'mp4'}")
+        # a cloud backend's task id is written next to the output the moment it is known, so `kinema resume`
+        # can finish a paid generation after a crash; the record goes once the video is saved
+        from .backends.remote import resume_file_for
+        from .cli_cloud import task_recorder
+
         with _ProgressBar(enabled=err.is_terminal and not as_json) as bar:
-            result = engine.run(request, output=output, on_progress=bar)
+            result = engine.run(request, output=output, on_progress=bar, on_task_id=task_recorder(output))
+        resume_file_for(output).unlink(missing_ok=True)
     except (KinemaError, KeyboardInterrupt) as exc:
         fail(exc)
         return

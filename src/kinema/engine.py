@@ -28,7 +28,7 @@ __all__ = ["Result", "generate", "run", "build_recipe", "request_from_recipe", "
 #: the recipe keys that are VideoRequest fields, i.e. what a re-run takes back
 RECIPE_REQUEST_FIELDS = (
     "prompt", "negative_prompt", "image", "video", "num_frames", "fps", "width", "height", "num_inference_steps",
-    "guidance_scale", "seed", "backend", "model", "format", "options",
+    "guidance_scale", "seed", "backend", "model", "format", "options", "postprocess",
 )  # fmt: skip
 
 
@@ -68,6 +68,7 @@ def generate(
     output: str | os.PathLike[str] | None = None,
     on_progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
+    cache: Any = None,
     **params: Any,
 ) -> Result:
     """Generate a video from a prompt with any backend (the built-in model by default).
@@ -81,7 +82,7 @@ def generate(
     (16, 64, 64, 3)
     """
     request = VideoRequest(prompt=prompt, **params)
-    return run(request, output=output, on_progress=on_progress, cancel=cancel)
+    return run(request, output=output, on_progress=on_progress, cancel=cancel, cache=cache)
 
 
 def run(
@@ -93,12 +94,29 @@ def run(
     on_task_id: Callable[[str, dict[str, Any]], None] | None = None,
     resume_task_id: str | None = None,
     resume_info: dict[str, Any] | None = None,
+    cache: Any = None,
 ) -> Result:
-    """Run a ready request through its backend. See :func:`generate`."""
+    """Run a ready request through its backend. See :func:`generate`.
+
+    ``cache`` (a :class:`kinema.cache.ResultCache` or its folder): a fixed-seed request made before returns the
+    earlier output instead of generating again.
+    """
     t_start = time.perf_counter()
     timings: dict[str, float] = {}
     out_path = Path(output) if output is not None else None
     fmt = _output_format(request, out_path)
+    if request.postprocess:
+        from .media.enhance import check_chain_output
+
+        check_chain_output(request.postprocess, fmt)
+    store = None
+    if cache is not None:
+        from .cache import ResultCache
+
+        store = ResultCache.of(cache)
+        hit = store.get(request, output=out_path)
+        if hit is not None:
+            return hit
 
     backend = get_backend(request.backend)
     seed = request.seed if request.seed is not None else secrets.randbelow(2**32)
@@ -125,6 +143,13 @@ def run(
     timings["generate"] = time.perf_counter() - t_gen
     ctx.cancel.raise_if_cancelled()
     video: Video = output_obj.video
+    if request.postprocess:
+        from .media.enhance import apply_chain
+
+        tracker("postprocessing", 0, 1)
+        t_post = time.perf_counter()
+        video = apply_chain(video, request.postprocess)
+        timings["postprocess"] = time.perf_counter() - t_post
 
     recipe = build_recipe(params, request, fmt=fmt, timings=timings, cost=output_obj.cost,
                           provider_task_id=output_obj.provider_task_id, model_revision=output_obj.model_revision,
@@ -135,18 +160,21 @@ def run(
         tracker("saving", 0, 1)
         t_save = time.perf_counter()
         path = video.save(out_path, format=fmt)
+        if request.postprocess:  # steps on the file itself (a soundtrack)
+            from .media.enhance import apply_file_steps
+
+            apply_file_steps(path, request.postprocess)
         timings["save"] = time.perf_counter() - t_save
     timings["total"] = time.perf_counter() - t_start
     recipe["timings"] = {k: round(v, 4) for k, v in timings.items()}
     if path is not None:  # rewrite the sidecar so it carries the final timings too
-        import json
-
-        from .video import _atomic_write_text, sidecar_path
-
-        _atomic_write_text(sidecar_path(path), json.dumps(recipe, indent=2, sort_keys=True, default=str))
+        video.write_sidecar(path)
     tracker("done", 1, 1)
-    return Result(path=path, video=video, recipe=recipe, timings=timings, seed=seed, cost=output_obj.cost,
-                  provider_task_id=output_obj.provider_task_id, warnings=list(output_obj.warnings))  # fmt: skip
+    result = Result(path=path, video=video, recipe=recipe, timings=timings, seed=seed, cost=output_obj.cost,
+                    provider_task_id=output_obj.provider_task_id, warnings=list(output_obj.warnings))  # fmt: skip
+    if store is not None:
+        store.put(request, result)
+    return result
 
 
 def _output_format(request: VideoRequest, out_path: Path | None) -> str:
@@ -203,6 +231,7 @@ def build_recipe(
         "guidance_scale": params.guidance_scale,
         "format": fmt,
         "options": _json_safe(params.options),
+        "postprocess": list(getattr(request, "postprocess", None) or []),
         "timings": {k: round(v, 4) for k, v in timings.items()},
         "cost": cost,
         "provider_task_id": provider_task_id,

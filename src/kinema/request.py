@@ -101,6 +101,8 @@ class VideoRequest(BaseModel):
     format: Literal["mp4", "webm", "gif", "png"] | None = None
     #: backend-specific options (for example diffusers' ``cache`` or ``offload``); each backend validates its own
     options: dict[str, Any] = {}
+    #: post-processing applied after generation, in order (kinema.media.enhance): [{"op": "upscale", "factor": 2}]
+    postprocess: list[dict[str, Any]] = []
 
     def __init__(self, **data: Any) -> None:
         try:
@@ -271,6 +273,13 @@ class VideoRequest(BaseModel):
         if not isinstance(value, dict):
             raise ValueError(f"must be a mapping of option names to values, not {type(value).__name__}")
         return value
+
+    @field_validator("postprocess", mode="before")
+    @classmethod
+    def _postprocess(cls, value: Any) -> Any:
+        from .media.enhance import chain_to_json, validate_chain
+
+        return chain_to_json(validate_chain(value))
 
     @model_validator(mode="after")
     def _together(self) -> VideoRequest:
