@@ -1,0 +1,180 @@
+"""Kling's official API (reference/provider-apis.md §5), over httpx with a fresh JWT per request (there is no
+official Python SDK).
+
+``POST /v1/videos/text2video`` (or ``image2video``) returns ``data.task_id``; ``GET /v1/videos/<family>/{task_id}``
+is polled (``submitted`` -> queued, ``processing`` -> in_progress, ``succeed`` -> completed, ``failed`` with
+``task_status_msg``). Every answer is an envelope ``{code, message, request_id, data}``: code 0 is success; 1300-1301
+are content-safety refusals, 1302-1303 rate / concurrency limits, 1000-1004 authentication. ``duration`` is a
+string ("5", "10"); ``mode`` is ``std`` (720p) or ``pro`` (1080p).
+
+Keys: ``KLING_ACCESS_KEY`` and ``KLING_SECRET_KEY`` (the JWT is HS256 with ``iss`` = access key, ``exp`` = now + 30
+min, ``nbf`` = now - 5 s). Base URL: ``KINEMA_KLING_BASE_URL`` (default the global ``https://api-singapore.klingai.com``;
+China is ``https://api-beijing.klingai.com``).
+
+>>> import kinema  # doctest: +SKIP
+>>> kinema.generate("a fox", backend="kling", model="kling-v2-6", duration=5)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+from typing import Any
+
+from ..errors import ContentRejected, InvalidRequest, KinemaError, ProviderError
+from .base import Capabilities, GenerationParams
+from .remote import (
+    LoopOptions,
+    RemoteBackend,
+    TaskStatus,
+    encode_png,
+    env_base_url,
+    http_error,
+    known_ratio,
+    ratio_sizes,
+)
+
+__all__ = ["KlingBackend", "KLING_MODELS"]
+
+DEFAULT_BASE_URL = "https://api-singapore.klingai.com"
+#: model -> allowed durations (seconds)
+KLING_MODELS: dict[str, tuple[float, ...]] = {
+    "kling-v1": (5.0, 10.0),
+    "kling-v1-6": (5.0, 10.0),
+    "kling-v2-master": (5.0, 10.0),
+    "kling-v2-1-master": (5.0, 10.0),
+    "kling-v2-5-turbo": (5.0, 10.0),
+    "kling-v2-6": (5.0, 10.0),
+    "kling-v3": tuple(float(d) for d in range(3, 16)),
+}
+KLING_RATIOS = ("16:9", "9:16", "1:1")
+_STATUS = {"submitted": "queued", "processing": "in_progress", "succeed": "completed", "failed": "failed"}
+
+
+class KlingBackend(RemoteBackend):
+    name = "kling"
+    provider = "kling"
+    description = "Kling official API (kling-v1 ... kling-v3), per-request JWT"
+    env_keys = ("KLING_ACCESS_KEY", "KLING_SECRET_KEY")
+    requires = (("httpx", "cloud"), ("jwt", "cloud"))
+    recommended_poll_interval = 5.0
+    max_poll_interval = 30.0
+    provider_options = ("cfg_scale", "sound", "camera_control")
+
+    def models(self) -> list[str]:
+        return list(KLING_MODELS)
+
+    def default_model(self) -> str:
+        return "kling-v2-6"
+
+    def capabilities(self, model: str | None = None) -> Capabilities:
+        model = model or self.default_model()
+        if model not in KLING_MODELS:
+            raise InvalidRequest("model", f"{model!r} is not a Kling video model", value=model,
+                                 allowed=", ".join(KLING_MODELS))  # fmt: skip
+        return Capabilities(
+            modes=("t2v", "i2v"), default_size=(1280, 720), sizes=ratio_sizes(KLING_RATIOS, (720, 1080)),
+            aspect_ratios=KLING_RATIOS, durations=KLING_MODELS[model], default_fps=24.0, max_prompt_chars=2500,
+            notes="720p is mode std, 1080p is mode pro",
+        )  # fmt: skip
+
+    def check(self, params: GenerationParams) -> None:
+        if "cfg_scale" in params.options:
+            value = params.options["cfg_scale"]
+            if not isinstance(value, int | float) or not 0 <= value <= 1:
+                raise InvalidRequest("options.cfg_scale", f"{value!r} is outside 0..1", value=value, allowed="0 to 1")
+            if str(params.model).startswith("kling-v2"):
+                raise InvalidRequest("options.cfg_scale", f"is not supported by {params.model!r}",
+                                     allowed="kling-v1, kling-v1-6")  # fmt: skip
+        if params.options.get("sound") not in (None, "on", "off"):
+            raise InvalidRequest("options.sound", f"{params.options['sound']!r} is not on or off", allowed="on, off")
+
+    # -- transport ------------------------------------------------------------------------------------------------
+    def make_client(self, loop: LoopOptions) -> Any:
+        from .base import require_module
+
+        httpx = require_module("httpx", "cloud", feature="the kling backend")
+        require_module("jwt", "cloud", feature="the kling backend")
+        self.api_key("KLING_ACCESS_KEY")
+        self.api_key("KLING_SECRET_KEY")
+        base = env_base_url("KINEMA_KLING_BASE_URL", default=DEFAULT_BASE_URL)
+        return httpx.Client(base_url=base, timeout=loop.request_timeout)
+
+    def _token(self) -> str:
+        import jwt
+
+        now = int(time.time())
+        payload = {"iss": self.api_key("KLING_ACCESS_KEY"), "exp": now + 1800, "nbf": now - 5}
+        return str(jwt.encode(payload, self.api_key("KLING_SECRET_KEY"), algorithm="HS256",
+                              headers={"alg": "HS256", "typ": "JWT"}))  # fmt: skip
+
+    def _request(self, client: Any, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        # a fresh JWT on every request: they expire after 30 minutes, and a generation can take longer
+        resp = client.request(method, path, json=body, headers={"Authorization": f"Bearer {self._token()}"})
+        try:
+            data = resp.json()
+        except ValueError:
+            data = {}
+        code = data.get("code") if isinstance(data, dict) else None
+        if resp.status_code >= 400 or (code not in (None, 0)):
+            raise self._envelope_error(resp.status_code, data if isinstance(data, dict) else {}, resp.headers)
+        return data.get("data") or {}
+
+    def _envelope_error(self, status: int, data: dict[str, Any], headers: Any) -> KinemaError:
+        code = data.get("code")
+        message = str(data.get("message") or f"HTTP {status}")
+        code_s = str(code) if code is not None else None
+        if isinstance(code, int) and 1300 <= code <= 1301:
+            return ContentRejected(f"kling refused the request on content grounds (code {code}): {message}")
+        if isinstance(code, int) and code in (1302, 1303):
+            status = 429
+        if isinstance(code, int) and 1000 <= code <= 1004:
+            return ProviderError(f"kling rejected the credentials (HTTP {status}, code {code}): {message} "
+                                 f"(check KLING_ACCESS_KEY and KLING_SECRET_KEY)", provider=self.provider,
+                                 provider_code=code_s, provider_message=message, status_code=status)  # fmt: skip
+        return http_error(self.provider, status, message, code=code_s, headers=headers, moderated=False)
+
+    # -- the loop's parts -----------------------------------------------------------------------------------------
+    def submit(self, client: Any, params: GenerationParams) -> tuple[str, dict[str, Any], TaskStatus | None]:
+        family = "image2video" if params.mode == "i2v" else "text2video"
+        body: dict[str, Any] = {
+            "model_name": params.model, "prompt": params.prompt,
+            "mode": "pro" if min(params.width, params.height) >= 1080 else "std",
+            "aspect_ratio": known_ratio(params.width, params.height, KLING_RATIOS),
+            "duration": str(int(round(params.duration))),
+        }  # fmt: skip
+        if params.negative_prompt:
+            body["negative_prompt"] = params.negative_prompt
+        for key in ("cfg_scale", "sound", "camera_control"):
+            if key in params.options:
+                body[key] = params.options[key]
+        if family == "image2video":
+            source = params.image_source
+            if isinstance(source, str) and source.startswith(("http://", "https://")):
+                body["image"] = source
+            else:
+                assert params.image is not None
+                body["image"] = base64.b64encode(encode_png(params.image)).decode("ascii")  # raw, no data: prefix
+        data = self._request(client, "POST", f"/v1/videos/{family}", body)
+        task_id = str(data.get("task_id") or "")
+        if not task_id:
+            raise ProviderError("kling accepted the request but returned no task_id", provider=self.provider)
+        return task_id, {"family": family}, self._status(data)
+
+    def fetch(self, client: Any, task_id: str, info: dict[str, Any]) -> TaskStatus:
+        family = info.get("family") or ("image2video" if info.get("mode") == "i2v" else "text2video")
+        return self._status(self._request(client, "GET", f"/v1/videos/{family}/{task_id}"))
+
+    def _status(self, data: dict[str, Any]) -> TaskStatus:
+        raw = str(data.get("task_status"))
+        videos = (data.get("task_result") or {}).get("videos") or []
+        units = data.get("final_unit_deduction")
+        return TaskStatus(
+            status=_STATUS.get(raw, "in_progress"), raw_status=raw,
+            output_urls=[v["url"] for v in videos if isinstance(v, dict) and v.get("url")],
+            error_message=data.get("task_status_msg") if raw == "failed" else None,
+            cost={"units": float(units)} if units not in (None, "") else None,
+        )  # fmt: skip
+
+    def translate_error(self, exc: BaseException) -> KinemaError | None:
+        return super().translate_error(exc)

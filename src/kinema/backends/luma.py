@@ -1,0 +1,102 @@
+"""Luma Dream Machine through the official ``lumaai`` SDK (reference/provider-apis.md §2).
+
+``POST /generations/video`` creates a Generation; ``GET /generations/{id}`` is polled (state queued -> queued,
+dreaming -> in_progress, completed, failed with ``failure_reason``). The video is ``assets.video``. Luma takes an
+aspect ratio, a resolution name and a duration ("5s" / "9s"), so Kinema's width x height maps onto the closest
+listed (ratio, resolution). Image-to-video takes the first frame as a public URL (``keyframes.frame0``).
+
+Key: ``LUMAAI_API_KEY``; base URL: ``LUMAAI_BASE_URL`` (the SDK's own variable).
+
+>>> import kinema  # doctest: +SKIP
+>>> kinema.generate("a fox", backend="luma", aspect_ratio="16:9", duration=5)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from ..errors import InvalidRequest, KinemaError
+from .base import Capabilities, GenerationParams
+from .remote import LoopOptions, RemoteBackend, TaskStatus, known_ratio, ratio_sizes, short_side_name, stainless_error
+
+__all__ = ["LumaBackend", "LUMA_MODELS", "LUMA_RATIOS", "LUMA_RESOLUTIONS"]
+
+LUMA_MODELS = ("ray-2", "ray-flash-2")
+LUMA_RATIOS = ("16:9", "9:16", "1:1", "4:3", "3:4", "21:9", "9:21")
+LUMA_RESOLUTIONS = {"540p": 540, "720p": 720, "1080p": 1080, "4k": 2160}
+_STATUS = {"queued": "queued", "dreaming": "in_progress", "completed": "completed", "failed": "failed"}
+
+
+class LumaBackend(RemoteBackend):
+    name = "luma"
+    provider = "luma"
+    description = "Luma Dream Machine (ray-2, ray-flash-2) via the lumaai SDK"
+    env_keys = ("LUMAAI_API_KEY",)
+    requires = (("lumaai", "cloud"),)
+    recommended_poll_interval = 3.0
+    max_poll_interval = 20.0
+    provider_options = ("loop",)
+
+    def models(self) -> list[str]:
+        return list(LUMA_MODELS)
+
+    def default_model(self) -> str:
+        return "ray-2"
+
+    def capabilities(self, model: str | None = None) -> Capabilities:
+        model = model or self.default_model()
+        if model not in LUMA_MODELS:
+            raise InvalidRequest("model", f"{model!r} is not a Luma Dream Machine video model", value=model,
+                                 allowed=", ".join(LUMA_MODELS))  # fmt: skip
+        return Capabilities(
+            modes=("t2v", "i2v"), default_size=(1280, 720),
+            sizes=ratio_sizes(LUMA_RATIOS, tuple(LUMA_RESOLUTIONS.values())),
+            aspect_ratios=tuple(r for r in LUMA_RATIOS if r != "9:21"), durations=(5.0, 9.0), default_fps=24.0,
+            negative_prompt=False, notes="aspect ratio x resolution (540p, 720p, 1080p, 4k); 5 s or 9 s",
+        )  # fmt: skip
+
+    def check(self, params: GenerationParams) -> None:
+        if params.mode == "i2v" and not _is_url(params.image_source):
+            raise InvalidRequest("image", "Luma takes the first frame as a public URL, not a local file",
+                                 value=str(params.image_source)[:80], allowed="an http(s) URL")  # fmt: skip
+
+    def make_client(self, loop: LoopOptions) -> Any:
+        from .base import require_module
+
+        lumaai = require_module("lumaai", "cloud", feature="the luma backend")
+        # max_retries=0: no hidden re-send of a create that may have been accepted
+        return lumaai.LumaAI(auth_token=self.api_key("LUMAAI_API_KEY"),
+                             base_url=os.environ.get("LUMAAI_BASE_URL") or None, max_retries=0,
+                             timeout=loop.request_timeout)  # fmt: skip
+
+    def submit(self, client: Any, params: GenerationParams) -> tuple[str, dict[str, Any], TaskStatus | None]:
+        kwargs: dict[str, Any] = {
+            "model": params.model, "prompt": params.prompt,
+            "aspect_ratio": known_ratio(params.width, params.height, LUMA_RATIOS),
+            "resolution": short_side_name(params.width, params.height, LUMA_RESOLUTIONS),
+            "duration": f"{int(round(params.duration))}s",
+        }  # fmt: skip
+        if "loop" in params.options:
+            kwargs["loop"] = bool(params.options["loop"])
+        if params.mode == "i2v":
+            kwargs["keyframes"] = {"frame0": {"type": "image", "url": params.image_source}}
+        generation = client.generations.create(**kwargs)
+        return str(generation.id), {}, None
+
+    def fetch(self, client: Any, task_id: str, info: dict[str, Any]) -> TaskStatus:
+        raw = client.generations.with_raw_response.get(task_id)
+        data = json.loads(raw.text() if callable(raw.text) else raw.text)
+        state = str(data.get("state"))
+        assets = data.get("assets") or {}
+        url = assets.get("video") if isinstance(assets, dict) else None
+        return TaskStatus(status=_STATUS.get(state, "in_progress"), raw_status=state,
+                          output_urls=[url] if url else [], error_message=data.get("failure_reason"))  # fmt: skip
+
+    def translate_error(self, exc: BaseException) -> KinemaError | None:
+        return stainless_error(self.provider, exc) or super().translate_error(exc)
+
+
+def _is_url(source: Any) -> bool:
+    return isinstance(source, str) and source.startswith(("http://", "https://"))

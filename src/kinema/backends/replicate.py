@@ -1,0 +1,152 @@
+"""Replicate through the official ``replicate`` SDK (reference/provider-apis.md §9).
+
+``POST /v1/models/{owner}/{name}/predictions`` (or ``/v1/predictions`` with a version) creates a prediction;
+``GET /v1/predictions/{id}`` is polled (``starting`` -> queued, ``processing`` -> in_progress, ``succeeded``,
+``failed``, ``canceled``); ``output`` is a URL or a list of URLs, served from expiring signed URLs. The SDK never
+retries a POST (so no hidden second paid prediction) and retries GETs on 429/503/504 honouring Retry-After.
+
+Models: a few official video models are checked against what they accept (marked [unverified] in
+docs/providers.md: the contract does not list model inputs); any other ``owner/name`` or ``owner/name:version`` is
+passed through, with its extra inputs in ``options["input"]``.
+
+Key: ``REPLICATE_API_TOKEN``; base URL: ``REPLICATE_BASE_URL`` (the SDK's own variable).
+
+>>> import kinema  # doctest: +SKIP
+>>> kinema.generate("a fox in snow", backend="replicate", model="minimax/video-01")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import InvalidRequest, KinemaError
+from .base import Capabilities, GenerationParams
+from .remote import LoopOptions, RemoteBackend, TaskStatus, data_uri, encode_png, http_error, ratio_sizes
+
+__all__ = ["ReplicateBackend", "REPLICATE_MODELS"]
+
+_MODEL_ID = re.compile(r"^[a-z0-9][a-z0-9_.-]*/[a-z0-9][a-z0-9_.-]*(:[0-9a-f]{64})?$")
+_STATUS = {"starting": "queued", "processing": "in_progress", "succeeded": "completed", "failed": "failed",
+           "canceled": "cancelled", "aborted": "cancelled"}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ReplicateModel:
+    modes: tuple[str, ...]
+    image_field: str
+    durations: tuple[float, ...] | None
+    sizes: tuple[tuple[int, int], ...] | None
+    negative_prompt: bool
+    duration_field: str | None = None
+
+
+REPLICATE_MODELS: dict[str, ReplicateModel] = {
+    "minimax/video-01": ReplicateModel(("t2v", "i2v"), "first_frame_image", (6.0,), ((1280, 720),), False),
+    "kwaivgi/kling-v2.1": ReplicateModel(
+        ("i2v",), "start_image", (5.0, 10.0), ratio_sizes(("16:9",), (720, 1080)), True, duration_field="duration"
+    ),  # fmt: skip
+}
+
+
+class ReplicateBackend(RemoteBackend):
+    name = "replicate"
+    provider = "replicate"
+    description = "Replicate (official video models and any owner/name[:version]) via the replicate SDK"
+    env_keys = ("REPLICATE_API_TOKEN",)
+    requires = (("replicate", "cloud"),)
+    recommended_poll_interval = 2.0
+    max_poll_interval = 15.0
+    provider_options = ("input",)
+
+    def models(self) -> list[str]:
+        return list(REPLICATE_MODELS)
+
+    def default_model(self) -> str:
+        return "minimax/video-01"
+
+    def capabilities(self, model: str | None = None) -> Capabilities:
+        model = model or self.default_model()
+        if not _MODEL_ID.match(model):
+            raise InvalidRequest("model", f"{model!r} is not a Replicate model id", value=model,
+                                 allowed="owner/name or owner/name:<64-hex version>, e.g. "
+                                         + ", ".join(REPLICATE_MODELS))  # fmt: skip
+        known = REPLICATE_MODELS.get(model)
+        if known is None:  # someone's model: Replicate checks its inputs
+            return Capabilities(modes=("t2v", "i2v"), default_size=(1280, 720), default_frames=120, default_fps=24.0,
+                                notes="any Replicate model; extra inputs in options['input']")  # fmt: skip
+        return Capabilities(modes=known.modes, default_size=(known.sizes or ((1280, 720),))[0], sizes=known.sizes,
+                            durations=known.durations, default_fps=24.0, negative_prompt=known.negative_prompt,
+                            notes="[unverified] model inputs")  # fmt: skip
+
+    def check(self, params: GenerationParams) -> None:
+        extra = params.options.get("input")
+        if extra is not None and not isinstance(extra, dict):
+            raise InvalidRequest("options.input", f"must be a mapping of the model's input names to values, "
+                                 f"not {type(extra).__name__}", value=extra)  # fmt: skip
+
+    def make_client(self, loop: LoopOptions) -> Any:
+        from .base import require_module
+
+        replicate = require_module("replicate", "cloud", feature="the replicate backend")
+        import httpx
+
+        return replicate.Client(api_token=self.api_key("REPLICATE_API_TOKEN"),
+                                base_url=os.environ.get("REPLICATE_BASE_URL") or None,
+                                timeout=httpx.Timeout(loop.request_timeout))  # fmt: skip
+
+    def submit(self, client: Any, params: GenerationParams) -> tuple[str, dict[str, Any], TaskStatus | None]:
+        model = str(params.model)
+        known = REPLICATE_MODELS.get(model)
+        inputs: dict[str, Any] = {"prompt": params.prompt}
+        if params.negative_prompt:
+            inputs["negative_prompt"] = params.negative_prompt
+        if known is None:
+            inputs["seed"] = params.seed
+        elif known.duration_field:
+            inputs[known.duration_field] = int(round(params.duration))
+            if known.sizes and len(known.sizes) > 1:
+                inputs["mode"] = "pro" if min(params.width, params.height) >= 1080 else "standard"
+        if params.mode == "i2v":
+            source = params.image_source
+            field = known.image_field if known else "image"
+            if isinstance(source, str) and source.startswith("https://"):
+                inputs[field] = source
+            else:
+                assert params.image is not None
+                inputs[field] = data_uri(encode_png(params.image))
+        inputs.update(params.options.get("input") or {})
+        if ":" in model:
+            prediction = client.predictions.create(version=model.split(":", 1)[1], input=inputs)
+        else:
+            prediction = client.predictions.create(model=model, input=inputs)
+        return str(prediction.id), {}, self._status(prediction)
+
+    def fetch(self, client: Any, task_id: str, info: dict[str, Any]) -> TaskStatus:
+        return self._status(client.predictions.get(task_id))
+
+    def _status(self, prediction: Any) -> TaskStatus:
+        raw = str(prediction.status)
+        output = prediction.output
+        urls: list[str] = []
+        if isinstance(output, str):
+            urls = [output]
+        elif isinstance(output, list):
+            urls = [u for u in output if isinstance(u, str)]
+        elif isinstance(output, dict):
+            urls = [u for u in output.values() if isinstance(u, str) and u.startswith("http")]
+        metrics = prediction.metrics or {}
+        cost = {"predict_time": metrics["predict_time"]} if metrics.get("predict_time") is not None else None
+        error = prediction.error
+        return TaskStatus(status=_STATUS.get(raw, "in_progress"), raw_status=raw, output_urls=urls, cost=cost,
+                          error_message=str(error) if error else None)  # fmt: skip
+
+    def translate_error(self, exc: BaseException) -> KinemaError | None:
+        from replicate.exceptions import ReplicateError
+
+        if isinstance(exc, ReplicateError):
+            message = exc.detail or exc.title or str(exc)
+            return http_error(self.provider, exc.status, message, code=exc.title)
+        return super().translate_error(exc)

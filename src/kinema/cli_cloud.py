@@ -1,0 +1,96 @@
+"""Cloud commands: ``kinema resume``, and resume files for ``kinema generate`` with a cloud backend.
+
+A paid generation must never be lost to a crash, a closed laptop or a deadline. When a cloud backend learns the
+provider's task id (right after submit, before polling), ``kinema generate -o clip.mp4`` writes it to
+``clip.mp4.task.json`` (the backend, the task id, what the provider needs to find it again, and the request, never a
+key). The file is removed once the video is saved. If anything stops the run first::
+
+    kinema resume clip.mp4            # or: kinema resume clip.mp4.task.json
+
+re-attaches to the same provider task (no second submission, no second bill), waits for it, downloads the result
+and saves it with its recipe. ``--option timeout=3600`` waits longer; ``-o`` saves elsewhere.
+
+Library callers get the same with ``engine.run(..., on_task_id=task_recorder(output))`` and
+``engine.run(..., resume_task_id=..., resume_info=...)``.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from .backends.remote import read_resume_file, resume_file_for, write_resume_file
+
+__all__ = ["register", "task_recorder", "resume"]
+
+RESUME_FORMAT = 1
+
+
+def task_recorder(output: str | Path) -> Callable[[str, dict[str, Any]], None]:
+    """An ``on_task_id`` hook that writes ``<output>.task.json`` the moment the provider's task id is known."""
+    target = resume_file_for(output)
+
+    def record(task_id: str, info: dict[str, Any]) -> None:
+        write_resume_file(target, {
+            "kinema_resume": RESUME_FORMAT, "task_id": task_id, "backend": info.get("backend"),
+            "output": str(output), "info": info,
+            "created_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        })  # fmt: skip
+
+    return record
+
+
+def _resume_path(path: Path) -> Path:
+    if path.name.endswith(".task.json"):
+        return path
+    return resume_file_for(path)
+
+
+def resume(
+    path: Annotated[Path, typer.Argument(help="The output of the interrupted generation, or its .task.json file.")],
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="Save here instead.")] = None,
+    option: Annotated[
+        list[str] | None, typer.Option("--option", help="Loop option KEY=VALUE, e.g. timeout=3600.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as one JSON object on stdout.")] = False,
+) -> None:
+    """Re-attach to a cloud generation recorded in a resume file: no second submission, no second bill."""
+    from . import engine
+    from .cli import err, fail, out, parse_options
+    from .errors import InvalidRequest, KinemaError
+    from .request import VideoRequest
+
+    try:
+        record_path = _resume_path(path)
+        record = read_resume_file(record_path)
+        info = dict(record.get("info") or {})
+        fields = {k: v for k, v in dict(info.get("request") or {}).items() if v is not None}
+        if not fields.get("prompt"):
+            raise InvalidRequest("path", f"{record_path} holds no request to rebuild", value=str(record_path))
+        fields["backend"] = record["backend"]
+        fields["options"] = {**dict(fields.get("options") or {}), **parse_options(option)}
+        if info.get("mode") == "i2v" and not fields.get("image"):
+            raise InvalidRequest("image", "the interrupted generation started from an image given as data, which is "
+                                 "not stored; it cannot be rebuilt from the resume file")  # fmt: skip
+        request = VideoRequest(**fields)
+        target = output or Path(str(record.get("output") or str(record_path)[: -len(".task.json")]))
+        err.print(f"resuming {record['backend']} task {record['task_id']} -> {target}", highlight=False)
+        result = engine.run(request, output=target, resume_task_id=str(record["task_id"]), resume_info=info)
+    except (KinemaError, KeyboardInterrupt) as exc:
+        fail(exc)
+        return
+    record_path.unlink(missing_ok=True)
+    if as_json:
+        sys.stdout.write(json.dumps(result.to_dict(), default=str) + "\n")
+    else:
+        out.print(f"[green]saved[/] {result.path}  (task {result.provider_task_id}, no new submission)")
+
+
+def register(app: typer.Typer) -> None:
+    app.command(name="resume")(resume)

@@ -1,0 +1,113 @@
+"""Fake of fal.ai's queue (reference/provider-apis.md §6): POST /{owner}/{alias}/{subpath} returns
+{request_id, response_url, status_url, cancel_url}; GET .../requests/{id}/status (IN_QUEUE with queue_position,
+IN_PROGRESS, COMPLETED, the last possibly with error / error_type); GET .../requests/{id} is the model output
+{video: {url, ...}}; PUT .../requests/{id}/cancel. Status and result URLs drop the subpath. Auth "Key <FAL_KEY>"
+(Bearer accepted too); errors {detail}, 422 with a pydantic-style detail list."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from .base import FakeServer, Request, Response
+
+KLING = {"fal-ai/kling-video/v2.5-turbo/pro/text-to-video", "fal-ai/kling-video/v2.5-turbo/pro/image-to-video",
+         "fal-ai/kling-video/v2.1/master/text-to-video", "fal-ai/kling-video/v2.1/master/image-to-video",
+         "fal-ai/kling-video/v2.1/standard/image-to-video", "fal-ai/kling-video/v2/master/text-to-video"}  # fmt: skip
+PIKA = {"fal-ai/pika/v2.2/text-to-video", "fal-ai/pika/v2.2/image-to-video", "fal-ai/pika/v2.5/text-to-video"}
+
+
+class FakeFal(FakeServer):
+    provider = "fal"
+
+    def __init__(self, video: bytes, key: str = "fal-key-id-0123:fal-secret-abcdef0123456789") -> None:
+        super().__init__(video, key)
+
+    def setup_routes(self) -> None:
+        self.route("GET", r"/(?P<owner>[\w.-]+)/(?P<alias>[\w.-]+)/requests/(?P<id>[0-9a-f-]+)/status", self.status,
+                   kind="poll")  # fmt: skip
+        self.route("GET", r"/(?P<owner>[\w.-]+)/(?P<alias>[\w.-]+)/requests/(?P<id>[0-9a-f-]+)", self.result,
+                   kind="result")  # fmt: skip
+        self.route("PUT", r"/(?P<owner>[\w.-]+)/(?P<alias>[\w.-]+)/requests/(?P<id>[0-9a-f-]+)/cancel", self.cancel)
+        self.route("POST", r"/(?P<endpoint>[\w.-]+/[\w.-]+(?:/[\w.-]+)*)", self.submit, kind="submit")
+
+    def auth_error(self, req: Request) -> Response | None:
+        if req.header("authorization") in (f"Key {self.key}", f"Bearer {self.key}"):
+            return None
+        return Response(401, {"detail": "Authentication is required to access this application."})
+
+    def error_body(self, status: int, message: str, code: str | None = None) -> Any:
+        return {"detail": message}
+
+    def _invalid(self, loc: str, msg: str, value: Any) -> Response:
+        return Response(422, {"detail": [{"loc": ["body", loc], "msg": msg, "type": "value_error", "input": value}]})
+
+    def submit(self, req: Request) -> Response:
+        endpoint = req.match.group("endpoint") if req.match else ""
+        if endpoint not in KLING | PIKA:
+            return Response(404, {"detail": f"Application '{endpoint}' not found"})
+        body = req.json()
+        if not body.get("prompt"):
+            return self._invalid("prompt", "field required", None)
+        if endpoint in KLING:
+            if body.get("duration", "5") not in ("5", "10"):
+                return self._invalid("duration", "unexpected value; permitted: '5', '10'", body.get("duration"))
+            if body.get("aspect_ratio", "16:9") not in ("16:9", "9:16", "1:1"):
+                return self._invalid("aspect_ratio", "unexpected value", body.get("aspect_ratio"))
+        else:
+            if body.get("duration", 5) not in (5, 10):
+                return self._invalid("duration", "unexpected value; permitted: 5, 10", body.get("duration"))
+            if body.get("resolution", "720p") not in ("480p", "720p", "1080p"):
+                return self._invalid("resolution", "unexpected value", body.get("resolution"))
+        if endpoint.endswith("image-to-video") and not body.get("image_url"):
+            return self._invalid("image_url", "field required", None)
+        owner, alias = endpoint.split("/")[:2]
+        task = self.new_task(body, task_id=str(uuid.uuid4()))
+        task.extra.update(app=f"{owner}/{alias}", endpoint=endpoint, image=body.get("image_url"))
+        base = f"{self.url}/{owner}/{alias}/requests/{task.id}"  # the subpath is dropped
+        return Response(200, {"request_id": task.id, "gateway_request_id": task.id, "response_url": base,
+                              "status_url": base + "/status", "cancel_url": base + "/cancel", "queue_position": 0},
+                        headers={"x-fal-request-id": task.id})  # fmt: skip
+
+    def _task(self, req: Request) -> Any:
+        if not req.match:
+            return None
+        task = self.tasks.get(req.match.group("id"))
+        if task is None or task.extra["app"] != f"{req.match.group('owner')}/{req.match.group('alias')}":
+            return None
+        return task
+
+    def status(self, req: Request) -> Response:
+        task = self._task(req)
+        if task is None:
+            return Response(404, {"detail": "Request not found"})
+        phase = self.advance(task)
+        base = f"{self.url}/{task.extra['app']}/requests/{task.id}"
+        if phase == "queued":
+            return Response(200, {"status": "IN_QUEUE", "queue_position": 2, "response_url": base})
+        if phase == "running":
+            return Response(200, {"status": "IN_PROGRESS", "response_url": base})  # no "logs" key: it is optional
+        out: dict[str, Any] = {"status": "COMPLETED", "response_url": base, "metrics": {"inference_time": 41.5}}
+        if phase == "fail":
+            out.update(error="Internal error while running the model", error_type="internal_server_error")
+        elif phase == "moderate":
+            out.update(error="The content could not be processed because it was flagged by a content checker",
+                       error_type="content_policy_violation")  # fmt: skip
+        return Response(200, out)
+
+    def result(self, req: Request) -> Response:
+        task = self._task(req)
+        if task is None:
+            return Response(404, {"detail": "Request not found"})
+        if self.phase(task) != "succeed":
+            return Response(400, {"detail": "Request is still in progress"})
+        return Response(200, {"video": {"url": self.output_url(), "content_type": "video/mp4",
+                                        "file_name": "output.mp4", "file_size": len(self.video)}})  # fmt: skip
+
+    def cancel(self, req: Request) -> Response:
+        task = self._task(req)
+        if task is None:
+            return Response(404, {"detail": "Request not found"})
+        if task.polls > 1:
+            return Response(400, {"detail": "Request already started", "status": "ALREADY_COMPLETED"})
+        return Response(202, {"status": "CANCELLATION_REQUESTED"})

@@ -1,0 +1,109 @@
+"""Fake of Kling's official API (reference/provider-apis.md §5): POST /v1/videos/{text2video|image2video},
+GET /v1/videos/{family}/{task_id}; a per-request HS256 JWT (iss = access key, exp, nbf) checked on every call;
+envelope {code, message, request_id, data}; task_status submitted / processing / succeed / failed."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+import jwt
+
+from .base import FakeServer, Request, Response
+
+MODELS = {"kling-v1", "kling-v1-6", "kling-v2-master", "kling-v2-1-master", "kling-v2-5-turbo", "kling-v2-6",
+          "kling-v3"}  # fmt: skip
+
+
+class FakeKling(FakeServer):
+    provider = "kling"
+
+    def __init__(self, video: bytes, key: str = "ak-kling-test-0123456789",
+                 secret: str = "sk-kling-secret-abcdef0123456789") -> None:  # fmt: skip
+        self.secret = secret
+        self.other_secrets = [secret]
+        self.tokens_seen: list[str] = []
+        self._next_id = 880000000000
+        super().__init__(video, key)
+
+    def setup_routes(self) -> None:
+        for family in ("text2video", "image2video"):
+            self.route("POST", rf"/v1/videos/{family}", lambda r, f=family: self.create(r, f), kind="submit")
+            self.route("GET", rf"/v1/videos/{family}/(?P<id>\d+)", lambda r, f=family: self.query(r, f), kind="poll")
+
+    def envelope(self, code: int, message: str, data: Any = None) -> dict[str, Any]:
+        return {"code": code, "message": message, "request_id": str(uuid.uuid4()), "data": data}
+
+    def error_body(self, status: int, message: str, code: str | None = None) -> Any:
+        service_code = {429: 1302, 500: 5000, 502: 5000, 503: 5001, 504: 5002, 404: 1203}.get(status, 1200)
+        return self.envelope(service_code, message)
+
+    def auth_error(self, req: Request) -> Response | None:
+        header = req.header("authorization") or ""
+        if not header.startswith("Bearer "):
+            return Response(401, self.envelope(1001, "Authorization is empty"))
+        token = header[len("Bearer ") :]
+        try:
+            claims = jwt.decode(token, self.secret, algorithms=["HS256"], options={"require": ["exp", "nbf", "iss"]})
+        except jwt.ExpiredSignatureError:
+            return Response(401, self.envelope(1004, "Authorization is expired"))
+        except jwt.ImmatureSignatureError:
+            return Response(401, self.envelope(1003, "Authorization is not yet valid"))
+        except jwt.InvalidTokenError:
+            return Response(401, self.envelope(1002, "Authorization is invalid"))
+        if claims.get("iss") != self.key:
+            return Response(401, self.envelope(1002, "Authorization is invalid"))
+        if claims["exp"] - time.time() > 1800 + 5:
+            return Response(401, self.envelope(1002, "Authorization is invalid: exp too far"))
+        self.tokens_seen.append(token)
+        return None
+
+    def create(self, req: Request, family: str) -> Response:
+        body = req.json()
+        if body.get("model_name", "kling-v1") not in MODELS:
+            return Response(400, self.envelope(1201, f"model_name is invalid: {body.get('model_name')!r}"))
+        duration = body.get("duration", "5")
+        allowed = {str(d) for d in range(3, 16)} if body.get("model_name") == "kling-v3" else {"5", "10"}
+        if not isinstance(duration, str) or duration not in allowed:
+            return Response(400, self.envelope(1201, f"duration is invalid: {duration!r}"))
+        if body.get("aspect_ratio", "16:9") not in ("16:9", "9:16", "1:1"):
+            return Response(400, self.envelope(1201, "aspect_ratio is invalid"))
+        if body.get("mode", "std") not in ("std", "pro"):
+            return Response(400, self.envelope(1201, "mode is invalid"))
+        if family == "image2video":
+            image = body.get("image")
+            if not image or str(image).startswith("data:"):
+                return Response(400, self.envelope(1201, "image is invalid (URL or raw base64 without data: prefix)"))
+        if len(body.get("prompt", "")) > 2500:
+            return Response(400, self.envelope(1201, "prompt is too long"))
+        with self.lock:
+            self._next_id += 1
+            task_id = str(self._next_id)
+        task = self.new_task(body, task_id=task_id)
+        task.extra.update(family=family, image=body.get("image"))
+        return Response(200, self.envelope(0, "SUCCEED", self._data(task, "submitted")))
+
+    def _data(self, task: Any, status: str) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "task_id": task.id, "task_status": status, "task_info": {"external_task_id": None},
+            "created_at": int(task.created * 1000), "updated_at": int(time.time() * 1000),
+        }  # fmt: skip
+        return data
+
+    def query(self, req: Request, family: str) -> Response:
+        task = self.tasks.get(req.match.group("id")) if req.match else None
+        if task is None or task.extra.get("family") != family:
+            return Response(404, self.envelope(1203, "task not found"))
+        phase = self.advance(task)
+        status = {"queued": "submitted", "running": "processing", "succeed": "succeed"}.get(phase, "failed")
+        data = self._data(task, status)
+        if status == "succeed":
+            data["task_result"] = {"videos": [{"id": "v1", "url": self.output_url(), "duration": task.input.get(
+                "duration", "5")}]}  # fmt: skip
+            data["final_unit_deduction"] = "1.5"
+        elif phase == "fail":
+            data["task_status_msg"] = "Generation failed: internal error, please retry"
+        elif phase == "moderate":
+            data["task_status_msg"] = "Failure to pass the risk control system"
+        return Response(200, self.envelope(0, "SUCCEED", data))

@@ -1,0 +1,75 @@
+"""Fake of Luma Dream Machine (reference/provider-apis.md §2): POST /generations/video (and the legacy
+POST /generations), GET /generations/{id}, DELETE /generations/{id}; Bearer auth; errors {"detail": "..."};
+Generation state queued / dreaming / completed / failed with failure_reason; the video at assets.video."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any
+
+from .base import FakeServer, Request, Response, bearer_ok
+
+MODELS = {"ray-2", "ray-flash-2", "ray-1-6"}
+RATIOS = {"1:1", "16:9", "9:16", "4:3", "3:4", "21:9", "9:21"}
+PREFIX = "/dream-machine/v1"
+
+
+class FakeLuma(FakeServer):
+    provider = "luma"
+
+    def __init__(self, video: bytes, key: str = "luma-test-key-0123456789abcdef") -> None:
+        super().__init__(video, key)
+
+    def setup_routes(self) -> None:
+        self.route("POST", PREFIX + r"/generations/video", self.create, kind="submit")
+        self.route("POST", PREFIX + r"/generations", self.create, kind="submit")
+        self.route("GET", PREFIX + r"/generations/(?P<id>[0-9a-f-]{36})", self.get, kind="poll")
+        self.route("DELETE", PREFIX + r"/generations/(?P<id>[0-9a-f-]{36})", self.delete)
+
+    def auth_error(self, req: Request) -> Response | None:
+        if bearer_ok(req, self.key):
+            return None
+        return Response(401, {"detail": "Invalid API key is provided"})
+
+    def error_body(self, status: int, message: str, code: str | None = None) -> Any:
+        return {"detail": message}
+
+    def create(self, req: Request) -> Response:
+        body = req.json()
+        if body.get("model") not in MODELS:
+            return Response(400, {"detail": f"Invalid model: {body.get('model')!r}"})
+        if body.get("aspect_ratio", "16:9") not in RATIOS:
+            return Response(400, {"detail": f"Invalid aspect_ratio: {body.get('aspect_ratio')!r}"})
+        frame0 = (body.get("keyframes") or {}).get("frame0")
+        if frame0 is not None and (frame0.get("type") != "image" or not str(frame0.get("url", "")).startswith("http")):
+            return Response(400, {"detail": "keyframes.frame0 must be {type: image, url}"})
+        task = self.new_task(body, task_id=str(uuid.uuid4()))
+        task.extra["image"] = frame0
+        return Response(201, self._generation(task, "queued"))
+
+    def _generation(self, task: Any, phase: str) -> dict[str, Any]:
+        state = {"queued": "queued", "running": "dreaming", "succeed": "completed"}.get(phase, "failed")
+        reason = None
+        if phase == "fail":
+            reason = "Job failed due to an internal error"
+        elif phase == "moderate":
+            reason = "400: Prompt not allowed because advanced moderation failed"
+        return {
+            "id": task.id, "generation_type": "video", "state": state, "failure_reason": reason,
+            "created_at": dt.datetime.fromtimestamp(task.created, dt.UTC).isoformat(), "model": task.input["model"],
+            "assets": {"video": self.output_url(), "image": None, "progress_video": None}
+            if state == "completed" else None,
+            "request": task.input,
+        }  # fmt: skip
+
+    def get(self, req: Request) -> Response:
+        task = self.tasks.get(req.match.group("id")) if req.match else None
+        if task is None:
+            return Response(404, {"detail": "Generation not found"})
+        return Response(200, self._generation(task, self.advance(task)))
+
+    def delete(self, req: Request) -> Response:
+        if req.match and self.tasks.pop(req.match.group("id"), None) is not None:
+            return Response(204, None)
+        return Response(404, {"detail": "Generation not found"})

@@ -1,0 +1,117 @@
+"""Fake of Replicate's API (reference/provider-apis.md §9): POST /v1/models/{owner}/{name}/predictions and
+POST /v1/predictions (by version), GET /v1/predictions/{id}, POST /v1/predictions/{id}/cancel; Bearer auth;
+RFC 7807 errors {title, status, detail} (429: "Request was throttled. Your rate limit resets in ~Ns.");
+prediction status starting / processing / succeeded / failed / canceled; output a URL (or a list)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+from typing import Any
+
+from .base import FakeServer, Request, Response, bearer_ok
+
+MODELS = {"minimax/video-01": "c8bcc4751328608bb75043b3af7bed4eabcf1a6c0a478d50a4cf57fa04bd5101",
+          "kwaivgi/kling-v2.1": "daad218feb714b03e2a1ac445986aebb9d05243cd00da2af17be2e4049f48f69",
+          "someone/custom-video": "5c7d5dc6dd8bf75c1acaa8565735e7986bc5b66206b55cca93cb72c9bf15ccaa"}  # fmt: skip
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat().replace("+00:00", "Z")
+
+
+class FakeReplicate(FakeServer):
+    provider = "replicate"
+
+    def __init__(self, video: bytes, key: str = "r8_testtoken0123456789abcdefABCDEF") -> None:
+        self.output_as_list = False
+        super().__init__(video, key)
+
+    def setup_routes(self) -> None:
+        self.route("POST", r"/v1/models/(?P<owner>[\w.-]+)/(?P<name>[\w.-]+)/predictions", self.create_model,
+                   kind="submit")  # fmt: skip
+        self.route("POST", r"/v1/predictions", self.create_version, kind="submit")
+        self.route("GET", r"/v1/predictions/(?P<id>[a-z0-9]+)", self.get, kind="poll")
+        self.route("POST", r"/v1/predictions/(?P<id>[a-z0-9]+)/cancel", self.cancel)
+
+    def auth_error(self, req: Request) -> Response | None:
+        if bearer_ok(req, self.key):
+            return None
+        return Response(401, {"title": "Unauthenticated", "status": 401,
+                              "detail": "You did not pass a valid authentication token"})  # fmt: skip
+
+    def error_body(self, status: int, message: str, code: str | None = None) -> Any:
+        if status == 429:
+            return {"title": "Request was throttled", "status": 429,
+                    "detail": "Request was throttled. Your rate limit resets in ~1s."}  # fmt: skip
+        return {"title": message, "status": status, "detail": message}
+
+    def create_model(self, req: Request) -> Response:
+        model = f"{req.match.group('owner')}/{req.match.group('name')}" if req.match else ""
+        if model not in MODELS:
+            return Response(404, {"title": "Not found", "status": 404,
+                                  "detail": "The requested resource could not be found."})  # fmt: skip
+        return self._create(req, model, MODELS[model])
+
+    def create_version(self, req: Request) -> Response:
+        version = req.json().get("version")
+        model = next((m for m, v in MODELS.items() if v == version), None)
+        if model is None:
+            return Response(422, {"title": "Invalid version or not permitted", "status": 422,
+                                  "detail": "The specified version does not exist (or perhaps you don't have "
+                                            "permission to use it?)"})  # fmt: skip
+        return self._create(req, model, str(version))
+
+    def _create(self, req: Request, model: str, version: str) -> Response:
+        body = req.json()
+        inputs = body.get("input")
+        if not isinstance(inputs, dict) or not inputs.get("prompt"):
+            return Response(422, {"title": "Input validation failed", "status": 422,
+                                  "detail": "- input: prompt is required"})  # fmt: skip
+        if model == "kwaivgi/kling-v2.1" and not inputs.get("start_image"):
+            return Response(422, {"title": "Input validation failed", "status": 422,
+                                  "detail": "- input: start_image is required"})  # fmt: skip
+        task = self.new_task(inputs, task_id=secrets.token_hex(13)[:26])
+        task.extra.update(
+            model=model,
+            version=version,
+            image=inputs.get("first_frame_image") or inputs.get("start_image") or inputs.get("image"),
+        )
+        return Response(201, self._prediction(task, "starting"))
+
+    def _prediction(self, task: Any, status: str) -> dict[str, Any]:
+        base = f"{self.url}/v1/predictions/{task.id}"
+        pred: dict[str, Any] = {
+            "id": task.id, "model": task.extra["model"], "version": task.extra["version"], "input": task.input,
+            "logs": "", "output": None, "data_removed": False, "error": None, "status": status,
+            "created_at": _now(), "started_at": None, "completed_at": None,
+            "urls": {"get": base, "cancel": base + "/cancel"}, "metrics": {},
+        }  # fmt: skip
+        if status == "succeeded":
+            url = self.output_url()
+            pred.update(output=[url] if self.output_as_list else url, completed_at=_now(),
+                        metrics={"predict_time": 42.1, "total_time": 45.0})  # fmt: skip
+        return pred
+
+    def get(self, req: Request) -> Response:
+        task = self.tasks.get(req.match.group("id")) if req.match else None
+        if task is None:
+            return Response(404, {"title": "Not found", "status": 404,
+                                  "detail": "The requested resource could not be found."})  # fmt: skip
+        if task.extra.get("canceled"):
+            return Response(200, self._prediction(task, "canceled"))
+        phase = self.advance(task)
+        status = {"queued": "starting", "running": "processing", "succeed": "succeeded"}.get(phase, "failed")
+        pred = self._prediction(task, status)
+        if phase == "fail":
+            pred["error"] = "Prediction failed: the model crashed (exit code 1)"
+        elif phase == "moderate":
+            pred["error"] = "NSFW content detected. Try running it again, or try a different prompt."
+        return Response(200, pred)
+
+    def cancel(self, req: Request) -> Response:
+        task = self.tasks.get(req.match.group("id")) if req.match else None
+        if task is None:
+            return Response(404, {"title": "Not found", "status": 404, "detail": "Not found."})
+        task.extra["canceled"] = True
+        return Response(200, self._prediction(task, "canceled"))
