@@ -1,0 +1,578 @@
+"""The catalog of local open-weight video models: ids, Hub repos, pipelines, defaults, limits and licences.
+
+One entry per model Kinema knows by a short id. ``--model`` also takes any Hub repo id or a local folder in the
+diffusers layout; those get their Capabilities from the pipeline class in their ``model_index.json`` and the
+compression factors in their VAE and transformer configs (:func:`derive_capabilities`). Sources of every default
+are in docs/models.md.
+
+>>> from kinema.backends.catalog import get_entry
+>>> entry = get_entry("wan2.1-t2v-1.3b")
+>>> entry.repo, entry.default_size, entry.frame_rule()
+('Wan-AI/Wan2.1-T2V-1.3B-Diffusers', (832, 480), '4k+1')
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .base import Capabilities
+
+__all__ = ["CatalogEntry", "Family", "CATALOG", "FAMILIES", "get_entry", "find_by_repo", "family_for_pipeline",
+           "derive_capabilities", "DEFAULT_MODEL"]  # fmt: skip
+
+DEFAULT_MODEL = "wan2.1-t2v-1.3b"
+
+
+@dataclass(frozen=True)
+class Family:
+    """What a model family's pipelines take, and how its frame count and size rules follow from its configs."""
+
+    name: str
+    t2v: str | None  # diffusers pipeline class for text-to-video
+    i2v: str | None  # ... for image-to-video (built from the same weights with ``from_pipe`` where it differs)
+    extend: str | None  # ... for continuing a clip; None: extension uses the clip's last frame as an i2v image
+    default_size: tuple[int, int]
+    default_frames: int
+    default_fps: float
+    default_steps: int
+    default_guidance: float
+    max_guidance: float = 30.0
+    negative_prompt: bool = True
+    prompt: bool = True  # SVD ignores the prompt
+
+
+FAMILIES: dict[str, Family] = {
+    "wan": Family("wan", "WanPipeline", "WanImageToVideoPipeline", None, (832, 480), 81, 16.0, 50, 5.0),
+    "ltx": Family(
+        "ltx", "LTXPipeline", "LTXImageToVideoPipeline", "LTXConditionPipeline", (768, 512), 121, 24.0, 50, 3.0
+    ),  # fmt: skip
+    "cogvideox": Family(
+        "cogvideox", "CogVideoXPipeline", "CogVideoXImageToVideoPipeline", None, (720, 480), 49, 8.0, 50, 6.0
+    ),  # fmt: skip
+    "hunyuan": Family("hunyuan", "HunyuanVideoPipeline", None, None, (1280, 720), 129, 24.0, 50, 6.0),
+    "svd": Family(
+        "svd",
+        None,
+        "StableVideoDiffusionPipeline",
+        None,
+        (1024, 576),
+        14,
+        7.0,
+        25,
+        3.0,
+        max_guidance=20.0,
+        negative_prompt=False,
+        prompt=False,
+    ),  # fmt: skip
+    "modelscope": Family("modelscope", "TextToVideoSDPipeline", None, None, (256, 256), 16, 8.0, 50, 9.0),
+}
+
+#: diffusers pipeline class (as in model_index.json) -> (family, modes that checkpoint offers)
+_PIPELINE_FAMILY: dict[str, tuple[str, tuple[str, ...]]] = {
+    "WanPipeline": ("wan", ("t2v",)),
+    "WanImageToVideoPipeline": ("wan", ("i2v", "extend")),
+    "LTXPipeline": ("ltx", ("t2v", "i2v", "extend")),
+    "LTXImageToVideoPipeline": ("ltx", ("t2v", "i2v", "extend")),
+    "LTXConditionPipeline": ("ltx", ("t2v", "i2v", "extend")),
+    "CogVideoXPipeline": ("cogvideox", ("t2v",)),
+    "CogVideoXImageToVideoPipeline": ("cogvideox", ("i2v", "extend")),
+    "HunyuanVideoPipeline": ("hunyuan", ("t2v",)),
+    "StableVideoDiffusionPipeline": ("svd", ("i2v", "extend")),
+    "TextToVideoSDPipeline": ("modelscope", ("t2v",)),
+}
+
+
+def family_for_pipeline(class_name: str) -> tuple[Family, tuple[str, ...]] | None:
+    """The family and modes of a checkpoint whose model_index.json names ``class_name``; None if unsupported."""
+    found = _PIPELINE_FAMILY.get(class_name)
+    if found is None:
+        return None
+    return FAMILIES[found[0]], found[1]
+
+
+def supported_pipelines() -> list[str]:
+    return sorted(_PIPELINE_FAMILY)
+
+
+@dataclass(frozen=True)
+class CatalogEntry:
+    """One model: where its weights are, which pipeline runs it, what it accepts and under which licence."""
+
+    id: str
+    repo: str
+    family: str
+    pipeline: str  # the diffusers class Kinema loads the repo with
+    modes: tuple[str, ...]
+    default_size: tuple[int, int]  # (width, height)
+    size_multiple: int
+    default_frames: int
+    frame_step: int  # frame counts are frame_step*k + frame_offset
+    frame_offset: int
+    max_frames: int
+    default_fps: float
+    default_steps: int
+    default_guidance: float
+    license: str
+    commercial_use: bool
+    min_gpu_gb: float  # approximate minimum GPU memory at the default size, with offload="model"
+    weights_gb: float  # approximate size of all weights at 16-bit (what offload="none" must hold)
+    sizes: tuple[tuple[int, int], ...] | None = None  # fixed sizes, where the model takes only these
+    min_size: int = 128
+    max_size: int = 1920
+    min_frames: int = 1
+    guidance_2: float | None = None  # Wan2.2 A14B: guidance of the low-noise expert
+    flow_shift: float | None = None  # scheduler shift Kinema sets
+    max_guidance: float = 30.0
+    negative_prompt: bool = True
+    prompt: bool = True
+    revision: str | None = None  # a commit id to pin; None: the "main" snapshot kinema pull fetched
+    variant: str | None = None  # weight file variant to download and load ("fp16")
+    vae_float32: bool = False  # keep the VAE in float32 (Wan's recommendation)
+    call_defaults: dict[str, Any] = field(default_factory=dict)  # extra pipeline-call arguments
+    gated: bool = False  # the Hub asks users to accept the licence first (pull needs HF_TOKEN)
+    aliases: tuple[str, ...] = ()
+    notes: str = ""
+
+    def frame_rule(self) -> str:
+        if self.frame_step == 1:
+            return "any"
+        return f"{self.frame_step}k+{self.frame_offset}" if self.frame_offset else f"{self.frame_step}k"
+
+    def capabilities(self) -> Capabilities:
+        return Capabilities(
+            modes=self.modes, default_size=self.default_size, sizes=self.sizes, size_multiple=self.size_multiple,
+            min_size=self.min_size, max_size=self.max_size, default_frames=self.default_frames,
+            min_frames=self.min_frames, max_frames=self.max_frames, frame_step=self.frame_step,
+            frame_offset=self.frame_offset, default_fps=self.default_fps, default_steps=self.default_steps,
+            max_steps=500, default_guidance=self.default_guidance, max_guidance=self.max_guidance,
+            negative_prompt=self.negative_prompt, notes=f"{self.license}" + (f"; {self.notes}" if self.notes else ""),
+        )  # fmt: skip
+
+    def to_dict(self) -> dict[str, Any]:
+        from dataclasses import asdict
+
+        data = asdict(self)
+        data["frame_rule"] = self.frame_rule()
+        return data
+
+
+_WAN = dict(family="wan", license="Apache-2.0", commercial_use=True, vae_float32=True)
+_WAN_T2V = dict(_WAN, pipeline="WanPipeline", modes=("t2v",))
+
+CATALOG: dict[str, CatalogEntry] = {
+    e.id: e
+    for e in [
+        CatalogEntry(
+            id="wan2.1-t2v-1.3b",
+            repo="Wan-AI/Wan2.1-T2V-1.3B-Diffusers",
+            **_WAN_T2V,  # type: ignore[arg-type]
+            default_size=(832, 480),
+            size_multiple=16,
+            default_frames=81,
+            frame_step=4,
+            frame_offset=1,
+            max_frames=161,
+            default_fps=16.0,
+            default_steps=50,
+            default_guidance=5.0,
+            flow_shift=3.0,
+            min_gpu_gb=8.2,
+            weights_gb=14.0,
+            notes="trained at 480p; 720p works but is less stable",
+        ),
+        CatalogEntry(
+            id="wan2.1-t2v-14b",
+            repo="Wan-AI/Wan2.1-T2V-14B-Diffusers",
+            **_WAN_T2V,  # type: ignore[arg-type]
+            default_size=(1280, 720),
+            size_multiple=16,
+            default_frames=81,
+            frame_step=4,
+            frame_offset=1,
+            max_frames=161,
+            default_fps=16.0,
+            default_steps=50,
+            default_guidance=5.0,
+            flow_shift=5.0,
+            min_gpu_gb=32.0,
+            weights_gb=40.0,
+        ),
+        CatalogEntry(
+            id="wan2.1-i2v-14b-480p",
+            repo="Wan-AI/Wan2.1-I2V-14B-480P-Diffusers",
+            **_WAN,  # type: ignore[arg-type]
+            pipeline="WanImageToVideoPipeline",
+            modes=("i2v", "extend"),
+            default_size=(832, 480),
+            size_multiple=16,
+            default_frames=81,
+            frame_step=4,
+            frame_offset=1,
+            max_frames=161,
+            default_fps=16.0,
+            default_steps=40,
+            default_guidance=5.0,
+            flow_shift=3.0,
+            min_gpu_gb=32.0,
+            weights_gb=41.0,
+        ),
+        CatalogEntry(
+            id="wan2.2-ti2v-5b",
+            repo="Wan-AI/Wan2.2-TI2V-5B-Diffusers",
+            **_WAN,  # type: ignore[arg-type]
+            pipeline="WanPipeline",
+            modes=("t2v", "i2v", "extend"),
+            default_size=(1280, 704),
+            size_multiple=32,
+            default_frames=121,
+            frame_step=4,
+            frame_offset=1,
+            max_frames=241,
+            default_fps=24.0,
+            default_steps=50,
+            default_guidance=5.0,
+            flow_shift=5.0,
+            min_gpu_gb=24.0,
+            weights_gb=21.0,
+            notes="one model for text and image to video at 720p, 24 fps",
+        ),
+        CatalogEntry(
+            id="wan2.2-t2v-a14b",
+            repo="Wan-AI/Wan2.2-T2V-A14B-Diffusers",
+            **_WAN_T2V,  # type: ignore[arg-type]
+            default_size=(1280, 720),
+            size_multiple=16,
+            default_frames=81,
+            frame_step=4,
+            frame_offset=1,
+            max_frames=161,
+            default_fps=16.0,
+            default_steps=40,
+            default_guidance=4.0,
+            guidance_2=3.0,
+            flow_shift=12.0,
+            min_gpu_gb=32.0,
+            weights_gb=68.0,
+            notes="two 14B experts (high- and low-noise); guidance_2 is the low-noise expert's",
+        ),
+        CatalogEntry(
+            id="wan2.2-i2v-a14b",
+            repo="Wan-AI/Wan2.2-I2V-A14B-Diffusers",
+            **_WAN,  # type: ignore[arg-type]
+            pipeline="WanImageToVideoPipeline",
+            modes=("i2v", "extend"),
+            default_size=(1280, 720),
+            size_multiple=16,
+            default_frames=81,
+            frame_step=4,
+            frame_offset=1,
+            max_frames=161,
+            default_fps=16.0,
+            default_steps=40,
+            default_guidance=3.5,
+            guidance_2=3.5,
+            flow_shift=5.0,
+            min_gpu_gb=32.0,
+            weights_gb=68.0,
+            notes="two 14B experts (high- and low-noise)",
+        ),
+        CatalogEntry(
+            id="ltx-video",
+            repo="Lightricks/LTX-Video-0.9.8-13B-distilled",
+            family="ltx",
+            pipeline="LTXConditionPipeline",
+            modes=("t2v", "i2v", "extend"),
+            default_size=(768, 512),
+            size_multiple=32,
+            default_frames=121,
+            frame_step=8,
+            frame_offset=1,
+            max_frames=257,
+            default_fps=24.0,
+            default_steps=8,
+            default_guidance=1.0,
+            license="LTXV Open Weights License (0.9.7 and later; see the repo's LICENSE)",
+            commercial_use=True,
+            min_gpu_gb=30.0,
+            weights_gb=36.0,
+            call_defaults={
+                "decode_timestep": 0.05,
+                "decode_noise_scale": 0.025,
+                "image_cond_noise_scale": 0.025,
+                "timesteps": [1000, 993, 987, 981, 975, 909, 725, 0.03],
+            },
+            notes="13B step-distilled release: 8 steps without classifier-free guidance",
+        ),
+        CatalogEntry(
+            id="cogvideox-2b",
+            repo="zai-org/CogVideoX-2b",
+            family="cogvideox",
+            pipeline="CogVideoXPipeline",
+            modes=("t2v",),
+            default_size=(720, 480),
+            sizes=((720, 480),),
+            size_multiple=16,
+            default_frames=49,
+            frame_step=8,
+            frame_offset=1,
+            max_frames=49,
+            default_fps=8.0,
+            default_steps=50,
+            default_guidance=6.0,
+            license="Apache-2.0",
+            commercial_use=True,
+            min_gpu_gb=12.0,
+            weights_gb=13.0,
+            aliases=("THUDM/CogVideoX-2b",),
+        ),
+        CatalogEntry(
+            id="cogvideox-5b",
+            repo="zai-org/CogVideoX-5b",
+            family="cogvideox",
+            pipeline="CogVideoXPipeline",
+            modes=("t2v",),
+            default_size=(720, 480),
+            sizes=((720, 480),),
+            size_multiple=16,
+            default_frames=49,
+            frame_step=8,
+            frame_offset=1,
+            max_frames=49,
+            default_fps=8.0,
+            default_steps=50,
+            default_guidance=6.0,
+            call_defaults={"use_dynamic_cfg": True},
+            license="CogVideoX License (commercial use needs registration)",
+            commercial_use=False,
+            min_gpu_gb=18.0,
+            weights_gb=21.0,
+            aliases=("THUDM/CogVideoX-5b",),
+        ),
+        CatalogEntry(
+            id="cogvideox-5b-i2v",
+            repo="zai-org/CogVideoX-5b-I2V",
+            family="cogvideox",
+            pipeline="CogVideoXImageToVideoPipeline",
+            modes=("i2v", "extend"),
+            default_size=(720, 480),
+            sizes=((720, 480),),
+            size_multiple=16,
+            default_frames=49,
+            frame_step=8,
+            frame_offset=1,
+            max_frames=49,
+            default_fps=8.0,
+            default_steps=50,
+            default_guidance=6.0,
+            call_defaults={"use_dynamic_cfg": True},
+            license="CogVideoX License (commercial use needs registration)",
+            commercial_use=False,
+            min_gpu_gb=18.0,
+            weights_gb=21.0,
+            aliases=("THUDM/CogVideoX-5b-I2V",),
+        ),
+        CatalogEntry(
+            id="hunyuanvideo",
+            repo="hunyuanvideo-community/HunyuanVideo",
+            family="hunyuan",
+            pipeline="HunyuanVideoPipeline",
+            modes=("t2v",),
+            default_size=(1280, 720),
+            size_multiple=16,
+            default_frames=129,
+            frame_step=4,
+            frame_offset=1,
+            max_frames=129,
+            default_fps=24.0,
+            default_steps=50,
+            default_guidance=6.0,
+            flow_shift=7.0,
+            license="Tencent Hunyuan Community License (not licensed in the EU, UK and South Korea)",
+            commercial_use=True,
+            min_gpu_gb=45.0,
+            weights_gb=41.0,
+            notes="guidance is embedded (distilled): the negative prompt is not used",
+        ),
+        CatalogEntry(
+            id="svd",
+            repo="stabilityai/stable-video-diffusion-img2vid",
+            family="svd",
+            pipeline="StableVideoDiffusionPipeline",
+            modes=("i2v", "extend"),
+            default_size=(1024, 576),
+            size_multiple=8,
+            min_size=64,
+            max_size=1024,
+            default_frames=14,
+            frame_step=1,
+            frame_offset=0,
+            max_frames=25,
+            default_fps=7.0,
+            default_steps=25,
+            default_guidance=3.0,
+            max_guidance=20.0,
+            negative_prompt=False,
+            prompt=False,
+            variant="fp16",
+            license="SVD non-commercial community licence (not for commercial use)",
+            commercial_use=False,
+            min_gpu_gb=10.0,
+            weights_gb=4.5,
+            gated=True,
+            notes="image-to-video only; the prompt is ignored",
+        ),
+        CatalogEntry(
+            id="svd-xt",
+            repo="stabilityai/stable-video-diffusion-img2vid-xt",
+            family="svd",
+            pipeline="StableVideoDiffusionPipeline",
+            modes=("i2v", "extend"),
+            default_size=(1024, 576),
+            size_multiple=8,
+            min_size=64,
+            max_size=1024,
+            default_frames=25,
+            frame_step=1,
+            frame_offset=0,
+            max_frames=25,
+            default_fps=7.0,
+            default_steps=25,
+            default_guidance=3.0,
+            max_guidance=20.0,
+            negative_prompt=False,
+            prompt=False,
+            variant="fp16",
+            license="SVD non-commercial community licence (not for commercial use)",
+            commercial_use=False,
+            min_gpu_gb=12.0,
+            weights_gb=4.5,
+            gated=True,
+            notes="image-to-video only; the prompt is ignored",
+        ),
+        CatalogEntry(
+            id="modelscope-t2v",
+            repo="ali-vilab/text-to-video-ms-1.7b",
+            family="modelscope",
+            pipeline="TextToVideoSDPipeline",
+            modes=("t2v",),
+            default_size=(256, 256),
+            size_multiple=8,
+            min_size=64,
+            max_size=1024,
+            default_frames=16,
+            frame_step=1,
+            frame_offset=0,
+            max_frames=64,
+            default_fps=8.0,
+            default_steps=25,
+            default_guidance=9.0,
+            variant="fp16",
+            license="CC-BY-NC-4.0 (non-commercial)",
+            commercial_use=False,
+            min_gpu_gb=8.0,
+            weights_gb=3.5,
+            aliases=("damo-vilab/text-to-video-ms-1.7b",),
+        ),
+    ]
+}
+
+
+def get_entry(model_id: str) -> CatalogEntry | None:
+    """The catalog entry for a short id or its Hub repo id (case-insensitive); None if it is not in the catalog."""
+    key = model_id.strip()
+    if key in CATALOG:
+        return CATALOG[key]
+    return find_by_repo(key)
+
+
+def find_by_repo(repo: str) -> CatalogEntry | None:
+    low = repo.lower()
+    for entry in CATALOG.values():
+        if entry.repo.lower() == low or low in (a.lower() for a in entry.aliases) or entry.id == low:
+            return entry
+    return None
+
+
+# -- capabilities of a checkpoint that is not in the catalog ---------------------------------------------------------
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _patch(value: Any, index: int = -1) -> int:
+    if isinstance(value, list | tuple):
+        return int(value[index])
+    return int(value or 1)
+
+
+def compression(folder: Path, family: str) -> tuple[int, int]:
+    """(pixels per side that must divide the size, temporal compression) read from the VAE and denoiser configs."""
+    vae = _read_json(folder / "vae" / "config.json")
+    net = _read_json(folder / "transformer" / "config.json") or _read_json(folder / "unet" / "config.json")
+    if family == "wan":
+        spatial = int(vae.get("scale_factor_spatial") or 2 ** len(vae.get("temperal_downsample", [0, 0, 0])))
+        temporal = int(
+            vae.get("scale_factor_temporal")
+            or 2 ** sum(bool(t) for t in vae.get("temperal_downsample", [False, True, True]))
+        )
+        return spatial * _patch(net.get("patch_size", 2)), temporal  # fmt: skip
+    if family == "ltx":
+        scaling = vae.get("spatio_temporal_scaling", [True, True, True, False])
+        spatial = int(vae.get("spatial_compression_ratio") or _patch(vae.get("patch_size", 4)) * 2 ** sum(scaling))
+        temporal = int(vae.get("temporal_compression_ratio") or _patch(vae.get("patch_size_t", 1)) * 2 ** sum(scaling))
+        return spatial * _patch(net.get("patch_size", 1)), temporal
+    if family == "cogvideox":
+        spatial = 2 ** (len(vae.get("block_out_channels", [0, 0, 0, 0])) - 1)
+        return spatial * _patch(net.get("patch_size", 2)), int(vae.get("temporal_compression_ratio", 4))
+    if family == "hunyuan":
+        spatial = int(vae.get("spatial_compression_ratio", 8))
+        return spatial * _patch(net.get("patch_size", 2)), int(vae.get("temporal_compression_ratio", 4))
+    # UNet families (SVD, ModelScope): the pipelines check for multiples of 8
+    spatial = 2 ** (len(vae.get("block_out_channels", [0, 0, 0, 0])) - 1)
+    return math.lcm(8, spatial), 1
+
+
+def read_model_index(folder: Path) -> dict[str, Any]:
+    return _read_json(folder / "model_index.json")
+
+
+def derive_capabilities(folder: Path, class_name: str | None = None) -> tuple[Capabilities, Family]:
+    """Capabilities of a diffusers-layout folder that is not in the catalog, from its own configs.
+
+    Raises KeyError when the pipeline class is not one Kinema supports.
+    """
+    index = read_model_index(folder)
+    class_name = class_name or str(index.get("_class_name", ""))
+    found = family_for_pipeline(class_name)
+    if found is None:
+        raise KeyError(class_name)
+    family, modes = found
+    if family.name == "wan" and class_name == "WanPipeline" and index.get("expand_timesteps"):
+        modes = ("t2v", "i2v", "extend")  # the Wan2.2 TI2V layout does both with one transformer
+    multiple, temporal = compression(folder, family.name)
+    step, offset = (temporal, 1) if temporal > 1 else (1, 0)
+    frames = family.default_frames
+    if step > 1 and (frames - offset) % step:
+        frames = ((frames - offset) // step) * step + offset
+    if family.name == "svd":
+        unet = _read_json(folder / "unet" / "config.json")
+        frames = int(unet.get("num_frames", frames))
+    w, h = family.default_size
+    caps = Capabilities(
+        modes=modes, default_size=(w - w % multiple, h - h % multiple), size_multiple=multiple,
+        min_size=multiple, max_size=4096, default_frames=frames, min_frames=1, max_frames=1024, frame_step=step,
+        frame_offset=offset, default_fps=family.default_fps, default_steps=family.default_steps, max_steps=500,
+        default_guidance=family.default_guidance, max_guidance=family.max_guidance,
+        negative_prompt=family.negative_prompt,
+        notes=f"{class_name} checkpoint at {folder}; limits derived from its configs (licence: see its model card)",
+    )  # fmt: skip
+    return caps, family

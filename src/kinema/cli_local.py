@@ -1,0 +1,185 @@
+"""``kinema models`` and ``kinema pull``: the local-model catalog and its weights.
+
+Weights live in the Hugging Face cache (``HF_HOME``, ``HF_HUB_CACHE``), the same one every diffusers user has; only
+``kinema pull`` downloads, and only safetensors weights plus configs and tokenizer files, all from one commit.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+MODELS_EXAMPLES = """
+Examples:
+
+  kinema models
+
+  kinema models --json
+"""
+
+PULL_EXAMPLES = """
+Examples:
+
+  kinema pull wan2.1-t2v-1.3b
+
+  kinema pull Wan-AI/Wan2.2-TI2V-5B-Diffusers --revision main
+
+  HF_HOME=/data/hf kinema pull ltx-video
+"""
+
+#: files that are never weights Kinema loads, and configs/tokenizers it needs
+_CONFIG_SUFFIXES = (".json", ".txt", ".model", ".tiktoken", ".jinja")
+
+
+def _truthy(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def model_rows() -> list[dict[str, Any]]:
+    """Every catalog entry with whether its weights are in the cache (and at which commit)."""
+    from .backends.catalog import CATALOG
+    from .backends.diffusers import cached_snapshot, missing_components
+
+    rows = []
+    for entry in CATALOG.values():
+        folder = None
+        for repo in (entry.repo, *entry.aliases):
+            folder = cached_snapshot(repo, entry.revision)
+            if folder is not None:
+                break
+        present = folder is not None and not missing_components(folder)
+        row = entry.to_dict()
+        row.update(present=present, path=str(folder) if folder else None,
+                   snapshot=folder.name if folder is not None else None)  # fmt: skip
+        rows.append(row)
+    return rows
+
+
+def models(as_json: Annotated[bool, typer.Option("--json", help="Print the catalog as JSON.")] = False) -> None:
+    """List the local models (diffusers backend), their defaults, licences, and whether their weights are here."""
+    from rich.table import Table
+
+    from .backends.diffusers import hub_cache_dir
+    from .cli import out
+
+    rows = model_rows()
+    if as_json:
+        sys.stdout.write(json.dumps({"cache": str(hub_cache_dir()), "models": rows}, default=str) + "\n")
+        return
+    table = Table("model", "here", "modes", "default", "frames", "GPU GB", "licence", "commercial")
+    for r in rows:
+        w, h = r["default_size"]
+        table.add_row(
+            r["id"], "[green]yes[/]" if r["present"] else "no", ",".join(r["modes"]),
+            f"{w}x{h} {r['default_frames']}f {r['default_fps']:g}fps", r["frame_rule"], f"{r['min_gpu_gb']:g}",
+            r["license"].split(" (")[0], "yes" if r["commercial_use"] else "[yellow]no[/]",
+        )  # fmt: skip
+    out.print(table)
+    out.print(f"cache: {hub_cache_dir()}  (get weights with: kinema pull MODEL)", highlight=False)
+
+
+def select_files(files: list[tuple[str, int | None]], variant: str | None) -> list[tuple[str, int | None]]:
+    """The files of a diffusers repo Kinema downloads: configs, tokenizer files and safetensors weights only.
+
+    With ``variant`` ("fp16"), a folder that has variant weights gets only those; others get their plain weights.
+    """
+    weights = [f for f in files if f[0].endswith(".safetensors")]
+    tag = re.compile(rf"\.{re.escape(variant)}(\.|-)") if variant else None
+    variant_dirs = {os.path.dirname(name) for name, _ in weights if tag and tag.search(os.path.basename(name))}
+    chosen = []
+    for name, size in files:
+        base = os.path.basename(name)
+        if name.endswith(".safetensors"):
+            is_variant = bool(tag and tag.search(base))
+            if (os.path.dirname(name) in variant_dirs) != is_variant:
+                continue
+        elif not base.endswith(_CONFIG_SUFFIXES) or base.startswith("."):
+            continue
+        chosen.append((name, size))
+    return chosen
+
+
+def pull(
+    model: Annotated[str, typer.Argument(help="A catalog id (see 'kinema models') or a Hub repo id (org/name).")],
+    revision: Annotated[
+        str | None,
+        typer.Option("--revision", help="Branch, tag or commit id (default: the catalog's pin, else main)."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Download a model's weights into the Hugging Face cache (safetensors only, one pinned commit)."""
+    from .backends.base import require_module
+    from .backends.catalog import get_entry
+    from .backends.diffusers import hub_cache_dir
+    from .cli import err, fail, out
+    from .errors import InvalidRequest, KinemaError, ModelNotFound
+
+    try:
+        if Path(model).expanduser().is_dir():
+            out.print(f"{model} is a local folder: nothing to download", highlight=False)
+            return
+        entry = get_entry(model)
+        repo = entry.repo if entry else model
+        if entry is None and not re.fullmatch(r"[\w.-]+/[\w.-]+", model):
+            from .backends.catalog import CATALOG
+
+            raise InvalidRequest("model", f"{model!r} is neither a catalog id nor a Hub repo id", value=model,
+                                 allowed=", ".join(CATALOG) + ", or org/name")  # fmt: skip
+        if _truthy("HF_HUB_OFFLINE"):
+            raise KinemaError(f"cannot download {repo}: HF_HUB_OFFLINE is set, so no network access is allowed. "
+                              "Unset it on a machine with internet and run this again")  # fmt: skip
+        require_module("huggingface_hub", "local", feature="kinema pull")
+        from huggingface_hub import HfApi, snapshot_download
+        from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, RepositoryNotFoundError
+
+        endpoint = os.environ.get("HF_ENDPOINT") or None
+        rev = revision or (entry.revision if entry else None) or "main"
+        api = HfApi(endpoint=endpoint)
+        try:
+            info = api.model_info(repo, revision=rev, files_metadata=True, timeout=20)
+        except GatedRepoError:
+            raise KinemaError(f"{repo} is gated: accept its licence at https://huggingface.co/{repo} and set "
+                              "HF_TOKEN to a token of that account") from None  # fmt: skip
+        except RepositoryNotFoundError:
+            raise ModelNotFound(f"model: no Hub repo {repo!r} (or it is private: set HF_TOKEN)") from None
+        except (HfHubHTTPError, OSError) as exc:
+            raise KinemaError(
+                f"could not reach the Hugging Face Hub for {repo} ({type(exc).__name__}: {exc}). "
+                "Check the network, or copy the weights from a machine that has them"
+            ) from None
+        files = [(s.rfilename, s.size) for s in (info.siblings or [])]
+        chosen = select_files(files, entry.variant if entry else None)
+        if not any(name.endswith(".safetensors") for name, _ in chosen):
+            raise ModelNotFound(f"model: {repo} has no safetensors weights, and Kinema downloads no other format "
+                                "(pickled .bin/.pt files can run code when loaded)")  # fmt: skip
+        total = sum(size or 0 for _, size in chosen)
+        err.print(f"pulling {repo} at {info.sha} ({len(chosen)} files, {total / 1e9:.1f} GB) into {hub_cache_dir()}",
+                  highlight=False)  # fmt: skip
+        # download by the resolved commit so every file comes from one snapshot, then point refs/<rev> at it
+        # (what the Hub client does for branches) so the loader finds it by the same name
+        path = snapshot_download(repo, revision=info.sha, cache_dir=hub_cache_dir(),
+                                 allow_patterns=[name for name, _ in chosen], endpoint=endpoint)  # fmt: skip
+        if info.sha and rev != info.sha:
+            ref = hub_cache_dir() / f"models--{repo.replace('/', '--')}" / "refs" / rev
+            ref.parent.mkdir(parents=True, exist_ok=True)
+            ref.write_text(info.sha)
+    except KinemaError as exc:
+        fail(exc)
+        return
+    result = {"model": model, "repo": repo, "revision": info.sha, "path": str(path), "files": len(chosen),
+              "bytes": total}  # fmt: skip
+    if as_json:
+        sys.stdout.write(json.dumps(result) + "\n")
+    else:
+        out.print(f"[green]pulled[/] {repo} at {info.sha} -> {path}", highlight=False)
+
+
+def register(app: typer.Typer) -> None:
+    app.command(name="models", epilog=MODELS_EXAMPLES)(models)
+    app.command(name="pull", epilog=PULL_EXAMPLES)(pull)

@@ -1,0 +1,331 @@
+"""Tiny random-weight diffusers checkpoints, built offline in the real on-disk layout.
+
+Each builder makes the real pipeline class from small configs (2 layers, a few channels), with tokenizers made from
+an in-memory vocabulary, and writes it with ``save_pretrained``: the folder has the same ``model_index.json``,
+component subfolders, safetensors weights and tokenizer files as the published checkpoint, so Kinema loads it with
+the same loader a user's download goes through. Recipes: /work/shared/reference/offline-testing.md and the
+``get_dummy_components`` of diffusers' own tests.
+
+>>> from pathlib import Path
+>>> path = build("wan-t2v", Path("/tmp/tiny-wan"))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import string
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+WORDS = "a the of in on with cat dog monkey dance dancing video red blue sky sea man woman running ball".split()
+CHARS = list(string.ascii_lowercase + string.digits + ".,!?'-")
+
+
+def t5_tokenizer() -> Any:
+    from transformers import T5Tokenizer
+
+    vocab = (
+        [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("▁", -2.0)]
+        + [("▁" + w, -1.0) for w in WORDS]
+        + [(c, -5.0) for c in CHARS + list(string.ascii_uppercase)]
+    )
+    return T5Tokenizer(vocab=vocab, extra_ids=0, model_max_length=512)
+
+
+def clip_tokenizer() -> Any:
+    from transformers import CLIPTokenizer
+
+    vocab: dict[str, int] = {"<|startoftext|>": 0, "<|endoftext|>": 1}
+    merges: list[tuple[str, str]] = []
+    for c in CHARS:
+        vocab.setdefault(c, len(vocab))
+        vocab.setdefault(c + "</w>", len(vocab))
+    for w in WORDS:
+        syms = list(w[:-1]) + [w[-1] + "</w>"]
+        cur = syms[0]
+        for s in syms[1:]:
+            merges.append((cur, s))
+            cur += s
+            vocab.setdefault(cur, len(vocab))
+    return CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=77)
+
+
+def llama_tokenizer() -> Any:
+    from transformers import LlamaTokenizer
+
+    vocab: dict[str, int] = {"<unk>": 0, "<s>": 1, "</s>": 2, "▁": 3}
+    merges: list[tuple[str, str]] = []
+    for c in CHARS + list(string.ascii_uppercase):
+        vocab.setdefault(c, len(vocab))
+    for w in WORDS:
+        cur = "▁"
+        for ch in w:
+            merges.append((cur, ch))
+            cur += ch
+            vocab.setdefault(cur, len(vocab))
+    tok = LlamaTokenizer(vocab=vocab, merges=merges, model_max_length=256)
+    tok.pad_token = "<unk>"
+    return tok
+
+
+def t5_encoder(umt5: bool = False, d_model: int = 32) -> Any:
+    from transformers import T5Config, T5EncoderModel, UMT5Config, UMT5EncoderModel
+
+    cfg_cls, model_cls = (UMT5Config, UMT5EncoderModel) if umt5 else (T5Config, T5EncoderModel)
+    torch.manual_seed(0)
+    cfg = cfg_cls(vocab_size=256, d_model=d_model, d_kv=8, d_ff=37, num_layers=2, num_heads=4,
+                  relative_attention_num_buckets=8, dropout_rate=0.0, pad_token_id=0, eos_token_id=1,
+                  decoder_start_token_id=0)  # fmt: skip
+    return model_cls(cfg).eval()
+
+
+def clip_text_encoder(hidden: int = 32) -> Any:
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    torch.manual_seed(0)
+    cfg = CLIPTextConfig(bos_token_id=0, eos_token_id=1, pad_token_id=1, hidden_size=hidden, intermediate_size=37,
+                         num_attention_heads=4, num_hidden_layers=2, vocab_size=256, projection_dim=32)  # fmt: skip
+    return CLIPTextModel(cfg).eval()
+
+
+def _wan_transformer(in_channels: int, out_channels: int, image_dim: int | None = None) -> Any:
+    from diffusers import WanTransformer3DModel
+
+    torch.manual_seed(0)
+    return WanTransformer3DModel(
+        patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=12, in_channels=in_channels,
+        out_channels=out_channels, text_dim=32, freq_dim=256, ffn_dim=32, num_layers=2, cross_attn_norm=True,
+        qk_norm="rms_norm_across_heads", rope_max_seq_len=32, image_dim=image_dim,
+    )  # fmt: skip
+
+
+def _wan_vae() -> Any:
+    from diffusers import AutoencoderKLWan
+
+    torch.manual_seed(0)
+    return AutoencoderKLWan(base_dim=3, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1,
+                            temperal_downsample=[False, True, True])  # fmt: skip
+
+
+def _flow_unipc(shift: float = 3.0) -> Any:
+    from diffusers import UniPCMultistepScheduler
+
+    return UniPCMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=shift)
+
+
+def wan_t2v() -> Any:
+    """Wan2.1 T2V layout (Wan-AI/Wan2.1-T2V-1.3B-Diffusers): UMT5 + WanTransformer3DModel + AutoencoderKLWan."""
+    from diffusers import WanPipeline
+
+    return WanPipeline(tokenizer=t5_tokenizer(), text_encoder=t5_encoder(umt5=True), vae=_wan_vae(),
+                       transformer=_wan_transformer(16, 16), scheduler=_flow_unipc(3.0))  # fmt: skip
+
+
+def wan_i2v() -> Any:
+    """Wan2.1 I2V layout (Wan-AI/Wan2.1-I2V-14B-480P-Diffusers): adds a CLIP vision encoder and its processor."""
+    from diffusers import WanImageToVideoPipeline
+    from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModel
+
+    torch.manual_seed(0)
+    image_encoder = CLIPVisionModel(CLIPVisionConfig(hidden_size=32, projection_dim=32, num_hidden_layers=2,
+                                                     num_attention_heads=2, image_size=32, intermediate_size=16,
+                                                     patch_size=4)).eval()  # fmt: skip
+    processor = CLIPImageProcessor(crop_size=32, size=32)
+    return WanImageToVideoPipeline(
+        tokenizer=t5_tokenizer(), text_encoder=t5_encoder(umt5=True), vae=_wan_vae(),
+        transformer=_wan_transformer(36, 16, image_dim=32), scheduler=_flow_unipc(3.0),
+        image_encoder=image_encoder, image_processor=processor,
+    )  # fmt: skip
+
+
+def wan22_ti2v() -> Any:
+    """Wan2.2 TI2V-5B layout: a 48-channel VAE with 16x spatial compression, ``expand_timesteps=True``."""
+    from diffusers import AutoencoderKLWan, WanPipeline
+
+    torch.manual_seed(0)
+    vae = AutoencoderKLWan(base_dim=3, z_dim=48, in_channels=12, out_channels=12, is_residual=True, patch_size=2,
+                           latents_mean=[0.0] * 48, latents_std=[1.0] * 48, dim_mult=[1, 1, 1, 1], num_res_blocks=1,
+                           scale_factor_spatial=16, scale_factor_temporal=4,
+                           temperal_downsample=[False, True, True])  # fmt: skip
+    return WanPipeline(tokenizer=t5_tokenizer(), text_encoder=t5_encoder(umt5=True), vae=vae,
+                       transformer=_wan_transformer(48, 48), scheduler=_flow_unipc(5.0), transformer_2=None,
+                       boundary_ratio=None, expand_timesteps=True)  # fmt: skip
+
+
+def ltx() -> Any:
+    """LTX-Video layout (Lightricks/LTX-Video): T5 + LTXVideoTransformer3DModel + AutoencoderKLLTXVideo."""
+    from diffusers import (
+        AutoencoderKLLTXVideo,
+        FlowMatchEulerDiscreteScheduler,
+        LTXPipeline,
+        LTXVideoTransformer3DModel,
+    )
+
+    torch.manual_seed(0)
+    transformer = LTXVideoTransformer3DModel(in_channels=8, out_channels=8, patch_size=1, patch_size_t=1,
+                                             num_attention_heads=4, attention_head_dim=8, cross_attention_dim=32,
+                                             num_layers=2, caption_channels=32)  # fmt: skip
+    torch.manual_seed(0)
+    vae = AutoencoderKLLTXVideo(
+        in_channels=3, out_channels=3, latent_channels=8, block_out_channels=(8, 8, 8, 8),
+        decoder_block_out_channels=(8, 8, 8, 8), layers_per_block=(1, 1, 1, 1, 1),
+        decoder_layers_per_block=(1, 1, 1, 1, 1), spatio_temporal_scaling=(True, True, False, False),
+        decoder_spatio_temporal_scaling=(True, True, False, False), decoder_inject_noise=(False,) * 5,
+        upsample_residual=(False,) * 4, upsample_factor=(1,) * 4, timestep_conditioning=False, patch_size=1,
+        patch_size_t=1, encoder_causal=True, decoder_causal=False,
+    )  # fmt: skip
+    return LTXPipeline(scheduler=FlowMatchEulerDiscreteScheduler(), vae=vae, text_encoder=t5_encoder(),
+                       tokenizer=t5_tokenizer(), transformer=transformer)  # fmt: skip
+
+
+def _cogvideox_vae() -> Any:
+    from diffusers import AutoencoderKLCogVideoX
+
+    torch.manual_seed(0)
+    return AutoencoderKLCogVideoX(
+        in_channels=3, out_channels=3, down_block_types=("CogVideoXDownBlock3D",) * 4,
+        up_block_types=("CogVideoXUpBlock3D",) * 4, block_out_channels=(8, 8, 8, 8), latent_channels=4,
+        layers_per_block=1, norm_num_groups=2, temporal_compression_ratio=4,
+    )  # fmt: skip
+
+
+def cogvideox() -> Any:
+    """CogVideoX T2V layout (THUDM/CogVideoX-2b): T5 + CogVideoXTransformer3DModel + AutoencoderKLCogVideoX."""
+    from diffusers import CogVideoXDDIMScheduler, CogVideoXPipeline, CogVideoXTransformer3DModel
+
+    torch.manual_seed(0)
+    transformer = CogVideoXTransformer3DModel(
+        num_attention_heads=4, attention_head_dim=8, in_channels=4, out_channels=4, time_embed_dim=2,
+        text_embed_dim=32, num_layers=2, sample_width=2, sample_height=2, sample_frames=9, patch_size=2,
+        temporal_compression_ratio=4, max_text_seq_length=16,
+    )  # fmt: skip
+    return CogVideoXPipeline(tokenizer=t5_tokenizer(), text_encoder=t5_encoder(), vae=_cogvideox_vae(),
+                             transformer=transformer, scheduler=CogVideoXDDIMScheduler())  # fmt: skip
+
+
+def cogvideox_i2v() -> Any:
+    """CogVideoX I2V layout (THUDM/CogVideoX-5b-I2V): the transformer takes the image latents too (2x channels)."""
+    from diffusers import CogVideoXDDIMScheduler, CogVideoXImageToVideoPipeline, CogVideoXTransformer3DModel
+
+    torch.manual_seed(0)
+    transformer = CogVideoXTransformer3DModel(
+        num_attention_heads=2, attention_head_dim=16, in_channels=8, out_channels=4, time_embed_dim=2,
+        text_embed_dim=32, num_layers=2, sample_width=2, sample_height=2, sample_frames=9, patch_size=2,
+        temporal_compression_ratio=4, max_text_seq_length=16, use_rotary_positional_embeddings=True,
+        use_learned_positional_embeddings=True,
+    )  # fmt: skip
+    return CogVideoXImageToVideoPipeline(tokenizer=t5_tokenizer(), text_encoder=t5_encoder(), vae=_cogvideox_vae(),
+                                         transformer=transformer, scheduler=CogVideoXDDIMScheduler())  # fmt: skip
+
+
+def hunyuan() -> Any:
+    """HunyuanVideo layout (hunyuanvideo-community/HunyuanVideo): Llama + CLIP text encoders, two tokenizers."""
+    from diffusers import (
+        AutoencoderKLHunyuanVideo,
+        FlowMatchEulerDiscreteScheduler,
+        HunyuanVideoPipeline,
+        HunyuanVideoTransformer3DModel,
+    )
+    from transformers import LlamaConfig, LlamaModel
+
+    torch.manual_seed(0)
+    transformer = HunyuanVideoTransformer3DModel(
+        in_channels=4, out_channels=4, num_attention_heads=2, attention_head_dim=10, num_layers=1,
+        num_single_layers=1, num_refiner_layers=1, patch_size=1, patch_size_t=1, guidance_embeds=True,
+        text_embed_dim=16, pooled_projection_dim=32, rope_axes_dim=(2, 4, 4),
+    )  # fmt: skip
+    torch.manual_seed(0)
+    vae = AutoencoderKLHunyuanVideo(
+        in_channels=3, out_channels=3, latent_channels=4, down_block_types=("HunyuanVideoDownBlock3D",) * 4,
+        up_block_types=("HunyuanVideoUpBlock3D",) * 4, block_out_channels=(8, 8, 8, 8), layers_per_block=1,
+        act_fn="silu", norm_num_groups=4, scaling_factor=0.476986, spatial_compression_ratio=8,
+        temporal_compression_ratio=4, mid_block_add_attention=True,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    llama = LlamaModel(LlamaConfig(hidden_size=16, intermediate_size=37, num_attention_heads=4, num_key_value_heads=4,
+                                   num_hidden_layers=2, vocab_size=256, pad_token_id=0, bos_token_id=1,
+                                   eos_token_id=2)).eval()  # fmt: skip
+    return HunyuanVideoPipeline(
+        transformer=transformer, vae=vae, scheduler=FlowMatchEulerDiscreteScheduler(shift=7.0),
+        text_encoder=llama, tokenizer=llama_tokenizer(), text_encoder_2=clip_text_encoder(32),
+        tokenizer_2=clip_tokenizer(),
+    )  # fmt: skip
+
+
+def svd() -> Any:
+    """Stable Video Diffusion layout (stabilityai/stable-video-diffusion-img2vid): image-only conditioning."""
+    from diffusers import (
+        AutoencoderKLTemporalDecoder,
+        EulerDiscreteScheduler,
+        StableVideoDiffusionPipeline,
+        UNetSpatioTemporalConditionModel,
+    )
+    from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    torch.manual_seed(0)
+    unet = UNetSpatioTemporalConditionModel(
+        block_out_channels=(32, 64), layers_per_block=1, sample_size=32, in_channels=8, out_channels=4,
+        down_block_types=("CrossAttnDownBlockSpatioTemporal", "DownBlockSpatioTemporal"),
+        up_block_types=("UpBlockSpatioTemporal", "CrossAttnUpBlockSpatioTemporal"), cross_attention_dim=32,
+        num_attention_heads=8, projection_class_embeddings_input_dim=96, addition_time_embed_dim=32,
+    )  # fmt: skip
+    scheduler = EulerDiscreteScheduler(
+        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", interpolation_type="linear",
+        num_train_timesteps=1000, prediction_type="v_prediction", sigma_max=700.0, sigma_min=0.002, steps_offset=1,
+        timestep_spacing="leading", timestep_type="continuous", use_karras_sigmas=True,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    vae = AutoencoderKLTemporalDecoder(block_out_channels=[32, 64], in_channels=3, out_channels=3,
+                                       down_block_types=["DownEncoderBlock2D", "DownEncoderBlock2D"],
+                                       latent_channels=4)  # fmt: skip
+    torch.manual_seed(0)
+    # SVD resizes PIL images to 224x224 itself, so the tiny vision tower must take 224 (patch 32 keeps it cheap)
+    image_encoder = CLIPVisionModelWithProjection(CLIPVisionConfig(
+        hidden_size=32, projection_dim=32, num_hidden_layers=2, num_attention_heads=4, image_size=224,
+        intermediate_size=37, patch_size=32)).eval()  # fmt: skip
+    return StableVideoDiffusionPipeline(vae=vae, image_encoder=image_encoder, unet=unet, scheduler=scheduler,
+                                        feature_extractor=CLIPImageProcessor(crop_size=224, size=224))  # fmt: skip
+
+
+def modelscope() -> Any:
+    """ModelScope text-to-video layout (ali-vilab/text-to-video-ms-1.7b): CLIP + UNet3DConditionModel."""
+    from diffusers import AutoencoderKL, DDIMScheduler, TextToVideoSDPipeline, UNet3DConditionModel
+
+    torch.manual_seed(0)
+    unet = UNet3DConditionModel(
+        block_out_channels=(8, 16), layers_per_block=1, sample_size=32, in_channels=4, out_channels=4,
+        down_block_types=("CrossAttnDownBlock3D", "DownBlock3D"), up_block_types=("UpBlock3D", "CrossAttnUpBlock3D"),
+        cross_attention_dim=32, attention_head_dim=4, norm_num_groups=2,
+    )  # fmt: skip
+    scheduler = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
+                              set_alpha_to_one=False)  # fmt: skip
+    torch.manual_seed(0)
+    vae = AutoencoderKL(block_out_channels=(8,), in_channels=3, out_channels=3,
+                        down_block_types=["DownEncoderBlock2D"], up_block_types=["UpDecoderBlock2D"],
+                        latent_channels=4, sample_size=32,
+                        norm_num_groups=2)  # fmt: skip
+    return TextToVideoSDPipeline(vae=vae, text_encoder=clip_text_encoder(32), tokenizer=clip_tokenizer(), unet=unet,
+                                 scheduler=scheduler)  # fmt: skip
+
+
+#: name -> (builder, a size and frame count the tiny checkpoint takes)
+BUILDERS: dict[str, Callable[[], Any]] = {
+    "wan-t2v": wan_t2v,
+    "wan-i2v": wan_i2v,
+    "wan22-ti2v": wan22_ti2v,
+    "ltx": ltx,
+    "cogvideox": cogvideox,
+    "cogvideox-i2v": cogvideox_i2v,
+    "hunyuan": hunyuan,
+    "svd": svd,
+    "modelscope": modelscope,
+}
+
+
+def build(name: str, folder: Path) -> Path:
+    """Build the tiny checkpoint ``name`` and save it into ``folder`` in the diffusers layout."""
+    pipe = BUILDERS[name]()
+    pipe.save_pretrained(folder)
+    return folder
