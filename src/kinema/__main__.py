@@ -1,0 +1,5 @@
+"""``python -m kinema`` is the ``kinema`` command."""
+
+from .cli import main
+
+main()

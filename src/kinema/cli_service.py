@@ -1,0 +1,200 @@
+"""``kinema serve``, ``kinema worker`` and ``kinema keys``: the job service from the command line.
+
+kinema keys create --name ci          # prints the new key once
+kinema serve --port 8000 --workers 1  # API + in-process workers
+kinema worker --workers 2             # more workers, same data dir, another process
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+__all__ = ["register"]
+
+DataDir = Annotated[
+    Path | None,
+    typer.Option("--data-dir", help="Where the job store and outputs live (default: the platform's user-data dir, "
+                                    "or KINEMA_DATA_DIR)."),
+]  # fmt: skip
+
+
+def _config(data_dir: Path | None, **kwargs: Any) -> Any:
+    from .service.config import ServiceConfig, default_data_dir
+
+    return ServiceConfig(data_dir=data_dir or default_data_dir(), **kwargs)
+
+
+def _need_server_extra() -> None:
+    from .backends.base import require_module
+
+    for module in ("fastapi", "uvicorn", "multipart", "httpx", "PIL"):
+        require_module(module, "server")
+
+
+def serve(
+    host: Annotated[str, typer.Option("--host", help="Address to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 8000,
+    data_dir: DataDir = None,
+    workers: Annotated[int, typer.Option("--workers", help="In-process workers (0: only accept jobs).")] = 1,
+    no_auth: Annotated[
+        bool, typer.Option("--no-auth", help="Allow requests without an API key (loopback only).")
+    ] = False,
+    allow_host: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allow-host", help="Trust this internal host or CIDR for input images and webhooks (repeatable)."
+        ),
+    ] = None,
+    max_queued: Annotated[int, typer.Option("--max-queued", help="Queued jobs before new ones get 429.")] = 1000,
+    log_level: Annotated[str, typer.Option("--log-level", help="uvicorn log level.")] = "info",
+) -> None:
+    """Run the HTTP job service (OpenAI-style /v1/videos API) with a pool of workers."""
+    from .cli import err, fail
+
+    try:
+        _need_server_extra()
+        from .service.config import is_loopback_host
+
+        if no_auth and not is_loopback_host(host):
+            from .errors import InvalidRequest
+
+            raise InvalidRequest("--no-auth", f"is only allowed when bound to loopback, not {host!r}",
+                                 allowed="--host 127.0.0.1, ::1 or localhost")  # fmt: skip
+        if workers < 0:
+            from .errors import InvalidRequest
+
+            raise InvalidRequest("--workers", f"must be 0 or more, got {workers}")
+        import uvicorn
+
+        from .service.app import create_app
+
+        cfg = _config(data_dir, auth=not no_auth, workers=workers, allow_hosts=tuple(allow_host or ()),
+                      max_queued=max_queued)  # fmt: skip
+        app = create_app(cfg)
+        err.print(f"kinema service on http://{host}:{port}  data: {cfg.root}  workers: {workers}"
+                  + ("  [no auth]" if no_auth else ""), highlight=False)  # fmt: skip
+        uvicorn.run(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=int(cfg.shutdown_grace))
+    except Exception as exc:
+        fail(exc)
+
+
+def worker(
+    data_dir: DataDir = None,
+    workers: Annotated[int, typer.Option("--workers", help="Jobs run at once by this process.")] = 1,
+    lease: Annotated[
+        float, typer.Option("--lease", help="Lease length in seconds (heartbeats keep it alive).")
+    ] = 30.0,
+    allow_host: Annotated[
+        list[str] | None,
+        typer.Option("--allow-host", help="Trust this internal host or CIDR for webhooks (repeatable)."),
+    ] = None,
+) -> None:
+    """Run workers in this process against a service's data dir (SIGTERM: finish or release; twice: abort)."""
+    from .cli import fail
+
+    try:
+        _need_server_extra()
+        import logging
+
+        from .service.worker import run_worker_process
+
+        logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
+        cfg = _config(data_dir, workers=workers, lease_seconds=lease, heartbeat_seconds=max(0.1, lease / 5),
+                      reap_interval=max(0.2, min(2.0, lease / 4)), allow_hosts=tuple(allow_host or ()))  # fmt: skip
+        code = run_worker_process(cfg, threads=max(1, workers))
+    except Exception as exc:
+        fail(exc)
+        return
+    raise typer.Exit(code)
+
+
+keys_app = typer.Typer(help="API keys of the job service.", no_args_is_help=True)
+
+
+@keys_app.command("create")
+def keys_create(
+    name: Annotated[str, typer.Option("--name", help="A label for the key.")] = "",
+    data_dir: DataDir = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Make an API key; it is printed once and only its hash is stored."""
+    from .cli import err, fail
+
+    try:
+        from .service.store import Store
+
+        cfg = _config(data_dir)
+        cfg.ensure_dirs()
+        key_id, secret = Store(cfg.db_path).create_key(name)
+    except Exception as exc:
+        fail(exc)
+        return
+    if as_json:
+        sys.stdout.write(json.dumps({"id": key_id, "name": name, "key": secret}) + "\n")
+    else:
+        sys.stdout.write(secret + "\n")
+        err.print(f"key {key_id} created; it is shown only now, store it safely", highlight=False)
+
+
+@keys_app.command("list")
+def keys_list(
+    data_dir: DataDir = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """List API keys (ids, names, prefixes; never the keys)."""
+    from .cli import fail, out
+
+    try:
+        from .service.store import Store
+
+        cfg = _config(data_dir)
+        cfg.ensure_dirs()
+        keys = Store(cfg.db_path).list_keys()
+    except Exception as exc:
+        fail(exc)
+        return
+    if as_json:
+        sys.stdout.write(json.dumps({"keys": keys}) + "\n")
+        return
+    from rich.table import Table
+
+    table = Table("id", "name", "prefix", "created", "status")
+    import datetime as _dt
+
+    for k in keys:
+        created = _dt.datetime.fromtimestamp(k["created_at"]).isoformat(timespec="seconds")
+        table.add_row(k["id"], k["name"], k["prefix"] + "…", created, "revoked" if k["revoked_at"] else "active")
+    out.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    key_id: Annotated[str, typer.Argument(help="The key's id (see 'kinema keys list').")],
+    data_dir: DataDir = None,
+) -> None:
+    """Revoke an API key; requests with it get 401 within seconds."""
+    from .cli import err, fail
+    from .errors import InvalidRequest
+
+    try:
+        from .service.store import Store
+
+        cfg = _config(data_dir)
+        cfg.ensure_dirs()
+        if not Store(cfg.db_path).revoke_key(key_id):
+            raise InvalidRequest("key_id", f"no active key {key_id!r}", value=key_id, allowed="see 'kinema keys list'")
+    except Exception as exc:
+        fail(exc)
+        return
+    err.print(f"key {key_id} revoked", highlight=False)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("serve")(serve)
+    app.command("worker")(worker)
+    app.add_typer(keys_app, name="keys")

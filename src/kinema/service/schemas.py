@@ -1,0 +1,193 @@
+"""The HTTP API's shapes: the OpenAI-style video object, lists, errors, models. They make ``/openapi.json``.
+
+The video object keeps OpenAI's field names and types (``id``, ``object: "video"``, ``status``, integer
+``progress``, unix-second ``created_at``/``completed_at``/``expires_at``, ``error``, ``model``, ``prompt``,
+``seconds`` as a string, ``size`` as "WxH"), so the official ``openai`` SDK reads it unchanged, and adds Kinema's
+own fields (``backend``, ``stage``, ``attempts``, ``seed``, ``recipe``, ``cost``, ``metadata``, ``track_id``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from .store import Job
+
+__all__ = [
+    "VideoObject",
+    "VideoList",
+    "VideoDeleted",
+    "ErrorBody",
+    "ErrorResponse",
+    "ModelObject",
+    "ModelList",
+    "Health",
+    "CreateVideoBody",
+    "video_object",
+    "STATUSES",
+]
+
+STATUSES = ("queued", "in_progress", "completed", "failed", "cancelled")
+Status = Literal["queued", "in_progress", "completed", "failed", "cancelled"]
+
+
+class ErrorBody(BaseModel):
+    message: str
+    type: str
+    param: str | None = None
+    code: str | None = None
+
+
+class ErrorResponse(BaseModel):
+    """Every error answer: ``{"error": {"message", "type", "param", "code"}}``."""
+
+    error: ErrorBody
+
+
+class VideoError(BaseModel):
+    code: str
+    message: str
+    param: str | None = None
+    type: str | None = None
+
+
+class VideoObject(BaseModel):
+    """A video job, in OpenAI's shape plus Kinema's fields."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: str
+    object: Literal["video"] = "video"
+    status: Status
+    progress: int = Field(ge=0, le=100)
+    created_at: int
+    completed_at: int | None = None
+    expires_at: int | None = None
+    error: VideoError | None = None
+    model: str
+    prompt: str | None = None
+    seconds: str
+    size: str
+    remixed_from_video_id: str | None = None
+    kind: str = "video"
+    backend: str
+    stage: str | None = None
+    attempts: int = 0
+    seed: int | None = None
+    recipe: dict[str, Any] | None = None
+    cost: dict[str, Any] | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    track_id: str | None = None
+    webhook_url: str | None = None
+
+
+class VideoList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[VideoObject]
+    first_id: str | None = None
+    last_id: str | None = None
+    has_more: bool = False
+
+
+class VideoDeleted(BaseModel):
+    id: str
+    object: Literal["video.deleted"] = "video.deleted"
+    deleted: bool = True
+
+
+class ModelObject(BaseModel):
+    """A backend (``id`` = its name) or one of its models (``id`` = "backend/model"), with what it accepts."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: str
+    object: Literal["model"] = "model"
+    created: int = 0
+    owned_by: str = "kinema"
+    backend: str
+    model: str | None = None
+    description: str = ""
+    usable: bool
+    reason: str | None = None
+    default: bool = False
+    capabilities: dict[str, Any] | None = None
+    job_kinds: list[str] = Field(default_factory=lambda: ["video"])
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelObject]
+
+
+class Health(BaseModel):
+    status: Literal["ok"] = "ok"
+    version: str
+    queued: int
+    workers: int
+
+
+class ImageReference(BaseModel):
+    image_url: str | None = Field(default=None, max_length=2_000_000, description="http(s) URL or data: URL")
+    file_id: str | None = Field(default=None, max_length=200)
+
+
+class CreateVideoBody(BaseModel):
+    """The fields of ``POST /v1/videos`` (JSON, or the same names as multipart form fields)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    prompt: str = Field(min_length=1, max_length=5000)
+    model: str | None = Field(default=None, max_length=200, description="a backend name or 'backend/model'")
+    seconds: str | float | None = Field(default=None, description="clip length in seconds, e.g. '4' (or 4)")
+    size: str | None = Field(default=None, max_length=16, description="WIDTHxHEIGHT, e.g. '64x64'")
+    input_reference: ImageReference | str | None = Field(
+        default=None, description="image-to-video: an image URL (JSON) or an uploaded file (multipart)"
+    )
+    image_url: str | None = Field(default=None, max_length=2_000_000)
+    backend: str | None = Field(default=None, max_length=100)
+    negative_prompt: str | None = Field(default=None, max_length=5000)
+    seed: int | None = Field(default=None, ge=-1, le=2**32 - 1)
+    num_frames: int | None = Field(default=None, ge=1, le=10_000)
+    fps: float | None = Field(default=None, ge=1, le=240)
+    steps: int | None = Field(default=None, ge=1, le=1000)
+    guidance: float | None = Field(default=None, ge=0, le=100)
+    webhook_url: str | None = Field(default=None, max_length=2048)
+    metadata: dict[str, Any] | None = None
+    track_id: str | None = Field(default=None, max_length=200)
+
+
+def _ts(value: float | None) -> int | None:
+    return None if value is None else int(value)
+
+
+def video_object(job: Job) -> dict[str, Any]:
+    """The API's view of a job (never the owner, lease or file paths)."""
+    s = job.summary
+    result = job.result or {}
+    error = job.error if job.status in ("failed", "cancelled") else None
+    return {
+        "id": job.id,
+        "object": "video",
+        "status": job.status,
+        "progress": int(job.progress),
+        "created_at": int(job.created_at),
+        "completed_at": _ts(job.completed_at),
+        "expires_at": _ts(job.expires_at),
+        "error": error,
+        "model": s.get("model") or s.get("backend") or "builtin",
+        "prompt": s.get("prompt"),
+        "seconds": s.get("seconds") or "0",
+        "size": s.get("size") or "0x0",
+        "remixed_from_video_id": None,
+        "kind": job.kind,
+        "backend": s.get("backend") or "builtin",
+        "stage": job.stage,
+        "attempts": job.attempts,
+        "seed": result.get("seed", s.get("seed")),
+        "recipe": result.get("recipe"),
+        "cost": result.get("cost"),
+        "metadata": job.metadata,
+        "track_id": s.get("track_id"),
+        "webhook_url": job.webhook_url,
+    }

@@ -1,0 +1,671 @@
+"""The durable job store: SQLite in WAL mode, ``synchronous=FULL``, claims under ``BEGIN IMMEDIATE``.
+
+Every accepted job is a row before the client hears "queued". A worker *claims* a row (status ``in_progress``, its
+own id in ``worker``, ``lease_until`` in the future, ``attempts + 1``) and keeps the lease alive with heartbeats. A
+worker that dies stops heartbeating; the reaper (any process on the data dir runs it) puts the job back in the queue,
+or fails it with the reason once ``max_attempts`` is spent. Every write a worker makes afterwards (progress, the
+provider's task id, completion) is guarded by ``worker = ? AND attempts = ?``, so a late, superseded attempt changes
+nothing: at-least-once execution, exactly-once completion.
+
+>>> import tempfile
+>>> from kinema.service.store import Store
+>>> store = Store(tempfile.mkdtemp() + "/db.sqlite3")
+>>> job = store.submit_job(owner="local", request={"prompt": "a red ball"}, summary={})
+>>> claimed = store.claim("worker-1", lease_seconds=30)
+>>> claimed.id == job.id, claimed.status, claimed.attempts
+(True, 'in_progress', 1)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import secrets
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = ["Store", "Job", "IdempotencyState", "TERMINAL", "StoreError"]
+
+TERMINAL = ("completed", "failed", "cancelled")
+#: checked at every connection: a store that cannot promise these refuses to run
+REQUIRED_PRAGMAS = {"journal_mode": "wal", "synchronous": 2, "foreign_keys": 1}
+BUSY_TIMEOUT_MS = 5000
+#: an idempotency key left "in flight" this long belongs to a request that died; the next one takes it over
+IDEMPOTENCY_STALE_SECONDS = 120.0
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    seq              INTEGER PRIMARY KEY AUTOINCREMENT,
+    id               TEXT NOT NULL UNIQUE,
+    owner            TEXT NOT NULL,
+    kind             TEXT NOT NULL DEFAULT 'video',
+    status           TEXT NOT NULL CHECK (status IN ('queued','in_progress','completed','failed','cancelled')),
+    request          TEXT NOT NULL,
+    summary          TEXT NOT NULL,
+    progress         INTEGER NOT NULL DEFAULT 0,
+    stage            TEXT,
+    created_at       REAL NOT NULL,
+    started_at       REAL,
+    completed_at     REAL,
+    expires_at       REAL,
+    not_before       REAL NOT NULL DEFAULT 0,
+    error            TEXT,
+    attempts         INTEGER NOT NULL DEFAULT 0,
+    max_attempts     INTEGER NOT NULL,
+    worker           TEXT,
+    lease_until      REAL,
+    cancel_requested INTEGER NOT NULL DEFAULT 0,
+    provider_task_id TEXT,
+    provider_info    TEXT,
+    output_path      TEXT,
+    thumbnail_path   TEXT,
+    result           TEXT,
+    webhook_url      TEXT,
+    metadata         TEXT
+);
+CREATE INDEX IF NOT EXISTS jobs_queue ON jobs(status, seq);
+CREATE INDEX IF NOT EXISTS jobs_owner ON jobs(owner, seq);
+CREATE TABLE IF NOT EXISTS attempts (
+    job_id     TEXT NOT NULL,
+    attempt    INTEGER NOT NULL,
+    worker     TEXT NOT NULL,
+    started_at REAL NOT NULL,
+    ended_at   REAL,
+    outcome    TEXT,
+    error      TEXT,
+    PRIMARY KEY (job_id, attempt)
+);
+CREATE TABLE IF NOT EXISTS api_keys (
+    id         TEXT PRIMARY KEY,
+    name       TEXT NOT NULL,
+    hash       TEXT NOT NULL UNIQUE,
+    prefix     TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    revoked_at REAL
+);
+CREATE TABLE IF NOT EXISTS idempotency (
+    owner       TEXT NOT NULL,
+    key         TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    status      INTEGER,
+    body        BLOB,
+    job_id      TEXT,
+    created_at  REAL NOT NULL,
+    PRIMARY KEY (owner, key)
+);
+CREATE TABLE IF NOT EXISTS webhook_deliveries (
+    id           TEXT PRIMARY KEY,
+    job_id       TEXT NOT NULL,
+    url          TEXT NOT NULL,
+    event        TEXT NOT NULL,
+    payload      TEXT NOT NULL,
+    state        TEXT NOT NULL DEFAULT 'pending',
+    attempts     INTEGER NOT NULL DEFAULT 0,
+    next_at      REAL NOT NULL,
+    sender       TEXT,
+    lease_until  REAL,
+    last_status  INTEGER,
+    last_error   TEXT,
+    created_at   REAL NOT NULL,
+    updated_at   REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS deliveries_due ON webhook_deliveries(state, next_at);
+CREATE TABLE IF NOT EXISTS webhook_attempts (
+    delivery_id TEXT NOT NULL,
+    n           INTEGER NOT NULL,
+    at          REAL NOT NULL,
+    status      INTEGER,
+    error       TEXT,
+    PRIMARY KEY (delivery_id, n)
+);
+CREATE TABLE IF NOT EXISTS disabled_endpoints (
+    url    TEXT PRIMARY KEY,
+    at     REAL NOT NULL,
+    reason TEXT NOT NULL
+);
+"""
+
+
+class StoreError(RuntimeError):
+    """The database cannot give the guarantees the service needs (wrong pragmas, a network filesystem...)."""
+
+
+def _loads(text: str | None) -> Any:
+    return json.loads(text) if text else None
+
+
+def _dumps(value: Any) -> str | None:
+    return None if value is None else json.dumps(value, sort_keys=True, default=str)
+
+
+@dataclass
+class Job:
+    """One row of ``jobs``, decoded."""
+
+    id: str
+    owner: str
+    kind: str
+    status: str
+    request: dict[str, Any]
+    summary: dict[str, Any]
+    progress: int
+    stage: str | None
+    created_at: float
+    started_at: float | None
+    completed_at: float | None
+    expires_at: float | None
+    error: dict[str, Any] | None
+    attempts: int
+    max_attempts: int
+    worker: str | None
+    lease_until: float | None
+    cancel_requested: bool
+    provider_task_id: str | None
+    provider_info: dict[str, Any] | None
+    output_path: str | None
+    thumbnail_path: str | None
+    result: dict[str, Any] | None
+    webhook_url: str | None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    seq: int = 0
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> Job:
+        return cls(
+            id=row["id"], owner=row["owner"], kind=row["kind"], status=row["status"],
+            request=_loads(row["request"]) or {}, summary=_loads(row["summary"]) or {},
+            progress=row["progress"], stage=row["stage"], created_at=row["created_at"],
+            started_at=row["started_at"], completed_at=row["completed_at"], expires_at=row["expires_at"],
+            error=_loads(row["error"]), attempts=row["attempts"], max_attempts=row["max_attempts"],
+            worker=row["worker"], lease_until=row["lease_until"], cancel_requested=bool(row["cancel_requested"]),
+            provider_task_id=row["provider_task_id"], provider_info=_loads(row["provider_info"]),
+            output_path=row["output_path"], thumbnail_path=row["thumbnail_path"], result=_loads(row["result"]),
+            webhook_url=row["webhook_url"], metadata=_loads(row["metadata"]) or {}, seq=row["seq"],
+        )  # fmt: skip
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in TERMINAL
+
+
+@dataclass(frozen=True)
+class IdempotencyState:
+    """What an Idempotency-Key lookup found: ``new`` (go ahead), ``replay`` (answer status/body), ``mismatch``
+    (same key, other body: 422) or ``in_flight`` (the first request is still running: 409)."""
+
+    state: str
+    status: int | None = None
+    body: bytes | None = None
+
+
+def hash_key(secret: str) -> str:
+    # API keys are 32 random bytes: a fast hash is enough (no dictionary to attack), and lookups stay O(1)
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+class Store:
+    """Thread-safe access to the SQLite store; one connection per thread (never carried across ``fork``)."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        self._pid = os.getpid()
+        self._key_cache: dict[str, tuple[str | None, float]] = {}
+        self.connection().executescript(SCHEMA)
+
+    # -- connections ----------------------------------------------------------------------------------------
+    def connection(self) -> sqlite3.Connection:
+        con: sqlite3.Connection | None = getattr(self._local, "con", None)
+        if con is not None and self._local.pid == os.getpid():
+            return con
+        con = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
+                              check_same_thread=False)  # fmt: skip
+        con.row_factory = sqlite3.Row
+        con.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        con.execute("PRAGMA journal_mode=WAL")
+        con.execute("PRAGMA synchronous=FULL")
+        con.execute("PRAGMA foreign_keys=ON")
+        self._check_pragmas(con)
+        self._local.con = con
+        self._local.pid = os.getpid()
+        return con
+
+    @staticmethod
+    def _check_pragmas(con: sqlite3.Connection) -> None:
+        for name, want in REQUIRED_PRAGMAS.items():
+            got = con.execute(f"PRAGMA {name}").fetchone()[0]
+            if str(got).lower() != str(want):
+                raise StoreError(f"SQLite PRAGMA {name} is {got!r}, the job store needs {want!r} "
+                                 "(is the data dir on a network filesystem? WAL needs a local disk)")  # fmt: skip
+        if con.execute("PRAGMA busy_timeout").fetchone()[0] < BUSY_TIMEOUT_MS:
+            raise StoreError("SQLite busy_timeout could not be set")
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction taken with BEGIN IMMEDIATE: the write lock up front, so no SQLITE_BUSY midway."""
+        con = self.connection()
+        con.execute("BEGIN IMMEDIATE")
+        try:
+            yield con
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        con.execute("COMMIT")
+
+    def close(self) -> None:
+        con = getattr(self._local, "con", None)
+        if con is not None:
+            con.close()
+            self._local.con = None
+
+    def integrity_ok(self) -> bool:
+        return bool(self.connection().execute("PRAGMA integrity_check").fetchone()[0] == "ok")
+
+    def checkpoint(self) -> None:
+        """Keep the WAL bounded under constant readers."""
+        with contextlib.suppress(sqlite3.OperationalError):
+            self.connection().execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    # -- jobs: submit and read ------------------------------------------------------------------------------
+    def submit_job(
+        self,
+        *,
+        owner: str,
+        request: dict[str, Any],
+        summary: dict[str, Any],
+        kind: str = "video",
+        max_attempts: int = 3,
+        webhook_url: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        job_id: str | None = None,
+        idempotency: tuple[str, Callable[[Job], tuple[int, bytes]]] | None = None,
+    ) -> Job:
+        """Insert a queued job; with ``idempotency=(key, respond)`` the key's stored answer is set atomically."""
+        job_id = job_id or "video_" + secrets.token_hex(12)
+        now = time.time()
+        with self.transaction() as con:
+            row = con.execute(
+                "INSERT INTO jobs (id, owner, kind, status, request, summary, created_at, max_attempts, webhook_url,"
+                " metadata) VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?) RETURNING *",
+                (job_id, owner, kind, _dumps(request), _dumps(summary), now, max_attempts, webhook_url,
+                 _dumps(metadata or {})),
+            ).fetchone()  # fmt: skip
+            job = Job.from_row(row)
+            if idempotency is not None:
+                key, respond = idempotency
+                status, body = respond(job)
+                con.execute("UPDATE idempotency SET status=?, body=?, job_id=? WHERE owner=? AND key=?",
+                            (status, body, job.id, owner, key))  # fmt: skip
+        return job
+
+    def get(self, job_id: str, owner: str | None = None) -> Job | None:
+        """The job, or None when it does not exist or belongs to another owner (callers answer 404 for both)."""
+        row = self.connection().execute("SELECT * FROM jobs WHERE id=?", (job_id,)).fetchone()
+        if row is None or (owner is not None and row["owner"] != owner):
+            return None
+        return Job.from_row(row)
+
+    def list_jobs(
+        self, owner: str, *, after: str | None = None, limit: int = 20, order: str = "desc"
+    ) -> tuple[list[Job], bool]:
+        """A page of the owner's jobs after the cursor job ``after``; returns (jobs, has_more)."""
+        con = self.connection()
+        op, direction = (">", "ASC") if order == "asc" else ("<", "DESC")
+        params: list[Any] = [owner]
+        where = "owner=?"
+        if after:
+            row = con.execute("SELECT seq FROM jobs WHERE id=? AND owner=?", (after, owner)).fetchone()
+            if row is None:
+                raise KeyError(after)
+            where += f" AND seq {op} ?"
+            params.append(row["seq"])
+        rows = con.execute(f"SELECT * FROM jobs WHERE {where} ORDER BY seq {direction} LIMIT ?",
+                           (*params, limit + 1)).fetchall()  # fmt: skip
+        return [Job.from_row(r) for r in rows[:limit]], len(rows) > limit
+
+    def queue_depth(self) -> int:
+        return int(self.connection().execute("SELECT count(*) FROM jobs WHERE status='queued'").fetchone()[0])
+
+    def active_count(self, owner: str) -> int:
+        return int(self.connection().execute(
+            "SELECT count(*) FROM jobs WHERE owner=? AND status IN ('queued','in_progress')", (owner,)
+        ).fetchone()[0])  # fmt: skip
+
+    def attempts_of(self, job_id: str) -> list[dict[str, Any]]:
+        rows = self.connection().execute("SELECT * FROM attempts WHERE job_id=? ORDER BY attempt", (job_id,))
+        return [dict(r) for r in rows.fetchall()]
+
+    # -- jobs: the worker's side ----------------------------------------------------------------------------
+    def claim(self, worker: str, lease_seconds: float, kinds: tuple[str, ...] = ("video",)) -> Job | None:
+        """Take the oldest runnable queued job (one transaction; concurrent claimers never get the same job)."""
+        now = time.time()
+        marks = ",".join("?" for _ in kinds)
+        with self.transaction() as con:
+            row = con.execute(
+                "UPDATE jobs SET status='in_progress', worker=?, lease_until=?, attempts=attempts+1,"
+                " started_at=coalesce(started_at, ?), stage='starting'"
+                " WHERE id=(SELECT id FROM jobs WHERE status='queued' AND not_before<=? AND kind IN"
+                f" ({marks}) ORDER BY seq LIMIT 1) RETURNING *",
+                (worker, now + lease_seconds, now, now, *kinds),
+            ).fetchone()
+            if row is None:
+                return None
+            con.execute("INSERT OR REPLACE INTO attempts (job_id, attempt, worker, started_at) VALUES (?, ?, ?, ?)",
+                        (row["id"], row["attempts"], worker, now))  # fmt: skip
+        return Job.from_row(row)
+
+    def heartbeat(self, job_id: str, worker: str, attempt: int, lease_seconds: float) -> tuple[bool, bool]:
+        """Extend the lease. Returns (still ours, cancel requested); not ours means stop and discard the work."""
+        with self.transaction() as con:
+            row = con.execute(
+                "UPDATE jobs SET lease_until=? WHERE id=? AND worker=? AND attempts=? AND status='in_progress'"
+                " RETURNING cancel_requested",
+                (time.time() + lease_seconds, job_id, worker, attempt),
+            ).fetchone()
+        if row is None:
+            return False, True
+        return True, bool(row[0])
+
+    def update_progress(self, job_id: str, worker: str, attempt: int, progress: int, stage: str | None) -> bool:
+        with self.transaction() as con:
+            cur = con.execute(
+                "UPDATE jobs SET progress=max(progress, ?), stage=? WHERE id=? AND worker=? AND attempts=?"
+                " AND status='in_progress'",
+                (int(progress), stage, job_id, worker, attempt),
+            )
+            return cur.rowcount == 1
+
+    def set_provider_task(self, job_id: str, worker: str, attempt: int, task_id: str, info: dict[str, Any]) -> bool:
+        """Record a remote backend's task id (before it starts polling), so a retry resumes that paid task."""
+        with self.transaction() as con:
+            cur = con.execute(
+                "UPDATE jobs SET provider_task_id=?, provider_info=? WHERE id=? AND worker=? AND attempts=?"
+                " AND status='in_progress'",
+                (task_id, _dumps(info or {}), job_id, worker, attempt),
+            )
+            return cur.rowcount == 1
+
+    def complete(
+        self,
+        job_id: str,
+        worker: str,
+        attempt: int,
+        *,
+        result: dict[str, Any],
+        output_path: str,
+        thumbnail_path: str | None,
+        expires_at: float,
+        publish: Callable[[], None] | None = None,
+    ) -> bool:
+        """Mark completed if this attempt still owns the job. ``publish`` (the atomic renames that make the output
+        visible) runs inside the transaction, so an output appears exactly when, and only if, the row says so."""
+        now = time.time()
+        with self.transaction() as con:
+            row = con.execute("SELECT 1 FROM jobs WHERE id=? AND worker=? AND attempts=? AND status='in_progress'",
+                              (job_id, worker, attempt)).fetchone()  # fmt: skip
+            if row is None:
+                return False
+            if publish is not None:
+                publish()
+            con.execute(
+                "UPDATE jobs SET status='completed', progress=100, stage='done', completed_at=?, expires_at=?,"
+                " result=?, output_path=?, thumbnail_path=?, lease_until=NULL, error=NULL WHERE id=?",
+                (now, expires_at, _dumps(result), output_path, thumbnail_path, job_id),
+            )
+            self._end_attempt(con, job_id, attempt, "completed", None, now)
+        return True
+
+    def fail(
+        self, job_id: str, worker: str, attempt: int, error: dict[str, Any], *, retry_after: float | None = None
+    ) -> str | None:
+        """Fail this attempt. With ``retry_after`` and attempts left the job is queued again after that delay.
+        Returns the job's new status, or None when this attempt no longer owned it."""
+        now = time.time()
+        with self.transaction() as con:
+            row = con.execute(
+                "SELECT attempts, max_attempts FROM jobs WHERE id=? AND worker=? AND attempts=? AND "
+                "status='in_progress'", (job_id, worker, attempt),
+            ).fetchone()  # fmt: skip
+            if row is None:
+                return None
+            if retry_after is not None and row["attempts"] < row["max_attempts"]:
+                con.execute("UPDATE jobs SET status='queued', worker=NULL, lease_until=NULL, not_before=?, stage=?,"
+                            " error=? WHERE id=?", (now + retry_after, "retrying", _dumps(error), job_id))  # fmt: skip
+                self._end_attempt(con, job_id, attempt, "retry", error, now)
+                return "queued"
+            con.execute("UPDATE jobs SET status='failed', completed_at=?, error=?, lease_until=NULL, stage='failed'"
+                        " WHERE id=?", (now, _dumps(error), job_id))  # fmt: skip
+            self._end_attempt(con, job_id, attempt, "failed", error, now)
+            return "failed"
+
+    def finish_cancelled(self, job_id: str, worker: str, attempt: int) -> bool:
+        now = time.time()
+        with self.transaction() as con:
+            cur = con.execute(
+                "UPDATE jobs SET status='cancelled', completed_at=?, lease_until=NULL, stage='cancelled', error=?"
+                " WHERE id=? AND worker=? AND attempts=? AND status='in_progress'",
+                (now, _dumps({"code": "cancelled", "message": "the job was cancelled"}), job_id, worker, attempt),
+            )
+            if cur.rowcount:
+                self._end_attempt(con, job_id, attempt, "cancelled", None, now)
+            return cur.rowcount == 1
+
+    def release(self, job_id: str, worker: str, attempt: int, reason: str) -> bool:
+        """Give a running job back to the queue (graceful shutdown); the attempt stays counted."""
+        now = time.time()
+        with self.transaction() as con:
+            cur = con.execute(
+                "UPDATE jobs SET status='queued', worker=NULL, lease_until=NULL, stage='queued'"
+                " WHERE id=? AND worker=? AND attempts=? AND status='in_progress'", (job_id, worker, attempt),
+            )  # fmt: skip
+            if cur.rowcount:
+                self._end_attempt(con, job_id, attempt, "released", {"message": reason}, now)
+            return cur.rowcount == 1
+
+    @staticmethod
+    def _end_attempt(con: sqlite3.Connection, job_id: str, attempt: int, outcome: str, error: Any, now: float) -> None:
+        con.execute("UPDATE attempts SET ended_at=?, outcome=?, error=? WHERE job_id=? AND attempt=?",
+                    (now, outcome, _dumps(error), job_id, attempt))  # fmt: skip
+
+    # -- jobs: the client's side ----------------------------------------------------------------------------
+    def request_cancel(self, job_id: str, owner: str) -> Job | None:
+        """Queued jobs are cancelled at once; running ones get a flag their worker sees at its next heartbeat."""
+        now = time.time()
+        with self.transaction() as con:
+            con.execute(
+                "UPDATE jobs SET status='cancelled', completed_at=?, stage='cancelled', error=? WHERE id=? AND"
+                " owner=? AND status='queued'",
+                (now, _dumps({"code": "cancelled", "message": "the job was cancelled"}), job_id, owner),
+            )
+            con.execute("UPDATE jobs SET cancel_requested=1 WHERE id=? AND owner=? AND status='in_progress'",
+                        (job_id, owner))  # fmt: skip
+        return self.get(job_id, owner)
+
+    def delete(self, job_id: str, owner: str) -> Job | None:
+        """Remove the job's row (a running attempt loses its lease and stops); returns the deleted job."""
+        with self.transaction() as con:
+            row = con.execute("DELETE FROM jobs WHERE id=? AND owner=? RETURNING *", (job_id, owner)).fetchone()
+            if row is None:
+                return None
+            con.execute("DELETE FROM attempts WHERE job_id=?", (job_id,))
+        return Job.from_row(row)
+
+    # -- the reaper -----------------------------------------------------------------------------------------
+    def reap(self) -> list[tuple[str, str]]:
+        """Jobs whose lease expired: re-queue them, or fail them when their attempts are spent, or finish a
+        cancellation whose worker died. Returns (job id, new status) pairs."""
+        now = time.time()
+        changed: list[tuple[str, str]] = []
+        with self.transaction() as con:
+            rows = con.execute(
+                "SELECT id, attempts, max_attempts, cancel_requested FROM jobs WHERE status='in_progress'"
+                " AND lease_until < ?", (now,),
+            ).fetchall()  # fmt: skip
+            for r in rows:
+                lost = {
+                    "code": "worker_lost",
+                    "message": f"worker lost: its lease expired during attempt {r['attempts']}",
+                }
+                if r["cancel_requested"]:
+                    status, err = "cancelled", {"code": "cancelled", "message": "the job was cancelled"}
+                elif r["attempts"] >= r["max_attempts"]:
+                    status = "failed"
+                    err = {
+                        "code": "worker_lost",
+                        "message": f"worker lost: the lease expired on each of "
+                        f"{r['attempts']} attempts (max_attempts reached)",
+                    }
+                else:
+                    status, err = "queued", lost
+                if status == "queued":
+                    con.execute("UPDATE jobs SET status='queued', worker=NULL, lease_until=NULL, stage='queued',"
+                                " error=? WHERE id=?", (_dumps(err), r["id"]))  # fmt: skip
+                else:
+                    con.execute("UPDATE jobs SET status=?, completed_at=?, worker=NULL, lease_until=NULL, stage=?,"
+                                " error=? WHERE id=?", (status, now, status, _dumps(err), r["id"]))  # fmt: skip
+                self._end_attempt(con, r["id"], r["attempts"], "lost", lost, now)
+                changed.append((r["id"], status))
+        return changed
+
+    def expired_outputs(self) -> list[Job]:
+        """Completed jobs past ``expires_at`` whose files are still there (the purger deletes them)."""
+        rows = (
+            self.connection()
+            .execute(
+                "SELECT * FROM jobs WHERE status='completed' AND expires_at < ? AND output_path IS NOT NULL",
+                (time.time(),),
+            )
+            .fetchall()
+        )
+        return [Job.from_row(r) for r in rows]
+
+    def forget_outputs(self, job_id: str) -> None:
+        with self.transaction() as con:
+            con.execute("UPDATE jobs SET output_path=NULL, thumbnail_path=NULL WHERE id=?", (job_id,))
+
+    # -- idempotency keys -----------------------------------------------------------------------------------
+    def idempotency_begin(self, owner: str, key: str, fingerprint: str, ttl_seconds: float) -> IdempotencyState:
+        """Reserve ``key`` for this request, or say what an earlier request with it decided."""
+        now = time.time()
+        with self.transaction() as con:
+            con.execute("DELETE FROM idempotency WHERE created_at < ?", (now - ttl_seconds,))
+            row = con.execute("SELECT * FROM idempotency WHERE owner=? AND key=?", (owner, key)).fetchone()
+            if row is None or (row["status"] is None and now - row["created_at"] > IDEMPOTENCY_STALE_SECONDS):
+                con.execute("INSERT OR REPLACE INTO idempotency (owner, key, fingerprint, created_at) VALUES "
+                            "(?, ?, ?, ?)", (owner, key, fingerprint, now))  # fmt: skip
+                return IdempotencyState("new")
+            if row["fingerprint"] != fingerprint:
+                return IdempotencyState("mismatch")
+            if row["status"] is None:
+                return IdempotencyState("in_flight")
+            return IdempotencyState("replay", row["status"], bytes(row["body"]))
+
+    def idempotency_finish(self, owner: str, key: str, status: int, body: bytes) -> None:
+        with self.transaction() as con:
+            con.execute("UPDATE idempotency SET status=?, body=? WHERE owner=? AND key=?", (status, body, owner, key))
+
+    def idempotency_release(self, owner: str, key: str) -> None:
+        """Forget a reservation whose request was refused before it began (rate limit, full queue)."""
+        with self.transaction() as con:
+            con.execute("DELETE FROM idempotency WHERE owner=? AND key=? AND status IS NULL", (owner, key))
+
+    # -- API keys -------------------------------------------------------------------------------------------
+    def create_key(self, name: str = "") -> tuple[str, str]:
+        """A new API key: returns (key id, secret). Only the secret's hash is stored."""
+        secret = "kin_" + secrets.token_urlsafe(32)
+        key_id = "key_" + secrets.token_hex(8)
+        with self.transaction() as con:
+            con.execute("INSERT INTO api_keys (id, name, hash, prefix, created_at) VALUES (?, ?, ?, ?, ?)",
+                        (key_id, name, hash_key(secret), secret[:8], time.time()))  # fmt: skip
+        return key_id, secret
+
+    def list_keys(self) -> list[dict[str, Any]]:
+        rows = self.connection().execute("SELECT id, name, prefix, created_at, revoked_at FROM api_keys ORDER BY "
+                                         "created_at").fetchall()  # fmt: skip
+        return [dict(r) for r in rows]
+
+    def revoke_key(self, key_id: str) -> bool:
+        with self.transaction() as con:
+            cur = con.execute("UPDATE api_keys SET revoked_at=? WHERE id=? AND revoked_at IS NULL",
+                              (time.time(), key_id))  # fmt: skip
+        self._key_cache.clear()
+        return cur.rowcount == 1
+
+    def authenticate(self, secret: str, cache_seconds: float = 5.0) -> str | None:
+        """The key id for a presented secret, or None. Cached briefly; a revocation is seen within seconds."""
+        digest = hash_key(secret)
+        now = time.monotonic()
+        hit = self._key_cache.get(digest)
+        if hit is not None and now - hit[1] < cache_seconds:
+            return hit[0]
+        row = self.connection().execute("SELECT id FROM api_keys WHERE hash=? AND revoked_at IS NULL",
+                                        (digest,)).fetchone()  # fmt: skip
+        key_id = row["id"] if row else None
+        if len(self._key_cache) > 10_000:
+            self._key_cache.clear()
+        self._key_cache[digest] = (key_id, now)
+        return key_id
+
+    # -- webhook deliveries ---------------------------------------------------------------------------------
+    def enqueue_delivery(self, job_id: str, url: str, event: str, payload: dict[str, Any]) -> str:
+        msg_id = "msg_" + secrets.token_hex(12)
+        now = time.time()
+        with self.transaction() as con:
+            con.execute("INSERT INTO webhook_deliveries (id, job_id, url, event, payload, next_at, created_at, "
+                        "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                        (msg_id, job_id, url, event, _dumps(payload), now, now, now))  # fmt: skip
+        return msg_id
+
+    def claim_deliveries(self, sender: str, limit: int, lease_seconds: float) -> list[dict[str, Any]]:
+        now = time.time()
+        with self.transaction() as con:
+            rows = con.execute(
+                "UPDATE webhook_deliveries SET sender=?, lease_until=? WHERE id IN (SELECT id FROM webhook_deliveries"
+                " WHERE state='pending' AND next_at<=? AND (lease_until IS NULL OR lease_until<?) ORDER BY next_at,"
+                " created_at LIMIT ?) RETURNING *", (sender, now + lease_seconds, now, now, limit),
+            ).fetchall()  # fmt: skip
+        return sorted((dict(r) for r in rows), key=lambda d: (d["next_at"], d["created_at"]))
+
+    def record_delivery(
+        self, msg_id: str, *, status: int | None, error: str | None, state: str, next_at: float | None
+    ) -> int:
+        """Log one attempt and move the delivery on; returns the attempt number."""
+        now = time.time()
+        with self.transaction() as con:
+            row = con.execute(
+                "UPDATE webhook_deliveries SET attempts=attempts+1, state=?, next_at=coalesce(?, "
+                "next_at), last_status=?, last_error=?, lease_until=NULL, updated_at=? WHERE id=? "
+                "RETURNING attempts",
+                (state, next_at, status, error, now, msg_id),
+            ).fetchone()
+            n = int(row[0]) if row else 0
+            con.execute("INSERT OR REPLACE INTO webhook_attempts (delivery_id, n, at, status, error) VALUES "
+                        "(?, ?, ?, ?, ?)", (msg_id, n, now, status, error))  # fmt: skip
+        return n
+
+    def deliveries(self, job_id: str | None = None) -> list[dict[str, Any]]:
+        con = self.connection()
+        sql = "SELECT * FROM webhook_deliveries" + (" WHERE job_id=?" if job_id else "") + " ORDER BY created_at"
+        out = [dict(r) for r in con.execute(sql, (job_id,) if job_id else ()).fetchall()]
+        for d in out:
+            d["log"] = [dict(a) for a in con.execute("SELECT * FROM webhook_attempts WHERE delivery_id=? ORDER BY n",
+                                                     (d["id"],)).fetchall()]  # fmt: skip
+        return out
+
+    def endpoint_disabled(self, url: str) -> bool:
+        return self.connection().execute("SELECT 1 FROM disabled_endpoints WHERE url=?", (url,)).fetchone() is not None
+
+    def disable_endpoint(self, url: str, reason: str) -> None:
+        with self.transaction() as con:
+            con.execute("INSERT OR REPLACE INTO disabled_endpoints (url, at, reason) VALUES (?, ?, ?)",
+                        (url, time.time(), reason))  # fmt: skip
+            con.execute("UPDATE webhook_deliveries SET state='disabled', updated_at=? WHERE url=? AND state='pending'",
+                        (time.time(), url))  # fmt: skip

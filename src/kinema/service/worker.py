@@ -1,0 +1,362 @@
+"""Workers: claim jobs from the store, run them through ``kinema.engine.run``, publish the output atomically.
+
+A :class:`WorkerPool` runs ``threads`` claim loops plus one housekeeping thread that heartbeats every running job's
+lease (and so learns about cancel requests and lost leases), runs the reaper and purges expired outputs. The same
+pool runs inside ``kinema serve`` and as ``kinema worker`` (a separate process on the same data dir).
+
+Shutdown: the first stop (SIGTERM) stops claiming and lets running jobs finish for ``shutdown_grace`` seconds; what
+is still running then is aborted and released back to the queue (its attempt counted). A second SIGTERM aborts at
+once. A worker killed with ``kill -9`` releases nothing: its lease expires and the reaper re-queues the job.
+
+Job kinds: ``video`` is built in; another kind (a storyboard, later) registers its runner with
+:func:`register_job_kind` and is claimed by the same loops.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import secrets
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..backends.base import CancelToken
+from ..errors import Cancelled, InvalidRequest, KinemaError, ProviderError, RateLimited
+from ..progress import ProgressEvent
+from .config import ServiceConfig
+from .schemas import video_object
+from .store import Job, Store
+from .webhooks import event_payload
+
+__all__ = ["WorkerPool", "AttemptContext", "register_job_kind", "run_worker_process", "error_dict"]
+
+log = logging.getLogger("kinema.service.worker")
+
+
+@dataclass
+class AttemptContext:
+    """What a job runner gets besides the job: where to write, how to report, and its cancel token."""
+
+    pool: WorkerPool
+    job: Job
+    token: CancelToken
+    attempt: int
+    lost: bool = False  # the lease was lost (deleted, or reaped): discard everything
+    abort: bool = False  # shutdown: release the job back to the queue
+    last_progress: tuple[int, str | None] = (-1, None)
+    last_write: float = 0.0
+    last_hook: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def progress(self, event: ProgressEvent) -> None:
+        """Store progress (throttled) and emit throttled ``video.progress`` webhooks."""
+        pct = min(99, int(event.fraction * 100))
+        now = time.monotonic()
+        stage_changed = event.stage != self.last_progress[1]
+        if pct == self.last_progress[0] and not stage_changed:
+            return
+        if not stage_changed and now - self.last_write < 0.2:
+            return
+        self.last_progress, self.last_write = (pct, event.stage), now
+        store = self.pool.store
+        if not store.update_progress(self.job.id, self.pool.name, self.attempt, pct, event.stage):
+            self.lost = True
+            self.token.cancel()
+            return
+        if self.job.webhook_url and now - self.last_hook >= self.pool.config.webhook_progress_interval:
+            self.last_hook = now
+            self.pool.emit(self.job.id, "video.progress")
+
+    def on_task_id(self, task_id: str, info: dict[str, Any]) -> None:
+        """Remote backends call this before polling: the id is durable before any money is at stake twice."""
+        if not self.pool.store.set_provider_task(self.job.id, self.pool.name, self.attempt, task_id, info):
+            self.lost = True
+            self.token.cancel()
+            raise Cancelled("the job's lease was lost; the provider task id was not recorded")
+
+
+JobRunner = Callable[[AttemptContext], None]
+_JOB_KINDS: dict[str, JobRunner] = {}
+
+
+def register_job_kind(kind: str, runner: JobRunner) -> None:
+    """Add a job kind (e.g. "storyboard") the workers can run; its jobs are stored with ``kind`` set."""
+    _JOB_KINDS[kind] = runner
+
+
+def error_dict(exc: BaseException) -> dict[str, Any]:
+    if isinstance(exc, InvalidRequest):
+        return {"code": exc.code, "message": exc.message, "param": exc.field, "type": "invalid_request_error"}
+    if isinstance(exc, KinemaError):
+        return {"code": exc.code, "message": exc.message, "param": None, "type": type(exc).__name__}
+    return {"code": "generation_failed", "message": f"{type(exc).__name__}: {exc}", "param": None,
+            "type": "server_error"}  # fmt: skip
+
+
+def build_request(job: Job) -> Any:
+    from ..request import VideoRequest
+
+    return VideoRequest(**job.request)
+
+
+def run_video_job(ctx: AttemptContext) -> None:
+    """The ``video`` kind: one generation through the engine, written to a work file, published on completion."""
+    from ..engine import run
+
+    pool, job = ctx.pool, ctx.job
+    cfg = pool.config
+    request = build_request(job)
+    work = cfg.work_dir / f"{job.id}.a{ctx.attempt}.{pool.name_slug}.mp4"
+    thumb_work = work.with_suffix(".png")
+    result = run(request, output=work, on_progress=ctx.progress, cancel=ctx.token, on_task_id=ctx.on_task_id,
+                 resume_task_id=job.provider_task_id, resume_info=job.provider_info)  # fmt: skip
+    frames = result.video.frames
+    _write_thumbnail(frames[len(frames) // 2], thumb_work)
+    final = cfg.outputs_dir / f"{job.id}.mp4"
+    thumb = cfg.outputs_dir / f"{job.id}.png"
+    sidecar_work, sidecar = Path(str(work) + ".json"), Path(str(final) + ".json")
+
+    def publish() -> None:
+        # renames inside the completing transaction: the output exists exactly when the row says completed
+        os.replace(work, final)
+        os.replace(thumb_work, thumb)
+        if sidecar_work.exists():
+            os.replace(sidecar_work, sidecar)
+
+    summary = {"seed": result.seed, "recipe": result.recipe, "cost": result.cost, "timings": result.timings,
+               "warnings": result.warnings, "provider_task_id": result.provider_task_id}  # fmt: skip
+    ok = pool.store.complete(job.id, pool.name, ctx.attempt, result=summary, output_path=str(final),
+                             thumbnail_path=str(thumb), expires_at=time.time() + cfg.retention_hours * 3600,
+                             publish=publish)  # fmt: skip
+    if not ok:
+        ctx.lost = True
+        for p in (work, thumb_work, sidecar_work):
+            p.unlink(missing_ok=True)
+
+
+def _write_thumbnail(frame: Any, path: Path) -> None:
+    from PIL import Image
+
+    tmp = path.with_suffix(".tmp.png")
+    Image.fromarray(frame).save(tmp, format="PNG")
+    os.replace(tmp, path)
+
+
+register_job_kind("video", run_video_job)
+
+
+class WorkerPool:
+    """Claim loops + housekeeping for one process. ``start()``, then ``stop()``; see the module docstring."""
+
+    def __init__(self, store: Store, config: ServiceConfig, *, threads: int = 1, name: str | None = None) -> None:
+        self.store = store
+        self.config = config
+        self.threads = max(0, threads)
+        self.name = name or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+        self.name_slug = "".join(c if c.isalnum() else "-" for c in self.name)
+        self.running: dict[str, AttemptContext] = {}
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._stopped = threading.Event()
+        self._wake = threading.Event()
+        self._loops: list[threading.Thread] = []
+        self._house: threading.Thread | None = None
+        self.aborted = False
+        config.ensure_dirs()
+
+    # -- lifecycle ------------------------------------------------------------------------------------------
+    def start(self, housekeeping: bool = True) -> None:
+        from .config import load_extra_backends
+
+        load_extra_backends()
+        for i in range(self.threads):
+            t = threading.Thread(target=self._claim_loop, name=f"kinema-worker-{i}", daemon=True)
+            t.start()
+            self._loops.append(t)
+        if housekeeping:
+            self._house = threading.Thread(target=self._housekeeping, name="kinema-housekeeping", daemon=True)
+            self._house.start()
+
+    def notify(self) -> None:
+        """A job was just submitted in this process: claim it now instead of at the next poll."""
+        self._wake.set()
+
+    def stop(self, graceful: bool = True, timeout: float | None = None) -> None:
+        """Stop claiming; wait for running jobs (``graceful``) up to ``timeout``, then abort and release them."""
+        self._stopping.set()
+        self._wake.set()
+        if not graceful:
+            self.abort_all()
+        deadline = time.monotonic() + (self.config.shutdown_grace if timeout is None else timeout)
+        for t in self._loops:
+            t.join(max(0.0, deadline - time.monotonic()))
+        if any(t.is_alive() for t in self._loops):
+            self.abort_all()
+            for t in self._loops:
+                t.join(10)
+        self._stopped.set()
+        if self._house is not None:
+            self._house.join(5)
+
+    def abort_all(self) -> None:
+        with self._lock:
+            for ctx in self.running.values():
+                ctx.abort = True
+                ctx.token.cancel()
+        self.aborted = self.aborted or bool(self.running)
+
+    def cancel_local(self, job_id: str) -> None:
+        """The cancel endpoint ran in this process: stop the job now rather than at the next heartbeat."""
+        with self._lock:
+            ctx = self.running.get(job_id)
+        if ctx is not None:
+            ctx.token.cancel()
+
+    @property
+    def busy(self) -> int:
+        return len(self.running)
+
+    # -- webhooks -------------------------------------------------------------------------------------------
+    def emit(self, job_id: str, event: str) -> None:
+        """Put a webhook event for the job in the outbox (if the job has a webhook URL)."""
+        job = self.store.get(job_id)
+        if job is None or not job.webhook_url:
+            return
+        try:
+            self.store.enqueue_delivery(job.id, job.webhook_url, event, event_payload(event, video_object(job)))
+        except Exception:  # a webhook problem must never fail the job
+            log.exception("could not enqueue webhook %s for %s", event, job_id)
+
+    # -- the loops ------------------------------------------------------------------------------------------
+    def _claim_loop(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                job = self.store.claim(self.name, self.config.lease_seconds, tuple(_JOB_KINDS))
+            except Exception:
+                log.exception("claim failed")
+                job = None
+            if job is None:
+                self._wake.wait(0.25)
+                self._wake.clear()
+                continue
+            self._run(job)
+
+    def _run(self, job: Job) -> None:
+        ctx = AttemptContext(self, job, CancelToken(), job.attempts)
+        with self._lock:
+            self.running[job.id] = ctx
+        try:
+            if job.cancel_requested:
+                ctx.token.cancel()
+            if job.attempts == 1:
+                self.emit(job.id, "video.started")
+            _JOB_KINDS[job.kind](ctx)
+            if not ctx.lost:
+                self.emit(job.id, "video.completed")
+        except Cancelled:
+            if ctx.lost:
+                pass
+            elif ctx.abort:
+                self.store.release(job.id, self.name, ctx.attempt, "worker shut down")
+            elif self.store.finish_cancelled(job.id, self.name, ctx.attempt):
+                self.emit(job.id, "video.cancelled")
+        except Exception as exc:
+            if ctx.abort and not ctx.lost:
+                self.store.release(job.id, self.name, ctx.attempt, "worker shut down")
+            elif not ctx.lost:
+                retry = None
+                if isinstance(exc, ProviderError):  # transient on the provider's side: try again later
+                    retry = self.config.retry_backoff * 2 ** (ctx.attempt - 1)
+                    if isinstance(exc, RateLimited) and exc.retry_after:
+                        retry = max(retry, exc.retry_after)
+                if not isinstance(exc, KinemaError):
+                    log.exception("job %s failed", job.id)
+                status = self.store.fail(job.id, self.name, ctx.attempt, error_dict(exc), retry_after=retry)
+                if status == "failed":
+                    self.emit(job.id, "video.failed")
+        finally:
+            with self._lock:
+                self.running.pop(job.id, None)
+
+    def _housekeeping(self) -> None:
+        cfg = self.config
+        beat = max(0.05, min(cfg.heartbeat_seconds, cfg.lease_seconds / 3))
+        next_reap = next_purge = 0.0
+        while not self._stopped.is_set():
+            now = time.monotonic()
+            try:
+                self._heartbeat_all()
+                if now >= next_reap:
+                    next_reap = now + cfg.reap_interval
+                    for job_id, status in self.store.reap():
+                        if status in ("failed", "cancelled"):
+                            self.emit(job_id, f"video.{status}")
+                if now >= next_purge:
+                    next_purge = now + 60
+                    self.purge_expired()
+            except Exception:
+                log.exception("housekeeping failed")
+            self._stopped.wait(min(beat, cfg.reap_interval))
+
+    def _heartbeat_all(self) -> None:
+        with self._lock:
+            running = list(self.running.values())
+        for ctx in running:
+            alive, cancel = self.store.heartbeat(ctx.job.id, self.name, ctx.attempt, self.config.lease_seconds)
+            if not alive:
+                ctx.lost = True
+            if cancel:
+                ctx.token.cancel()
+
+    def purge_expired(self, orphan_age: float = 24 * 3600) -> None:
+        """Delete outputs past ``expires_at``, and work files of attempts that died long ago (kill -9 mid-save)."""
+        cutoff = time.time() - orphan_age
+        for leftover in self.config.work_dir.iterdir():
+            with contextlib.suppress(OSError):
+                if leftover.is_file() and leftover.stat().st_mtime < cutoff:
+                    leftover.unlink()
+        for job in self.store.expired_outputs():
+            for p in (job.output_path, job.thumbnail_path):
+                if p:
+                    with contextlib.suppress(OSError):
+                        Path(p).unlink(missing_ok=True)
+                        Path(p + ".json").unlink(missing_ok=True)
+            self.store.forget_outputs(job.id)
+
+
+def run_worker_process(config: ServiceConfig, threads: int = 1, *, senders: bool = True) -> int:
+    """``kinema worker``: run a pool until SIGTERM/SIGINT. Exit code 0 after a graceful stop, 1 after an abort."""
+    from .safefetch import SafeFetcher
+    from .webhooks import WebhookSender
+
+    store = Store(config.db_path)
+    pool = WorkerPool(store, config, threads=threads)
+    sender = WebhookSender(store, config, SafeFetcher(config.allow_hosts, timeout=config.webhook_timeout))
+    signals = {"count": 0}
+    done = threading.Event()
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        signals["count"] += 1
+        if signals["count"] == 1:
+            log.warning("stopping: finishing running jobs (signal again to abort and re-queue them)")
+            done.set()
+        else:
+            pool.abort_all()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    pool.start()
+    if senders:
+        sender.start()
+    while not done.wait(0.5):
+        pass
+    pool.stop(graceful=True)
+    sender.stop()
+    return 1 if pool.aborted else 0

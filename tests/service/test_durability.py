@@ -1,0 +1,203 @@
+"""Durability: kill -9 mid-job (R1), concurrent claims from 8 processes (R5), lease-owner checks (R4), the reaper,
+attempt caps (R3) and graceful release (R2)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from conftest import HERE, make_config, wait_for
+from kinema.service.app import create_app
+from kinema.service.store import Store
+
+ROOT = HERE.parent.parent
+STORE_PY = ROOT / "src" / "kinema" / "service" / "store.py"
+
+
+def _worker_env(log: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env["KINEMA_EXTRA_BACKENDS"] = "slow=slow_backend:SlowBackend"
+    env["PYTHONPATH"] = os.pathsep.join([str(HERE), str(ROOT / "src"), env.get("PYTHONPATH", "")])
+    env["KINEMA_SLOW_LOG"] = str(log)
+    return env
+
+
+def _start_worker(data_dir: Path, log: Path, lease: float = 3.0) -> subprocess.Popen[bytes]:
+    cmd = [sys.executable, "-m", "kinema.cli", "worker", "--data-dir", str(data_dir), "--lease", str(lease)]
+    return subprocess.Popen(cmd, env=_worker_env(log), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def test_kill9_mid_job_completes_exactly_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    log = tmp_path / "slow.log"
+    monkeypatch.setenv("KINEMA_EXTRA_BACKENDS", "slow=slow_backend:SlowBackend")
+    cfg = make_config(tmp_path, workers=0, lease_seconds=3.0)
+    store = Store(cfg.db_path)
+    key = store.create_key("t")[1]
+    with TestClient(create_app(cfg), headers={"Authorization": f"Bearer {key}"}) as client:
+        video_id = client.post("/v1/videos", json={"prompt": "slow job", "backend": "slow", "steps": 40}).json()["id"]
+
+        def status() -> dict:
+            r = client.get(f"/v1/videos/{video_id}")
+            assert r.status_code == 200, "the job must never be reported missing"
+            return r.json()
+
+        first = _start_worker(cfg.root, log)
+        try:
+            wait_for(lambda: status()["status"] == "in_progress" and status()["progress"] >= 10, timeout=60)
+            task_id = store.get(video_id).provider_task_id
+            assert task_id, "the provider task id is stored before the work starts"
+            first.send_signal(signal.SIGKILL)
+            first.wait(10)
+        finally:
+            if first.poll() is None:
+                first.kill()
+        after_kill = status()
+        assert after_kill["status"] == "in_progress" and after_kill["attempts"] == 1
+        assert "done" not in log.read_text()
+        second = _start_worker(cfg.root, log)
+        try:
+            final = wait_for(lambda: (s := status())["status"] in ("completed", "failed") and s, timeout=90)
+        finally:
+            second.send_signal(signal.SIGTERM)
+            second.wait(20)
+        assert final["status"] == "completed", final
+        assert final["attempts"] == 2
+        lines = log.read_text().splitlines()
+        assert [ln.split()[0] for ln in lines] == ["start", "start", "done"], lines
+        assert all(task_id in ln for ln in lines), "the retry resumed the same provider task"
+        assert "resumed=True" in lines[1]
+        outputs = sorted(p.name for p in cfg.outputs_dir.iterdir())
+        assert outputs == [f"{video_id}.mp4", f"{video_id}.mp4.json", f"{video_id}.png"]
+        assert list(cfg.work_dir.iterdir()) == []
+        attempts = store.attempts_of(video_id)
+        assert [a["outcome"] for a in attempts] == ["lost", "completed"]
+        assert client.get(f"/v1/videos/{video_id}/content").status_code == 200
+        assert second.returncode == 0, second.stderr.read() if second.stderr else ""
+        assert store.integrity_ok()
+
+
+CLAIMER = textwrap.dedent(
+    """
+    import importlib.util, json, sqlite3, sys, time
+    spec = importlib.util.spec_from_file_location("store", sys.argv[1])
+    mod = importlib.util.module_from_spec(spec); sys.modules["store"] = mod; spec.loader.exec_module(mod)
+    store = mod.Store(sys.argv[2])
+    claimed, errors = [], []
+    while time.time() < float(sys.argv[3]):
+        time.sleep(0.001)
+    while True:
+        try:
+            job = store.claim(sys.argv[4], lease_seconds=60)
+        except sqlite3.OperationalError as exc:
+            errors.append(str(exc)); continue
+        if job is None:
+            break
+        claimed.append(job.id)
+    print(json.dumps({"claimed": claimed, "errors": errors}))
+    """
+)
+
+
+def test_eight_processes_claim_200_jobs_exactly_once(tmp_path: Path) -> None:
+    db = tmp_path / "db.sqlite3"
+    store = Store(db)
+    ids = {store.submit_job(owner="o", request={"prompt": f"p{i}"}, summary={}).id for i in range(200)}
+    start = time.time() + 1.5  # all eight start claiming at the same moment
+    procs = [subprocess.Popen([sys.executable, "-c", CLAIMER, str(STORE_PY), str(db), str(start), f"w{i}"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for i in range(8)]  # fmt: skip
+    results = []
+    for p in procs:
+        out, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err.decode()
+        results.append(json.loads(out))
+    claimed = [job for r in results for job in r["claimed"]]
+    assert sum(len(r["errors"]) for r in results) == 0, [r["errors"] for r in results]
+    assert len(claimed) == 200 and set(claimed) == ids
+    assert store.queue_depth() == 0
+
+
+def test_late_completion_of_a_superseded_attempt_is_rejected(tmp_path: Path) -> None:
+    store = Store(tmp_path / "db.sqlite3")
+    job = store.submit_job(owner="o", request={"prompt": "p"}, summary={}, max_attempts=3)
+    first = store.claim("w1", lease_seconds=0.05)
+    assert first is not None and first.attempts == 1
+    time.sleep(0.1)
+    assert store.reap() == [(job.id, "queued")]
+    second = store.claim("w2", lease_seconds=30)
+    assert second is not None and second.attempts == 2
+    published = []
+    ok = store.complete(job.id, "w1", 1, result={}, output_path="x", thumbnail_path=None, expires_at=0,
+                        publish=lambda: published.append("w1"))  # fmt: skip
+    assert not ok and published == []
+    assert store.heartbeat(job.id, "w1", 1, 30) == (False, True)
+    assert store.complete(job.id, "w2", 2, result={}, output_path="y", thumbnail_path=None, expires_at=0,
+                          publish=lambda: published.append("w2"))  # fmt: skip
+    assert published == ["w2"] and store.get(job.id).status == "completed"
+
+
+def test_attempt_cap_fails_with_the_reason(tmp_path: Path) -> None:
+    store = Store(tmp_path / "db.sqlite3")
+    job = store.submit_job(owner="o", request={"prompt": "p"}, summary={}, max_attempts=2)
+    for _ in range(2):
+        assert store.claim("w", lease_seconds=0.01) is not None
+        time.sleep(0.03)
+        store.reap()
+    final = store.get(job.id)
+    assert final.status == "failed" and final.attempts == 2
+    assert "worker lost" in final.error["message"] and "max_attempts" in final.error["message"]
+    assert store.claim("w", lease_seconds=1) is None
+
+
+def test_store_pragmas_are_enforced(tmp_path: Path) -> None:
+    con = Store(tmp_path / "db.sqlite3").connection()
+    assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert con.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    assert con.execute("PRAGMA busy_timeout").fetchone()[0] >= 5000
+
+
+def test_graceful_stop_releases_a_running_job(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from kinema.service.worker import WorkerPool
+
+    monkeypatch.setenv("KINEMA_EXTRA_BACKENDS", "slow=slow_backend:SlowBackend")
+    cfg = make_config(tmp_path)
+    store = Store(cfg.db_path)
+    job = store.submit_job(owner="o", request={"prompt": "p", "backend": "slow", "num_inference_steps": 200},
+                           summary={})  # fmt: skip
+    pool = WorkerPool(store, cfg, threads=1)
+    pool.start()
+    wait_for(lambda: store.get(job.id).progress > 0, timeout=30)
+    pool.stop(graceful=True, timeout=0.3)  # grace too short for 20 s of work: abort and release
+    released = store.get(job.id)
+    assert released.status == "queued" and released.attempts == 1 and released.worker is None
+    assert pool.aborted
+    assert [a["outcome"] for a in store.attempts_of(job.id)] == ["released"]
+
+
+def test_worker_process_sigterm_twice_aborts_and_requeues(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KINEMA_EXTRA_BACKENDS", "slow=slow_backend:SlowBackend")
+    cfg = make_config(tmp_path, workers=0)
+    store = Store(cfg.db_path)
+    job = store.submit_job(owner="o", request={"prompt": "p", "backend": "slow", "num_inference_steps": 400},
+                           summary={})  # fmt: skip
+    proc = _start_worker(cfg.root, tmp_path / "slow.log", lease=5)
+    try:
+        wait_for(lambda: store.get(job.id).progress > 0, timeout=60)
+        proc.send_signal(signal.SIGTERM)  # first: stop claiming, let the job run on
+        time.sleep(0.5)
+        assert proc.poll() is None and store.get(job.id).status == "in_progress"
+        proc.send_signal(signal.SIGTERM)  # second: abort and re-queue
+        assert proc.wait(30) == 1
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    released = store.get(job.id)
+    assert released.status == "queued" and released.attempts == 1 and released.worker is None
