@@ -360,6 +360,12 @@ def create_app(
         return {"status": "ok", "version": __version__, "queued": state.store.queue_depth(),
                 "workers": config.workers}  # fmt: skip
 
+    # the storyboard job kind and the prompt builder, for the web page (and any client)
+    from . import prompt_routes, storyboards
+
+    storyboards.install_routes(app, state)
+    prompt_routes.install_routes(app, state)
+
     web = Path(static_dir) if static_dir is not None else (WEB_DIR if (WEB_DIR / "index.html").is_file() else None)
     if web is not None:
         from starlette.staticfiles import StaticFiles

@@ -80,6 +80,10 @@ class VideoObject(BaseModel):
     metadata: dict[str, Any] = Field(default_factory=dict)
     track_id: str | None = None
     webhook_url: str | None = None
+    #: seconds per phase of the finished job (prepare, generate, save, total...), as the engine measured them
+    timings: dict[str, float] | None = None
+    #: a storyboard job's title and scenes (prompt, duration, transition, continuity); None for a single video
+    storyboard: dict[str, Any] | None = None
 
 
 class VideoList(BaseModel):
@@ -190,4 +194,6 @@ def video_object(job: Job) -> dict[str, Any]:
         "metadata": job.metadata,
         "track_id": s.get("track_id"),
         "webhook_url": job.webhook_url,
+        "timings": result.get("timings"),
+        "storyboard": s.get("storyboard"),
     }

@@ -173,6 +173,7 @@ class WorkerPool:
 
     # -- lifecycle ------------------------------------------------------------------------------------------
     def start(self, housekeeping: bool = True) -> None:
+        from . import storyboards  # noqa: F401  (registers the "storyboard" job kind)
         from .config import load_extra_backends
 
         load_extra_backends()
