@@ -45,8 +45,10 @@ def main() -> None:
         times.append(time.perf_counter() - t)
         assert result.video.num_frames == 16
     med = statistics.median(times)
-    print(f"built-in, 16 frames 64x64, 20 steps, guidance 4: median {med:.2f}s "
-          f"(min {min(times):.2f}s, max {max(times):.2f}s, {args.runs} runs, {torch.get_num_threads()} threads)")
+    print(
+        f"built-in, 16 frames 64x64, 20 steps, guidance 4: median {med:.2f}s "
+        f"(min {min(times):.2f}s, max {max(times):.2f}s, {args.runs} runs, {torch.get_num_threads()} threads)"
+    )
     body = "\n".join([
         "## Built-in model speed (`bench/builtin.py`)",
         "",

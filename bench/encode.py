@@ -77,7 +77,7 @@ def main() -> None:
                 cli.append(ffmpeg_write(clip, args.fps, Path(tmp) / "c.mp4"))
             k, c = statistics.median(kin), statistics.median(cli)
             rows.append((f"{n} frames {cw}x{ch}", k, c, k / c))
-            print(f"{n} frames {cw}x{ch}: kinema {k*1000:.0f} ms, ffmpeg CLI {c*1000:.0f} ms, ratio {k/c:.2f}x")
+            print(f"{n} frames {cw}x{ch}: kinema {k * 1000:.0f} ms, ffmpeg CLI {c * 1000:.0f} ms, ratio {k / c:.2f}x")
     body = [
         "## MP4 encoding (`bench/encode.py`)",
         "",
@@ -86,7 +86,7 @@ def main() -> None:
         "",
         "| clip | Kinema (ms) | ffmpeg CLI (ms) | ratio |",
         "|---|---|---|---|",
-        *(f"| {name} | {k*1000:.0f} | {c*1000:.0f} | {r:.2f}x |" for name, k, c, r in rows),
+        *(f"| {name} | {k * 1000:.0f} | {c * 1000:.0f} | {r:.2f}x |" for name, k, c, r in rows),
         "",
         f"Machine: {machine()}.",
     ]

@@ -142,10 +142,17 @@ def _main(
 @app.command(epilog=GENERATE_EXAMPLES)
 def generate(
     prompt: Annotated[str | None, typer.Argument(help="What the video shows (1 to 5000 characters).")] = None,
-    output: Annotated[Path | None, typer.Option("-o", "--output", help="Where to save (.mp4, .webm, .gif or a folder "
-                                                "for PNG frames). Default: kinema-<time>.mp4")] = None,
-    image: Annotated[str | None, typer.Option("--image", help="Image (path or URL) to start from: image-to-video.")]
-    = None,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "-o",
+            "--output",
+            help="Where to save (.mp4, .webm, .gif or a folder for PNG frames). Default: kinema-<time>.mp4",
+        ),
+    ] = None,
+    image: Annotated[
+        str | None, typer.Option("--image", help="Image (path or URL) to start from: image-to-video.")
+    ] = None,
     video: Annotated[str | None, typer.Option("--video", help="Clip to continue: video extension.")] = None,
     backend: Annotated[str | None, typer.Option("--backend", "-b", help="Engine (see 'kinema backends').")] = None,
     model: Annotated[str | None, typer.Option("--model", "-m", help="Model id of the backend.")] = None,
@@ -160,10 +167,12 @@ def generate(
     guidance: Annotated[float | None, typer.Option("--guidance", help="Classifier-free guidance scale.")] = None,
     negative: Annotated[str | None, typer.Option("--negative", help="Negative prompt.")] = None,
     fmt: Annotated[str | None, typer.Option("--format", help="mp4, webm, gif or png.")] = None,
-    option: Annotated[list[str] | None, typer.Option("--option", help="Backend option KEY=VALUE (repeatable).")]
-    = None,
-    lora: Annotated[list[str] | None, typer.Option("--lora", help="LoRA weights PATH[:SCALE] for diffusers models "
-                                                  "(repeatable).")] = None,
+    option: Annotated[
+        list[str] | None, typer.Option("--option", help="Backend option KEY=VALUE (repeatable).")
+    ] = None,
+    lora: Annotated[
+        list[str] | None, typer.Option("--lora", help="LoRA weights PATH[:SCALE] for diffusers models (repeatable).")
+    ] = None,
     from_path: Annotated[Path | None, typer.Option("--from", help="Re-run the recipe stored in this video.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as one JSON object on stdout.")] = False,
 ) -> None:
@@ -288,8 +297,10 @@ def train(
     cfg = TrainConfig(**params)
 
     def log(entry: dict[str, Any]) -> None:
-        line = (f"step {entry['step']:>6}/{entry['total_steps']}  loss {entry['loss']:.4f}  "
-                f"lr {entry['lr']:.2e}  clips {entry['clips']}  {entry['elapsed']:.0f}s")
+        line = (
+            f"step {entry['step']:>6}/{entry['total_steps']}  loss {entry['loss']:.4f}  "
+            f"lr {entry['lr']:.2e}  clips {entry['clips']}  {entry['elapsed']:.0f}s"
+        )
         err.print(line, highlight=False)
 
     summary = run_train(cfg, out_dir, on_log=log)

@@ -316,7 +316,7 @@ class VideoRequest(BaseModel):
     # -- derived values -----------------------------------------------------------------------------------------
     @property
     def mode(self) -> str:
-        """"t2v", "i2v" (an image is the first frame) or "extend" (continue a clip)."""
+        """ "t2v", "i2v" (an image is the first frame) or "extend" (continue a clip)."""
         if self.video is not None:
             return "extend"
         if self.image is not None:

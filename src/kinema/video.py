@@ -156,6 +156,7 @@ class Video:
         with av.open(str(path), "w", format="mp4" if fmt == "mp4" else "webm", options=options) as container:
             codec = "libx264" if fmt == "mp4" else "libvpx-vp9"
             stream = container.add_stream(codec, rate=_fps_fraction(self.fps))
+            assert isinstance(stream, av.VideoStream)
             stream.width = frames.shape[2]
             stream.height = frames.shape[1]
             stream.pix_fmt = "yuv420p"
@@ -278,11 +279,12 @@ def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
     if not p.exists():
         raise InvalidRequest("path", f"file not found: {p}", value=str(p))
     if p.is_dir():
-        meta = read_sidecar(p) or {}
-        meta.pop("_fps", None)
-        return meta
+        folder_meta = read_sidecar(p) or {}
+        folder_meta.pop("_fps", None)
+        return folder_meta
     import av
 
+    meta: dict[str, Any] | None
     try:
         with av.open(str(p)) as container:
             meta = _parse_metadata(dict(container.metadata).get(_METADATA_KEY))

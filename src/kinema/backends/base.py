@@ -314,12 +314,10 @@ class BaseBackend:
             short = RESOLUTIONS[request.resolution] if request.resolution else min(caps.default_size)
             m = max(1, caps.size_multiple)
             # the short side gets the preset; the long side follows the ratio; both rounded to the multiple
-            if rw >= rh:
-                height, width = short, short * rw / rh
-            else:
-                width, height = short, short * rh / rw
-            width = max(m, int(round(width / m)) * m)
-            height = max(m, int(round(height / m)) * m)
+            long_side = short * max(rw, rh) / min(rw, rh)
+            w_exact, h_exact = (long_side, short) if rw >= rh else (short, long_side)
+            width = max(m, int(round(w_exact / m)) * m)
+            height = max(m, int(round(h_exact / m)) * m)
             if caps.sizes:
                 # APIs with fixed sizes: take the listed size with the asked ratio closest to the preset
                 want = rw / rh

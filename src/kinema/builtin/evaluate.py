@@ -88,7 +88,7 @@ def evaluate(
 
     # image-to-video: the real clip's frame 0 is the given image
     m = min(n, n_i2v if n_i2v is not None else 32)
-    raw_psnrs = []
+    raw_psnrs: list[float] = []
     for start in range(0, m, batch_size):
         stop = min(m, start + batch_size)
         known = real[start:stop, :1]

@@ -133,7 +133,8 @@ def train(
     ema.load_state_dict(model.state_dict())
     ema.requires_grad_(False)
     tokenizer = Tokenizer(mcfg.vocab, mcfg.text_len)
-    decay, no_decay = [], []
+    decay: list[torch.nn.Parameter] = []
+    no_decay: list[torch.nn.Parameter] = []
     for name, p in model.named_parameters():
         (no_decay if p.ndim < 2 or "pos" in name or "embed" in name or name.endswith("null") else decay).append(p)
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
@@ -211,8 +212,11 @@ def train(
 def _write(ema: VideoDiT, out: Path, cfg: TrainConfig, mcfg: ModelConfig, steps: int, elapsed: float,
            render_time: float, n_params: int, history: list[dict[str, Any]], device: torch.device,
            final: bool) -> dict[str, Any]:  # fmt: skip
-    hardware = torch.cuda.get_device_name(0) if device.type == "cuda" else (
-        f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads")
+    hardware = (
+        torch.cuda.get_device_name(0)
+        if device.type == "cuda"
+        else (f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads")
+    )
     info = {
         "train_config": asdict(cfg), "steps_run": steps, "train_seconds": round(elapsed, 1),
         "render_seconds": round(render_time, 1), "device": device.type, "hardware": hardware,

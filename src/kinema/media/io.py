@@ -21,7 +21,7 @@ def _decode_image_bytes(data: bytes, field: str) -> np.ndarray:
     import av
 
     try:
-        with av.open(io.BytesIO(data)) as container:
+        with av.open(io.BytesIO(data), "r") as container:
             frame = next(container.decode(video=0))
             return frame.to_ndarray(format="rgb24")
     except (av.error.FFmpegError, StopIteration, ValueError) as exc:
