@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections import defaultdict
 
 import numpy as np
@@ -116,19 +115,3 @@ def test_no_subject_and_bad_input() -> None:
     assert detectors.detect_motion(clip) is None
     with pytest.raises(ValueError):
         detectors.detect_time(clip[0])
-
-
-def test_detector_speed(real_clips: tuple[np.ndarray, list[Scene]]) -> None:
-    clips, _ = real_clips
-    detectors.detect_all(clips[0])  # calibration happens once, outside the timing
-    per_clip = []
-    for clip in clips[:12]:
-        best = np.inf
-        for _ in range(3):
-            t0 = time.perf_counter()
-            detectors.detect_all(clip)
-            best = min(best, time.perf_counter() - t0)
-        per_clip.append(best)
-    ms = 1000 * float(np.median(per_clip))
-    print(f"\ndetect_all: {ms:.1f} ms per 16x64x64 clip (median of best-of-3)")
-    assert ms < 40  # target 20 ms; generous because this machine is shared

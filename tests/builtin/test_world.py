@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 
 import numpy as np
@@ -172,16 +171,3 @@ def test_parse_prompt_edge_cases() -> None:
     # weather and sun verbs are not subject motions; colours bind to the subject, not the scenery
     expected = {"color": "white", "subject": "bird", "setting": "hills", "celestial": "sun_setting", "weather": "rain"}
     assert world.parse_prompt("a white bird over green hills as the sun sets, rain falling") == expected
-
-
-def test_render_speed() -> None:
-    rng = np.random.default_rng(0)
-    scenes = [world.sample_scene(rng) for _ in range(64)]
-    world.render_batch(scenes[:2], seed=0)  # warm up
-    best = np.inf
-    for _ in range(2):
-        t0 = time.perf_counter()
-        world.render_batch(scenes, seed=1)
-        best = min(best, time.perf_counter() - t0)
-    print(f"\nrender_batch of 64 clips (16x64x64): {best:.3f} s")
-    assert best < 3.0

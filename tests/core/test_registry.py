@@ -1,0 +1,79 @@
+"""The backend registry: third-party entry points, registration, and missing extras."""
+
+from __future__ import annotations
+
+import builtins
+from typing import Any
+
+import numpy as np
+import pytest
+
+import kinema
+from kinema import backends as registry
+from kinema.backends.base import BackendOutput, BaseBackend, Capabilities, GenerationContext, GenerationParams
+
+
+class SolidBackend(BaseBackend):
+    """A third-party backend: one colour per frame, in the prompt's length."""
+
+    name = "solid"
+    description = "solid colours"
+
+    def capabilities(self, model: str | None = None) -> Capabilities:
+        return Capabilities(default_size=(16, 16), default_frames=4, default_fps=4)
+
+    def generate(self, params: GenerationParams, ctx: GenerationContext) -> BackendOutput:
+        ctx.progress("denoising", 1, 1)
+        frames = np.full((params.num_frames, params.height, params.width, 3), len(params.prompt) % 256, np.uint8)
+        return BackendOutput(video=kinema.Video(frames, fps=params.fps), cost={"usd": 0.0})
+
+
+class _EntryPoint:
+    name = "solid-ep"
+
+    def load(self) -> Any:
+        return SolidBackend
+
+
+def test_entry_point_backends_are_found_and_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(registry, "entry_points", lambda group: [_EntryPoint()] if group == "kinema.backends" else [])
+    monkeypatch.setattr(registry, "_entry_points_loaded", False)
+    monkeypatch.setattr(registry, "_factories", {})
+    monkeypatch.setattr(registry, "_instances", {})
+    assert "solid-ep" in registry.backend_names()
+    result = kinema.generate("abc", backend="solid-ep")
+    assert result.video.frames.shape == (4, 16, 16, 3) and int(result.video.frames[0, 0, 0, 0]) == 3
+    assert result.recipe["backend"] == "solid" and result.cost == {"usd": 0.0}
+    assert any(i.name == "solid-ep" and i.usable for i in kinema.list_backends())
+
+
+def test_register_backend_by_class(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(registry, "_factories", {})
+    monkeypatch.setattr(registry, "_instances", {})
+    kinema.register_backend("solid2", SolidBackend)
+    assert isinstance(kinema.get_backend("solid2"), SolidBackend)
+
+
+def test_missing_extra_names_the_extra_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    from kinema.backends.base import require_module
+
+    real_import = builtins.__import__
+
+    def fake_import(name: str, *args: Any, **kwargs: Any) -> Any:
+        if name.startswith("fastapi"):
+            raise ImportError("No module named 'fastapi'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", fake_import)
+    with pytest.raises(kinema.MissingExtra) as info:
+        require_module("fastapi", "server")
+    assert "pip install 'kinema[server]'" in info.value.message
+    assert isinstance(info.value, kinema.BackendUnavailable) and isinstance(info.value, ImportError)
+
+
+def test_unusable_backend_is_refused_with_its_reason(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("RUNWAYML_API_SECRET", raising=False)
+    with pytest.raises(kinema.BackendUnavailable, match="RUNWAYML_API_SECRET"):
+        kinema.generate("a red ball", backend="runway", duration=5)
+    info = {i.name: i for i in kinema.list_backends()}["runway"]
+    assert not info.usable and "RUNWAYML_API_SECRET" in (info.reason or "")
