@@ -52,6 +52,9 @@ def serve(
     ] = None,
     max_queued: Annotated[int, typer.Option("--max-queued", help="Queued jobs before new ones get 429.")] = 1000,
     log_level: Annotated[str, typer.Option("--log-level", help="uvicorn log level.")] = "info",
+    access_log: Annotated[
+        bool, typer.Option("--access-log/--no-access-log", help="Log every request (costs CPU per request).")
+    ] = False,
 ) -> None:
     """Run the HTTP job service (OpenAI-style /v1/videos API) with a pool of workers."""
     from .cli import err, fail
@@ -78,7 +81,14 @@ def serve(
         app = create_app(cfg)
         err.print(f"kinema service on http://{host}:{port}  data: {cfg.root}  workers: {workers}"
                   + ("  [no auth]" if no_auth else ""), highlight=False)  # fmt: skip
-        uvicorn.run(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=int(cfg.shutdown_grace))
+        uvicorn.run(
+            app,
+            host=host,
+            port=port,
+            log_level=log_level,
+            access_log=access_log,
+            timeout_graceful_shutdown=int(cfg.shutdown_grace),
+        )
     except Exception as exc:
         fail(exc)
 

@@ -25,7 +25,7 @@ import logging
 import re
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,6 +41,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from .._version import __version__
 from ..errors import BackendUnavailable, InvalidRequest, KinemaError
 from .config import ServiceConfig, load_extra_backends
+from .fastpath import FastPaths
 from .safefetch import SafeFetcher, URLRefused
 from .schemas import (
     CreateVideoBody,
@@ -149,6 +150,8 @@ class ServiceState:
     read_limiter: RateLimiter
     admission: Admission = field(default_factory=Admission)
     models_cache: tuple[float, list[dict[str, Any]]] | None = None
+    #: backends (by the name a create body gave) whose plan has run once: loaded, so planning them is CPU only
+    warm_backends: set[str] = field(default_factory=set)
 
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
@@ -232,6 +235,8 @@ def create_app(
         responses={},
     )
     app.state.kinema = state
+    # added first, so it runs inside the body limit: the two hottest routes skip the framework's per-request work
+    app.add_middleware(FastPaths, state=state)
     app.add_middleware(BodyLimitMiddleware, max_bytes=config.max_body_bytes, max_json_bytes=config.max_json_bytes)
     _install_error_handlers(app)
     bearer = HTTPBearer(auto_error=False, description="an API key made with 'kinema keys create'")
@@ -249,11 +254,11 @@ def create_app(
         tags=["videos"],
     )
     async def create_video(request: Request) -> Response:
+        # JSON bodies are served by FastPaths with the same functions; multipart ones come here
         owner = _authenticate(state, request)
         _rate(state.submit_limiter, owner)
         fields, upload = await _read_create_body(request, config)
-        idem_key = request.headers.get("idempotency-key")
-        return await run_in_threadpool(_create, state, owner, fields, upload, idem_key)
+        return await create_response(state, owner, fields, upload, request.headers.get("idempotency-key"))
 
     # -- read -----------------------------------------------------------------------------------------------
     @app.get("/v1/videos", response_model=VideoList, responses=_ERRORS, summary="List video jobs", tags=["videos"],
@@ -277,10 +282,8 @@ def create_app(
     @app.get("/v1/videos/{video_id}", response_model=VideoObject, responses=_ERRORS, summary="Retrieve a video job",
              tags=["videos"], openapi_extra=_SECURED)  # fmt: skip
     async def retrieve_video(video_id: str, request: Request) -> Response:
-        # the hottest route (clients poll it): async, no dependency graph, one indexed read, serialized once
-        owner = _authenticate(state, request)
-        _rate(state.read_limiter, owner)
-        return _json(video_object(_job(state, video_id, owner)))
+        # the hottest route (clients poll it): FastPaths answers it with retrieve_response before routing
+        return retrieve_response(state, video_id, request.query_params.keys(), request.headers.get("authorization"))
 
     @app.delete("/v1/videos/{video_id}", response_model=VideoDeleted, responses=_ERRORS, summary="Delete a video",
                 tags=["videos"])  # fmt: skip
@@ -400,11 +403,19 @@ def _install_error_handlers(app: FastAPI) -> None:
 
 
 def _authenticate(state: ServiceState, request: Request) -> str:
-    for name in ("api_key", "key", "token", "access_token"):
-        if name in request.query_params:
+    return authenticate(state, request.query_params.keys(), request.headers.get("authorization"))
+
+
+_URL_KEY_NAMES = ("api_key", "key", "token", "access_token")
+
+
+def authenticate(state: ServiceState, query_names: Iterable[str], authorization: str | None) -> str:
+    """The caller's key id ("local" without auth), from the query's parameter names and the Authorization header."""
+    for name in query_names:
+        if name in _URL_KEY_NAMES:
             raise ApiError(401, "API keys in the URL are refused (URLs are logged); send 'Authorization: Bearer "
                                 "<key>'", code="key_in_url", param=name)  # fmt: skip
-    token = bearer_token(request.headers.get("authorization"))
+    token = bearer_token(authorization)
     if not state.config.auth:
         return "local"
     if token is None:
@@ -416,6 +427,14 @@ def _authenticate(state: ServiceState, request: Request) -> str:
             401, "invalid or revoked API key", code="invalid_api_key", headers={"WWW-Authenticate": "Bearer"}
         )
     return key_id
+
+
+def retrieve_response(state: ServiceState, video_id: str, query_names: Iterable[str], authorization: str | None
+                      ) -> Response:  # fmt: skip
+    """``GET /v1/videos/{id}``: one indexed read, serialized once (no response-model validation)."""
+    owner = authenticate(state, query_names, authorization)
+    _rate(state.read_limiter, owner)
+    return _json(video_object(_job(state, video_id, owner)))
 
 
 def _json(data: Any, status: int = 200) -> Response:
@@ -612,6 +631,67 @@ def _fingerprint(fields: dict[str, Any], upload: bytes | None) -> str:
     return h.hexdigest()
 
 
+async def create_response(
+    state: ServiceState, owner: str, fields: dict[str, Any], upload: bytes | None, idem: str | None
+) -> Response:
+    """``POST /v1/videos`` once the body is read. A plain job (no image, webhook or idempotency key, a backend
+    already planned once) is checked on the event loop, its row committed by the store's group-commit writer, and
+    answered after that commit, with no thread hop; anything that may block (fetching an image, resolving a
+    webhook host, loading a backend, several idempotency transactions) runs in the thread pool."""
+    body = _validate_body(fields)
+    if upload is None and idem is None and not _may_block(state, body):
+        req, summary = _prepare(state, body, False)
+        _admit(state, owner)
+        job_id, metadata = _new_job_id(), dict(body.metadata or {})
+        config = state.config
+        job = await asyncio.wrap_future(state.store.submit_job_future(
+            owner=owner, request=req, summary=summary, max_attempts=config.max_attempts,
+            webhook_url=body.webhook_url, metadata=metadata, job_id=job_id))  # fmt: skip
+        state.admission.accepted(owner)
+        state.pool.notify()
+        return _json(video_object(job))
+    return await run_in_threadpool(_create, state, owner, fields, upload, idem)
+
+
+def _may_block(state: ServiceState, body: CreateVideoBody) -> bool:
+    if body.input_reference is not None or body.image_url is not None or body.webhook_url:
+        return True
+    return _backend_key(body) not in state.warm_backends
+
+
+def _backend_key(body: CreateVideoBody) -> str:
+    return body.backend or (body.model or "").partition("/")[0]
+
+
+def _new_job_id() -> str:
+    import secrets
+
+    return "video_" + secrets.token_hex(12)
+
+
+def _prepare(state: ServiceState, body: CreateVideoBody, has_image: bool) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Plan the job and check its webhook URL, turning what is wrong into a 400 that names the field."""
+    try:
+        req, summary = _plan(body, has_image)
+        if body.webhook_url:
+            state.fetcher.check_url(body.webhook_url, field="webhook_url")
+    except InvalidRequest as exc:
+        if exc.field == "duration" and body.seconds is not None:  # the client said "seconds"; name its field
+            message = exc.message.split(": ", 1)[-1]
+            raise ApiError(400, f"seconds: {message}", code="invalid_request", param="seconds") from None
+        raise ApiError.invalid(exc) from None
+    except URLRefused as exc:
+        raise ApiError(400, str(exc), code="url_refused", param=exc.field) from None
+    except KinemaError as exc:
+        raise ApiError(400, exc.message, code=exc.code, param="backend") from None
+    from ..backends import backend_names
+
+    key = _backend_key(body)
+    if key not in state.warm_backends and (key == "" or key in backend_names()):
+        state.warm_backends.add(key)  # a bare model id is resolved by asking every backend: never inline
+    return req, summary
+
+
 def _create(
     state: ServiceState, owner: str, fields: dict[str, Any], upload: bytes | None, idem: str | None
 ) -> Response:
@@ -626,19 +706,7 @@ def _create(
                            param="input_reference.file_id")  # fmt: skip
         image_url = image_url or body.input_reference.image_url
     has_image = upload is not None or image_url is not None
-    try:
-        req, summary = _plan(body, has_image)
-        if body.webhook_url:
-            state.fetcher.check_url(body.webhook_url, field="webhook_url")
-    except InvalidRequest as exc:
-        if exc.field == "duration" and body.seconds is not None:  # the client said "seconds"; name its field
-            message = exc.message.split(": ", 1)[-1]
-            raise ApiError(400, f"seconds: {message}", code="invalid_request", param="seconds") from None
-        raise ApiError.invalid(exc) from None
-    except URLRefused as exc:
-        raise ApiError(400, str(exc), code="url_refused", param=exc.field) from None
-    except KinemaError as exc:
-        raise ApiError(400, exc.message, code=exc.code, param="backend") from None
+    req, summary = _prepare(state, body, has_image)
 
     if idem is not None:
         if not 1 <= len(idem) <= 255:
@@ -679,16 +747,9 @@ def _create(
 
 def _execute(state: ServiceState, owner: str, body: CreateVideoBody, req: dict[str, Any], summary: dict[str, Any],
              upload: bytes | None, image_url: str | None, idem: str | None) -> Response:  # fmt: skip
-    import secrets
-
     config, store = state.config, state.store
-    if state.admission.queued(store) >= config.max_queued:
-        raise ApiError(429, f"the queue is full ({config.max_queued} jobs waiting); retry later", code="queue_full",
-                       headers={"Retry-After": "5"})  # fmt: skip
-    if state.admission.active(store, owner) >= config.max_active_per_key:
-        raise ApiError(429, f"this key already has {config.max_active_per_key} jobs queued or running",
-                       code="too_many_active_jobs", headers={"Retry-After": "5"})  # fmt: skip
-    job_id = "video_" + secrets.token_hex(12)
+    _admit(state, owner)
+    job_id = _new_job_id()
     image_path: Path | None = None
     if upload is not None or image_url is not None:
         data = upload if upload is not None else _fetch_image(state, str(image_url))
@@ -712,6 +773,17 @@ def _execute(state: ServiceState, owner: str, body: CreateVideoBody, req: dict[s
     state.admission.accepted(owner)
     status, payload = respond(job)
     return Response(payload, status_code=status, media_type="application/json")
+
+
+def _admit(state: ServiceState, owner: str) -> None:
+    """429 when the queue is full or the key has too many active jobs."""
+    config, store = state.config, state.store
+    if state.admission.queued(store) >= config.max_queued:
+        raise ApiError(429, f"the queue is full ({config.max_queued} jobs waiting); retry later", code="queue_full",
+                       headers={"Retry-After": "5"})  # fmt: skip
+    if state.admission.active(store, owner) >= config.max_active_per_key:
+        raise ApiError(429, f"this key already has {config.max_active_per_key} jobs queued or running",
+                       code="too_many_active_jobs", headers={"Retry-After": "5"})  # fmt: skip
 
 
 def _fetch_image(state: ServiceState, url: str) -> bytes:
