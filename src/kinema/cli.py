@@ -277,6 +277,8 @@ def train(
     seed: Annotated[int, typer.Option("--seed")] = 0,
     time_limit: Annotated[float | None, typer.Option("--time-limit", help="Stop after this many minutes.")] = None,
     batch_size: Annotated[int | None, typer.Option("--batch-size")] = None,
+    init: Annotated[Path | None, typer.Option("--init", help="Start from these weights (fine-tune).")] = None,
+    lr: Annotated[float | None, typer.Option("--lr", help="Peak learning rate.")] = None,
 ) -> None:
     """Train the built-in model from scratch on the procedural world (seeded and reproducible)."""
     if target != "builtin":
@@ -292,6 +294,11 @@ def train(
     if batch_size is not None:
         params["batch_size"] = batch_size
     params["seed"] = seed
+    if init is not None:
+        params["init"] = str(init)
+        params["warmup"] = min(int(params.get("warmup", 150)), 30)  # the trunk is trained already
+    if lr is not None:
+        params["lr"] = lr
     if time_limit is not None:
         params["time_limit"] = time_limit * 60
     cfg = TrainConfig(**params)

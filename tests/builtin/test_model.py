@@ -15,7 +15,12 @@ from kinema.builtin.sampling import sample, timesteps
 
 def _tiny(**kw: object) -> VideoDiT:
     torch.manual_seed(0)
-    return VideoDiT(ModelConfig(vocab=["red", "ball", "left", "right"], **{**CONFIGS["tiny"], **kw}))  # type: ignore
+    model = VideoDiT(ModelConfig(vocab=["red", "ball", "left", "right"], **{**CONFIGS["tiny"], **kw}))  # type: ignore
+    # DiT zero-initialises the output; give the untrained model a non-zero head so its output depends on its input
+    with torch.no_grad():
+        for layer in (model.out, model.ada_out):
+            layer.weight.normal_(std=0.02)
+    return model
 
 
 def test_patchify_round_trip_and_output_shape() -> None:

@@ -57,7 +57,9 @@ def _load(path: str, mtime: float) -> tuple[Any, Any, dict[str, Any]]:
         state = {k: fh.get_tensor(k).float() for k in fh.keys()}
     if meta.get("format") != "kinema-builtin-1":
         raise ValueError(f"{path} is not a Kinema built-in model checkpoint")
-    cfg = ModelConfig(**json.loads(meta["config"]))
+    config = json.loads(meta["config"])
+    config.setdefault("prediction", "v")  # checkpoints written before the field existed predicted velocity
+    cfg = ModelConfig(**config)
     model = VideoDiT(cfg)
     model.load_state_dict(state)
     model.eval()

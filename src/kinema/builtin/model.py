@@ -44,6 +44,10 @@ class ModelConfig:
     text_dim: int = 128
     text_layers: int = 2
     text_len: int = 32
+    # "x": the network predicts the clean clip; "v": the flow velocity (noise - clean). With patches of 768 values
+    # and tokens of 192, a token cannot carry per-pixel noise, so v-prediction leaves noise in the samples; the clean
+    # clip is low-dimensional and fits (Li & He, "Back to Basics: Let Denoising Generative Models Denoise", 2025).
+    prediction: str = "x"
     vocab: list[str] = field(default_factory=list)
 
     @property
@@ -172,7 +176,8 @@ class Block(nn.Module):
 
 
 class VideoDiT(nn.Module):
-    """Predicts the flow-matching velocity (noise - clean) of a clip, given text and optional known frames.
+    """Predicts the clean clip (``cfg.prediction == "x"``) or the flow velocity noise - clean (``"v"``) of a noisy
+    clip, given text and optional known frames.
 
     Inputs: ``x`` (B, C, F, H, W) noisy clip in [-1, 1]; ``t`` (B,) in [0, 1] (1 = pure noise); ``ids`` (B, L) text
     tokens; ``cond`` (B, C, F, H, W) known frames (zeros elsewhere) and ``cond_mask`` (B, 1, F, H, W) 1 where known.

@@ -79,15 +79,18 @@ def sample(
         cond2, mask2 = torch.cat([cond, cond]), torch.cat([mask, mask])
 
     ts = timesteps(steps, shift)
+    x_pred = model.cfg.prediction == "x"
     for i in range(steps):
         t, t_next = ts[i], ts[i + 1]
         if use_cfg:
-            v = model(torch.cat([x, x]), t.expand(2 * b), text, cond2, mask2)
-            v_c, v_u = v.chunk(2)
-            v = v_u + guidance * (v_c - v_u)
+            out = model(torch.cat([x, x]), t.expand(2 * b), text, cond2, mask2)
+            out_c, out_u = out.chunk(2)
+            out = out_u + guidance * (out_c - out_u)  # guidance is linear, so it acts the same on x or v
         else:
-            v = model(x, t.expand(b), text, cond, mask)
-        x = x + (t_next - t) * v  # Euler step towards t=0
+            out = model(x, t.expand(b), text, cond, mask)
+        # a clean-clip prediction turns into a velocity: x_t = (1 - t) x0 + t e  =>  v = (x_t - x0) / t
+        v = (x - out) / t.clamp(min=1e-3) if x_pred else out
+        x = x + (t_next - t) * v  # Euler step towards t=0; the last step (t_next = 0) lands on the prediction
         if on_step is not None:
             on_step(i + 1, steps)
     raw = to_uint8(x)

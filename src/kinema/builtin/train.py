@@ -53,6 +53,8 @@ class TrainConfig:
     p_uncond: float = 0.1  # share with the caption dropped (classifier-free guidance)
     time_limit: float | None = None  # seconds; stop early (the card records the steps actually run)
     checkpoint_every: int = 500
+    init: str | None = None  # start from these weights (fine-tuning); the output head is re-initialised when the
+    # checkpoint's prediction type differs from the configuration's
     log_every: int = 25
     threads: int | None = None
 
@@ -129,6 +131,8 @@ def train(
 
     mcfg = ModelConfig(vocab=world.vocabulary(), **CONFIGS[cfg.model])  # type: ignore[arg-type]
     model = VideoDiT(mcfg).to(device)
+    if cfg.init:
+        _init_from(model, cfg.init)
     ema = VideoDiT(mcfg).to(device)
     ema.load_state_dict(model.state_dict())
     ema.requires_grad_(False)
@@ -177,7 +181,7 @@ def train(
         noise = torch.randn(x0.shape, generator=gen).to(device)
         tt = t.view(b, 1, 1, 1, 1)
         xt = (1 - tt) * x0 + tt * noise
-        target = noise - x0
+        target = x0 if mcfg.prediction == "x" else noise - x0
         ids = tokenizer.encode(captions).to(device)
 
         for group in opt.param_groups:
@@ -207,6 +211,20 @@ def train(
             break
     elapsed = time.perf_counter() - start
     return _write(ema, out, cfg, mcfg, steps_done, elapsed, render_time, n_params, history, device, final=True)
+
+
+def _init_from(model: VideoDiT, path: str) -> None:
+    """Load a checkpoint's weights; a head trained for the other prediction type starts again from zero."""
+    from . import load_model
+
+    src, _, _ = load_model(path)
+    if src.cfg.vocab != model.cfg.vocab:
+        raise ValueError(f"{path} was trained on another vocabulary; train from scratch instead")
+    state = {k: v.clone() for k, v in src.state_dict().items()}
+    if src.cfg.prediction != model.cfg.prediction:
+        for name in ("out.weight", "out.bias", "ada_out.weight", "ada_out.bias"):
+            state[name] = torch.zeros_like(state[name])
+    model.load_state_dict(state)
 
 
 def _write(ema: VideoDiT, out: Path, cfg: TrainConfig, mcfg: ModelConfig, steps: int, elapsed: float,
