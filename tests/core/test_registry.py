@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import builtins
+import sys
 from typing import Any
 
 import numpy as np
@@ -57,14 +57,7 @@ def test_register_backend_by_class(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_missing_extra_names_the_extra_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
     from kinema.backends.base import require_module
 
-    real_import = builtins.__import__
-
-    def fake_import(name: str, *args: Any, **kwargs: Any) -> Any:
-        if name.startswith("fastapi"):
-            raise ImportError("No module named 'fastapi'")
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", fake_import)
+    monkeypatch.setitem(sys.modules, "fastapi", None)  # makes `import fastapi` fail, imported already or not
     with pytest.raises(kinema.MissingExtra) as info:
         require_module("fastapi", "server")
     assert "pip install 'kinema[server]'" in info.value.message
