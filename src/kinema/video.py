@@ -314,6 +314,9 @@ def _atomic_write_text(path: Path, text: str) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a recipe is as readable as the video next to it
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
