@@ -46,6 +46,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, PrivateAttr, ValidationError, field_validator
 
 from .errors import BackendUnavailable, InvalidRequest
+from .media.enhance import SoundtrackFields
 from .request import VideoRequest
 from .video import Video
 
@@ -63,28 +64,10 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
 
-class AudioTrack(_Strict):
+class AudioTrack(_Strict, SoundtrackFields):
     """A soundtrack under the whole film: trimmed (or padded with silence) to the film's length."""
 
     path: str
-    start: float = 0.0
-    volume: float = 1.0
-    fade_in: float = 0.0
-    fade_out: float = 0.0
-
-    @field_validator("start", "fade_in", "fade_out")
-    @classmethod
-    def _seconds(cls, v: float) -> float:
-        if not (math.isfinite(v) and 0 <= v <= 3600):
-            raise ValueError(f"must be between 0 and 3600 seconds, got {v:g}")
-        return v
-
-    @field_validator("volume")
-    @classmethod
-    def _volume(cls, v: float) -> float:
-        if not (math.isfinite(v) and 0 <= v <= 10):
-            raise ValueError(f"must be between 0 and 10, got {v:g}")
-        return v
 
 
 class TitleCard(_Strict):

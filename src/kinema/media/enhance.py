@@ -267,20 +267,13 @@ class SharpenStep(_Step):
         return v
 
 
-class AudioStep(_Step):
-    op: Literal["audio"] = "audio"
-    path: str
+class SoundtrackFields(BaseModel):
+    """Where a soundtrack starts, how loud it is and how it fades: shared by the ``audio`` step and storyboards."""
+
     start: float = 0.0
     volume: float = 1.0
     fade_in: float = 0.0
     fade_out: float = 0.0
-
-    @field_validator("path")
-    @classmethod
-    def _path(cls, v: str) -> str:
-        if not Path(v).is_file():
-            raise ValueError(f"file not found: {v}")
-        return v
 
     @field_validator("start", "fade_in", "fade_out")
     @classmethod
@@ -294,6 +287,18 @@ class AudioStep(_Step):
     def _volume(cls, v: float) -> float:
         if not (math.isfinite(v) and 0 <= v <= 10):
             raise ValueError(f"must be between 0 and 10, got {v:g}")
+        return v
+
+
+class AudioStep(_Step, SoundtrackFields):
+    op: Literal["audio"] = "audio"
+    path: str
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, v: str) -> str:
+        if not Path(v).is_file():
+            raise ValueError(f"file not found: {v}")
         return v
 
 
