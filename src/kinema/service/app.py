@@ -65,6 +65,17 @@ log = logging.getLogger("kinema.service")
 #: the web page (issue 8) lives here; it is mounted at "/" when it has an index.html
 WEB_DIR = Path(__file__).parent / "web"
 _SIZE = re.compile(r"^\s*(\d{1,5})\s*[xX]\s*(\d{1,5})\s*$")
+
+
+def _parse_size(size: str) -> tuple[int, int]:
+    """OpenAI's ``size`` ("WIDTHxHEIGHT") as (width, height), or an error naming the field."""
+    m = _SIZE.match(size)
+    if not m:
+        raise InvalidRequest("size", f"{size!r} is not of the form WIDTHxHEIGHT", value=size,
+                             allowed="e.g. 64x64; see GET /v1/models")  # fmt: skip
+    return int(m.group(1)), int(m.group(2))
+
+
 _INT_FIELDS = ("seed", "num_frames", "steps")
 _FLOAT_FIELDS = ("fps", "guidance")
 
@@ -601,11 +612,7 @@ def _plan(body: CreateVideoBody, has_image: bool) -> tuple[dict[str, Any], dict[
                 "seconds", f"{body.seconds!r} is not a number of seconds", value=body.seconds
             ) from None
     if body.size is not None:
-        m = _SIZE.match(body.size)
-        if not m:
-            raise InvalidRequest("size", f"{body.size!r} is not of the form WIDTHxHEIGHT", value=body.size,
-                                 allowed="e.g. 64x64; see GET /v1/models")  # fmt: skip
-        req["width"], req["height"] = int(m.group(1)), int(m.group(2))
+        req["width"], req["height"] = _parse_size(body.size)
     # validate against the backend now, so a bad job is refused at submit time, not minutes later
     probe = dict(req)
     if has_image:

@@ -113,7 +113,7 @@ def _api_param(field: str) -> str:
 
 def storyboard_of(body: CreateStoryboardBody) -> tuple[dict[str, Any], dict[str, Any]]:
     """The storyboard mapping the runner reads, and the settings summary; raises InvalidRequest naming the field."""
-    from .app import _SIZE, _resolve_model
+    from .app import _parse_size, _resolve_model
 
     backend, model = _resolve_model(body.model, body.backend)
     defaults: dict[str, Any] = {}
@@ -126,11 +126,7 @@ def storyboard_of(body: CreateStoryboardBody) -> tuple[dict[str, Any], dict[str,
         if value is not None:
             defaults[field] = value
     if body.size is not None:
-        m = _SIZE.match(body.size)
-        if not m:
-            raise InvalidRequest("size", f"{body.size!r} is not of the form WIDTHxHEIGHT", value=body.size,
-                                 allowed="e.g. 64x64; see GET /v1/models")  # fmt: skip
-        defaults["width"], defaults["height"] = int(m.group(1)), int(m.group(2))
+        defaults["width"], defaults["height"] = _parse_size(body.size)
     scenes = [s.model_dump(exclude_none=True) for s in body.scenes]
     board: dict[str, Any] = {"title": body.title, "defaults": defaults, "scenes": scenes}
     if body.title_card:
