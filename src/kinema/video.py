@@ -308,15 +308,23 @@ def _infotext(meta: dict[str, Any]) -> str:
     return "\n".join(p for p in parts if p)
 
 
+def _read_umask() -> int:
+    # os.umask can only be read by setting it; do it once, at import, not while other threads create files
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()
+
+
 def _atomic_write_text(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a recipe is as readable as the video next to it
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; a recipe is as readable as the video next to it
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
