@@ -12,12 +12,13 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from ._version import __version__
 from .backends import get_backend
-from .backends.base import CancelToken, GenerationContext, GenerationParams
+from .backends.base import BaseBackend, CancelToken, GenerationContext, GenerationParams
 from .errors import BackendUnavailable, GenerationFailed, InvalidRequest, KinemaError
 from .progress import ProgressCallback, ProgressTracker
 from .request import VideoRequest
@@ -120,7 +121,9 @@ def run(
 
     backend = get_backend(request.backend)
     seed = request.seed if request.seed is not None else secrets.randbelow(2**32)
-    params = backend.resolve(request, seed)
+    # backends that only implement the Backend protocol get the shared Capabilities checks of BaseBackend
+    resolve = getattr(backend, "resolve", None) or partial(BaseBackend.resolve, backend)
+    params = resolve(request, seed)
     avail = backend.availability()
     if not avail.usable:
         raise BackendUnavailable(backend.name, avail.reason or "unknown reason")

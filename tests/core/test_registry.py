@@ -10,7 +10,14 @@ import pytest
 
 import kinema
 from kinema import backends as registry
-from kinema.backends.base import BackendOutput, BaseBackend, Capabilities, GenerationContext, GenerationParams
+from kinema.backends.base import (
+    Availability,
+    BackendOutput,
+    BaseBackend,
+    Capabilities,
+    GenerationContext,
+    GenerationParams,
+)
 
 
 class SolidBackend(BaseBackend):
@@ -70,3 +77,30 @@ def test_unusable_backend_is_refused_with_its_reason(monkeypatch: pytest.MonkeyP
         kinema.generate("a red ball", backend="runway", duration=5)
     info = {i.name: i for i in kinema.list_backends()}["runway"]
     assert not info.usable and "RUNWAYML_API_SECRET" in (info.reason or "")
+
+
+class ProtocolOnly:
+    """A backend written against the Backend protocol alone, without BaseBackend."""
+
+    name = "protocol-only"
+    description = "grey frames"
+
+    def availability(self) -> Availability:
+        return Availability.ok()
+
+    def capabilities(self, model: str | None = None) -> Capabilities:
+        return Capabilities(default_size=(16, 16), default_frames=2, max_frames=8)
+
+    def generate(self, params: GenerationParams, ctx: GenerationContext) -> BackendOutput:
+        frames = np.full((params.num_frames, params.height, params.width, 3), 128, np.uint8)
+        return BackendOutput(video=kinema.Video(frames, fps=params.fps))
+
+
+def test_protocol_only_backend_gets_the_shared_checks(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(registry, "_factories", {})
+    monkeypatch.setattr(registry, "_instances", {})
+    kinema.register_backend("protocol-only", ProtocolOnly)
+    assert isinstance(kinema.get_backend("protocol-only"), kinema.Backend)
+    assert kinema.generate("ok", backend="protocol-only").video.frames.shape == (2, 16, 16, 3)
+    with pytest.raises(kinema.InvalidRequest, match="^num_frames: 9 is not allowed"):
+        kinema.generate("ok", backend="protocol-only", num_frames=9)

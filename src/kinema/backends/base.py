@@ -250,7 +250,9 @@ class BaseBackend:
     # -- the checks every backend gets --------------------------------------------------------------------------
     def resolve(self, request: VideoRequest, seed: int) -> GenerationParams:
         """Fill defaults from Capabilities and refuse what this backend cannot do, naming field and allowed values."""
-        model = request.model or self.default_model()
+        # default_model() is BaseBackend's; a backend that only implements the Backend protocol has none
+        default_model = getattr(self, "default_model", None)
+        model = request.model or (default_model() if default_model else None)
         caps = self.capabilities(model)
         where = f"backend {self.name!r}" + (f" with model {model!r}" if model else "")
         mode = request.mode
@@ -283,8 +285,8 @@ class BaseBackend:
             raise InvalidRequest("fps", f"{fps:g} is not offered by {where}", value=fps,
                                  allowed=", ".join(f"{v:g}" for v in caps.fps))  # fmt: skip
 
-        width, height, ratio = self._resolve_size(request, caps, where)
-        num_frames = self._resolve_frames(request, caps, fps, where)
+        width, height, ratio = BaseBackend._resolve_size(request, caps, where)
+        num_frames = BaseBackend._resolve_frames(request, caps, fps, where)
 
         steps = request.num_inference_steps if request.num_inference_steps is not None else caps.default_steps
         if steps is not None and steps > caps.max_steps:
@@ -302,7 +304,8 @@ class BaseBackend:
             image_source=request.image,
         )  # fmt: skip
 
-    def _resolve_size(self, request: VideoRequest, caps: Capabilities, where: str) -> tuple[int, int, str | None]:
+    @staticmethod
+    def _resolve_size(request: VideoRequest, caps: Capabilities, where: str) -> tuple[int, int, str | None]:
         ratio = request.aspect_ratio
         if request.width is not None and request.height is not None:
             width, height = request.width, request.height
@@ -342,7 +345,8 @@ class BaseBackend:
                                      value=value, allowed=caps.size_rule())  # fmt: skip
         return width, height, ratio
 
-    def _resolve_frames(self, request: VideoRequest, caps: Capabilities, fps: float, where: str) -> int:
+    @staticmethod
+    def _resolve_frames(request: VideoRequest, caps: Capabilities, fps: float, where: str) -> int:
         if caps.durations is not None:
             if request.duration is not None:
                 duration = request.duration
