@@ -48,6 +48,7 @@ class ProgressTracker:
         self._stage: str | None = None
         self._stage_start = time.perf_counter()
         self._start = time.perf_counter()
+        self._last = self._start  # when the previous event came: the current stage's work began then
         self.fraction = 0.0
 
     def __call__(self, stage: str, step: int = 0, total: int = 0, message: str | None = None, **info: Any) -> None:
@@ -56,7 +57,10 @@ class ProgressTracker:
             if self._stage is not None:
                 self._done_weight += self.weights.get(self._stage, 0.0)
             self._stage = stage
-            self._stage_start = now
+            # a stage's first event often arrives after its first step (step 1 of n): its work began at the
+            # previous event, and timing from now would make the first ETA zero
+            self._stage_start = self._last if step > 0 else now
+        self._last = now
         weight = self.weights.get(stage, 0.0)
         within = (step / total) if total else 0.0
         fraction = min(1.0, self._done_weight + weight * within)

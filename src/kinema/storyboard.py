@@ -32,6 +32,7 @@ Re-running skips the scenes whose clip exists (each clip is named by a hash of i
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import hashlib
 import json
 import math
@@ -47,6 +48,7 @@ from pydantic import BaseModel, ConfigDict, PrivateAttr, ValidationError, field_
 
 from .errors import BackendUnavailable, InvalidRequest
 from .media.enhance import SoundtrackFields
+from .progress import ProgressEvent
 from .request import VideoRequest
 from .video import Video
 
@@ -502,8 +504,13 @@ def render_storyboard(
     cache: Any = None,
     cancel: Any = None,
     on_event: Callable[[str], None] | None = None,
+    on_progress: Callable[[int, ProgressEvent], None] | None = None,
 ) -> dict[str, Any]:
-    """Make the film (checking the whole storyboard first); returns the manifest, also written next to the film."""
+    """Make the film (checking the whole storyboard first); returns the manifest, also written next to the film.
+
+    ``on_event`` gets one line per scene and stage; ``on_progress`` gets ``(scene index, event)`` for every
+    progress event of every scene being generated (denoising steps included), for per-step progress displays.
+    """
     from .backends.base import CancelToken
     from .cache import run_cached
     from .media.edit import concat, mux_audio
@@ -544,7 +551,8 @@ def render_storyboard(
                 assert prev_last is not None
                 request = VideoRequest(**{**request.model_dump(exclude={"image"}), "image": str(prev_last)})
             say(f"scene {p.index + 1}/{len(plan.scenes)}: generating ({p.request.prompt[:60]})")
-            result = run_cached(request, cache=cache, cancel=token)
+            hook = None if on_progress is None else functools.partial(on_progress, p.index)
+            result = run_cached(request, cache=cache, cancel=token, on_progress=hook)
             video = Video(result.video.frames[: p.frames], fps=result.video.fps, metadata=dict(result.recipe))
             if p.chain:
                 video = apply_chain(video, p.chain)

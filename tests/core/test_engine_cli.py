@@ -53,6 +53,19 @@ def test_generate_records_recipe_seed_and_progress(tmp_path: Path) -> None:
     assert kinema.read_metadata(r.path)["seed"] == r.seed
 
 
+def test_progress_eta_counts_a_stages_first_step() -> None:
+    import time
+
+    from kinema.progress import ProgressTracker
+
+    events: list[kinema.ProgressEvent] = []
+    track = ProgressTracker(events.append)
+    track("loading", 1, 1)
+    time.sleep(0.05)  # step 1 of denoising ran before its first event
+    track("denoising", 1, 4)
+    assert events[-1].eta is not None and events[-1].eta >= 3 * 0.05 * 0.9, events[-1]
+
+
 def test_same_seed_same_frames_and_other_seed_differs() -> None:
     a = kinema.generate("a red ball", seed=11, num_inference_steps=2).video.frames
     b = kinema.generate("a red ball", seed=11, num_inference_steps=2).video.frames

@@ -59,6 +59,42 @@ def test_events_stream_progress_until_completed(tmp_path, monkeypatch) -> None:
     progress = [d["progress"] for _, d in events]
     assert progress == sorted(progress) and progress[-1] == 100
     assert len([p for p in progress if 0 < p < 100]) >= 2, progress
+    # each event carries the step, the total and the ETA while running, and drops them once finished
+    running = [d for k, d in events if d["status"] == "in_progress" and d["stage"] == "denoising"]
+    assert len(running) >= 2 and all(d["total_steps"] == 12 and 1 <= d["step"] <= 12 for d in running), running
+    steps = [d["step"] for d in running]
+    assert steps == sorted(steps) and steps[-1] > steps[0]
+    assert all(d["eta_seconds"] is not None and 0 <= d["eta_seconds"] < 5 for d in running[1:]), running
+    assert events[-1][1]["step"] is None and events[-1][1]["eta_seconds"] is None
+
+
+def test_storyboard_events_carry_scene_and_step(tmp_path, monkeypatch) -> None:
+    from conftest import make_config
+    from kinema.service.app import create_app
+    from kinema.service.store import Store
+
+    monkeypatch.setenv("KINEMA_EXTRA_BACKENDS", "slow=slow_backend:SlowBackend")
+    cfg = make_config(tmp_path)
+    key = Store(cfg.db_path).create_key("a")[1]
+    body = {"title": "two", "backend": "slow", "steps": 8, "fps": 4,
+            "scenes": [{"prompt": "one", "duration": 1}, {"prompt": "two", "duration": 1}]}  # fmt: skip
+    with TestClient(create_app(cfg), headers={"Authorization": f"Bearer {key}"}) as client:
+        r = client.post("/v1/storyboards", json=body)
+        assert r.status_code == 200, r.text
+        seen = []
+        with client.stream("GET", f"/v1/videos/{r.json()['id']}/events") as r:
+            for line in r.iter_lines():
+                if line.startswith("data: "):
+                    seen.append(json.loads(line[6:]))
+    assert seen[-1]["status"] == "completed", seen[-1]
+    denoising = [d for d in seen if (d["stage"] or "").endswith(": denoising")]
+    steps = [(d["scene"], d["step"]) for d in denoising]
+    assert {k for k, _ in steps} == {1, 2} and steps == sorted(steps), steps
+    assert all(d["scenes"] == 2 and d["total_steps"] == 8 for d in denoising)
+    progress = [d["progress"] for d in seen]
+    assert progress == sorted(progress)
+    # scene 1's steps move the bar inside the first half
+    assert any(0 < d["progress"] < 48 for d in denoising if d["scene"] == 1)
 
 
 def test_cancel_queued_and_running_jobs(tmp_path, monkeypatch) -> None:

@@ -157,6 +157,29 @@ def test_attempt_cap_fails_with_the_reason(tmp_path: Path) -> None:
     assert store.claim("w", lease_seconds=1) is None
 
 
+def test_store_from_an_earlier_version_gains_new_columns(tmp_path: Path) -> None:
+    import sqlite3
+
+    db = tmp_path / "old.db"
+    store = Store(db)
+    job = store.submit_job(owner="o", request={"prompt": "p"}, summary={})
+    store.close()
+    con = sqlite3.connect(db)
+    con.execute("ALTER TABLE jobs DROP COLUMN progress_detail")  # the schema before the column existed
+    con.commit()
+    con.close()
+    store = Store(db)
+    got = store.get(job.id)
+    assert got is not None and got.progress_detail is None  # the old row survives
+    claimed = store.claim("w1", lease_seconds=30)
+    assert claimed is not None and claimed.id == job.id
+    detail = {"step": 8, "total": 20, "eta_seconds": 1.5}
+    assert store.update_progress(job.id, "w1", 1, 40, "denoising", detail)
+    got = store.get(job.id)
+    assert got is not None and got.progress == 40 and got.progress_detail == detail
+    Store(db)  # a third open finds nothing to add
+
+
 def test_store_pragmas_are_enforced(tmp_path: Path) -> None:
     con = Store(tmp_path / "db.sqlite3").connection()
     assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"

@@ -88,8 +88,11 @@ def server(tmp_path_factory: pytest.TempPathFactory, builtin_weights: Path) -> I
     config.ensure_dirs()
     key = Store(config.db_path).create_key("browser-tests")[1]
     port = _free_port()
+    # the service tests' slow backend too: its steps take a known time, so the page can be seen counting them
+    service_tests = str(Path(__file__).resolve().parent.parent / "service")
     env = {**os.environ, "KINEMA_BUILTIN_WEIGHTS": str(builtin_weights), "HF_HUB_OFFLINE": "1",
-           "PYTHONUNBUFFERED": "1"}  # fmt: skip
+           "PYTHONUNBUFFERED": "1", "KINEMA_EXTRA_BACKENDS": "slow=slow_backend:SlowBackend",
+           "PYTHONPATH": os.pathsep.join(filter(None, [service_tests, os.environ.get("PYTHONPATH")]))}  # fmt: skip
     log = open(data / "server.log", "wb")  # noqa: SIM115 - closed at teardown
     proc = subprocess.Popen(
         [sys.executable, "-m", "kinema", "serve", "--host", "127.0.0.1", "--port", str(port), "--data-dir", str(data),

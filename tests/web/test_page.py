@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -70,6 +71,35 @@ def test_prompt_to_playing_video(open_page: Any, server: Server) -> None:
         assert c.get(f"/v1/videos/{video_id}").json()["status"] == "completed"
     assert visit.foreign_requests(server.url) == []
     assert any(u.endswith("/v1/models") for u in visit.requests)
+    assert visit.console_errors == []
+
+
+def test_progress_shows_stage_step_and_time_left(open_page: Any, server: Server) -> None:
+    # the test backend takes 0.1 s per step, so 12 steps are watched live for over a second
+    visit = open_page()
+    page = visit.page
+    page.select_option("#model", "slow")
+    page.fill("#prompt", "a slow test job")
+    _fast_settings(page)
+    page.fill("#steps", "12")
+    page.click("#submit")
+    page.wait_for_selector("#current:not([hidden])")
+    video_id = _newest_id(page)
+    seen: list[tuple[str, str, str]] = []
+    deadline = time.monotonic() + JOB_TIMEOUT_MS / 1000
+    while time.monotonic() < deadline:
+        now = (page.inner_text("#current-stage"), page.inner_text("#current-step"), page.inner_text("#current-eta"))
+        if not seen or seen[-1] != now:
+            seen.append(now)
+        if page.inner_text("#current-title").startswith("Done"):
+            break
+        time.sleep(0.03)
+    steps = [int(m.group(1)) for _, step, _ in seen if (m := re.fullmatch(r"step (\d+) of 12", step))]
+    assert len(steps) >= 2 and steps == sorted(steps), seen
+    assert any(stage == "denoising" for stage, step, _ in seen if step.startswith("step")), seen
+    assert any(re.fullmatch(r"about \d+ s", eta) for _, step, eta in seen if step.startswith("step")), seen
+    card = _card(page, video_id)
+    assert card.locator(".status").inner_text().lower() == "completed"
     assert visit.console_errors == []
 
 

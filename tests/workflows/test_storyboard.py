@@ -45,8 +45,13 @@ def test_three_scene_film(tmp_path: Path, long_tone: Path, count_generations: li
     shutil.copy(long_tone, tmp_path / "music.wav")
     board = _write(tmp_path, BOARD)
     film = tmp_path / "film.mp4"
-    manifest = render_storyboard(board, film)
+    events: list[tuple[int, Any]] = []
+    manifest = render_storyboard(board, film, on_progress=lambda i, e: events.append((i, e)))
     assert len(count_generations) == 3
+    # every scene's own denoising steps reach the caller, tagged with the scene (scene 2 is two 2-step segments)
+    steps = {i: [(e.step, e.total) for j, e in events if j == i and e.stage == "denoising"] for i in range(3)}
+    assert steps == {0: [(1, 2), (2, 2)], 1: [(1, 4), (2, 4), (3, 4), (4, 4)], 2: [(1, 2), (2, 2)]}, steps
+    assert [i for i, _ in events] == sorted(i for i, _ in events)
 
     # 1 (title) + 2 + 2.5 + 2 - 0.5 (title fade) - 0.5 (dissolve) = 6.5 s; the last scene's fade does not overlap
     info = media_info(film)
@@ -82,8 +87,9 @@ def test_three_scene_film(tmp_path: Path, long_tone: Path, count_generations: li
 
     # a re-run generates nothing and makes the same film
     count_generations.clear()
-    again = render_storyboard(board, film)
-    assert count_generations == []
+    events.clear()
+    again = render_storyboard(board, film, on_progress=lambda i, e: events.append((i, e)))
+    assert count_generations == [] and events == []
     assert [s["status"] for s in again["scenes"]] == ["reused"] * 3
     assert media_info(film)["video"]["frames"] == 52
 

@@ -817,7 +817,7 @@ async def _sse(state: ServiceState, video_id: str, owner: str, timeout: float) -
         if job is None:
             yield b"event: error\ndata: " + json.dumps(_not_found(video_id).body()).encode() + b"\n\n"
             return
-        key = (job.status, job.progress, job.stage)
+        key = (job.status, job.progress, job.stage, json.dumps(job.progress_detail, sort_keys=True))
         if key != last:
             last, last_sent = key, time.monotonic()
             kind = f"video.{job.status}" if job.terminal else "video.progress"

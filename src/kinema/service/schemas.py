@@ -73,6 +73,11 @@ class VideoObject(BaseModel):
     kind: str = "video"
     backend: str
     stage: str | None = None
+    step: int | None = Field(default=None, description="While in progress: the current step of the stage")
+    total_steps: int | None = Field(default=None, description="While in progress: the stage's number of steps")
+    eta_seconds: float | None = Field(default=None, description="While in progress: estimated seconds left")
+    scene: int | None = Field(default=None, description="Storyboards in progress: the scene being made (1-based)")
+    scenes: int | None = Field(default=None, description="Storyboards: the number of scenes")
     attempts: int = 0
     seed: int | None = None
     recipe: dict[str, Any] | None = None
@@ -165,6 +170,13 @@ def _ts(value: float | None) -> int | None:
     return None if value is None else int(value)
 
 
+def _step_fields(job: Job) -> dict[str, Any]:
+    """Step, total, ETA (and a storyboard's scene) of a running job; None once it has stopped running."""
+    d = (job.progress_detail or {}) if job.status == "in_progress" else {}
+    return {"step": d.get("step"), "total_steps": d.get("total"), "eta_seconds": d.get("eta_seconds"),
+            "scene": d.get("scene"), "scenes": d.get("scenes")}  # fmt: skip
+
+
 def video_object(job: Job) -> dict[str, Any]:
     """The API's view of a job (never the owner, lease or file paths)."""
     s = job.summary
@@ -187,6 +199,7 @@ def video_object(job: Job) -> dict[str, Any]:
         "kind": job.kind,
         "backend": s.get("backend") or "builtin",
         "stage": job.stage,
+        **_step_fields(job),
         "attempts": job.attempts,
         "seed": result.get("seed", s.get("seed")),
         "recipe": result.get("recipe"),

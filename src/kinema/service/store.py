@@ -53,6 +53,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     summary          TEXT NOT NULL,
     progress         INTEGER NOT NULL DEFAULT 0,
     stage            TEXT,
+    progress_detail  TEXT,
     created_at       REAL NOT NULL,
     started_at       REAL,
     completed_at     REAL,
@@ -177,6 +178,8 @@ class Job:
     webhook_url: str | None
     metadata: dict[str, Any] = field(default_factory=dict)
     seq: int = 0
+    #: the latest progress event's details while running: step, total, eta_seconds (and scene, scenes)
+    progress_detail: dict[str, Any] | None = None
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> Job:
@@ -190,6 +193,7 @@ class Job:
             provider_task_id=row["provider_task_id"], provider_info=_loads(row["provider_info"]),
             output_path=row["output_path"], thumbnail_path=row["thumbnail_path"], result=_loads(row["result"]),
             webhook_url=row["webhook_url"], metadata=_loads(row["metadata"]) or {}, seq=row["seq"],
+            progress_detail=_loads(row["progress_detail"]),
         )  # fmt: skip
 
     @property
@@ -300,6 +304,10 @@ class _ItemFailed(Exception):
     """One write of an unisolated batch failed; the batch was rolled back and is run again, isolated."""
 
 
+#: columns added after the first release, with their declarations: :meth:`Store._migrate` adds them to old stores
+_ADDED_COLUMNS: tuple[tuple[str, str], ...] = (("progress_detail", "TEXT"),)
+
+
 class Store:
     """Thread-safe access to the SQLite store; one connection per thread (never carried across ``fork``).
 
@@ -316,6 +324,17 @@ class Store:
         self._write_lock = threading.RLock()
         self.writer = GroupCommit(self)
         self.connection().executescript(SCHEMA)
+        self._migrate()
+
+    def _migrate(self) -> None:
+        """Add the columns later versions introduced to a store created by an earlier one (additive only)."""
+        con = self.connection()
+        have = {row["name"] for row in con.execute("PRAGMA table_info(jobs)")}
+        for name, decl in _ADDED_COLUMNS:
+            if name not in have:
+                with self.transaction() as tx:
+                    if name not in {row["name"] for row in tx.execute("PRAGMA table_info(jobs)")}:
+                        tx.execute(f"ALTER TABLE jobs ADD COLUMN {name} {decl}")
 
     # -- connections ----------------------------------------------------------------------------------------
     def connection(self) -> sqlite3.Connection:
@@ -494,12 +513,15 @@ class Store:
             return False, True
         return True, bool(row[0])
 
-    def update_progress(self, job_id: str, worker: str, attempt: int, progress: int, stage: str | None) -> bool:
+    def update_progress(self, job_id: str, worker: str, attempt: int, progress: int, stage: str | None,
+                        detail: dict[str, Any] | None = None) -> bool:  # fmt: skip
+        """Record the attempt's progress (percent never goes back) and the latest step details; False when the
+        attempt no longer owns the job."""
         with self.transaction() as con:
             cur = con.execute(
-                "UPDATE jobs SET progress=max(progress, ?), stage=? WHERE id=? AND worker=? AND attempts=?"
-                " AND status='in_progress'",
-                (int(progress), stage, job_id, worker, attempt),
+                "UPDATE jobs SET progress=max(progress, ?), stage=?, progress_detail=? WHERE id=? AND worker=?"
+                " AND attempts=? AND status='in_progress'",
+                (int(progress), stage, _dumps(detail) if detail else None, job_id, worker, attempt),
             )
             return cur.rowcount == 1
 

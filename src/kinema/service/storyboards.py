@@ -265,20 +265,26 @@ def run_storyboard_job(ctx: AttemptContext) -> None:
     work = cfg.work_dir / f"{job.id}.a{ctx.attempt}.{pool.name_slug}.mp4"
     thumb_work = work.with_suffix(".png")
     sidecar_work = manifest_path(work)
-    started: dict[int, float] = {}
 
     def on_event(message: str) -> None:
         m = _SCENE_EVENT.match(message)
         if m:  # "scene K/N: generating (...)": scenes before K are done
             k = int(m.group(1))
-            started[k] = time.monotonic()
-            ctx.progress(ProgressEvent(stage=f"scene {k}/{total}", step=k, total=total,
-                                       fraction=0.95 * (k - 1) / total, message=message))  # fmt: skip
+            event = ProgressEvent(stage=f"scene {k}/{total}", step=k, total=total, fraction=0.95 * (k - 1) / total,
+                                  message=message)  # fmt: skip
+            ctx.progress(event, scene=k, scenes=total)
         elif message.startswith("assembling"):
             ctx.progress(ProgressEvent(stage="assembling", step=total, total=total, fraction=0.95, message=message))
 
+    def on_progress(index: int, event: ProgressEvent) -> None:
+        # a scene's own events (denoising step k of n...) become the job's, inside that scene's share of the bar
+        k = index + 1
+        ctx.progress(ProgressEvent(stage=f"scene {k}/{total}: {event.stage}", step=event.step, total=event.total,
+                                   fraction=0.95 * (index + event.fraction) / total, eta=event.eta,
+                                   message=event.message), scene=k, scenes=total)  # fmt: skip
+
     try:
-        manifest = render_storyboard(board, work, cancel=ctx.token, on_event=on_event)
+        manifest = render_storyboard(board, work, cancel=ctx.token, on_event=on_event, on_progress=on_progress)
         film = Video.open(work)
         _write_thumbnail(film.frames[len(film.frames) // 2], thumb_work)
         final = cfg.outputs_dir / f"{job.id}.mp4"

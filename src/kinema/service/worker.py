@@ -50,23 +50,28 @@ class AttemptContext:
     attempt: int
     lost: bool = False  # the lease was lost (deleted, or reaped): discard everything
     abort: bool = False  # shutdown: release the job back to the queue
-    last_progress: tuple[int, str | None] = (-1, None)
+    last_progress: tuple[int, str | None, int] = (-1, None, -1)
     last_write: float = 0.0
     last_hook: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
 
-    def progress(self, event: ProgressEvent) -> None:
-        """Store progress (throttled) and emit throttled ``video.progress`` webhooks."""
+    def progress(self, event: ProgressEvent, **detail: Any) -> None:
+        """Store progress (throttled: a new stage at once, a new step or percent at most every 0.2 s) with the
+        step, total and ETA, and emit throttled ``video.progress`` webhooks. ``detail`` adds fields (a storyboard's
+        scene number)."""
         pct = min(99, int(event.fraction * 100))
         now = time.monotonic()
         stage_changed = event.stage != self.last_progress[1]
-        if pct == self.last_progress[0] and not stage_changed:
+        if (pct, event.stage, event.step) == self.last_progress:
             return
         if not stage_changed and now - self.last_write < 0.2:
             return
-        self.last_progress, self.last_write = (pct, event.stage), now
+        self.last_progress, self.last_write = (pct, event.stage, event.step), now
+        info: dict[str, Any] = {"step": event.step, "total": event.total, **detail}
+        if event.eta is not None:
+            info["eta_seconds"] = round(event.eta, 1)
         store = self.pool.store
-        if not store.update_progress(self.job.id, self.pool.name, self.attempt, pct, event.stage):
+        if not store.update_progress(self.job.id, self.pool.name, self.attempt, pct, event.stage, info):
             self.lost = True
             self.token.cancel()
             return

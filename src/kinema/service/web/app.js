@@ -2,7 +2,7 @@
 // It talks to the service only through its public HTTP API (api.js); no build step, no third-party requests.
 import { ApiError, get, keyStore, post, postForm } from "./api.js";
 import { initGallery, loadPage, plainError, playWhenReady, prepend } from "./gallery.js";
-import { TERMINAL, eta, formatSeconds, onJob, sceneOf } from "./jobs.js";
+import { TERMINAL, eta, formatSeconds, onJob, sceneOf, stageName, stepOf } from "./jobs.js";
 
 const $ = (id) => document.getElementById(id);
 const form = $("create-form");
@@ -383,11 +383,15 @@ function renderCurrent(video) {
   const title = video.storyboard ? video.storyboard.title : video.prompt;
   const verb = { queued: "Queued", in_progress: "Generating", completed: "Done", failed: "Failed", cancelled: "Cancelled" }[video.status];
   $("current-title").textContent = `${verb}: ${title}`;
-  const scene = sceneOf(video.stage);
-  $("current-stage").textContent = video.status === "queued" ? "waiting in the queue" : scene ? "generating scenes" : (video.stage || video.status);
-  $("current-step").textContent = scene ? `scene ${scene.k} of ${scene.n}` : video.stage === "assembling" ? "cutting the film" : "–";
+  const scene = sceneOf(video);
+  const stage = stageName(video);
+  $("current-stage").textContent = video.status === "queued" ? "waiting in the queue"
+    : scene ? `scene ${scene.k} of ${scene.n}${stage ? `: ${stage}` : ""}` : (video.stage || video.status);
+  const step = stepOf(video);
+  $("current-step").textContent = video.stage === "assembling" ? "cutting the film"
+    : step || (scene ? `scene ${scene.k} of ${scene.n}` : "–");
   const left = eta(video);
-  $("current-eta").textContent = TERMINAL.has(video.status) ? "–" : left != null ? `about ${formatSeconds(left)}` : "estimating…";
+  $("current-eta").textContent = TERMINAL.has(video.status) ? "–" : left != null ? (left < 1 ? "under a second" : `about ${formatSeconds(left)}`) : "estimating…";
   $("cancel").hidden = TERMINAL.has(video.status);
   const error = $("current-error");
   error.hidden = video.status !== "failed";

@@ -32,10 +32,16 @@ export function forget(id) {
   streams.delete(id);
 }
 
-/** Seconds left, extrapolated from the progress made since the page first saw the job running; null if unknown. */
+/**
+ * Seconds left: the server's estimate for a single video (from the pace of its steps), else extrapolated from the
+ * progress made since the page first saw the job running (a storyboard's server estimate covers one scene only);
+ * null if unknown.
+ */
 export function eta(video) {
+  if (video.status !== "in_progress") return null;
+  if (video.eta_seconds != null && !video.scenes) return video.eta_seconds;
   const start = pace.get(video.id);
-  if (!start || video.status !== "in_progress") return null;
+  if (!start) return null;
   const done = video.progress - start.p;
   if (done <= 0 || video.progress <= 0) return null;
   const elapsed = (performance.now() - start.t) / 1000;
@@ -77,8 +83,20 @@ export function formatSeconds(s) {
   return `${m} min ${Math.round(s - m * 60)} s`;
 }
 
-/** "scene 2/3" -> {k: 2, n: 3} (a storyboard's stage), else null. */
-export function sceneOf(stage) {
-  const m = /^scene (\d+)\/(\d+)/.exec(stage || "");
+/** A storyboard's scene being made: {k: 2, n: 3} (from the job's fields, or a "scene 2/3" stage), else null. */
+export function sceneOf(video) {
+  if (video.scene && video.scenes) return { k: video.scene, n: video.scenes };
+  const m = /^scene (\d+)\/(\d+)/.exec(video.stage || "");
   return m ? { k: Number(m[1]), n: Number(m[2]) } : null;
+}
+
+/** The stage's own name: "denoising" (a storyboard's "scene 2/3: denoising" loses its scene prefix). */
+export function stageName(video) {
+  return (video.stage || "").replace(/^scene \d+\/\d+:?\s*/, "");
+}
+
+/** "step 7 of 20" while a stage counts steps, else null. */
+export function stepOf(video) {
+  return video.status === "in_progress" && video.total_steps > 1 && video.step != null
+    ? `step ${video.step} of ${video.total_steps}` : null;
 }
