@@ -48,6 +48,14 @@ class ModelConfig:
     # and tokens of 192, a token cannot carry per-pixel noise, so v-prediction leaves noise in the samples; the clean
     # clip is low-dimensional and fits (Li & He, "Back to Basics: Let Denoising Generative Models Denoise", 2025).
     prediction: str = "x"
+    # Timestep shift t' = shift*t / (1 + (shift-1)*t), used for training's timesteps and sampling's schedule. A patch
+    # of 768 strongly correlated values keeps a visible signal at noise levels where a single pixel has none, so
+    # training must spend more of its time near pure noise, where layout is decided (SD3's resolution shift); with
+    # too little, samples from pure noise become a mosaic that follows the noise.
+    shift: float = 2.0
+    # With x-prediction, known frames (image-to-video, extension) pass through a residual path: the network
+    # predicts clean frame minus known frame there, so it only has to learn to leave the given image alone.
+    known_residual: bool = False
     vocab: list[str] = field(default_factory=list)
 
     @property
@@ -65,9 +73,9 @@ class ModelConfig:
 
 # Named configurations: "tiny" is for tests (trains in seconds), "cpu" is what ships, "full" is for a GPU.
 CONFIGS: dict[str, dict[str, object]] = {
-    "tiny": dict(dim=32, depth=2, heads=2, text_dim=32, text_layers=1, mlp_ratio=2.0),
-    "cpu": dict(dim=192, depth=6, heads=6, text_dim=128, text_layers=2, patch_t=4),
-    "full": dict(dim=384, depth=10, heads=6, text_dim=256, text_layers=3, patch_t=2),
+    "tiny": dict(dim=32, depth=2, heads=2, text_dim=32, text_layers=1, mlp_ratio=2.0, shift=3.0, known_residual=True),
+    "cpu": dict(dim=192, depth=6, heads=6, text_dim=128, text_layers=2, patch_t=4, shift=3.0, known_residual=True),
+    "full": dict(dim=384, depth=10, heads=6, text_dim=256, text_layers=3, patch_t=2, shift=3.0, known_residual=True),
 }
 
 
@@ -242,4 +250,7 @@ class VideoDiT(nn.Module):
             tokens = block(tokens, c, ctx, ctx_mask)
         shift, scale = self.ada_out(F.silu(c)).chunk(2, dim=-1)
         out = self.out(modulate(self.norm_out(tokens), shift, scale))  # (B, N, 3*pt*ph*pw)
-        return self.unpatchify(out).view(b, 3, *x.shape[2:])
+        y = self.unpatchify(out).view(b, 3, *x.shape[2:])
+        if self.cfg.known_residual and self.cfg.prediction == "x":
+            y = y + cond * cond_mask
+        return y

@@ -14,13 +14,17 @@ import torch
 
 from .model import Tokenizer, VideoDiT
 
-__all__ = ["sample", "timesteps", "to_model_space", "to_uint8"]
+__all__ = ["sample", "shift_timesteps", "timesteps", "to_model_space", "to_uint8"]
+
+
+def shift_timesteps(t: torch.Tensor, shift: float) -> torch.Tensor:
+    """t' = shift*t / (1 + (shift-1)*t): more time near pure noise for shift > 1 (SD3)."""
+    return shift * t / (1 + (shift - 1) * t)
 
 
 def timesteps(steps: int, shift: float = 2.0) -> torch.Tensor:
-    """steps+1 times from 1 to 0, shifted: t' = shift*t / (1 + (shift-1)*t)."""
-    t = torch.linspace(1.0, 0.0, steps + 1)
-    return shift * t / (1 + (shift - 1) * t)
+    """steps+1 times from 1 to 0, shifted."""
+    return shift_timesteps(torch.linspace(1.0, 0.0, steps + 1), shift)
 
 
 def to_model_space(frames: np.ndarray) -> torch.Tensor:
@@ -47,7 +51,7 @@ def sample(
     negative_prompt: str | None = None,
     known: np.ndarray | None = None,
     num_known: int = 0,
-    shift: float = 2.0,
+    shift: float | None = None,
     on_step: Callable[[int, int], None] | None = None,
     return_raw: bool = False,
 ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
@@ -78,7 +82,7 @@ def sample(
         text = (torch.cat([text[0], uncond[0]]), torch.cat([text[1], uncond[1]]))
         cond2, mask2 = torch.cat([cond, cond]), torch.cat([mask, mask])
 
-    ts = timesteps(steps, shift)
+    ts = timesteps(steps, cfg.shift if shift is None else shift)
     x_pred = model.cfg.prediction == "x"
     for i in range(steps):
         t, t_next = ts[i], ts[i + 1]

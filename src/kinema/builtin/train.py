@@ -1,7 +1,8 @@
 """Training the built-in model: ``kinema train builtin [--config NAME] [--steps N] [--out DIR]``.
 
 Rectified flow (flow matching): for a clean clip x0 and noise e, x_t = (1 - t) x0 + t e and the model learns the
-velocity e - x0. Timesteps are logit-normal (SD3). Captions are re-drawn from each clip's scene every time it is
+velocity e - x0 (or x0 itself: ``ModelConfig.prediction``). Timesteps are logit-normal,
+shifted towards noise by ``ModelConfig.shift`` (SD3). Captions are re-drawn from each clip's scene every time it is
 used, so the text encoder sees many phrasings of the same content. A share of the examples carry known first frames
 (image-to-video: 1 frame; extension: one temporal patch), and a share drop the caption, for classifier-free guidance.
 
@@ -27,7 +28,7 @@ import torch
 
 from . import save_model
 from .model import CONFIGS, ModelConfig, Tokenizer, VideoDiT
-from .sampling import to_model_space
+from .sampling import shift_timesteps, to_model_space
 
 __all__ = ["TrainConfig", "train", "TRAIN_PRESETS"]
 
@@ -177,7 +178,7 @@ def train(
         mask = mask.expand(b, 1, mcfg.frames, mcfg.height, mcfg.width).to(device)
         cond = x0 * mask
 
-        t = torch.sigmoid(torch.randn(b, generator=gen)).to(device)  # logit-normal timesteps
+        t = shift_timesteps(torch.sigmoid(torch.randn(b, generator=gen)), mcfg.shift).to(device)  # logit-normal
         noise = torch.randn(x0.shape, generator=gen).to(device)
         tt = t.view(b, 1, 1, 1, 1)
         xt = (1 - tt) * x0 + tt * noise
