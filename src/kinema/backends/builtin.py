@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..builtin import DEFAULT_GUIDANCE
 from ..errors import Cancelled
 from ..media.io import resize_frames
 from .base import Availability, BackendOutput, BaseBackend, Capabilities, GenerationContext, GenerationParams
@@ -60,7 +61,7 @@ class BuiltinBackend(BaseBackend):
             default_fps=8.0,
             default_steps=20,
             max_steps=200,
-            default_guidance=4.0,
+            default_guidance=DEFAULT_GUIDANCE,
             max_guidance=30.0,
             notes="trained on a procedural world of skies, landscapes, weather, simple subjects and camera moves; "
             "use 'kinema enhance --upscale' for larger output",
@@ -100,6 +101,7 @@ class BuiltinBackend(BaseBackend):
 
         segments = 1 + (params.num_frames - SEGMENT) // (SEGMENT - OVERLAP)
         steps = params.num_inference_steps or 20
+        guidance = DEFAULT_GUIDANCE if params.guidance_scale is None else params.guidance_scale
         total = segments * steps
         done = 0
 
@@ -111,7 +113,7 @@ class BuiltinBackend(BaseBackend):
         pieces: list[np.ndarray] = []
         for seg in range(segments):
             clip = sample(
-                model, tokenizer, [params.prompt], steps=steps, guidance=params.guidance_scale or 4.0,
+                model, tokenizer, [params.prompt], steps=steps, guidance=guidance,
                 seed=params.seed + seg, negative_prompt=params.negative_prompt, known=known, num_known=num_known,
                 on_step=on_step,
             )[0]  # fmt: skip

@@ -19,10 +19,13 @@ import os
 from pathlib import Path
 from typing import Any
 
-__all__ = ["WEIGHTS_DIR", "DEFAULT_WEIGHTS", "load_model", "save_model", "weights_path"]
+__all__ = ["DEFAULT_GUIDANCE", "WEIGHTS_DIR", "DEFAULT_WEIGHTS", "load_model", "save_model", "weights_path"]
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 DEFAULT_WEIGHTS = WEIGHTS_DIR / "builtin.safetensors"
+#: Classifier-free guidance scale by default: chosen on a validation draw of held-out prompts (seed 99, not the
+#: evaluation's 1234); 2.5 followed prompts better than 4 or 6, which oversaturate this small model's clips.
+DEFAULT_GUIDANCE = 2.5
 
 
 def weights_path() -> Path:

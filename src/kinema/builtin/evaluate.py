@@ -44,7 +44,8 @@ def evaluate(
     *,
     weights: str | Path | None = None,
     steps: int = 20,
-    guidance: float = 4.0,
+    guidance: float | None = None,
+    shift: float | None = None,
     seed: int = 1234,
     batch_size: int = 8,
     n_i2v: int | None = None,
@@ -52,11 +53,12 @@ def evaluate(
 ) -> dict[str, Any]:
     from ..errors import InvalidRequest
     from . import detectors, load_model, world
-    from .sampling import sample
+    from .sampling import DEFAULT_GUIDANCE, sample
 
     if n < 1:
         raise InvalidRequest("n", f"must be at least 1, got {n}")
     t0 = time.perf_counter()
+    guidance = DEFAULT_GUIDANCE if guidance is None else guidance
     model, tokenizer, info = load_model(weights)
     cfg = model.cfg
     rng = np.random.default_rng(seed)
@@ -70,7 +72,7 @@ def evaluate(
     examples: list[dict[str, Any]] = []
     for start in range(0, n, batch_size):
         chunk = captions[start : start + batch_size]
-        clips = sample(model, tokenizer, chunk, steps=steps, guidance=guidance, seed=seed + start)
+        clips = sample(model, tokenizer, chunk, steps=steps, guidance=guidance, seed=seed + start, shift=shift)
         assert isinstance(clips, np.ndarray)
         generated.append(clips)
         for j, clip in enumerate(clips):
@@ -93,7 +95,7 @@ def evaluate(
         stop = min(m, start + batch_size)
         known = real[start:stop, :1]
         _, raw = sample(model, tokenizer, captions[start:stop], steps=steps, guidance=guidance, seed=seed + 7 + start,
-                        known=known, num_known=1, return_raw=True)  # fmt: skip
+                        shift=shift, known=known, num_known=1, return_raw=True)  # fmt: skip
         raw_psnrs.extend(psnr(raw[i, 0], known[i, 0]) for i in range(stop - start))
 
     per_attr = {k: round(float(np.mean(v)), 4) for k, v in sorted(checks.items())}
@@ -114,6 +116,7 @@ def evaluate(
         "temporal": {"generated": round(_smoothness(gen), 5), "real": round(_smoothness(real), 5)},
         "steps": steps,
         "guidance": guidance,
+        "shift": cfg.shift if shift is None else shift,
         "seed": seed,
         "seconds": round(time.perf_counter() - t0, 1),
         "seconds_per_clip": round((time.perf_counter() - t0) / (n + m), 3),

@@ -12,9 +12,10 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from . import DEFAULT_GUIDANCE
 from .model import Tokenizer, VideoDiT
 
-__all__ = ["sample", "shift_timesteps", "timesteps", "to_model_space", "to_uint8"]
+__all__ = ["DEFAULT_GUIDANCE", "sample", "shift_timesteps", "timesteps", "to_model_space", "to_uint8"]
 
 
 def shift_timesteps(t: torch.Tensor, shift: float) -> torch.Tensor:
@@ -46,7 +47,7 @@ def sample(
     prompts: list[str],
     *,
     steps: int = 20,
-    guidance: float = 4.0,
+    guidance: float = DEFAULT_GUIDANCE,
     seed: int = 0,
     negative_prompt: str | None = None,
     known: np.ndarray | None = None,
