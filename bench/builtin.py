@@ -46,7 +46,7 @@ def main() -> None:
         assert result.video.num_frames == 16
     med = statistics.median(times)
     print(
-        f"built-in, 16 frames 64x64, 20 steps, guidance 4: median {med:.2f}s "
+        f"built-in, 16 frames 64x64, 20 steps, default guidance: median {med:.2f}s "
         f"(min {min(times):.2f}s, max {max(times):.2f}s, {args.runs} runs, {torch.get_num_threads()} threads)"
     )
     body = "\n".join([
