@@ -75,13 +75,13 @@ def test_prompt_to_playing_video(open_page: Any, server: Server) -> None:
 
 
 def test_progress_shows_stage_step_and_time_left(open_page: Any, server: Server) -> None:
-    # the test backend takes 0.1 s per step, so 12 steps are watched live for over a second
+    # the test backend takes 0.1 s per step, so 20 steps are watched live for two seconds
     visit = open_page()
     page = visit.page
     page.select_option("#model", "slow")
     page.fill("#prompt", "a slow test job")
     _fast_settings(page)
-    page.fill("#steps", "12")
+    page.fill("#steps", "20")
     page.click("#submit")
     page.wait_for_selector("#current:not([hidden])")
     video_id = _newest_id(page)
@@ -94,7 +94,7 @@ def test_progress_shows_stage_step_and_time_left(open_page: Any, server: Server)
         if page.inner_text("#current-title").startswith("Done"):
             break
         time.sleep(0.03)
-    steps = [int(m.group(1)) for _, step, _ in seen if (m := re.fullmatch(r"step (\d+) of 12", step))]
+    steps = [int(m.group(1)) for _, step, _ in seen if (m := re.fullmatch(r"step (\d+) of 20", step))]
     assert len(steps) >= 2 and steps == sorted(steps), seen
     assert any(stage == "denoising" for stage, step, _ in seen if step.startswith("step")), seen
     assert any(re.fullmatch(r"about \d+ s", eta) for _, step, eta in seen if step.startswith("step")), seen
