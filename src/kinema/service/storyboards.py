@@ -175,7 +175,7 @@ def create_storyboard_job(state: ServiceState, owner: str, fields: dict[str, Any
     """Validate, check against the backend, admit and store one storyboard job; its video object."""
     import secrets
 
-    from .app import ApiError
+    from .app import ApiError, _admit
     from .safefetch import URLRefused
     from .schemas import video_object
 
@@ -195,12 +195,7 @@ def create_storyboard_job(state: ServiceState, owner: str, fields: dict[str, Any
         raise ApiError(400, str(exc), code="url_refused", param=exc.field) from None
     except (BackendUnavailable, KinemaError) as exc:
         raise ApiError(400, exc.message, code=exc.code, param="model") from None
-    if state.admission.queued(store) >= config.max_queued:
-        raise ApiError(429, f"the queue is full ({config.max_queued} jobs waiting); retry later", code="queue_full",
-                       headers={"Retry-After": "5"})  # fmt: skip
-    if state.admission.active(store, owner) >= config.max_active_per_key:
-        raise ApiError(429, f"this key already has {config.max_active_per_key} jobs queued or running",
-                       code="too_many_active_jobs", headers={"Retry-After": "5"})  # fmt: skip
+    _admit(state, owner)
     job = store.submit_job(owner=owner, request=request, summary=summary, max_attempts=config.max_attempts,
                            webhook_url=body.webhook_url, metadata=dict(body.metadata or {}), kind=KIND,
                            job_id="video_" + secrets.token_hex(12))  # fmt: skip
