@@ -69,8 +69,14 @@ class FastPaths:
                     return
         await self.app(scope, receive, send)
 
+    def _error_response(self, exc: Exception) -> Any:
+        """The API's answer to an error: its own for an ``ApiError``, else a logged 500."""
+        if isinstance(exc, self.api.ApiError):
+            return exc.response()
+        log.exception("unexpected error")
+        return self.api.ApiError(500, "internal server error", code="server_error").response()
+
     async def _retrieve(self, scope: Scope, receive: Receive, send: Send, video_id: str) -> None:
-        ApiError = self.api.ApiError  # noqa: N806
         authorization = None
         for name, value in scope["headers"]:
             if name.lower() == b"authorization":
@@ -78,11 +84,8 @@ class FastPaths:
                 break
         try:
             response = self.api.retrieve_response(self.state, video_id, _query_names(scope), authorization)
-        except ApiError as exc:
-            response = exc.response()
-        except Exception:
-            log.exception("unexpected error")
-            response = ApiError(500, "internal server error", code="server_error").response()
+        except Exception as exc:
+            response = self._error_response(exc)
         await response(scope, receive, send)
 
     async def _create(self, scope: Scope, receive: Receive, send: Send, headers: dict[str, str]) -> None:
@@ -111,11 +114,8 @@ class FastPaths:
             if not isinstance(data, dict):
                 raise ApiError(400, "the body must be a JSON object", code="invalid_json")
             response = await api.create_response(state, owner, data, None, headers.get("idempotency-key"))
-        except ApiError as exc:
-            response = exc.response()
-        except Exception:
-            log.exception("unexpected error")
-            response = ApiError(500, "internal server error", code="server_error").response()
+        except Exception as exc:
+            response = self._error_response(exc)
         await response(scope, receive, send)
 
 
