@@ -2,7 +2,7 @@
 // It talks to the service only through its public HTTP API (api.js); no build step, no third-party requests.
 import { ApiError, get, keyStore, post, postForm } from "./api.js";
 import { initGallery, loadPage, plainError, playWhenReady, prepend } from "./gallery.js";
-import { TERMINAL, eta, formatSeconds, onJob, sceneOf, stageName, stepOf } from "./jobs.js";
+import { TERMINAL, eta, onJob, sceneOf, stageName, stepOf, timeLeft } from "./jobs.js";
 
 const $ = (id) => document.getElementById(id);
 const form = $("create-form");
@@ -391,7 +391,7 @@ function renderCurrent(video) {
   $("current-step").textContent = video.stage === "assembling" ? "cutting the film"
     : step || (scene ? `scene ${scene.k} of ${scene.n}` : "–");
   const left = eta(video);
-  $("current-eta").textContent = TERMINAL.has(video.status) ? "–" : left != null ? (left < 1 ? "under a second" : `about ${formatSeconds(left)}`) : "estimating…";
+  $("current-eta").textContent = TERMINAL.has(video.status) ? "–" : left != null ? timeLeft(left) : "estimating…";
   $("cancel").hidden = TERMINAL.has(video.status);
   const error = $("current-error");
   error.hidden = video.status !== "failed";

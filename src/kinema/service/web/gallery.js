@@ -1,6 +1,6 @@
 // The gallery: the key's jobs, newest first, each playable in place with its recipe, status, timings and cost.
 import { ApiError, blobUrl, del, get, post } from "./api.js";
-import { TERMINAL, eta, forget, formatSeconds, job, onJob, sceneOf, stepOf, update } from "./jobs.js";
+import { TERMINAL, eta, forget, formatSeconds, job, onJob, sceneOf, stepOf, timeLeft, update } from "./jobs.js";
 
 const list = document.getElementById("gallery");
 const empty = document.getElementById("empty");
@@ -107,7 +107,7 @@ function render(video) {
       video.status === "queued" ? "waiting in the queue" : (scene ? `scene ${scene.k} of ${scene.n}` : video.stage || "starting"),
       stepOf(video),
       `${video.progress}%`,
-      left != null ? (left < 1 ? "under a second left" : `about ${formatSeconds(left)} left`) : null,
+      left != null ? `${timeLeft(left)} left` : null,
     ].filter(Boolean).join(" · ");
   }
 

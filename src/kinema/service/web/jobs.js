@@ -95,6 +95,11 @@ export function stageName(video) {
   return (video.stage || "").replace(/^scene \d+\/\d+:?\s*/, "");
 }
 
+/** Seconds left in words: "under a second", "about 12 s". */
+export function timeLeft(seconds) {
+  return seconds < 1 ? "under a second" : `about ${formatSeconds(seconds)}`;
+}
+
 /** "step 7 of 20" while a stage counts steps, else null. */
 export function stepOf(video) {
   return video.status === "in_progress" && video.total_steps > 1 && video.step != null
