@@ -24,6 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from . import DEFAULT_GUIDANCE
+
 __all__ = ["evaluate", "format_report", "psnr"]
 
 
@@ -44,7 +46,7 @@ def evaluate(
     *,
     weights: str | Path | None = None,
     steps: int = 20,
-    guidance: float | None = None,
+    guidance: float = DEFAULT_GUIDANCE,
     shift: float | None = None,
     seed: int = 1234,
     batch_size: int = 8,
@@ -53,12 +55,11 @@ def evaluate(
 ) -> dict[str, Any]:
     from ..errors import InvalidRequest
     from . import detectors, load_model, world
-    from .sampling import DEFAULT_GUIDANCE, sample
+    from .sampling import sample
 
     if n < 1:
         raise InvalidRequest("n", f"must be at least 1, got {n}")
     t0 = time.perf_counter()
-    guidance = DEFAULT_GUIDANCE if guidance is None else guidance
     model, tokenizer, info = load_model(weights)
     cfg = model.cfg
     rng = np.random.default_rng(seed)

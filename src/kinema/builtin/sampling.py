@@ -15,7 +15,7 @@ import torch
 from . import DEFAULT_GUIDANCE
 from .model import Tokenizer, VideoDiT
 
-__all__ = ["DEFAULT_GUIDANCE", "sample", "shift_timesteps", "timesteps", "to_model_space", "to_uint8"]
+__all__ = ["sample", "shift_timesteps", "timesteps", "to_model_space", "to_uint8"]
 
 
 def shift_timesteps(t: torch.Tensor, shift: float) -> torch.Tensor:
