@@ -35,6 +35,28 @@ def test_patchify_round_trip_and_output_shape() -> None:
     assert v.shape == x.shape
 
 
+def test_attention_along_time_mixes_only_one_place() -> None:
+    block = _tiny().blocks[0]
+    gt, gh, gw = block.grid
+    x = torch.randn(1, gt * gh * gw, block.attn_t.q.in_features)
+    place = 5  # one (row, column) of the patch grid
+    y = x.clone()
+    y[0, place] += 1.0  # the token at that place in the first temporal patch
+    changed = (block.along_time(y) - block.along_time(x)).abs().sum(-1)[0].view(gt, gh * gw)  # (F', H'*W')
+    assert (changed[:, place] > 0).all()  # every temporal patch at that place sees it
+    others = torch.ones(gh * gw, dtype=torch.bool)
+    others[place] = False
+    assert torch.equal(changed[:, others], torch.zeros_like(changed[:, others]))  # no other place does
+
+
+def test_checkpoints_without_attention_along_time_still_load(tmp_path: Path) -> None:
+    old = _tiny(temporal_attn=False)
+    assert not any("attn_t" in k for k in old.state_dict())
+    save_model(old, tmp_path / "old.safetensors")
+    loaded, _, _ = load_model(tmp_path / "old.safetensors")
+    assert loaded.cfg.temporal_attn is False
+
+
 def test_tokenizer_reports_unknown_words() -> None:
     tok = Tokenizer(["red", "ball"], 8)
     assert tok.unknown("A RED ball, zorp!") == ["a", "zorp"]
