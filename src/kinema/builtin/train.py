@@ -5,6 +5,7 @@ velocity e - x0 (or x0 itself: ``ModelConfig.prediction``). Timesteps are logit-
 shifted towards noise by ``ModelConfig.shift`` (SD3). Captions are re-drawn from each clip's scene every time it is
 used, so the text encoder sees many phrasings of the same content. A share of the examples carry known first frames
 (image-to-video: 1 frame; extension: one temporal patch), and a share drop the caption, for classifier-free guidance.
+Known pixels weigh more in the loss (``known_weight``): handing the given image back unchanged is the first duty.
 
 Everything is seeded: the same configuration, steps and seed give the same weights on the same machine (CPU runs are
 bit-reproducible; GPU kernels may differ in the last bits). Data is rendered in fixed chunks at fixed steps, never in
@@ -52,6 +53,7 @@ class TrainConfig:
     p_image: float = 0.2  # share of examples with frame 0 known (image-to-video)
     p_extend: float = 0.15  # share with the first temporal patch known (extension)
     p_uncond: float = 0.1  # share with the caption dropped (classifier-free guidance)
+    known_weight: float = 4.0  # loss weight of known pixels: the model must hand the given frames back unchanged
     time_limit: float | None = None  # seconds; stop early (the card records the steps actually run)
     checkpoint_every: int = 500
     init: str | None = None  # start from these weights (fine-tuning); the output head is re-initialised when the
@@ -188,7 +190,7 @@ def train(
         for group in opt.param_groups:
             group["lr"] = _lr(step, cfg)
         pred = model(xt, t, model.encode_text(ids), cond, mask)
-        loss = (pred - target).pow(2).mean()
+        loss = ((pred - target).pow(2) * (1 + (cfg.known_weight - 1) * mask)).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
