@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
 
 from kinema.builtin import load_model, save_model
 from kinema.builtin.model import CONFIGS, ModelConfig, Tokenizer, VideoDiT
 from kinema.builtin.sampling import sample, timesteps
+from kinema.builtin.train import _loss
 
 
 def _tiny(**kw: object) -> VideoDiT:
@@ -52,9 +56,32 @@ def test_attention_along_time_mixes_only_one_place() -> None:
 def test_checkpoints_without_attention_along_time_still_load(tmp_path: Path) -> None:
     old = _tiny(temporal_attn=False)
     assert not any("attn_t" in k for k in old.state_dict())
-    save_model(old, tmp_path / "old.safetensors")
+    save_model(old, tmp_path / "new.safetensors")
+    # a checkpoint written before the field existed: its stored configuration has no temporal_attn at all
+    with safe_open(str(tmp_path / "new.safetensors"), framework="pt") as fh:
+        meta = dict(fh.metadata())
+        tensors = {k: fh.get_tensor(k) for k in fh.keys()}
+    config = json.loads(meta["config"])
+    del config["temporal_attn"]
+    save_file(tensors, str(tmp_path / "old.safetensors"), metadata={**meta, "config": json.dumps(config)})
     loaded, _, _ = load_model(tmp_path / "old.safetensors")
     assert loaded.cfg.temporal_attn is False
+    x = torch.randn(1, 3, 16, 64, 64)
+    args = (torch.rand(1), loaded.encode_text(torch.zeros(1, loaded.cfg.text_len, dtype=torch.long)),
+            torch.zeros_like(x), torch.zeros(1, 1, 16, 64, 64))  # fmt: skip
+    assert loaded(x, *args).shape == x.shape
+
+
+def test_known_pixels_weigh_known_weight_times_in_the_loss() -> None:
+    target = torch.zeros(1, 3, 2, 4, 4)
+    mask = torch.zeros(1, 1, 2, 4, 4)
+    mask[:, :, 0] = 1.0  # frame 0 known
+    err_known, err_free = target.clone(), target.clone()
+    err_known[:, :, 0, 0, 0] = 1.0  # the same error, once on a known pixel and once on a free one
+    err_free[:, :, 1, 0, 0] = 1.0
+    known, free = _loss(err_known, target, mask, 4.0), _loss(err_free, target, mask, 4.0)
+    assert torch.isclose(known, 4 * free) and free > 0
+    assert torch.isclose(_loss(err_known, target, mask, 1.0), free)  # weight 1: plain mean squared error
 
 
 def test_tokenizer_reports_unknown_words() -> None:

@@ -190,7 +190,7 @@ def train(
         for group in opt.param_groups:
             group["lr"] = _lr(step, cfg)
         pred = model(xt, t, model.encode_text(ids), cond, mask)
-        loss = ((pred - target).pow(2) * (1 + (cfg.known_weight - 1) * mask)).mean()
+        loss = _loss(pred, target, mask, cfg.known_weight)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
@@ -214,6 +214,11 @@ def train(
             break
     elapsed = time.perf_counter() - start
     return _write(ema, out, cfg, mcfg, steps_done, elapsed, render_time, n_params, history, device, final=True)
+
+
+def _loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, known_weight: float) -> torch.Tensor:
+    """Mean squared error in which known pixels (``mask`` 1) count ``known_weight`` times."""
+    return ((pred - target).pow(2) * (1 + (known_weight - 1) * mask)).mean()
 
 
 def _init_from(model: VideoDiT, path: str) -> None:
