@@ -12,7 +12,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from kinema.builtin import load_model, save_model
-from kinema.builtin.model import CONFIGS, ModelConfig, Tokenizer, VideoDiT
+from kinema.builtin.model import CONFIGS, ModelConfig, Tokenizer, VideoDiT, apply_rope, rope_angles
 from kinema.builtin.sampling import sample, timesteps
 from kinema.builtin.train import _loss
 
@@ -53,23 +53,49 @@ def test_attention_along_time_mixes_only_one_place() -> None:
     assert torch.equal(changed[:, others], torch.zeros_like(changed[:, others]))  # no other place does
 
 
-def test_checkpoints_without_attention_along_time_still_load(tmp_path: Path) -> None:
-    old = _tiny(temporal_attn=False)
-    assert not any("attn_t" in k for k in old.state_dict())
-    save_model(old, tmp_path / "new.safetensors")
-    # a checkpoint written before the field existed: its stored configuration has no temporal_attn at all
-    with safe_open(str(tmp_path / "new.safetensors"), framework="pt") as fh:
+def test_rope_scores_depend_only_on_the_offset_between_tokens() -> None:
+    grid, head_dim = (4, 8, 8), 32
+    angles = rope_angles(grid, head_dim)  # (N, d/2)
+    assert angles.shape == (4 * 8 * 8, head_dim // 2)
+    q, k = torch.randn(head_dim), torch.randn(head_dim)
+    rot_q = apply_rope(q.expand(1, 1, angles.shape[0], -1), angles.cos(), angles.sin())[0, 0].view(*grid, -1)
+    rot_k = apply_rope(k.expand(1, 1, angles.shape[0], -1), angles.cos(), angles.sin())[0, 0].view(*grid, -1)
+
+    def score(a: tuple[int, int, int], b: tuple[int, int, int]) -> float:
+        return float(rot_q[a] @ rot_k[b])
+
+    # the same offset (one temporal patch later, two columns to the left) scores the same anywhere in the clip
+    assert score((0, 3, 5), (1, 3, 3)) == pytest.approx(score((2, 6, 2), (3, 6, 0)), abs=1e-4)
+    # another offset scores differently, on each axis
+    base = score((0, 3, 5), (1, 3, 3))
+    for other in ((2, 3, 3), (1, 4, 3), (1, 3, 4)):
+        assert abs(score((0, 3, 5), other) - base) > 1e-3
+    assert torch.allclose(rot_q.norm(dim=-1), q.norm().expand(grid), atol=1e-5)  # a rotation keeps lengths
+
+
+def _strip_config_keys(src: Path, dst: Path, *keys: str) -> None:
+    """Rewrite a checkpoint as one written before ``keys`` existed in ModelConfig."""
+    with safe_open(str(src), framework="pt") as fh:
         meta = dict(fh.metadata())
         tensors = {k: fh.get_tensor(k) for k in fh.keys()}
     config = json.loads(meta["config"])
-    del config["temporal_attn"]
-    save_file(tensors, str(tmp_path / "old.safetensors"), metadata={**meta, "config": json.dumps(config)})
+    for key in keys:
+        del config[key]
+    save_file(tensors, str(dst), metadata={**meta, "config": json.dumps(config)})
+
+
+def test_checkpoints_without_attention_along_time_or_rope_still_load(tmp_path: Path) -> None:
+    old = _tiny(temporal_attn=False, rope=False).half().float()  # checkpoints hold fp16: compare like with like
+    assert not any("attn_t" in k or "rope" in k for k in old.state_dict())  # RoPE tables are derived, never stored
+    save_model(old, tmp_path / "new.safetensors")
+    _strip_config_keys(tmp_path / "new.safetensors", tmp_path / "old.safetensors", "temporal_attn", "rope")
     loaded, _, _ = load_model(tmp_path / "old.safetensors")
-    assert loaded.cfg.temporal_attn is False
+    assert loaded.cfg.temporal_attn is False and loaded.cfg.rope is False
     x = torch.randn(1, 3, 16, 64, 64)
     args = (torch.rand(1), loaded.encode_text(torch.zeros(1, loaded.cfg.text_len, dtype=torch.long)),
             torch.zeros_like(x), torch.zeros(1, 1, 16, 64, 64))  # fmt: skip
-    assert loaded(x, *args).shape == x.shape
+    with torch.no_grad():
+        assert torch.equal(loaded(x, *args), old(x, *args))  # the same network, computed the same way
 
 
 def test_known_pixels_weigh_known_weight_times_in_the_loss() -> None:
