@@ -274,10 +274,11 @@ class VideoDiT(nn.Module):
         self.t_mlp = nn.Sequential(nn.Linear(256, cfg.dim), nn.SiLU(), nn.Linear(cfg.dim, cfg.dim))
         self.text_pool = nn.Linear(cfg.text_dim, cfg.dim)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.depth))
-        # derived from the grid, never trained: not part of the saved weights, so checkpoints without RoPE still load
-        angles = rope_angles(cfg.grid, cfg.dim // cfg.heads)  # (N, d/h/2)
-        self.register_buffer("rope_cos", angles.cos(), persistent=False)
-        self.register_buffer("rope_sin", angles.sin(), persistent=False)
+        if cfg.rope:
+            # derived from the grid, never trained: not part of the saved weights
+            angles = rope_angles(cfg.grid, cfg.dim // cfg.heads)  # (N, d/h/2)
+            self.register_buffer("rope_cos", angles.cos(), persistent=False)
+            self.register_buffer("rope_sin", angles.sin(), persistent=False)
         self.norm_out = nn.LayerNorm(cfg.dim, elementwise_affine=False, eps=1e-6)
         self.ada_out = nn.Linear(cfg.dim, 2 * cfg.dim)
         self.out = nn.Linear(cfg.dim, self.patch_dim_out)
