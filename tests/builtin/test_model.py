@@ -73,6 +73,39 @@ def test_rope_scores_depend_only_on_the_offset_between_tokens() -> None:
     assert torch.allclose(rot_q.norm(dim=-1), q.norm().expand(grid), atol=1e-5)  # a rotation keeps lengths
 
 
+def test_per_frame_text_conditioning_reaches_only_its_own_temporal_patch() -> None:
+    m = _tiny(depth=0)  # no blocks: the conditioning acts on the output's adaptive norm alone
+    d = m.cfg.dim
+    x = torch.randn(1, 3, 16, 64, 64)
+    args = (torch.rand(1), m.encode_text(torch.zeros(1, m.cfg.text_len, dtype=torch.long)), torch.zeros_like(x),
+            torch.zeros(1, 1, 16, 64, 64))  # fmt: skip
+    with torch.no_grad():
+        before = m(x, *args)
+        m.text_frames.bias[1 * d : 2 * d] += 1.0  # the term for temporal patch 1 only
+        changed = (m(x, *args) - before).abs().flatten(3).sum((0, 1, 3))  # per frame
+    pt = m.cfg.patch_t
+    inside = torch.zeros(16, dtype=torch.bool)
+    inside[pt : 2 * pt] = True
+    assert (changed[inside] > 0).all() and torch.equal(changed[~inside], torch.zeros_like(changed[~inside]))
+
+
+def test_attribute_probe_reads_only_what_the_caption_states() -> None:
+    from kinema.builtin import world
+    from kinema.builtin.train import _AttributeProbe
+
+    probe = _AttributeProbe(8)
+    with_subject = world.Scene("night", "moon", "city", "rain", "pan_left", "ball", "red", "small", "left")
+    landscape = world.Scene("day", "sun", "ocean", "clear", "static")
+    labels = probe.labels([with_subject, landscape, with_subject], np.array([False, False, True]))
+    assert labels["motion"].tolist() == [world.MOTIONS.index("left"), -100, -100]  # no subject; caption dropped
+    assert labels["camera"].tolist() == [world.CAMERAS.index("pan_left"), world.CAMERAS.index("static"), -100]
+    pooled = torch.randn(3, 8, requires_grad=True)
+    loss = probe.loss(pooled, labels)
+    loss.backward()
+    assert loss > 0 and pooled.grad is not None
+    assert torch.equal(pooled.grad[2], torch.zeros(8))  # the dropped caption is not pulled anywhere
+
+
 def _strip_config_keys(src: Path, dst: Path, *keys: str) -> None:
     """Rewrite a checkpoint as one written before ``keys`` existed in ModelConfig."""
     with safe_open(str(src), framework="pt") as fh:
@@ -84,13 +117,14 @@ def _strip_config_keys(src: Path, dst: Path, *keys: str) -> None:
     save_file(tensors, str(dst), metadata={**meta, "config": json.dumps(config)})
 
 
-def test_checkpoints_without_attention_along_time_or_rope_still_load(tmp_path: Path) -> None:
-    old = _tiny(temporal_attn=False, rope=False).half().float()  # checkpoints hold fp16: compare like with like
-    assert not any("attn_t" in k or "rope" in k for k in old.state_dict())  # RoPE tables are derived, never stored
+def test_checkpoints_without_newer_options_still_load(tmp_path: Path) -> None:
+    old = _tiny(temporal_attn=False, rope=False, frame_text=False).half().float()  # checkpoints hold fp16
+    assert not any(s in k for k in old.state_dict() for s in ("attn_t", "rope", "text_frames"))  # RoPE: derived
     save_model(old, tmp_path / "new.safetensors")
-    _strip_config_keys(tmp_path / "new.safetensors", tmp_path / "old.safetensors", "temporal_attn", "rope")
+    _strip_config_keys(tmp_path / "new.safetensors", tmp_path / "old.safetensors", "temporal_attn", "rope",
+                       "frame_text")  # fmt: skip
     loaded, _, _ = load_model(tmp_path / "old.safetensors")
-    assert loaded.cfg.temporal_attn is False and loaded.cfg.rope is False
+    assert loaded.cfg.temporal_attn is False and loaded.cfg.rope is False and loaded.cfg.frame_text is False
     x = torch.randn(1, 3, 16, 64, 64)
     args = (torch.rand(1), loaded.encode_text(torch.zeros(1, loaded.cfg.text_len, dtype=torch.long)),
             torch.zeros_like(x), torch.zeros(1, 1, 16, 64, 64))  # fmt: skip
@@ -131,6 +165,8 @@ def test_thirty_training_steps_reduce_the_loss(tmp_path: Path) -> None:
     first = np.mean([h["loss"] for h in history[:2]])
     last = np.mean([h["loss"] for h in history[-2:]])
     assert last < first * 0.97, (first, last)
+    aux = [h["text_aux"] for h in history]  # the tiny preset trains the attribute probe too
+    assert aux[-1] < aux[0], aux
     model, tok, info = load_model(tmp_path / "builtin.safetensors")
     assert info["steps_run"] == 30 and model.cfg.dim == CONFIGS["tiny"]["dim"]
 

@@ -26,7 +26,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = ["ModelConfig", "TextEncoder", "VideoDiT", "Tokenizer", "CONFIGS", "rope_angles", "apply_rope"]
+__all__ = ["ModelConfig", "TextEncoder", "VideoDiT", "Tokenizer", "CONFIGS", "rope_angles", "apply_rope", "pool_text"]
 
 PAD, UNK = 0, 1
 
@@ -71,6 +71,10 @@ class ModelConfig:
     # that of the whole run without it: 0.047 against 0.050) but followed prompts worse (adherence 0.475 against
     # 0.549 on 200 held-out prompts; colour 0.50 against 0.82) for 3% more per step, so "cpu" leaves it off.
     rope: bool = False
+    # The pooled text also gives every temporal patch its own term in the adaptive norms (one learned projection
+    # per temporal patch), so "where things are at the start and at the end" (a subject moving left, a pan) is a
+    # direct function of the prompt rather than something the blocks must build from the positions.
+    frame_text: bool = False
     vocab: list[str] = field(default_factory=list)
 
     @property
@@ -90,7 +94,7 @@ class ModelConfig:
 # ships, "full" is for a GPU.
 CONFIGS: dict[str, dict[str, object]] = {
     "tiny": dict(dim=32, depth=2, heads=2, text_dim=32, text_layers=1, mlp_ratio=2.0, shift=3.0, known_residual=True,
-                 temporal_attn=True, rope=True),
+                 temporal_attn=True, rope=True, frame_text=True),
     "cpu": dict(dim=192, depth=6, heads=6, text_dim=128, text_layers=2, patch_t=4, shift=3.0, known_residual=True),
     "full": dict(dim=384, depth=10, heads=6, text_dim=256, text_layers=3, patch_t=2, shift=3.0, known_residual=True,
                  temporal_attn=True),
@@ -144,6 +148,12 @@ class TextEncoder(nn.Module):
         return self.norm(x), mask
 
 
+def pool_text(ctx: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of the text tokens that are present (the null slot included). (B, 1+L, Dt), (B, 1+L) -> (B, Dt)."""
+    m = mask.to(ctx.dtype)[..., None]
+    return (ctx * m).sum(1) / m.sum(1)
+
+
 def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
     """Sinusoidal embedding of t in [0, 1] (scaled to [0, 1000] as DiT does). (B,) -> (B, dim)."""
     half = dim // 2
@@ -153,7 +163,8 @@ def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
 
 
 def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    return x * (1 + scale[:, None]) + shift[:, None]
+    """adaLN: (B, N, D) scaled and shifted by (B, 1, D) or (B, N, D)."""
+    return x * (1 + scale) + shift
 
 
 def rope_angles(grid: tuple[int, int, int], head_dim: int) -> torch.Tensor:
@@ -208,6 +219,14 @@ class Attention(nn.Module):
         return self.proj(y.transpose(1, 2).reshape(b, n, d))
 
 
+def _per_token(m: torch.Tensor, grid: tuple[int, int, int]) -> torch.Tensor:
+    """A modulation per clip (B, D) or per temporal patch (B, F', D) -> broadcastable against tokens (B, N, D)."""
+    if m.dim() == 2:
+        return m[:, None]
+    b, gt, d = m.shape
+    return m[:, :, None].expand(b, gt, grid[1] * grid[2], d).reshape(b, -1, d)
+
+
 class Block(nn.Module):
     """DiT block with adaLN-Zero: self-attention over all spatio-temporal tokens, (optionally) attention along time
     only, cross-attention to text, MLP."""
@@ -233,12 +252,13 @@ class Block(nn.Module):
 
     def forward(self, x: torch.Tensor, c: torch.Tensor, text: torch.Tensor, text_mask: torch.Tensor,
                 rope: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:  # fmt: skip
-        s1, sc1, g1, s2, sc2, g2 = self.ada(F.silu(c)).chunk(6, dim=-1)  # each (B, D)
-        x = x + g1[:, None] * self.attn(modulate(self.norm1(x), s1, sc1), rope=rope)
+        # c is (B, D), or (B, F', D) with one conditioning vector per temporal patch
+        s1, sc1, g1, s2, sc2, g2 = (_per_token(m, self.grid) for m in self.ada(F.silu(c)).chunk(6, dim=-1))
+        x = x + g1 * self.attn(modulate(self.norm1(x), s1, sc1), rope=rope)
         if self.temporal:
             x = x + self.along_time(x)
         x = x + self.cross(self.norm2(x), text, text_mask)
-        x = x + g2[:, None] * self.mlp(modulate(self.norm3(x), s2, sc2))
+        x = x + g2 * self.mlp(modulate(self.norm3(x), s2, sc2))
         return x
 
     def along_time(self, x: torch.Tensor) -> torch.Tensor:
@@ -273,6 +293,10 @@ class VideoDiT(nn.Module):
         self.text = TextEncoder(cfg)
         self.t_mlp = nn.Sequential(nn.Linear(256, cfg.dim), nn.SiLU(), nn.Linear(cfg.dim, cfg.dim))
         self.text_pool = nn.Linear(cfg.text_dim, cfg.dim)
+        if cfg.frame_text:
+            self.text_frames = nn.Linear(cfg.text_dim, gt * cfg.dim)
+            nn.init.zeros_(self.text_frames.weight)
+            nn.init.zeros_(self.text_frames.bias)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.depth))
         if cfg.rope:
             # derived from the grid, never trained: not part of the saved weights
@@ -314,13 +338,14 @@ class VideoDiT(nn.Module):
         pos = (self.pos_t + self.pos_h + self.pos_w).reshape(1, gt * gh * gw, -1)
         tokens = tokens + pos
         # pooled text joins the timestep in the adaptive norms, so global attributes (sky, weather) steer every block
-        m = ctx_mask.float()[..., None]
-        pooled = (ctx * m).sum(1) / m.sum(1)  # (B, Dt)
+        pooled = pool_text(ctx, ctx_mask)  # (B, Dt)
         c = self.t_mlp(timestep_embedding(t, 256)) + self.text_pool(pooled)  # (B, D)
+        if self.cfg.frame_text:
+            c = c[:, None] + self.text_frames(pooled).view(b, gt, -1)  # (B, F', D)
         rope = (self.rope_cos, self.rope_sin) if self.cfg.rope else None
         for block in self.blocks:
             tokens = block(tokens, c, ctx, ctx_mask, rope)
-        shift, scale = self.ada_out(F.silu(c)).chunk(2, dim=-1)
+        shift, scale = (_per_token(m, self.cfg.grid) for m in self.ada_out(F.silu(c)).chunk(2, dim=-1))
         out = self.out(modulate(self.norm_out(tokens), shift, scale))  # (B, N, 3*pt*ph*pw)
         y = self.unpatchify(out).view(b, 3, *x.shape[2:])
         if self.cfg.known_residual and self.cfg.prediction == "x":

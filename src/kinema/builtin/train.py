@@ -6,6 +6,8 @@ shifted towards noise by ``ModelConfig.shift`` (SD3). Captions are re-drawn from
 used, so the text encoder sees many phrasings of the same content. A share of the examples carry known first frames
 (image-to-video: 1 frame; extension: one temporal patch), and a share drop the caption, for classifier-free guidance.
 Known pixels weigh more in the loss (``known_weight``): handing the given image back unchanged is the first duty.
+A small auxiliary loss (``text_aux``) asks the pooled text for the scene's attributes, so that the text encoder tells
+directions apart from the first steps (see ``_AttributeProbe``).
 
 Everything is seeded: the same configuration, steps and seed give the same weights on the same machine (CPU runs are
 bit-reproducible; GPU kernels may differ in the last bits). Data is rendered in fixed chunks at fixed steps, never in
@@ -28,7 +30,7 @@ import numpy as np
 import torch
 
 from . import save_model
-from .model import CONFIGS, ModelConfig, Tokenizer, VideoDiT
+from .model import CONFIGS, ModelConfig, Tokenizer, VideoDiT, pool_text
 from .sampling import shift_timesteps, to_model_space
 
 __all__ = ["TrainConfig", "train", "TRAIN_PRESETS"]
@@ -54,6 +56,8 @@ class TrainConfig:
     p_extend: float = 0.15  # share with the first temporal patch known (extension)
     p_uncond: float = 0.1  # share with the caption dropped (classifier-free guidance)
     known_weight: float = 4.0  # loss weight of known pixels: the model must hand the given frames back unchanged
+    # weight of the auxiliary loss that asks the pooled text for the scene's attributes (see _AttributeProbe)
+    text_aux: float = 0.0
     time_limit: float | None = None  # seconds; stop early (the card records the steps actually run)
     checkpoint_every: int = 500
     init: str | None = None  # start from these weights (fine-tuning); the output head is re-initialised when the
@@ -65,7 +69,7 @@ class TrainConfig:
 # The same command trains on a CPU or a GPU; the preset only picks sizes that finish in the time each has.
 TRAIN_PRESETS: dict[str, dict[str, Any]] = {
     "tiny": dict(model="tiny", steps=30, batch_size=4, initial_clips=64, clips_per_refresh=0, warmup=5, lr=2e-3,
-                 log_every=5, checkpoint_every=0),
+                 log_every=5, checkpoint_every=0, text_aux=0.1),
     "cpu": dict(model="cpu"),
     "full": dict(model="full", steps=12000, batch_size=64, lr=4e-4, initial_clips=8192, clips_per_refresh=2048,
                  max_clips=120_000, warmup=500),
@@ -106,6 +110,43 @@ class _Pool:
         return len(self.clips)
 
 
+class _AttributeProbe(torch.nn.Module):
+    """Linear read-outs of the scene's attributes from the pooled text, used only while training.
+
+    Without them the text encoder had no reason to tell "moving left" from "moving right": the denoising loss gains
+    little from it early on, so the pooled text of the two differed by 3% (colours: 37%) and the network never
+    learned motion or camera direction. Every attribute read here is determined by the caption (an omitted time,
+    weather or camera is the default), so the probe's loss can reach zero and then stops pulling. Not saved.
+    """
+
+    ATTRIBUTES = ("time", "setting", "weather", "camera", "subject", "color", "motion")
+
+    def __init__(self, text_dim: int) -> None:
+        super().__init__()
+        from . import world
+
+        self.values = {a: world.ATTRIBUTES[a] for a in self.ATTRIBUTES}
+        self.heads = torch.nn.ModuleDict({a: torch.nn.Linear(text_dim, len(v)) for a, v in self.values.items()})
+
+    def labels(self, scenes: list[Any], dropped: np.ndarray) -> dict[str, torch.Tensor]:
+        """Class indices per attribute; -100 (ignored) where the caption was dropped or the scene lacks it."""
+        out = {}
+        for a, values in self.values.items():
+            idx = [-100 if d or getattr(s, a) is None else values.index(getattr(s, a))
+                   for s, d in zip(scenes, dropped, strict=True)]  # fmt: skip
+            out[a] = torch.tensor(idx, dtype=torch.long)
+        return out
+
+    def loss(self, pooled: torch.Tensor, labels: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Mean over attributes of the cross-entropy (0 when every label is ignored)."""
+        terms = []
+        for a, head in self.heads.items():
+            y = labels[a].to(pooled.device)
+            if (y >= 0).any():
+                terms.append(torch.nn.functional.cross_entropy(head(pooled), y, ignore_index=-100))
+        return torch.stack(terms).mean() if terms else pooled.sum() * 0.0
+
+
 def _lr(step: int, cfg: TrainConfig) -> float:
     if step < cfg.warmup:
         return cfg.lr * (step + 1) / cfg.warmup
@@ -140,9 +181,11 @@ def train(
     ema.load_state_dict(model.state_dict())
     ema.requires_grad_(False)
     tokenizer = Tokenizer(mcfg.vocab, mcfg.text_len)
+    probe = _AttributeProbe(mcfg.text_dim).to(device) if cfg.text_aux > 0 else None
     decay: list[torch.nn.Parameter] = []
     no_decay: list[torch.nn.Parameter] = []
-    for name, p in model.named_parameters():
+    named = list(model.named_parameters()) + (list(probe.named_parameters("probe")) if probe else [])
+    for name, p in named:
         (no_decay if p.ndim < 2 or "pos" in name or "embed" in name or name.endswith("null") else decay).append(p)
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                              {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.99))  # fmt: skip
@@ -189,10 +232,16 @@ def train(
 
         for group in opt.param_groups:
             group["lr"] = _lr(step, cfg)
-        pred = model(xt, t, model.encode_text(ids), cond, mask)
+        text = model.encode_text(ids)
+        pred = model(xt, t, text, cond, mask)
         loss = _loss(pred, target, mask, cfg.known_weight)
+        aux = None
+        total = loss
+        if probe is not None:
+            aux = probe.loss(pool_text(*text), probe.labels([pool.scenes[i] for i in idx], drop))
+            total = loss + cfg.text_aux * aux
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        total.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         opt.step()
         with torch.no_grad():
@@ -205,6 +254,8 @@ def train(
             entry = {"step": steps_done, "loss": round(loss.item(), 5), "grad_norm": round(grad_norm.item(), 4),
                      "lr": round(_lr(step, cfg), 7), "elapsed": round(elapsed, 1), "clips": len(pool),
                      "total_steps": cfg.steps}  # fmt: skip
+            if aux is not None:
+                entry["text_aux"] = round(aux.item(), 4)
             history.append(entry)
             if on_log:
                 on_log(entry)
