@@ -70,9 +70,9 @@ class TrainConfig:
 TRAIN_PRESETS: dict[str, dict[str, Any]] = {
     "tiny": dict(model="tiny", steps=30, batch_size=4, initial_clips=64, clips_per_refresh=0, warmup=5, lr=2e-3,
                  log_every=5, checkpoint_every=0, text_aux=0.1),
-    "cpu": dict(model="cpu"),
+    "cpu": dict(model="cpu", text_aux=0.1),
     "full": dict(model="full", steps=12000, batch_size=64, lr=4e-4, initial_clips=8192, clips_per_refresh=2048,
-                 max_clips=120_000, warmup=500),
+                 max_clips=120_000, warmup=500, text_aux=0.1),
 }  # fmt: skip
 
 
