@@ -167,19 +167,16 @@ def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
 
 
 def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """adaLN: tokens (B, N, D) scaled and shifted per clip (B, D) or per temporal patch (B, F', D)."""
-    if shift.dim() == 2:
-        return x * (1 + scale[:, None]) + shift[:, None]
-    b, gt, d = shift.shape  # the tokens of one temporal patch are contiguous: broadcast over them without a copy
-    return (x.view(b, gt, -1, d) * (1 + scale[:, :, None]) + shift[:, :, None]).view(x.shape)
+    """adaLN on tokens (B, N, D), with shift and scale (B, G, D): one per group of N/G consecutive tokens (G = 1: the
+    whole clip; G = F': each temporal patch, whose tokens are contiguous), broadcast without a copy."""
+    b, g, d = shift.shape
+    return (x.view(b, g, -1, d) * (1 + scale[:, :, None]) + shift[:, :, None]).view(x.shape)
 
 
 def gate(x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
-    """adaLN-Zero's residual gate, per clip (B, D) or per temporal patch (B, F', D), on tokens (B, N, D)."""
-    if g.dim() == 2:
-        return g[:, None] * x
-    b, gt, d = g.shape
-    return (g[:, :, None] * x.view(b, gt, -1, d)).view(x.shape)
+    """adaLN-Zero's residual gate (B, G, D) on tokens (B, N, D), grouped as in :func:`modulate`."""
+    b, n_groups, d = g.shape
+    return (g[:, :, None] * x.view(b, n_groups, -1, d)).view(x.shape)
 
 
 def rope_angles(grid: tuple[int, int, int], head_dim: int) -> torch.Tensor:
@@ -259,7 +256,7 @@ class Block(nn.Module):
 
     def forward(self, x: torch.Tensor, c: torch.Tensor, text: torch.Tensor, text_mask: torch.Tensor,
                 rope: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:  # fmt: skip
-        # c is (B, D), or (B, F', D) with one conditioning vector per temporal patch
+        # c is (B, 1, D), or (B, F', D) with one conditioning vector per temporal patch
         s1, sc1, g1, s2, sc2, g2 = self.ada(F.silu(c)).chunk(6, dim=-1)
         x = x + gate(self.attn(modulate(self.norm1(x), s1, sc1), rope=rope), g1)
         if self.temporal:
@@ -346,9 +343,9 @@ class VideoDiT(nn.Module):
         tokens = tokens + pos
         # pooled text joins the timestep in the adaptive norms, so global attributes (sky, weather) steer every block
         pooled = pool_text(ctx, ctx_mask)  # (B, Dt)
-        c = self.t_mlp(timestep_embedding(t, 256)) + self.text_pool(pooled)  # (B, D)
+        c = (self.t_mlp(timestep_embedding(t, 256)) + self.text_pool(pooled))[:, None]  # (B, 1, D): the whole clip
         if self.cfg.frame_text:
-            c = c[:, None] + self.text_frames(pooled).view(b, gt, -1)  # (B, F', D)
+            c = c + self.text_frames(pooled).view(b, gt, -1)  # (B, F', D): one per temporal patch
         rope = (self.rope_cos, self.rope_sin) if self.cfg.rope else None
         for block in self.blocks:
             tokens = block(tokens, c, ctx, ctx_mask, rope)
