@@ -144,6 +144,40 @@ def test_known_pixels_weigh_known_weight_times_in_the_loss() -> None:
     assert torch.isclose(_loss(err_known, target, mask, 1.0), free)  # weight 1: plain mean squared error
 
 
+def test_motion_weight_counts_only_the_error_that_changes_over_time() -> None:
+    target = torch.zeros(1, 3, 4, 4, 4)
+    mask = torch.zeros(1, 1, 4, 4, 4)
+    still = target.clone()
+    still[:, :, :, 1, 1] = 0.5  # the same wrong pixel in every frame: a subject in the wrong place, not moving
+    moving = target.clone()
+    moving[:, :, :2, 1, 1], moving[:, :, 2:, 1, 1] = 0.5, -0.5  # as large, but it changes halfway through
+    for err in (still, moving):
+        assert torch.isclose(_loss(err, target, mask, 4.0, 0.0), _loss(err, target, mask, 4.0))  # 0: plain loss
+    assert torch.isclose(_loss(still, target, mask, 4.0, 3.0), _loss(still, target, mask, 4.0))  # nothing moves
+    # all of the moving error varies over time, so it counts 1 + 3 times
+    assert torch.isclose(_loss(moving, target, mask, 4.0, 3.0), 4 * _loss(moving, target, mask, 4.0))
+
+
+def test_loss_gradient_matches_autograd_of_its_definition() -> None:
+    torch.manual_seed(0)
+    pred = torch.randn(2, 3, 4, 8, 8, requires_grad=True)
+    target = torch.randn(2, 3, 4, 8, 8)
+    known = torch.zeros(2, 1, 4, 1, 1)
+    known[0, :, 0] = 1.0
+    extra = 4.0 * (torch.rand(2, 1, 1, 8, 8) < 0.2)  # a subject's path
+
+    err = pred - target  # the definition, term by term
+    w = (1 + 3.0 * known) * (1 + extra)
+    moving = err - err.mean(dim=2, keepdim=True)
+    reference = (err.pow(2) * w).mean() + 2.0 * (moving.pow(2) * (1 + extra)).mean()
+    (expected,) = torch.autograd.grad(reference, pred)
+
+    loss = _loss(pred, target, known, 4.0, 2.0, extra)
+    (grad,) = torch.autograd.grad(loss, pred)
+    assert torch.isclose(loss, reference)
+    assert torch.allclose(grad, expected, atol=1e-7)
+
+
 def test_tokenizer_reports_unknown_words() -> None:
     tok = Tokenizer(["red", "ball"], 8)
     assert tok.unknown("A RED ball, zorp!") == ["a", "zorp"]

@@ -55,6 +55,22 @@ def test_render_is_deterministic_given_rng_state() -> None:
     assert not np.array_equal(batch[0], batch[1])
 
 
+def test_subject_mask_marks_the_subject_and_leaves_the_clip_unchanged() -> None:
+    scene = Scene("day", "sun", "meadow", "clear", "static", "ball", "red", "small", "right")
+    mask = np.zeros((16, 64, 64), bool)
+    clip = world.render(scene, np.random.default_rng(5), subject_mask=mask)
+    assert np.array_equal(clip, world.render(scene, np.random.default_rng(5)))  # the mask draws nothing
+    red = (clip[..., 0].astype(int) - clip[..., 1:].astype(int).max(axis=-1)) > 80  # (F, H, W): the red ball
+    assert red.any(axis=(1, 2)).all() and not (red & ~mask).any()  # every red pixel lies in the mask
+    assert 0 < mask.mean() < 0.05  # a small subject: a few per cent of the frame
+    xs = [np.nonzero(m.any(axis=0))[0].mean() for m in mask]  # mean column per frame
+    assert xs[-1] - xs[0] > 20  # it moves right, and the mask moves with it
+    empty = np.zeros((2, 16, 64, 64), bool)
+    world.render_batch([Scene("day", "sun", "meadow", "clear", "static", None, None, None, None)] * 2, 1,
+                       subject_masks=empty)  # fmt: skip
+    assert not empty.any()  # no subject, no mask
+
+
 @pytest.mark.parametrize(("frames", "height", "width"), [(16, 64, 64), (8, 32, 48), (4, 48, 32)])
 def test_shapes_and_dtypes(frames: int, height: int, width: int) -> None:
     rng = np.random.default_rng(1)

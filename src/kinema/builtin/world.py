@@ -757,7 +757,9 @@ def _shape(subject: str, lx: np.ndarray, ly: np.ndarray, t: np.ndarray) -> tuple
     raise ValueError(f"unknown subject {subject!r}")
 
 
-def _draw_subject(scene: Scene, rng: np.random.Generator, img: np.ndarray, t: np.ndarray) -> None:
+def _draw_subject(
+    scene: Scene, rng: np.random.Generator, img: np.ndarray, t: np.ndarray, mask: np.ndarray | None = None
+) -> None:
     f, h, w = img.shape[:3]
     x, y, s = _subject_path(scene, rng, t, w / h)
     cx, cy, sz = x * w - 0.5, y * h - 0.5, np.maximum(s * h, 2.0)  # pixels, (F,)
@@ -789,15 +791,26 @@ def _draw_subject(scene: Scene, rng: np.random.Generator, img: np.ndarray, t: np
     _paint(view, (obody | oacc) & ~body & ~accent, outline_col)
     _paint(view, accent, accent_col)
     _paint(view, body, color)
+    if mask is not None:
+        mask[:, y0:y1, x0:x1] |= obody | oacc | body | accent
 
 
 # --- entry points -----------------------------------------------------------------------------------------------
 
 
 def render(
-    scene: Scene, rng: np.random.Generator, num_frames: int = 16, height: int = 64, width: int = 64
+    scene: Scene,
+    rng: np.random.Generator,
+    num_frames: int = 16,
+    height: int = 64,
+    width: int = 64,
+    subject_mask: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Draw one clip: (F, H, W, 3) uint8. Deterministic given the generator's state (it consumes random numbers)."""
+    """Draw one clip: (F, H, W, 3) uint8. Deterministic given the generator's state (it consumes random numbers).
+
+    ``subject_mask``, an (F, H, W) bool array, receives the subject's pixels (outline included) where given; the clip
+    is the same either way.
+    """
     c = _Canvas(scene, rng, num_frames, height, width)
     img = np.ascontiguousarray(np.broadcast_to(_sky(c), (num_frames, height, width, 3)), dtype=_F32)  # (F,H,W,3)
     if scene.time == "night" and scene.weather in ("clear", "clouds"):
@@ -810,28 +823,42 @@ def render(
     # out: every setting keeps texture that camera moves visibly drag along
     img += np.where(c.v > c.horizon, 14.0 * c.smooth_texture(11, 9), 0.0)[..., None]
     if scene.subject is not None:
-        _draw_subject(scene, rng, img, c.t)
+        _draw_subject(scene, rng, img, c.t, subject_mask)
     return np.clip(img + 0.5, 0, 255).astype(np.uint8)
 
 
 def render_batch(
-    scenes: list[Scene], seed: int, num_frames: int = 16, height: int = 64, width: int = 64
+    scenes: list[Scene],
+    seed: int,
+    num_frames: int = 16,
+    height: int = 64,
+    width: int = 64,
+    subject_masks: np.ndarray | None = None,
 ) -> np.ndarray:
-    """(B, F, H, W, 3) uint8. Clip ``i`` depends only on ``(seed, i)`` and its scene."""
+    """(B, F, H, W, 3) uint8. Clip ``i`` depends only on ``(seed, i)`` and its scene. ``subject_masks``, a
+    (B, F, H, W) bool array of zeros, receives each clip's subject pixels where given (see ``render``)."""
     out = np.empty((len(scenes), num_frames, height, width, 3), np.uint8)
     for i, scene in enumerate(scenes):
-        out[i] = render(scene, np.random.default_rng((seed, i)), num_frames, height, width)
+        m = None if subject_masks is None else subject_masks[i]
+        out[i] = render(scene, np.random.default_rng((seed, i)), num_frames, height, width, m)
     return out
 
 
 def make_dataset(
-    n: int, seed: int, split: str = "train", num_frames: int = 16, height: int = 64, width: int = 64
+    n: int,
+    seed: int,
+    split: str = "train",
+    num_frames: int = 16,
+    height: int = 64,
+    width: int = 64,
+    subject_masks: np.ndarray | None = None,
 ) -> tuple[np.ndarray, list[str], list[Scene]]:
-    """``n`` sampled scenes, their clips (n, F, H, W, 3) uint8 and one caption each; deterministic per seed."""
+    """``n`` sampled scenes, their clips (n, F, H, W, 3) uint8 and one caption each; deterministic per seed.
+    ``subject_masks`` as in ``render_batch``."""
     rng = np.random.default_rng(seed)
     scenes = [sample_scene(rng, split) for _ in range(n)]
     captions = [caption(s, rng) for s in scenes]
-    clips = render_batch(scenes, int(rng.integers(2**62)), num_frames, height, width)
+    clips = render_batch(scenes, int(rng.integers(2**62)), num_frames, height, width, subject_masks)
     return clips, captions, scenes
 
 
