@@ -168,7 +168,8 @@ def test_loss_gradient_matches_autograd_of_its_definition() -> None:
 
     err = pred - target  # the definition, term by term
     w = (1 + 3.0 * known) * (1 + extra)
-    moving = err - err.mean(dim=2, keepdim=True)
+    free = 1 - known  # the motion term is over the frames not given
+    moving = (err - (err * free).sum(2, keepdim=True) / free.sum(2, keepdim=True)) * free
     reference = (err.pow(2) * w).mean() + 2.0 * (moving.pow(2) * (1 + extra)).mean()
     (expected,) = torch.autograd.grad(reference, pred)
 

@@ -289,7 +289,8 @@ def _loss(
     """Mean squared error in which known pixels (``mask`` 1) count ``known_weight`` times and every pixel counts
     ``1 + extra`` times (``extra`` broadcasts to (B, 1, 1, H, W): training passes the subject's path times
     ``subject_weight``), plus ``motion_weight`` times the squared error taken only over what changes in time: each
-    pixel's error minus its mean over the frames (known frames count once there).
+    pixel's error minus its mean over the frames, over the frames not given (a known frame there would be pulled
+    towards the others' mean error instead of towards its given pixels).
 
     Why: most of the error at high noise is static texture the model cannot know, and the subject is a few per cent
     of the pixels, so a subject drawn still when it should move costs little. Taking out each pixel's mean over the
@@ -298,24 +299,27 @@ def _loss(
 
     pred, target (B, C, F, H, W); mask broadcasts to (B, 1, F, H, W).
     """
-    return _WeightedSquares.apply(pred, target, 1 + (known_weight - 1) * mask, 1 + extra, motion_weight)
+    return _WeightedSquares.apply(pred, target, mask, known_weight, 1 + extra, motion_weight)
 
 
 class _WeightedSquares(torch.autograd.Function):
     """``_loss`` with its gradient written out: autograd's dozen full-size passes cost 0.26 s per CPU step.
 
     With e = pred - target, W the per-pixel weight and S the spatial one, the loss is
-    (sum W e^2 + m sum S (e - mean_F e)^2) / n. Put G = W e + m S (e - mean_F e): then the loss is sum(e G) / n,
-    because sum_F (e - mean_F e) = 0 and S is the same in every frame, and its gradient is 2 G / n.
+    (sum W e^2 + m sum S U (e - mean_U e)^2) / n, U the frames not given and mean_U the mean over them. Put
+    G = W e + m S U (e - mean_U e): then the loss is sum(e G) / n, because sum_U (e - mean_U e) = 0 and S is the same
+    in every frame, and its gradient is 2 G / n.
     """
 
     @staticmethod
-    def forward(ctx: Any, pred: torch.Tensor, target: torch.Tensor, known: torch.Tensor, spatial: torch.Tensor | float,
-                motion_weight: float) -> torch.Tensor:  # fmt: skip
+    def forward(ctx: Any, pred: torch.Tensor, target: torch.Tensor, known: torch.Tensor, known_weight: float,
+                spatial: torch.Tensor | float, motion_weight: float) -> torch.Tensor:  # fmt: skip
         err = pred - target  # (B, C, F, H, W)
-        g = err * (known * spatial)
+        g = err * ((1 + (known_weight - 1) * known) * spatial)  # the small weights first: one full-size product
         if motion_weight:
-            g += (err - err.mean(dim=2, keepdim=True)) * (motion_weight * spatial)
+            free = 1 - known  # the motion term leaves the known frames out, so it cannot pull their error to the mean
+            mean = (err * free).sum(dim=2, keepdim=True) / free.sum(dim=2, keepdim=True).clamp(min=1)
+            g += (err - mean) * (free * (motion_weight * spatial))
         n = err.numel()
         ctx.save_for_backward(g)
         ctx.n = n
@@ -325,7 +329,7 @@ class _WeightedSquares(torch.autograd.Function):
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         (g,) = ctx.saved_tensors
         d = g * (2 * grad / ctx.n)
-        return d, -d if ctx.needs_input_grad[1] else None, None, None, None
+        return d, -d if ctx.needs_input_grad[1] else None, None, None, None, None
 
 
 def _init_from(model: VideoDiT, path: str) -> None:
