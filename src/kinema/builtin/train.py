@@ -230,7 +230,7 @@ def train(
         for i, k in enumerate(known):
             mask[i, :, :k] = 1.0
         known_frames = mask.to(device)  # (B, 1, F, 1, 1)
-        mask = mask.expand(b, 1, mcfg.frames, mcfg.height, mcfg.width).to(device)
+        mask = known_frames.expand(b, 1, mcfg.frames, mcfg.height, mcfg.width)
         cond = x0 * mask
 
         t = shift_timesteps(torch.sigmoid(torch.randn(b, generator=gen)), mcfg.shift).to(device)  # logit-normal
@@ -244,8 +244,11 @@ def train(
             group["lr"] = _lr(step, cfg)
         text = model.encode_text(ids)
         pred = model(xt, t, text, cond, mask)
-        path = torch.from_numpy(np.stack([pool.paths[i] for i in idx])).to(device)[:, None, None].float()
-        loss = _loss(pred, target, known_frames, cfg.known_weight, cfg.motion_weight, cfg.subject_weight * path)
+        extra: torch.Tensor | float = 0.0
+        if cfg.subject_weight:  # the subject's path, (B, 1, 1, H, W)
+            path = torch.from_numpy(np.stack([pool.paths[i] for i in idx])).to(device)[:, None, None].float()
+            extra = cfg.subject_weight * path
+        loss = _loss(pred, target, known_frames, cfg.known_weight, cfg.motion_weight, extra)
         aux = None
         total = loss
         if probe is not None:
