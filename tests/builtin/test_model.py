@@ -13,7 +13,7 @@ from safetensors.torch import save_file
 
 from kinema.builtin import load_model, save_model
 from kinema.builtin.model import CONFIGS, ModelConfig, Tokenizer, VideoDiT, apply_rope, rope_angles
-from kinema.builtin.sampling import sample, timesteps
+from kinema.builtin.sampling import sample, timesteps, to_uint8
 from kinema.builtin.train import _loss
 
 
@@ -230,6 +230,26 @@ def test_sampling_is_deterministic_per_seed_and_keeps_known_frames() -> None:
     known = np.random.default_rng(0).integers(0, 255, (1, 4, 64, 64, 3), dtype=np.uint8)
     out, raw = sample(m, tok, ["red ball"], steps=2, seed=1, known=known, num_known=4, return_raw=True)
     assert np.array_equal(out[:, :4], known) and not np.array_equal(raw[:, :4], known)
+
+
+class _TextSign(VideoDiT):
+    """Predicts a clean clip of 0.5 everywhere for a caption and -0.5 for the empty prompt."""
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, text: tuple[torch.Tensor, torch.Tensor],
+                cond: torch.Tensor, cond_mask: torch.Tensor) -> torch.Tensor:  # fmt: skip
+        has_caption = text[1].sum(dim=1) > 1  # (B,): more than the always-on first token
+        return torch.where(has_caption, 0.5, -0.5).view(-1, 1, 1, 1, 1).expand_as(x)
+
+
+def test_guidance_leaves_given_pixels_to_the_conditional_prediction() -> None:
+    torch.manual_seed(0)
+    m = _TextSign(ModelConfig(vocab=["red", "ball"], **CONFIGS["tiny"])).eval()  # type: ignore[arg-type]
+    tok = Tokenizer(m.cfg.vocab, m.cfg.text_len)
+    known = np.zeros((1, 1, 64, 64, 3), dtype=np.uint8)
+    _, raw = sample(m, tok, ["red ball"], steps=2, guidance=2.5, known=known, num_known=1, return_raw=True)
+    guided = -0.5 + 2.5 * (0.5 - -0.5)  # the last step lands on the prediction
+    as_pixels = to_uint8(torch.tensor([[0.5, guided]]).view(1, 1, 2, 1, 1))[0, :, 0, 0, 0]  # (2,)
+    assert (raw[:, 0] == as_pixels[0]).all() and (raw[:, 1:] == as_pixels[1]).all()
 
 
 def test_checkpoint_round_trip_is_fp16_and_faithful(tmp_path: Path) -> None:

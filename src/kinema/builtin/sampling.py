@@ -2,7 +2,8 @@
 
 t runs from 1 (pure noise) to 0 (clean). The schedule is shifted towards high noise (SD3's ``shift``), which spends
 more of a small step budget on layout and motion. Known frames (the image of image-to-video, the tail of a clip being
-extended) are given to the model as conditioning channels at every step and written into the output unchanged.
+extended) are given to the model as conditioning channels at every step and written into the output unchanged;
+guidance leaves their pixels alone (there the conditional prediction is used as it is).
 """
 
 from __future__ import annotations
@@ -70,6 +71,7 @@ def sample(
     x = torch.randn(shape, generator=gen)
     cond = torch.zeros(shape)
     mask = torch.zeros((b, 1, cfg.frames, cfg.height, cfg.width))
+    has_known = known is not None and num_known > 0
     if known is not None and num_known > 0:
         cond[:, :, :num_known] = to_model_space(known[:, :num_known])
         mask[:, :, :num_known] = 1.0
@@ -91,6 +93,10 @@ def sample(
             out = model(torch.cat([x, x]), t.expand(2 * b), text, cond2, mask2)
             out_c, out_u = out.chunk(2)
             out = out_u + guidance * (out_c - out_u)  # guidance is linear, so it acts the same on x or v
+            if has_known:
+                # at given pixels both halves should return the given frames, so their difference is only error,
+                # and guidance would multiply it (frame-0 PSNR 4 dB lower at 2.5): keep the conditional prediction
+                out = torch.where(mask.bool(), out_c, out)
         else:
             out = model(x, t.expand(b), text, cond, mask)
         # a clean-clip prediction turns into a velocity: x_t = (1 - t) x0 + t e  =>  v = (x_t - x0) / t
