@@ -276,6 +276,13 @@ def train(
     out_dir: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("runs/builtin"),
     seed: Annotated[int, typer.Option("--seed")] = 0,
     time_limit: Annotated[float | None, typer.Option("--time-limit", help="Stop after this many minutes.")] = None,
+    stop_after: Annotated[
+        int | None,
+        typer.Option(
+            "--stop-after",
+            help="Stop after this many steps, on the schedule of --steps (replays a run that a time limit ended).",
+        ),
+    ] = None,
     batch_size: Annotated[int | None, typer.Option("--batch-size")] = None,
     init: Annotated[Path | None, typer.Option("--init", help="Start from these weights (fine-tune).")] = None,
     lr: Annotated[float | None, typer.Option("--lr", help="Peak learning rate.")] = None,
@@ -301,6 +308,12 @@ def train(
         params["lr"] = lr
     if time_limit is not None:
         params["time_limit"] = time_limit * 60
+    if stop_after is not None:
+        total = int(params.get("steps", TrainConfig.steps))
+        if not 1 <= stop_after <= total:
+            fail(InvalidRequest("stop_after", f"--stop-after must be between 1 and --steps ({total})",
+                                value=stop_after, allowed=f"1..{total}"))  # fmt: skip
+        params["stop_after"] = stop_after
     cfg = TrainConfig(**params)
 
     def log(entry: dict[str, Any]) -> None:

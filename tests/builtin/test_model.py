@@ -219,6 +219,29 @@ def test_training_is_reproducible(tmp_path: Path) -> None:
         assert torch.equal(va, vb), ka
 
 
+def test_stop_after_replays_a_run_that_ended_early(tmp_path: Path) -> None:
+    import shutil
+
+    from kinema.builtin.train import TRAIN_PRESETS, TrainConfig, train
+
+    cfg = {**TRAIN_PRESETS["tiny"], "steps": 6, "warmup": 1, "log_every": 1, "checkpoint_every": 3}
+    saved = tmp_path / "step3.safetensors"
+
+    def keep_step_3(entry: dict[str, object]) -> None:  # logged before step 4's update: the step-3 checkpoint is there
+        if entry["step"] == 4:
+            shutil.copy(tmp_path / "whole" / "builtin.safetensors", saved)
+
+    train(TrainConfig(**cfg), tmp_path / "whole", on_log=keep_step_3)
+    short = train(TrainConfig(**{**cfg, "stop_after": 3}), tmp_path / "short")
+    train(TrainConfig(**{**cfg, "steps": 3}), tmp_path / "three")
+    assert short["steps_run"] == 3
+    ma, _, _ = load_model(saved)
+    mb, _, _ = load_model(tmp_path / "short" / "builtin.safetensors")
+    mc, _, _ = load_model(tmp_path / "three" / "builtin.safetensors")
+    assert all(torch.equal(va, vb) for va, vb in zip(ma.state_dict().values(), mb.state_dict().values(), strict=True))
+    assert not all(torch.equal(a, c) for a, c in zip(mb.state_dict().values(), mc.state_dict().values(), strict=True))
+
+
 def test_sampling_is_deterministic_per_seed_and_keeps_known_frames() -> None:
     m = _tiny().eval()
     tok = Tokenizer(m.cfg.vocab, m.cfg.text_len)

@@ -168,6 +168,7 @@ CLI_BAD = [
     (["generate", "--from", "/no/such.mp4"], "path"),
     (["info", "/no/such.mp4"], "path"),
     (["train", "gpt"], "target"),
+    (["train", "builtin", "--config", "tiny", "--steps", "5", "--stop-after", "9"], "stop_after"),
 ]
 
 

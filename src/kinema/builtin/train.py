@@ -65,6 +65,8 @@ class TrainConfig:
     # extra weight of the pixels the subject covers at any time of the clip (its path); see _loss
     subject_weight: float = 0.0
     time_limit: float | None = None  # seconds; stop early (the card records the steps actually run)
+    # stop after this many steps, on the learning-rate schedule of ``steps``: replays a run that a time limit ended
+    stop_after: int | None = None
     checkpoint_every: int = 500
     init: str | None = None  # start from these weights (fine-tuning); the output head is re-initialised when the
     # checkpoint's prediction type differs from the configuration's
@@ -279,6 +281,8 @@ def train(
         if cfg.checkpoint_every and steps_done % cfg.checkpoint_every == 0:
             _write(ema, out, cfg, mcfg, steps_done, elapsed, render_time, n_params, history, device, final=False)
         if cfg.time_limit is not None and elapsed > cfg.time_limit:
+            break
+        if cfg.stop_after is not None and steps_done >= cfg.stop_after:
             break
     elapsed = time.perf_counter() - start
     return _write(ema, out, cfg, mcfg, steps_done, elapsed, render_time, n_params, history, device, final=True)
