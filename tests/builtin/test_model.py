@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -220,8 +221,6 @@ def test_training_is_reproducible(tmp_path: Path) -> None:
 
 
 def test_stop_after_replays_a_run_that_ended_early(tmp_path: Path) -> None:
-    import shutil
-
     from kinema.builtin.train import TRAIN_PRESETS, TrainConfig, train
 
     cfg = {**TRAIN_PRESETS["tiny"], "steps": 6, "warmup": 1, "log_every": 1, "checkpoint_every": 3}

@@ -71,10 +71,11 @@ def sample(
     x = torch.randn(shape, generator=gen)
     cond = torch.zeros(shape)
     mask = torch.zeros((b, 1, cfg.frames, cfg.height, cfg.width))
-    has_known = known is not None and num_known > 0
+    given: torch.Tensor | None = None  # (B, 1, F, H, W) bool: the known pixels, where guidance does not act
     if known is not None and num_known > 0:
         cond[:, :, :num_known] = to_model_space(known[:, :num_known])
         mask[:, :, :num_known] = 1.0
+        given = mask.bool()
 
     text = model.encode_text(tokenizer.encode(prompts))
     use_cfg = guidance != 1.0
@@ -93,10 +94,10 @@ def sample(
             out = model(torch.cat([x, x]), t.expand(2 * b), text, cond2, mask2)
             out_c, out_u = out.chunk(2)
             out = out_u + guidance * (out_c - out_u)  # guidance is linear, so it acts the same on x or v
-            if has_known:
+            if given is not None:
                 # at given pixels both halves should return the given frames, so their difference is only error,
                 # and guidance would multiply it (frame-0 PSNR 4 dB lower at 2.5): keep the conditional prediction
-                out = torch.where(mask.bool(), out_c, out)
+                out = torch.where(given, out_c, out)
         else:
             out = model(x, t.expand(b), text, cond, mask)
         # a clean-clip prediction turns into a velocity: x_t = (1 - t) x0 + t e  =>  v = (x_t - x0) / t
