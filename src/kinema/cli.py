@@ -309,12 +309,11 @@ def train(
     if time_limit is not None:
         params["time_limit"] = time_limit * 60
     if stop_after is not None:
-        total = int(params.get("steps", TrainConfig.steps))
-        if not 1 <= stop_after <= total:
-            fail(InvalidRequest("stop_after", f"--stop-after must be between 1 and --steps ({total})",
-                                value=stop_after, allowed=f"1..{total}"))  # fmt: skip
         params["stop_after"] = stop_after
-    cfg = TrainConfig(**params)
+    try:
+        cfg = TrainConfig(**params)
+    except InvalidRequest as exc:  # names the field: stop_after beyond --steps, a learning rate of 0...
+        fail(exc)
 
     def log(entry: dict[str, Any]) -> None:
         line = (

@@ -234,6 +234,9 @@ def test_stop_after_replays_a_run_that_ended_early(tmp_path: Path) -> None:
     short = train(TrainConfig(**{**cfg, "stop_after": 3}), tmp_path / "short")
     train(TrainConfig(**{**cfg, "steps": 3}), tmp_path / "three")
     assert short["steps_run"] == 3
+    odd = train(TrainConfig(**{**cfg, "log_every": 2, "stop_after": 4}), tmp_path / "odd")  # logs 1, 3 and 4
+    log = json.loads((tmp_path / "odd" / "train_log.json").read_text())["history"]
+    assert [h["step"] for h in log] == [1, 3, 4] and odd["final_loss"] == log[-1]["loss"]
     ma, _, _ = load_model(saved)
     mb, _, _ = load_model(tmp_path / "short" / "builtin.safetensors")
     mc, _, _ = load_model(tmp_path / "three" / "builtin.safetensors")
@@ -252,6 +255,24 @@ def test_sampling_is_deterministic_per_seed_and_keeps_known_frames() -> None:
     known = np.random.default_rng(0).integers(0, 255, (1, 4, 64, 64, 3), dtype=np.uint8)
     out, raw = sample(m, tok, ["red ball"], steps=2, seed=1, known=known, num_known=4, return_raw=True)
     assert np.array_equal(out[:, :4], known) and not np.array_equal(raw[:, :4], known)
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [({"stop_after": 0}, "stop_after"), ({"stop_after": 31}, "stop_after"), ({"model": "huge"}, "model"),
+     ({"steps": 0}, "steps"), ({"lr": 0.0}, "lr"), ({"min_lr": 1.0}, "min_lr"), ({"ema": 1.0}, "ema"),
+     ({"p_image": 0.7, "p_extend": 0.5}, "p_extend"), ({"p_uncond": -0.1}, "p_uncond"),
+     ({"time_limit": 0.0}, "time_limit"), ({"known_weight": 0.0}, "known_weight"), ({"threads": 0}, "threads"),
+     ({"max_clips": 10}, "max_clips"), ({"motion_weight": -1.0}, "motion_weight")],
+)  # fmt: skip
+def test_train_config_names_the_field_that_is_out_of_range(change: dict[str, object], field: str) -> None:
+    from kinema import InvalidRequest
+    from kinema.builtin.train import TRAIN_PRESETS, TrainConfig
+
+    TrainConfig(**TRAIN_PRESETS["tiny"])  # the preset itself is valid
+    with pytest.raises(InvalidRequest, match=f"^{field}: ") as caught:
+        TrainConfig(**{**TRAIN_PRESETS["tiny"], **change})  # type: ignore[arg-type]
+    assert caught.value.field == field and caught.value.allowed
 
 
 class _TextSign(VideoDiT):

@@ -73,6 +73,34 @@ class TrainConfig:
     log_every: int = 25
     threads: int | None = None
 
+    def __post_init__(self) -> None:
+        """Every field in its range, or InvalidRequest naming it: a bad value fails here, not an hour in."""
+        from ..errors import InvalidRequest
+
+        def need(ok: bool, name: str, allowed: str) -> None:
+            if not ok:
+                value = getattr(self, name)
+                raise InvalidRequest(name, f"{value!r} is out of range", value=value, allowed=allowed)
+
+        need(self.model in CONFIGS, "model", ", ".join(CONFIGS))
+        for name in ("steps", "batch_size", "initial_clips", "refresh_every", "log_every"):
+            need(getattr(self, name) >= 1, name, "an integer >= 1")
+        for name in ("warmup", "weight_decay", "clips_per_refresh", "checkpoint_every", "text_aux", "motion_weight",
+                     "subject_weight"):  # fmt: skip
+            need(getattr(self, name) >= 0, name, ">= 0")
+        need(self.lr > 0, "lr", "> 0")
+        need(0 <= self.min_lr <= self.lr, "min_lr", f"0..lr ({self.lr})")
+        need(self.grad_clip > 0, "grad_clip", "> 0")
+        need(0 <= self.ema < 1, "ema", "0 <= ema < 1")
+        need(self.max_clips >= self.initial_clips, "max_clips", f">= initial_clips ({self.initial_clips})")
+        for name in ("p_image", "p_extend", "p_uncond"):
+            need(0 <= getattr(self, name) <= 1, name, "0..1")
+        need(self.p_image + self.p_extend <= 1, "p_extend", f"0..{1 - self.p_image:g} (1 - p_image)")
+        need(self.known_weight > 0, "known_weight", "> 0")
+        need(self.time_limit is None or self.time_limit > 0, "time_limit", "seconds > 0, or None")
+        need(self.stop_after is None or 1 <= self.stop_after <= self.steps, "stop_after", f"1..steps ({self.steps})")
+        need(self.threads is None or self.threads >= 1, "threads", "an integer >= 1, or None")
+
 
 # The same command trains on a CPU or a GPU; the preset only picks sizes that finish in the time each has. The motion
 # and subject weights dilute the share of the given frames in the loss, so known pixels weigh 16 there, not 4 (with 4,
@@ -269,7 +297,11 @@ def train(
                 pe.lerp_(pm, 1 - d)
         steps_done = step + 1
         elapsed = time.perf_counter() - start
-        if step % cfg.log_every == 0 or steps_done == cfg.steps:
+        stop = (cfg.time_limit is not None and elapsed > cfg.time_limit) or (
+            cfg.stop_after is not None and steps_done >= cfg.stop_after
+        )
+        # the last step run is always logged, so the weights' final_loss is that step's, wherever the run ends
+        if step % cfg.log_every == 0 or steps_done == cfg.steps or stop:
             entry = {"step": steps_done, "loss": round(loss.item(), 5), "grad_norm": round(grad_norm.item(), 4),
                      "lr": round(_lr(step, cfg), 7), "elapsed": round(elapsed, 1), "clips": len(pool),
                      "total_steps": cfg.steps}  # fmt: skip
@@ -280,9 +312,7 @@ def train(
                 on_log(entry)
         if cfg.checkpoint_every and steps_done % cfg.checkpoint_every == 0:
             _write(ema, out, cfg, mcfg, steps_done, elapsed, render_time, n_params, history, device, final=False)
-        if cfg.time_limit is not None and elapsed > cfg.time_limit:
-            break
-        if cfg.stop_after is not None and steps_done >= cfg.stop_after:
+        if stop:
             break
     elapsed = time.perf_counter() - start
     return _write(ema, out, cfg, mcfg, steps_done, elapsed, render_time, n_params, history, device, final=True)
