@@ -211,9 +211,11 @@ def _ensure_weights() -> str:
 
     from kinema.builtin import save_model
     from kinema.builtin.model import CONFIGS, ModelConfig, VideoDiT
+    from kinema.builtin.world import CAMERAS
 
     torch.manual_seed(0)
-    model = VideoDiT(ModelConfig(vocab=BODY["prompt"].split(), **CONFIGS["tiny"]))  # type: ignore[arg-type]
+    cfg = ModelConfig(vocab=BODY["prompt"].split(), cameras=list(CAMERAS), **CONFIGS["tiny"])  # type: ignore[arg-type]
+    model = VideoDiT(cfg)
     path = save_model(model, Path(tempfile.mkdtemp()) / "builtin.safetensors", {"note": "bench stand-in"})
     os.environ["KINEMA_BUILTIN_WEIGHTS"] = str(path)
     return "a tiny random-weight stand-in (the shipped weights were absent)"

@@ -27,10 +27,11 @@ def builtin_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     import torch
 
     from kinema.builtin.model import CONFIGS, ModelConfig, VideoDiT
+    from kinema.builtin.world import CAMERAS
 
     torch.manual_seed(0)
     vocab = ["red", "ball", "bouncing", "on", "green", "grass", "sunrise", "over", "mountains"]
-    model = VideoDiT(ModelConfig(vocab=vocab, **CONFIGS["tiny"]))  # type: ignore[arg-type]
+    model = VideoDiT(ModelConfig(vocab=vocab, cameras=list(CAMERAS), **CONFIGS["tiny"]))  # type: ignore[arg-type]
     with torch.no_grad():  # a zero output head (DiT's init) would make every seed give the same grey clip
         for layer in (model.out, model.ada_out):
             layer.weight.normal_(std=0.02)

@@ -14,13 +14,15 @@ from safetensors.torch import save_file
 
 from kinema.builtin import load_model, save_model
 from kinema.builtin.model import CONFIGS, ModelConfig, Tokenizer, VideoDiT, apply_rope, rope_angles
-from kinema.builtin.sampling import sample, timesteps, to_uint8
+from kinema.builtin.sampling import camera_noise, sample, timesteps, to_uint8
 from kinema.builtin.train import _loss
+from kinema.builtin.world import CAMERAS
 
 
 def _tiny(**kw: object) -> VideoDiT:
     torch.manual_seed(0)
-    model = VideoDiT(ModelConfig(vocab=["red", "ball", "left", "right"], **{**CONFIGS["tiny"], **kw}))  # type: ignore
+    vocab = ["red", "ball", "left", "right", "camera", "pans", "zooms", "in"]
+    model = VideoDiT(ModelConfig(vocab=vocab, cameras=list(CAMERAS), **{**CONFIGS["tiny"], **kw}))  # type: ignore
     # DiT zero-initialises the output; give the untrained model a non-zero head so its output depends on its input
     with torch.no_grad():
         for layer in (model.out, model.ada_out):
@@ -119,13 +121,15 @@ def _strip_config_keys(src: Path, dst: Path, *keys: str) -> None:
 
 
 def test_checkpoints_without_newer_options_still_load(tmp_path: Path) -> None:
-    old = _tiny(temporal_attn=False, rope=False, frame_text=False).half().float()  # checkpoints hold fp16
-    assert not any(s in k for k in old.state_dict() for s in ("attn_t", "rope", "text_frames"))  # RoPE: derived
+    old = _tiny(temporal_attn=False, rope=False, frame_text=False, warp_noise=0.0).half().float()  # fp16 on disk
+    names = ("attn_t", "rope", "text_frames", "camera_head")  # RoPE's tables are derived, never saved
+    assert not any(s in k for k in old.state_dict() for s in names)
     save_model(old, tmp_path / "new.safetensors")
     _strip_config_keys(tmp_path / "new.safetensors", tmp_path / "old.safetensors", "temporal_attn", "rope",
-                       "frame_text")  # fmt: skip
+                       "frame_text", "warp_noise", "cameras")  # fmt: skip
     loaded, _, _ = load_model(tmp_path / "old.safetensors")
     assert loaded.cfg.temporal_attn is False and loaded.cfg.rope is False and loaded.cfg.frame_text is False
+    assert loaded.cfg.warp_noise == 0.0
     x = torch.randn(1, 3, 16, 64, 64)
     args = (torch.rand(1), loaded.encode_text(torch.zeros(1, loaded.cfg.text_len, dtype=torch.long)),
             torch.zeros_like(x), torch.zeros(1, 1, 16, 64, 64))  # fmt: skip
@@ -257,6 +261,71 @@ def test_sampling_is_deterministic_per_seed_and_keeps_known_frames() -> None:
     assert np.array_equal(out[:, :4], known) and not np.array_equal(raw[:, :4], known)
 
 
+def test_camera_noise_is_standard_normal_and_moves_with_the_camera() -> None:
+    shape = (3, 3, 16, 64, 64)
+    plain = torch.randn(shape, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(camera_noise(["pan_left"] * 3, shape, torch.Generator().manual_seed(1), 0.0), plain)
+    still, pan, zoom = camera_noise(["static", "pan_left", "zoom_in"], shape, torch.Generator().manual_seed(1), 1.0)
+    assert abs(float(pan.std()) - 1) < 0.02 and abs(float(pan.mean())) < 0.02
+    assert all(torch.equal(still[:, k], still[:, 0]) for k in range(16))  # a still camera: one field throughout
+    # pan_left turns the view left, so what is seen slides right: 16 pixels over the clip (world.PAN of 64)
+    assert torch.equal(pan[:, 15, :, 16:], pan[:, 0, :, :-16]) and not torch.equal(pan[:, 15], pan[:, 0])
+    # zooming in magnifies the centre: by 1.5 at the end, so neighbouring pixels share values there
+    centre_end, centre_start = zoom[:, 15, 24:40, 24:40], zoom[:, 0, 24:40, 24:40]
+    assert len(centre_end.unique()) < 0.8 * len(centre_start.unique())
+    half = camera_noise(["static"] * 3, shape, torch.Generator().manual_seed(1), 0.5)
+    assert abs(float(half.std()) - 1) < 0.02
+    assert 0.4 < float(torch.corrcoef(torch.stack([half[:, :, 0].flatten(), half[:, :, 9].flatten()]))[0, 1]) < 0.6
+
+
+def test_sampling_films_the_noise_along_the_camera_the_text_asks_for() -> None:
+    m = _tiny().eval()
+    tok = Tokenizer(m.cfg.vocab, m.cfg.text_len)
+    with torch.no_grad():  # a read-out that answers "pan_left" for "pans" and "zoom_in" for "zooms"
+        m.camera_head.weight.zero_()
+        m.camera_head.bias.zero_()
+    prompts = ["camera pans left", "camera zooms in"]
+    text = m.encode_text(tok.encode(prompts))
+    pooled_pan, pooled_zoom = (text[0] * text[1][..., None]).sum(1) / text[1].sum(1, keepdim=True)
+    direction = (pooled_pan - pooled_zoom) / (pooled_pan - pooled_zoom).norm() ** 2
+    with torch.no_grad():
+        m.camera_head.weight[CAMERAS.index("pan_left")] = direction
+        m.camera_head.weight[CAMERAS.index("zoom_in")] = -direction
+        m.camera_head.bias[CAMERAS.index("pan_left")] = -float(direction @ (pooled_pan + pooled_zoom) / 2)
+        m.camera_head.bias[CAMERAS.index("zoom_in")] = float(direction @ (pooled_pan + pooled_zoom) / 2)
+    assert m.cameras(text) == ["pan_left", "zoom_in"]
+    read = sample(m, tok, prompts, steps=2, seed=3)
+    told = sample(m, tok, prompts, steps=2, seed=3, cameras=["pan_left", "zoom_in"])
+    other = sample(m, tok, prompts, steps=2, seed=3, cameras=["zoom_in", "pan_left"])
+    assert np.array_equal(read, told) and not np.array_equal(read, other)
+    with pytest.raises(ValueError, match="cameras: 1 given for 2 prompts"):
+        sample(m, tok, prompts, steps=1, cameras=["static"])
+    with pytest.raises(ValueError, match="unknown camera 'sideways'"):
+        sample(m, tok, prompts[:1], steps=1, cameras=["sideways"])
+
+
+def test_the_camera_read_out_is_trained_and_learns_static_for_no_caption() -> None:
+    from kinema.builtin import world
+    from kinema.builtin.train import _AttributeProbe
+
+    head = torch.nn.Linear(8, len(CAMERAS))
+    probe = _AttributeProbe(8, head)
+    assert not any(p is head.weight for p in probe.parameters())  # the model owns it (one optimizer entry)
+    scene = world.Scene("night", "moon", "city", "rain", "pan_left", "ball", "red", "small", "left")
+    labels = probe.labels([scene, scene], np.array([False, True]))
+    assert labels["camera"].tolist() == [CAMERAS.index("pan_left"), CAMERAS.index("static")]
+    assert labels["motion"].tolist() == [world.MOTIONS.index("left"), -100]
+    probe.loss(torch.randn(2, 8), labels).backward()
+    assert head.weight.grad is not None and head.weight.grad.abs().sum() > 0
+
+
+def test_warped_noise_needs_the_attribute_loss(tmp_path: Path) -> None:
+    from kinema.builtin.train import TRAIN_PRESETS, TrainConfig, train
+
+    with pytest.raises(ValueError, match="text_aux: 0.0 is out of range .allowed: > 0 for the model 'tiny'"):
+        train(TrainConfig(**{**TRAIN_PRESETS["tiny"], "text_aux": 0.0}), tmp_path)
+
+
 @pytest.mark.parametrize(
     ("change", "field"),
     [({"stop_after": 0}, "stop_after"), ({"stop_after": 31}, "stop_after"), ({"model": "huge"}, "model"),
@@ -286,7 +355,8 @@ class _TextSign(VideoDiT):
 
 def test_guidance_leaves_given_pixels_to_the_conditional_prediction() -> None:
     torch.manual_seed(0)
-    m = _TextSign(ModelConfig(vocab=["red", "ball"], **CONFIGS["tiny"])).eval()  # type: ignore[arg-type]
+    cfg = ModelConfig(vocab=["red", "ball"], cameras=list(CAMERAS), **CONFIGS["tiny"])  # type: ignore[arg-type]
+    m = _TextSign(cfg).eval()
     tok = Tokenizer(m.cfg.vocab, m.cfg.text_len)
     known = np.zeros((1, 1, 64, 64, 3), dtype=np.uint8)
     _, raw = sample(m, tok, ["red ball"], steps=2, guidance=2.5, known=known, num_known=1, return_raw=True)

@@ -78,6 +78,11 @@ class ModelConfig:
     # prediction on direction words to tilts and zooms (camera 0.16, motion 0.17 against 0.095 and 0.054; overall
     # adherence the same, 0.550 against 0.549; see the model card).
     frame_text: bool = False
+    # Share of the noise's variance that moves with the camera (warped noise, see sampling.camera_noise): training
+    # films each clip's noise along the clip's camera path, and sampling along the path the prompt asks for, read
+    # from the text by ``VideoDiT.camera_head`` (a linear read-out of the pooled text over ``cameras``). 0: off.
+    warp_noise: float = 0.0
+    cameras: list[str] = field(default_factory=list)
     vocab: list[str] = field(default_factory=list)
 
     @property
@@ -97,11 +102,11 @@ class ModelConfig:
 # ships, "full" is for a GPU.
 CONFIGS: dict[str, dict[str, object]] = {
     "tiny": dict(dim=32, depth=2, heads=2, text_dim=32, text_layers=1, mlp_ratio=2.0, shift=3.0, known_residual=True,
-                 temporal_attn=True, rope=True, frame_text=True),
+                 temporal_attn=True, rope=True, frame_text=True, warp_noise=0.7),
     "cpu": dict(dim=192, depth=6, heads=6, text_dim=128, text_layers=2, patch_t=4, shift=3.0, known_residual=True,
-                frame_text=True),
+                frame_text=True, warp_noise=0.7),
     "full": dict(dim=384, depth=10, heads=6, text_dim=256, text_layers=3, patch_t=2, shift=3.0, known_residual=True,
-                 temporal_attn=True, frame_text=True),
+                 temporal_attn=True, frame_text=True, warp_noise=0.7),
 }  # fmt: skip
 
 
@@ -302,6 +307,10 @@ class VideoDiT(nn.Module):
             nn.init.zeros_(self.text_frames.weight)
             nn.init.zeros_(self.text_frames.bias)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.depth))
+        if cfg.warp_noise > 0:
+            if not cfg.cameras:
+                raise ValueError("ModelConfig.cameras must name the camera moves when warp_noise > 0")
+            self.camera_head = nn.Linear(cfg.text_dim, len(cfg.cameras))
         if cfg.rope:
             # derived from the grid, never trained: not part of the saved weights
             angles = rope_angles(cfg.grid, cfg.dim // cfg.heads)  # (N, d/h/2)
@@ -332,6 +341,14 @@ class VideoDiT(nn.Module):
 
     def encode_text(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.text(ids)
+
+    def camera_logits(self, text: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        """Scores of ``cfg.cameras`` for encoded text: (B, len(cameras)). Only with ``cfg.warp_noise > 0``."""
+        return self.camera_head(pool_text(*text))
+
+    def cameras(self, text: tuple[torch.Tensor, torch.Tensor]) -> list[str]:
+        """The camera move each encoded text asks for (the read-out's most likely one)."""
+        return [self.cfg.cameras[i] for i in self.camera_logits(text).argmax(-1).tolist()]
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, text: tuple[torch.Tensor, torch.Tensor],
                 cond: torch.Tensor, cond_mask: torch.Tensor) -> torch.Tensor:  # fmt: skip

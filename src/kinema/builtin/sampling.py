@@ -8,6 +8,7 @@ guidance leaves their pixels alone (there the conditional prediction is used as 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import numpy as np
@@ -16,7 +17,7 @@ import torch
 from . import DEFAULT_GUIDANCE
 from .model import Tokenizer, VideoDiT
 
-__all__ = ["sample", "shift_timesteps", "timesteps", "to_model_space", "to_uint8"]
+__all__ = ["camera_noise", "sample", "shift_timesteps", "timesteps", "to_model_space", "to_uint8"]
 
 
 def shift_timesteps(t: torch.Tensor, shift: float) -> torch.Tensor:
@@ -27,6 +28,39 @@ def shift_timesteps(t: torch.Tensor, shift: float) -> torch.Tensor:
 def timesteps(steps: int, shift: float = 2.0) -> torch.Tensor:
     """steps+1 times from 1 to 0, shifted."""
     return shift_timesteps(torch.linspace(1.0, 0.0, steps + 1), shift)
+
+
+def camera_noise(
+    cameras: list[str], shape: tuple[int, int, int, int, int], generator: torch.Generator, share: float
+) -> torch.Tensor:
+    """Gaussian noise (B, C, F, H, W) of which ``share`` of the variance moves with each clip's camera.
+
+    One noise field per clip, larger than the frame, is looked up at every pixel's place in the world along the
+    camera's path (``world.camera_path``: the same path the renderer films), nearest neighbour, so every value is
+    still a standard normal; ``1 - share`` is fresh noise per frame. Content that follows its noise (as a denoiser's
+    samples do) then slides, tilts or zooms with the camera (warped noise: Burgert et al., "Go-with-the-Flow", 2025).
+    A static camera gives the same field in every frame. ``share`` 0 is plain noise, the same draw as before.
+    """
+    from . import world
+
+    fresh = torch.randn(shape, generator=generator)
+    if share <= 0:
+        return fresh
+    b, c, f, h, w = shape
+    side = 2 * max(h, w)  # room for the paths' offsets (at most an eighth of the frame) and any zoom >= 1
+    field = torch.randn((b, c, side * side), generator=generator)
+    t = np.linspace(0.0, 1.0, f)
+    xs = np.arange(w) + 0.5 - w / 2  # pixel centres from the frame's centre, in pixels
+    ys = np.arange(h) + 0.5 - h / 2
+    index = np.empty((b, f, h, w), np.int64)
+    for i, camera in enumerate(cameras):
+        pan, tilt, zoom = world.camera_path(camera, t)  # (F,) each, in frame heights and a magnification
+        u = np.floor(xs[None] / zoom[:, None] + pan[:, None] * h + side / 2).astype(np.int64).clip(0, side - 1)
+        v = np.floor(ys[None] / zoom[:, None] + tilt[:, None] * h + side / 2).astype(np.int64).clip(0, side - 1)
+        index[i] = v[:, :, None] * side + u[:, None, :]  # (F, H, W)
+    idx = torch.from_numpy(index).view(b, 1, -1).expand(b, c, -1)
+    warped = torch.gather(field, 2, idx).view(shape)
+    return math.sqrt(share) * warped + math.sqrt(1 - share) * fresh
 
 
 def to_model_space(frames: np.ndarray) -> torch.Tensor:
@@ -56,19 +90,31 @@ def sample(
     shift: float | None = None,
     on_step: Callable[[int, int], None] | None = None,
     return_raw: bool = False,
+    cameras: list[str] | None = None,
+    noise_share: float | None = None,
 ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Generate clips for ``prompts``: uint8 (B, F, H, W, 3).
 
     ``known`` (B, num_known, H, W, 3) uint8 are the first frames of every clip (image-to-video: 1, extension: the
     last frames of the earlier clip). With ``return_raw`` the model's own prediction of every frame (before the known
     frames are written back) is returned too, which is what the evaluation measures fidelity on.
+
+    A model trained on warped noise (``cfg.warp_noise``) starts from noise filmed along the camera move that its
+    read-out finds in each prompt; ``cameras`` (one per prompt, names from ``world.CAMERAS``) overrides the read-out,
+    and ``noise_share`` the share of warped noise.
     """
     cfg = model.cfg
     b = len(prompts)
     shape = (b, 3, cfg.frames, cfg.height, cfg.width)
     # noise from a CPU generator: the same seed gives the same clip on every machine
     gen = torch.Generator("cpu").manual_seed(int(seed))
-    x = torch.randn(shape, generator=gen)
+    text = model.encode_text(tokenizer.encode(prompts))
+    share = cfg.warp_noise if noise_share is None else noise_share
+    if share > 0 and cameras is None:
+        cameras = model.cameras(text) if cfg.warp_noise > 0 else ["static"] * b
+    elif cameras is not None and len(cameras) != b:
+        raise ValueError(f"cameras: {len(cameras)} given for {b} prompts; give one per prompt")
+    x = camera_noise(cameras or [], shape, gen, share)
     cond = torch.zeros(shape)
     mask = torch.zeros((b, 1, cfg.frames, cfg.height, cfg.width))
     given: torch.Tensor | None = None  # (B, 1, F, H, W) bool: the known pixels, where guidance does not act
@@ -77,7 +123,6 @@ def sample(
         mask[:, :, :num_known] = 1.0
         given = mask.bool()
 
-    text = model.encode_text(tokenizer.encode(prompts))
     use_cfg = guidance != 1.0
     if use_cfg:
         neg = tokenizer.encode([negative_prompt or ""] * b)

@@ -33,7 +33,7 @@ import torch
 
 from . import save_model
 from .model import CONFIGS, ModelConfig, Tokenizer, VideoDiT, pool_text
-from .sampling import shift_timesteps, to_model_space
+from .sampling import camera_noise, shift_timesteps, to_model_space
 
 __all__ = ["TrainConfig", "train", "TRAIN_PRESETS"]
 
@@ -100,6 +100,9 @@ class TrainConfig:
         need(self.time_limit is None or self.time_limit > 0, "time_limit", "seconds > 0, or None")
         need(self.stop_after is None or 1 <= self.stop_after <= self.steps, "stop_after", f"1..steps ({self.steps})")
         need(self.threads is None or self.threads >= 1, "threads", "an integer >= 1, or None")
+        # warped noise samples along the camera the text's read-out names, and the attribute loss is what trains it
+        warped = float(CONFIGS[self.model].get("warp_noise", 0.0)) > 0  # type: ignore[arg-type]
+        need(self.text_aux > 0 or not warped, "text_aux", f"> 0 for the model {self.model!r} (warped noise)")
 
 
 # The same command trains on a CPU or a GPU; the preset only picks sizes that finish in the time each has. The motion
@@ -163,29 +166,40 @@ class _AttributeProbe(torch.nn.Module):
 
     ATTRIBUTES = ("time", "setting", "weather", "camera", "subject", "color", "motion")
 
-    def __init__(self, text_dim: int) -> None:
+    def __init__(self, text_dim: int, camera_head: torch.nn.Module | None = None) -> None:
         super().__init__()
         from . import world
 
         self.values = {a: world.ATTRIBUTES[a] for a in self.ATTRIBUTES}
-        self.heads = torch.nn.ModuleDict({a: torch.nn.Linear(text_dim, len(v)) for a, v in self.values.items()})
+        self.heads = torch.nn.ModuleDict(
+            {a: torch.nn.Linear(text_dim, len(v)) for a, v in self.values.items() if a != "camera" or not camera_head}
+        )
+        # a model trained on warped noise owns its camera read-out (sampling needs it): trained here, saved there.
+        # A plain attribute keeps it out of this module's parameters, which the optimizer gets separately.
+        self._camera = [camera_head] if camera_head is not None else []
 
     def labels(self, scenes: list[Any], dropped: np.ndarray) -> dict[str, torch.Tensor]:
-        """Class indices per attribute; -100 (ignored) where the caption was dropped or the scene lacks it."""
+        """Class indices per attribute; -100 (ignored) where the caption was dropped or the scene lacks it. The
+        model's own camera read-out learns "static" for a dropped caption instead: with no words there is no move,
+        and sampling from an empty prompt films the noise standing still."""
         out = {}
         for a, values in self.values.items():
-            idx = [-100 if d or getattr(s, a) is None else values.index(getattr(s, a))
-                   for s, d in zip(scenes, dropped, strict=True)]  # fmt: skip
+            if a == "camera" and self._camera:
+                idx = [values.index("static" if d else s.camera) for s, d in zip(scenes, dropped, strict=True)]
+            else:
+                idx = [-100 if d or getattr(s, a) is None else values.index(getattr(s, a))
+                       for s, d in zip(scenes, dropped, strict=True)]  # fmt: skip
             out[a] = torch.tensor(idx, dtype=torch.long)
         return out
 
     def loss(self, pooled: torch.Tensor, labels: dict[str, torch.Tensor]) -> torch.Tensor:
         """Mean over attributes of the cross-entropy (0 when every label is ignored)."""
+        heads = dict(self.heads.items()) | ({"camera": self._camera[0]} if self._camera else {})
         terms = []
-        for a, head in self.heads.items():
+        for a in self.ATTRIBUTES:
             y = labels[a].to(pooled.device)
             if (y >= 0).any():
-                terms.append(torch.nn.functional.cross_entropy(head(pooled), y, ignore_index=-100))
+                terms.append(torch.nn.functional.cross_entropy(heads[a](pooled), y, ignore_index=-100))
         return torch.stack(terms).mean() if terms else pooled.sum() * 0.0
 
 
@@ -215,7 +229,7 @@ def train(
     torch.manual_seed(cfg.seed)
     torch.use_deterministic_algorithms(device.type == "cpu", warn_only=True)
 
-    mcfg = ModelConfig(vocab=world.vocabulary(), **CONFIGS[cfg.model])  # type: ignore[arg-type]
+    mcfg = ModelConfig(vocab=world.vocabulary(), cameras=list(world.CAMERAS), **CONFIGS[cfg.model])  # type: ignore[arg-type]
     model = VideoDiT(mcfg).to(device)
     if cfg.init:
         _init_from(model, cfg.init)
@@ -223,7 +237,8 @@ def train(
     ema.load_state_dict(model.state_dict())
     ema.requires_grad_(False)
     tokenizer = Tokenizer(mcfg.vocab, mcfg.text_len)
-    probe = _AttributeProbe(mcfg.text_dim).to(device) if cfg.text_aux > 0 else None
+    camera_head = model.camera_head if mcfg.warp_noise > 0 else None
+    probe = _AttributeProbe(mcfg.text_dim, camera_head).to(device) if cfg.text_aux > 0 else None
     decay: list[torch.nn.Parameter] = []
     no_decay: list[torch.nn.Parameter] = []
     named = list(model.named_parameters()) + (list(probe.named_parameters("probe")) if probe else [])
@@ -267,7 +282,9 @@ def train(
         cond = x0 * mask
 
         t = shift_timesteps(torch.sigmoid(torch.randn(b, generator=gen)), mcfg.shift).to(device)  # logit-normal
-        noise = torch.randn(x0.shape, generator=gen).to(device)
+        # the noise moves with the camera that filmed the clip (share mcfg.warp_noise; 0 is the plain draw)
+        cameras = [pool.scenes[i].camera for i in idx]
+        noise = camera_noise(cameras, tuple(x0.shape), gen, mcfg.warp_noise).to(device)  # type: ignore[arg-type]
         tt = t.view(b, 1, 1, 1, 1)
         xt = (1 - tt) * x0 + tt * noise
         target = x0 if mcfg.prediction == "x" else noise - x0

@@ -41,6 +41,7 @@ __all__ = [
     "HELDOUT_PAIRS",
     "PALETTE",
     "Scene",
+    "camera_path",
     "caption",
     "is_heldout",
     "make_dataset",
@@ -267,7 +268,7 @@ def _paint(img: np.ndarray, mask: np.ndarray, color: np.ndarray) -> None:
     np.copyto(img, color, where=mask[..., None])
 
 
-def _camera_path(camera: str, t: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def camera_path(camera: str, t: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per-frame (pan, tilt, zoom): the view's centre offset in world units and its magnification."""
     zero, one = np.zeros_like(t), np.ones_like(t)
     if camera == "pan_left":  # the view moves left, so content slides right
@@ -295,7 +296,7 @@ class _Canvas:
     def __init__(self, scene: Scene, rng: np.random.Generator, f: int, h: int, w: int) -> None:
         self.scene, self.rng, self.f, self.h, self.w = scene, rng, f, h, w
         self.t = np.linspace(0.0, 1.0, f, dtype=_F32)  # (F,)
-        pan, tilt, zoom = _camera_path(scene.camera, self.t)
+        pan, tilt, zoom = camera_path(scene.camera, self.t)
         self.pan, self.tilt, self.zoom = pan, tilt, zoom
         xs = ((np.arange(w, dtype=_F32) + 0.5 - w / 2) / h)[None, None, :]  # (1, 1, W)
         ys = ((np.arange(h, dtype=_F32) + 0.5 - h / 2) / h)[None, :, None]  # (1, H, 1)
