@@ -74,6 +74,13 @@ def test_same_seed_same_frames_and_other_seed_differs() -> None:
     assert not np.array_equal(a, c)
 
 
+def test_builtin_says_when_a_negative_prompt_cannot_act() -> None:
+    plain = kinema.generate("a red ball", negative_prompt="green", num_inference_steps=1)
+    assert any("negative_prompt has no effect at guidance_scale 1" in w for w in plain.warnings)
+    guided = kinema.generate("a red ball", negative_prompt="green", guidance_scale=2.5, num_inference_steps=1)
+    assert not any("no effect" in w for w in guided.warnings)
+
+
 def test_cancel_before_start_raises_cancelled() -> None:
     token = kinema.CancelToken()
     token.cancel()
