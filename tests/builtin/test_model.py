@@ -300,8 +300,10 @@ def test_sampling_films_the_noise_along_the_camera_the_text_asks_for() -> None:
     assert np.array_equal(read, told) and not np.array_equal(read, other)
     with pytest.raises(ValueError, match="cameras: 1 given for 2 prompts"):
         sample(m, tok, prompts, steps=1, cameras=["static"])
-    with pytest.raises(ValueError, match="unknown camera 'sideways'"):
+    with pytest.raises(ValueError, match="cameras: unknown camera 'sideways' .allowed: static, pan_left"):
         sample(m, tok, prompts[:1], steps=1, cameras=["sideways"])
+    with pytest.raises(ValueError, match="noise_share: 1.5 is outside 0..1"):
+        sample(m, tok, prompts[:1], steps=1, noise_share=1.5)
 
 
 def test_the_camera_read_out_is_trained_and_learns_static_for_no_caption() -> None:

@@ -81,6 +81,21 @@ def test_builtin_says_when_a_negative_prompt_cannot_act() -> None:
     assert not any("no effect" in w for w in guided.warnings)
 
 
+def test_builtin_camera_option_names_the_move_and_other_options_are_refused() -> None:
+    from kinema.builtin import load_model
+    from kinema.builtin.sampling import sample
+
+    got = kinema.generate("a red ball", seed=4, num_inference_steps=2, options={"camera": "zoom_out"}).video.frames
+    model, tok, _ = load_model()
+    want = sample(model, tok, ["a red ball"], steps=2, seed=4, cameras=["zoom_out"])[0]
+    assert np.array_equal(got, want)
+    with pytest.raises(kinema.InvalidRequest, match="options.camera: 'orbit' is not a camera move") as bad:
+        kinema.generate("a red ball", options={"camera": "orbit"})
+    assert "pan_left" in str(bad.value.allowed)
+    with pytest.raises(kinema.InvalidRequest, match="options.fps_boost: is not an option of backend 'builtin'"):
+        kinema.generate("a red ball", options={"fps_boost": 2})
+
+
 def test_cancel_before_start_raises_cancelled() -> None:
     token = kinema.CancelToken()
     token.cancel()

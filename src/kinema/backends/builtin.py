@@ -3,7 +3,8 @@
 It makes 64x64 clips of 16 frames at 8 fps in a couple of seconds, offline. Longer clips are made by extension: each
 further segment continues from the last 4 frames of the one before (12 new frames per segment), so the frame count is
 16 + 12k. Image-to-video takes the image as frame 0 (centre-cropped to square and resized to 64x64); extension takes
-the last 4 frames of the given clip.
+the last 4 frames of the given clip. The camera move is read from the prompt; ``options={"camera": "pan_left"}``
+names it instead (one of ``kinema.builtin.world.CAMERAS``).
 
 >>> import kinema
 >>> r = kinema.generate("a red ball bouncing on green grass", backend="builtin", seed=3, num_inference_steps=4)
@@ -16,8 +17,10 @@ from __future__ import annotations
 import numpy as np
 
 from ..builtin import DEFAULT_GUIDANCE
-from ..errors import Cancelled
+from ..builtin.world import CAMERAS
+from ..errors import Cancelled, InvalidRequest
 from ..media.io import resize_frames
+from ..request import VideoRequest
 from .base import Availability, BackendOutput, BaseBackend, Capabilities, GenerationContext, GenerationParams
 
 __all__ = ["BuiltinBackend"]
@@ -70,6 +73,17 @@ class BuiltinBackend(BaseBackend):
     def models(self) -> list[str]:
         return ["builtin"]
 
+    def resolve(self, request: VideoRequest, seed: int) -> GenerationParams:
+        params = super().resolve(request, seed)
+        for key, value in params.options.items():  # refused now, before a job is accepted
+            if key != "camera":
+                raise InvalidRequest(f"options.{key}", f"is not an option of backend {self.name!r}", value=key,
+                                     allowed="camera")  # fmt: skip
+            if value not in CAMERAS:
+                raise InvalidRequest("options.camera", f"{value!r} is not a camera move of the built-in model",
+                                     value=value, allowed=", ".join(CAMERAS))  # fmt: skip
+        return params
+
     def default_model(self) -> str | None:
         return "builtin"
 
@@ -89,6 +103,8 @@ class BuiltinBackend(BaseBackend):
             bad = ", ".join(tokenizer.unknown(params.negative_prompt))
             warnings.append(f"negative_prompt words the built-in model does not know (ignored): {bad}")
 
+        if "camera" in params.options and model.cfg.warp_noise <= 0:
+            warnings.append("options.camera has no effect with these weights (trained without warped noise)")
         known: np.ndarray | None = None
         num_known = 0
         if params.mode == "i2v" and params.image is not None:
@@ -118,7 +134,7 @@ class BuiltinBackend(BaseBackend):
             clip = sample(
                 model, tokenizer, [params.prompt], steps=steps, guidance=guidance,
                 seed=params.seed + seg, negative_prompt=params.negative_prompt, known=known, num_known=num_known,
-                on_step=on_step,
+                on_step=on_step, cameras=[params.options["camera"]] if "camera" in params.options else None,
             )[0]  # fmt: skip
             assert isinstance(clip, np.ndarray)
             pieces.append(clip if seg == 0 else clip[OVERLAP:])

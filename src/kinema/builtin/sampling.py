@@ -39,10 +39,16 @@ def camera_noise(
     camera's path (``world.camera_path``: the same path the renderer films), nearest neighbour, so every value is
     still a standard normal; ``1 - share`` is fresh noise per frame. Content that follows its noise (as a denoiser's
     samples do) then slides, tilts or zooms with the camera (warped noise: Burgert et al., "Go-with-the-Flow", 2025).
-    A static camera gives the same field in every frame. ``share`` 0 is plain noise, the same draw as before.
+    A static camera gives the same field in every frame. ``share`` 0 is plain ``torch.randn`` (the draw of models
+    trained without warped noise).
     """
     from . import world
 
+    if not 0 <= share <= 1:
+        raise ValueError(f"noise_share: {share!r} is outside 0..1")
+    for camera in cameras:
+        if camera not in world.CAMERAS:
+            raise ValueError(f"cameras: unknown camera {camera!r} (allowed: {', '.join(world.CAMERAS)})")
     fresh = torch.randn(shape, generator=generator)
     if share <= 0:
         return fresh
