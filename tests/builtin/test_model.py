@@ -92,6 +92,22 @@ def test_per_frame_text_conditioning_reaches_only_its_own_temporal_patch() -> No
     assert (changed[inside] > 0).all() and torch.equal(changed[~inside], torch.zeros_like(changed[~inside]))
 
 
+def test_layout_text_gives_each_time_and_column_its_own_text_dependent_code() -> None:
+    m = _tiny()
+    assert torch.equal(m.layout(torch.randn(2, m.cfg.text_dim)), torch.zeros(2, m.cfg.num_tokens, m.cfg.dim))  # zero
+    torch.manual_seed(1)
+    with torch.no_grad():
+        m.layout_out.weight.normal_()
+        m.layout_rows.weight.zero_()
+        m.layout_rows.bias.zero_()
+    pooled = torch.randn(2, m.cfg.text_dim)
+    code = m.layout(pooled).view(2, *m.cfg.grid, -1)  # (B, F', H', W', D)
+    assert torch.allclose(code, code[:, :, :1].expand_as(code))  # rows off: the same down every column
+    assert not torch.allclose(code[:, :, :, 0], code[:, :, :, 1])  # columns differ
+    assert not torch.allclose(code[:, 0], code[:, 1])  # temporal patches differ
+    assert not torch.allclose(code[0], code[1])  # and it depends on the text
+
+
 def test_attribute_probe_reads_only_what_the_caption_states() -> None:
     from kinema.builtin import world
     from kinema.builtin.train import _AttributeProbe
@@ -121,15 +137,15 @@ def _strip_config_keys(src: Path, dst: Path, *keys: str) -> None:
 
 
 def test_checkpoints_without_newer_options_still_load(tmp_path: Path) -> None:
-    old = _tiny(temporal_attn=False, rope=False, frame_text=False, warp_noise=0.0).half().float()  # fp16 on disk
-    names = ("attn_t", "rope", "text_frames", "camera_head")  # RoPE's tables are derived, never saved
+    old = _tiny(temporal_attn=False, rope=False, frame_text=False, warp_noise=0.0, layout_text=0).half().float()
+    names = ("attn_t", "rope", "text_frames", "camera_head", "layout")  # RoPE's tables are derived, never saved
     assert not any(s in k for k in old.state_dict() for s in names)
     save_model(old, tmp_path / "new.safetensors")
     _strip_config_keys(tmp_path / "new.safetensors", tmp_path / "old.safetensors", "temporal_attn", "rope",
-                       "frame_text", "warp_noise", "cameras")  # fmt: skip
+                       "frame_text", "warp_noise", "cameras", "layout_text")  # fmt: skip
     loaded, _, _ = load_model(tmp_path / "old.safetensors")
     assert loaded.cfg.temporal_attn is False and loaded.cfg.rope is False and loaded.cfg.frame_text is False
-    assert loaded.cfg.warp_noise == 0.0
+    assert loaded.cfg.warp_noise == 0.0 and loaded.cfg.layout_text == 0
     x = torch.randn(1, 3, 16, 64, 64)
     args = (torch.rand(1), loaded.encode_text(torch.zeros(1, loaded.cfg.text_len, dtype=torch.long)),
             torch.zeros_like(x), torch.zeros(1, 1, 16, 64, 64))  # fmt: skip

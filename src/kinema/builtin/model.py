@@ -83,6 +83,12 @@ class ModelConfig:
     # from the text by ``VideoDiT.camera_head`` (a linear read-out of the pooled text over ``cameras``). 0: off.
     warp_noise: float = 0.0
     cameras: list[str] = field(default_factory=list)
+    # A text-dependent code for every (temporal patch, column) and (temporal patch, row), added to the tokens there:
+    # "where things are, when" as a direct function of the prompt (a subject moving left: right columns early, left
+    # ones late). The adaptive norms and frame_text are the same for every place in a temporal patch, so without it
+    # placing a subject by the text is a three-way link (words, place, time) the blocks must grow. 0: off; else the
+    # code's width.
+    layout_text: int = 0
     vocab: list[str] = field(default_factory=list)
 
     @property
@@ -102,7 +108,7 @@ class ModelConfig:
 # ships, "full" is for a GPU.
 CONFIGS: dict[str, dict[str, object]] = {
     "tiny": dict(dim=32, depth=2, heads=2, text_dim=32, text_layers=1, mlp_ratio=2.0, shift=3.0, known_residual=True,
-                 temporal_attn=True, rope=True, frame_text=True, warp_noise=0.7),
+                 temporal_attn=True, rope=True, frame_text=True, warp_noise=0.7, layout_text=4),
     "cpu": dict(dim=192, depth=6, heads=6, text_dim=128, text_layers=2, patch_t=4, shift=3.0, known_residual=True,
                 frame_text=True, warp_noise=0.7),
     "full": dict(dim=384, depth=10, heads=6, text_dim=256, text_layers=3, patch_t=2, shift=3.0, known_residual=True,
@@ -307,6 +313,13 @@ class VideoDiT(nn.Module):
             nn.init.zeros_(self.text_frames.weight)
             nn.init.zeros_(self.text_frames.bias)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.depth))
+        if cfg.layout_text:
+            r = cfg.layout_text
+            self.layout_cols = nn.Linear(cfg.text_dim, gt * gw * r)
+            self.layout_rows = nn.Linear(cfg.text_dim, gt * gh * r)
+            self.layout_out = nn.Linear(r, cfg.dim)
+            nn.init.zeros_(self.layout_out.weight)  # starts as no change, like adaLN-Zero
+            nn.init.zeros_(self.layout_out.bias)
         if cfg.warp_noise > 0:
             if not cfg.cameras:
                 raise ValueError("ModelConfig.cameras must name the camera moves when warp_noise > 0")
@@ -350,6 +363,14 @@ class VideoDiT(nn.Module):
         """The camera move each encoded text asks for (the read-out's most likely one)."""
         return [self.cfg.cameras[i] for i in self.camera_logits(text).argmax(-1).tolist()]
 
+    def layout(self, pooled: torch.Tensor) -> torch.Tensor:
+        """The text's code for every place and time (``cfg.layout_text``): pooled (B, Dt) -> (B, N, D)."""
+        b, r = pooled.shape[0], self.cfg.layout_text
+        gt, gh, gw = self.cfg.grid
+        cols = self.layout_cols(pooled).view(b, gt, 1, gw, r)  # (B, F', 1, W', r): one per temporal patch and column
+        rows = self.layout_rows(pooled).view(b, gt, gh, 1, r)  # (B, F', H', 1, r): one per temporal patch and row
+        return self.layout_out(cols + rows).view(b, gt * gh * gw, -1)
+
     def forward(self, x: torch.Tensor, t: torch.Tensor, text: tuple[torch.Tensor, torch.Tensor],
                 cond: torch.Tensor, cond_mask: torch.Tensor) -> torch.Tensor:  # fmt: skip
         ctx, ctx_mask = text  # (B, 1+L, Dt), (B, 1+L)
@@ -360,6 +381,8 @@ class VideoDiT(nn.Module):
         tokens = tokens + pos
         # pooled text joins the timestep in the adaptive norms, so global attributes (sky, weather) steer every block
         pooled = pool_text(ctx, ctx_mask)  # (B, Dt)
+        if self.cfg.layout_text:
+            tokens = tokens + self.layout(pooled)
         c = (self.t_mlp(timestep_embedding(t, 256)) + self.text_pool(pooled))[:, None]  # (B, 1, D): the whole clip
         if self.cfg.frame_text:
             c = c + self.text_frames(pooled).view(b, gt, -1)  # (B, F', D): one per temporal patch
