@@ -30,6 +30,7 @@ __all__ = [
     "GenerationContext",
     "GenerationParams",
     "BackendOutput",
+    "check_option_names",
     "require_module",
 ]
 
@@ -56,6 +57,14 @@ def require_module(module: str, extra: str, feature: str | None = None) -> Any:
         return importlib.import_module(module)
     except ImportError:
         raise MissingExtra(extra, module, feature=feature) from None
+
+
+def check_option_names(backend: str, options: dict[str, Any], allowed: tuple[str, ...]) -> None:
+    """Refuse an option the backend does not take: InvalidRequest naming ``options.<key>`` and the ones it takes."""
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise InvalidRequest(f"options.{unknown[0]}", f"is not an option of backend {backend!r}", value=unknown[0],
+                             allowed=", ".join(allowed))  # fmt: skip
 
 
 def module_available(module: str) -> bool:

@@ -21,7 +21,15 @@ from ..builtin.world import CAMERAS
 from ..errors import Cancelled, InvalidRequest
 from ..media.io import resize_frames
 from ..request import VideoRequest
-from .base import Availability, BackendOutput, BaseBackend, Capabilities, GenerationContext, GenerationParams
+from .base import (
+    Availability,
+    BackendOutput,
+    BaseBackend,
+    Capabilities,
+    GenerationContext,
+    GenerationParams,
+    check_option_names,
+)
 
 __all__ = ["BuiltinBackend"]
 
@@ -75,13 +83,11 @@ class BuiltinBackend(BaseBackend):
 
     def resolve(self, request: VideoRequest, seed: int) -> GenerationParams:
         params = super().resolve(request, seed)
-        for key, value in params.options.items():  # refused now, before a job is accepted
-            if key != "camera":
-                raise InvalidRequest(f"options.{key}", f"is not an option of backend {self.name!r}", value=key,
-                                     allowed="camera")  # fmt: skip
-            if value not in CAMERAS:
-                raise InvalidRequest("options.camera", f"{value!r} is not a camera move of the built-in model",
-                                     value=value, allowed=", ".join(CAMERAS))  # fmt: skip
+        check_option_names(self.name, params.options, ("camera",))  # refused now, before a job is accepted
+        camera = params.options.get("camera", "static")
+        if camera not in CAMERAS:
+            raise InvalidRequest("options.camera", f"{camera!r} is not a camera move of the built-in model",
+                                 value=camera, allowed=", ".join(CAMERAS))  # fmt: skip
         return params
 
     def default_model(self) -> str | None:

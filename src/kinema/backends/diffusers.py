@@ -50,6 +50,7 @@ from .base import (
     Capabilities,
     GenerationContext,
     GenerationParams,
+    check_option_names,
     require_module,
 )
 from .catalog import (
@@ -243,10 +244,7 @@ def parse_lora(value: Any) -> list[tuple[str, float]]:
 
 def validate_options(options: dict[str, Any]) -> dict[str, Any]:
     """Check every option and fill the defaults; bad ones raise InvalidRequest naming ``options.<key>``."""
-    unknown = sorted(set(options) - set(OPTION_DEFAULTS))
-    if unknown:
-        raise InvalidRequest(f"options.{unknown[0]}", "is not an option of the diffusers backend", value=unknown[0],
-                             allowed=", ".join(OPTION_DEFAULTS))  # fmt: skip
+    check_option_names("diffusers", options, tuple(OPTION_DEFAULTS))
     opts = {**OPTION_DEFAULTS, **options}
     device = str(opts["device"]).strip().lower()
     if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", device):

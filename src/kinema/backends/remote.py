@@ -53,7 +53,7 @@ from ..errors import (
     RateLimited,
 )
 from ..request import ASPECT_RATIOS, VideoRequest
-from .base import BackendOutput, BaseBackend, GenerationContext, GenerationParams
+from .base import BackendOutput, BaseBackend, GenerationContext, GenerationParams, check_option_names
 
 __all__ = [
     "STATUSES",
@@ -457,11 +457,7 @@ class RemoteBackend(BaseBackend):
     # -- the shared parts -------------------------------------------------------------------------------------------
     def resolve(self, request: VideoRequest, seed: int) -> GenerationParams:
         params = super().resolve(request, seed)
-        allowed = LOOP_OPTIONS + self.provider_options
-        for key in params.options:
-            if key not in allowed:
-                raise InvalidRequest(f"options.{key}", f"is not an option of backend {self.name!r}", value=key,
-                                     allowed=", ".join(allowed))  # fmt: skip
+        check_option_names(self.name, params.options, LOOP_OPTIONS + self.provider_options)
         self.loop_options(params.options)  # bad numbers are refused now, not after submit
         self.check(params)
         return params
