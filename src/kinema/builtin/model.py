@@ -28,7 +28,7 @@ import torch.nn.functional as F
 
 __all__ = ["ModelConfig", "TextEncoder", "VideoDiT", "Tokenizer", "CONFIGS", "rope_angles", "apply_rope", "pool_text"]
 
-PAD, UNK = 0, 1
+PAD, UNK = 0, 1  # UNK keeps its embedding row so that older weights load; encode no longer emits it
 
 
 @dataclass
@@ -117,7 +117,12 @@ CONFIGS: dict[str, dict[str, object]] = {
 
 
 class Tokenizer:
-    """Lowercase words; words outside the vocabulary become <unk> and are reported, never silently dropped."""
+    """Lowercase words. Words outside the vocabulary are left out of the encoding and reported (``unknown``).
+
+    They are left out rather than encoded as <unk>: training captions use only the vocabulary, so the <unk> embedding
+    is never trained, and a random vector in the text moved the clips (three unknown words inserted into each of 48
+    held-out prompts: adherence 0.811 kept as <unk>, 0.832 left out, 0.828 without them). The caller warns about them.
+    """
 
     def __init__(self, vocab: list[str], max_len: int) -> None:
         self.vocab = list(vocab)
@@ -134,7 +139,7 @@ class Tokenizer:
     def encode(self, texts: list[str]) -> torch.Tensor:
         ids = torch.zeros(len(texts), self.max_len, dtype=torch.long)  # (B, L)
         for b, text in enumerate(texts):
-            toks = [self.index.get(w, UNK) for w in self.words(text)][: self.max_len]
+            toks = [self.index[w] for w in self.words(text) if w in self.index][: self.max_len]
             if toks:
                 ids[b, : len(toks)] = torch.tensor(toks)
         return ids
