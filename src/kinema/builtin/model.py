@@ -110,9 +110,9 @@ CONFIGS: dict[str, dict[str, object]] = {
     "tiny": dict(dim=32, depth=2, heads=2, text_dim=32, text_layers=1, mlp_ratio=2.0, shift=3.0, known_residual=True,
                  temporal_attn=True, rope=True, frame_text=True, warp_noise=0.7, layout_text=4),
     "cpu": dict(dim=192, depth=6, heads=6, text_dim=128, text_layers=2, patch_t=4, shift=3.0, known_residual=True,
-                frame_text=True, warp_noise=0.7),
+                frame_text=True, warp_noise=0.7, layout_text=16),
     "full": dict(dim=384, depth=10, heads=6, text_dim=256, text_layers=3, patch_t=2, shift=3.0, known_residual=True,
-                 temporal_attn=True, frame_text=True, warp_noise=0.7),
+                 temporal_attn=True, frame_text=True, warp_noise=0.7, layout_text=16),
 }  # fmt: skip
 
 
