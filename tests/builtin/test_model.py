@@ -378,10 +378,40 @@ def test_guidance_leaves_given_pixels_to_the_conditional_prediction() -> None:
     m = _TextSign(cfg).eval()
     tok = Tokenizer(m.cfg.vocab, m.cfg.text_len)
     known = np.zeros((1, 1, 64, 64, 3), dtype=np.uint8)
-    _, raw = sample(m, tok, ["red ball"], steps=2, guidance=2.5, known=known, num_known=1, return_raw=True)
+    everywhere = (0.0, 1.0)
+    _, raw = sample(m, tok, ["red ball"], steps=2, guidance=2.5, guidance_interval=everywhere, known=known,
+                    num_known=1, return_raw=True)  # fmt: skip
     guided = -0.5 + 2.5 * (0.5 - -0.5)  # the last step lands on the prediction
     as_pixels = to_uint8(torch.tensor([[0.5, guided]]).view(1, 1, 2, 1, 1))[0, :, 0, 0, 0]  # (2,)
     assert (raw[:, 0] == as_pixels[0]).all() and (raw[:, 1:] == as_pixels[1]).all()
+
+
+class _Recorder(_TextSign):
+    """_TextSign that notes the noise level and batch size of every call (a guided step runs a doubled batch)."""
+
+    calls: list[tuple[float, int]]
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, text: tuple[torch.Tensor, torch.Tensor],
+                cond: torch.Tensor, cond_mask: torch.Tensor) -> torch.Tensor:  # fmt: skip
+        self.calls.append((round(float(t[0]), 4), x.shape[0]))
+        return super().forward(x, t, text, cond, cond_mask)
+
+
+def test_guidance_acts_only_inside_its_interval() -> None:
+    cfg = ModelConfig(vocab=["red", "ball"], cameras=list(CAMERAS), **CONFIGS["tiny"])  # type: ignore[arg-type]
+    m = _Recorder(cfg).eval()
+    tok = Tokenizer(m.cfg.vocab, m.cfg.text_len)
+    ts = [round(float(t), 4) for t in timesteps(4, m.cfg.shift)[:-1]]  # 1.0, 0.9, 0.75, 0.5
+    m.calls = []
+    out = sample(m, tok, ["red ball"], steps=4, guidance=2.5, guidance_interval=(0.8, 1.0))
+    assert m.calls == [(t, 2 if t >= 0.8 else 1) for t in ts]
+    # the last step (t = 0.5, outside) lands on the conditional prediction alone: 0.5, not 2.0 clamped to 1
+    assert (out == to_uint8(torch.tensor(0.5).view(1, 1, 1, 1, 1))[0, 0, 0, 0, 0]).all()
+    m.calls = []
+    sample(m, tok, ["red ball"], steps=4, guidance=2.5, guidance_interval=(0.0, 1.0))
+    assert [n for _, n in m.calls] == [2, 2, 2, 2]
+    with pytest.raises(ValueError, match="guidance_interval"):
+        sample(m, tok, ["red ball"], steps=4, guidance=2.5, guidance_interval=(0.9, 0.8))
 
 
 def test_checkpoint_round_trip_is_fp16_and_faithful(tmp_path: Path) -> None:

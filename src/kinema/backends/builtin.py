@@ -125,8 +125,8 @@ class BuiltinBackend(BaseBackend):
         steps = params.num_inference_steps or 20
         guidance = DEFAULT_GUIDANCE if params.guidance_scale is None else params.guidance_scale
         if params.negative_prompt and guidance == 1.0:
-            warnings.append("negative_prompt has no effect at guidance_scale 1 (the built-in model's default); "
-                            "give guidance_scale above 1, such as 2.5, to steer away from it")  # fmt: skip
+            warnings.append("negative_prompt has no effect at guidance_scale 1; give guidance_scale above 1 "
+                            f"(the built-in model's default is {DEFAULT_GUIDANCE}) to steer away from it")  # fmt: skip
         total = segments * steps
         done = 0
 

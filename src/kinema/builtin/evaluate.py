@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from . import DEFAULT_GUIDANCE
+from . import DEFAULT_GUIDANCE, DEFAULT_GUIDANCE_INTERVAL
 
 __all__ = ["evaluate", "format_report", "psnr"]
 
@@ -47,6 +47,7 @@ def evaluate(
     weights: str | Path | None = None,
     steps: int = 20,
     guidance: float = DEFAULT_GUIDANCE,
+    guidance_interval: tuple[float, float] = DEFAULT_GUIDANCE_INTERVAL,
     shift: float | None = None,
     seed: int = 1234,
     batch_size: int = 8,
@@ -73,7 +74,8 @@ def evaluate(
     examples: list[dict[str, Any]] = []
     for start in range(0, n, batch_size):
         chunk = captions[start : start + batch_size]
-        clips = sample(model, tokenizer, chunk, steps=steps, guidance=guidance, seed=seed + start, shift=shift)
+        clips = sample(model, tokenizer, chunk, steps=steps, guidance=guidance, guidance_interval=guidance_interval,
+                       seed=seed + start, shift=shift)  # fmt: skip
         assert isinstance(clips, np.ndarray)
         generated.append(clips)
         for j, clip in enumerate(clips):
@@ -95,8 +97,9 @@ def evaluate(
     for start in range(0, m, batch_size):
         stop = min(m, start + batch_size)
         known = real[start:stop, :1]
-        _, raw = sample(model, tokenizer, captions[start:stop], steps=steps, guidance=guidance, seed=seed + 7 + start,
-                        shift=shift, known=known, num_known=1, return_raw=True)  # fmt: skip
+        _, raw = sample(model, tokenizer, captions[start:stop], steps=steps, guidance=guidance,
+                        guidance_interval=guidance_interval, seed=seed + 7 + start, shift=shift, known=known,
+                        num_known=1, return_raw=True)  # fmt: skip
         raw_psnrs.extend(psnr(raw[i, 0], known[i, 0]) for i in range(stop - start))
 
     per_attr = {k: round(float(np.mean(v)), 4) for k, v in sorted(checks.items())}
@@ -117,6 +120,7 @@ def evaluate(
         "temporal": {"generated": round(_smoothness(gen), 5), "real": round(_smoothness(real), 5)},
         "steps": steps,
         "guidance": guidance,
+        "guidance_interval": list(guidance_interval),
         "shift": cfg.shift if shift is None else shift,
         "seed": seed,
         "seconds": round(time.perf_counter() - t0, 1),
