@@ -37,8 +37,8 @@ DEFAULT_WEIGHTS = WEIGHTS_DIR / "builtin.safetensors"
 #: only gave adherence 0.880 and 0.889, against 0.868 and 0.887 without guidance, 0.831 for 1.5 at every step, and
 #: 0.861 for 1.5 at t in [0.3, 0.8]. Guidance at low noise undoes the camera move the warped noise carries (camera
 #: 0.65 at 1.5 everywhere against 0.95 without); at high noise, where the layout is decided, it helps the subject's
-#: motion (0.74 against 0.64 on seed 99). The first 9 of 20 steps then run twice, so a clip costs 1.45 times one
-#: without guidance. A negative prompt acts only at those steps.
+#: motion (0.74 against 0.64 on seed 99). The first 9 of 20 steps then run twice, so a clip costs 1.37 times one
+#: without guidance (bench/builtin.py). A negative prompt acts only at those steps.
 DEFAULT_GUIDANCE = 1.5
 DEFAULT_GUIDANCE_INTERVAL = (0.8, 1.0)
 
