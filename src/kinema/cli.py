@@ -334,15 +334,33 @@ def eval_cmd(
     weights: Annotated[Path | None, typer.Option("--weights", help="Checkpoint (default: the shipped one).")] = None,
     steps: Annotated[int, typer.Option("--steps", help="Denoising steps.")] = 20,
     seed: Annotated[int, typer.Option("--seed")] = 1234,
+    guidance: Annotated[
+        float | None, typer.Option("--guidance", help="Guidance scale (default: the model's; 1: none).")
+    ] = None,
+    guidance_interval: Annotated[
+        str | None, typer.Option("--guidance-interval", help="LO,HI: the noise levels t in 0..1 guidance acts at.")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Measure the built-in model's prompt adherence on held-out captions, with frame-based detectors."""
     if target != "builtin":
         fail(InvalidRequest("target", f"unknown evaluation target {target!r}", value=target, allowed="builtin"))
+    from .builtin import DEFAULT_GUIDANCE, DEFAULT_GUIDANCE_INTERVAL
     from .builtin.evaluate import evaluate, format_report
 
+    interval = DEFAULT_GUIDANCE_INTERVAL
+    if guidance_interval is not None:
+        try:
+            lo, hi = (float(v) for v in guidance_interval.split(","))
+        except ValueError:
+            allowed = "LO,HI with 0 <= LO <= HI <= 1, such as 0.8,1"
+            message = f"must be two numbers LO,HI, got {guidance_interval!r}"
+            fail(InvalidRequest("guidance_interval", message, value=guidance_interval, allowed=allowed))
+            return
+        interval = (lo, hi)
     try:
-        report = evaluate(n=n, weights=weights, steps=steps, seed=seed)
+        report = evaluate(n=n, weights=weights, steps=steps, seed=seed, guidance_interval=interval,
+                          guidance=DEFAULT_GUIDANCE if guidance is None else guidance)  # fmt: skip
     except KinemaError as exc:
         fail(exc)
         return

@@ -60,6 +60,12 @@ def evaluate(
 
     if n < 1:
         raise InvalidRequest("n", f"must be at least 1, got {n}")
+    if not guidance > 0:
+        raise InvalidRequest("guidance", f"must be above 0, got {guidance}", value=guidance, allowed="> 0 (1: none)")
+    lo, hi = guidance_interval
+    if not 0 <= lo <= hi <= 1:
+        raise InvalidRequest("guidance_interval", f"must be (lo, hi) with 0 <= lo <= hi <= 1, got {guidance_interval}",
+                             value=list(guidance_interval))  # fmt: skip
     t0 = time.perf_counter()
     model, tokenizer, info = load_model(weights)
     cfg = model.cfg
