@@ -56,16 +56,13 @@ def evaluate(
 ) -> dict[str, Any]:
     from ..errors import InvalidRequest
     from . import detectors, load_model, world
-    from .sampling import sample
+    from .sampling import check_guidance_interval, sample
 
     if n < 1:
         raise InvalidRequest("n", f"must be at least 1, got {n}")
     if not guidance > 0:
         raise InvalidRequest("guidance", f"must be above 0, got {guidance}", value=guidance, allowed="> 0 (1: none)")
-    lo, hi = guidance_interval
-    if not 0 <= lo <= hi <= 1:
-        raise InvalidRequest("guidance_interval", f"must be (lo, hi) with 0 <= lo <= hi <= 1, got {guidance_interval}",
-                             value=list(guidance_interval))  # fmt: skip
+    check_guidance_interval(guidance_interval)  # before the model loads and the real clips render
     t0 = time.perf_counter()
     model, tokenizer, info = load_model(weights)
     cfg = model.cfg

@@ -14,10 +14,19 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from ..errors import InvalidRequest
 from . import DEFAULT_GUIDANCE, DEFAULT_GUIDANCE_INTERVAL
 from .model import Tokenizer, VideoDiT
 
-__all__ = ["camera_noise", "sample", "shift_timesteps", "timesteps", "to_model_space", "to_uint8"]
+__all__ = [
+    "camera_noise",
+    "check_guidance_interval",
+    "sample",
+    "shift_timesteps",
+    "timesteps",
+    "to_model_space",
+    "to_uint8",
+]
 
 
 def shift_timesteps(t: torch.Tensor, shift: float) -> torch.Tensor:
@@ -28,6 +37,15 @@ def shift_timesteps(t: torch.Tensor, shift: float) -> torch.Tensor:
 def timesteps(steps: int, shift: float = 2.0) -> torch.Tensor:
     """steps+1 times from 1 to 0, shifted."""
     return shift_timesteps(torch.linspace(1.0, 0.0, steps + 1), shift)
+
+
+def check_guidance_interval(interval: tuple[float, float]) -> tuple[float, float]:
+    """``interval`` as (lo, hi), or InvalidRequest (a ValueError) unless 0 <= lo <= hi <= 1."""
+    lo, hi = interval
+    if not 0 <= lo <= hi <= 1:
+        raise InvalidRequest("guidance_interval", f"must be (lo, hi) with 0 <= lo <= hi <= 1, got {interval}",
+                             value=list(interval))  # fmt: skip
+    return lo, hi
 
 
 def camera_noise(
@@ -134,9 +152,7 @@ def sample(
         mask[:, :, :num_known] = 1.0
         given = mask.bool()
 
-    lo, hi = guidance_interval
-    if not 0 <= lo <= hi <= 1:
-        raise ValueError(f"guidance_interval: {guidance_interval!r} must be (lo, hi) with 0 <= lo <= hi <= 1")
+    lo, hi = check_guidance_interval(guidance_interval)
     use_cfg = guidance != 1.0
     if use_cfg:
         neg = tokenizer.encode([negative_prompt or ""] * b)
