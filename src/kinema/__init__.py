@@ -4,8 +4,9 @@
 >>> result = kinema.generate("A cinematic sunrise over mountains, clouds moving slowly", output="sunrise.mp4")
 >>> result.path, result.seed                                     # doctest: +SKIP
 
-Everything a user needs is one hop from here: :func:`generate`, :class:`VideoRequest`, :class:`Video`, the backends
-(:func:`list_backends`, :func:`get_backend`) and the errors.
+Everything a user needs is one hop from here: :func:`generate`, :func:`plan` (a dry run: what would run, checked,
+nothing generated), :class:`VideoRequest`, :class:`Video`, the backends (:func:`list_backends`, :func:`get_backend`)
+and the errors. docs/architecture.md maps the rest.
 """
 
 from ._version import __version__
@@ -19,7 +20,7 @@ from .backends import (
     list_backends,
     register_backend,
 )
-from .engine import Result, generate, run
+from .engine import Result, finish, generate, run
 from .errors import (
     BackendUnavailable,
     Cancelled,
@@ -33,15 +34,19 @@ from .errors import (
     ProviderTimeout,
     RateLimited,
 )
+from .planner import Plan, plan
 from .progress import ProgressEvent
 from .request import VideoRequest
 from .video import Video, read_metadata
 
 __all__ = [
     "__version__",
-    # the one generate path
+    # the one generate path: plan -> run -> finish
     "generate",
+    "plan",
+    "Plan",
     "run",
+    "finish",
     "Result",
     "VideoRequest",
     "Video",

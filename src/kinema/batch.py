@@ -6,8 +6,9 @@ paths (``image``, ``video``, a soundtrack) are relative to the batch file.
 
 - The whole file is read and every row validated before anything is generated; a bad row refuses the file with its
   line and field named (``line 7.num_frames: ...``), unless ``skip_invalid`` reports it as failed and runs the rest.
-- Rows run through :func:`kinema.engine.run`, ``concurrency`` at a time; one failure does not stop the others (a
-  backend that refuses a row's parameters fails that row, naming the field).
+- Every row is also planned against its backend (:func:`kinema.plan`: sizes, frame rules, models) before anything
+  runs, so a row the backend would refuse refuses the file too (or, with ``skip_invalid``, fails alone).
+- Rows run through :func:`kinema.engine.run`, ``concurrency`` at a time; one failure does not stop the others.
 - Resumable: each row's output is named by a hash of its request, so a re-run skips the rows whose output exists.
 - ``batch-report.json`` in the output folder has one entry per row: status, path, seed, seconds, cost, and for a
   failed row its error (type, field, message). It is rewritten as rows finish, so a crash leaves an honest report.
@@ -34,6 +35,7 @@ from typing import Any
 
 from .errors import Cancelled, InvalidRequest, KinemaError
 from .request import VideoRequest
+from .video import write_json_atomic
 
 __all__ = ["BatchRow", "BatchReport", "load_batch", "parse_rows", "run_batch", "REPORT_NAME", "row_key"]
 
@@ -196,7 +198,8 @@ def build_row(line: int, raw: dict[str, Any], *, base: Path, defaults: dict[str,
               prefix: str | None = None) -> BatchRow:  # fmt: skip
     """Validate one row into a request (defaults first, the row's own fields over them)."""
     from .backends import backend_names
-    from .media.enhance import validate_chain
+    from .media.enhance import chain_to_json, validate_chain
+    from .planner import plan
 
     where = prefix or f"line {line}"
     row = BatchRow(line=line, data=dict(raw))
@@ -225,6 +228,10 @@ def build_row(line: int, raw: dict[str, Any], *, base: Path, defaults: dict[str,
         if request.backend is not None and request.backend not in backend_names():
             raise InvalidRequest(f"{where}.backend", f"unknown backend {request.backend!r}", value=request.backend,
                                  allowed=", ".join(backend_names()))  # fmt: skip
+        try:  # checked against the backend now (sizes, frame rules, models), so nothing runs for a bad row
+            plan(request.model_copy(update={"postprocess": chain_to_json(chain)}), check_available=False, seed=0)
+        except InvalidRequest as exc:
+            raise _renamed(exc, where) from None
         row.request, row.postprocess, row.name = request, chain, name
         row.key = row_key(request, chain)
     except InvalidRequest as exc:
@@ -310,29 +317,14 @@ def _error_dict(exc: BaseException) -> dict[str, Any]:
             "field": None}  # fmt: skip
 
 
-def _write_json_atomic(path: Path, data: Any) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str), encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def run_one(request: VideoRequest, chain: list[Any], path: Path, *, cache: Any = None, cancel: Any = None) -> Any:
-    """Generate one request (through the cache when given), apply its chain and save it at ``path``."""
-    from .cache import run_cached
-    from .media.enhance import apply_chain, apply_file_steps
+    """Generate one request with its chain, saved at ``path``: the engine's one path, through the cache if given."""
+    from .engine import run
+    from .media.enhance import chain_to_json
 
-    result = run_cached(request, cache=cache, cancel=cancel)
-    video = result.video
-    recipe = dict(result.recipe)
     if chain:
-        video = apply_chain(video, chain)
-        recipe["postprocess"] = video.metadata.get("postprocess")
-    video.metadata = recipe
-    saved = video.save(path)
-    if chain:
-        apply_file_steps(saved, chain)
-    result.path, result.video, result.recipe = saved, video, recipe
-    return result
+        request = request.model_copy(update={"postprocess": chain_to_json(chain)})
+    return run(request, output=path, cache=cache, cancel=cancel)
 
 
 def run_batch(
@@ -393,7 +385,7 @@ def run_batch(
 
     def save_report() -> None:
         with lock:
-            _write_json_atomic(report_path, report.to_dict())
+            write_json_atomic(report_path, report.to_dict())
 
     save_report()
 

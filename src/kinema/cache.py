@@ -10,11 +10,11 @@ Entries live under ``<dir>/<key[:2]>/<key>/`` (the video, its sidecar recipe and
 to a temporary folder and renamed into place, so a crash never leaves half an entry.
 
 >>> import kinema, tempfile
->>> from kinema.cache import ResultCache, run_cached
+>>> from kinema.cache import ResultCache
 >>> cache = ResultCache(tempfile.mkdtemp())
->>> req = kinema.VideoRequest(prompt="a red ball bouncing on green grass", seed=1, num_inference_steps=2)
->>> first = run_cached(req, cache=cache)
->>> run_cached(req, cache=cache).recipe["cache"]["hit"]
+>>> first = kinema.generate("a red ball bouncing on green grass", seed=1, num_inference_steps=2, cache=cache)
+>>> kinema.generate("a red ball bouncing on green grass", seed=1, num_inference_steps=2,
+...                 cache=cache).recipe["cache"]["hit"]
 True
 """
 
@@ -27,15 +27,16 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from .errors import InvalidRequest
+from .result import Result
+from .video import output_format
 
 if TYPE_CHECKING:
-    from .engine import Result
     from .request import VideoRequest
 
-__all__ = ["ResultCache", "default_cache_dir", "request_key", "run_cached"]
+__all__ = ["ResultCache", "default_cache_dir", "request_key"]
 
 _KEY_VERSION = 1
 _CHUNK = 1 << 20
@@ -56,17 +57,6 @@ def _file_digest(path: Path) -> str:
         while chunk := fh.read(_CHUNK):
             h.update(chunk)
     return "sha256:" + h.hexdigest()
-
-
-def _output_format(request: VideoRequest, output: str | os.PathLike[str] | None) -> str:
-    from .video import FORMAT_BY_SUFFIX
-
-    if output is not None:
-        p = Path(output)
-        by_suffix = FORMAT_BY_SUFFIX.get(p.suffix.lower()) or ("png" if p.suffix == "" else None)
-        if by_suffix:
-            return by_suffix
-    return request.format or "mp4"
 
 
 def request_key(request: VideoRequest, fmt: str | None = None) -> str | None:
@@ -94,7 +84,8 @@ def request_key(request: VideoRequest, fmt: str | None = None) -> str | None:
 
 
 class ResultCache:
-    """Generated outputs, keyed by their recipe. ``get`` before generating, ``put`` after; see :func:`run_cached`."""
+    """Generated outputs, keyed by their recipe. ``get`` before generating, ``put`` after; the engine does both
+    when given ``cache=`` (see :func:`kinema.engine.run`)."""
 
     def __init__(self, directory: str | os.PathLike[str] | None = None) -> None:
         self.dir = Path(directory) if directory is not None else default_cache_dir()
@@ -110,12 +101,11 @@ class ResultCache:
         return self.dir / key[:2] / key
 
     def key(self, request: VideoRequest, output: str | os.PathLike[str] | None = None) -> str | None:
-        return request_key(request, _output_format(request, output))
+        return request_key(request, output_format(output, request.format))
 
     def get(self, request: VideoRequest, output: str | os.PathLike[str] | None = None) -> Result | None:
         """The earlier result of this request, or None. With ``output`` the cached file is copied there (with its
         sidecar recipe) and the result's path is ``output``."""
-        from .engine import Result
         from .video import Video, sidecar_path
 
         t0 = time.perf_counter()
@@ -151,7 +141,7 @@ class ResultCache:
 
     def put(self, request: VideoRequest, result: Result) -> Path | None:
         """Store a result; returns the entry folder, or None for a random-seed request (never cached)."""
-        fmt = result.recipe.get("format") or _output_format(request, result.path)
+        fmt = result.recipe.get("format") or output_format(result.path, request.format)
         key = request_key(request, fmt)
         if key is None:
             return None
@@ -225,22 +215,3 @@ def _copy_output(src: Path, dst: Path) -> Path:
     if side.is_file():
         shutil.copyfile(side, sidecar_path(dst))
     return dst
-
-
-def run_cached(request: VideoRequest, *, cache: ResultCache | str | os.PathLike[str] | None,
-               output: str | os.PathLike[str] | None = None, **kwargs: Any) -> Result:  # fmt: skip
-    """:func:`kinema.engine.run` behind the cache: a hit returns the earlier output, a miss generates and stores.
-
-    ``cache=None`` runs without a cache. ``kwargs`` go to ``engine.run`` (``on_progress``, ``cancel``...).
-    """
-    from . import engine
-
-    if cache is None:
-        return engine.run(request, output=output, **kwargs)
-    store = ResultCache.of(cache)
-    hit = store.get(request, output=output)
-    if hit is not None:
-        return hit
-    result = engine.run(request, output=output, **kwargs)
-    store.put(request, result)
-    return result

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import importlib
 import json
-import re
 import sys
 import time
 from pathlib import Path
@@ -67,15 +66,6 @@ def fail(exc: BaseException) -> None:
     if not _debug:
         err.print("run again with --debug for the traceback", style="dim")
     raise typer.Exit(1)
-
-
-def parse_size(text: str | None) -> tuple[int, int] | None:
-    if text is None:
-        return None
-    m = re.fullmatch(r"\s*(\d+)\s*[xX*]\s*(\d+)\s*", text)
-    if not m:
-        raise InvalidRequest("size", f"{text!r} is not of the form WIDTHxHEIGHT", value=text, allowed="e.g. 64x64")
-    return int(m.group(1)), int(m.group(2))
 
 
 def parse_options(items: list[str] | None) -> dict[str, Any]:
@@ -174,23 +164,26 @@ def generate(
         list[str] | None, typer.Option("--lora", help="LoRA weights PATH[:SCALE] for diffusers models (repeatable).")
     ] = None,
     from_path: Annotated[Path | None, typer.Option("--from", help="Re-run the recipe stored in this video.")] = None,
+    show_plan: Annotated[
+        bool, typer.Option("--plan", help="Print what would run (backend, size, frames, seed...) and stop.")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as one JSON object on stdout.")] = False,
 ) -> None:
     """Generate a video from a prompt (and optionally an image or a clip)."""
     from . import engine
+    from .planner import plan
     from .request import VideoRequest
     from .video import read_metadata
+    from .vocabulary import request_fields
 
     try:
-        wh = parse_size(size)
-        fields: dict[str, Any] = {
+        # the CLI's names (--steps, --frames, --negative, --guidance, --size) are translated in one table
+        fields: dict[str, Any] = request_fields({
             "prompt": prompt, "image": image, "video": video, "backend": backend, "model": model, "seed": seed,
-            "num_frames": frames, "duration": duration, "fps": fps, "aspect_ratio": aspect_ratio,
-            "resolution": resolution, "num_inference_steps": steps, "guidance_scale": guidance,
-            "negative_prompt": negative, "format": fmt,
-        }  # fmt: skip
-        if wh:
-            fields["width"], fields["height"] = wh
+            "frames": frames, "duration": duration, "fps": fps, "aspect_ratio": aspect_ratio,
+            "resolution": resolution, "steps": steps, "guidance": guidance, "negative": negative, "format": fmt,
+            "size": size,
+        })  # fmt: skip
         if option or lora:
             fields["options"] = parse_options(option)
             if lora:
@@ -202,15 +195,23 @@ def generate(
             if prompt is None:
                 raise InvalidRequest("prompt", "is required (or use --from PATH to re-run a stored recipe)")
             request = VideoRequest(**{k: v for k, v in fields.items() if v is not None})
-        if output is None:
+        if output is None and not show_plan:
             output = Path(f"kinema-{time.strftime('%Y%m%d-%H%M%S')}.{request.format or 'mp4'}")
+        the_plan = plan(request, output=output)
+        if show_plan:
+            if as_json:
+                sys.stdout.write(json.dumps(the_plan.to_dict()) + "\n")
+            else:
+                out.print(str(the_plan), highlight=False, markup=False)
+            return
+        assert output is not None
         # a cloud backend's task id is written next to the output the moment it is known, so `kinema resume`
         # can finish a paid generation after a crash; the record goes once the video is saved
         from .backends.remote import resume_file_for
         from .cli_cloud import task_recorder
 
         with _ProgressBar(enabled=err.is_terminal and not as_json) as bar:
-            result = engine.run(request, output=output, on_progress=bar, on_task_id=task_recorder(output))
+            result = engine.run(the_plan, on_progress=bar, on_task_id=task_recorder(output))
         resume_file_for(output).unlink(missing_ok=True)
     except (KinemaError, KeyboardInterrupt) as exc:
         fail(exc)

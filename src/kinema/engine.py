@@ -1,30 +1,33 @@
-"""The one generate path: resolve the backend -> check the request -> run -> save with its recipe.
+"""The one generate path: plan -> run -> finish.
 
-The library, the CLI, the job service, batches and storyboards all call :func:`generate` (or :func:`run` with a
-ready :class:`VideoRequest`), so every output carries the same recipe and every bad input gets the same error.
+1. :func:`kinema.plan` checks the request against its backend and resolves every parameter (nothing runs);
+2. the backend generates the frames (:func:`run`);
+3. :func:`finish` post-processes, writes the recipe, saves the file and its sidecar.
+
+The library, the CLI, the job service, batches and storyboards all call :func:`generate` or :func:`run`, so every
+output carries the same recipe and every bad input gets the same error.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
 import os
-import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import Any
 
 from ._version import __version__
-from .backends import get_backend
-from .backends.base import BaseBackend, CancelToken, GenerationContext, GenerationParams
-from .errors import BackendUnavailable, GenerationFailed, InvalidRequest, KinemaError
+from .backends.base import BackendOutput, CancelToken, GenerationContext, GenerationParams
+from .cache import ResultCache
+from .errors import GenerationFailed, InvalidRequest, KinemaError
+from .planner import Plan, json_safe, plan
 from .progress import ProgressCallback, ProgressTracker
 from .request import VideoRequest
-from .video import FORMAT_BY_SUFFIX, Video
+from .result import Result
+from .video import Video
 
-__all__ = ["Result", "generate", "run", "build_recipe", "request_from_recipe", "RECIPE_REQUEST_FIELDS"]
+__all__ = ["Result", "generate", "run", "finish", "build_recipe", "request_from_recipe", "RECIPE_REQUEST_FIELDS"]
 
 #: the recipe keys that are VideoRequest fields, i.e. what a re-run takes back
 RECIPE_REQUEST_FIELDS = (
@@ -33,61 +36,81 @@ RECIPE_REQUEST_FIELDS = (
 )  # fmt: skip
 
 
-@dataclass
-class Result:
-    """One generation: where it was saved, the clip, its recipe and how long each stage took (seconds)."""
-
-    path: Path | None
-    video: Video
-    recipe: dict[str, Any]
-    timings: dict[str, float]
-    seed: int
-    cost: dict[str, Any] | None = None
-    provider_task_id: str | None = None
-    warnings: list[str] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "path": str(self.path) if self.path else None,
-            "seed": self.seed,
-            "num_frames": self.video.num_frames,
-            "width": self.video.width,
-            "height": self.video.height,
-            "fps": self.video.fps,
-            "duration": self.video.duration,
-            "timings": self.timings,
-            "cost": self.cost,
-            "provider_task_id": self.provider_task_id,
-            "warnings": self.warnings,
-            "recipe": self.recipe,
-        }
-
-
 def generate(
     prompt: str,
     *,
+    negative_prompt: str | None = None,
+    image: Any = None,
+    video: str | os.PathLike[str] | None = None,
+    num_frames: int | None = None,
+    duration: float | None = None,
+    fps: float | None = None,
+    width: int | None = None,
+    height: int | None = None,
+    aspect_ratio: str | None = None,
+    resolution: str | None = None,
+    num_inference_steps: int | None = None,
+    guidance_scale: float | None = None,
+    seed: int | None = None,
+    backend: str | None = None,
+    model: str | None = None,
+    format: str | None = None,
+    options: dict[str, Any] | None = None,
+    postprocess: list[Any] | None = None,
     output: str | os.PathLike[str] | None = None,
     on_progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
-    cache: Any = None,
-    **params: Any,
+    cache: ResultCache | str | os.PathLike[str] | None = None,
 ) -> Result:
     """Generate a video from a prompt with any backend (the built-in model by default).
 
-    ``params`` are :class:`VideoRequest` fields (``num_frames``, ``seed``, ``backend``, ``image``...). With
-    ``output`` the clip is saved there (format from the extension) with its recipe in the file and a sidecar JSON.
+    Args:
+        prompt: what the video shows, 1 to 5000 characters.
+        negative_prompt: what it should not show (backends with classifier-free guidance).
+        image: the first frame, for image-to-video: a path, an http(s) URL, bytes, a PIL image or an (H, W, 3)
+            uint8 array.
+        video: the path of a clip to continue (video extension).
+        num_frames: the number of frames; the backend's rule applies (e.g. 16 + 12k for the built-in model).
+        duration: the length in seconds, instead of ``num_frames``.
+        fps: frames per second (default: the backend's).
+        width: the width in pixels, with ``height``.
+        height: the height in pixels, with ``width``.
+        aspect_ratio: e.g. ``"16:9"``, instead of ``width``/``height``.
+        resolution: e.g. ``"480p"`` (the short side), instead of ``width``/``height``.
+        num_inference_steps: denoising steps (default: the backend's).
+        guidance_scale: classifier-free guidance scale (default: the backend's).
+        seed: the seed; None or -1 for random. The seed used is always recorded.
+        backend: the engine (see :func:`kinema.list_backends`); default: the built-in model, or the backend that
+            serves ``model``.
+        model: a model id of the backend, ``"backend/model"``, or a model id that one backend lists
+            (``"wan2.1-t2v-1.3b"`` picks diffusers); a ``.safetensors`` file is a built-in checkpoint.
+        format: ``"mp4"``, ``"webm"``, ``"gif"`` or ``"png"`` (default: from ``output``'s suffix, else mp4).
+        options: backend-specific options, checked by the backend (e.g. diffusers' ``offload``).
+        postprocess: steps applied after generation, in order (see :mod:`kinema.media.enhance`).
+        output: where to save the clip, with its recipe in the file and a sidecar JSON (default: not saved).
+        on_progress: called with a :class:`kinema.ProgressEvent` at every stage and step.
+        cancel: a :class:`kinema.CancelToken`; cancelling it stops the generation at the next step.
+        cache: a :class:`kinema.cache.ResultCache` (or its folder): a fixed-seed request made before returns the
+            earlier output instead of generating (and paying) again.
 
     >>> import kinema
     >>> result = kinema.generate("a red ball bouncing on green grass", seed=1, num_inference_steps=2)
     >>> result.video.frames.shape
     (16, 64, 64, 3)
     """
-    request = VideoRequest(prompt=prompt, **params)
+    fields = {
+        "negative_prompt": negative_prompt, "image": image, "video": video, "num_frames": num_frames,
+        "duration": duration, "fps": fps, "width": width, "height": height, "aspect_ratio": aspect_ratio,
+        "resolution": resolution, "num_inference_steps": num_inference_steps, "guidance_scale": guidance_scale,
+        "seed": seed, "backend": backend, "model": model, "format": format, "options": options,
+        "postprocess": postprocess,
+    }  # fmt: skip
+    request = VideoRequest(prompt=prompt, **{k: v for k, v in fields.items() if v is not None})
     return run(request, output=output, on_progress=on_progress, cancel=cancel, cache=cache)
 
 
 def run(
-    request: VideoRequest,
+    request: VideoRequest | Plan,
     *,
     output: str | os.PathLike[str] | None = None,
     on_progress: ProgressCallback | None = None,
@@ -95,40 +118,33 @@ def run(
     on_task_id: Callable[[str, dict[str, Any]], None] | None = None,
     resume_task_id: str | None = None,
     resume_info: dict[str, Any] | None = None,
-    cache: Any = None,
+    cache: ResultCache | str | os.PathLike[str] | None = None,
+    recipe_extra: dict[str, Any] | None = None,
 ) -> Result:
-    """Run a ready request through its backend. See :func:`generate`.
+    """Run a request (planned here) or a ready :class:`Plan` through its backend, then :func:`finish` it.
 
-    ``cache`` (a :class:`kinema.cache.ResultCache` or its folder): a fixed-seed request made before returns the
-    earlier output instead of generating again.
+    ``on_task_id`` is called by remote backends with the provider's task id before polling starts;
+    ``resume_task_id``/``resume_info`` hand it back to resume the same paid generation. See :func:`generate` for
+    the rest. ``recipe_extra`` is merged into the recipe (a storyboard scene's place in its film).
     """
     t_start = time.perf_counter()
-    timings: dict[str, float] = {}
-    out_path = Path(output) if output is not None else None
-    fmt = _output_format(request, out_path)
-    if request.postprocess:
-        from .media.enhance import check_chain_output
-
-        check_chain_output(request.postprocess, fmt)
-    store = None
-    if cache is not None:
-        from .cache import ResultCache
-
-        store = ResultCache.of(cache)
-        hit = store.get(request, output=out_path)
+    if isinstance(request, Plan):
+        the_plan = request
+        if output is not None and Path(output) != the_plan.output:
+            raise InvalidRequest("output", "give the output to plan(), not to run(), when running a plan",
+                                 value=str(output))  # fmt: skip
+    else:
+        # with a cache, a hit needs no usable backend (a key unset since): availability is checked on a miss
+        the_plan = plan(request, output=output, check_available=cache is None)
+    store = ResultCache.of(cache) if cache is not None else None
+    if store is not None:
+        hit = store.get(the_plan.request, output=the_plan.output)
         if hit is not None:
             return hit
-
-    backend = get_backend(request.backend)
-    seed = request.seed if request.seed is not None else secrets.randbelow(2**32)
-    # backends that only implement the Backend protocol get the shared Capabilities checks of BaseBackend
-    resolve = getattr(backend, "resolve", None) or partial(BaseBackend.resolve, backend)
-    params = resolve(request, seed)
-    avail = backend.availability()
-    if not avail.usable:
-        raise BackendUnavailable(backend.name, avail.reason or "unknown reason")
-    _load_inputs(request, params)
-    timings["prepare"] = time.perf_counter() - t_start
+        the_plan.check_available()
+    params = the_plan.params
+    _load_inputs(the_plan.request, params)
+    timings = {"prepare": time.perf_counter() - t_start}
 
     tracker = ProgressTracker(on_progress)
     ctx = GenerationContext(
@@ -137,6 +153,7 @@ def run(
     )  # fmt: skip
     ctx.cancel.raise_if_cancelled()
     t_gen = time.perf_counter()
+    backend = the_plan.backend
     try:
         output_obj = backend.generate(params, ctx)
     except (KinemaError, KeyboardInterrupt):
@@ -145,52 +162,62 @@ def run(
         raise GenerationFailed(f"backend {backend.name!r} failed: {type(exc).__name__}: {exc}") from exc
     timings["generate"] = time.perf_counter() - t_gen
     ctx.cancel.raise_if_cancelled()
-    video: Video = output_obj.video
-    if request.postprocess:
+    result = finish(the_plan, output_obj, timings=timings, progress=tracker, started=t_start, extra=recipe_extra)
+    if store is not None:
+        store.put(the_plan.request, result)
+    return result
+
+
+def finish(
+    the_plan: Plan,
+    output: BackendOutput,
+    *,
+    timings: dict[str, float] | None = None,
+    progress: ProgressTracker | None = None,
+    started: float | None = None,
+    extra: dict[str, Any] | None = None,
+) -> Result:
+    """The one finish: post-process -> recipe -> save -> sidecar.
+
+    ``extra`` is merged into the recipe (a storyboard scene's place in the film). Every front door ends here, so
+    every output carries the same recipe.
+    """
+    t_start = started if started is not None else time.perf_counter()
+    timings = dict(timings or {})
+    tracker = progress or ProgressTracker(None)
+    request = the_plan.request
+    video: Video = output.video
+    if the_plan.postprocess:
         from .media.enhance import apply_chain
 
         tracker("postprocessing", 0, 1)
         t_post = time.perf_counter()
-        video = apply_chain(video, request.postprocess)
+        video = apply_chain(video, the_plan.postprocess)
         timings["postprocess"] = time.perf_counter() - t_post
 
-    recipe = build_recipe(params, request, fmt=fmt, timings=timings, cost=output_obj.cost,
-                          provider_task_id=output_obj.provider_task_id, model_revision=output_obj.model_revision,
-                          warnings=output_obj.warnings)  # fmt: skip
+    recipe = build_recipe(the_plan.params, request, fmt=the_plan.format, timings=timings, cost=output.cost,
+                          provider_task_id=output.provider_task_id, model_revision=output.model_revision,
+                          warnings=output.warnings)  # fmt: skip
+    recipe.update(extra or {})
     video.metadata = recipe
     path: Path | None = None
-    if out_path is not None:
+    if the_plan.output is not None:
         tracker("saving", 0, 1)
         t_save = time.perf_counter()
-        path = video.save(out_path, format=fmt)
-        if request.postprocess:  # steps on the file itself (a soundtrack)
+        path = video.save(the_plan.output, format=the_plan.format)
+        if the_plan.postprocess:  # steps on the file itself (a soundtrack)
             from .media.enhance import apply_file_steps
 
-            apply_file_steps(path, request.postprocess)
+            apply_file_steps(path, the_plan.postprocess)
         timings["save"] = time.perf_counter() - t_save
     timings["total"] = time.perf_counter() - t_start
     recipe["timings"] = {k: round(v, 4) for k, v in timings.items()}
     if path is not None:  # rewrite the sidecar so it carries the final timings too
         video.write_sidecar(path)
     tracker("done", 1, 1)
-    result = Result(path=path, video=video, recipe=recipe, timings=timings, seed=seed, cost=output_obj.cost,
-                    provider_task_id=output_obj.provider_task_id, warnings=list(output_obj.warnings))  # fmt: skip
-    if store is not None:
-        store.put(request, result)
-    return result
-
-
-def _output_format(request: VideoRequest, out_path: Path | None) -> str:
-    if out_path is None:
-        return request.format or "mp4"
-    by_suffix = FORMAT_BY_SUFFIX.get(out_path.suffix.lower()) or ("png" if out_path.suffix == "" else None)
-    if by_suffix is None:
-        raise InvalidRequest("output", f"unknown video extension {out_path.suffix!r}", value=str(out_path),
-                             allowed=".mp4, .webm, .gif, or a folder for PNG frames")  # fmt: skip
-    if request.format and request.format != by_suffix:
-        raise InvalidRequest("format", f"{request.format!r} disagrees with the output file {out_path.name!r}",
-                             value=request.format, allowed=by_suffix)  # fmt: skip
-    return by_suffix
+    return Result(path=path, video=video, recipe=recipe, timings=timings, seed=the_plan.params.seed,
+                  cost=output.cost, provider_task_id=output.provider_task_id,
+                  warnings=list(output.warnings))  # fmt: skip
 
 
 def _load_inputs(request: VideoRequest, params: GenerationParams) -> None:
@@ -233,7 +260,7 @@ def build_recipe(
         "num_inference_steps": params.num_inference_steps,
         "guidance_scale": params.guidance_scale,
         "format": fmt,
-        "options": _json_safe(params.options),
+        "options": json_safe(params.options),
         "postprocess": list(getattr(request, "postprocess", None) or []),
         "timings": {k: round(v, 4) for k, v in timings.items()},
         "cost": cost,
@@ -241,16 +268,6 @@ def build_recipe(
         "warnings": list(warnings or []),
         "created_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
     }
-
-
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, str | int | float | bool) or value is None:
-        return value
-    return str(value)
 
 
 def request_from_recipe(recipe: dict[str, Any], **overrides: Any) -> VideoRequest:

@@ -46,11 +46,11 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, PrivateAttr, ValidationError, field_validator
 
-from .errors import BackendUnavailable, InvalidRequest
+from .errors import InvalidRequest
 from .media.enhance import SoundtrackFields
 from .progress import ProgressEvent
 from .request import VideoRequest
-from .video import Video
+from .video import Video, write_json_atomic
 
 __all__ = ["Storyboard", "Scene", "AudioTrack", "TitleCard", "load_storyboard", "plan_storyboard", "render_storyboard",
            "render_title_card", "ScenePlan", "StoryboardPlan", "check_storyboard"]  # fmt: skip
@@ -231,6 +231,7 @@ class ScenePlan:
     frames: int  # the scene's length in the film, in frames of its fps
     fps: float
     transition: Any  # media.edit.Transition
+    generated_frames: int = 0  # what the backend makes; the clip is trimmed to ``frames``
     key: str = ""
 
     @property
@@ -285,9 +286,9 @@ def _fit_duration(caps: Any, duration: float) -> float:
 
 def plan_storyboard(board: Storyboard, *, base: Path | None = None, film_suffix: str = ".mp4") -> StoryboardPlan:
     """Check everything that can be checked without generating, and work out each scene's request and timing."""
-    from .backends import get_backend
     from .media.edit import parse_transition
     from .media.enhance import validate_chain
+    from .planner import backend_for, plan
 
     base = base or board._base or Path.cwd()
     defaults = dict(board.defaults)
@@ -344,10 +345,10 @@ def plan_storyboard(board: Storyboard, *, base: Path | None = None, film_suffix:
         except InvalidRequest as exc:
             raise _rename(exc, where) from None
 
-        backend = get_backend(request.backend)
-        avail = backend.availability()
-        if not avail.usable:
-            raise BackendUnavailable(backend.name, f"{avail.reason} (asked by {where})")
+        try:
+            backend, request = backend_for(request)
+        except InvalidRequest as exc:
+            raise _rename(exc, where) from None
         caps = backend.capabilities(request.model or backend.default_model())
         want = request.duration
         if want is not None and caps.durations is not None:
@@ -355,7 +356,7 @@ def plan_storyboard(board: Storyboard, *, base: Path | None = None, film_suffix:
             if fitted != want:
                 request = request.model_copy(update={"duration": fitted})
         try:
-            params = backend.resolve(request, 0)
+            planned = plan(request, check_available=False, seed=0)
         except InvalidRequest as exc:
             if exc.field == "image" and scene.continuity:
                 raise InvalidRequest(
@@ -364,12 +365,14 @@ def plan_storyboard(board: Storyboard, *, base: Path | None = None, film_suffix:
                     "does not offer; choose a backend that does, or drop continuity",
                 ) from None
             raise _rename(exc, where) from None
+        planned.check_available(where)
+        params = planned.params
         frames = round(want * params.fps) if want is not None else params.num_frames
         frames = max(1, min(frames, params.num_frames))
         if scene.continuity:
             request = request.model_copy(update={"image": None})
         plans.append(ScenePlan(index=i, scene=scene, request=request, chain=chain, frames=frames, fps=params.fps,
-                               transition=transition))  # fmt: skip
+                               transition=transition, generated_frames=params.num_frames))  # fmt: skip
 
     audio: AudioTrack | None = None
     if board.audio is not None:
@@ -512,17 +515,17 @@ def render_storyboard(
     progress event of every scene being generated (denoising steps included), for per-step progress displays.
     """
     from .backends.base import CancelToken
-    from .cache import run_cached
+    from .engine import run
     from .media.edit import concat, mux_audio
-    from .media.enhance import apply_chain, apply_file_steps
+    from .media.enhance import chain_to_json
     from .media.thumbnail import save_image
-    from .video import FORMAT_BY_SUFFIX
+    from .video import output_format
 
     film = Path(output)
     suffix = film.suffix.lower()
-    if suffix not in FORMAT_BY_SUFFIX or suffix == ".png":
-        raise InvalidRequest("output", f"unknown film extension {film.suffix!r}", value=str(film),
-                             allowed=".mp4, .mov, .webm, .gif")  # fmt: skip
+    if output_format(film) == "png":
+        raise InvalidRequest("output", f"a film needs a video file, not {film.suffix or 'a folder'!r}",
+                             value=str(film), allowed=".mp4, .mov, .webm, .gif")  # fmt: skip
     board = source if isinstance(source, Storyboard) else load_storyboard(source)
     plan = plan_storyboard(board, film_suffix=suffix)
     token = cancel or CancelToken()
@@ -552,19 +555,15 @@ def render_storyboard(
                 request = VideoRequest(**{**request.model_dump(exclude={"image"}), "image": str(prev_last)})
             say(f"scene {p.index + 1}/{len(plan.scenes)}: generating ({p.request.prompt[:60]})")
             hook = None if on_progress is None else functools.partial(on_progress, p.index)
-            result = run_cached(request, cache=cache, cancel=token, on_progress=hook)
-            video = Video(result.video.frames[: p.frames], fps=result.video.fps, metadata=dict(result.recipe))
-            if p.chain:
-                video = apply_chain(video, p.chain)
-            recipe = {**result.recipe, "storyboard": {"title": board.title, "scene": p.index, "key": p.key,
-                                                      "frames_in_film": p.frames,
-                                                      "continuity_from": str(prev_last) if p.scene.continuity
-                                                      else None},
-                      "postprocess": video.metadata.get("postprocess")}  # fmt: skip
-            video.metadata = recipe
-            video.save(clip_path)
-            if p.chain:
-                apply_file_steps(clip_path, p.chain)
+            # the scene's own chain after a trim to its length in the film; the engine's one finish saves it
+            chain = chain_to_json(p.chain)
+            if p.frames < p.generated_frames:
+                chain = [{"op": "trim", "start": 0.0, "end": p.frames / p.fps}, *chain]
+            story = {"title": board.title, "scene": p.index, "key": p.key, "frames_in_film": p.frames,
+                     "continuity_from": str(prev_last) if p.scene.continuity else None}  # fmt: skip
+            result = run(request.model_copy(update={"postprocess": chain}), output=clip_path, cache=cache,
+                         cancel=token, on_progress=hook, recipe_extra={"storyboard": story})  # fmt: skip
+            video, recipe = result.video, result.recipe
             save_image(video.frames[-1], last_png)
         else:
             say(f"scene {p.index + 1}/{len(plan.scenes)}: reusing {clip_path.name}")
@@ -610,9 +609,7 @@ def render_storyboard(
         a = plan.audio
         mux_audio(saved, a.path, start=a.start, volume=a.volume, fade_in=a.fade_in, fade_out=a.fade_out)
     manifest["seconds"] = round(time.perf_counter() - t_start, 3)
-    from .batch import _write_json_atomic
-
-    _write_json_atomic(manifest_path(film), manifest)
+    write_json_atomic(manifest_path(film), manifest)
     say(f"saved {film} ({movie.duration:g}s, {len(records)} scenes)")
     return manifest
 

@@ -35,9 +35,36 @@ import numpy as np
 
 from .errors import InvalidRequest
 
-__all__ = ["Video", "sidecar_path", "read_metadata", "FORMAT_BY_SUFFIX"]
+__all__ = [
+    "Video",
+    "sidecar_path",
+    "read_metadata",
+    "FORMAT_BY_SUFFIX",
+    "output_format",
+    "write_text_atomic",
+    "write_json_atomic",
+]
 
 FORMAT_BY_SUFFIX = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mp4", ".webm": "webm", ".gif": "gif", ".png": "png"}
+
+
+def output_format(path: str | os.PathLike[str] | None, requested: str | None = None, field: str = "output") -> str:
+    """The format a clip saved at ``path`` gets: from its suffix (no suffix: a folder of PNG frames), else
+    ``requested``, else mp4. An unknown suffix, or one that disagrees with ``requested``, is refused naming the
+    field. The one place this is decided (the planner, ``Video.save``, the result cache)."""
+    if path is None:
+        return requested or "mp4"
+    p = Path(path)
+    by_suffix = FORMAT_BY_SUFFIX.get(p.suffix.lower()) or ("png" if p.suffix == "" else None)
+    if by_suffix is None:
+        raise InvalidRequest(field, f"unknown video extension {p.suffix!r}", value=str(p),
+                             allowed=", ".join(sorted(FORMAT_BY_SUFFIX)) + ", or a folder for PNG frames")  # fmt: skip
+    if requested and requested != by_suffix:
+        raise InvalidRequest("format", f"{requested!r} disagrees with the output file {p.name!r}", value=requested,
+                             allowed=by_suffix)  # fmt: skip
+    return by_suffix
+
+
 _METADATA_KEY = "kinema"
 _SIZE_KEY = "kinema_size"
 
@@ -108,10 +135,7 @@ class Video:
         Returns the path written.
         """
         p = Path(path)
-        fmt = format or FORMAT_BY_SUFFIX.get(p.suffix.lower()) or ("png" if p.suffix == "" else None)
-        if fmt is None:
-            allowed = ", ".join(sorted(FORMAT_BY_SUFFIX)) + ", or a folder for PNG frames"
-            raise InvalidRequest("path", f"unknown video extension {p.suffix!r}", value=str(p), allowed=allowed)
+        fmt = format or output_format(p, field="path")
         if fmt not in ("mp4", "webm", "gif", "png"):
             raise InvalidRequest("format", f"{fmt!r} is not supported", value=fmt, allowed="mp4, webm, gif, png")
         if fmt == "png":
@@ -138,7 +162,7 @@ class Video:
         p = Path(path)
         meta = {**self.metadata, "_fps": self.fps} if p.is_dir() else self.metadata
         side = sidecar_path(p)
-        _atomic_write_text(side, json.dumps(meta, indent=2, sort_keys=True, default=str))
+        write_text_atomic(side, json.dumps(meta, indent=2, sort_keys=True, default=str))
         return side
 
     def _padded(self) -> np.ndarray:
@@ -164,7 +188,10 @@ class Video:
             stream.codec_context.thread_count = 0
             stream.codec_context.thread_type = "AUTO"
             if fmt == "mp4":
-                stream.options = {"crf": str(crf), "preset": "medium"}
+                # macroblock-tree rate control made x264's output differ from run to run on an AVX-512 CPU (the
+                # same frames decoded up to 32 levels apart; asm=0 or no-mbtree made it byte-identical), and a
+                # recipe must reproduce its file
+                stream.options = {"crf": str(crf), "preset": "medium", "x264-params": "no-mbtree=1"}
             else:
                 stream.options = {"crf": str(min(63, crf + 14)), "b": "0", "deadline": "good", "cpu-used": "4"}
             container.metadata[_METADATA_KEY] = json.dumps(self.metadata, sort_keys=True, default=str)
@@ -318,7 +345,8 @@ def _read_umask() -> int:
 _UMASK = _read_umask()
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` under a temporary name and rename it into place, so a reader never sees half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
@@ -329,3 +357,8 @@ def _atomic_write_text(path: Path, text: str) -> None:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """``data`` as indented JSON, written atomically (see :func:`write_text_atomic`)."""
+    write_text_atomic(path, json.dumps(data, indent=2, default=str))

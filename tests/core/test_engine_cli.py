@@ -17,7 +17,8 @@ runner = CliRunner()
 
 def test_public_api_is_pinned() -> None:
     assert sorted(kinema.__all__) == sorted([
-        "__version__", "generate", "run", "Result", "VideoRequest", "Video", "read_metadata", "ProgressEvent",
+        "__version__", "generate", "plan", "Plan", "run", "finish", "Result", "VideoRequest", "Video",
+        "read_metadata", "ProgressEvent",
         "CancelToken", "Backend", "BaseBackend", "BackendInfo", "Capabilities", "get_backend", "list_backends",
         "register_backend", "KinemaError", "InvalidRequest", "BackendUnavailable", "MissingExtra", "ModelNotFound",
         "ContentRejected", "ProviderError", "RateLimited", "ProviderTimeout", "Cancelled", "GenerationFailed",

@@ -52,17 +52,18 @@ def real_clip(tmp_path_factory: pytest.TempPathFactory, builtin_weights: Path) -
 
 @pytest.fixture
 def count_generations(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Any]]:
-    """Counts calls of kinema.engine.run (every generation of batches and storyboards goes through it)."""
+    """The requests that were generated (not served from a cache): every generation of batches and storyboards
+    ends in kinema.engine.finish, the one finish."""
     import kinema.engine as engine
 
     calls: list[Any] = []
-    real: Callable[..., Any] = engine.run
+    real: Callable[..., Any] = engine.finish
 
-    def counting(request: Any, **kwargs: Any) -> Any:
-        calls.append(request)
-        return real(request, **kwargs)
+    def counting(plan: Any, *args: Any, **kwargs: Any) -> Any:
+        calls.append(plan.request)
+        return real(plan, *args, **kwargs)
 
-    monkeypatch.setattr(engine, "run", counting)
+    monkeypatch.setattr(engine, "finish", counting)
     yield calls
 
 

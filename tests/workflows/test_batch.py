@@ -30,11 +30,17 @@ def test_batch_of_20_with_two_bad_rows_then_rerun(tmp_path: Path, count_generati
     runner = CliRunner()
     from kinema.cli import app
 
+    # the backend's rules are checked when the file is read: the whole file is refused before anything runs
     result = runner.invoke(app, ["batch", str(file), "-o", str(out), "--concurrency", "2", "--json"])
+    assert result.exit_code == 2, result.output
+    assert "line 6.num_frames" in result.output and "line 13." in result.output and count_generations == []
+    # with --skip-invalid the two rows fail alone and the rest run
+    result = runner.invoke(app, ["batch", str(file), "-o", str(out), "--concurrency", "2", "--json",
+                                 "--skip-invalid"])  # fmt: skip
     assert result.exit_code == 1, result.output  # some rows failed
     report = json.loads(result.stdout)
     assert report["counts"] == {"done": 18, "skipped": 0, "failed": 2}
-    assert len(count_generations) == 20  # the two bad rows were tried (the backend refused them) and nothing more
+    assert len(count_generations) == 18  # the two bad rows never reached a backend
     failed = {r["line"]: r for r in report["rows"] if r["status"] == "failed"}
     assert set(failed) == {6, 13}
     assert failed[6]["error"]["field"] == "line 6.num_frames" and "12k+4" in failed[6]["error"]["message"]
@@ -47,11 +53,11 @@ def test_batch_of_20_with_two_bad_rows_then_rerun(tmp_path: Path, count_generati
     on_disk = json.loads((out / REPORT_NAME).read_text())
     assert on_disk["counts"] == report["counts"]
 
-    # a re-run generates nothing new: the 18 are found by their hash, the 2 bad rows fail again at the backend
+    # a re-run generates nothing new: the 18 are found by their hash, the 2 bad rows are refused again
     count_generations.clear()
-    again = run_batch(file, out, concurrency=2)
+    again = run_batch(file, out, concurrency=2, skip_invalid=True)
     assert again.counts == {"done": 0, "skipped": 18, "failed": 2}
-    assert [r.prompt for r in count_generations if r.num_frames != 17 and r.width != 100] == []
+    assert count_generations == []
 
 
 def test_csv_batch_with_postprocess_and_duplicates(tmp_path: Path, tone: Path, count_generations: list[Any]) -> None:

@@ -11,7 +11,8 @@ import pytest
 from typer.testing import CliRunner
 
 from kinema import InvalidRequest, Video, VideoRequest
-from kinema.cache import ResultCache, request_key, run_cached
+from kinema.cache import ResultCache, request_key
+from kinema.engine import run as run_cached
 from kinema.prompts import CAMERA_MOVES, LIGHTING, MOODS, STYLES, TEMPLATES, VideoPrompt, from_template
 
 

@@ -18,6 +18,7 @@ from importlib.metadata import entry_points
 from typing import Any
 
 from ..errors import BackendUnavailable, InvalidRequest
+from ..request import VideoRequest
 from .base import (
     Availability,
     Backend,
@@ -31,6 +32,7 @@ from .base import (
 
 __all__ = [
     "DEFAULT_BACKEND",
+    "AdaptedBackend",
     "Availability",
     "Backend",
     "BackendInfo",
@@ -100,8 +102,59 @@ def _import(path: str) -> Any:
     return getattr(importlib.import_module(module), attr)
 
 
-def get_backend(name: str | None = None) -> Any:
-    """The backend instance called ``name`` (the default backend when None)."""
+class AdaptedBackend(BaseBackend):
+    """A backend that implements only the :class:`Backend` protocol, given the rest of BaseBackend's interface.
+
+    The registry wraps such a backend once, so every caller (the planner, the service, storyboards) sees one typed
+    interface: the shared Capabilities checks of :meth:`BaseBackend.resolve`, ``models()`` and ``default_model()``
+    (empty unless the wrapped object has them).
+    """
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.name = str(inner.name)
+        self.description = str(getattr(inner, "description", ""))
+
+    def availability(self) -> Availability:
+        return self.inner.availability()
+
+    def capabilities(self, model: str | None = None) -> Capabilities:
+        return self.inner.capabilities(model)
+
+    def models(self) -> list[str]:
+        models = getattr(self.inner, "models", None)
+        return list(models()) if callable(models) else []
+
+    def default_model(self) -> str | None:
+        default = getattr(self.inner, "default_model", None)
+        return default() if callable(default) else None
+
+    def resolve(self, request: VideoRequest, seed: int) -> GenerationParams:
+        own = getattr(self.inner, "resolve", None)
+        return own(request, seed) if callable(own) else super().resolve(request, seed)
+
+    def generate(self, params: GenerationParams, ctx: GenerationContext) -> BackendOutput:
+        return self.inner.generate(params, ctx)
+
+    def __repr__(self) -> str:
+        return f"<AdaptedBackend {self.inner!r}>"
+
+
+def _adapt(obj: Any) -> BaseBackend:
+    if isinstance(obj, BaseBackend):
+        return obj
+    missing = [m for m in ("name", "availability", "capabilities", "generate") if not hasattr(obj, m)]
+    if missing:
+        raise TypeError(f"{type(obj).__name__} is not a Kinema backend: it lacks {', '.join(missing)}")
+    return AdaptedBackend(obj)
+
+
+def get_backend(name: str | None = None) -> BaseBackend:
+    """The backend instance called ``name`` (the default backend when None).
+
+    Every backend comes back as a :class:`BaseBackend`: one that implements only the :class:`Backend` protocol is
+    wrapped in an :class:`AdaptedBackend` here, once.
+    """
     name = name or DEFAULT_BACKEND
     _load_entry_points()
     with _lock:
@@ -111,13 +164,13 @@ def get_backend(name: str | None = None) -> Any:
         factory = _factories[name]
         obj = factory()
         # an entry point's load() gives the class back; call it to get the instance
-        backend = obj() if isinstance(obj, type) else obj
+        backend = _adapt(obj() if isinstance(obj, type) else obj)
     elif name in _KNOWN:
         try:
             cls = _import(_KNOWN[name])
         except ImportError as exc:
             raise BackendUnavailable(name, f"could not be imported ({exc})") from exc
-        backend = cls()
+        backend = _adapt(cls())
     else:
         raise InvalidRequest("backend", f"unknown backend {name!r}", value=name, allowed=", ".join(backend_names()))
     with _lock:

@@ -14,9 +14,11 @@ names it instead (one of ``kinema.builtin.world.CAMERAS``).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
-from ..builtin import DEFAULT_GUIDANCE
+from ..builtin import DEFAULT_GUIDANCE, is_checkpoint
 from ..builtin.world import CAMERAS
 from ..errors import Cancelled, InvalidRequest
 from ..media.io import resize_frames
@@ -82,6 +84,14 @@ class BuiltinBackend(BaseBackend):
         return ["builtin"]
 
     def resolve(self, request: VideoRequest, seed: int) -> GenerationParams:
+        model = request.model
+        if model not in (None, "builtin"):
+            # a checkpoint of `kinema train builtin`; anything else would be recorded in the recipe but not used
+            if not (model.endswith(".safetensors") and is_checkpoint(Path(model).expanduser())):
+                raise InvalidRequest("model", f"{model!r} is not a model of the built-in backend", value=model,
+                                     allowed="builtin, or the path of a .safetensors checkpoint made by "
+                                     "'kinema train builtin'")  # fmt: skip
+            request = request.model_copy(update={"model": str(Path(model).expanduser().resolve())})
         params = super().resolve(request, seed)
         check_option_names(self.name, params.options, ("camera",))  # refused now, before a job is accepted
         camera = params.options.get("camera", "static")
@@ -99,7 +109,7 @@ class BuiltinBackend(BaseBackend):
         from ..video import Video
 
         ctx.progress("loading", 0, 1)
-        model, tokenizer, info = load_model()
+        model, tokenizer, info = load_model(None if params.model in (None, "builtin") else params.model)
         size = model.cfg.height
         warnings: list[str] = []
         unknown = tokenizer.unknown(params.prompt)

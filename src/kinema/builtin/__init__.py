@@ -24,6 +24,7 @@ __all__ = [
     "DEFAULT_GUIDANCE_INTERVAL",
     "WEIGHTS_DIR",
     "DEFAULT_WEIGHTS",
+    "is_checkpoint",
     "load_model",
     "save_model",
     "weights_path",
@@ -46,6 +47,17 @@ DEFAULT_GUIDANCE_INTERVAL = (0.8, 1.0)
 def weights_path() -> Path:
     """The weights in use: ``KINEMA_BUILTIN_WEIGHTS`` if set, else the ones shipped in the package."""
     return Path(os.environ.get("KINEMA_BUILTIN_WEIGHTS") or DEFAULT_WEIGHTS)
+
+
+def is_checkpoint(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is a built-in model checkpoint (reads only the safetensors header)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            return (fh.metadata() or {}).get("format") == "kinema-builtin-1"
+    except Exception:  # not a safetensors file at all
+        return False
 
 
 def save_model(model: Any, path: str | os.PathLike[str], info: dict[str, Any] | None = None) -> Path:

@@ -1,0 +1,147 @@
+"""Planning: the one place a request meets its backend, before anything is generated or paid for.
+
+:func:`plan` picks the backend (from ``backend``, or from the model reference: see
+:func:`kinema.vocabulary.split_model_ref`), resolves every parameter against the backend's Capabilities (size,
+frames, fps, steps, guidance, seed), checks that the backend can run here, and decides the output format and checks
+the post-processing chain against it. It is the only caller of a backend's ``resolve()`` and ``availability()``
+outside ``kinema.backends``: :func:`kinema.engine.run`, the job service's submit-time validation, batches and
+storyboards all plan through it, so a request is refused (or accepted) the same way at every front door.
+
+>>> import kinema
+>>> p = kinema.plan(kinema.VideoRequest(prompt="a red ball bouncing", seed=3))
+>>> p.backend.name, p.params.num_frames, p.format
+('builtin', 16, 'mp4')
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .backends import BaseBackend, GenerationParams, get_backend
+from .errors import BackendUnavailable
+from .request import VideoRequest
+from .video import output_format
+from .vocabulary import split_model_ref
+
+__all__ = ["Plan", "plan", "backend_for", "json_safe"]
+
+
+@dataclass
+class Plan:
+    """A request checked against its backend: what :func:`kinema.engine.run` will do, shown before it is done."""
+
+    #: the request as asked, with ``backend`` and ``model`` as the model reference resolved them
+    request: VideoRequest
+    #: the backend that will run it
+    backend: BaseBackend
+    #: every parameter resolved: size, frames, fps, steps, guidance, seed, mode, options
+    params: GenerationParams
+    #: the output's format (from the output's suffix, else the request's ``format``, else mp4)
+    format: str
+    #: where the output will be saved (None: kept in memory)
+    output: Path | None = None
+    #: False when the seed was drawn at random here (the request gave none)
+    seed_given: bool = True
+    #: the post-processing chain, as validated JSON steps
+    postprocess: list[dict[str, Any]] = field(default_factory=list)
+
+    def check_available(self, where: str | None = None) -> None:
+        """Raise BackendUnavailable when the backend cannot run here (``where`` names the asker, e.g. a scene)."""
+        avail = self.backend.availability()
+        if not avail.usable:
+            reason = avail.reason or "unknown reason"
+            raise BackendUnavailable(self.backend.name, f"{reason} (asked by {where})" if where else reason)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The plan as JSON-safe data (``kinema generate --plan --json``)."""
+        p = self.params
+        return {
+            "backend": self.backend.name, "model": p.model, "mode": p.mode, "prompt": p.prompt,
+            "negative_prompt": p.negative_prompt, "width": p.width, "height": p.height, "num_frames": p.num_frames,
+            "fps": p.fps, "duration": round(p.duration, 6), "num_inference_steps": p.num_inference_steps,
+            "guidance_scale": p.guidance_scale, "seed": p.seed if self.seed_given else None,
+            "seed_random": not self.seed_given, "format": self.format,
+            "output": str(self.output) if self.output is not None else None, "options": json_safe(p.options),
+            "postprocess": self.postprocess, "image": self.request.image_reference(), "video": self.request.video,
+        }  # fmt: skip
+
+    def __str__(self) -> str:
+        d = self.to_dict()
+        steps = ", ".join(s["op"] for s in self.postprocess) or "none"
+        lines = [
+            f"backend      {d['backend']}" + (f" (model {d['model']})" if d["model"] else ""),
+            f"mode         {d['mode']}",
+            f"size         {d['width']}x{d['height']}, {d['num_frames']} frames at {d['fps']:g} fps "
+            f"({d['duration']:g} s)",
+            f"steps        {d['num_inference_steps'] if d['num_inference_steps'] is not None else 'backend default'}",
+            f"guidance     {d['guidance_scale'] if d['guidance_scale'] is not None else 'backend default'}",
+            f"seed         {'random' if d['seed_random'] else d['seed']}",
+            f"format       {d['format']}" + (f" -> {d['output']}" if d["output"] else ""),
+            f"postprocess  {steps}",
+        ]
+        if d["options"]:
+            lines.append(f"options      {d['options']}")
+        return "\n".join(lines)
+
+
+def backend_for(request: VideoRequest) -> tuple[BaseBackend, VideoRequest]:
+    """The backend that serves ``request``, and the request with ``backend``/``model`` as the reference resolved
+    them (``model="wan2.1-t2v-1.3b"`` alone -> diffusers). Refuses an unknown backend or model, naming the field."""
+    backend_name, model = split_model_ref(request.model, request.backend)
+    if (backend_name, model) != (request.backend, request.model):
+        request = request.model_copy(update={"backend": backend_name, "model": model})
+    return get_backend(request.backend), request
+
+
+def plan(
+    request: VideoRequest,
+    *,
+    output: str | os.PathLike[str] | None = None,
+    seed: int | None = None,
+    check_available: bool = True,
+) -> Plan:
+    """Check ``request`` against its backend and resolve every parameter; nothing runs.
+
+    Args:
+        request: what the user asked for.
+        output: where the clip will be saved; its suffix decides the format (``.mp4``, ``.webm``, ``.gif``, or a
+            folder for PNG frames) and must agree with ``request.format``.
+        seed: the seed to use when the request has none (default: drawn at random); a request's own seed wins.
+        check_available: refuse a backend that cannot run here (an API key or an extra missing). Storyboards turn
+            it off to name the scene themselves.
+
+    Raises:
+        InvalidRequest: naming the field, what was wrong and what is allowed.
+        BackendUnavailable: the backend cannot run here, and why.
+    """
+    backend, request = backend_for(request)
+    out_path = Path(output) if output is not None else None
+    fmt = output_format(out_path, request.format)
+    chain = list(request.postprocess)
+    if chain:
+        from .media.enhance import check_chain_output
+
+        check_chain_output(chain, fmt)
+    seed_given = request.seed is not None
+    chosen = request.seed if request.seed is not None else (seed if seed is not None else secrets.randbelow(2**32))
+    params = backend.resolve(request, chosen)
+    the_plan = Plan(request=request, backend=backend, params=params, format=fmt, output=out_path,
+                    seed_given=seed_given, postprocess=chain)  # fmt: skip
+    if check_available:
+        the_plan.check_available()
+    return the_plan
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with anything that is not JSON (a path, an array) as its text."""
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    if isinstance(value, str | int | float | bool) or value is None:
+        return value
+    return str(value)
