@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import Cancelled, InvalidRequest, KinemaError
+from .errors import Cancelled, InvalidRequest, error_dict
 from .request import VideoRequest
 from .video import write_json_atomic
 
@@ -308,15 +308,6 @@ def output_name(row: BatchRow) -> str:
     return f"{stem}-{row.key[:10]}{suffix}"
 
 
-def _error_dict(exc: BaseException) -> dict[str, Any]:
-    if isinstance(exc, KinemaError):
-        data = exc.to_dict()
-        data.setdefault("field", getattr(exc, "field", None))
-        return data
-    return {"type": type(exc).__name__, "code": "generation_failed", "message": f"{type(exc).__name__}: {exc}",
-            "field": None}  # fmt: skip
-
-
 def run_one(request: VideoRequest, chain: list[Any], path: Path, *, cache: Any = None, cancel: Any = None) -> Any:
     """Generate one request with its chain, saved at ``path``: the engine's one path, through the cache if given."""
     from .engine import run
@@ -367,7 +358,7 @@ def run_batch(
         entries.append(entry)
         if row.error is not None or row.request is None:
             entry["status"] = "failed"
-            entry["error"] = _error_dict(row.error or InvalidRequest(f"line {row.line}", "is invalid"))
+            entry["error"] = error_dict(row.error or InvalidRequest(f"line {row.line}", "is invalid"))
             continue
         entry["prompt"] = row.request.prompt
         path = out_dir / output_name(row)
@@ -392,19 +383,19 @@ def run_batch(
     def work(row: BatchRow, entry: dict[str, Any]) -> None:
         assert row.request is not None
         if token.cancelled:
-            entry.update(status="failed", error=_error_dict(Cancelled("the batch was cancelled")))
+            entry.update(status="failed", error=error_dict(Cancelled("the batch was cancelled")))
             return
         t0 = time.perf_counter()
         try:
             result = run_one(row.request, row.postprocess, Path(entry["path"]), cache=cache, cancel=token)
         except KeyboardInterrupt:
             token.cancel()
-            entry.update(status="failed", error=_error_dict(Cancelled("the batch was cancelled")))
+            entry.update(status="failed", error=error_dict(Cancelled("the batch was cancelled")))
             raise
         except Exception as exc:  # one row's failure must not stop the others
             if isinstance(exc, InvalidRequest):  # a backend refused a parameter: name the row's line too
                 exc = _renamed(exc, f"line {row.line}")
-            entry.update(status="failed", error=_error_dict(exc), time=round(time.perf_counter() - t0, 3), path=None)
+            entry.update(status="failed", error=error_dict(exc), time=round(time.perf_counter() - t0, 3), path=None)
         else:
             entry.update(status="done", seed=result.seed, cost=result.cost, time=round(time.perf_counter() - t0, 3),
                          path=str(result.path))  # fmt: skip

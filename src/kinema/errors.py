@@ -3,18 +3,25 @@
 ```
 KinemaError
  ├── InvalidRequest          bad input: names the field, the value given and what is allowed
+ │    └── URLRefused         a URL the service will not fetch (private address, bad scheme...); names the field
  ├── BackendUnavailable      the backend cannot run here (extra missing, key missing, no GPU, ...)
+ │    └── MissingExtra       an optional dependency group is not installed; names the extra
  ├── ModelNotFound           the model id or its weights cannot be found
  ├── ContentRejected         the provider's (or our) moderation refused the prompt or image
  ├── ProviderError           a remote provider failed; carries its own code and message
  │    ├── RateLimited        429 / throttled; carries retry_after seconds when known
- │    └── ProviderTimeout    the task did not finish before the deadline
+ │    ├── ProviderTimeout    the task did not finish before the deadline
+ │    └── UrlExpired         a provider's signed output URL expired: fetch the task again for a fresh one
  ├── Cancelled               the caller cancelled the generation
- └── GenerationFailed        anything else that broke while generating
+ ├── GenerationFailed        anything else that broke while generating
+ ├── WebhookVerificationError  a webhook delivery did not verify (headers, signature, timestamp)
+ └── StoreError              the job store cannot give its guarantees (wrong pragmas, a network filesystem...)
 ```
 
 Every message says what was wrong, where, what is allowed and, where there is one, how to fix it. Secrets never
-appear in messages: provider errors are built from the provider's code and message only.
+appear in messages: provider errors are built from the provider's code and message only. Every error dict (the
+library's ``to_dict``, a job's stored error, a batch report's row, an HTTP error body) derives from these classes:
+:func:`error_dict` turns any exception into one.
 """
 
 from __future__ import annotations
@@ -33,6 +40,11 @@ __all__ = [
     "Cancelled",
     "GenerationFailed",
     "MissingExtra",
+    "URLRefused",
+    "UrlExpired",
+    "WebhookVerificationError",
+    "StoreError",
+    "error_dict",
 ]
 
 
@@ -47,7 +59,9 @@ class KinemaError(Exception):
         self.message = message
 
     def to_dict(self) -> dict[str, Any]:
-        return {"type": type(self).__name__, "code": self.code, "message": self.message}
+        """``type``, ``code``, ``message`` and ``field`` (the input field to blame, or None)."""
+        return {"type": type(self).__name__, "code": self.code, "message": self.message,
+                "field": getattr(self, "field", None)}  # fmt: skip
 
 
 class InvalidRequest(KinemaError, ValueError):
@@ -66,6 +80,18 @@ class InvalidRequest(KinemaError, ValueError):
 
     def to_dict(self) -> dict[str, Any]:
         return {**super().to_dict(), "field": self.field, "allowed": self.allowed}
+
+
+class URLRefused(InvalidRequest):
+    """A URL the service will not fetch. The message is safe to show a client; ``detail`` is for the operator's
+    log (the resolved address, for example), never for the client."""
+
+    code = "url_refused"
+
+    def __init__(self, message: str, *, field: str = "url", detail: str = "") -> None:
+        super().__init__(field, f"refused: {message}")
+        self.reason = message
+        self.detail = detail
 
 
 class BackendUnavailable(KinemaError):
@@ -133,6 +159,12 @@ class ProviderError(KinemaError):
         return {**super().to_dict(), "provider": self.provider, "provider_code": self.provider_code}
 
 
+class UrlExpired(ProviderError):
+    """An output URL answered 401/403/404/410: fetch the task again for a fresh one."""
+
+    code = "url_expired"
+
+
 class RateLimited(ProviderError):
     """The provider asked us to slow down; ``retry_after`` is in seconds when it said."""
 
@@ -159,3 +191,24 @@ class GenerationFailed(KinemaError):
     """The backend failed for a reason that is not the caller's input."""
 
     code = "generation_failed"
+
+
+class WebhookVerificationError(KinemaError, ValueError):
+    """A webhook delivery did not verify: bad or missing headers, a wrong signature, or a timestamp out of
+    tolerance."""
+
+    code = "webhook_verification_failed"
+
+
+class StoreError(KinemaError, RuntimeError):
+    """The job store cannot give the guarantees the service needs (wrong pragmas, a network filesystem...)."""
+
+    code = "store_error"
+
+
+def error_dict(exc: BaseException) -> dict[str, Any]:
+    """Any exception as Kinema's error dict (``type``, ``code``, ``message``, ``field``): a KinemaError's own
+    ``to_dict``; anything else as a :class:`GenerationFailed` that names the exception's class."""
+    if isinstance(exc, KinemaError):
+        return exc.to_dict()
+    return GenerationFailed(f"{type(exc).__name__}: {exc}").to_dict()

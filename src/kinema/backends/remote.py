@@ -51,6 +51,7 @@ from ..errors import (
     ProviderError,
     ProviderTimeout,
     RateLimited,
+    UrlExpired,
 )
 from ..request import ASPECT_RATIOS, VideoRequest
 from .base import BackendOutput, BaseBackend, GenerationContext, GenerationParams, check_option_names
@@ -143,10 +144,6 @@ class LoopOptions:
     request_timeout: float
     backoff: float = 1.5
     jitter: float = 0.25
-
-
-class UrlExpired(Exception):
-    """An output URL answered 401/403/404/410: fetch the task again for a fresh one."""
 
 
 # -- helpers the providers share --------------------------------------------------------------------------------------

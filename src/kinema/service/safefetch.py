@@ -33,6 +33,8 @@ from dataclasses import dataclass, field
 
 import httpx
 
+from ..errors import URLRefused
+
 __all__ = ["SafeFetcher", "URLRefused", "FetchResponse", "is_public_address"]
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -51,16 +53,6 @@ _BLOCKED_NAMES = ("localhost", "metadata", "metadata.google.internal", "metadata
                   "instance-data.ec2.internal")  # fmt: skip
 _BLOCKED_SUFFIXES = (".localhost", ".internal", ".local", ".localdomain", ".home.arpa")
 _LABEL = re.compile(r"^[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?$")
-
-
-class URLRefused(ValueError):
-    """The URL may not be fetched. The message is safe to show a client; ``detail`` is for the operator's log."""
-
-    def __init__(self, message: str, *, field: str = "url", detail: str = "") -> None:
-        super().__init__(f"{field}: refused: {message}")
-        self.field = field
-        self.reason = message
-        self.detail = detail
 
 
 def is_public_address(ip: IPAddress) -> bool:

@@ -33,6 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..errors import StoreError
+
 __all__ = ["Store", "Job", "IdempotencyState", "TERMINAL", "StoreError"]
 
 TERMINAL = ("completed", "failed", "cancelled")
@@ -134,10 +136,6 @@ CREATE TABLE IF NOT EXISTS disabled_endpoints (
     reason TEXT NOT NULL
 );
 """
-
-
-class StoreError(RuntimeError):
-    """The database cannot give the guarantees the service needs (wrong pragmas, a network filesystem...)."""
 
 
 def _loads(text: str | None) -> Any:

@@ -31,6 +31,8 @@ from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from ..errors import WebhookVerificationError
+
 __all__ = [
     "new_secret",
     "sign",
@@ -47,10 +49,6 @@ log = logging.getLogger("kinema.service.webhooks")
 EVENT_TYPES = ("video.started", "video.progress", "video.completed", "video.failed", "video.cancelled")
 TOLERANCE_SECONDS = 5 * 60
 _THROTTLE_STATUSES = (429, 502, 503, 504)
-
-
-class WebhookVerificationError(ValueError):
-    """A delivery did not verify: bad or missing headers, a wrong signature, or a timestamp out of tolerance."""
 
 
 def new_secret() -> str:
