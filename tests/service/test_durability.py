@@ -87,9 +87,8 @@ def test_kill9_mid_job_completes_exactly_once(tmp_path: Path, monkeypatch: pytes
 
 CLAIMER = textwrap.dedent(
     """
-    import importlib.util, json, sqlite3, sys, time
-    spec = importlib.util.spec_from_file_location("store", sys.argv[1])
-    mod = importlib.util.module_from_spec(spec); sys.modules["store"] = mod; spec.loader.exec_module(mod)
+    import json, sqlite3, sys, time
+    import kinema.service.store as mod  # sys.argv[1] is its path, for the record
     store = mod.Store(sys.argv[2])
     claimed, errors = [], []
     while time.time() < float(sys.argv[3]):
@@ -144,17 +143,76 @@ def test_late_completion_of_a_superseded_attempt_is_rejected(tmp_path: Path) -> 
     assert published == ["w2"] and store.get(job.id).status == "completed"
 
 
-def test_attempt_cap_fails_with_the_reason(tmp_path: Path) -> None:
-    store = Store(tmp_path / "db.sqlite3")
-    job = store.submit_job(owner="o", request={"prompt": "p"}, summary={}, max_attempts=2)
-    for _ in range(2):
+def _crash(store: Store, times: int) -> None:
+    for _ in range(times):
         assert store.claim("w", lease_seconds=0.01) is not None
         time.sleep(0.03)
         store.reap()
+
+
+def test_crashes_do_not_spend_the_jobs_attempts(tmp_path: Path) -> None:
+    """Workers killed under a healthy job (the campaign's crash loop) must not fail it: crashes are counted apart
+    from max_attempts, and only a job that loses its worker MAX_CRASHES times in a row is quarantined."""
+    store = Store(tmp_path / "db.sqlite3")
+    job = store.submit_job(owner="o", request={"prompt": "p"}, summary={}, max_attempts=2)
+    _crash(store, 3)  # three crashes: more than max_attempts, fewer than the crash budget
+    got = store.get(job.id)
+    assert got is not None and got.status == "queued" and (got.crashes, got.failures) == (3, 0)
+    claimed = store.claim("w", lease_seconds=30)
+    assert claimed is not None and store.complete(job.id, "w", claimed.attempts, result={}, output_path="x",
+                                                  thumbnail_path=None, expires_at=0)  # fmt: skip
+
+
+def test_a_job_that_keeps_crashing_its_worker_is_quarantined_and_can_be_requeued(tmp_path: Path) -> None:
+    store = Store(tmp_path / "db.sqlite3", max_crashes=2)
+    job = store.submit_job(owner="o", request={"prompt": "p"}, summary={}, max_attempts=3)
+    _crash(store, 2)
     final = store.get(job.id)
-    assert final.status == "failed" and final.attempts == 2
-    assert "worker lost" in final.error["message"] and "max_attempts" in final.error["message"]
+    assert final is not None and final.status == "failed" and final.attempts == 2
+    assert final.error is not None and final.error["code"] == "poison_job" and "quarantined" in final.error["message"]
     assert store.claim("w", lease_seconds=1) is None
+    assert store.requeue(job.id, owner="someone else") is None  # only its owner (or an operator) may
+    again = store.requeue(job.id, owner="o")
+    assert again is not None and again.status == "queued" and (again.crashes, again.failures) == (0, 0)
+    claimed = store.claim("w", lease_seconds=30)
+    assert claimed is not None and claimed.attempts == 3  # attempts keep counting: the lease guard stays unique
+
+
+def test_own_failures_are_retried_up_to_max_attempts(tmp_path: Path) -> None:
+    store = Store(tmp_path / "db.sqlite3")
+    job = store.submit_job(owner="o", request={"prompt": "p"}, summary={}, max_attempts=2)
+    _crash(store, 1)  # a crash in between does not count
+    for expected in ("queued", "failed"):
+        claimed = store.claim("w", lease_seconds=30)
+        assert claimed is not None
+        assert store.fail(job.id, "w", claimed.attempts, {"code": "x", "message": "m"}, retry_after=0) == expected
+    got = store.get(job.id)
+    assert got is not None and (got.failures, got.crashes) == (2, 1)
+
+
+def test_the_database_is_private_to_the_service_user(tmp_path: Path) -> None:
+    store = Store(tmp_path / "kinema.sqlite3")
+    store.submit_job(owner="o", request={"prompt": "a tenant's prompt"}, summary={})
+    for name in ("kinema.sqlite3", "kinema.sqlite3-wal", "kinema.sqlite3-shm"):
+        path = tmp_path / name
+        assert path.exists() and path.stat().st_mode & 0o077 == 0, (name, oct(path.stat().st_mode))
+
+
+def test_an_idempotency_key_held_by_a_dead_process_is_recovered_at_once(tmp_path: Path) -> None:
+    import sqlite3
+
+    db = tmp_path / "db.sqlite3"
+    # a process reserves a key and dies before committing its job (kill -9 between the two)
+    code = (f"import os, kinema.service.store as m; s = m.Store({str(db)!r}); "
+            "print(s.idempotency_begin('o', 'k', 'f', 3600).state); os._exit(0)")  # fmt: skip
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "new", out.stderr
+    held = sqlite3.connect(db).execute("SELECT holder FROM idempotency").fetchone()[0]
+    store = Store(db)  # opening the store recovers it
+    assert store.idempotency_begin("o", "k", "f", 3600).state == "new", held
+    # a live holder's reservation is in flight, with a true Retry-After (when it will be taken over at the latest)
+    found = store.idempotency_begin("o", "k", "f", 3600)
+    assert found.state == "in_flight" and found.retry_after is not None and 100 <= found.retry_after <= 120
 
 
 def test_store_from_an_earlier_version_gains_new_columns(tmp_path: Path) -> None:

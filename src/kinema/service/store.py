@@ -21,9 +21,11 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import os
 import queue
 import secrets
+import socket
 import sqlite3
 import threading
 import time
@@ -41,8 +43,13 @@ TERMINAL = ("completed", "failed", "cancelled")
 #: checked at every connection: a store that cannot promise these refuses to run
 REQUIRED_PRAGMAS = {"journal_mode": "wal", "synchronous": 2, "foreign_keys": 1}
 BUSY_TIMEOUT_MS = 5000
-#: an idempotency key left "in flight" this long belongs to a request that died; the next one takes it over
+#: an idempotency key left "in flight" this long belongs to a request that died; the next one takes it over. A key
+#: held by a process on this host that is gone is taken over at once (see ``idempotency_begin``).
 IDEMPOTENCY_STALE_SECONDS = 120.0
+#: attempts a job may lose to crashed workers (expired leases) before it is quarantined as a poison job. Counted
+#: apart from ``max_attempts``, which counts the job's own failures: a worker killed under a healthy job must not
+#: use up that job's attempts.
+MAX_CRASHES = 5
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -64,6 +71,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     error            TEXT,
     attempts         INTEGER NOT NULL DEFAULT 0,
     max_attempts     INTEGER NOT NULL,
+    failures         INTEGER NOT NULL DEFAULT 0,
+    crashes          INTEGER NOT NULL DEFAULT 0,
     worker           TEXT,
     lease_until      REAL,
     cancel_requested INTEGER NOT NULL DEFAULT 0,
@@ -103,6 +112,7 @@ CREATE TABLE IF NOT EXISTS idempotency (
     body        BLOB,
     job_id      TEXT,
     created_at  REAL NOT NULL,
+    holder      TEXT,
     PRIMARY KEY (owner, key)
 );
 CREATE TABLE IF NOT EXISTS webhook_deliveries (
@@ -178,6 +188,9 @@ class Job:
     seq: int = 0
     #: the latest progress event's details while running: step, total, eta_seconds (and scene, scenes)
     progress_detail: dict[str, Any] | None = None
+    #: attempts that failed on their own (counted against ``max_attempts``) and attempts lost to crashed workers
+    failures: int = 0
+    crashes: int = 0
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> Job:
@@ -191,7 +204,7 @@ class Job:
             provider_task_id=row["provider_task_id"], provider_info=_loads(row["provider_info"]),
             output_path=row["output_path"], thumbnail_path=row["thumbnail_path"], result=_loads(row["result"]),
             webhook_url=row["webhook_url"], metadata=_loads(row["metadata"]) or {}, seq=row["seq"],
-            progress_detail=_loads(row["progress_detail"]),
+            progress_detail=_loads(row["progress_detail"]), failures=row["failures"], crashes=row["crashes"],
         )  # fmt: skip
 
     @property
@@ -207,6 +220,8 @@ class IdempotencyState:
     state: str
     status: int | None = None
     body: bytes | None = None
+    #: with ``in_flight``: seconds until the reservation can be taken over at the latest (a true Retry-After)
+    retry_after: float | None = None
 
 
 def hash_key(secret: str) -> str:
@@ -303,7 +318,43 @@ class _ItemFailed(Exception):
 
 
 #: columns added after the first release, with their declarations: :meth:`Store._migrate` adds them to old stores
-_ADDED_COLUMNS: tuple[tuple[str, str], ...] = (("progress_detail", "TEXT"),)
+_ADDED_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("jobs", "progress_detail", "TEXT"),
+    ("jobs", "failures", "INTEGER NOT NULL DEFAULT 0"),
+    ("jobs", "crashes", "INTEGER NOT NULL DEFAULT 0"),
+    ("idempotency", "holder", "TEXT"),
+)
+
+
+def _process_token(pid: int) -> str | None:
+    """``pid:start-time`` of a live process on this host (the start time tells a reused pid apart), or None when no
+    such process runs. Without /proc (not Linux) a live pid is trusted as it is."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        pass  # it exists, under another user
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return f"{pid}:{stat.rsplit(')', 1)[1].split()[19]}"  # field 22, starttime
+    except (OSError, IndexError):
+        return f"{pid}:?"
+
+
+#: who holds an idempotency key while its request runs: this host and this process
+_HOLDER = f"{socket.gethostname()}/{_process_token(os.getpid())}"
+
+
+def _holder_gone(holder: str | None) -> bool:
+    """True when ``holder`` was a process on this host that no longer runs (so its reservation can go)."""
+    if not holder:
+        return False
+    host, _, token = holder.rpartition("/")
+    if host != socket.gethostname() or not token.partition(":")[0].isdigit():
+        return False  # another machine's process: only the staleness bound applies
+    now = _process_token(int(token.partition(":")[0]))
+    return now is None or (not token.endswith(":?") and not now.endswith(":?") and now != token)
 
 
 class Store:
@@ -313,9 +364,14 @@ class Store:
     process queue on it instead of polling SQLite's busy handler (which sleeps in steps of up to 100 ms). Job
     inserts go through :class:`GroupCommit`."""
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, max_crashes: int = MAX_CRASHES) -> None:
         self.path = Path(path)
+        self.max_crashes = max_crashes
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        # every tenant's prompts are in here: readable by the service's user only (SQLite gives the -wal and -shm
+        # files the database's mode)
+        os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
+        os.chmod(self.path, 0o600)
         self._local = threading.local()
         self._pid = os.getpid()
         self._key_cache: dict[str, tuple[str | None, float]] = {}
@@ -323,16 +379,16 @@ class Store:
         self.writer = GroupCommit(self)
         self.connection().executescript(SCHEMA)
         self._migrate()
+        self.recover_idempotency()
 
     def _migrate(self) -> None:
         """Add the columns later versions introduced to a store created by an earlier one (additive only)."""
         con = self.connection()
-        have = {row["name"] for row in con.execute("PRAGMA table_info(jobs)")}
-        for name, decl in _ADDED_COLUMNS:
-            if name not in have:
+        for table, name, decl in _ADDED_COLUMNS:
+            if name not in {row["name"] for row in con.execute(f"PRAGMA table_info({table})")}:
                 with self.transaction() as tx:
-                    if name not in {row["name"] for row in tx.execute("PRAGMA table_info(jobs)")}:
-                        tx.execute(f"ALTER TABLE jobs ADD COLUMN {name} {decl}")
+                    if name not in {row["name"] for row in tx.execute(f"PRAGMA table_info({table})")}:
+                        tx.execute(f"ALTER TABLE {table} ADD COLUMN {name} {decl}")
 
     # -- connections ----------------------------------------------------------------------------------------
     def connection(self) -> sqlite3.Connection:
@@ -571,18 +627,20 @@ class Store:
         now = time.time()
         with self.transaction() as con:
             row = con.execute(
-                "SELECT attempts, max_attempts FROM jobs WHERE id=? AND worker=? AND attempts=? AND "
+                "SELECT failures, max_attempts FROM jobs WHERE id=? AND worker=? AND attempts=? AND "
                 "status='in_progress'", (job_id, worker, attempt),
             ).fetchone()  # fmt: skip
             if row is None:
                 return None
-            if retry_after is not None and row["attempts"] < row["max_attempts"]:
+            # max_attempts counts the job's own failures; attempts lost to crashed workers are counted apart
+            if retry_after is not None and row["failures"] + 1 < row["max_attempts"]:
                 con.execute("UPDATE jobs SET status='queued', worker=NULL, lease_until=NULL, not_before=?, stage=?,"
-                            " error=? WHERE id=?", (now + retry_after, "retrying", _dumps(error), job_id))  # fmt: skip
+                            " error=?, failures=failures+1 WHERE id=?",
+                            (now + retry_after, "retrying", _dumps(error), job_id))  # fmt: skip
                 self._end_attempt(con, job_id, attempt, "retry", error, now)
                 return "queued"
-            con.execute("UPDATE jobs SET status='failed', completed_at=?, error=?, lease_until=NULL, stage='failed'"
-                        " WHERE id=?", (now, _dumps(error), job_id))  # fmt: skip
+            con.execute("UPDATE jobs SET status='failed', completed_at=?, error=?, lease_until=NULL, stage='failed',"
+                        " failures=failures+1 WHERE id=?", (now, _dumps(error), job_id))  # fmt: skip
             self._end_attempt(con, job_id, attempt, "failed", error, now)
             return "failed"
 
@@ -650,7 +708,7 @@ class Store:
             return changed
         with self.transaction() as con:
             rows = con.execute(
-                "SELECT id, attempts, max_attempts, cancel_requested FROM jobs WHERE status='in_progress'"
+                "SELECT id, attempts, crashes, cancel_requested FROM jobs WHERE status='in_progress'"
                 " AND lease_until < ?", (now,),
             ).fetchall()  # fmt: skip
             for r in rows:
@@ -660,24 +718,40 @@ class Store:
                 }
                 if r["cancel_requested"]:
                     status, err = "cancelled", {"code": "cancelled", "message": "the job was cancelled"}
-                elif r["attempts"] >= r["max_attempts"]:
+                elif r["crashes"] + 1 >= self.max_crashes:
+                    # the same job lost its worker every time: quarantine it rather than crash workers forever
                     status = "failed"
                     err = {
-                        "code": "worker_lost",
-                        "message": f"worker lost: the lease expired on each of "
-                        f"{r['attempts']} attempts (max_attempts reached)",
+                        "code": "poison_job",
+                        "message": f"quarantined: the worker running this job was lost on {r['crashes'] + 1} "
+                        "attempts in a row (a job that crashes its worker); an operator can re-queue it with "
+                        "POST /v1/videos/{id}/retry or 'kinema jobs retry'",
                     }
                 else:
                     status, err = "queued", lost
                 if status == "queued":
                     con.execute("UPDATE jobs SET status='queued', worker=NULL, lease_until=NULL, stage='queued',"
-                                " error=? WHERE id=?", (_dumps(err), r["id"]))  # fmt: skip
+                                " error=?, crashes=crashes+1 WHERE id=?", (_dumps(err), r["id"]))  # fmt: skip
                 else:
                     con.execute("UPDATE jobs SET status=?, completed_at=?, worker=NULL, lease_until=NULL, stage=?,"
-                                " error=? WHERE id=?", (status, now, status, _dumps(err), r["id"]))  # fmt: skip
+                                " error=?, crashes=crashes+? WHERE id=?",
+                                (status, now, status, _dumps(err), int(status == "failed"), r["id"]))  # fmt: skip
                 self._end_attempt(con, r["id"], r["attempts"], "lost", lost, now)
                 changed.append((r["id"], status))
         return changed
+
+    def requeue(self, job_id: str, owner: str | None = None) -> Job | None:
+        """Put a failed job back in the queue with its failure and crash budgets renewed (an operator's retry,
+        e.g. of a quarantined job); returns it, or None when there is no failed job of that id (and owner)."""
+        with self.transaction() as con:
+            where, args = ("id=? AND owner=?", (job_id, owner)) if owner is not None else ("id=?", (job_id,))
+            cur = con.execute(
+                "UPDATE jobs SET status='queued', stage='queued', progress=0, completed_at=NULL, worker=NULL,"
+                f" lease_until=NULL, not_before=0, failures=0, crashes=0 WHERE {where} AND status='failed'", args,
+            )  # fmt: skip
+            if not cur.rowcount:
+                return None
+        return self.get(job_id)
 
     def expired_outputs(self) -> list[Job]:
         """Completed jobs past ``expires_at`` whose files are still there (the purger deletes them)."""
@@ -697,20 +771,36 @@ class Store:
 
     # -- idempotency keys -----------------------------------------------------------------------------------
     def idempotency_begin(self, owner: str, key: str, fingerprint: str, ttl_seconds: float) -> IdempotencyState:
-        """Reserve ``key`` for this request, or say what an earlier request with it decided."""
+        """Reserve ``key`` for this request, or say what an earlier request with it decided.
+
+        A reservation whose request died is taken over: at once when the process that held it is gone from this
+        host, else once it is ``IDEMPOTENCY_STALE_SECONDS`` old. ``in_flight`` carries ``retry_after``: the
+        seconds until the reservation can be taken over at the latest."""
         now = time.time()
         with self.transaction() as con:
             con.execute("DELETE FROM idempotency WHERE created_at < ?", (now - ttl_seconds,))
             row = con.execute("SELECT * FROM idempotency WHERE owner=? AND key=?", (owner, key)).fetchone()
-            if row is None or (row["status"] is None and now - row["created_at"] > IDEMPOTENCY_STALE_SECONDS):
-                con.execute("INSERT OR REPLACE INTO idempotency (owner, key, fingerprint, created_at) VALUES "
-                            "(?, ?, ?, ?)", (owner, key, fingerprint, now))  # fmt: skip
+            if row is None or (row["status"] is None and (now - row["created_at"] > IDEMPOTENCY_STALE_SECONDS
+                                                          or _holder_gone(row["holder"]))):  # fmt: skip
+                con.execute("INSERT OR REPLACE INTO idempotency (owner, key, fingerprint, created_at, holder) VALUES "
+                            "(?, ?, ?, ?, ?)", (owner, key, fingerprint, now, _HOLDER))  # fmt: skip
                 return IdempotencyState("new")
             if row["fingerprint"] != fingerprint:
                 return IdempotencyState("mismatch")
             if row["status"] is None:
-                return IdempotencyState("in_flight")
+                wait = max(1.0, row["created_at"] + IDEMPOTENCY_STALE_SECONDS - now)
+                return IdempotencyState("in_flight", retry_after=float(math.ceil(wait)))
             return IdempotencyState("replay", row["status"], bytes(row["body"]))
+
+    def recover_idempotency(self) -> int:
+        """Forget the reservations of requests whose process on this host is gone (a crash between reserving a key
+        and committing its job); returns how many. Runs when a store is opened."""
+        rows = self.connection().execute("SELECT owner, key, holder FROM idempotency WHERE status IS NULL").fetchall()
+        dead = [(r["owner"], r["key"]) for r in rows if _holder_gone(r["holder"])]
+        if dead:
+            with self.transaction() as con:
+                con.executemany("DELETE FROM idempotency WHERE owner=? AND key=? AND status IS NULL", dead)
+        return len(dead)
 
     def idempotency_finish(self, owner: str, key: str, status: int, body: bytes) -> None:
         with self.transaction() as con:
