@@ -282,3 +282,11 @@ def test_worker_process_sigterm_twice_aborts_and_requeues(tmp_path: Path, monkey
             proc.kill()
     released = store.get(job.id)
     assert released.status == "queued" and released.attempts == 1 and released.worker is None
+
+
+def test_a_revoked_key_stops_working_at_once_in_every_process(tmp_path: Path) -> None:
+    server, cli = Store(tmp_path / "db.sqlite3"), Store(tmp_path / "db.sqlite3")  # two processes' stores
+    key_id, secret = cli.create_key("tenant")
+    assert server.authenticate(secret) == key_id  # now cached in the server for cache_seconds
+    assert cli.revoke_key(key_id)
+    assert server.authenticate(secret) is None  # not 5 s later: now

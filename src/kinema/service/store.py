@@ -375,6 +375,9 @@ class Store:
         self._local = threading.local()
         self._pid = os.getpid()
         self._key_cache: dict[str, tuple[str | None, float]] = {}
+        # touched by every revocation: other processes on this data dir drop their cached keys when it changes
+        self._revocations = self.path.with_name(self.path.name + ".revocations")
+        self._revocations_seen = self._revocations_mark()
         self._write_lock = threading.RLock()
         self.writer = GroupCommit(self)
         self.connection().executescript(SCHEMA)
@@ -831,12 +834,31 @@ class Store:
             cur = con.execute("UPDATE api_keys SET revoked_at=? WHERE id=? AND revoked_at IS NULL",
                               (time.time(), key_id))  # fmt: skip
         self._key_cache.clear()
+        if cur.rowcount == 1:
+            fd = os.open(self._revocations, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            try:
+                os.write(fd, f"{time.time()} {key_id}\n".encode())
+            finally:
+                os.close(fd)
         return cur.rowcount == 1
 
+    def _revocations_mark(self) -> tuple[int, int]:
+        try:
+            st = os.stat(self._revocations)
+        except FileNotFoundError:
+            return (0, 0)
+        return (st.st_mtime_ns, st.st_size)
+
     def authenticate(self, secret: str, cache_seconds: float = 5.0) -> str | None:
-        """The key id for a presented secret, or None. Cached briefly; a revocation is seen within seconds."""
+        """The key id for a presented secret, or None. Cached for ``cache_seconds``, but a revocation takes effect
+        at once: in this process (the cache is cleared) and in every process on the same data dir (a revocation
+        appends to ``<db>.revocations``, whose change each lookup notices with one stat)."""
         digest = hash_key(secret)
         now = time.monotonic()
+        mark = self._revocations_mark()
+        if mark != self._revocations_seen:
+            self._key_cache.clear()
+            self._revocations_seen = mark
         hit = self._key_cache.get(digest)
         if hit is not None and now - hit[1] < cache_seconds:
             return hit[0]
