@@ -104,3 +104,18 @@ def test_protocol_only_backend_gets_the_shared_checks(monkeypatch: pytest.Monkey
     assert kinema.generate("ok", backend="protocol-only").video.frames.shape == (2, 16, 16, 3)
     with pytest.raises(kinema.InvalidRequest, match="^num_frames: 9 is not allowed"):
         kinema.generate("ok", backend="protocol-only", num_frames=9)
+
+
+def test_a_missing_optional_dependency_is_a_missing_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`kinema backends` said "failed to load: No module named 'huggingface_hub'" where every other backend names
+    the extra to install."""
+    monkeypatch.setattr(registry, "_instances", {})
+    monkeypatch.setitem(sys.modules, "huggingface_hub", None)  # `import huggingface_hub` now fails
+    listed = {i.name: i for i in kinema.list_backends()}["diffusers"]
+    assert not listed.usable and listed.reason == "extra 'local' not installed (pip install 'kinema[local]')"
+    # the same when the backend's own module cannot import it
+    monkeypatch.setitem(registry._KNOWN, "diffusers", "kinema_test_absent_dependency:Backend")
+    monkeypatch.setattr(registry, "_instances", {})
+    with pytest.raises(kinema.MissingExtra) as info:
+        kinema.get_backend("diffusers")
+    assert info.value.extra == "local" and "pip install 'kinema[local]'" in info.value.message

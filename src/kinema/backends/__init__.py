@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Any
 
-from ..errors import BackendUnavailable, InvalidRequest
+from ..errors import BackendUnavailable, InvalidRequest, MissingExtra
 from ..request import VideoRequest
 from .base import (
     Availability,
@@ -63,6 +63,11 @@ _KNOWN: dict[str, str] = {
     "pictory": "kinema.backends.pictory:PictoryBackend",
     "modelslab": "kinema.backends.modelslab:ModelsLabBackend",
     "openai": "kinema.backends.openai_videos:OpenAIVideosBackend",
+}
+
+#: the extra that installs what each of Kinema's own backends imports
+_EXTRA_OF: dict[str, str] = {
+    name: ("local" if name == "diffusers" else "cloud") for name in _KNOWN if name != "builtin"
 }
 
 _factories: dict[str, Callable[[], Any]] = {}
@@ -168,6 +173,12 @@ def get_backend(name: str | None = None) -> BaseBackend:
     elif name in _KNOWN:
         try:
             cls = _import(_KNOWN[name])
+        except ModuleNotFoundError as exc:
+            # an optional dependency missing at import time is a missing extra, named as every backend names it
+            missing = (exc.name or "").partition(".")[0]
+            if missing and missing != "kinema" and name in _EXTRA_OF:
+                raise MissingExtra(_EXTRA_OF[name], missing, feature=f"backend {name!r}") from exc
+            raise BackendUnavailable(name, f"could not be imported ({exc})") from exc
         except ImportError as exc:
             raise BackendUnavailable(name, f"could not be imported ({exc})") from exc
         backend = _adapt(cls())
@@ -204,6 +215,12 @@ def list_backends() -> list[BackendInfo]:
             caps = backend.capabilities(None)
             out.append(BackendInfo(name, backend.description, avail.usable, avail.reason, caps.modes,
                                    name == DEFAULT_BACKEND))  # fmt: skip
+        except BackendUnavailable as exc:  # an extra not installed: say which, like availability() does
+            out.append(BackendInfo(name, "", False, exc.reason, (), name == DEFAULT_BACKEND))
+        except ModuleNotFoundError as exc:  # a dependency imported lazily (by capabilities()) is an extra too
+            extra = _EXTRA_OF.get(name)
+            reason = MissingExtra(extra, exc.name or "?").reason if extra else f"failed to load: {exc}"
+            out.append(BackendInfo(name, "", False, reason, (), name == DEFAULT_BACKEND))
         except Exception as exc:  # a broken third-party backend must not break the listing
             out.append(BackendInfo(name, "", False, f"failed to load: {exc}", (), name == DEFAULT_BACKEND))
     return out
