@@ -99,3 +99,19 @@ class LiveServer:
 def live(config: ServiceConfig) -> Iterator[LiveServer]:
     with LiveServer(create_app(config)) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[Any]:
+    """A throwaway PostgreSQL server (tests/service/pg.py), started once per session on a Unix socket; skipped
+    where PostgreSQL or psycopg is missing. Use ``pg_server.new_database()`` for a fresh database per test."""
+    import pg
+
+    reason = pg.why_not()
+    if reason:
+        pytest.skip(reason)
+    server = pg.start_server()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -37,7 +37,7 @@ from typing import Any
 
 from ..errors import StoreError
 
-__all__ = ["Store", "Job", "IdempotencyState", "TERMINAL", "StoreError"]
+__all__ = ["Store", "SQLiteStore", "Job", "IdempotencyState", "TERMINAL", "StoreError"]
 
 TERMINAL = ("completed", "failed", "cancelled")
 #: checked at every connection: a store that cannot promise these refuses to run
@@ -540,6 +540,20 @@ class Store:
         return [dict(r) for r in rows.fetchall()]
 
     # -- jobs: the worker's side ----------------------------------------------------------------------------
+    def wait_for_work(self, timeout: float, kinds: tuple[str, ...] = ("video",)) -> bool:
+        """Wait up to ``timeout`` seconds for a runnable queued job of ``kinds`` (SQLite has no notifications: this
+        polls with a cheap read every 0.1 s); True when there is one, False on timeout."""
+        deadline = time.monotonic() + timeout
+        marks = ",".join("?" for _ in kinds)
+        while True:
+            if self.connection().execute(f"SELECT 1 FROM jobs WHERE status='queued' AND not_before<=? AND kind IN"
+                                         f" ({marks}) LIMIT 1", (time.time(), *kinds)).fetchone():  # fmt: skip
+                return True
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            time.sleep(min(0.1, left))
+
     def claim(self, worker: str, lease_seconds: float, kinds: tuple[str, ...] = ("video",)) -> Job | None:
         """Take the oldest runnable queued job (one transaction; concurrent claimers never get the same job)."""
         now = time.time()
@@ -930,3 +944,7 @@ class Store:
                         (url, time.time(), reason))  # fmt: skip
             con.execute("UPDATE webhook_deliveries SET state='disabled', updated_at=? WHERE url=? AND state='pending'",
                         (time.time(), url))  # fmt: skip
+
+
+#: the SQLite store under the name :mod:`kinema.service.stores` gives it (``Store`` there is the contract)
+SQLiteStore = Store
