@@ -140,6 +140,15 @@ def wan_i2v() -> Any:
     )  # fmt: skip
 
 
+def wan22_a14b() -> Any:
+    """Wan2.2 T2V-A14B layout: two transformers (high- and low-noise experts) and ``boundary_ratio``."""
+    from diffusers import WanPipeline
+
+    high, low = _wan_transformer(16, 16), _wan_transformer(16, 16)
+    return WanPipeline(tokenizer=t5_tokenizer(), text_encoder=t5_encoder(umt5=True), vae=_wan_vae(), transformer=high,
+                       transformer_2=low, scheduler=_flow_unipc(12.0), boundary_ratio=0.875)  # fmt: skip
+
+
 def wan22_ti2v() -> Any:
     """Wan2.2 TI2V-5B layout: a 48-channel VAE with 16x spatial compression, ``expand_timesteps=True``."""
     from diffusers import AutoencoderKLWan, WanPipeline
@@ -315,6 +324,7 @@ BUILDERS: dict[str, Callable[[], Any]] = {
     "wan-t2v": wan_t2v,
     "wan-i2v": wan_i2v,
     "wan22-ti2v": wan22_ti2v,
+    "wan22-a14b": wan22_a14b,
     "ltx": ltx,
     "cogvideox": cogvideox,
     "cogvideox-i2v": cogvideox_i2v,

@@ -22,9 +22,20 @@ from typing import Any
 from .base import Capabilities
 
 __all__ = ["CatalogEntry", "Family", "CATALOG", "FAMILIES", "get_entry", "find_by_repo", "family_for_pipeline",
-           "derive_capabilities", "DEFAULT_MODEL"]  # fmt: skip
+           "derive_capabilities", "DEFAULT_MODEL", "MemoryEstimate", "estimate_memory", "component_bytes",
+           "scaled_work", "WAN_NEGATIVE_PROMPT", "read_json"]  # fmt: skip
 
 DEFAULT_MODEL = "wan2.1-t2v-1.3b"
+
+
+#: The Wan authors' negative prompt, applied whenever none is given (Wan-Video/Wan2.1 and Wan2.2
+#: ``wan/configs/shared_config.py`` ``sample_neg_prompt``; ``wan/text2video.py``: ``if n_prompt == "": n_prompt =
+#: self.sample_neg_prompt``)
+WAN_NEGATIVE_PROMPT = (
+    "色调艳丽，过曝，静态，细节模糊不清，字幕，风格，作品，画作，画面，静止，整体发灰，最差质量，低质量，JPEG压缩残留，丑陋的，"
+    "残缺的，多余的手指，画得不好的手部，画得不好的脸部，畸形的，毁容的，形态畸形的肢体，手指融合，静止不动的画面，杂乱的背景，"
+    "三条腿，背景人很多，倒着走"
+)
 
 
 @dataclass(frozen=True)
@@ -43,17 +54,33 @@ class Family:
     max_guidance: float = 30.0
     negative_prompt: bool = True
     prompt: bool = True  # SVD ignores the prompt
+    work_gb: float = 6.0  # activations and decode at the default size (GB), for checkpoints outside the catalog
+    vae_float32: bool = False  # Wan: the authors and diffusers' docs keep the VAE in float32
+    default_negative_prompt: str | None = None  # Wan: the authors' negative prompt
 
 
 FAMILIES: dict[str, Family] = {
-    "wan": Family("wan", "WanPipeline", "WanImageToVideoPipeline", None, (832, 480), 81, 16.0, 50, 5.0),
+    "wan": Family(
+        "wan",
+        "WanPipeline",
+        "WanImageToVideoPipeline",
+        None,
+        (832, 480),
+        81,
+        16.0,
+        50,
+        5.0,
+        work_gb=5.4,
+        vae_float32=True,
+        default_negative_prompt=WAN_NEGATIVE_PROMPT,
+    ),  # fmt: skip
     "ltx": Family(
         "ltx", "LTXPipeline", "LTXImageToVideoPipeline", "LTXConditionPipeline", (768, 512), 121, 24.0, 50, 3.0
     ),  # fmt: skip
     "cogvideox": Family(
         "cogvideox", "CogVideoXPipeline", "CogVideoXImageToVideoPipeline", None, (720, 480), 49, 8.0, 50, 6.0
     ),  # fmt: skip
-    "hunyuan": Family("hunyuan", "HunyuanVideoPipeline", None, None, (1280, 720), 129, 24.0, 50, 6.0),
+    "hunyuan": Family("hunyuan", "HunyuanVideoPipeline", None, None, (1280, 720), 129, 24.0, 50, 6.0, work_gb=18.7),
     "svd": Family(
         "svd",
         None,
@@ -68,7 +95,7 @@ FAMILIES: dict[str, Family] = {
         negative_prompt=False,
         prompt=False,
     ),  # fmt: skip
-    "modelscope": Family("modelscope", "TextToVideoSDPipeline", None, None, (256, 256), 16, 8.0, 50, 9.0),
+    "modelscope": Family("modelscope", "TextToVideoSDPipeline", None, None, (256, 256), 16, 8.0, 50, 9.0, work_gb=2.0),
 }
 
 #: diffusers pipeline class (as in model_index.json) -> (family, modes that checkpoint offers)
@@ -118,8 +145,8 @@ class CatalogEntry:
     default_guidance: float
     license: str
     commercial_use: bool
-    min_gpu_gb: float  # approximate minimum GPU memory at the default size, with offload="model"
-    weights_gb: float  # approximate size of all weights at 16-bit (what offload="none" must hold)
+    params_b: dict[str, float]  # parameters per component, in billions (model cards / configs): memory estimates
+    work_gb: float  # activations and VAE decode at the default size, in GB, on top of the weights (see docs)
     sizes: tuple[tuple[int, int], ...] | None = None  # fixed sizes, where the model takes only these
     min_size: int = 128
     max_size: int = 1920
@@ -132,6 +159,11 @@ class CatalogEntry:
     revision: str | None = None  # a commit id to pin; None: the "main" snapshot kinema pull fetched
     variant: str | None = None  # weight file variant to download and load ("fp16")
     vae_float32: bool = False  # keep the VAE in float32 (Wan's recommendation)
+    #: component -> dtype the authors use, applied with dtype=auto on a GPU ("default" for the rest)
+    dtypes: dict[str, str] = field(default_factory=dict)
+    #: a scheduler class (and from_config overrides) the authors pair with these defaults
+    scheduler: tuple[str, dict[str, Any]] | None = None
+    default_negative_prompt: str | None = None  # what the authors apply when the user gives none
     call_defaults: dict[str, Any] = field(default_factory=dict)  # extra pipeline-call arguments
     gated: bool = False  # the Hub asks users to accept the licence first (pull needs HF_TOKEN)
     aliases: tuple[str, ...] = ()
@@ -152,15 +184,114 @@ class CatalogEntry:
             negative_prompt=self.negative_prompt, notes=f"{self.license}" + (f"; {self.notes}" if self.notes else ""),
         )  # fmt: skip
 
+    def memory(self, offload: str = "model", text_encoder_device: str = "auto") -> MemoryEstimate:
+        """The GPU memory this model needs at its default size in 16-bit (VAE in float32 where Kinema keeps it)."""
+        return estimate_memory(self.params_b, component_bytes(self.params_b, 2.0, self.vae_float32), self.work_gb,
+                               offload, text_encoder_device=text_encoder_device)  # fmt: skip
+
+    @property
+    def min_gpu_gb(self) -> float:
+        """GPU memory at the default size with offload=model (the catalog's "GPU GB" column)."""
+        return round(self.memory("model").gpu_gb, 1)
+
+    @property
+    def weights_gb(self) -> float:
+        """All weights at 16-bit (VAE float32 where kept): what offload=none holds before any activation."""
+        return round(self.memory("none").weights_gb, 1)
+
     def to_dict(self) -> dict[str, Any]:
         from dataclasses import asdict
 
         data = asdict(self)
         data["frame_rule"] = self.frame_rule()
+        data["min_gpu_gb"] = self.min_gpu_gb
+        data["weights_gb"] = self.weights_gb
         return data
 
 
-_WAN = dict(family="wan", license="Apache-2.0", commercial_use=True, vae_float32=True)
+# -- memory ------------------------------------------------------------------------------------------------------
+
+_TEXT_ENCODERS = ("text_encoder", "text_encoder_2", "text_encoder_3")
+_STREAM_MARGIN_GB = 1.0  # sequential / group offload: the layers in flight and the prefetched group
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    """What a model needs in GPU and CPU memory with one offload mode, and what the figure assumes."""
+
+    gpu_gb: float
+    cpu_gb: float
+    weights_gb: float  # all weights, wherever they live
+    assumes: str
+
+
+def component_bytes(params_b: dict[str, float], default: float, vae_float32: bool = False,
+                    overrides: dict[str, float] | None = None) -> dict[str, float]:  # fmt: skip
+    """Bytes per parameter of each component: ``default``; 4 for the VAE and image encoder when Kinema keeps them in
+    float32 (Wan); then ``overrides``."""
+    out = {name: default for name in params_b}
+    for name in ("vae", "image_encoder"):
+        if vae_float32 and name in out:
+            out[name] = 4.0
+    out.update({k: v for k, v in (overrides or {}).items() if k in out})
+    return out
+
+
+def estimate_memory(params_b: dict[str, float], bytes_per: dict[str, float], work_gb: float, offload: str, *,
+                    text_encoder_device: str = "auto", group_exclude: tuple[str, ...] = ("vae",),
+                    low_cpu_mem_usage: bool = False) -> MemoryEstimate:  # fmt: skip
+    """GPU and CPU memory (GB) from each component's parameter count x bytes per parameter, and the offload mode.
+
+    - ``none``: every component on the GPU, plus ``work_gb`` (activations and the VAE decode).
+    - ``model``: one component on the GPU at a time: the larger of the biggest text encoder and the biggest other
+      component plus ``work_gb``.
+    - ``sequential``: weights stream layer by layer: ``work_gb`` plus a margin for the layers in flight.
+    - ``group``: the excluded components (the VAE by default) sit on the GPU, the rest streams: their weights plus
+      ``work_gb`` plus a margin; CPU memory holds twice the streamed weights (pinned copies) unless
+      ``low_cpu_mem_usage``.
+    ``text_encoder_device="cpu"`` keeps the text encoders off the GPU in every mode.
+    """
+    gb = {name: params_b[name] * bytes_per.get(name, 2.0) for name in params_b}
+    total = sum(gb.values())
+    text_cpu = text_encoder_device == "cpu"
+    on_gpu = {n: v for n, v in gb.items() if not (text_cpu and n in _TEXT_ENCODERS)}
+    text = [v for n, v in on_gpu.items() if n in _TEXT_ENCODERS]
+    rest = [v for n, v in on_gpu.items() if n not in _TEXT_ENCODERS]
+    cpu_text = sum(v for n, v in gb.items() if n in _TEXT_ENCODERS) if text_cpu else 0.0
+    where = "text encoders on the CPU" if text_cpu else "text encoders on the GPU"
+    if offload == "none":
+        gpu, cpu = sum(on_gpu.values()) + work_gb, cpu_text
+        assumes = f"all weights on the GPU ({where}) plus activations and decode"
+    elif offload == "model":
+        gpu = max(max(text, default=0.0), max(rest, default=0.0) + work_gb)
+        cpu = total
+        assumes = f"one component on the GPU at a time ({where}): the largest plus activations and decode"
+    elif offload == "sequential":
+        gpu, cpu = work_gb + _STREAM_MARGIN_GB, total
+        assumes = "weights streamed layer by layer: activations and decode plus the layers in flight"
+    else:
+        kept = sum(v for n, v in on_gpu.items() if n in group_exclude)
+        streamed = sum(v for n, v in on_gpu.items() if n not in group_exclude)
+        gpu = kept + work_gb + _STREAM_MARGIN_GB
+        cpu = streamed * (1.0 if low_cpu_mem_usage else 2.0) + cpu_text
+        assumes = (f"group offload: {', '.join(group_exclude) or 'nothing'} kept on the GPU, the rest streamed "
+                   f"({where}); CPU memory {'1x' if low_cpu_mem_usage else '2x'} the streamed weights")  # fmt: skip
+    return MemoryEstimate(round(gpu, 2), round(cpu, 2), round(total, 2), assumes)
+
+
+def scaled_work(work_gb: float, default: tuple[int, int, int], size: tuple[int, int, int]) -> float:
+    """``work_gb`` (given at the default width x height x frames) scaled linearly to another size."""
+    base = default[0] * default[1] * default[2]
+    return work_gb * (size[0] * size[1] * size[2]) / base if base else work_gb
+
+
+_UMT5 = 5.68  # UMT5-XXL encoder (Wan): ~11.4 GB in bf16
+_WAN_VAE = 0.127  # Wan2.1 VAE: ~0.5 GB in float32
+_T5XXL = 4.76  # T5-v1.1-XXL encoder (CogVideoX, LTX): ~9.5 GB in 16-bit
+_COG_DPM = ("CogVideoXDPMScheduler", {"timestep_spacing": "trailing"})  # THUDM/CogVideo inference/cli_demo.py
+
+_WAN = dict(family="wan", license="Apache-2.0", commercial_use=True, vae_float32=True,
+            default_negative_prompt=WAN_NEGATIVE_PROMPT)  # fmt: skip
 _WAN_T2V = dict(_WAN, pipeline="WanPipeline", modes=("t2v",))
 
 CATALOG: dict[str, CatalogEntry] = {
@@ -179,9 +310,9 @@ CATALOG: dict[str, CatalogEntry] = {
             default_fps=16.0,
             default_steps=50,
             default_guidance=5.0,
-            flow_shift=3.0,
-            min_gpu_gb=8.2,
-            weights_gb=14.0,
+            flow_shift=5.0,  # Wan2.1 generate.py _validate_args: 5.0 for text-to-video (3.0 is its 480p i2v value)
+            params_b={"transformer": 1.42, "text_encoder": _UMT5, "vae": _WAN_VAE},
+            work_gb=5.4,
             notes="trained at 480p; 720p works but is less stable",
         ),
         CatalogEntry(
@@ -198,8 +329,8 @@ CATALOG: dict[str, CatalogEntry] = {
             default_steps=50,
             default_guidance=5.0,
             flow_shift=5.0,
-            min_gpu_gb=32.0,
-            weights_gb=40.0,
+            params_b={"transformer": 14.3, "text_encoder": _UMT5, "vae": _WAN_VAE},
+            work_gb=12.5,
         ),
         CatalogEntry(
             id="wan2.1-i2v-14b-480p",
@@ -217,8 +348,8 @@ CATALOG: dict[str, CatalogEntry] = {
             default_steps=40,
             default_guidance=5.0,
             flow_shift=3.0,
-            min_gpu_gb=32.0,
-            weights_gb=41.0,
+            params_b={"transformer": 14.3, "text_encoder": _UMT5, "vae": _WAN_VAE, "image_encoder": 0.63},
+            work_gb=5.4,
         ),
         CatalogEntry(
             id="wan2.2-ti2v-5b",
@@ -236,8 +367,8 @@ CATALOG: dict[str, CatalogEntry] = {
             default_steps=50,
             default_guidance=5.0,
             flow_shift=5.0,
-            min_gpu_gb=24.0,
-            weights_gb=21.0,
+            params_b={"transformer": 5.0, "text_encoder": _UMT5, "vae": 0.7},
+            work_gb=13.0,
             notes="one model for text and image to video at 720p, 24 fps",
         ),
         CatalogEntry(
@@ -255,8 +386,8 @@ CATALOG: dict[str, CatalogEntry] = {
             default_guidance=4.0,
             guidance_2=3.0,
             flow_shift=12.0,
-            min_gpu_gb=32.0,
-            weights_gb=68.0,
+            params_b={"transformer": 14.3, "transformer_2": 14.3, "text_encoder": _UMT5, "vae": _WAN_VAE},
+            work_gb=12.5,
             notes="two 14B experts (high- and low-noise); guidance_2 is the low-noise expert's",
         ),
         CatalogEntry(
@@ -276,8 +407,8 @@ CATALOG: dict[str, CatalogEntry] = {
             default_guidance=3.5,
             guidance_2=3.5,
             flow_shift=5.0,
-            min_gpu_gb=32.0,
-            weights_gb=68.0,
+            params_b={"transformer": 14.3, "transformer_2": 14.3, "text_encoder": _UMT5, "vae": _WAN_VAE},
+            work_gb=12.5,
             notes="two 14B experts (high- and low-noise)",
         ),
         CatalogEntry(
@@ -297,8 +428,8 @@ CATALOG: dict[str, CatalogEntry] = {
             default_guidance=1.0,
             license="LTXV Open Weights License (0.9.7 and later; see the repo's LICENSE)",
             commercial_use=True,
-            min_gpu_gb=30.0,
-            weights_gb=36.0,
+            params_b={"transformer": 13.0, "text_encoder": _T5XXL, "vae": 0.5},
+            work_gb=6.0,
             call_defaults={
                 "decode_timestep": 0.05,
                 "decode_noise_scale": 0.025,
@@ -325,8 +456,9 @@ CATALOG: dict[str, CatalogEntry] = {
             default_guidance=6.0,
             license="Apache-2.0",
             commercial_use=True,
-            min_gpu_gb=12.0,
-            weights_gb=13.0,
+            params_b={"transformer": 1.69, "text_encoder": _T5XXL, "vae": 0.215},
+            work_gb=4.0,
+            dtypes={"default": "float16"},
             aliases=("THUDM/CogVideoX-2b",),
         ),
         CatalogEntry(
@@ -346,10 +478,11 @@ CATALOG: dict[str, CatalogEntry] = {
             default_steps=50,
             default_guidance=6.0,
             call_defaults={"use_dynamic_cfg": True},
+            scheduler=_COG_DPM,
             license="CogVideoX License (commercial use needs registration)",
             commercial_use=False,
-            min_gpu_gb=18.0,
-            weights_gb=21.0,
+            params_b={"transformer": 5.57, "text_encoder": _T5XXL, "vae": 0.215},
+            work_gb=5.0,
             aliases=("THUDM/CogVideoX-5b",),
         ),
         CatalogEntry(
@@ -369,11 +502,14 @@ CATALOG: dict[str, CatalogEntry] = {
             default_steps=50,
             default_guidance=6.0,
             call_defaults={"use_dynamic_cfg": True},
+            scheduler=_COG_DPM,
             license="CogVideoX License (commercial use needs registration)",
             commercial_use=False,
-            min_gpu_gb=18.0,
-            weights_gb=21.0,
+            params_b={"transformer": 5.57, "text_encoder": _T5XXL, "vae": 0.215},
+            work_gb=5.0,
+            min_frames=49,
             aliases=("THUDM/CogVideoX-5b-I2V",),
+            notes="49 frames only: its learned positional embedding is for 49 frames",
         ),
         CatalogEntry(
             id="hunyuanvideo",
@@ -393,9 +529,10 @@ CATALOG: dict[str, CatalogEntry] = {
             flow_shift=7.0,
             license="Tencent Hunyuan Community License (not licensed in the EU, UK and South Korea)",
             commercial_use=True,
-            min_gpu_gb=45.0,
-            weights_gb=41.0,
-            notes="guidance is embedded (distilled): the negative prompt is not used",
+            params_b={"transformer": 12.8, "text_encoder": 7.5, "text_encoder_2": 0.123, "vae": 0.246},
+            work_gb=18.7,
+            dtypes={"default": "float16", "transformer": "bfloat16"},
+            notes="guidance is embedded (distilled); a negative prompt turns on true CFG (option true_cfg_scale)",
         ),
         CatalogEntry(
             id="svd",
@@ -418,10 +555,11 @@ CATALOG: dict[str, CatalogEntry] = {
             negative_prompt=False,
             prompt=False,
             variant="fp16",
+            dtypes={"default": "float16"},
             license="SVD non-commercial community licence (not for commercial use)",
             commercial_use=False,
-            min_gpu_gb=10.0,
-            weights_gb=4.5,
+            params_b={"unet": 1.52, "vae": 0.098, "image_encoder": 0.632},
+            work_gb=6.0,
             gated=True,
             notes="image-to-video only; the prompt is ignored",
         ),
@@ -446,10 +584,11 @@ CATALOG: dict[str, CatalogEntry] = {
             negative_prompt=False,
             prompt=False,
             variant="fp16",
+            dtypes={"default": "float16"},
             license="SVD non-commercial community licence (not for commercial use)",
             commercial_use=False,
-            min_gpu_gb=12.0,
-            weights_gb=4.5,
+            params_b={"unet": 1.52, "vae": 0.098, "image_encoder": 0.632},
+            work_gb=8.0,
             gated=True,
             notes="image-to-video only; the prompt is ignored",
         ),
@@ -471,10 +610,11 @@ CATALOG: dict[str, CatalogEntry] = {
             default_steps=25,
             default_guidance=9.0,
             variant="fp16",
+            scheduler=("DPMSolverMultistepScheduler", {}),  # diffusers v0.35 text_to_video.md: 25 steps with it
             license="CC-BY-NC-4.0 (non-commercial)",
             commercial_use=False,
-            min_gpu_gb=8.0,
-            weights_gb=3.5,
+            params_b={"unet": 1.41, "text_encoder": 0.354, "vae": 0.084},
+            work_gb=2.0,
             aliases=("damo-vilab/text-to-video-ms-1.7b",),
         ),
     ]
@@ -500,7 +640,7 @@ def find_by_repo(repo: str) -> CatalogEntry | None:
 # -- capabilities of a checkpoint that is not in the catalog ---------------------------------------------------------
 
 
-def _read_json(path: Path) -> dict[str, Any]:
+def read_json(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError):
@@ -516,8 +656,8 @@ def _patch(value: Any, index: int = -1) -> int:
 
 def compression(folder: Path, family: str) -> tuple[int, int]:
     """(pixels per side that must divide the size, temporal compression) read from the VAE and denoiser configs."""
-    vae = _read_json(folder / "vae" / "config.json")
-    net = _read_json(folder / "transformer" / "config.json") or _read_json(folder / "unet" / "config.json")
+    vae = read_json(folder / "vae" / "config.json")
+    net = read_json(folder / "transformer" / "config.json") or read_json(folder / "unet" / "config.json")
     if family == "wan":
         spatial = int(vae.get("scale_factor_spatial") or 2 ** len(vae.get("temperal_downsample", [0, 0, 0])))
         temporal = int(
@@ -542,7 +682,7 @@ def compression(folder: Path, family: str) -> tuple[int, int]:
 
 
 def read_model_index(folder: Path) -> dict[str, Any]:
-    return _read_json(folder / "model_index.json")
+    return read_json(folder / "model_index.json")
 
 
 def derive_capabilities(folder: Path, class_name: str | None = None) -> tuple[Capabilities, Family]:
@@ -564,7 +704,7 @@ def derive_capabilities(folder: Path, class_name: str | None = None) -> tuple[Ca
     if step > 1 and (frames - offset) % step:
         frames = ((frames - offset) // step) * step + offset
     if family.name == "svd":
-        unet = _read_json(folder / "unet" / "config.json")
+        unet = read_json(folder / "unet" / "config.json")
         frames = int(unet.get("num_frames", frames))
     w, h = family.default_size
     caps = Capabilities(

@@ -12,6 +12,10 @@ Backend options (``--option KEY=VALUE`` on the command line, ``options={...}`` i
                    bfloat16 | float16 | float32
 ``offload``        none | model (one component on the GPU at a time) | sequential (layer by layer, slowest,
                    least memory) | group (transformer blocks streamed with CUDA streams: low memory, fast)
+``offload_exclude`` offload=group: components kept whole on the GPU (default: vae) - a list or "a,b"; "" for none
+``low_cpu_mem_usage`` offload=group: pin tensors on the fly instead of holding pinned copies (less CPU memory)
+``text_encoder_device`` auto (with the rest) | cpu: encode the prompt on the CPU, keeping the text encoders off
+                   the GPU (Wan, LTX, CogVideoX; the Wan authors' ``--t5_cpu``)
 ``vae_tiling``     true | false: decode in spatial tiles (lower peak memory at large sizes)
 ``vae_slicing``    true | false: decode frame batches one at a time (SVD: a smaller decode chunk)
 ``attention``      sdpa (PyTorch scaled-dot-product attention, the default) | flash | flash3 | sage | flex
@@ -19,8 +23,12 @@ Backend options (``--option KEY=VALUE`` on the command line, ``options={...}`` i
 ``cache``          none | firstblock | taylorseer: diffusers' step-caching hooks on the transformer
 ``cache_threshold`` FirstBlockCache threshold (default 0.05; higher is faster and lossier)
 ``lora``           "PATH[:SCALE]" or a list of them (a .safetensors file, a folder or a cached Hub repo)
-``shift``          the flow-matching scheduler's shift (catalog default per model)
+``shift``          the flow-matching scheduler's shift (catalog default per model; flow-matching models only)
 ``guidance_2``     Wan2.2 A14B: guidance of the low-noise expert
+``true_cfg_scale`` HunyuanVideo: true classifier-free guidance with the negative prompt (default 6.0 when a
+                   negative prompt is given)
+``motion_bucket_id``, ``noise_aug_strength``, ``decode_chunk_size``  Stable Video Diffusion's micro-conditioning
+                   (pipeline defaults 127 and 0.02) and VAE decode chunk (default 8, as in diffusers' SVD docs)
 ``max_sequence_length``  text tokens given to the text encoder
 ``revision``       which cached snapshot (commit id or branch) of a Hub repo to load
 =================  ==========================================================================================
@@ -33,6 +41,7 @@ from __future__ import annotations
 
 import gc
 import inspect
+import math
 import os
 import re
 import threading
@@ -42,7 +51,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import Cancelled, GenerationFailed, InvalidRequest, ModelNotFound
+from ..errors import Cancelled, GenerationFailed, InvalidRequest, KinemaError, MissingExtra, ModelNotFound
 from ..request import VideoRequest
 from .base import (
     BackendOutput,
@@ -58,15 +67,19 @@ from .catalog import (
     DEFAULT_MODEL,
     CatalogEntry,
     Family,
+    MemoryEstimate,
     derive_capabilities,
+    estimate_memory,
     family_for_pipeline,
     get_entry,
+    read_json,
     read_model_index,
+    scaled_work,
     supported_pipelines,
 )
 
 __all__ = ["DiffusersBackend", "Located", "locate", "hub_cache_dir", "validate_options", "check_fits",
-           "parse_lora", "OPTION_DEFAULTS"]  # fmt: skip
+           "parse_lora", "OPTION_DEFAULTS", "memory_estimate", "component_dtypes", "diffusers_name"]  # fmt: skip
 
 _REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
 _WEIGHT_SUFFIXES = (".safetensors",)
@@ -183,15 +196,18 @@ def _from_folder(model: str, kind: str, repo: str | None, folder: Path, index: d
 # -- options -------------------------------------------------------------------------------------------------------
 
 OPTION_DEFAULTS: dict[str, Any] = {
-    "device": "auto", "dtype": "auto", "offload": "none", "vae_tiling": False, "vae_slicing": False,
-    "attention": "sdpa", "compile": False, "cache": "none", "cache_threshold": 0.05, "lora": [], "shift": None,
-    "guidance_2": None, "max_sequence_length": None, "revision": None,
+    "device": "auto", "dtype": "auto", "offload": "none", "offload_exclude": ["vae"], "low_cpu_mem_usage": False,
+    "text_encoder_device": "auto", "vae_tiling": False, "vae_slicing": False, "attention": "sdpa", "compile": False,
+    "cache": "none", "cache_threshold": 0.05, "lora": [], "shift": None, "guidance_2": None, "true_cfg_scale": None,
+    "motion_bucket_id": None, "noise_aug_strength": None, "decode_chunk_size": None, "max_sequence_length": None,
+    "revision": None,
 }  # fmt: skip
 _CHOICES = {
     "offload": ("none", "model", "sequential", "group"),
     "cache": ("none", "firstblock", "taylorseer"),
     "attention": ("sdpa", "flash", "flash3", "sage", "flex"),
     "dtype": ("auto", "bfloat16", "float16", "float32"),
+    "text_encoder_device": ("auto", "cpu"),
 }
 _DTYPE_ALIASES = {"bf16": "bfloat16", "fp16": "float16", "half": "float16", "fp32": "float32", "float": "float32"}
 _ATTENTION_BACKENDS = {"sdpa": "native", "flash": "flash", "flash3": "_flash_3", "sage": "sage", "flex": "flex"}
@@ -218,6 +234,17 @@ def _number(key: str, value: Any, low: float, high: float, integer: bool = False
         raise InvalidRequest(f"options.{key}", f"{value!r} is not {kind} from {low:g} to {high:g}", value=value,
                              allowed=f"{low:g} to {high:g}")  # fmt: skip
     return int(num) if integer else num
+
+
+def _names(key: str, value: Any) -> list[str]:
+    """A list of component names from a list or a comma-separated string ("" or "none": no names)."""
+    items = value if isinstance(value, list | tuple) else str(value).split(",")
+    names = [str(v).strip() for v in items if str(v).strip() and str(v).strip().lower() != "none"]
+    for name in names:
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+            raise InvalidRequest(f"options.{key}", f"{name!r} is not a component name", value=value,
+                                 allowed="component names such as vae, text_encoder, image_encoder")  # fmt: skip
+    return names
 
 
 def parse_lora(value: Any) -> list[tuple[str, float]]:
@@ -260,14 +287,18 @@ def validate_options(options: dict[str, Any]) -> dict[str, Any]:
             raise InvalidRequest(f"options.{key}", f"{opts[key]!r} is not one of its values", value=opts[key],
                                  allowed=", ".join(choices))  # fmt: skip
         opts[key] = value
-    for key in ("vae_tiling", "vae_slicing", "compile"):
+    for key in ("vae_tiling", "vae_slicing", "compile", "low_cpu_mem_usage"):
         opts[key] = _bool(key, opts[key])
+    opts["offload_exclude"] = _names("offload_exclude", opts["offload_exclude"])
     opts["cache_threshold"] = _number("cache_threshold", opts["cache_threshold"], 0.0, 1.0)
     opts["lora"] = parse_lora(opts["lora"]) if opts["lora"] else []
     if opts["shift"] is not None:
         opts["shift"] = _number("shift", opts["shift"], 0.01, 100.0)
-    if opts["guidance_2"] is not None:
-        opts["guidance_2"] = _number("guidance_2", opts["guidance_2"], 0.0, 100.0)
+    for key, low, high, integer in (("guidance_2", 0.0, 100.0, False), ("true_cfg_scale", 1.0, 30.0, False),
+                                    ("motion_bucket_id", 0, 1023, True), ("noise_aug_strength", 0.0, 1.0, False),
+                                    ("decode_chunk_size", 1, 1024, True)):  # fmt: skip
+        if opts[key] is not None:
+            opts[key] = _number(key, opts[key], low, high, integer)
     if opts["max_sequence_length"] is not None:
         opts["max_sequence_length"] = _number("max_sequence_length", opts["max_sequence_length"], 1, 4096, True)
     if opts["revision"] is not None and not re.fullmatch(r"[\w./-]{1,128}", str(opts["revision"])):
@@ -328,33 +359,216 @@ def memory_advice(opts: dict[str, Any]) -> str:
     return "; ".join(tips)
 
 
-def check_fits(model: str, need_bytes: float, free_bytes: float, total_bytes: float, opts: dict[str, Any]) -> None:
-    """Refuse before loading when the weights alone cannot fit in GPU memory without offloading."""
-    if opts["offload"] != "none" or need_bytes <= 0.9 * free_bytes:
+def check_fits(model: str, estimate: MemoryEstimate, free_bytes: float, total_bytes: float,
+               opts: dict[str, Any]) -> None:  # fmt: skip
+    """Refuse before loading when the estimate for this offload mode exceeds the GPU's free memory (every mode)."""
+    need = estimate.gpu_gb * 1e9
+    if need <= free_bytes:
         return
     raise GenerationFailed(
-        f"{model} needs about {need_bytes / _GIB:.1f} GiB of GPU memory for its weights alone, but the GPU has "
-        f"{free_bytes / _GIB:.1f} GiB free of {total_bytes / _GIB:.1f} GiB. Try: {memory_advice(opts)}"
+        f"{model} needs about {need / _GIB:.1f} GiB of GPU memory with offload={opts['offload']} "
+        f"({estimate.assumes}), but the GPU has {free_bytes / _GIB:.1f} GiB free of {total_bytes / _GIB:.1f} GiB. "
+        f"Try: {memory_advice(opts)}"
     )
 
 
-def _weights_bytes(located: Located, dtype: Any) -> float:
-    import torch
+def _folder_params(folder: Path) -> dict[str, float]:
+    """Parameters per component (billions), read from the safetensors headers: no weights are loaded."""
+    import json
+    import struct
 
-    if located.entry is not None:
-        return located.entry.weights_gb * 1e9 * (2 if dtype == torch.float32 else 1)
-    assert located.folder is not None
-    total = sum(p.stat().st_size for p in located.folder.rglob("*") if p.name.endswith(_WEIGHT_SUFFIXES))
-    return float(total)
+    counts: dict[str, float] = {}
+    for path in folder.rglob("*.safetensors"):
+        try:
+            with path.open("rb") as fh:
+                size = struct.unpack("<Q", fh.read(8))[0]
+                header = json.loads(fh.read(size)) if size < 100_000_000 else {}
+        except (OSError, ValueError, struct.error):
+            continue
+        n = sum(math.prod(v.get("shape", [])) for k, v in header.items() if isinstance(v, dict) and "shape" in v)
+        parts = path.relative_to(folder).parts
+        name = parts[0] if len(parts) > 1 else "model"
+        counts[name] = counts.get(name, 0.0) + n / 1e9
+    return counts
+
+
+def memory_estimate(located: Located, opts: dict[str, Any], dtypes: dict[str, Any], size: tuple[int, int, int],
+                    mode_class: str | None = None) -> MemoryEstimate:  # fmt: skip
+    """GPU/CPU memory for this model, offload mode, component dtypes and width x height x frames."""
+    entry, family = located.entry, located.family
+    params = dict(entry.params_b) if entry is not None else {}
+    if located.folder is not None and (entry is None or not params):
+        params = _folder_params(located.folder) or params
+    if entry is not None and located.class_name == "WanPipeline" and mode_class == "WanImageToVideoPipeline":
+        params.pop("image_encoder", None)  # TI2V-5B: the same components in the i2v pipeline
+    sizes = {name: _dtype_bytes(dtypes.get(name, dtypes["default"])) for name in params}
+    work = entry.work_gb if entry is not None else family.work_gb
+    caps = located.capabilities
+    default = (caps.default_size[0], caps.default_size[1], caps.default_frames)
+    return estimate_memory(params, sizes, scaled_work(work, default, size), opts["offload"],
+                           text_encoder_device=opts["text_encoder_device"],
+                           group_exclude=tuple(opts["offload_exclude"]),
+                           low_cpu_mem_usage=opts["low_cpu_mem_usage"])  # fmt: skip
+
+
+def _dtype_bytes(dtype: Any) -> float:
+    return {"float32": 4.0, "float64": 8.0}.get(str(dtype).split(".")[-1], 2.0)
 
 
 # -- the backend ---------------------------------------------------------------------------------------------------
+
+
+def component_dtypes(located: Located, choice: str, device: str) -> dict[str, Any]:
+    """torch dtype per component ("default" for the rest): the dtype option, the authors' per-component dtypes
+    with dtype=auto on a GPU (SVD, CogVideoX-2b, HunyuanVideo: float16), and the Wan VAE / image encoder in float32
+    (the authors and diffusers' Wan docs), for catalog entries and Wan checkpoints given by repo id or folder alike."""
+    import torch
+
+    base = pick_dtype(choice, device)
+    out: dict[str, Any] = {"default": base}
+    entry, family = located.entry, located.family
+    if choice == "auto" and device.startswith("cuda") and entry is not None and entry.dtypes:
+        for name, value in entry.dtypes.items():
+            wanted = getattr(torch, value)
+            if wanted == torch.bfloat16 and not torch.cuda.is_bf16_supported():
+                wanted = torch.float16
+            out[name] = wanted
+    if base != torch.float32 and (entry.vae_float32 if entry is not None else family.vae_float32):
+        out["vae"] = torch.float32
+        out["image_encoder"] = torch.float32  # diffusers' wan.md i2v example: CLIPVisionModel in float32
+    return out
+
+
+class DiffusersTooOld(MissingExtra):
+    """The installed diffusers lacks a name Kinema uses: says which version has it."""
+
+    def __init__(self, feature: str, since: str) -> None:
+        super().__init__("local", "diffusers", feature=feature)
+        try:
+            from importlib.metadata import version
+
+            have = version("diffusers")
+        except Exception:  # pragma: no cover - diffusers without metadata
+            have = "unknown"
+        KinemaError.__init__(
+            self,
+            f"{feature} needs diffusers>={since}, but diffusers {have} is installed; upgrade with: "
+            f"pip install -U 'diffusers>={since}' (or pip install -U 'kinema[local]')",
+        )
+        self.reason = f"diffusers>={since} needed for {feature} (installed: {have})"
+
+
+def diffusers_name(module: str, name: str, since: str, feature: str) -> Any:
+    """``from module import name`` for a name that only newer diffusers releases have; DiffusersTooOld if absent."""
+    import importlib
+
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError):
+        raise DiffusersTooOld(feature, since) from None
+
+
+#: families whose attention goes through diffusers' attention dispatcher (set_attention_backend reaches it);
+#: CogVideoX's processor calls F.scaled_dot_product_attention itself (diffusers models/attention_processor.py)
+_ATTENTION_FAMILIES = ("wan", "ltx", "hunyuan")
+#: families that encode the prompt on the CPU with text_encoder_device=cpu (their encode_prompt takes a device)
+_TEXT_CPU_FAMILIES = ("wan", "ltx", "cogvideox", "hunyuan")
+_SVD_OPTIONS = ("motion_bucket_id", "noise_aug_strength", "decode_chunk_size")
+
+
+def _refuse(key: str, why: str, value: Any, allowed: str) -> InvalidRequest:
+    return InvalidRequest(f"options.{key}", why, value=value, allowed=allowed)
+
+
+def check_model_options(located: Located, opts: dict[str, Any], given: set[str]) -> None:
+    """Refuse, before anything loads, options that would do nothing on this model (naming what is allowed)."""
+    family = located.family.name
+    if opts["attention"] != "sdpa" and family not in _ATTENTION_FAMILIES:
+        why = ("CogVideoX's attention processor calls PyTorch's scaled_dot_product_attention directly, so an "
+               "attention backend does not reach it") if family == "cogvideox" else (
+               f"{located.class_name} uses a UNet, whose attention backend Kinema does not switch")  # fmt: skip
+        raise _refuse("attention", why, opts["attention"], "sdpa")
+    if "shift" in given and opts["shift"] is not None:
+        reason = _shift_unsupported(located)
+        if reason:
+            raise _refuse("shift", reason, opts["shift"], "no shift option for this model")
+    for key in _SVD_OPTIONS:
+        if key in given and opts[key] is not None and family != "svd":
+            raise _refuse(key, "is a Stable Video Diffusion option", opts[key], "only with SVD models")
+    if "true_cfg_scale" in given and opts["true_cfg_scale"] is not None and family != "hunyuan":
+        raise _refuse("true_cfg_scale", "is a HunyuanVideo option (other models take guidance_scale)",
+                      opts["true_cfg_scale"], "only with HunyuanVideo")  # fmt: skip
+    if opts["text_encoder_device"] == "cpu" and family not in _TEXT_CPU_FAMILIES:
+        raise _refuse("text_encoder_device", f"keeping the text encoder on the CPU is not supported for "
+                      f"{located.class_name}", "cpu", "auto")  # fmt: skip
+    for key in ("offload_exclude", "low_cpu_mem_usage"):
+        if key in given and opts["offload"] != "group":
+            raise _refuse(key, f"applies to offload=group, not offload={opts['offload']}", opts[key],
+                          "with offload=group only")  # fmt: skip
+    if "guidance_2" in given and opts["guidance_2"] is not None and family == "wan" and located.entry is not None \
+            and located.entry.guidance_2 is None:  # fmt: skip
+        raise _refuse("guidance_2", f"{located.model} has one transformer, so there is no low-noise expert",
+                      opts["guidance_2"], "only with Wan2.2 A14B models")  # fmt: skip
+
+
+def _shift_unsupported(located: Located) -> str | None:
+    """Why the shift option would do nothing on this model's scheduler; None when it applies."""
+    if located.family.name in ("cogvideox", "svd", "modelscope"):
+        return f"{located.class_name} does not use a flow-matching scheduler, so it has no shift"
+    if located.folder is None:
+        return None
+    config = read_json(located.folder / "scheduler" / "scheduler_config.json")
+    if not config:
+        return None
+    if "flow_shift" in config:
+        return None
+    if "shift" in config:
+        if config.get("use_dynamic_shifting"):
+            return (f"{config.get('_class_name', 'the scheduler')} computes its shift from the size "
+                    "(use_dynamic_shifting), so a fixed shift is not used")  # fmt: skip
+        return None
+    return f"{config.get('_class_name', 'its scheduler')} has no shift"
+
+
+def image_size(source: Any) -> tuple[int, int] | None:
+    """(width, height) of an image given as a path, bytes, PIL image or array, without fetching URLs; else None."""
+    import io
+
+    from PIL import Image
+
+    try:
+        if isinstance(source, np.ndarray):
+            return int(source.shape[1]), int(source.shape[0])
+        if type(source).__module__.startswith("PIL."):
+            return int(source.size[0]), int(source.size[1])
+        if isinstance(source, bytes | bytearray):
+            with Image.open(io.BytesIO(bytes(source))) as img:
+                return img.size
+        if isinstance(source, str | os.PathLike) and not os.fspath(source).startswith(("http://", "https://")):
+            with Image.open(os.fspath(source)) as img:
+                return img.size
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def size_from_aspect(width: int, height: int, caps: Capabilities) -> tuple[int, int]:
+    """The output size for an input of ``width`` x ``height``: the default size's area at the input's aspect,
+    rounded down to the size multiple (diffusers' Wan i2v example, ``aspect_ratio_resize``)."""
+    area = caps.default_size[0] * caps.default_size[1]
+    m = max(1, caps.size_multiple)
+    aspect = height / width
+    h = int(round(math.sqrt(area * aspect))) // m * m
+    w = int(round(math.sqrt(area / aspect))) // m * m
+    low, high = max(m, caps.min_size), caps.max_size
+    return min(max(w, low), high) // m * m, min(max(h, low), high) // m * m
 
 
 @dataclass
 class _Loaded:
     key: tuple[Any, ...]
     pipe: Any
+    cpu_text: dict[str, Any]  # text encoders kept on the CPU (text_encoder_device=cpu)
 
 
 class DiffusersBackend(BaseBackend):
@@ -380,6 +594,18 @@ class DiffusersBackend(BaseBackend):
     def resolve(self, request: VideoRequest, seed: int) -> GenerationParams:
         opts = validate_options(dict(request.options))  # bad options fail before anything else
         params = super().resolve(request, seed)
+        located = locate(params.model or DEFAULT_MODEL, opts["revision"])
+        check_model_options(located, opts, set(request.options))
+        caps = located.capabilities
+        sized_by_user = request.width is not None or request.aspect_ratio or request.resolution
+        if params.mode in ("i2v", "extend") and not sized_by_user and not caps.sizes:
+            # the output follows the input's aspect at the default size's area (diffusers' Wan i2v example);
+            # an image behind a URL, or a clip, is measured when it is loaded (generate)
+            found = image_size(request.image) if params.mode == "i2v" else None
+            if found is not None:
+                params.width, params.height = size_from_aspect(found[0], found[1], caps)
+            else:
+                opts["_size_from_input"] = True
         params.options = {**dict(request.options), "_resolved": opts}
         return params
 
@@ -405,21 +631,32 @@ class DiffusersBackend(BaseBackend):
         if opts["offload"] != "none" and not device.startswith("cuda"):
             raise InvalidRequest("options.offload", f"{opts['offload']!r} moves weights between CPU memory and a GPU; "
                                  f"the device here is {device}", value=opts["offload"], allowed="none")  # fmt: skip
-        dtype = pick_dtype(opts["dtype"], device)
-        if device.startswith("cuda"):
-            free, total = torch.cuda.mem_get_info(torch.device(device))
-            check_fits(model, _weights_bytes(located, dtype), free, total, opts)
-
         warnings: list[str] = []
+        if opts.get("_size_from_input"):
+            first = params.image if params.mode == "i2v" else (params.video[-1] if params.video is not None else None)
+            if first is not None:
+                params.width, params.height = size_from_aspect(first.shape[1], first.shape[0], located.capabilities)
+        dtypes = component_dtypes(located, opts["dtype"], device)
+        dtype = dtypes["default"]
         family = located.family
         mode_class = self._pipeline_class(located, params.mode)
+        if device.startswith("cuda"):
+            free, total = torch.cuda.mem_get_info(torch.device(device))
+            estimate = memory_estimate(located, opts, dtypes, (params.width, params.height, params.num_frames),
+                                       mode_class)  # fmt: skip
+            check_fits(model, estimate, free, total, opts)
+        warnings.extend(_frame_warnings(located, params))
+
         ctx.progress("loading", 0, 1)
         ctx.cancel.raise_if_cancelled()
-        pipe = self._pipeline(located, mode_class, device, dtype, opts)
+        pipe = self._pipeline(located, mode_class, device, dtypes, opts)
         ctx.progress("loading", 1, 1)
         ctx.cancel.raise_if_cancelled()
 
         kwargs, total_steps = call_kwargs(located, pipe, params, opts, warnings)
+        assert self._loaded is not None
+        if self._loaded.cpu_text:
+            _encode_on_cpu(pipe, self._loaded.cpu_text, located, kwargs, device)
         kwargs.update(step_callbacks(pipe, ctx, total_steps))
         try:
             with torch.inference_mode():
@@ -438,7 +675,9 @@ class DiffusersBackend(BaseBackend):
         from ..video import Video
 
         extra = {"pipeline": mode_class, "family": family.name, "device": device, "dtype": str(dtype).split(".")[-1],
-                 "folder": str(located.folder)}  # fmt: skip
+                 "folder": str(located.folder), "scheduler": type(pipe.scheduler).__name__}  # fmt: skip
+        if kwargs.get("negative_prompt") and not params.negative_prompt:
+            extra["negative_prompt"] = "the model authors' default"
         return BackendOutput(video=Video(frames, fps=params.fps), model_revision=located.revision or "local",
                              warnings=warnings, extra=extra)  # fmt: skip
 
@@ -457,7 +696,8 @@ class DiffusersBackend(BaseBackend):
             return "WanImageToVideoPipeline"
         return located.class_name
 
-    def _pipeline(self, located: Located, class_name: str, device: str, dtype: Any, opts: dict[str, Any]) -> Any:
+    def _pipeline(self, located: Located, class_name: str, device: str, dtypes: dict[str, Any],
+                  opts: dict[str, Any]) -> Any:  # fmt: skip
         """Load (or reuse) the pipeline for this checkpoint, mode and options. One pipeline is kept in memory."""
         import diffusers
         import torch
@@ -466,8 +706,13 @@ class DiffusersBackend(BaseBackend):
             str(located.folder),
             class_name,
             device,
-            str(dtype),
-            tuple((k, str(v)) for k, v in sorted(opts.items()) if k not in ("guidance_2", "max_sequence_length")),
+            tuple(sorted((k, str(v)) for k, v in dtypes.items())),
+            tuple(
+                (k, str(v))
+                for k, v in sorted(opts.items())
+                if k not in ("guidance_2", "max_sequence_length", "true_cfg_scale", "_size_from_input")
+                and k not in _SVD_OPTIONS
+            ),  # fmt: skip
         )
         with self._lock:
             if self._loaded is not None and self._loaded.key == key:
@@ -479,9 +724,7 @@ class DiffusersBackend(BaseBackend):
                     torch.cuda.empty_cache()
             assert located.folder is not None
             entry = located.entry
-            torch_dtype: Any = dtype
-            if entry is not None and entry.vae_float32 and dtype != torch.float32:
-                torch_dtype = {"default": dtype, "vae": torch.float32}
+            torch_dtype: Any = dtypes["default"] if len(dtypes) == 1 else dict(dtypes)
             from diffusers.pipelines import pipeline_utils
 
             # diffusers 0.36+ names it dtype (torch_dtype still works there, with a deprecation warning)
@@ -492,28 +735,30 @@ class DiffusersBackend(BaseBackend):
             base_cls = getattr(diffusers, located.class_name)
             pipe = base_cls.from_pretrained(located.folder, **kwargs)
             if class_name != located.class_name:
-                pipe = getattr(diffusers, class_name).from_pipe(pipe)
+                pipe = switch_pipeline(pipe, getattr(diffusers, class_name))
+            if entry is not None and entry.scheduler is not None:
+                name, overrides = entry.scheduler
+                pipe.scheduler = getattr(diffusers, name).from_config(pipe.scheduler.config, **overrides)
             pipe.set_progress_bar_config(disable=True)
-            self._configure(pipe, located, device, opts)
-            self._loaded = _Loaded(key, pipe)
+            cpu_text = self._configure(pipe, located, device, opts)
+            self._loaded = _Loaded(key, pipe, cpu_text)
             return pipe
 
-    def _configure(self, pipe: Any, located: Located, device: str, opts: dict[str, Any]) -> None:
-        """Scheduler shift, LoRA, attention, caches, compile, VAE tiling/slicing, then device placement/offload."""
+    def _configure(self, pipe: Any, located: Located, device: str, opts: dict[str, Any]) -> dict[str, Any]:
+        """Scheduler shift, LoRA, attention, caches, compile, VAE tiling/slicing, then device placement/offload.
+
+        Returns the text encoders kept on the CPU (text_encoder_device=cpu), taken out of the pipeline so that no
+        placement or offload hook moves them; :func:`_encode_on_cpu` uses them."""
         shift = opts["shift"] if opts["shift"] is not None else (located.entry.flow_shift if located.entry else None)
         if shift is not None:
-            _set_shift(pipe, shift)
+            _set_shift(pipe, shift, explicit=opts["shift"] is not None)
         if opts["lora"]:
             _load_loras(pipe, opts["lora"])
         denoisers = [m for m in (getattr(pipe, "transformer", None), getattr(pipe, "transformer_2", None)) if m]
         if opts["attention"] != "sdpa":
-            if not denoisers:
-                raise InvalidRequest(
-                    "options.attention",
-                    f"{type(pipe).__name__} uses a UNet, whose attention backend Kinema does not switch",
-                    value=opts["attention"],
-                    allowed="sdpa",
-                )
+            if not denoisers or located.family.name not in _ATTENTION_FAMILIES:
+                raise _refuse("attention", f"{type(pipe).__name__}'s attention does not go through diffusers' "
+                              "attention dispatcher", opts["attention"], "sdpa")  # fmt: skip
             for net in denoisers:
                 net.set_attention_backend(_ATTENTION_BACKENDS[opts["attention"]])
         if opts["cache"] != "none":
@@ -530,29 +775,76 @@ class DiffusersBackend(BaseBackend):
         if opts["compile"]:
             for net in denoisers or [getattr(pipe, "unet", None)]:
                 if hasattr(net, "compile_repeated_blocks") and getattr(net, "_repeated_blocks", None):
-                    net.compile_repeated_blocks(fullgraph=True)  # regional: compiles one block, reused by all
+                    # regional: compiles one block, reused by all. A cache hook (FirstBlockCache, TaylorSeer) is
+                    # wrapped in torch.compiler.disable, which a fullgraph trace cannot cross: graph breaks allowed
+                    net.compile_repeated_blocks(fullgraph=compile_fullgraph(opts))
                 elif net is not None:
                     net.compile()
-        _place(pipe, device, opts["offload"])
+        cpu_text: dict[str, Any] = {}
+        if opts["text_encoder_device"] == "cpu":
+            for name in ("text_encoder", "text_encoder_2"):
+                module = getattr(pipe, name, None)
+                if module is not None:
+                    cpu_text[name] = module.to("cpu")
+                    setattr(pipe, name, None)  # out of pipe.components: no placement or offload hook touches it
+        _place(pipe, device, opts)
+        return cpu_text
 
 
-def _set_shift(pipe: Any, shift: float) -> None:
+def compile_fullgraph(opts: dict[str, Any]) -> bool:
+    """fullgraph=True only without a cache hook: the hooks' torch.compiler.disable would fail a fullgraph trace
+    (diffusers hooks/first_block_cache.py, hooks/taylorseer_cache.py; Dynamo raises Unsupported)."""
+    return opts["cache"] == "none"
+
+
+def switch_pipeline(pipe: Any, cls: Any) -> Any:
+    """``cls`` built from ``pipe``'s components, each keeping its dtype.
+
+    diffusers' ``from_pipe`` ends with ``new_pipeline.to(dtype=dtype)`` where dtype defaults to float32 (and a given
+    dtype would cast the float32 VAE as well), so it is not used: the same components and config values go to the
+    new class's constructor, as ``from_pipe`` does before that cast (diffusers pipelines/pipeline_utils.py)."""
+    expected, optional = cls._get_signature_keys(cls)
+    kwargs = {name: comp for name, comp in pipe.components.items() if name in expected}
+    kwargs.update({k: pipe.config[k] for k in optional if k in pipe.config and k not in kwargs})
+    return cls(**kwargs)
+
+
+def _frame_warnings(located: Located, params: GenerationParams) -> list[str]:
+    """CogVideoX I2V's learned positional embedding holds for its trained frame count only."""
+    if located.family.name != "cogvideox" or located.folder is None or params.mode == "t2v":
+        return []
+    config = read_json(located.folder / "transformer" / "config.json")
+    trained = int(config.get("sample_frames", 49))
+    if config.get("use_learned_positional_embeddings") and params.num_frames != trained:
+        return [f"{located.class_name} learned its positional embedding for {trained} frames; at "
+                f"{params.num_frames} frames diffusers replaces it with a sin-cos one, which lowers quality "
+                "(diffusers models/embeddings.py CogVideoXPatchEmbed)"]  # fmt: skip
+    return []
+
+
+def _set_shift(pipe: Any, shift: float, explicit: bool = False) -> None:
     config = pipe.scheduler.config
     if "flow_shift" in config:
         pipe.scheduler = type(pipe.scheduler).from_config(config, flow_shift=shift)
     elif "shift" in config and not config.get("use_dynamic_shifting", False):
         pipe.scheduler = type(pipe.scheduler).from_config(config, shift=shift)
+    elif explicit:
+        raise _refuse("shift", f"{type(pipe.scheduler).__name__} has no fixed shift", shift,
+                      "no shift option for this model")  # fmt: skip
 
 
 def _load_loras(pipe: Any, loras: list[tuple[str, float]]) -> None:
     if not hasattr(pipe, "load_lora_weights"):
         raise InvalidRequest("options.lora", f"{type(pipe).__name__} does not take LoRA weights", allowed="none")
     require_module("peft", "local", feature="LoRA loading")
+    two_experts = getattr(pipe, "transformer_2", None) is not None
     names = []
     for i, (path, _scale) in enumerate(loras):
         name = f"kinema_lora_{i}"
         try:
             pipe.load_lora_weights(path, adapter_name=name, local_files_only=True)
+            if two_experts:  # Wan2.2 A14B: by default a LoRA reaches only the high-noise expert (diffusers wan.md)
+                pipe.load_lora_weights(path, adapter_name=name, local_files_only=True, load_into_transformer_2=True)
         except (OSError, ValueError, KeyError) as exc:
             raise InvalidRequest("options.lora", f"could not load {path!r}: {exc}", value=path) from None
         names.append(name)
@@ -560,17 +852,16 @@ def _load_loras(pipe: Any, loras: list[tuple[str, float]]) -> None:
 
 
 def _enable_cache(pipe: Any, denoisers: list[Any], opts: dict[str, Any]) -> None:
-    from diffusers.hooks import FirstBlockCacheConfig, TaylorSeerCacheConfig
-
     if not denoisers or not all(hasattr(net, "enable_cache") for net in denoisers):
         raise InvalidRequest("options.cache", f"{type(pipe).__name__} has no transformer that diffusers' cache hooks "
                              "support", value=opts["cache"], allowed="none")  # fmt: skip
     for net in denoisers:
         if opts["cache"] == "firstblock":
-            config: Any = FirstBlockCacheConfig(threshold=opts["cache_threshold"])
+            fbc = diffusers_name("diffusers.hooks", "FirstBlockCacheConfig", "0.35", "options.cache=firstblock")
+            config: Any = fbc(threshold=opts["cache_threshold"])
         else:
-            config = TaylorSeerCacheConfig(cache_interval=2, disable_cache_before_step=1, max_order=1,
-                                           taylor_factors_dtype=None)  # fmt: skip
+            taylor = diffusers_name("diffusers.hooks", "TaylorSeerCacheConfig", "0.36", "options.cache=taylorseer")
+            config = taylor(cache_interval=2, disable_cache_before_step=1, max_order=1, taylor_factors_dtype=None)
         try:
             net.enable_cache(config)
         except (ValueError, IndexError, TypeError) as exc:
@@ -578,33 +869,88 @@ def _enable_cache(pipe: Any, denoisers: list[Any], opts: dict[str, Any]) -> None
                                  value=opts["cache"], allowed="none") from None  # fmt: skip
 
 
-def _place(pipe: Any, device: str, offload: str) -> None:
+def _place(pipe: Any, device: str, opts: dict[str, Any]) -> None:
+    offload = opts["offload"]
     if offload == "model":
         pipe.enable_model_cpu_offload(device=device)
     elif offload == "sequential":
         pipe.enable_sequential_cpu_offload(device=device)
     elif offload == "group":
-        apply_group_offload(pipe, device)
+        apply_group_offload(pipe, device, exclude=opts["offload_exclude"], low_cpu_mem_usage=opts["low_cpu_mem_usage"])
     else:
         pipe.to(device)
 
 
-def apply_group_offload(pipe: Any, device: str) -> None:
-    """diffusers' group offloading on every component: weights live in CPU memory and stream to ``device``."""
+def apply_group_offload(pipe: Any, device: str, exclude: list[str] | tuple[str, ...] = ("vae",),
+                        low_cpu_mem_usage: bool = False) -> None:  # fmt: skip
+    """diffusers' group offloading: weights live in CPU memory and stream to ``device``, except the ``exclude``d
+    components (the VAE by default), which go to ``device`` whole. diffusers' memory docs: a streamed VAE with
+    tiling needs a warm-up pass, and streams need about 2x the model size in CPU memory (``low_cpu_mem_usage``
+    pins on the fly instead)."""
     import torch
     from diffusers.hooks import apply_group_offloading
     from diffusers.models.modeling_utils import ModelMixin
 
+    unknown = sorted(set(exclude) - set(pipe.components))  # a component set aside (None) is not unknown
+    if unknown:
+        modules = sorted(n for n, c in pipe.components.items() if isinstance(c, torch.nn.Module))
+        raise _refuse("offload_exclude", f"{', '.join(unknown)} is not a component of {type(pipe).__name__}",
+                      list(exclude), ", ".join(modules))  # fmt: skip
     stream = device.startswith("cuda")
-    for _name, component in pipe.components.items():
+    for name, component in pipe.components.items():
         if not isinstance(component, torch.nn.Module):
             continue
+        if name in exclude:
+            component.to(device)
+            continue
+        kw: dict[str, Any] = dict(onload_device=torch.device(device), offload_type="leaf_level", use_stream=stream,
+                  record_stream=stream, low_cpu_mem_usage=low_cpu_mem_usage)  # fmt: skip
         if isinstance(component, ModelMixin):
-            component.enable_group_offload(onload_device=torch.device(device), offload_type="leaf_level",
-                                           use_stream=stream, record_stream=stream)  # fmt: skip
+            component.enable_group_offload(**kw)
         else:
-            apply_group_offloading(component, onload_device=torch.device(device), offload_type="leaf_level",
-                                   use_stream=stream, record_stream=stream)  # fmt: skip
+            apply_group_offloading(component, **kw)
+
+
+def _encode_on_cpu(pipe: Any, encoders: dict[str, Any], located: Located, kwargs: dict[str, Any],
+                   device: str) -> None:  # fmt: skip
+    """text_encoder_device=cpu: encode the prompts on the CPU with the kept-aside encoders, then hand the pipeline
+    embeddings on ``device`` instead of text (the Wan authors' ``--t5_cpu``)."""
+    import torch
+
+    prompt, negative = kwargs.pop("prompt"), kwargs.pop("negative_prompt", None)
+    common: dict[str, Any] = {"device": torch.device("cpu"), "num_videos_per_prompt": 1}
+    if "max_sequence_length" in kwargs:
+        common["max_sequence_length"] = kwargs["max_sequence_length"]
+    out: dict[str, Any] = {}
+    keys: tuple[str, ...]
+    for name, module in encoders.items():
+        setattr(pipe, name, module)
+    try:
+        with torch.inference_mode():
+            if located.family.name == "hunyuan":  # (embeddings, pooled CLIP embeddings, mask), one call per prompt
+                keys = ("prompt_embeds", "pooled_prompt_embeds", "prompt_attention_mask")
+                out.update(zip(keys, pipe.encode_prompt(prompt=prompt, **common), strict=True))
+                if negative is not None:
+                    found = pipe.encode_prompt(prompt=negative, **common)
+                    out.update(zip((f"negative_{k}" for k in keys), found, strict=True))
+            else:
+                accepted = set(inspect.signature(pipe.encode_prompt).parameters)
+                call = {"prompt": prompt, "negative_prompt": negative, **common,
+                        "do_classifier_free_guidance": (kwargs.get("guidance_scale") or 0) > 1}  # fmt: skip
+                found = pipe.encode_prompt(**{k: v for k, v in call.items() if k in accepted})
+                if len(found) == 4:  # LTX: embeddings and attention masks
+                    keys = ("prompt_embeds", "prompt_attention_mask", "negative_prompt_embeds",
+                            "negative_prompt_attention_mask")  # fmt: skip
+                else:  # Wan, CogVideoX
+                    keys = ("prompt_embeds", "negative_prompt_embeds")
+                out.update(zip(keys, found, strict=True))
+    finally:
+        for name in encoders:
+            setattr(pipe, name, None)
+    dtype = (getattr(pipe, "transformer", None) or encoders["text_encoder"]).dtype
+    for key, tensor in out.items():
+        if tensor is not None:
+            kwargs[key] = tensor.to(device=device, dtype=dtype) if tensor.is_floating_point() else tensor.to(device)
 
 
 # -- calling the pipeline ------------------------------------------------------------------------------------------
@@ -648,21 +994,35 @@ def call_kwargs(located: Located, pipe: Any, params: GenerationParams, opts: dic
     timesteps = kw.get("timesteps")
     if timesteps is not None and len(timesteps) != steps:
         kw.pop("timesteps")  # a distilled schedule only fits its own step count
+    default_negative = entry.default_negative_prompt if entry is not None else located.family.default_negative_prompt
     if family != "svd":
         kw["prompt"] = params.prompt
         kw["guidance_scale"] = guidance
-        if params.negative_prompt:
-            if family == "hunyuan":
-                warnings.append("HunyuanVideo uses embedded guidance: the negative prompt is not used")
-            else:
-                kw["negative_prompt"] = params.negative_prompt
+        negative = params.negative_prompt or default_negative  # Wan: the authors' negative prompt when none given
+        if family == "hunyuan":
+            if params.negative_prompt or opts["true_cfg_scale"] is not None:
+                # the embedded guidance stays; true CFG runs a second, negative pass per step (twice the compute)
+                kw["true_cfg_scale"] = opts["true_cfg_scale"] if opts["true_cfg_scale"] is not None else 6.0
+                if params.negative_prompt:
+                    kw["negative_prompt"] = params.negative_prompt
+                else:
+                    warnings.append("true_cfg_scale without a negative prompt does nothing in HunyuanVideoPipeline")
+        elif negative:
+            kw["negative_prompt"] = negative
     else:
         warnings.append("Stable Video Diffusion is conditioned on the image only: the prompt is not used")
         kw["max_guidance_scale"] = guidance
         kw["min_guidance_scale"] = min(1.0, guidance or 1.0)
         kw["fps"] = int(round(params.fps))
-        if opts["vae_slicing"]:
-            kw["decode_chunk_size"] = 2
+        # diffusers' SVD docs decode 8 frames at a time (the pipeline's own default decodes all at once)
+        chunk = opts["decode_chunk_size"] or (2 if opts["vae_slicing"] else 8)
+        kw["decode_chunk_size"] = chunk
+        for key in ("motion_bucket_id", "noise_aug_strength"):
+            if opts[key] is not None:
+                kw[key] = opts[key]
+    if kw.get("use_dynamic_cfg") and type(pipe.scheduler).__name__ != "CogVideoXDPMScheduler":
+        kw.pop("use_dynamic_cfg")  # "for DDIM scheduler, it should be False" (THUDM/CogVideo inference/cli_demo.py)
+        warnings.append(f"dynamic CFG is meant for CogVideoXDPMScheduler, not {type(pipe.scheduler).__name__}: off")
     if family == "ltx":
         kw["frame_rate"] = int(round(params.fps))
     if family == "wan" and getattr(pipe, "transformer_2", None) is not None:
