@@ -7,10 +7,10 @@ import threading
 import time
 
 import pytest
+from conftest import make_config
 from fastapi.testclient import TestClient
 
-from conftest import make_config
-from kinema.service import app as app_module
+from kinema.service import submit as submit_module
 from kinema.service.app import create_app
 from kinema.service.store import Store
 
@@ -55,14 +55,14 @@ def test_same_key_other_body_is_422(svc) -> None:
 def test_same_key_while_in_flight_is_409(svc, monkeypatch: pytest.MonkeyPatch) -> None:
     client, store, (key, _) = svc
     entered, release = threading.Event(), threading.Event()
-    real = app_module._execute
+    real = submit_module._execute
 
     def slow_execute(*args, **kwargs):
         entered.set()
         release.wait(10)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(app_module, "_execute", slow_execute)
+    monkeypatch.setattr(submit_module, "_execute", slow_execute)
     results = {}
     t = threading.Thread(target=lambda: results.setdefault("first", _post(client, key, BODY, "k-3")))
     t.start()

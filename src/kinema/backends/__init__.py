@@ -45,6 +45,7 @@ __all__ = [
     "get_backend",
     "list_backends",
     "register_backend",
+    "unregister_backend",
     "backend_names",
 ]
 
@@ -84,6 +85,14 @@ def register_backend(name: str, factory: Callable[[], Any] | str) -> None:
             _factories.pop(name, None)
         else:
             _factories[name] = factory
+        _instances.pop(name, None)
+
+
+def unregister_backend(name: str) -> None:
+    """Undo :func:`register_backend` with a class or factory (tests, plugins reloading): the factory and its cached
+    instance are dropped, so one of Kinema's own backends it replaced comes back. Unknown names are ignored."""
+    with _lock:
+        _factories.pop(name, None)
         _instances.pop(name, None)
 
 

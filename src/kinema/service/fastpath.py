@@ -2,10 +2,12 @@
 
 Clients poll ``GET /v1/videos/{id}`` and batch-submit ``POST /v1/videos`` (JSON). For these two, FastAPI's request
 objects, dependency solving, exception middlewares and route matching cost more CPU than the work itself, so this
-pure ASGI middleware answers them with the very functions the FastAPI routes call (``retrieve_response``,
-``create_response``): the same checks in the same order, the same bodies, statuses and headers. The routes stay
-declared in FastAPI, so ``/openapi.json`` is unchanged; everything else (multipart submits, other paths and
-methods) passes through untouched. It runs inside ``BodyLimitMiddleware``, so body limits still apply.
+pure ASGI middleware answers them with the very functions the FastAPI routes call
+(:func:`kinema.service.videos.retrieve_response`, :func:`kinema.service.submit.create_response`): the same checks in
+the same order, the same bodies, statuses and headers. The routes stay declared in :mod:`kinema.service.videos`, so
+``/openapi.json`` is unchanged; everything else (multipart submits, other paths and methods, an app mounted under a
+``root_path``) passes through untouched. ``create_app`` adds it inside ``BodyLimitMiddleware``, so body limits still
+apply.
 
 >>> FastPaths.video_id("/v1/videos/video_abc"), FastPaths.video_id("/v1/videos/video_abc/content")
 ('video_abc', None)
@@ -13,18 +15,20 @@ methods) passes through untouched. It runs inside ``BodyLimitMiddleware``, so bo
 
 from __future__ import annotations
 
-import json
-import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
+from .auth import authenticate, check_rate
+from .errors import ApiError, error_response
+from .jsonio import is_json, parse_json_object
+from .submit import create_response
+from .videos import retrieve_response
+
 if TYPE_CHECKING:
-    from .app import ServiceState
+    from .state import ServiceState
 
 __all__ = ["FastPaths"]
-
-log = logging.getLogger("kinema.service")
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -38,11 +42,8 @@ class FastPaths:
     """ASGI middleware: ``GET /v1/videos/{id}`` and JSON ``POST /v1/videos`` without the framework's overhead."""
 
     def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]], state: ServiceState) -> None:
-        from . import app as api  # imported here: app.py imports this module
-
         self.app = app
         self.state = state
-        self.api = api
 
     @staticmethod
     def video_id(path: str) -> str | None:
@@ -63,18 +64,10 @@ class FastPaths:
                     return
             elif method == "POST" and path == "/v1/videos":
                 headers = _headers(scope)
-                ctype = headers.get("content-type", "").split(";")[0].strip().lower()
-                if ctype == "application/json" or ctype.endswith("+json"):
+                if is_json(headers.get("content-type", "")):
                     await self._create(scope, receive, send, headers)
                     return
         await self.app(scope, receive, send)
-
-    def _error_response(self, exc: Exception) -> Any:
-        """The API's answer to an error: its own for an ``ApiError``, else a logged 500."""
-        if isinstance(exc, self.api.ApiError):
-            return exc.response()
-        log.exception("unexpected error")
-        return self.api.ApiError(500, "internal server error", code="server_error").response()
 
     async def _retrieve(self, scope: Scope, receive: Receive, send: Send, video_id: str) -> None:
         authorization = None
@@ -83,17 +76,16 @@ class FastPaths:
                 authorization = value.decode("latin-1")
                 break
         try:
-            response = self.api.retrieve_response(self.state, video_id, _query_names(scope), authorization)
+            response = retrieve_response(self.state, video_id, _query_names(scope), authorization)
         except Exception as exc:
-            response = self._error_response(exc)
+            response = error_response(exc)
         await response(scope, receive, send)
 
     async def _create(self, scope: Scope, receive: Receive, send: Send, headers: dict[str, str]) -> None:
-        api, state = self.api, self.state
-        ApiError = api.ApiError  # noqa: N806
+        state = self.state
         try:
-            owner = api.authenticate(state, _query_names(scope), headers.get("authorization"))
-            api._rate(state.submit_limiter, owner)
+            owner = authenticate(state, _query_names(scope), headers.get("authorization"))
+            check_rate(state.submit_limiter, owner)
         except ApiError as exc:
             await exc.response()(scope, receive, send)
             return
@@ -107,15 +99,10 @@ class FastPaths:
             chunks.append(message.get("body", b""))
             more = message.get("more_body", False)
         try:
-            try:
-                data = json.loads(b"".join(chunks))
-            except (json.JSONDecodeError, UnicodeDecodeError):
-                raise ApiError(400, "the body is not valid JSON", code="invalid_json") from None
-            if not isinstance(data, dict):
-                raise ApiError(400, "the body must be a JSON object", code="invalid_json")
-            response = await api.create_response(state, owner, data, None, headers.get("idempotency-key"))
+            data = parse_json_object(b"".join(chunks))
+            response = await create_response(state, owner, data, None, headers.get("idempotency-key"))
         except Exception as exc:
-            response = self._error_response(exc)
+            response = error_response(exc)
         await response(scope, receive, send)
 
 

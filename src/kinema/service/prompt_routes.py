@@ -13,16 +13,19 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import Response
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from ..errors import InvalidRequest
+from .auth import SECURED, authenticate_request, check_rate
+from .errors import ERROR_RESPONSES, ApiError, validate_body
+from .jsonio import json_response, read_json_object
 
 if TYPE_CHECKING:
-    from .app import ServiceState
+    from .state import ServiceState
 
-__all__ = ["PromptBody", "library", "render", "install_routes"]
+__all__ = ["PromptBody", "BODY_MODELS", "library", "render", "prompt_routes"]
 
 
 class PromptBody(BaseModel):
@@ -62,48 +65,31 @@ def render(body: PromptBody) -> dict[str, Any]:
             "parts": prompt.model_dump(exclude_none=True)}  # fmt: skip
 
 
-def install_routes(app: FastAPI, state: ServiceState) -> None:
-    """Add the two routes to the service app (``create_app`` calls this)."""
-    import json
+#: the request bodies this module's routes read raw, for /openapi.json
+BODY_MODELS: tuple[type[BaseModel], ...] = (PromptBody,)
 
-    from .app import _ERRORS, _SECURED, ApiError, _authenticate, _json, _rate
 
-    @app.get("/v1/prompt-library", responses=_ERRORS, summary="The prompt builder's parts and library",
-             tags=["prompts"], openapi_extra=_SECURED)  # fmt: skip
+def prompt_routes(state: ServiceState) -> APIRouter:
+    """The two routes, bound to one app's state."""
+    router = APIRouter(tags=["prompts"])
+
+    @router.get("/v1/prompt-library", responses=ERROR_RESPONSES, summary="The prompt builder's parts and library",
+                openapi_extra=SECURED)  # fmt: skip
     async def prompt_library(request: Request) -> Response:
-        owner = _authenticate(state, request)
-        _rate(state.read_limiter, owner)
-        return _json(library())
+        owner = authenticate_request(state, request)
+        check_rate(state.read_limiter, owner)
+        return json_response(library())
 
-    @app.post("/v1/prompts", responses=_ERRORS, summary="Render a prompt from its parts", tags=["prompts"],
-              openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": {
-                  "$ref": "#/components/schemas/PromptBody"}}}}, **_SECURED})  # fmt: skip
+    @router.post("/v1/prompts", responses=ERROR_RESPONSES, summary="Render a prompt from its parts",
+                 openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": {
+                     "$ref": "#/components/schemas/PromptBody"}}}}, **SECURED})  # fmt: skip
     async def render_prompt(request: Request) -> Response:
-        owner = _authenticate(state, request)
-        _rate(state.read_limiter, owner)
+        owner = authenticate_request(state, request)
+        check_rate(state.read_limiter, owner)
+        body = validate_body(PromptBody, await read_json_object(request))
         try:
-            data = json.loads(await request.body())
-            body = PromptBody(**data) if isinstance(data, dict) else None
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise ApiError(400, "the body is not valid JSON", code="invalid_json") from None
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            param = ".".join(str(p) for p in first.get("loc", ())) or None
-            raise ApiError(400, f"{param}: {first.get('msg', 'is invalid')}", code="invalid_request",
-                           param=param) from None  # fmt: skip
-        if body is None:
-            raise ApiError(400, "the body must be a JSON object", code="invalid_json")
-        try:
-            return _json(render(body))
+            return json_response(render(body))
         except InvalidRequest as exc:
-            raise ApiError.invalid(exc) from None
+            raise ApiError.from_error(exc) from None
 
-    original = app.openapi
-
-    def openapi() -> dict[str, Any]:
-        schema = original()
-        components = schema.setdefault("components", {}).setdefault("schemas", {})
-        components.setdefault("PromptBody", PromptBody.model_json_schema(ref_template="#/components/schemas/{model}"))
-        return schema
-
-    app.openapi = openapi  # type: ignore[method-assign]
+    return router

@@ -20,7 +20,7 @@ as well as ``is_global``. ``allow_hosts`` (names or CIDR ranges) lets an operato
 >>> fetcher.check_url("http://169.254.169.254/latest/meta-data")
 Traceback (most recent call last):
 ...
-kinema.service.safefetch.URLRefused: url: refused: the address is not a public internet address
+kinema.errors.URLRefused: url: refused: the address is not a public internet address
 """
 
 from __future__ import annotations

@@ -148,11 +148,11 @@ CREATE TABLE IF NOT EXISTS disabled_endpoints (
 """
 
 
-def _loads(text: str | None) -> Any:
+def load_json(text: str | None) -> Any:
     return json.loads(text) if text else None
 
 
-def _dumps(value: Any) -> str | None:
+def dump_json(value: Any) -> str | None:
     return None if value is None else json.dumps(value, sort_keys=True, default=str)
 
 
@@ -196,15 +196,15 @@ class Job:
     def from_row(cls, row: sqlite3.Row) -> Job:
         return cls(
             id=row["id"], owner=row["owner"], kind=row["kind"], status=row["status"],
-            request=_loads(row["request"]) or {}, summary=_loads(row["summary"]) or {},
+            request=load_json(row["request"]) or {}, summary=load_json(row["summary"]) or {},
             progress=row["progress"], stage=row["stage"], created_at=row["created_at"],
             started_at=row["started_at"], completed_at=row["completed_at"], expires_at=row["expires_at"],
-            error=_loads(row["error"]), attempts=row["attempts"], max_attempts=row["max_attempts"],
+            error=load_json(row["error"]), attempts=row["attempts"], max_attempts=row["max_attempts"],
             worker=row["worker"], lease_until=row["lease_until"], cancel_requested=bool(row["cancel_requested"]),
-            provider_task_id=row["provider_task_id"], provider_info=_loads(row["provider_info"]),
-            output_path=row["output_path"], thumbnail_path=row["thumbnail_path"], result=_loads(row["result"]),
-            webhook_url=row["webhook_url"], metadata=_loads(row["metadata"]) or {}, seq=row["seq"],
-            progress_detail=_loads(row["progress_detail"]), failures=row["failures"], crashes=row["crashes"],
+            provider_task_id=row["provider_task_id"], provider_info=load_json(row["provider_info"]),
+            output_path=row["output_path"], thumbnail_path=row["thumbnail_path"], result=load_json(row["result"]),
+            webhook_url=row["webhook_url"], metadata=load_json(row["metadata"]) or {}, seq=row["seq"],
+            progress_detail=load_json(row["progress_detail"]), failures=row["failures"], crashes=row["crashes"],
         )  # fmt: skip
 
     @property
@@ -343,10 +343,10 @@ def _process_token(pid: int) -> str | None:
 
 
 #: who holds an idempotency key while its request runs: this host and this process
-_HOLDER = f"{socket.gethostname()}/{_process_token(os.getpid())}"
+PROCESS_HOLDER = f"{socket.gethostname()}/{_process_token(os.getpid())}"
 
 
-def _holder_gone(holder: str | None) -> bool:
+def holder_gone(holder: str | None) -> bool:
     """True when ``holder`` was a process on this host that no longer runs (so its reservation can go)."""
     if not holder:
         return False
@@ -483,8 +483,8 @@ class Store:
         """:meth:`submit_job` without waiting: the future is resolved after the commit (``asyncio.wrap_future`` it
         to await it on an event loop)."""
         job_id = job_id or "video_" + secrets.token_hex(12)
-        params = (job_id, owner, kind, _dumps(request), _dumps(summary), time.time(), max_attempts, webhook_url,
-                  _dumps(metadata or {}))  # fmt: skip
+        params = (job_id, owner, kind, dump_json(request), dump_json(summary), time.time(), max_attempts, webhook_url,
+                  dump_json(metadata or {}))  # fmt: skip
 
         def insert(con: sqlite3.Connection) -> Job:
             row = con.execute(
@@ -592,7 +592,7 @@ class Store:
             cur = con.execute(
                 "UPDATE jobs SET progress=max(progress, ?), stage=?, progress_detail=? WHERE id=? AND worker=?"
                 " AND attempts=? AND status='in_progress'",
-                (int(progress), stage, _dumps(detail) if detail else None, job_id, worker, attempt),
+                (int(progress), stage, dump_json(detail) if detail else None, job_id, worker, attempt),
             )
             return cur.rowcount == 1
 
@@ -602,7 +602,7 @@ class Store:
             cur = con.execute(
                 "UPDATE jobs SET provider_task_id=?, provider_info=? WHERE id=? AND worker=? AND attempts=?"
                 " AND status='in_progress'",
-                (task_id, _dumps(info or {}), job_id, worker, attempt),
+                (task_id, dump_json(info or {}), job_id, worker, attempt),
             )
             return cur.rowcount == 1
 
@@ -631,7 +631,7 @@ class Store:
             con.execute(
                 "UPDATE jobs SET status='completed', progress=100, stage='done', completed_at=?, expires_at=?,"
                 " result=?, output_path=?, thumbnail_path=?, lease_until=NULL, error=NULL WHERE id=?",
-                (now, expires_at, _dumps(result), output_path, thumbnail_path, job_id),
+                (now, expires_at, dump_json(result), output_path, thumbnail_path, job_id),
             )
             self._end_attempt(con, job_id, attempt, "completed", None, now)
         return True
@@ -653,11 +653,11 @@ class Store:
             if retry_after is not None and row["failures"] + 1 < row["max_attempts"]:
                 con.execute("UPDATE jobs SET status='queued', worker=NULL, lease_until=NULL, not_before=?, stage=?,"
                             " error=?, failures=failures+1 WHERE id=?",
-                            (now + retry_after, "retrying", _dumps(error), job_id))  # fmt: skip
+                            (now + retry_after, "retrying", dump_json(error), job_id))  # fmt: skip
                 self._end_attempt(con, job_id, attempt, "retry", error, now)
                 return "queued"
             con.execute("UPDATE jobs SET status='failed', completed_at=?, error=?, lease_until=NULL, stage='failed',"
-                        " failures=failures+1 WHERE id=?", (now, _dumps(error), job_id))  # fmt: skip
+                        " failures=failures+1 WHERE id=?", (now, dump_json(error), job_id))  # fmt: skip
             self._end_attempt(con, job_id, attempt, "failed", error, now)
             return "failed"
 
@@ -667,7 +667,7 @@ class Store:
             cur = con.execute(
                 "UPDATE jobs SET status='cancelled', completed_at=?, lease_until=NULL, stage='cancelled', error=?"
                 " WHERE id=? AND worker=? AND attempts=? AND status='in_progress'",
-                (now, _dumps({"code": "cancelled", "message": "the job was cancelled"}), job_id, worker, attempt),
+                (now, dump_json({"code": "cancelled", "message": "the job was cancelled"}), job_id, worker, attempt),
             )
             if cur.rowcount:
                 self._end_attempt(con, job_id, attempt, "cancelled", None, now)
@@ -688,7 +688,7 @@ class Store:
     @staticmethod
     def _end_attempt(con: sqlite3.Connection, job_id: str, attempt: int, outcome: str, error: Any, now: float) -> None:
         con.execute("UPDATE attempts SET ended_at=?, outcome=?, error=? WHERE job_id=? AND attempt=?",
-                    (now, outcome, _dumps(error), job_id, attempt))  # fmt: skip
+                    (now, outcome, dump_json(error), job_id, attempt))  # fmt: skip
 
     # -- jobs: the client's side ----------------------------------------------------------------------------
     def request_cancel(self, job_id: str, owner: str) -> Job | None:
@@ -698,7 +698,7 @@ class Store:
             con.execute(
                 "UPDATE jobs SET status='cancelled', completed_at=?, stage='cancelled', error=? WHERE id=? AND"
                 " owner=? AND status='queued'",
-                (now, _dumps({"code": "cancelled", "message": "the job was cancelled"}), job_id, owner),
+                (now, dump_json({"code": "cancelled", "message": "the job was cancelled"}), job_id, owner),
             )
             con.execute("UPDATE jobs SET cancel_requested=1 WHERE id=? AND owner=? AND status='in_progress'",
                         (job_id, owner))  # fmt: skip
@@ -748,11 +748,11 @@ class Store:
                     status, err = "queued", lost
                 if status == "queued":
                     con.execute("UPDATE jobs SET status='queued', worker=NULL, lease_until=NULL, stage='queued',"
-                                " error=?, crashes=crashes+1 WHERE id=?", (_dumps(err), r["id"]))  # fmt: skip
+                                " error=?, crashes=crashes+1 WHERE id=?", (dump_json(err), r["id"]))  # fmt: skip
                 else:
                     con.execute("UPDATE jobs SET status=?, completed_at=?, worker=NULL, lease_until=NULL, stage=?,"
                                 " error=?, crashes=crashes+? WHERE id=?",
-                                (status, now, status, _dumps(err), int(status == "failed"), r["id"]))  # fmt: skip
+                                (status, now, status, dump_json(err), int(status == "failed"), r["id"]))  # fmt: skip
                 self._end_attempt(con, r["id"], r["attempts"], "lost", lost, now)
                 changed.append((r["id"], status))
         return changed
@@ -798,9 +798,9 @@ class Store:
             con.execute("DELETE FROM idempotency WHERE created_at < ?", (now - ttl_seconds,))
             row = con.execute("SELECT * FROM idempotency WHERE owner=? AND key=?", (owner, key)).fetchone()
             if row is None or (row["status"] is None and (now - row["created_at"] > IDEMPOTENCY_STALE_SECONDS
-                                                          or _holder_gone(row["holder"]))):  # fmt: skip
+                                                          or holder_gone(row["holder"]))):  # fmt: skip
                 con.execute("INSERT OR REPLACE INTO idempotency (owner, key, fingerprint, created_at, holder) VALUES "
-                            "(?, ?, ?, ?, ?)", (owner, key, fingerprint, now, _HOLDER))  # fmt: skip
+                            "(?, ?, ?, ?, ?)", (owner, key, fingerprint, now, PROCESS_HOLDER))  # fmt: skip
                 return IdempotencyState("new")
             if row["fingerprint"] != fingerprint:
                 return IdempotencyState("mismatch")
@@ -813,7 +813,7 @@ class Store:
         """Forget the reservations of requests whose process on this host is gone (a crash between reserving a key
         and committing its job); returns how many. Runs when a store is opened."""
         rows = self.connection().execute("SELECT owner, key, holder FROM idempotency WHERE status IS NULL").fetchall()
-        dead = [(r["owner"], r["key"]) for r in rows if _holder_gone(r["holder"])]
+        dead = [(r["owner"], r["key"]) for r in rows if holder_gone(r["holder"])]
         if dead:
             with self.transaction() as con:
                 con.executemany("DELETE FROM idempotency WHERE owner=? AND key=? AND status IS NULL", dead)
@@ -891,7 +891,7 @@ class Store:
         with self.transaction() as con:
             con.execute("INSERT INTO webhook_deliveries (id, job_id, url, event, payload, next_at, created_at, "
                         "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                        (msg_id, job_id, url, event, _dumps(payload), now, now, now))  # fmt: skip
+                        (msg_id, job_id, url, event, dump_json(payload), now, now, now))  # fmt: skip
         return msg_id
 
     def claim_deliveries(self, sender: str, limit: int, lease_seconds: float) -> list[dict[str, Any]]:

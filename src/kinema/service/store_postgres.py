@@ -40,14 +40,14 @@ from psycopg_pool import ConnectionPool
 
 from ..errors import StoreError
 from .store import (
-    _HOLDER,
     IDEMPOTENCY_STALE_SECONDS,
     MAX_CRASHES,
+    PROCESS_HOLDER,
     IdempotencyState,
     Job,
-    _dumps,
-    _holder_gone,
+    dump_json,
     hash_key,
+    holder_gone,
 )
 
 __all__ = ["PostgresStore", "MIGRATIONS", "LATEST_VERSION", "migrate_schema", "schema_version"]
@@ -427,8 +427,8 @@ class PostgresStore:
             row = con.execute(
                 "INSERT INTO jobs (id, owner, kind, status, request, summary, created_at, max_attempts, webhook_url,"
                 " metadata) VALUES (%s, %s, %s, 'queued', %s, %s, %s, %s, %s, %s) RETURNING *",
-                (job_id, owner, kind, _dumps(request), _dumps(summary), time.time(), max_attempts, webhook_url,
-                 _dumps(metadata or {})),
+                (job_id, owner, kind, dump_json(request), dump_json(summary), time.time(), max_attempts, webhook_url,
+                 dump_json(metadata or {})),
             ).fetchone()  # fmt: skip
             job = Job.from_row(cast(Any, row))
             if idempotency is not None:
@@ -555,7 +555,7 @@ class PostgresStore:
             cur = con.execute(
                 "UPDATE jobs SET progress=greatest(progress, %s), stage=%s, progress_detail=%s WHERE id=%s AND"
                 " worker=%s AND attempts=%s AND status='in_progress'",
-                (int(progress), stage, _dumps(detail) if detail else None, job_id, worker, attempt),
+                (int(progress), stage, dump_json(detail) if detail else None, job_id, worker, attempt),
             )
             return cur.rowcount == 1
 
@@ -564,7 +564,7 @@ class PostgresStore:
             cur = con.execute(
                 "UPDATE jobs SET provider_task_id=%s, provider_info=%s WHERE id=%s AND worker=%s AND attempts=%s"
                 " AND status='in_progress'",
-                (task_id, _dumps(info or {}), job_id, worker, attempt),
+                (task_id, dump_json(info or {}), job_id, worker, attempt),
             )
             return cur.rowcount == 1
 
@@ -593,7 +593,7 @@ class PostgresStore:
             con.execute(
                 "UPDATE jobs SET status='completed', progress=100, stage='done', completed_at=%s, expires_at=%s,"
                 " result=%s, output_path=%s, thumbnail_path=%s, lease_until=NULL, error=NULL WHERE id=%s",
-                (now, expires_at, _dumps(result), output_path, thumbnail_path, job_id),
+                (now, expires_at, dump_json(result), output_path, thumbnail_path, job_id),
             )
             self._end_attempt(con, job_id, attempt, "completed", None, now)
         return True
@@ -613,11 +613,12 @@ class PostgresStore:
             if retry_after is not None and row["failures"] + 1 < row["max_attempts"]:
                 con.execute("UPDATE jobs SET status='queued', worker=NULL, lease_until=NULL, not_before=%s,"
                             " stage=%s, error=%s, failures=failures+1 WHERE id=%s",
-                            (now + retry_after, "retrying", _dumps(error), job_id))  # fmt: skip
+                            (now + retry_after, "retrying", dump_json(error), job_id))  # fmt: skip
                 self._end_attempt(con, job_id, attempt, "retry", error, now)
                 return "queued"
             con.execute("UPDATE jobs SET status='failed', completed_at=%s, error=%s, lease_until=NULL,"
-                        " stage='failed', failures=failures+1 WHERE id=%s", (now, _dumps(error), job_id))  # fmt: skip
+                        " stage='failed', failures=failures+1 WHERE id=%s",
+                        (now, dump_json(error), job_id))  # fmt: skip
             self._end_attempt(con, job_id, attempt, "failed", error, now)
             return "failed"
 
@@ -627,7 +628,7 @@ class PostgresStore:
             cur = con.execute(
                 "UPDATE jobs SET status='cancelled', completed_at=%s, lease_until=NULL, stage='cancelled', error=%s"
                 " WHERE id=%s AND worker=%s AND attempts=%s AND status='in_progress'",
-                (now, _dumps({"code": "cancelled", "message": "the job was cancelled"}), job_id, worker, attempt),
+                (now, dump_json({"code": "cancelled", "message": "the job was cancelled"}), job_id, worker, attempt),
             )
             if cur.rowcount:
                 self._end_attempt(con, job_id, attempt, "cancelled", None, now)
@@ -649,7 +650,7 @@ class PostgresStore:
         con: psycopg.Connection[Any], job_id: str, attempt: int, outcome: str, error: Any, now: float
     ) -> None:
         con.execute("UPDATE attempts SET ended_at=%s, outcome=%s, error=%s WHERE job_id=%s AND attempt=%s",
-                    (now, outcome, _dumps(error), job_id, attempt))  # fmt: skip
+                    (now, outcome, dump_json(error), job_id, attempt))  # fmt: skip
 
     def reap(self) -> list[tuple[str, str]]:
         """Expired leases: the rows are locked with ``FOR UPDATE SKIP LOCKED`` (a row a worker is completing right
@@ -680,11 +681,11 @@ class PostgresStore:
                     status, err = "queued", lost
                 if status == "queued":
                     con.execute("UPDATE jobs SET status='queued', worker=NULL, lease_until=NULL, stage='queued',"
-                                " error=%s, crashes=crashes+1 WHERE id=%s", (_dumps(err), r["id"]))  # fmt: skip
+                                " error=%s, crashes=crashes+1 WHERE id=%s", (dump_json(err), r["id"]))  # fmt: skip
                 else:
                     con.execute("UPDATE jobs SET status=%s, completed_at=%s, worker=NULL, lease_until=NULL,"
                                 " stage=%s, error=%s, crashes=crashes+%s WHERE id=%s",
-                                (status, now, status, _dumps(err), int(status == "failed"), r["id"]))  # fmt: skip
+                                (status, now, status, dump_json(err), int(status == "failed"), r["id"]))  # fmt: skip
                 self._end_attempt(con, r["id"], r["attempts"], "lost", lost, now)
                 changed.append((r["id"], status))
         return changed
@@ -696,7 +697,7 @@ class PostgresStore:
             con.execute(
                 "UPDATE jobs SET status='cancelled', completed_at=%s, stage='cancelled', error=%s WHERE id=%s AND"
                 " owner=%s AND status='queued'",
-                (now, _dumps({"code": "cancelled", "message": "the job was cancelled"}), job_id, owner),
+                (now, dump_json({"code": "cancelled", "message": "the job was cancelled"}), job_id, owner),
             )
             con.execute("UPDATE jobs SET cancel_requested=1 WHERE id=%s AND owner=%s AND status='in_progress'",
                         (job_id, owner))  # fmt: skip
@@ -747,19 +748,20 @@ class PostgresStore:
             while row is None:  # absent: insert it, unless a concurrent request did first (then read theirs)
                 inserted = con.execute(
                     "INSERT INTO idempotency (owner, key, fingerprint, created_at, holder) VALUES (%s, %s, %s, %s, %s)"
-                    " ON CONFLICT (owner, key) DO NOTHING RETURNING key", (owner, key, fingerprint, now, _HOLDER),
+                    " ON CONFLICT (owner, key) DO NOTHING RETURNING key",
+                    (owner, key, fingerprint, now, PROCESS_HOLDER),
                 ).fetchone()  # fmt: skip
                 if inserted is not None:
                     return IdempotencyState("new")
                 row = cast("dict[str, Any] | None", con.execute(sql, (owner, key)).fetchone())
             expired = row["created_at"] < now - ttl_seconds
             abandoned = row["status"] is None and (
-                now - row["created_at"] > IDEMPOTENCY_STALE_SECONDS or _holder_gone(row["holder"])
+                now - row["created_at"] > IDEMPOTENCY_STALE_SECONDS or holder_gone(row["holder"])
             )
             if expired or abandoned:
                 con.execute("UPDATE idempotency SET fingerprint=%s, created_at=%s, holder=%s, status=NULL, body=NULL,"
                             " job_id=NULL WHERE owner=%s AND key=%s",
-                            (fingerprint, now, _HOLDER, owner, key))  # fmt: skip
+                            (fingerprint, now, PROCESS_HOLDER, owner, key))  # fmt: skip
                 return IdempotencyState("new")
             if row["fingerprint"] != fingerprint:
                 return IdempotencyState("mismatch")
@@ -770,7 +772,7 @@ class PostgresStore:
 
     def recover_idempotency(self) -> int:
         rows = self._all("SELECT owner, key, holder FROM idempotency WHERE status IS NULL")
-        dead = [(r["owner"], r["key"], r["holder"]) for r in rows if _holder_gone(r["holder"])]
+        dead = [(r["owner"], r["key"], r["holder"]) for r in rows if holder_gone(r["holder"])]
         if dead:
             with self.transaction() as con, con.cursor() as cur:
                 cur.executemany("DELETE FROM idempotency WHERE owner=%s AND key=%s AND holder=%s AND status IS NULL",
@@ -842,7 +844,7 @@ class PostgresStore:
         with self.transaction() as con:
             con.execute("INSERT INTO webhook_deliveries (id, job_id, url, event, payload, next_at, created_at,"
                         " updated_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
-                        (msg_id, job_id, url, event, _dumps(payload), now, now, now))  # fmt: skip
+                        (msg_id, job_id, url, event, dump_json(payload), now, now, now))  # fmt: skip
         return msg_id
 
     def claim_deliveries(self, sender: str, limit: int, lease_seconds: float) -> list[dict[str, Any]]:

@@ -8,8 +8,8 @@ Shutdown: the first stop (SIGTERM) stops claiming and lets running jobs finish f
 is still running then is aborted and released back to the queue (its attempt counted). A second SIGTERM aborts at
 once. A worker killed with ``kill -9`` releases nothing: its lease expires and the reaper re-queues the job.
 
-Job kinds: ``video`` is built in; another kind (a storyboard, later) registers its runner with
-:func:`register_job_kind` and is claimed by the same loops.
+Job kinds: a pool claims and runs only the kinds it is given (``kinds``, name -> runner); by default Kinema's own,
+``video`` and ``storyboard``, from :func:`~kinema.service.job_kinds.default_job_kinds`.
 """
 
 from __future__ import annotations
@@ -22,20 +22,22 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..backends.base import CancelToken
 from ..errors import Cancelled, InvalidRequest, KinemaError, ProviderError, RateLimited
+from ..errors import error_dict as kinema_error_dict
 from ..progress import ProgressEvent
 from .config import ServiceConfig
+from .job_kinds import JobRunner, default_job_kinds
 from .schemas import video_object
 from .store import Job, Store
 from .webhooks import event_payload
 
-__all__ = ["WorkerPool", "AttemptContext", "register_job_kind", "run_worker_process", "error_dict"]
+__all__ = ["WorkerPool", "AttemptContext", "run_worker_process", "error_dict"]
 
 log = logging.getLogger("kinema.service.worker")
 
@@ -87,82 +89,28 @@ class AttemptContext:
             raise Cancelled("the job's lease was lost; the provider task id was not recorded")
 
 
-JobRunner = Callable[[AttemptContext], None]
-_JOB_KINDS: dict[str, JobRunner] = {}
-
-
-def register_job_kind(kind: str, runner: JobRunner) -> None:
-    """Add a job kind (e.g. "storyboard") the workers can run; its jobs are stored with ``kind`` set."""
-    _JOB_KINDS[kind] = runner
-
-
 def error_dict(exc: BaseException) -> dict[str, Any]:
+    """A failed job's stored error (``code``, ``message``, ``param``, ``type``), from Kinema's error dict: an
+    InvalidRequest names its field as ``param``; anything that is not a KinemaError is a ``server_error``."""
+    d = kinema_error_dict(exc)
     if isinstance(exc, InvalidRequest):
-        return {"code": exc.code, "message": exc.message, "param": exc.field, "type": "invalid_request_error"}
-    if isinstance(exc, KinemaError):
-        return {"code": exc.code, "message": exc.message, "param": None, "type": type(exc).__name__}
-    return {"code": "generation_failed", "message": f"{type(exc).__name__}: {exc}", "param": None,
-            "type": "server_error"}  # fmt: skip
-
-
-def build_request(job: Job) -> Any:
-    from ..request import VideoRequest
-
-    return VideoRequest(**job.request)
-
-
-def run_video_job(ctx: AttemptContext) -> None:
-    """The ``video`` kind: one generation through the engine, written to a work file, published on completion."""
-    from ..engine import run
-
-    pool, job = ctx.pool, ctx.job
-    cfg = pool.config
-    request = build_request(job)
-    work = cfg.work_dir / f"{job.id}.a{ctx.attempt}.{pool.name_slug}.mp4"
-    thumb_work = work.with_suffix(".png")
-    result = run(request, output=work, on_progress=ctx.progress, cancel=ctx.token, on_task_id=ctx.on_task_id,
-                 resume_task_id=job.provider_task_id, resume_info=job.provider_info)  # fmt: skip
-    frames = result.video.frames
-    _write_thumbnail(frames[len(frames) // 2], thumb_work)
-    final = cfg.outputs_dir / f"{job.id}.mp4"
-    thumb = cfg.outputs_dir / f"{job.id}.png"
-    sidecar_work, sidecar = Path(str(work) + ".json"), Path(str(final) + ".json")
-
-    def publish() -> None:
-        # renames inside the completing transaction: the output exists exactly when the row says completed
-        os.replace(work, final)
-        os.replace(thumb_work, thumb)
-        if sidecar_work.exists():
-            os.replace(sidecar_work, sidecar)
-
-    summary = {"seed": result.seed, "recipe": result.recipe, "cost": result.cost, "timings": result.timings,
-               "warnings": result.warnings, "provider_task_id": result.provider_task_id}  # fmt: skip
-    ok = pool.store.complete(job.id, pool.name, ctx.attempt, result=summary, output_path=str(final),
-                             thumbnail_path=str(thumb), expires_at=time.time() + cfg.retention_hours * 3600,
-                             publish=publish)  # fmt: skip
-    if not ok:
-        ctx.lost = True
-        for p in (work, thumb_work, sidecar_work):
-            p.unlink(missing_ok=True)
-
-
-def _write_thumbnail(frame: Any, path: Path) -> None:
-    from PIL import Image
-
-    tmp = path.with_suffix(".tmp.png")
-    Image.fromarray(frame).save(tmp, format="PNG")
-    os.replace(tmp, path)
-
-
-register_job_kind("video", run_video_job)
+        kind = "invalid_request_error"
+    elif isinstance(exc, KinemaError):
+        kind = d["type"]
+    else:
+        kind = "server_error"
+    return {"code": d["code"], "message": d["message"], "param": d["field"], "type": kind}
 
 
 class WorkerPool:
     """Claim loops + housekeeping for one process. ``start()``, then ``stop()``; see the module docstring."""
 
-    def __init__(self, store: Store, config: ServiceConfig, *, threads: int = 1, name: str | None = None) -> None:
+    def __init__(self, store: Store, config: ServiceConfig, *, threads: int = 1, name: str | None = None,
+                 kinds: Mapping[str, JobRunner] | None = None) -> None:  # fmt: skip
         self.store = store
         self.config = config
+        #: the job kinds this pool claims and runs (default: Kinema's own, video and storyboard)
+        self.kinds: dict[str, JobRunner] = dict(kinds) if kinds is not None else default_job_kinds()
         self.threads = max(0, threads)
         self.name = name or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self.name_slug = "".join(c if c.isalnum() else "-" for c in self.name)
@@ -178,7 +126,6 @@ class WorkerPool:
 
     # -- lifecycle ------------------------------------------------------------------------------------------
     def start(self, housekeeping: bool = True) -> None:
-        from . import storyboards  # noqa: F401  (registers the "storyboard" job kind)
         from .config import load_extra_backends
 
         load_extra_backends()
@@ -244,7 +191,7 @@ class WorkerPool:
     def _claim_loop(self) -> None:
         while not self._stopping.is_set():
             try:
-                job = self.store.claim(self.name, self.config.lease_seconds, tuple(_JOB_KINDS))
+                job = self.store.claim(self.name, self.config.lease_seconds, tuple(self.kinds))
             except Exception:
                 log.exception("claim failed")
                 job = None
@@ -263,7 +210,7 @@ class WorkerPool:
                 ctx.token.cancel()
             if job.attempts == 1:
                 self.emit(job.id, "video.started")
-            _JOB_KINDS[job.kind](ctx)
+            self.kinds[job.kind](ctx)
             if not ctx.lost:
                 self.emit(job.id, "video.completed")
         except Cancelled:
@@ -337,13 +284,17 @@ class WorkerPool:
             self.store.forget_outputs(job.id)
 
 
-def run_worker_process(config: ServiceConfig, threads: int = 1, *, senders: bool = True) -> int:
-    """``kinema worker``: run a pool until SIGTERM/SIGINT. Exit code 0 after a graceful stop, 1 after an abort."""
+def run_worker_process(config: ServiceConfig, threads: int = 1, *, senders: bool = True,
+                       kinds: Mapping[str, JobRunner] | None = None) -> int:  # fmt: skip
+    """``kinema worker``: run a pool until SIGTERM/SIGINT. Exit code 0 after a graceful stop, 1 after an abort.
+
+    ``kinds``: the job kinds to run (default: :func:`~kinema.service.job_kinds.default_job_kinds`, video and
+    storyboard)."""
     from .safefetch import SafeFetcher
     from .webhooks import WebhookSender
 
     store = Store(config.db_path)
-    pool = WorkerPool(store, config, threads=threads)
+    pool = WorkerPool(store, config, threads=threads, kinds=kinds)
     sender = WebhookSender(store, config, SafeFetcher(config.allow_hosts, timeout=config.webhook_timeout))
     signals = {"count": 0}
     done = threading.Event()

@@ -1,0 +1,181 @@
+"""The API's error answers: :class:`ApiError`, built from Kinema's own errors; the one translation of pydantic's
+validation errors; the error responses every route declares; the app's exception handlers.
+
+Every error answer has OpenAI's shape, ``{"error": {"message", "type", "param", "code"}}``. An error Kinema raises on
+purpose is a :class:`~kinema.errors.KinemaError`, and :meth:`ApiError.from_error` answers it with its ``code``, its
+``message`` and (an :class:`~kinema.errors.InvalidRequest`'s) ``field`` as ``param``, so the library, the CLI and the
+API describe one mistake in the same words.
+
+>>> from kinema.errors import InvalidRequest
+>>> error = ApiError.from_error(InvalidRequest("size", "'big' is not of the form WIDTHxHEIGHT"))
+>>> error.status, error.body()["error"]["param"], error.body()["error"]["message"]
+(400, 'size', "size: 'big' is not of the form WIDTHxHEIGHT")
+"""
+
+from __future__ import annotations
+
+import logging
+import typing
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, TypeVar
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ..errors import KinemaError
+from .schemas import ErrorResponse
+
+__all__ = [
+    "ApiError",
+    "ERROR_RESPONSES",
+    "field_path",
+    "validation_error",
+    "validate_body",
+    "error_response",
+    "install_error_handlers",
+]
+
+log = logging.getLogger("kinema.service")
+
+Model = TypeVar("Model", bound=BaseModel)
+
+
+class ApiError(Exception):
+    """An error answer in the OpenAI shape."""
+
+    TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
+             404: "invalid_request_error", 409: "invalid_request_error", 413: "invalid_request_error",
+             415: "invalid_request_error", 422: "invalid_request_error", 429: "rate_limit_error"}  # fmt: skip
+
+    def __init__(self, status: int, message: str, *, code: str | None = None, param: str | None = None,
+                 headers: dict[str, str] | None = None) -> None:  # fmt: skip
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.code = code
+        self.param = param
+        self.headers = headers or {}
+
+    @classmethod
+    def from_error(cls, exc: KinemaError, status: int = 400, *, code: str | None = None,
+                   param: str | None = None) -> ApiError:  # fmt: skip
+        """``exc`` as an answer: its code (or ``code``), its message, and the field it names (or ``param``)."""
+        d = exc.to_dict()
+        return cls(status, d["message"], code=code or d["code"], param=param or d["field"])
+
+    def body(self) -> dict[str, Any]:
+        kind = self.TYPES.get(self.status) or ("invalid_request_error" if self.status < 500 else "server_error")
+        return {"error": {"message": self.message, "type": kind,
+                          "param": self.param, "code": self.code}}  # fmt: skip
+
+    def response(self) -> JSONResponse:
+        return JSONResponse(self.body(), status_code=self.status, headers=self.headers)
+
+
+#: the error answers every route may give, for /openapi.json
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorResponse, "description": desc}
+    for code, desc in ((400, "Bad request"), (401, "Missing or invalid API key"), (404, "Not found"),
+                       (409, "Conflict"), (413, "Body too large"), (415, "Unsupported media type"),
+                       (422, "Unprocessable (idempotency key reused with another body, or a refused image)"),
+                       (429, "Rate limited or queue full"), (500, "Server error"))
+}  # fmt: skip
+
+
+# -- pydantic's validation errors -------------------------------------------------------------------------------
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The pydantic model a field holds (``list[Scene]`` -> Scene, ``Ref | str | None`` -> Ref), or None."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _locate(model: type[BaseModel] | None, loc: Sequence[Any], kind: str) -> tuple[str, type[BaseModel] | None]:
+    """pydantic's location as the field the client sent (``scenes[1].prompt``), and the model that owns it.
+
+    pydantic puts the name of each union member it tried into the location (``input_reference.ImageReference``);
+    those are not fields, and are left out. A name that is not a field is kept only as the last part of an
+    ``extra_forbidden`` error, where it is the unknown field itself.
+    """
+    path, current, owner = "", model, model
+    for i, part in enumerate(loc):
+        if isinstance(part, int):
+            path += f"[{part}]"
+            continue
+        if current is not None:
+            info = current.model_fields.get(str(part))
+            if info is None and not (i == len(loc) - 1 and kind == "extra_forbidden"):
+                continue
+            owner = current
+            current = _model_in(info.annotation) if info is not None else None
+        path += ("." if path else "") + str(part)
+    return path, owner
+
+
+def field_path(loc: Iterable[Any]) -> str:
+    """A pydantic location as a field path: ``("scenes", 1, "prompt")`` -> ``"scenes[1].prompt"``."""
+    return _locate(None, tuple(loc), "")[0]
+
+
+def validation_error(errors: Sequence[Mapping[str, Any]], model: type[BaseModel] | None = None,
+                     skip: tuple[str, ...] = ()) -> ApiError:  # fmt: skip
+    """The first of pydantic's errors as a 400 naming the field, what was wrong and, for an unknown field, the
+    fields allowed there. ``skip``: location parts that are not fields (FastAPI's ``query``, ``path``...)."""
+    first = errors[0] if errors else {}
+    kind = str(first.get("type", ""))
+    loc = tuple(p for p in first.get("loc", ()) if p not in skip)
+    param, owner = _locate(model, loc, kind)
+    msg = str(first.get("msg", "is invalid"))
+    if kind == "extra_forbidden" and owner is not None:
+        msg = f"is not a known field (allowed: {', '.join(owner.model_fields)})"
+    if not param:
+        return ApiError(400, msg if first else "invalid request", code="invalid_request")
+    return ApiError(400, f"{param}: {msg}", code="invalid_request", param=param)
+
+
+def validate_body(model: type[Model], fields: Mapping[str, Any]) -> Model:
+    """``fields`` as ``model``, or the 400 that :func:`validation_error` makes of the first problem."""
+    try:
+        return model(**fields)
+    except ValidationError as exc:
+        raise validation_error(exc.errors(), model) from None
+    except TypeError:  # ``model(**fields)`` with a key that is not text
+        raise ApiError(400, "the body's field names must be text", code="invalid_request") from None
+
+
+# -- the app's handlers ---------------------------------------------------------------------------------------------
+def error_response(exc: BaseException) -> JSONResponse:
+    """The answer to any error: its own for an ApiError, else a logged 500 that shows the client nothing."""
+    if isinstance(exc, ApiError):
+        return exc.response()
+    log.exception("unexpected error", exc_info=exc)
+    return ApiError(500, "internal server error", code="server_error").response()
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Answer every error in the API's shape: ApiError, FastAPI's validation of query and path parameters,
+    Starlette's HTTP errors (404 for an unknown path, 405...), and anything unexpected (a logged 500)."""
+
+    @app.exception_handler(ApiError)
+    async def _api_error(_req: Request, exc: ApiError) -> JSONResponse:
+        return exc.response()
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_req: Request, exc: RequestValidationError) -> JSONResponse:
+        return validation_error(exc.errors(), skip=("query", "path", "body", "header")).response()
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_req: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return ApiError(exc.status_code, str(exc.detail), code=f"http_{exc.status_code}",
+                        headers=dict(exc.headers or {})).response()  # fmt: skip
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_req: Request, exc: Exception) -> JSONResponse:
+        return error_response(exc)
