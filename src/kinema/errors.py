@@ -182,9 +182,12 @@ class ProviderTimeout(ProviderError):
 
 
 class Cancelled(KinemaError):
-    """The generation was cancelled by its caller."""
+    """The generation was cancelled by its caller. For a remote task, ``task_id`` names it and ``provider_cancel``
+    says whether the provider's cancel was called and what it answered (so the bill stopped, or why not)."""
 
     code = "cancelled"
+    task_id: str | None = None
+    provider_cancel: dict[str, Any] | None = None
 
 
 class GenerationFailed(KinemaError):

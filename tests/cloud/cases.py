@@ -41,7 +41,7 @@ class Case:
 
 
 def _openai_env(fake: Any, tmp: Path) -> dict[str, str]:
-    return {"OPENAI_API_KEY": fake.key, "OPENAI_BASE_URL": fake.url + "/v1"}
+    return {"OPENAI_API_KEY": fake.key, "KINEMA_OPENAI_VIDEOS_BASE_URL": fake.url + "/v1"}
 
 
 def _runway_env(fake: Any, tmp: Path) -> dict[str, str]:

@@ -18,7 +18,9 @@ PROVIDER_VARS = (
     "REPLICATE_API_TOKEN", "REPLICATE_BASE_URL", "GOOGLE_APPLICATION_CREDENTIALS", "GOOGLE_CLOUD_PROJECT",
     "GOOGLE_CLOUD_LOCATION", "GOOGLE_VERTEX_BASE_URL", "KINEMA_VEO_BASE_URL", "GOOGLE_API_KEY", "GEMINI_API_KEY",
     "GOOGLE_GENAI_USE_VERTEXAI", "PICTORY_API_KEY", "KINEMA_PICTORY_BASE_URL", "MODELSLAB_API_KEY",
-    "KINEMA_MODELSLAB_BASE_URL", "OPENAI_API_KEY", "OPENAI_BASE_URL", "KINEMA_POLL_INTERVAL", "KINEMA_REMOTE_TIMEOUT",
+    "KINEMA_MODELSLAB_BASE_URL", "OPENAI_API_KEY", "OPENAI_BASE_URL", "KINEMA_OPENAI_VIDEOS_BASE_URL",
+    "KINEMA_POLL_INTERVAL", "KINEMA_REMOTE_TIMEOUT", "K_SERVICE", "CLOUD_RUN_JOB", "FUNCTION_TARGET", "GAE_SERVICE",
+    "GCE_METADATA_HOST", "GCE_METADATA_ROOT", "GCE_METADATA_IP",
 )  # fmt: skip
 
 
@@ -38,6 +40,7 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     for var in PROVIDER_VARS:
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("HOME", str(tmp_path))  # no gcloud ADC file of the developer's is found
+    monkeypatch.setenv("NO_GCE_CHECK", "1")  # nor a GCE host's metadata-server credentials
 
 
 @pytest.fixture(params=[c.backend for c in CASES])

@@ -11,8 +11,11 @@ provider's words. Tests then script trouble::
     fake.expire_urls = 1                           # the first output URL handed out is already expired
     fake.delay["poll"] = 0.5                       # slow answers
 
+    fake.drop_submit_answers = 1                   # the next submit is accepted (paid) but its answer is lost
+
 and assert on the counters: ``fake.submissions`` (accepted, i.e. paid, generations), ``fake.submit_attempts``,
-``fake.polls``, ``fake.downloads`` and ``fake.log`` (every request: method, path, headers, body).
+``fake.polls``, ``fake.downloads``, ``fake.cancels`` and ``fake.log`` (every request: method, path, headers,
+body).
 """
 
 from __future__ import annotations
@@ -53,6 +56,7 @@ class Response:
     body: Any = None  # dict/list -> JSON; bytes -> as is; None -> empty
     headers: dict[str, str] = field(default_factory=dict)
     content_type: str | None = None
+    drop: bool = False  # close the connection without answering (the answer is lost on the way)
 
 
 @dataclass
@@ -93,10 +97,13 @@ class FakeServer:
         self.slow_next: dict[str, tuple[float, int]] = {}  # kind -> (seconds, how many requests)
         self.download_failures = 0
         self.expire_urls = 0
+        self.drop_submit_answers = 0  # accept (and bill) the next N submits, then lose their answers
+        self.retired_models: dict[str, str] = {}  # model -> the provider's refusal
         # counters
         self.submissions = 0
         self.submit_attempts = 0
         self.polls = 0
+        self.cancels = 0  # cancel calls received (kind "cancel")
         self.downloads = 0
         self.log: list[Request] = []
         self.tasks: dict[str, FakeTask] = {}
@@ -240,7 +247,16 @@ class FakeServer:
             if kind == "poll":
                 with self.lock:
                     self.polls += 1
-            return handler(req)
+            if kind == "cancel":
+                with self.lock:
+                    self.cancels += 1
+            resp = handler(req)
+            if kind == "submit" and resp.status < 400:
+                with self.lock:
+                    if self.drop_submit_answers > 0:
+                        self.drop_submit_answers -= 1
+                        resp.drop = True
+            return resp
         return Response(404, self.error_body(404, f"no route for {req.method} {req.path}", "not_found"))
 
     def _injected(self, kind: str) -> Response | None:
@@ -286,6 +302,9 @@ class FakeServer:
                     resp = fake._dispatch(req)
                 except Exception as exc:  # a bug in a fake should show up as a 500, not hang the client
                     resp = Response(500, {"error": f"fake crashed: {type(exc).__name__}: {exc}"})
+                if resp.drop:  # the task exists, but its answer never reaches the client
+                    self.close_connection = True
+                    return
                 if isinstance(resp.body, bytes):
                     payload, ctype = resp.body, resp.content_type or "application/octet-stream"
                 elif resp.body is None:

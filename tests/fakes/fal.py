@@ -28,7 +28,8 @@ class FakeFal(FakeServer):
                    kind="poll")  # fmt: skip
         self.route("GET", r"/(?P<owner>[\w.-]+)/(?P<alias>[\w.-]+)/requests/(?P<id>[0-9a-f-]+)", self.result,
                    kind="result")  # fmt: skip
-        self.route("PUT", r"/(?P<owner>[\w.-]+)/(?P<alias>[\w.-]+)/requests/(?P<id>[0-9a-f-]+)/cancel", self.cancel)
+        self.route("PUT", r"/(?P<owner>[\w.-]+)/(?P<alias>[\w.-]+)/requests/(?P<id>[0-9a-f-]+)/cancel", self.cancel,
+                   kind="cancel")  # fmt: skip
         self.route("POST", r"/(?P<endpoint>[\w.-]+/[\w.-]+(?:/[\w.-]+)*)", self.submit, kind="submit")
 
     def auth_error(self, req: Request) -> Response | None:
@@ -110,4 +111,5 @@ class FakeFal(FakeServer):
             return Response(404, {"detail": "Request not found"})
         if task.polls > 1:
             return Response(400, {"detail": "Request already started", "status": "ALREADY_COMPLETED"})
+        task.extra["cancelled"] = True
         return Response(202, {"status": "CANCELLATION_REQUESTED"})

@@ -1,6 +1,8 @@
 """Fake of Kling's official API (reference/provider-apis.md §5): POST /v1/videos/{text2video|image2video},
 GET /v1/videos/{family}/{task_id}; a per-request HS256 JWT (iss = access key, exp, nbf) checked on every call;
-envelope {code, message, request_id, data}; task_status submitted / processing / succeed / failed."""
+envelope {code, message, request_id, data}; task_status submitted / processing / succeed / failed.
+``external_task_id`` (the client's own id, unique per account) is stored and the single-task query accepts it in
+place of the task id. ``account_error(code)`` scripts the HTTP 429 account errors 1100-1102 and 1304."""
 
 from __future__ import annotations
 
@@ -30,7 +32,14 @@ class FakeKling(FakeServer):
     def setup_routes(self) -> None:
         for family in ("text2video", "image2video"):
             self.route("POST", rf"/v1/videos/{family}", lambda r, f=family: self.create(r, f), kind="submit")
-            self.route("GET", rf"/v1/videos/{family}/(?P<id>\d+)", lambda r, f=family: self.query(r, f), kind="poll")
+            self.route("GET", rf"/v1/videos/{family}/(?P<id>[\w.:-]+)", lambda r, f=family: self.query(r, f),
+                       kind="poll")  # fmt: skip
+
+    def account_error(self, code: int, times: int = 1) -> None:
+        """The next submits answer HTTP 429 with an account error code (1100-1102, 1304), as Kling does."""
+        messages = {1100: "Account exception", 1101: "Account in arrears",
+                    1102: "Resource pack exhausted or expired", 1304: "IP is not in the whitelist"}  # fmt: skip
+        self.inject("submit", status=429, times=times, body=self.envelope(code, messages[code]))
 
     def envelope(self, code: int, message: str, data: Any = None) -> dict[str, Any]:
         return {"code": code, "message": message, "request_id": str(uuid.uuid4()), "data": data}
@@ -77,22 +86,27 @@ class FakeKling(FakeServer):
                 return Response(400, self.envelope(1201, "image is invalid (URL or raw base64 without data: prefix)"))
         if len(body.get("prompt", "")) > 2500:
             return Response(400, self.envelope(1201, "prompt is too long"))
+        external = body.get("external_task_id")
+        if external is not None and any(t.extra.get("external") == external for t in self.tasks.values()):
+            return Response(400, self.envelope(1201, f"external_task_id {external!r} already exists"))
         with self.lock:
             self._next_id += 1
             task_id = str(self._next_id)
         task = self.new_task(body, task_id=task_id)
-        task.extra.update(family=family, image=body.get("image"))
+        task.extra.update(family=family, image=body.get("image"), external=external)
         return Response(200, self.envelope(0, "SUCCEED", self._data(task, "submitted")))
 
     def _data(self, task: Any, status: str) -> dict[str, Any]:
         data: dict[str, Any] = {
-            "task_id": task.id, "task_status": status, "task_info": {"external_task_id": None},
+            "task_id": task.id, "task_status": status, "task_info": {"external_task_id": task.extra.get("external")},
             "created_at": int(task.created * 1000), "updated_at": int(time.time() * 1000),
         }  # fmt: skip
         return data
 
     def query(self, req: Request, family: str) -> Response:
-        task = self.tasks.get(req.match.group("id")) if req.match else None
+        wanted = req.match.group("id") if req.match else ""
+        task = self.tasks.get(wanted) or next((t for t in self.tasks.values() if t.extra.get("external") == wanted),
+                                              None)  # fmt: skip
         if task is None or task.extra.get("family") != family:
             return Response(404, self.envelope(1203, "task not found"))
         phase = self.advance(task)

@@ -25,7 +25,7 @@ class FakeLuma(FakeServer):
         self.route("POST", PREFIX + r"/generations/video", self.create, kind="submit")
         self.route("POST", PREFIX + r"/generations", self.create, kind="submit")
         self.route("GET", PREFIX + r"/generations/(?P<id>[0-9a-f-]{36})", self.get, kind="poll")
-        self.route("DELETE", PREFIX + r"/generations/(?P<id>[0-9a-f-]{36})", self.delete)
+        self.route("DELETE", PREFIX + r"/generations/(?P<id>[0-9a-f-]{36})", self.delete, kind="cancel")
 
     def auth_error(self, req: Request) -> Response | None:
         if bearer_ok(req, self.key):
@@ -55,6 +55,8 @@ class FakeLuma(FakeServer):
             reason = "Job failed due to an internal error"
         elif phase == "moderate":
             reason = "400: Prompt not allowed because advanced moderation failed"
+        elif phase == "image_fetch":  # Luma could not download the keyframe image (lumalabs/ComfyUI-LumaAI-API#9)
+            reason = "400: failed to moderate image"
         return {
             "id": task.id, "generation_type": "video", "state": state, "failure_reason": reason,
             "created_at": dt.datetime.fromtimestamp(task.created, dt.UTC).isoformat(), "model": task.input["model"],

@@ -87,6 +87,8 @@ class FakePictory(FakeServer):
                     },
                 },
             )
+        if phase == "cleaned":  # a job status listed on docs.pictory.ai get-job-by-id
+            return Response(200, {"job_id": task.id, "success": True, "data": {"status": "cleaned"}})
         if phase == "moderate":
             data = {"status": "failed", "error_code": "CONTENT_POLICY_VIOLATION",
                     "error_message": "The prompt violates the content policy"}  # fmt: skip

@@ -14,6 +14,9 @@ from .base import FakeServer, Request, Response, bearer_ok
 MODELS = {"minimax/video-01": "c8bcc4751328608bb75043b3af7bed4eabcf1a6c0a478d50a4cf57fa04bd5101",
           "kwaivgi/kling-v2.1": "daad218feb714b03e2a1ac445986aebb9d05243cd00da2af17be2e4049f48f69",
           "someone/custom-video": "5c7d5dc6dd8bf75c1acaa8565735e7986bc5b66206b55cca93cb72c9bf15ccaa"}  # fmt: skip
+#: official models run on POST /v1/models/{owner}/{name}/predictions; a community model is not served there
+#: (replicate.com changelog 2025-08-05: that route is "for running official models") and needs its version
+OFFICIAL = {"minimax/video-01", "kwaivgi/kling-v2.1"}
 
 
 def _now() -> str:
@@ -32,7 +35,8 @@ class FakeReplicate(FakeServer):
                    kind="submit")  # fmt: skip
         self.route("POST", r"/v1/predictions", self.create_version, kind="submit")
         self.route("GET", r"/v1/predictions/(?P<id>[a-z0-9]+)", self.get, kind="poll")
-        self.route("POST", r"/v1/predictions/(?P<id>[a-z0-9]+)/cancel", self.cancel)
+        self.route("POST", r"/v1/predictions/(?P<id>[a-z0-9]+)/cancel", self.cancel, kind="cancel")
+        self.route("GET", r"/v1/models/(?P<owner>[\w.-]+)/(?P<name>[\w.-]+)", self.get_model)
 
     def auth_error(self, req: Request) -> Response | None:
         if bearer_ok(req, self.key):
@@ -48,10 +52,20 @@ class FakeReplicate(FakeServer):
 
     def create_model(self, req: Request) -> Response:
         model = f"{req.match.group('owner')}/{req.match.group('name')}" if req.match else ""
-        if model not in MODELS:
+        if model not in OFFICIAL:
             return Response(404, {"title": "Not found", "status": 404,
                                   "detail": "The requested resource could not be found."})  # fmt: skip
         return self._create(req, model, MODELS[model])
+
+    def get_model(self, req: Request) -> Response:
+        model = f"{req.match.group('owner')}/{req.match.group('name')}" if req.match else ""
+        if model not in MODELS:
+            return Response(404, {"title": "Not found", "status": 404,
+                                  "detail": "The requested resource could not be found."})  # fmt: skip
+        owner, name = model.split("/")
+        return Response(200, {"url": f"https://replicate.com/{model}", "owner": owner, "name": name,
+                              "visibility": "public", "is_official": model in OFFICIAL,
+                              "latest_version": {"id": MODELS[model], "created_at": _now()}})  # fmt: skip
 
     def create_version(self, req: Request) -> Response:
         version = req.json().get("version")
@@ -72,6 +86,7 @@ class FakeReplicate(FakeServer):
             return Response(422, {"title": "Input validation failed", "status": 422,
                                   "detail": "- input: start_image is required"})  # fmt: skip
         task = self.new_task(inputs, task_id=secrets.token_hex(13)[:26])
+        task.extra["cancel_after"] = req.header("cancel-after")
         task.extra.update(
             model=model,
             version=version,

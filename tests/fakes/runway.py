@@ -15,10 +15,14 @@ T2V = {"gen4.5": ({"1280:720", "720:1280"}, set(range(2, 11))),
        "veo3.1": ({"1280:720", "720:1280", "1080:1920", "1920:1080"}, {4, 6, 8}),
        "veo3.1_fast": ({"1280:720", "720:1280", "1080:1920", "1920:1080"}, {4, 6, 8})}  # fmt: skip
 _TURBO = {"1280:720", "720:1280", "1104:832", "832:1104", "960:960", "1584:672"}
-I2V = {"gen4.5": (_TURBO, set(range(2, 11))), "gen4_turbo": (_TURBO, set(range(2, 11))),
-       "gen3a_turbo": ({"1280:768", "768:1280"}, {5, 10}), "veo3.1": T2V["veo3.1"],
+I2V = {"gen4.5": (_TURBO, set(range(2, 11))), "gen4_turbo": (_TURBO, set(range(2, 11))), "veo3.1": T2V["veo3.1"],
        "veo3.1_fast": T2V["veo3.1_fast"]}  # fmt: skip
-CREDITS_PER_SECOND = {"gen4.5": 12, "gen4_turbo": 5, "gen3a_turbo": 5, "veo3.1": 20, "veo3.1_fast": 10}
+#: models the API no longer serves (gone from runwayml 5.24.0's create overloads)
+RETIRED = {"gen3a_turbo", "veo3"}
+#: promptImage data: URIs are accepted "up to 5MB" (runwayml types/image_to_video_create_params.py); the fake
+#: takes the stricter reading, 5 * 10^6 characters of URI
+DATA_URI_LIMIT = 5_000_000
+CREDITS_PER_SECOND = {"gen4.5": 12, "gen4_turbo": 5, "veo3.1": 20, "veo3.1_fast": 10}
 
 
 class FakeRunway(FakeServer):
@@ -31,7 +35,7 @@ class FakeRunway(FakeServer):
         self.route("POST", r"/v1/text_to_video", lambda r: self.create(r, T2V), kind="submit")
         self.route("POST", r"/v1/image_to_video", lambda r: self.create(r, I2V), kind="submit")
         self.route("GET", r"/v1/tasks/(?P<id>[0-9a-f-]+)", self.retrieve, kind="poll")
-        self.route("DELETE", r"/v1/tasks/(?P<id>[0-9a-f-]+)", self.delete)
+        self.route("DELETE", r"/v1/tasks/(?P<id>[0-9a-f-]+)", self.delete, kind="cancel")
 
     def auth_error(self, req: Request) -> Response | None:
         if not bearer_ok(req, self.key):
@@ -46,6 +50,8 @@ class FakeRunway(FakeServer):
     def create(self, req: Request, table: dict[str, tuple[set[str], set[int]]]) -> Response:
         body = req.json()
         model = body.get("model")
+        if model in RETIRED:
+            return Response(400, {"error": f"Invalid parameter 'model': {model!r} is no longer available"})
         if model not in table:
             return Response(400, {"error": f"Invalid parameter 'model': {model!r}"})
         ratios, durations = table[model]
@@ -58,6 +64,9 @@ class FakeRunway(FakeServer):
             return Response(400, {"error": "Invalid parameter 'promptText'"})
         if table is I2V and not body.get("promptImage"):
             return Response(400, {"error": "Invalid parameter 'promptImage'"})
+        image = body.get("promptImage")
+        if isinstance(image, str) and image.startswith("data:") and len(image) > DATA_URI_LIMIT:
+            return Response(400, {"error": "Invalid parameter 'promptImage': data URIs must be 5MB or smaller"})
         task = self.new_task(body, task_id=str(uuid.uuid4()))
         task.extra["image"] = body.get("promptImage")
         return Response(200, {"id": task.id})

@@ -179,8 +179,17 @@ class CancelToken:
 
     def __init__(self) -> None:
         self._event = threading.Event()
+        #: True when the caller stops only its own wait (a worker shutting down, a lease lost to another worker):
+        #: a remote backend then leaves the provider's task running, to be resumed by its id, instead of cancelling it
+        self.keep_provider_task = False
 
-    def cancel(self) -> None:
+    def cancel(self, *, keep_provider_task: bool = False) -> None:
+        """Stop the generation at its next step. A remote task is cancelled at the provider too (the bill stops),
+        unless ``keep_provider_task``."""
+        if keep_provider_task and not self._event.is_set():
+            self.keep_provider_task = True
+        elif not keep_provider_task:
+            self.keep_provider_task = False  # a user's cancel wins over a shutdown's
         self._event.set()
 
     @property

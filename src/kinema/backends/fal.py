@@ -167,7 +167,8 @@ class FalBackend(RemoteBackend):
         family, _ = split_endpoint(str(params.model))
         return f"{family}/{_SUBPATH[params.mode]}"
 
-    def submit(self, client: Any, params: GenerationParams) -> tuple[str, dict[str, Any], TaskStatus | None]:
+    def submit(self, client: Any, params: GenerationParams,
+               token: str) -> tuple[str, dict[str, Any], TaskStatus | None]:  # fmt: skip
         fam = self._family(params.model)
         body: dict[str, Any] = {"prompt": params.prompt,
                                 "aspect_ratio": known_ratio(params.width, params.height, fam.ratios)}  # fmt: skip
@@ -193,8 +194,24 @@ class FalBackend(RemoteBackend):
         request_id = str(data.get("request_id") or "")
         if not request_id:
             raise ProviderError("fal accepted the request but returned no request_id", provider=self.provider)
-        info = {"endpoint": endpoint, "status_url": data.get("status_url"), "response_url": data.get("response_url")}
+        info = {"endpoint": endpoint, "status_url": data.get("status_url"), "response_url": data.get("response_url"),
+                "cancel_url": data.get("cancel_url")}  # fmt: skip
         return request_id, info, None
+
+    def cancel(self, client: Any, task_id: str, info: dict[str, Any]) -> str:
+        # PUT .../requests/{id}/cancel (fal docs, queue API); it only works while the request is still queued
+        status_url, _ = self._urls(task_id, info)
+        url = str(info.get("cancel_url") or status_url.rsplit("/status", 1)[0] + "/cancel")
+        resp = client.request("PUT", url)
+        try:
+            answer = resp.json()
+        except ValueError:
+            answer = resp.text[:200]
+        if resp.status_code >= 400:
+            message, _ = body_message(answer)
+            return f"HTTP {resp.status_code}: {message} (a request that has started runs to the end)"
+        status = answer.get("status") if isinstance(answer, dict) else None
+        return f"HTTP {resp.status_code}: {status or answer}"
 
     def _urls(self, task_id: str, info: dict[str, Any]) -> tuple[str, str]:
         if info.get("status_url") and info.get("response_url"):

@@ -4,8 +4,11 @@ official Python SDK).
 ``POST /v1/videos/text2video`` (or ``image2video``) returns ``data.task_id``; ``GET /v1/videos/<family>/{task_id}``
 is polled (``submitted`` -> queued, ``processing`` -> in_progress, ``succeed`` -> completed, ``failed`` with
 ``task_status_msg``). Every answer is an envelope ``{code, message, request_id, data}``: code 0 is success; 1300-1301
-are content-safety refusals, 1302-1303 rate / concurrency limits, 1000-1004 authentication. ``duration`` is a
-string ("5", "10"); ``mode`` is ``std`` (720p) or ``pro`` (1080p).
+are content-safety refusals, 1302-1303 rate / concurrency limits, 1000-1004 authentication; HTTP 429 with
+1100-1102 (account problem, arrears, resource pack used up) or 1304 (IP whitelist) is an account error, reported at
+once and never retried. ``duration`` is a string ("5", "10"); ``mode`` is ``std`` (720p) or ``pro`` (1080p). Every
+create carries the generation's client token as ``external_task_id``, by which the task can be queried when the
+create's answer was lost.
 
 Keys: ``KLING_ACCESS_KEY`` and ``KLING_SECRET_KEY`` (the JWT is HS256 with ``iss`` = access key, ``exp`` = now + 30
 min, ``nbf`` = now - 5 s). Base URL: ``KINEMA_KLING_BASE_URL`` (default the global ``https://api-singapore.klingai.com``;
@@ -48,6 +51,12 @@ KLING_MODELS: dict[str, tuple[float, ...]] = {
     "kling-v3": tuple(float(d) for d in range(3, 16)),
 }
 KLING_RATIOS = ("16:9", "9:16", "1:1")
+_ACCOUNT_CODES = {
+    1100: "account problem",
+    1101: "account in arrears (top up the balance)",
+    1102: "resource pack used up or expired",
+    1304: "this IP is not on the account's IP whitelist",
+}
 _STATUS = {"submitted": "queued", "processing": "in_progress", "succeed": "completed", "failed": "failed"}
 
 
@@ -126,6 +135,14 @@ class KlingBackend(RemoteBackend):
         code_s = str(code) if code is not None else None
         if isinstance(code, int) and 1300 <= code <= 1301:
             return ContentRejected(f"kling refused the request on content grounds (code {code}): {message}")
+        if isinstance(code, int) and (1100 <= code <= 1102 or code == 1304):
+            # HTTP 429 too, but an account problem, not a rate limit: waiting does not help (Kling API docs,
+            # error codes: 1100 account exception, 1101 account in arrears, 1102 resource pack used up or
+            # expired, 1304 IP not on the whitelist)
+            what = _ACCOUNT_CODES.get(code, "account problem")
+            return ProviderError(f"kling refused the request: {what} (HTTP {status}, code {code}): {message}; fix "
+                                 f"it in the Kling developer console, retrying will not help", provider=self.provider,
+                                 provider_code=code_s, provider_message=message, status_code=status)  # fmt: skip
         if isinstance(code, int) and code in (1302, 1303):
             status = 429
         if isinstance(code, int) and 1000 <= code <= 1004:
@@ -135,10 +152,11 @@ class KlingBackend(RemoteBackend):
         return http_error(self.provider, status, message, code=code_s, headers=headers, moderated=False)
 
     # -- the loop's parts -----------------------------------------------------------------------------------------
-    def submit(self, client: Any, params: GenerationParams) -> tuple[str, dict[str, Any], TaskStatus | None]:
+    def submit(self, client: Any, params: GenerationParams,
+               token: str) -> tuple[str, dict[str, Any], TaskStatus | None]:  # fmt: skip
         family = "image2video" if params.mode == "i2v" else "text2video"
         body: dict[str, Any] = {
-            "model_name": params.model, "prompt": params.prompt,
+            "model_name": params.model, "prompt": params.prompt, "external_task_id": token,
             "mode": "pro" if min(params.width, params.height) >= 1080 else "std",
             "aspect_ratio": known_ratio(params.width, params.height, KLING_RATIOS),
             "duration": str(int(round(params.duration))),
@@ -160,6 +178,19 @@ class KlingBackend(RemoteBackend):
         if not task_id:
             raise ProviderError("kling accepted the request but returned no task_id", provider=self.provider)
         return task_id, {"family": family}, self._status(data)
+
+    def find_submitted(self, client: Any, params: GenerationParams,
+                       token: str) -> tuple[str, dict[str, Any], TaskStatus | None] | None:  # fmt: skip
+        # the single-task query takes the task_id or the external_task_id (Kling API docs, "Query Task (Single)")
+        family = "image2video" if params.mode == "i2v" else "text2video"
+        try:
+            data = self._request(client, "GET", f"/v1/videos/{family}/{token}")
+        except ProviderError as exc:
+            if exc.status_code == 404 or exc.provider_code == "1203":
+                return None
+            raise
+        task_id = str(data.get("task_id") or "")
+        return (task_id, {"family": family}, self._status(data)) if task_id else None
 
     def fetch(self, client: Any, task_id: str, info: dict[str, Any]) -> TaskStatus:
         family = info.get("family") or ("image2video" if info.get("mode") == "i2v" else "text2video")

@@ -15,11 +15,21 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from typing import Any
 
-from ..errors import InvalidRequest, KinemaError
+from ..errors import ContentRejected, InvalidRequest, KinemaError, ProviderError
 from .base import Capabilities, GenerationParams
-from .remote import LoopOptions, RemoteBackend, TaskStatus, known_ratio, ratio_sizes, short_side_name, stainless_error
+from .remote import (
+    LoopOptions,
+    RemoteBackend,
+    TaskStatus,
+    body_message,
+    known_ratio,
+    ratio_sizes,
+    short_side_name,
+    stainless_error,
+)
 
 __all__ = ["LumaBackend", "LUMA_MODELS", "LUMA_RATIOS", "LUMA_RESOLUTIONS"]
 
@@ -71,7 +81,8 @@ class LumaBackend(RemoteBackend):
                              base_url=os.environ.get("LUMAAI_BASE_URL") or None, max_retries=0,
                              timeout=loop.request_timeout)  # fmt: skip
 
-    def submit(self, client: Any, params: GenerationParams) -> tuple[str, dict[str, Any], TaskStatus | None]:
+    def submit(self, client: Any, params: GenerationParams,
+               token: str) -> tuple[str, dict[str, Any], TaskStatus | None]:  # fmt: skip
         kwargs: dict[str, Any] = {
             "model": params.model, "prompt": params.prompt,
             "aspect_ratio": known_ratio(params.width, params.height, LUMA_RATIOS),
@@ -91,11 +102,37 @@ class LumaBackend(RemoteBackend):
         state = str(data.get("state"))
         assets = data.get("assets") or {}
         url = assets.get("video") if isinstance(assets, dict) else None
+        reason = data.get("failure_reason")
+        if state == "failed" and _image_fetch_failed(reason):
+            return TaskStatus(status="failed", raw_status=state, error_code="image_fetch", moderated=False,
+                              error_message=f"{reason} ({_IMAGE_FETCH_HINT})")  # fmt: skip
         return TaskStatus(status=_STATUS.get(state, "in_progress"), raw_status=state,
-                          output_urls=[url] if url else [], error_message=data.get("failure_reason"))  # fmt: skip
+                          output_urls=[url] if url else [], error_message=reason)  # fmt: skip
+
+    def cancel(self, client: Any, task_id: str, info: dict[str, Any]) -> str:
+        # DELETE /generations/{id} (lumaai SDK resources/generations/generations.py ``delete``): 204
+        client.generations.delete(task_id)
+        return "DELETE /generations/{id}: deleted"
 
     def translate_error(self, exc: BaseException) -> KinemaError | None:
-        return stainless_error(self.provider, exc) or super().translate_error(exc)
+        mapped = stainless_error(self.provider, exc)
+        if isinstance(mapped, ContentRejected) and _image_fetch_failed(str(mapped.message)):
+            message, _ = body_message(getattr(exc, "body", None))
+            return ProviderError(f"luma could not use the input image: {message} ({_IMAGE_FETCH_HINT})",
+                                 provider=self.provider, provider_code="image_fetch", provider_message=message,
+                                 status_code=getattr(exc, "status_code", None))  # fmt: skip
+        return mapped or super().translate_error(exc)
+
+
+#: Luma's "failed to moderate image" means its moderation step could not download the image, not that the image
+#: was refused (lumalabs/ComfyUI-LumaAI-API#9)
+_IMAGE_FETCH = re.compile(r"failed to moderate image", re.I)
+_IMAGE_FETCH_HINT = ("Luma could not download the input image: make sure the URL is public, answers quickly and "
+                     "serves a JPEG or PNG; this is not a content refusal")  # fmt: skip
+
+
+def _image_fetch_failed(text: Any) -> bool:
+    return isinstance(text, str) and bool(_IMAGE_FETCH.search(text))
 
 
 def _is_url(source: Any) -> bool:

@@ -17,7 +17,6 @@ Key: ``MODELSLAB_API_KEY``; base URL: ``KINEMA_MODELSLAB_BASE_URL`` (default ``h
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 from ..errors import InvalidRequest, KinemaError, ProviderError
@@ -97,8 +96,11 @@ class ModelsLabBackend(RemoteBackend):
             raise http_error(self.provider, resp.status_code, str(message or resp.text[:300]), headers=resp.headers)
         return data if isinstance(data, dict) else {}
 
-    def submit(self, client: Any, params: GenerationParams) -> tuple[str, dict[str, Any], TaskStatus | None]:
-        track_id = uuid.uuid4().hex
+    def submit(self, client: Any, params: GenerationParams,
+               token: str) -> tuple[str, dict[str, Any], TaskStatus | None]:  # fmt: skip
+        # the client token as track_id (what ModelsLab's webhooks carry); ModelsLab documents no lookup by it, so
+        # a lost submit answer is reported as "the task may exist" rather than sent again
+        track_id = token
         body: dict[str, Any] = {
             "model_id": params.model, "prompt": params.prompt, "negative_prompt": params.negative_prompt or "",
             "seed": params.seed, "width": params.width, "height": params.height, "num_frames": params.num_frames,
@@ -132,8 +134,10 @@ class ModelsLabBackend(RemoteBackend):
         raw = str(data.get("status"))
         output = [u for u in data.get("output") or [] if isinstance(u, str)]
         eta = data.get("eta")
+        seconds = data.get("generationTime")  # ModelsLab reports seconds of generation, no money
         return TaskStatus(
             status=_STATUS.get(raw, "in_progress"), raw_status=raw, output_urls=output,
+            cost={"generation_time": float(seconds)} if isinstance(seconds, int | float) else None,
             eta=float(eta) if isinstance(eta, int | float) else None,
             error_message=str(data.get("message")) if raw in ("error", "failed") else None,
         )  # fmt: skip

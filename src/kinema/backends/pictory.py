@@ -46,7 +46,7 @@ PICTORY_MODELS: dict[str, PictoryModel] = {
     "veo3.1": PictoryModel(("16:9", "9:16"), (4.0, 6.0, 8.0), 20.0),
     "veo3.1_fast": PictoryModel(("16:9", "9:16"), (4.0, 6.0, 8.0), 10.0),
 }
-_STATUS = {"in-progress": "in_progress", "completed": "completed", "failed": "failed"}
+_STATUS = {"in-progress": "in_progress", "completed": "completed", "failed": "failed", "cleaned": "failed"}
 
 
 class PictoryBackend(RemoteBackend):
@@ -109,7 +109,8 @@ class PictoryBackend(RemoteBackend):
             raise http_error(self.provider, resp.status_code, message, code=code, headers=resp.headers)
         return data if isinstance(data, dict) else {}
 
-    def submit(self, client: Any, params: GenerationParams) -> tuple[str, dict[str, Any], TaskStatus | None]:
+    def submit(self, client: Any, params: GenerationParams,
+               token: str) -> tuple[str, dict[str, Any], TaskStatus | None]:  # fmt: skip
         m = self._model(params.model)
         body: dict[str, Any] = {"prompt": params.prompt, "model": params.model,
                                 "aspectRatio": known_ratio(params.width, params.height, m.ratios),
@@ -128,6 +129,13 @@ class PictoryBackend(RemoteBackend):
         raw = str(job.get("status"))
         credits = job.get("aiCreditsUsed")
         error_message = job.get("error_message")
+        if raw == "cleaned" and not job.get("url"):
+            # "cleaned" is one of the job statuses of docs.pictory.ai get-job-by-id; the page does not say what it
+            # means [unverified]: read as the job's data having been cleaned up, so it is terminal (polling on
+            # would only run into the deadline)
+            return TaskStatus(status="failed", raw_status=raw, moderated=False, error_code="cleaned",
+                              error_message="Pictory reports the job as cleaned: its result is no longer kept; "
+                                            "generate again")  # fmt: skip
         return TaskStatus(
             status=_STATUS.get(raw, "in_progress"), raw_status=raw, output_urls=[job["url"]] if job.get("url") else [],
             cost={"ai_credits": credits} if credits is not None else None,

@@ -15,7 +15,10 @@ done, and the result is a file at a (usually expiring) URL. The pains are the sa
   provider's own code and message), and API keys never appear in them.
 
 A provider file subclasses :class:`RemoteBackend` and implements four small methods: ``submit``, ``fetch``,
-``translate_error`` (an SDK exception -> a Kinema error) and, when the output is not a plain URL, ``download``.
+``translate_error`` (an SDK exception -> a Kinema error) and, when the output is not a plain URL, ``download``;
+where the provider offers them, ``cancel`` (called once when the generation is cancelled while the task runs) and
+``find_submitted`` (the task created with this generation's client token, after a submit whose answer was lost).
+Cost: what the provider reports, plus a USD estimate from :mod:`kinema.backends.prices` where it reports none.
 
 Loop settings come from request options (``poll_interval``, ``max_poll_interval``, ``timeout``,
 ``download_retries``, ``request_timeout``) or the environment (``KINEMA_POLL_INTERVAL``, ``KINEMA_REMOTE_TIMEOUT``),
@@ -36,6 +39,7 @@ import random
 import re
 import tempfile
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,6 +75,8 @@ __all__ = [
     "ratio_of",
     "encode_png",
     "data_uri",
+    "fitted_data_uri",
+    "is_lost_answer",
     "env_base_url",
     "resume_file_for",
     "write_resume_file",
@@ -103,7 +109,8 @@ _TRANSPORT = {
     "ConnectionError",
     "Timeout",
 }
-#: the task-id hook used when the caller of engine.run gave none (the CLI sets it to write ``<output>.task.json``)
+#: transport failures before the request was sent (no connection was made): a submit that failed so was not made
+_NOT_SENT = {"ConnectError", "ConnectTimeout", "ConnectionRefusedError"}
 _TRANSIENT_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 
 
@@ -123,7 +130,7 @@ class TaskStatus:
     cost: dict[str, Any] | None = None
     error_code: str | None = None
     error_message: str | None = None
-    moderated: bool = False
+    moderated: bool | None = None  # None: judged by the failure's wording; False: not moderation, whatever it says
     eta: float | None = None
     poll_after: float | None = None
     data: dict[str, Any] = field(default_factory=dict)
@@ -239,8 +246,9 @@ def stainless_error(provider: str, exc: BaseException) -> KinemaError | None:
     status = getattr(exc, "status_code", None)
     if status is None:
         if type(exc).__name__ in ("APIConnectionError", "APITimeoutError"):
+            cause = type(exc.__cause__).__name__ if exc.__cause__ is not None else ""
             return ProviderError(f"{provider} could not be reached: {type(exc).__name__}", provider=provider,
-                                 provider_code="connection")  # fmt: skip
+                                 provider_code="connect" if cause in _NOT_SENT else "connection")  # fmt: skip
         return None
     response = getattr(exc, "response", None)
     message, code = body_message(getattr(exc, "body", None))
@@ -263,6 +271,13 @@ def is_transient(exc: BaseException) -> bool:
     if isinstance(exc, ProviderError) and not isinstance(exc, ProviderTimeout):
         return exc.status_code is None or exc.status_code in _TRANSIENT_STATUS
     return False
+
+
+def is_lost_answer(exc: BaseException) -> bool:
+    """Whether a failed submit may still have reached the provider: a timeout or a dropped connection (no HTTP
+    answer), as opposed to an answer that refused it."""
+    return isinstance(exc, ProviderError) and exc.status_code is None and exc.provider_code == "connection"
+    # ("connect": no connection was made, so nothing was sent)
 
 
 def ratio_of(width: int, height: int, ratios: tuple[str, ...] | list[str]) -> str:
@@ -299,8 +314,32 @@ def encode_png(image: np.ndarray, size: tuple[int, int] | None = None) -> bytes:
     return buf.getvalue()
 
 
-def data_uri(png: bytes) -> str:
-    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+def data_uri(png: bytes, mime: str = "image/png") -> str:
+    return f"data:{mime};base64," + base64.b64encode(png).decode("ascii")
+
+
+def fitted_data_uri(image: np.ndarray, max_bytes: int) -> str:
+    """A ``data:`` URI of an (H, W, 3) image no longer than ``max_bytes`` characters: PNG when it fits, else JPEG
+    at falling quality, then downscaled (by 0.75 per step) until it fits. Providers cap data URIs (Runway: 5 MB)."""
+    from .base import require_module
+
+    pil = require_module("PIL.Image", "cloud", feature="image upload")
+    png = encode_png(image)
+    uri = data_uri(png)
+    if len(uri) <= max_bytes:
+        return uri
+    img = pil.fromarray(np.ascontiguousarray(image[..., :3]))
+    while True:
+        for quality in (92, 85, 75):
+            buf = io.BytesIO()
+            img.save(buf, format="JPEG", quality=quality)
+            uri = data_uri(buf.getvalue(), "image/jpeg")
+            if len(uri) <= max_bytes:
+                return uri
+        if min(img.size) <= 64:
+            raise InvalidRequest("image", f"cannot be made smaller than {max_bytes} bytes as a data URI",
+                                 allowed="a smaller image, or an https URL")  # fmt: skip
+        img = img.resize((max(1, int(img.width * 0.75)), max(1, int(img.height * 0.75))))
 
 
 def env_base_url(*names: str, default: str) -> str:
@@ -396,9 +435,30 @@ class RemoteBackend(BaseBackend):
         """The SDK client (or httpx client) for one generation; built per call so keys are read when needed."""
         return None
 
-    def submit(self, client: Any, params: GenerationParams) -> tuple[str, dict[str, Any], TaskStatus | None]:
-        """Start the paid generation. Returns (task id, info to resume with, the first status if the reply has one)."""
+    def submit(self, client: Any, params: GenerationParams,
+               token: str) -> tuple[str, dict[str, Any], TaskStatus | None]:  # fmt: skip
+        """Start the paid generation. Returns (task id, info to resume with, the first status if the reply has one).
+
+        ``token`` is this generation's client token: a provider that takes one (Kling ``external_task_id``,
+        ModelsLab ``track_id``) sends it, so a task whose submit answer was lost can be found again by it."""
         raise NotImplementedError
+
+    def find_submitted(self, client: Any, params: GenerationParams,
+                       token: str) -> tuple[str, dict[str, Any], TaskStatus | None] | None:  # fmt: skip
+        """After a submit whose answer never arrived: the task created with ``token``, or None when there is none.
+        Raise NotImplementedError (the default) where the provider cannot look a task up by a client token."""
+        raise NotImplementedError
+
+    def cancel(self, client: Any, task_id: str, info: dict[str, Any]) -> str:
+        """Ask the provider to stop the task (and its bill); return its answer in a few words. Raise
+        NotImplementedError (the default) where the provider has no cancel."""
+        raise NotImplementedError
+
+    def estimate_cost(self, params: GenerationParams, cost: dict[str, Any] | None) -> dict[str, Any] | None:
+        """What the provider said the generation cost, plus a USD estimate from :mod:`.prices` where it says none."""
+        from .prices import with_estimate
+
+        return with_estimate(self.name, params, cost)
 
     def fetch(self, client: Any, task_id: str, info: dict[str, Any]) -> TaskStatus:
         """One poll of the task."""
@@ -412,8 +472,9 @@ class RemoteBackend(BaseBackend):
             return http_error(self.provider, exc.response.status_code, exc.response.text[:500],
                               headers=exc.response.headers)  # fmt: skip
         if isinstance(exc, httpx.TransportError | TimeoutError | ConnectionError) or type(exc).__name__ in _TRANSPORT:
+            code = "connect" if type(exc).__name__ in _NOT_SENT else "connection"
             return ProviderError(f"{self.provider} could not be reached: {type(exc).__name__}: {exc}",
-                                 provider=self.provider, provider_code="connection")  # fmt: skip
+                                 provider=self.provider, provider_code=code)  # fmt: skip
         return None
 
     def download(self, client: Any, task_id: str, info: dict[str, Any], status: TaskStatus, dest: Path,
@@ -427,7 +488,8 @@ class RemoteBackend(BaseBackend):
     def failure_error(self, task_id: str, status: TaskStatus) -> KinemaError:
         """The error for a failed task: ContentRejected for moderation, else ProviderError in the provider's words."""
         message = status.error_message or "no reason given"
-        if status.moderated or looks_moderated(status.error_code, status.error_message):
+        if status.moderated or (status.moderated is None and looks_moderated(status.error_code,
+                                                                             status.error_message)):  # fmt: skip
             return ContentRejected(f"{self.provider} refused the generation on content grounds"
                                    f"{_code(status.error_code)}: {message} (task {task_id}); rephrase the prompt "
                                    f"or change the input image")  # fmt: skip
@@ -473,6 +535,13 @@ class RemoteBackend(BaseBackend):
         # remote work is mostly waiting: give the bar something to move on
         ctx.progress.weights.update({"queued": 0.05, "polling": 0.75, "downloading": 0.15})
         client = self.make_client(loop)
+        try:
+            return self._generate(params, ctx, loop, client)
+        finally:
+            _close_quietly(client)
+
+    def _generate(self, params: GenerationParams, ctx: GenerationContext, loop: LoopOptions,
+                  client: Any) -> BackendOutput:  # fmt: skip
         start = time.monotonic()
         deadline = start + loop.timeout
         warnings: list[str] = []
@@ -483,14 +552,29 @@ class RemoteBackend(BaseBackend):
             warnings.append(f"resumed {self.provider} task {task_id} without submitting again")
         else:
             ctx.progress("queued", 0, 1, message=f"submitting to {self.provider}")
-            task_id, info, status = self._submit(client, params, ctx, loop, deadline)
-            info = {"backend": self.name, "model": params.model, "mode": params.mode, **info,
-                    "request": _request_record(params)}  # fmt: skip
+            token = client_token(ctx)
+            found = self._find_earlier(client, params, ctx, token)
+            if found is not None:
+                task_id, info, status = found
+                warnings.append(f"found {self.provider} task {task_id} by client token {token}; not submitted again")
+            else:
+                task_id, info, status = self._submit(client, params, ctx, loop, deadline, token)
+            info = {"backend": self.name, "model": params.model, "mode": params.mode, "client_token": token,
+                    **info, "request": _request_record(params)}  # fmt: skip
             hook = ctx.on_task_id
             if hook is not None:
                 hook(task_id, dict(info))
         try:
-            status = self._poll(client, task_id, info, status, ctx, loop, deadline)
+            try:
+                status = self._poll(client, task_id, info, status, ctx, loop, deadline)
+            except Cancelled as exc:  # stop the bill; a finished task (being downloaded) is left alone
+                if ctx.cancel.keep_provider_task:
+                    # the caller stops only this process (a worker shutting down, a lease lost to another
+                    # worker): the task must live on, to be resumed by its id
+                    exc.task_id = task_id
+                    exc.provider_cancel = {"called": False, "answer": "kept for a resume"}
+                    raise
+                raise self._cancel_task(client, task_id, info, exc) from None
             path = self._download(client, task_id, info, status, ctx, loop)
         except ProviderTimeout:
             raise
@@ -513,7 +597,8 @@ class RemoteBackend(BaseBackend):
                 pass
         video.metadata = {}
         extra = {"provider": self.provider, "raw_status": status.raw_status, "elapsed": time.monotonic() - start}
-        return BackendOutput(video=video, cost=status.cost, provider_task_id=task_id,
+        cost = self.estimate_cost(params, status.cost)
+        return BackendOutput(video=video, cost=cost, provider_task_id=task_id,
                              model_revision=params.model, warnings=warnings, extra=extra)  # fmt: skip
 
     def _call(self, fn: Callable[[], Any]) -> Any:
@@ -549,15 +634,34 @@ class RemoteBackend(BaseBackend):
                 return
             time.sleep(min(left, 0.1))
 
+    def _cancel_task(self, client: Any, task_id: str, info: dict[str, Any], exc: Cancelled) -> Cancelled:
+        """Stop the provider's task after the caller cancelled: one cancel call where the provider has one, its
+        answer recorded in the raised error (``task_id``, ``provider_cancel``) and the log."""
+        try:
+            answer = str(self._call(lambda: self.cancel(client, task_id, info)))
+            called = True
+        except NotImplementedError:
+            answer, called = "the provider has no cancel; the task may still run and be billed", False
+        except KinemaError as failed:
+            answer, called = f"the cancel was refused or failed: {failed.message}", True
+        log.info("%s: generation cancelled; provider cancel of task %s %s: %s", self.provider, task_id,
+                 "called" if called else "not available", answer)  # fmt: skip
+        verb = "cancel sent" if called else "no cancel"
+        err = Cancelled(f"{exc.message}; {self.provider} task {task_id}: {verb} ({answer})")
+        err.task_id = task_id
+        err.provider_cancel = {"called": called, "answer": answer}
+        return err
+
     def _submit(self, client: Any, params: GenerationParams, ctx: GenerationContext, loop: LoopOptions,
-                deadline: float) -> tuple[str, dict[str, Any], TaskStatus | None]:  # fmt: skip
+                deadline: float, token: str) -> tuple[str, dict[str, Any], TaskStatus | None]:  # fmt: skip
         # Only a 429 is retried: the provider has refused the request, so nothing was paid. Any other failure of a
-        # submit is ambiguous (was it accepted?) and is reported, never blindly sent again.
+        # submit is ambiguous (was it accepted?) and is never blindly sent again: where the provider can look a
+        # task up by the client token, it is looked up; else the error says the task may exist.
         waits = 0
         while True:
             ctx.cancel.raise_if_cancelled()
             try:
-                return self._call(lambda: self.submit(client, params))
+                return self._call(lambda: self.submit(client, params, token))
             except RateLimited as exc:
                 waits += 1
                 wait = exc.retry_after if exc.retry_after is not None else _jittered(loop.poll_interval * 2**waits,
@@ -567,6 +671,48 @@ class RemoteBackend(BaseBackend):
                 log.info("%s: rate limited on submit; waiting %.1fs", self.provider, wait)
                 ctx.progress("queued", 0, 1, message=f"rate limited by {self.provider}; waiting {wait:.0f}s")
                 self._sleep(wait, ctx)
+            except ProviderError as exc:
+                if not is_lost_answer(exc):
+                    raise
+                return self._recover_lost_submit(client, params, token, exc)
+
+    def _find_earlier(self, client: Any, params: GenerationParams, ctx: GenerationContext,
+                      token: str) -> tuple[str, dict[str, Any], TaskStatus | None] | None:  # fmt: skip
+        """A task an earlier attempt created with the caller's client token (a job retried after a crash between
+        the submit and ``on_task_id``), where the provider can look tasks up by it."""
+        if ctx.resume_info.get("client_token") != token:
+            return None  # a fresh token: no earlier attempt can have used it
+        try:
+            found = self._call(lambda: self.find_submitted(client, params, token))
+        except NotImplementedError:
+            return None
+        if found is not None:
+            log.info("%s: task %s already exists for client token %s; not submitting again", self.provider,
+                     found[0], token)  # fmt: skip
+        return found
+
+    def _recover_lost_submit(self, client: Any, params: GenerationParams, token: str,
+                             exc: ProviderError) -> tuple[str, dict[str, Any], TaskStatus | None]:  # fmt: skip
+        log.warning("%s: the answer to the submit was lost (%s); looking the task up by client token %s",
+                    self.provider, exc.message, token)  # fmt: skip
+        unsure = (f"{self.provider}: the answer to the submit never arrived ({exc.message}); the task may exist "
+                  f"at the provider (and be billed), so it was not sent again")  # fmt: skip
+        try:
+            found = self._call(lambda: self.find_submitted(client, params, token))
+        except NotImplementedError:
+            raise self._scrub(ProviderError(
+                f"{unsure}: check the provider's dashboard for client token {token!r} before trying again",
+                provider=self.provider, provider_code="submit_unconfirmed")) from None  # fmt: skip
+        except KinemaError as err:
+            raise self._scrub(ProviderError(
+                f"{unsure}, and looking it up by client token {token!r} failed ({err.message}): check before "
+                f"trying again", provider=self.provider, provider_code="submit_unconfirmed")) from None  # fmt: skip
+        if found is None:
+            raise self._scrub(ProviderError(
+                f"{unsure}; no task with client token {token!r} was found, so none was created: it is safe to try "
+                f"again", provider=self.provider, provider_code="submit_lost"))  # fmt: skip
+        log.info("%s: found task %s by client token %s; no second submission", self.provider, found[0], token)
+        return found
 
     def _poll(self, client: Any, task_id: str, info: dict[str, Any], status: TaskStatus | None,
               ctx: GenerationContext, loop: LoopOptions, deadline: float) -> TaskStatus:  # fmt: skip
@@ -684,6 +830,27 @@ class RemoteBackend(BaseBackend):
     def __repr__(self) -> str:
         # never the key: only the name and which variables it reads
         return f"<{type(self).__name__} {self.name!r} keys from {', '.join(self.env_keys) or 'none'}>"
+
+
+def _close_quietly(client: Any) -> None:
+    """Close an SDK / httpx client's connections (the replicate SDK keeps its httpx client in ``_client``)."""
+    for target in (client, getattr(client, "_client", None)):
+        close = getattr(target, "close", None)
+        if callable(close):
+            try:
+                close()
+            except Exception:  # pragma: no cover - closing is best effort
+                log.debug("closing %r failed", target, exc_info=True)
+            return
+
+
+def client_token(ctx: GenerationContext) -> str:
+    """This generation's client token: the caller's (``resume_info["client_token"]``, e.g. a job id, so a retry
+    after a crash finds the same task) or a fresh one."""
+    given = ctx.resume_info.get("client_token")
+    if isinstance(given, str) and re.fullmatch(r"[A-Za-z0-9_.:-]{1,64}", given):
+        return given
+    return "kinema-" + uuid.uuid4().hex
 
 
 def _request_record(params: GenerationParams) -> dict[str, Any]:

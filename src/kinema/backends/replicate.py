@@ -22,7 +22,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import InvalidRequest, KinemaError
+from ..errors import InvalidRequest, KinemaError, ProviderError
 from .base import Capabilities, GenerationParams
 from .remote import LoopOptions, RemoteBackend, TaskStatus, data_uri, encode_png, http_error, ratio_sizes
 
@@ -59,7 +59,7 @@ class ReplicateBackend(RemoteBackend):
     requires = (("replicate", "cloud"),)
     recommended_poll_interval = 2.0
     max_poll_interval = 15.0
-    provider_options = ("input",)
+    provider_options = ("input", "cancel_after")
 
     def models(self) -> list[str]:
         return list(REPLICATE_MODELS)
@@ -82,6 +82,10 @@ class ReplicateBackend(RemoteBackend):
                             notes="[unverified] model inputs")  # fmt: skip
 
     def check(self, params: GenerationParams) -> None:
+        after = params.options.get("cancel_after")
+        if after is not None and (isinstance(after, bool) or not isinstance(after, int | float) or not 5 <= after):
+            raise InvalidRequest("options.cancel_after", f"{after!r} is not a number of seconds (at least 5)",
+                                 value=after, allowed="seconds, e.g. 1800")  # fmt: skip
         extra = params.options.get("input")
         if extra is not None and not isinstance(extra, dict):
             raise InvalidRequest("options.input", f"must be a mapping of the model's input names to values, "
@@ -97,7 +101,8 @@ class ReplicateBackend(RemoteBackend):
                                 base_url=os.environ.get("REPLICATE_BASE_URL") or None,
                                 timeout=httpx.Timeout(loop.request_timeout))  # fmt: skip
 
-    def submit(self, client: Any, params: GenerationParams) -> tuple[str, dict[str, Any], TaskStatus | None]:
+    def submit(self, client: Any, params: GenerationParams,
+               token: str) -> tuple[str, dict[str, Any], TaskStatus | None]:  # fmt: skip
         model = str(params.model)
         known = REPLICATE_MODELS.get(model)
         inputs: dict[str, Any] = {"prompt": params.prompt}
@@ -118,11 +123,49 @@ class ReplicateBackend(RemoteBackend):
                 assert params.image is not None
                 inputs[field] = data_uri(encode_png(params.image))
         inputs.update(params.options.get("input") or {})
+        after = params.options.get("cancel_after")
+        if after is not None:
+            # Replicate cancels (or, before it starts, aborts) the prediction after this long: the "Cancel-After"
+            # create header (replicate.com changelog 2025-10-16); the SDK has no argument for it, so an httpx hook
+            # adds it to this client's create calls
+            value = f"{int(after)}s"
+
+            def deadline_header(request: Any) -> None:
+                if request.method == "POST" and request.url.path.endswith("/predictions"):
+                    request.headers["Cancel-After"] = value
+
+            client._client.event_hooks = {"request": [deadline_header], "response": []}
         if ":" in model:
             prediction = client.predictions.create(version=model.split(":", 1)[1], input=inputs)
         else:
-            prediction = client.predictions.create(model=model, input=inputs)
+            # a community model without a version is not served on the official-models route: run its latest
+            # version (GET /v1/models/{owner}/{name} -> latest_version.id, as Replicate's docs describe)
+            version = None if known is not None else self._latest_version(client, model)
+            if version is None:  # an official model: POST /v1/models/{owner}/{name}/predictions
+                prediction = client.predictions.create(model=model, input=inputs)
+            else:
+                prediction = client.predictions.create(version=version, input=inputs)
         return str(prediction.id), {}, self._status(prediction)
+
+    def _latest_version(self, client: Any, model: str) -> str | None:
+        """None for an official model, else the latest version id of a community model (cached per model)."""
+        cache: dict[str, str | None] = self.__dict__.setdefault("_versions", {})
+        if model in cache:
+            return cache[model]
+        resp = client._request("GET", f"/v1/models/{model}")  # the SDK raises ReplicateError on 4xx
+        data = resp.json()
+        latest = (data.get("latest_version") or {}).get("id") if isinstance(data, dict) else None
+        official = isinstance(data, dict) and data.get("is_official") is True
+        if not official and not latest:
+            raise ProviderError(f"replicate model {model!r} has no version to run; give owner/name:<version>",
+                                provider=self.provider, provider_code="no_version")  # fmt: skip
+        cache[model] = None if official else str(latest)
+        return cache[model]
+
+    def cancel(self, client: Any, task_id: str, info: dict[str, Any]) -> str:
+        # POST /v1/predictions/{id}/cancel (replicate SDK predictions.cancel); canceled predictions stop billing
+        prediction = client.predictions.cancel(task_id)
+        return f"POST /v1/predictions/{{id}}/cancel: {prediction.status}"
 
     def fetch(self, client: Any, task_id: str, info: dict[str, Any]) -> TaskStatus:
         return self._status(client.predictions.get(task_id))

@@ -21,7 +21,7 @@ from typing import Any
 
 from ..errors import InvalidRequest, KinemaError
 from .base import Capabilities, GenerationParams
-from .remote import LoopOptions, RemoteBackend, TaskStatus, data_uri, encode_png, ratio_in, stainless_error
+from .remote import LoopOptions, RemoteBackend, TaskStatus, fitted_data_uri, ratio_in, stainless_error
 
 __all__ = ["RunwayBackend", "RUNWAY_MODELS"]
 
@@ -45,8 +45,13 @@ RUNWAY_MODELS: dict[str, RunwayModel] = {
     "veo3.1": RunwayModel(_VEO_RATIOS, _VEO_RATIOS, (4.0, 6.0, 8.0), veo=True),
     "veo3.1_fast": RunwayModel(_VEO_RATIOS, _VEO_RATIOS, (4.0, 6.0, 8.0), veo=True),
     "gen4_turbo": RunwayModel((), _GEN4_TURBO_RATIOS, tuple(float(d) for d in range(2, 11)), moderation=True),
-    "gen3a_turbo": RunwayModel((), ("1280:768", "768:1280"), (5.0, 10.0)),
 }
+#: models the SDK dropped (runwayml/sdk-python, types/image_to_video_create_params.py since 5.x; gen3a_turbo is
+#: gone from every create overload in 5.24.0): refused locally with the reason
+RETIRED_MODELS = {"gen3a_turbo": "removed from Runway's API (the runwayml SDK dropped it); use gen4_turbo or gen4.5",
+                  "veo3": "removed from Runway's API (the runwayml SDK 5.x dropped it); use veo3.1"}  # fmt: skip
+#: Runway accepts data: URIs "up to 5MB" (runwayml SDK, types/image_to_video_create_params.py, promptImage)
+DATA_URI_LIMIT = 5_000_000  # read as 10^6 bytes, the stricter reading
 _STATUS = {"PENDING": "queued", "THROTTLED": "queued", "RUNNING": "in_progress", "SUCCEEDED": "completed",
            "FAILED": "failed", "CANCELLED": "cancelled"}  # fmt: skip
 
@@ -69,6 +74,9 @@ class RunwayBackend(RemoteBackend):
 
     def _model(self, model: str | None) -> RunwayModel:
         model = model or self.default_model()
+        if model in RETIRED_MODELS:
+            raise InvalidRequest("model", f"{model!r} is {RETIRED_MODELS[model]}", value=model,
+                                 allowed=", ".join(RUNWAY_MODELS))  # fmt: skip
         if model not in RUNWAY_MODELS:
             raise InvalidRequest("model", f"{model!r} is not a Runway video model Kinema knows", value=model,
                                  allowed=", ".join(RUNWAY_MODELS))  # fmt: skip
@@ -106,7 +114,8 @@ class RunwayBackend(RemoteBackend):
                                  base_url=os.environ.get("RUNWAYML_BASE_URL") or None, max_retries=0,
                                  timeout=loop.request_timeout)  # fmt: skip
 
-    def submit(self, client: Any, params: GenerationParams) -> tuple[str, dict[str, Any], TaskStatus | None]:
+    def submit(self, client: Any, params: GenerationParams,
+               token: str) -> tuple[str, dict[str, Any], TaskStatus | None]:  # fmt: skip
         m = self._model(params.model)
         kwargs: dict[str, Any] = {"model": params.model, "ratio": f"{params.width}:{params.height}",
                                   "duration": int(round(params.duration)), "seed": params.seed}  # fmt: skip
@@ -122,7 +131,12 @@ class RunwayBackend(RemoteBackend):
             kwargs["content_moderation"] = {"public_figure_threshold": params.options["public_figure_threshold"]}
         if params.mode == "i2v":
             assert params.image is not None
-            image = params.image_source if _is_https(params.image_source) else data_uri(encode_png(params.image))
+            # a local photo goes as a data: URI, re-encoded (JPEG, then smaller) to fit Runway's 5 MB
+            image = (
+                params.image_source
+                if _is_https(params.image_source)
+                else fitted_data_uri(params.image, DATA_URI_LIMIT)
+            )
             task = client.image_to_video.create(prompt_image=image, extra_body=extra or None, **kwargs)
         else:
             task = client.text_to_video.create(extra_body=extra or None, **kwargs)
@@ -135,15 +149,20 @@ class RunwayBackend(RemoteBackend):
         cost = data.get("cost") or data.get("estimatedCost")
         credits = cost.get("credits") if isinstance(cost, dict) else None
         cost_info = None
-        if credits is not None:
-            cost_info = {"credits": credits, "usd": round(float(credits) * 0.01, 4),
-                         "estimated": "cost" not in data}  # fmt: skip
+        if credits is not None:  # USD (at $0.01 a credit) is added by prices.with_estimate
+            cost_info = {"credits": credits, "credits_estimated": "cost" not in data}
         return TaskStatus(
             status=_STATUS.get(status, "in_progress"), raw_status=status, progress=data.get("progress"),
             output_urls=[u for u in data.get("output") or [] if isinstance(u, str)], cost=cost_info,
             error_code=data.get("failureCode"), error_message=data.get("failure"),
-            moderated=str(data.get("failureCode") or "").upper().startswith(("SAFETY.", "INPUT_PREPROCESSING.SAFETY")),
+            moderated=True if str(data.get("failureCode") or "").upper().startswith(
+                ("SAFETY.", "INPUT_PREPROCESSING.SAFETY")) else None,
         )  # fmt: skip
+
+    def cancel(self, client: Any, task_id: str, info: dict[str, Any]) -> str:
+        # DELETE /v1/tasks/{id} cancels a running task (runwayml SDK resources/tasks.py ``delete``); 204, no body
+        client.tasks.delete(task_id)
+        return "DELETE /v1/tasks/{id}: 204"
 
     def translate_error(self, exc: BaseException) -> KinemaError | None:
         return stainless_error(self.provider, exc) or super().translate_error(exc)

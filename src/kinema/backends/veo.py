@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +46,8 @@ VEO_RATIOS = ("16:9", "9:16")
 VEO_RESOLUTIONS = {"720p": 720, "1080p": 1080}
 _SCOPES = ["https://www.googleapis.com/auth/cloud-platform"]
 _ADC_HINT = ("set Google application default credentials (gcloud auth application-default login, or "
-             "GOOGLE_APPLICATION_CREDENTIALS=<credentials file>) and GOOGLE_CLOUD_PROJECT")  # fmt: skip
+             "GOOGLE_APPLICATION_CREDENTIALS=<credentials file>) and GOOGLE_CLOUD_PROJECT, or run on GCE / Cloud Run "
+             "with a service account attached")  # fmt: skip
 
 
 def _adc_file() -> Path | None:
@@ -55,6 +57,29 @@ def _adc_file() -> Path | None:
     config = Path(os.environ.get("CLOUDSDK_CONFIG") or Path.home() / ".config" / "gcloud")
     well_known = config / "application_default_credentials.json"
     return well_known if well_known.is_file() else None
+
+
+#: variables set on Google's runtimes (Cloud Run services and jobs, Cloud Functions, App Engine) or naming a
+#: metadata server (google-auth's own GCE_METADATA_HOST / GCE_METADATA_ROOT / GCE_METADATA_IP)
+_GOOGLE_RUNTIME_VARS = ("K_SERVICE", "CLOUD_RUN_JOB", "FUNCTION_TARGET", "GAE_SERVICE", "GCE_METADATA_HOST",
+                        "GCE_METADATA_ROOT", "GCE_METADATA_IP")  # fmt: skip
+#: a Veo answer whose filter reasons say this was a false positive of the filter, not a refusal
+_NOT_CHARGED = re.compile(r"(have|has|will) not (been |be )?charged", re.I)
+
+
+def on_google_cloud() -> bool:
+    """Whether this runs where a metadata server hands out credentials (no network call): a Google runtime's
+    variables, or the GCE BIOS product name google-auth itself checks (``detect_gce_residency_linux``)."""
+    if any(os.environ.get(v) for v in _GOOGLE_RUNTIME_VARS):
+        return True
+    if os.environ.get("NO_GCE_CHECK", "").lower() in ("1", "true"):  # google-auth's switch for its own check
+        return False
+    try:
+        from google.auth.compute_engine import _metadata
+
+        return bool(_metadata.detect_gce_residency_linux())
+    except Exception:  # pragma: no cover - google-auth missing or changed
+        return False
 
 
 class VeoBackend(RemoteBackend):
@@ -73,6 +98,10 @@ class VeoBackend(RemoteBackend):
                 return Availability.no(f"extra '{extra}' not installed (pip install 'kinema[{extra}]')")
         adc = _adc_file()
         if adc is None or not adc.is_file():
+            if on_google_cloud():
+                # GCE / Cloud Run / Cloud Functions: google.auth.default() takes the attached service account's
+                # token (and the project) from the metadata server, as google-genai does; no file is needed
+                return Availability.ok()
             return Availability.no(f"credentials missing: {_ADC_HINT}")
         if not os.environ.get("GOOGLE_CLOUD_PROJECT") and not _adc_project(adc):
             return Availability.no(f"project missing: set GOOGLE_CLOUD_PROJECT ({_ADC_HINT})")
@@ -128,7 +157,8 @@ class VeoBackend(RemoteBackend):
                             location=os.environ.get("GOOGLE_CLOUD_LOCATION") or "us-central1",
                             http_options=http_options)  # fmt: skip
 
-    def submit(self, client: Any, params: GenerationParams) -> tuple[str, dict[str, Any], TaskStatus | None]:
+    def submit(self, client: Any, params: GenerationParams,
+               token: str) -> tuple[str, dict[str, Any], TaskStatus | None]:  # fmt: skip
         from google.genai import types
 
         image = None
@@ -171,6 +201,16 @@ class VeoBackend(RemoteBackend):
         if not videos:
             count = getattr(result, "rai_media_filtered_count", None)
             reasons = getattr(result, "rai_media_filtered_reasons", None) or []
+            if count and any(_NOT_CHARGED.search(str(r)) for r in reasons):
+                # the filter's "You have not been charged" results are false positives (googleapis/js-genai#1272,
+                # python-genai#1559): not a refusal of the prompt; nothing was billed, so running it again is free
+                # to try
+                return TaskStatus(status="failed", raw_status="done (filtered, not charged)", moderated=False,
+                                  error_code="RAI_NOT_CHARGED",
+                                  error_message="Veo produced no video and says you have not been charged ("
+                                  + "; ".join(str(r) for r in reasons) + "); this is usually a false positive of "
+                                  "its filter, not a refusal of the prompt: run the same request again (with "
+                                  "options.generate_audio=false if it mentions audio)")  # fmt: skip
             if count:
                 return TaskStatus(status="failed", raw_status="done (filtered)", moderated=True,
                                   error_code="RAI_FILTERED", error_message="; ".join(reasons) or

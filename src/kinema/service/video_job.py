@@ -36,7 +36,10 @@ def run_video_job(ctx: AttemptContext) -> None:
     work = cfg.work_dir / f"{job.id}.a{ctx.attempt}.{pool.name_slug}.mp4"
     thumb_work = work.with_suffix(".png")
     result = run(request, output=work, on_progress=ctx.progress, cancel=ctx.token, on_task_id=ctx.on_task_id,
-                 resume_task_id=job.provider_task_id, resume_info=job.provider_info)  # fmt: skip
+                 resume_task_id=job.provider_task_id,
+                 # the job's id is the client token providers that take one get (Kling, ModelsLab): a crash between
+                 # their submit and the task id being recorded is found again by it, never paid twice
+                 resume_info={"client_token": job.id, **(job.provider_info or {})})  # fmt: skip
     frames = result.video.frames
     write_thumbnail(frames[len(frames) // 2], thumb_work)
     final = cfg.outputs_dir / f"{job.id}.mp4"

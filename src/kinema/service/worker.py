@@ -75,7 +75,7 @@ class AttemptContext:
         store = self.pool.store
         if not store.update_progress(self.job.id, self.pool.name, self.attempt, pct, event.stage, info):
             self.lost = True
-            self.token.cancel()
+            self.token.cancel(keep_provider_task=True)  # another attempt owns the job (and its provider task) now
             return
         if self.job.webhook_url and now - self.last_hook >= self.pool.config.webhook_progress_interval:
             self.last_hook = now
@@ -85,7 +85,7 @@ class AttemptContext:
         """Remote backends call this before polling: the id is durable before any money is at stake twice."""
         if not self.pool.store.set_provider_task(self.job.id, self.pool.name, self.attempt, task_id, info):
             self.lost = True
-            self.token.cancel()
+            self.token.cancel(keep_provider_task=True)
             raise Cancelled("the job's lease was lost; the provider task id was not recorded")
 
 
@@ -162,7 +162,7 @@ class WorkerPool:
         with self._lock:
             for ctx in self.running.values():
                 ctx.abort = True
-                ctx.token.cancel()
+                ctx.token.cancel(keep_provider_task=True)  # shutting down: the job is released and resumed
         self.aborted = self.aborted or bool(self.running)
 
     def cancel_local(self, job_id: str) -> None:
