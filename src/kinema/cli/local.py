@@ -15,6 +15,8 @@ from typing import Annotated, Any
 
 import typer
 
+from .console import err, fail, out
+
 MODELS_EXAMPLES = """
 Examples:
 
@@ -43,8 +45,8 @@ def _truthy(name: str) -> bool:
 
 def model_rows() -> list[dict[str, Any]]:
     """Every catalog entry with whether its weights are in the cache (and at which commit)."""
-    from .backends.catalog import CATALOG
-    from .backends.diffusers import cached_snapshot, missing_components
+    from ..backends.catalog import CATALOG
+    from ..backends.diffusers import cached_snapshot, missing_components
 
     rows = []
     for entry in CATALOG.values():
@@ -65,9 +67,15 @@ def models(as_json: Annotated[bool, typer.Option("--json", help="Print the catal
     """List the local models (diffusers backend), their defaults, licences, and whether their weights are here."""
     from rich.table import Table
 
-    from .backends.diffusers import hub_cache_dir
-    from .cli import out
+    from ..backends.base import require_module
+    from ..backends.diffusers import hub_cache_dir
+    from ..errors import KinemaError
 
+    try:  # whether weights are cached is the Hub client's to say
+        require_module("huggingface_hub", "local", feature="kinema models")
+    except KinemaError as exc:
+        fail(exc)
+        return
     rows = model_rows()
     if as_json:
         sys.stdout.write(json.dumps({"cache": str(hub_cache_dir()), "models": rows}, default=str) + "\n")
@@ -114,11 +122,10 @@ def pull(
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Download a model's weights into the Hugging Face cache (safetensors only, one pinned commit)."""
-    from .backends.base import require_module
-    from .backends.catalog import get_entry
-    from .backends.diffusers import hub_cache_dir
-    from .cli import err, fail, out
-    from .errors import InvalidRequest, KinemaError, ModelNotFound
+    from ..backends.base import require_module
+    from ..backends.catalog import get_entry
+    from ..backends.diffusers import hub_cache_dir
+    from ..errors import InvalidRequest, KinemaError, ModelNotFound
 
     try:
         if Path(model).expanduser().is_dir():
@@ -127,7 +134,7 @@ def pull(
         entry = get_entry(model)
         repo = entry.repo if entry else model
         if entry is None and not re.fullmatch(r"[\w.-]+/[\w.-]+", model):
-            from .backends.catalog import CATALOG
+            from ..backends.catalog import CATALOG
 
             raise InvalidRequest("model", f"{model!r} is neither a catalog id nor a Hub repo id", value=model,
                                  allowed=", ".join(CATALOG) + ", or org/name")  # fmt: skip

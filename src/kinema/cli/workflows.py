@@ -1,7 +1,6 @@
 """Workflow commands: prompt, batch, storyboard, enhance, concat, thumbnail.
 
-Added to the ``kinema`` app by :func:`register` (``kinema.cli`` imports this module when it is present). Helpers of
-``kinema.cli`` are imported inside the command bodies: ``cli`` imports this module while it is itself importing.
+Added to the ``kinema`` app by :func:`register`.
 """
 
 from __future__ import annotations
@@ -13,7 +12,8 @@ from typing import Annotated, Any
 
 import typer
 
-from .errors import InvalidRequest, KinemaError
+from ..errors import InvalidRequest, KinemaError
+from .console import err, fail, out, parse_options
 
 PROMPT_EXAMPLES = """
 Examples:
@@ -44,12 +44,6 @@ Examples:
 """
 
 
-def _fail(exc: BaseException) -> None:
-    from .cli import fail
-
-    fail(exc)
-
-
 def _emit_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, default=str) + "\n")
 
@@ -69,8 +63,7 @@ def prompt_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print prompt, negative prompt and parts as JSON.")] = False,
 ) -> None:
     """Build a well-formed prompt from parts (subject, action, setting, style, camera, lighting, mood)."""
-    from .cli import out
-    from .prompts import LIBRARY, TEMPLATES, VideoPrompt, from_template
+    from ..prompts import LIBRARY, TEMPLATES, VideoPrompt, from_template
 
     if list_library:
         if as_json:
@@ -96,7 +89,7 @@ def prompt_cmd(
         else:
             prompt = VideoPrompt(**{k: v for k, v in parts.items() if v is not None})
     except KinemaError as exc:
-        _fail(exc)
+        fail(exc)
         return
     if as_json:
         _emit_json(prompt.to_dict())
@@ -129,8 +122,7 @@ def batch_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON on stdout.")] = False,
 ) -> None:
     """Generate many videos from a file of requests, resumably (a re-run skips what is done)."""
-    from .batch import REPORT_NAME, load_batch, run_batch
-    from .cli import err, out, parse_options
+    from ..batch import REPORT_NAME, load_batch, run_batch
 
     try:
         defaults: dict[str, Any] = parse_options(set_) if set_ else {}
@@ -138,7 +130,7 @@ def batch_cmd(
             defaults["backend"] = backend
         rows = load_batch(file, defaults=defaults, skip_invalid=skip_invalid)
     except KinemaError as exc:
-        _fail(exc)
+        fail(exc)
         return
     total = len(rows)
     finished = [0]
@@ -153,7 +145,7 @@ def batch_cmd(
     try:
         report = run_batch(rows, output, concurrency=concurrency, cache=cache, on_row=on_row)
     except (KinemaError, KeyboardInterrupt) as exc:
-        _fail(exc)
+        fail(exc)
         return
     report.source = str(file)
     data = report.to_dict()
@@ -186,8 +178,7 @@ def storyboard_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print the manifest as JSON on stdout.")] = False,
 ) -> None:
     """Make a film from a storyboard: scenes, transitions, continuity, a soundtrack and a title card."""
-    from .cli import err, out
-    from .storyboard import check_storyboard, render_storyboard
+    from ..storyboard import check_storyboard, render_storyboard
 
     try:
         if check or output is None:
@@ -208,7 +199,7 @@ def storyboard_cmd(
         manifest = render_storyboard(file, output, cache=cache,
                                      on_event=lambda m: err.print(m, style="dim", highlight=False))  # fmt: skip
     except (KinemaError, KeyboardInterrupt) as exc:
-        _fail(exc)
+        fail(exc)
         return
     if as_json:
         _emit_json(manifest)
@@ -250,10 +241,9 @@ def enhance_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Upscale, interpolate, denoise, sharpen, trim, loop a clip and put sound under it."""
-    from .cli import out
-    from .media.edit import parse_trim
-    from .media.enhance import process_file
-    from .media.ffmpeg import media_info
+    from ..media.edit import parse_trim
+    from ..media.enhance import process_file
+    from ..media.ffmpeg import media_info
 
     try:
         if interpolate is not None and fps is not None:
@@ -293,7 +283,7 @@ def enhance_cmd(
             raise
         info = media_info(path) if path.is_file() else {"video": None, "audio": None}
     except (KinemaError, KeyboardInterrupt) as exc:
-        _fail(exc)
+        fail(exc)
         return
     v = info["video"] or {}
     if as_json:
@@ -319,9 +309,8 @@ def concat_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Join clips with transitions (each non-cut transition overlaps the two shots by its length)."""
-    from .cli import out
-    from .media.edit import concat, mux_audio
-    from .video import Video
+    from ..media.edit import concat, mux_audio
+    from ..video import Video
 
     try:
         if len(inputs) < 2:
@@ -335,7 +324,7 @@ def concat_cmd(
         if audio is not None:
             mux_audio(path, audio)
     except (KinemaError, KeyboardInterrupt) as exc:
-        _fail(exc)
+        fail(exc)
         return
     if as_json:
         _emit_json({"path": str(path), "frames": joined.num_frames, "fps": joined.fps, "duration": joined.duration,
@@ -362,9 +351,8 @@ def thumbnail_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Save a thumbnail (one representative frame) or a contact sheet of a clip."""
-    from .cli import out
-    from .media.thumbnail import contact_sheet, pick_frame, save_image, thumbnail
-    from .video import Video
+    from ..media.thumbnail import contact_sheet, pick_frame, save_image, thumbnail
+    from ..video import Video
 
     try:
         clip = Video.open(input)
@@ -377,7 +365,7 @@ def thumbnail_cmd(
             image = thumbnail(clip, time, width)
         path = save_image(image, target)
     except (KinemaError, KeyboardInterrupt) as exc:
-        _fail(exc)
+        fail(exc)
         return
     if as_json:
         _emit_json({"path": str(path), "width": int(image.shape[1]), "height": int(image.shape[0]),

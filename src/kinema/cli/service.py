@@ -21,16 +21,21 @@ DataDir = Annotated[
     typer.Option("--data-dir", help="Where the job store and outputs live (default: the platform's user-data dir, "
                                     "or KINEMA_DATA_DIR)."),
 ]  # fmt: skip
+DatabaseUrl = Annotated[
+    str | None,
+    typer.Option("--database-url", help="The job store: postgresql://... for many replicas and workers (default: "
+                                        "KINEMA_DATABASE_URL, else SQLite in the data dir; docs/cluster.md)."),
+]  # fmt: skip
 
 
 def _config(data_dir: Path | None, **kwargs: Any) -> Any:
-    from .service.config import ServiceConfig, default_data_dir
+    from ..service.config import ServiceConfig, default_data_dir
 
     return ServiceConfig(data_dir=data_dir or default_data_dir(), **kwargs)
 
 
 def _need_server_extra() -> None:
-    from .backends.base import require_module
+    from ..backends.base import require_module
 
     for module in ("fastapi", "uvicorn", "multipart", "httpx", "PIL"):
         require_module(module, "server")
@@ -40,6 +45,7 @@ def serve(
     host: Annotated[str, typer.Option("--host", help="Address to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 8000,
     data_dir: DataDir = None,
+    database_url: DatabaseUrl = None,
     workers: Annotated[int, typer.Option("--workers", help="In-process workers (0: only accept jobs).")] = 1,
     no_auth: Annotated[
         bool, typer.Option("--no-auth", help="Allow requests without an API key (loopback only).")
@@ -57,27 +63,27 @@ def serve(
     ] = False,
 ) -> None:
     """Run the HTTP job service (OpenAI-style /v1/videos API) with a pool of workers."""
-    from .cli import err, fail
+    from .console import err, fail
 
     try:
         _need_server_extra()
-        from .service.config import is_loopback_host
+        from ..service.config import is_loopback_host
 
         if no_auth and not is_loopback_host(host):
-            from .errors import InvalidRequest
+            from ..errors import InvalidRequest
 
             raise InvalidRequest("--no-auth", f"is only allowed when bound to loopback, not {host!r}",
                                  allowed="--host 127.0.0.1, ::1 or localhost")  # fmt: skip
         if workers < 0:
-            from .errors import InvalidRequest
+            from ..errors import InvalidRequest
 
             raise InvalidRequest("--workers", f"must be 0 or more, got {workers}")
         import uvicorn
 
-        from .service.app import create_app
+        from ..service.app import create_app
 
-        cfg = _config(data_dir, auth=not no_auth, workers=workers, allow_hosts=tuple(allow_host or ()),
-                      max_queued=max_queued)  # fmt: skip
+        cfg = _config(data_dir, database_url=database_url, auth=not no_auth, workers=workers,
+                      allow_hosts=tuple(allow_host or ()), max_queued=max_queued)  # fmt: skip
         app = create_app(cfg)
         err.print(f"kinema service on http://{host}:{port}  data: {cfg.root}  workers: {workers}"
                   + ("  [no auth]" if no_auth else ""), highlight=False)  # fmt: skip
@@ -95,6 +101,7 @@ def serve(
 
 def worker(
     data_dir: DataDir = None,
+    database_url: DatabaseUrl = None,
     workers: Annotated[int, typer.Option("--workers", help="Jobs run at once by this process.")] = 1,
     lease: Annotated[
         float, typer.Option("--lease", help="Lease length in seconds (heartbeats keep it alive).")
@@ -105,16 +112,17 @@ def worker(
     ] = None,
 ) -> None:
     """Run workers in this process against a service's data dir (SIGTERM: finish or release; twice: abort)."""
-    from .cli import fail
+    from .console import fail
 
     try:
         _need_server_extra()
         import logging
 
-        from .service.worker import run_worker_process
+        from ..service.worker import run_worker_process
 
         logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
-        cfg = _config(data_dir, workers=workers, lease_seconds=lease, heartbeat_seconds=max(0.1, lease / 5),
+        cfg = _config(data_dir, database_url=database_url, workers=workers, lease_seconds=lease,
+                      heartbeat_seconds=max(0.1, lease / 5),
                       reap_interval=max(0.2, min(2.0, lease / 4)), allow_hosts=tuple(allow_host or ()))  # fmt: skip
         code = run_worker_process(cfg, threads=max(1, workers))
     except Exception as exc:
@@ -133,14 +141,14 @@ def keys_create(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Make an API key; it is printed once and only its hash is stored."""
-    from .cli import err, fail
+    from .console import err, fail
 
     try:
-        from .service.store import Store
+        from ..service.stores import open_store
 
         cfg = _config(data_dir)
         cfg.ensure_dirs()
-        key_id, secret = Store(cfg.db_path).create_key(name)
+        key_id, secret = open_store(cfg.store_location).create_key(name)
     except Exception as exc:
         fail(exc)
         return
@@ -157,14 +165,14 @@ def keys_list(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """List API keys (ids, names, prefixes; never the keys)."""
-    from .cli import fail, out
+    from .console import fail, out
 
     try:
-        from .service.store import Store
+        from ..service.stores import open_store
 
         cfg = _config(data_dir)
         cfg.ensure_dirs()
-        keys = Store(cfg.db_path).list_keys()
+        keys = open_store(cfg.store_location).list_keys()
     except Exception as exc:
         fail(exc)
         return
@@ -188,15 +196,15 @@ def keys_revoke(
     data_dir: DataDir = None,
 ) -> None:
     """Revoke an API key; requests with it get 401 within seconds."""
-    from .cli import err, fail
-    from .errors import InvalidRequest
+    from ..errors import InvalidRequest
+    from .console import err, fail
 
     try:
-        from .service.store import Store
+        from ..service.stores import open_store
 
         cfg = _config(data_dir)
         cfg.ensure_dirs()
-        if not Store(cfg.db_path).revoke_key(key_id):
+        if not open_store(cfg.store_location).revoke_key(key_id):
             raise InvalidRequest("key_id", f"no active key {key_id!r}", value=key_id, allowed="see 'kinema keys list'")
     except Exception as exc:
         fail(exc)

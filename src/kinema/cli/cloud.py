@@ -1,4 +1,4 @@
-"""Cloud commands: ``kinema resume``, and resume files for ``kinema generate`` with a cloud backend.
+"""Cloud commands: ``kinema resume``, which finishes a cloud generation that a crash or a deadline interrupted.
 
 A paid generation must never be lost to a crash, a closed laptop or a deadline. When a cloud backend learns the
 provider's task id (right after submit, before polling), ``kinema generate -o clip.mp4`` writes it to
@@ -10,40 +10,23 @@ key). The file is removed once the video is saved. If anything stops the run fir
 re-attaches to the same provider task (no second submission, no second bill), waits for it, downloads the result
 and saves it with its recipe. ``--option timeout=3600`` waits longer; ``-o`` saves elsewhere.
 
-Library callers get the same with ``engine.run(..., on_task_id=task_recorder(output))`` and
+Library callers get the same with ``engine.run(..., on_task_id=kinema.resume.task_recorder(output))`` and
 ``engine.run(..., resume_task_id=..., resume_info=...)``.
 """
 
 from __future__ import annotations
 
-import datetime as _dt
 import json
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
-from .backends.remote import read_resume_file, resume_file_for, write_resume_file
+from ..backends.remote import read_resume_file, resume_file_for
+from .console import err, fail, out, parse_options
 
-__all__ = ["register", "task_recorder", "resume"]
-
-RESUME_FORMAT = 1
-
-
-def task_recorder(output: str | Path) -> Callable[[str, dict[str, Any]], None]:
-    """An ``on_task_id`` hook that writes ``<output>.task.json`` the moment the provider's task id is known."""
-    target = resume_file_for(output)
-
-    def record(task_id: str, info: dict[str, Any]) -> None:
-        write_resume_file(target, {
-            "kinema_resume": RESUME_FORMAT, "task_id": task_id, "backend": info.get("backend"),
-            "output": str(output), "info": info,
-            "created_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-        })  # fmt: skip
-
-    return record
+__all__ = ["register", "resume"]
 
 
 def _resume_path(path: Path) -> Path:
@@ -61,10 +44,9 @@ def resume(
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as one JSON object on stdout.")] = False,
 ) -> None:
     """Re-attach to a cloud generation recorded in a resume file: no second submission, no second bill."""
-    from . import engine
-    from .cli import err, fail, out, parse_options
-    from .errors import InvalidRequest, KinemaError
-    from .request import VideoRequest
+    from .. import engine
+    from ..errors import InvalidRequest, KinemaError
+    from ..request import VideoRequest
 
     try:
         record_path = _resume_path(path)

@@ -1,0 +1,58 @@
+"""The ``kinema`` command line (Typer + Rich).
+
+Progress goes to stderr, results to stdout (``--json`` prints one JSON object), so the output can be piped. Exit
+codes: 0 success, 1 a failed generation, 2 bad input, 130 cancelled. No traceback unless ``--debug``.
+
+The package, by area, each module with a ``register(app)`` function that adds its commands:
+
+* :mod:`.console`: the consoles, :func:`~.console.fail`, ``KEY=VALUE`` options, the progress bar, ``--debug``
+  (a leaf: it imports no other command module);
+* :mod:`.generate`: ``generate``, ``info``, ``backends``; :mod:`.builtin`: ``train``, ``eval``;
+* :mod:`.local`: ``models``, ``pull``; :mod:`.cloud`: ``resume``; :mod:`.workflows`: ``prompt``, ``batch``,
+  ``storyboard``, ``enhance``, ``concat``, ``thumbnail``; :mod:`.service`: ``serve``, ``worker``, ``keys``
+
+Command modules import their optional dependencies (diffusers, the provider SDKs, FastAPI, PyYAML) inside the
+commands, never at import time, so every command is listed without any extra installed and a command whose extra is
+missing says which one to install.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from . import builtin, cloud, generate, local, service, workflows
+from .console import out, set_debug
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="kinema",
+    help="Turn text prompts (and images, and earlier clips) into videos, with any engine.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.callback()
+def _main(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
+    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
+) -> None:
+    set_debug(debug)
+    if version:
+        from .._version import __version__
+
+        out.print(f"kinema {__version__}")
+        raise typer.Exit(0)
+
+
+# in this order in ``kinema --help``
+for _area in (generate, builtin, local, cloud, service, workflows):
+    _area.register(app)
+
+
+def main() -> None:
+    app()

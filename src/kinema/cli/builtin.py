@@ -1,0 +1,120 @@
+"""The built-in model's own commands: ``kinema train builtin`` and ``kinema eval builtin``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from ..errors import InvalidRequest, KinemaError
+from .console import err, fail, out
+
+__all__ = ["register", "train", "eval_cmd"]
+
+
+def train(
+    target: Annotated[str, typer.Argument(help="What to train: 'builtin'.")],
+    config: Annotated[str, typer.Option("--config", help="tiny, cpu or full.")] = "cpu",
+    steps: Annotated[int | None, typer.Option("--steps", help="Training steps (default: the config's).")] = None,
+    out_dir: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("runs/builtin"),
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    time_limit: Annotated[float | None, typer.Option("--time-limit", help="Stop after this many minutes.")] = None,
+    stop_after: Annotated[
+        int | None,
+        typer.Option(
+            "--stop-after",
+            help="Stop after this many steps, on the schedule of --steps (replays a run that a time limit ended).",
+        ),
+    ] = None,
+    batch_size: Annotated[int | None, typer.Option("--batch-size")] = None,
+    init: Annotated[Path | None, typer.Option("--init", help="Start from these weights (fine-tune).")] = None,
+    lr: Annotated[float | None, typer.Option("--lr", help="Peak learning rate.")] = None,
+) -> None:
+    """Train the built-in model from scratch on the procedural world (seeded and reproducible)."""
+    if target != "builtin":
+        fail(InvalidRequest("target", f"unknown training target {target!r}", value=target, allowed="builtin"))
+    from ..builtin.train import TRAIN_PRESETS, TrainConfig
+    from ..builtin.train import train as run_train
+
+    if config not in TRAIN_PRESETS:
+        fail(InvalidRequest("config", f"unknown config {config!r}", value=config, allowed=", ".join(TRAIN_PRESETS)))
+    params = dict(TRAIN_PRESETS[config])
+    if steps is not None:
+        params["steps"] = steps
+    if batch_size is not None:
+        params["batch_size"] = batch_size
+    params["seed"] = seed
+    if init is not None:
+        params["init"] = str(init)
+        params["warmup"] = min(int(params.get("warmup", 150)), 30)  # the trunk is trained already
+    if lr is not None:
+        params["lr"] = lr
+    if time_limit is not None:
+        params["time_limit"] = time_limit * 60
+    if stop_after is not None:
+        params["stop_after"] = stop_after
+    try:
+        cfg = TrainConfig(**params)
+    except InvalidRequest as exc:  # names the field: stop_after beyond --steps, a learning rate of 0...
+        fail(exc)
+
+    def log(entry: dict[str, Any]) -> None:
+        line = (
+            f"step {entry['step']:>6}/{entry['total_steps']}  loss {entry['loss']:.4f}  "
+            f"lr {entry['lr']:.2e}  clips {entry['clips']}  {entry['elapsed']:.0f}s"
+        )
+        err.print(line, highlight=False)
+
+    summary = run_train(cfg, out_dir, on_log=log)
+    out.print(f"[green]trained[/] {summary['steps_run']} steps in {summary['train_seconds']:.0f}s "
+              f"on {summary['hardware']}: {summary['path']}")  # fmt: skip
+
+
+def eval_cmd(
+    target: Annotated[str, typer.Argument(help="What to evaluate: 'builtin'.")],
+    n: Annotated[int, typer.Option("--n", help="Number of held-out prompts.")] = 200,
+    weights: Annotated[Path | None, typer.Option("--weights", help="Checkpoint (default: the shipped one).")] = None,
+    steps: Annotated[int, typer.Option("--steps", help="Denoising steps.")] = 20,
+    seed: Annotated[int, typer.Option("--seed")] = 1234,
+    guidance: Annotated[
+        float | None, typer.Option("--guidance", help="Guidance scale (default: the model's; 1: none).")
+    ] = None,
+    guidance_interval: Annotated[
+        str | None, typer.Option("--guidance-interval", help="LO,HI: the noise levels t in 0..1 guidance acts at.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Measure the built-in model's prompt adherence on held-out captions, with frame-based detectors."""
+    if target != "builtin":
+        fail(InvalidRequest("target", f"unknown evaluation target {target!r}", value=target, allowed="builtin"))
+    from ..builtin import DEFAULT_GUIDANCE, DEFAULT_GUIDANCE_INTERVAL
+    from ..builtin.evaluate import evaluate, format_report
+
+    interval = DEFAULT_GUIDANCE_INTERVAL
+    if guidance_interval is not None:
+        try:
+            lo, hi = (float(v) for v in guidance_interval.split(","))
+        except ValueError:
+            allowed = "LO,HI with 0 <= LO <= HI <= 1, such as 0.8,1"
+            message = f"must be two numbers LO,HI, got {guidance_interval!r}"
+            fail(InvalidRequest("guidance_interval", message, value=guidance_interval, allowed=allowed))
+            return
+        interval = (lo, hi)
+    try:
+        report = evaluate(n=n, weights=weights, steps=steps, seed=seed, guidance_interval=interval,
+                          guidance=DEFAULT_GUIDANCE if guidance is None else guidance)  # fmt: skip
+    except KinemaError as exc:
+        fail(exc)
+        return
+    if as_json:
+        sys.stdout.write(json.dumps(report) + "\n")
+    else:
+        out.print(format_report(report))
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(train)
+    app.command(name="eval")(eval_cmd)

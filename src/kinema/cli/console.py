@@ -1,0 +1,101 @@
+"""What every command shares: the Rich consoles, failing with the right exit code, ``KEY=VALUE`` options, the
+progress bar and the ``--debug`` flag.
+
+A leaf of the ``kinema.cli`` package: it imports no other command module, so any of them can import it.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from ..errors import Cancelled, InvalidRequest, KinemaError
+
+__all__ = ["out", "err", "fail", "parse_options", "ProgressBar", "set_debug"]
+
+#: results go to stdout (``--json`` prints one JSON object), progress and messages to stderr, so output can be piped
+out = Console()
+err = Console(stderr=True)
+
+_debug = False
+
+
+def set_debug(enabled: bool) -> None:
+    """``kinema --debug``: failures print their traceback."""
+    global _debug
+    _debug = enabled
+
+
+def fail(exc: BaseException) -> None:
+    """Print a short message and exit with the code for this kind of failure.
+
+    The message is printed as text, not Rich markup: ``pip install 'kinema[local]'`` keeps its ``[local]``.
+    """
+    if _debug:
+        import traceback
+
+        traceback.print_exception(exc, file=sys.stderr)
+    if isinstance(exc, InvalidRequest):
+        err.print(f"[bold red]error:[/] {escape(exc.message)}", highlight=False)
+        raise typer.Exit(2)
+    if isinstance(exc, Cancelled | KeyboardInterrupt):
+        err.print("[yellow]cancelled[/]")
+        raise typer.Exit(130)
+    if isinstance(exc, KinemaError):
+        err.print(f"[bold red]error:[/] {escape(exc.message)}", highlight=False)
+        raise typer.Exit(1)
+    err.print(f"[bold red]error:[/] {type(exc).__name__}: {escape(str(exc))}", highlight=False)
+    if not _debug:
+        err.print("run again with --debug for the traceback", style="dim")
+    raise typer.Exit(1)
+
+
+def parse_options(items: list[str] | None) -> dict[str, Any]:
+    """``KEY=VALUE`` strings as a dict; a value that parses as JSON is taken as such.
+
+    >>> parse_options(["steps=4", "camera=zoom_out", 'lora=["a.safetensors"]'])
+    {'steps': 4, 'camera': 'zoom_out', 'lora': ['a.safetensors']}
+    """
+    options: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise InvalidRequest("option", f"{item!r} is not of the form KEY=VALUE", value=item)
+        try:
+            options[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key.strip()] = value
+    return options
+
+
+class ProgressBar:
+    """A Rich progress bar on stderr, driven by Kinema's progress events."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.progress: Any = None
+        self.task: Any = None
+
+    def __enter__(self) -> ProgressBar:
+        if self.enabled:
+            from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self.progress = Progress(TextColumn("{task.description:<14}"), BarColumn(),
+                                     TextColumn("{task.percentage:>3.0f}%"), TimeRemainingColumn(),
+                                     console=err, transient=True)  # fmt: skip
+            self.progress.__enter__()
+            self.task = self.progress.add_task("starting", total=100)
+        return self
+
+    def __call__(self, event: Any) -> None:
+        if self.progress is not None:
+            self.progress.update(self.task, completed=event.fraction * 100, description=event.stage)
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.progress is not None:
+            self.progress.__exit__(*exc)

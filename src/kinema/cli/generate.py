@@ -1,0 +1,178 @@
+"""The core commands: ``kinema generate``, ``kinema info`` and ``kinema backends``."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from ..errors import InvalidRequest, KinemaError
+from .console import ProgressBar, err, fail, out, parse_options
+
+__all__ = ["register", "generate", "info", "backends"]
+
+GENERATE_EXAMPLES = """
+Examples:
+
+  kinema generate "A cinematic sunrise over mountains, clouds moving slowly" -o sunrise.mp4
+
+  kinema generate "a red ball bouncing on green grass" --seed 7 --frames 28 --json
+
+  kinema generate "the camera pans right" --image first_frame.png -o moving.mp4
+
+  kinema generate --from sunrise.mp4 -o again.mp4
+"""
+
+
+def _as_list(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    return list(value) if isinstance(value, list | tuple) else [value]
+
+
+def generate(
+    prompt: Annotated[str | None, typer.Argument(help="What the video shows (1 to 5000 characters).")] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "-o",
+            "--output",
+            help="Where to save (.mp4, .webm, .gif or a folder for PNG frames). Default: kinema-<time>.mp4",
+        ),
+    ] = None,
+    image: Annotated[
+        str | None, typer.Option("--image", help="Image (path or URL) to start from: image-to-video.")
+    ] = None,
+    video: Annotated[str | None, typer.Option("--video", help="Clip to continue: video extension.")] = None,
+    backend: Annotated[str | None, typer.Option("--backend", "-b", help="Engine (see 'kinema backends').")] = None,
+    model: Annotated[str | None, typer.Option("--model", "-m", help="Model id of the backend.")] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="Seed; -1 or none for random.")] = None,
+    frames: Annotated[int | None, typer.Option("--frames", help="Number of frames.")] = None,
+    duration: Annotated[float | None, typer.Option("--duration", help="Length in seconds.")] = None,
+    fps: Annotated[float | None, typer.Option("--fps", help="Frames per second.")] = None,
+    size: Annotated[str | None, typer.Option("--size", help="WIDTHxHEIGHT, e.g. 64x64.")] = None,
+    aspect_ratio: Annotated[str | None, typer.Option("--aspect-ratio", help="e.g. 16:9.")] = None,
+    resolution: Annotated[str | None, typer.Option("--resolution", help="e.g. 480p.")] = None,
+    steps: Annotated[int | None, typer.Option("--steps", help="Denoising steps.")] = None,
+    guidance: Annotated[float | None, typer.Option("--guidance", help="Classifier-free guidance scale.")] = None,
+    negative: Annotated[str | None, typer.Option("--negative", help="Negative prompt.")] = None,
+    fmt: Annotated[str | None, typer.Option("--format", help="mp4, webm, gif or png.")] = None,
+    option: Annotated[
+        list[str] | None, typer.Option("--option", help="Backend option KEY=VALUE (repeatable).")
+    ] = None,
+    lora: Annotated[
+        list[str] | None, typer.Option("--lora", help="LoRA weights PATH[:SCALE] for diffusers models (repeatable).")
+    ] = None,
+    from_path: Annotated[Path | None, typer.Option("--from", help="Re-run the recipe stored in this video.")] = None,
+    show_plan: Annotated[
+        bool, typer.Option("--plan", help="Print what would run (backend, size, frames, seed...) and stop.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as one JSON object on stdout.")] = False,
+) -> None:
+    """Generate a video from a prompt (and optionally an image or a clip)."""
+    from .. import engine
+    from ..backends.remote import resume_file_for
+    from ..planner import plan
+    from ..request import VideoRequest
+    from ..resume import task_recorder
+    from ..video import read_metadata
+    from ..vocabulary import request_fields
+
+    try:
+        # the CLI's names (--steps, --frames, --negative, --guidance, --size) are translated in one table
+        fields: dict[str, Any] = request_fields({
+            "prompt": prompt, "image": image, "video": video, "backend": backend, "model": model, "seed": seed,
+            "frames": frames, "duration": duration, "fps": fps, "aspect_ratio": aspect_ratio,
+            "resolution": resolution, "steps": steps, "guidance": guidance, "negative": negative, "format": fmt,
+            "size": size,
+        })  # fmt: skip
+        if option or lora:
+            fields["options"] = parse_options(option)
+            if lora:
+                fields["options"]["lora"] = [*_as_list(fields["options"].get("lora")), *lora]
+        if from_path is not None:
+            recipe = read_metadata(from_path)
+            request = engine.request_from_recipe(recipe, **fields)
+        else:
+            if prompt is None:
+                raise InvalidRequest("prompt", "is required (or use --from PATH to re-run a stored recipe)")
+            request = VideoRequest(**{k: v for k, v in fields.items() if v is not None})
+        if output is None and not show_plan:
+            output = Path(f"kinema-{time.strftime('%Y%m%d-%H%M%S')}.{request.format or 'mp4'}")
+        the_plan = plan(request, output=output)
+        if show_plan:
+            if as_json:
+                sys.stdout.write(json.dumps(the_plan.to_dict()) + "\n")
+            else:
+                out.print(str(the_plan), highlight=False, markup=False)
+            return
+        assert output is not None
+        # a cloud backend's task id is written next to the output the moment it is known, so `kinema resume`
+        # can finish a paid generation after a crash; the record goes once the video is saved
+        with ProgressBar(enabled=err.is_terminal and not as_json) as bar:
+            result = engine.run(the_plan, on_progress=bar, on_task_id=task_recorder(output))
+        resume_file_for(output).unlink(missing_ok=True)
+    except (KinemaError, KeyboardInterrupt) as exc:
+        fail(exc)
+        return
+    for warning in result.warnings:
+        err.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
+    if as_json:
+        sys.stdout.write(json.dumps(result.to_dict(), default=str) + "\n")
+    else:
+        t = result.timings.get("total", 0.0)
+        out.print(f"[green]saved[/] {result.path}  ({result.video.num_frames} frames, {result.video.width}x"
+                  f"{result.video.height}, {result.video.fps:g} fps, seed {result.seed}, {t:.1f}s)")  # fmt: skip
+
+
+def info(
+    path: Annotated[Path, typer.Argument(help="A video made by Kinema.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the recipe as JSON.")] = False,
+) -> None:
+    """Show the recipe stored in a video (prompt, seed, backend, every parameter)."""
+    from ..video import read_metadata
+
+    try:
+        recipe = read_metadata(path)
+    except KinemaError as exc:
+        fail(exc)
+        return
+    if as_json:
+        sys.stdout.write(json.dumps(recipe, default=str) + "\n")
+        return
+    table = Table(show_header=False, box=None)
+    for key in sorted(recipe):
+        value = recipe[key]
+        if value is None or value == {} or value == []:
+            continue
+        table.add_row(f"[bold]{key}[/]", json.dumps(value) if isinstance(value, dict | list) else str(value))
+    out.print(table)
+
+
+def backends(as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False) -> None:
+    """List every backend and whether it can run here; if not, exactly why."""
+    from ..backends import list_backends
+
+    infos = list_backends()
+    if as_json:
+        sys.stdout.write(json.dumps([i.to_dict() for i in infos]) + "\n")
+        return
+    table = Table("backend", "usable", "modes", "notes")
+    for i in infos:
+        mark = "[green]yes[/]" if i.usable else "[red]no[/]"
+        note = escape(i.description) if i.usable else f"[red]{escape(i.reason or '')}[/]"
+        name = f"{i.name} (default)" if i.default else i.name
+        table.add_row(name, mark, ", ".join(i.modes), note)
+    out.print(table)
+
+
+def register(app: typer.Typer) -> None:
+    app.command(epilog=GENERATE_EXAMPLES)(generate)
+    app.command()(info)
+    app.command()(backends)
