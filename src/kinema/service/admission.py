@@ -14,7 +14,7 @@ from .errors import ApiError
 
 if TYPE_CHECKING:
     from .state import ServiceState
-    from .store import Store
+    from .stores import Store
 
 __all__ = ["Admission", "admit"]
 

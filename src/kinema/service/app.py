@@ -39,7 +39,7 @@ from .openapi import add_body_schemas
 from .safefetch import SafeFetcher
 from .security import BodyLimitMiddleware, RateLimiter
 from .state import ServiceState
-from .store import Store
+from .stores import Store, open_store
 from .webhooks import WebhookSender
 from .worker import WorkerPool
 
@@ -64,7 +64,7 @@ def create_app(
     config = config or ServiceConfig()
     config.ensure_dirs()
     load_extra_backends()
-    store = store or Store(config.db_path)
+    store = store or open_store(config.store_location)
     fetcher = fetcher or SafeFetcher(config.allow_hosts, timeout=config.webhook_timeout)
     kinds = dict(job_kinds) if job_kinds is not None else default_job_kinds()
     state = ServiceState(

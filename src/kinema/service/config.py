@@ -68,6 +68,9 @@ class ServiceConfig:
     auth: bool = True
     #: in-process workers started with the app (``kinema serve --workers``); 0 = submit only
     workers: int = 1
+    #: the job store: ``postgresql://...`` for several API replicas and workers (docs/cluster.md); default
+    #: ``KINEMA_DATABASE_URL``, else SQLite in the data dir
+    database_url: str | None = None
     # -- durability and retries ------------------------------------------------------------------------------
     lease_seconds: float = 30.0
     heartbeat_seconds: float = 5.0
@@ -112,6 +115,11 @@ class ServiceConfig:
     @property
     def db_path(self) -> Path:
         return self.root / "kinema.sqlite3"
+
+    @property
+    def store_location(self) -> str:
+        """Where the job store is: ``database_url``, else ``KINEMA_DATABASE_URL``, else the SQLite file."""
+        return self.database_url or os.environ.get("KINEMA_DATABASE_URL") or str(self.db_path)
 
     @property
     def outputs_dir(self) -> Path:

@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     from .config import ServiceConfig
     from .safefetch import SafeFetcher
     from .security import RateLimiter
-    from .store import Store
+    from .stores import Store
     from .webhooks import WebhookSender
     from .worker import WorkerPool
 

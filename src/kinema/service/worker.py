@@ -34,7 +34,8 @@ from ..progress import ProgressEvent
 from .config import ServiceConfig
 from .job_kinds import JobRunner, default_job_kinds
 from .schemas import video_object
-from .store import Job, Store
+from .store import Job
+from .stores import Store, open_store
 from .webhooks import event_payload
 
 __all__ = ["WorkerPool", "AttemptContext", "run_worker_process", "error_dict"]
@@ -293,7 +294,7 @@ def run_worker_process(config: ServiceConfig, threads: int = 1, *, senders: bool
     from .safefetch import SafeFetcher
     from .webhooks import WebhookSender
 
-    store = Store(config.db_path)
+    store = open_store(config.store_location)
     pool = WorkerPool(store, config, threads=threads, kinds=kinds)
     sender = WebhookSender(store, config, SafeFetcher(config.allow_hosts, timeout=config.webhook_timeout))
     signals = {"count": 0}
