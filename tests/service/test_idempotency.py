@@ -71,6 +71,8 @@ def test_same_key_while_in_flight_is_409(svc, monkeypatch: pytest.MonkeyPatch) -
     release.set()
     t.join(10)
     assert concurrent.status_code == 409 and concurrent.json()["error"]["code"] == "idempotency_key_in_use"
+    # Retry-After is true: when the reservation can be taken over at the latest (it said 1 s, for 120 s)
+    assert 100 <= int(concurrent.headers["Retry-After"]) <= 120
     assert results["first"].status_code == 200
     again = _post(client, key, BODY, "k-3")
     assert again.status_code == 200 and again.content == results["first"].content

@@ -93,6 +93,8 @@ class ServiceConfig:
     max_image_bytes: int = 20 * 2**20
     max_image_pixels: int = 40_000_000
     idempotency_ttl_hours: float = 24.0
+    #: a folder whose models clients may name by path (``diffusers/<path>``); None: no local path over HTTP
+    model_dir: Path | str | None = None
     # -- outbound requests ------------------------------------------------------------------------------------
     #: hosts or CIDR ranges trusted although not public (input images and webhooks may target them)
     allow_hosts: tuple[str, ...] = ()

@@ -34,6 +34,7 @@ from .admission import admit
 from .auth import SECURED, authenticate_request, check_rate
 from .errors import ERROR_RESPONSES, ApiError, validate_body
 from .jsonio import json_response, read_json_object
+from .modelref import check_model_ref
 from .safefetch import URLRefused
 from .schemas import VideoObject, video_object
 from .storyboard_job import KIND
@@ -146,6 +147,7 @@ def create_storyboard_job(state: ServiceState, owner: str, fields: dict[str, Any
     """Validate, check against the backend, admit and store one storyboard job; its video object."""
     config, store = state.config, state.store
     body = validate_body(CreateStoryboardBody, fields)
+    check_model_ref(body.model, body.backend, config.model_dir)
     try:
         request, summary = _plan(body)
         if body.webhook_url:

@@ -31,7 +31,8 @@ from ..request import VideoRequest
 from ..vocabulary import rename_field, request_fields, spoken_field
 from .admission import admit
 from .errors import ApiError, validate_body
-from .jsonio import json_response, parse_json_object
+from .jsonio import json_response, loads_limited, parse_json_object
+from .modelref import check_model_ref
 from .safefetch import URLRefused
 from .schemas import CreateVideoBody, video_object
 from .security import check_image
@@ -126,6 +127,7 @@ def model_param(model: str | None, backend: str | None) -> str:
 
 def _prepare(state: ServiceState, body: CreateVideoBody, has_image: bool) -> tuple[dict[str, Any], dict[str, Any]]:
     """Plan the job and check its webhook URL, turning what is wrong into a 400 that names the field sent."""
+    check_model_ref(body.model, body.backend, state.config.model_dir)
     try:
         req, summary = _plan(body, has_image)
         if body.webhook_url:
@@ -213,7 +215,8 @@ def _create(
                 "a request with this Idempotency-Key is still being processed; retry later",
                 code="idempotency_key_in_use",
                 param="Idempotency-Key",
-                headers={"Retry-After": "1"},
+                # when the reservation can be taken over at the latest: a client that trusts it succeeds
+                headers={"Retry-After": str(int(found.retry_after or 1))},
             )
         if found.state == "replay":
             assert found.status is not None and found.body is not None
@@ -320,7 +323,7 @@ async def read_create_body(request: Request, config: ServiceConfig) -> tuple[dic
                     raise ApiError(400, f"{name}: must be {kind}, got {text!r}", param=name) from None
         if "metadata" in fields:
             try:
-                fields["metadata"] = json.loads(fields["metadata"])
+                fields["metadata"] = loads_limited(fields["metadata"], "metadata")
             except json.JSONDecodeError:
                 raise ApiError(400, "metadata: must be a JSON object", param="metadata") from None
         return fields, upload

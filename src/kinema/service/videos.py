@@ -122,6 +122,20 @@ def video_routes(state: ServiceState) -> APIRouter:
             state.pool.emit(job.id, "video.cancelled")
         return video_object(job)
 
+    @router.post("/v1/videos/{video_id}/retry", response_model=VideoObject, responses=ERROR_RESPONSES,
+                 summary="Queue a failed video job again (its attempt and crash budgets renewed)")  # fmt: skip
+    def retry_video(video_id: str, owner: str = Depends(owner_of)) -> dict[str, Any]:
+        check_rate(state.read_limiter, owner)
+        job = job_of(state, video_id, owner)
+        if job.status != "failed":
+            raise ApiError(409, f"the video is {job.status}; only a failed one can be retried", code="not_retryable",
+                           param="video_id")  # fmt: skip
+        again = state.store.requeue(video_id, owner)
+        if again is None:  # it changed under us (deleted, or retried by another request)
+            raise ApiError(409, "the video is no longer failed", code="not_retryable", param="video_id")
+        state.pool.notify()
+        return video_object(again)
+
     @router.get("/v1/videos/{video_id}/content", responses=_FILE_RESPONSES, response_class=Response,
                 summary="Download the video or its thumbnail")  # fmt: skip
     def video_content(
