@@ -125,3 +125,14 @@ def test_the_cli_works_without_any_extra_and_names_the_extra_a_command_needs() -
         assert code == 1, (args, output, exception)
         assert f"pip install 'kinema[{extra}]'" in output, (args, output)
         assert "Traceback" not in output
+
+
+def test_version_prints_without_a_command() -> None:
+    """`kinema --version` answered "Missing command." and exit 2 although --help lists it."""
+    from typer.testing import CliRunner
+
+    from kinema import __version__
+    from kinema.cli import app
+
+    result = CliRunner().invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.stdout.strip() == f"kinema {__version__}"

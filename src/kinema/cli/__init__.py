@@ -36,17 +36,24 @@ app = typer.Typer(
 )
 
 
-@app.callback()
-def _main(
-    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
-    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
-) -> None:
-    set_debug(debug)
-    if version:
+def _print_version(value: bool) -> None:
+    if value:
         from .._version import __version__
 
         out.print(f"kinema {__version__}")
         raise typer.Exit(0)
+
+
+@app.callback()
+def _main(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
+    version: Annotated[
+        bool,
+        # eager: handled while the options are parsed, before Typer asks for a command ("Missing command.")
+        typer.Option("--version", help="Print the version and exit.", is_eager=True, callback=_print_version),
+    ] = False,
+) -> None:
+    set_debug(debug)
 
 
 # in this order in ``kinema --help``
