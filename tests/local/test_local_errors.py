@@ -162,10 +162,7 @@ def test_pull_refuses_offline_at_once(_empty_hf_cache: Path) -> None:
 
 
 def test_pull_selects_safetensors_configs_and_the_variant() -> None:
-    try:  # the command-line modules moved into the kinema.cli package
-        from kinema.cli.local import select_files
-    except ImportError:
-        from kinema.cli_local import select_files  # type: ignore[no-redef]
+    from kinema.cli.local import select_files
 
     files = [("model_index.json", 1), ("unet/config.json", 1), ("unet/diffusion_pytorch_model.safetensors", 9),
              ("unet/diffusion_pytorch_model.fp16.safetensors", 5), ("unet/diffusion_pytorch_model.bin", 9),

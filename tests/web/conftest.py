@@ -1,7 +1,7 @@
 """Fixtures of the page tests: `kinema serve` in a subprocess on a free loopback port, and Debian's Chromium driven
 headless by Playwright (the system browser; `playwright install` is never needed).
 
-The server uses the tiny random-weight built-in model (KINEMA_BUILTIN_WEIGHTS from tests/conftest.py), and the
+The server uses the tiny random-weight built-in model (KINEMA_BUILTIN_WEIGHTS from the root conftest.py), and the
 tests ask for 2 denoising steps, so a generation takes about a second.
 """
 
