@@ -34,6 +34,15 @@ def _config(data_dir: Path | None, **kwargs: Any) -> Any:
     return ServiceConfig(data_dir=data_dir or default_data_dir(), **kwargs)
 
 
+def _key_store(data_dir: Path | None) -> Any:
+    """The job store the ``keys`` commands act on (the data dir's, or ``KINEMA_DATABASE_URL``'s)."""
+    from ..service.stores import open_store
+
+    cfg = _config(data_dir)
+    cfg.ensure_dirs()
+    return open_store(cfg.store_location)
+
+
 def _need_server_extra() -> None:
     from ..backends.base import require_module
 
@@ -144,11 +153,7 @@ def keys_create(
     from .console import err, fail
 
     try:
-        from ..service.stores import open_store
-
-        cfg = _config(data_dir)
-        cfg.ensure_dirs()
-        key_id, secret = open_store(cfg.store_location).create_key(name)
+        key_id, secret = _key_store(data_dir).create_key(name)
     except Exception as exc:
         fail(exc)
         return
@@ -168,11 +173,7 @@ def keys_list(
     from .console import fail, out
 
     try:
-        from ..service.stores import open_store
-
-        cfg = _config(data_dir)
-        cfg.ensure_dirs()
-        keys = open_store(cfg.store_location).list_keys()
+        keys = _key_store(data_dir).list_keys()
     except Exception as exc:
         fail(exc)
         return
@@ -200,11 +201,7 @@ def keys_revoke(
     from .console import err, fail
 
     try:
-        from ..service.stores import open_store
-
-        cfg = _config(data_dir)
-        cfg.ensure_dirs()
-        if not open_store(cfg.store_location).revoke_key(key_id):
+        if not _key_store(data_dir).revoke_key(key_id):
             raise InvalidRequest("key_id", f"no active key {key_id!r}", value=key_id, allowed="see 'kinema keys list'")
     except Exception as exc:
         fail(exc)
