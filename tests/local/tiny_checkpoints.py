@@ -339,3 +339,57 @@ def build(name: str, folder: Path) -> Path:
     pipe = BUILDERS[name]()
     pipe.save_pretrained(folder)
     return folder
+
+
+# -- single-file checkpoints (GGUF) ----------------------------------------------------------------------------------
+
+# diffusers' names -> the Wan authors' names: the inverse of diffusers' convert_wan_transformer_to_diffusers
+# (loaders/single_file_utils.py), so a file written with these keys loads through the same converter a community
+# GGUF file goes through.
+_WAN_ORIGINAL_NAMES = [
+    ("condition_embedder.time_embedder.linear_1", "time_embedding.0"),
+    ("condition_embedder.time_embedder.linear_2", "time_embedding.2"),
+    ("condition_embedder.text_embedder.linear_1", "text_embedding.0"),
+    ("condition_embedder.text_embedder.linear_2", "text_embedding.2"),
+    ("condition_embedder.time_proj", "time_projection.1"),
+    ("attn1.", "self_attn."), ("attn2.", "cross_attn."), (".to_out.0.", ".o."), (".to_q.", ".q."),
+    (".to_k.", ".k."), (".to_v.", ".v."), ("ffn.net.0.proj", "ffn.0"), ("ffn.net.2", "ffn.2"),
+    ("proj_out", "head.head"),
+]  # fmt: skip
+
+
+def wan_original_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A diffusers WanTransformer3DModel state dict under the authors' key names (as GGUF files carry them)."""
+    out = {}
+    for key, value in state.items():
+        name = "head.modulation" if key == "scale_shift_table" else key.replace(".scale_shift_table", ".modulation")
+        for ours, theirs in _WAN_ORIGINAL_NAMES:
+            name = name.replace(ours, theirs)
+        # diffusers' norm2 is the authors' norm3 and the other way round
+        name = name.replace(".norm2.", ".norm_x.").replace(".norm3.", ".norm2.").replace(".norm_x.", ".norm3.")
+        out[name] = value
+    return out
+
+
+def write_wan_gguf(folder: Path, path: Path) -> tuple[Path, int]:
+    """The tiny Wan's transformer as a GGUF file, Q8_0 where a row is a whole number of 32-value blocks (F32
+    elsewhere, as llama.cpp's converters do for small tensors). Returns the path and how many tensors are Q8_0."""
+    import gguf
+    from diffusers import WanTransformer3DModel
+
+    model = WanTransformer3DModel.from_pretrained(folder, subfolder="transformer")
+    writer = gguf.GGUFWriter(str(path), "wan")
+    quantized = 0
+    for name, tensor in wan_original_state_dict(model.state_dict()).items():
+        array = tensor.detach().float().numpy()
+        if array.ndim == 2 and array.shape[-1] % 32 == 0:
+            data = gguf.quants.quantize(array, gguf.GGMLQuantizationType.Q8_0)
+            writer.add_tensor(name, data, raw_shape=data.shape, raw_dtype=gguf.GGMLQuantizationType.Q8_0)
+            quantized += 1
+        else:
+            writer.add_tensor(name, array)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path, quantized

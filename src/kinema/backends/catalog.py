@@ -189,6 +189,23 @@ class CatalogEntry:
         return estimate_memory(self.params_b, component_bytes(self.params_b, 2.0, self.vae_float32), self.work_gb,
                                offload, text_encoder_device=text_encoder_device)  # fmt: skip
 
+    def memory_table(self) -> dict[str, dict[str, float]]:
+        """GPU GB at the default size for each offload mode and each way of storing the denoiser's weights
+        (16-bit, then each ``quantize`` mode); a combination Kinema refuses (see docs/models.md) is left out."""
+        from .quantization import DENOISERS, QUANT_MODES
+
+        table: dict[str, dict[str, float]] = {}
+        for offload in ("none", "model", "group", "sequential"):
+            row = {"16bit": round(self.memory(offload).gpu_gb, 1)}
+            for mode in QUANT_MODES.values():
+                if offload == "sequential" or (offload == "group" and mode.name != "fp8_layerwise"):
+                    continue
+                quant = {n: mode.bytes_per_param for n in DENOISERS if n in self.params_b}
+                bytes_per = component_bytes(self.params_b, 2.0, self.vae_float32, quant)
+                row[mode.name] = round(estimate_memory(self.params_b, bytes_per, self.work_gb, offload).gpu_gb, 1)
+            table[offload] = row
+        return table
+
     @property
     def min_gpu_gb(self) -> float:
         """GPU memory at the default size with offload=model (the catalog's "GPU GB" column)."""
@@ -206,6 +223,7 @@ class CatalogEntry:
         data["frame_rule"] = self.frame_rule()
         data["min_gpu_gb"] = self.min_gpu_gb
         data["weights_gb"] = self.weights_gb
+        data["memory_gb"] = self.memory_table()
         return data
 
 

@@ -31,6 +31,12 @@ Backend options (``--option KEY=VALUE`` on the command line, ``options={...}`` i
                    (pipeline defaults 127 and 0.02) and VAE decode chunk (default 8, as in diffusers' SVD docs)
 ``max_sequence_length``  text tokens given to the text encoder
 ``revision``       which cached snapshot (commit id or branch) of a Hub repo to load
+``quantize``       none | int8 | fp8 | fp8_layerwise | bnb8 | bnb4 (nf4): the denoiser's weights in fewer bits
+                   (see :mod:`kinema.backends.quantization` for what each runs on)
+``quantize_components`` which components ``quantize`` applies to (default: the transformer(s)), e.g.
+                   "transformer,text_encoder"
+``transformer_file``, ``transformer_2_file``  the transformer from one .gguf or .safetensors file; ``--model``
+                   names the base checkpoint
 =================  ==========================================================================================
 
 >>> import kinema
@@ -77,6 +83,15 @@ from .catalog import (
     scaled_work,
     supported_pipelines,
 )
+from .quantization import (
+    apply_layerwise_casting,
+    check_quant_device,
+    load_single_file,
+    parse_quantize,
+    quantization_config,
+    quantized_bytes,
+)
+from .quantization import targets as quantize_targets
 
 __all__ = ["DiffusersBackend", "Located", "locate", "hub_cache_dir", "validate_options", "check_fits",
            "parse_lora", "OPTION_DEFAULTS", "memory_estimate", "component_dtypes", "diffusers_name"]  # fmt: skip
@@ -200,7 +215,8 @@ OPTION_DEFAULTS: dict[str, Any] = {
     "text_encoder_device": "auto", "vae_tiling": False, "vae_slicing": False, "attention": "sdpa", "compile": False,
     "cache": "none", "cache_threshold": 0.05, "lora": [], "shift": None, "guidance_2": None, "true_cfg_scale": None,
     "motion_bucket_id": None, "noise_aug_strength": None, "decode_chunk_size": None, "max_sequence_length": None,
-    "revision": None,
+    "revision": None, "quantize": "none", "quantize_components": [], "transformer_file": None,
+    "transformer_2_file": None,
 }  # fmt: skip
 _CHOICES = {
     "offload": ("none", "model", "sequential", "group"),
@@ -304,6 +320,7 @@ def validate_options(options: dict[str, Any]) -> dict[str, Any]:
     if opts["revision"] is not None and not re.fullmatch(r"[\w./-]{1,128}", str(opts["revision"])):
         raise InvalidRequest("options.revision", f"{opts['revision']!r} is not a branch, tag or commit id",
                              value=opts["revision"], allowed="e.g. main or a 40-character commit id")  # fmt: skip
+    parse_quantize(opts)
     return opts
 
 
@@ -402,6 +419,7 @@ def memory_estimate(located: Located, opts: dict[str, Any], dtypes: dict[str, An
     if entry is not None and located.class_name == "WanPipeline" and mode_class == "WanImageToVideoPipeline":
         params.pop("image_encoder", None)  # TI2V-5B: the same components in the i2v pipeline
     sizes = {name: _dtype_bytes(dtypes.get(name, dtypes["default"])) for name in params}
+    sizes.update(quantized_bytes(opts, params, quantize_targets(list(params), opts)))
     work = entry.work_gb if entry is not None else family.work_gb
     caps = located.capabilities
     default = (caps.default_size[0], caps.default_size[1], caps.default_frames)
@@ -505,10 +523,43 @@ def check_model_options(located: Located, opts: dict[str, Any], given: set[str])
         if key in given and opts["offload"] != "group":
             raise _refuse(key, f"applies to offload=group, not offload={opts['offload']}", opts[key],
                           "with offload=group only")  # fmt: skip
+    _check_quantize(located, opts, given)
     if "guidance_2" in given and opts["guidance_2"] is not None and family == "wan" and located.entry is not None \
             and located.entry.guidance_2 is None:  # fmt: skip
         raise _refuse("guidance_2", f"{located.model} has one transformer, so there is no low-noise expert",
                       opts["guidance_2"], "only with Wan2.2 A14B models")  # fmt: skip
+
+
+def pipeline_components(folder: Path) -> dict[str, str]:
+    """The checkpoint's components and their libraries, from model_index.json (an unused slot such as Wan 2.1's
+    ``transformer_2: [null, null]`` is left out)."""
+    index = read_model_index(folder)
+    return {k: str(v[0]) for k, v in index.items() if isinstance(v, list) and len(v) == 2 and v[0] and v[1]}
+
+
+def _check_quantize(located: Located, opts: dict[str, Any], given: set[str]) -> None:
+    """The quantization options against the offload mode and the pipeline's components (see docs/models.md)."""
+    mode = opts["quantize"]
+    if "quantize_components" in given and opts["quantize_components"] and mode == "none":
+        raise _refuse("quantize_components", "names what quantize applies to, but quantize is none",
+                      opts["quantize_components"], "with quantize=int8, fp8, fp8_layerwise, bnb8 or bnb4")  # fmt: skip
+    quantized = mode != "none" or opts["transformer_file"] or opts["transformer_2_file"]
+    if quantized and opts["offload"] == "sequential":
+        raise _refuse("offload", "sequential offload moves weights parameter by parameter with accelerate hooks, "
+                      "which quantized weights do not support", "sequential", "none, model, group")  # fmt: skip
+    if opts["offload"] == "group" and mode not in ("none", "fp8_layerwise"):
+        raise _refuse("offload", f"group offload streams weights with CUDA streams; diffusers documents it with "
+                      f"layerwise casting, not with quantize={mode}", "group",
+                      "none or model (or quantize=fp8_layerwise with group)")  # fmt: skip
+    if located.folder is None:
+        return
+    components = list(pipeline_components(located.folder))
+    if mode != "none":
+        quantize_targets(components, opts)  # names a missing component: refused here
+    for key, component in (("transformer_file", "transformer"), ("transformer_2_file", "transformer_2")):
+        if opts[key] and component not in components:
+            raise _refuse(key, f"{located.model} has no {component}", opts[key],
+                          "transformer_file; transformer_2_file only for Wan 2.2 A14B")  # fmt: skip
 
 
 def _shift_unsupported(located: Located) -> str | None:
@@ -628,6 +679,7 @@ class DiffusersBackend(BaseBackend):
                 f"run 'kinema pull {model}' again or pass a complete folder with --model"
             )
         device = pick_device(opts["device"])
+        check_quant_device(opts, device)
         if opts["offload"] != "none" and not device.startswith("cuda"):
             raise InvalidRequest("options.offload", f"{opts['offload']!r} moves weights between CPU memory and a GPU; "
                                  f"the device here is {device}", value=opts["offload"], allowed="none")  # fmt: skip
@@ -732,8 +784,20 @@ class DiffusersBackend(BaseBackend):
             kwargs: dict[str, Any] = {dtype_key: torch_dtype, "local_files_only": True}
             if entry is not None and entry.variant and any(located.folder.rglob(f"*.{entry.variant}.safetensors")):
                 kwargs["variant"] = entry.variant
+            index = pipeline_components(located.folder)
+            quantized = quantize_targets(list(index), opts) if opts["quantize"] != "none" else []
+            compute = dtypes.get("transformer", dtypes["default"])
+            for name in ("transformer", "transformer_2"):
+                if opts[f"{name}_file"]:  # a GGUF / single file replaces this component; it is not quantized again
+                    kwargs[name] = load_single_file(located.folder, name, opts[f"{name}_file"], compute)
+                    quantized = [n for n in quantized if n != name]
+            config = quantization_config(opts, {n: index[n] for n in quantized}, compute)
+            if config is not None:
+                kwargs["quantization_config"] = config
             base_cls = getattr(diffusers, located.class_name)
             pipe = base_cls.from_pretrained(located.folder, **kwargs)
+            if opts["quantize"] == "fp8_layerwise":
+                apply_layerwise_casting(pipe, quantized, compute)
             if class_name != located.class_name:
                 pipe = switch_pipeline(pipe, getattr(diffusers, class_name))
             if entry is not None and entry.scheduler is not None:
@@ -792,9 +856,14 @@ class DiffusersBackend(BaseBackend):
 
 
 def compile_fullgraph(opts: dict[str, Any]) -> bool:
-    """fullgraph=True only without a cache hook: the hooks' torch.compiler.disable would fail a fullgraph trace
-    (diffusers hooks/first_block_cache.py, hooks/taylorseer_cache.py; Dynamo raises Unsupported)."""
-    return opts["cache"] == "none"
+    """fullgraph=True only without a hook in the forward: the cache hooks' torch.compiler.disable would fail a
+    fullgraph trace (diffusers hooks/first_block_cache.py, hooks/taylorseer_cache.py; Dynamo raises Unsupported), and
+    layerwise casting, bitsandbytes and GGUF dequantize in Python hooks / custom ops: graph breaks allowed there."""
+    return (
+        opts["cache"] == "none"
+        and opts["quantize"] in ("none", "int8", "fp8")
+        and not (opts["transformer_file"] or opts["transformer_2_file"])
+    )
 
 
 def switch_pipeline(pipe: Any, cls: Any) -> Any:
