@@ -189,6 +189,40 @@ def claim_until_empty(url: str, worker: str, ready: Any, results: Any) -> None:
         store.close()
 
 
+def submit_until_refused(url: str, tries: int, max_queued: int, ready: Any, results: Any) -> None:
+    """A submitter process of the admission test: open the store, wait at the barrier, then submit ``tries`` jobs
+    from 4 threads with ``max_queued`` as the bound; put (accepted, refused) on the results queue."""
+    import threading
+
+    from kinema.service.stores import AdmissionLimits, AdmissionRefused, open_store
+
+    store = open_store(url)
+    counts = {"accepted": 0, "refused": 0}
+    lock = threading.Lock()
+
+    def submit(n: int) -> None:
+        for i in range(n):
+            try:
+                store.submit_job(owner="o", request={"prompt": f"p{i}"}, summary={},
+                                 limits=AdmissionLimits(max_queued=max_queued))  # fmt: skip
+                outcome = "accepted"
+            except AdmissionRefused:
+                outcome = "refused"
+            with lock:
+                counts[outcome] += 1
+
+    try:
+        ready.wait(120)
+        threads = [threading.Thread(target=submit, args=(tries // 4,)) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        results.put((counts["accepted"], counts["refused"]))
+    finally:
+        store.close()
+
+
 def _main(args: Any = None) -> None:  # python tests/service/pg.py: start one, time it, stop it
     server = start_server()
     try:

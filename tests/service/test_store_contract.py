@@ -468,6 +468,57 @@ def test_four_processes_claim_200_jobs_exactly_once(backend: tuple[str, str], st
     assert all(len(store.attempts_of(i)) == 1 for i in list(ids)[:20])
 
 
+def test_admission_limits_hold_for_two_processes_of_four_threads(
+    backend: tuple[str, str], store: stores.Store
+) -> None:
+    _submit(store, 10)  # already queued: the bound counts them
+    ctx = multiprocessing.get_context("spawn")
+    ready, out = ctx.Barrier(2), ctx.Queue()
+    procs = [ctx.Process(target=pg.submit_until_refused, args=(backend[1], 60, 40, ready, out)) for _ in range(2)]
+    for p in procs:
+        p.start()
+    try:
+        results = [out.get(timeout=120) for _ in procs]
+    finally:
+        for p in procs:
+            p.join(30)
+            if p.is_alive():
+                p.kill()
+    assert sum(accepted for accepted, _ in results) == 30, results
+    assert sum(refused for _, refused in results) == 90
+    assert store.queue_depth() == 40
+
+
+def test_admission_limits_per_owner_and_refusal_writes_nothing(store: stores.Store) -> None:
+    limits = stores.AdmissionLimits(max_queued=100, max_active_per_owner=3)
+    jobs = _submit(store, 3, owner="a", limits=limits)
+    with pytest.raises(stores.AdmissionRefused) as info:
+        _submit(store, 1, owner="a", limits=limits)
+    assert (info.value.reason, info.value.limit) == ("too_many_active_jobs", 3)
+    assert len(store.list_jobs("a", limit=10)[0]) == 3  # the refused job was not written
+    _submit(store, 2, owner="b", limits=limits)  # another owner has its own count
+    claimed = store.claim("w", lease_seconds=60)
+    assert claimed is not None and claimed.owner == "a"
+    with pytest.raises(stores.AdmissionRefused):  # running jobs count as active too
+        _submit(store, 1, owner="a", limits=limits)
+    assert _done(store, claimed)
+    _submit(store, 1, owner="a", limits=limits)  # a finished job frees its place
+    with pytest.raises(stores.AdmissionRefused) as info:
+        _submit(store, 1, owner="c", limits=stores.AdmissionLimits(max_queued=store.queue_depth()))
+    assert info.value.reason == "queue_full"
+    assert len(jobs) == 3
+
+
+def test_admission_refusals_in_one_group_commit_fail_alone(store: stores.Store) -> None:
+    limits = stores.AdmissionLimits(max_queued=5)
+    futures = [store.submit_job_future(owner="o", request={"prompt": str(i)}, summary={}, limits=limits)
+               for i in range(20)]  # fmt: skip
+    outcomes = [f.exception(timeout=30) for f in futures]
+    assert sum(e is None for e in outcomes) == 5
+    assert all(isinstance(e, stores.AdmissionRefused) for e in outcomes if e is not None)
+    assert store.queue_depth() == 5
+
+
 # -- open_store ----------------------------------------------------------------------------------------------------
 def test_open_store_dispatch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from kinema.service.store import Store as SQLite
@@ -517,6 +568,13 @@ def test_migrations_from_an_empty_database(pg_url: str) -> None:
         store.close()
 
 
+def _admission_index(url: str) -> bool:
+    import psycopg
+
+    with psycopg.connect(url) as con:
+        return con.execute("SELECT to_regclass('jobs_active') IS NOT NULL").fetchone() == (True,)
+
+
 def test_migrations_from_version_1_keep_the_rows(pg_url: str) -> None:
     import psycopg
 
@@ -534,7 +592,8 @@ def test_migrations_from_version_1_keep_the_rows(pg_url: str) -> None:
         PostgresStore(pg_url, migrate=False)
     store, other = PostgresStore(pg_url), PostgresStore(pg_url)
     try:
-        assert _versions(pg_url) == [1, 2]
+        assert _versions(pg_url) == [1, 2, 3]
+        assert _admission_index(pg_url), "v3 indexes the owners' active jobs"
         old = store.get("video_old")
         assert old is not None and old.request == {"prompt": "p"} and old.status == "queued"
         assert other.wait_for_work(1.0) is True
@@ -576,7 +635,7 @@ def test_replicas_starting_together_migrate_once(pg_url: str) -> None:
         t.start()
     for t in threads:
         t.join()
-    assert sorted(v for a in applied for v in a) == [1, 2] and _versions(pg_url) == [1, 2]
+    assert sorted(v for a in applied for v in a) == [1, 2, 3] and _versions(pg_url) == [1, 2, 3]
 
 
 def test_connections_killed_by_the_server_are_replaced(pg_database: str) -> None:

@@ -1,8 +1,9 @@
-"""``kinema serve``, ``kinema worker`` and ``kinema keys``: the job service from the command line.
+"""``kinema serve``, ``kinema worker``, ``kinema keys`` and ``kinema jobs``: the job service from the command line.
 
 kinema keys create --name ci          # prints the new key once
 kinema serve --port 8000 --workers 1  # API + in-process workers
 kinema worker --workers 2             # more workers, same data dir, another process
+kinema jobs retry video_...           # queue a failed job again
 """
 
 from __future__ import annotations
@@ -34,20 +35,36 @@ def _config(data_dir: Path | None, **kwargs: Any) -> Any:
     return ServiceConfig(data_dir=data_dir or default_data_dir(), **kwargs)
 
 
-def _key_store(data_dir: Path | None) -> Any:
-    """The job store the ``keys`` commands act on (the data dir's, or ``KINEMA_DATABASE_URL``'s)."""
+def _key_store(data_dir: Path | None, database_url: str | None = None) -> Any:
+    """The job store the ``keys`` and ``jobs`` commands act on (``--database-url``, else ``KINEMA_DATABASE_URL``,
+    else the data dir's)."""
     from ..service.stores import open_store
 
-    cfg = _config(data_dir)
+    cfg = _config(data_dir, database_url=database_url)
     cfg.ensure_dirs()
     return open_store(cfg.store_location)
 
 
 def _need_server_extra() -> None:
+    import importlib.util
+
     from ..backends.base import require_module
 
-    for module in ("fastapi", "uvicorn", "multipart", "httpx", "PIL"):
+    # python-multipart's new name; importing the old one ("multipart") warns that it is deprecated
+    form = "python_multipart" if importlib.util.find_spec("python_multipart") else "multipart"
+    for module in ("fastapi", "uvicorn", form, "httpx", "PIL"):
         require_module(module, "server")
+
+
+def _check_limits(max_header_bytes: int, header_timeout: float, body_timeout: float) -> None:
+    from ..errors import InvalidRequest
+
+    if max_header_bytes < 1024:
+        raise InvalidRequest("--max-header-bytes", f"must be at least 1024, got {max_header_bytes}",
+                             allowed="1024 or more (a request line and a few headers need that much)")  # fmt: skip
+    for name, value in (("--header-timeout", header_timeout), ("--body-timeout", body_timeout)):
+        if not value > 0:
+            raise InvalidRequest(name, f"must be more than 0 seconds, got {value:g}", allowed="a positive number")
 
 
 def serve(
@@ -66,6 +83,15 @@ def serve(
         ),
     ] = None,
     max_queued: Annotated[int, typer.Option("--max-queued", help="Queued jobs before new ones get 429.")] = 1000,
+    max_header_bytes: Annotated[
+        int, typer.Option("--max-header-bytes", help="Request line and headers, in bytes; more gets 431.")
+    ] = 32 * 2**10,
+    header_timeout: Annotated[
+        float, typer.Option("--header-timeout", help="Seconds a client has to send a request's headers (then 408).")
+    ] = 10.0,
+    body_timeout: Annotated[
+        float, typer.Option("--body-timeout", help="Seconds a client has to send a request's body (then 408).")
+    ] = 60.0,
     log_level: Annotated[str, typer.Option("--log-level", help="uvicorn log level.")] = "info",
     access_log: Annotated[
         bool, typer.Option("--access-log/--no-access-log", help="Log every request (costs CPU per request).")
@@ -87,12 +113,15 @@ def serve(
             from ..errors import InvalidRequest
 
             raise InvalidRequest("--workers", f"must be 0 or more, got {workers}")
+        _check_limits(max_header_bytes, header_timeout, body_timeout)
         import uvicorn
 
         from ..service.app import create_app
+        from ..service.limits import uvicorn_options
 
         cfg = _config(data_dir, database_url=database_url, auth=not no_auth, workers=workers,
-                      allow_hosts=tuple(allow_host or ()), max_queued=max_queued)  # fmt: skip
+                      allow_hosts=tuple(allow_host or ()), max_queued=max_queued, max_header_bytes=max_header_bytes,
+                      header_timeout=header_timeout, body_timeout=body_timeout)  # fmt: skip
         app = create_app(cfg)
         err.print(f"kinema service on http://{host}:{port}  data: {cfg.root}  workers: {workers}"
                   + ("  [no auth]" if no_auth else ""), highlight=False)  # fmt: skip
@@ -103,6 +132,7 @@ def serve(
             log_level=log_level,
             access_log=access_log,
             timeout_graceful_shutdown=int(cfg.shutdown_grace),
+            **uvicorn_options(cfg),
         )
     except Exception as exc:
         fail(exc)
@@ -119,21 +149,37 @@ def worker(
         list[str] | None,
         typer.Option("--allow-host", help="Trust this internal host or CIDR for webhooks (repeatable)."),
     ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing at start.")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print what it serves as one JSON object on stdout instead.")
+    ] = False,
 ) -> None:
     """Run workers in this process against a service's data dir (SIGTERM: finish or release; twice: abort)."""
-    from .console import fail
+    from .console import err, fail
 
     try:
         _need_server_extra()
         import logging
 
+        from ..service.job_kinds import default_job_kinds
+        from ..service.stores import describe_store
         from ..service.worker import run_worker_process
 
         logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
         cfg = _config(data_dir, database_url=database_url, workers=workers, lease_seconds=lease,
                       heartbeat_seconds=max(0.1, lease / 5),
                       reap_interval=max(0.2, min(2.0, lease / 4)), allow_hosts=tuple(allow_host or ()))  # fmt: skip
-        code = run_worker_process(cfg, threads=max(1, workers))
+        threads, kinds = max(1, workers), sorted(default_job_kinds())
+        store = describe_store(cfg.store_location)
+        # one line, so an operator (or a supervisor's log) sees which store this process drains, and how hard
+        if as_json:
+            sys.stdout.write(json.dumps({"store": store, "workers": threads, "lease_seconds": lease,
+                                         "kinds": kinds}) + "\n")  # fmt: skip
+            sys.stdout.flush()
+        elif not quiet:
+            err.print(f"kinema worker: {threads} worker{'s' if threads != 1 else ''} ({', '.join(kinds)}) on "
+                      f"{store}, lease {lease:g} s", highlight=False, soft_wrap=True)  # fmt: skip
+        code = run_worker_process(cfg, threads=threads)
     except Exception as exc:
         fail(exc)
         return
@@ -209,7 +255,53 @@ def keys_revoke(
     err.print(f"key {key_id} revoked", highlight=False)
 
 
+jobs_app = typer.Typer(help="Jobs of the job service, for operators.", no_args_is_help=True)
+
+
+@jobs_app.command("retry")
+def jobs_retry(
+    job_id: Annotated[str, typer.Argument(help="The failed job's id (video_...).")],
+    data_dir: DataDir = None,
+    database_url: DatabaseUrl = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the job's video object as JSON.")] = False,
+) -> None:
+    """Queue a failed job again, its attempt and crash budgets renewed (as POST /v1/videos/{id}/retry does for its
+    owner); any key's job, since an operator runs it."""
+    from ..errors import InvalidRequest
+    from .console import err, fail
+
+    try:
+        store = _key_store(data_dir, database_url)
+        job = store.get(job_id)
+        if job is None:
+            raise InvalidRequest("job_id", f"no job {job_id!r} in {_where(store)}", value=job_id,
+                                 allowed="the id of a failed job (video_...)")  # fmt: skip
+        if job.status != "failed":
+            raise InvalidRequest("job_id", f"the job is {job.status}; only a failed one can be retried",
+                                 value=job_id, allowed="a failed job")  # fmt: skip
+        again = store.requeue(job_id)
+        if again is None:  # it changed under us (deleted, or retried by someone else)
+            raise InvalidRequest("job_id", "the job is no longer failed", value=job_id, allowed="a failed job")
+    except Exception as exc:
+        fail(exc)
+        return
+    if as_json:
+        from ..service.schemas import video_object
+
+        sys.stdout.write(json.dumps(video_object(again)) + "\n")
+    else:
+        err.print(f"job {job_id} queued again (attempt {again.attempts + 1} next)", highlight=False)
+
+
+def _where(store: Any) -> str:
+    from ..service.stores import describe_store
+
+    where = getattr(store, "path", None) or getattr(store, "url", None)
+    return describe_store(where) if where is not None else "the job store"
+
+
 def register(app: typer.Typer) -> None:
     app.command("serve")(serve)
     app.command("worker")(worker)
     app.add_typer(keys_app, name="keys")
+    app.add_typer(jobs_app, name="jobs")

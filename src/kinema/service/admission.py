@@ -1,7 +1,10 @@
 """Admission control: a job is refused (429) when the queue is full or its API key has too many jobs active.
 
-The counts come from the store, but a COUNT per submit grows with the queue: :class:`Admission` re-counts at most
-every ``ttl`` seconds and advances its numbers locally on each accepted job.
+Two checks. :func:`admit` refuses early, before any work, from counts :class:`Admission` keeps (re-counted from
+the store at most every ``ttl`` seconds and advanced locally on each accepted job): cheap, but approximate under
+concurrency. The bound itself is held by the store: every submit passes :func:`limits` and the store counts again in
+the transaction that inserts the job (:class:`~kinema.service.stores.AdmissionLimits`), so concurrent submits of
+many threads, processes or replicas never overshoot; :func:`refusal` turns its refusal into the same 429.
 """
 
 from __future__ import annotations
@@ -11,12 +14,14 @@ import time
 from typing import TYPE_CHECKING
 
 from .errors import ApiError
+from .store import AdmissionLimits, AdmissionRefused
 
 if TYPE_CHECKING:
+    from .config import ServiceConfig
     from .state import ServiceState
     from .stores import Store
 
-__all__ = ["Admission", "admit"]
+__all__ = ["Admission", "admit", "limits", "refusal"]
 
 
 class Admission:
@@ -61,11 +66,23 @@ class Admission:
 
 
 def admit(state: ServiceState, owner: str) -> None:
-    """429 when the queue is full or the key has too many active jobs."""
+    """429 when the queue is full or the key has too many active jobs (by the cached counts)."""
     config, store = state.config, state.store
     if state.admission.queued(store) >= config.max_queued:
-        raise ApiError(429, f"the queue is full ({config.max_queued} jobs waiting); retry later", code="queue_full",
-                       headers={"Retry-After": "5"})  # fmt: skip
+        raise refusal(AdmissionRefused("queue_full", config.max_queued))
     if state.admission.active(store, owner) >= config.max_active_per_key:
-        raise ApiError(429, f"this key already has {config.max_active_per_key} jobs queued or running",
-                       code="too_many_active_jobs", headers={"Retry-After": "5"})  # fmt: skip
+        raise refusal(AdmissionRefused("too_many_active_jobs", config.max_active_per_key))
+
+
+def limits(config: ServiceConfig) -> AdmissionLimits:
+    """The bounds the store checks in the transaction that inserts a job."""
+    return AdmissionLimits(max_queued=config.max_queued, max_active_per_owner=config.max_active_per_key)
+
+
+def refusal(exc: AdmissionRefused) -> ApiError:
+    """The 429 for a submit that did not fit."""
+    if exc.reason == "queue_full":
+        message = f"the queue is full ({exc.limit} jobs waiting); retry later"
+    else:
+        message = f"this key already has {exc.limit} jobs queued or running"
+    return ApiError(429, message, code=exc.reason, headers={"Retry-After": "5"})

@@ -28,14 +28,17 @@ from pathlib import Path
 
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
+from starlette.routing import Match, Mount
+from starlette.types import ASGIApp, Scope
 
 from .._version import __version__
 from . import health, models, prompt_routes, storyboards, submit, videos
 from .config import ServiceConfig, load_extra_backends
-from .errors import ApiError, install_error_handlers
+from .errors import ApiError, allowed_methods, install_error_handlers
 from .fastpath import FastPaths
 from .job_kinds import JobRunner, default_job_kinds
 from .openapi import add_body_schemas
+from .redact import install_access_log_redaction
 from .safefetch import SafeFetcher
 from .security import BodyLimitMiddleware, RateLimiter
 from .state import ServiceState
@@ -91,10 +94,12 @@ def create_app(
         responses={},
     )
     app.state.kinema = state
+    install_access_log_redaction()  # a key sent in a query string must not reach the access log
     # added first, so it runs inside the body limit: JSON POST /v1/videos and GET /v1/videos/{id} are answered
     # there, before routing (the routes in videos.py say so)
     app.add_middleware(FastPaths, state=state)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=config.max_body_bytes, max_json_bytes=config.max_json_bytes)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=config.max_body_bytes, max_json_bytes=config.max_json_bytes,
+                       body_timeout=config.body_timeout)  # fmt: skip
     install_error_handlers(app)
     for router in (videos.video_routes(state), models.model_routes(state), health.health_routes(state),
                    storyboards.storyboard_routes(state), prompt_routes.prompt_routes(state)):  # fmt: skip
@@ -105,5 +110,21 @@ def create_app(
     if web is not None:
         from starlette.staticfiles import StaticFiles
 
-        app.mount("/", StaticFiles(directory=web, html=True), name="web")
+        app.router.routes.append(_WebMount(app, StaticFiles(directory=web, html=True)))
     return app
+
+
+class _WebMount(Mount):
+    """The web page at "/", for the paths the API does not own. A mount at "/" matches every path, so without this
+    an API path asked with another method (OPTIONS /v1/videos) got the static files' 405 with ``Allow: GET, HEAD``
+    instead of the API's 405 listing the route's methods, and an unknown /v1 path their HTML 404."""
+
+    def __init__(self, api: FastAPI, files: ASGIApp) -> None:
+        super().__init__("/", app=files, name="web")
+        self._api = api
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        path = scope.get("path", "")
+        if path == "/v1" or path.startswith("/v1/") or allowed_methods(self._api, path):
+            return Match.NONE, {}
+        return super().matches(scope)

@@ -93,6 +93,13 @@ class ServiceConfig:
     max_image_bytes: int = 20 * 2**20
     max_image_pixels: int = 40_000_000
     idempotency_ttl_hours: float = 24.0
+    # -- slow and oversized requests: enforced before any key is checked (kinema.service.limits) ---------------
+    #: the request line and headers together, in bytes; more gets 431
+    max_header_bytes: int = 32 * 2**10
+    #: seconds from a connection's opening (or a later request's first byte) to the end of the headers; then 408
+    header_timeout: float = 10.0
+    #: seconds from the end of the headers to the end of the body; then 408 (25 MiB in 60 s needs ~3.5 Mbit/s)
+    body_timeout: float = 60.0
     #: a folder whose models clients may name by path (``diffusers/<path>``); None: no local path over HTTP
     model_dir: Path | str | None = None
     # -- outbound requests ------------------------------------------------------------------------------------

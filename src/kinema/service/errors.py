@@ -15,6 +15,7 @@ API describe one mistake in the same words.
 from __future__ import annotations
 
 import logging
+import re
 import typing
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, TypeVar
@@ -36,6 +37,8 @@ __all__ = [
     "validate_body",
     "error_response",
     "install_error_handlers",
+    "allowed_methods",
+    "documented_paths",
 ]
 
 log = logging.getLogger("kinema.service")
@@ -104,19 +107,30 @@ def _locate(model: type[BaseModel] | None, loc: Sequence[Any], kind: str) -> tup
     those are not fields, and are left out. A name that is not a field is kept only as the last part of an
     ``extra_forbidden`` error, where it is the unknown field itself.
     """
-    path, current, owner = "", model, model
+    path, current, owner, scalar = "", model, model, False
     for i, part in enumerate(loc):
         if isinstance(part, int):
             path += f"[{part}]"
             continue
+        if scalar:
+            continue  # below a plain field only union members' names follow (``seconds.str``): not fields
         if current is not None:
             info = current.model_fields.get(str(part))
             if info is None and not (i == len(loc) - 1 and kind == "extra_forbidden"):
                 continue
             owner = current
             current = _model_in(info.annotation) if info is not None else None
+            scalar = info is not None and current is None and not _has_container(info.annotation)
         path += ("." if path else "") + str(part)
     return path, owner
+
+
+def _has_container(annotation: Any) -> bool:
+    """True when a field's type holds a dict or list somewhere (its errors' locations go inside it)."""
+    origin = typing.get_origin(annotation)
+    if origin in (dict, list, tuple, set) or annotation in (dict, list, tuple, set):
+        return True
+    return any(_has_container(arg) for arg in typing.get_args(annotation))
 
 
 def field_path(loc: Iterable[Any]) -> str:
@@ -135,6 +149,10 @@ def validation_error(errors: Sequence[Mapping[str, Any]], model: type[BaseModel]
     msg = str(first.get("msg", "is invalid"))
     if kind == "extra_forbidden" and owner is not None:
         msg = f"is not a known field (allowed: {', '.join(owner.model_fields)})"
+        if loc and loc[-1] == "":  # a field with an empty name (a JSON key or a form part named ""): say so
+            where = param.rstrip(".")  # "" at the top level, else the object that holds it ("scenes[0]")
+            return ApiError(400, f"{where + ': ' if where else ''}a field with an empty name {msg}",
+                            code="invalid_request", param=where)  # fmt: skip
     if not param:
         return ApiError(400, msg if first else "invalid request", code="invalid_request")
     return ApiError(400, f"{param}: {msg}", code="invalid_request", param=param)
@@ -159,6 +177,32 @@ def error_response(exc: BaseException) -> JSONResponse:
     return ApiError(500, "internal server error", code="server_error").response()
 
 
+def documented_paths(app: FastAPI) -> list[tuple[re.Pattern[str], frozenset[str]]]:
+    """Each path of the app's /openapi.json as a pattern, with its methods (HEAD where GET is); made once."""
+    cached: list[tuple[re.Pattern[str], frozenset[str]]] | None = getattr(app.state, "kinema_paths", None)
+    if cached is None:
+        cached = []
+        for template, operations in app.openapi().get("paths", {}).items():
+            pattern = re.compile("^" + re.sub(r"\\\{[^}]+\\\}", "[^/]+", re.escape(template)) + "$")
+            methods = {m.upper() for m in operations if m.upper() in _HTTP_METHODS}
+            cached.append((pattern, frozenset(methods | ({"HEAD"} if "GET" in methods else set()))))
+        app.state.kinema_paths = cached
+    return cached
+
+
+_HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"})
+
+
+def allowed_methods(app: FastAPI, path: str) -> str:
+    """The methods /openapi.json documents for ``path``, for an ``Allow`` header ("GET, HEAD, POST"); "" when it
+    documents none."""
+    methods: set[str] = set()
+    for pattern, found in documented_paths(app):
+        if pattern.match(path):
+            methods |= found
+    return ", ".join(sorted(methods))
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Answer every error in the API's shape: ApiError, FastAPI's validation of query and path parameters,
     Starlette's HTTP errors (404 for an unknown path, 405...), and anything unexpected (a logged 500)."""
@@ -172,9 +216,13 @@ def install_error_handlers(app: FastAPI) -> None:
         return validation_error(exc.errors(), skip=("query", "path", "body", "header")).response()
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_req: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return ApiError(exc.status_code, str(exc.detail), code=f"http_{exc.status_code}",
-                        headers=dict(exc.headers or {})).response()  # fmt: skip
+    async def _http(req: Request, exc: StarletteHTTPException) -> JSONResponse:
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            # Starlette names the methods of the first route on the path; one path has several (GET and POST
+            # /v1/videos are two routes), and Allow must list them all
+            headers["Allow"] = allowed_methods(req.app, req.url.path) or headers.get("Allow", "")
+        return ApiError(exc.status_code, str(exc.detail), code=f"http_{exc.status_code}", headers=headers).response()
 
     @app.exception_handler(Exception)
     async def _unexpected(_req: Request, exc: Exception) -> JSONResponse:

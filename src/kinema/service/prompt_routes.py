@@ -18,9 +18,11 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..errors import InvalidRequest
+from ..prompts import TEMPLATES
 from .auth import SECURED, authenticate_request, check_rate
 from .errors import ERROR_RESPONSES, ApiError, validate_body
 from .jsonio import json_response, read_json_object
+from .schemas import PROMPT_SCHEMA, TEXT_SCHEMA
 
 if TYPE_CHECKING:
     from .state import ServiceState
@@ -33,15 +35,17 @@ class PromptBody(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    subject: str = Field(max_length=500)
-    action: str | None = Field(default=None, max_length=500)
-    setting: str | None = Field(default=None, max_length=500)
-    style: str | None = Field(default=None, max_length=500)
-    camera: str | None = Field(default=None, max_length=500)
-    lighting: str | None = Field(default=None, max_length=500)
-    mood: str | None = Field(default=None, max_length=500)
-    negative: str | None = Field(default=None, max_length=500)
-    template: str | None = Field(default=None, max_length=40, description="cinematic, product, nature")
+    subject: str = Field(max_length=500, json_schema_extra=PROMPT_SCHEMA)
+    action: str | None = Field(default=None, max_length=500, json_schema_extra=TEXT_SCHEMA)
+    setting: str | None = Field(default=None, max_length=500, json_schema_extra=TEXT_SCHEMA)
+    style: str | None = Field(default=None, max_length=500, json_schema_extra=TEXT_SCHEMA)
+    camera: str | None = Field(default=None, max_length=500, json_schema_extra=TEXT_SCHEMA)
+    lighting: str | None = Field(default=None, max_length=500, json_schema_extra=TEXT_SCHEMA)
+    mood: str | None = Field(default=None, max_length=500, json_schema_extra=TEXT_SCHEMA)
+    negative: str | None = Field(default=None, max_length=500, json_schema_extra=TEXT_SCHEMA)
+    # the schema lists the templates, so a client (and the fuzzer) knows the names before it asks
+    template: str | None = Field(default=None, max_length=40, description=", ".join(TEMPLATES),
+                                 json_schema_extra={"enum": [*TEMPLATES, None]})  # fmt: skip
 
 
 def library() -> dict[str, Any]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr
 
 from .store import Job
 
@@ -26,7 +26,16 @@ __all__ = [
     "CreateVideoBody",
     "video_object",
     "STATUSES",
+    "TEXT_SCHEMA",
+    "PROMPT_SCHEMA",
 ]
+
+#: what the engine accepts as text (kinema.request): no C0/C1 control characters but tab and newline. Declared in
+#: /openapi.json only; the engine's own check answers (its message says where the character is)
+TEXT_SCHEMA: dict[str, Any] = {"pattern": "^[^\\x00-\\x08\\x0b-\\x1f\\x7f-\\x9f]*$"}
+#: a prompt: such text, and not blank
+_TEXT_CHAR = "[^\\x00-\\x08\\x0b-\\x1f\\x7f-\\x9f]"
+PROMPT_SCHEMA: dict[str, Any] = {"pattern": f"^{_TEXT_CHAR}*[^\\x00-\\x20\\x7f-\\xa0\\s]{_TEXT_CHAR}*$"}
 
 STATUSES = ("queued", "in_progress", "completed", "failed", "cancelled")
 Status = Literal["queued", "in_progress", "completed", "failed", "cancelled"]
@@ -146,21 +155,23 @@ class CreateVideoBody(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    prompt: str = Field(min_length=1, max_length=5000)
+    prompt: str = Field(min_length=1, max_length=5000, json_schema_extra=PROMPT_SCHEMA)
     model: str | None = Field(default=None, max_length=200, description="a backend name or 'backend/model'")
-    seconds: str | float | None = Field(default=None, description="clip length in seconds, e.g. '4' (or 4)")
+    # strict numbers: the schema says "number", so true or "4" are refused, not coerced (a form's text is converted
+    # before validation)
+    seconds: StrictStr | StrictFloat | None = Field(default=None, description="clip length in seconds: '4' or 4")
     size: str | None = Field(default=None, max_length=16, description="WIDTHxHEIGHT, e.g. '64x64'")
     input_reference: ImageReference | str | None = Field(
         default=None, description="image-to-video: an image URL (JSON) or an uploaded file (multipart)"
     )
     image_url: str | None = Field(default=None, max_length=2_000_000)
     backend: str | None = Field(default=None, max_length=100)
-    negative_prompt: str | None = Field(default=None, max_length=5000)
-    seed: int | None = Field(default=None, ge=-1, le=2**32 - 1)
-    num_frames: int | None = Field(default=None, ge=1, le=10_000)
-    fps: float | None = Field(default=None, ge=1, le=240)
-    steps: int | None = Field(default=None, ge=1, le=1000)
-    guidance: float | None = Field(default=None, ge=0, le=100)
+    negative_prompt: str | None = Field(default=None, max_length=5000, json_schema_extra=TEXT_SCHEMA)
+    seed: StrictInt | None = Field(default=None, ge=-1, le=2**32 - 1)
+    num_frames: StrictInt | None = Field(default=None, ge=1, le=10_000)
+    fps: StrictFloat | None = Field(default=None, ge=1, le=240)
+    steps: StrictInt | None = Field(default=None, ge=1, le=1000)
+    guidance: StrictFloat | None = Field(default=None, ge=0, le=100)
     webhook_url: str | None = Field(default=None, max_length=2048)
     metadata: dict[str, Any] | None = None
     track_id: str | None = Field(default=None, max_length=200)

@@ -4,7 +4,8 @@
   ``Authorization: Bearer <key>``; a key in the query string is refused (URLs end up in logs).
 * Rate limits are token buckets per API key, one for job creation and one for everything else; over the limit the
   answer is 429 with an integer ``Retry-After``.
-* Bodies over the limit get 413, also when they are streamed without a ``Content-Length``.
+* Bodies over the limit get 413, also when they are streamed without a ``Content-Length``; a body not received
+  within ``body_timeout`` seconds of the request's start gets 408 (a slow client must not hold a connection).
 * Uploaded images are identified by their content (PNG, JPEG, WebP only), refused above a pixel limit
   (Pillow's decompression-bomb warning is an error here), fully decoded, and re-encoded as PNG: what reaches the
   model is pixels we wrote, never the uploaded bytes.
@@ -17,6 +18,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import math
@@ -32,6 +34,7 @@ from .safefetch import FetchResponse, SafeFetcher, URLRefused, is_public_address
 __all__ = [
     "RateLimiter",
     "BodyLimitMiddleware",
+    "RequestRefused",
     "check_image",
     "bearer_token",
     "SafeFetcher",
@@ -124,12 +127,15 @@ Send = Callable[[Message], Awaitable[None]]
 
 class BodyLimitMiddleware:
     """Answer 413 for bodies over ``max_bytes`` (``max_json_bytes`` for non-multipart bodies), whether announced by
-    ``Content-Length`` or discovered while streaming; never reads more than the limit plus one chunk."""
+    ``Content-Length`` or discovered while streaming; never reads more than the limit plus one chunk. With
+    ``body_timeout``, a body not fully received that many seconds after the request began gets 408."""
 
-    def __init__(self, app: Callable[..., Awaitable[None]], max_bytes: int, max_json_bytes: int) -> None:
+    def __init__(self, app: Callable[..., Awaitable[None]], max_bytes: int, max_json_bytes: int,
+                 body_timeout: float | None = None) -> None:  # fmt: skip
         self.app = app
         self.max_bytes = max_bytes
         self.max_json_bytes = max_json_bytes
+        self.body_timeout = body_timeout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS", "DELETE"):
@@ -140,18 +146,30 @@ class BodyLimitMiddleware:
         limit = self.max_bytes if ctype.startswith("multipart/") else self.max_json_bytes
         length = headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > limit:
-            await _too_large(send, limit)
+            await _refuse(send, _BodyTooLarge(limit))
             return
         seen = 0
         started = False
+        body_done = False
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.body_timeout if self.body_timeout else None
 
         async def limited_receive() -> Message:
-            nonlocal seen
-            message = await receive()
+            nonlocal seen, body_done
+            if deadline is None or body_done:
+                # once the body is in, receive() only waits for a disconnect (streamed answers): no deadline
+                message = await receive()
+            else:
+                try:
+                    async with asyncio.timeout_at(deadline):
+                        message = await receive()
+                except TimeoutError:
+                    raise _BodyTimeout(self.body_timeout or 0.0) from None
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > limit:
-                    raise _BodyTooLarge()
+                    raise _BodyTooLarge(limit)
+                body_done = not message.get("more_body", False)
             return message
 
         async def tracking_send(message: Message) -> None:
@@ -162,36 +180,59 @@ class BodyLimitMiddleware:
 
         try:
             await self.app(scope, limited_receive, tracking_send)
-        except _BodyTooLarge:
+        except RequestRefused as exc:
             if not started:
-                await _too_large(send, limit)
+                await _refuse(send, exc)
         except Exception as exc:  # frameworks wrap errors raised inside receive()
-            if _caused_by(exc, _BodyTooLarge) and not started:
-                await _too_large(send, limit)
-            else:
+            refused = _cause(exc, RequestRefused)
+            if refused is None or started:
                 raise
+            await _refuse(send, refused)
 
 
-class _BodyTooLarge(Exception):
-    pass
+class RequestRefused(Exception):
+    """Raised inside ``receive()`` by :class:`BodyLimitMiddleware`, which answers it (413 or 408) itself: code that
+    catches errors around reading a body must let it through."""
+
+    status = 400
+    code = "invalid_request"
+
+    def message(self) -> str:
+        return str(self)
 
 
-def _caused_by(exc: BaseException, kind: type[BaseException]) -> bool:
+class _BodyTooLarge(RequestRefused):
+    status, code = 413, "request_too_large"
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"the request body is larger than the limit of {limit} bytes")
+
+
+class _BodyTimeout(RequestRefused):
+    status, code = 408, "request_timeout"
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"the request body was not received within {seconds:g} s")
+
+
+def _cause(exc: BaseException, kind: type[RequestRefused]) -> RequestRefused | None:
     seen: BaseException | None = exc
     while seen is not None:
         if isinstance(seen, kind):
-            return True
+            return seen
         if isinstance(seen, BaseExceptionGroup):
-            return any(_caused_by(e, kind) for e in seen.exceptions)
+            for inner in seen.exceptions:
+                found = _cause(inner, kind)
+                if found is not None:
+                    return found
         seen = seen.__cause__ or seen.__context__
-    return False
+    return None
 
 
-async def _too_large(send: Send, limit: int) -> None:
-    body = json.dumps({"error": {"message": f"the request body is larger than the limit of {limit} bytes",
-                                 "type": "invalid_request_error", "param": None,
-                                 "code": "request_too_large"}}).encode()  # fmt: skip
-    await send({"type": "http.response.start", "status": 413,
+async def _refuse(send: Send, exc: RequestRefused) -> None:
+    body = json.dumps({"error": {"message": exc.message(), "type": "invalid_request_error", "param": None,
+                                 "code": exc.code}}).encode()  # fmt: skip
+    await send({"type": "http.response.start", "status": exc.status,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
                             (b"connection", b"close")]})  # fmt: skip
     await send({"type": "http.response.body", "body": body})

@@ -37,7 +37,16 @@ from typing import Any
 
 from ..errors import StoreError
 
-__all__ = ["Store", "SQLiteStore", "Job", "IdempotencyState", "TERMINAL", "StoreError"]
+__all__ = [
+    "Store",
+    "SQLiteStore",
+    "Job",
+    "IdempotencyState",
+    "AdmissionLimits",
+    "AdmissionRefused",
+    "TERMINAL",
+    "StoreError",
+]
 
 TERMINAL = ("completed", "failed", "cancelled")
 #: checked at every connection: a store that cannot promise these refuses to run
@@ -86,6 +95,7 @@ CREATE TABLE IF NOT EXISTS jobs (
 );
 CREATE INDEX IF NOT EXISTS jobs_queue ON jobs(status, seq);
 CREATE INDEX IF NOT EXISTS jobs_owner ON jobs(owner, seq);
+CREATE INDEX IF NOT EXISTS jobs_owner_status ON jobs(owner, status);
 CREATE TABLE IF NOT EXISTS attempts (
     job_id     TEXT NOT NULL,
     attempt    INTEGER NOT NULL,
@@ -224,6 +234,41 @@ class IdempotencyState:
     retry_after: float | None = None
 
 
+@dataclass(frozen=True)
+class AdmissionLimits:
+    """Bounds a submit must fit, checked in the transaction that inserts the job (so concurrent submits, of any
+    thread, process or host, never overshoot them): jobs queued in all, and jobs queued or running per owner."""
+
+    max_queued: int | None = None
+    max_active_per_owner: int | None = None
+
+
+class AdmissionRefused(Exception):
+    """A submit that did not fit its :class:`AdmissionLimits`; nothing was written. ``reason`` is ``queue_full`` or
+    ``too_many_active_jobs``; ``limit`` the bound it met."""
+
+    def __init__(self, reason: str, limit: int) -> None:
+        super().__init__(f"{reason} (limit {limit})")
+        self.reason = reason
+        self.limit = limit
+
+
+def admission_refusal(count: Callable[[str, tuple[Any, ...]], int], owner: str,
+                      limits: AdmissionLimits | None) -> AdmissionRefused | None:  # fmt: skip
+    """The refusal a submit meets under ``limits``, given ``count(sql, params)`` run inside its transaction (``?``
+    placeholders), or None when it fits."""
+    if limits is None:
+        return None
+    if limits.max_queued is not None:
+        if count("SELECT count(*) FROM jobs WHERE status='queued'", ()) >= limits.max_queued:
+            return AdmissionRefused("queue_full", limits.max_queued)
+    if limits.max_active_per_owner is not None:
+        active = count("SELECT count(*) FROM jobs WHERE owner=? AND status IN ('queued','in_progress')", (owner,))
+        if active >= limits.max_active_per_owner:
+            return AdmissionRefused("too_many_active_jobs", limits.max_active_per_owner)
+    return None
+
+
 def hash_key(secret: str) -> str:
     # API keys are 32 random bytes: a fast hash is enough (no dictionary to attack), and lookups stay O(1)
     return hashlib.sha256(secret.encode()).hexdigest()
@@ -246,7 +291,8 @@ class GroupCommit:
         self._lock = threading.Lock()
 
     def submit(self, work: Callable[[sqlite3.Connection], Any]) -> Future[Any]:
-        """Run ``work(con)`` in the next committed batch; the future holds its result once that batch is durable."""
+        """Run ``work(con)`` in the next committed batch; the future holds its result once that batch is durable.
+        A ``work`` that returns an exception (having written nothing) fails its future with it and only it."""
         future: Future[Any] = Future()
         if self._thread is None or self._pid != os.getpid() or not self._thread.is_alive():
             self._start()
@@ -286,7 +332,9 @@ class GroupCommit:
         except BaseException as exc:  # BEGIN or COMMIT failed: nothing of this batch is durable
             outcomes = [(False, exc)] * len(live)
         for (_, future), (ok, value) in zip(live, outcomes, strict=True):
-            if ok:
+            if ok and isinstance(value, BaseException):  # refused before writing: fails alone, the batch commits
+                future.set_exception(value)
+            elif ok:
                 future.set_result(value)
             else:
                 future.set_exception(value)
@@ -460,12 +508,14 @@ class Store:
         metadata: dict[str, Any] | None = None,
         job_id: str | None = None,
         idempotency: tuple[str, Callable[[Job], tuple[int, bytes]]] | None = None,
+        limits: AdmissionLimits | None = None,
     ) -> Job:
         """Insert a queued job; with ``idempotency=(key, respond)`` the key's stored answer is set atomically.
-        Returns once the row is committed (group-committed with concurrent submits)."""
+        Returns once the row is committed (group-committed with concurrent submits). With ``limits`` the counts are
+        checked in the inserting transaction: :class:`AdmissionRefused` when the job does not fit."""
         return self.submit_job_future(owner=owner, request=request, summary=summary, kind=kind,
                                       max_attempts=max_attempts, webhook_url=webhook_url, metadata=metadata,
-                                      job_id=job_id, idempotency=idempotency).result()  # fmt: skip
+                                      job_id=job_id, idempotency=idempotency, limits=limits).result()  # fmt: skip
 
     def submit_job_future(
         self,
@@ -479,6 +529,7 @@ class Store:
         metadata: dict[str, Any] | None = None,
         job_id: str | None = None,
         idempotency: tuple[str, Callable[[Job], tuple[int, bytes]]] | None = None,
+        limits: AdmissionLimits | None = None,
     ) -> Future[Job]:
         """:meth:`submit_job` without waiting: the future is resolved after the commit (``asyncio.wrap_future`` it
         to await it on an event loop)."""
@@ -486,7 +537,12 @@ class Store:
         params = (job_id, owner, kind, dump_json(request), dump_json(summary), time.time(), max_attempts, webhook_url,
                   dump_json(metadata or {}))  # fmt: skip
 
-        def insert(con: sqlite3.Connection) -> Job:
+        def insert(con: sqlite3.Connection) -> Job | AdmissionRefused:
+            # counted inside BEGIN IMMEDIATE, which holds the database's write lock: no other thread or process
+            # can insert between this count and this insert
+            refused = admission_refusal(lambda sql, args: int(con.execute(sql, args).fetchone()[0]), owner, limits)
+            if refused is not None:
+                return refused
             row = con.execute(
                 "INSERT INTO jobs (id, owner, kind, status, request, summary, created_at, max_attempts, webhook_url,"
                 " metadata) VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?) RETURNING *", params,

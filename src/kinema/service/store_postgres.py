@@ -43,8 +43,10 @@ from .store import (
     IDEMPOTENCY_STALE_SECONDS,
     MAX_CRASHES,
     PROCESS_HOLDER,
+    AdmissionLimits,
     IdempotencyState,
     Job,
+    admission_refusal,
     dump_json,
     hash_key,
     holder_gone,
@@ -56,6 +58,8 @@ __all__ = ["PostgresStore", "MIGRATIONS", "LATEST_VERSION", "migrate_schema", "s
 JOBS_CHANNEL = "kinema_jobs"
 #: the advisory lock that serializes schema migrations across processes ("kinema" in ASCII)
 MIGRATION_LOCK = 0x6B696E656D61
+#: the advisory lock every admission-checked submit holds from its count to its commit (so no two overshoot)
+ADMISSION_LOCK = MIGRATION_LOCK + 1
 
 _MIGRATION_1 = """
 CREATE TABLE jobs (
@@ -173,10 +177,15 @@ CREATE TRIGGER jobs_queued AFTER INSERT OR UPDATE OF status ON jobs
     FOR EACH ROW WHEN (NEW.status = 'queued') EXECUTE FUNCTION kinema_job_queued();
 """
 
+_MIGRATION_3 = """
+CREATE INDEX jobs_active ON jobs (owner) WHERE status IN ('queued', 'in_progress');
+"""
+
 #: (version, what it does, SQL). Append only: a released migration is never edited, a change is a new migration.
 MIGRATIONS: tuple[tuple[int, str, str], ...] = (
     (1, "the job store's tables (the SQLite store's schema)", _MIGRATION_1),
     (2, "wake-ups (NOTIFY kinema_jobs when a job is queued), the revocation counter", _MIGRATION_2),
+    (3, "an index for admission's count of an owner's active jobs", _MIGRATION_3),
 )
 LATEST_VERSION = MIGRATIONS[-1][0]
 
@@ -377,11 +386,12 @@ class PostgresStore:
         metadata: dict[str, Any] | None = None,
         job_id: str | None = None,
         idempotency: tuple[str, Callable[[Job], tuple[int, bytes]]] | None = None,
+        limits: AdmissionLimits | None = None,
     ) -> Job:
         """Insert a queued job (and, with ``idempotency``, its key's answer, atomically); returns once committed."""
         return self._insert(owner=owner, request=request, summary=summary, kind=kind, max_attempts=max_attempts,
                             webhook_url=webhook_url, metadata=metadata, job_id=job_id,
-                            idempotency=idempotency)  # fmt: skip
+                            idempotency=idempotency, limits=limits)  # fmt: skip
 
     def submit_job_future(
         self,
@@ -395,6 +405,7 @@ class PostgresStore:
         metadata: dict[str, Any] | None = None,
         job_id: str | None = None,
         idempotency: tuple[str, Callable[[Job], tuple[int, bytes]]] | None = None,
+        limits: AdmissionLimits | None = None,
     ) -> Future[Job]:
         """:meth:`submit_job` on a small thread pool: the future is resolved after the commit."""
         self._fresh()
@@ -407,7 +418,7 @@ class PostgresStore:
                 executor = self._executor
         return executor.submit(self._insert, owner=owner, request=request, summary=summary, kind=kind,
                                max_attempts=max_attempts, webhook_url=webhook_url, metadata=metadata, job_id=job_id,
-                               idempotency=idempotency)  # fmt: skip
+                               idempotency=idempotency, limits=limits)  # fmt: skip
 
     def _insert(
         self,
@@ -421,9 +432,21 @@ class PostgresStore:
         metadata: dict[str, Any] | None,
         job_id: str | None,
         idempotency: tuple[str, Callable[[Job], tuple[int, bytes]]] | None,
+        limits: AdmissionLimits | None = None,
     ) -> Job:
         job_id = job_id or "video_" + secrets.token_hex(12)
         with self.transaction() as con:
+            if limits is not None:
+                # held to the commit: replicas' submits take turns between counting and committing, so none
+                # counts before another's insert is visible and both squeeze past the bound
+                con.execute("SELECT pg_advisory_xact_lock(%s)", (ADMISSION_LOCK,))
+
+                def count(sql: str, args: tuple[Any, ...]) -> int:
+                    return int(cast(dict[str, Any], con.execute(sql.replace("?", "%s"), args).fetchone())["count"])
+
+                refused = admission_refusal(count, owner, limits)
+                if refused is not None:
+                    raise refused
             row = con.execute(
                 "INSERT INTO jobs (id, owner, kind, status, request, summary, created_at, max_attempts, webhook_url,"
                 " metadata) VALUES (%s, %s, %s, 'queued', %s, %s, %s, %s, %s, %s) RETURNING *",

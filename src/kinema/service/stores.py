@@ -19,18 +19,28 @@ tests/service/test_store_contract.py.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable
 from concurrent.futures import Future
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from .store import IdempotencyState, Job
+from .store import AdmissionLimits, AdmissionRefused, IdempotencyState, Job
 from .store import Store as SQLiteStore
 
 if TYPE_CHECKING:
     from .store_postgres import PostgresStore
 
-__all__ = ["Store", "SQLiteStore", "PostgresStore", "open_store", "is_postgres_url"]
+__all__ = [
+    "Store",
+    "SQLiteStore",
+    "PostgresStore",
+    "AdmissionLimits",
+    "AdmissionRefused",
+    "open_store",
+    "is_postgres_url",
+    "describe_store",
+]
 
 #: the URL schemes :func:`open_store` hands to the PostgreSQL store
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
@@ -78,10 +88,13 @@ class Store(Protocol):
         metadata: dict[str, Any] | None = None,
         job_id: str | None = None,
         idempotency: tuple[str, Callable[[Job], tuple[int, bytes]]] | None = None,
+        limits: AdmissionLimits | None = None,
     ) -> Job:
         """Insert a queued job and return it once the row is committed (durable). With ``idempotency=(key,
         respond)`` the reserved key's answer, ``respond(job)`` -> (status, body), is stored in the same
-        transaction."""
+        transaction. With ``limits`` the queue and the owner's active jobs are counted in that transaction too, and
+        a job that does not fit raises :class:`AdmissionRefused` (nothing written): concurrent submits from any
+        thread, process or host never overshoot the bounds."""
         ...
 
     def submit_job_future(
@@ -96,6 +109,7 @@ class Store(Protocol):
         metadata: dict[str, Any] | None = None,
         job_id: str | None = None,
         idempotency: tuple[str, Callable[[Job], tuple[int, bytes]]] | None = None,
+        limits: AdmissionLimits | None = None,
     ) -> Future[Job]:
         """:meth:`submit_job` without waiting: the future is resolved only after the commit."""
         ...
@@ -299,6 +313,16 @@ if TYPE_CHECKING:  # mypy checks that both stores satisfy the contract
 
 def is_postgres_url(url_or_path: str | os.PathLike[str]) -> bool:
     return isinstance(url_or_path, str) and url_or_path.startswith(POSTGRES_SCHEMES)
+
+
+def describe_store(url_or_path: str | os.PathLike[str]) -> str:
+    """Where a store is, for people: ``SQLite /path/kinema.sqlite3`` or ``PostgreSQL postgresql://user:***@host/db``
+    (a password in the URL is never shown)."""
+    if is_postgres_url(url_or_path):
+        url = re.sub(r"(://[^:/@]*):[^@/]*@", r"\1:***@", str(url_or_path))
+        return "PostgreSQL " + re.sub(r"(password=)[^&\s]*", r"\1***", url)
+    text = os.fspath(url_or_path)
+    return "SQLite " + (text[len("sqlite://") + 1 :] if text.startswith("sqlite://") else text)
 
 
 def open_store(url_or_path: str | os.PathLike[str], **options: Any) -> Store:

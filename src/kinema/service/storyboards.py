@@ -25,18 +25,19 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt
 from starlette.concurrency import run_in_threadpool
 
 from ..errors import InvalidRequest, KinemaError
 from ..vocabulary import rename_field, request_fields, split_model_ref, spoken_field
-from .admission import admit
+from .admission import admit, limits, refusal
 from .auth import SECURED, authenticate_request, check_rate
 from .errors import ERROR_RESPONSES, ApiError, validate_body
 from .jsonio import json_response, read_json_object
 from .modelref import check_model_ref
 from .safefetch import URLRefused
-from .schemas import VideoObject, video_object
+from .schemas import PROMPT_SCHEMA, TEXT_SCHEMA, VideoObject, video_object
+from .store import AdmissionRefused
 from .storyboard_job import KIND
 from .submit import model_param, new_job_id
 
@@ -57,12 +58,12 @@ class StoryboardScene(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    prompt: str = Field(min_length=1, max_length=5000)
-    duration: float | None = Field(default=None, gt=0, le=600, description="seconds of this shot in the film")
+    prompt: str = Field(min_length=1, max_length=5000, json_schema_extra=PROMPT_SCHEMA)
+    duration: StrictFloat | None = Field(default=None, gt=0, le=600, description="seconds of this shot in the film")
     transition: str = Field(default="cut", max_length=40, description="into the next shot: cut, fade:0.5, ...")
-    continuity: bool = Field(default=False, description="start from the previous shot's last frame")
-    seed: int | None = Field(default=None, ge=-1, le=2**32 - 1)
-    negative_prompt: str | None = Field(default=None, max_length=5000)
+    continuity: StrictBool = Field(default=False, description="start from the previous shot's last frame")
+    seed: StrictInt | None = Field(default=None, ge=-1, le=2**32 - 1)
+    negative_prompt: str | None = Field(default=None, max_length=5000, json_schema_extra=TEXT_SCHEMA)
     name: str | None = Field(default=None, max_length=200)
 
 
@@ -77,11 +78,11 @@ class CreateStoryboardBody(BaseModel):
     model: str | None = Field(default=None, max_length=200, description="a backend name or 'backend/model'")
     backend: str | None = Field(default=None, max_length=100)
     size: str | None = Field(default=None, max_length=16, description="WIDTHxHEIGHT, e.g. '64x64'")
-    seed: int | None = Field(default=None, ge=-1, le=2**32 - 1)
-    steps: int | None = Field(default=None, ge=1, le=1000)
-    guidance: float | None = Field(default=None, ge=0, le=100)
-    negative_prompt: str | None = Field(default=None, max_length=5000)
-    fps: float | None = Field(default=None, ge=1, le=240)
+    seed: StrictInt | None = Field(default=None, ge=-1, le=2**32 - 1)
+    steps: StrictInt | None = Field(default=None, ge=1, le=1000)
+    guidance: StrictFloat | None = Field(default=None, ge=0, le=100)
+    negative_prompt: str | None = Field(default=None, max_length=5000, json_schema_extra=TEXT_SCHEMA)
+    fps: StrictFloat | None = Field(default=None, ge=1, le=240)
     webhook_url: str | None = Field(default=None, max_length=2048)
     metadata: dict[str, Any] | None = None
     track_id: str | None = Field(default=None, max_length=200)
@@ -159,9 +160,12 @@ def create_storyboard_job(state: ServiceState, owner: str, fields: dict[str, Any
     except KinemaError as exc:  # a scene's backend cannot run here (a key or an extra missing)
         raise ApiError.from_error(exc, param=model_param(body.model, body.backend)) from None
     admit(state, owner)
-    job = store.submit_job(owner=owner, request=request, summary=summary, max_attempts=config.max_attempts,
-                           webhook_url=body.webhook_url, metadata=dict(body.metadata or {}), kind=KIND,
-                           job_id=new_job_id())  # fmt: skip
+    try:
+        job = store.submit_job(owner=owner, request=request, summary=summary, max_attempts=config.max_attempts,
+                               webhook_url=body.webhook_url, metadata=dict(body.metadata or {}), kind=KIND,
+                               job_id=new_job_id(), limits=limits(config))  # fmt: skip
+    except AdmissionRefused as exc:
+        raise refusal(exc) from None
     state.admission.accepted(owner)
     state.pool.notify()
     return video_object(job)

@@ -29,13 +29,14 @@ from ..errors import InvalidRequest, KinemaError
 from ..planner import plan
 from ..request import VideoRequest
 from ..vocabulary import rename_field, request_fields, spoken_field
-from .admission import admit
+from .admission import admit, limits, refusal
 from .errors import ApiError, validate_body
 from .jsonio import json_response, loads_limited, parse_json_object
 from .modelref import check_model_ref
 from .safefetch import URLRefused
 from .schemas import CreateVideoBody, video_object
-from .security import check_image
+from .security import RequestRefused, check_image
+from .store import AdmissionRefused
 
 if TYPE_CHECKING:
     from .config import ServiceConfig
@@ -177,9 +178,12 @@ async def create_response(
         admit(state, owner)
         job_id, metadata = new_job_id(), dict(body.metadata or {})
         config = state.config
-        job = await asyncio.wrap_future(state.store.submit_job_future(
-            owner=owner, request=req, summary=summary, max_attempts=config.max_attempts,
-            webhook_url=body.webhook_url, metadata=metadata, job_id=job_id))  # fmt: skip
+        try:
+            job = await asyncio.wrap_future(state.store.submit_job_future(
+                owner=owner, request=req, summary=summary, max_attempts=config.max_attempts,
+                webhook_url=body.webhook_url, metadata=metadata, job_id=job_id, limits=limits(config)))  # fmt: skip
+        except AdmissionRefused as exc:
+            raise refusal(exc) from None
         state.admission.accepted(owner)
         state.pool.notify()
         return json_response(video_object(job))
@@ -262,9 +266,14 @@ def _execute(state: ServiceState, owner: str, body: CreateVideoBody, req: dict[s
     def respond(job: Job) -> tuple[int, bytes]:
         return 200, json.dumps(video_object(job)).encode()
 
-    job = store.submit_job(owner=owner, request=req, summary=summary, max_attempts=config.max_attempts,
-                           webhook_url=body.webhook_url, metadata=metadata, job_id=job_id,
-                           idempotency=(idem, respond) if idem else None)  # fmt: skip
+    try:
+        job = store.submit_job(owner=owner, request=req, summary=summary, max_attempts=config.max_attempts,
+                               webhook_url=body.webhook_url, metadata=metadata, job_id=job_id,
+                               idempotency=(idem, respond) if idem else None, limits=limits(config))  # fmt: skip
+    except AdmissionRefused as exc:
+        if image_path is not None:
+            image_path.unlink(missing_ok=True)  # the job it was for was never stored
+        raise refusal(exc) from None
     state.admission.accepted(owner)
     status, payload = respond(job)
     return Response(payload, status_code=status, media_type="application/json")
@@ -296,7 +305,7 @@ async def read_create_body(request: Request, config: ServiceConfig) -> tuple[dic
         try:
             form = await request.form(max_files=1, max_fields=40)
         except Exception as exc:
-            if type(exc).__name__ == "_BodyTooLarge":  # BodyLimitMiddleware's: it answers 413 itself
+            if isinstance(exc, RequestRefused):  # BodyLimitMiddleware's: it answers 413 or 408 itself
                 raise
             raise ApiError(400, f"the form could not be read ({type(exc).__name__})", code="invalid_form") from None
         fields: dict[str, Any] = {}

@@ -45,7 +45,16 @@ _FILE_RESPONSES: dict[int | str, dict[str, Any]] = {
 }  # fmt: skip
 _EVENT_RESPONSES: dict[int | str, dict[str, Any]] = {
     **ERROR_RESPONSES,
-    200: {"content": {"text/event-stream": {"schema": {"type": "string"}}},
+    # OpenAPI 3.1 has an event stream's schema describe one event (3.2's itemSchema): its name, id and data
+    200: {"content": {"text/event-stream": {"schema": {
+              "type": "object", "required": ["event", "data"],
+              "properties": {
+                  "event": {"type": "string", "enum": ["video.progress", "video.completed", "video.failed",
+                                                       "video.cancelled", "error"]},
+                  "id": {"type": "string", "description": "the job's progress when the event was sent"},
+                  "data": {"type": "string", "contentMediaType": "application/json",
+                           "description": "the video object as JSON (an error event: an error object)"},
+              }}}},
           "description": "Server-Sent Events: video.progress, then a final video.completed / video.failed / "
                          "video.cancelled"},
 }  # fmt: skip
