@@ -53,6 +53,11 @@ def request_keys() -> tuple[str, ...]:
     return tuple(VideoRequest.model_fields)
 
 
+def allowed_keys() -> tuple[str, ...]:
+    """A row's fields: the request's and the batch's own, each once (``postprocess`` is both)."""
+    return tuple(dict.fromkeys([*request_keys(), *EXTRA_KEYS]))
+
+
 @dataclass
 class BatchRow:
     """One row of a batch file: where it was (``line``), what it asks and, if it is bad, why."""
@@ -208,7 +213,7 @@ def build_row(line: int, raw: dict[str, Any], *, base: Path, defaults: dict[str,
         for key in raw:
             if key not in allowed:
                 raise InvalidRequest(f"{where}.{key}", "is not a known field", value=key,
-                                     allowed=", ".join([*request_keys(), *EXTRA_KEYS]))  # fmt: skip
+                                     allowed=", ".join(allowed_keys()))  # fmt: skip
         data = {**(defaults or {}), **resolve_relative(raw, base)}
         name = data.pop("name", None)
         if name is not None and (not isinstance(name, str) or not _NAME_OK.match(name)):
@@ -279,7 +284,7 @@ def load_batch(path: str | os.PathLike[str], *, defaults: dict[str, Any] | None 
         for key in defaults:
             if key not in request_keys() and key not in EXTRA_KEYS:
                 raise InvalidRequest(f"defaults.{key}", "is not a known field", value=key,
-                                     allowed=", ".join(request_keys()))  # fmt: skip
+                                     allowed=", ".join(allowed_keys()))  # fmt: skip
     rows = [build_row(n, raw, base=p.parent.resolve(), defaults=defaults) for n, raw in raw_rows]
     bad = [r for r in rows if r.error is not None]
     if bad and not skip_invalid:

@@ -39,6 +39,7 @@ __all__ = [
     "Video",
     "sidecar_path",
     "read_metadata",
+    "probe",
     "FORMAT_BY_SUFFIX",
     "output_format",
     "write_text_atomic",
@@ -322,6 +323,47 @@ def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
     if meta is None:
         raise InvalidRequest("path", f"{p} carries no Kinema recipe (no 'kinema' tag and no sidecar JSON)")
     return meta
+
+
+def probe(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The clip as it is on disk: width, height, num_frames, fps, duration and whether it has sound.
+
+    Decoded, not read from the recipe: post-processing (upscale, retime, trim, a join) changes the file, and the
+    recipe keeps what was generated. A PNG folder's frame rate is its sidecar's.
+    """
+    p = Path(path)
+    if p.is_dir():
+        files = sorted(p.glob("*.png"))
+        if not files:
+            raise InvalidRequest("path", f"folder {p} holds no PNG frames", value=str(p))
+        import av
+
+        with av.open(str(files[0])) as container:
+            first = next(container.decode(video=0))
+        fps = float((read_sidecar(p) or {}).get("_fps", 8.0))
+        width, height, frames, sound = first.width, first.height, len(files), False
+    else:
+        if not p.is_file():
+            raise InvalidRequest("path", f"file not found: {p}", value=str(p))
+        import av
+
+        from .media.ffmpeg import media_info
+
+        try:
+            info = media_info(p)
+            with av.open(str(p)) as container:
+                size = dict(container.metadata).get(_SIZE_KEY)
+        except av.error.FFmpegError as exc:
+            raise InvalidRequest("path", f"{p} is not a readable video ({exc})", value=str(p)) from None
+        video = info["video"]
+        if not video:
+            raise InvalidRequest("path", f"{p} has no video stream", value=str(p))
+        width, height, frames, fps = video["width"], video["height"], video["frames"], video["fps"]
+        if size:  # odd sizes are padded to even for the encoder; the tag holds the real one (as Video.open crops)
+            width, height = (int(v) for v in str(size).split("x"))
+        sound = info["audio"] is not None
+    return {"width": width, "height": height, "num_frames": frames, "fps": fps,
+            "duration": round(frames / fps, 6) if fps else 0.0, "audio": sound}  # fmt: skip
 
 
 def _infotext(meta: dict[str, Any]) -> str:

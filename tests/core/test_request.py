@@ -118,7 +118,7 @@ class _Caps(BaseBackend):
 
 CAPS_BAD = [
     ({"num_frames": 80}, "num_frames", "4k+1"),
-    ({"num_frames": 200}, "num_frames", "between 5 and 121"),
+    ({"num_frames": 200}, "num_frames", "5, 9, 13, ... up to 121 (4k+1: a multiple of 4, plus 1)"),
     ({"width": 830, "height": 480}, "width", "multiple of 16"),
     ({"width": 832, "height": 4000}, "height", "256 to 1280"),
     ({"num_inference_steps": 500}, "num_inference_steps", "1 to 100"),

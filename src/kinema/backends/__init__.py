@@ -206,12 +206,28 @@ class BackendInfo:
     reason: str | None
     modes: tuple[str, ...]
     default: bool
+    #: what a user should know about a usable backend (no GPU: very slow; which models are here)
+    notes: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name, "description": self.description, "usable": self.usable, "reason": self.reason,
-            "modes": list(self.modes), "default": self.default,
+            "modes": list(self.modes), "default": self.default, "notes": self.notes,
         }  # fmt: skip
+
+
+_MODE_ORDER = ("t2v", "i2v", "extend")
+
+
+def _all_modes(backend: BaseBackend) -> tuple[str, ...]:
+    """The modes of every model of the backend (the default model's alone hid i2v and extend for diffusers)."""
+    modes = set(backend.capabilities(None).modes)
+    for model in backend.models():
+        try:
+            modes.update(backend.capabilities(model).modes)
+        except Exception:  # noqa: S112 - a model that cannot describe itself adds no mode; the listing goes on
+            continue
+    return tuple(sorted(modes, key=lambda m: (_MODE_ORDER.index(m) if m in _MODE_ORDER else len(_MODE_ORDER), m)))
 
 
 def list_backends() -> list[BackendInfo]:
@@ -221,9 +237,14 @@ def list_backends() -> list[BackendInfo]:
         try:
             backend = get_backend(name)
             avail = backend.availability()
-            caps = backend.capabilities(None)
-            out.append(BackendInfo(name, backend.description, avail.usable, avail.reason, caps.modes,
-                                   name == DEFAULT_BACKEND))  # fmt: skip
+            usable, reason, notes = avail.usable, avail.reason, None
+            if name == "diffusers" and usable:  # installed is not runnable: weights and a GPU decide (readiness)
+                from .readiness import local_readiness
+
+                usable, why = local_readiness()
+                reason, notes = (None, why) if usable else (why, None)
+            out.append(BackendInfo(name, backend.description, usable, reason, _all_modes(backend),
+                                   name == DEFAULT_BACKEND, notes))  # fmt: skip
         except BackendUnavailable as exc:  # an extra not installed: say which, like availability() does
             out.append(BackendInfo(name, "", False, exc.reason, (), name == DEFAULT_BACKEND))
         except ModuleNotFoundError as exc:  # a dependency imported lazily (by capabilities()) is an extra too

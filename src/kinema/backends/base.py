@@ -108,11 +108,31 @@ class Capabilities:
     formats: tuple[str, ...] = ("mp4", "webm", "gif", "png")
     notes: str = ""
 
+    def allowed_frames(self, count: int = 3) -> list[int]:
+        """The first ``count`` frame counts this rule allows, smallest first."""
+        k = max(0, -(-(self.min_frames - self.frame_offset) // self.frame_step))
+        first = k * self.frame_step + self.frame_offset
+        return [n for n in range(first, first + count * self.frame_step, self.frame_step) if n <= self.max_frames]
+
     def frame_rule(self) -> str:
+        """The frame counts allowed, as examples and the rule stated ("12k+4" alone reads as a typo to most users).
+
+        >>> Capabilities(min_frames=16, max_frames=160, frame_step=12, frame_offset=4).frame_rule()
+        '16, 28, 40, ... up to 160 (12k+4: a multiple of 12, plus 4)'
+        """
         if self.frame_step == 1:
             return f"{self.min_frames} to {self.max_frames}"
-        rule = f"{self.frame_step}k+{self.frame_offset}" if self.frame_offset else f"a multiple of {self.frame_step}"
-        return f"{rule}, between {self.min_frames} and {self.max_frames}"
+        shown = self.allowed_frames()
+        last = (self.max_frames - self.frame_offset) // self.frame_step * self.frame_step + self.frame_offset
+        if shown and last > shown[-1]:
+            examples = f"{', '.join(map(str, shown))}, ... up to {last}"
+        else:
+            examples = ", ".join(map(str, shown))
+        if self.frame_offset:
+            rule = f"{self.frame_step}k+{self.frame_offset}: a multiple of {self.frame_step}, plus {self.frame_offset}"
+        else:
+            rule = f"a multiple of {self.frame_step}"
+        return f"{examples} ({rule})"
 
     def size_rule(self) -> str:
         if self.sizes:
@@ -153,6 +173,8 @@ class GenerationParams:
     video_fps: float | None = None
     options: dict[str, Any] = field(default_factory=dict)
     aspect_ratio: str | None = None
+    #: what resolving changed from the request (a duration rounded to the frame rule...), for front ends to show
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def duration(self) -> float:
@@ -305,6 +327,7 @@ class BaseBackend:
 
         width, height, ratio = BaseBackend._resolve_size(request, caps, where)
         num_frames = BaseBackend._resolve_frames(request, caps, fps, where)
+        warnings = BaseBackend._length_warnings(request, caps, fps, num_frames, where)
 
         steps = request.num_inference_steps if request.num_inference_steps is not None else caps.default_steps
         if steps is not None and steps > caps.max_steps:
@@ -319,7 +342,7 @@ class BaseBackend:
             prompt=request.prompt, negative_prompt=request.negative_prompt, width=width, height=height,
             num_frames=num_frames, fps=fps, num_inference_steps=steps, guidance_scale=guidance, seed=seed,
             mode=mode, backend=self.name, model=model, options=dict(request.options), aspect_ratio=ratio,
-            image_source=request.image,
+            image_source=request.image, warnings=warnings,
         )  # fmt: skip
 
     @staticmethod
@@ -362,6 +385,26 @@ class BaseBackend:
                 raise InvalidRequest(name, f"{value} is not a multiple of {caps.size_multiple}, which {where} needs",
                                      value=value, allowed=caps.size_rule())  # fmt: skip
         return width, height, ratio
+
+    @staticmethod
+    def _length_warnings(request: VideoRequest, caps: Capabilities, fps: float, num_frames: int,
+                         where: str) -> list[str]:  # fmt: skip
+        """Say when the clip's length is not the one asked for: never change what was asked silently."""
+        length = f"{num_frames} frames at {fps:g} fps = {num_frames / fps:.3g}s"
+        if request.duration is not None and caps.durations is None:
+            exact = request.duration * fps
+            if abs(exact - num_frames) > 1e-6:
+                return [f"duration: {request.duration:g}s at {fps:g} fps is {exact:g} frames, which {where} cannot "
+                        f"make (frame counts: {caps.frame_rule()}); making {length}. For an exact length give "
+                        f"num_frames (--frames), or a duration that is an allowed count / fps"]  # fmt: skip
+        elif request.fps is not None and request.num_frames is None and request.duration is None \
+                and caps.durations is None:  # fmt: skip
+            default_length = caps.default_frames / caps.default_fps
+            if abs(num_frames / fps - default_length) > 1e-6:
+                return [f"fps: {fps:g} fps with the default {num_frames} frames makes {num_frames / fps:.3g}s, not "
+                        f"the default {default_length:g}s at {caps.default_fps:g} fps; give duration or num_frames "
+                        f"(--duration, --frames) to set the length"]  # fmt: skip
+        return []
 
     @staticmethod
     def _resolve_frames(request: VideoRequest, caps: Capabilities, fps: float, where: str) -> int:

@@ -63,6 +63,8 @@ def evaluate(
     if not guidance > 0:
         raise InvalidRequest("guidance", f"must be above 0, got {guidance}", value=guidance, allowed="> 0 (1: none)")
     check_guidance_interval(guidance_interval)  # before the model loads and the real clips render
+    m = min(n, n_i2v if n_i2v is not None else 32)  # image-to-video clips, after the n text-to-video ones
+    work = n + m  # on_progress counts clips of both kinds
     t0 = time.perf_counter()
     model, tokenizer, info = load_model(weights)
     cfg = model.cfg
@@ -91,11 +93,10 @@ def evaluate(
             if len(examples) < 12:
                 examples.append({"caption": chunk[j], "scene": scene.to_dict(), "checks": result})
         if on_progress:
-            on_progress(min(n, start + batch_size), n)
+            on_progress(min(n, start + batch_size), work)
     gen = np.concatenate(generated)
 
     # image-to-video: the real clip's frame 0 is the given image
-    m = min(n, n_i2v if n_i2v is not None else 32)
     raw_psnrs: list[float] = []
     for start in range(0, m, batch_size):
         stop = min(m, start + batch_size)
@@ -104,6 +105,8 @@ def evaluate(
                         guidance_interval=guidance_interval, seed=seed + 7 + start, shift=shift, known=known,
                         num_known=1, return_raw=True)  # fmt: skip
         raw_psnrs.extend(psnr(raw[i, 0], known[i, 0]) for i in range(stop - start))
+        if on_progress:
+            on_progress(n + stop, work)
 
     per_attr = {k: round(float(np.mean(v)), 4) for k, v in sorted(checks.items())}
     all_checks = [x for v in checks.values() for x in v]

@@ -215,8 +215,12 @@ def train(
     out_dir: str | Path,
     *,
     on_log: Callable[[dict[str, Any]], None] | None = None,
+    on_step: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
-    """Train from scratch; write ``builtin.safetensors`` (EMA weights) and ``train_log.json`` into ``out_dir``."""
+    """Train from scratch; write ``builtin.safetensors`` (EMA weights) and ``train_log.json`` into ``out_dir``.
+
+    ``on_log`` gets every ``log_every``-th step's figures; ``on_step(done, total)`` every step (a progress bar).
+    """
     from . import world
 
     out = Path(out_dir)
@@ -327,6 +331,8 @@ def train(
             history.append(entry)
             if on_log:
                 on_log(entry)
+        if on_step:
+            on_step(steps_done, cfg.steps)
         if cfg.checkpoint_every and steps_done % cfg.checkpoint_every == 0:
             _write(ema, out, cfg, mcfg, steps_done, elapsed, render_time, n_params, history, device, final=False)
         if stop:

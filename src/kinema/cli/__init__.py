@@ -18,17 +18,32 @@ missing says which one to install.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from typer.core import TyperGroup
 
 from . import builtin, cloud, generate, local, service, workflows
 from .console import out, set_debug
 
 __all__ = ["app", "main"]
 
+
+class _KinemaGroup(TyperGroup):
+    """The ``kinema`` group: ``--debug`` is taken anywhere on the command line, not only before the command."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:  # Any: typer vendors its own click's Context
+        # users add --debug at the end, after a failure; a subcommand would refuse it as an unknown option, so it
+        # moves in front where the group reads it (arguments after "--" are left alone)
+        end = args.index("--") if "--" in args else len(args)
+        if "--debug" in args[:end]:
+            args = ["--debug", *(a for a in args[:end] if a != "--debug"), *args[end:]]
+        return super().parse_args(ctx, args)
+
+
 app = typer.Typer(
     name="kinema",
+    cls=_KinemaGroup,
     help="Turn text prompts (and images, and earlier clips) into videos, with any engine.",
     no_args_is_help=True,
     add_completion=False,
@@ -46,7 +61,7 @@ def _print_version(value: bool) -> None:
 
 @app.callback()
 def _main(
-    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks (also accepted after the command).")] = False,
     version: Annotated[
         bool,
         # eager: handled while the options are parsed, before Typer asks for a command ("Missing command.")

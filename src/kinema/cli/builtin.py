@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from ..errors import InvalidRequest, KinemaError
-from .console import err, fail, out
+from .console import CountBar, err, fail, out
 
 __all__ = ["register", "train", "eval_cmd"]
 
@@ -68,7 +68,9 @@ def train(
         )
         err.print(line, highlight=False)
 
-    summary = run_train(cfg, out_dir, on_log=log)
+    # the log lines stay (they are the run's record, in a terminal and in a log file); a terminal also gets a bar
+    with CountBar(err.is_terminal, "training", console=err) as bar:
+        summary = run_train(cfg, out_dir, on_log=log, on_step=bar)
     out.print(f"[green]trained[/] {summary['steps_run']} steps in {summary['train_seconds']:.0f}s "
               f"on {summary['hardware']}: {summary['path']}")  # fmt: skip
 
@@ -104,8 +106,10 @@ def eval_cmd(
             return
         interval = (lo, hi)
     try:
-        report = evaluate(n=n, weights=weights, steps=steps, seed=seed, guidance_interval=interval,
-                          guidance=DEFAULT_GUIDANCE if guidance is None else guidance)  # fmt: skip
+        with CountBar(err.is_terminal and not as_json, "evaluating (clips)", console=err) as bar:
+            report = evaluate(n=n, weights=weights, steps=steps, seed=seed, guidance_interval=interval,
+                              guidance=DEFAULT_GUIDANCE if guidance is None else guidance,
+                              on_progress=bar)  # fmt: skip
     except KinemaError as exc:
         fail(exc)
         return

@@ -16,7 +16,7 @@ from rich.markup import escape
 
 from ..errors import Cancelled, InvalidRequest, KinemaError
 
-__all__ = ["out", "err", "fail", "parse_options", "ProgressBar", "set_debug"]
+__all__ = ["out", "err", "fail", "parse_options", "ProgressBar", "CountBar", "set_debug"]
 
 #: results go to stdout (``--json`` prints one JSON object), progress and messages to stderr, so output can be piped
 out = Console()
@@ -95,6 +95,39 @@ class ProgressBar:
     def __call__(self, event: Any) -> None:
         if self.progress is not None:
             self.progress.update(self.task, completed=event.fraction * 100, description=event.stage)
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.progress is not None:
+            self.progress.__exit__(*exc)
+
+
+class CountBar:
+    """A Rich progress bar on stderr for long work counted in units (training steps, evaluated clips).
+
+    Called as ``bar(done, total)``. Disabled (a no-op) under ``--json`` or when stderr is not a terminal, so logs
+    and pipes get no control characters.
+    """
+
+    def __init__(self, enabled: bool, description: str, console: Console | None = None) -> None:
+        self.enabled = enabled
+        self.description = description
+        self.console = console if console is not None else err
+        self.progress: Any = None
+        self.task: Any = None
+
+    def __enter__(self) -> CountBar:
+        if self.enabled:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                     TimeRemainingColumn(), console=self.console, transient=True)  # fmt: skip
+            self.progress.__enter__()
+            self.task = self.progress.add_task(self.description, total=None)
+        return self
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.progress is not None:
+            self.progress.update(self.task, completed=done, total=total)
 
     def __exit__(self, *exc: Any) -> None:
         if self.progress is not None:

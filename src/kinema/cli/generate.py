@@ -36,6 +36,11 @@ def _as_list(value: Any) -> list[Any]:
     return list(value) if isinstance(value, list | tuple) else [value]
 
 
+def _print_warnings(warnings: list[str]) -> None:
+    for warning in warnings:
+        err.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
+
+
 def generate(
     prompt: Annotated[str | None, typer.Argument(help="What the video shows (1 to 5000 characters).")] = None,
     output: Annotated[
@@ -106,9 +111,12 @@ def generate(
         if output is None and not show_plan:
             output = Path(f"kinema-{time.strftime('%Y%m%d-%H%M%S')}.{request.format or 'mp4'}")
         the_plan = plan(request, output=output)
+        adjusted = list(the_plan.params.warnings)  # what planning changed from the request: said before it runs
+        if not as_json:
+            _print_warnings(adjusted)
         if show_plan:
             if as_json:
-                sys.stdout.write(json.dumps(the_plan.to_dict()) + "\n")
+                sys.stdout.write(json.dumps({**the_plan.to_dict(), "warnings": adjusted}) + "\n")
             else:
                 out.print(str(the_plan), highlight=False, markup=False)
             return
@@ -121,37 +129,64 @@ def generate(
     except (KinemaError, KeyboardInterrupt) as exc:
         fail(exc)
         return
-    for warning in result.warnings:
-        err.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
+    _print_warnings([w for w in result.warnings if w not in adjusted])
     if as_json:
-        sys.stdout.write(json.dumps(result.to_dict(), default=str) + "\n")
+        data = result.to_dict()
+        data["warnings"] = [*adjusted, *(w for w in data.get("warnings") or [] if w not in adjusted)]
+        sys.stdout.write(json.dumps(data, default=str) + "\n")
     else:
         t = result.timings.get("total", 0.0)
         out.print(f"[green]saved[/] {result.path}  ({result.video.num_frames} frames, {result.video.width}x"
                   f"{result.video.height}, {result.video.fps:g} fps, seed {result.seed}, {t:.1f}s)")  # fmt: skip
 
 
+#: the recipe's values that describe the generated clip; post-processing can change each in the file
+_GENERATED = ("width", "height", "num_frames", "fps")
+
+
+def _describe(clip: dict[str, Any]) -> str:
+    sound = ", with sound" if clip.get("audio") else ""
+    seconds = clip["num_frames"] / clip["fps"] if clip["fps"] else 0.0  # a stream without a rate: no length
+    return (f"{clip['width']}x{clip['height']}, {clip['num_frames']} frames at {clip['fps']:g} fps "
+            f"({seconds:.3g} s){sound}")  # fmt: skip
+
+
 def info(
     path: Annotated[Path, typer.Argument(help="A video made by Kinema.")],
-    as_json: Annotated[bool, typer.Option("--json", help="Print the recipe as JSON.")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the recipe as JSON, with the file as it is under 'file'.")
+    ] = False,
 ) -> None:
-    """Show the recipe stored in a video (prompt, seed, backend, every parameter)."""
-    from ..video import read_metadata
+    """Show a video as it is (size, frames, fps) and the recipe stored in it (prompt, seed, every parameter)."""
+    from ..video import probe, read_metadata
 
     try:
         recipe = read_metadata(path)
+        clip = probe(path)
     except KinemaError as exc:
         fail(exc)
         return
     if as_json:
-        sys.stdout.write(json.dumps(recipe, default=str) + "\n")
+        sys.stdout.write(json.dumps({**recipe, "file": clip}, default=str) + "\n")
         return
     table = Table(show_header=False, box=None)
+    table.add_row("[bold]file[/]", escape(_describe(clip)))
+    generated = {k: recipe.get(k) for k in _GENERATED}
+    if all(isinstance(v, int | float) and v for v in generated.values()) and any(
+        generated[k] != clip[k] for k in _GENERATED
+    ):
+        # the recipe's size, frames and fps are what the model made; steps after it changed the file
+        changed = [str(s.get("op")) for s in recipe.get("postprocess") or [] if isinstance(s, dict)]
+        if recipe.get("concat"):
+            changed.append("concat")
+        why = f" (then: {', '.join(changed)})" if changed else ""
+        table.add_row("[bold]generated[/]", escape(_describe(generated)) + escape(why))
     for key in sorted(recipe):
         value = recipe[key]
-        if value is None or value == {} or value == []:
+        if key in (*_GENERATED, "duration") or value is None or value == {} or value == []:
             continue
-        table.add_row(f"[bold]{key}[/]", json.dumps(value) if isinstance(value, dict | list) else str(value))
+        shown = json.dumps(value) if isinstance(value, dict | list) else str(value)
+        table.add_row(f"[bold]{key}[/]", escape(shown))
     out.print(table)
 
 
@@ -167,6 +202,8 @@ def backends(as_json: Annotated[bool, typer.Option("--json", help="Print as JSON
     for i in infos:
         mark = "[green]yes[/]" if i.usable else "[red]no[/]"
         note = escape(i.description) if i.usable else f"[red]{escape(i.reason or '')}[/]"
+        if i.notes:
+            note = f"[yellow]{escape(i.notes)}[/]\n{note}"
         name = f"{i.name} (default)" if i.default else i.name
         table.add_row(name, mark, ", ".join(i.modes), note)
     out.print(table)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from .console import err, fail, out
 
@@ -63,8 +64,26 @@ def model_rows() -> list[dict[str, Any]]:
     return rows
 
 
+def _frame_examples(model: str) -> str:
+    """The first allowed frame counts ("17, 21, 25, ..."): a rule like 4k+1 reads as a typo in a table."""
+    from ..backends.catalog import CATALOG
+
+    caps = CATALOG[model].capabilities()
+    if caps.frame_step == 1:
+        return "any"
+    counts = caps.allowed_frames(4)
+    return ", ".join(map(str, counts[:3])) + (", ..." if len(counts) > 3 else "")
+
+
+def _licence(name: str, commercial: bool) -> str:
+    if commercial or "non-commercial" in name.lower():
+        return escape(name)
+    return f"{escape(name)} [yellow](no commercial use)[/]"
+
+
 def models(as_json: Annotated[bool, typer.Option("--json", help="Print the catalog as JSON.")] = False) -> None:
     """List the local models (diffusers backend), their defaults, licences, and whether their weights are here."""
+    from rich import box
     from rich.table import Table
 
     from ..backends.base import require_module
@@ -80,16 +99,35 @@ def models(as_json: Annotated[bool, typer.Option("--json", help="Print the catal
     if as_json:
         sys.stdout.write(json.dumps({"cache": str(hub_cache_dir()), "models": rows}, default=str) + "\n")
         return
-    table = Table("model", "here", "modes", "default", "frames", "GPU GB", "licence", "commercial")
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    # the id is what a user copies into --model and `kinema pull`: never cut; the other columns wrap at spaces
+    table.add_column("model", no_wrap=True, min_width=max(len(r["id"]) for r in rows))
+    for name, least in (("here", 4), ("modes", 6), ("default", 8), ("frames", 6), ("GPU GB", 4), ("licence", 10)):
+        table.add_column(name, min_width=least, overflow="fold")
     for r in rows:
         w, h = r["default_size"]
         table.add_row(
-            r["id"], "[green]yes[/]" if r["present"] else "no", ",".join(r["modes"]),
-            f"{w}x{h} {r['default_frames']}f {r['default_fps']:g}fps", r["frame_rule"], f"{r['min_gpu_gb']:g}",
-            r["license"].split(" (")[0], "yes" if r["commercial_use"] else "[yellow]no[/]",
+            r["id"], "[green]yes[/]" if r["present"] else "no", ", ".join(r["modes"]),
+            f"{w}x{h} {r['default_frames']}f {r['default_fps']:g}fps", _frame_examples(r["id"]),
+            f"{r['min_gpu_gb']:g}",
+            _licence(r["license"].split(" (")[0], r["commercial_use"]),
         )  # fmt: skip
     out.print(table)
     out.print(f"cache: {hub_cache_dir()}  (get weights with: kinema pull MODEL)", highlight=False)
+
+
+def unreachable_message(model: str, repo: str, endpoint: str | None, exc: BaseException) -> str:
+    """Why ``kinema pull`` cannot download (the Hub does not answer) and how to bring the weights here instead."""
+    from ..backends.diffusers import hub_cache_dir
+
+    host = endpoint or "https://huggingface.co"
+    folder = f"models--{repo.replace('/', '--')}"
+    return (
+        f"cannot reach the Hugging Face Hub at {host} to download {repo} ({type(exc).__name__}: {exc}). "
+        f"Check the network (or a proxy: HTTPS_PROXY; a mirror: HF_ENDPOINT). On an offline machine, pull on one "
+        f"with internet: 'HF_HOME=/tmp/hf kinema pull {model}', then copy /tmp/hf/hub/{folder} into "
+        f"{hub_cache_dir()}/ here (or point HF_HOME at a copy of /tmp/hf); 'kinema models' then shows it as here"
+    )
 
 
 def select_files(files: list[tuple[str, int | None]], variant: str | None) -> list[tuple[str, int | None]]:
@@ -155,11 +193,11 @@ def pull(
                               "HF_TOKEN to a token of that account") from None  # fmt: skip
         except RepositoryNotFoundError:
             raise ModelNotFound(f"model: no Hub repo {repo!r} (or it is private: set HF_TOKEN)") from None
-        except (HfHubHTTPError, OSError) as exc:
-            raise KinemaError(
-                f"could not reach the Hugging Face Hub for {repo} ({type(exc).__name__}: {exc}). "
-                "Check the network, or copy the weights from a machine that has them"
-            ) from None
+        except HfHubHTTPError as exc:  # the Hub answered, with an error
+            raise KinemaError(f"the Hugging Face Hub refused {repo} ({exc}). Check the name and HF_TOKEN, "
+                              "or try again later") from None  # fmt: skip
+        except Exception as exc:  # no answer: DNS, refused connection, timeout, proxy (httpx's errors are no OSError)
+            raise KinemaError(unreachable_message(model, repo, endpoint, exc)) from None
         files = [(s.rfilename, s.size) for s in (info.siblings or [])]
         chosen = select_files(files, entry.variant if entry else None)
         if not any(name.endswith(".safetensors") for name, _ in chosen):
@@ -170,8 +208,14 @@ def pull(
                   highlight=False)  # fmt: skip
         # download by the resolved commit so every file comes from one snapshot, then point refs/<rev> at it
         # (what the Hub client does for branches) so the loader finds it by the same name
-        path = snapshot_download(repo, revision=info.sha, cache_dir=hub_cache_dir(),
-                                 allow_patterns=[name for name, _ in chosen], endpoint=endpoint)  # fmt: skip
+        try:
+            path = snapshot_download(repo, revision=info.sha, cache_dir=hub_cache_dir(),
+                                     allow_patterns=[name for name, _ in chosen], endpoint=endpoint)  # fmt: skip
+        except HfHubHTTPError as exc:
+            raise KinemaError(f"the Hugging Face Hub refused a file of {repo} ({exc}); run this again to resume"
+                              ) from None  # fmt: skip
+        except Exception as exc:  # the connection dropped mid-download: what is cached stays, a re-run resumes
+            raise KinemaError(unreachable_message(model, repo, endpoint, exc)) from None
         if info.sha and rev != info.sha:
             ref = hub_cache_dir() / f"models--{repo.replace('/', '--')}" / "refs" / rev
             ref.parent.mkdir(parents=True, exist_ok=True)

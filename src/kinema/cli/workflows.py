@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from ..errors import InvalidRequest, KinemaError
 from .console import err, fail, out, parse_options
@@ -128,7 +129,14 @@ def batch_cmd(
         defaults: dict[str, Any] = parse_options(set_) if set_ else {}
         if backend is not None:
             defaults["backend"] = backend
-        rows = load_batch(file, defaults=defaults, skip_invalid=skip_invalid)
+        try:
+            rows = load_batch(file, defaults=defaults, skip_invalid=skip_invalid)
+        except InvalidRequest as exc:  # the defaults come from --set: name the flag
+            if not exc.field.startswith("defaults."):
+                raise
+            key = exc.field.removeprefix("defaults.")
+            raise InvalidRequest(f"--set {key}", exc.message.split(": ", 1)[-1], value=exc.value,
+                                 allowed=exc.allowed) from None  # fmt: skip
     except KinemaError as exc:
         fail(exc)
         return
@@ -212,6 +220,16 @@ def storyboard_cmd(
 
 
 # -- enhance ----------------------------------------------------------------------------------------------------------
+#: the flag that sets each (operation, parameter) of the chain ``kinema enhance`` builds, for its error messages
+_ENHANCE_FLAGS = {
+    ("upscale", "factor"): "--upscale", ("upscale", "model"): "--upscale-model", ("interpolate", "factor"):
+    "--interpolate", ("fps", "fps"): "--fps", ("denoise", "strength"): "--denoise-strength",
+    ("denoise", "method"): "--denoise-method", ("sharpen", "amount"): "--sharpen-amount",
+    ("loop", "mode"): "--loop-mode", ("audio", "path"): "--audio", ("trim", "start"): "--trim",
+    ("trim", "end"): "--trim",
+}  # fmt: skip
+
+
 def enhance_cmd(
     input: Annotated[Path, typer.Argument(help="The clip to process.")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Where to save (.mp4, .webm, .gif, a folder).")],
@@ -228,22 +246,30 @@ def enhance_cmd(
     ] = None,
     fps: Annotated[float | None, typer.Option("--fps", help="Retime to N fps (motion-compensated).")] = None,
     denoise: Annotated[bool, typer.Option("--denoise", help="Spatio-temporal denoising.")] = False,
-    denoise_strength: Annotated[float, typer.Option("--denoise-strength", help="0 to 10 (1 = moderate).")] = 1.0,
+    denoise_strength: Annotated[
+        float | None, typer.Option("--denoise-strength", help="0 to 10 (default 1 = moderate; implies --denoise).")
+    ] = None,
     denoise_method: Annotated[
-        str, typer.Option("--denoise-method", help="nlmeans (better) or hqdn3d (faster).")
-    ] = "nlmeans",
+        str | None,
+        typer.Option("--denoise-method", help="nlmeans (better, the default) or hqdn3d (faster); implies --denoise."),
+    ] = None,
     sharpen: Annotated[bool, typer.Option("--sharpen", help="Unsharp-mask sharpening.")] = False,
-    sharpen_amount: Annotated[float, typer.Option("--sharpen-amount", help="0 to 5 (1 = moderate).")] = 1.0,
+    sharpen_amount: Annotated[
+        float | None, typer.Option("--sharpen-amount", help="0 to 5 (default 1 = moderate; implies --sharpen).")
+    ] = None,
     audio: Annotated[Path | None, typer.Option("--audio", help="Soundtrack to mux (trimmed to the video).")] = None,
     loop: Annotated[bool, typer.Option("--loop", help="Make it loop seamlessly (see --loop-mode).")] = False,
-    loop_mode: Annotated[str, typer.Option("--loop-mode", help="crossfade, pingpong or repeat.")] = "crossfade",
+    loop_mode: Annotated[
+        str | None,
+        typer.Option("--loop-mode", help="crossfade (the default), pingpong or repeat; implies --loop."),
+    ] = None,
     trim: Annotated[str | None, typer.Option("--trim", help="START:END in seconds, e.g. 0.5:3 or :2.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Upscale, interpolate, denoise, sharpen, trim, loop a clip and put sound under it."""
     from ..media.edit import parse_trim
     from ..media.enhance import process_file
-    from ..media.ffmpeg import media_info
+    from ..video import probe
 
     try:
         if interpolate is not None and fps is not None:
@@ -255,8 +281,10 @@ def enhance_cmd(
         if trim is not None:
             start, end = parse_trim(trim)
             steps.append({"op": "trim", "start": start, "end": end})
-        if denoise:
-            steps.append({"op": "denoise", "strength": denoise_strength, "method": denoise_method})
+        # a setting of an operation asks for that operation: `--sharpen-amount 2` alone sharpens
+        if denoise or denoise_strength is not None or denoise_method is not None:
+            steps.append({"op": "denoise", "strength": 1.0 if denoise_strength is None else denoise_strength,
+                          "method": denoise_method or "nlmeans"})  # fmt: skip
         if interpolate is not None:
             steps.append({"op": "interpolate", "factor": interpolate})
         if fps is not None:
@@ -264,10 +292,10 @@ def enhance_cmd(
         if upscale is not None:
             steps.append({"op": "upscale", "factor": upscale,
                           "model": str(upscale_model) if upscale_model else None})  # fmt: skip
-        if sharpen:
-            steps.append({"op": "sharpen", "amount": sharpen_amount})
-        if loop:
-            steps.append({"op": "loop", "mode": loop_mode})
+        if sharpen or sharpen_amount is not None:
+            steps.append({"op": "sharpen", "amount": 1.0 if sharpen_amount is None else sharpen_amount})
+        if loop or loop_mode is not None:
+            steps.append({"op": "loop", "mode": loop_mode or "crossfade"})
         if audio is not None:
             steps.append({"op": "audio", "path": str(audio)})
         if not steps:
@@ -275,24 +303,27 @@ def enhance_cmd(
                                  "--denoise, --sharpen, --audio, --loop, --trim")  # fmt: skip
         try:
             path = process_file(input, output, steps)
-        except InvalidRequest as exc:  # steps are built from flags: name the flag, not postprocess[i]
+        except InvalidRequest as exc:  # steps are built from flags: name the flag, not postprocess[i].<param>
             field = exc.field
             if field.startswith("postprocess["):
                 op = steps[int(field[len("postprocess[") : field.index("]")])]["op"]
-                raise InvalidRequest(f"--{op}", exc.message.split(": ", 1)[-1], value=exc.value) from None
+                param = field.partition("].")[2]
+                flag = _ENHANCE_FLAGS.get((op, param), f"--{op}")
+                raise InvalidRequest(flag, exc.message.split(": ", 1)[-1], value=exc.value,
+                                     allowed=exc.allowed) from None  # fmt: skip
             raise
-        info = media_info(path) if path.is_file() else {"video": None, "audio": None}
+        clip = probe(path)  # the file as written (a PNG folder too), not what the steps were meant to make
     except (KinemaError, KeyboardInterrupt) as exc:
         fail(exc)
         return
-    v = info["video"] or {}
     if as_json:
-        _emit_json({"path": str(path), "steps": steps, **{k: v.get(k) for k in ("frames", "fps", "width", "height",
-                    "duration")}, "audio": info["audio"] is not None})  # fmt: skip
+        _emit_json({"path": str(path), "steps": steps, "frames": clip["num_frames"], "fps": clip["fps"],
+                    "width": clip["width"], "height": clip["height"], "duration": clip["duration"],
+                    "audio": clip["audio"]})  # fmt: skip
     else:
-        sound = ", with sound" if info["audio"] else ""
-        out.print(f"[green]saved[/] {path}  ({v.get('frames')} frames, {v.get('width')}x{v.get('height')}, "
-                  f"{v.get('fps', 0):g} fps{sound})", highlight=False)  # fmt: skip
+        sound = ", with sound" if clip["audio"] else ""
+        out.print(f"[green]saved[/] {path}  ({clip['num_frames']} frames, {clip['width']}x{clip['height']}, "
+                  f"{clip['fps']:g} fps{sound})", highlight=False)  # fmt: skip
 
 
 # -- concat -----------------------------------------------------------------------------------------------------------
@@ -318,6 +349,20 @@ def concat_cmd(
         clips = [Video.open(p) for p in inputs]
         spec: Any = transition[0] if transition and len(transition) == 1 else transition
         joined = concat(clips, spec)
+        first = clips[0]
+        warnings: list[str] = []
+        for p, clip in zip(inputs[1:], clips[1:], strict=True):  # the join fits every clip to the first one
+            changes = []
+            if (clip.width, clip.height) != (first.width, first.height):
+                crop = " (centre-cropped)" if clip.width * first.height != clip.height * first.width else ""
+                changes.append(f"scaled from {clip.width}x{clip.height} to {first.width}x{first.height}{crop}")
+            if abs(clip.fps - first.fps) > 1e-6:
+                changes.append(f"retimed from {clip.fps:g} to {first.fps:g} fps")
+            if changes:
+                warnings.append(f"{p}: {'; '.join(changes)}: the result takes the first clip's size and frame "
+                                "rate (put another clip first to keep its own)")  # fmt: skip
+        for warning in warnings:
+            err.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
         joined.metadata = {**clips[0].metadata, "concat": {"inputs": [str(p) for p in inputs],
                                                            "transitions": list(transition or ["cut"])}}  # fmt: skip
         path = joined.save(output)
@@ -328,7 +373,8 @@ def concat_cmd(
         return
     if as_json:
         _emit_json({"path": str(path), "frames": joined.num_frames, "fps": joined.fps, "duration": joined.duration,
-                    "width": joined.width, "height": joined.height, "audio": audio is not None})  # fmt: skip
+                    "width": joined.width, "height": joined.height, "audio": audio is not None,
+                    "warnings": warnings})  # fmt: skip
     else:
         out.print(f"[green]saved[/] {path}  ({joined.num_frames} frames, {joined.duration:g}s)", highlight=False)
 
@@ -344,7 +390,9 @@ def thumbnail_cmd(
         float | None,
         typer.Option("--time", help="Seconds into the clip (default: the sharpest frame of the middle half)."),
     ] = None,
-    width: Annotated[int | None, typer.Option("--width", help="Scale to this width.")] = None,
+    width: Annotated[
+        int | None, typer.Option("--width", help="Width in pixels of the image (with --sheet: of the whole sheet).")
+    ] = None,
     sheet: Annotated[bool, typer.Option("--sheet", help="A contact sheet of evenly spaced frames instead.")] = False,
     columns: Annotated[int, typer.Option("--columns", help="Contact sheet: frames per row.")] = 4,
     count: Annotated[int, typer.Option("--count", help="Contact sheet: number of frames.")] = 12,

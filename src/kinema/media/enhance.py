@@ -25,7 +25,7 @@ import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
@@ -406,6 +406,15 @@ def validate_chain(steps: Any, field: str = "postprocess") -> list[PostStep]:
                 )
             elif first.get("type") == "missing":
                 msg = "is required"
+            elif first.get("type") == "literal_error":  # pydantic's "Input should be 'a' or 'b'" reads as a bug
+                field_info = model.model_fields.get(str(first.get("loc", ("",))[0]))
+                choices = get_args(field_info.annotation) if field_info is not None else ()
+                raise InvalidRequest(
+                    f"{where}.{name}",
+                    f"{first.get('input')!r} is not one of the choices",
+                    value=first.get("input"),
+                    allowed=", ".join(map(str, choices)),
+                ) from None
             elif first.get("type") not in ("value_error",):
                 msg = f"{msg} (got {first.get('input')!r})"
             raise InvalidRequest(f"{where}.{name}", msg, value=first.get("input")) from None

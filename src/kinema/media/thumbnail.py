@@ -43,9 +43,9 @@ def thumbnail(video: Video, time: float | None = None, width: int | None = None)
     return frame
 
 
-def _scale(frame: np.ndarray, width: int) -> np.ndarray:
-    if not 8 <= width <= 8192:
-        raise InvalidRequest("width", f"must be between 8 and 8192 pixels, got {width}", value=width)
+def _scale(frame: np.ndarray, width: int, floor: int = 8) -> np.ndarray:
+    if not floor <= width <= 8192:
+        raise InvalidRequest("width", f"must be between {floor} and 8192 pixels, got {width}", value=width)
     from .io import resize_frames
 
     height = max(1, round(frame.shape[0] * width / frame.shape[1]))
@@ -56,19 +56,35 @@ def contact_sheet(video: Video, *, columns: int = 4, count: int = 12, width: int
                   background: tuple[int, int, int] = (16, 16, 16)) -> np.ndarray:  # fmt: skip
     """(H, W, 3) uint8: ``count`` evenly spaced frames (first to last) in rows of ``columns``, ``gap`` pixels apart.
 
-    ``width`` scales each tile to that width.
+    ``width`` is the whole sheet's width: the tiles are scaled so that the row of them and its gaps fill it.
+
+    >>> import numpy as np
+    >>> from kinema import Video
+    >>> contact_sheet(Video(np.zeros((16, 32, 32, 3), np.uint8), fps=8), columns=4, count=8, width=800).shape[1]
+    800
     """
     if not 1 <= columns <= 64:
         raise InvalidRequest("columns", f"must be between 1 and 64, got {columns}", value=columns)
     if not 1 <= count <= 1024:
         raise InvalidRequest("count", f"must be between 1 and 1024, got {count}", value=count)
     count = min(count, video.num_frames)
-    idx = np.linspace(0, video.num_frames - 1, count).round().astype(int)
-    tiles = [video.frames[i] if width is None else _scale(video.frames[i], width) for i in idx]
-    th, tw = tiles[0].shape[:2]
     cols = min(columns, count)
+    idx = np.linspace(0, video.num_frames - 1, count).round().astype(int)
+    tile_width: int | None = None
+    if width is not None:
+        if not 8 <= width <= 8192:
+            raise InvalidRequest("width", f"must be between 8 and 8192 pixels, got {width}", value=width)
+        tile_width = (width - (cols + 1) * gap) // cols
+        if tile_width < 1:
+            least = cols + (cols + 1) * gap
+            raise InvalidRequest("width", f"{width} pixels leave no room for {cols} frames per row", value=width,
+                                 allowed=f"at least {least} with {cols} columns, or fewer --columns")  # fmt: skip
+    tiles = [video.frames[i] if tile_width is None else _scale(video.frames[i], tile_width, floor=1) for i in idx]
+    th, tw = tiles[0].shape[:2]
     rows = -(-count // cols)
-    sheet = np.empty((rows * th + (rows + 1) * gap, cols * tw + (cols + 1) * gap, 3), np.uint8)
+    # the integer tile width can leave a few pixels over: the last gap takes them, so the sheet is exactly `width`
+    full = cols * tw + (cols + 1) * gap if width is None else width
+    sheet = np.empty((rows * th + (rows + 1) * gap, full, 3), np.uint8)
     sheet[:] = np.asarray(background, np.uint8)
     for k, tile in enumerate(tiles):
         r, c = divmod(k, cols)
