@@ -23,7 +23,7 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
-from . import builtin, cloud, generate, local, service, workflows
+from . import builtin, cloud, generate, local, mcp, service, workflows
 from .console import out, set_debug
 
 __all__ = ["app", "main"]
@@ -72,7 +72,7 @@ def _main(
 
 
 # in this order in ``kinema --help``
-for _area in (generate, builtin, local, cloud, service, workflows):
+for _area in (generate, builtin, local, cloud, service, workflows, mcp):
     _area.register(app)
 
 
