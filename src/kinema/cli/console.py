@@ -7,14 +7,21 @@ A leaf of the ``kinema.cli`` package: it imports no other command module, so any
 from __future__ import annotations
 
 import json
+import signal
 import sys
-from typing import Any
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
 from ..errors import Cancelled, InvalidRequest, KinemaError
+
+if TYPE_CHECKING:
+    from ..backends.base import CancelToken
 
 __all__ = ["out", "err", "fail", "parse_options", "ProgressBar", "CountBar", "set_debug"]
 
@@ -44,7 +51,9 @@ def fail(exc: BaseException) -> None:
         err.print(f"[bold red]error:[/] {escape(exc.message)}", highlight=False)
         raise typer.Exit(2)
     if isinstance(exc, Cancelled | KeyboardInterrupt):
-        err.print("[yellow]cancelled[/]")
+        # a provider's cancel answer ("cancel sent", "no cancel ... may still be billed") is worth reading
+        detail = exc.message if isinstance(exc, Cancelled) and getattr(exc, "provider_cancel", None) else ""
+        err.print("[yellow]cancelled[/]" + (f": {escape(detail)}" if detail else ""), highlight=False)
         raise typer.Exit(130)
     if isinstance(exc, KinemaError):
         err.print(f"[bold red]error:[/] {escape(exc.message)}", highlight=False)
@@ -53,6 +62,32 @@ def fail(exc: BaseException) -> None:
     if not _debug:
         err.print("run again with --debug for the traceback", style="dim")
     raise typer.Exit(1)
+
+
+@contextmanager
+def interrupt_cancels(token: CancelToken, *, keep_provider_task: bool = False) -> Iterator[None]:
+    """Ctrl-C cancels ``token`` instead of killing the process, so a cloud backend stops the provider's task (and
+    its bill) before the command exits; a second Ctrl-C quits at once. With ``keep_provider_task`` the task is left
+    running at the provider, to be picked up by ``kinema resume``. Outside the main thread nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    presses = 0
+
+    def on_interrupt(signum: int, frame: Any) -> None:
+        nonlocal presses
+        presses += 1
+        if presses > 1:
+            raise KeyboardInterrupt
+        token.cancel(keep_provider_task=keep_provider_task)
+        what = "leaving the provider's task running" if keep_provider_task else "stopping the provider's task"
+        err.print(f"[yellow]cancelling[/] ({what}; Ctrl-C again to quit at once)", highlight=False)
+
+    previous = signal.signal(signal.SIGINT, on_interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def parse_options(items: list[str] | None) -> dict[str, Any]:

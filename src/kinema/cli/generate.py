@@ -12,8 +12,8 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from ..errors import InvalidRequest, KinemaError
-from .console import ProgressBar, err, fail, out, parse_options
+from ..errors import Cancelled, InvalidRequest, KinemaError
+from .console import ProgressBar, err, fail, interrupt_cancels, out, parse_options
 
 __all__ = ["register", "generate", "info", "backends"]
 
@@ -79,9 +79,21 @@ def generate(
         bool, typer.Option("--plan", help="Print what would run (backend, size, frames, seed...) and stop.")
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as one JSON object on stdout.")] = False,
+    keep_task: Annotated[
+        bool,
+        typer.Option(
+            "--keep-task-on-interrupt",
+            help="On Ctrl-C leave a cloud provider's task running (and billed), for 'kinema resume'; by default "
+            "Ctrl-C cancels it at the provider.",
+        ),
+    ] = False,
 ) -> None:
-    """Generate a video from a prompt (and optionally an image or a clip)."""
+    """Generate a video from a prompt (and optionally an image or a clip).
+
+    Ctrl-C cancels the generation, and a cloud provider's task with it where the provider has a cancel.
+    """
     from .. import engine
+    from ..backends.base import CancelToken
     from ..backends.remote import resume_file_for
     from ..planner import plan
     from ..request import VideoRequest
@@ -123,10 +135,16 @@ def generate(
         assert output is not None
         # a cloud backend's task id is written next to the output the moment it is known, so `kinema resume`
         # can finish a paid generation after a crash; the record goes once the video is saved
-        with ProgressBar(enabled=err.is_terminal and not as_json) as bar:
-            result = engine.run(the_plan, on_progress=bar, on_task_id=task_recorder(output))
+        token = CancelToken()
+        with ProgressBar(enabled=err.is_terminal and not as_json) as bar, \
+                interrupt_cancels(token, keep_provider_task=keep_task):  # fmt: skip
+            result = engine.run(the_plan, on_progress=bar, on_task_id=task_recorder(output), cancel=token)
         resume_file_for(output).unlink(missing_ok=True)
     except (KinemaError, KeyboardInterrupt) as exc:
+        if output is not None and isinstance(exc, Cancelled) and (exc.provider_cancel or {}).get("called"):
+            resume_file_for(output).unlink(missing_ok=True)  # the provider's task is cancelled: nothing to resume
+        elif output is not None and resume_file_for(output).exists():
+            err.print(f"the provider's task may still run; 'kinema resume {output}' picks it up", highlight=False)
         fail(exc)
         return
     _print_warnings([w for w in result.warnings if w not in adjusted])
