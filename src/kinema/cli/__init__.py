@@ -9,7 +9,8 @@ The package, by area, each module with a ``register(app)`` function that adds it
   (a leaf: it imports no other command module);
 * :mod:`.generate`: ``generate``, ``info``, ``backends``; :mod:`.builtin`: ``train``, ``eval``;
 * :mod:`.local`: ``models``, ``pull``; :mod:`.cloud`: ``resume``; :mod:`.workflows`: ``prompt``, ``batch``,
-  ``storyboard``, ``enhance``, ``concat``, ``thumbnail``; :mod:`.service`: ``serve``, ``worker``, ``keys``
+  ``storyboard``, ``enhance``, ``concat``, ``thumbnail``; :mod:`.service`: ``serve``, ``worker``, ``keys``,
+  ``jobs``; :mod:`.mcp`: ``mcp``
 
 Command modules import their optional dependencies (diffusers, the provider SDKs, FastAPI, PyYAML) inside the
 commands, never at import time, so every command is listed without any extra installed and a command whose extra is
