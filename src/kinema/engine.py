@@ -11,6 +11,7 @@ output carries the same recipe and every bad input gets the same error.
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import os
 import time
 from collections.abc import Callable
@@ -27,7 +28,10 @@ from .request import VideoRequest
 from .result import Result
 from .video import Video
 
-__all__ = ["Result", "generate", "run", "finish", "build_recipe", "request_from_recipe", "RECIPE_REQUEST_FIELDS"]
+__all__ = [
+    "Result", "generate", "run", "finish", "build_recipe", "request_from_recipe", "input_digest",
+    "RECIPE_REQUEST_FIELDS",
+]  # fmt: skip
 
 #: the recipe keys that are VideoRequest fields, i.e. what a re-run takes back
 RECIPE_REQUEST_FIELDS = (
@@ -195,9 +199,12 @@ def finish(
         video = apply_chain(video, the_plan.postprocess)
         timings["postprocess"] = time.perf_counter() - t_post
 
+    # what planning changed (a duration rounded to the frame rule) is said with what the backend said, so Python,
+    # batches and the service see it too, not only the CLI that prints the plan
+    warnings = list(dict.fromkeys([*the_plan.params.warnings, *output.warnings]))
     recipe = build_recipe(the_plan.params, request, fmt=the_plan.format, timings=timings, cost=output.cost,
                           provider_task_id=output.provider_task_id, model_revision=output.model_revision,
-                          warnings=output.warnings)  # fmt: skip
+                          warnings=warnings)  # fmt: skip
     recipe.update(extra or {})
     video.metadata = recipe
     path: Path | None = None
@@ -217,7 +224,7 @@ def finish(
     tracker("done", 1, 1)
     return Result(path=path, video=video, recipe=recipe, timings=timings, seed=the_plan.params.seed,
                   cost=output.cost, provider_task_id=output.provider_task_id,
-                  warnings=list(output.warnings))  # fmt: skip
+                  warnings=warnings)  # fmt: skip
 
 
 def _load_inputs(request: VideoRequest, params: GenerationParams) -> None:
@@ -250,8 +257,8 @@ def build_recipe(
         "model": params.model,
         "model_revision": model_revision,
         "mode": params.mode,
-        "image": request.image_reference(),
-        "video": request.video,
+        "image": input_digest(request.image),
+        "video": input_digest(request.video),
         "width": params.width,
         "height": params.height,
         "num_frames": params.num_frames,
@@ -273,11 +280,55 @@ def build_recipe(
 def request_from_recipe(recipe: dict[str, Any], **overrides: Any) -> VideoRequest:
     """A request that reproduces a stored recipe (``kinema generate --from``); ``overrides`` replace fields."""
     data = {k: recipe.get(k) for k in RECIPE_REQUEST_FIELDS if recipe.get(k) is not None}
-    image = data.get("image")
-    if isinstance(image, str) and image.startswith("sha256:"):
-        raise InvalidRequest("image", "the recipe's input image was given as bytes and is not stored; "
-                                      "pass the image again with --image")  # fmt: skip
+    for name, flag in (("image", "--image"), ("video", "--video")):
+        given = data.get(name)
+        if overrides.get(name) is not None or given is None:
+            continue
+        # a digest identifies the input but is not the input: the file must be given again
+        if isinstance(given, dict) or (isinstance(given, str) and given.startswith("sha256:")):
+            digest = given.get("sha256") if isinstance(given, dict) else given.removeprefix("sha256:")
+            raise InvalidRequest(name, f"the recipe records its input {name} by digest (sha256 {digest}), not as a "
+                                       f"file; pass that {name} again with {flag}")  # fmt: skip
     if "prompt" not in data:
         raise InvalidRequest("prompt", "the recipe has no prompt; is it a Kinema recipe?")
     data.update({k: v for k, v in overrides.items() if v is not None})
     return VideoRequest(**data)
+
+
+def input_digest(source: Any) -> dict[str, Any] | str | None:
+    """How a recipe names an input image or clip: its sha256 and size in bytes (and a file's name), never a path.
+
+    A path on the machine that ran the job (a service's stored upload) means nothing to whoever reads the recipe,
+    and tells them about that machine; the digest still identifies the input exactly. An http(s) URL is kept as
+    given: it is what the user typed and anyone can fetch it. Arrays and PIL images are digested as their pixels.
+
+    >>> input_digest(b"png bytes")["bytes"]
+    9
+    """
+    if source is None:
+        return None
+    if isinstance(source, str) and source.startswith(("http://", "https://")):
+        return source
+    if isinstance(source, str | os.PathLike):
+        path = Path(source)
+        digest, size = hashlib.sha256(), 0
+        try:
+            with path.open("rb") as f:  # in chunks: a clip to extend can be large
+                while chunk := f.read(1 << 20):
+                    digest.update(chunk)
+                    size += len(chunk)
+        except OSError:  # the input was refused before this point if it was missing; say what was asked anyway
+            return {"sha256": None, "bytes": None, "name": path.name}
+        return {"sha256": digest.hexdigest(), "bytes": size, "name": path.name}
+    if isinstance(source, bytes | bytearray):
+        return {"sha256": hashlib.sha256(source).hexdigest(), "bytes": len(source)}
+    try:
+        import numpy as np
+
+        if type(source).__module__.startswith("PIL."):
+            source = source.convert("RGB")
+        arr = np.ascontiguousarray(np.asarray(source))
+    except Exception:  # pragma: no cover - exotic image objects
+        return {"sha256": None, "bytes": None, "type": type(source).__name__}
+    return {"sha256": hashlib.sha256(arr.tobytes()).hexdigest(), "bytes": arr.nbytes,
+            "pixels": "x".join(map(str, arr.shape))}  # fmt: skip

@@ -76,7 +76,7 @@ class Plan:
             f"backend      {d['backend']}" + (f" (model {d['model']})" if d["model"] else ""),
             f"mode         {d['mode']}",
             f"size         {d['width']}x{d['height']}, {d['num_frames']} frames at {d['fps']:g} fps "
-            f"({d['duration']:g} s)",
+            f"({_seconds(self.params.duration)} s)",
             f"steps        {d['num_inference_steps'] if d['num_inference_steps'] is not None else 'backend default'}",
             f"guidance     {d['guidance_scale'] if d['guidance_scale'] is not None else 'backend default'}",
             f"seed         {'random' if d['seed_random'] else d['seed']}",
@@ -134,6 +134,16 @@ def plan(
     if check_available:
         the_plan.check_available()
     return the_plan
+
+
+def _seconds(value: float) -> str:
+    """A length for people: two decimals at most, no trailing zeros (16 frames at 24 fps is "0.67", not
+    "0.666667"); the JSON plan keeps the exact number.
+
+    >>> _seconds(16 / 24), _seconds(2.0), _seconds(3.5)
+    ('0.67', '2', '3.5')
+    """
+    return f"{round(value, 2):g}"
 
 
 def json_safe(value: Any) -> Any:

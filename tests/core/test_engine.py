@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 
 import numpy as np
@@ -119,7 +121,52 @@ def test_image_to_video_keeps_the_given_first_frame() -> None:
     img[:, :32] = (200, 30, 30)
     r = kinema.generate("a red ball", image=img, seed=1, num_inference_steps=2)
     assert np.array_equal(r.video.frames[0], img)
-    assert r.recipe["mode"] == "i2v" and r.recipe["image"].startswith("sha256:")
+    assert r.recipe["mode"] == "i2v" and r.recipe["image"]["sha256"] == hashlib.sha256(img.tobytes()).hexdigest()
+
+
+def test_duration_adjustment_reaches_result_warnings_and_the_recipe() -> None:
+    """The rounding of a duration to the frame rule was on the plan only: Python, batches and the service never
+    saw it (only the CLI printed it from the plan)."""
+    r = kinema.generate("a red ball bouncing on green grass", duration=3, seed=1, num_inference_steps=1)
+    assert r.video.num_frames == 28
+    (warning,) = [w for w in r.warnings if w.startswith("duration: 3s")]
+    assert "28 frames" in warning and warning in r.recipe["warnings"] and warning in r.to_dict()["warnings"]
+    exact = kinema.generate("a red ball bouncing on green grass", duration=3.5, seed=1, num_inference_steps=1)
+    assert exact.warnings == []
+
+
+def test_recipe_names_inputs_by_digest_not_by_path(tmp_path: Path) -> None:
+    """A recipe showed the path of its input image (a service's stored upload); it now shows the digest, which
+    still identifies the input, and a re-run from the recipe asks for the file again."""
+    from PIL import Image
+
+    folder = tmp_path / "private-server-folder"
+    folder.mkdir()
+    img = np.zeros((64, 64, 3), np.uint8)
+    img[:, :32] = (30, 200, 30)
+    src = folder / "start.png"
+    Image.fromarray(img).save(src)
+    data = src.read_bytes()
+    r = kinema.generate("a green field", image=str(src), seed=4, num_inference_steps=2, output=tmp_path / "o.mp4")
+    assert r.recipe["image"] == {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data), "name": "start.png"}
+    assert str(folder) not in json.dumps(r.recipe)
+    assert r.path is not None and str(folder) not in json.dumps(kinema.read_metadata(r.path), default=str)
+    assert str(folder) not in (tmp_path / "o.mp4.json").read_text()
+
+    with pytest.raises(kinema.InvalidRequest) as info:
+        kinema.engine.request_from_recipe(r.recipe)
+    assert info.value.field == "image" and "--image" in info.value.message
+    assert hashlib.sha256(data).hexdigest() in info.value.message
+    again = kinema.run(kinema.engine.request_from_recipe(r.recipe, image=str(src)))
+    assert np.array_equal(again.video.frames, r.video.frames)  # the recipe plus its input reproduces the output
+
+    ext = kinema.generate("a green field", video=str(r.path), seed=5, num_inference_steps=1)
+    clip = r.path.read_bytes()
+    assert ext.recipe["video"] == {"sha256": hashlib.sha256(clip).hexdigest(), "bytes": len(clip), "name": "o.mp4"}
+    with pytest.raises(kinema.InvalidRequest, match="^video: .*--video"):
+        kinema.engine.request_from_recipe(ext.recipe)
+    url = kinema.engine.input_digest("https://example.com/a.png")
+    assert url == "https://example.com/a.png"  # a URL is what the user gave, and anyone can fetch it
 
 
 def test_extension_and_long_clips(tmp_path: Path) -> None:

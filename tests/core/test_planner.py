@@ -55,6 +55,9 @@ def test_plan_shows_what_would_run_without_running() -> None:
     assert plan.to_dict()["seed"] is None and plan.to_dict()["seed_random"] is True
     text = str(plan)
     assert "builtin" in text and "64x64, 16 frames at 8 fps" in text and "seed         random" in text
+    # a length for people: "0.666667 s" was printed for 16 frames at 24 fps; the JSON keeps the exact number
+    fast = kinema.plan(kinema.VideoRequest(prompt="a red ball", fps=24))
+    assert "16 frames at 24 fps (0.67 s)" in str(fast) and fast.to_dict()["duration"] == 0.666667
     fixed = kinema.plan(kinema.VideoRequest(prompt="a red ball", seed=7), output="clip.webm")
     assert fixed.params.seed == 7 and fixed.format == "webm" and fixed.to_dict()["output"] == "clip.webm"
 

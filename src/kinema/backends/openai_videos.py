@@ -4,7 +4,12 @@ OpenAI's own Videos API (Sora) shut down on 2026-09-24 (openai-python ``resource
 ``client.videos`` method "scheduled to permanently shut down on September 24, 2026"), so this backend is for any
 server that speaks the same shape: another Kinema server, vLLM-Omni, SGLang Diffusion, FastVideo. The server must
 be named: ``KINEMA_OPENAI_VIDEOS_BASE_URL`` or ``options.base_url`` (for example ``http://gpu-box:8000/v1``); without
-one the backend reports itself unusable, and OpenAI's own host is refused. ``OPENAI_API_KEY`` is the server's key.
+one the backend reports itself unusable, and OpenAI's own host is refused. ``OPENAI_API_KEY`` is the server's key;
+a server that answers ``GET /models`` without one (a Kinema server started with ``--no-auth``) needs none.
+
+What the server's models accept comes from its ``GET /models`` when it lists capabilities (a Kinema server does:
+sizes, frame rule, fps), and its default model is used when the request names none, so ``backend="openai"`` alone
+against a Kinema server makes the server's default 64x64 clip instead of asking for Sora's 1280x720.
 
 Wire contract (reference/provider-apis.md §3): ``POST /videos`` (multipart: prompt, model, seconds as a string,
 size "WxH", input_reference), ``GET /videos/{id}`` (status queued / in_progress / completed / failed, progress,
@@ -21,16 +26,24 @@ contract lists; any other model id is passed through to the server, which checks
 from __future__ import annotations
 
 import copy
+import dataclasses
+import hashlib
 import json
 import os
+import threading
+import time
+import urllib.error
+import urllib.request
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from ..errors import BackendUnavailable, InvalidRequest, KinemaError
-from .base import Availability, BackendOutput, Capabilities, GenerationContext, GenerationParams
+from ..request import VideoRequest
+from .base import Availability, BackendOutput, Capabilities, GenerationContext, GenerationParams, module_available
 from .remote import LoopOptions, RemoteBackend, TaskStatus, encode_png, stainless_error
 
 __all__ = ["OpenAIVideosBackend", "SORA_MODELS"]
@@ -68,6 +81,109 @@ def _base_url_problem(url: str | None) -> str | None:
     return None
 
 
+KEY_VAR = "OPENAI_API_KEY"
+#: seconds a server's answer to GET /models is reused: planning asks for every request
+SERVER_INFO_SECONDS = 30.0
+#: the stand-in key sent to a server that needs none (the SDK refuses to start without a key)
+_NO_KEY = "no-key-needed"
+
+
+@dataclass(frozen=True)
+class ServerInfo:
+    """What a /v1/videos server said to ``GET {base_url}/models``."""
+
+    url: str
+    #: the HTTP status; None when the server was not reached
+    status: int | None = None
+    #: why the server was not reached
+    error: str | None = None
+    #: the capabilities of each model id the server lists with them (a Kinema server does; others list ids only)
+    models: dict[str, Capabilities] = field(default_factory=dict)
+    #: the model the server marks as its default
+    default_model: str | None = None
+
+
+_server_cache: dict[tuple[str, str], tuple[float, ServerInfo]] = {}
+_server_lock = threading.Lock()
+
+
+def server_info(url: str, key: str | None, timeout: float = 5.0) -> ServerInfo:
+    """Ask ``GET {url}/models`` (with ``key`` when there is one); answers are kept :data:`SERVER_INFO_SECONDS`."""
+    # the key is part of the cache key (a server may list more to a key), as a digest so no second copy is kept
+    cache_key = (url, hashlib.sha256((key or "").encode()).hexdigest())
+    with _server_lock:
+        hit = _server_cache.get(cache_key)
+        if hit is not None and time.monotonic() - hit[0] < SERVER_INFO_SECONDS:
+            return hit[1]
+    info = _ask_server(url, key, timeout)
+    with _server_lock:
+        _server_cache[cache_key] = (time.monotonic(), info)
+    return info
+
+
+def _ask_server(url: str, key: str | None, timeout: float) -> ServerInfo:
+    headers = {"Accept": "application/json"}
+    if key:
+        headers["Authorization"] = f"Bearer {key}"
+    request = urllib.request.Request(url.rstrip("/") + "/models", headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as resp:  # noqa: S310 - an http(s) URL, checked
+            status, body = resp.status, resp.read(4 * 2**20)
+    except urllib.error.HTTPError as exc:
+        return ServerInfo(url=url, status=exc.code)
+    except (OSError, ValueError) as exc:
+        return ServerInfo(url=url, error=str(getattr(exc, "reason", None) or exc))
+    try:
+        entries = json.loads(body).get("data") or []
+    except (ValueError, AttributeError):
+        return ServerInfo(url=url, status=status)
+    models: dict[str, Capabilities] = {}
+    default = None
+    for entry in entries if isinstance(entries, list) else []:
+        caps = _capabilities(entry.get("capabilities")) if isinstance(entry, dict) else None
+        if caps is None or not isinstance(entry.get("id"), str):
+            continue
+        models[entry["id"]] = caps
+        if entry.get("default") is True and entry.get("usable") is not False:
+            default = entry["id"]
+    return ServerInfo(url=url, status=status, models=models, default_model=default)
+
+
+def _capabilities(data: Any) -> Capabilities | None:
+    """A Kinema server's capabilities object (``Capabilities.to_dict()``) as Capabilities; None if it is not one."""
+    if not isinstance(data, dict):
+        return None
+    names = {f.name for f in dataclasses.fields(Capabilities)}
+
+    def tupled(value: Any) -> Any:  # JSON arrays back to the tuples Capabilities holds
+        return tuple(tupled(v) for v in value) if isinstance(value, list) else value
+
+    try:
+        caps = Capabilities(**{k: tupled(v) for k, v in data.items() if k in names})
+        caps.size_rule(), caps.frame_rule()  # a malformed entry fails here, not in the middle of resolve
+    except (TypeError, ValueError, ZeroDivisionError):
+        return None
+    # this backend sends no negative prompt (the /v1/videos shape has none)
+    return dataclasses.replace(caps, negative_prompt=False)
+
+
+def _key() -> str | None:
+    return os.environ.get(KEY_VAR, "").strip() or None
+
+
+def _key_problem(url: str, info: ServerInfo) -> str:
+    """Why the server at ``url`` cannot be used without a key: which server was asked, and which setting holds it."""
+    if info.status in (401, 403):
+        said = f"asks for an API key (it answered {info.status} to GET /models without one)"
+    elif info.status is None:
+        said = f"could not be reached to ask whether it needs an API key ({info.error})"
+    else:
+        said = f"answered {info.status} to GET /models without a key"
+    return (f"the /v1/videos server at {url} {said}: set {KEY_VAR} to that server's key (this backend sends "
+            f"{KEY_VAR} to whichever server {BASE_URL_VAR} or options.base_url names; on a Kinema server, "
+            "'kinema keys create' makes one)")  # fmt: skip
+
+
 class OpenAIVideosBackend(RemoteBackend):
     name = "openai"
     provider = "openai-videos"
@@ -79,11 +195,30 @@ class OpenAIVideosBackend(RemoteBackend):
     provider_options = ("base_url",)
 
     def availability(self) -> Availability:
-        found = super().availability()
-        if not found.usable:
-            return found
-        problem = _base_url_problem(os.environ.get(BASE_URL_VAR))
-        return Availability.no(problem) if problem else found
+        for module, extra in self.requires:
+            if not module_available(module):
+                return Availability.no(f"extra '{extra}' not installed (pip install 'kinema[{extra}]')")
+        url = os.environ.get(BASE_URL_VAR)
+        problem = _base_url_problem(url)
+        if problem:
+            return Availability.no(problem)
+        assert url is not None
+        if _key() is not None:
+            return Availability.ok()
+        # no key: fine for a server that answers without one (a Kinema server with --no-auth); else say which
+        # server was asked and which setting holds its key, not just "OPENAI_API_KEY missing"
+        info = server_info(url.rstrip("/"), None)
+        return Availability.ok() if info.status == 200 else Availability.no(_key_problem(url, info))
+
+    def resolve(self, request: VideoRequest, seed: int) -> GenerationParams:
+        given = request.options.get("base_url")
+        url = given if given is not None else os.environ.get(BASE_URL_VAR)
+        if not isinstance(url, str) or _base_url_problem(url):
+            return super().resolve(request, seed)  # check() refuses it, naming the setting
+        # the server's own models and what they accept, for this call only (one backend object serves all calls)
+        clone = copy.copy(self)
+        clone._server = server_info(url.rstrip("/"), _key())
+        return RemoteBackend.resolve(clone, request, seed)
 
     def check(self, params: GenerationParams) -> None:
         given = params.options.get("base_url")
@@ -101,10 +236,17 @@ class OpenAIVideosBackend(RemoteBackend):
         return list(SORA_MODELS)
 
     def default_model(self) -> str:
+        server = self._server
+        if server is not None and server.models and "sora-2" not in server.models:
+            return server.default_model or next(iter(server.models))
         return "sora-2"
+
+    _server: ServerInfo | None = None
 
     def capabilities(self, model: str | None = None) -> Capabilities:
         model = model or self.default_model()
+        if self._server is not None and model in self._server.models:
+            return self._server.models[model]
         if model in SORA_MODELS:
             return Capabilities(
                 modes=("t2v", "i2v"), default_size=(720, 1280), sizes=SORA_MODELS[model], durations=(4.0, 8.0, 12.0),
@@ -125,8 +267,14 @@ class OpenAIVideosBackend(RemoteBackend):
         problem = _base_url_problem(base)
         if problem:
             raise BackendUnavailable(self.name, problem)
-        return openai.OpenAI(api_key=self.api_key("OPENAI_API_KEY"), base_url=base, max_retries=0,
-                             timeout=loop.request_timeout)  # fmt: skip
+        assert base is not None
+        key = _key()
+        if key is None:
+            info = server_info(base, None)
+            if info.status != 200:
+                raise BackendUnavailable(self.name, _key_problem(base, info))
+            key = _NO_KEY  # the server answered without a key, so it checks none
+        return openai.OpenAI(api_key=key, base_url=base, max_retries=0, timeout=loop.request_timeout)
 
     _base_url: str | None = None
 
@@ -135,12 +283,18 @@ class OpenAIVideosBackend(RemoteBackend):
         given = params.options.get("base_url")
         clone = copy.copy(self)  # one backend object serves concurrent calls: the URL travels with this call only
         clone._base_url = (given if isinstance(given, str) else os.environ.get(BASE_URL_VAR) or "").rstrip("/")
+        if not _base_url_problem(clone._base_url):
+            clone._server = server_info(clone._base_url, _key())
         return RemoteBackend.generate(clone, params, ctx)
 
     def submit(self, client: Any, params: GenerationParams,
                token: str) -> tuple[str, dict[str, Any], TaskStatus | None]:  # fmt: skip
+        # OpenAI's shape takes whole seconds ("4"); a server that listed its capabilities (Kinema) takes any length,
+        # and rounding would change a 3.5 s clip of its frame rule into another length
+        listed = self._server is not None and params.model in self._server.models
+        seconds = f"{params.duration:g}" if listed else str(int(round(params.duration)))
         kwargs: dict[str, Any] = {
-            "prompt": params.prompt, "model": params.model, "seconds": str(int(round(params.duration))),
+            "prompt": params.prompt, "model": params.model, "seconds": seconds,
             "size": f"{params.width}x{params.height}",
         }  # fmt: skip
         if params.mode == "i2v" and params.image is not None:

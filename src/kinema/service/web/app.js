@@ -147,6 +147,15 @@ $("build-prompt").addEventListener("click", async () => {
   }
 });
 
+// -- example prompts -------------------------------------------------------------------------------------------------
+for (const example of document.querySelectorAll("#examples .example")) {
+  example.addEventListener("click", () => {
+    $("prompt").value = example.textContent.trim();
+    clearErrors(form);
+    $("prompt").focus();
+  });
+}
+
 // -- tabs ------------------------------------------------------------------------------------------------------------
 const tabs = [$("tab-video"), $("tab-storyboard")];
 
@@ -294,6 +303,10 @@ function storyboardFields() {
   return { title: $("sb-title").value.trim() || "Storyboard", scenes, ...sharedFields() };
 }
 
+// The start image of each image-to-video job sent from this page, by job id: the API gives no input back, so a
+// re-run from the gallery sends the same file again. Kept for the page's life only (a reload forgets them).
+const startImages = new Map();
+
 async function submit(kind, fields, image) {
   let video;
   if (kind === "storyboard") {
@@ -303,6 +316,7 @@ async function submit(kind, fields, image) {
     for (const [k, v] of Object.entries(fields)) if (v !== undefined && v !== null) data.append(k, String(v));
     data.append("input_reference", image, image.name);
     video = await postForm("/v1/videos", data);
+    startImages.set(video.id, image);
   } else {
     video = await post("/v1/videos", fields);
   }
@@ -347,10 +361,12 @@ async function rerun(video, newSeed) {
   } : { prompt: video.prompt, model: video.model, size: video.size, seconds: video.seconds, seed: video.seed ?? undefined };
   for (const k of Object.keys(fields)) if (fields[k] === null || fields[k] === undefined) delete fields[k];
   if (newSeed) delete fields.seed;
-  if (r && r.mode === "i2v") {
-    throw new Error("This video started from an image: choose the image in the form and submit it again.");
+  const image = startImages.get(video.id);
+  if (r && r.mode === "i2v" && !image) {
+    throw new Error("This video started from an image that this page no longer holds (the page was reloaded "
+      + "since, or another client made it): choose the image under Start image and press Generate.");
   }
-  return submit("video", fields);
+  return submit("video", fields, image);
 }
 
 // -- the job being watched -------------------------------------------------------------------------------------------
