@@ -36,6 +36,24 @@ def _as_list(value: Any) -> list[Any]:
     return list(value) if isinstance(value, list | tuple) else [value]
 
 
+def _run_split(the_plan: Any, output: Path, gpus: int, token: Any, as_json: bool) -> None:
+    """``--gpus N``: the planned request (its seed fixed, so every rank draws the same noise) on N rank processes."""
+    from ..backends.parallel import launch
+
+    if the_plan.backend.name != "diffusers":
+        raise InvalidRequest("gpus", f"backend {the_plan.backend.name!r} runs on one device", value=gpus,
+                             allowed="1, or --backend diffusers with --option ulysses=N")  # fmt: skip
+    request = the_plan.request.model_copy(update={"seed": the_plan.params.seed})
+    with ProgressBar(enabled=err.is_terminal and not as_json) as bar, interrupt_cancels(token):
+        run = launch(request, gpus=gpus, output=output, on_progress=bar, cancel=token)
+    _print_warnings(run.warnings)
+    if as_json:
+        sys.stdout.write(json.dumps({"path": run.path, "recipe": run.recipe, "warnings": run.warnings},
+                                    default=str) + "\n")  # fmt: skip
+    else:
+        out.print(f"[green]saved[/] {run.path}  (split over {gpus} processes, seed {request.seed})")
+
+
 def _print_warnings(warnings: list[str]) -> None:
     for warning in warnings:
         err.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
@@ -79,6 +97,14 @@ def generate(
         bool, typer.Option("--plan", help="Print what would run (backend, size, frames, seed...) and stop.")
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as one JSON object on stdout.")] = False,
+    gpus: Annotated[
+        int,
+        typer.Option(
+            "--gpus",
+            min=1,
+            help="Split one video over N GPUs (diffusers models with --option ulysses=N or ring=N; docs/models.md).",
+        ),
+    ] = 1,
     keep_task: Annotated[
         bool,
         typer.Option(
@@ -136,6 +162,9 @@ def generate(
         # a cloud backend's task id is written next to the output the moment it is known, so `kinema resume`
         # can finish a paid generation after a crash; the record goes once the video is saved
         token = CancelToken()
+        if gpus > 1:
+            _run_split(the_plan, output, gpus, token, as_json)
+            return
         with ProgressBar(enabled=err.is_terminal and not as_json) as bar, \
                 interrupt_cancels(token, keep_provider_task=keep_task):  # fmt: skip
             result = engine.run(the_plan, on_progress=bar, on_task_id=task_recorder(output), cancel=token)

@@ -1,0 +1,113 @@
+"""One video split over several processes (context parallelism), run here as CPU ranks with gloo on the tiny Wan.
+
+The split run must give the single-process frames; bad settings are refused before any rank starts; a cancel stops
+every rank; a killed rank stops the group and fails the run instead of leaving it hanging.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import kinema
+from kinema.backends.base import CancelToken
+from kinema.backends.parallel import check_parallel, launch, parse_parallel
+from kinema.errors import Cancelled, GenerationFailed, InvalidRequest
+from kinema.video import Video
+
+Tiny = Callable[[str], Path]
+
+
+def request(tiny_checkpoint: Tiny, steps: int = 2, **options: Any) -> kinema.VideoRequest:
+    return kinema.VideoRequest(prompt="a red ball on the sea", backend="diffusers",
+                               model=str(tiny_checkpoint("wan-t2v")), width=32, height=32, num_frames=5,
+                               num_inference_steps=steps, seed=7,
+                               options={"device": "cpu", "max_sequence_length": 32, **options})  # fmt: skip
+
+
+def test_ulysses_2_gives_the_single_process_frames(tiny_checkpoint: Tiny, tmp_path: Path) -> None:
+    single = kinema.run(request(tiny_checkpoint), output=tmp_path / "one.png")
+    events: list[Any] = []
+    run = launch(request(tiny_checkpoint, ulysses=2), gpus=2, output=tmp_path / "two.png", on_progress=events.append)
+    assert run.path is not None and Path(run.path).exists()
+    split = Video.open(run.path).frames.astype(np.int16)
+    assert np.abs(split - single.video.frames.astype(np.int16)).max() <= 1  # equal up to float rounding
+    assert run.recipe["options"]["ulysses"] == 2  # the split is part of the recipe
+    assert [e.step for e in events if e.stage == "denoising"] == [1, 2]  # rank 0 alone reports
+
+
+def test_cancel_reaches_every_rank(tiny_checkpoint: Tiny) -> None:
+    token = CancelToken()
+    started = time.monotonic()
+
+    def on_progress(event: Any) -> None:
+        if event.stage == "denoising":
+            token.cancel()
+
+    with pytest.raises(Cancelled):
+        launch(request(tiny_checkpoint, steps=50, ulysses=2), gpus=2, on_progress=on_progress, cancel=token)
+    assert time.monotonic() - started < 120
+
+
+def test_a_killed_rank_stops_the_group(tiny_checkpoint: Tiny) -> None:
+    import multiprocessing
+
+    killed: list[int] = []
+
+    def kill_a_rank_once_denoising(event: Any) -> None:
+        if event.stage == "denoising" and not killed:
+            ranks = [p for p in multiprocessing.active_children() if p.pid is not None]
+            killed.append(ranks[-1].pid)  # type: ignore[arg-type]
+            os.kill(ranks[-1].pid, signal.SIGKILL)  # type: ignore[arg-type]
+
+    with pytest.raises(GenerationFailed, match="rank"):
+        launch(request(tiny_checkpoint, steps=200, ulysses=2), gpus=2, on_progress=kill_a_rank_once_denoising)
+    assert killed
+    assert not multiprocessing.active_children(), "the other rank was stopped too"
+
+
+diffusers = pytest.importorskip("diffusers")
+_Wan = diffusers.WanTransformer3DModel  # the real classes: whether a plan exists is the installed diffusers' to say
+_Hunyuan = diffusers.HunyuanVideoTransformer3DModel
+
+
+def opts(**kw: Any) -> dict[str, Any]:
+    out = {"ulysses": 1, "ring": 1, "offload": "none", "attention": "sdpa", **kw}
+    parse_parallel(out)
+    return out
+
+
+@pytest.mark.parametrize(
+    ("cls", "config", "options", "group", "field", "allowed"),
+    [
+        (_Wan, {"num_attention_heads": 12}, {"ulysses": 3}, 2, "options.ulysses", "product is 2"),
+        (_Wan, {"num_attention_heads": 12}, {"ulysses": 5}, 5, "options.ulysses", "divisor of 12"),
+        (_Hunyuan, {"num_attention_heads": 24}, {"ulysses": 2}, 2, "options.ulysses", "Wan or LTX"),
+        (_Wan, {"num_attention_heads": 12}, {"ulysses": 2, "offload": "model"}, 2, "options.offload", "none"),
+        (_Wan, {"num_attention_heads": 12}, {"ring": 2, "attention": "sage"}, 2, "options.attention", "sdpa"),
+        (_Wan, {"num_attention_heads": 12}, {"ulysses_anything": True}, 1, "options.ulysses_anything", "ulysses=N"),
+        (_Wan, {"num_attention_heads": 12}, {"ulysses": "two"}, 2, "options.ulysses", "integer"),
+    ],
+)
+def test_bad_parallel_settings_are_refused(cls: Any, config: dict[str, Any], options: dict[str, Any], group: int,
+                                           field: str, allowed: str) -> None:  # fmt: skip
+    with pytest.raises(InvalidRequest) as info:
+        check_parallel(cls, config, opts(**options), group)
+    assert info.value.field == field and allowed in str(info.value.allowed)
+
+
+def test_ulysses_anything_lifts_the_head_rule() -> None:
+    check_parallel(_Wan, {"num_attention_heads": 12}, opts(ulysses=5, ulysses_anything=True), 5)
+
+
+def test_launch_refuses_a_mismatched_group_before_starting(tiny_checkpoint: Tiny) -> None:
+    with pytest.raises(InvalidRequest) as info:
+        launch(request(tiny_checkpoint, ulysses=2), gpus=4)
+    assert info.value.field == "options.ulysses"
