@@ -12,6 +12,11 @@ provider's words. Tests then script trouble::
     fake.delay["poll"] = 0.5                       # slow answers
 
     fake.drop_submit_answers = 1                   # the next submit is accepted (paid) but its answer is lost
+    fake.finish_after = 1.0                        # tasks finish by time, not by poll count
+
+Where a submit asks for a webhook (fal ``fal_webhook``, Replicate ``webhook``, Luma/Kling ``callback_url``, Pictory
+and ModelsLab ``webhook``), the fake POSTs the provider's payload to it when the task finishes (signed where the
+provider signs: see :meth:`FakeServer.webhook_headers`); ``fake.webhook_calls`` records (url, HTTP status) of each.
 
 and assert on the counters: ``fake.submissions`` (accepted, i.e. paid, generations), ``fake.submit_attempts``,
 ``fake.polls``, ``fake.downloads``, ``fake.cancels`` and ``fake.log`` (every request: method, path, headers,
@@ -99,6 +104,8 @@ class FakeServer:
         self.expire_urls = 0
         self.drop_submit_answers = 0  # accept (and bill) the next N submits, then lose their answers
         self.retired_models: dict[str, str] = {}  # model -> the provider's refusal
+        self.finish_after: float | None = None  # seconds from submit to the terminal state (None: by poll count)
+        self.webhook_calls: list[tuple[str, int | None]] = []  # (url, status answered; None: no answer)
         # counters
         self.submissions = 0
         self.submit_attempts = 0
@@ -147,6 +154,10 @@ class FakeServer:
 
     def advance(self, task: FakeTask) -> str:
         """One poll of a task: 'throttled', 'queued', 'running' or the task's outcome ('succeed'...)."""
+        if self.finish_after is not None:
+            with self.lock:
+                task.polls += 1
+            return self.phase(task)
         with self.lock:
             task.polls += 1
             if task.throttled > 0:
@@ -158,6 +169,8 @@ class FakeServer:
 
     def phase(self, task: FakeTask) -> str:
         """The task's state without counting a poll."""
+        if self.finish_after is not None:
+            return task.outcome if time.time() - task.created >= self.finish_after else "running"
         if task.polls >= self.polls_to_finish:
             return task.outcome
         return "queued" if task.polls <= 1 else "running"
@@ -171,6 +184,45 @@ class FakeServer:
                 self.expire_urls -= 1
             self.files[token] = expired
         return f"{self.url}/files/{token}.mp4"
+
+    # -- webhooks: the provider calls back the URL a submit gave ----------------------------------------------------
+    def schedule_webhook(self, task: FakeTask, url: str | None) -> None:
+        """Call ``url`` back when ``task`` finishes (``finish_after``; at once in poll-count mode)."""
+        if not url:
+            return
+        task.extra["webhook"] = url
+        delay = self.finish_after + 0.05 if self.finish_after is not None else 0.0
+        timer = threading.Timer(delay, self.call_webhook, args=(task, url))
+        timer.daemon = True
+        timer.start()
+
+    def call_webhook(self, task: FakeTask, url: str, body: Any = None, headers: dict[str, str] | None = None) -> int:
+        """POST the provider's callback for ``task`` to ``url`` (or ``body``/``headers`` as given: a forgery);
+        returns the HTTP status (0 when nothing answered)."""
+        import urllib.error
+        import urllib.request
+
+        payload = json.dumps(self.webhook_payload(task) if body is None else body).encode()
+        sent = {"Content-Type": "application/json", **(self.webhook_headers(payload) if headers is None else headers)}
+        request = urllib.request.Request(url, data=payload, headers=sent, method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=10) as resp:
+                status = int(resp.status)
+        except urllib.error.HTTPError as exc:
+            status = int(exc.code)
+        except OSError:
+            status = 0
+        with self.lock:
+            self.webhook_calls.append((url, status))
+        return status
+
+    def webhook_payload(self, task: FakeTask) -> Any:
+        """What the provider POSTs when a task ends (its task object, in its words)."""
+        return {"id": task.id, "status": self.phase(task)}
+
+    def webhook_headers(self, payload: bytes) -> dict[str, str]:
+        """The signature headers of a callback; providers that do not sign send none."""
+        return {}
 
     def inject(self, kind: str, *, status: int, times: int = 1, retry_after: float | None = None,
                body: Any = None) -> None:  # fmt: skip

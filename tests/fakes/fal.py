@@ -6,6 +6,9 @@ IN_PROGRESS, COMPLETED, the last possibly with error / error_type); GET .../requ
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import time
 import uuid
 from typing import Any
 
@@ -21,7 +24,37 @@ class FakeFal(FakeServer):
     provider = "fal"
 
     def __init__(self, video: bytes, key: str = "fal-key-id-0123:fal-secret-abcdef0123456789") -> None:
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+        # fal signs webhooks with ED25519; its public keys are a JWKS (rest.fal.ai/.well-known/jwks.json)
+        self.signing_key = Ed25519PrivateKey.generate()
+        self.user_id = "fal-user-0123"
         super().__init__(video, key)
+
+    @property
+    def jwks(self) -> dict[str, Any]:
+        """The public half of the signing key, as fal publishes it."""
+        from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+        raw = self.signing_key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+        x = base64.urlsafe_b64encode(raw).decode().rstrip("=")
+        return {"keys": [{"kty": "OKP", "crv": "Ed25519", "x": x, "kid": "fake-1", "use": "sig"}]}
+
+    def webhook_payload(self, task: Any) -> Any:
+        ok = self.phase(task) == "succeed"
+        payload = {"video": {"url": self.output_url(), "content_type": "video/mp4"}} if ok else None
+        return {"request_id": task.id, "gateway_request_id": task.id, "status": "OK" if ok else "ERROR",
+                "payload": payload, "error": None if ok else "Internal error while running the model"}  # fmt: skip
+
+    def webhook_headers(self, payload: bytes) -> dict[str, str]:
+        import json
+
+        request_id = str(json.loads(payload).get("request_id", ""))
+        ts = str(int(time.time()))
+        message = "\n".join((request_id, self.user_id, ts, hashlib.sha256(payload).hexdigest())).encode()
+        signature = self.signing_key.sign(message).hex()
+        return {"X-Fal-Webhook-Request-Id": request_id, "X-Fal-Webhook-User-Id": self.user_id,
+                "X-Fal-Webhook-Timestamp": ts, "X-Fal-Webhook-Signature": signature}  # fmt: skip
 
     def setup_routes(self) -> None:
         self.route("GET", r"/(?P<owner>[\w.-]+)/(?P<alias>[\w.-]+)/requests/(?P<id>[0-9a-f-]+)/status", self.status,
@@ -65,6 +98,7 @@ class FakeFal(FakeServer):
         owner, alias = endpoint.split("/")[:2]
         task = self.new_task(body, task_id=str(uuid.uuid4()))
         task.extra.update(app=f"{owner}/{alias}", endpoint=endpoint, image=body.get("image_url"))
+        self.schedule_webhook(task, (req.query.get("fal_webhook") or [None])[0])
         base = f"{self.url}/{owner}/{alias}/requests/{task.id}"  # the subpath is dropped
         return Response(200, {"request_id": task.id, "gateway_request_id": task.id, "response_url": base,
                               "status_url": base + "/status", "cancel_url": base + "/cancel", "queue_position": 0},

@@ -94,7 +94,12 @@ class FakeKling(FakeServer):
             task_id = str(self._next_id)
         task = self.new_task(body, task_id=task_id)
         task.extra.update(family=family, image=body.get("image"), external=external)
+        self.schedule_webhook(task, body.get("callback_url"))
         return Response(200, self.envelope(0, "SUCCEED", self._data(task, "submitted")))
+
+    def webhook_payload(self, task: Any) -> Any:
+        status = {"running": "processing", "succeed": "succeed"}.get(self.phase(task), "failed")
+        return self._data(task, status)  # the task's data object, unsigned
 
     def _data(self, task: Any, status: str) -> dict[str, Any]:
         data: dict[str, Any] = {

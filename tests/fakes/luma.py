@@ -46,7 +46,11 @@ class FakeLuma(FakeServer):
             return Response(400, {"detail": "keyframes.frame0 must be {type: image, url}"})
         task = self.new_task(body, task_id=str(uuid.uuid4()))
         task.extra["image"] = frame0
+        self.schedule_webhook(task, body.get("callback_url"))
         return Response(201, self._generation(task, "queued"))
+
+    def webhook_payload(self, task: Any) -> Any:
+        return self._generation(task, self.phase(task))  # the full Generation, unsigned
 
     def _generation(self, task: Any, phase: str) -> dict[str, Any]:
         state = {"queued": "queued", "running": "dreaming", "succeed": "completed"}.get(phase, "failed")

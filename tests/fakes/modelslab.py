@@ -63,7 +63,11 @@ class FakeModelsLab(FakeServer):
             task_id = str(self._next_id)
         task = self.new_task(body, task_id=task_id)
         task.extra.update(image=body.get("init_image"), track_id=body.get("track_id"))
+        self.schedule_webhook(task, body.get("webhook"))
         return Response(200, self._answer(task, "processing"))
+
+    def webhook_payload(self, task: Any) -> Any:
+        return self._answer(task, "success" if self.phase(task) == "succeed" else "error")  # with track_id
 
     def _answer(self, task: Any, status: str) -> dict[str, Any]:
         out: dict[str, Any] = {

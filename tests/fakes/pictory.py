@@ -56,7 +56,12 @@ class FakePictory(FakeServer):
                                                        "referenceImageUrls")  # fmt: skip
         task = self.new_task(body, task_id=str(uuid.uuid4()))
         task.extra["image"] = body.get("firstFrameImageUrl")
+        self.schedule_webhook(task, body.get("webhook"))
         return Response(200, {"success": True, "data": {"jobId": task.id}})
+
+    def webhook_payload(self, task: Any) -> Any:
+        done = self.phase(task) == "succeed"
+        return {"job_id": task.id, "success": done, "data": {"status": "completed" if done else "failed"}}
 
     def job(self, req: Request) -> Response:
         task = self.tasks.get(req.match.group("id")) if req.match else None

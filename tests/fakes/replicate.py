@@ -5,6 +5,7 @@ prediction status starting / processing / succeeded / failed / canceled; output 
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import secrets
 from typing import Any
@@ -28,6 +29,8 @@ class FakeReplicate(FakeServer):
 
     def __init__(self, video: bytes, key: str = "r8_testtoken0123456789abcdefABCDEF") -> None:
         self.output_as_list = False
+        #: the account's webhook signing secret (GET /v1/webhooks/default/secret)
+        self.webhook_secret = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
         super().__init__(video, key)
 
     def setup_routes(self) -> None:
@@ -87,11 +90,13 @@ class FakeReplicate(FakeServer):
                                   "detail": "- input: start_image is required"})  # fmt: skip
         task = self.new_task(inputs, task_id=secrets.token_hex(13)[:26])
         task.extra["cancel_after"] = req.header("cancel-after")
+        task.extra["events_filter"] = body.get("webhook_events_filter")
         task.extra.update(
             model=model,
             version=version,
             image=inputs.get("first_frame_image") or inputs.get("start_image") or inputs.get("image"),
         )
+        self.schedule_webhook(task, body.get("webhook"))
         return Response(201, self._prediction(task, "starting"))
 
     def _prediction(self, task: Any, status: str) -> dict[str, Any]:
@@ -107,6 +112,19 @@ class FakeReplicate(FakeServer):
             pred.update(output=[url] if self.output_as_list else url, completed_at=_now(),
                         metrics={"predict_time": 42.1, "total_time": 45.0})  # fmt: skip
         return pred
+
+    def webhook_payload(self, task: Any) -> Any:
+        status = {"running": "processing", "succeed": "succeeded"}.get(self.phase(task), "failed")
+        return self._prediction(task, status)
+
+    def webhook_headers(self, payload: bytes) -> dict[str, str]:
+        # Standard Webhooks, signed by the reference library (not Kinema's own code, which verifies it)
+        from standardwebhooks.webhooks import Webhook
+
+        msg_id = "msg_" + secrets.token_hex(8)
+        now = dt.datetime.now(dt.UTC)
+        signature = Webhook(self.webhook_secret).sign(msg_id, now, payload.decode())
+        return {"webhook-id": msg_id, "webhook-timestamp": str(int(now.timestamp())), "webhook-signature": signature}
 
     def get(self, req: Request) -> Response:
         task = self.tasks.get(req.match.group("id")) if req.match else None

@@ -76,6 +76,76 @@ def _done(store: stores.Store, job: Job, publish: Callable[[], None] | None = No
                           thumbnail_path="out.png", expires_at=time.time() + 60, publish=publish)  # fmt: skip
 
 
+# -- provider callbacks, the submitting mark, budgets and usage ------------------------------------------------------
+def test_callback_token_is_made_once_and_kept(store: stores.Store) -> None:
+    (job,) = _submit(store)
+    token = store.callback_token(job.id)
+    assert token and len(token) >= 24 and store.callback_token(job.id) == token
+    got = store.get(job.id)
+    assert got is not None and got.callback_token == token
+    assert store.callback_token("video_missing") is None
+    (other,) = _submit(store)
+    assert store.callback_token(other.id) != token
+
+
+def test_poll_hints_are_recorded_for_live_jobs_only(store: stores.Store) -> None:
+    a, b = _submit(store, 2)
+    assert store.poll_hints([a.id, b.id]) == {}
+    before = time.time()
+    assert store.record_poll_hint(a.id) is True
+    hints = store.poll_hints([a.id, b.id])
+    assert list(hints) == [a.id] and hints[a.id] >= before
+    claimed = store.claim("w", lease_seconds=30)
+    assert claimed is not None and _done(store, claimed)
+    assert store.record_poll_hint(claimed.id) is False  # a finished job takes no more hints
+    assert store.record_poll_hint("video_missing") is False
+    assert store.poll_hints([]) == {}
+
+
+def test_submitting_mark_is_set_cleared_by_the_task_id_and_by_an_operator_retry(store: stores.Store) -> None:
+    _submit(store, max_attempts=1)
+    job = store.claim("w", lease_seconds=30)
+    assert job is not None and job.submitting_at is None
+    assert store.mark_submitting(job.id, "other-worker", job.attempts) is False  # not this attempt's job
+    assert store.mark_submitting(job.id, "w", job.attempts) is True
+    marked = store.get(job.id)
+    assert marked is not None and marked.submitting_at is not None and marked.provider_task_id is None
+    assert store.mark_submitting(job.id, "w", job.attempts, False) is True  # the provider refused the submit
+    cleared = store.get(job.id)
+    assert cleared is not None and cleared.submitting_at is None
+    assert store.mark_submitting(job.id, "w", job.attempts) is True
+    assert store.set_provider_task(job.id, "w", job.attempts, "task-1", {"k": 1})
+    recorded = store.get(job.id)
+    assert recorded is not None and recorded.submitting_at is None and recorded.provider_task_id == "task-1"
+    assert store.mark_submitting(job.id, "w", job.attempts) is True
+    assert store.fail(job.id, "w", job.attempts, {"code": "submit_unconfirmed"}) == "failed"
+    failed = store.get(job.id)
+    assert failed is not None and failed.submitting_at is not None  # kept for review
+    requeued = store.requeue(job.id)
+    assert requeued is not None and requeued.submitting_at is None  # the operator decided: submit again
+
+
+def test_key_budgets_and_usage_rows(store: stores.Store) -> None:
+    plain, _ = store.create_key("plain")
+    capped, _ = store.create_key("capped", budget=(10.0, "USD"))
+    assert store.key_budget(plain) is None and store.key_budget(capped) == (10.0, "USD")
+    assert store.key_budget("key_missing") is None
+    listed = {k["id"]: k for k in store.list_keys()}
+    assert listed[capped]["budget_amount"] == 10.0 and listed[capped]["budget_currency"] == "USD"
+    assert listed[plain]["budget_amount"] is None
+    first, second = _submit(store, 2, owner=capped)
+    _submit(store, owner=plain)
+    job = store.claim("w", lease_seconds=30)
+    assert job is not None and job.id == first.id
+    assert store.complete(job.id, "w", job.attempts, result={"cost": {"usd": 1.5, "estimate": True}},
+                          output_path="o.mp4", thumbnail_path=None, expires_at=time.time() + 60)  # fmt: skip
+    rows = store.usage_rows(capped)
+    assert [r["id"] for r in rows] == [first.id, second.id]
+    assert rows[0]["status"] == "completed" and rows[0]["result"] == {"cost": {"usd": 1.5, "estimate": True}}
+    assert rows[0]["request"] == {"prompt": "p0"} and rows[1]["result"] is None
+    assert store.usage_rows(capped, since=time.time() + 60) == []
+
+
 # -- jobs ----------------------------------------------------------------------------------------------------------
 def test_both_stores_satisfy_the_contract(store: stores.Store) -> None:
     assert isinstance(store, stores.Store)
@@ -592,10 +662,12 @@ def test_migrations_from_version_1_keep_the_rows(pg_url: str) -> None:
         PostgresStore(pg_url, migrate=False)
     store, other = PostgresStore(pg_url), PostgresStore(pg_url)
     try:
-        assert _versions(pg_url) == [1, 2, 3]
+        assert _versions(pg_url) == [1, 2, 3, 4]
         assert _admission_index(pg_url), "v3 indexes the owners' active jobs"
         old = store.get("video_old")
         assert old is not None and old.request == {"prompt": "p"} and old.status == "queued"
+        assert old.callback_token is None and old.submitting_at is None  # v4's columns, empty on old rows
+        assert store.key_budget("key_old") is None
         assert other.wait_for_work(1.0) is True
         claimed = store.claim("w", lease_seconds=30)
         assert claimed is not None and claimed.id == "video_old"
@@ -635,7 +707,7 @@ def test_replicas_starting_together_migrate_once(pg_url: str) -> None:
         t.start()
     for t in threads:
         t.join()
-    assert sorted(v for a in applied for v in a) == [1, 2, 3] and _versions(pg_url) == [1, 2, 3]
+    assert sorted(v for a in applied for v in a) == [1, 2, 3, 4] and _versions(pg_url) == [1, 2, 3, 4]
 
 
 def test_connections_killed_by_the_server_are_replaced(pg_database: str) -> None:

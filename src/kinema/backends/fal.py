@@ -190,7 +190,13 @@ class FalBackend(RemoteBackend):
                 assert params.image is not None
                 body["image_url"] = data_uri(encode_png(params.image))
         endpoint = self._endpoint(params)
-        data = self._json(client, "POST", f"{self._queue_url()}/{endpoint}", body)
+        url = f"{self._queue_url()}/{endpoint}"
+        callback = self.callback_url()
+        if callback:  # fal's queue calls it when the request ends (query parameter fal_webhook, fal queue docs)
+            from urllib.parse import urlencode
+
+            url += "?" + urlencode({"fal_webhook": callback})
+        data = self._json(client, "POST", url, body)
         request_id = str(data.get("request_id") or "")
         if not request_id:
             raise ProviderError("fal accepted the request but returned no request_id", provider=self.provider)

@@ -173,6 +173,9 @@ class KlingBackend(RemoteBackend):
             else:
                 assert params.image is not None
                 body["image"] = base64.b64encode(encode_png(params.image)).decode("ascii")  # raw, no data: prefix
+        callback = self.callback_url()
+        if callback:  # Kling POSTs the task to it on every status change (unsigned: only a hint)
+            body["callback_url"] = callback
         data = self._request(client, "POST", f"/v1/videos/{family}", body)
         task_id = str(data.get("task_id") or "")
         if not task_id:

@@ -93,6 +93,9 @@ class LumaBackend(RemoteBackend):
             kwargs["loop"] = bool(params.options["loop"])
         if params.mode == "i2v":
             kwargs["keyframes"] = {"frame0": {"type": "image", "url": params.image_source}}
+        callback = self.callback_url()
+        if callback:  # Luma POSTs the generation to it on dreaming/completed/failed (unsigned: only a hint)
+            kwargs["callback_url"] = callback
         generation = client.generations.create(**kwargs)
         return str(generation.id), {}, None
 

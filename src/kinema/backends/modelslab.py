@@ -113,6 +113,9 @@ class ModelsLabBackend(RemoteBackend):
         if params.mode == "i2v":
             path = "/v6/video/img2video"
             body["init_image"] = params.image_source
+        callback = self.callback_url()
+        if callback:  # ModelsLab POSTs the job (with track_id) to it (unsigned: only a hint)
+            body["webhook"] = callback
         data = self._post(client, path, body)
         status = self._status(data)
         if data.get("id") is None:

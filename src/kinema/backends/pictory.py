@@ -117,6 +117,9 @@ class PictoryBackend(RemoteBackend):
                                 "duration": f"{int(round(params.duration))}s"}  # fmt: skip
         if params.mode == "i2v":
             body["firstFrameImageUrl"] = params.image_source
+        callback = self.callback_url()
+        if callback:  # the "webhook" body field (payload and signing undocumented: only a hint)
+            body["webhook"] = callback
         data = self._json(client, "POST", "/v1/aistudio/videos", body)
         job_id = (data.get("data") or {}).get("jobId")
         if not job_id:

@@ -20,6 +20,15 @@ where the provider offers them, ``cancel`` (called once when the generation is c
 ``find_submitted`` (the task created with this generation's client token, after a submit whose answer was lost).
 Cost: what the provider reports, plus a USD estimate from :mod:`kinema.backends.prices` where it reports none.
 
+Provider callbacks (the job service): a caller that can be called back puts ``callback_url`` (where the provider
+should POST when the task changes) and ``poll_now`` (a :class:`threading.Event`) in ``resume_info``. Providers that
+take a webhook send :meth:`RemoteBackend.callback_url` with the submit; setting the event makes the poll loop poll
+at once instead of sleeping out its interval. The callback is only a hint: the poll stays the source of truth.
+``on_submitting`` (a callable) is called with True right before the paid submit (False after a submit the provider
+refused, so no task exists), and ``submit_unconfirmed`` (true) says an earlier attempt was marked submitting but
+never recorded a task id: the task is then looked up by the client token, or, where the provider cannot do that,
+the generation fails with ``submit_unconfirmed`` rather than pay twice.
+
 Loop settings come from request options (``poll_interval``, ``max_poll_interval``, ``timeout``,
 ``download_retries``, ``request_timeout``) or the environment (``KINEMA_POLL_INTERVAL``, ``KINEMA_REMOTE_TIMEOUT``),
 so tests against local fakes run in milliseconds::
@@ -30,6 +39,7 @@ so tests against local fakes run in milliseconds::
 from __future__ import annotations
 
 import base64
+import contextvars
 import email.utils
 import io
 import logging
@@ -38,6 +48,7 @@ import os
 import random
 import re
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -62,6 +73,10 @@ from .base import BackendOutput, BaseBackend, GenerationContext, GenerationParam
 
 __all__ = [
     "STATUSES",
+    "CALLBACK_URL",
+    "POLL_NOW",
+    "ON_SUBMITTING",
+    "SUBMIT_UNCONFIRMED",
     "TaskStatus",
     "LoopOptions",
     "RemoteBackend",
@@ -112,6 +127,11 @@ _TRANSPORT = {
 #: transport failures before the request was sent (no connection was made): a submit that failed so was not made
 _NOT_SENT = {"ConnectError", "ConnectTimeout", "ConnectionRefusedError"}
 _TRANSIENT_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
+#: resume_info keys of the job service's hooks (see the module docstring)
+CALLBACK_URL, POLL_NOW, ON_SUBMITTING, SUBMIT_UNCONFIRMED = ("callback_url", "poll_now", "on_submitting",
+                                                            "submit_unconfirmed")  # fmt: skip
+# the callback URL of the submit running in this thread: submit() has no context argument, and backends are shared
+_CALLBACK: contextvars.ContextVar[str | None] = contextvars.ContextVar("kinema_callback_url", default=None)
 
 
 @dataclass
@@ -443,6 +463,11 @@ class RemoteBackend(BaseBackend):
         ModelsLab ``track_id``) sends it, so a task whose submit answer was lost can be found again by it."""
         raise NotImplementedError
 
+    def callback_url(self) -> str | None:
+        """Where the provider should POST when this submit's task changes (the job service's per-job URL), or None
+        (the CLI: polling only). Call it from :meth:`submit`."""
+        return _CALLBACK.get()
+
     def find_submitted(self, client: Any, params: GenerationParams,
                        token: str) -> tuple[str, dict[str, Any], TaskStatus | None] | None:  # fmt: skip
         """After a submit whose answer never arrived: the task created with ``token``, or None when there is none.
@@ -558,7 +583,21 @@ class RemoteBackend(BaseBackend):
                 task_id, info, status = found
                 warnings.append(f"found {self.provider} task {task_id} by client token {token}; not submitted again")
             else:
-                task_id, info, status = self._submit(client, params, ctx, loop, deadline, token)
+                on_submitting = ctx.resume_info.get(ON_SUBMITTING)
+                if callable(on_submitting):
+                    on_submitting(True)  # durable before the paid call: a crash after it is detected, not re-paid
+                callback = ctx.resume_info.get(CALLBACK_URL)
+                reset = _CALLBACK.set(callback if isinstance(callback, str) and callback else None)
+                try:
+                    task_id, info, status = self._submit(client, params, ctx, loop, deadline, token)
+                except KinemaError as exc:
+                    # an answer that refused the submit (or a lost one proven not to have created a task): nothing
+                    # exists at the provider, so the next attempt may submit; "unconfirmed" keeps the mark
+                    if callable(on_submitting) and getattr(exc, "provider_code", None) != "submit_unconfirmed":
+                        on_submitting(False)
+                    raise
+                finally:
+                    _CALLBACK.reset(reset)
             info = {"backend": self.name, "model": params.model, "mode": params.mode, "client_token": token,
                     **info, "request": _request_record(params)}  # fmt: skip
             hook = ctx.on_task_id
@@ -623,16 +662,24 @@ class RemoteBackend(BaseBackend):
             exc.args = (text,)
         return exc
 
-    def _sleep(self, seconds: float, ctx: GenerationContext, deadline: float | None = None) -> None:
+    def _sleep(self, seconds: float, ctx: GenerationContext, deadline: float | None = None,
+               wake: Any = None) -> None:  # fmt: skip
+        """Wait, checking for cancellation; ``wake`` (an Event: a provider callback arrived) ends the wait early."""
         if deadline is not None:
             seconds = min(seconds, max(0.0, deadline - time.monotonic()))
         end = time.monotonic() + seconds
+        event = wake if isinstance(wake, threading.Event) else None
         while True:
             ctx.cancel.raise_if_cancelled()
             left = end - time.monotonic()
             if left <= 0:
                 return
-            time.sleep(min(left, 0.1))
+            if event is None:
+                time.sleep(min(left, 0.1))
+            elif event.wait(min(left, 0.1)):
+                event.clear()
+                log.info("%s: a provider callback arrived; polling now", self.provider)
+                return
 
     def _cancel_task(self, client: Any, task_id: str, info: dict[str, Any], exc: Cancelled) -> Cancelled:
         """Stop the provider's task after the caller cancelled: one cancel call where the provider has one, its
@@ -682,9 +729,17 @@ class RemoteBackend(BaseBackend):
         the submit and ``on_task_id``), where the provider can look tasks up by it."""
         if ctx.resume_info.get("client_token") != token:
             return None  # a fresh token: no earlier attempt can have used it
+        unconfirmed = bool(ctx.resume_info.get(SUBMIT_UNCONFIRMED))
         try:
             found = self._call(lambda: self.find_submitted(client, params, token))
         except NotImplementedError:
+            if unconfirmed:
+                raise self._scrub(ProviderError(
+                    f"{self.provider}: an earlier attempt was stopped between its submit and recording the task id, "
+                    f"so a task may exist at the provider (and be billed); {self.provider} cannot look tasks up by "
+                    f"client token {token!r}, so it was not submitted again: check the provider's dashboard, then "
+                    f"retry the job (`kinema jobs retry`) only if no task was created",
+                    provider=self.provider, provider_code="submit_unconfirmed")) from None  # fmt: skip
             return None
         if found is not None:
             log.info("%s: task %s already exists for client token %s; not submitting again", self.provider,
@@ -745,7 +800,7 @@ class RemoteBackend(BaseBackend):
                 wait = _jittered(min(loop.max_poll_interval, max(base, loop.poll_interval) * loop.backoff**n),
                                  loop.jitter)  # fmt: skip
                 n += 1
-                self._sleep(wait, ctx, deadline)
+                self._sleep(wait, ctx, deadline, wake=ctx.resume_info.get(POLL_NOW))
             try:
                 status = self._call(lambda: self.fetch(client, task_id, info))
                 failures = 0

@@ -135,16 +135,20 @@ class ReplicateBackend(RemoteBackend):
                     request.headers["Cancel-After"] = value
 
             client._client.event_hooks = {"request": [deadline_header], "response": []}
+        hook: dict[str, Any] = {}
+        callback = self.callback_url()
+        if callback:  # signed with Standard Webhooks; "completed" only: one call when the prediction ends
+            hook = {"webhook": callback, "webhook_events_filter": ["completed"]}
         if ":" in model:
-            prediction = client.predictions.create(version=model.split(":", 1)[1], input=inputs)
+            prediction = client.predictions.create(version=model.split(":", 1)[1], input=inputs, **hook)
         else:
             # a community model without a version is not served on the official-models route: run its latest
             # version (GET /v1/models/{owner}/{name} -> latest_version.id, as Replicate's docs describe)
             version = None if known is not None else self._latest_version(client, model)
             if version is None:  # an official model: POST /v1/models/{owner}/{name}/predictions
-                prediction = client.predictions.create(model=model, input=inputs)
+                prediction = client.predictions.create(model=model, input=inputs, **hook)
             else:
-                prediction = client.predictions.create(version=version, input=inputs)
+                prediction = client.predictions.create(version=version, input=inputs, **hook)
         return str(prediction.id), {}, self._status(prediction)
 
     def _latest_version(self, client: Any, model: str) -> str | None:

@@ -96,6 +96,14 @@ def serve(
     access_log: Annotated[
         bool, typer.Option("--access-log/--no-access-log", help="Log every request (costs CPU per request).")
     ] = False,
+    public_url: Annotated[
+        str | None,
+        typer.Option(
+            "--public-url",
+            help="This service's public base URL: providers that can are asked to call "
+            "it back when a task changes, so jobs finish without waiting for the next poll.",
+        ),
+    ] = None,  # fmt: skip
 ) -> None:
     """Run the HTTP job service (OpenAI-style /v1/videos API) with a pool of workers."""
     from .console import err, fail
@@ -122,6 +130,15 @@ def serve(
         cfg = _config(data_dir, database_url=database_url, auth=not no_auth, workers=workers,
                       allow_hosts=tuple(allow_host or ()), max_queued=max_queued, max_header_bytes=max_header_bytes,
                       header_timeout=header_timeout, body_timeout=body_timeout)  # fmt: skip
+        if public_url is not None:
+            from ..errors import InvalidRequest
+            from ..service.config import check_public_url
+
+            try:
+                cfg.public_url = check_public_url(public_url)
+            except InvalidRequest as exc:
+                raise InvalidRequest("--public-url", exc.message.removeprefix("public_url: "),
+                                     allowed=exc.allowed) from None  # fmt: skip
         app = create_app(cfg)
         err.print(f"kinema service on http://{host}:{port}  data: {cfg.root}  workers: {workers}"
                   + ("  [no auth]" if no_auth else ""), highlight=False)  # fmt: skip
@@ -153,6 +170,18 @@ def worker(
     as_json: Annotated[
         bool, typer.Option("--json", help="Print what it serves as one JSON object on stdout instead.")
     ] = False,
+    ray: Annotated[
+        bool, typer.Option("--ray", help="Run jobs on Ray actors: one per GPU, plus a CPU pool (docs/cluster.md).")
+    ] = False,
+    address: Annotated[
+        str | None, typer.Option("--address", help="With --ray: the Ray cluster to join ('auto': this host's).")
+    ] = None,
+    gpu_actors: Annotated[
+        int | None, typer.Option("--gpu-actors", help="With --ray: GPU actors (default: one per cluster GPU).")
+    ] = None,
+    cpu_actors: Annotated[
+        int, typer.Option("--cpu-actors", help="With --ray: CPU actors, for cloud and built-in jobs.")
+    ] = 4,
 ) -> None:
     """Run workers in this process against a service's data dir (SIGTERM: finish or release; twice: abort)."""
     from .console import err, fail
@@ -172,14 +201,27 @@ def worker(
         threads, kinds = max(1, workers), sorted(default_job_kinds())
         store = describe_store(cfg.store_location)
         # one line, so an operator (or a supervisor's log) sees which store this process drains, and how hard
-        if as_json:
+        if ray:  # actors, not threads: what it serves is said once they are up (the cluster decides how many)
+            from ..service.ray_workers import RayOptions, RayWorkerPool, run_ray_worker_process
+
+            def started(pool: RayWorkerPool) -> None:
+                if as_json:
+                    sys.stdout.write(json.dumps(pool.start_info(store)) + "\n")
+                    sys.stdout.flush()
+                elif not quiet:
+                    err.print(pool.start_line(store), highlight=False, soft_wrap=True)
+
+            options = RayOptions(address=address, gpu_actors=gpu_actors, cpu_actors=cpu_actors)
+            code = run_ray_worker_process(cfg, options, on_start=started)
+        elif as_json:
             sys.stdout.write(json.dumps({"store": store, "workers": threads, "lease_seconds": lease,
                                          "kinds": kinds}) + "\n")  # fmt: skip
             sys.stdout.flush()
         elif not quiet:
             err.print(f"kinema worker: {threads} worker{'s' if threads != 1 else ''} ({', '.join(kinds)}) on "
                       f"{store}, lease {lease:g} s", highlight=False, soft_wrap=True)  # fmt: skip
-        code = run_worker_process(cfg, threads=threads)
+        if not ray:
+            code = run_worker_process(cfg, threads=threads)
     except Exception as exc:
         fail(exc)
         return
@@ -192,6 +234,10 @@ keys_app = typer.Typer(help="API keys of the job service.", no_args_is_help=True
 @keys_app.command("create")
 def keys_create(
     name: Annotated[str, typer.Option("--name", help="A label for the key.")] = "",
+    budget: Annotated[
+        str | None,
+        typer.Option("--budget", help="What the key's paid jobs may cost in all, in USD (10USD); then 402."),
+    ] = None,
     data_dir: DataDir = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
@@ -199,12 +245,20 @@ def keys_create(
     from .console import err, fail
 
     try:
-        key_id, secret = _key_store(data_dir).create_key(name)
+        from ..errors import InvalidRequest
+        from ..service.usage import parse_budget
+
+        try:
+            limit = parse_budget(budget) if budget is not None else None
+        except InvalidRequest as exc:
+            raise InvalidRequest("--budget", exc.message.removeprefix("budget: "), allowed=exc.allowed) from None
+        key_id, secret = _key_store(data_dir).create_key(name, budget=limit)
     except Exception as exc:
         fail(exc)
         return
     if as_json:
-        sys.stdout.write(json.dumps({"id": key_id, "name": name, "key": secret}) + "\n")
+        shown = {"amount": limit[0], "currency": limit[1]} if limit else None
+        sys.stdout.write(json.dumps({"id": key_id, "name": name, "key": secret, "budget": shown}) + "\n")
     else:
         sys.stdout.write(secret + "\n")
         err.print(f"key {key_id} created; it is shown only now, store it safely", highlight=False)
@@ -228,12 +282,14 @@ def keys_list(
         return
     from rich.table import Table
 
-    table = Table("id", "name", "prefix", "created", "status")
+    table = Table("id", "name", "prefix", "created", "status", "budget")
     import datetime as _dt
 
     for k in keys:
         created = _dt.datetime.fromtimestamp(k["created_at"]).isoformat(timespec="seconds")
-        table.add_row(k["id"], k["name"], k["prefix"] + "…", created, "revoked" if k["revoked_at"] else "active")
+        budget = f"{k['budget_amount']:g} {k['budget_currency']}" if k.get("budget_amount") is not None else "-"
+        table.add_row(k["id"], k["name"], k["prefix"] + "…", created, "revoked" if k["revoked_at"] else "active",
+                      budget)  # fmt: skip
     out.print(table)
 
 

@@ -9,7 +9,10 @@ limit, and the JSON fast path of :mod:`kinema.service.fastpath`), the error hand
   ``GET /v1/videos/{id}/events`` (SSE);
 * :mod:`kinema.service.storyboards`: ``POST /v1/storyboards``;
 * :mod:`kinema.service.prompt_routes`: ``GET /v1/prompt-library``, ``POST /v1/prompts``;
-* :mod:`kinema.service.models`: ``GET /v1/models``; :mod:`kinema.service.health`: ``GET /healthz``.
+* :mod:`kinema.service.models`: ``GET /v1/models``; :mod:`kinema.service.health`: ``GET /healthz``;
+* :mod:`kinema.service.usage`: ``GET /v1/usage`` (the caller's totals and budget);
+* :mod:`kinema.service.provider_callbacks`: ``POST /v1/provider-callbacks/{provider}/{job_id}`` (a provider's
+  callback: a hint that makes the job poll now).
 
 Errors are OpenAI-shaped, ``{"error": {"message", "type", "param", "code"}}`` (:mod:`kinema.service.errors`).
 
@@ -32,7 +35,7 @@ from starlette.routing import Match, Mount
 from starlette.types import ASGIApp, Scope
 
 from .._version import __version__
-from . import health, models, prompt_routes, storyboards, submit, videos
+from . import health, models, prompt_routes, provider_callbacks, storyboards, submit, usage, videos
 from .config import ServiceConfig, load_extra_backends
 from .errors import ApiError, allowed_methods, install_error_handlers
 from .fastpath import FastPaths
@@ -102,7 +105,8 @@ def create_app(
                        body_timeout=config.body_timeout)  # fmt: skip
     install_error_handlers(app)
     for router in (videos.video_routes(state), models.model_routes(state), health.health_routes(state),
-                   storyboards.storyboard_routes(state), prompt_routes.prompt_routes(state)):  # fmt: skip
+                   storyboards.storyboard_routes(state), prompt_routes.prompt_routes(state),
+                   provider_callbacks.provider_callback_routes(state), usage.usage_routes(state)):  # fmt: skip
         app.include_router(router)
     add_body_schemas(app, [*submit.BODY_MODELS, *storyboards.BODY_MODELS, *prompt_routes.BODY_MODELS])
 

@@ -15,8 +15,9 @@ import ipaddress
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-__all__ = ["ServiceConfig", "default_data_dir", "is_loopback_host", "load_extra_backends"]
+__all__ = ["ServiceConfig", "check_public_url", "default_data_dir", "is_loopback_host", "load_extra_backends"]
 
 
 def default_data_dir() -> Path:
@@ -57,6 +58,29 @@ def load_extra_backends() -> None:
         name, sep, target = item.strip().partition("=")
         if sep and name and ":" in target:
             register_backend(name.strip(), target.strip())
+
+
+def check_public_url(url: str) -> str:
+    """``url`` as a base URL providers can call (http(s), a host, no query, fragment or credentials), without its
+    trailing slash; else InvalidRequest naming ``public_url``.
+
+    >>> check_public_url("https://kinema.example.com/")
+    'https://kinema.example.com'
+    """
+    from urllib.parse import urlsplit
+
+    from ..errors import InvalidRequest
+
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment or (
+            parts.username or parts.password):  # fmt: skip
+        raise InvalidRequest(
+            "public_url",
+            f"{url!r} is not a public base URL",
+            value=url,
+            allowed="http(s)://host[:port][/path], without query, fragment or credentials",
+        )
+    return url.strip().rstrip("/")
 
 
 @dataclass
@@ -112,10 +136,27 @@ class ServiceConfig:
     webhook_schedule: tuple[float, ...] = (5, 30, 120, 600, 1800, 3600, 7200, 18000)
     #: at most one progress webhook per this many seconds per job
     webhook_progress_interval: float = 2.0
+    # -- provider callbacks (kinema.service.provider_callbacks) ------------------------------------------------
+    #: the service's public base URL (``https://kinema.example.com``); set, providers that take a webhook are asked
+    #: to call ``<public_url>/v1/provider-callbacks/...`` back, which makes the job poll at once. None: poll only.
+    #: Default ``KINEMA_PUBLIC_URL`` (so ``kinema worker`` processes, which make the submits, know it too)
+    public_url: str | None = field(default_factory=lambda: os.environ.get("KINEMA_PUBLIC_URL") or None)
+    #: Replicate's webhook signing secret (``whsec_...``; default ``REPLICATE_WEBHOOK_SECRET``); without it
+    #: Replicate jobs are polled only, since their callbacks could not be verified
+    replicate_webhook_secret: str | None = None
+    #: fal's JWKS (a dict, or a callable returning one); None: fetched from ``fal_jwks_url`` and cached 24 h
+    fal_jwks: Any = None
+    fal_jwks_url: str = "https://rest.fal.ai/.well-known/jwks.json"
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir).expanduser()
         self.allow_hosts = tuple(self.allow_hosts)
+        if self.public_url is not None:
+            self.public_url = check_public_url(self.public_url)
+
+    def resolved_replicate_webhook_secret(self) -> str | None:
+        """``replicate_webhook_secret``, else ``REPLICATE_WEBHOOK_SECRET``, else None."""
+        return self.replicate_webhook_secret or os.environ.get("REPLICATE_WEBHOOK_SECRET") or None
 
     @property
     def root(self) -> Path:

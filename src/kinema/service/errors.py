@@ -32,6 +32,7 @@ from .schemas import ErrorResponse
 __all__ = [
     "ApiError",
     "ERROR_RESPONSES",
+    "CREATE_RESPONSES",
     "field_path",
     "validation_error",
     "validate_body",
@@ -86,6 +87,11 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
                        (422, "Unprocessable (idempotency key reused with another body, or a refused image)"),
                        (429, "Rate limited or queue full"), (500, "Server error"))
 }  # fmt: skip
+#: a create route's error answers: the above, and 402 when the key's budget is spent (kinema.service.usage)
+CREATE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **ERROR_RESPONSES,
+    402: {"model": ErrorResponse, "description": "The API key's budget is spent (paid backends only)"},
+}
 
 
 # -- pydantic's validation errors -------------------------------------------------------------------------------

@@ -23,6 +23,9 @@ __all__ = [
     "ModelObject",
     "ModelList",
     "Health",
+    "Usage",
+    "UsageBudget",
+    "UsageCost",
     "CreateVideoBody",
     "video_object",
     "STATUSES",
@@ -143,6 +146,31 @@ class Health(BaseModel):
     version: str
     queued: int
     workers: int
+
+
+class UsageCost(BaseModel):
+    amount: float
+    estimated: bool = Field(description="true when part of a USD total is Kinema's estimate from list prices")
+
+
+class UsageBudget(BaseModel):
+    amount: float
+    currency: Literal["USD"]
+    spent: float
+    remaining: float
+
+
+class Usage(BaseModel):
+    object: Literal["usage"] = "usage"
+    key_id: str
+    since: float | None = Field(description="unix seconds; null: since the key was made")
+    jobs: dict[str, int] = Field(description="total, and a count per status")
+    seconds: float = Field(description="seconds of video of the completed jobs")
+    cost: dict[str, UsageCost] = Field(
+        description="per unit the backends report: usd, credits, units, predict_time..."
+    )
+    estimated: bool
+    budget: UsageBudget | None = None
 
 
 class ImageReference(BaseModel):

@@ -91,7 +91,10 @@ CREATE TABLE IF NOT EXISTS jobs (
     thumbnail_path   TEXT,
     result           TEXT,
     webhook_url      TEXT,
-    metadata         TEXT
+    metadata         TEXT,
+    callback_token   TEXT,
+    poll_hint_at     REAL,
+    submitting_at    REAL
 );
 CREATE INDEX IF NOT EXISTS jobs_queue ON jobs(status, seq);
 CREATE INDEX IF NOT EXISTS jobs_owner ON jobs(owner, seq);
@@ -112,7 +115,9 @@ CREATE TABLE IF NOT EXISTS api_keys (
     hash       TEXT NOT NULL UNIQUE,
     prefix     TEXT NOT NULL,
     created_at REAL NOT NULL,
-    revoked_at REAL
+    revoked_at REAL,
+    budget_amount   REAL,
+    budget_currency TEXT
 );
 CREATE TABLE IF NOT EXISTS idempotency (
     owner       TEXT NOT NULL,
@@ -201,6 +206,12 @@ class Job:
     #: attempts that failed on their own (counted against ``max_attempts``) and attempts lost to crashed workers
     failures: int = 0
     crashes: int = 0
+    #: the per-job secret in the provider callback URL (None until a remote attempt asks for one)
+    callback_token: str | None = None
+    #: when a valid provider callback last asked the running attempt to poll now
+    poll_hint_at: float | None = None
+    #: set right before a provider submit, cleared when its task id is recorded: a crash in between is detectable
+    submitting_at: float | None = None
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> Job:
@@ -215,6 +226,8 @@ class Job:
             output_path=row["output_path"], thumbnail_path=row["thumbnail_path"], result=load_json(row["result"]),
             webhook_url=row["webhook_url"], metadata=load_json(row["metadata"]) or {}, seq=row["seq"],
             progress_detail=load_json(row["progress_detail"]), failures=row["failures"], crashes=row["crashes"],
+            callback_token=row["callback_token"], poll_hint_at=row["poll_hint_at"],
+            submitting_at=row["submitting_at"],
         )  # fmt: skip
 
     @property
@@ -267,6 +280,12 @@ def admission_refusal(count: Callable[[str, tuple[Any, ...]], int], owner: str,
         if active >= limits.max_active_per_owner:
             return AdmissionRefused("too_many_active_jobs", limits.max_active_per_owner)
     return None
+
+
+def usage_row(row: Any) -> dict[str, Any]:
+    """One job of :meth:`Store.usage_rows` (a row with id, status, created_at, request, result), decoded."""
+    return {"id": row["id"], "status": row["status"], "created_at": row["created_at"],
+            "request": load_json(row["request"]) or {}, "result": load_json(row["result"])}  # fmt: skip
 
 
 def hash_key(secret: str) -> str:
@@ -371,6 +390,11 @@ _ADDED_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("jobs", "failures", "INTEGER NOT NULL DEFAULT 0"),
     ("jobs", "crashes", "INTEGER NOT NULL DEFAULT 0"),
     ("idempotency", "holder", "TEXT"),
+    ("jobs", "callback_token", "TEXT"),
+    ("jobs", "poll_hint_at", "REAL"),
+    ("jobs", "submitting_at", "REAL"),
+    ("api_keys", "budget_amount", "REAL"),
+    ("api_keys", "budget_currency", "TEXT"),
 )
 
 
@@ -656,11 +680,51 @@ class Store:
         """Record a remote backend's task id (before it starts polling), so a retry resumes that paid task."""
         with self.transaction() as con:
             cur = con.execute(
-                "UPDATE jobs SET provider_task_id=?, provider_info=? WHERE id=? AND worker=? AND attempts=?"
-                " AND status='in_progress'",
+                "UPDATE jobs SET provider_task_id=?, provider_info=?, submitting_at=NULL WHERE id=? AND worker=?"
+                " AND attempts=? AND status='in_progress'",
                 (task_id, dump_json(info or {}), job_id, worker, attempt),
             )
             return cur.rowcount == 1
+
+    def mark_submitting(self, job_id: str, worker: str, attempt: int, active: bool = True) -> bool:
+        """Mark that this attempt is about to call the provider's paid submit (``active``), or clear the mark
+        after a submit the provider refused; :meth:`set_provider_task` clears it too. False when the attempt no
+        longer owns the job."""
+        with self.transaction() as con:
+            cur = con.execute("UPDATE jobs SET submitting_at=? WHERE id=? AND worker=? AND attempts=? AND"
+                              " status='in_progress'", (time.time() if active else None, job_id, worker,
+                                                        attempt))  # fmt: skip
+            return cur.rowcount == 1
+
+    def callback_token(self, job_id: str) -> str | None:
+        """The job's provider-callback secret, made on first use (None when there is no such job)."""
+        with self.transaction() as con:
+            row = con.execute("UPDATE jobs SET callback_token=coalesce(callback_token, ?) WHERE id=?"
+                              " RETURNING callback_token", (secrets.token_urlsafe(24), job_id)).fetchone()  # fmt: skip
+        return row[0] if row else None
+
+    def record_poll_hint(self, job_id: str) -> bool:
+        """A verified provider callback arrived: note it for the attempt running the job (which then polls at
+        once). False when the job is not queued or running."""
+        with self.transaction() as con:
+            cur = con.execute("UPDATE jobs SET poll_hint_at=? WHERE id=? AND status IN ('queued','in_progress')",
+                              (time.time(), job_id))  # fmt: skip
+            return cur.rowcount == 1
+
+    def poll_hints(self, job_ids: list[str]) -> dict[str, float]:
+        """The latest callback hint time of each of these jobs that has one (a read: no write lock)."""
+        if not job_ids:
+            return {}
+        marks = ",".join("?" * len(job_ids))
+        rows = self.connection().execute(f"SELECT id, poll_hint_at FROM jobs WHERE id IN ({marks}) AND"
+                                         " poll_hint_at IS NOT NULL", tuple(job_ids)).fetchall()  # fmt: skip
+        return {r["id"]: r["poll_hint_at"] for r in rows}
+
+    def usage_rows(self, owner: str, since: float | None = None) -> list[dict[str, Any]]:
+        """The owner's jobs for usage totals: id, status, backend, created_at, result (cost, recipe)."""
+        sql = "SELECT id, status, created_at, request, result FROM jobs WHERE owner=? AND created_at>=? ORDER BY seq"
+        rows = self.connection().execute(sql, (owner, since or 0.0)).fetchall()
+        return [usage_row(r) for r in rows]
 
     def complete(
         self,
@@ -820,7 +884,8 @@ class Store:
             where, args = ("id=? AND owner=?", (job_id, owner)) if owner is not None else ("id=?", (job_id,))
             cur = con.execute(
                 "UPDATE jobs SET status='queued', stage='queued', progress=0, completed_at=NULL, worker=NULL,"
-                f" lease_until=NULL, not_before=0, failures=0, crashes=0 WHERE {where} AND status='failed'", args,
+                f" lease_until=NULL, not_before=0, failures=0, crashes=0, submitting_at=NULL WHERE {where} AND"
+                " status='failed'", args,
             )  # fmt: skip
             if not cur.rowcount:
                 return None
@@ -885,19 +950,30 @@ class Store:
             con.execute("DELETE FROM idempotency WHERE owner=? AND key=? AND status IS NULL", (owner, key))
 
     # -- API keys -------------------------------------------------------------------------------------------
-    def create_key(self, name: str = "") -> tuple[str, str]:
-        """A new API key: returns (key id, secret). Only the secret's hash is stored."""
+    def create_key(self, name: str = "", budget: tuple[float, str] | None = None) -> tuple[str, str]:
+        """A new API key: returns (key id, secret). Only the secret's hash is stored. ``budget``: (amount,
+        currency) the key's paid jobs may cost in all."""
         secret = "kin_" + secrets.token_urlsafe(32)
         key_id = "key_" + secrets.token_hex(8)
+        amount, currency = budget if budget is not None else (None, None)
         with self.transaction() as con:
-            con.execute("INSERT INTO api_keys (id, name, hash, prefix, created_at) VALUES (?, ?, ?, ?, ?)",
-                        (key_id, name, hash_key(secret), secret[:8], time.time()))  # fmt: skip
+            con.execute("INSERT INTO api_keys (id, name, hash, prefix, created_at, budget_amount, budget_currency)"
+                        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        (key_id, name, hash_key(secret), secret[:8], time.time(), amount, currency))  # fmt: skip
         return key_id, secret
 
     def list_keys(self) -> list[dict[str, Any]]:
-        rows = self.connection().execute("SELECT id, name, prefix, created_at, revoked_at FROM api_keys ORDER BY "
-                                         "created_at").fetchall()  # fmt: skip
+        rows = self.connection().execute("SELECT id, name, prefix, created_at, revoked_at, budget_amount,"
+                                         " budget_currency FROM api_keys ORDER BY created_at").fetchall()  # fmt: skip
         return [dict(r) for r in rows]
+
+    def key_budget(self, key_id: str) -> tuple[float, str] | None:
+        """The key's budget (amount, currency), or None when it has none."""
+        row = self.connection().execute("SELECT budget_amount, budget_currency FROM api_keys WHERE id=?",
+                                        (key_id,)).fetchone()  # fmt: skip
+        if row is None or row["budget_amount"] is None:
+            return None
+        return float(row["budget_amount"]), str(row["budget_currency"])
 
     def revoke_key(self, key_id: str) -> bool:
         with self.transaction() as con:

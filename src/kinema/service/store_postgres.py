@@ -50,6 +50,7 @@ from .store import (
     dump_json,
     hash_key,
     holder_gone,
+    usage_row,
 )
 
 __all__ = ["PostgresStore", "MIGRATIONS", "LATEST_VERSION", "migrate_schema", "schema_version"]
@@ -181,11 +182,20 @@ _MIGRATION_3 = """
 CREATE INDEX jobs_active ON jobs (owner) WHERE status IN ('queued', 'in_progress');
 """
 
+_MIGRATION_4 = """
+ALTER TABLE jobs ADD COLUMN callback_token text;
+ALTER TABLE jobs ADD COLUMN poll_hint_at double precision;
+ALTER TABLE jobs ADD COLUMN submitting_at double precision;
+ALTER TABLE api_keys ADD COLUMN budget_amount double precision;
+ALTER TABLE api_keys ADD COLUMN budget_currency text;
+"""
+
 #: (version, what it does, SQL). Append only: a released migration is never edited, a change is a new migration.
 MIGRATIONS: tuple[tuple[int, str, str], ...] = (
     (1, "the job store's tables (the SQLite store's schema)", _MIGRATION_1),
     (2, "wake-ups (NOTIFY kinema_jobs when a job is queued), the revocation counter", _MIGRATION_2),
     (3, "an index for admission's count of an owner's active jobs", _MIGRATION_3),
+    (4, "provider callbacks (per-job token, poll hints), the submitting mark, per-key budgets", _MIGRATION_4),
 )
 LATEST_VERSION = MIGRATIONS[-1][0]
 
@@ -585,11 +595,42 @@ class PostgresStore:
     def set_provider_task(self, job_id: str, worker: str, attempt: int, task_id: str, info: dict[str, Any]) -> bool:
         with self.transaction() as con:
             cur = con.execute(
-                "UPDATE jobs SET provider_task_id=%s, provider_info=%s WHERE id=%s AND worker=%s AND attempts=%s"
-                " AND status='in_progress'",
+                "UPDATE jobs SET provider_task_id=%s, provider_info=%s, submitting_at=NULL WHERE id=%s AND worker=%s"
+                " AND attempts=%s AND status='in_progress'",
                 (task_id, dump_json(info or {}), job_id, worker, attempt),
             )
             return cur.rowcount == 1
+
+    def mark_submitting(self, job_id: str, worker: str, attempt: int, active: bool = True) -> bool:
+        with self.transaction() as con:
+            cur = con.execute("UPDATE jobs SET submitting_at=%s WHERE id=%s AND worker=%s AND attempts=%s AND"
+                              " status='in_progress'", (time.time() if active else None, job_id, worker,
+                                                        attempt))  # fmt: skip
+            return cur.rowcount == 1
+
+    def callback_token(self, job_id: str) -> str | None:
+        with self.transaction() as con:
+            row = con.execute("UPDATE jobs SET callback_token=coalesce(callback_token, %s) WHERE id=%s"
+                              " RETURNING callback_token", (secrets.token_urlsafe(24), job_id)).fetchone()  # fmt: skip
+        return cast(Any, row)["callback_token"] if row else None
+
+    def record_poll_hint(self, job_id: str) -> bool:
+        with self.transaction() as con:
+            cur = con.execute("UPDATE jobs SET poll_hint_at=%s WHERE id=%s AND status IN ('queued','in_progress')",
+                              (time.time(), job_id))  # fmt: skip
+            return cur.rowcount == 1
+
+    def poll_hints(self, job_ids: list[str]) -> dict[str, float]:
+        if not job_ids:
+            return {}
+        rows = self._all("SELECT id, poll_hint_at FROM jobs WHERE id = ANY(%s) AND poll_hint_at IS NOT NULL",
+                         (list(job_ids),))  # fmt: skip
+        return {r["id"]: r["poll_hint_at"] for r in rows}
+
+    def usage_rows(self, owner: str, since: float | None = None) -> list[dict[str, Any]]:
+        rows = self._all("SELECT id, status, created_at, request, result FROM jobs WHERE owner=%s AND"
+                         " created_at>=%s ORDER BY seq", (owner, since or 0.0))  # fmt: skip
+        return [usage_row(r) for r in rows]
 
     def complete(
         self,
@@ -739,7 +780,8 @@ class PostgresStore:
             where, args = ("id=%s AND owner=%s", (job_id, owner)) if owner is not None else ("id=%s", (job_id,))
             cur = con.execute(
                 "UPDATE jobs SET status='queued', stage='queued', progress=0, completed_at=NULL, worker=NULL,"
-                f" lease_until=NULL, not_before=0, failures=0, crashes=0 WHERE {where} AND status='failed'", args,
+                f" lease_until=NULL, not_before=0, failures=0, crashes=0, submitting_at=NULL WHERE {where} AND"
+                " status='failed'", args,
             )  # fmt: skip
             if not cur.rowcount:
                 return None
@@ -812,16 +854,25 @@ class PostgresStore:
             con.execute("DELETE FROM idempotency WHERE owner=%s AND key=%s AND status IS NULL", (owner, key))
 
     # -- API keys ------------------------------------------------------------------------------------------------
-    def create_key(self, name: str = "") -> tuple[str, str]:
+    def create_key(self, name: str = "", budget: tuple[float, str] | None = None) -> tuple[str, str]:
         secret = "kin_" + secrets.token_urlsafe(32)
         key_id = "key_" + secrets.token_hex(8)
+        amount, currency = budget if budget is not None else (None, None)
         with self.transaction() as con:
-            con.execute("INSERT INTO api_keys (id, name, hash, prefix, created_at) VALUES (%s, %s, %s, %s, %s)",
-                        (key_id, name, hash_key(secret), secret[:8], time.time()))  # fmt: skip
+            con.execute("INSERT INTO api_keys (id, name, hash, prefix, created_at, budget_amount, budget_currency)"
+                        " VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                        (key_id, name, hash_key(secret), secret[:8], time.time(), amount, currency))  # fmt: skip
         return key_id, secret
 
     def list_keys(self) -> list[dict[str, Any]]:
-        return self._all("SELECT id, name, prefix, created_at, revoked_at FROM api_keys ORDER BY created_at")
+        return self._all("SELECT id, name, prefix, created_at, revoked_at, budget_amount, budget_currency FROM"
+                         " api_keys ORDER BY created_at")  # fmt: skip
+
+    def key_budget(self, key_id: str) -> tuple[float, str] | None:
+        rows = self._all("SELECT budget_amount, budget_currency FROM api_keys WHERE id=%s", (key_id,))
+        if not rows or rows[0]["budget_amount"] is None:
+            return None
+        return float(rows[0]["budget_amount"]), str(rows[0]["budget_currency"])
 
     def revoke_key(self, key_id: str) -> bool:
         """Revoke the key and bump the ``revocations`` counter in the same transaction."""

@@ -166,7 +166,31 @@ class Store(Protocol):
         ...
 
     def set_provider_task(self, job_id: str, worker: str, attempt: int, task_id: str, info: dict[str, Any]) -> bool:
-        """Record a remote backend's task id before polling it, so a retry resumes that (paid) task."""
+        """Record a remote backend's task id before polling it, so a retry resumes that (paid) task; clears the
+        submitting mark."""
+        ...
+
+    def mark_submitting(self, job_id: str, worker: str, attempt: int, active: bool = True) -> bool:
+        """Mark the job as being submitted to its provider (right before the paid call), or clear the mark (not
+        ``active``: the provider refused the submit); False when the attempt no longer owns the job.
+        :meth:`set_provider_task` clears the mark, :meth:`requeue` too."""
+        ...
+
+    def callback_token(self, job_id: str) -> str | None:
+        """The job's provider-callback secret, made on first use; None when there is no such job."""
+        ...
+
+    def record_poll_hint(self, job_id: str) -> bool:
+        """Note a verified provider callback for the job (its attempt polls at once); False when the job is not
+        queued or running."""
+        ...
+
+    def poll_hints(self, job_ids: list[str]) -> dict[str, float]:
+        """The latest callback hint time of each listed job that has one."""
+        ...
+
+    def usage_rows(self, owner: str, since: float | None = None) -> list[dict[str, Any]]:
+        """The owner's jobs created at or after ``since``: id, status, created_at, request and result dicts."""
         ...
 
     def complete(
@@ -248,12 +272,16 @@ class Store(Protocol):
         ...
 
     # -- API keys ------------------------------------------------------------------------------------------------
-    def create_key(self, name: str = "") -> tuple[str, str]:
-        """A new API key: (key id, secret). Only the secret's hash is stored."""
+    def create_key(self, name: str = "", budget: tuple[float, str] | None = None) -> tuple[str, str]:
+        """A new API key: (key id, secret). Only the secret's hash is stored. ``budget``: (amount, currency)."""
         ...
 
     def list_keys(self) -> list[dict[str, Any]]:
-        """Every key: id, name, prefix, created_at, revoked_at (oldest first)."""
+        """Every key: id, name, prefix, created_at, revoked_at, budget_amount, budget_currency (oldest first)."""
+        ...
+
+    def key_budget(self, key_id: str) -> tuple[float, str] | None:
+        """The key's budget (amount, currency), or None when it has none."""
         ...
 
     def revoke_key(self, key_id: str) -> bool:

@@ -32,7 +32,7 @@ from ..errors import InvalidRequest, KinemaError
 from ..vocabulary import rename_field, request_fields, split_model_ref, spoken_field
 from .admission import admit, limits, refusal
 from .auth import SECURED, authenticate_request, check_rate
-from .errors import ERROR_RESPONSES, ApiError, validate_body
+from .errors import CREATE_RESPONSES, ApiError, validate_body
 from .jsonio import json_response, read_json_object
 from .modelref import check_model_ref
 from .safefetch import URLRefused
@@ -40,6 +40,7 @@ from .schemas import PROMPT_SCHEMA, TEXT_SCHEMA, VideoObject, video_object
 from .store import AdmissionRefused
 from .storyboard_job import KIND
 from .submit import model_param, new_job_id
+from .usage import check_budget
 
 if TYPE_CHECKING:
     from .state import ServiceState
@@ -159,6 +160,7 @@ def create_storyboard_job(state: ServiceState, owner: str, fields: dict[str, Any
         raise ApiError.from_error(rename_field(exc, lambda name: _api_param(name, body))) from None
     except KinemaError as exc:  # a scene's backend cannot run here (a key or an extra missing)
         raise ApiError.from_error(exc, param=model_param(body.model, body.backend)) from None
+    check_budget(state, owner, str(summary["backend"]))
     admit(state, owner)
     try:
         job = store.submit_job(owner=owner, request=request, summary=summary, max_attempts=config.max_attempts,
@@ -175,7 +177,7 @@ def storyboard_routes(state: ServiceState) -> APIRouter:
     """``POST /v1/storyboards``, bound to one app's state."""
     router = APIRouter(tags=["storyboards"])
 
-    @router.post("/v1/storyboards", response_model=VideoObject, responses=ERROR_RESPONSES,
+    @router.post("/v1/storyboards", response_model=VideoObject, responses=CREATE_RESPONSES,
                  summary="Create a storyboard job", openapi_extra={"requestBody": {"required": True, "content": {
                      "application/json": {"schema": {"$ref": "#/components/schemas/CreateStoryboardBody"}}}},
                      **SECURED})  # fmt: skip

@@ -37,6 +37,7 @@ from .safefetch import URLRefused
 from .schemas import CreateVideoBody, video_object
 from .security import RequestRefused, check_image
 from .store import AdmissionRefused
+from .usage import check_budget
 
 if TYPE_CHECKING:
     from .config import ServiceConfig
@@ -175,6 +176,7 @@ async def create_response(
     body = validate_body(CreateVideoBody, fields)
     if upload is None and idem is None and not _may_block(state, body):
         req, summary = _prepare(state, body, False)
+        check_budget(state, owner, summary["backend"])
         admit(state, owner)
         job_id, metadata = new_job_id(), dict(body.metadata or {})
         config = state.config
@@ -247,6 +249,7 @@ def _create(
 def _execute(state: ServiceState, owner: str, body: CreateVideoBody, req: dict[str, Any], summary: dict[str, Any],
              upload: bytes | None, image_url: str | None, idem: str | None) -> Response:  # fmt: skip
     config, store = state.config, state.store
+    check_budget(state, owner, summary["backend"])
     admit(state, owner)
     job_id = new_job_id()
     image_path: Path | None = None

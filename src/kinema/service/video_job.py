@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from .store import Job
     from .worker import AttemptContext
 
-__all__ = ["KIND", "run_video_job", "build_request", "write_thumbnail"]
+__all__ = ["KIND", "run_video_job", "build_request", "remote_hooks", "write_thumbnail"]
 
 KIND = "video"
 
@@ -39,7 +39,7 @@ def run_video_job(ctx: AttemptContext) -> None:
                  resume_task_id=job.provider_task_id,
                  # the job's id is the client token providers that take one get (Kling, ModelsLab): a crash between
                  # their submit and the task id being recorded is found again by it, never paid twice
-                 resume_info={"client_token": job.id, **(job.provider_info or {})})  # fmt: skip
+                 resume_info={"client_token": job.id, **(job.provider_info or {}), **remote_hooks(ctx)})  # fmt: skip
     frames = result.video.frames
     write_thumbnail(frames[len(frames) // 2], thumb_work)
     final = cfg.outputs_dir / f"{job.id}.mp4"
@@ -62,6 +62,24 @@ def run_video_job(ctx: AttemptContext) -> None:
         ctx.lost = True
         for p in (work, thumb_work, sidecar_work):
             p.unlink(missing_ok=True)
+
+
+def remote_hooks(ctx: AttemptContext) -> dict[str, Any]:
+    """The job service's hooks for a remote backend's loop (kinema.backends.remote): the provider callback URL and
+    the event that makes it poll now, the mark set right before the paid submit, and whether an earlier attempt was
+    stopped between that mark and recording the task id."""
+    from ..backends.remote import CALLBACK_URL, ON_SUBMITTING, POLL_NOW, SUBMIT_UNCONFIRMED
+    from .provider_callbacks import callback_url
+
+    job, cfg = ctx.job, ctx.pool.config
+    hooks: dict[str, Any] = {POLL_NOW: ctx.poll_now, ON_SUBMITTING: ctx.on_submitting,
+                             SUBMIT_UNCONFIRMED: bool(job.submitting_at and not job.provider_task_id)}  # fmt: skip
+    if cfg.public_url and not job.provider_task_id:
+        token = job.callback_token or ctx.pool.store.callback_token(job.id)
+        url = callback_url(cfg, job, token) if token else None
+        if url:
+            hooks[CALLBACK_URL] = url
+    return hooks
 
 
 def write_thumbnail(frame: Any, path: Path) -> None:

@@ -23,7 +23,7 @@ from fastapi.responses import FileResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from .auth import SECURED, authenticate, authenticate_request, check_rate, owner_dependency
-from .errors import ERROR_RESPONSES, ApiError
+from .errors import CREATE_RESPONSES, ERROR_RESPONSES, ApiError
 from .jsonio import json_response
 from .schemas import VideoDeleted, VideoList, VideoObject, video_object
 from .submit import CREATE_BODY_SCHEMA, create_response, read_create_body
@@ -67,7 +67,7 @@ def video_routes(state: ServiceState) -> APIRouter:
     config = state.config
 
     # -- create ---------------------------------------------------------------------------------------------
-    @router.post("/v1/videos", response_model=VideoObject, responses=ERROR_RESPONSES, summary="Create a video job",
+    @router.post("/v1/videos", response_model=VideoObject, responses=CREATE_RESPONSES, summary="Create a video job",
                  openapi_extra={"requestBody": CREATE_BODY_SCHEMA, **SECURED})  # fmt: skip
     async def create_video(request: Request) -> Response:
         # JSON bodies never get here: FastPaths (fastpath.py) answers them with create_response; multipart ones come

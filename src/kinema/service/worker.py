@@ -57,6 +57,10 @@ class AttemptContext:
     last_write: float = 0.0
     last_hook: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
+    #: set when a verified provider callback arrives: a remote backend's poll loop polls at once
+    poll_now: threading.Event = field(default_factory=threading.Event)
+    #: the latest stored callback hint this attempt has acted on (hints from other processes come via the store)
+    hint_seen: float = 0.0
 
     def progress(self, event: ProgressEvent, **detail: Any) -> None:
         """Store progress (throttled: a new stage at once, a new step or percent at most every 0.2 s) with the
@@ -82,6 +86,15 @@ class AttemptContext:
             self.last_hook = now
             self.pool.emit(self.job.id, "video.progress")
 
+    def on_submitting(self, active: bool = True) -> None:
+        """Remote backends call this right before the paid submit (``active``), and after a submit the provider
+        refused (not ``active``): a crash before the task id is recorded is then seen by the next attempt, which
+        looks the task up by the client token, or fails for review, instead of paying twice."""
+        if not self.pool.store.mark_submitting(self.job.id, self.pool.name, self.attempt, active):
+            self.lost = True
+            self.token.cancel(keep_provider_task=True)
+            raise Cancelled("the job's lease was lost before the provider submit")
+
     def on_task_id(self, task_id: str, info: dict[str, Any]) -> None:
         """Remote backends call this before polling: the id is durable before any money is at stake twice."""
         if not self.pool.store.set_provider_task(self.job.id, self.pool.name, self.attempt, task_id, info):
@@ -100,7 +113,10 @@ def error_dict(exc: BaseException) -> dict[str, Any]:
         kind = d["type"]
     else:
         kind = "server_error"
-    return {"code": d["code"], "message": d["message"], "param": d["field"], "type": kind}
+    code = d["code"]
+    if isinstance(exc, ProviderError) and exc.provider_code == "submit_unconfirmed":
+        code = "submit_unconfirmed"  # needs an operator's look before `kinema jobs retry`: say so in the code
+    return {"code": code, "message": d["message"], "param": d["field"], "type": kind}
 
 
 class WorkerPool:
@@ -166,6 +182,14 @@ class WorkerPool:
                 ctx.token.cancel(keep_provider_task=True)  # shutting down: the job is released and resumed
         self.aborted = self.aborted or bool(self.running)
 
+    def poll_now(self, job_id: str) -> None:
+        """A verified provider callback for a job this process runs: its poll loop polls now."""
+        with self._lock:
+            ctx = self.running.get(job_id)
+        if ctx is not None:
+            ctx.hint_seen = time.time()
+            ctx.poll_now.set()
+
     def cancel_local(self, job_id: str) -> None:
         """The cancel endpoint ran in this process: stop the job now rather than at the next heartbeat."""
         with self._lock:
@@ -226,7 +250,9 @@ class WorkerPool:
                 self.store.release(job.id, self.name, ctx.attempt, "worker shut down")
             elif not ctx.lost:
                 retry = None
-                if isinstance(exc, ProviderError):  # transient on the provider's side: try again later
+                # submit_unconfirmed: a task may exist at the provider; another attempt could pay twice, so the job
+                # fails for review (kinema jobs retry) instead
+                if isinstance(exc, ProviderError) and exc.provider_code != "submit_unconfirmed":
                     retry = self.config.retry_backoff * 2 ** (ctx.attempt - 1)
                     if isinstance(exc, RateLimited) and exc.retry_after:
                         retry = max(retry, exc.retry_after)
@@ -268,6 +294,13 @@ class WorkerPool:
                 ctx.lost = True
             if cancel:
                 ctx.token.cancel()
+        if running and self.config.public_url:
+            # callbacks received by another process (an API replica) reach this one through the store
+            for job_id, at in self.store.poll_hints([c.job.id for c in running]).items():
+                ctx = next(c for c in running if c.job.id == job_id)
+                if at > ctx.hint_seen:
+                    ctx.hint_seen = at
+                    ctx.poll_now.set()
 
     def purge_expired(self, orphan_age: float = 24 * 3600) -> None:
         """Delete outputs past ``expires_at``, and work files of attempts that died long ago (kill -9 mid-save)."""

@@ -1,0 +1,188 @@
+"""What each API key has spent: ``GET /v1/usage``, and the per-key budget that refuses new paid jobs (HTTP 402).
+
+Costs are the ``cost`` of each finished job's result, as its backend reported it (Runway credits, Kling units, fal
+and Replicate compute seconds...) plus the USD estimate :mod:`kinema.backends.prices` adds where a provider names no
+money (``estimate: true``). Totals are per unit; ``estimated`` says whether any USD figure in them is an estimate.
+
+A key's budget (``kinema keys create --budget 10USD``) is in USD, the one currency every paid backend's cost is
+reported or estimated in. Once the key's USD total reaches it, a new job on a paid (remote) backend is refused with
+402 ``budget_exhausted``; free backends (``builtin``, ``diffusers``) are never refused. Jobs already queued or
+running are not stopped, so a burst of submits may overshoot the budget by what they cost.
+
+>>> parse_budget("10USD"), parse_budget("$2.50"), parse_budget("7 usd")
+((10.0, 'USD'), (2.5, 'USD'), (7.0, 'USD'))
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import re
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+
+from ..errors import InvalidRequest
+from .auth import check_rate, owner_dependency
+from .errors import ERROR_RESPONSES, ApiError
+from .schemas import Usage
+
+if TYPE_CHECKING:
+    from .state import ServiceState
+    from .stores import Store
+
+__all__ = ["parse_budget", "summarize", "spent_usd", "check_budget", "is_paid_backend", "usage_routes"]
+
+#: cost keys that describe a figure rather than being one
+_NOT_AMOUNTS = {"estimate", "price_date", "price_source", "currency"}
+_BUDGET = re.compile(r"^\s*\$?\s*(\d+(?:\.\d+)?)\s*([A-Za-z]{3})?\s*$")
+#: a key's budget is read at most this often per process (the check runs on every paid submit)
+_BUDGET_CACHE_SECONDS = 2.0
+
+
+def parse_budget(text: str) -> tuple[float, str]:
+    """(amount, "USD") from ``10USD``, ``10 usd``, ``$10`` or ``10``; InvalidRequest naming ``budget`` else."""
+    m = _BUDGET.match(text or "")
+    currency = (m.group(2) or "USD").upper() if m else ""
+    if not m or currency != "USD":
+        raise InvalidRequest("budget", f"{text!r} is not an amount of US dollars", value=text,
+                             allowed="an amount in USD, e.g. 10USD, 2.50 USD or $10")  # fmt: skip
+    amount = float(m.group(1))
+    if not math.isfinite(amount) or amount <= 0:
+        raise InvalidRequest("budget", f"{text!r} must be more than 0", value=text, allowed="e.g. 10USD")
+    return amount, currency
+
+
+def is_paid_backend(name: str) -> bool:
+    """Whether a backend bills per generation (a cloud provider's remote loop); builtin and diffusers are free."""
+    from ..backends import get_backend
+    from ..backends.remote import RemoteBackend
+
+    try:
+        return isinstance(get_backend(name), RemoteBackend)
+    except Exception:  # an unknown backend was already refused by the plan; never block on it here
+        return False
+
+
+def _job_cost(result: dict[str, Any] | None) -> dict[str, Any]:
+    cost = (result or {}).get("cost")
+    return cost if isinstance(cost, dict) else {}
+
+
+def spent_usd(rows: list[dict[str, Any]]) -> float:
+    """The USD total (reported or estimated) of these jobs."""
+    total = 0.0
+    for row in rows:
+        usd = _job_cost(row.get("result")).get("usd")
+        if isinstance(usd, int | float) and not isinstance(usd, bool) and math.isfinite(usd):
+            total += float(usd)
+    return round(total, 6)
+
+
+def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Totals of :meth:`Store.usage_rows`: jobs by status, seconds of video made, cost per unit."""
+    jobs: dict[str, int] = {}
+    seconds = 0.0
+    cost: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        jobs[row["status"]] = jobs.get(row["status"], 0) + 1
+        result = row.get("result") or {}
+        recipe = result.get("recipe") if isinstance(result, dict) else None
+        duration = recipe.get("duration") if isinstance(recipe, dict) else None
+        if row["status"] == "completed" and isinstance(duration, int | float):
+            seconds += float(duration)
+        job_cost = _job_cost(result)
+        for unit, amount in job_cost.items():
+            if unit in _NOT_AMOUNTS or isinstance(amount, bool) or not isinstance(amount, int | float):
+                continue
+            entry = cost.setdefault(unit, {"amount": 0.0, "estimated": False})
+            entry["amount"] = round(entry["amount"] + float(amount), 6)
+            if unit == "usd" and job_cost.get("estimate"):
+                entry["estimated"] = True
+    return {"jobs": {"total": len(rows), **jobs}, "seconds": round(seconds, 3), "cost": cost,
+            "estimated": any(e["estimated"] for e in cost.values())}  # fmt: skip
+
+
+class _BudgetCache:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.entries: dict[str, tuple[float, tuple[float, str] | None]] = {}
+
+    def budget(self, store: Store, owner: str) -> tuple[float, str] | None:
+        now = time.monotonic()
+        with self.lock:
+            hit = self.entries.get(owner)
+        if hit is not None and now - hit[0] < _BUDGET_CACHE_SECONDS:
+            return hit[1]
+        found = store.key_budget(owner)
+        with self.lock:
+            if len(self.entries) > 10_000:
+                self.entries.clear()
+            self.entries[owner] = (now, found)
+        return found
+
+
+_budgets = _BudgetCache()
+
+
+def check_budget(state: ServiceState, owner: str, backend: str) -> None:
+    """402 ``budget_exhausted`` when ``owner`` has a budget, ``backend`` is paid and the budget is spent."""
+    budget = _budgets.budget(state.store, owner)
+    if budget is None or not is_paid_backend(backend):
+        return
+    amount, currency = budget
+    spent = spent_usd(state.store.usage_rows(owner))
+    if spent >= amount:
+        raise ApiError(402, f"budget exhausted: this API key has spent {spent:.2f} {currency} of its "
+                            f"{amount:.2f} {currency} budget; paid backends ({backend}) are refused, free ones "
+                            f"(builtin, diffusers) still run", code="budget_exhausted", param="model")  # fmt: skip
+
+
+def _since(value: str | None) -> float | None:
+    if value is None or value == "":
+        return None
+    try:
+        number = float(value)
+        if math.isfinite(number) and number >= 0:
+            return number
+    except ValueError:
+        pass
+    try:
+        parsed = dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise ApiError(400, f"since: {value!r} is not a time; allowed: unix seconds (1767225600) or an ISO 8601 "
+                            f"date or time (2026-12-01, 2026-12-01T09:00:00Z)", param="since") from None  # fmt: skip
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=dt.UTC)
+    return parsed.timestamp()
+
+
+def usage_routes(state: ServiceState) -> APIRouter:
+    router = APIRouter(tags=["usage"])
+    owner_of = owner_dependency(state)
+
+    @router.get("/v1/usage", response_model=Usage, responses=ERROR_RESPONSES,
+                summary="Your API key's jobs, seconds of video and costs")  # fmt: skip
+    def usage(
+        request: Request,
+        owner: str = Depends(owner_of),
+        since: str | None = Query(None, max_length=64, description="unix seconds or an ISO 8601 date/time"),
+    ) -> dict[str, Any]:
+        check_rate(state.read_limiter, owner)
+        for name in request.query_params:
+            if name != "since":
+                raise ApiError(400, f"{name}: not a parameter of GET /v1/usage; allowed: since", param=name)
+        start = _since(since)
+        totals = summarize(state.store.usage_rows(owner, start))
+        budget = state.store.key_budget(owner)
+        budget_info = None
+        if budget is not None:
+            spent = spent_usd(state.store.usage_rows(owner)) if start else totals["cost"].get("usd", {}).get(
+                "amount", 0.0)  # fmt: skip
+            budget_info = {"amount": budget[0], "currency": budget[1], "spent": spent,
+                           "remaining": round(max(0.0, budget[0] - spent), 6)}  # fmt: skip
+        return {"object": "usage", "key_id": owner, "since": start, **totals, "budget": budget_info}
+
+    return router
