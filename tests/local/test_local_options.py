@@ -200,8 +200,8 @@ def test_lora_paths_keep_windows_drive_letters(tmp_path: Path, monkeypatch: pyte
     monkeypatch.chdir(tmp_path)  # "C:/loras/..." is a relative path here; make it exist
     (tmp_path / "C:" / "loras").mkdir(parents=True)
     (tmp_path / "C:" / "loras" / "a.safetensors").write_bytes(b"")
-    assert parse_lora(["C:/loras/a.safetensors:0.7", "org/name"]) == [("C:/loras/a.safetensors", 0.7),
-                                                                      ("org/name", 1.0)]  # fmt: skip
+    assert parse_lora(["C:/loras/a.safetensors:0.7", "org/name"]) == [("C:/loras/a.safetensors", 0.7, None),
+                                                                      ("org/name", 1.0, None)]  # fmt: skip
 
 
 def test_dtype_and_device_defaults() -> None:

@@ -90,7 +90,8 @@ def clip_text_encoder(hidden: int = 32) -> Any:
     return CLIPTextModel(cfg).eval()
 
 
-def _wan_transformer(in_channels: int, out_channels: int, image_dim: int | None = None) -> Any:
+def _wan_transformer(in_channels: int, out_channels: int, image_dim: int | None = None,
+                     pos_embed_seq_len: int | None = None) -> Any:  # fmt: skip
     from diffusers import WanTransformer3DModel
 
     torch.manual_seed(0)
@@ -98,6 +99,7 @@ def _wan_transformer(in_channels: int, out_channels: int, image_dim: int | None 
         patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=12, in_channels=in_channels,
         out_channels=out_channels, text_dim=32, freq_dim=256, ffn_dim=32, num_layers=2, cross_attn_norm=True,
         qk_norm="rms_norm_across_heads", rope_max_seq_len=32, image_dim=image_dim,
+        pos_embed_seq_len=pos_embed_seq_len,
     )  # fmt: skip
 
 
@@ -123,8 +125,10 @@ def wan_t2v() -> Any:
                        transformer=_wan_transformer(16, 16), scheduler=_flow_unipc(3.0))  # fmt: skip
 
 
-def wan_i2v() -> Any:
-    """Wan2.1 I2V layout (Wan-AI/Wan2.1-I2V-14B-480P-Diffusers): adds a CLIP vision encoder and its processor."""
+def wan_i2v(first_last: bool = False) -> Any:
+    """Wan2.1 I2V layout (Wan-AI/Wan2.1-I2V-14B-480P-Diffusers): adds a CLIP vision encoder and its processor.
+    ``first_last``: the FLF2V layout (Wan-AI/Wan2.1-FLF2V-14B-720P-diffusers), whose image embedder has a positional
+    embedding over the two images' CLIP tokens (``pos_embed_seq_len``; 2 x 257 there, 2 x 65 for this tiny CLIP)."""
     from diffusers import WanImageToVideoPipeline
     from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModel
 
@@ -135,7 +139,8 @@ def wan_i2v() -> Any:
     processor = CLIPImageProcessor(crop_size=32, size=32)
     return WanImageToVideoPipeline(
         tokenizer=t5_tokenizer(), text_encoder=t5_encoder(umt5=True), vae=_wan_vae(),
-        transformer=_wan_transformer(36, 16, image_dim=32), scheduler=_flow_unipc(3.0),
+        transformer=_wan_transformer(36, 16, image_dim=32, pos_embed_seq_len=2 * 65 if first_last else None),
+        scheduler=_flow_unipc(16.0 if first_last else 3.0),
         image_encoder=image_encoder, image_processor=processor,
     )  # fmt: skip
 
@@ -323,6 +328,7 @@ def modelscope() -> Any:
 BUILDERS: dict[str, Callable[[], Any]] = {
     "wan-t2v": wan_t2v,
     "wan-i2v": wan_i2v,
+    "wan-flf2v": lambda: wan_i2v(first_last=True),
     "wan22-ti2v": wan22_ti2v,
     "wan22-a14b": wan22_a14b,
     "ltx": ltx,

@@ -168,6 +168,10 @@ class CatalogEntry:
     gated: bool = False  # the Hub asks users to accept the licence first (pull needs HF_TOKEN)
     aliases: tuple[str, ...] = ()
     notes: str = ""
+    #: takes a last frame (WanImageToVideoPipeline's last_image): checked from the transformer's config when the
+    #: weights are here; this says it before they are
+    last_frame: bool = False
+    needs_last_frame: bool = False  # FLF2V: its image embedder reads two images' CLIP tokens, never one
 
     def frame_rule(self) -> str:
         if self.frame_step == 1:
@@ -370,6 +374,31 @@ CATALOG: dict[str, CatalogEntry] = {
             work_gb=5.4,
         ),
         CatalogEntry(
+            # first-last-frame-to-video: --image is the first frame, --option last_image=PATH the last. The
+            # authors' defaults (Wan-Video/Wan2.1 generate.py _validate_args, task flf2v-14B): 50 steps (the
+            # task name has no "i2v"), sample_shift 16, guide scale 5.0, 81 frames at 16 fps, 1280x720
+            id="wan2.1-flf2v-14b-720p",
+            repo="Wan-AI/Wan2.1-FLF2V-14B-720P-diffusers",
+            **_WAN,  # type: ignore[arg-type]
+            pipeline="WanImageToVideoPipeline",
+            modes=("i2v", "extend"),
+            default_size=(1280, 720),
+            size_multiple=16,
+            default_frames=81,
+            frame_step=4,
+            frame_offset=1,
+            max_frames=161,
+            default_fps=16.0,
+            default_steps=50,
+            default_guidance=5.0,
+            flow_shift=16.0,
+            params_b={"transformer": 14.3, "text_encoder": _UMT5, "vae": _WAN_VAE, "image_encoder": 0.63},
+            work_gb=12.5,  # as Wan2.1-T2V-14B at 720p: Kinema's estimate, not a measured figure
+            notes="first-last-frame-to-video: --image FIRST --option last_image=LAST",
+            last_frame=True,
+            needs_last_frame=True,
+        ),
+        CatalogEntry(
             id="wan2.2-ti2v-5b",
             repo="Wan-AI/Wan2.2-TI2V-5B-Diffusers",
             **_WAN,  # type: ignore[arg-type]
@@ -428,6 +457,7 @@ CATALOG: dict[str, CatalogEntry] = {
             params_b={"transformer": 14.3, "transformer_2": 14.3, "text_encoder": _UMT5, "vae": _WAN_VAE},
             work_gb=12.5,
             notes="two 14B experts (high- and low-noise)",
+            last_frame=True,  # no CLIP image tokens (image_dim None): diffusers conditions on the last frame's latent
         ),
         CatalogEntry(
             id="ltx-video",

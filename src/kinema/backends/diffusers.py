@@ -20,9 +20,15 @@ Backend options (``--option KEY=VALUE`` on the command line, ``options={...}`` i
 ``vae_slicing``    true | false: decode frame batches one at a time (SVD: a smaller decode chunk)
 ``attention``      sdpa (PyTorch scaled-dot-product attention, the default) | flash | flash3 | sage | flex
 ``compile``        true | false: ``torch.compile`` the transformer's repeated blocks (regional compilation)
-``cache``          none | firstblock | taylorseer: diffusers' step-caching hooks on the transformer
-``cache_threshold`` FirstBlockCache threshold (default 0.05; higher is faster and lossier)
-``lora``           "PATH[:SCALE]" or a list of them (a .safetensors file, a folder or a cached Hub repo)
+``cache``          none | firstblock | taylorseer | magcache: diffusers' step-caching hooks on the transformer
+``cache_threshold`` FirstBlockCache / MagCache threshold (default 0.05 / 0.06; higher is faster and lossier)
+``cache_ratios``   cache=magcache: the model's magnitude ratios, a JSON file (as calibration writes it) or a list
+``cache_calibrate`` cache=magcache: run without skipping and write the ratios to ``cache_ratios`` (a file path)
+``lora``           "PATH[:SCALE]", "PATH::FILE[:SCALE]" (one file of a folder or Hub repo holding several) or a
+                   list of them (a .safetensors file, a folder or a cached Hub repo)
+``scheduler``      a diffusers scheduler class the model's own scheduler lists as compatible (Wan: the flow-matching
+                   ones), built from the checkpoint's scheduler config (keeping its shift)
+``last_image``     Wan image-to-video: a local image file the clip ends on (first-last-frame-to-video)
 ``shift``          the flow-matching scheduler's shift (catalog default per model; flow-matching models only)
 ``guidance_2``     Wan2.2 A14B: guidance of the low-noise expert
 ``true_cfg_scale`` HunyuanVideo: true classifier-free guidance with the negative prompt (default 6.0 when a
@@ -47,6 +53,7 @@ from __future__ import annotations
 
 import gc
 import inspect
+import logging
 import math
 import os
 import re
@@ -213,14 +220,15 @@ def _from_folder(model: str, kind: str, repo: str | None, folder: Path, index: d
 OPTION_DEFAULTS: dict[str, Any] = {
     "device": "auto", "dtype": "auto", "offload": "none", "offload_exclude": ["vae"], "low_cpu_mem_usage": False,
     "text_encoder_device": "auto", "vae_tiling": False, "vae_slicing": False, "attention": "sdpa", "compile": False,
-    "cache": "none", "cache_threshold": 0.05, "lora": [], "shift": None, "guidance_2": None, "true_cfg_scale": None,
+    "cache": "none", "cache_threshold": None, "lora": [], "shift": None, "guidance_2": None, "true_cfg_scale": None,
     "motion_bucket_id": None, "noise_aug_strength": None, "decode_chunk_size": None, "max_sequence_length": None,
     "revision": None, "quantize": "none", "quantize_components": [], "transformer_file": None,
-    "transformer_2_file": None,
+    "transformer_2_file": None, "scheduler": None, "last_image": None, "cache_ratios": None,
+    "cache_calibrate": False,
 }  # fmt: skip
 _CHOICES = {
     "offload": ("none", "model", "sequential", "group"),
-    "cache": ("none", "firstblock", "taylorseer"),
+    "cache": ("none", "firstblock", "taylorseer", "magcache"),
     "attention": ("sdpa", "flash", "flash3", "sage", "flex"),
     "dtype": ("auto", "bfloat16", "float16", "float32"),
     "text_encoder_device": ("auto", "cpu"),
@@ -263,25 +271,43 @@ def _names(key: str, value: Any) -> list[str]:
     return names
 
 
-def parse_lora(value: Any) -> list[tuple[str, float]]:
-    """``"path:0.8"`` or a list of them -> [(path, scale)]. A missing scale is 1.0; Windows drive letters survive."""
+_LORA_SYNTAX = "PATH, PATH:SCALE or PATH::FILE:SCALE, e.g. style.safetensors:0.8 or org/repo::lora.safetensors:0.8"
+
+
+def parse_lora(value: Any) -> list[tuple[str, float, str | None]]:
+    """``"path:0.8"``, ``"org/repo::file.safetensors:0.8"`` or a list of them -> [(path, scale, weight_name)].
+
+    A missing scale is 1.0; Windows drive letters survive. ``::`` names one weight file of a folder or Hub repo that
+    holds several (diffusers' ``load_lora_weights(weight_name=...)``): a single colon cannot, since it already
+    separates the scale and a drive letter."""
     items = value if isinstance(value, list | tuple) else [value]
-    out: list[tuple[str, float]] = []
+    out: list[tuple[str, float, str | None]] = []
     for item in items:
         if not isinstance(item, str) or not item.strip():
-            raise InvalidRequest("options.lora", f"{item!r} is not a LoRA path", value=item,
-                                 allowed="PATH or PATH:SCALE, e.g. style.safetensors:0.8")  # fmt: skip
-        path, scale = item.strip(), 1.0
+            raise InvalidRequest("options.lora", f"{item!r} is not a LoRA path", value=item, allowed=_LORA_SYNTAX)
+        path, scale, weight_name = item.strip(), 1.0, None
         head, sep, tail = path.rpartition(":")
-        if sep and head and re.fullmatch(r"-?\d+(\.\d*)?|-?\.\d+", tail):
+        if sep and head and not head.endswith(":") and re.fullmatch(r"-?\d+(\.\d*)?|-?\.\d+", tail):
             path, scale = head, float(tail)
+        if "::" in path:
+            path, _, weight_name = path.partition("::")
+            parts = weight_name.replace("\\", "/").split("/")
+            # a file inside the folder or repo (repos keep LoRAs in subfolders too); never outside it
+            if not path or not weight_name.endswith(_WEIGHT_SUFFIXES) or weight_name.startswith(("/", "\\")) \
+                    or any(p in ("", ".", "..") for p in parts) or re.match(r"^[A-Za-z]:", weight_name):  # fmt: skip
+                why = f"{item!r}: after '::' comes one .safetensors file inside the folder or repo before it"
+                raise InvalidRequest("options.lora", why, value=item, allowed=_LORA_SYNTAX)
+            if Path(path).expanduser().is_dir() and not (Path(path).expanduser() / weight_name).is_file():
+                files = sorted(p.name for p in Path(path).expanduser().glob("*.safetensors"))
+                raise InvalidRequest("options.lora", f"{path!r} has no {weight_name!r}", value=item,
+                                     allowed=", ".join(f"{path}::{f}" for f in files) or _LORA_SYNTAX)  # fmt: skip
         if not -10.0 <= scale <= 10.0:
             raise InvalidRequest("options.lora", f"scale {scale:g} of {path!r} is out of range", value=item,
                                  allowed="-10 to 10")  # fmt: skip
         if not Path(path).expanduser().exists() and not _REPO_ID.match(path):
             raise InvalidRequest("options.lora", f"{path!r} is neither an existing file or folder nor a Hub repo id",
                                  value=item, allowed="a .safetensors file, a folder or org/name")  # fmt: skip
-        out.append((path, scale))
+        out.append((path, scale, weight_name))
     return out
 
 
@@ -303,10 +329,13 @@ def validate_options(options: dict[str, Any]) -> dict[str, Any]:
             raise InvalidRequest(f"options.{key}", f"{opts[key]!r} is not one of its values", value=opts[key],
                                  allowed=", ".join(choices))  # fmt: skip
         opts[key] = value
-    for key in ("vae_tiling", "vae_slicing", "compile", "low_cpu_mem_usage"):
+    for key in ("vae_tiling", "vae_slicing", "compile", "low_cpu_mem_usage", "cache_calibrate"):
         opts[key] = _bool(key, opts[key])
     opts["offload_exclude"] = _names("offload_exclude", opts["offload_exclude"])
+    if opts["cache_threshold"] is None:  # each cache's own default: FirstBlockCache 0.05, MagCacheConfig 0.06
+        opts["cache_threshold"] = 0.06 if opts["cache"] == "magcache" else 0.05
     opts["cache_threshold"] = _number("cache_threshold", opts["cache_threshold"], 0.0, 1.0)
+    _check_magcache(opts)
     opts["lora"] = parse_lora(opts["lora"]) if opts["lora"] else []
     if opts["shift"] is not None:
         opts["shift"] = _number("shift", opts["shift"], 0.01, 100.0)
@@ -320,8 +349,93 @@ def validate_options(options: dict[str, Any]) -> dict[str, Any]:
     if opts["revision"] is not None and not re.fullmatch(r"[\w./-]{1,128}", str(opts["revision"])):
         raise InvalidRequest("options.revision", f"{opts['revision']!r} is not a branch, tag or commit id",
                              value=opts["revision"], allowed="e.g. main or a 40-character commit id")  # fmt: skip
+    if opts["scheduler"] is not None:
+        name = str(opts["scheduler"]).strip()
+        if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]{0,63}", name):
+            raise _refuse("scheduler", f"{opts['scheduler']!r} is not a scheduler class name", opts["scheduler"],
+                          "a diffusers scheduler class name, e.g. UniPCMultistepScheduler")  # fmt: skip
+        opts["scheduler"] = name
+    if opts["last_image"] is not None:
+        opts["last_image"] = _last_image_path(opts["last_image"])
     parse_quantize(opts)
     return opts
+
+
+MAGCACHE_DOC = "docs/models.md, 'MagCache'"
+
+
+def _check_magcache(opts: dict[str, Any]) -> None:
+    """cache_ratios / cache_calibrate belong to cache=magcache, which needs the model's magnitude ratios (diffusers'
+    MagCacheConfig refuses to run without them: they depend on the checkpoint) or a calibration run writing them."""
+    for key in ("cache_ratios", "cache_calibrate"):
+        if opts[key] not in (None, False) and opts["cache"] != "magcache":
+            raise _refuse(key, f"applies to cache=magcache, not cache={opts['cache']}", opts[key],
+                          "with cache=magcache only")  # fmt: skip
+    if opts["cache"] != "magcache":
+        return
+    value = opts["cache_ratios"]
+    if value is None:
+        raise _refuse("cache_ratios", "cache=magcache needs the model's magnitude ratios, which depend on the "
+                      f"checkpoint: calibrate once with cache_calibrate=true cache_ratios=FILE (see {MAGCACHE_DOC})",
+                      None, "a JSON file written by cache_calibrate=true, or a list of numbers")  # fmt: skip
+    if opts["cache_calibrate"]:
+        allowed = "a new .json file in an existing folder, or one an earlier calibration wrote"
+        target = Path(value).expanduser() if isinstance(value, str | os.PathLike) else None
+        if target is None or target.suffix != ".json" or not target.parent.is_dir():
+            raise _refuse("cache_ratios", "with cache_calibrate=true it is the .json file the ratios are written to, "
+                          "in an existing folder", value, allowed)  # fmt: skip
+        if target.exists() and not _is_ratios_file(target):  # never overwrite a file Kinema did not write
+            raise _refuse("cache_ratios", f"{os.fspath(value)!r} exists and is not a MagCache ratios file", value,
+                          allowed)  # fmt: skip
+        opts["cache_ratios"] = str(target)
+        return
+    ratios: Any = value
+    if isinstance(value, str | os.PathLike):
+        import json
+
+        try:
+            ratios = json.loads(Path(value).expanduser().read_text()).get("mag_ratios")
+        except (OSError, ValueError, AttributeError) as exc:
+            raise _refuse("cache_ratios", f"could not read ratios from {os.fspath(value)!r} ({exc})", value,
+                          f"a JSON file written by cache_calibrate=true (see {MAGCACHE_DOC})") from None  # fmt: skip
+    ok = isinstance(ratios, list) and len(ratios) >= 2 and all(
+        isinstance(r, int | float) and not isinstance(r, bool) and 0 < r < 100 for r in ratios)  # fmt: skip
+    if not ok:
+        allowed = f"a JSON file written by cache_calibrate=true, or a list of numbers (see {MAGCACHE_DOC})"
+        raise _refuse("cache_ratios", "is not a list of at least 2 positive magnitude ratios", value, allowed)
+    opts["cache_ratios"] = [float(r) for r in ratios]
+
+
+def _is_ratios_file(path: Path) -> bool:
+    import json
+
+    try:
+        found = json.loads(path.read_text())
+    except (OSError, ValueError, UnicodeDecodeError):
+        return False
+    return isinstance(found, dict) and isinstance(found.get("mag_ratios"), list)
+
+
+def _last_image_path(value: Any) -> str:
+    """The last_image option: a readable local image file (a URL is not fetched: the backend never downloads)."""
+    allowed = "a local image file (PNG, JPEG, WebP), with --image for the first frame"
+    if not isinstance(value, str | os.PathLike) or not os.fspath(value).strip():
+        raise _refuse("last_image", f"{value!r} is not an image path", value, allowed)
+    text = os.fspath(value).strip()
+    if re.match(r"^[a-z][a-z0-9+.-]*://", text, re.I):
+        raise _refuse("last_image", "is a URL; the diffusers backend does not fetch files: download it and pass the "
+                      "local file", text, allowed)  # fmt: skip
+    path = Path(text).expanduser()
+    if not path.is_file():
+        raise _refuse("last_image", f"{text!r} is not an existing file", text, allowed)
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            img.verify()
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise _refuse("last_image", f"{text!r} is not a readable image ({exc})", text, allowed) from None
+    return str(path)
 
 
 # -- devices and memory --------------------------------------------------------------------------------------------
@@ -492,15 +606,28 @@ _ATTENTION_FAMILIES = ("wan", "ltx", "hunyuan")
 #: families that encode the prompt on the CPU with text_encoder_device=cpu (their encode_prompt takes a device)
 _TEXT_CPU_FAMILIES = ("wan", "ltx", "cogvideox", "hunyuan")
 _SVD_OPTIONS = ("motion_bucket_id", "noise_aug_strength", "decode_chunk_size")
+#: options that act per call, not on the loaded pipeline: changing them does not reload it (MagCache's ratios are
+#: applied per call by apply_magcache)
+_CALL_OPTIONS = ("guidance_2", "max_sequence_length", "true_cfg_scale", "_size_from_input", "last_image",
+                 "cache_ratios", "cache_calibrate")  # fmt: skip
 
 
 def _refuse(key: str, why: str, value: Any, allowed: str) -> InvalidRequest:
     return InvalidRequest(f"options.{key}", why, value=value, allowed=allowed)
 
 
-def check_model_options(located: Located, opts: dict[str, Any], given: set[str]) -> None:
+def check_model_options(located: Located, opts: dict[str, Any], given: set[str], mode: str | None = None) -> None:
     """Refuse, before anything loads, options that would do nothing on this model (naming what is allowed)."""
     family = located.family.name
+    if opts["last_image"] is not None:
+        _check_last_image(located, mode)
+    elif mode in ("i2v", "extend") and _needs_last_frame(located):
+        raise _refuse("last_image", f"{located.model} is a first-last-frame model: it conditions on two images and "
+                      "diffusers fails on one", None, "--option last_image=PATH with --image")  # fmt: skip
+    if opts["scheduler"] is not None:
+        current = _scheduler_at_load(located)
+        if current is not None:
+            scheduler_class(opts["scheduler"], *current)
     if opts["attention"] != "sdpa" and family not in _ATTENTION_FAMILIES:
         why = ("CogVideoX's attention processor calls PyTorch's scaled_dot_product_attention directly, so an "
                "attention backend does not reach it") if family == "cogvideox" else (
@@ -528,6 +655,97 @@ def check_model_options(located: Located, opts: dict[str, Any], given: set[str])
             and located.entry.guidance_2 is None:  # fmt: skip
         raise _refuse("guidance_2", f"{located.model} has one transformer, so there is no low-noise expert",
                       opts["guidance_2"], "only with Wan2.2 A14B models")  # fmt: skip
+
+
+def _check_last_image(located: Located, mode: str | None) -> None:
+    """last_image reaches WanImageToVideoPipeline only, and not with expand_timesteps (Wan2.2 TI2V-5B), where
+    diffusers' prepare_latents conditions on the first frame alone and would drop it without a word."""
+    allowed = "only with --image (or --video) on Wan image-to-video models, e.g. wan2.1-flf2v-14b-720p"
+    if mode is not None and mode not in ("i2v", "extend"):
+        raise _refuse("last_image", "is the last frame of an image-to-video clip; give the first with --image",
+                      located.model, allowed)  # fmt: skip
+    cls = DiffusersBackend._pipeline_class(located, "i2v") if "i2v" in located.capabilities.modes else None
+    index = read_model_index(located.folder) if located.folder is not None else {}
+    if cls != "WanImageToVideoPipeline" or located.class_name == "WanPipeline" or index.get("expand_timesteps"):
+        what = ("Wan2.2 TI2V conditions on the first frame only (expand_timesteps)"
+                if cls == "WanImageToVideoPipeline" else f"{located.class_name} takes no last frame")  # fmt: skip
+        raise _refuse("last_image", what, located.model, allowed)
+    if located.folder is not None:
+        config = read_json(located.folder / "transformer" / "config.json")
+        # a Wan2.1 I2V transformer reads the CLIP tokens of one image: given two (first and last), diffusers'
+        # transformer fails on the batch mismatch mid-call; FLF2V's image embedder has a positional embedding
+        # over both (pos_embed_seq_len), and Wan2.2 I2V takes no CLIP tokens at all (image_dim null)
+        takes = config.get("image_dim") is None or config.get("pos_embed_seq_len") is not None
+    else:
+        takes = located.entry is not None and located.entry.last_frame
+    if not takes:
+        raise _refuse("last_image", f"{located.model} was trained on a first frame only (its transformer has no "
+                      "positional embedding for two images' CLIP tokens)", located.model, allowed)  # fmt: skip
+
+
+def _needs_last_frame(located: Located) -> bool:
+    """FLF2V: WanImageEmbedding views the CLIP tokens as (-1, 2 x tokens) for its positional embedding, which one
+    image's tokens cannot fill (diffusers models/transformers/transformer_wan.py)."""
+    if located.folder is not None:
+        return read_json(located.folder / "transformer" / "config.json").get("pos_embed_seq_len") is not None
+    return located.entry is not None and located.entry.needs_last_frame
+
+
+def _scheduler_at_load(located: Located) -> tuple[Any, dict[str, Any]] | None:
+    """The scheduler class and config the pipeline will load with (the catalog's choice first), or None when the
+    weights are not here or diffusers is not installed (then the check happens at load time)."""
+    if located.folder is None:
+        return None
+    try:
+        import diffusers
+    except ImportError:
+        return None
+    config = read_json(located.folder / "scheduler" / "scheduler_config.json")
+    name = located.entry.scheduler[0] if located.entry and located.entry.scheduler else config.get("_class_name")
+    cls = getattr(diffusers, str(name), None)
+    return (cls, config) if cls is not None else None
+
+
+def scheduler_choices(current: Any, config: dict[str, Any]) -> list[str]:
+    """Scheduler class names that can replace ``current`` (a class) configured by ``config``: diffusers' own
+    ``compatibles`` list; for a flow-matching config (Wan's UniPC with ``use_flow_sigmas``), only the classes that
+    take ``use_flow_sigmas``, plus FlowMatchEulerDiscreteScheduler (``flow_shift`` becomes its ``shift``)."""
+    names = {c.__name__ for c in current._get_compatibles()}
+    if config.get("use_flow_sigmas") or config.get("prediction_type") == "flow_prediction":
+        import diffusers
+
+        names = {n for n in names if "use_flow_sigmas" in inspect.signature(getattr(diffusers, n).__init__).parameters}
+        names.add("FlowMatchEulerDiscreteScheduler")
+    return sorted(names)
+
+
+def scheduler_class(name: str, current: Any, config: dict[str, Any]) -> str:
+    """The class name ``name`` stands for (case and the "Scheduler" suffix optional), refused unless compatible."""
+    choices = scheduler_choices(current, config)
+    wanted = name.lower().removesuffix("scheduler")
+    for choice in choices:
+        if choice.lower().removesuffix("scheduler") == wanted:
+            return choice
+    raise _refuse("scheduler", f"{name!r} is not a scheduler {current.__name__} can be replaced with in diffusers",
+                  name, ", ".join(choices))  # fmt: skip
+
+
+def _set_scheduler(pipe: Any, name: str) -> None:
+    """Replace the pipeline's scheduler with ``name``, built from its own config (shift and all)."""
+    import diffusers
+
+    chosen = scheduler_class(name, type(pipe.scheduler), dict(pipe.scheduler.config))
+    if chosen == type(pipe.scheduler).__name__:
+        return
+    cls = getattr(diffusers, chosen)
+    config = dict(pipe.scheduler.config)
+    accepted = set(inspect.signature(cls.__init__).parameters)
+    extra: dict[str, Any] = {}
+    if chosen == "FlowMatchEulerDiscreteScheduler" and "flow_shift" in config:
+        extra["shift"] = config["flow_shift"]  # the same sigma shift under FlowMatchEuler's name
+    # only the keys the new class takes: from_config warns about every other one
+    pipe.scheduler = cls.from_config({k: v for k, v in config.items() if k in accepted or k.startswith("_")},
+                                     **extra)  # fmt: skip
 
 
 def pipeline_components(folder: Path) -> dict[str, str]:
@@ -620,6 +838,7 @@ class _Loaded:
     key: tuple[Any, ...]
     pipe: Any
     cpu_text: dict[str, Any]  # text encoders kept on the CPU (text_encoder_device=cpu)
+    magcache: tuple[Any, ...] | None = None  # the settings (steps first) MagCache's hooks are applied with
 
 
 class DiffusersBackend(BaseBackend):
@@ -646,7 +865,7 @@ class DiffusersBackend(BaseBackend):
         opts = validate_options(dict(request.options))  # bad options fail before anything else
         params = super().resolve(request, seed)
         located = locate(params.model or DEFAULT_MODEL, opts["revision"])
-        check_model_options(located, opts, set(request.options))
+        check_model_options(located, opts, set(request.options), params.mode)
         caps = located.capabilities
         sized_by_user = request.width is not None or request.aspect_ratio or request.resolution
         if params.mode in ("i2v", "extend") and not sized_by_user and not caps.sizes:
@@ -710,9 +929,19 @@ class DiffusersBackend(BaseBackend):
         if self._loaded.cpu_text:
             _encode_on_cpu(pipe, self._loaded.cpu_text, located, kwargs, device)
         kwargs.update(step_callbacks(pipe, ctx, total_steps))
-        try:
+        if opts["cache"] == "magcache":
+            self._loaded.magcache = apply_magcache(pipe, opts, total_steps, self._loaded.magcache)
+
+        def run() -> Any:
             with torch.inference_mode():
-                out = pipe(**kwargs)
+                return pipe(**kwargs)
+
+        try:
+            if opts["cache"] == "magcache" and opts["cache_calibrate"]:
+                out, note = calibrate_magcache(run, opts["cache_ratios"], model, total_steps)
+                warnings.append(note)
+            else:
+                out = run()
         except Cancelled:
             raise
         except torch.OutOfMemoryError as exc:
@@ -760,10 +989,7 @@ class DiffusersBackend(BaseBackend):
             device,
             tuple(sorted((k, str(v)) for k, v in dtypes.items())),
             tuple(
-                (k, str(v))
-                for k, v in sorted(opts.items())
-                if k not in ("guidance_2", "max_sequence_length", "true_cfg_scale", "_size_from_input")
-                and k not in _SVD_OPTIONS
+                (k, str(v)) for k, v in sorted(opts.items()) if k not in _CALL_OPTIONS and k not in _SVD_OPTIONS
             ),  # fmt: skip
         )
         with self._lock:
@@ -813,6 +1039,8 @@ class DiffusersBackend(BaseBackend):
 
         Returns the text encoders kept on the CPU (text_encoder_device=cpu), taken out of the pipeline so that no
         placement or offload hook moves them; :func:`_encode_on_cpu` uses them."""
+        if opts["scheduler"] is not None:
+            _set_scheduler(pipe, opts["scheduler"])
         shift = opts["shift"] if opts["shift"] is not None else (located.entry.flow_shift if located.entry else None)
         if shift is not None:
             _set_shift(pipe, shift, explicit=opts["shift"] is not None)
@@ -902,28 +1130,39 @@ def _set_shift(pipe: Any, shift: float, explicit: bool = False) -> None:
                       "no shift option for this model")  # fmt: skip
 
 
-def _load_loras(pipe: Any, loras: list[tuple[str, float]]) -> None:
+def _load_loras(pipe: Any, loras: list[tuple[str, float, str | None]]) -> None:
     if not hasattr(pipe, "load_lora_weights"):
         raise InvalidRequest("options.lora", f"{type(pipe).__name__} does not take LoRA weights", allowed="none")
     require_module("peft", "local", feature="LoRA loading")
     two_experts = getattr(pipe, "transformer_2", None) is not None
     names = []
-    for i, (path, _scale) in enumerate(loras):
+    for i, (path, _scale, weight_name) in enumerate(loras):
         name = f"kinema_lora_{i}"
+        kw: dict[str, Any] = {"adapter_name": name, "local_files_only": True}
+        if weight_name:
+            kw["weight_name"] = weight_name
         try:
-            pipe.load_lora_weights(path, adapter_name=name, local_files_only=True)
+            pipe.load_lora_weights(path, **kw)
             if two_experts:  # Wan2.2 A14B: by default a LoRA reaches only the high-noise expert (diffusers wan.md)
-                pipe.load_lora_weights(path, adapter_name=name, local_files_only=True, load_into_transformer_2=True)
+                pipe.load_lora_weights(path, load_into_transformer_2=True, **kw)
         except (OSError, ValueError, KeyError) as exc:
-            raise InvalidRequest("options.lora", f"could not load {path!r}: {exc}", value=path) from None
+            where = f"{path}::{weight_name}" if weight_name else path
+            raise InvalidRequest("options.lora", f"could not load {where!r}: {exc}", value=where,
+                                 allowed=_LORA_SYNTAX) from None  # fmt: skip
         names.append(name)
-    pipe.set_adapters(names, adapter_weights=[scale for _path, scale in loras])
+    pipe.set_adapters(names, adapter_weights=[scale for _path, scale, _weight in loras])
 
 
 def _enable_cache(pipe: Any, denoisers: list[Any], opts: dict[str, Any]) -> None:
     if not denoisers or not all(hasattr(net, "enable_cache") for net in denoisers):
         raise InvalidRequest("options.cache", f"{type(pipe).__name__} has no transformer that diffusers' cache hooks "
                              "support", value=opts["cache"], allowed="none")  # fmt: skip
+    if opts["cache"] == "magcache":
+        diffusers_name("diffusers.hooks", "MagCacheConfig", "0.37", "options.cache=magcache")
+        if len(denoisers) > 1:  # each expert runs part of the steps: one ratio list cannot describe both
+            raise InvalidRequest("options.cache", "magcache with two experts (Wan2.2 A14B) is not supported",
+                                 value="magcache", allowed="none, firstblock, taylorseer")  # fmt: skip
+        return  # its hooks need the step count: applied per call (apply_magcache)
     for net in denoisers:
         if opts["cache"] == "firstblock":
             fbc = diffusers_name("diffusers.hooks", "FirstBlockCacheConfig", "0.35", "options.cache=firstblock")
@@ -936,6 +1175,74 @@ def _enable_cache(pipe: Any, denoisers: list[Any], opts: dict[str, Any]) -> None
         except (ValueError, IndexError, TypeError) as exc:
             raise InvalidRequest("options.cache", f"{opts['cache']} does not apply to {type(net).__name__}: {exc}",
                                  value=opts["cache"], allowed="none") from None  # fmt: skip
+
+
+def apply_magcache(pipe: Any, opts: dict[str, Any], steps: int, applied: tuple[Any, ...] | None) -> tuple[Any, ...]:
+    """(Re)apply MagCache for ``steps`` denoising steps (diffusers interpolates the ratios to that count) unless it is
+    already applied with the same settings; returns those settings. Calibration re-applies every call."""
+    config_cls = diffusers_name("diffusers.hooks", "MagCacheConfig", "0.37", "options.cache=magcache")
+    wanted = (steps, opts["cache_threshold"], str(opts["cache_ratios"]), opts["cache_calibrate"])
+    if applied == wanted and not opts["cache_calibrate"]:
+        return wanted
+    net = pipe.transformer
+    if net.is_cache_enabled:
+        net.disable_cache()
+    if opts["cache_calibrate"]:
+        config = config_cls(calibrate=True, num_inference_steps=steps)
+    else:
+        config = config_cls(threshold=opts["cache_threshold"], num_inference_steps=steps,
+                            mag_ratios=list(opts["cache_ratios"]))  # fmt: skip
+    net.enable_cache(config)
+    return wanted
+
+
+class _Ratios(logging.Handler):
+    """Collects the ratio lists MagCache's calibration logs at the end of a run (one per cache context: cond,
+    uncond); diffusers also print()s them, which calibrate() keeps off stdout."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.found: list[list[float]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        import ast
+
+        text = record.getMessage()
+        if "Calibration Results:" in text:
+            try:
+                self.found.append([float(x) for x in ast.literal_eval(text.split("Results:", 1)[1].strip())])
+            except (ValueError, SyntaxError, TypeError):
+                pass
+
+
+def calibrate_magcache(run: Any, path: str, model: str, steps: int) -> tuple[Any, str]:
+    """Run ``run()`` with MagCache calibrating, write the ratios to ``path``; returns run's result and a note."""
+    import contextlib
+    import io
+    import json
+
+    log = logging.getLogger("diffusers.hooks.mag_cache")
+    handler, level, propagate = _Ratios(), log.level, log.propagate
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            out = run()
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(level)
+        log.propagate = propagate
+    if not handler.found:
+        raise GenerationFailed("MagCache calibration recorded no ratios (did the run finish every step?)")
+    ratios = handler.found[0]  # the conditional pass's, first each step; the unconditional one behaves alike
+    from importlib.metadata import version
+
+    Path(path).write_text(json.dumps({"model": model, "num_inference_steps": steps, "mag_ratios": ratios,
+                                      "diffusers": version("diffusers")}, indent=1) + "\n")  # fmt: skip
+    note = (f"MagCache calibration: {len(ratios)} magnitude ratios written to {path} (use them with "
+            f"--option cache=magcache --option cache_ratios={path})")  # fmt: skip
+    return out, note
 
 
 def _place(pipe: Any, device: str, opts: dict[str, Any]) -> None:
@@ -1113,6 +1420,24 @@ def call_kwargs(located: Located, pipe: Any, params: GenerationParams, opts: dic
             kw["frame_index"] = 0
         else:
             kw["image"] = _image(first, params.width, params.height)
+    if params.mode != "t2v" and "last_image" in _accepted(pipe):  # the same rules as check_model_options,
+        config = getattr(getattr(pipe, "transformer", None), "config", None) or {}  # for callers that skip resolve
+        two = config.get("pos_embed_seq_len") is not None
+        if two and opts["last_image"] is None:
+            raise _refuse("last_image", f"{located.model} is a first-last-frame model: it conditions on two images "
+                          "and diffusers fails on one", None, "--option last_image=PATH with --image")  # fmt: skip
+        if opts["last_image"] is not None and config.get("image_dim") is not None and not two:
+            raise _refuse("last_image", f"{located.model} was trained on a first frame only", opts["last_image"],
+                          "only with Wan first-last-frame models, e.g. wan2.1-flf2v-14b-720p")  # fmt: skip
+    if opts["last_image"] is not None:
+        if "last_image" not in _accepted(pipe) or getattr(pipe.config, "expand_timesteps", False):
+            raise _refuse("last_image", f"{type(pipe).__name__} takes no last frame", opts["last_image"],
+                          "only with --image on Wan image-to-video models")  # fmt: skip
+        from PIL import Image
+
+        with Image.open(opts["last_image"]) as img:
+            last = np.asarray(img.convert("RGB"))
+        kw["last_image"] = _image(last, params.width, params.height)  # cropped and sized as the first frame is
     accepted = _accepted(pipe)
     dropped = sorted(k for k in kw if k not in accepted)
     for k in dropped:
