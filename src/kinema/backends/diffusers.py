@@ -41,6 +41,8 @@ Backend options (``--option KEY=VALUE`` on the command line, ``options={...}`` i
                    (see :mod:`kinema.backends.quantization` for what each runs on)
 ``quantize_components`` which components ``quantize`` applies to (default: the transformer(s)), e.g.
                    "transformer,text_encoder"
+``ulysses``, ``ring`` split one video's sequence over N processes (``kinema generate --gpus N``; Wan, LTX);
+                   ``ulysses_anything``: any head count (see :mod:`kinema.backends.parallel`)
 ``transformer_file``, ``transformer_2_file``  the transformer from one .gguf or .safetensors file; ``--model``
                    names the base checkpoint
 =================  ==========================================================================================
@@ -90,6 +92,10 @@ from .catalog import (
     scaled_work,
     supported_pipelines,
 )
+from .parallel import agreed_cancel, check_parallel, parse_parallel
+from .parallel import degree as split_degree
+from .parallel import enable as enable_split
+from .parallel import world as split_world
 from .quantization import (
     apply_layerwise_casting,
     check_quant_device,
@@ -224,7 +230,7 @@ OPTION_DEFAULTS: dict[str, Any] = {
     "motion_bucket_id": None, "noise_aug_strength": None, "decode_chunk_size": None, "max_sequence_length": None,
     "revision": None, "quantize": "none", "quantize_components": [], "transformer_file": None,
     "transformer_2_file": None, "scheduler": None, "last_image": None, "cache_ratios": None,
-    "cache_calibrate": False,
+    "cache_calibrate": False, "ulysses": 1, "ring": 1, "ulysses_anything": False,
 }  # fmt: skip
 _CHOICES = {
     "offload": ("none", "model", "sequential", "group"),
@@ -358,6 +364,7 @@ def validate_options(options: dict[str, Any]) -> dict[str, Any]:
     if opts["last_image"] is not None:
         opts["last_image"] = _last_image_path(opts["last_image"])
     parse_quantize(opts)
+    parse_parallel(opts)
     return opts
 
 
@@ -651,6 +658,7 @@ def check_model_options(located: Located, opts: dict[str, Any], given: set[str],
             raise _refuse(key, f"applies to offload=group, not offload={opts['offload']}", opts[key],
                           "with offload=group only")  # fmt: skip
     _check_quantize(located, opts, given)
+    _check_split(located, opts)
     if "guidance_2" in given and opts["guidance_2"] is not None and family == "wan" and located.entry is not None \
             and located.entry.guidance_2 is None:  # fmt: skip
         raise _refuse("guidance_2", f"{located.model} has one transformer, so there is no low-noise expert",
@@ -753,6 +761,26 @@ def pipeline_components(folder: Path) -> dict[str, str]:
     ``transformer_2: [null, null]`` is left out)."""
     index = read_model_index(folder)
     return {k: str(v[0]) for k, v in index.items() if isinstance(v, list) and len(v) == 2 and v[0] and v[1]}
+
+
+def _check_split(located: Located, opts: dict[str, Any]) -> None:
+    """ulysses / ring against the model and the other options (the group's size is checked where the ranks run)."""
+    cls: Any = None
+    config: dict[str, Any] = {}
+    if split_degree(opts) > 1 and located.folder is not None:
+        import diffusers
+
+        spec = read_model_index(located.folder).get("transformer")
+        name = spec[1] if isinstance(spec, list) and len(spec) == 2 and spec[1] else located.class_name
+        cls = getattr(diffusers, name, located.class_name)
+        config = read_json(located.folder / "transformer" / "config.json")
+    check_parallel(cls, config, opts, None)
+    if split_degree(opts) == 1:
+        return
+    for key, off in (("cache", "none"), ("quantize", "none"), ("compile", False)):
+        if opts[key] != off:
+            raise _refuse(key, "is not tested together with a split sequence (ulysses or ring above 1)", opts[key],
+                          f"{off} when the sequence is split")  # fmt: skip
 
 
 def _check_quantize(located: Located, opts: dict[str, Any], given: set[str]) -> None:
@@ -899,6 +927,10 @@ class DiffusersBackend(BaseBackend):
             )
         device = pick_device(opts["device"])
         check_quant_device(opts, device)
+        if split_degree(opts) != split_world()[1]:
+            raise InvalidRequest("options.ulysses", f"ulysses x ring = {split_degree(opts)} needs as many processes; "
+                                 "this one runs alone", value=split_degree(opts),
+                                 allowed="kinema generate --gpus N, or kinema.backends.parallel.launch()")  # fmt: skip
         if opts["offload"] != "none" and not device.startswith("cuda"):
             raise InvalidRequest("options.offload", f"{opts['offload']!r} moves weights between CPU memory and a GPU; "
                                  f"the device here is {device}", value=opts["offload"], allowed="none")  # fmt: skip
@@ -1053,6 +1085,8 @@ class DiffusersBackend(BaseBackend):
                               "attention dispatcher", opts["attention"], "sdpa")  # fmt: skip
             for net in denoisers:
                 net.set_attention_backend(_ATTENTION_BACKENDS[opts["attention"]])
+        for net in denoisers:  # before caches and compile: the split wraps the attention and the blocks' inputs
+            enable_split(net, opts)
         if opts["cache"] != "none":
             _enable_cache(pipe, denoisers, opts)
         vae = getattr(pipe, "vae", None)
@@ -1468,7 +1502,7 @@ def step_callbacks(pipe: Any, ctx: GenerationContext, total: int) -> dict[str, A
 
     def on_step_end(_pipe: Any, step: int, _timestep: Any, callback_kwargs: dict[str, Any]) -> dict[str, Any]:
         ctx.progress("denoising", step + 1, total)
-        if ctx.cancel.cancelled:
+        if agreed_cancel(ctx.cancel.cancelled):  # all ranks of a split run stop at the same step
             stop()
         return callback_kwargs
 
