@@ -315,6 +315,8 @@ _COG_DPM = ("CogVideoXDPMScheduler", {"timestep_spacing": "trailing"})  # THUDM/
 _WAN = dict(family="wan", license="Apache-2.0", commercial_use=True, vae_float32=True,
             default_negative_prompt=WAN_NEGATIVE_PROMPT)  # fmt: skip
 _WAN_T2V = dict(_WAN, pipeline="WanPipeline", modes=("t2v",))
+# Wan 2.1's clips: 4k+1 frames up to 161 at 16 fps, sizes in multiples of 16 (Wan-Video/Wan2.1 generate.py)
+_WAN_FRAMES = dict(size_multiple=16, default_frames=81, frame_step=4, frame_offset=1, max_frames=161, default_fps=16.0)
 
 CATALOG: dict[str, CatalogEntry] = {
     e.id: e
@@ -324,12 +326,7 @@ CATALOG: dict[str, CatalogEntry] = {
             repo="Wan-AI/Wan2.1-T2V-1.3B-Diffusers",
             **_WAN_T2V,  # type: ignore[arg-type]
             default_size=(832, 480),
-            size_multiple=16,
-            default_frames=81,
-            frame_step=4,
-            frame_offset=1,
-            max_frames=161,
-            default_fps=16.0,
+            **_WAN_FRAMES,  # type: ignore[arg-type]
             default_steps=50,
             default_guidance=5.0,
             flow_shift=5.0,  # Wan2.1 generate.py _validate_args: 5.0 for text-to-video (3.0 is its 480p i2v value)
@@ -342,12 +339,7 @@ CATALOG: dict[str, CatalogEntry] = {
             repo="Wan-AI/Wan2.1-T2V-14B-Diffusers",
             **_WAN_T2V,  # type: ignore[arg-type]
             default_size=(1280, 720),
-            size_multiple=16,
-            default_frames=81,
-            frame_step=4,
-            frame_offset=1,
-            max_frames=161,
-            default_fps=16.0,
+            **_WAN_FRAMES,  # type: ignore[arg-type]
             default_steps=50,
             default_guidance=5.0,
             flow_shift=5.0,
@@ -361,12 +353,7 @@ CATALOG: dict[str, CatalogEntry] = {
             pipeline="WanImageToVideoPipeline",
             modes=("i2v", "extend"),
             default_size=(832, 480),
-            size_multiple=16,
-            default_frames=81,
-            frame_step=4,
-            frame_offset=1,
-            max_frames=161,
-            default_fps=16.0,
+            **_WAN_FRAMES,  # type: ignore[arg-type]
             default_steps=40,
             default_guidance=5.0,
             flow_shift=3.0,
@@ -383,12 +370,7 @@ CATALOG: dict[str, CatalogEntry] = {
             pipeline="WanImageToVideoPipeline",
             modes=("i2v", "extend"),
             default_size=(1280, 720),
-            size_multiple=16,
-            default_frames=81,
-            frame_step=4,
-            frame_offset=1,
-            max_frames=161,
-            default_fps=16.0,
+            **_WAN_FRAMES,  # type: ignore[arg-type]
             default_steps=50,
             default_guidance=5.0,
             flow_shift=16.0,
@@ -423,12 +405,7 @@ CATALOG: dict[str, CatalogEntry] = {
             repo="Wan-AI/Wan2.2-T2V-A14B-Diffusers",
             **_WAN_T2V,  # type: ignore[arg-type]
             default_size=(1280, 720),
-            size_multiple=16,
-            default_frames=81,
-            frame_step=4,
-            frame_offset=1,
-            max_frames=161,
-            default_fps=16.0,
+            **_WAN_FRAMES,  # type: ignore[arg-type]
             default_steps=40,
             default_guidance=4.0,
             guidance_2=3.0,
@@ -444,12 +421,7 @@ CATALOG: dict[str, CatalogEntry] = {
             pipeline="WanImageToVideoPipeline",
             modes=("i2v", "extend"),
             default_size=(1280, 720),
-            size_multiple=16,
-            default_frames=81,
-            frame_step=4,
-            frame_offset=1,
-            max_frames=161,
-            default_fps=16.0,
+            **_WAN_FRAMES,  # type: ignore[arg-type]
             default_steps=40,
             default_guidance=3.5,
             guidance_2=3.5,
