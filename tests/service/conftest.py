@@ -26,6 +26,7 @@ def make_config(tmp_path: Path, **overrides: Any) -> ServiceConfig:
     base: dict[str, Any] = dict(
         data_dir=tmp_path / "data", workers=1, lease_seconds=3.0, heartbeat_seconds=0.3, reap_interval=0.3,
         shutdown_grace=5.0, webhook_secret="whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", webhook_timeout=5.0,
+        warm_up=False,  # each pool would load the built-in model in the background: CPU the tests share
     )  # fmt: skip
     base.update(overrides)
     return ServiceConfig(**base)

@@ -125,3 +125,33 @@ def test_serve_refuses_bad_request_limits(tmp_path) -> None:
                         (["--max-header-bytes", "100"], "--max-header-bytes: must be at least 1024")):  # fmt: skip
         result = runner.invoke(app, ["serve", "--data-dir", str(tmp_path), *flags])
         assert result.exit_code == 2 and says in result.output, result.output
+
+
+def test_status_shows_what_an_operator_checks_first(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    from typer.testing import CliRunner
+
+    from kinema.cli import app
+    from kinema.service.store import Store
+
+    runner = CliRunner()
+    missing = runner.invoke(app, ["status", "--data-dir", str(tmp_path / "nowhere")])
+    assert missing.exit_code == 2 and "--data-dir: no job store at" in missing.output
+    _failed_job(tmp_path)
+    store = Store(tmp_path / "kinema.sqlite3")
+    running = store.submit_job(owner="key_x", request={"prompt": "r"}, summary={})
+    assert store.claim("host:42", lease_seconds=30) is not None
+    store.submit_job(owner="key_x", request={"prompt": "q"}, summary={})
+    done = runner.invoke(app, ["status", "--data-dir", str(tmp_path), "--json"])
+    assert done.exit_code == 0, done.output
+    report = json.loads(done.stdout)
+    assert report["store"] == {"kind": "sqlite", "location": str(tmp_path / "kinema.sqlite3")}
+    assert report["jobs"] == {"queued": 1, "in_progress": 1, "completed": 0, "failed": 1, "cancelled": 0}
+    assert report["queue"]["depth"] == 1 and report["queue"]["oldest_age_seconds"] is not None
+    assert [(r["id"], r["worker"]) for r in report["running"]] == [(running.id, "host:42")]
+    assert report["failed_recently"]["by_code"] == {"boom": 1} and report["quarantined"]["total"] == 0
+    text = runner.invoke(app, ["status", "--data-dir", str(tmp_path)])
+    assert text.exit_code == 0, text.output
+    assert "store:        sqlite " in text.output and "failed (1 h): 1 (1 boom)" in text.output
+    assert "on host:42" in text.output and "quarantined:  0" in text.output

@@ -294,6 +294,33 @@ def test_crashes_are_counted_apart_then_quarantined_and_requeued(opener: Opener)
     assert [a["outcome"] for a in store.attempts_of(job.id)] == ["lost", "lost", "lost", None]
 
 
+def test_status_summary_shows_queue_running_failures_and_quarantine(opener: Opener) -> None:
+    store = opener(max_crashes=1)
+    empty = store.status_summary(time.time() - 3600)
+    assert empty["jobs"] == {"queued": 0, "in_progress": 0, "completed": 0, "failed": 0, "cancelled": 0}
+    assert empty["queue"] == {"depth": 0, "oldest_age_seconds": None} and empty["running"] == []
+    poison, boom, old, running, *queued = _submit(store, 6, max_attempts=1)
+    assert store.claim("w0", lease_seconds=0.01) is not None
+    time.sleep(0.03)
+    assert store.reap() == [(poison.id, "failed")]  # its one crash quarantines it
+    for job, code in ((boom, "boom"), (old, "old")):
+        assert store.claim("w1", lease_seconds=30) is not None
+        assert store.fail(job.id, "w1", 1, {"code": code, "message": "m"}) == "failed"
+    _sql(store, "UPDATE jobs SET completed_at=? WHERE id=?", (time.time() - 7200, old.id))  # failed 2 h ago
+    assert store.claim("w2", lease_seconds=30) is not None
+    _sql(store, "UPDATE jobs SET created_at=? WHERE id=?", (time.time() - 600, queued[0].id))
+    got = store.status_summary(time.time() - 3600)
+    assert got["jobs"] == {"queued": 2, "in_progress": 1, "completed": 0, "failed": 3, "cancelled": 0}
+    assert got["queue"]["depth"] == 2 and 599 <= got["queue"]["oldest_age_seconds"] <= 660
+    (run,) = got["running"]
+    assert (run["id"], run["worker"], run["attempt"], run["kind"]) == (running.id, "w2", 1, "video")
+    assert 0 <= run["running_seconds"] < 60 and 25 < run["lease_left_seconds"] <= 30
+    assert got["failed_recently"]["total"] == 2, "the one failed 2 h ago is not recent"
+    assert got["failed_recently"]["by_code"] == {"boom": 1, "poison_job": 1}
+    assert got["quarantined"]["total"] == 1
+    assert [(j["id"], j["crashes"]) for j in got["quarantined"]["jobs"]] == [(poison.id, 1)]
+
+
 def test_release_gives_the_job_back(store: stores.Store) -> None:
     (job,) = _submit(store)
     claimed = store.claim("w", lease_seconds=30)

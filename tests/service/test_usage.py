@@ -144,3 +144,25 @@ def test_keys_create_with_a_budget(tmp_path: Path) -> None:
     assert "10 USD" in listed.output
     bad = runner.invoke(app, ["keys", "create", "--budget", "10EUR", "--data-dir", str(tmp_path)])
     assert bad.exit_code == 2 and "--budget: '10EUR' is not an amount of US dollars" in bad.output
+
+
+def test_a_storyboards_cost_is_its_scenes_costs(tmp_path: Path, luma: FakeLuma) -> None:
+    client, _ = _service(tmp_path)
+    body = {"title": "two", "model": "luma/ray-2", "size": "1280x720",
+            "scenes": [{"prompt": "a red fox", "duration": 5}, {"prompt": "a fox", "duration": 5}]}  # fmt: skip
+    with client:
+        resp = client.post("/v1/storyboards", json=body)
+        assert resp.status_code == 200, resp.text
+        done = wait_status(client, resp.json()["id"])
+        assert done["status"] == "completed", done["error"]
+        usage = client.get("/v1/usage").json()
+    assert luma.submissions == 2
+    assert usage["cost"]["usd"] == {"amount": pytest.approx(1.42), "estimated": True}, "two scenes of $0.71"
+
+
+def test_sum_costs_adds_each_unit_and_keeps_estimate() -> None:
+    from kinema.service.budgets import sum_costs
+
+    assert sum_costs([None, {}]) is None
+    assert sum_costs([{"credits": 5, "estimate": False}, {"credits": 2.5, "price_source": "x"}]) == {"credits": 7.5}
+    assert sum_costs([{"usd": 0.71, "estimate": True}, {"usd": 0.71}]) == {"usd": 1.42, "estimate": True}

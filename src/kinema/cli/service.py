@@ -4,6 +4,7 @@ kinema keys create --name ci          # prints the new key once
 kinema serve --port 8000 --workers 1  # API + in-process workers
 kinema worker --workers 2             # more workers, same data dir, another process
 kinema jobs retry video_...           # queue a failed job again
+kinema status --json                  # the store, the queue, running, failed and quarantined jobs
 """
 
 from __future__ import annotations
@@ -349,6 +350,72 @@ def jobs_retry(
         err.print(f"job {job_id} queued again (attempt {again.attempts + 1} next)", highlight=False)
 
 
+def status(
+    data_dir: DataDir = None,
+    database_url: DatabaseUrl = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """What an operator checks first: the store, jobs by status, the queue, running jobs and their lease holders,
+    failures of the last hour by error code, and quarantined (poison) jobs."""
+    import time
+
+    from ..errors import InvalidRequest
+    from ..service.stores import describe_store
+    from .console import fail, out
+
+    try:
+        cfg = _config(data_dir, database_url=database_url)
+        location = cfg.store_location
+        if "://" not in location and not Path(location).is_file():
+            # an empty store made here would only hide a mistyped --data-dir
+            raise InvalidRequest("--data-dir", f"no job store at {location}", value=str(cfg.root),
+                                 allowed="the data dir of a 'kinema serve' (or --database-url)")  # fmt: skip
+        from ..service.stores import open_store
+
+        store = open_store(location)
+        try:
+            summary = store.status_summary(time.time() - 3600)
+        finally:
+            store.close()
+    except Exception as exc:
+        fail(exc)
+        return
+    kind, _, where = describe_store(location).partition(" ")
+    report = {"store": {"kind": kind.lower(), "location": where}, **summary}
+    if as_json:
+        sys.stdout.write(json.dumps(report) + "\n")
+        return
+    out.print(_status_text(report), highlight=False, soft_wrap=True)
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.0f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
+
+
+def _status_text(r: dict[str, Any]) -> str:
+    jobs, queue, failed, poison = r["jobs"], r["queue"], r["failed_recently"], r["quarantined"]
+    lines = [
+        f"store:        {r['store']['kind']} {r['store']['location']}",
+        "jobs:         " + ", ".join(f"{n} {status}" for status, n in jobs.items()),
+        f"queue:        {queue['depth']} queued, oldest {_age(queue['oldest_age_seconds'])}",
+        f"running:      {len(r['running'])}",
+    ]
+    for job in r["running"]:
+        lines.append(f"  {job['id']} ({job['kind']}, attempt {job['attempt']}) on {job['worker']}: running "
+                     f"{_age(job['running_seconds'])}, lease {job['lease_left_seconds']:g} s left")  # fmt: skip
+    codes = ", ".join(f"{n} {code}" for code, n in failed["by_code"].items())
+    lines.append(f"failed (1 h): {failed['total']}" + (f" ({codes})" if codes else ""))
+    lines.append(f"quarantined:  {poison['total']}" + (" (re-queue: kinema jobs retry ID)" if poison["total"] else ""))
+    for job in poison["jobs"]:
+        times = f"{job['crashes']} time{'s' if job['crashes'] != 1 else ''}"
+        lines.append(f"  {job['id']} ({job['kind']}, owner {job['owner']}): lost its worker {times}")
+    return "\n".join(lines)
+
+
 def _where(store: Any) -> str:
     from ..service.stores import describe_store
 
@@ -359,5 +426,6 @@ def _where(store: Any) -> str:
 def register(app: typer.Typer) -> None:
     app.command("serve")(serve)
     app.command("worker")(worker)
+    app.command("status")(status)
     app.add_typer(keys_app, name="keys")
     app.add_typer(jobs_app, name="jobs")

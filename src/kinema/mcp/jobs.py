@@ -121,6 +121,19 @@ class Jobs:
             return 200, json.dumps({"id": job.id}).encode()
 
         try:
+            # the HTTP API's budget check; an enhance job runs no backend (its summary names the source's): free
+            backend = summary.get("backend") if kind != ENHANCE_KIND else None
+            if backend:
+                from ..service.budgets import budget_refusal
+
+                refusal = budget_refusal(store, OWNER, str(backend), who=f"the MCP server's owner {OWNER!r}")
+                if refusal is not None:
+                    raise InvalidRequest(
+                        "backend",
+                        refusal,
+                        value=backend,
+                        allowed="a free backend (builtin, diffusers); or a larger budget",
+                    )
             job = store.submit_job(owner=OWNER, request=request, summary=summary, kind=kind,
                                    max_attempts=cfg.max_attempts, job_id=_new_job_id(),
                                    idempotency=(full_key, respond))  # fmt: skip

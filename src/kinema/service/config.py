@@ -92,6 +92,8 @@ class ServiceConfig:
     auth: bool = True
     #: in-process workers started with the app (``kinema serve --workers``); 0 = submit only
     workers: int = 1
+    #: load the default backend's model in the background when workers start, so the first job does not wait for it
+    warm_up: bool = True
     #: the job store: ``postgresql://...`` for several API replicas and workers (docs/cluster.md); default
     #: ``KINEMA_DATABASE_URL``, else SQLite in the data dir
     database_url: str | None = None

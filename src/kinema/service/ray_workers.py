@@ -23,6 +23,11 @@ Ray actor, with the driver relaying between the actor and the store.
 * **Progress and provider task ids** are polled from the actor every ``poll_interval`` and written by the driver. A
   remote backend's task id is acknowledged only after the driver has stored it: the actor's backend waits for that
   before polling the provider, so a paid task is never started twice.
+* **Remote backends' hooks** (``video_job.remote_hooks``) cross the process boundary as data or relays: the provider
+  callback URL and the "an earlier submit is unconfirmed" flag travel with the job; the submitting mark is polled
+  from the actor and stored by the driver, which then answers (the backend waits for that before its paid submit);
+  and a provider callback's "poll now" (received by the driver, or through the store's hint) is forwarded to the
+  actor, whose backend then polls at once.
 """
 
 from __future__ import annotations
@@ -202,6 +207,13 @@ class _ActorJob:
     task: tuple[str, dict[str, Any]] | None = None
     task_ack: threading.Event = field(default_factory=threading.Event)
     task_ok: bool = False
+    #: a submitting mark waiting for the driver to store it: (sequence number, active); None when none waits
+    submitting: tuple[int, bool] | None = None
+    submit_seq: int = 0
+    submit_ack: threading.Event = field(default_factory=threading.Event)
+    submit_ok: bool = False
+    #: set by the driver when a provider callback asks the job to poll now
+    poll_now: threading.Event = field(default_factory=threading.Event)
 
 
 class KinemaActor:
@@ -245,6 +257,21 @@ class KinemaActor:
             if not state.task_ack.wait(120) or not state.task_ok:
                 raise Cancelled("the job's lease was lost; the provider task id was not recorded")
 
+        def on_submitting(active: bool = True) -> None:
+            # as on_task_id: the mark is durable (the driver wrote it) before the backend's paid submit
+            with self.lock:
+                state.submit_seq += 1
+                state.submit_ok = False
+                state.submit_ack.clear()
+                state.submitting = (state.submit_seq, active)
+            if not state.submit_ack.wait(120) or not state.submit_ok:
+                raise Cancelled("the job's lease was lost before the provider submit")
+
+        from ..backends.remote import ON_SUBMITTING, POLL_NOW
+
+        # the hooks that cannot be pickled are this actor's relays to the driver (see the module docstring)
+        resume_info = {**resume_info, ON_SUBMITTING: on_submitting, POLL_NOW: state.poll_now}
+
         try:
             try:
                 result = run(VideoRequest(**request), output=work, on_progress=on_progress, cancel=state.token,
@@ -274,7 +301,23 @@ class KinemaActor:
         if state is None:
             return None
         task = state.task if state.task is not None and not state.task_ack.is_set() else None
-        return {"progress": state.progress, "task": task}
+        return {"progress": state.progress, "task": task, "submitting": state.submitting}
+
+    def ack_submitting(self, job_id: str, seq: int, ok: bool) -> None:
+        """The driver stored (``ok``) the submitting mark number ``seq``, or the attempt lost the job."""
+        with self.lock:
+            state = self.jobs.get(job_id)
+            if state is None or state.submitting is None or state.submitting[0] != seq:
+                return  # a late answer to a mark already answered
+            state.submitting, state.submit_ok = None, ok
+            state.submit_ack.set()
+
+    def poll_now(self, job_id: str) -> None:
+        """A provider callback for the job arrived: its backend polls the provider at once."""
+        with self.lock:
+            state = self.jobs.get(job_id)
+        if state is not None:
+            state.poll_now.set()
 
     def ack_task(self, job_id: str, ok: bool) -> None:
         with self.lock:
@@ -289,6 +332,7 @@ class KinemaActor:
         if state is not None:
             state.token.cancel(keep_provider_task=keep_provider_task)
             state.task_ack.set()  # a backend waiting for its task id's answer stops too
+            state.submit_ack.set()  # and one waiting for its submitting mark (not ok: it raises Cancelled)
 
     def shutdown(self) -> None:
         shutil.rmtree(self.work, ignore_errors=True)
@@ -317,6 +361,8 @@ class RayWorkerPool(WorkerPool):
 
     #: claim loops beyond one per actor: a claimed job of one placement may wait while the other's actors are free
     SPARE_LOOPS = 2
+    #: generations run on the actors, never in the driver: it has no model to load
+    WARMS_UP = False
 
     def __init__(self, store: Store, config: ServiceConfig, options: RayOptions | None = None, *,
                  name: str | None = None) -> None:  # fmt: skip
@@ -516,12 +562,13 @@ class RayWorkerPool(WorkerPool):
         from ray.exceptions import GetTimeoutError, RayError, RayTaskError
 
         job, actor = ctx.job, slot.handle
-        ref = actor.run.remote(job.id, ctx.attempt, job.request, key, job.provider_task_id,
-                               # the job's id is the client token of providers that take one (as run_video_job)
-                               {"client_token": job.id, **(job.provider_info or {})})  # fmt: skip
+        ref = actor.run.remote(job.id, ctx.attempt, job.request, key, job.provider_task_id, self.resume_info(ctx))
         cancel_sent = False
         while True:
             done, _ = ray.wait([ref], timeout=self.options.poll_interval)
+            if ctx.poll_now.is_set():  # a provider callback (here, or via the store's hint): the actor polls now
+                ctx.poll_now.clear()
+                actor.poll_now.remote(job.id)
             if (ctx.token.cancelled or ctx.lost) and not cancel_sent:
                 # a lost lease keeps the provider's task: the attempt that owns the job now resumes it
                 actor.cancel.remote(job.id, ctx.lost or ctx.token.keep_provider_task)
@@ -554,7 +601,26 @@ class RayWorkerPool(WorkerPool):
                 raise error
             return out
 
+    def resume_info(self, ctx: AttemptContext) -> dict[str, Any]:
+        """What the actor's ``run()`` gets as ``resume_info``: the job's client token (providers that take one find
+        a lost submit by it, as in ``run_video_job``), its provider info and the remote hooks that are data (the
+        callback URL, the unconfirmed-submit flag); the actor adds its relays for the submitting mark and poll-now."""
+        from ..backends.remote import ON_SUBMITTING, POLL_NOW
+        from .video_job import remote_hooks
+
+        hooks = {k: v for k, v in remote_hooks(ctx).items() if k not in (ON_SUBMITTING, POLL_NOW)}
+        return {"client_token": ctx.job.id, **(ctx.job.provider_info or {}), **hooks}
+
     def _relay(self, ctx: AttemptContext, actor: Any, state: dict[str, Any]) -> None:
+        marked = state.get("submitting")
+        if marked and ctx.extra.get("submit_seq") != marked[0]:  # once per mark, though polls may see it twice
+            ctx.extra["submit_seq"] = marked[0]
+            try:
+                ctx.on_submitting(bool(marked[1]))
+                ok = True
+            except Cancelled:
+                ok = False
+            actor.ack_submitting.remote(ctx.job.id, marked[0], ok)
         if state.get("progress"):
             p = state["progress"]
             ctx.progress(ProgressEvent(p["stage"], p["step"], p["total"], p["fraction"], p["eta"], p.get("message"),

@@ -288,6 +288,54 @@ def usage_row(row: Any) -> dict[str, Any]:
             "request": load_json(row["request"]) or {}, "result": load_json(row["result"])}  # fmt: skip
 
 
+#: running and quarantined jobs listed one by one in :func:`operator_status` (the counts cover them all)
+STATUS_LIST_LIMIT = 50
+
+
+def operator_status(rows: Callable[[str, tuple[Any, ...]], list[dict[str, Any]]], failed_since: float,
+                    now: float | None = None) -> dict[str, Any]:  # fmt: skip
+    """What an operator checks first (``kinema status``), given ``rows(sql, params)`` (``?`` placeholders, dict
+    rows): jobs by status, the queue's depth and oldest job's age, running jobs with their lease holders, failures
+    since ``failed_since`` by error code, and quarantined (poison) jobs."""
+    now = time.time() if now is None else now
+    jobs = dict.fromkeys(("queued", "in_progress", "completed", "failed", "cancelled"), 0)
+    for r in rows("SELECT status, count(*) AS n FROM jobs GROUP BY status", ()):
+        jobs[r["status"]] = int(r["n"])
+    queued = rows("SELECT min(created_at) AS oldest FROM jobs WHERE status='queued'", ())
+    oldest = queued[0]["oldest"] if queued else None
+    running = [
+        {"id": r["id"], "kind": r["kind"], "owner": r["owner"], "worker": r["worker"], "attempt": r["attempts"],
+         # the attempt's own start (a re-queued job's first start may be long ago)
+         "running_seconds": round(now - (r["attempt_started"] or r["started_at"] or now), 1),
+         "lease_left_seconds": round((r["lease_until"] or now) - now, 1)}
+        for r in rows("SELECT j.id, j.kind, j.owner, j.worker, j.attempts, j.started_at, j.lease_until,"
+                      " a.started_at AS attempt_started FROM jobs j LEFT JOIN attempts a ON a.job_id=j.id AND"
+                      " a.attempt=j.attempts WHERE j.status='in_progress' ORDER BY j.seq LIMIT ?",
+                      (STATUS_LIST_LIMIT,))
+    ]  # fmt: skip
+    by_code: dict[str, int] = {}
+    failed = rows("SELECT error FROM jobs WHERE status='failed' AND completed_at>=?", (failed_since,))
+    for r in failed:
+        error = load_json(r["error"])
+        code = str(error.get("code") or "unknown") if isinstance(error, dict) else "unknown"
+        by_code[code] = by_code.get(code, 0) + 1
+    # the reaper's quarantine error; dump_json sorts keys, so its code is written exactly like this
+    poison = ('%"code": "poison_job"%',)
+    total = rows("SELECT count(*) AS n FROM jobs WHERE status='failed' AND error LIKE ?", poison)
+    listed = rows("SELECT id, kind, owner, crashes, completed_at FROM jobs WHERE status='failed' AND error LIKE ?"
+                  " ORDER BY seq DESC LIMIT ?", (*poison, STATUS_LIST_LIMIT))  # fmt: skip
+    return {
+        "jobs": jobs,
+        "queue": {"depth": jobs["queued"], "oldest_age_seconds": round(now - oldest, 1) if oldest else None},
+        "running": running,
+        "failed_recently": {"since": failed_since, "total": len(failed),
+                            "by_code": dict(sorted(by_code.items(), key=lambda kv: (-kv[1], kv[0])))},
+        "quarantined": {"total": int(total[0]["n"]) if total else 0,
+                        "jobs": [{"id": r["id"], "kind": r["kind"], "owner": r["owner"], "crashes": r["crashes"],
+                                  "failed_at": r["completed_at"]} for r in listed]},
+    }  # fmt: skip
+
+
 def hash_key(secret: str) -> str:
     # API keys are 32 random bytes: a fast hash is enough (no dictionary to attack), and lookups stay O(1)
     return hashlib.sha256(secret.encode()).hexdigest()
@@ -719,6 +767,12 @@ class Store:
         rows = self.connection().execute(f"SELECT id, poll_hint_at FROM jobs WHERE id IN ({marks}) AND"
                                          " poll_hint_at IS NOT NULL", tuple(job_ids)).fetchall()  # fmt: skip
         return {r["id"]: r["poll_hint_at"] for r in rows}
+
+    def status_summary(self, failed_since: float) -> dict[str, Any]:
+        """What ``kinema status`` shows (:func:`operator_status`); reads only."""
+        con = self.connection()
+        return operator_status(lambda sql, params: [dict(r) for r in con.execute(sql, params).fetchall()],
+                               failed_since)  # fmt: skip
 
     def usage_rows(self, owner: str, since: float | None = None) -> list[dict[str, Any]]:
         """The owner's jobs for usage totals: id, status, backend, created_at, result (cost, recipe)."""

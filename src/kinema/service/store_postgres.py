@@ -50,6 +50,7 @@ from .store import (
     dump_json,
     hash_key,
     holder_gone,
+    operator_status,
     usage_row,
 )
 
@@ -626,6 +627,9 @@ class PostgresStore:
         rows = self._all("SELECT id, poll_hint_at FROM jobs WHERE id = ANY(%s) AND poll_hint_at IS NOT NULL",
                          (list(job_ids),))  # fmt: skip
         return {r["id"]: r["poll_hint_at"] for r in rows}
+
+    def status_summary(self, failed_since: float) -> dict[str, Any]:
+        return operator_status(lambda sql, params: self._all(sql.replace("?", "%s"), params), failed_since)
 
     def usage_rows(self, owner: str, since: float | None = None) -> list[dict[str, Any]]:
         rows = self._all("SELECT id, status, created_at, request, result FROM jobs WHERE owner=%s AND"

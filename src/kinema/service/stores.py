@@ -189,6 +189,12 @@ class Store(Protocol):
         """The latest callback hint time of each listed job that has one."""
         ...
 
+    def status_summary(self, failed_since: float) -> dict[str, Any]:
+        """An operator's overview (``kinema status``): ``jobs`` by status, ``queue`` (depth, oldest_age_seconds),
+        ``running`` (id, worker, attempt, running_seconds, lease_left_seconds...), ``failed_recently`` (failures
+        since ``failed_since``: total, by_code) and ``quarantined`` (poison jobs: total and the latest)."""
+        ...
+
     def usage_rows(self, owner: str, since: float | None = None) -> list[dict[str, Any]]:
         """The owner's jobs created at or after ``since``: id, status, created_at, request and result dicts."""
         ...

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..progress import ProgressEvent
+from .budgets import sum_costs
 from .video_job import write_thumbnail
 
 if TYPE_CHECKING:
@@ -85,7 +86,9 @@ def run_storyboard_job(ctx: AttemptContext) -> None:
                   "scenes": scenes, "storyboard": body}  # fmt: skip
         timings = {f"scene {s['index'] + 1}": float(s["seconds"]) for s in scenes}
         timings["total"] = float(manifest["seconds"] or 0.0)
-        summary: dict[str, Any] = {"seed": scenes[0]["seed"] if scenes else None, "recipe": recipe, "cost": None,
+        # what the film cost: its scenes' costs (each scene's recipe has its own), so usage and budgets count it
+        cost = sum_costs(r["recipe"].get("cost") for r in manifest["scenes"])
+        summary: dict[str, Any] = {"seed": scenes[0]["seed"] if scenes else None, "recipe": recipe, "cost": cost,
                    "timings": timings, "warnings": []}  # fmt: skip
         ok = pool.store.complete(job.id, pool.name, ctx.attempt, result=summary, output_path=str(final),
                                  thumbnail_path=str(thumb), expires_at=time.time() + cfg.retention_hours * 3600,

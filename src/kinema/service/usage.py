@@ -17,68 +17,20 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-import re
-import threading
-import time
 from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 
-from ..errors import InvalidRequest
 from .auth import check_rate, owner_dependency
+from .budgets import NOT_AMOUNTS, budget_refusal, is_paid_backend, job_cost, parse_budget, spent_usd, sum_costs
 from .errors import ERROR_RESPONSES, ApiError
 from .schemas import Usage
 
 if TYPE_CHECKING:
     from .state import ServiceState
-    from .stores import Store
 
-__all__ = ["parse_budget", "summarize", "spent_usd", "check_budget", "is_paid_backend", "usage_routes"]
-
-#: cost keys that describe a figure rather than being one
-_NOT_AMOUNTS = {"estimate", "price_date", "price_source", "currency"}
-_BUDGET = re.compile(r"^\s*\$?\s*(\d+(?:\.\d+)?)\s*([A-Za-z]{3})?\s*$")
-#: a key's budget is read at most this often per process (the check runs on every paid submit)
-_BUDGET_CACHE_SECONDS = 2.0
-
-
-def parse_budget(text: str) -> tuple[float, str]:
-    """(amount, "USD") from ``10USD``, ``10 usd``, ``$10`` or ``10``; InvalidRequest naming ``budget`` else."""
-    m = _BUDGET.match(text or "")
-    currency = (m.group(2) or "USD").upper() if m else ""
-    if not m or currency != "USD":
-        raise InvalidRequest("budget", f"{text!r} is not an amount of US dollars", value=text,
-                             allowed="an amount in USD, e.g. 10USD, 2.50 USD or $10")  # fmt: skip
-    amount = float(m.group(1))
-    if not math.isfinite(amount) or amount <= 0:
-        raise InvalidRequest("budget", f"{text!r} must be more than 0", value=text, allowed="e.g. 10USD")
-    return amount, currency
-
-
-def is_paid_backend(name: str) -> bool:
-    """Whether a backend bills per generation (a cloud provider's remote loop); builtin and diffusers are free."""
-    from ..backends import get_backend
-    from ..backends.remote import RemoteBackend
-
-    try:
-        return isinstance(get_backend(name), RemoteBackend)
-    except Exception:  # an unknown backend was already refused by the plan; never block on it here
-        return False
-
-
-def _job_cost(result: dict[str, Any] | None) -> dict[str, Any]:
-    cost = (result or {}).get("cost")
-    return cost if isinstance(cost, dict) else {}
-
-
-def spent_usd(rows: list[dict[str, Any]]) -> float:
-    """The USD total (reported or estimated) of these jobs."""
-    total = 0.0
-    for row in rows:
-        usd = _job_cost(row.get("result")).get("usd")
-        if isinstance(usd, int | float) and not isinstance(usd, bool) and math.isfinite(usd):
-            total += float(usd)
-    return round(total, 6)
+# parse_budget, spent_usd, is_paid_backend and sum_costs live in budgets.py (no HTTP there: the MCP server uses them)
+__all__ = ["parse_budget", "summarize", "spent_usd", "sum_costs", "check_budget", "is_paid_backend", "usage_routes"]
 
 
 def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -93,51 +45,23 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
         duration = recipe.get("duration") if isinstance(recipe, dict) else None
         if row["status"] == "completed" and isinstance(duration, int | float):
             seconds += float(duration)
-        job_cost = _job_cost(result)
-        for unit, amount in job_cost.items():
-            if unit in _NOT_AMOUNTS or isinstance(amount, bool) or not isinstance(amount, int | float):
+        this = job_cost(result)
+        for unit, amount in this.items():
+            if unit in NOT_AMOUNTS or isinstance(amount, bool) or not isinstance(amount, int | float):
                 continue
             entry = cost.setdefault(unit, {"amount": 0.0, "estimated": False})
             entry["amount"] = round(entry["amount"] + float(amount), 6)
-            if unit == "usd" and job_cost.get("estimate"):
+            if unit == "usd" and this.get("estimate"):
                 entry["estimated"] = True
     return {"jobs": {"total": len(rows), **jobs}, "seconds": round(seconds, 3), "cost": cost,
             "estimated": any(e["estimated"] for e in cost.values())}  # fmt: skip
 
 
-class _BudgetCache:
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.entries: dict[str, tuple[float, tuple[float, str] | None]] = {}
-
-    def budget(self, store: Store, owner: str) -> tuple[float, str] | None:
-        now = time.monotonic()
-        with self.lock:
-            hit = self.entries.get(owner)
-        if hit is not None and now - hit[0] < _BUDGET_CACHE_SECONDS:
-            return hit[1]
-        found = store.key_budget(owner)
-        with self.lock:
-            if len(self.entries) > 10_000:
-                self.entries.clear()
-            self.entries[owner] = (now, found)
-        return found
-
-
-_budgets = _BudgetCache()
-
-
 def check_budget(state: ServiceState, owner: str, backend: str) -> None:
     """402 ``budget_exhausted`` when ``owner`` has a budget, ``backend`` is paid and the budget is spent."""
-    budget = _budgets.budget(state.store, owner)
-    if budget is None or not is_paid_backend(backend):
-        return
-    amount, currency = budget
-    spent = spent_usd(state.store.usage_rows(owner))
-    if spent >= amount:
-        raise ApiError(402, f"budget exhausted: this API key has spent {spent:.2f} {currency} of its "
-                            f"{amount:.2f} {currency} budget; paid backends ({backend}) are refused, free ones "
-                            f"(builtin, diffusers) still run", code="budget_exhausted", param="model")  # fmt: skip
+    refusal = budget_refusal(state.store, owner, backend)
+    if refusal is not None:
+        raise ApiError(402, refusal, code="budget_exhausted", param="model")
 
 
 def _since(value: str | None) -> float | None:

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from .state import ServiceState
     from .store import Job
 
-__all__ = ["video_routes", "retrieve_response", "job_of", "not_found"]
+__all__ = ["video_routes", "retrieve_response", "job_of", "not_found", "input_image"]
 
 _FILE_RESPONSES: dict[int | str, dict[str, Any]] = {
     **ERROR_RESPONSES,
@@ -112,7 +112,7 @@ def video_routes(state: ServiceState) -> APIRouter:
         job = state.store.delete(video_id, owner)
         if job is None:
             raise not_found(video_id)
-        for p in _files_of(job):
+        for p in _files_of(state, job):
             with contextlib.suppress(OSError):
                 p.unlink(missing_ok=True)
         return {"id": video_id, "object": "video.deleted", "deleted": True}
@@ -146,14 +146,26 @@ def video_routes(state: ServiceState) -> APIRouter:
         return video_object(again)
 
     @router.get("/v1/videos/{video_id}/content", responses=_FILE_RESPONSES, response_class=Response,
-                summary="Download the video or its thumbnail")  # fmt: skip
+                summary="Download the video, its thumbnail or its input image")  # fmt: skip
     def video_content(
         video_id: str,
         owner: str = Depends(owner_of),
-        variant: str = Query("video", pattern="^(video|thumbnail|spritesheet)$"),
+        variant: str = Query(
+            "video",
+            pattern="^(video|thumbnail|spritesheet|input_reference)$",
+            description="video (MP4), thumbnail (PNG), or input_reference: the image the job was "
+            "submitted with (PNG, whatever the job's status)",
+        ),
     ) -> Response:
         check_rate(state.read_limiter, owner)
         job = job_of(state, video_id, owner)
+        if variant == "input_reference":  # so a client (the web page) can run an image-to-video job again
+            image = input_image(state, job)
+            if image is None:
+                raise ApiError(404, "variant: this video was not made from an uploaded or fetched input image, so "
+                                    "there is no input_reference to download", code="no_input_reference",
+                               param="variant")  # fmt: skip
+            return FileResponse(image, media_type="image/png", filename=f"{video_id}.input.png")
         if variant == "spritesheet":
             raise ApiError(400, "variant: 'spritesheet' is not offered", code="invalid_variant", param="variant")
         if job.status != "completed":
@@ -199,12 +211,24 @@ def job_of(state: ServiceState, video_id: str, owner: str) -> Job:
     return job
 
 
-def _files_of(job: Job) -> list[Path]:
-    paths = [job.output_path, job.thumbnail_path, (job.output_path + ".json") if job.output_path else None]
+def input_image(state: ServiceState, job: Job) -> Path | None:
+    """The job's input image as the service stored it (``inputs/<id>.png``), or None. A path elsewhere (an MCP
+    job's image is the caller's own file) is never served nor deleted: it is not the service's copy."""
     image = job.request.get("image")
-    if isinstance(image, str) and not image.startswith(("http://", "https://")):
-        paths.append(image)
-    return [Path(p) for p in paths if p]
+    if not isinstance(image, str) or image.startswith(("http://", "https://", "data:")):
+        return None
+    path = Path(image)
+    try:
+        ours = path.resolve().parent == state.config.inputs_dir.resolve()
+    except (OSError, ValueError):
+        return None
+    return path if ours and path.is_file() else None
+
+
+def _files_of(state: ServiceState, job: Job) -> list[Path]:
+    paths = [job.output_path, job.thumbnail_path, (job.output_path + ".json") if job.output_path else None]
+    image = input_image(state, job)
+    return [Path(p) for p in paths if p] + ([image] if image is not None else [])
 
 
 async def _sse(state: ServiceState, video_id: str, owner: str, timeout: float) -> AsyncIterator[bytes]:

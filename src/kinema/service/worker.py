@@ -38,9 +38,25 @@ from .store import Job
 from .stores import Store, open_store
 from .webhooks import event_payload
 
-__all__ = ["WorkerPool", "AttemptContext", "run_worker_process", "error_dict"]
+__all__ = ["WorkerPool", "AttemptContext", "run_worker_process", "error_dict", "warm_default_backend"]
 
 log = logging.getLogger("kinema.service.worker")
+
+
+def warm_default_backend() -> str:
+    """Load the default backend's model now (its ``warm()`` where it has one; the built-in model's cached loader
+    otherwise), so the first job does not pay for it; returns the backend's name. Loads are cached per process."""
+    from ..backends import DEFAULT_BACKEND, get_backend
+
+    backend = get_backend(DEFAULT_BACKEND)
+    warm = getattr(backend, "warm", None)
+    if callable(warm):
+        warm()
+    elif DEFAULT_BACKEND == "builtin":
+        from ..builtin import load_model
+
+        load_model()
+    return DEFAULT_BACKEND
 
 
 @dataclass
@@ -122,6 +138,9 @@ def error_dict(exc: BaseException) -> dict[str, Any]:
 class WorkerPool:
     """Claim loops + housekeeping for one process. ``start()``, then ``stop()``; see the module docstring."""
 
+    #: whether ``start()`` loads the default backend's model in the background (``config.warm_up`` too)
+    WARMS_UP = True
+
     def __init__(self, store: Store, config: ServiceConfig, *, threads: int = 1, name: str | None = None,
                  kinds: Mapping[str, JobRunner] | None = None) -> None:  # fmt: skip
         self.store = store
@@ -139,6 +158,8 @@ class WorkerPool:
         self._loops: list[threading.Thread] = []
         self._house: threading.Thread | None = None
         self.aborted = False
+        #: set once the start-up warm-up has ended (loaded, failed or skipped)
+        self.warmed = threading.Event()
         config.ensure_dirs()
 
     # -- lifecycle ------------------------------------------------------------------------------------------
@@ -146,6 +167,11 @@ class WorkerPool:
         from .config import load_extra_backends
 
         load_extra_backends()
+        if self.threads and self.config.warm_up and self.WARMS_UP:
+            # in the background: startup and readiness never wait for a model to load
+            threading.Thread(target=self._warm_up, name="kinema-warmup", daemon=True).start()
+        else:
+            self.warmed.set()
         for i in range(self.threads):
             t = threading.Thread(target=self._claim_loop, name=f"kinema-worker-{i}", daemon=True)
             t.start()
@@ -153,6 +179,16 @@ class WorkerPool:
         if housekeeping:
             self._house = threading.Thread(target=self._housekeeping, name="kinema-housekeeping", daemon=True)
             self._house.start()
+
+    def _warm_up(self) -> None:
+        started = time.monotonic()
+        try:
+            name = warm_default_backend()
+            log.info("warm-up: the %s backend's model is loaded (%.1f s)", name, time.monotonic() - started)
+        except Exception as exc:  # a job using the backend reports the problem itself; never stop the workers
+            log.warning("warm-up: could not load the default backend's model: %s", exc)
+        finally:
+            self.warmed.set()
 
     def notify(self) -> None:
         """A job was just submitted in this process: claim it now instead of at the next poll."""
