@@ -224,6 +224,21 @@ def test_rerun_of_an_image_to_video_job_sends_its_image_again(open_page: Any, se
     assert again["recipe"]["image"]["sha256"] == before["recipe"]["image"]["sha256"]
     # the recipe names the input by its digest, not by where the server keeps it
     assert str(server.data_dir) not in json.dumps(again["recipe"])
+
+    # after a reload the page no longer holds the image: it fetches it back from the job (variant=input_reference)
+    page.reload()
+    card = _card(page, first)
+    card.locator(".status", has_text="completed").wait_for()
+    card.get_by_role("button", name="Re-run").click()
+    newest = "document.querySelector('#gallery li.card').dataset.id"
+    page.wait_for_function(f"() => !['{first}', '{again_id}'].includes({newest}) || {refused}")
+    assert card.locator(".card-action-error").is_hidden(), card.locator(".card-action-error").inner_text()
+    third_id = _newest_id(page)
+    _card(page, third_id).locator(".status", has_text="completed").wait_for()
+    with server.api() as c:
+        third = c.get(f"/v1/videos/{third_id}").json()
+    assert third["recipe"]["mode"] == "i2v"
+    assert third["recipe"]["image"]["sha256"] == before["recipe"]["image"]["sha256"]
     assert visit.console_errors == []
 
 

@@ -63,6 +63,13 @@ export async function blobUrl(path) {
   return URL.createObjectURL(await res.blob());
 }
 
+/** A file of a job as a Blob (the start image of an image-to-video job, to send it again). */
+export async function blob(path) {
+  const res = await fetch(path, { headers: headers() });
+  if (!res.ok) await answer(res);
+  return res.blob();
+}
+
 /**
  * Follow a job's Server-Sent Events (GET /v1/videos/{id}/events) with fetch, since EventSource cannot send the
  * key. Calls onEvent(type, video) for every event; resolves when the stream ends; `signal` aborts it.

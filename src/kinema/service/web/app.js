@@ -1,6 +1,6 @@
 // Kinema's page: the create form (a video or a storyboard), live progress, and the gallery (gallery.js).
 // It talks to the service only through its public HTTP API (api.js); no build step, no third-party requests.
-import { ApiError, get, keyStore, post, postForm } from "./api.js";
+import { ApiError, blob, get, keyStore, post, postForm } from "./api.js";
 import { initGallery, loadPage, plainError, playWhenReady, prepend } from "./gallery.js";
 import { TERMINAL, eta, onJob, sceneOf, stageName, stepOf, timeLeft } from "./jobs.js";
 
@@ -303,9 +303,23 @@ function storyboardFields() {
   return { title: $("sb-title").value.trim() || "Storyboard", scenes, ...sharedFields() };
 }
 
-// The start image of each image-to-video job sent from this page, by job id: the API gives no input back, so a
-// re-run from the gallery sends the same file again. Kept for the page's life only (a reload forgets them).
+// The start image of each image-to-video job sent from this page, by job id, so a re-run from the gallery sends the
+// same file again without a round trip; after a reload it is fetched back from the job
+// (GET /v1/videos/{id}/content?variant=input_reference).
 const startImages = new Map();
+
+async function startImageOf(video) {
+  if (startImages.has(video.id)) return startImages.get(video.id);
+  try {
+    const data = await blob(`/v1/videos/${encodeURIComponent(video.id)}/content?variant=input_reference`);
+    const image = new File([data], `${video.id}-start.png`, { type: data.type || "image/png" });
+    startImages.set(video.id, image);
+    return image;
+  } catch (err) {
+    if (err instanceof ApiError && err.status === 404) return undefined;
+    throw err;
+  }
+}
 
 async function submit(kind, fields, image) {
   let video;
@@ -361,10 +375,10 @@ async function rerun(video, newSeed) {
   } : { prompt: video.prompt, model: video.model, size: video.size, seconds: video.seconds, seed: video.seed ?? undefined };
   for (const k of Object.keys(fields)) if (fields[k] === null || fields[k] === undefined) delete fields[k];
   if (newSeed) delete fields.seed;
-  const image = startImages.get(video.id);
+  const image = r && r.mode === "i2v" ? await startImageOf(video) : undefined;
   if (r && r.mode === "i2v" && !image) {
-    throw new Error("This video started from an image that this page no longer holds (the page was reloaded "
-      + "since, or another client made it): choose the image under Start image and press Generate.");
+    throw new Error("This video started from an image the server no longer keeps: choose the image under Start "
+      + "image and press Generate.");
   }
   return submit("video", fields, image);
 }
