@@ -35,9 +35,13 @@ __all__ = [
 
 #: the recipe keys that are VideoRequest fields, i.e. what a re-run takes back
 RECIPE_REQUEST_FIELDS = (
-    "prompt", "negative_prompt", "image", "video", "num_frames", "fps", "width", "height", "num_inference_steps",
-    "guidance_scale", "seed", "backend", "model", "format", "options", "postprocess",
+    "prompt", "negative_prompt", "image", "video", "source_video", "strength", "last_image", "references",
+    "num_frames", "fps", "width", "height", "num_inference_steps", "guidance_scale", "seed", "backend", "model",
+    "format", "options", "postprocess",
 )  # fmt: skip
+#: the inputs a recipe names by digest, with the CLI flag that gives each again
+_INPUT_FLAGS = {"image": "--image", "video": "--video", "source_video": "--edit", "last_image": "--last-image",
+                "references": "--reference"}  # fmt: skip
 
 
 def generate(
@@ -46,6 +50,10 @@ def generate(
     negative_prompt: str | None = None,
     image: Any = None,
     video: str | os.PathLike[str] | None = None,
+    source_video: str | os.PathLike[str] | None = None,
+    strength: float | None = None,
+    last_image: Any = None,
+    references: list[Any] | None = None,
     num_frames: int | None = None,
     duration: float | None = None,
     fps: float | None = None,
@@ -74,6 +82,10 @@ def generate(
         image: the first frame, for image-to-video: a path, an http(s) URL, bytes, a PIL image or an (H, W, 3)
             uint8 array.
         video: the path of a clip to continue (video extension).
+        source_video: the path of a clip to edit: redrawn after the prompt, keeping its layout (docs/editing.md).
+        strength: with ``source_video``: 0 keeps the source, 1 ignores it (text-to-video); default: the backend's.
+        last_image: the frame the clip ends on (keyframes; with ``image`` the first one too), as ``image`` takes it.
+        references: images whose subject or style the clip keeps (reference-to-video), as ``image`` takes each.
         num_frames: the number of frames; the backend's rule applies (e.g. 16 + 12k for the built-in model).
         duration: the length in seconds, instead of ``num_frames``.
         fps: frames per second (default: the backend's).
@@ -103,7 +115,8 @@ def generate(
     (16, 64, 64, 3)
     """
     fields = {
-        "negative_prompt": negative_prompt, "image": image, "video": video, "num_frames": num_frames,
+        "negative_prompt": negative_prompt, "image": image, "video": video, "source_video": source_video,
+        "strength": strength, "last_image": last_image, "references": references, "num_frames": num_frames,
         "duration": duration, "fps": fps, "width": width, "height": height, "aspect_ratio": aspect_ratio,
         "resolution": resolution, "num_inference_steps": num_inference_steps, "guidance_scale": guidance_scale,
         "seed": seed, "backend": backend, "model": model, "format": format, "options": options,
@@ -234,6 +247,11 @@ def _load_inputs(request: VideoRequest, params: GenerationParams) -> None:
         params.image = load_image(request.image, "image")
     if request.video is not None:
         params.video, params.video_fps = load_video_frames(request.video, "video")
+    if request.source_video is not None:
+        params.source_video, params.source_fps = load_video_frames(request.source_video, "source_video")
+    if request.last_image is not None:
+        params.last_image = load_image(request.last_image, "last_image")
+    params.references = [load_image(r, f"references[{i}]") for i, r in enumerate(request.references)]
 
 
 def build_recipe(
@@ -259,6 +277,10 @@ def build_recipe(
         "mode": params.mode,
         "image": input_digest(request.image),
         "video": input_digest(request.video),
+        "source_video": input_digest(request.source_video),
+        "strength": params.strength,
+        "last_image": input_digest(request.last_image),
+        "references": [input_digest(r) for r in request.references] or None,
         "width": params.width,
         "height": params.height,
         "num_frames": params.num_frames,
@@ -280,15 +302,20 @@ def build_recipe(
 def request_from_recipe(recipe: dict[str, Any], **overrides: Any) -> VideoRequest:
     """A request that reproduces a stored recipe (``kinema generate --from``); ``overrides`` replace fields."""
     data = {k: recipe.get(k) for k in RECIPE_REQUEST_FIELDS if recipe.get(k) is not None}
-    for name, flag in (("image", "--image"), ("video", "--video")):
+    for name, flag in _INPUT_FLAGS.items():
         given = data.get(name)
         if overrides.get(name) is not None or given is None:
             continue
         # a digest identifies the input but is not the input: the file must be given again
-        if isinstance(given, dict) or (isinstance(given, str) and given.startswith("sha256:")):
-            digest = given.get("sha256") if isinstance(given, dict) else given.removeprefix("sha256:")
-            raise InvalidRequest(name, f"the recipe records its input {name} by digest (sha256 {digest}), not as a "
-                                       f"file; pass that {name} again with {flag}")  # fmt: skip
+        for item in given if isinstance(given, list) else [given]:
+            if isinstance(item, dict) or (isinstance(item, str) and item.startswith("sha256:")):
+                digest = item.get("sha256") if isinstance(item, dict) else item.removeprefix("sha256:")
+                raise InvalidRequest(name, f"the recipe records its input {name} by digest (sha256 {digest}), not "
+                                           f"as a file; pass that {name} again with {flag}")  # fmt: skip
+    recorded, again = data.get("references"), overrides.get("references")
+    if isinstance(recorded, list) and isinstance(again, list | tuple) and len(again) != len(recorded):
+        raise InvalidRequest("references", f"the recipe has {len(recorded)} reference images; {len(again)} were "
+                             "given again", value=len(again))  # fmt: skip
     if "prompt" not in data:
         raise InvalidRequest("prompt", "the recipe has no prompt; is it a Kinema recipe?")
     data.update({k: v for k, v in overrides.items() if v is not None})

@@ -21,13 +21,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .backends import BaseBackend, GenerationParams, get_backend
-from .errors import BackendUnavailable
+from .backends import BaseBackend, GenerationParams, backend_names, get_backend
+from .backends.base import MODE_NAMES, mode_refusal
+from .errors import BackendUnavailable, InvalidRequest
 from .request import VideoRequest
 from .video import output_format
 from .vocabulary import split_model_ref
 
-__all__ = ["Plan", "plan", "backend_for", "json_safe"]
+__all__ = ["Plan", "plan", "backend_for", "backends_supporting", "json_safe"]
 
 
 @dataclass
@@ -59,6 +60,7 @@ class Plan:
     def to_dict(self) -> dict[str, Any]:
         """The plan as JSON-safe data (``kinema generate --plan --json``)."""
         p = self.params
+        asked = self.request.recipe() if p.mode in ("keyframes", "references") else {}
         return {
             "backend": self.backend.name, "model": p.model, "mode": p.mode, "prompt": p.prompt,
             "negative_prompt": p.negative_prompt, "width": p.width, "height": p.height, "num_frames": p.num_frames,
@@ -67,6 +69,8 @@ class Plan:
             "seed_random": not self.seed_given, "format": self.format,
             "output": str(self.output) if self.output is not None else None, "options": json_safe(p.options),
             "postprocess": self.postprocess, "image": self.request.image_reference(), "video": self.request.video,
+            "source_video": self.request.source_video, "strength": p.strength,
+            "last_image": asked.get("last_image"), "references": asked.get("references", []),
         }  # fmt: skip
 
     def __str__(self) -> str:
@@ -74,7 +78,7 @@ class Plan:
         steps = ", ".join(s["op"] for s in self.postprocess) or "none"
         lines = [
             f"backend      {d['backend']}" + (f" (model {d['model']})" if d["model"] else ""),
-            f"mode         {d['mode']}",
+            f"mode         {d['mode']} ({_mode_words(self)})",
             f"size         {d['width']}x{d['height']}, {d['num_frames']} frames at {d['fps']:g} fps "
             f"({_seconds(self.params.duration)} s)",
             f"steps        {d['num_inference_steps'] if d['num_inference_steps'] is not None else 'backend default'}",
@@ -126,6 +130,7 @@ def plan(
         from .media.enhance import check_chain_output
 
         check_chain_output(chain, fmt)
+    _check_mode(backend, request)
     seed_given = request.seed is not None
     chosen = request.seed if request.seed is not None else (seed if seed is not None else secrets.randbelow(2**32))
     params = backend.resolve(request, chosen)
@@ -134,6 +139,65 @@ def plan(
     if check_available:
         the_plan.check_available()
     return the_plan
+
+
+def backends_supporting(mode: str, references: int = 0) -> list[str]:
+    """The registered backends with a model that does ``mode`` (with at least ``references`` reference images),
+    as "name" or "name (model, ...)" when only some of its models do."""
+    found = []
+    for name in backend_names():
+        try:
+            backend = get_backend(name)
+            models: list[str | None] = [None, *backend.models()]
+            fits = []
+            for model in models:
+                caps = backend.capabilities(model)
+                if mode in caps.modes and caps.max_references >= references:
+                    fits.append(model)
+        except Exception:  # noqa: S112 - a backend that cannot load or describe itself supports nothing here
+            continue
+        if None in fits:  # the default model does it
+            found.append(name)
+        elif fits:
+            shown = [m for m in fits if m is not None]
+            found.append(f"{name} ({', '.join(shown[:4])}{', ...' if len(shown) > 4 else ''})")
+    return found
+
+
+def _check_mode(backend: BaseBackend, request: VideoRequest) -> None:
+    """Refuse a mode (or a number of references) the backend does not take, naming the backends that do; the
+    backend's own resolve() checks the same, without the registry's view."""
+    default_model = getattr(backend, "default_model", None)
+    model = request.model or (default_model() if default_model else None)
+    try:
+        caps = backend.capabilities(model)
+    except Exception:  # an unknown model: resolve() refuses it, naming the field
+        return
+    where = f"backend {backend.name!r}" + (f" with model {model!r}" if model else "")
+    mode = request.mode
+    if mode not in caps.modes:
+        raise mode_refusal(mode, where, caps, [n for n in backends_supporting(mode) if n != backend.name])
+    if len(request.references) > caps.max_references:
+        others = [n for n in backends_supporting(mode, len(request.references)) if n != backend.name]
+        raise InvalidRequest(
+            "references", f"has {len(request.references)} images; {where} takes at most {caps.max_references}",
+            value=len(request.references), allowed=f"1 to {caps.max_references} images; "
+            + (f"backends that take {len(request.references)}: {', '.join(others)}" if others else "no other "
+               f"installed backend takes {len(request.references)}"),
+        )  # fmt: skip
+
+
+def _mode_words(the_plan: Plan) -> str:
+    """The mode's inputs for people: the strength of an edit, which keyframes, how many references."""
+    p, r = the_plan.params, the_plan.request
+    words = MODE_NAMES.get(p.mode, p.mode).split(" (")[0]
+    if p.mode == "edit":
+        return f"{words} of {r.source_video}, strength {p.strength:g}"
+    if p.mode == "keyframes":
+        return f"{words}: " + " and ".join(k for k, v in (("first", r.image), ("last", r.last_image)) if v is not None)
+    if p.mode == "references":
+        return f"{words}: {len(r.references)}"
+    return words
 
 
 def _seconds(value: float) -> str:

@@ -18,7 +18,7 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import InvalidRequest
 
@@ -29,6 +29,8 @@ __all__ = [
     "FORMATS",
     "MAX_PROMPT_CHARS",
     "MAX_SEED",
+    "MAX_REFERENCES",
+    "MODES",
     "invalid_from_validation",
 ]
 
@@ -43,6 +45,10 @@ ASPECT_RATIOS: dict[str, tuple[int, int]] = {
 RESOLUTIONS: dict[str, int] = {
     "64p": 64, "128p": 128, "240p": 240, "360p": 360, "480p": 480, "540p": 540, "720p": 720, "1080p": 1080,
 }  # fmt: skip
+#: the request's modes, in the order listings show them (see ``VideoRequest.mode``)
+MODES = ("t2v", "i2v", "extend", "edit", "keyframes", "references")
+#: a sanity bound on reference images; each backend's ``Capabilities.max_references`` is the real limit
+MAX_REFERENCES = 16
 # C0/C1 control characters except tab (\x09) and newline (\x0a)
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
@@ -71,11 +77,46 @@ def _int(field: str, value: Any) -> Any:
     return value
 
 
+def _check_image(value: Any) -> Any:
+    """An image input as given (path, URL, bytes, PIL image, uint8 array), or ValueError saying what is wrong."""
+    if value is None:
+        return None
+    if isinstance(value, os.PathLike):
+        value = os.fspath(value)
+    if isinstance(value, str):
+        if value.startswith(("http://", "https://")):
+            return value
+        if "://" in value:
+            raise ValueError(f"URL scheme of {value.split('://')[0]!r} is not supported; use http(s) or a path")
+        if not Path(value).is_file():
+            raise ValueError(f"file not found: {value}")
+        return value
+    if isinstance(value, bytes | bytearray):
+        if not value:
+            raise ValueError("is empty bytes")
+        return bytes(value)
+    if type(value).__module__.startswith("PIL."):
+        return value
+    if type(value).__module__ == "numpy":
+        import numpy as np
+
+        arr = np.asarray(value)
+        if arr.ndim != 3 or arr.shape[2] not in (3, 4) or arr.dtype != np.uint8:
+            raise ValueError(f"an array image must be uint8 of shape (H, W, 3), got {arr.dtype} {arr.shape}")
+        return arr
+    raise ValueError(
+        f"must be a path, an http(s) URL, bytes, a PIL image or a uint8 array, not {type(value).__name__}"
+    )
+
+
 class VideoRequest(BaseModel):
     """A request for one video. Construct it with keywords; bad input raises :class:`kinema.InvalidRequest`.
 
     ``image`` may be a path, an http(s) URL, raw bytes, a PIL image or an (H, W, 3) uint8 array (image-to-video: the
-    image is the first frame). ``video`` is the path of a clip to extend. Give ``num_frames`` or ``duration`` (with
+    image is the first frame). ``video`` is the path of a clip to extend. ``source_video`` is the path of a clip to
+    edit (``strength`` 0..1: how far the result may go from it); ``last_image`` is the frame the clip ends on (with
+    or without ``image``: keyframes); ``references`` are 1..N images whose subject or style the clip keeps. See
+    :attr:`mode` and docs/editing.md. Give ``num_frames`` or ``duration`` (with
     ``fps``), not both unless they agree; give ``width``/``height`` or ``aspect_ratio``/``resolution``. A ``seed`` of
     None or -1 means random; the seed actually used is recorded in the result.
     """
@@ -86,6 +127,19 @@ class VideoRequest(BaseModel):
     negative_prompt: str | None = None
     image: Any = None
     video: str | None = None
+    # the descriptions reach the schemas generated from this model (the MCP tools'), so they speak to a caller
+    source_video: str | None = Field(None, description=(
+        "Edit a clip: the local file path of a video to redraw after the prompt, keeping its layout (unlike "
+        "video, which is continued). With strength."))  # fmt: skip
+    strength: float | None = Field(None, description=(
+        "With source_video: how far the result may go from it, 0 (keep it) to 1 (ignore it: text-to-video); the "
+        "backend's default (0.6 for the built-in model) when left out."))  # fmt: skip
+    last_image: Any = Field(None, description=(
+        "Keyframes: a local file path or an http(s) URL of the image the clip ends on; with image, the clip runs "
+        "from one to the other."))  # fmt: skip
+    references: list[Any] = Field([], description=(
+        "Reference images (file paths or http(s) URLs) whose subject or style the clip keeps; list_backends says "
+        "which backends take them."))  # fmt: skip
     num_frames: int | None = None
     duration: float | None = None
     fps: float | None = None
@@ -220,39 +274,43 @@ class VideoRequest(BaseModel):
             raise ValueError("contains control characters")
         return value.strip()
 
-    @field_validator("image", mode="before")
+    @field_validator("image", "last_image", mode="before")
     @classmethod
     def _image(cls, value: Any) -> Any:
+        return _check_image(value)
+
+    @field_validator("references", mode="before")
+    @classmethod
+    def _references(cls, value: Any) -> Any:
+        if value is None:
+            return []
+        if not isinstance(value, list | tuple):
+            raise ValueError(f"must be a list of images, not {type(value).__name__}")
+        if len(value) > MAX_REFERENCES:
+            raise ValueError(f"has {len(value)} images; at most {MAX_REFERENCES} are allowed (fewer by most backends)")
+        out = []
+        for i, item in enumerate(value):
+            try:
+                if item is None:
+                    raise ValueError("is missing (None); give an image")
+                out.append(_check_image(item))
+            except ValueError as exc:
+                raise InvalidRequest(f"references[{i}]", str(exc),
+                                     value=item if isinstance(item, str) else None) from None  # fmt: skip
+        return out
+
+    @field_validator("strength", mode="before")
+    @classmethod
+    def _strength(cls, value: Any) -> Any:
         if value is None:
             return None
-        if isinstance(value, os.PathLike):
-            value = os.fspath(value)
-        if isinstance(value, str):
-            if value.startswith(("http://", "https://")):
-                return value
-            if "://" in value:
-                raise ValueError(f"URL scheme of {value.split('://')[0]!r} is not supported; use http(s) or a path")
-            if not Path(value).is_file():
-                raise ValueError(f"file not found: {value}")
-            return value
-        if isinstance(value, bytes | bytearray):
-            if not value:
-                raise ValueError("is empty bytes")
-            return bytes(value)
-        if type(value).__module__.startswith("PIL."):
-            return value
-        if type(value).__module__ == "numpy":
-            import numpy as np
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            raise ValueError(f"must be a number from 0 to 1, not {value!r}")
+        if not 0 <= value <= 1:
+            raise ValueError(f"must be from 0 (keep the source) to 1 (ignore it), got {value!r}")
+        return float(value)
 
-            arr = np.asarray(value)
-            if arr.ndim != 3 or arr.shape[2] not in (3, 4) or arr.dtype != np.uint8:
-                raise ValueError(f"an array image must be uint8 of shape (H, W, 3), got {arr.dtype} {arr.shape}")
-            return arr
-        raise ValueError(
-            f"must be a path, an http(s) URL, bytes, a PIL image or a uint8 array, not {type(value).__name__}"
-        )
-
-    @field_validator("video", mode="before")
+    @field_validator("video", "source_video", mode="before")
     @classmethod
     def _video(cls, value: Any) -> Any:
         if value is None:
@@ -311,12 +369,50 @@ class VideoRequest(BaseModel):
             )
         if self.image is not None and self.video is not None:
             raise InvalidRequest("video", "give either image (image-to-video) or video (extension), not both")
+        self._check_inputs_together()
         return self
+
+    def _check_inputs_together(self) -> None:
+        """One mode per request: the inputs of two modes together are refused, naming the one that does not fit."""
+        if self.strength is not None and self.source_video is None:
+            raise InvalidRequest("strength", "only applies when editing a clip; give source_video too (CLI --edit)",
+                                 value=self.strength)  # fmt: skip
+        if self.source_video is not None:
+            for name in ("video", "image", "last_image"):
+                if getattr(self, name) is not None:
+                    raise InvalidRequest(
+                        name, "cannot be combined with source_video (editing a clip): give one of them",
+                        allowed="source_video (+ strength) alone, or video, or image and/or last_image",
+                    )  # fmt: skip
+        if self.last_image is not None and self.video is not None:
+            raise InvalidRequest("last_image", "cannot be combined with video (extension): give one of them",
+                                 allowed="image and/or last_image (keyframes), or video")  # fmt: skip
+        if self.references:
+            # no engine takes references with another input yet; refusing here keeps a silent drop impossible
+            for name in ("source_video", "video", "image", "last_image"):
+                if getattr(self, name) is not None:
+                    raise InvalidRequest(
+                        "references", f"cannot be combined with {name} yet; give references with a prompt alone",
+                        allowed="references with a prompt (mode 'references')",
+                    )  # fmt: skip
 
     # -- derived values -----------------------------------------------------------------------------------------
     @property
     def mode(self) -> str:
-        """ "t2v", "i2v" (an image is the first frame) or "extend" (continue a clip)."""
+        """What the request asks for, from the inputs it gives (one of :data:`MODES`).
+
+        "t2v" (a prompt alone), "i2v" (``image`` is the first frame), "extend" (continue ``video``), "edit" (redraw
+        ``source_video``), "keyframes" (``last_image``, with or without ``image``), "references" (``references``).
+
+        >>> VideoRequest(prompt="x", references=[b"png"]).mode
+        'references'
+        """
+        if self.source_video is not None:
+            return "edit"
+        if self.references:
+            return "references"
+        if self.last_image is not None:
+            return "keyframes"
         if self.video is not None:
             return "extend"
         if self.image is not None:
@@ -325,25 +421,40 @@ class VideoRequest(BaseModel):
 
     def image_reference(self) -> str | None:
         """How the recipe names the input image: its path or URL, or the sha256 of its bytes."""
-        if self.image is None:
-            return None
-        if isinstance(self.image, str):
-            return self.image
-        if isinstance(self.image, bytes):
-            return "sha256:" + hashlib.sha256(self.image).hexdigest()
-        try:
-            import numpy as np
-
-            arr = np.ascontiguousarray(np.asarray(self.image))
-            return "sha256:" + hashlib.sha256(arr.tobytes()).hexdigest()
-        except Exception:  # pragma: no cover - exotic image objects
-            return f"<{type(self.image).__name__}>"
+        return _image_ref(self.image)
 
     def recipe(self) -> dict[str, Any]:
         """The JSON-safe parameters as asked (before the backend fills in defaults)."""
-        data = self.model_dump(exclude={"image"})
+        data = self.model_dump(exclude={"image", "last_image", "references", "source_video"})
         data["image"] = self.image_reference()
+        data["last_image"] = _image_ref(self.last_image, content=True)
+        data["references"] = [_image_ref(r, content=True) for r in self.references]
+        data["source_video"] = _image_ref(self.source_video, content=True)
         return data
+
+
+def _image_ref(value: Any, *, content: bool = False) -> str | None:
+    """An input as a recipe key names it: a URL as given, bytes and arrays by their sha256, a path as given or (with
+    ``content``) by its file's sha256, so that result-cache and batch keys change when the file does."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        if content and not value.startswith(("http://", "https://")) and Path(value).is_file():
+            h = hashlib.sha256()
+            with Path(value).open("rb") as f:  # in chunks: a clip to edit can be large
+                while chunk := f.read(1 << 20):
+                    h.update(chunk)
+            return "sha256:" + h.hexdigest()
+        return value
+    if isinstance(value, bytes):
+        return "sha256:" + hashlib.sha256(value).hexdigest()
+    try:
+        import numpy as np
+
+        arr = np.ascontiguousarray(np.asarray(value))
+        return "sha256:" + hashlib.sha256(arr.tobytes()).hexdigest()
+    except Exception:  # pragma: no cover - exotic image objects
+        return f"<{type(value).__name__}>"
 
 
 def invalid_from_validation(exc: ValidationError) -> InvalidRequest:

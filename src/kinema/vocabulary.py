@@ -38,6 +38,7 @@ ALIASES: dict[str, str] = {
     "guidance": "guidance_scale",  # CLI --guidance, HTTP, storyboards
     "seconds": "duration",  # HTTP (OpenAI's videos.create): a string such as "4"
     "size": "width,height",  # CLI --size, HTTP: "WIDTHxHEIGHT"
+    "edit": "source_video",  # CLI --edit: the clip to edit (``video`` is the clip to extend)
 }
 #: a VideoRequest field -> the alias that sets it (width and height are both spoken as ``size``)
 SPOKEN_AS: dict[str, str] = {"width": "size", "height": "size"} | {

@@ -30,6 +30,9 @@ __all__ = [
     "GenerationContext",
     "GenerationParams",
     "BackendOutput",
+    "MODE_FIELDS",
+    "MODE_NAMES",
+    "mode_refusal",
     "check_option_names",
     "require_module",
 ]
@@ -74,6 +77,30 @@ def module_available(module: str) -> bool:
         return False
 
 
+#: every mode in words, with the request field that asks for it
+MODE_NAMES: dict[str, str] = {
+    "t2v": "text-to-video", "i2v": "image-to-video (image)", "extend": "video extension (video)",
+    "edit": "video editing (source_video)", "keyframes": "first/last-frame keyframes (last_image)",
+    "references": "reference images (references)",
+}  # fmt: skip
+#: the field whose presence asks for a mode (t2v: the image a backend doing image-to-video only needs)
+MODE_FIELDS: dict[str, str] = {"t2v": "image", "i2v": "image", "extend": "video", "edit": "source_video",
+                               "keyframes": "last_image", "references": "references"}  # fmt: skip
+
+
+def mode_refusal(mode: str, where: str, caps: Capabilities, others: list[str] | None = None) -> InvalidRequest:
+    """The error for a mode ``where`` (a backend, maybe with its model) does not offer; ``others`` names the backends
+    that do (the planner looks them up in the registry), so the user learns where to go."""
+    allowed = ", ".join(MODE_NAMES.get(m, m) for m in caps.modes)
+    if others is not None:
+        elsewhere = f"backends that do: {', '.join(others)}" if others else "no installed backend does yet"
+        allowed = f"{allowed}; {elsewhere}"
+    if mode == "t2v":
+        return InvalidRequest("image", f"{where} needs an input image (it does image-to-video only)", allowed=allowed)
+    return InvalidRequest(MODE_FIELDS.get(mode, "request"), f"{where} does not support {MODE_NAMES.get(mode, mode)}",
+                          allowed=allowed)  # fmt: skip
+
+
 @dataclass(frozen=True)
 class Capabilities:
     """What a backend (or one of its models) accepts. ``None`` means "no limit of this kind".
@@ -81,9 +108,17 @@ class Capabilities:
     Sizes: either ``sizes`` (an explicit list of (width, height)) or a range with ``size_multiple``. Frame counts:
     ``min_frames``..``max_frames`` where ``(n - frame_offset) % frame_step == 0`` (Wan's 4k+1 is step 4, offset 1),
     or an explicit ``durations`` list in seconds for APIs that only take fixed lengths.
+
+    Modes beyond text-to-video (``kinema.request.MODES``) have their own limits: ``max_references`` images for
+    "references", at most ``edit_max_frames`` frames for "edit" and ``keyframes_max_frames`` for "keyframes"
+    (None: the general frame rule alone), and ``default_strength`` for an edit that gives none.
     """
 
     modes: tuple[str, ...] = ("t2v",)
+    max_references: int = 0
+    edit_max_frames: int | None = None
+    keyframes_max_frames: int | None = None
+    default_strength: float = 0.6
     default_size: tuple[int, int] = (64, 64)
     sizes: tuple[tuple[int, int], ...] | None = None
     size_multiple: int = 1
@@ -171,6 +206,15 @@ class GenerationParams:
     image_source: Any = None  # the request's image as given (path, URL, bytes...), for providers that upload it
     video: np.ndarray | None = None  # (F, H, W, 3) uint8, the clip to extend
     video_fps: float | None = None
+    #: edit: how far from the source the result may go (0 keeps it, 1 ignores it)
+    strength: float | None = None
+    source_video: np.ndarray | None = None  # (F, H, W, 3) uint8, the clip to edit
+    source_fps: float | None = None
+    source_video_path: str | None = None  # the request's source_video, for providers that upload it
+    last_image: np.ndarray | None = None  # (H, W, 3) uint8, the frame the clip ends on (keyframes)
+    last_image_source: Any = None
+    references: list[np.ndarray] = field(default_factory=list)  # (H, W, 3) uint8 each
+    reference_sources: list[Any] = field(default_factory=list)
     options: dict[str, Any] = field(default_factory=dict)
     aspect_ratio: str | None = None
     #: what resolving changed from the request (a duration rounded to the frame rule...), for front ends to show
@@ -297,17 +341,11 @@ class BaseBackend:
         where = f"backend {self.name!r}" + (f" with model {model!r}" if model else "")
         mode = request.mode
         if mode not in caps.modes:
-            names = {"t2v": "text-to-video", "i2v": "image-to-video (image)", "extend": "video extension (video)"}
-            field_name = {"t2v": "image", "i2v": "image", "extend": "video"}[mode]
-            if mode == "t2v":
-                raise InvalidRequest(
-                    "image", f"{where} needs an input image (it does image-to-video only)",
-                    allowed=", ".join(names[m] for m in caps.modes),
-                )  # fmt: skip
-            raise InvalidRequest(
-                field_name, f"{where} does not support {names[mode]}",
-                allowed=", ".join(names[m] for m in caps.modes),
-            )  # fmt: skip
+            raise mode_refusal(mode, where, caps)
+        if len(request.references) > caps.max_references:
+            raise InvalidRequest("references", f"has {len(request.references)} images; {where} takes at most "
+                                 f"{caps.max_references}", value=len(request.references),
+                                 allowed=f"1 to {caps.max_references} images")  # fmt: skip
         if len(request.prompt) > caps.max_prompt_chars:
             raise InvalidRequest(
                 "prompt", f"is {len(request.prompt)} characters; {where} accepts at most {caps.max_prompt_chars}",
@@ -327,6 +365,15 @@ class BaseBackend:
 
         width, height, ratio = BaseBackend._resolve_size(request, caps, where)
         num_frames = BaseBackend._resolve_frames(request, caps, fps, where)
+        limit = {"edit": caps.edit_max_frames, "keyframes": caps.keyframes_max_frames}.get(mode)
+        if limit is not None and num_frames > limit:
+            field_name = "duration" if request.duration is not None else "num_frames"
+            raise InvalidRequest(field_name, f"{num_frames} frames is more than {where} makes in "
+                                 f"{MODE_NAMES[mode]}", value=num_frames,
+                                 allowed=f"at most {limit} frames ({limit / fps:.3g}s at {fps:g} fps)")  # fmt: skip
+        strength = None
+        if mode == "edit":
+            strength = request.strength if request.strength is not None else caps.default_strength
         warnings = BaseBackend._length_warnings(request, caps, fps, num_frames, where)
 
         steps = request.num_inference_steps if request.num_inference_steps is not None else caps.default_steps
@@ -342,7 +389,8 @@ class BaseBackend:
             prompt=request.prompt, negative_prompt=request.negative_prompt, width=width, height=height,
             num_frames=num_frames, fps=fps, num_inference_steps=steps, guidance_scale=guidance, seed=seed,
             mode=mode, backend=self.name, model=model, options=dict(request.options), aspect_ratio=ratio,
-            image_source=request.image, warnings=warnings,
+            image_source=request.image, warnings=warnings, strength=strength, source_video_path=request.source_video,
+            last_image_source=request.last_image, reference_sources=list(request.references),
         )  # fmt: skip
 
     @staticmethod

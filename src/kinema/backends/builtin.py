@@ -6,6 +6,11 @@ further segment continues from the last 4 frames of the one before (12 new frame
 the last 4 frames of the given clip. The camera move is read from the prompt; ``options={"camera": "pan_left"}``
 names it instead (one of ``kinema.builtin.world.CAMERAS``).
 
+Editing (``source_video``, one segment of 16 frames) is SDEdit: the source's first 16 frames, noised to ``strength``
+and denoised with the new prompt. Keyframes (``last_image``, and ``image``) are known frames at the clip's ends, one
+segment; the weights were trained with known frames at the start only, so a last frame is written in but not
+steered towards: the clip jumps to it at the end (docs/editing.md has the figures). Reference images are not supported.
+
 >>> import kinema
 >>> r = kinema.generate("a red ball bouncing on green grass", backend="builtin", seed=3, num_inference_steps=4)
 >>> r.video.frames.shape
@@ -18,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..builtin import DEFAULT_GUIDANCE, is_checkpoint
+from ..builtin import DEFAULT_GUIDANCE, DEFAULT_GUIDANCE_INTERVAL, is_checkpoint
 from ..builtin.world import CAMERAS
 from ..errors import Cancelled, InvalidRequest
 from ..media.io import resize_frames
@@ -33,9 +38,13 @@ from .base import (
     check_option_names,
 )
 
-__all__ = ["BuiltinBackend"]
+__all__ = ["BuiltinBackend", "EDIT_GUIDANCE_INTERVAL"]
 
 SEGMENT = 16  # frames the model makes at once
+#: an edit starts below the default guidance interval (t >= 0.8), where guidance would never act: the prompt then
+#: only steered through the conditional half (strength 0.3, 6 snowy world clips: the snow showed in 0 of 6 without
+#: guidance, 1 of 6 with it at every step; the layout kept at 23 and 22 dB)
+EDIT_GUIDANCE_INTERVAL = (0.0, 1.0)
 OVERLAP = 4  # frames an extension segment is conditioned on (one temporal patch)
 
 
@@ -46,6 +55,22 @@ def _square(frames: np.ndarray, size: int) -> np.ndarray:
     top, left = (h - s) // 2, (w - s) // 2
     cropped = frames[..., top : top + s, left : left + s, :]
     return resize_frames(np.ascontiguousarray(cropped), size, size)
+
+
+def _edit_source(frames: np.ndarray, count: int, size: int) -> tuple[np.ndarray, str | None]:
+    """The source clip as the model's (1, count, size, size, 3) input, and what was changed to make it so."""
+    note = None
+    if frames.shape[0] > count:
+        note = f"source_video has {frames.shape[0]} frames; the built-in model edits the first {count}"
+        frames = frames[:count]
+    elif frames.shape[0] < count:  # a short clip: hold its last frame
+        note = f"source_video has {frames.shape[0]} frames; its last frame is held to make {count}"
+        frames = np.concatenate([frames, np.repeat(frames[-1:], count - frames.shape[0], 0)])
+    h, w = frames.shape[1:3]
+    if (h, w) != (size, size):
+        crop = "" if h == w else ", centre-cropped to a square"
+        note = (note + "; " if note else "") + f"source_video is {w}x{h}: resized to {size}x{size}{crop}"
+    return _square(frames, size)[None], note
 
 
 class BuiltinBackend(BaseBackend):
@@ -62,7 +87,10 @@ class BuiltinBackend(BaseBackend):
 
     def capabilities(self, model: str | None = None) -> Capabilities:
         return Capabilities(
-            modes=("t2v", "i2v", "extend"),
+            modes=("t2v", "i2v", "extend", "edit", "keyframes"),
+            edit_max_frames=SEGMENT,  # one segment: a longer edit would need segments that agree at their seams
+            keyframes_max_frames=SEGMENT,  # the last frame must land in the segment the model draws at once
+            default_strength=0.6,
             default_size=(64, 64),
             sizes=((64, 64),),
             aspect_ratios=("1:1",),
@@ -130,6 +158,20 @@ class BuiltinBackend(BaseBackend):
             if tail.shape[0] < OVERLAP:  # a very short clip: repeat its first frame in front
                 tail = np.concatenate([np.repeat(tail[:1], OVERLAP - tail.shape[0], 0), tail])
             known, num_known = _square(tail, size)[None], OVERLAP
+        known_index: list[int] | None = None
+        if params.mode == "keyframes" and params.last_image is not None:
+            ends = [params.image] if params.image is not None else []
+            known = _square(np.stack([*ends, params.last_image]) if ends else params.last_image[None], size)[None]
+            num_known = known.shape[1]
+            known_index = [0, SEGMENT - 1] if ends else [SEGMENT - 1]
+            warnings.append("last_image: the built-in weights were trained with known frames at the start only; the "
+                            "clip jumps to the last image in its final frame (docs/editing.md)")  # fmt: skip
+        init: np.ndarray | None = None
+        strength = 1.0
+        if params.mode == "edit" and params.source_video is not None:
+            init, note = _edit_source(params.source_video, SEGMENT, size)
+            warnings.extend([note] if note else [])
+            strength = 1.0 if params.strength is None else params.strength
 
         segments = 1 + (params.num_frames - SEGMENT) // (SEGMENT - OVERLAP)
         steps = params.num_inference_steps or 20
@@ -137,7 +179,12 @@ class BuiltinBackend(BaseBackend):
         if params.negative_prompt and guidance == 1.0:
             warnings.append("negative_prompt has no effect at guidance_scale 1; give guidance_scale above 1 "
                             f"(the built-in model's default is {DEFAULT_GUIDANCE}) to steer away from it")  # fmt: skip
-        total = segments * steps
+        if init is not None:
+            from ..builtin.sampling import edit_timesteps
+
+            total = len(edit_timesteps(steps, strength, model.cfg.shift)) - 1
+        else:
+            total = segments * steps
         done = 0
 
         def on_step(step: int, _total: int) -> None:
@@ -145,12 +192,16 @@ class BuiltinBackend(BaseBackend):
                 raise Cancelled("the generation was cancelled")
             ctx.progress("denoising", done + step, total)
 
+        # strength 1 starts from pure noise: text-to-video, with its guidance, frame for frame
+        interval = EDIT_GUIDANCE_INTERVAL if init is not None and strength < 1 else DEFAULT_GUIDANCE_INTERVAL
         pieces: list[np.ndarray] = []
         for seg in range(segments):
             clip = sample(
                 model, tokenizer, [params.prompt], steps=steps, guidance=guidance,
                 seed=params.seed + seg, negative_prompt=params.negative_prompt, known=known, num_known=num_known,
                 on_step=on_step, cameras=[params.options["camera"]] if "camera" in params.options else None,
+                known_index=known_index, init=init, strength=strength,
+                guidance_interval=interval,
             )[0]  # fmt: skip
             assert isinstance(clip, np.ndarray)
             pieces.append(clip if seg == 0 else clip[OVERLAP:])

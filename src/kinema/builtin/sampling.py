@@ -3,7 +3,12 @@
 t runs from 1 (pure noise) to 0 (clean). The schedule is shifted towards high noise (SD3's ``shift``), which spends
 more of a small step budget on layout and motion. Known frames (the image of image-to-video, the tail of a clip being
 extended) are given to the model as conditioning channels at every step and written into the output unchanged;
-guidance leaves their pixels alone (there the conditional prediction is used as it is).
+guidance leaves their pixels alone (there the conditional prediction is used as it is). ``known_index`` places them
+anywhere in the clip (keyframes: the first and last frames), though the shipped weights only saw the first.
+
+Editing (SDEdit, Meng et al. 2022): ``init`` is a clip noised to the level ``strength`` along the same straight path
+the model was trained on, x_t = (1 - t) x0 + t e, then denoised from there; strength 1 starts from pure noise, which
+is text-to-video with the same draw.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from .model import Tokenizer, VideoDiT
 __all__ = [
     "camera_noise",
     "check_guidance_interval",
+    "edit_timesteps",
     "sample",
     "shift_timesteps",
     "timesteps",
@@ -37,6 +43,23 @@ def shift_timesteps(t: torch.Tensor, shift: float) -> torch.Tensor:
 def timesteps(steps: int, shift: float = 2.0) -> torch.Tensor:
     """steps+1 times from 1 to 0, shifted."""
     return shift_timesteps(torch.linspace(1.0, 0.0, steps + 1), shift)
+
+
+def edit_timesteps(steps: int, strength: float, shift: float = 2.0) -> torch.Tensor:
+    """The times of an edit: from ``strength`` to 0 along the shifted schedule, with the step density of a full run
+    (``steps`` over 1..0), so strength 1 is exactly :func:`timesteps` and a weak edit costs a few steps.
+
+    >>> [round(float(t), 3) for t in edit_timesteps(20, 1.0)] == [round(float(t), 3) for t in timesteps(20)]
+    True
+    >>> len(edit_timesteps(20, 0.3)) - 1
+    4
+    """
+    if not 0 <= strength <= 1:
+        raise InvalidRequest("strength", f"must be from 0 to 1, got {strength}", value=strength)
+    # the unshifted position whose shifted time is `strength` (the inverse of shift_timesteps)
+    u = strength / (shift - (shift - 1) * strength)
+    n = max(1, round(steps * u)) if strength > 0 else 0
+    return shift_timesteps(torch.linspace(u, 0.0, n + 1), shift)
 
 
 def check_guidance_interval(interval: tuple[float, float]) -> tuple[float, float]:
@@ -117,6 +140,9 @@ def sample(
     cameras: list[str] | None = None,
     noise_share: float | None = None,
     guidance_interval: tuple[float, float] = DEFAULT_GUIDANCE_INTERVAL,
+    known_index: list[int] | None = None,
+    init: np.ndarray | None = None,
+    strength: float = 1.0,
 ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Generate clips for ``prompts``: uint8 (B, F, H, W, 3).
 
@@ -131,6 +157,10 @@ def sample(
     ``guidance_interval`` (lo, hi): guidance acts only at steps whose noise level t lies in it, and elsewhere the
     conditional prediction is used alone (Kynkaenniemi et al., "Applying Guidance in a Limited Interval Improves
     Sample and Distribution Quality in Diffusion Models", 2024).
+
+    ``known_index`` (num_known frame indices, default 0..num_known-1) says where the known frames go. ``init``
+    (B, F, H, W, 3) uint8 is a clip to edit: it is noised to ``strength`` and denoised from there (strength 0 hands it
+    back unchanged).
     """
     cfg = model.cfg
     b = len(prompts)
@@ -147,10 +177,21 @@ def sample(
     cond = torch.zeros(shape)
     mask = torch.zeros((b, 1, cfg.frames, cfg.height, cfg.width))
     given: torch.Tensor | None = None  # (B, 1, F, H, W) bool: the known pixels, where guidance does not act
+    where = list(range(num_known)) if known_index is None else list(known_index)
+    if len(where) != num_known or any(not 0 <= i < cfg.frames for i in where):
+        raise ValueError(f"known_index: {where} does not place {num_known} frames among {cfg.frames}")
     if known is not None and num_known > 0:
-        cond[:, :, :num_known] = to_model_space(known[:, :num_known])
-        mask[:, :, :num_known] = 1.0
+        cond[:, :, where] = to_model_space(known[:, :num_known])
+        mask[:, :, where] = 1.0
         given = mask.bool()
+    ts = timesteps(steps, cfg.shift if shift is None else shift)
+    if init is not None:
+        if init.shape != (b, cfg.frames, cfg.height, cfg.width, 3):
+            raise ValueError(f"init: shape {init.shape}, expected {(b, cfg.frames, cfg.height, cfg.width, 3)}")
+        ts = edit_timesteps(steps, strength, cfg.shift if shift is None else shift)
+        t0 = ts[0]
+        x = (1 - t0) * to_model_space(init) + t0 * x  # the rectified-flow path at t0: the same noise as t2v's draw
+        steps = len(ts) - 1
 
     lo, hi = check_guidance_interval(guidance_interval)
     use_cfg = guidance != 1.0
@@ -161,7 +202,6 @@ def sample(
         both = (torch.cat([text[0], uncond[0]]), torch.cat([text[1], uncond[1]]))
         cond2, mask2 = torch.cat([cond, cond]), torch.cat([mask, mask])
 
-    ts = timesteps(steps, cfg.shift if shift is None else shift)
     x_pred = model.cfg.prediction == "x"
     for i in range(steps):
         t, t_next = ts[i], ts[i + 1]
@@ -183,5 +223,5 @@ def sample(
     raw = to_uint8(x)
     out = raw.copy()
     if known is not None and num_known > 0:
-        out[:, :num_known] = known[:, :num_known]
+        out[:, where] = known[:, :num_known]
     return (out, raw) if return_raw else out

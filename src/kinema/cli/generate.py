@@ -27,6 +27,10 @@ Examples:
   kinema generate "the camera pans right" --image first_frame.png -o moving.mp4
 
   kinema generate --from sunrise.mp4 -o again.mp4
+
+  kinema generate "the same valley at night" --edit sunrise.mp4 --strength 0.3 -o night.mp4
+
+  kinema generate "a sunset over the ocean" --image first.png --last-image last.png -o between.mp4
 """
 
 
@@ -73,6 +77,20 @@ def generate(
         str | None, typer.Option("--image", help="Image (path or URL) to start from: image-to-video.")
     ] = None,
     video: Annotated[str | None, typer.Option("--video", help="Clip to continue: video extension.")] = None,
+    edit: Annotated[
+        str | None, typer.Option("--edit", help="Clip to edit: redrawn after the prompt, keeping its layout.")
+    ] = None,
+    strength: Annotated[
+        float | None,
+        typer.Option("--strength", help="With --edit: 0 keeps the source, 1 ignores it (default: the backend's)."),
+    ] = None,
+    last_image: Annotated[
+        str | None, typer.Option("--last-image", help="Image (path or URL) the clip ends on: keyframes.")
+    ] = None,
+    reference: Annotated[
+        list[str] | None,
+        typer.Option("--reference", help="Reference image of the subject or style (repeatable)."),
+    ] = None,
     backend: Annotated[str | None, typer.Option("--backend", "-b", help="Engine (see 'kinema backends').")] = None,
     model: Annotated[str | None, typer.Option("--model", "-m", help="Model id of the backend.")] = None,
     seed: Annotated[int | None, typer.Option("--seed", help="Seed; -1 or none for random.")] = None,
@@ -114,7 +132,7 @@ def generate(
         ),
     ] = False,
 ) -> None:
-    """Generate a video from a prompt (and optionally an image or a clip).
+    """Generate a video from a prompt (and optionally an image or a clip to start from, continue or edit).
 
     Ctrl-C cancels the generation, and a cloud provider's task with it where the provider has a cancel.
     """
@@ -130,8 +148,9 @@ def generate(
     try:
         # the CLI's names (--steps, --frames, --negative, --guidance, --size) are translated in one table
         fields: dict[str, Any] = request_fields({
-            "prompt": prompt, "image": image, "video": video, "backend": backend, "model": model, "seed": seed,
-            "frames": frames, "duration": duration, "fps": fps, "aspect_ratio": aspect_ratio,
+            "prompt": prompt, "image": image, "video": video, "edit": edit, "strength": strength,
+            "last_image": last_image, "references": reference or None, "backend": backend, "model": model,
+            "seed": seed, "frames": frames, "duration": duration, "fps": fps, "aspect_ratio": aspect_ratio,
             "resolution": resolution, "steps": steps, "guidance": guidance, "negative": negative, "format": fmt,
             "size": size,
         })  # fmt: skip
