@@ -18,8 +18,9 @@ import pytest
 
 import kinema
 from kinema.backends.base import CancelToken
-from kinema.backends.parallel import check_parallel, launch, parse_parallel
+from kinema.backends.parallel import check_parallel, parse_parallel
 from kinema.errors import Cancelled, GenerationFailed, InvalidRequest
+from kinema.launch import launch
 from kinema.video import Video
 
 Tiny = Callable[[str], Path]

@@ -144,7 +144,7 @@ def test_models_list_capabilities(client: TestClient) -> None:
     assert models["object"] == "list"
     builtin = next(m for m in models["data"] if m["id"] == "builtin")
     caps = builtin["capabilities"]
-    assert builtin["usable"] and builtin["default"] and set(caps["modes"]) == {"t2v", "i2v", "extend"}
+    assert builtin["usable"] and builtin["default"] and set(caps["modes"]) == {"t2v", "i2v", "extend", "edit", "keyframes"}
     assert caps["sizes"] == [[64, 64]] and "12k+4" in caps["frame_rule"] and "durations" in caps
     assert builtin["job_kinds"] == ["video"]
 

@@ -930,7 +930,7 @@ class DiffusersBackend(BaseBackend):
         if split_degree(opts) != split_world()[1]:
             raise InvalidRequest("options.ulysses", f"ulysses x ring = {split_degree(opts)} needs as many processes; "
                                  "this one runs alone", value=split_degree(opts),
-                                 allowed="kinema generate --gpus N, or kinema.backends.parallel.launch()")  # fmt: skip
+                                 allowed="kinema generate --gpus N, or kinema.launch.launch()")  # fmt: skip
         if opts["offload"] != "none" and not device.startswith("cuda"):
             raise InvalidRequest("options.offload", f"{opts['offload']!r} moves weights between CPU memory and a GPU; "
                                  f"the device here is {device}", value=opts["offload"], allowed="none")  # fmt: skip

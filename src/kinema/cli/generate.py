@@ -42,7 +42,7 @@ def _as_list(value: Any) -> list[Any]:
 
 def _run_split(the_plan: Any, output: Path, gpus: int, token: Any, as_json: bool) -> None:
     """``--gpus N``: the planned request (its seed fixed, so every rank draws the same noise) on N rank processes."""
-    from ..backends.parallel import launch
+    from ..launch import launch
 
     if the_plan.backend.name != "diffusers":
         raise InvalidRequest("gpus", f"backend {the_plan.backend.name!r} runs on one device", value=gpus,
