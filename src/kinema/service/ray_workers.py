@@ -472,31 +472,14 @@ class RayWorkerPool(WorkerPool):
             ray.shutdown()
 
     # -- claiming -------------------------------------------------------------------------------------------
-    def _may_claim(self) -> bool:
-        """An actor is free whose placement no claimed job is already waiting for."""
+    def may_claim(self) -> bool:
+        """An actor is free whose placement no claimed job is already waiting for: leasing a job no actor can take
+        soon would only delay it (another driver might have run it)."""
         with self.cond:
             for slot in self.slots:
                 if not slot.busy and self._check_ready(slot) and self.waiting[slot.placement] == 0:
                     return True
         return False
-
-    def _claim_loop(self) -> None:
-        # the plain pool's loop, gated: leasing a job no actor can take soon would only delay it (another driver
-        # might have run it)
-        while not self._stopping.is_set():
-            if not self._may_claim():
-                self._stopping.wait(0.1)
-                continue
-            try:
-                job = self.store.claim(self.name, self.config.lease_seconds, tuple(self.kinds))
-            except Exception:
-                log.exception("claim failed")
-                job = None
-            if job is None:
-                self._wake.wait(0.25)
-                self._wake.clear()
-                continue
-            self._run(job)
 
     def placement(self, backend: str) -> str:
         found = self._placements.get(backend)
@@ -685,36 +668,8 @@ def run_ray_worker_process(config: ServiceConfig, options: RayOptions, *, sender
     """``kinema worker --ray``: a :class:`RayWorkerPool` until SIGTERM/SIGINT (first: finish running jobs; second:
     abort and release them). Exit code 0 after a graceful stop, 1 after an abort. ``on_start(pool)`` is called
     once the actors are up (the CLI prints what it serves then)."""
-    import signal
-
-    from .safefetch import SafeFetcher
     from .stores import open_store
-    from .webhooks import WebhookSender
+    from .worker import run_worker_process
 
-    store = open_store(config.store_location)
-    pool = RayWorkerPool(store, config, options)
-    sender = WebhookSender(store, config, SafeFetcher(config.allow_hosts, timeout=config.webhook_timeout))
-    signals = {"count": 0}
-    done = threading.Event()
-
-    def on_signal(signum: int, _frame: Any) -> None:
-        signals["count"] += 1
-        if signals["count"] == 1:
-            log.warning("stopping: finishing running jobs (signal again to abort and re-queue them)")
-            done.set()
-        else:
-            pool.abort_all()
-
-    pool.start()
-    # after ray.init, which installs its own SIGTERM handler (it would kill the driver with its jobs running)
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    if on_start is not None:
-        on_start(pool)
-    if senders:
-        sender.start()
-    while not done.wait(0.5):
-        pass
-    pool.stop(graceful=True)
-    sender.stop()
-    return 1 if pool.aborted else 0
+    pool = RayWorkerPool(open_store(config.store_location), config, options)
+    return run_worker_process(config, senders=senders, pool=pool, on_start=on_start)  # type: ignore[arg-type]

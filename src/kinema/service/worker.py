@@ -22,7 +22,7 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -249,8 +249,16 @@ class WorkerPool:
             log.exception("could not enqueue webhook %s for %s", event, job_id)
 
     # -- the loops ------------------------------------------------------------------------------------------
+    def may_claim(self) -> bool:
+        """Whether a claim loop may lease a job now (always, here; a pool that can run a job only on a free actor,
+        like the Ray pool, says no while none is free, so it never holds a lease it cannot use)."""
+        return True
+
     def _claim_loop(self) -> None:
         while not self._stopping.is_set():
+            if not self.may_claim():
+                self._stopping.wait(0.1)
+                continue
             try:
                 job = self.store.claim(self.name, self.config.lease_seconds, tuple(self.kinds))
             except Exception:
@@ -355,17 +363,21 @@ class WorkerPool:
 
 
 def run_worker_process(config: ServiceConfig, threads: int = 1, *, senders: bool = True,
-                       kinds: Mapping[str, JobRunner] | None = None) -> int:  # fmt: skip
-    """``kinema worker``: run a pool until SIGTERM/SIGINT. Exit code 0 after a graceful stop, 1 after an abort.
+                       kinds: Mapping[str, JobRunner] | None = None, pool: WorkerPool | None = None,
+                       on_start: Callable[[WorkerPool], None] | None = None) -> int:  # fmt: skip
+    """``kinema worker``: run a pool until SIGTERM/SIGINT (first: finish running jobs; second: abort and re-queue
+    them). Exit code 0 after a graceful stop, 1 after an abort.
 
     ``kinds``: the job kinds to run (default: :func:`~kinema.service.job_kinds.default_job_kinds`, video and
-    storyboard)."""
+    storyboard). ``pool``: a pool built by the caller (the Ray pool) instead of a plain one; ``on_start(pool)`` is
+    called once it runs."""
     from .safefetch import SafeFetcher
     from .webhooks import WebhookSender
 
-    store = open_store(config.store_location)
-    pool = WorkerPool(store, config, threads=threads, kinds=kinds)
-    sender = WebhookSender(store, config, SafeFetcher(config.allow_hosts, timeout=config.webhook_timeout))
+    if pool is None:
+        pool = WorkerPool(open_store(config.store_location), config, threads=threads, kinds=kinds)
+    running = pool
+    sender = WebhookSender(pool.store, config, SafeFetcher(config.allow_hosts, timeout=config.webhook_timeout))
     signals = {"count": 0}
     done = threading.Event()
 
@@ -375,11 +387,15 @@ def run_worker_process(config: ServiceConfig, threads: int = 1, *, senders: bool
             log.warning("stopping: finishing running jobs (signal again to abort and re-queue them)")
             done.set()
         else:
-            pool.abort_all()
+            running.abort_all()
 
+    pool.start()
+    # after start: ray.init (the Ray pool's start) installs its own SIGTERM handler, which would kill the process
+    # with its jobs running
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    pool.start()
+    if on_start is not None:
+        on_start(pool)
     if senders:
         sender.start()
     while not done.wait(0.5):
