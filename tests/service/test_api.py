@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import json
 
-from fastapi.testclient import TestClient
-
 from conftest import FAST, wait_status
+from fastapi.testclient import TestClient
 
 
 def test_create_run_download_delete(client: TestClient) -> None:
@@ -36,6 +35,7 @@ def test_create_run_download_delete(client: TestClient) -> None:
 
 def test_events_stream_progress_until_completed(tmp_path, monkeypatch) -> None:
     from conftest import make_config
+
     from kinema.service.app import create_app
     from kinema.service.store import Store
 
@@ -70,6 +70,7 @@ def test_events_stream_progress_until_completed(tmp_path, monkeypatch) -> None:
 
 def test_storyboard_events_carry_scene_and_step(tmp_path, monkeypatch) -> None:
     from conftest import make_config
+
     from kinema.service.app import create_app
     from kinema.service.store import Store
 
@@ -99,6 +100,7 @@ def test_storyboard_events_carry_scene_and_step(tmp_path, monkeypatch) -> None:
 
 def test_cancel_queued_and_running_jobs(tmp_path, monkeypatch) -> None:
     from conftest import make_config
+
     from kinema.service.app import create_app
     from kinema.service.store import Store
 
@@ -120,6 +122,7 @@ def test_cancel_queued_and_running_jobs(tmp_path, monkeypatch) -> None:
 
 def test_list_pagination_and_order(tmp_path) -> None:
     from conftest import make_config
+
     from kinema.service.app import create_app
     from kinema.service.store import Store
 
@@ -144,13 +147,15 @@ def test_models_list_capabilities(client: TestClient) -> None:
     assert models["object"] == "list"
     builtin = next(m for m in models["data"] if m["id"] == "builtin")
     caps = builtin["capabilities"]
-    assert builtin["usable"] and builtin["default"] and set(caps["modes"]) == {"t2v", "i2v", "extend", "edit", "keyframes"}
+    assert builtin["usable"] and builtin["default"]
+    assert set(caps["modes"]) == {"t2v", "i2v", "extend", "edit", "keyframes"}
     assert caps["sizes"] == [[64, 64]] and "12k+4" in caps["frame_rule"] and "durations" in caps
     assert builtin["job_kinds"] == ["video"]
 
 
 def test_static_dir_is_mounted_at_root(tmp_path) -> None:
     from conftest import make_config
+
     from kinema.service.app import create_app
 
     web = tmp_path / "web"

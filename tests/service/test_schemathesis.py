@@ -56,7 +56,7 @@ def test_api_conforms_to_its_openapi(case) -> None:  # type: ignore[no-untyped-d
 def test_every_operation_is_fuzzed() -> None:
     operations = {op.ok().label for op in schema.get_all_operations()}
     assert "POST /v1/videos" in operations and "GET /v1/videos/{video_id}/events" in operations
-    assert len(operations) == 15, sorted(operations)
+    assert len(operations) == 16, sorted(operations)
 
 
 def test_openapi_document_is_published_and_complete() -> None:

@@ -35,7 +35,7 @@ from starlette.routing import Match, Mount
 from starlette.types import ASGIApp, Scope
 
 from .._version import __version__
-from . import health, models, prompt_routes, provider_callbacks, storyboards, submit, usage, videos
+from . import health, metrics, models, prompt_routes, provider_callbacks, storyboards, submit, usage, videos
 from .config import ServiceConfig, load_extra_backends
 from .errors import ApiError, allowed_methods, install_error_handlers
 from .fastpath import FastPaths
@@ -108,6 +108,8 @@ def create_app(
                    storyboards.storyboard_routes(state), prompt_routes.prompt_routes(state),
                    provider_callbacks.provider_callback_routes(state), usage.usage_routes(state)):  # fmt: skip
         app.include_router(router)
+    # GET /metrics and the request counter (the outermost middleware: the fast path's answers count too)
+    metrics.install_metrics(app, state)
     add_body_schemas(app, [*submit.BODY_MODELS, *storyboards.BODY_MODELS, *prompt_routes.BODY_MODELS])
 
     web = Path(static_dir) if static_dir is not None else (WEB_DIR if (WEB_DIR / "index.html").is_file() else None)

@@ -128,6 +128,9 @@ class ServiceConfig:
     body_timeout: float = 60.0
     #: a folder whose models clients may name by path (``diffusers/<path>``); None: no local path over HTTP
     model_dir: Path | str | None = None
+    #: GET /metrics needs an API key (any key: the counts cover every tenant) when ``auth`` is on; False: open, for a
+    #: scrape port only Prometheus reaches
+    metrics_auth: bool = True
     # -- outbound requests ------------------------------------------------------------------------------------
     #: hosts or CIDR ranges trusted although not public (input images and webhooks may target them)
     allow_hosts: tuple[str, ...] = ()
