@@ -240,6 +240,7 @@ def keys_create(
         typer.Option("--budget", help="What the key's paid jobs may cost in all, in USD (10USD); then 402."),
     ] = None,
     data_dir: DataDir = None,
+    database_url: DatabaseUrl = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Make an API key; it is printed once and only its hash is stored."""
@@ -253,7 +254,7 @@ def keys_create(
             limit = parse_budget(budget) if budget is not None else None
         except InvalidRequest as exc:
             raise InvalidRequest("--budget", exc.message.removeprefix("budget: "), allowed=exc.allowed) from None
-        key_id, secret = _key_store(data_dir).create_key(name, budget=limit)
+        key_id, secret = _key_store(data_dir, database_url).create_key(name, budget=limit)
     except Exception as exc:
         fail(exc)
         return
@@ -268,13 +269,14 @@ def keys_create(
 @keys_app.command("list")
 def keys_list(
     data_dir: DataDir = None,
+    database_url: DatabaseUrl = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """List API keys (ids, names, prefixes; never the keys)."""
     from .console import fail, out
 
     try:
-        keys = _key_store(data_dir).list_keys()
+        keys = _key_store(data_dir, database_url).list_keys()
     except Exception as exc:
         fail(exc)
         return
@@ -298,13 +300,14 @@ def keys_list(
 def keys_revoke(
     key_id: Annotated[str, typer.Argument(help="The key's id (see 'kinema keys list').")],
     data_dir: DataDir = None,
+    database_url: DatabaseUrl = None,
 ) -> None:
     """Revoke an API key; requests with it get 401 within seconds."""
     from ..errors import InvalidRequest
     from .console import err, fail
 
     try:
-        if not _key_store(data_dir).revoke_key(key_id):
+        if not _key_store(data_dir, database_url).revoke_key(key_id):
             raise InvalidRequest("key_id", f"no active key {key_id!r}", value=key_id, allowed="see 'kinema keys list'")
     except Exception as exc:
         fail(exc)
