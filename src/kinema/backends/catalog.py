@@ -361,6 +361,22 @@ CATALOG: dict[str, CatalogEntry] = {
             work_gb=5.4,
         ),
         CatalogEntry(
+            # the 720P image-to-video checkpoint: the authors' generate.py keeps sample_shift 5.0 for it (3.0 is for
+            # 480P sizes only), 40 steps for i2v tasks, guide scale 5.0; work scaled from the 480P figure by pixels
+            id="wan2.1-i2v-14b-720p",
+            repo="Wan-AI/Wan2.1-I2V-14B-720P-Diffusers",
+            **_WAN,  # type: ignore[arg-type]
+            pipeline="WanImageToVideoPipeline",
+            modes=("i2v", "extend"),
+            default_size=(1280, 720),
+            **_WAN_FRAMES,  # type: ignore[arg-type]
+            default_steps=40,
+            default_guidance=5.0,
+            flow_shift=5.0,
+            params_b={"transformer": 14.3, "text_encoder": _UMT5, "vae": _WAN_VAE, "image_encoder": 0.63},
+            work_gb=12.5,
+        ),
+        CatalogEntry(
             # first-last-frame-to-video: --image is the first frame, --option last_image=PATH the last. The
             # authors' defaults (Wan-Video/Wan2.1 generate.py _validate_args, task flf2v-14B): 50 steps (the
             # task name has no "i2v"), sample_shift 16, guide scale 5.0, 81 frames at 16 fps, 1280x720
