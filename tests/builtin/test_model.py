@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
+import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -436,3 +439,27 @@ def test_shipped_weights_are_small_enough() -> None:
     if not DEFAULT_WEIGHTS.is_file():
         pytest.skip("no shipped weights in this checkout")
     assert DEFAULT_WEIGHTS.stat().st_size <= 20 * 1024 * 1024
+
+
+def test_concurrent_first_loads_read_the_weights_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The service's warm-up thread and a job claimed meanwhile must not load the built-in model twice."""
+    import threading
+
+    import kinema.builtin as builtin
+
+    builtin._load.cache_clear()
+    calls: list[int] = []
+    original = builtin._load.__wrapped__
+
+    def slow(path: str, mtime: float) -> Any:
+        calls.append(1)
+        time.sleep(0.3)
+        return original(path, mtime)
+
+    monkeypatch.setattr(builtin, "_load", functools.lru_cache(maxsize=4)(slow))
+    threads = [threading.Thread(target=builtin.load_model) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(calls) == 1

@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +76,9 @@ def save_model(model: Any, path: str | os.PathLike[str], info: dict[str, Any] | 
     return p
 
 
+_LOAD_LOCK = threading.Lock()
+
+
 @functools.lru_cache(maxsize=4)
 def _load(path: str, mtime: float) -> tuple[Any, Any, dict[str, Any]]:
     import torch
@@ -110,4 +114,7 @@ def load_model(path: str | os.PathLike[str] | None = None) -> tuple[Any, Any, di
             f"built-in model weights not found at {p}; reinstall kinema, or train them with "
             "'kinema train builtin --out DIR' and point KINEMA_BUILTIN_WEIGHTS at DIR/builtin.safetensors"
         )
-    return _load(str(p.resolve()), p.stat().st_mtime)
+    # one load at a time: the service's warm-up thread and a job claimed meanwhile would otherwise both miss the
+    # cache and load the weights twice (lru_cache does not hold callers of a key still being computed)
+    with _LOAD_LOCK:
+        return _load(str(p.resolve()), p.stat().st_mtime)
