@@ -175,6 +175,8 @@ def _check_mode(backend: BaseBackend, request: VideoRequest) -> None:
         return
     where = f"backend {backend.name!r}" + (f" with model {model!r}" if model else "")
     mode = request.mode
+    if mode not in caps.modes and request.model is None and _another_model_takes(backend, mode):
+        return  # the backend picks a model for the mode itself (ModelsLab's default is text-to-video only)
     if mode not in caps.modes:
         raise mode_refusal(mode, where, caps, [n for n in backends_supporting(mode) if n != backend.name])
     if len(request.references) > caps.max_references:
@@ -185,6 +187,17 @@ def _check_mode(backend: BaseBackend, request: VideoRequest) -> None:
             + (f"backends that take {len(request.references)}: {', '.join(others)}" if others else "no other "
                f"installed backend takes {len(request.references)}"),
         )  # fmt: skip
+
+
+def _another_model_takes(backend: BaseBackend, mode: str) -> bool:
+    models = getattr(backend, "models", None)
+    for name in models() if models else []:
+        try:
+            if mode in backend.capabilities(name).modes:
+                return True
+        except Exception:  # a model the backend lists but cannot describe here: not evidence either way
+            continue
+    return False
 
 
 def _mode_words(the_plan: Plan) -> str:
