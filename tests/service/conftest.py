@@ -116,3 +116,17 @@ def pg_server() -> Iterator[Any]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="module")
+def video_bytes(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    """A small real MP4 for a provider fake to serve as its result."""
+    import numpy as np
+
+    import kinema
+
+    frames = np.zeros((8, 32, 32, 3), np.uint8)
+    frames[:, :, :, 1] = np.arange(8, dtype=np.uint8)[:, None, None] * 30
+    path = tmp_path_factory.mktemp("fake-video") / "result.mp4"
+    kinema.Video(frames, fps=8).save(path)
+    return path.read_bytes()

@@ -10,7 +10,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 
 pytest.importorskip("fastapi")
@@ -32,17 +31,6 @@ CASES: dict[str, tuple[type[FakeServer], Any, dict[str, Any]]] = {
                                     "KINEMA_KLING_BASE_URL": f.url},
               {"backend": "kling", "model": "kling-v2-6", "duration": 5.0, "width": 1280, "height": 720}),
 }  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def video_bytes(tmp_path_factory: pytest.TempPathFactory) -> bytes:
-    import kinema
-
-    frames = np.zeros((8, 32, 32, 3), np.uint8)
-    frames[:, :, :, 1] = np.arange(8, dtype=np.uint8)[:, None, None] * 30
-    path = tmp_path_factory.mktemp("fake-video") / "result.mp4"
-    kinema.Video(frames, fps=8).save(path)
-    return path.read_bytes()
 
 
 @pytest.fixture
