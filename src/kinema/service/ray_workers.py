@@ -51,7 +51,7 @@ from ..errors import Cancelled, KinemaError
 from ..progress import ProgressEvent
 from .config import ServiceConfig
 from .video_job import KIND as VIDEO_KIND
-from .video_job import write_thumbnail
+from .video_job import publish_outputs, write_thumbnail
 from .worker import AttemptContext, WorkerPool
 
 if TYPE_CHECKING:
@@ -619,29 +619,13 @@ class RayWorkerPool(WorkerPool):
 
     def _publish(self, ctx: AttemptContext, out: dict[str, Any]) -> None:
         """Write the actor's files to the work dir and complete the job, publishing them in the same transaction."""
-        cfg, job = self.config, ctx.job
-        work = cfg.work_dir / f"{job.id}.a{ctx.attempt}.{self.name_slug}.mp4"
-        thumb_work, sidecar_work = work.with_suffix(".png"), Path(str(work) + ".json")
-        final, thumb = cfg.outputs_dir / f"{job.id}.mp4", cfg.outputs_dir / f"{job.id}.png"
-        sidecar = Path(str(final) + ".json")
+        work = self.config.work_dir / f"{ctx.job.id}.a{ctx.attempt}.{self.name_slug}.mp4"
+        thumb_work = work.with_suffix(".png")
         work.write_bytes(out["video"])
         thumb_work.write_bytes(out["thumbnail"])
         if out.get("sidecar") is not None:
-            sidecar_work.write_bytes(out["sidecar"])
-
-        def publish() -> None:
-            os.replace(work, final)
-            os.replace(thumb_work, thumb)
-            if sidecar_work.exists():
-                os.replace(sidecar_work, sidecar)
-
-        ok = self.store.complete(job.id, self.name, ctx.attempt, result=out["summary"], output_path=str(final),
-                                 thumbnail_path=str(thumb), expires_at=time.time() + cfg.retention_hours * 3600,
-                                 publish=publish)  # fmt: skip
-        if not ok:
-            ctx.lost = True
-            for p in (work, thumb_work, sidecar_work):
-                p.unlink(missing_ok=True)
+            Path(str(work) + ".json").write_bytes(out["sidecar"])
+        publish_outputs(ctx, work, thumb_work, out["summary"])
 
     def start_info(self, store: str) -> dict[str, Any]:
         """What ``kinema worker --ray`` serves, once the actors are up: its start line's facts (``--json``)."""

@@ -42,6 +42,16 @@ def run_video_job(ctx: AttemptContext) -> None:
                  resume_info={"client_token": job.id, **(job.provider_info or {}), **remote_hooks(ctx)})  # fmt: skip
     frames = result.video.frames
     write_thumbnail(frames[len(frames) // 2], thumb_work)
+    summary = {"seed": result.seed, "recipe": result.recipe, "cost": result.cost, "timings": result.timings,
+               "warnings": result.warnings, "provider_task_id": result.provider_task_id}  # fmt: skip
+    publish_outputs(ctx, work, thumb_work, summary)
+
+
+def publish_outputs(ctx: AttemptContext, work: Path, thumb_work: Path, summary: dict[str, Any]) -> None:
+    """Complete the job with ``summary``, moving the attempt's work files (video, thumbnail, sidecar) to their
+    published names inside the completing transaction; a lost lease discards them instead."""
+    pool, job = ctx.pool, ctx.job
+    cfg = pool.config
     final = cfg.outputs_dir / f"{job.id}.mp4"
     thumb = cfg.outputs_dir / f"{job.id}.png"
     sidecar_work, sidecar = Path(str(work) + ".json"), Path(str(final) + ".json")
@@ -53,8 +63,6 @@ def run_video_job(ctx: AttemptContext) -> None:
         if sidecar_work.exists():
             os.replace(sidecar_work, sidecar)
 
-    summary = {"seed": result.seed, "recipe": result.recipe, "cost": result.cost, "timings": result.timings,
-               "warnings": result.warnings, "provider_task_id": result.provider_task_id}  # fmt: skip
     ok = pool.store.complete(job.id, pool.name, ctx.attempt, result=summary, output_path=str(final),
                              thumbnail_path=str(thumb), expires_at=time.time() + cfg.retention_hours * 3600,
                              publish=publish)  # fmt: skip
