@@ -276,7 +276,7 @@ def test_worker_process_sigterm_twice_aborts_and_requeues(tmp_path: Path, monkey
         time.sleep(0.5)
         assert proc.poll() is None and store.get(job.id).status == "in_progress"
         proc.send_signal(signal.SIGTERM)  # second: abort and re-queue
-        assert proc.wait(30) == 1
+        assert proc.wait(30) == 1, proc.stderr.read().decode()[-3000:] if proc.stderr else ""
     finally:
         if proc.poll() is None:
             proc.kill()

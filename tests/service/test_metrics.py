@@ -18,9 +18,7 @@ from kinema.service.store import Store
 
 
 def _app(cfg: ServiceConfig, store: Store | None = None) -> Any:
-    app = create_app(cfg, store=store)
-    metrics.install_metrics(app, app.state.kinema)
-    return app
+    return create_app(cfg, store=store)  # create_app installs GET /metrics and the request counter
 
 
 def _parse(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -93,7 +91,7 @@ def test_metrics_need_a_key_unless_configured_otherwise(tmp_path: Path) -> None:
         assert r.status_code == 401 and r.json()["error"]["code"] == "missing_api_key"
         assert "/metrics" in client.get("/openapi.json").json()["paths"]
     open_cfg = make_config(tmp_path / "b", workers=0)
-    open_cfg.metrics_auth = False  # type: ignore[attr-defined]  # the ServiceConfig field to add
+    open_cfg.metrics_auth = False
     with TestClient(_app(open_cfg)) as client:
         assert client.get("/metrics").status_code == 200
     no_auth = make_config(tmp_path / "c", workers=0, auth=False)

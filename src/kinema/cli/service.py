@@ -9,8 +9,10 @@ kinema status --json                  # the store, the queue, running, failed an
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -36,14 +38,19 @@ def _config(data_dir: Path | None, **kwargs: Any) -> Any:
     return ServiceConfig(data_dir=data_dir or default_data_dir(), **kwargs)
 
 
-def _key_store(data_dir: Path | None, database_url: str | None = None) -> Any:
+@contextlib.contextmanager
+def _key_store(data_dir: Path | None, database_url: str | None = None) -> Iterator[Any]:
     """The job store the ``keys`` and ``jobs`` commands act on (``--database-url``, else ``KINEMA_DATABASE_URL``,
-    else the data dir's)."""
+    else the data dir's), closed after use (a PostgreSQL pool left to the garbage collector warns)."""
     from ..service.stores import open_store
 
     cfg = _config(data_dir, database_url=database_url)
     cfg.ensure_dirs()
-    return open_store(cfg.store_location)
+    store = open_store(cfg.store_location)
+    try:
+        yield store
+    finally:
+        store.close()
 
 
 def _need_server_extra() -> None:
@@ -226,7 +233,23 @@ def worker(
     except Exception as exc:
         fail(exc)
         return
+    _exit_past_lingering_threads(code)
     raise typer.Exit(code)
+
+
+def _exit_past_lingering_threads(code: int) -> None:
+    """Exit now when a thread still runs after the pool stopped (a model load that outlived the wait): the
+    interpreter's shutdown would abort the process under it (SIGABRT from torch), and every job is already released
+    in the store."""
+    import logging
+    import os
+    import threading
+
+    if any(t is not threading.main_thread() and t.is_alive() for t in threading.enumerate()):
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
 
 
 keys_app = typer.Typer(help="API keys of the job service.", no_args_is_help=True)
@@ -254,7 +277,8 @@ def keys_create(
             limit = parse_budget(budget) if budget is not None else None
         except InvalidRequest as exc:
             raise InvalidRequest("--budget", exc.message.removeprefix("budget: "), allowed=exc.allowed) from None
-        key_id, secret = _key_store(data_dir, database_url).create_key(name, budget=limit)
+        with _key_store(data_dir, database_url) as store:
+            key_id, secret = store.create_key(name, budget=limit)
     except Exception as exc:
         fail(exc)
         return
@@ -276,7 +300,8 @@ def keys_list(
     from .console import fail, out
 
     try:
-        keys = _key_store(data_dir, database_url).list_keys()
+        with _key_store(data_dir, database_url) as store:
+            keys = store.list_keys()
     except Exception as exc:
         fail(exc)
         return
@@ -307,7 +332,9 @@ def keys_revoke(
     from .console import err, fail
 
     try:
-        if not _key_store(data_dir, database_url).revoke_key(key_id):
+        with _key_store(data_dir, database_url) as store:
+            revoked = store.revoke_key(key_id)
+        if not revoked:
             raise InvalidRequest("key_id", f"no active key {key_id!r}", value=key_id, allowed="see 'kinema keys list'")
     except Exception as exc:
         fail(exc)
@@ -331,15 +358,15 @@ def jobs_retry(
     from .console import err, fail
 
     try:
-        store = _key_store(data_dir, database_url)
-        job = store.get(job_id)
-        if job is None:
-            raise InvalidRequest("job_id", f"no job {job_id!r} in {_where(store)}", value=job_id,
-                                 allowed="the id of a failed job (video_...)")  # fmt: skip
-        if job.status != "failed":
-            raise InvalidRequest("job_id", f"the job is {job.status}; only a failed one can be retried",
-                                 value=job_id, allowed="a failed job")  # fmt: skip
-        again = store.requeue(job_id)
+        with _key_store(data_dir, database_url) as store:
+            job = store.get(job_id)
+            if job is None:
+                raise InvalidRequest("job_id", f"no job {job_id!r} in {_where(store)}", value=job_id,
+                                     allowed="the id of a failed job (video_...)")  # fmt: skip
+            if job.status != "failed":
+                raise InvalidRequest("job_id", f"the job is {job.status}; only a failed one can be retried",
+                                     value=job_id, allowed="a failed job")  # fmt: skip
+            again = store.requeue(job_id)
         if again is None:  # it changed under us (deleted, or retried by someone else)
             raise InvalidRequest("job_id", "the job is no longer failed", value=job_id, allowed="a failed job")
     except Exception as exc:

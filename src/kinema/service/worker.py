@@ -160,6 +160,7 @@ class WorkerPool:
         self.aborted = False
         #: set once the start-up warm-up has ended (loaded, failed or skipped)
         self.warmed = threading.Event()
+        self._warm_thread: threading.Thread | None = None
         config.ensure_dirs()
 
     # -- lifecycle ------------------------------------------------------------------------------------------
@@ -169,7 +170,8 @@ class WorkerPool:
         load_extra_backends()
         if self.threads and self.config.warm_up and self.WARMS_UP:
             # in the background: startup and readiness never wait for a model to load
-            threading.Thread(target=self._warm_up, name="kinema-warmup", daemon=True).start()
+            self._warm_thread = threading.Thread(target=self._warm_up, name="kinema-warmup", daemon=True)
+            self._warm_thread.start()
         else:
             self.warmed.set()
         for i in range(self.threads):
@@ -210,6 +212,10 @@ class WorkerPool:
         self._stopped.set()
         if self._house is not None:
             self._house.join(5)
+        if self._warm_thread is not None:
+            # a process that exits while this thread is inside torch aborts ("terminate called without an active
+            # exception"); a model load cannot be interrupted, so wait a bounded time for it
+            self._warm_thread.join(30)
 
     def abort_all(self) -> None:
         with self._lock:
