@@ -87,8 +87,17 @@ class Row:
 # -- the checkpoint -------------------------------------------------------------------------------------------------
 
 
-def build_checkpoint(folder: Path, tiny: bool, device: str) -> Path:
-    """Save a random-weight Wan2.1-T2V-1.3B checkpoint (published configs, or tiny ones) into ``folder``."""
+#: the published transformer configs of Wan2.1-T2V (Wan-AI/Wan2.1-T2V-{1.3B,14B}-Diffusers transformer/config.json;
+#: the same figures as the authors' wan/configs/wan_t2v_{1_3B,14B}.py: dim = heads x 128)
+TRANSFORMERS: dict[str, dict[str, int]] = {
+    "1.3b": dict(num_attention_heads=12, ffn_dim=8960, num_layers=30),
+    "14b": dict(num_attention_heads=40, ffn_dim=13824, num_layers=40),
+}
+
+
+def build_checkpoint(folder: Path, tiny: bool, device: str, variant: str = "1.3b") -> Path:
+    """Save a random-weight Wan2.1-T2V checkpoint (``variant`` 1.3b or 14b: published configs; ``tiny``: tiny ones)
+    into ``folder``."""
     from diffusers import AutoencoderKLWan, UniPCMultistepScheduler, WanPipeline, WanTransformer3DModel
     from transformers import T5Tokenizer, UMT5Config, UMT5EncoderModel
 
@@ -103,12 +112,11 @@ def build_checkpoint(folder: Path, tiny: bool, device: str) -> Path:
         tr_cfg = dict(num_attention_heads=2, attention_head_dim=12, text_dim=32, ffn_dim=32, num_layers=2,
                       rope_max_seq_len=32)  # fmt: skip
         vae_cfg: dict[str, Any] = dict(base_dim=3, dim_mult=[1, 1, 1, 1], num_res_blocks=1)
-    else:  # Wan-AI/Wan2.1-T2V-1.3B-Diffusers: text_encoder/config.json, transformer/config.json, vae/config.json
+    else:  # Wan-AI/Wan2.1-T2V-*-Diffusers: text_encoder/config.json, transformer/config.json, vae/config.json
         te_cfg = UMT5Config(vocab_size=256384, d_model=4096, d_kv=64, d_ff=10240, num_layers=24, num_heads=64,
                             relative_attention_num_buckets=32, relative_attention_max_distance=128,
                             feed_forward_proj="gated-gelu", dropout_rate=0.0)  # fmt: skip
-        tr_cfg = dict(num_attention_heads=12, attention_head_dim=128, text_dim=4096, ffn_dim=8960, num_layers=30,
-                      rope_max_seq_len=1024)  # fmt: skip
+        tr_cfg = dict(attention_head_dim=128, text_dim=4096, rope_max_seq_len=1024, **TRANSFORMERS[variant])
         vae_cfg = {}
     torch.manual_seed(0)
     with torch.device(device):  # initialise on the GPU: a random 5.7B text encoder in seconds, not minutes

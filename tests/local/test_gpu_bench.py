@@ -80,3 +80,24 @@ def test_refuses_without_cuda(capsys: pytest.CaptureFixture[str]) -> None:
     assert load().main([]) == 2
     err = capsys.readouterr().err
     assert "needs CUDA" in err and "--tiny" in err
+
+
+def test_parallel_tiny_run_times_one_and_two_processes(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """bench/gpu_parallel.py --tiny: plain diffusers, Kinema in one process and a 2-process Ulysses group (gloo),
+    each timed by its step events, on the same tiny checkpoint."""
+    pytest.importorskip("diffusers")
+    spec = importlib.util.spec_from_file_location("gpu_parallel_bench", SCRIPT.parent / "gpu_parallel.py")
+    assert spec and spec.loader
+    bench = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = bench
+    spec.loader.exec_module(bench)
+    assert bench.main(["--tiny", "--json", "--steps", "3", "--folder", str(tmp_path / "ckpt")]) == 0
+    figures = json.loads(capsys.readouterr().out)
+    rows = {r["setup"]: r for r in figures["rows"]}
+    assert list(rows) == ["diffusers", "kinema", "kinema-ulysses2"]
+    for r in rows.values():
+        assert r["skipped"] is None and r["frames"] == 5 and r["step_s"] > 0 and r["clip_s"] > 0
+    assert rows["kinema-ulysses2"]["gpus"] == 2
+    assert "| kinema-ulysses2 | 2 |" in bench.table([bench.Row(**r) for r in figures["rows"]])
+    # a group size the machine does not have is refused before anything is built
+    assert bench.main(["--tiny", "--gpus", "3"]) == 2
