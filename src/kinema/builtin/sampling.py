@@ -143,6 +143,7 @@ def sample(
     known_index: list[int] | None = None,
     init: np.ndarray | None = None,
     strength: float = 1.0,
+    on_state: Callable[[int, float, torch.Tensor, torch.Tensor], None] | None = None,
 ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Generate clips for ``prompts``: uint8 (B, F, H, W, 3).
 
@@ -161,6 +162,10 @@ def sample(
     ``known_index`` (num_known frame indices, default 0..num_known-1) says where the known frames go. ``init``
     (B, F, H, W, 3) uint8 is a clip to edit: it is noised to ``strength`` and denoised from there (strength 0 hands it
     back unchanged).
+
+    ``on_state(i, t, x_t, x0_hat)`` sees every step before it is taken: the step's index, its noise level, the clip
+    the sampler holds and the clean clip the (guided) model predicts from it, both (B, 3, F, H, W) in [-1, 1]
+    (``kinema explain`` draws them).
     """
     cfg = model.cfg
     b = len(prompts)
@@ -217,6 +222,8 @@ def sample(
             out = model(x, t.expand(b), text, cond, mask)
         # a clean-clip prediction turns into a velocity: x_t = (1 - t) x0 + t e  =>  v = (x_t - x0) / t
         v = (x - out) / t.clamp(min=1e-3) if x_pred else out
+        if on_state is not None:
+            on_state(i, float(t), x, out if x_pred else x - t * v)  # x0 = x_t - t v on the straight path
         x = x + (t_next - t) * v  # Euler step towards t=0; the last step (t_next = 0) lands on the prediction
         if on_step is not None:
             on_step(i + 1, steps)

@@ -12,7 +12,7 @@ import typer
 from ..errors import InvalidRequest, KinemaError
 from .console import CountBar, err, fail, out
 
-__all__ = ["register", "train", "eval_cmd"]
+__all__ = ["register", "train", "eval_cmd", "explain_cmd"]
 
 
 def train(
@@ -119,6 +119,47 @@ def eval_cmd(
         out.print(format_report(report))
 
 
+def explain_cmd(
+    prompt: Annotated[str, typer.Argument(help="What the clip shows (as for 'kinema generate').")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="The sheet to write (.png).")] = Path("explain.png"),
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    steps: Annotated[int, typer.Option("--steps", help="Denoising steps (2 to 200).")] = 20,
+    columns: Annotated[int, typer.Option("--columns", help="How many denoising steps to show (2 to --steps).")] = 6,
+    weights: Annotated[Path | None, typer.Option("--weights", help="Checkpoint (default: the one in use).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print what the sheet shows as JSON.")] = False,
+) -> None:
+    """Draw how the built-in model makes a clip: denoising step by step, the clip, guidance, and its tokens."""
+    from ..request import VideoRequest
+
+    try:
+        prompt = VideoRequest(prompt=prompt).prompt  # the same prompt rules as generate
+        if output.suffix.lower() != ".png":
+            raise InvalidRequest("output", f"{output.name} is not a .png file", value=str(output), allowed="FILE.png")
+        if not 2 <= steps <= 200:
+            raise InvalidRequest("steps", f"must be 2 to 200, got {steps}", value=steps, allowed="2 to 200")
+        if not 2 <= columns <= steps:
+            raise InvalidRequest("columns", f"must be 2 to --steps ({steps}), got {columns}", value=columns,
+                                 allowed=f"2 to {steps}")  # fmt: skip
+        if weights is not None and not weights.is_file():
+            raise InvalidRequest("weights", f"no file {weights}", value=str(weights), allowed="a checkpoint file")
+        from PIL import Image
+
+        from ..builtin.explain import explain
+
+        sheet = explain(prompt, seed=seed, steps=steps, columns=columns, weights=str(weights) if weights else None)
+        output.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(sheet.image).save(output)
+    except Exception as exc:
+        fail(exc)
+        return
+    if as_json:
+        sys.stdout.write(json.dumps({"output": str(output), **sheet.info, "panels": sheet.panels}) + "\n")
+    else:
+        err.print(f"wrote {output} ({sheet.image.shape[1]}x{sheet.image.shape[0]}): " +
+                  "; ".join(p["title"] for p in sheet.panels), highlight=False, soft_wrap=True)  # fmt: skip
+
+
 def register(app: typer.Typer) -> None:
     app.command()(train)
     app.command(name="eval")(eval_cmd)
+    app.command(name="explain")(explain_cmd)

@@ -1,0 +1,50 @@
+"""``kinema explain``: the sampler's per-step state, and the sheet drawn from it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from typer.testing import CliRunner
+
+from kinema.builtin import load_model
+from kinema.builtin.sampling import sample, to_uint8
+from kinema.cli import app
+
+
+def test_on_state_sees_every_step_and_the_last_prediction_is_the_clip() -> None:
+    model, tokenizer, _ = load_model()
+    seen: list[tuple[int, float, np.ndarray, np.ndarray]] = []
+
+    def keep(i: int, t: float, x: torch.Tensor, x0: torch.Tensor) -> None:
+        seen.append((i, t, to_uint8(x)[0], to_uint8(x0)[0]))
+
+    clip = sample(model, tokenizer, ["a red ball bouncing on green grass"], steps=4, seed=3, on_state=keep)
+    assert isinstance(clip, np.ndarray)
+    assert [s[0] for s in seen] == [0, 1, 2, 3]
+    ts = [s[1] for s in seen]
+    assert ts[0] == 1.0 and ts == sorted(ts, reverse=True)  # from pure noise towards clean
+    # the last Euler step lands on the model's prediction (t_next = 0): x0_hat there is the clip itself
+    assert np.array_equal(seen[-1][3], clip[0])
+    # x_t at t = 1 is noise: far from the clip; the prediction from it is already a picture, much closer
+    noise_err = np.abs(seen[0][2].astype(int) - clip[0]).mean()
+    pred_err = np.abs(seen[0][3].astype(int) - clip[0]).mean()
+    assert noise_err > 3 * pred_err
+
+
+def test_explain_writes_the_sheet(tmp_path: Path) -> None:
+    out = tmp_path / "steps.png"
+    result = CliRunner().invoke(app, ["explain", "a red ball bouncing", "-o", str(out), "--steps", "4",
+                                      "--columns", "3", "--json"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    info = json.loads(result.stdout)
+    assert info["output"] == str(out) and info["steps"] == 4 and info["tokens"] == 256
+    assert [len(p["columns"]) for p in info["panels"]] == [3, 5, 4, 1]
+    from PIL import Image
+
+    with Image.open(out) as im:
+        assert im.format == "PNG" and im.width > 3 * 128 and im.height > 4 * 128
+    bad = CliRunner().invoke(app, ["explain", "x", "--columns", "9", "--steps", "4"])
+    assert bad.exit_code != 0 and "columns" in bad.output and "Traceback" not in bad.output
