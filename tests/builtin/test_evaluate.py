@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from kinema.builtin.evaluate import evaluate, psnr
+from kinema.builtin.evaluate import STATIC_LEVELS, evaluate, psnr, static_psnr
 from kinema.cli import app
 
 
@@ -29,7 +29,27 @@ def test_evaluate_on_a_few_prompts() -> None:
     assert report["detector_accuracy_on_real"]["overall"] >= 0.75
     assert report["i2v_samples"] == 2 and report["i2v_psnr_db"] > 0
     assert report["temporal"]["real"] > 0
+    for key in ("i2v_whole_clip", "extend_whole_clip"):
+        whole = report[key]
+        assert set(whole) == {"static_psnr_db", "floor_t2v_db", "ceiling_frozen_db", "clips"} and whole["clips"] <= 2
+    distinct = report["i2v_distinct"]
+    assert distinct["first_frame_diff"] > 0 and distinct["real_late_diff"] > 0  # two different scenes' images
     assert json.loads(json.dumps(report)) == report
+
+
+def test_static_psnr_counts_only_the_pixels_that_stay_still() -> None:
+    rng = np.random.default_rng(0)
+    real = np.full((4, 8, 8, 3), 100, np.uint8)
+    real[:, :, :2] = rng.integers(0, 255, (4, 8, 2, 3), dtype=np.uint8)  # two moving columns: not background
+    good = real.copy()
+    good[:, :, :2] = 0  # wrong where things move: ignored
+    assert static_psnr(good, real, start=2) == float("inf")
+    bad = good.copy()
+    bad[2, :, 5] = 100 + 2 * STATIC_LEVELS  # wrong on the background in a late frame: counted
+    assert 20 < static_psnr(bad, real, start=2) < 40  # type: ignore[operator]
+    assert static_psnr(bad, real, start=3) == float("inf")  # frames before start do not count
+    everything_moves = rng.integers(0, 255, (4, 8, 8, 3), dtype=np.uint8)
+    assert static_psnr(everything_moves, everything_moves, start=2) is None  # no background to measure
 
 
 def test_eval_cli_json_and_bad_input() -> None:

@@ -11,6 +11,12 @@ report's ``detector_accuracy_on_real``), otherwise adherence figures would mean 
 
 Also reported: image-to-video fidelity (PSNR of the model's own frame 0 against the given image, before the given
 frame is written back) and temporal smoothness (mean absolute change between consecutive frames, against real clips).
+
+Frame 0 alone cannot show whether the given frames shape the whole clip, so image-to-video and extension are also
+measured over the second half of the clip (:func:`_whole_clip`): on the pixels that stay still in the real clip of
+the same scene (the static background), the PSNR of the generated late frames against the real ones, between a floor
+(a text-to-video clip of the same caption: what the prompt alone gives) and a ceiling (the given frame held still);
+and whether two different start images with the same caption and seed still give different clips at the end.
 """
 
 from __future__ import annotations
@@ -26,13 +32,59 @@ import numpy as np
 
 from . import DEFAULT_GUIDANCE, DEFAULT_GUIDANCE_INTERVAL
 
-__all__ = ["evaluate", "format_report", "psnr"]
+__all__ = ["evaluate", "format_report", "psnr", "static_psnr"]
+
+#: frames an extension is conditioned on (the backend's OVERLAP: one temporal patch)
+EXTEND_KNOWN = 4
+#: a pixel is static background when it never moves more than this many levels from frame 0 in the real clip
+STATIC_LEVELS = 8
+#: a clip counts in the static-background PSNR only if at least this share of its late pixels are static
+MIN_STATIC_SHARE = 0.1
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
     """Peak signal-to-noise ratio of two uint8 images, in dB."""
     mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
     return float("inf") if mse == 0 else 10 * math.log10(255.0**2 / mse)
+
+
+def static_psnr(generated: np.ndarray, real: np.ndarray, start: int) -> float | None:
+    """PSNR (dB) of ``generated`` against ``real`` (both (F, H, W, 3) uint8) over frames ``start``.. on the pixels
+    that stay within :data:`STATIC_LEVELS` of frame 0 throughout the real clip; None when too few do."""
+    r = real.astype(np.int16)
+    still = np.abs(r - r[:1]).max(axis=(0, 3)) <= STATIC_LEVELS  # (H, W)
+    if still.mean() < MIN_STATIC_SHARE:
+        return None
+    d = generated[start:].astype(np.float64) - real[start:].astype(np.float64)  # (F', H, W, 3)
+    mse = float((d**2)[:, still].mean())
+    return float("inf") if mse == 0 else 10 * math.log10(255.0**2 / mse)
+
+
+def _mean_db(values: list[float | None]) -> float | None:
+    kept = [v for v in values if v is not None and math.isfinite(v)]
+    return round(float(np.mean(kept)), 2) if kept else None
+
+
+def _whole_clip(
+    conditioned: np.ndarray, t2v: np.ndarray, real: np.ndarray, last_known: int
+) -> dict[str, float | int | None]:
+    """Late-frame static-background PSNR of clips conditioned on real frames 0..last_known, beside the floor (the
+    same captions' text-to-video clips) and the ceiling (real frame ``last_known`` held still)."""
+    start = real.shape[1] // 2
+    frozen = np.repeat(real[:, last_known : last_known + 1], real.shape[1], axis=1)
+    rows = [(static_psnr(c, r, start), static_psnr(t, r, start), static_psnr(f, r, start))
+            for c, t, f, r in zip(conditioned, t2v, frozen, real, strict=True)]  # fmt: skip
+    counted = [row for row in rows if row[0] is not None]
+    return {
+        "static_psnr_db": _mean_db([row[0] for row in counted]),
+        "floor_t2v_db": _mean_db([row[1] for row in counted]),
+        "ceiling_frozen_db": _mean_db([row[2] for row in counted]),
+        "clips": len(counted),
+    }
+
+
+def _mean_abs(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.abs(a.astype(np.float32) - b.astype(np.float32)).mean())
 
 
 def _smoothness(clips: np.ndarray) -> float:
@@ -96,17 +148,38 @@ def evaluate(
             on_progress(min(n, start + batch_size), work)
     gen = np.concatenate(generated)
 
-    # image-to-video: the real clip's frame 0 is the given image
+    # image-to-video: the real clip's frame 0 is the given image; the same caption and seed with the next scene's
+    # image shows whether the image still matters at the end; extension continues the real clip's first frames
     raw_psnrs: list[float] = []
+    i2v: list[np.ndarray] = []
+    swapped: list[np.ndarray] = []
+    extended: list[np.ndarray] = []
+    other = [(i + 1) % m for i in range(m)]
+
+    def conditioned(prompts: list[str], known: np.ndarray, at: int) -> tuple[np.ndarray, np.ndarray]:
+        clips, raw = sample(model, tokenizer, prompts, steps=steps, guidance=guidance, shift=shift, seed=at,
+                            guidance_interval=guidance_interval, known=known, num_known=known.shape[1],
+                            return_raw=True)  # fmt: skip
+        return clips, raw
+
     for start in range(0, m, batch_size):
         stop = min(m, start + batch_size)
-        known = real[start:stop, :1]
-        _, raw = sample(model, tokenizer, captions[start:stop], steps=steps, guidance=guidance,
-                        guidance_interval=guidance_interval, seed=seed + 7 + start, shift=shift, known=known,
-                        num_known=1, return_raw=True)  # fmt: skip
+        prompts, known = captions[start:stop], real[start:stop, :1]
+        clips, raw = conditioned(prompts, known, seed + 7 + start)
         raw_psnrs.extend(psnr(raw[i, 0], known[i, 0]) for i in range(stop - start))
+        i2v.append(clips)
+        swapped.append(conditioned(prompts, real[other[start:stop], :1], seed + 7 + start)[0])
+        extended.append(conditioned(prompts, real[start:stop, :EXTEND_KNOWN], seed + 11 + start)[0])
         if on_progress:
             on_progress(n + stop, work)
+    i2v_clips, swapped_clips, ext_clips = np.concatenate(i2v), np.concatenate(swapped), np.concatenate(extended)
+    late = cfg.frames // 2
+    distinct = {
+        "first_frame_diff": round(_mean_abs(i2v_clips[:, 0], swapped_clips[:, 0]), 2),
+        "late_diff": round(_mean_abs(i2v_clips[:, late:], swapped_clips[:, late:]), 2),
+        "real_late_diff": round(_mean_abs(real[:m, late:], real[other, late:]), 2),
+    }
+    distinct["late_over_first"] = round(distinct["late_diff"] / max(distinct["first_frame_diff"], 1e-6), 3)
 
     per_attr = {k: round(float(np.mean(v)), 4) for k, v in sorted(checks.items())}
     all_checks = [x for v in checks.values() for x in v]
@@ -123,6 +196,9 @@ def evaluate(
         },
         "i2v_psnr_db": round(float(np.mean(raw_psnrs)), 2),
         "i2v_samples": m,
+        "i2v_whole_clip": _whole_clip(i2v_clips, gen[:m], real[:m], 0),
+        "i2v_distinct": distinct,
+        "extend_whole_clip": _whole_clip(ext_clips, gen[:m], real[:m], EXTEND_KNOWN - 1),
         "temporal": {"generated": round(_smoothness(gen), 5), "real": round(_smoothness(real), 5)},
         "steps": steps,
         "guidance": guidance,
@@ -136,12 +212,35 @@ def evaluate(
     }
 
 
+def _whole_line(name: str, w: dict[str, Any]) -> str:
+    def db(v: float | None) -> str:
+        return "-" if v is None else f"{v:.1f}"
+
+    return (
+        f"{name}, second half, static background PSNR: {db(w['static_psnr_db'])} dB (floor: text-to-video "
+        f"{db(w['floor_t2v_db'])}, ceiling: the given frame held {db(w['ceiling_frozen_db'])}; {w['clips']} clips)"
+    )
+
+
 def format_report(report: dict[str, Any]) -> str:
     lines = [
         f"adherence {report['adherence']:.3f} over {report['checks']} checks on {report['n']} held-out prompts",
         *(f"  {k:<10} {v:.3f}" for k, v in report["per_attribute"].items()),
         f"detectors on real clips: {report['detector_accuracy_on_real']['overall']:.3f}",
         f"image-to-video frame-0 PSNR: {report['i2v_psnr_db']:.1f} dB ({report['i2v_samples']} clips)",
+        *(
+            _whole_line(name, report[key])
+            for name, key in (("image-to-video", "i2v_whole_clip"), ("extension", "extend_whole_clip"))
+            if key in report
+        ),
+        *(
+            [
+                f"two start images, same caption and seed: differ by {d['first_frame_diff']:.1f} levels at frame 0, "
+                f"{d['late_diff']:.1f} in the second half (real clips of the two scenes: {d['real_late_diff']:.1f})"
+            ]
+            if (d := report.get("i2v_distinct"))
+            else []
+        ),
         f"temporal change per frame: generated {report['temporal']['generated']:.4f}, "
         f"real {report['temporal']['real']:.4f}",
         f"{report['seconds']:.0f}s ({report['seconds_per_clip']:.2f}s per clip)",
