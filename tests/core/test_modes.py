@@ -119,10 +119,14 @@ def test_builtin_refuses_references_and_names_the_backends_that_take_them(refs: 
     with pytest.raises(InvalidRequest) as info:
         kinema.plan(VideoRequest(prompt="x", references=[PNG]))
     assert info.value.field == "references" and "does not support reference images" in info.value.message
-    assert "backends that do: refs" in (info.value.allowed or "")
+    allowed = info.value.allowed or ""
+    assert "backends that do:" in allowed and "refs" in allowed and "kling (kling-v1-6)" in allowed
 
 
-def test_without_any_backend_for_a_mode_the_refusal_says_so() -> None:
+def test_without_any_backend_for_a_mode_the_refusal_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    import kinema.planner
+
+    monkeypatch.setattr(kinema.planner, "backend_names", lambda: ["builtin"])  # no provider that takes references
     with pytest.raises(InvalidRequest) as info:
         kinema.plan(VideoRequest(prompt="x", references=[PNG]))
     assert "no installed backend does yet" in (info.value.allowed or "")

@@ -2,7 +2,9 @@
 {request_id, response_url, status_url, cancel_url}; GET .../requests/{id}/status (IN_QUEUE with queue_position,
 IN_PROGRESS, COMPLETED, the last possibly with error / error_type); GET .../requests/{id} is the model output
 {video: {url, ...}}; PUT .../requests/{id}/cancel. Status and result URLs drop the subpath. Auth "Key <FAL_KEY>"
-(Bearer accepted too); errors {detail}, 422 with a pydantic-style detail list."""
+(Bearer accepted too); errors {detail}, 422 with a pydantic-style detail list. Kling 2.5 Turbo Pro's
+image-to-video takes ``tail_image_url`` (an http(s) or data URI) with its required ``image_url`` (fal's model page);
+the fake records it as ``task.extra["tail"]``."""
 
 from __future__ import annotations
 
@@ -17,6 +19,8 @@ from .base import FakeServer, Request, Response
 KLING = {"fal-ai/kling-video/v2.5-turbo/pro/text-to-video", "fal-ai/kling-video/v2.5-turbo/pro/image-to-video",
          "fal-ai/kling-video/v2.1/master/text-to-video", "fal-ai/kling-video/v2.1/master/image-to-video",
          "fal-ai/kling-video/v2.1/standard/image-to-video", "fal-ai/kling-video/v2/master/text-to-video"}  # fmt: skip
+#: image-to-video endpoints whose input schema lists tail_image_url (fal.ai model pages, llms.txt)
+TAIL = {"fal-ai/kling-video/v2.5-turbo/pro/image-to-video"}
 PIKA = {"fal-ai/pika/v2.2/text-to-video", "fal-ai/pika/v2.2/image-to-video", "fal-ai/pika/v2.5/text-to-video"}
 
 
@@ -95,9 +99,13 @@ class FakeFal(FakeServer):
                 return self._invalid("resolution", "unexpected value", body.get("resolution"))
         if endpoint.endswith("image-to-video") and not body.get("image_url"):
             return self._invalid("image_url", "field required", None)
+        tail = body.get("tail_image_url")
+        if endpoint in TAIL and tail is not None and not str(tail).startswith(("http://", "https://", "data:image/")):
+            return self._invalid("tail_image_url", "must be a URL or an image data URI", tail)
         owner, alias = endpoint.split("/")[:2]
         task = self.new_task(body, task_id=str(uuid.uuid4()))
-        task.extra.update(app=f"{owner}/{alias}", endpoint=endpoint, image=body.get("image_url"))
+        task.extra.update(app=f"{owner}/{alias}", endpoint=endpoint, image=body.get("image_url"),
+                          tail=body.get("tail_image_url") if endpoint in TAIL else None)  # fmt: skip
         self.schedule_webhook(task, (req.query.get("fal_webhook") or [None])[0])
         base = f"{self.url}/{owner}/{alias}/requests/{task.id}"  # the subpath is dropped
         return Response(200, {"request_id": task.id, "gateway_request_id": task.id, "response_url": base,

@@ -2,12 +2,18 @@
 GET /v1/videos/{family}/{task_id}; a per-request HS256 JWT (iss = access key, exp, nbf) checked on every call;
 envelope {code, message, request_id, data}; task_status submitted / processing / succeed / failed.
 ``external_task_id`` (the client's own id, unique per account) is stored and the single-task query accepts it in
-place of the task id. ``account_error(code)`` scripts the HTTP 429 account errors 1100-1102 and 1304."""
+place of the task id. ``account_error(code)`` scripts the HTTP 429 account errors 1100-1102 and 1304.
+
+image2video takes ``image_tail`` (the last frame) only where Kling's capability map lists start/end frames (model,
+mode, duration; a tail alone only on kling-v1-6; not with camera_control; kling-v2-6 only without sound).
+POST /v1/videos/multi-image2video takes exactly its documented fields: model_name kling-v1-6, image_list of 1 to 4
+``{"image": URL or raw base64}``, a prompt, and the usual mode / duration / aspect_ratio / callback / external id."""
 
 from __future__ import annotations
 
 import time
 import uuid
+from functools import partial
 from typing import Any
 
 import jwt
@@ -16,6 +22,12 @@ from .base import FakeServer, Request, Response
 
 MODELS = {"kling-v1", "kling-v1-6", "kling-v2-master", "kling-v2-1-master", "kling-v2-5-turbo", "kling-v2-6",
           "kling-v3"}  # fmt: skip
+#: model -> (modes, durations, tail without a first frame) where image2video takes image_tail (capability map)
+TAIL = {"kling-v1": ({"std", "pro"}, {"5"}, False), "kling-v1-6": ({"pro"}, {"5", "10"}, True),
+        "kling-v2-5-turbo": ({"pro"}, {"5", "10"}, False), "kling-v2-6": ({"pro"}, {"5", "10"}, False)}  # fmt: skip
+MULTI_FIELDS = {"model_name", "image_list", "prompt", "negative_prompt", "mode", "duration", "aspect_ratio",
+                "callback_url", "external_task_id"}  # fmt: skip
+FAMILIES = ("text2video", "image2video", "multi-image2video")
 
 
 class FakeKling(FakeServer):
@@ -30,9 +42,9 @@ class FakeKling(FakeServer):
         super().__init__(video, key)
 
     def setup_routes(self) -> None:
-        for family in ("text2video", "image2video"):
-            self.route("POST", rf"/v1/videos/{family}", lambda r, f=family: self.create(r, f), kind="submit")
-            self.route("GET", rf"/v1/videos/{family}/(?P<id>[\w.:-]+)", lambda r, f=family: self.query(r, f),
+        for family in FAMILIES:
+            self.route("POST", rf"/v1/videos/{family}", partial(self.create, family=family), kind="submit")
+            self.route("GET", rf"/v1/videos/{family}/(?P<id>[\w.:-]+)", partial(self.query, family=family),
                        kind="poll")  # fmt: skip
 
     def account_error(self, code: int, times: int = 1) -> None:
@@ -70,7 +82,11 @@ class FakeKling(FakeServer):
 
     def create(self, req: Request, family: str) -> Response:
         body = req.json()
-        if body.get("model_name", "kling-v1") not in MODELS:
+        if family == "multi-image2video":
+            refused = self._multi_image(body)
+            if refused:
+                return Response(400, self.envelope(1201, refused))
+        elif body.get("model_name", "kling-v1") not in MODELS:
             return Response(400, self.envelope(1201, f"model_name is invalid: {body.get('model_name')!r}"))
         duration = body.get("duration", "5")
         allowed = {str(d) for d in range(3, 16)} if body.get("model_name") == "kling-v3" else {"5", "10"}
@@ -81,9 +97,9 @@ class FakeKling(FakeServer):
         if body.get("mode", "std") not in ("std", "pro"):
             return Response(400, self.envelope(1201, "mode is invalid"))
         if family == "image2video":
-            image = body.get("image")
-            if not image or str(image).startswith("data:"):
-                return Response(400, self.envelope(1201, "image is invalid (URL or raw base64 without data: prefix)"))
+            refused = self._image2video(body)
+            if refused:
+                return Response(400, self.envelope(1201, refused))
         if len(body.get("prompt", "")) > 2500:
             return Response(400, self.envelope(1201, "prompt is too long"))
         external = body.get("external_task_id")
@@ -93,7 +109,7 @@ class FakeKling(FakeServer):
             self._next_id += 1
             task_id = str(self._next_id)
         task = self.new_task(body, task_id=task_id)
-        task.extra.update(family=family, image=body.get("image"), external=external)
+        task.extra.update(family=family, image=body.get("image") or body.get("image_list"), external=external)
         self.schedule_webhook(task, body.get("callback_url"))
         return Response(200, self.envelope(0, "SUCCEED", self._data(task, "submitted")))
 
@@ -126,3 +142,46 @@ class FakeKling(FakeServer):
         elif phase == "moderate":
             data["task_status_msg"] = "Failure to pass the risk control system"
         return Response(200, self.envelope(0, "SUCCEED", data))
+
+    @staticmethod
+    def _image_ok(value: Any) -> bool:
+        return isinstance(value, str) and bool(value) and not value.startswith("data:")
+
+    def _image2video(self, body: dict[str, Any]) -> str | None:
+        """Why image2video refuses this body, or None."""
+        image, tail = body.get("image"), body.get("image_tail")
+        if image is None and tail is None:
+            return "image is required (or image_tail)"
+        for name, value in (("image", image), ("image_tail", tail)):
+            if value is not None and not self._image_ok(value):
+                return f"{name} is invalid (URL or raw base64 without data: prefix)"
+        if tail is None:
+            return None
+        model = body.get("model_name", "kling-v1")
+        modes, durations, alone = TAIL.get(model, (set(), set(), False))
+        if body.get("mode", "std") not in modes or body.get("duration", "5") not in durations:
+            return f"image_tail is not supported by {model} in mode {body.get('mode', 'std')} for that duration"
+        if image is None and not alone:
+            return f"image is required with image_tail for {model}"
+        if body.get("camera_control") is not None:
+            return "image_tail cannot be combined with camera_control"
+        if model == "kling-v2-6" and body.get("sound") == "on":
+            return "image_tail is not supported with sound on"
+        return None
+
+    def _multi_image(self, body: dict[str, Any]) -> str | None:
+        """Why multi-image2video refuses this body, or None."""
+        unknown = sorted(set(body) - MULTI_FIELDS)
+        if unknown:
+            return f"{unknown[0]} is not a parameter of multi-image2video"
+        if body.get("model_name", "kling-v1-6") != "kling-v1-6":
+            return f"model_name is invalid: {body.get('model_name')!r}"
+        images = body.get("image_list")
+        if not isinstance(images, list) or not 1 <= len(images) <= 4:
+            return "image_list must hold 1 to 4 images"
+        for item in images:
+            if not isinstance(item, dict) or set(item) != {"image"} or not self._image_ok(item["image"]):
+                return "image_list items must be {image: URL or raw base64 without data: prefix}"
+        if not isinstance(body.get("prompt"), str) or not body["prompt"]:
+            return "prompt is required"
+        return None

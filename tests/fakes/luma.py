@@ -1,6 +1,8 @@
 """Fake of Luma Dream Machine (reference/provider-apis.md §2): POST /generations/video (and the legacy
 POST /generations), GET /generations/{id}, DELETE /generations/{id}; Bearer auth; errors {"detail": "..."};
-Generation state queued / dreaming / completed / failed with failure_reason; the video at assets.video."""
+Generation state queued / dreaming / completed / failed with failure_reason; the video at assets.video.
+``keyframes`` may hold ``frame0`` and/or ``frame1``, each ``{type: image, url}`` or ``{type: generation, id}``
+(lumaai 1.21.0 types/generations/video_create_params.py); any other key is refused."""
 
 from __future__ import annotations
 
@@ -41,11 +43,16 @@ class FakeLuma(FakeServer):
             return Response(400, {"detail": f"Invalid model: {body.get('model')!r}"})
         if body.get("aspect_ratio", "16:9") not in RATIOS:
             return Response(400, {"detail": f"Invalid aspect_ratio: {body.get('aspect_ratio')!r}"})
-        frame0 = (body.get("keyframes") or {}).get("frame0")
-        if frame0 is not None and (frame0.get("type") != "image" or not str(frame0.get("url", "")).startswith("http")):
-            return Response(400, {"detail": "keyframes.frame0 must be {type: image, url}"})
+        keyframes = body.get("keyframes") or {}
+        if not isinstance(keyframes, dict) or set(keyframes) - {"frame0", "frame1"}:
+            return Response(400, {"detail": "keyframes may hold frame0 and frame1 only"})
+        for name, frame in keyframes.items():
+            refused = _frame_problem(frame)
+            if refused:
+                return Response(400, {"detail": f"keyframes.{name} {refused}"})
         task = self.new_task(body, task_id=str(uuid.uuid4()))
-        task.extra["image"] = frame0
+        task.extra["image"] = keyframes.get("frame0")
+        task.extra["last_image"] = keyframes.get("frame1")
         self.schedule_webhook(task, body.get("callback_url"))
         return Response(201, self._generation(task, "queued"))
 
@@ -79,3 +86,14 @@ class FakeLuma(FakeServer):
         if req.match and self.tasks.pop(req.match.group("id"), None) is not None:
             return Response(204, None)
         return Response(404, {"detail": "Generation not found"})
+
+
+def _frame_problem(frame: Any) -> str | None:
+    """Why Luma refuses a keyframe: it must be {type: image, url: http(s)} or {type: generation, id}."""
+    if not isinstance(frame, dict):
+        return "must be an object"
+    if frame.get("type") == "image" and set(frame) == {"type", "url"} and str(frame["url"]).startswith("http"):
+        return None
+    if frame.get("type") == "generation" and set(frame) == {"type", "id"}:
+        return None
+    return "must be {type: image, url} or {type: generation, id}"

@@ -88,6 +88,10 @@ class FakeReplicate(FakeServer):
         if model == "kwaivgi/kling-v2.1" and not inputs.get("start_image"):
             return Response(422, {"title": "Input validation failed", "status": 422,
                                   "detail": "- input: start_image is required"})  # fmt: skip
+        # "end_image: Last frame of the video (pro mode is required when this parameter is set)" (the model's page)
+        if model == "kwaivgi/kling-v2.1" and inputs.get("end_image") and inputs.get("mode", "standard") != "pro":
+            return Response(422, {"title": "Input validation failed", "status": 422,
+                                  "detail": "- input: end_image requires mode pro"})  # fmt: skip
         task = self.new_task(inputs, task_id=secrets.token_hex(13)[:26])
         task.extra["cancel_after"] = req.header("cancel-after")
         task.extra["events_filter"] = body.get("webhook_events_filter")
@@ -95,6 +99,7 @@ class FakeReplicate(FakeServer):
             model=model,
             version=version,
             image=inputs.get("first_frame_image") or inputs.get("start_image") or inputs.get("image"),
+            last_image=inputs.get("end_image"),
         )
         self.schedule_webhook(task, body.get("webhook"))
         return Response(201, self._prediction(task, "starting"))

@@ -11,7 +11,8 @@ retries a POST up to 10 times (on timeouts too), which could pay for a generatio
 fails on answers without ``logs``. ``KINEMA_FAL_BASE_URL`` overrides the whole queue URL (for a local fake).
 
 Models are families; the mode picks the endpoint (``fal-ai/kling-video/v2.5-turbo/pro`` + an image is
-``.../image-to-video``). A full endpoint id is accepted too.
+``.../image-to-video``). A full endpoint id is accepted too. Keyframes go to the image-to-video endpoint as
+``image_url`` + ``tail_image_url`` where fal's model page lists the tail (Kling 2.5 Turbo Pro).
 
 >>> import kinema  # doctest: +SKIP
 >>> kinema.generate("a fox", backend="fal", model="fal-ai/pika/v2.2", duration=5)  # doctest: +SKIP
@@ -42,6 +43,8 @@ from .remote import (
 __all__ = ["FalBackend", "FAL_MODELS"]
 
 _SUBPATH = {"t2v": "text-to-video", "i2v": "image-to-video"}
+#: the endpoint subpath of each mode (keyframes are image-to-video with a tail image)
+_MODE_SUBPATH = {**_SUBPATH, "keyframes": "image-to-video"}
 
 
 @dataclass(frozen=True)
@@ -51,13 +54,19 @@ class FalFamily:
     durations: tuple[float, ...]
     ratios: tuple[str, ...]
     resolutions: dict[str, int]
+    #: the image-to-video endpoint takes ``tail_image_url`` (the last frame): keyframes
+    tail: bool = False
 
 
 _KLING_RATIOS = ("16:9", "9:16", "1:1")
 _PIKA_RATIOS = ("16:9", "9:16", "1:1", "4:5", "5:4", "3:2", "2:3")
 _KLING_RES = {"720p": 720, "1080p": 1080}
 FAL_MODELS: dict[str, FalFamily] = {
-    "fal-ai/kling-video/v2.5-turbo/pro": FalFamily("kling", ("t2v", "i2v"), (5.0, 10.0), _KLING_RATIOS, _KLING_RES),
+    # tail_image_url: "URL of the image to be used for the end of the video" (fal.ai/models/fal-ai/kling-video/
+    # v2.5-turbo/pro/image-to-video/llms.txt, input schema; image_url stays required)
+    "fal-ai/kling-video/v2.5-turbo/pro": FalFamily(
+        "kling", ("t2v", "i2v", "keyframes"), (5.0, 10.0), _KLING_RATIOS, _KLING_RES, tail=True
+    ),  # fmt: skip
     "fal-ai/kling-video/v2.1/master": FalFamily("kling", ("t2v", "i2v"), (5.0, 10.0), _KLING_RATIOS, _KLING_RES),
     "fal-ai/kling-video/v2.1/standard": FalFamily("kling", ("i2v",), (5.0, 10.0), _KLING_RATIOS, _KLING_RES),
     "fal-ai/kling-video/v2/master": FalFamily("kling", ("t2v",), (5.0, 10.0), _KLING_RATIOS, _KLING_RES),
@@ -110,6 +119,8 @@ class FalBackend(RemoteBackend):
         fam = self._family(model)
         _, mode = split_endpoint(model or self.default_model())
         modes = (mode,) if mode else fam.modes
+        if mode == "i2v" and fam.tail:  # the image-to-video endpoint does keyframes too
+            modes = ("i2v", "keyframes")
         if mode and mode not in fam.modes:
             modes = fam.modes
         return Capabilities(
@@ -117,6 +128,11 @@ class FalBackend(RemoteBackend):
             aspect_ratios=tuple(r for r in fam.ratios if r in ("16:9", "9:16", "1:1", "3:2", "2:3")),
             durations=fam.durations, default_fps=24.0, seed=fam.kind == "pika",
         )  # fmt: skip
+
+    def check(self, params: GenerationParams) -> None:
+        if params.mode == "keyframes" and params.image_source is None:
+            raise InvalidRequest("image", f"fal {params.model!r} needs the first frame (image_url is required) with "
+                                 "the last one", allowed="image and last_image together")  # fmt: skip
 
     # -- transport ------------------------------------------------------------------------------------------------
     def _auth_header(self) -> str:
@@ -165,7 +181,7 @@ class FalBackend(RemoteBackend):
     # -- the loop's parts -----------------------------------------------------------------------------------------
     def _endpoint(self, params: GenerationParams) -> str:
         family, _ = split_endpoint(str(params.model))
-        return f"{family}/{_SUBPATH[params.mode]}"
+        return f"{family}/{_MODE_SUBPATH[params.mode]}"
 
     def submit(self, client: Any, params: GenerationParams,
                token: str) -> tuple[str, dict[str, Any], TaskStatus | None]:  # fmt: skip
@@ -182,13 +198,12 @@ class FalBackend(RemoteBackend):
             body["duration"] = int(round(params.duration))
             body["resolution"] = short_side_name(params.width, params.height, fam.resolutions)
             body["seed"] = params.seed
-        if params.mode == "i2v":
-            source = params.image_source
-            if isinstance(source, str) and source.startswith("https://"):
-                body["image_url"] = source
-            else:
-                assert params.image is not None
-                body["image_url"] = data_uri(encode_png(params.image))
+        if params.mode in ("i2v", "keyframes"):
+            assert params.image is not None
+            body["image_url"] = _image_url(params.image_source, params.image)
+        if params.mode == "keyframes":
+            assert params.last_image is not None
+            body["tail_image_url"] = _image_url(params.last_image_source, params.last_image)
         endpoint = self._endpoint(params)
         url = f"{self._queue_url()}/{endpoint}"
         callback = self.callback_url()
@@ -232,7 +247,7 @@ class FalBackend(RemoteBackend):
 
     def _endpoint_from(self, info: dict[str, Any]) -> str:
         family, _ = split_endpoint(str(info.get("model") or self.default_model()))
-        return f"{family}/{_SUBPATH.get(str(info.get('mode')), 'text-to-video')}"
+        return f"{family}/{_MODE_SUBPATH.get(str(info.get('mode')), 'text-to-video')}"
 
     def fetch(self, client: Any, task_id: str, info: dict[str, Any]) -> TaskStatus:
         status_url, response_url = self._urls(task_id, info)
@@ -257,6 +272,13 @@ class FalBackend(RemoteBackend):
 
     def translate_error(self, exc: BaseException) -> KinemaError | None:
         return super().translate_error(exc)
+
+
+def _image_url(source: Any, image: Any) -> str:
+    """An https URL as given, else the image as a PNG data URI (fal takes data URIs for file inputs)."""
+    if isinstance(source, str) and source.startswith("https://"):
+        return source
+    return data_uri(encode_png(image))
 
 
 def _without_key_check(backend: FalBackend) -> Availability:

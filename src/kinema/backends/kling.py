@@ -10,6 +10,10 @@ once and never retried. ``duration`` is a string ("5", "10"); ``mode`` is ``std`
 create carries the generation's client token as ``external_task_id``, by which the task can be queried when the
 create's answer was lost.
 
+Keyframes (``last_image``) go as ``image_tail`` on ``image2video`` (with ``image`` as the first frame), on the
+models, modes and durations Kling's capability map lists; reference images go to ``POST /v1/videos/multi-image2video``
+as ``image_list`` (kling-v1-6 only, up to 4 images), polled at ``GET /v1/videos/multi-image2video/{id}``.
+
 Keys: ``KLING_ACCESS_KEY`` and ``KLING_SECRET_KEY`` (the JWT is HS256 with ``iss`` = access key, ``exp`` = now + 30
 min, ``nbf`` = now - 5 s). Base URL: ``KINEMA_KLING_BASE_URL`` (default the global ``https://api-singapore.klingai.com``;
 China is ``https://api-beijing.klingai.com``).
@@ -22,9 +26,11 @@ from __future__ import annotations
 
 import base64
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from ..errors import ContentRejected, InvalidRequest, KinemaError, ProviderError
+from ..request import VideoRequest
 from .base import Capabilities, GenerationParams
 from .remote import (
     LoopOptions,
@@ -51,6 +57,36 @@ KLING_MODELS: dict[str, tuple[float, ...]] = {
     "kling-v3": tuple(float(d) for d in range(3, 16)),
 }
 KLING_RATIOS = ("16:9", "9:16", "1:1")
+
+
+@dataclass(frozen=True)
+class KlingKeyframes:
+    """Where a model takes ``image_tail``: its modes (std 720p / pro 1080p), durations, and whether a last frame
+    may come without a first one ("end frame" in the capability map)."""
+
+    modes: tuple[str, ...]
+    durations: tuple[float, ...]
+    last_alone: bool = False
+
+
+#: image2video ``image_tail`` (Kling API docs, "Capability Map" and "Image to Video", as copied in
+#: inference-sh/grid api/klingai/docs/01-capabilities-map.md and 04-video-image2video.md [DOC via 3P]): kling-v1 std
+#: and pro at 5 s; kling-v1-6 pro (also a last frame alone); kling-v2-5-turbo and kling-v2-6 pro (v2-6 without sound).
+#: kling-v2-master, kling-v2-1-master and kling-v3 list no start/end frames there.
+KLING_KEYFRAMES: dict[str, KlingKeyframes] = {
+    "kling-v1": KlingKeyframes(("std", "pro"), (5.0,)),
+    "kling-v1-6": KlingKeyframes(("pro",), (5.0, 10.0), last_alone=True),
+    "kling-v2-5-turbo": KlingKeyframes(("pro",), (5.0, 10.0)),
+    "kling-v2-6": KlingKeyframes(("pro",), (5.0, 10.0)),
+}
+#: multi-image2video: model_name "kling-v1-6" only, image_list of at most 4 (Kling API docs "Multi-Image to Video",
+#: as copied in cuijinyu/new-api vitepress-docs/kling/multi-image-video.md [DOC via 3P])
+KLING_REFERENCES = {"kling-v1-6": 4}
+#: the model a request without one gets for references (the default kling-v2-6 takes none)
+REFERENCES_MODEL = "kling-v1-6"
+#: the options each endpoint takes (multi-image2video has no cfg_scale, sound or camera_control; Kling lists start/end
+#: frames and camera control as mutually exclusive on image2video)
+_MODE_OPTIONS = {"references": (), "keyframes": ("cfg_scale", "sound")}
 _ACCOUNT_CODES = {
     1100: "account problem",
     1101: "account in arrears (top up the balance)",
@@ -81,13 +117,39 @@ class KlingBackend(RemoteBackend):
         if model not in KLING_MODELS:
             raise InvalidRequest("model", f"{model!r} is not a Kling video model", value=model,
                                  allowed=", ".join(KLING_MODELS))  # fmt: skip
+        modes = ("t2v", "i2v") + (("keyframes",) if model in KLING_KEYFRAMES else ()) + (
+            ("references",) if model in KLING_REFERENCES else ())  # fmt: skip
+        notes = "720p is mode std, 1080p is mode pro"
+        if model in KLING_KEYFRAMES:
+            kf = KLING_KEYFRAMES[model]
+            notes += (f"; keyframes (image_tail) in mode {'/'.join(kf.modes)} at "
+                      f"{'/'.join(f'{d:g}' for d in kf.durations)} s")  # fmt: skip
         return Capabilities(
-            modes=("t2v", "i2v"), default_size=(1280, 720), sizes=ratio_sizes(KLING_RATIOS, (720, 1080)),
-            aspect_ratios=KLING_RATIOS, durations=KLING_MODELS[model], default_fps=24.0, max_prompt_chars=2500,
-            notes="720p is mode std, 1080p is mode pro",
+            modes=modes, max_references=KLING_REFERENCES.get(model, 0), default_size=(1280, 720),
+            sizes=ratio_sizes(KLING_RATIOS, (720, 1080)), aspect_ratios=KLING_RATIOS, durations=KLING_MODELS[model],
+            default_fps=24.0, max_prompt_chars=2500, notes=notes,
         )  # fmt: skip
 
+    def resolve(self, request: VideoRequest, seed: int) -> GenerationParams:
+        if request.model is None and request.mode == "references":  # the default kling-v2-6 takes none
+            request = request.model_copy(update={"model": REFERENCES_MODEL})
+        model = request.model or self.default_model()
+        kf = KLING_KEYFRAMES.get(model)
+        sized = any(getattr(request, f) is not None for f in ("width", "height", "aspect_ratio", "resolution"))
+        if request.mode == "keyframes" and kf is not None and kf.modes == ("pro",) and not sized:
+            # the default 720p is mode std, in which this model takes no last frame: 1080p is mode pro
+            request = request.model_copy(update={"resolution": "1080p"})
+        return super().resolve(request, seed)
+
     def check(self, params: GenerationParams) -> None:
+        allowed = _MODE_OPTIONS.get(params.mode)
+        if allowed is not None:
+            for key in ("cfg_scale", "sound", "camera_control"):
+                if key in params.options and key not in allowed:
+                    raise InvalidRequest(f"options.{key}", f"is not taken by Kling's {_family(params.mode)} "
+                                         "endpoint", allowed=", ".join(allowed) or "none")  # fmt: skip
+        if params.mode == "keyframes":
+            self._check_keyframes(params)
         if "cfg_scale" in params.options:
             value = params.options["cfg_scale"]
             if not isinstance(value, int | float) or not 0 <= value <= 1:
@@ -97,6 +159,26 @@ class KlingBackend(RemoteBackend):
                                      allowed="kling-v1, kling-v1-6")  # fmt: skip
         if params.options.get("sound") not in (None, "on", "off"):
             raise InvalidRequest("options.sound", f"{params.options['sound']!r} is not on or off", allowed="on, off")
+
+    @staticmethod
+    def _check_keyframes(params: GenerationParams) -> None:
+        kf = KLING_KEYFRAMES[str(params.model)]
+        mode = _kling_mode(params)
+        where = f"Kling {params.model!r}"
+        if mode not in kf.modes:
+            raise InvalidRequest("resolution", f"{where} takes a last frame only in mode {' or '.join(kf.modes)} "
+                                 f"(1080p is pro, 720p std), not {mode}", value=f"{params.width}x{params.height}",
+                                 allowed="1080p" if kf.modes == ("pro",) else "720p, 1080p")  # fmt: skip
+        if not any(abs(params.duration - d) < 1e-6 for d in kf.durations):
+            raise InvalidRequest("duration", f"{where} takes a last frame only at "
+                                 f"{', '.join(f'{d:g}s' for d in kf.durations)}", value=params.duration,
+                                 allowed=", ".join(f"{d:g}s" for d in kf.durations))  # fmt: skip
+        if params.image_source is None and not kf.last_alone:
+            raise InvalidRequest("image", f"{where} needs the first frame (image) with the last one",
+                                 allowed="image and last_image together")  # fmt: skip
+        if params.model == "kling-v2-6" and params.options.get("sound") == "on":
+            raise InvalidRequest("options.sound", f"{where} makes first/last-frame clips without sound",
+                                 value="on", allowed="off")  # fmt: skip
 
     # -- transport ------------------------------------------------------------------------------------------------
     def make_client(self, loop: LoopOptions) -> Any:
@@ -154,11 +236,10 @@ class KlingBackend(RemoteBackend):
     # -- the loop's parts -----------------------------------------------------------------------------------------
     def submit(self, client: Any, params: GenerationParams,
                token: str) -> tuple[str, dict[str, Any], TaskStatus | None]:  # fmt: skip
-        family = "image2video" if params.mode == "i2v" else "text2video"
+        family = _family(params.mode)
         body: dict[str, Any] = {
             "model_name": params.model, "prompt": params.prompt, "external_task_id": token,
-            "mode": "pro" if min(params.width, params.height) >= 1080 else "std",
-            "aspect_ratio": known_ratio(params.width, params.height, KLING_RATIOS),
+            "mode": _kling_mode(params), "aspect_ratio": known_ratio(params.width, params.height, KLING_RATIOS),
             "duration": str(int(round(params.duration))),
         }  # fmt: skip
         if params.negative_prompt:
@@ -166,13 +247,16 @@ class KlingBackend(RemoteBackend):
         for key in ("cfg_scale", "sound", "camera_control"):
             if key in params.options:
                 body[key] = params.options[key]
-        if family == "image2video":
-            source = params.image_source
-            if isinstance(source, str) and source.startswith(("http://", "https://")):
-                body["image"] = source
-            else:
-                assert params.image is not None
-                body["image"] = base64.b64encode(encode_png(params.image)).decode("ascii")  # raw, no data: prefix
+        if params.image is not None:
+            body["image"] = _image_value(params.image_source, params.image)
+        if params.mode == "keyframes":
+            assert params.last_image is not None
+            body["image_tail"] = _image_value(params.last_image_source, params.last_image)
+        if params.mode == "references":
+            body["image_list"] = [
+                {"image": _image_value(source, image)}
+                for source, image in zip(params.reference_sources, params.references, strict=True)
+            ]
         callback = self.callback_url()
         if callback:  # Kling POSTs the task to it on every status change (unsigned: only a hint)
             body["callback_url"] = callback
@@ -185,7 +269,7 @@ class KlingBackend(RemoteBackend):
     def find_submitted(self, client: Any, params: GenerationParams,
                        token: str) -> tuple[str, dict[str, Any], TaskStatus | None] | None:  # fmt: skip
         # the single-task query takes the task_id or the external_task_id (Kling API docs, "Query Task (Single)")
-        family = "image2video" if params.mode == "i2v" else "text2video"
+        family = _family(params.mode)
         try:
             data = self._request(client, "GET", f"/v1/videos/{family}/{token}")
         except ProviderError as exc:
@@ -196,7 +280,7 @@ class KlingBackend(RemoteBackend):
         return (task_id, {"family": family}, self._status(data)) if task_id else None
 
     def fetch(self, client: Any, task_id: str, info: dict[str, Any]) -> TaskStatus:
-        family = info.get("family") or ("image2video" if info.get("mode") == "i2v" else "text2video")
+        family = info.get("family") or _family(str(info.get("mode")))
         return self._status(self._request(client, "GET", f"/v1/videos/{family}/{task_id}"))
 
     def _status(self, data: dict[str, Any]) -> TaskStatus:
@@ -212,3 +296,23 @@ class KlingBackend(RemoteBackend):
 
     def translate_error(self, exc: BaseException) -> KinemaError | None:
         return super().translate_error(exc)
+
+
+_FAMILIES = {"i2v": "image2video", "keyframes": "image2video", "references": "multi-image2video"}
+
+
+def _family(mode: str) -> str:
+    """The endpoint family (the path after /v1/videos/) of a mode."""
+    return _FAMILIES.get(mode, "text2video")
+
+
+def _kling_mode(params: GenerationParams) -> str:
+    """Kling's ``mode``: pro renders 1080p, std 720p."""
+    return "pro" if min(params.width, params.height) >= 1080 else "std"
+
+
+def _image_value(source: Any, image: Any) -> str:
+    """An image as Kling takes it: the URL as given, else raw base64 (no ``data:`` prefix, which Kling refuses)."""
+    if isinstance(source, str) and source.startswith(("http://", "https://")):
+        return source
+    return base64.b64encode(encode_png(image)).decode("ascii")

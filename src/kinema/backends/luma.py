@@ -3,7 +3,11 @@
 ``POST /generations/video`` creates a Generation; ``GET /generations/{id}`` is polled (state queued -> queued,
 dreaming -> in_progress, completed, failed with ``failure_reason``). The video is ``assets.video``. Luma takes an
 aspect ratio, a resolution name and a duration ("5s" / "9s"), so Kinema's width x height maps onto the closest
-listed (ratio, resolution). Image-to-video takes the first frame as a public URL (``keyframes.frame0``).
+listed (ratio, resolution). Image-to-video takes the first frame as a public URL (``keyframes.frame0``); keyframes
+add the last one as ``keyframes.frame1`` (lumaai 1.21.0 types/generations/video_create_params.py ``Keyframes``: both
+optional, so a last frame alone is sent as frame1 alone). Luma's modify-video (``POST /generations/video/modify``)
+takes the clip only as a URL and Luma has no upload API, while ``source_video`` is a local file: edits are not
+offered here (docs/providers.md).
 
 Key: ``LUMAAI_API_KEY``; base URL: ``LUMAAI_BASE_URL`` (the SDK's own variable).
 
@@ -61,16 +65,19 @@ class LumaBackend(RemoteBackend):
             raise InvalidRequest("model", f"{model!r} is not a Luma Dream Machine video model", value=model,
                                  allowed=", ".join(LUMA_MODELS))  # fmt: skip
         return Capabilities(
-            modes=("t2v", "i2v"), default_size=(1280, 720),
+            modes=("t2v", "i2v", "keyframes"), default_size=(1280, 720),
             sizes=ratio_sizes(LUMA_RATIOS, tuple(LUMA_RESOLUTIONS.values())),
             aspect_ratios=tuple(r for r in LUMA_RATIOS if r != "9:21"), durations=(5.0, 9.0), default_fps=24.0,
             negative_prompt=False, notes="aspect ratio x resolution (540p, 720p, 1080p, 4k); 5 s or 9 s",
         )  # fmt: skip
 
     def check(self, params: GenerationParams) -> None:
-        if params.mode == "i2v" and not _is_url(params.image_source):
-            raise InvalidRequest("image", "Luma takes the first frame as a public URL, not a local file",
-                                 value=str(params.image_source)[:80], allowed="an http(s) URL")  # fmt: skip
+        frames = {"image": params.image_source, "last_image": params.last_image_source}
+        for field, source in frames.items():
+            if source is not None and not _is_url(source):
+                which = "first" if field == "image" else "last"
+                raise InvalidRequest(field, f"Luma takes the {which} frame as a public URL, not a local file",
+                                     value=str(source)[:80], allowed="an http(s) URL")  # fmt: skip
 
     def make_client(self, loop: LoopOptions) -> Any:
         from .base import require_module
@@ -91,8 +98,13 @@ class LumaBackend(RemoteBackend):
         }  # fmt: skip
         if "loop" in params.options:
             kwargs["loop"] = bool(params.options["loop"])
-        if params.mode == "i2v":
-            kwargs["keyframes"] = {"frame0": {"type": "image", "url": params.image_source}}
+        keyframes: dict[str, Any] = {}
+        if params.image_source is not None:
+            keyframes["frame0"] = {"type": "image", "url": params.image_source}
+        if params.mode == "keyframes":
+            keyframes["frame1"] = {"type": "image", "url": params.last_image_source}
+        if keyframes:
+            kwargs["keyframes"] = keyframes
         callback = self.callback_url()
         if callback:  # Luma POSTs the generation to it on dreaming/completed/failed (unsigned: only a hint)
             kwargs["callback_url"] = callback

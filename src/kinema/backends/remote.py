@@ -338,9 +338,10 @@ def data_uri(png: bytes, mime: str = "image/png") -> str:
     return f"data:{mime};base64," + base64.b64encode(png).decode("ascii")
 
 
-def fitted_data_uri(image: np.ndarray, max_bytes: int) -> str:
+def fitted_data_uri(image: np.ndarray, max_bytes: int, field: str = "image") -> str:
     """A ``data:`` URI of an (H, W, 3) image no longer than ``max_bytes`` characters: PNG when it fits, else JPEG
-    at falling quality, then downscaled (by 0.75 per step) until it fits. Providers cap data URIs (Runway: 5 MB)."""
+    at falling quality, then downscaled (by 0.75 per step) until it fits. Providers cap data URIs (Runway: 5 MB).
+    ``field`` is the request field named when even the smallest image does not fit."""
     from .base import require_module
 
     pil = require_module("PIL.Image", "cloud", feature="image upload")
@@ -357,7 +358,7 @@ def fitted_data_uri(image: np.ndarray, max_bytes: int) -> str:
             if len(uri) <= max_bytes:
                 return uri
         if min(img.size) <= 64:
-            raise InvalidRequest("image", f"cannot be made smaller than {max_bytes} bytes as a data URI",
+            raise InvalidRequest(field, f"cannot be made smaller than {max_bytes} bytes as a data URI",
                                  allowed="a smaller image, or an https URL")  # fmt: skip
         img = img.resize((max(1, int(img.width * 0.75)), max(1, int(img.height * 0.75))))
 
@@ -911,12 +912,21 @@ def client_token(ctx: GenerationContext) -> str:
 def _request_record(params: GenerationParams) -> dict[str, Any]:
     """What a resume needs to rebuild the request (no image data, no secrets)."""
     image = params.image_source if isinstance(params.image_source, str) else None
-    return {
+    record: dict[str, Any] = {
         "prompt": params.prompt, "negative_prompt": params.negative_prompt, "seed": params.seed,
         "backend": params.backend, "model": params.model, "width": params.width, "height": params.height,
         "num_frames": params.num_frames, "fps": params.fps, "image": image,
         "options": {k: v for k, v in params.options.items() if isinstance(v, str | int | float | bool)},
     }  # fmt: skip
+    # the edit / keyframe / reference inputs, where they are paths or URLs: without them a rebuilt request would be
+    # another mode (an aleph2 edit rebuilt as text-to-video is refused); data given as bytes is never stored
+    if isinstance(params.source_video_path, str):
+        record["source_video"] = params.source_video_path
+    if isinstance(params.last_image_source, str):
+        record["last_image"] = params.last_image_source
+    if params.reference_sources and all(isinstance(r, str) for r in params.reference_sources):
+        record["references"] = list(params.reference_sources)
+    return record
 
 
 def ratio_in(value: str) -> tuple[int, int]:

@@ -7,7 +7,8 @@ retries a POST (so no hidden second paid prediction) and retries GETs on 429/503
 
 Models: a few official video models are checked against what they accept (marked [unverified] in
 docs/providers.md: the contract does not list model inputs); any other ``owner/name`` or ``owner/name:version`` is
-passed through, with its extra inputs in ``options["input"]``.
+passed through, with its extra inputs in ``options["input"]``. Keyframes: kwaivgi/kling-v2.1 takes the last frame as
+``end_image`` (pro mode, 1080p) beside its required ``start_image``.
 
 Key: ``REPLICATE_API_TOKEN``; base URL: ``REPLICATE_BASE_URL`` (the SDK's own variable).
 
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import InvalidRequest, KinemaError, ProviderError
+from ..request import VideoRequest
 from .base import Capabilities, GenerationParams
 from .remote import LoopOptions, RemoteBackend, TaskStatus, data_uri, encode_png, http_error, ratio_sizes
 
@@ -41,14 +43,28 @@ class ReplicateModel:
     sizes: tuple[tuple[int, int], ...] | None
     negative_prompt: bool
     duration_field: str | None = None
+    #: the last-frame input (keyframes), and the short side it needs (None: any)
+    end_field: str | None = None
+    end_short_side: int | None = None
 
 
 REPLICATE_MODELS: dict[str, ReplicateModel] = {
     "minimax/video-01": ReplicateModel(("t2v", "i2v"), "first_frame_image", (6.0,), ((1280, 720),), False),
+    # end_image: "Last frame of the video (pro mode is required when this parameter is set)"; start_image: "You must
+    # use a start image with kling-v2.1" (replicate.com/kwaivgi/kling-v2.1 input schema, version daad218f)
     "kwaivgi/kling-v2.1": ReplicateModel(
-        ("i2v",), "start_image", (5.0, 10.0), ratio_sizes(("16:9",), (720, 1080)), True, duration_field="duration"
+        ("i2v", "keyframes"),
+        "start_image",
+        (5.0, 10.0),
+        ratio_sizes(("16:9",), (720, 1080)),
+        True,
+        duration_field="duration",
+        end_field="end_image",
+        end_short_side=1080,
     ),  # fmt: skip
 }
+#: the model a request without one gets for a mode the default (minimax/video-01) does not offer
+MODE_DEFAULTS = {"keyframes": "kwaivgi/kling-v2.1"}
 
 
 class ReplicateBackend(RemoteBackend):
@@ -81,7 +97,27 @@ class ReplicateBackend(RemoteBackend):
                             durations=known.durations, default_fps=24.0, negative_prompt=known.negative_prompt,
                             notes="[unverified] model inputs")  # fmt: skip
 
+    def resolve(self, request: VideoRequest, seed: int) -> GenerationParams:
+        if request.model is None and request.mode in MODE_DEFAULTS:
+            request = request.model_copy(update={"model": MODE_DEFAULTS[request.mode]})
+        known = REPLICATE_MODELS.get(str(request.model))
+        sized = any(getattr(request, f) is not None for f in ("width", "height", "aspect_ratio", "resolution"))
+        if request.mode == "keyframes" and known is not None and known.end_short_side and not sized:
+            # the last frame needs pro mode (1080p); the default size is 720p (standard)
+            request = request.model_copy(update={"resolution": f"{known.end_short_side}p"})
+        return super().resolve(request, seed)
+
     def check(self, params: GenerationParams) -> None:
+        known = REPLICATE_MODELS.get(str(params.model))
+        if params.mode == "keyframes" and known is not None:
+            where = f"Replicate {params.model!r}"
+            if params.image_source is None:
+                raise InvalidRequest("image", f"{where} needs the first frame ({known.image_field}) with the last one",
+                                     allowed="image and last_image together")  # fmt: skip
+            if known.end_short_side and min(params.width, params.height) != known.end_short_side:
+                raise InvalidRequest("resolution", f"{where} takes a last frame only at {known.end_short_side}p "
+                                     "(pro mode)", value=f"{params.width}x{params.height}",
+                                     allowed=f"{known.end_short_side}p")  # fmt: skip
         after = params.options.get("cancel_after")
         if after is not None and (isinstance(after, bool) or not isinstance(after, int | float) or not 5 <= after):
             raise InvalidRequest("options.cancel_after", f"{after!r} is not a number of seconds (at least 5)",
@@ -114,14 +150,12 @@ class ReplicateBackend(RemoteBackend):
             inputs[known.duration_field] = int(round(params.duration))
             if known.sizes and len(known.sizes) > 1:
                 inputs["mode"] = "pro" if min(params.width, params.height) >= 1080 else "standard"
-        if params.mode == "i2v":
-            source = params.image_source
-            field = known.image_field if known else "image"
-            if isinstance(source, str) and source.startswith("https://"):
-                inputs[field] = source
-            else:
-                assert params.image is not None
-                inputs[field] = data_uri(encode_png(params.image))
+        if params.mode in ("i2v", "keyframes"):
+            assert params.image is not None
+            inputs[known.image_field if known else "image"] = _file_input(params.image_source, params.image)
+        if params.mode == "keyframes" and known is not None and known.end_field:
+            assert params.last_image is not None
+            inputs[known.end_field] = _file_input(params.last_image_source, params.last_image)
         inputs.update(params.options.get("input") or {})
         after = params.options.get("cancel_after")
         if after is not None:
@@ -197,3 +231,10 @@ class ReplicateBackend(RemoteBackend):
             message = exc.detail or exc.title or str(exc)
             return http_error(self.provider, exc.status, message, code=exc.title)
         return super().translate_error(exc)
+
+
+def _file_input(source: Any, image: Any) -> str:
+    """An https URL as given, else the image as a PNG data URI (Replicate takes data URIs for file inputs)."""
+    if isinstance(source, str) and source.startswith("https://"):
+        return source
+    return data_uri(encode_png(image))
