@@ -22,7 +22,10 @@ import pytest
 
 pytest.importorskip("psycopg")
 
+from kinema.service.config import ServiceConfig  # noqa: E402
 from kinema.service.stores import open_store  # noqa: E402
+from kinema.service.video_job import ATTEMPT_FILE  # noqa: E402
+from kinema.service.worker import WorkerPool  # noqa: E402
 
 #: a quick built-in job (64x64, 16 frames, 2 steps): still a second or more, with its encode, to be killed inside
 JOB = {"model": "builtin", "steps": 2}
@@ -172,8 +175,22 @@ def test_two_apis_two_workers_kill9_every_job_completes_exactly_once(cluster: Cl
         # no duplicates: exactly these jobs exist, each with one output (video, thumbnail, recipe sidecar)
         listed = clients[1].get("/v1/videos", params={"limit": 100}).json()["data"]
         assert sorted(v["id"] for v in listed) == sorted(ids)
-        outputs = sorted(p.name for p in (cluster.data_dir / "outputs").iterdir())
-        assert outputs == sorted(f"{i}{ext}" for i in ids for ext in (".mp4", ".mp4.json", ".png"))
+        # each under the name of the attempt that completed it (the killed job's second), as its row records
+        outputs_dir = cluster.data_dir / "outputs"
+        published = set()
+        for job_id in ids:
+            job = store.get(job_id)
+            assert job is not None and job.output_path and job.thumbnail_path
+            published |= {Path(job.output_path).name, Path(job.output_path).name + ".json",
+                          Path(job.thumbnail_path).name}  # fmt: skip
+        assert published == {f"{i}.a{2 if i == killed_job else 1}{ext}" for i in ids
+                             for ext in (".mp4", ".mp4.json", ".png")}  # fmt: skip
+        # anything else is what the killed attempt had written (a half-saved file): the housekeeping deletes it
+        leftovers = {p.name for p in outputs_dir.iterdir()} - published
+        matches = [ATTEMPT_FILE.match(n) for n in leftovers]
+        assert all(m and (m["job"], m["attempt"]) == (killed_job, "1") for m in matches), leftovers
+        WorkerPool(store, ServiceConfig(data_dir=cluster.data_dir), threads=0).sweep_lost_outputs(grace=0)
+        assert {p.name for p in outputs_dir.iterdir()} == published
         for client in clients:
             client.close()
     finally:

@@ -13,9 +13,9 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import HERE, make_config, wait_for
 from fastapi.testclient import TestClient
 
-from conftest import HERE, make_config, wait_for
 from kinema.service.app import create_app
 from kinema.service.store import Store
 
@@ -76,7 +76,8 @@ def test_kill9_mid_job_completes_exactly_once(tmp_path: Path, monkeypatch: pytes
         assert all(task_id in ln for ln in lines), "the retry resumed the same provider task"
         assert "resumed=True" in lines[1]
         outputs = sorted(p.name for p in cfg.outputs_dir.iterdir())
-        assert outputs == [f"{video_id}.mp4", f"{video_id}.mp4.json", f"{video_id}.png"]
+        # the second attempt published under its own name; the lost first attempt wrote nothing
+        assert outputs == [f"{video_id}.a2.mp4", f"{video_id}.a2.mp4.json", f"{video_id}.a2.png"]
         assert list(cfg.work_dir.iterdir()) == []
         attempts = store.attempts_of(video_id)
         assert [a["outcome"] for a in attempts] == ["lost", "completed"]

@@ -112,7 +112,7 @@ def test_a_scrape_is_reused_for_cache_seconds(served: tuple[TestClient, Store, s
 
 def test_a_store_with_job_stats_is_asked_instead_of_scanned(tmp_path: Path) -> None:
     class StatsStore(Store):
-        def job_stats(self) -> metrics.JobStats:
+        def job_stats(self, now: float | None = None) -> metrics.JobStats:
             return metrics.JobStats(jobs={("failed", "video"): 7}, leases={"w": 2})
 
         def list_jobs(self, *args: Any, **kwargs: Any) -> Any:
@@ -149,5 +149,5 @@ def test_a_deleted_cursor_job_makes_the_scan_count_that_owner_again(
         return real(owner, **kwargs)
 
     monkeypatch.setattr(store, "list_jobs", deleted_once)
-    stats = metrics.collect_job_stats(store, owners=["o"])
+    stats = metrics.scan_job_stats(store, owners=["o"])
     assert stats.jobs == {("queued", "video"): 5} and calls["n"] > 4

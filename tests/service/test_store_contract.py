@@ -153,6 +153,39 @@ def test_both_stores_satisfy_the_contract(store: stores.Store) -> None:
     store.checkpoint()
 
 
+def test_job_stats_count_every_owner_by_status_kind_and_lease(opener: Opener) -> None:
+    from kinema.service.metrics import scan_job_stats
+    from kinema.service.store import JobStats
+
+    store, other = opener(), opener()
+    assert store.job_stats() == JobStats(), "an empty store: nothing, no oldest job"
+    key_id, _ = store.create_key("k")
+    first = _submit(store, 2, owner=key_id)[0]
+    _submit(store, 3, owner="local")
+    _submit(store, 2, owner="o", kind="storyboard")
+    _sql(store, "UPDATE jobs SET created_at=? WHERE id=?", (1000.5, first.id))
+    live = other.claim("w-live", lease_seconds=60)
+    done = other.claim("w-live", lease_seconds=60)
+    dead = other.claim("w-dead", lease_seconds=-1)  # its worker is gone: the lease passed, not yet reaped
+    failed = other.claim("w-x", lease_seconds=60, kinds=("storyboard",))
+    assert live and done and dead and failed and live.id == first.id
+    assert _done(other, done)
+    assert other.fail(failed.id, "w-x", 1, {"code": "x", "message": "m"}) == "failed"
+    _sql(store, "UPDATE jobs SET crashes=2 WHERE id=?", (done.id,))
+    stats = store.job_stats()
+    assert stats.jobs == {("queued", "video"): 2, ("in_progress", "video"): 2, ("completed", "video"): 1,
+                          ("failed", "storyboard"): 1, ("queued", "storyboard"): 1}  # fmt: skip
+    assert (stats.attempts, stats.crashes) == (4, 2)
+    assert stats.leases == {"w-live": 1} and stats.expired_leases == 1
+    queued = [j for j in store.list_jobs("local", order="asc")[0] if j.status == "queued"]
+    assert stats.oldest_queued_at == min(j.created_at for j in queued)
+    assert stats == scan_job_stats(other, owners=["o"]), "the database's counts are what reading every job gives"
+    later = store.job_stats(now=time.time() + 120)
+    assert later.leases == {} and later.expired_leases == 2, "leases expire at the given time"
+    assert [i for i, _ in store.reap()] == [dead.id]
+    assert store.job_stats().expired_leases == 0 and store.job_stats().jobs[("queued", "video")] == 3
+
+
 def test_submit_claim_heartbeat_progress_complete_with_publish(opener: Opener) -> None:
     store, other = opener(), opener()
     job = store.submit_job(owner="o", request={"prompt": "a red ball"}, summary={"s": 1}, webhook_url="https://x.test/h",
@@ -282,7 +315,7 @@ def test_crashes_are_counted_apart_then_quarantined_and_requeued(opener: Opener)
         assert store.reap() == [(job.id, "queued" if n < 3 else "failed")]
         got = store.get(job.id)
         assert got is not None and got.crashes == n and got.failures == 0
-    assert got.status == "failed" and got.error is not None and got.error["code"] == "poison_job"
+    assert got is not None and got.status == "failed" and got.error is not None and got.error["code"] == "poison_job"
     assert store.claim("w", lease_seconds=1) is None
     assert store.reap() == []
     assert store.requeue(job.id, owner="someone else") is None
@@ -419,6 +452,30 @@ def test_submit_job_future_from_many_threads(store: stores.Store) -> None:
     assert len({j.id for j in jobs}) == 40 and store.queue_depth() == 40
     seqs = [j.seq for j in jobs]
     assert len(set(seqs)) == 40 and all(s > 0 for s in seqs)
+
+
+def test_wake_waiters_ends_a_wait_and_a_submit_wakes_its_own_process_at_once(opener: Opener) -> None:
+    store = opener()
+    assert store.wait_for_work(0.05) is False  # (PostgreSQL: the LISTEN connection is up from here on)
+    results: list[tuple[bool, float]] = []
+
+    def wait() -> None:
+        began = time.monotonic()
+        results.append((store.wait_for_work(10), time.monotonic() - began))
+
+    waiter = threading.Thread(target=wait)
+    waiter.start()
+    time.sleep(0.2)
+    store.wake_waiters()  # a stopping pool: no job, but the wait ends now
+    waiter.join(5)
+    assert results and results[0][0] is True and results[0][1] < 1.0
+    waiter = threading.Thread(target=wait)
+    waiter.start()
+    time.sleep(0.2)
+    submitted = time.monotonic()
+    _submit(store)
+    waiter.join(5)
+    assert results[1][0] is True and time.monotonic() - submitted < 0.5
 
 
 def test_wait_for_work(opener: Opener) -> None:

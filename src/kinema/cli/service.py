@@ -190,6 +190,15 @@ def worker(
     cpu_actors: Annotated[
         int, typer.Option("--cpu-actors", help="With --ray: CPU actors, for cloud and built-in jobs.")
     ] = 4,
+    torch_threads: Annotated[
+        int | None,
+        typer.Option(
+            "--torch-threads",
+            min=1,
+            help="Threads PyTorch uses in this process (default: OMP_NUM_THREADS, else this machine's usable cores "
+            "/ --workers). Several worker processes on one machine: give each cores / processes.",
+        ),
+    ] = None,
 ) -> None:
     """Run workers in this process against a service's data dir (SIGTERM: finish or release; twice: abort)."""
     from .console import err, fail
@@ -200,13 +209,16 @@ def worker(
 
         from ..service.job_kinds import default_job_kinds
         from ..service.stores import describe_store
-        from ..service.worker import run_worker_process
+        from ..service.worker import apply_torch_threads, default_torch_threads, run_worker_process
 
         logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
         cfg = _config(data_dir, database_url=database_url, workers=workers, lease_seconds=lease,
                       heartbeat_seconds=max(0.1, lease / 5),
                       reap_interval=max(0.2, min(2.0, lease / 4)), allow_hosts=tuple(allow_host or ()))  # fmt: skip
         threads, kinds = max(1, workers), sorted(default_job_kinds())
+        # before any model loads (the pool's warm-up): torch's default, a thread per core for each job at once,
+        # made several worker processes on one machine about 10x slower (docs/cluster.md)
+        torch_threads = apply_torch_threads(torch_threads or default_torch_threads(threads))
         store = describe_store(cfg.store_location)
         # one line, so an operator (or a supervisor's log) sees which store this process drains, and how hard
         if ray:  # actors, not threads: what it serves is said once they are up (the cluster decides how many)
@@ -223,11 +235,13 @@ def worker(
             code = run_ray_worker_process(cfg, options, on_start=started)
         elif as_json:
             sys.stdout.write(json.dumps({"store": store, "workers": threads, "lease_seconds": lease,
-                                         "kinds": kinds}) + "\n")  # fmt: skip
+                                         "kinds": kinds, "torch_threads": torch_threads}) + "\n")  # fmt: skip
             sys.stdout.flush()
         elif not quiet:
             err.print(f"kinema worker: {threads} worker{'s' if threads != 1 else ''} ({', '.join(kinds)}) on "
-                      f"{store}, lease {lease:g} s", highlight=False, soft_wrap=True)  # fmt: skip
+                      f"{store}, lease {lease:g} s"
+                      + (f", torch threads {torch_threads}" if torch_threads else ""),
+                      highlight=False, soft_wrap=True)  # fmt: skip
         if not ray:
             code = run_worker_process(cfg, threads=threads)
     except Exception as exc:

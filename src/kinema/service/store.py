@@ -44,6 +44,7 @@ __all__ = [
     "IdempotencyState",
     "AdmissionLimits",
     "AdmissionRefused",
+    "JobStats",
     "TERMINAL",
     "StoreError",
 ]
@@ -59,6 +60,8 @@ IDEMPOTENCY_STALE_SECONDS = 120.0
 #: apart from ``max_attempts``, which counts the job's own failures: a worker killed under a healthy job must not
 #: use up that job's attempts.
 MAX_CRASHES = 5
+#: how often a waiting worker looks for jobs submitted by other processes (SQLite has no notifications)
+WAIT_POLL_SECONDS = 0.1
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -233,6 +236,53 @@ class Job:
     @property
     def terminal(self) -> bool:
         return self.status in TERMINAL
+
+
+@dataclass
+class JobStats:
+    """What the store says about all jobs, whoever owns them (``GET /metrics``; ``job_stats()`` of either store)."""
+
+    #: (status, kind) -> jobs
+    jobs: dict[tuple[str, str], int] = field(default_factory=dict)
+    #: created_at of the oldest queued job (None: none queued)
+    oldest_queued_at: float | None = None
+    #: attempts (and attempts lost to crashed workers) recorded on the jobs in the store
+    attempts: int = 0
+    crashes: int = 0
+    #: worker -> jobs it holds with a live lease
+    leases: dict[str, int] = field(default_factory=dict)
+    #: running jobs whose lease has passed: their worker is gone and the reaper has not re-queued them yet
+    expired_leases: int = 0
+
+
+#: the two queries of ``job_stats()`` (both stores; ``?`` placeholders): jobs by (status, kind), then the running
+#: jobs' leases by worker, live (``lease_until >= now``) and expired. A running job without a worker (this code
+#: never writes one) is no lease.
+JOB_STATS_SQL = (
+    "SELECT status, kind, count(*) AS n, coalesce(sum(attempts), 0) AS attempts,"
+    " coalesce(sum(crashes), 0) AS crashes, min(CASE WHEN status='queued' THEN created_at END) AS oldest"
+    " FROM jobs GROUP BY status, kind",
+    "SELECT worker, coalesce(sum(CASE WHEN lease_until >= ? THEN 1 ELSE 0 END), 0) AS live,"
+    " coalesce(sum(CASE WHEN lease_until IS NULL OR lease_until < ? THEN 1 ELSE 0 END), 0) AS expired"
+    " FROM jobs WHERE status='in_progress' AND worker IS NOT NULL AND worker <> '' GROUP BY worker",
+)
+
+
+def job_stats_from(by_kind: list[Any], by_worker: list[Any]) -> JobStats:
+    """A :class:`JobStats` from the rows of :data:`JOB_STATS_SQL` (``by_kind``, ``by_worker``: either store's rows,
+    read by column name)."""
+    stats = JobStats()
+    for r in by_kind:
+        stats.jobs[(str(r["status"]), str(r["kind"]))] = int(r["n"])
+        stats.attempts += int(r["attempts"])
+        stats.crashes += int(r["crashes"])
+        if r["oldest"] is not None and (stats.oldest_queued_at is None or r["oldest"] < stats.oldest_queued_at):
+            stats.oldest_queued_at = float(r["oldest"])
+    for r in by_worker:
+        if int(r["live"]):
+            stats.leases[str(r["worker"])] = int(r["live"])
+        stats.expired_leases += int(r["expired"])
+    return stats
 
 
 @dataclass(frozen=True)
@@ -500,6 +550,9 @@ class Store:
         self._revocations_seen = self._revocations_mark()
         self._write_lock = threading.RLock()
         self.writer = GroupCommit(self)
+        # this process's wake-ups of wait_for_work (SQLite has no notifications; other processes' jobs are polled)
+        self._wake_cond = threading.Condition()
+        self._wakes = 0
         self.connection().executescript(SCHEMA)
         self._migrate()
         self.recover_idempotency()
@@ -628,6 +681,7 @@ class Store:
             return job
 
         future: Future[Job] = self.writer.submit(insert)
+        future.add_done_callback(lambda _: self.wake_waiters())  # after the commit: a waiting claimer finds the job
         return future
 
     def get(self, job_id: str, owner: str | None = None) -> Job | None:
@@ -667,12 +721,29 @@ class Store:
         rows = self.connection().execute("SELECT * FROM attempts WHERE job_id=? ORDER BY attempt", (job_id,))
         return [dict(r) for r in rows.fetchall()]
 
+    def job_stats(self, now: float | None = None) -> JobStats:
+        """Jobs by (status, kind), attempts, crashes, the oldest queued job and leases by worker (expired ones past
+        ``now``, default the current time): two ``GROUP BY`` queries in one read transaction (one snapshot), not
+        a read of every job."""
+        now = time.time() if now is None else now
+        con = self.connection()
+        con.execute("BEGIN")  # deferred: a read snapshot, no write lock
+        try:
+            by_kind = con.execute(JOB_STATS_SQL[0]).fetchall()
+            by_worker = con.execute(JOB_STATS_SQL[1], (now, now)).fetchall()
+        finally:
+            con.execute("COMMIT")
+        return job_stats_from(by_kind, by_worker)
+
     # -- jobs: the worker's side ----------------------------------------------------------------------------
     def wait_for_work(self, timeout: float, kinds: tuple[str, ...] = ("video",)) -> bool:
-        """Wait up to ``timeout`` seconds for a runnable queued job of ``kinds`` (SQLite has no notifications: this
-        polls with a cheap read every 0.1 s); True when there is one, False on timeout."""
+        """Wait up to ``timeout`` seconds for a runnable queued job of ``kinds``; True when there is one, or when
+        :meth:`wake_waiters` was called (a job submitted in this process calls it after its commit), False on
+        timeout. Jobs of other processes are seen by a cheap read every :data:`WAIT_POLL_SECONDS`
+        (SQLite has no notifications)."""
         deadline = time.monotonic() + timeout
         marks = ",".join("?" for _ in kinds)
+        woken = self._wakes
         while True:
             if self.connection().execute(f"SELECT 1 FROM jobs WHERE status='queued' AND not_before<=? AND kind IN"
                                          f" ({marks}) LIMIT 1", (time.time(), *kinds)).fetchone():  # fmt: skip
@@ -680,7 +751,15 @@ class Store:
             left = deadline - time.monotonic()
             if left <= 0:
                 return False
-            time.sleep(min(0.1, left))
+            with self._wake_cond:
+                if self._wake_cond.wait_for(lambda: self._wakes != woken, min(WAIT_POLL_SECONDS, left)):
+                    return True
+
+    def wake_waiters(self) -> None:
+        """End this process's :meth:`wait_for_work` calls now (they return True)."""
+        with self._wake_cond:
+            self._wakes += 1
+            self._wake_cond.notify_all()
 
     def claim(self, worker: str, lease_seconds: float, kinds: tuple[str, ...] = ("video",)) -> Job | None:
         """Take the oldest runnable queued job (one transaction; concurrent claimers never get the same job)."""

@@ -41,15 +41,18 @@ from psycopg_pool import ConnectionPool
 from ..errors import StoreError
 from .store import (
     IDEMPOTENCY_STALE_SECONDS,
+    JOB_STATS_SQL,
     MAX_CRASHES,
     PROCESS_HOLDER,
     AdmissionLimits,
     IdempotencyState,
     Job,
+    JobStats,
     admission_refusal,
     dump_json,
     hash_key,
     holder_gone,
+    job_stats_from,
     operator_status,
     usage_row,
 )
@@ -262,6 +265,8 @@ class _Listener:
         self.url = url
         self.cond = threading.Condition()
         self.generation = 0
+        #: bumped by ``wake_waiters``: waiters return True at once
+        self.woken = 0
         self.ready = threading.Event()
         self._stop = threading.Event()
         self.thread = threading.Thread(target=self._run, name="kinema-pg-listen", daemon=True)
@@ -507,6 +512,17 @@ class PostgresStore:
     def attempts_of(self, job_id: str) -> list[dict[str, Any]]:
         return self._all("SELECT * FROM attempts WHERE job_id=%s ORDER BY attempt", (job_id,))
 
+    def job_stats(self, now: float | None = None) -> JobStats:
+        """Jobs by (status, kind), attempts, crashes, the oldest queued job and leases by worker (expired ones past
+        ``now``, default the current time): two ``GROUP BY`` queries in one ``REPEATABLE READ`` transaction (one
+        snapshot), not a read of every job."""
+        now = time.time() if now is None else now
+        with self.transaction() as con:
+            con.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            by_kind = con.execute(JOB_STATS_SQL[0]).fetchall()
+            by_worker = con.execute(JOB_STATS_SQL[1].replace("?", "%s"), (now, now)).fetchall()
+        return job_stats_from(by_kind, by_worker)
+
     # -- jobs: the worker's side ---------------------------------------------------------------------------------
     def claim(self, worker: str, lease_seconds: float, kinds: tuple[str, ...] = ("video",)) -> Job | None:
         """Take the oldest runnable queued job: the row is picked and locked with ``FOR UPDATE SKIP LOCKED``, so
@@ -547,8 +563,11 @@ class PostgresStore:
         missed; while it is disconnected this polls every 0.5 s."""
         deadline = time.monotonic() + timeout
         listener = self._listener_for()
+        woken = listener.woken
         listener.ready.wait(min(timeout, 5.0))
         while True:
+            if listener.woken != woken:
+                return True
             generation = listener.generation
             row = self._one("SELECT min(not_before) AS nb FROM jobs WHERE status='queued' AND kind = ANY(%s)",
                             (list(kinds),))  # fmt: skip
@@ -563,7 +582,19 @@ class PostgresStore:
             if not listener.ready.is_set():
                 wait = min(wait, 0.5)
             with listener.cond:
-                listener.cond.wait_for(lambda: listener.generation != generation, wait)  # noqa: B023
+                listener.cond.wait_for(lambda: listener.generation != generation or listener.woken != woken,  # noqa: B023
+                                       wait)  # fmt: skip
+
+    def wake_waiters(self) -> None:
+        """End this process's :meth:`wait_for_work` calls now (they return True). Other processes' waiters are
+        woken by the trigger's ``NOTIFY``."""
+        self._fresh()
+        listener = self._listener
+        if listener is None:  # nobody in this process has waited: no LISTEN connection to open for it
+            return
+        with listener.cond:
+            listener.woken += 1
+            listener.cond.notify_all()
 
     def heartbeat(self, job_id: str, worker: str, attempt: int, lease_seconds: float) -> tuple[bool, bool]:
         with self.transaction() as con:

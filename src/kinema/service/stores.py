@@ -25,7 +25,7 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from .store import AdmissionLimits, AdmissionRefused, IdempotencyState, Job
+from .store import AdmissionLimits, AdmissionRefused, IdempotencyState, Job, JobStats
 from .store import Store as SQLiteStore
 
 if TYPE_CHECKING:
@@ -37,6 +37,7 @@ __all__ = [
     "PostgresStore",
     "AdmissionLimits",
     "AdmissionRefused",
+    "JobStats",
     "open_store",
     "is_postgres_url",
     "describe_store",
@@ -137,6 +138,12 @@ class Store(Protocol):
         """The job's attempts in order: attempt, worker, started_at, ended_at, outcome, error."""
         ...
 
+    def job_stats(self, now: float | None = None) -> JobStats:
+        """Every owner's jobs counted by the database (``GET /metrics``): jobs by (status, kind), attempts and
+        crashes recorded on them, the oldest queued job's ``created_at``, live leases by worker and leases expired
+        at ``now`` (default: the current time), from one snapshot. A few aggregate queries, not a read per job."""
+        ...
+
     # -- jobs: the worker's side ---------------------------------------------------------------------------------
     def claim(self, worker: str, lease_seconds: float, kinds: tuple[str, ...] = ("video",)) -> Job | None:
         """Take the oldest runnable (``not_before`` passed) queued job of one of ``kinds``, or None. Concurrent
@@ -146,6 +153,11 @@ class Store(Protocol):
     def wait_for_work(self, timeout: float, kinds: tuple[str, ...] = ("video",)) -> bool:
         """Block up to ``timeout`` seconds until a job of ``kinds`` may be claimable; True when one may be (claim
         then, and expect to lose the race sometimes), False on timeout. Never misses a job queued while waiting."""
+        ...
+
+    def wake_waiters(self) -> None:
+        """End every :meth:`wait_for_work` of this process now (they return whether work may be there): a job
+        submitted in this process, or a pool stopping. Other processes are woken by the store itself."""
         ...
 
     def heartbeat(self, job_id: str, worker: str, attempt: int, lease_seconds: float) -> tuple[bool, bool]:

@@ -10,16 +10,13 @@ with every seed pinned, so sending it again makes the same film. ``POST /v1/stor
 from __future__ import annotations
 
 import contextlib
-import os
 import re
 import shutil
-import time
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..progress import ProgressEvent
 from .budgets import sum_costs
-from .video_job import write_thumbnail
+from .video_job import publish_outputs, write_thumbnail
 
 if TYPE_CHECKING:
     from .worker import AttemptContext
@@ -31,7 +28,8 @@ _SCENE_EVENT = re.compile(r"^scene (\d+)/(\d+):")
 
 
 def run_storyboard_job(ctx: AttemptContext) -> None:
-    """Render the film in the work dir, then publish it (with a thumbnail and the manifest) on completion."""
+    """Render the film in the work dir, then publish it (with a thumbnail and the manifest) on completion, under the
+    attempt's names like a video job's (:func:`~kinema.service.video_job.publish_outputs`)."""
     from ..storyboard import load_storyboard, manifest_path, render_storyboard, scenes_dir
     from ..video import Video
 
@@ -64,16 +62,6 @@ def run_storyboard_job(ctx: AttemptContext) -> None:
         manifest = render_storyboard(board, work, cancel=ctx.token, on_event=on_event, on_progress=on_progress)
         film = Video.open(work)
         write_thumbnail(film.frames[len(film.frames) // 2], thumb_work)
-        final = cfg.outputs_dir / f"{job.id}.mp4"
-        thumb = cfg.outputs_dir / f"{job.id}.png"
-        sidecar = Path(str(final) + ".json")  # deleted with the job, like a video's recipe sidecar
-
-        def publish() -> None:
-            os.replace(work, final)
-            os.replace(thumb_work, thumb)
-            if sidecar_work.exists():
-                os.replace(sidecar_work, sidecar)
-
         scenes = [{"index": r["index"], "prompt": r["prompt"], "seed": r["seed"], "duration": r["duration"],
                    "transition": r["transition"], "continuity": r["continuity"], "seconds": r["seconds"],
                    "backend": r["recipe"].get("backend"), "model": r["recipe"].get("model")}
@@ -90,11 +78,9 @@ def run_storyboard_job(ctx: AttemptContext) -> None:
         cost = sum_costs(r["recipe"].get("cost") for r in manifest["scenes"])
         summary: dict[str, Any] = {"seed": scenes[0]["seed"] if scenes else None, "recipe": recipe, "cost": cost,
                    "timings": timings, "warnings": []}  # fmt: skip
-        ok = pool.store.complete(job.id, pool.name, ctx.attempt, result=summary, output_path=str(final),
-                                 thumbnail_path=str(thumb), expires_at=time.time() + cfg.retention_hours * 3600,
-                                 publish=publish)  # fmt: skip
-        if not ok:
-            ctx.lost = True
+        # the film, its thumbnail and manifest move to the attempt's names in the outputs dir (the manifest as the
+        # film's sidecar, deleted with the job like a video's recipe) and the completing transaction publishes them
+        publish_outputs(ctx, work, thumb_work, summary, sidecar_work=sidecar_work)
     finally:
         shutil.rmtree(scenes_dir(work), ignore_errors=True)
         for p in (work, thumb_work, sidecar_work):

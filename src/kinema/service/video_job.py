@@ -1,22 +1,63 @@
-"""The ``video`` job kind: one generation through :func:`kinema.engine.run`, written to a work file and published
-(renamed into the outputs, with a thumbnail and the recipe sidecar) in the same transaction that completes the job.
+"""The ``video`` job kind: one generation through :func:`kinema.engine.run`, written straight into the outputs dir
+under the attempt's own names (``{job}.a{attempt}.mp4``, ``.png``, ``.mp4.json``) and published by the transaction
+that completes the job: the row records those names under the attempt guard, so the output exists for clients
+exactly when the row says completed, and no rename is needed (none across machines when the outputs dir is a shared
+filesystem). An attempt that lost its lease deletes its files; files of an attempt that never got to (a worker
+killed after writing) are deleted by the workers' housekeeping (:meth:`WorkerPool.sweep_lost_outputs`).
+
+Outputs written before the attempt names (``{job}.mp4``) are still served: the content route asks
+:func:`published_file` for the file the row records, whatever its name.
 """
 
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ..request import VideoRequest
+    from .config import ServiceConfig
     from .store import Job
     from .worker import AttemptContext
 
-__all__ = ["KIND", "run_video_job", "build_request", "remote_hooks", "write_thumbnail"]
+__all__ = ["KIND", "ATTEMPT_FILE", "attempt_outputs", "published_file", "publish_outputs", "run_video_job",
+           "build_request", "remote_hooks", "write_thumbnail"]  # fmt: skip
 
 KIND = "video"
+#: a file of one attempt in the outputs dir: ``{job}.a{attempt}.`` then the video, thumbnail or sidecar suffix, or a
+#: temporary file of the writer's (``.{job}.a{attempt}.mp4.<pid>.tmp.mp4``, ``{job}.a{attempt}.tmp.png``)
+ATTEMPT_FILE = re.compile(r"^\.?(?P<job>[A-Za-z0-9_-]+)\.a(?P<attempt>[0-9]+)\.")
+
+
+def attempt_outputs(config: ServiceConfig, job_id: str, attempt: int) -> tuple[Path, Path]:
+    """The (video, thumbnail) an attempt writes and, if it completes the job, publishes: ``{job}.a{attempt}.mp4``
+    and ``.png`` in ``config``'s outputs dir (the recipe sidecar is the video's name plus ``.json``). Attempt numbers
+    are never reused within a job, so two attempts never write the same file.
+
+    ``config``: the service's configuration (its outputs dir); ``job_id``, ``attempt``: the job and its attempt."""
+    base = config.outputs_dir / f"{job_id}.a{attempt}"
+    return base.with_name(base.name + ".mp4"), base.with_name(base.name + ".png")
+
+
+def published_file(config: ServiceConfig, stored: str | None) -> Path | None:
+    """The file a completed job's row records (``output_path`` or ``thumbnail_path``), as this process sees it: the
+    recorded path; else the file of that name in this process's outputs dir (the row was written on another host
+    that mounts the shared outputs elsewhere, or the data dir has moved); None when neither exists (expired,
+    deleted). The name always comes from the row, never from the job's id: an attempt's unpublished file is
+    never served.
+
+    ``config``: this process's configuration; ``stored``: the path as the row records it (None: no file)."""
+    if not stored:
+        return None
+    path = Path(stored)
+    if path.is_file():
+        return path
+    local = config.outputs_dir / path.name
+    return local if path.name and local.is_file() else None
 
 
 def build_request(job: Job) -> VideoRequest:
@@ -33,43 +74,69 @@ def run_video_job(ctx: AttemptContext) -> None:
     pool, job = ctx.pool, ctx.job
     cfg = pool.config
     request = build_request(job)
-    work = cfg.work_dir / f"{job.id}.a{ctx.attempt}.{pool.name_slug}.mp4"
-    thumb_work = work.with_suffix(".png")
-    result = run(request, output=work, on_progress=ctx.progress, cancel=ctx.token, on_task_id=ctx.on_task_id,
-                 resume_task_id=job.provider_task_id,
-                 # the job's id is the client token providers that take one get (Kling, ModelsLab): a crash between
-                 # their submit and the task id being recorded is found again by it, never paid twice
-                 resume_info={"client_token": job.id, **(job.provider_info or {}), **remote_hooks(ctx)})  # fmt: skip
-    frames = result.video.frames
-    write_thumbnail(frames[len(frames) // 2], thumb_work)
+    # written where it will be served from, under the attempt's names: publishing renames nothing
+    work, thumb_work = attempt_outputs(cfg, job.id, ctx.attempt)
+    try:
+        result = run(request, output=work, on_progress=ctx.progress, cancel=ctx.token, on_task_id=ctx.on_task_id,
+                     resume_task_id=job.provider_task_id,
+                     # the job's id is the client token providers that take one get (Kling, ModelsLab): a crash
+                     # between their submit and the task id being recorded is found again by it, never paid twice
+                     resume_info={"client_token": job.id, **(job.provider_info or {}),
+                                  **remote_hooks(ctx)})  # fmt: skip
+        frames = result.video.frames
+        write_thumbnail(frames[len(frames) // 2], thumb_work)
+    except BaseException:  # failed, cancelled or aborted: this attempt publishes nothing
+        _unlink(work, thumb_work, Path(str(work) + ".json"))
+        raise
     summary = {"seed": result.seed, "recipe": result.recipe, "cost": result.cost, "timings": result.timings,
                "warnings": result.warnings, "provider_task_id": result.provider_task_id}  # fmt: skip
     publish_outputs(ctx, work, thumb_work, summary)
 
 
-def publish_outputs(ctx: AttemptContext, work: Path, thumb_work: Path, summary: dict[str, Any]) -> None:
-    """Complete the job with ``summary``, moving the attempt's work files (video, thumbnail, sidecar) to their
-    published names inside the completing transaction; a lost lease discards them instead."""
+def publish_outputs(ctx: AttemptContext, work: Path, thumb_work: Path, summary: dict[str, Any],
+                    sidecar_work: Path | None = None) -> None:  # fmt: skip
+    """Complete the job with ``summary`` and publish the attempt's files (video, thumbnail, recipe sidecar): they
+    are moved to the attempt's names in the outputs dir first, where nothing serves them yet (no move when they
+    were written there), then the completing transaction, under the attempt guard, checks they are there and
+    records their names. A lost lease deletes them instead (``ctx.lost``); so does an error.
+
+    ``ctx``: the attempt; ``work``, ``thumb_work``: the video and thumbnail it wrote; ``summary``: the job's result;
+    ``sidecar_work``: the recipe sidecar (default: ``work`` plus ``.json``; none is fine)."""
     pool, job = ctx.pool, ctx.job
     cfg = pool.config
-    final = cfg.outputs_dir / f"{job.id}.mp4"
-    thumb = cfg.outputs_dir / f"{job.id}.png"
-    sidecar_work, sidecar = Path(str(work) + ".json"), Path(str(final) + ".json")
+    final, thumb = attempt_outputs(cfg, job.id, ctx.attempt)
+    sidecar_work = Path(str(work) + ".json") if sidecar_work is None else sidecar_work
+    sidecar = Path(str(final) + ".json")
+    files = (final, thumb, sidecar)
+    try:
+        # before the transaction, which must not wait on a copy (another filesystem: shutil.move copies)
+        for src, dst in ((work, final), (thumb_work, thumb), (sidecar_work, sidecar)):
+            if src != dst and (src.exists() or dst is not sidecar):
+                shutil.move(src, dst)
 
-    def publish() -> None:
-        # renames inside the completing transaction: the output exists exactly when the row says completed
-        os.replace(work, final)
-        os.replace(thumb_work, thumb)
-        if sidecar_work.exists():
-            os.replace(sidecar_work, sidecar)
+        def publish() -> None:
+            # inside the completing transaction: a row never records a file that is not there
+            for p in (final, thumb):
+                if not p.is_file():
+                    raise FileNotFoundError(f"the attempt's output {p} is missing; not completing the job")
 
-    ok = pool.store.complete(job.id, pool.name, ctx.attempt, result=summary, output_path=str(final),
-                             thumbnail_path=str(thumb), expires_at=time.time() + cfg.retention_hours * 3600,
-                             publish=publish)  # fmt: skip
-    if not ok:
+        ok = pool.store.complete(job.id, pool.name, ctx.attempt, result=summary, output_path=str(final),
+                                 thumbnail_path=str(thumb), expires_at=time.time() + cfg.retention_hours * 3600,
+                                 publish=publish)  # fmt: skip
+    except BaseException:
+        _unlink(*files, work, thumb_work, sidecar_work)
+        raise
+    if not ok:  # another attempt owns the job now (or it was deleted): this attempt's files are nobody's
         ctx.lost = True
-        for p in (work, thumb_work, sidecar_work):
+        _unlink(*files, work, thumb_work, sidecar_work)
+
+
+def _unlink(*paths: Path) -> None:
+    for p in paths:
+        try:
             p.unlink(missing_ok=True)
+        except OSError:  # a file left behind is the housekeeping's to delete
+            pass
 
 
 def remote_hooks(ctx: AttemptContext) -> dict[str, Any]:

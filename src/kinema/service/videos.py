@@ -171,8 +171,12 @@ def video_routes(state: ServiceState) -> APIRouter:
         if job.status != "completed":
             raise ApiError(409, f"the video is not ready (status {job.status})", code="not_ready",
                            param="video_id")  # fmt: skip
-        path = job.output_path if variant == "video" else job.thumbnail_path
-        if not path or not Path(path).is_file():
+        # the file the completing transaction recorded (an attempt's own name, or an older store's {id}.mp4), as
+        # this replica sees the outputs dir (docs/cluster.md, "Outputs")
+        from .video_job import published_file
+
+        path = published_file(config, job.output_path if variant == "video" else job.thumbnail_path)
+        if path is None:
             raise ApiError(404, "the video's files have expired or were removed", code="expired", param="video_id")
         media = "video/mp4" if variant == "video" else "image/png"
         name = f"{video_id}.mp4" if variant == "video" else f"{video_id}.png"

@@ -38,9 +38,15 @@ from .store import Job
 from .stores import Store, open_store
 from .webhooks import event_payload
 
-__all__ = ["WorkerPool", "AttemptContext", "run_worker_process", "error_dict", "warm_default_backend"]
+__all__ = ["WorkerPool", "AttemptContext", "run_worker_process", "error_dict", "warm_default_backend",
+           "default_torch_threads", "apply_torch_threads"]  # fmt: skip
 
 log = logging.getLogger("kinema.service.worker")
+
+#: the longest an idle claim loop waits on the store's wake-up before it claims again anyway
+WAIT_SECONDS = 1.0
+#: an attempt's unpublished output files are deleted once this old (seconds since modified): see sweep_lost_outputs
+LOST_OUTPUT_GRACE = 300.0
 
 
 def warm_default_backend() -> str:
@@ -57,6 +63,42 @@ def warm_default_backend() -> str:
 
         load_model()
     return DEFAULT_BACKEND
+
+
+def default_torch_threads(threads: int) -> int:
+    """The PyTorch threads a worker process should use when not told: ``OMP_NUM_THREADS`` when it is set (the
+    operator's or the container's choice), else the CPUs this process may run on (its affinity mask) divided among
+    its ``threads`` claim loops, at least 1. PyTorch's own default (every core, for every job at once) oversubscribes
+    the CPU as soon as two jobs run together; how many other worker processes share the machine cannot be known
+    from here, so with several, give each ``--torch-threads`` (cores / processes).
+
+    ``threads``: the jobs this process runs at once."""
+    env = os.environ.get("OMP_NUM_THREADS", "")
+    if env.isdigit() and int(env) > 0:
+        return int(env)
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, cores // max(1, threads))
+
+
+def apply_torch_threads(n: int) -> int | None:
+    """Make this process's PyTorch use ``n`` threads for its operations, before any model loads: sets
+    ``OMP_NUM_THREADS`` and ``MKL_NUM_THREADS`` (read by torch and the libraries it loads when first imported, and
+    by child processes) and calls ``torch.set_num_threads``. Returns the count torch reports, or None when torch is
+    not installed (a worker for cloud providers only).
+
+    ``n``: the thread count, at least 1."""
+    if n < 1:
+        raise InvalidRequest("torch_threads", "the thread count must be at least 1", value=n)
+    os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(n)
+    try:
+        import torch
+    except ImportError:
+        return None
+    torch.set_num_threads(n)
+    return int(torch.get_num_threads())
 
 
 @dataclass
@@ -151,10 +193,12 @@ class WorkerPool:
         self.name = name or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self.name_slug = "".join(c if c.isalnum() else "-" for c in self.name)
         self.running: dict[str, AttemptContext] = {}
+        #: output files seen published by a completed job (the sweep does not read their rows again)
+        self._published: set[str] = set()
+        self._published_at = time.monotonic()
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._stopped = threading.Event()
-        self._wake = threading.Event()
         self._loops: list[threading.Thread] = []
         self._house: threading.Thread | None = None
         self.aborted = False
@@ -193,18 +237,20 @@ class WorkerPool:
             self.warmed.set()
 
     def notify(self) -> None:
-        """A job was just submitted in this process: claim it now instead of at the next poll."""
-        self._wake.set()
+        """A job was just submitted (or re-queued) in this process: idle claim loops claim now."""
+        self.store.wake_waiters()
 
     def stop(self, graceful: bool = True, timeout: float | None = None) -> None:
         """Stop claiming; wait for running jobs (``graceful``) up to ``timeout``, then abort and release them."""
         self._stopping.set()
-        self._wake.set()
+        self.store.wake_waiters()  # idle claim loops return from wait_for_work and see the stop
         if not graceful:
             self.abort_all()
         deadline = time.monotonic() + (self.config.shutdown_grace if timeout is None else timeout)
         for t in self._loops:
-            t.join(max(0.0, deadline - time.monotonic()))
+            while t.is_alive() and time.monotonic() < deadline:
+                self.store.wake_waiters()  # again: a loop may have begun its wait after the first wake-up
+                t.join(min(0.05, max(0.0, deadline - time.monotonic())))
         if any(t.is_alive() for t in self._loops):
             self.abort_all()
             for t in self._loops:
@@ -261,19 +307,29 @@ class WorkerPool:
         return True
 
     def _claim_loop(self) -> None:
+        kinds = tuple(self.kinds)
+        told = False  # the last wait said a job may be there
         while not self._stopping.is_set():
             if not self.may_claim():
                 self._stopping.wait(0.1)
                 continue
             try:
-                job = self.store.claim(self.name, self.config.lease_seconds, tuple(self.kinds))
+                job = self.store.claim(self.name, self.config.lease_seconds, kinds)
+                if job is None:
+                    if self._stopping.is_set():
+                        break
+                    if told:  # another claimer took it (or its row is locked a moment): no busy loop on it
+                        self._stopping.wait(0.01)
+                    # the store wakes this at once when a job is queued (PostgreSQL: NOTIFY from any host; SQLite:
+                    # a submit in this process, else a cheap read every 0.1 s); the timeout only bounds a missed
+                    # wake-up (a stop that raced the wait)
+                    told = self.store.wait_for_work(WAIT_SECONDS, kinds)
+                    continue
             except Exception:
                 log.exception("claim failed")
-                job = None
-            if job is None:
-                self._wake.wait(0.25)
-                self._wake.clear()
+                self._stopping.wait(0.25)
                 continue
+            told = False
             self._run(job)
 
     def _run(self, job: Job) -> None:
@@ -353,7 +409,12 @@ class WorkerPool:
                     ctx.poll_now.set()
 
     def purge_expired(self, orphan_age: float = 24 * 3600) -> None:
-        """Delete outputs past ``expires_at``, and work files of attempts that died long ago (kill -9 mid-save)."""
+        """Delete outputs past ``expires_at``, work files of attempts that died long ago (kill -9 mid-save), and
+        the output files of attempts that did not publish (:meth:`sweep_lost_outputs`).
+
+        ``orphan_age``: how old (seconds since modified) a leftover work file must be to be deleted."""
+        from .video_job import published_file
+
         cutoff = time.time() - orphan_age
         for leftover in self.config.work_dir.iterdir():
             with contextlib.suppress(OSError):
@@ -361,11 +422,60 @@ class WorkerPool:
                     leftover.unlink()
         for job in self.store.expired_outputs():
             for p in (job.output_path, job.thumbnail_path):
-                if p:
+                path = published_file(self.config, p)  # where this host sees it (a shared outputs dir)
+                if path is not None:
                     with contextlib.suppress(OSError):
-                        Path(p).unlink(missing_ok=True)
-                        Path(p + ".json").unlink(missing_ok=True)
+                        path.unlink(missing_ok=True)
+                        Path(str(path) + ".json").unlink(missing_ok=True)
             self.store.forget_outputs(job.id)
+        self.sweep_lost_outputs()
+
+    def sweep_lost_outputs(self, grace: float = LOST_OUTPUT_GRACE) -> int:
+        """Delete the outputs dir's files of attempts that will never be published: their job is gone, finished
+        with another attempt's files (or none), or has moved on to a later attempt (a worker that lost its lease,
+        or was killed, after writing). A running attempt's files, the published ones and files not named by
+        attempt (outputs of older versions, ``{job}.mp4``) are left alone. Returns how many files were deleted.
+
+        ``grace``: files modified more recently than this many seconds ago are left for the next sweep (a losing
+        worker that is still finishing deletes its own files when its completion is refused)."""
+        from .video_job import ATTEMPT_FILE
+
+        cutoff = time.time() - grace
+        found: dict[str, list[tuple[int, Path]]] = {}
+        names: set[str] = set()
+        with contextlib.suppress(OSError), os.scandir(self.config.outputs_dir) as entries:
+            for entry in entries:
+                match = ATTEMPT_FILE.match(entry.name)
+                if match is None:
+                    continue
+                names.add(entry.name)
+                if entry.name in self._published:
+                    continue
+                with contextlib.suppress(OSError):
+                    if entry.is_file() and entry.stat().st_mtime <= cutoff:
+                        found.setdefault(match["job"], []).append((int(match["attempt"]), Path(entry.path)))
+        self._published &= names  # forget files that are gone (expired): the set stays the size of the dir
+        if time.monotonic() - self._published_at > 3600:  # hourly, read every row again: a job deleted by a
+            self._published, self._published_at = set(), time.monotonic()  # replica that missed its files
+        removed = 0
+        for job_id, files in found.items():
+            job = self.store.get(job_id)  # read after the listing: a file listed is at most as new as this row
+            published = set()
+            if job is not None and job.status == "completed":
+                published = {Path(p).name for p in (job.output_path, job.thumbnail_path) if p}
+                published |= {name + ".json" for name in published}
+            for attempt, path in files:
+                if path.name in published:
+                    self._published.add(path.name)  # completed rows do not change: never look at it again
+                elif job is not None and job.status == "in_progress" and job.attempts == attempt:
+                    continue  # the attempt that runs now
+                else:
+                    with contextlib.suppress(OSError):
+                        path.unlink(missing_ok=True)
+                        removed += 1
+        if removed:
+            log.info("housekeeping: deleted %d output file(s) of attempts that did not publish", removed)
+        return removed
 
 
 def run_worker_process(config: ServiceConfig, threads: int = 1, *, senders: bool = True,
