@@ -7,6 +7,9 @@ limit, and the JSON fast path of :mod:`kinema.service.fastpath`), the error hand
   is :mod:`kinema.service.submit`), ``GET /v1/videos/{id}``, ``GET /v1/videos`` (cursor pages),
   ``DELETE /v1/videos/{id}``, ``POST /v1/videos/{id}/cancel``, ``GET /v1/videos/{id}/content`` (range requests),
   ``GET /v1/videos/{id}/events`` (SSE);
+* :mod:`kinema.service.edits`: ``POST /v1/videos/{id}/remix``, ``POST /v1/videos/edits``,
+  ``POST /v1/videos/extensions``; :mod:`kinema.service.characters`: ``POST /v1/videos/characters``,
+  ``GET`` and ``DELETE /v1/videos/characters/{id}``;
 * :mod:`kinema.service.storyboards`: ``POST /v1/storyboards``;
 * :mod:`kinema.service.prompt_routes`: ``GET /v1/prompt-library``, ``POST /v1/prompts``;
 * :mod:`kinema.service.models`: ``GET /v1/models``; :mod:`kinema.service.health`: ``GET /healthz``;
@@ -35,7 +38,19 @@ from starlette.routing import Match, Mount
 from starlette.types import ASGIApp, Scope
 
 from .._version import __version__
-from . import health, metrics, models, prompt_routes, provider_callbacks, storyboards, submit, usage, videos
+from . import (
+    characters,
+    edits,
+    health,
+    metrics,
+    models,
+    prompt_routes,
+    provider_callbacks,
+    storyboards,
+    submit,
+    usage,
+    videos,
+)
 from .config import ServiceConfig, load_extra_backends
 from .errors import ApiError, allowed_methods, install_error_handlers
 from .fastpath import FastPaths
@@ -104,7 +119,9 @@ def create_app(
     app.add_middleware(BodyLimitMiddleware, max_bytes=config.max_body_bytes, max_json_bytes=config.max_json_bytes,
                        body_timeout=config.body_timeout)  # fmt: skip
     install_error_handlers(app)
-    for router in (videos.video_routes(state), models.model_routes(state), health.health_routes(state),
+    # edits and characters first: their literal paths (/v1/videos/edits...) must not reach a /v1/videos/{id} route
+    for router in (edits.edit_routes(state), characters.character_routes(state), videos.video_routes(state),
+                   models.model_routes(state), health.health_routes(state),
                    storyboards.storyboard_routes(state), prompt_routes.prompt_routes(state),
                    provider_callbacks.provider_callback_routes(state), usage.usage_routes(state)):  # fmt: skip
         app.include_router(router)

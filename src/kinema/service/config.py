@@ -118,6 +118,12 @@ class ServiceConfig:
     max_json_bytes: int = 2**20
     max_image_bytes: int = 20 * 2**20
     max_image_pixels: int = 40_000_000
+    #: an uploaded clip (edits, extensions, characters): at most this many bytes (multipart bodies are limited by
+    #: ``max_body_bytes`` too) ...
+    max_video_bytes: int = 20 * 2**20
+    #: ... and at most this many pixels over all its frames once decoded (frames x width x height): the worker holds
+    #: the decoded clip in memory (2**28 pixels is 768 MiB of RGB)
+    max_video_pixels: int = 2**28
     idempotency_ttl_hours: float = 24.0
     # -- slow and oversized requests: enforced before any key is checked (kinema.service.limits) ---------------
     #: the request line and headers together, in bytes; more gets 431

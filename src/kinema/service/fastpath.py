@@ -11,6 +11,8 @@ apply.
 
 >>> FastPaths.video_id("/v1/videos/video_abc"), FastPaths.video_id("/v1/videos/video_abc/content")
 ('video_abc', None)
+>>> FastPaths.video_id("/v1/videos/edits") is None
+True
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
 from .auth import authenticate, check_rate
+from .edits import RESERVED_IDS
 from .errors import ApiError, error_response
 from .jsonio import is_json, parse_json_object
 from .submit import create_response
@@ -47,10 +50,11 @@ class FastPaths:
 
     @staticmethod
     def video_id(path: str) -> str | None:
-        """The id of a ``/v1/videos/{id}`` path (one non-empty segment, like Starlette's ``{video_id}``)."""
+        """The id of a ``/v1/videos/{id}`` path (one non-empty segment, like Starlette's ``{video_id}``); None for
+        the routes that share the shape (``/v1/videos/edits``, ``/extensions``, ``/characters``)."""
         if path.startswith(_PREFIX):
             rest = path[len(_PREFIX) :]
-            if rest and "/" not in rest:
+            if rest and "/" not in rest and rest not in RESERVED_IDS:
                 return rest
         return None
 

@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr
 
+from ..request import MAX_REFERENCES
 from .store import Job
 
 __all__ = [
@@ -27,6 +28,13 @@ __all__ = [
     "UsageBudget",
     "UsageCost",
     "CreateVideoBody",
+    "EditVideoBody",
+    "VideoReference",
+    "CharacterReference",
+    "CharacterObject",
+    "CharacterDeleted",
+    "CreateCharacterBody",
+    "MAX_CHARACTERS",
     "video_object",
     "STATUSES",
     "TEXT_SCHEMA",
@@ -178,6 +186,26 @@ class ImageReference(BaseModel):
     file_id: str | None = Field(default=None, max_length=200)
 
 
+class CharacterReference(BaseModel):
+    """A character made with ``POST /v1/videos/characters``, by id (as LiteLLM passes it)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(min_length=1, max_length=100)
+
+
+class VideoReference(BaseModel):
+    """A completed video of the same API key, by id (the edit and extension routes' ``video``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(min_length=1, max_length=100)
+
+
+#: characters one job may name (each gives up to 3 reference frames; the backend's max_references is the real limit)
+MAX_CHARACTERS = 4
+
+
 class CreateVideoBody(BaseModel):
     """The fields of ``POST /v1/videos`` (JSON, or the same names as multipart form fields)."""
 
@@ -203,6 +231,48 @@ class CreateVideoBody(BaseModel):
     webhook_url: str | None = Field(default=None, max_length=2048)
     metadata: dict[str, Any] | None = None
     track_id: str | None = Field(default=None, max_length=200)
+    strength: StrictFloat | None = Field(
+        default=None, ge=0, le=1, description="an edit's strength: 0 keeps the source clip, 1 ignores it (edits only)"
+    )
+    last_image: ImageReference | str | None = Field(
+        default=None, description="keyframes: the image the clip ends on, as input_reference takes it"
+    )
+    references: list[ImageReference | str] | None = Field(
+        default=None, max_length=MAX_REFERENCES, description="reference images (URLs, or files in a multipart form)"
+    )
+    characters: list[CharacterReference] | None = Field(
+        default=None, max_length=MAX_CHARACTERS, description="characters made with POST /v1/videos/characters"
+    )
+
+
+class EditVideoBody(CreateVideoBody):
+    """The fields of ``POST /v1/videos/edits`` and ``/v1/videos/extensions``: a create body and the source clip,
+    ``video``: ``{"id": ...}`` (JSON, or the form field ``video[id]``) or an uploaded file (multipart)."""
+
+    video: VideoReference | None = None
+
+
+class CreateCharacterBody(BaseModel):
+    """The text fields of ``POST /v1/videos/characters`` (multipart, with the clip as the file ``video``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=200, json_schema_extra=PROMPT_SCHEMA)
+
+
+class CharacterObject(BaseModel):
+    """A character: a named reference clip of one API key."""
+
+    id: str
+    object: Literal["character"] = "character"
+    name: str
+    created_at: int
+
+
+class CharacterDeleted(BaseModel):
+    id: str
+    object: Literal["character.deleted"] = "character.deleted"
+    deleted: bool = True
 
 
 def _ts(value: float | None) -> int | None:
@@ -234,7 +304,7 @@ def video_object(job: Job) -> dict[str, Any]:
         "prompt": s.get("prompt"),
         "seconds": s.get("seconds") or "0",
         "size": s.get("size") or "0x0",
-        "remixed_from_video_id": None,
+        "remixed_from_video_id": s.get("remixed_from_video_id"),
         "kind": job.kind,
         "backend": s.get("backend") or "builtin",
         "stage": job.stage,

@@ -9,6 +9,9 @@
 * Uploaded images are identified by their content (PNG, JPEG, WebP only), refused above a pixel limit
   (Pillow's decompression-bomb warning is an error here), fully decoded, and re-encoded as PNG: what reaches the
   model is pixels we wrote, never the uploaded bytes.
+* Uploaded clips (edits, extensions, characters) are refused above a byte limit, then decoded in full
+  (:func:`check_clip`): what is not a readable video, or decodes to more pixels than the limit, is refused before
+  a job is stored.
 * Every outbound URL goes through :class:`~kinema.service.safefetch.SafeFetcher`.
 
 >>> limiter = RateLimiter(rate=1.0, burst=2)
@@ -26,6 +29,7 @@ import threading
 import time
 import warnings
 from collections.abc import Awaitable, Callable, MutableMapping
+from pathlib import Path
 from typing import Any
 
 from ..errors import InvalidRequest
@@ -36,6 +40,8 @@ __all__ = [
     "BodyLimitMiddleware",
     "RequestRefused",
     "check_image",
+    "check_clip",
+    "ClipTooLarge",
     "bearer_token",
     "SafeFetcher",
     "URLRefused",
@@ -117,6 +123,37 @@ def check_image(data: bytes, *, max_pixels: int, max_bytes: int, field: str = "i
     out = io.BytesIO()
     rgb.save(out, format="PNG")
     return out.getvalue()
+
+
+class ClipTooLarge(InvalidRequest):
+    """A readable clip over the service's limits (a 400); a clip that is not readable is a plain InvalidRequest."""
+
+
+def check_clip(path: Path, *, max_pixels: int, field: str = "video") -> dict[str, Any]:
+    """Decode the clip at ``path`` and return what :func:`kinema.video.probe` says of it (``num_frames``,
+    ``width``, ``height``, ``fps``, ``duration``).
+
+    Raises :class:`InvalidRequest` naming ``field`` when it is not a readable video with at least one frame, and
+    :class:`ClipTooLarge` when its frames hold more than ``max_pixels`` pixels together (the worker decodes the
+    whole clip into memory).
+    """
+    from ..video import probe
+
+    try:
+        info = probe(path)
+    except InvalidRequest:
+        raise InvalidRequest(field, "is not a readable video (send an MP4, WebM or another clip FFmpeg decodes)",
+                             allowed="a video file") from None  # fmt: skip
+    except Exception:  # noqa: BLE001 - whatever the decoder raises on hostile bytes is the same answer
+        raise InvalidRequest(field, "is not a readable video (the decoder refused it)",
+                             allowed="a video file") from None  # fmt: skip
+    frames, width, height = int(info["num_frames"]), int(info["width"]), int(info["height"])
+    if frames < 1 or width < 1 or height < 1:
+        raise InvalidRequest(field, "the video has no frames", allowed="a video file")
+    if frames * width * height > max_pixels:
+        raise ClipTooLarge(field, f"the video is {frames} frames of {width}x{height}: more than the "
+                                    f"{max_pixels} pixels allowed in all", value=frames)  # fmt: skip
+    return info
 
 
 Scope = MutableMapping[str, Any]

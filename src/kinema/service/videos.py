@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from .state import ServiceState
     from .store import Job
 
-__all__ = ["video_routes", "retrieve_response", "job_of", "not_found", "input_image"]
+__all__ = ["video_routes", "retrieve_response", "job_of", "not_found", "input_image", "input_files", "output_file"]
 
 _FILE_RESPONSES: dict[int | str, dict[str, Any]] = {
     **ERROR_RESPONSES,
@@ -215,13 +215,20 @@ def job_of(state: ServiceState, video_id: str, owner: str) -> Job:
     return job
 
 
-def input_image(state: ServiceState, job: Job) -> Path | None:
-    """The job's input image as the service stored it (``inputs/<id>.png``), or None. A path elsewhere (an MCP
-    job's image is the caller's own file) is never served nor deleted: it is not the service's copy."""
-    image = job.request.get("image")
-    if not isinstance(image, str) or image.startswith(("http://", "https://", "data:")):
+def output_file(state: ServiceState, job: Job) -> Path | None:
+    """A completed job's video file as ``/content`` finds it (:func:`~kinema.service.video_job.published_file`), for
+    an edit or extension by id to copy; None when it has expired or was removed."""
+    from .video_job import published_file
+
+    return published_file(state.config, job.output_path)
+
+
+def _ours(state: ServiceState, value: Any) -> Path | None:
+    """``value`` (a request's input) as a file of the service's inputs dir, or None. A path elsewhere (an MCP job's
+    image is the caller's own file) is never served nor deleted: it is not the service's copy."""
+    if not isinstance(value, str) or value.startswith(("http://", "https://", "data:")):
         return None
-    path = Path(image)
+    path = Path(value)
     try:
         ours = path.resolve().parent == state.config.inputs_dir.resolve()
     except (OSError, ValueError):
@@ -229,10 +236,24 @@ def input_image(state: ServiceState, job: Job) -> Path | None:
     return path if ours and path.is_file() else None
 
 
+def input_image(state: ServiceState, job: Job) -> Path | None:
+    """The job's input image as the service stored it (``inputs/<id>.png``), or None."""
+    return _ours(state, job.request.get("image"))
+
+
+def input_files(state: ServiceState, job: Job) -> list[Path]:
+    """Every input the service stored for the job: the image, the last image, the references and the clip it edits
+    or extends (its own copies, in the inputs dir)."""
+    request = job.request
+    refs = request.get("references")
+    values = [request.get(name) for name in ("image", "last_image", "video", "source_video")]
+    values += refs if isinstance(refs, list) else []
+    return [p for p in (_ours(state, v) for v in values) if p is not None]
+
+
 def _files_of(state: ServiceState, job: Job) -> list[Path]:
     paths = [job.output_path, job.thumbnail_path, (job.output_path + ".json") if job.output_path else None]
-    image = input_image(state, job)
-    return [Path(p) for p in paths if p] + ([image] if image is not None else [])
+    return [Path(p) for p in paths if p] + input_files(state, job)
 
 
 async def _sse(state: ServiceState, video_id: str, owner: str, timeout: float) -> AsyncIterator[bytes]:

@@ -383,6 +383,13 @@ async function rerun(video, newSeed) {
   return submit("video", fields, image);
 }
 
+/** A remix (an edit after a new prompt) of a completed video: the gallery card's Edit action. */
+async function remix(video, body) {
+  const made = await post(`/v1/videos/${encodeURIComponent(video.id)}/remix`, body);
+  track(made);
+  return made;
+}
+
 // -- the job being watched -------------------------------------------------------------------------------------------
 function track(video) {
   state.current = video.id;
@@ -474,7 +481,7 @@ async function start() {
   document.body.dataset.ready = "1";
 }
 
-initGallery({ rerun });
+initGallery({ rerun, remix });
 $("model").addEventListener("change", applyModel);
 addScene({ prompt: "", duration: 2 });
 addScene({ prompt: "", duration: 2 });

@@ -8,9 +8,11 @@ const more = document.getElementById("more");
 let cursor = null;
 let autoplay = new Set();        // jobs submitted from this page: their video loads as soon as it is ready
 let rerun = async () => {};      // set by the page: re-submit a recipe (same seed or a new one)
+let remix = async () => {};      // set by the page: POST /v1/videos/{id}/remix, then watch the new job
 
 export function initGallery(options) {
   rerun = options.rerun;
+  remix = options.remix;
   onJob((video) => render(video));
   more.addEventListener("click", () => loadPage(false));
   document.getElementById("refresh").addEventListener("click", () => loadPage(true));
@@ -206,10 +208,45 @@ function renderActions(li, video) {
   } else {
     items.push(button("Re-run", "ghost small", () => rerun(job(video.id), false).catch((err) => showActionError(li, err))));
     items.push(button("New seed", "ghost small", () => rerun(job(video.id), true).catch((err) => showActionError(li, err))));
-    if (video.status === "completed") items.push(button("Download", "ghost small", () => download(li, video)));
+    if (video.status === "completed") {
+      items.push(button("Download", "ghost small", () => download(li, video)));
+      items.push(button("Edit", "ghost small edit", () => toggleEdit(li, video)));
+    }
   }
   items.push(button("Delete", "ghost small danger delete", (ev) => remove(li, video, ev.currentTarget)));
   actions.replaceChildren(...items);
+}
+
+/** The card's small edit form: a new prompt and a strength, sent as a remix of this video. */
+function toggleEdit(li, video) {
+  const open = li.querySelector(".edit-form");
+  if (open) { open.remove(); return; }
+  const form = el("form", "edit-form");
+  form.innerHTML = `
+    <label>New prompt <input name="prompt" required maxlength="5000"></label>
+    <label>Strength <input name="strength" type="number" min="0" max="1" step="0.05" value="0.6" required></label>
+    <span class="hint">0 keeps the video, 1 ignores it</span>
+    <button type="submit" class="small">Remix</button>`;
+  form.elements.prompt.value = video.prompt || "";
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const submitButton = form.querySelector("button");
+    submitButton.disabled = true;
+    li.querySelector(".card-action-error").hidden = true;
+    try {
+      // the source's steps too, as Re-run keeps them; the service runs it on the source's backend and model
+      const steps = video.recipe && video.recipe.num_inference_steps;
+      const body = { prompt: form.elements.prompt.value, strength: Number(form.elements.strength.value) };
+      if (steps) body.steps = steps;
+      await remix(video, body);
+      form.remove();
+    } catch (err) {
+      showActionError(li, err);
+      submitButton.disabled = false;
+    }
+  });
+  li.querySelector(".card-actions").after(form);
+  form.elements.prompt.focus();
 }
 
 async function download(li, video) {
