@@ -95,6 +95,8 @@ def test_warm_model_affinity(start_pool: Callable[..., RayWorkerPool], store: St
     assert len(log_lines(fake_log, "load")) == 2, "each model loaded once, then found warm"
     warm = {d["loaded"][0] for d in pool.describe().values() if d["placement"] == "gpu"}
     assert warm == {"fakelocal/m1", "fakelocal/m2"}, pool.describe()
+    # each actor's torch uses its CPU share (1 CPU per GPU actor here), not every core of the node
+    assert {d["torch_threads"] for d in pool.describe().values()} == {1}, pool.describe()
 
 
 def test_killed_actor_loses_no_job(start_pool: Callable[..., RayWorkerPool], store: Store, fake_log: Path) -> None:

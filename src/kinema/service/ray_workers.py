@@ -223,6 +223,14 @@ class KinemaActor:
         from .config import load_extra_backends
 
         load_extra_backends()  # the same backends as the driver (KINEMA_EXTRA_BACKENDS in the runtime env)
+        import ray
+
+        from .worker import apply_torch_threads
+
+        # torch's default (every core of the node) in each of several actors on one node oversubscribes it; the
+        # actor's CPU share is what it may use (a fraction for the cloud pool's actors: 1 thread)
+        cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1.0)
+        self.torch_threads = apply_torch_threads(max(1, int(cpus)))
         self.slot = slot
         self.warm_models = max(1, warm_models)
         self.loaded: list[str] = []
@@ -234,7 +242,8 @@ class KinemaActor:
         import ray
 
         return {"slot": self.slot, "pid": os.getpid(), "node": ray.get_runtime_context().get_node_id(),
-                "gpus": [str(g) for g in ray.get_gpu_ids()], "loaded": list(self.loaded)}  # fmt: skip
+                "gpus": [str(g) for g in ray.get_gpu_ids()], "loaded": list(self.loaded),
+                "torch_threads": self.torch_threads}  # fmt: skip
 
     def run(self, job_id: str, attempt: int, request: dict[str, Any], key: str, resume_task_id: str | None,
             resume_info: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
@@ -353,6 +362,7 @@ class _Slot:
     loaded: list[str] = field(default_factory=list)
     last_used: float = 0.0
     pid: int | None = None
+    torch_threads: int | None = None
     jobs: int = 0
 
 
@@ -439,7 +449,7 @@ class RayWorkerPool(WorkerPool):
             log.exception("Ray actor %s did not start", slot.name)
             slot.dead = True
             return False
-        slot.ready, slot.pid = True, info["pid"]
+        slot.ready, slot.pid, slot.torch_threads = True, info["pid"], info.get("torch_threads")
         return True
 
     def _wait_ready(self) -> None:
@@ -644,7 +654,7 @@ class RayWorkerPool(WorkerPool):
         """The actors: name, placement, pid, what each has loaded, jobs handed to it."""
         with self.cond:
             return {s.name: {"placement": s.placement, "pid": s.pid, "loaded": list(s.loaded), "jobs": s.jobs,
-                             "busy": s.busy} for s in self.slots}  # fmt: skip
+                             "busy": s.busy, "torch_threads": s.torch_threads} for s in self.slots}  # fmt: skip
 
 
 def run_ray_worker_process(config: ServiceConfig, options: RayOptions, *, senders: bool = True,
