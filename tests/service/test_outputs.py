@@ -151,3 +151,23 @@ def test_a_worker_writes_and_publishes_under_the_attempt_names(tmp_path: Path) -
     names = sorted(p.name for p in cfg.outputs_dir.iterdir())
     assert names == [f"{video_id}.a1.mp4", f"{video_id}.a1.mp4.json", f"{video_id}.a1.png"]
     assert list(cfg.work_dir.iterdir()) == [], "nothing was written to the work dir, nothing is left there"
+
+
+def test_expired_outputs_take_the_services_copies_of_their_inputs_along(setup: tuple[ServiceConfig, Store],
+                                                                         tmp_path: Path) -> None:  # fmt: skip
+    cfg, store = setup
+    ours = [cfg.inputs_dir / name for name in ("j.png", "j.last.png", "j.source.mp4", "j.ref0.png")]
+    for p in ours:
+        p.write_bytes(b"x")
+    callers = tmp_path / "callers_own.png"  # an MCP job's image is the caller's file: never deleted
+    callers.write_bytes(b"x")
+    request = {"prompt": "p", "image": str(ours[0]), "last_image": str(ours[1]), "source_video": str(ours[2]),
+               "references": [str(ours[3]), str(callers)]}  # fmt: skip
+    job_id = store.submit_job(owner="local", request=request, summary={}).id
+    assert store.claim("w", lease_seconds=60) is not None
+    video, thumb = _write(cfg, job_id, 1, b"video")
+    assert store.complete(job_id, "w", 1, result={}, output_path=str(video), thumbnail_path=str(thumb),
+                          expires_at=time.time() - 1)  # fmt: skip
+    WorkerPool(store, cfg, threads=0).purge_expired()
+    assert not any(p.exists() for p in (*ours, video, thumb)) and callers.exists()
+    assert store.get(job_id).output_path is None  # type: ignore[union-attr]

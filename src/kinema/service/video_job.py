@@ -60,6 +60,28 @@ def published_file(config: ServiceConfig, stored: str | None) -> Path | None:
     return local if path.name and local.is_file() else None
 
 
+def service_input(config: ServiceConfig, value: Any) -> Path | None:
+    """``value`` (one of a request's inputs) as a file of the service's inputs dir, or None. A path elsewhere (an MCP
+    job's image is the caller's own file) is never served nor deleted: it is not the service's copy."""
+    if not isinstance(value, str) or value.startswith(("http://", "https://", "data:")):
+        return None
+    path = Path(value)
+    try:
+        ours = path.resolve().parent == config.inputs_dir.resolve()
+    except (OSError, ValueError):
+        return None
+    return path if ours and path.is_file() else None
+
+
+def service_inputs(config: ServiceConfig, request: dict[str, Any]) -> list[Path]:
+    """Every input the service stored for a job's ``request``: the image, the last image, the references and the
+    clip it edits or extends (its own copies, in the inputs dir)."""
+    refs = request.get("references")
+    values = [request.get(name) for name in ("image", "last_image", "video", "source_video")]
+    values += refs if isinstance(refs, list) else []
+    return [p for p in (service_input(config, v) for v in values) if p is not None]
+
+
 def build_request(job: Job) -> VideoRequest:
     """The job's stored request (JSON, as planned at submit time) as a VideoRequest."""
     from ..request import VideoRequest

@@ -223,32 +223,18 @@ def output_file(state: ServiceState, job: Job) -> Path | None:
     return published_file(state.config, job.output_path)
 
 
-def _ours(state: ServiceState, value: Any) -> Path | None:
-    """``value`` (a request's input) as a file of the service's inputs dir, or None. A path elsewhere (an MCP job's
-    image is the caller's own file) is never served nor deleted: it is not the service's copy."""
-    if not isinstance(value, str) or value.startswith(("http://", "https://", "data:")):
-        return None
-    path = Path(value)
-    try:
-        ours = path.resolve().parent == state.config.inputs_dir.resolve()
-    except (OSError, ValueError):
-        return None
-    return path if ours and path.is_file() else None
-
-
 def input_image(state: ServiceState, job: Job) -> Path | None:
     """The job's input image as the service stored it (``inputs/<id>.png``), or None."""
-    return _ours(state, job.request.get("image"))
+    from .video_job import service_input
+
+    return service_input(state.config, job.request.get("image"))
 
 
 def input_files(state: ServiceState, job: Job) -> list[Path]:
-    """Every input the service stored for the job: the image, the last image, the references and the clip it edits
-    or extends (its own copies, in the inputs dir)."""
-    request = job.request
-    refs = request.get("references")
-    values = [request.get(name) for name in ("image", "last_image", "video", "source_video")]
-    values += refs if isinstance(refs, list) else []
-    return [p for p in (_ours(state, v) for v in values) if p is not None]
+    """Every input the service stored for the job (:func:`~kinema.service.video_job.service_inputs`)."""
+    from .video_job import service_inputs
+
+    return service_inputs(state.config, job.request)
 
 
 def _files_of(state: ServiceState, job: Job) -> list[Path]:

@@ -409,11 +409,12 @@ class WorkerPool:
                     ctx.poll_now.set()
 
     def purge_expired(self, orphan_age: float = 24 * 3600) -> None:
-        """Delete outputs past ``expires_at``, work files of attempts that died long ago (kill -9 mid-save), and
-        the output files of attempts that did not publish (:meth:`sweep_lost_outputs`).
+        """Delete outputs past ``expires_at`` with the inputs the service stored for them (images, copies of the
+        clips edited or extended: a rerun after expiry uploads again), work files of attempts that died long ago
+        (kill -9 mid-save), and the output files of attempts that did not publish (:meth:`sweep_lost_outputs`).
 
         ``orphan_age``: how old (seconds since modified) a leftover work file must be to be deleted."""
-        from .video_job import published_file
+        from .video_job import published_file, service_inputs
 
         cutoff = time.time() - orphan_age
         for leftover in self.config.work_dir.iterdir():
@@ -427,6 +428,9 @@ class WorkerPool:
                     with contextlib.suppress(OSError):
                         path.unlink(missing_ok=True)
                         Path(str(path) + ".json").unlink(missing_ok=True)
+            for path in service_inputs(self.config, job.request):
+                with contextlib.suppress(OSError):
+                    path.unlink(missing_ok=True)
             self.store.forget_outputs(job.id)
         self.sweep_lost_outputs()
 
