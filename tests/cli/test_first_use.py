@@ -106,7 +106,7 @@ def test_backends_says_what_the_diffusers_backend_can_really_run_here(
     assert "no model pulled" in info.reason and "kinema pull wan2.1-t2v-1.3b" in info.reason
     # the modes of every catalog model, as `kinema models` lists them
     every = {m for entry in CATALOG.values() for m in entry.modes}
-    assert set(info.modes) == every == {"t2v", "i2v", "extend"}
+    assert set(info.modes) == every == {"t2v", "i2v", "extend", "edit", "keyframes", "references"}
 
     from kinema.backends import readiness
 

@@ -176,7 +176,8 @@ def test_flf2v_catalog_entry_has_the_authors_defaults() -> None:
     entry = CATALOG["wan2.1-flf2v-14b-720p"]
     assert entry.repo == "Wan-AI/Wan2.1-FLF2V-14B-720P-diffusers" and entry.pipeline == "WanImageToVideoPipeline"
     assert (entry.default_steps, entry.flow_shift, entry.default_guidance) == (50, 16.0, 5.0)
-    assert entry.default_size == (1280, 720) and entry.default_frames == 81 and entry.modes == ("i2v", "extend")
+    assert entry.default_size == (1280, 720) and entry.default_frames == 81
+    assert entry.modes == ("i2v", "extend", "keyframes")
 
 
 # -- 3. scheduler ----------------------------------------------------------------------------------------------------

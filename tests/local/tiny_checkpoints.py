@@ -145,6 +145,21 @@ def wan_i2v(first_last: bool = False) -> Any:
     )  # fmt: skip
 
 
+def wan_vace() -> Any:
+    """Wan2.1 VACE layout (Wan-AI/Wan2.1-VACE-1.3B-diffusers): a WanVACETransformer3DModel, whose VACE blocks read
+    the control latents (2 x 16 video channels + 8 x 8 mask channels = 96, as the published config)."""
+    from diffusers import WanVACEPipeline, WanVACETransformer3DModel
+
+    torch.manual_seed(0)
+    transformer = WanVACETransformer3DModel(
+        patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=12, in_channels=16, out_channels=16,
+        text_dim=32, freq_dim=256, ffn_dim=32, num_layers=2, cross_attn_norm=True, qk_norm="rms_norm_across_heads",
+        rope_max_seq_len=32, vace_layers=[0], vace_in_channels=96,
+    )  # fmt: skip
+    return WanVACEPipeline(tokenizer=t5_tokenizer(), text_encoder=t5_encoder(umt5=True), vae=_wan_vae(),
+                           transformer=transformer, scheduler=_flow_unipc(3.0))  # fmt: skip
+
+
 def wan22_a14b() -> Any:
     """Wan2.2 T2V-A14B layout: two transformers (high- and low-noise experts) and ``boundary_ratio``."""
     from diffusers import WanPipeline
@@ -329,6 +344,7 @@ BUILDERS: dict[str, Callable[[], Any]] = {
     "wan-t2v": wan_t2v,
     "wan-i2v": wan_i2v,
     "wan-flf2v": lambda: wan_i2v(first_last=True),
+    "wan-vace": wan_vace,
     "wan22-ti2v": wan22_ti2v,
     "wan22-a14b": wan22_a14b,
     "ltx": ltx,

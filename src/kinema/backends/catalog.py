@@ -57,6 +57,7 @@ class Family:
     work_gb: float = 6.0  # activations and decode at the default size (GB), for checkpoints outside the catalog
     vae_float32: bool = False  # Wan: the authors and diffusers' docs keep the VAE in float32
     default_negative_prompt: str | None = None  # Wan: the authors' negative prompt
+    default_strength: float = 0.6  # edit: the video-to-video pipeline's example value (docs/models.md)
 
 
 FAMILIES: dict[str, Family] = {
@@ -73,12 +74,22 @@ FAMILIES: dict[str, Family] = {
         work_gb=5.4,
         vae_float32=True,
         default_negative_prompt=WAN_NEGATIVE_PROMPT,
+        default_strength=0.7,
     ),  # fmt: skip
     "ltx": Family(
         "ltx", "LTXPipeline", "LTXImageToVideoPipeline", "LTXConditionPipeline", (768, 512), 121, 24.0, 50, 3.0
     ),  # fmt: skip
     "cogvideox": Family(
-        "cogvideox", "CogVideoXPipeline", "CogVideoXImageToVideoPipeline", None, (720, 480), 49, 8.0, 50, 6.0
+        "cogvideox",
+        "CogVideoXPipeline",
+        "CogVideoXImageToVideoPipeline",
+        None,
+        (720, 480),
+        49,
+        8.0,
+        50,
+        6.0,
+        default_strength=0.8,
     ),  # fmt: skip
     "hunyuan": Family("hunyuan", "HunyuanVideoPipeline", None, None, (1280, 720), 129, 24.0, 50, 6.0, work_gb=18.7),
     "svd": Family(
@@ -102,10 +113,11 @@ FAMILIES: dict[str, Family] = {
 _PIPELINE_FAMILY: dict[str, tuple[str, tuple[str, ...]]] = {
     "WanPipeline": ("wan", ("t2v",)),
     "WanImageToVideoPipeline": ("wan", ("i2v", "extend")),
-    "LTXPipeline": ("ltx", ("t2v", "i2v", "extend")),
-    "LTXImageToVideoPipeline": ("ltx", ("t2v", "i2v", "extend")),
-    "LTXConditionPipeline": ("ltx", ("t2v", "i2v", "extend")),
-    "CogVideoXPipeline": ("cogvideox", ("t2v",)),
+    "WanVACEPipeline": ("wan", ("t2v", "references")),
+    "LTXPipeline": ("ltx", ("t2v", "i2v", "extend", "edit", "keyframes")),
+    "LTXImageToVideoPipeline": ("ltx", ("t2v", "i2v", "extend", "edit", "keyframes")),
+    "LTXConditionPipeline": ("ltx", ("t2v", "i2v", "extend", "edit", "keyframes")),
+    "CogVideoXPipeline": ("cogvideox", ("t2v", "edit")),
     "CogVideoXImageToVideoPipeline": ("cogvideox", ("i2v", "extend")),
     "HunyuanVideoPipeline": ("hunyuan", ("t2v",)),
     "StableVideoDiffusionPipeline": ("svd", ("i2v", "extend")),
@@ -172,6 +184,12 @@ class CatalogEntry:
     #: weights are here; this says it before they are
     last_frame: bool = False
     needs_last_frame: bool = False  # FLF2V: its image embedder reads two images' CLIP tokens, never one
+    #: edit (VideoRequest.strength) when the request gives none: the diffusers pipeline's own example value
+    default_strength: float = 0.6
+    #: longest edit / keyframes clip (None: the general frame rule alone); reasons in docs/models.md
+    edit_max_frames: int | None = None
+    max_references: int = 0  # reference images (mode "references")
+    keyframes_max_frames: int | None = None
 
     def frame_rule(self) -> str:
         if self.frame_step == 1:
@@ -186,6 +204,9 @@ class CatalogEntry:
             frame_offset=self.frame_offset, default_fps=self.default_fps, default_steps=self.default_steps,
             max_steps=500, default_guidance=self.default_guidance, max_guidance=self.max_guidance,
             negative_prompt=self.negative_prompt, notes=f"{self.license}" + (f"; {self.notes}" if self.notes else ""),
+            default_strength=self.default_strength, edit_max_frames=self.edit_max_frames,
+            max_references=self.max_references,
+            keyframes_max_frames=self.keyframes_max_frames,
         )  # fmt: skip
 
     def memory(self, offload: str = "model", text_encoder_device: str = "auto") -> MemoryEstimate:
@@ -315,8 +336,15 @@ _COG_DPM = ("CogVideoXDPMScheduler", {"timestep_spacing": "trailing"})  # THUDM/
 _WAN = dict(family="wan", license="Apache-2.0", commercial_use=True, vae_float32=True,
             default_negative_prompt=WAN_NEGATIVE_PROMPT)  # fmt: skip
 _WAN_T2V = dict(_WAN, pipeline="WanPipeline", modes=("t2v",))
+# Wan 2.1 text-to-video weights also edit a clip (WanVideoToVideoPipeline; diffusers' example names both Wan2.1 T2V
+# repos and strength=0.7); Wan2.2 A14B is left out: that pipeline has no second (low-noise) expert
+_WAN21_T2V = dict(_WAN_T2V, modes=("t2v", "edit"), default_strength=0.7)
 # Wan 2.1's clips: 4k+1 frames up to 161 at 16 fps, sizes in multiples of 16 (Wan-Video/Wan2.1 generate.py)
 _WAN_FRAMES = dict(size_multiple=16, default_frames=81, frame_step=4, frame_offset=1, max_frames=161, default_fps=16.0)
+#: reference images a Wan VACE request takes. WanVACEPipeline has no cap of its own: each image is letterboxed to the
+#: clip's size and becomes one more latent frame in front of the clip (prepare_video_latents), so each adds a 21st of
+#: an 81-frame clip's tokens; its example passes one. Kinema's cap, not an upstream figure (docs/models.md)
+VACE_MAX_REFERENCES = 3
 
 CATALOG: dict[str, CatalogEntry] = {
     e.id: e
@@ -324,7 +352,7 @@ CATALOG: dict[str, CatalogEntry] = {
         CatalogEntry(
             id="wan2.1-t2v-1.3b",
             repo="Wan-AI/Wan2.1-T2V-1.3B-Diffusers",
-            **_WAN_T2V,  # type: ignore[arg-type]
+            **_WAN21_T2V,  # type: ignore[arg-type]
             default_size=(832, 480),
             **_WAN_FRAMES,  # type: ignore[arg-type]
             default_steps=50,
@@ -337,7 +365,7 @@ CATALOG: dict[str, CatalogEntry] = {
         CatalogEntry(
             id="wan2.1-t2v-14b",
             repo="Wan-AI/Wan2.1-T2V-14B-Diffusers",
-            **_WAN_T2V,  # type: ignore[arg-type]
+            **_WAN21_T2V,  # type: ignore[arg-type]
             default_size=(1280, 720),
             **_WAN_FRAMES,  # type: ignore[arg-type]
             default_steps=50,
@@ -384,7 +412,7 @@ CATALOG: dict[str, CatalogEntry] = {
             repo="Wan-AI/Wan2.1-FLF2V-14B-720P-diffusers",
             **_WAN,  # type: ignore[arg-type]
             pipeline="WanImageToVideoPipeline",
-            modes=("i2v", "extend"),
+            modes=("i2v", "extend", "keyframes"),
             default_size=(1280, 720),
             **_WAN_FRAMES,  # type: ignore[arg-type]
             default_steps=50,
@@ -392,7 +420,7 @@ CATALOG: dict[str, CatalogEntry] = {
             flow_shift=16.0,
             params_b={"transformer": 14.3, "text_encoder": _UMT5, "vae": _WAN_VAE, "image_encoder": 0.63},
             work_gb=12.5,  # as Wan2.1-T2V-14B at 720p: Kinema's estimate, not a measured figure
-            notes="first-last-frame-to-video: --image FIRST --option last_image=LAST",
+            notes="first-last-frame-to-video: --image FIRST --last-image LAST",
             last_frame=True,
             needs_last_frame=True,
         ),
@@ -435,7 +463,7 @@ CATALOG: dict[str, CatalogEntry] = {
             repo="Wan-AI/Wan2.2-I2V-A14B-Diffusers",
             **_WAN,  # type: ignore[arg-type]
             pipeline="WanImageToVideoPipeline",
-            modes=("i2v", "extend"),
+            modes=("i2v", "extend", "keyframes"),
             default_size=(1280, 720),
             **_WAN_FRAMES,  # type: ignore[arg-type]
             default_steps=40,
@@ -448,11 +476,48 @@ CATALOG: dict[str, CatalogEntry] = {
             last_frame=True,  # no CLIP image tokens (image_dim None): diffusers conditions on the last frame's latent
         ),
         CatalogEntry(
+            # reference-to-video: WanVACEPipeline(reference_images=...) with no video or mask (diffusers
+            # pipelines/wan/pipeline_wan_vace.py, whose example loads this repo with flow_shift 3.0 for 480P)
+            id="wan2.1-vace-1.3b",
+            repo="Wan-AI/Wan2.1-VACE-1.3B-diffusers",
+            **_WAN,  # type: ignore[arg-type]
+            pipeline="WanVACEPipeline",
+            modes=("t2v", "references"),
+            default_size=(832, 480),
+            **_WAN_FRAMES,  # type: ignore[arg-type]
+            default_steps=50,
+            default_guidance=5.0,
+            flow_shift=3.0,
+            # the T2V-1.3B transformer plus 15 VACE blocks (vace_layers 0, 2, ..., 28; diffusers
+            # scripts/convert_wan_to_diffusers.py): 2.154B counted from the config
+            params_b={"transformer": 2.15, "text_encoder": _UMT5, "vae": _WAN_VAE},
+            work_gb=5.4,  # as Wan2.1-T2V-1.3B: Kinema's estimate, not a measured figure
+            max_references=VACE_MAX_REFERENCES,
+            notes="reference images: --reference IMAGE (up to 3)",
+        ),
+        CatalogEntry(
+            id="wan2.1-vace-14b",
+            repo="Wan-AI/Wan2.1-VACE-14B-diffusers",
+            **_WAN,  # type: ignore[arg-type]
+            pipeline="WanVACEPipeline",
+            modes=("t2v", "references"),
+            default_size=(1280, 720),
+            **_WAN_FRAMES,  # type: ignore[arg-type]
+            default_steps=50,
+            default_guidance=5.0,
+            flow_shift=5.0,  # the diffusers example's value for 720P
+            # the T2V-14B transformer plus 8 VACE blocks (vace_layers 0, 5, ..., 35): 17.34B counted from the config
+            params_b={"transformer": 17.34, "text_encoder": _UMT5, "vae": _WAN_VAE},
+            work_gb=12.5,  # as Wan2.1-T2V-14B at 720p: Kinema's estimate, not a measured figure
+            max_references=VACE_MAX_REFERENCES,
+            notes="reference images: --reference IMAGE (up to 3)",
+        ),
+        CatalogEntry(
             id="ltx-video",
             repo="Lightricks/LTX-Video-0.9.8-13B-distilled",
             family="ltx",
             pipeline="LTXConditionPipeline",
-            modes=("t2v", "i2v", "extend"),
+            modes=("t2v", "i2v", "extend", "edit", "keyframes"),
             default_size=(768, 512),
             size_multiple=32,
             default_frames=121,
@@ -462,6 +527,9 @@ CATALOG: dict[str, CatalogEntry] = {
             default_fps=24.0,
             default_steps=8,
             default_guidance=1.0,
+            # its 8-step distilled schedule (timesteps below) runs the last int(8 x strength) steps: 0.3 runs the
+            # last two, from noise level 0.725; 0.375 to 0.5 would start at 0.909 or above, which keeps little
+            default_strength=0.3,
             license="LTXV Open Weights License (0.9.7 and later; see the repo's LICENSE)",
             commercial_use=True,
             params_b={"transformer": 13.0, "text_encoder": _T5XXL, "vae": 0.5},
@@ -479,7 +547,8 @@ CATALOG: dict[str, CatalogEntry] = {
             repo="zai-org/CogVideoX-2b",
             family="cogvideox",
             pipeline="CogVideoXPipeline",
-            modes=("t2v",),
+            modes=("t2v", "edit"),
+            default_strength=0.8,  # CogVideoXVideoToVideoPipeline's default and its docs example
             default_size=(720, 480),
             sizes=((720, 480),),
             size_multiple=16,
@@ -502,7 +571,8 @@ CATALOG: dict[str, CatalogEntry] = {
             repo="zai-org/CogVideoX-5b",
             family="cogvideox",
             pipeline="CogVideoXPipeline",
-            modes=("t2v",),
+            modes=("t2v", "edit"),
+            default_strength=0.8,
             default_size=(720, 480),
             sizes=((720, 480),),
             size_multiple=16,
@@ -717,6 +787,12 @@ def compression(folder: Path, family: str) -> tuple[int, int]:
     return math.lcm(8, spatial), 1
 
 
+def _component(index: dict[str, Any], name: str) -> bool:
+    """Whether model_index.json fills the slot ``name`` (Wan 2.1 writes ``transformer_2: [null, null]``)."""
+    spec = index.get(name)
+    return isinstance(spec, list) and len(spec) == 2 and bool(spec[0]) and bool(spec[1])
+
+
 def read_model_index(folder: Path) -> dict[str, Any]:
     return read_json(folder / "model_index.json")
 
@@ -732,8 +808,18 @@ def derive_capabilities(folder: Path, class_name: str | None = None) -> tuple[Ca
     if found is None:
         raise KeyError(class_name)
     family, modes = found
-    if family.name == "wan" and class_name == "WanPipeline" and index.get("expand_timesteps"):
-        modes = ("t2v", "i2v", "extend")  # the Wan2.2 TI2V layout does both with one transformer
+    if family.name == "wan" and class_name == "WanPipeline":
+        if index.get("expand_timesteps"):
+            modes = ("t2v", "i2v", "extend")  # the Wan2.2 TI2V layout does both with one transformer
+        elif not _component(index, "transformer_2"):
+            # WanVideoToVideoPipeline takes one transformer and no expand_timesteps (Wan2.1 T2V weights)
+            modes = ("t2v", "edit")
+    if family.name == "wan" and class_name == "WanImageToVideoPipeline":
+        net = read_json(folder / "transformer" / "config.json")
+        # a last frame: FLF2V's image embedder takes two images' CLIP tokens (pos_embed_seq_len); Wan2.2 I2V takes
+        # none (image_dim null) and conditions on the last frame's latent. Wan2.1 I2V reads one image's tokens only
+        if net.get("pos_embed_seq_len") is not None or net.get("image_dim") is None:
+            modes = (*modes, "keyframes")
     multiple, temporal = compression(folder, family.name)
     step, offset = (temporal, 1) if temporal > 1 else (1, 0)
     frames = family.default_frames
@@ -748,7 +834,8 @@ def derive_capabilities(folder: Path, class_name: str | None = None) -> tuple[Ca
         min_size=multiple, max_size=4096, default_frames=frames, min_frames=1, max_frames=1024, frame_step=step,
         frame_offset=offset, default_fps=family.default_fps, default_steps=family.default_steps, max_steps=500,
         default_guidance=family.default_guidance, max_guidance=family.max_guidance,
-        negative_prompt=family.negative_prompt,
+        negative_prompt=family.negative_prompt, default_strength=family.default_strength,
+        max_references=VACE_MAX_REFERENCES if "references" in modes else 0,
         notes=f"{class_name} checkpoint at {folder}; limits derived from its configs (licence: see its model card)",
     )  # fmt: skip
     return caps, family

@@ -28,7 +28,8 @@ Backend options (``--option KEY=VALUE`` on the command line, ``options={...}`` i
                    list of them (a .safetensors file, a folder or a cached Hub repo)
 ``scheduler``      a diffusers scheduler class the model's own scheduler lists as compatible (Wan: the flow-matching
                    ones), built from the checkpoint's scheduler config (keeping its shift)
-``last_image``     Wan image-to-video: a local image file the clip ends on (first-last-frame-to-video)
+``last_image``     Wan image-to-video: a local image file the clip ends on (first-last-frame-to-video); kept for
+                   older scripts: the request's ``last_image`` (keyframes) does the same
 ``shift``          the flow-matching scheduler's shift (catalog default per model; flow-matching models only)
 ``guidance_2``     Wan2.2 A14B: guidance of the low-noise expert
 ``true_cfg_scale`` HunyuanVideo: true classifier-free guidance with the negative prompt (default 6.0 when a
@@ -46,6 +47,10 @@ Backend options (``--option KEY=VALUE`` on the command line, ``options={...}`` i
 ``transformer_file``, ``transformer_2_file``  the transformer from one .gguf or .safetensors file; ``--model``
                    names the base checkpoint
 =================  ==========================================================================================
+
+Editing a clip (``source_video`` + ``strength``), keyframes (``last_image``) and reference images run through each
+family's own diffusers pipeline on the components already loaded (docs/models.md, "Editing, keyframes and
+references").
 
 >>> import kinema
 >>> r = kinema.generate("a cat dancing", backend="diffusers", model="wan2.1-t2v-1.3b")  # doctest: +SKIP
@@ -630,7 +635,7 @@ def check_model_options(located: Located, opts: dict[str, Any], given: set[str],
         _check_last_image(located, mode)
     elif mode in ("i2v", "extend") and _needs_last_frame(located):
         raise _refuse("last_image", f"{located.model} is a first-last-frame model: it conditions on two images and "
-                      "diffusers fails on one", None, "--option last_image=PATH with --image")  # fmt: skip
+                      "diffusers fails on one", None, "--last-image PATH with --image")  # fmt: skip
     if opts["scheduler"] is not None:
         current = _scheduler_at_load(located)
         if current is not None:
@@ -669,6 +674,9 @@ def _check_last_image(located: Located, mode: str | None) -> None:
     """last_image reaches WanImageToVideoPipeline only, and not with expand_timesteps (Wan2.2 TI2V-5B), where
     diffusers' prepare_latents conditions on the first frame alone and would drop it without a word."""
     allowed = "only with --image (or --video) on Wan image-to-video models, e.g. wan2.1-flf2v-14b-720p"
+    if mode == "keyframes":
+        raise _refuse("last_image", "gives the last frame a second time: the request's last_image (--last-image) "
+                      "is it; drop the option", located.model, "the request's last_image alone")  # fmt: skip
     if mode is not None and mode not in ("i2v", "extend"):
         raise _refuse("last_image", "is the last frame of an image-to-video clip; give the first with --image",
                       located.model, allowed)  # fmt: skip
@@ -867,6 +875,7 @@ class _Loaded:
     pipe: Any
     cpu_text: dict[str, Any]  # text encoders kept on the CPU (text_encoder_device=cpu)
     magcache: tuple[Any, ...] | None = None  # the settings (steps first) MagCache's hooks are applied with
+    base: Any = None  # the checkpoint's own pipeline class, built on the same components (other modes switch from it)
 
 
 class DiffusersBackend(BaseBackend):
@@ -890,21 +899,38 @@ class DiffusersBackend(BaseBackend):
         return locate(model or DEFAULT_MODEL).capabilities
 
     def resolve(self, request: VideoRequest, seed: int) -> GenerationParams:
-        opts = validate_options(dict(request.options))  # bad options fail before anything else
+        # "_" keys are this backend's own records (below), which a recipe carries back (kinema generate --from):
+        # never a user's option, so they are set aside rather than refused
+        given = {k: v for k, v in request.options.items() if not str(k).startswith("_")}
+        opts = validate_options(dict(given))  # bad options fail before anything else
         params = super().resolve(request, seed)
         located = locate(params.model or DEFAULT_MODEL, opts["revision"])
-        check_model_options(located, opts, set(request.options), params.mode)
+        check_model_options(located, opts, set(given), params.mode)
         caps = located.capabilities
+        used: dict[str, Any] = {"class": self._pipeline_class(located, params.mode)}
+        steps = _check_edit_modes(located, request, params, opts)
+        if params.mode in ("edit", "keyframes", "references"):
+            _check_cache_context(used["class"], opts)
+        if steps is not None:  # the recipe says how the strength reached the pipeline
+            used.update(strength_argument=EDIT_STRENGTH_ARG.get(used["class"]), strength=params.strength,
+                        steps_run=steps[0], steps=steps[1])  # fmt: skip
+        if opts["last_image"] is not None:
+            params.warnings.append("options.last_image is kept for older scripts: the request's last_image "
+                                   "(--last-image) does the same, works with LTX-Video too, and the recipe records "
+                                   "it by digest rather than by path")  # fmt: skip
         sized_by_user = request.width is not None or request.aspect_ratio or request.resolution
-        if params.mode in ("i2v", "extend") and not sized_by_user and not caps.sizes:
+        if params.mode != "t2v" and not sized_by_user and not caps.sizes:
             # the output follows the input's aspect at the default size's area (diffusers' Wan i2v example);
             # an image behind a URL, or a clip, is measured when it is loaded (generate)
-            found = image_size(request.image) if params.mode == "i2v" else None
+            shown = request.image if params.mode in ("i2v", "keyframes") else None
+            if params.mode == "keyframes" and shown is None:
+                shown = request.last_image
+            found = image_size(shown) if shown is not None else None
             if found is not None:
                 params.width, params.height = size_from_aspect(found[0], found[1], caps)
             else:
                 opts["_size_from_input"] = True
-        params.options = {**dict(request.options), "_resolved": opts}
+        params.options = {**given, "_resolved": opts, "_pipeline": used}
         return params
 
     # -- generate -------------------------------------------------------------------------------------------------
@@ -936,7 +962,7 @@ class DiffusersBackend(BaseBackend):
                                  f"the device here is {device}", value=opts["offload"], allowed="none")  # fmt: skip
         warnings: list[str] = []
         if opts.get("_size_from_input"):
-            first = params.image if params.mode == "i2v" else (params.video[-1] if params.video is not None else None)
+            first = _first_input_frame(params)
             if first is not None:
                 params.width, params.height = size_from_aspect(first.shape[1], first.shape[0], located.capabilities)
         dtypes = component_dtypes(located, opts["dtype"], device)
@@ -949,6 +975,8 @@ class DiffusersBackend(BaseBackend):
                                        mode_class)  # fmt: skip
             check_fits(model, estimate, free, total, opts)
         warnings.extend(_frame_warnings(located, params))
+        if params.mode == "edit":  # a clip too short is refused before any weight is read
+            source_frames(params, located.capabilities)
 
         ctx.progress("loading", 0, 1)
         ctx.cancel.raise_if_cancelled()
@@ -987,8 +1015,9 @@ class DiffusersBackend(BaseBackend):
             frames = frames[: params.num_frames]
         from ..video import Video
 
-        extra = {"pipeline": mode_class, "family": family.name, "device": device, "dtype": str(dtype).split(".")[-1],
-                 "folder": str(located.folder), "scheduler": type(pipe.scheduler).__name__}  # fmt: skip
+        extra: dict[str, Any] = {"pipeline": mode_class, "family": family.name, "device": device,
+                                 "dtype": str(dtype).split(".")[-1], "folder": str(located.folder),
+                                 "scheduler": type(pipe.scheduler).__name__}  # fmt: skip
         if kwargs.get("negative_prompt") and not params.negative_prompt:
             extra["negative_prompt"] = "the model authors' default"
         return BackendOutput(video=Video(frames, fps=params.fps), model_revision=located.revision or "local",
@@ -1000,6 +1029,11 @@ class DiffusersBackend(BaseBackend):
         family = located.family
         if mode == "t2v":
             return located.class_name
+        if mode == "edit":  # the same weights in each family's video-to-video pipeline
+            return {"wan": "WanVideoToVideoPipeline", "cogvideox": "CogVideoXVideoToVideoPipeline",
+                    "ltx": "LTXConditionPipeline"}.get(family.name, located.class_name)  # fmt: skip
+        if family.name == "ltx" and mode == "keyframes":
+            return "LTXConditionPipeline"
         if family.name == "ltx":
             # LTXConditionPipeline (0.9.5 and later) conditions on images and clips itself
             if located.class_name == "LTXConditionPipeline" or mode == "extend":
@@ -1027,6 +1061,12 @@ class DiffusersBackend(BaseBackend):
         with self._lock:
             if self._loaded is not None and self._loaded.key == key:
                 return self._loaded.pipe
+            if self._loaded is not None and self._loaded.key[:1] + self._loaded.key[2:] == key[:1] + key[2:]:
+                # another mode of the same weights and options: the same components in another pipeline class
+                # (text-to-video -> edit...), so nothing is loaded twice and every option applied stays applied
+                pipe = self._reuse(self._loaded, class_name, device, opts)
+                self._loaded = _Loaded(key, pipe, self._loaded.cpu_text, self._loaded.magcache, self._loaded.base)
+                return pipe
             if self._loaded is not None:  # free the previous model before loading the next
                 self._loaded = None
                 gc.collect()
@@ -1056,6 +1096,7 @@ class DiffusersBackend(BaseBackend):
             pipe = base_cls.from_pretrained(located.folder, **kwargs)
             if opts["quantize"] == "fp8_layerwise":
                 apply_layerwise_casting(pipe, quantized, compute)
+            base = pipe
             if class_name != located.class_name:
                 pipe = switch_pipeline(pipe, getattr(diffusers, class_name))
             if entry is not None and entry.scheduler is not None:
@@ -1063,8 +1104,26 @@ class DiffusersBackend(BaseBackend):
                 pipe.scheduler = getattr(diffusers, name).from_config(pipe.scheduler.config, **overrides)
             pipe.set_progress_bar_config(disable=True)
             cpu_text = self._configure(pipe, located, device, opts)
-            self._loaded = _Loaded(key, pipe, cpu_text)
+            self._loaded = _Loaded(key, pipe, cpu_text, base=base)
             return pipe
+
+    @staticmethod
+    def _reuse(loaded: _Loaded, class_name: str, device: str, opts: dict[str, Any]) -> Any:
+        """The loaded components in ``class_name`` (what diffusers' ``from_pipe`` does, without its dtype cast: see
+        :func:`switch_pipeline`). Everything :meth:`_configure` did lives on the shared modules (LoRA adapters, cache
+        hooks, compiled blocks, attention backend, the scheduler, placement) except two per-pipeline things, redone
+        here: the progress bar, and accelerate's offload hooks (model / sequential), which chain one pipeline's
+        components."""
+        import diffusers
+
+        base = loaded.base if loaded.base is not None else loaded.pipe
+        # the current pipeline's components win (its scheduler is the one _configure set, its text encoders are
+        # None when kept on the CPU); the checkpoint's own class and config fill what it lacks
+        pipe = switch_pipeline(loaded.pipe, getattr(diffusers, class_name), base=base)
+        pipe.set_progress_bar_config(disable=True)
+        if opts["offload"] in ("model", "sequential"):
+            _place(pipe, device, opts)
+        return pipe
 
     def _configure(self, pipe: Any, located: Located, device: str, opts: dict[str, Any]) -> dict[str, Any]:
         """Scheduler shift, LoRA, attention, caches, compile, VAE tiling/slicing, then device placement/offload.
@@ -1128,16 +1187,77 @@ def compile_fullgraph(opts: dict[str, Any]) -> bool:
     )
 
 
-def switch_pipeline(pipe: Any, cls: Any) -> Any:
-    """``cls`` built from ``pipe``'s components, each keeping its dtype.
+def switch_pipeline(pipe: Any, cls: Any, base: Any = None) -> Any:
+    """``cls`` built from ``pipe``'s components, each keeping its dtype; ``base`` (the checkpoint's own pipeline)
+    gives the components ``pipe`` lacks and the config values (``boundary_ratio``, ``expand_timesteps``...).
 
     diffusers' ``from_pipe`` ends with ``new_pipeline.to(dtype=dtype)`` where dtype defaults to float32 (and a given
     dtype would cast the float32 VAE as well), so it is not used: the same components and config values go to the
     new class's constructor, as ``from_pipe`` does before that cast (diffusers pipelines/pipeline_utils.py)."""
+    base = pipe if base is None else base
     expected, optional = cls._get_signature_keys(cls)
-    kwargs = {name: comp for name, comp in pipe.components.items() if name in expected}
-    kwargs.update({k: pipe.config[k] for k in optional if k in pipe.config and k not in kwargs})
+    components = {**base.components, **pipe.components}
+    kwargs = {name: comp for name, comp in components.items() if name in expected}
+    kwargs.update({k: base.config[k] for k in optional if k in base.config and k not in kwargs})
     return cls(**kwargs)
+
+
+def _check_cache_context(class_name: str, opts: dict[str, Any]) -> None:
+    """diffusers' cache hooks keep one state per ``transformer.cache_context(...)`` block, which a pipeline opens
+    around its conditional and unconditional passes; a pipeline without them fails at the first step ("No cache
+    context is set": WanVideoToVideoPipeline in diffusers 0.42). Refused up front, read from the pipeline's own
+    code, so a diffusers release that adds the contexts lifts it."""
+    if opts["cache"] == "none":
+        return
+    try:
+        import diffusers
+
+        source = inspect.getsource(getattr(diffusers, class_name).__call__)
+    except (ImportError, AttributeError, OSError, TypeError):
+        return  # no diffusers (or no source) here: nothing to read; the load fails with its own message
+    if "cache_context" not in source:
+        raise _refuse("cache", f"{class_name} does not mark its denoiser passes with cache_context, which "
+                      f"diffusers' cache hooks need (they fail at the first step)", opts["cache"],
+                      "none with this pipeline")  # fmt: skip
+
+
+def _first_input_frame(params: GenerationParams) -> np.ndarray | None:
+    """The input frame whose aspect sets the output size when the request gives none."""
+    if params.mode == "i2v":
+        return params.image
+    if params.mode == "extend":
+        return params.video[-1] if params.video is not None else None
+    if params.mode == "edit":
+        return params.source_video[0] if params.source_video is not None else None
+    if params.mode == "keyframes":
+        return params.image if params.image is not None else params.last_image
+    return None
+
+
+def _check_edit_modes(located: Located, request: VideoRequest, params: GenerationParams,
+                      opts: dict[str, Any]) -> tuple[int, int] | None:  # fmt: skip
+    """What resolve() refuses about edit and keyframes beyond the Capabilities: a Wan keyframe clip without its
+    first frame, an edit so weak that the pipeline would run no step, and the options not tested on these paths.
+    Returns an edit's (steps it runs, steps of the schedule)."""
+    if params.mode == "keyframes" and located.family.name == "wan" and request.image is None:
+        raise _refuse_first_frame(located)
+    if params.mode in ("edit", "keyframes", "references") and split_degree(opts) > 1:
+        key = "ulysses" if opts["ulysses"] > 1 else "ring"
+        raise _refuse(key, f"splitting the sequence is not tested with {params.mode} yet", opts[key],
+                      "1 (one process) for edit, keyframes and references")  # fmt: skip
+    if params.mode != "edit" or params.strength is None:
+        return None
+    entry = located.entry
+    timesteps = entry.call_defaults.get("timesteps") if entry is not None else None
+    steps = int(params.num_inference_steps or located.capabilities.default_steps or 30)
+    total = len(timesteps) if timesteps is not None and len(timesteps) == steps else steps
+    if edit_steps(total, params.strength) == 0:
+        least = math.ceil(1e6 / total) / 1e6
+        raise InvalidRequest("strength", f"{params.strength:g} runs none of the {total} denoising steps (the "
+                             f"pipeline runs int({total} x strength) of them), so the clip would come back as it "
+                             "was encoded", value=params.strength,
+                             allowed=f"{least:g} to 1 with {total} steps (more steps: a weaker edit)")  # fmt: skip
+    return edit_steps(total, params.strength), total
 
 
 def _frame_warnings(located: Located, params: GenerationParams) -> list[str]:
@@ -1444,7 +1564,16 @@ def call_kwargs(located: Located, pipe: Any, params: GenerationParams, opts: dic
         kw["max_sequence_length"] = opts["max_sequence_length"]
 
     first = params.image if params.mode == "i2v" else (params.video[-1] if params.video is not None else None)
-    if params.mode != "t2v":
+    if params.mode == "edit":
+        return kw, _edit_kwargs(located, pipe, params, kw, warnings)
+    if params.mode == "keyframes":
+        _keyframe_kwargs(located, pipe, params, kw)
+    elif params.mode == "references":
+        from PIL import Image
+
+        # WanVACEPipeline letterboxes each image onto the clip's size itself (white bars, aspect kept)
+        kw["reference_images"] = [Image.fromarray(np.ascontiguousarray(r)) for r in params.references]
+    elif params.mode != "t2v":
         assert first is not None
         if type(pipe).__name__ == "LTXConditionPipeline" and params.mode == "extend" and params.video is not None:
             # condition on the clip's last frames (a count the VAE takes: 8k+1), placed at the start of the new clip
@@ -1454,12 +1583,12 @@ def call_kwargs(located: Located, pipe: Any, params: GenerationParams, opts: dic
             kw["frame_index"] = 0
         else:
             kw["image"] = _image(first, params.width, params.height)
-    if params.mode != "t2v" and "last_image" in _accepted(pipe):  # the same rules as check_model_options,
-        config = getattr(getattr(pipe, "transformer", None), "config", None) or {}  # for callers that skip resolve
-        two = config.get("pos_embed_seq_len") is not None
+    if params.mode in ("i2v", "extend") and "last_image" in _accepted(pipe):  # the same rules as
+        config = getattr(getattr(pipe, "transformer", None), "config", None) or {}  # check_model_options, for
+        two = config.get("pos_embed_seq_len") is not None  # callers that skip resolve
         if two and opts["last_image"] is None:
             raise _refuse("last_image", f"{located.model} is a first-last-frame model: it conditions on two images "
-                          "and diffusers fails on one", None, "--option last_image=PATH with --image")  # fmt: skip
+                          "and diffusers fails on one", None, "--last-image PATH with --image")  # fmt: skip
         if opts["last_image"] is not None and config.get("image_dim") is not None and not two:
             raise _refuse("last_image", f"{located.model} was trained on a first frame only", opts["last_image"],
                           "only with Wan first-last-frame models, e.g. wan2.1-flf2v-14b-720p")  # fmt: skip
@@ -1472,11 +1601,109 @@ def call_kwargs(located: Located, pipe: Any, params: GenerationParams, opts: dic
         with Image.open(opts["last_image"]) as img:
             last = np.asarray(img.convert("RGB"))
         kw["last_image"] = _image(last, params.width, params.height)  # cropped and sized as the first frame is
-    accepted = _accepted(pipe)
-    dropped = sorted(k for k in kw if k not in accepted)
-    for k in dropped:
-        kw.pop(k)
+    _drop_unaccepted(pipe, kw)
     return kw, len(kw["timesteps"]) if "timesteps" in kw else steps
+
+
+def _drop_unaccepted(pipe: Any, kw: dict[str, Any]) -> None:
+    accepted = _accepted(pipe)
+    for k in sorted(k for k in kw if k not in accepted):
+        kw.pop(k)
+
+
+#: the pipeline argument that carries Kinema's edit strength, per edit pipeline (the fraction of the schedule's
+#: steps that run, from the noise level of the first of them: each pipeline's get_timesteps)
+EDIT_STRENGTH_ARG = {"WanVideoToVideoPipeline": "strength", "CogVideoXVideoToVideoPipeline": "strength",
+                     "LTXConditionPipeline": "denoise_strength"}  # fmt: skip
+
+
+def edit_steps(steps: int, strength: float) -> int:
+    """How many of ``steps`` denoising steps an edit at ``strength`` runs: ``min(int(steps * strength), steps)``, as
+    the get_timesteps of WanVideoToVideoPipeline, CogVideoXVideoToVideoPipeline and LTXConditionPipeline count them
+    (the last ones of the schedule; the source is noised to the level of the first of those)."""
+    return min(int(steps * strength), steps)
+
+
+def source_frames(params: GenerationParams, caps: Capabilities) -> np.ndarray:
+    """The source clip at the output's frame rate, its first ``params.num_frames`` frames: output frame i shows the
+    source frame on screen at time i / fps. A clip too short for the edit is refused, naming the longest edit the
+    frame rule allows from it."""
+    src = params.source_video
+    assert src is not None
+    fps_in = float(params.source_fps or params.fps)
+    n = params.num_frames
+    index = np.floor(np.arange(n) * fps_in / params.fps + 1e-6).astype(int)
+    if index[-1] < len(src):
+        return src[index]
+    fits = int(math.floor((len(src) - 1) * params.fps / fps_in + 1e-6)) + 1  # output frames the clip covers
+    step, offset = max(1, caps.frame_step), caps.frame_offset
+    longest = (fits - offset) // step * step + offset if fits >= offset else 0
+    allowed = "a longer clip"
+    if longest >= max(1, caps.min_frames):
+        allowed = f"num_frames at most {longest} at {params.fps:g} fps (the most the clip covers), or a longer clip"
+    raise InvalidRequest("source_video", f"has {len(src)} frames at {fps_in:g} fps ({len(src) / fps_in:.3g}s), "
+                         f"shorter than the {n} frames at {params.fps:g} fps ({n / params.fps:.3g}s) asked for",
+                         value=len(src), allowed=allowed)  # fmt: skip
+
+
+def _edit_kwargs(located: Located, pipe: Any, params: GenerationParams, kw: dict[str, Any],
+                 warnings: list[str]) -> int:  # fmt: skip
+    """The edit's pipeline arguments (the source clip and the strength); returns the denoising steps it runs."""
+    name = type(pipe).__name__
+    if name not in EDIT_STRENGTH_ARG:  # resolve() refuses this first; a caller that skips it gets the same answer
+        raise InvalidRequest("source_video", f"{located.model} ({name}) does not edit clips",
+                             allowed="Wan2.1 text-to-video, CogVideoX text-to-video and LTX-Video models")  # fmt: skip
+    strength = float(params.strength if params.strength is not None else located.capabilities.default_strength)
+    frames = [_image(f, params.width, params.height) for f in source_frames(params, located.capabilities)]
+    total = len(kw["timesteps"]) if "timesteps" in kw else int(kw["num_inference_steps"])
+    run = edit_steps(total, strength)
+    if name == "LTXConditionPipeline":
+        kw["latents"] = _ltx_source_latents(pipe, frames, params)
+    else:
+        kw["video"] = frames  # Wan and CogVideoX encode it themselves, in the VAE's dtype
+    kw[EDIT_STRENGTH_ARG[name]] = strength
+    if run != round(total * strength, 6):
+        warnings.append(f"strength {strength:g} runs {run} of {total} denoising steps ({name} rounds down): an "
+                        f"edit of {run / total:g}")  # fmt: skip
+    _drop_unaccepted(pipe, kw)
+    return run
+
+
+def _ltx_source_latents(pipe: Any, frames: list[Any], params: GenerationParams) -> Any:
+    """The source clip as LTXConditionPipeline's ``latents`` for an edit: encoded by its VAE in the VAE's dtype
+    (the distribution's mode: no random draw) and normalized as the pipeline normalizes its conditions; the
+    pipeline then noises them to the first kept sigma (``denoise_strength``) in its float32 working dtype."""
+    import torch
+
+    video = pipe.video_processor.preprocess_video(frames, params.height, params.width)
+    vae = pipe.vae
+    with torch.inference_mode():
+        latents = vae.encode(video.to(device=pipe._execution_device, dtype=vae.dtype)).latent_dist.mode()
+        return pipe._normalize_latents(latents, vae.latents_mean, vae.latents_std)
+
+
+def _keyframe_kwargs(located: Located, pipe: Any, params: GenerationParams, kw: dict[str, Any]) -> None:
+    """The first (if given) and last frames: WanImageToVideoPipeline's image and last_image, or two (one)
+    LTXConditionPipeline conditions at frame 0 and at the last frame."""
+    assert params.last_image is not None
+    last = _image(params.last_image, params.width, params.height)
+    first = _image(params.image, params.width, params.height) if params.image is not None else None
+    if type(pipe).__name__ == "LTXConditionPipeline":
+        condition = diffusers_name("diffusers.pipelines.ltx.pipeline_ltx_condition", "LTXVideoCondition", "0.33",
+                                   "keyframes with LTX-Video")  # fmt: skip
+        # one condition list: passing image=[...] with no video makes the pipeline zip the images with [None]
+        kw["conditions"] = ([condition(image=first, frame_index=0)] if first is not None else []) + [
+            condition(image=last, frame_index=params.num_frames - 1)]  # fmt: skip
+        return
+    if first is None:
+        raise _refuse_first_frame(located)
+    kw["image"], kw["last_image"] = first, last
+
+
+def _refuse_first_frame(located: Located) -> InvalidRequest:
+    return InvalidRequest("image", f"{located.model} ({located.class_name}) makes keyframe clips from a first and a "
+                          "last frame: give the first too", allowed="image (--image) with last_image; LTX-Video "
+                          "models take a last frame alone")  # fmt: skip
 
 
 def _to_uint8(frames: Any) -> np.ndarray:
