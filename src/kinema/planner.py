@@ -141,9 +141,10 @@ def plan(
     return the_plan
 
 
-def backends_supporting(mode: str, references: int = 0) -> list[str]:
+def backends_supporting(mode: str, references: int = 0, models_of: str | None = None) -> list[str]:
     """The registered backends with a model that does ``mode`` (with at least ``references`` reference images),
-    as "name" or "name (model, ...)" when only some of its models do."""
+    as "name" or "name (model, ...)" when only some of its models do; ``models_of`` (the backend being refused)
+    always has its models named, since its default model is not what the request asked for."""
     found = []
     for name in backend_names():
         try:
@@ -156,10 +157,9 @@ def backends_supporting(mode: str, references: int = 0) -> list[str]:
                     fits.append(model)
         except Exception:  # noqa: S112 - a backend that cannot load or describe itself supports nothing here
             continue
-        if None in fits:  # the default model does it
+        if None in fits and name != models_of:  # the default model does it
             found.append(name)
-        elif fits:
-            shown = [m for m in fits if m is not None]
+        elif shown := [m for m in fits if m is not None]:
             found.append(f"{name} ({', '.join(shown[:4])}{', ...' if len(shown) > 4 else ''})")
     return found
 
@@ -177,10 +177,10 @@ def _check_mode(backend: BaseBackend, request: VideoRequest) -> None:
     mode = request.mode
     if mode not in caps.modes and request.model is None and _another_model_takes(backend, mode):
         return  # the backend picks a model for the mode itself (ModelsLab's default is text-to-video only)
-    if mode not in caps.modes:
-        raise mode_refusal(mode, where, caps, [n for n in backends_supporting(mode) if n != backend.name])
+    if mode not in caps.modes:  # other models of this backend may do it (HunyuanVideo does not edit, Wan does)
+        raise mode_refusal(mode, where, caps, backends_supporting(mode, models_of=backend.name))
     if len(request.references) > caps.max_references:
-        others = [n for n in backends_supporting(mode, len(request.references)) if n != backend.name]
+        others = backends_supporting(mode, len(request.references), models_of=backend.name)
         raise InvalidRequest(
             "references", f"has {len(request.references)} images; {where} takes at most {caps.max_references}",
             value=len(request.references), allowed=f"1 to {caps.max_references} images; "
