@@ -204,8 +204,8 @@ def _mode_words(the_plan: Plan) -> str:
     """The mode's inputs for people: the strength of an edit, which keyframes, how many references."""
     p, r = the_plan.params, the_plan.request
     words = MODE_NAMES.get(p.mode, p.mode).split(" (")[0]
-    if p.mode == "edit":
-        return f"{words} of {r.source_video}, strength {p.strength:g}"
+    if p.mode == "edit":  # an engine without a strength setting records none
+        return f"{words} of {r.source_video}" + (f", strength {p.strength:g}" if p.strength is not None else "")
     if p.mode == "keyframes":
         return f"{words}: " + " and ".join(k for k, v in (("first", r.image), ("last", r.last_image)) if v is not None)
     if p.mode == "references":

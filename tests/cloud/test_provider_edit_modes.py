@@ -16,6 +16,7 @@ import pytest
 import kinema
 from kinema import engine
 from kinema.errors import InvalidRequest
+from kinema.request import VideoRequest
 
 from .cases import CASES, FAST, Case
 
@@ -109,6 +110,9 @@ def test_runway_edit_sends_the_clip_to_video_to_video(start: Any, tmp_path: Path
     assert [r.path for r in fake.log if r.method == "POST"] == ["/v1/video_to_video"]
     assert result.recipe["mode"] == "edit" and result.recipe["model"] == "aleph2"
     assert result.recipe["num_frames"] == 16 and result.recipe["width"] == 96 and result.recipe["height"] == 64
+    assert result.recipe["strength"] is None  # aleph2 has no strength: none is recorded (not a default it ignores)
+    planned = kinema.plan(VideoRequest(prompt=PROMPT, backend="runway", source_video=str(clip), seed=7))
+    assert planned.params.strength is None and ", strength" not in str(planned)
 
 
 def test_runway_edit_uploads_a_clip_too_large_for_a_data_uri(start: Any, tmp_path: Path,

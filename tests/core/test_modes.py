@@ -207,3 +207,26 @@ def test_cli_edit_plan_and_refusals(clip: Path, png: Path) -> None:
     assert res.exit_code == 0 and "keyframes" in res.stdout
     res = runner.invoke(app, ["generate", "a ball", "--reference", str(png), "--reference", str(png), "--plan"])
     assert res.exit_code == 2 and "references" in res.output and "reference images" in res.output
+
+
+class NoStrengthEditor(RefsBackend):
+    """An editing engine without a strength setting (as Runway's aleph2)."""
+
+    name = "nostrength"
+
+    def capabilities(self, model: str | None = None) -> Capabilities:
+        return Capabilities(modes=("t2v", "edit"), default_strength=None, default_size=(16, 16), default_frames=4,
+                            default_fps=4)  # fmt: skip
+
+
+def test_an_engine_without_strength_refuses_one_and_records_none(monkeypatch: pytest.MonkeyPatch,
+                                                                   clip: Path) -> None:  # fmt: skip
+    monkeypatch.setattr(registry, "_factories", dict(registry._factories))
+    monkeypatch.setattr(registry, "_instances", dict(registry._instances))
+    kinema.register_backend("nostrength", NoStrengthEditor)
+    with pytest.raises(InvalidRequest) as info:
+        kinema.plan(VideoRequest(prompt="x", source_video=str(clip), strength=0.3, backend="nostrength"))
+    assert info.value.field == "strength" and "no strength setting" in info.value.message
+    planned = kinema.plan(VideoRequest(prompt="x", source_video=str(clip), backend="nostrength"))
+    assert planned.params.mode == "edit" and planned.params.strength is None
+    assert ", strength" not in str(planned) and planned.to_dict()["strength"] is None

@@ -111,14 +111,15 @@ class Capabilities:
 
     Modes beyond text-to-video (``kinema.request.MODES``) have their own limits: ``max_references`` images for
     "references", at most ``edit_max_frames`` frames for "edit" and ``keyframes_max_frames`` for "keyframes"
-    (None: the general frame rule alone), and ``default_strength`` for an edit that gives none.
+    (None: the general frame rule alone), and ``default_strength`` for an edit that gives none (None: the engine has
+    no strength setting, so an explicit one is refused rather than silently dropped, and none is recorded).
     """
 
     modes: tuple[str, ...] = ("t2v",)
     max_references: int = 0
     edit_max_frames: int | None = None
     keyframes_max_frames: int | None = None
-    default_strength: float = 0.6
+    default_strength: float | None = 0.6
     default_size: tuple[int, int] = (64, 64)
     sizes: tuple[tuple[int, int], ...] | None = None
     size_multiple: int = 1
@@ -372,6 +373,9 @@ class BaseBackend:
                                  f"{MODE_NAMES[mode]}", value=num_frames,
                                  allowed=f"at most {limit} frames ({limit / fps:.3g}s at {fps:g} fps)")  # fmt: skip
         strength = None
+        if mode == "edit" and caps.default_strength is None and request.strength is not None:
+            raise InvalidRequest("strength", f"{where} has no strength setting (how far the edit goes follows the "
+                                 "prompt)", value=request.strength, allowed="leave strength out")  # fmt: skip
         if mode == "edit":
             strength = request.strength if request.strength is not None else caps.default_strength
         warnings = BaseBackend._length_warnings(request, caps, fps, num_frames, where)

@@ -1653,7 +1653,9 @@ def _edit_kwargs(located: Located, pipe: Any, params: GenerationParams, kw: dict
     if name not in EDIT_STRENGTH_ARG:  # resolve() refuses this first; a caller that skips it gets the same answer
         raise InvalidRequest("source_video", f"{located.model} ({name}) does not edit clips",
                              allowed="Wan2.1 text-to-video, CogVideoX text-to-video and LTX-Video models")  # fmt: skip
-    strength = float(params.strength if params.strength is not None else located.capabilities.default_strength)
+    given = params.strength if params.strength is not None else located.capabilities.default_strength
+    assert given is not None, "every diffusers model that edits has a default strength (catalog)"
+    strength = float(given)
     frames = [_image(f, params.width, params.height) for f in source_frames(params, located.capabilities)]
     total = len(kw["timesteps"]) if "timesteps" in kw else int(kw["num_inference_steps"])
     run = edit_steps(total, strength)

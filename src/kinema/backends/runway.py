@@ -122,7 +122,7 @@ class RunwayBackend(RemoteBackend):
             frames = int(EDIT_SECONDS[1] * EDIT_MAX_FPS)
             return Capabilities(
                 modes=m.modes, default_size=(1280, 720), default_frames=120, max_frames=frames, default_fps=24.0,
-                edit_max_frames=frames, negative_prompt=False, max_prompt_chars=1000,
+                edit_max_frames=frames, negative_prompt=False, max_prompt_chars=1000, default_strength=None,
                 notes=f"video_to_video: keeps the source clip's length ({EDIT_SECONDS[0]:g}-{EDIT_SECONDS[1]:g} s, "
                       f"up to {EDIT_MAX_FPS:g} fps) and framing; no strength setting",
             )  # fmt: skip
