@@ -103,3 +103,19 @@ def test_bad_request_exits_2_before_anything_is_sent(video_bytes: bytes, monkeyp
         assert result.exit_code == 2
         assert "duration" in result.output and "10s" in result.output
         assert fake.submit_attempts == 0
+
+
+@pytest.mark.parametrize(("mode", "field"), [("i2v", "image"), ("keyframes", "last_image"), ("edit", "source_video"),
+                                             ("references", "references"), ("extend", "video")])  # fmt: skip
+def test_resume_refuses_a_mode_whose_input_was_data(tmp_path: Path, mode: str, field: str) -> None:
+    """A resume file keeps inputs given as paths or URLs only; one given as data cannot be rebuilt, and the request
+    must not silently become another mode."""
+    from kinema.backends.remote import write_resume_file
+
+    record = {"task_id": "t1", "backend": "kling", "output": str(tmp_path / "out.mp4"),
+              "info": {"mode": mode, "request": {"prompt": "a fox", "backend": "kling"}}}  # fmt: skip
+    path = write_resume_file(tmp_path / "out.mp4.task.json", record)
+    result = runner.invoke(app, ["resume", str(path)])
+    assert result.exit_code == 2, result.output
+    said = " ".join(result.output.split())
+    assert f"{field}:" in said and "does not hold" in said and "Traceback" not in said

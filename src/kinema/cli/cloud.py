@@ -35,6 +35,11 @@ def _resume_path(path: Path) -> Path:
     return resume_file_for(path)
 
 
+#: the input each mode is rebuilt from; a resume file keeps it only when it was a path or URL, never data
+_MODE_INPUT = {"i2v": "image", "keyframes": "last_image", "references": "references", "edit": "source_video",
+               "extend": "video"}  # fmt: skip
+
+
 def resume(
     path: Annotated[Path, typer.Argument(help="The output of the interrupted generation, or its .task.json file.")],
     output: Annotated[Path | None, typer.Option("-o", "--output", help="Save here instead.")] = None,
@@ -57,9 +62,13 @@ def resume(
             raise InvalidRequest("path", f"{record_path} holds no request to rebuild", value=str(record_path))
         fields["backend"] = record["backend"]
         fields["options"] = {**dict(fields.get("options") or {}), **parse_options(option)}
-        if info.get("mode") == "i2v" and not fields.get("image"):
-            raise InvalidRequest("image", "the interrupted generation started from an image given as data, which is "
-                                 "not stored; it cannot be rebuilt from the resume file")  # fmt: skip
+        needed = _MODE_INPUT.get(str(info.get("mode")))
+        if needed is not None and not fields.get(needed):
+            # without it the request would be rebuilt as another mode, and refused or planned differently
+            raise InvalidRequest(needed, f"the interrupted generation ({info.get('mode')}) started from {needed}, "
+                                 "which the resume file does not hold (it keeps inputs given as paths or URLs, never "
+                                 "data, and no clip to extend); it cannot be rebuilt from it",
+                                 allowed="start it again with the same input")  # fmt: skip
         request = VideoRequest(**fields)
         target = output or Path(str(record.get("output") or str(record_path)[: -len(".task.json")]))
         err.print(f"resuming {record['backend']} task {record['task_id']} -> {target}", highlight=False)
