@@ -32,6 +32,7 @@ from .errors import (
     ModelNotFound,
     ProviderError,
     ProviderTimeout,
+    RankLost,
     RateLimited,
 )
 from .planner import Plan, plan
@@ -73,4 +74,5 @@ __all__ = [
     "ProviderTimeout",
     "Cancelled",
     "GenerationFailed",
+    "RankLost",
 ]

@@ -14,6 +14,7 @@ KinemaError
  │    └── UrlExpired         a provider's signed output URL expired: fetch the task again for a fresh one
  ├── Cancelled               the caller cancelled the generation
  ├── GenerationFailed        anything else that broke while generating
+ │    └── RankLost           a process of a split (multi-GPU) run died: the group stopped; worth another attempt
  ├── WebhookVerificationError  a webhook delivery did not verify (headers, signature, timestamp)
  └── StoreError              the job store cannot give its guarantees (wrong pragmas, a network filesystem...)
 ```
@@ -39,6 +40,7 @@ __all__ = [
     "ProviderTimeout",
     "Cancelled",
     "GenerationFailed",
+    "RankLost",
     "MissingExtra",
     "URLRefused",
     "UrlExpired",
@@ -194,6 +196,14 @@ class GenerationFailed(KinemaError):
     """The backend failed for a reason that is not the caller's input."""
 
     code = "generation_failed"
+
+
+class RankLost(GenerationFailed):
+    """A process of a split run (one video on several GPUs) died under it: killed, out of memory, a node lost. The
+    whole group was stopped; unlike a failure the model itself reports, another attempt may well succeed, so the
+    job service retries it."""
+
+    code = "rank_lost"
 
 
 class WebhookVerificationError(KinemaError, ValueError):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import queue
+import signal
 import socket
 import threading
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .backends.parallel import degree, parse_parallel
-from .errors import Cancelled, GenerationFailed, InvalidRequest
+from .errors import Cancelled, GenerationFailed, InvalidRequest, RankLost
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -52,6 +53,7 @@ def _rank_main(
     use_cuda: bool,
     events: Any,
     cancel_flag: Any,
+    devices: list[int] | None = None,
 ) -> None:
     """One rank: join the group, run the request, and (rank 0) write the video and report back."""
     import torch
@@ -62,15 +64,16 @@ def _rank_main(
     from .request import VideoRequest
 
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    if use_cuda:
-        torch.cuda.set_device(rank)
+    device = (devices[rank] if devices else rank) if use_cuda else None
+    if device is not None:
+        torch.cuda.set_device(device)
     else:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // size))
     dist.init_process_group(
         "nccl" if use_cuda else "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=size
     )
     request = VideoRequest.model_validate_json(request_json)
-    options = {**request.options, "device": f"cuda:{rank}" if use_cuda else "cpu"}
+    options = {**request.options, "device": f"cuda:{device}" if device is not None else "cpu"}
     request = request.model_copy(update={"options": options})
     token = CancelToken()
 
@@ -105,9 +108,14 @@ def launch(
     output: str | Path | None = None,
     on_progress: Callable[[ProgressEvent], None] | None = None,
     cancel: CancelToken | None = None,
+    devices: list[int] | None = None,
 ) -> ParallelRun:
     """Run ``request`` on ``gpus`` processes (one per CUDA GPU, else CPU processes with gloo); rank 0 writes
-    ``output``. The request's seed must be set (every rank must draw the same noise)."""
+    ``output``. The request's seed must be set (every rank must draw the same noise).
+
+    ``devices``: the CUDA device indices to use, one per rank (default 0..gpus-1): a service worker running
+    several groups on one machine gives each its own GPUs. A rank that dies (killed, out of memory) stops the
+    group and raises :class:`~kinema.errors.RankLost`."""
     import torch
     import torch.multiprocessing as mp
 
@@ -125,6 +133,12 @@ def launch(
             allowed=f"degrees whose product is {gpus}, e.g. ulysses={gpus}",
         )
     use_cuda = torch.cuda.is_available()
+    if devices is not None and len(devices) != gpus:
+        raise InvalidRequest("devices", f"{len(devices)} devices for {gpus} processes", value=devices,
+                             allowed=f"{gpus} device indices")  # fmt: skip
+    if use_cuda and devices and max(devices) >= torch.cuda.device_count():
+        raise InvalidRequest("devices", f"device {max(devices)} is not visible ({torch.cuda.device_count()} are)",
+                             value=devices, allowed=f"0 to {torch.cuda.device_count() - 1}")  # fmt: skip
     if use_cuda and torch.cuda.device_count() < gpus:
         raise InvalidRequest(
             "gpus",
@@ -138,7 +152,16 @@ def launch(
     port = _free_port()
     group = mp.start_processes(
         _rank_main,
-        args=(gpus, port, request.model_dump_json(), str(output) if output else None, use_cuda, events, cancel_flag),
+        args=(
+            gpus,
+            port,
+            request.model_dump_json(),
+            str(output) if output else None,
+            use_cuda,
+            events,
+            cancel_flag,
+            list(devices) if devices else None,
+        ),
         nprocs=gpus,
         join=False,
         start_method="spawn",
@@ -164,11 +187,17 @@ def launch(
                 if group.join(timeout=0):
                     break
             except mp.ProcessExitedException as exc:
-                # one rank died (killed, or failed): join() has stopped the others; the run fails as a whole
-                raise GenerationFailed(
-                    failure or f"rank {exc.error_index} exited with code {exc.exit_code}; the whole group was stopped"
+                # one rank died without raising (a signal, out of memory: a rank that raises is the branch below):
+                # join() has stopped the others and the run fails as a whole, in a way another attempt may not
+                raise RankLost(
+                    f"rank {exc.error_index} exited with code {exc.exit_code}; the whole group was stopped"
                 ) from None
             except mp.ProcessRaisedException:
+                # a rank may raise only because a peer was killed under it (its collective lost the connection);
+                # SIGKILL (the OOM killer's, a kill -9) is never join()'s own, which stops the others with SIGTERM
+                killed = [i for i, p in enumerate(group.processes) if p.exitcode == -signal.SIGKILL]
+                if killed:
+                    raise RankLost(f"rank {killed[0]} was killed; the whole group was stopped") from None
                 raise GenerationFailed(failure or "a rank failed; the whole group was stopped") from None
         while outcome is None:  # the last messages may still be in the queue
             try:

@@ -19,7 +19,8 @@ import pytest
 import kinema
 from kinema.backends.base import CancelToken
 from kinema.backends.parallel import check_parallel, parse_parallel
-from kinema.errors import Cancelled, GenerationFailed, InvalidRequest
+from kinema.builtin.evaluate import psnr
+from kinema.errors import Cancelled, InvalidRequest, RankLost
 from kinema.launch import launch
 from kinema.video import Video
 
@@ -68,7 +69,7 @@ def test_a_killed_rank_stops_the_group(tiny_checkpoint: Tiny) -> None:
             killed.append(ranks[-1].pid)  # type: ignore[arg-type]
             os.kill(ranks[-1].pid, signal.SIGKILL)  # type: ignore[arg-type]
 
-    with pytest.raises(GenerationFailed, match="rank"):
+    with pytest.raises(RankLost, match="rank"):  # a death, not the model's own failure: worth another attempt
         launch(request(tiny_checkpoint, steps=200, ulysses=2), gpus=2, on_progress=kill_a_rank_once_denoising)
     assert killed
     assert not multiprocessing.active_children(), "the other rank was stopped too"
@@ -112,3 +113,70 @@ def test_launch_refuses_a_mismatched_group_before_starting(tiny_checkpoint: Tiny
     with pytest.raises(InvalidRequest) as info:
         launch(request(tiny_checkpoint, ulysses=2), gpus=4)
     assert info.value.field == "options.ulysses"
+
+
+# -- the job service's split worker (kinema worker --gpus-per-job N) ------------------------------------------------
+
+
+def _service(tmp_path: Path, **overrides: Any) -> tuple[Any, Any]:
+    from kinema.service.config import ServiceConfig
+    from kinema.service.store import Store
+
+    cfg = ServiceConfig(data_dir=tmp_path / "data", workers=1, lease_seconds=30.0, heartbeat_seconds=0.5,
+                        reap_interval=0.5, warm_up=False, gpus_per_job=2, **overrides)  # fmt: skip
+    cfg.ensure_dirs()
+    return cfg, Store(cfg.db_path)
+
+
+def _wait(store: Any, job_id: str, done: Callable[[Any], bool], timeout: float = 240.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = store.get(job_id)
+        if done(job):
+            return job
+        time.sleep(0.2)
+    raise AssertionError(f"job {job_id} still {store.get(job_id).status}")
+
+
+def test_a_split_worker_runs_a_diffusers_job_over_its_group(tiny_checkpoint: Tiny, tmp_path: Path) -> None:
+    from kinema.service.worker import WorkerPool
+
+    cfg, store = _service(tmp_path)
+    single = Video.open(kinema.run(request(tiny_checkpoint), output=tmp_path / "one.mp4").path).frames  # type: ignore[arg-type]
+    asked = request(tiny_checkpoint).model_dump(mode="json", exclude_none=True)
+    job = store.submit_job(owner="o", request=asked, summary={})
+    pool = WorkerPool(store, cfg, threads=1)
+    pool.start(housekeeping=False)
+    try:
+        done = _wait(store, job.id, lambda j: j.status in ("completed", "failed"))
+    finally:
+        pool.stop()
+    assert done.status == "completed", done.error
+    assert done.result["recipe"]["options"]["ulysses"] == 2  # split over the worker's group, recorded
+    served = Video.open(done.output_path).frames
+    # the single-process frames, both through the same MP4 encoder (the split equals them up to float rounding)
+    assert psnr(served, single) > 40
+    assert pool.gpu_groups is not None and pool.gpu_groups.qsize() == 1  # the group is free again
+
+
+def test_a_rank_killed_under_a_service_job_is_retried(tiny_checkpoint: Tiny, tmp_path: Path) -> None:
+    import multiprocessing
+
+    from kinema.service.worker import WorkerPool
+
+    cfg, store = _service(tmp_path, retry_backoff=0.1)
+    asked = request(tiny_checkpoint, steps=60).model_dump(mode="json", exclude_none=True)
+    job = store.submit_job(owner="o", request=asked, summary={}, max_attempts=3)
+    pool = WorkerPool(store, cfg, threads=1)
+    pool.start(housekeeping=False)
+    try:
+        _wait(store, job.id, lambda j: j.progress > 0)
+        ranks = [p for p in multiprocessing.active_children() if p.pid is not None]
+        assert len(ranks) >= 2
+        os.kill(ranks[-1].pid, signal.SIGKILL)  # type: ignore[arg-type]
+        done = _wait(store, job.id, lambda j: j.status in ("completed", "failed"))
+    finally:
+        pool.stop()
+    assert done.status == "completed" and done.attempts == 2, (done.status, done.error)
+    first = store.attempts_of(job.id)[0]
+    assert first["outcome"] == "retry" and "rank" in str(first.get("error"))  # RankLost: retried, not failed

@@ -94,6 +94,9 @@ class ServiceConfig:
     workers: int = 1
     #: load the default backend's model in the background when workers start, so the first job does not wait for it
     warm_up: bool = True
+    #: GPUs each diffusers job is split over (context parallelism, ``kinema worker --gpus-per-job``); 1 = no split.
+    #: Each of the ``workers`` claim loops takes its own group of this many GPUs (docs/cluster.md)
+    gpus_per_job: int = 1
     #: the job store: ``postgresql://...`` for several API replicas and workers (docs/cluster.md); default
     #: ``KINEMA_DATABASE_URL``, else SQLite in the data dir
     database_url: str | None = None

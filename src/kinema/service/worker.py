@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import queue
 import secrets
 import signal
 import socket
@@ -28,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from ..backends.base import CancelToken
-from ..errors import Cancelled, InvalidRequest, KinemaError, ProviderError, RateLimited
+from ..errors import Cancelled, InvalidRequest, KinemaError, ProviderError, RankLost, RateLimited
 from ..errors import error_dict as kinema_error_dict
 from ..progress import ProgressEvent
 from .config import ServiceConfig
@@ -177,6 +178,27 @@ def error_dict(exc: BaseException) -> dict[str, Any]:
     return {"code": code, "message": d["message"], "param": d["field"], "type": kind}
 
 
+def gpu_groups(per_job: int, loops: int) -> queue.Queue[list[int] | None]:
+    """``loops`` groups of ``per_job`` CUDA devices each (0..per_job-1, then the next ones), as a queue a claim loop
+    takes one from for a job; refused when the machine has too few. Without CUDA (CPU ranks with gloo, as the tests
+    run) the groups are None: the ranks have no devices to pick."""
+    import torch
+
+    groups: queue.Queue[list[int] | None] = queue.Queue()
+    if not torch.cuda.is_available():
+        for _ in range(loops):
+            groups.put(None)
+        return groups
+    visible = torch.cuda.device_count()
+    if per_job * loops > visible:
+        raise InvalidRequest("gpus_per_job", f"{loops} worker(s) x {per_job} GPUs per job need {per_job * loops} "
+                             f"GPUs; {visible} are visible", value=per_job,
+                             allowed=f"workers x gpus_per_job <= {visible}")  # fmt: skip
+    for i in range(loops):
+        groups.put(list(range(i * per_job, (i + 1) * per_job)))
+    return groups
+
+
 class WorkerPool:
     """Claim loops + housekeeping for one process. ``start()``, then ``stop()``; see the module docstring."""
 
@@ -205,6 +227,10 @@ class WorkerPool:
         #: set once the start-up warm-up has ended (loaded, failed or skipped)
         self.warmed = threading.Event()
         self._warm_thread: threading.Thread | None = None
+        #: with ``config.gpus_per_job`` > 1: the free GPU groups, one per claim loop (taken for a job's run)
+        self.gpu_groups: queue.Queue[list[int] | None] | None = None
+        if config.gpus_per_job > 1:
+            self.gpu_groups = gpu_groups(config.gpus_per_job, max(1, self.threads))
         config.ensure_dirs()
 
     # -- lifecycle ------------------------------------------------------------------------------------------
@@ -358,7 +384,10 @@ class WorkerPool:
                 retry = None
                 # submit_unconfirmed: a task may exist at the provider; another attempt could pay twice, so the job
                 # fails for review (kinema jobs retry) instead
-                if isinstance(exc, ProviderError) and exc.provider_code != "submit_unconfirmed":
+                transient = isinstance(exc, RankLost) or (
+                    isinstance(exc, ProviderError) and exc.provider_code != "submit_unconfirmed"
+                )  # a split run's process died under it, or the provider failed for now
+                if transient:
                     retry = self.config.retry_backoff * 2 ** (ctx.attempt - 1)
                     if isinstance(exc, RateLimited) and exc.retry_after:
                         retry = max(retry, exc.retry_after)
