@@ -5,6 +5,7 @@ from __future__ import annotations
 import platform
 import re
 from pathlib import Path
+from typing import Any
 
 BENCHMARKS = Path(__file__).resolve().parent.parent / "BENCHMARKS.md"
 HEADER = """# Benchmarks
@@ -28,3 +29,13 @@ def write_section(name: str, body: str) -> None:
     pattern = re.compile(re.escape(start) + ".*?" + re.escape(end), re.S)
     text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
     BENCHMARKS.write_text(text)
+
+
+def emit(name: str, text: str, figures: dict[str, Any], *, as_json: bool, write: bool) -> None:
+    """Print a GPU benchmark's result (``figures`` as one JSON object, or the table ``text``) and, when ``write``,
+    replace its section of BENCHMARKS.md with ``text``."""
+    import json
+
+    print(json.dumps(figures) if as_json else text)
+    if write:
+        write_section(name, text)

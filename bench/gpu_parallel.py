@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import os
 import statistics
 import sys
@@ -213,14 +212,10 @@ def main(argv: list[str] | None = None) -> int:
         rows = [plain_diffusers(folder, size, steps, device), kinema_one(folder, size, steps, device)]
         rows += [kinema_split(folder, size, steps, device, g, Path(tmp)) for g in groups]
     text = report(gpu, steps, size, rows, args.tiny)
-    if args.json:
-        print(json.dumps({"gpu": gpu, "steps": steps, "size": size, "rows": [asdict(r) for r in rows]}))
-    else:
-        print(text)
-    if not args.tiny and not args.no_write:
-        from _report import write_section
+    from _report import emit
 
-        write_section("gpu_parallel", text)
+    figures = {"gpu": gpu, "steps": steps, "size": size, "rows": [asdict(r) for r in rows]}
+    emit("gpu_parallel", text, figures, as_json=args.json, write=not args.tiny and not args.no_write)
     return 0
 
 

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import os
 import sys
 import tempfile
@@ -286,14 +285,10 @@ def main(argv: list[str] | None = None) -> int:
             build_checkpoint(folder, args.tiny, device)
         rows = [run_setup(name, folder, device, call) for name in setups]
     text = report(gpu, steps, size, rows, args.tiny)
-    if args.json:
-        print(json.dumps({"gpu": gpu, "steps": steps, "size": size, "rows": [asdict(r) for r in rows]}))
-    else:
-        print(text)
-    if not args.tiny and not args.no_write:
-        from _report import write_section
+    from _report import emit
 
-        write_section("gpu_wan", text)
+    figures = {"gpu": gpu, "steps": steps, "size": size, "rows": [asdict(r) for r in rows]}
+    emit("gpu_wan", text, figures, as_json=args.json, write=not args.tiny and not args.no_write)
     return 0
 
 

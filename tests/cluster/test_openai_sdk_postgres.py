@@ -14,6 +14,7 @@ import pytest
 from kinema.service.stores import open_store
 
 from .test_replicas import Cluster, _wait
+from .test_replicas import cluster as cluster  # the fixture: an API process and a worker process on PostgreSQL
 
 openai = pytest.importorskip("openai")
 pytest.importorskip("psycopg")
@@ -26,19 +27,6 @@ def _png() -> bytes:
     buf = io.BytesIO()
     Image.new("RGB", (48, 32), (200, 40, 40)).save(buf, format="PNG")
     return buf.getvalue()
-
-
-@pytest.fixture
-def cluster(pg_server: Any, tmp_path: Path, builtin_weights: Path) -> Any:
-    url = pg_server.new_database("sdk")
-    logs = tmp_path / "logs"
-    logs.mkdir()
-    c = Cluster(url, tmp_path / "data", logs, builtin_weights)
-    try:
-        yield c
-    finally:
-        c.stop()
-        pg_server.drop_database(url)
 
 
 def test_openai_sdk_against_an_api_and_a_worker_process_on_postgres(cluster: Cluster, tmp_path: Path) -> None:
