@@ -5,6 +5,7 @@ in one process: tests/service/test_openai_sdk.py). Create (JSON and multipart), 
 from __future__ import annotations
 
 import io
+import os
 from pathlib import Path
 from typing import Any
 
@@ -29,14 +30,25 @@ def _png() -> bytes:
     return buf.getvalue()
 
 
-def test_openai_sdk_against_an_api_and_a_worker_process_on_postgres(cluster: Cluster, tmp_path: Path) -> None:
+@pytest.mark.parametrize("worker", ["plain", "ray"])
+def test_openai_sdk_against_an_api_and_a_worker_process_on_postgres(
+    cluster: Cluster, tmp_path: Path, worker: str, request: pytest.FixtureRequest
+) -> None:
     store = open_store(cluster.url)  # migrates the fresh database before the processes start
     try:
         secret = store.create_key("sdk")[1]
     finally:
         store.close()
     base = cluster.api("api")
-    cluster.worker("worker")
+    if worker == "ray":  # kinema worker --ray joining the session's Ray (as --address auto finds a host's own)
+        ray = pytest.importorskip("ray")
+        request.getfixturevalue("ray_session")
+        cluster.env.update(os.environ)  # what ray.init set (the session's auth token) reaches the worker process
+        address = ray.get_runtime_context().gcs_address
+        cluster._start("worker", "worker", "--ray", "--address", address, "--gpu-actors", "0", "--cpu-actors", "1",
+                       "--lease", "5", "--quiet")  # fmt: skip
+    else:
+        cluster.worker("worker")
 
     def up() -> bool:
         try:
