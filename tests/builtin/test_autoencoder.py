@@ -47,6 +47,43 @@ def test_shapes_and_compression() -> None:
     assert AEConfig().factor == 8 and AEConfig().latent == 16  # the default: 128x128 -> 16x16x16 per frame
 
 
+@pytest.mark.parametrize("name", ["c32", "f4"])
+def test_larger_latent_configs_round_trip(name: str, tmp_path: Path) -> None:
+    """The second run's candidates: twice the pilot's latent values, as more channels (c32) or a finer grid (f4);
+    shapes, the export and the loading all follow the config."""
+    cfg = AEConfig(**AE_CONFIGS[name])
+    factor, latent = {"c32": (8, 32), "f4": (4, 8)}[name]
+    assert (cfg.factor, cfg.latent) == (factor, latent)
+    assert latent * (128 // factor) ** 2 == 2 * 16 * 16 * 16  # per 128x128 frame, twice the pilot's 16x16x16
+    torch.manual_seed(0)
+    m = VideoAutoencoder(cfg).eval()
+    x = torch.rand(1, 3, 2, 32, 48) * 2 - 1
+    z = m.encode(x)
+    assert z.shape == (1, latent, 2, 32 // factor, 48 // factor)
+    assert m.decode(z).shape == x.shape
+    loaded, _ = load_autoencoder(save_autoencoder(m, tmp_path / "ae.safetensors"))
+    assert loaded.cfg == cfg and loaded.cfg != AEConfig()
+    with torch.no_grad():
+        assert torch.allclose(loaded.decode(loaded.encode(x)), m.decode(z), atol=2e-2)  # fp16 weights
+
+
+PILOT = Path("/work/scratch/v2/pilot/autoencoder.safetensors")
+
+
+def test_the_pilot_config_still_loads(tmp_path: Path) -> None:
+    """The pilot's weights file (if this machine has it, else one exported with the default config) loads as the
+    default config with all its tensors: the presets added since did not change the default."""
+    path = PILOT
+    if not path.is_file():
+        path = save_autoencoder(VideoAutoencoder(AEConfig(**AE_CONFIGS["cpu"])), tmp_path / "ae.safetensors")
+    model, _ = load_autoencoder(path)
+    assert model.cfg == AEConfig() == AEConfig(**AE_CONFIGS["cpu"])
+    assert sum(p.numel() for p in model.parameters()) == 1_595_539  # the pilot's count (docs/builtin-v2.md)
+    with torch.no_grad():
+        z = model.encode(torch.zeros(1, 3, 1, 128, 128))
+    assert z.shape == (1, 16, 1, 16, 16)
+
+
 def test_frames_are_encoded_alone() -> None:
     """Image-to-video needs frame 0's latent to be the given image's, whatever the other frames hold."""
     m = _tiny()
@@ -76,6 +113,13 @@ def test_loss_sees_edges() -> None:
     # the same pixel error counts more with the gradient term: blur loses edges
     assert _loss(blurred, x, 0.5) > _loss(blurred, x, 0.0) > 0
     assert psnr(x, x) > 100 > psnr(blurred, x) > 0
+    # the squared-error term adds the mean squared error, times its weight; it weighs large errors more than L1
+    mse = (blurred - x).square().mean()
+    assert torch.allclose(_loss(blurred, x, 0.5, 4.0), _loss(blurred, x, 0.5) + 4.0 * mse)
+    one_big, many_small = x.clone(), x + 0.01
+    one_big.view(-1)[0] += 0.01 * x.numel()  # the same L1 error, in one pixel
+    assert torch.allclose(_loss(one_big, x, 0.0), _loss(many_small, x, 0.0), atol=1e-5)
+    assert _loss(one_big, x, 0.0, 1.0) > _loss(many_small, x, 0.0, 1.0) + 0.01  # 0.0192 against 0.0001
 
 
 def test_training_learns_a_round_trip(tmp_path: Path) -> None:
@@ -143,6 +187,12 @@ def test_config_is_checked() -> None:
         _cfg(stop_after=13)
     with pytest.raises(InvalidRequest):
         AETrainConfig(ae="nope")
+    with pytest.raises(InvalidRequest):
+        _cfg(l2_weight=-1.0)
+    assert AETrainConfig(ae="f4", crop=12).crop == 12  # f4's latent cells are 4 pixels wide
+    with pytest.raises(InvalidRequest):
+        AETrainConfig(ae="f4", crop=10)
+
     assert replace(_cfg(), crop=0).crop == 0
 
 

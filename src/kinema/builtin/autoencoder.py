@@ -9,6 +9,7 @@ Design, and why (docs/builtin-v2.md has the measurements):
     can patch 2 or 4 latent frames into one token. Temporal compression (Wan / LTX causal VAEs) is possible later.
   - 8x spatial: 128x128x3 -> 16x16xC (C=16 by default, 12x fewer values than pixels). The encoder first folds 2x2
     pixels into channels (pixel-unshuffle: lossless and cheap), then halves the size twice with strided convs.
+    The factor is 2 ** len(widths): two widths give 4x (32x32xC), the ``f4`` preset.
   - The decoder upsamples by nearest neighbour + 3x3 conv three times and ends in two 3x3 convs at full size:
     every output pixel mixes a neighbourhood, so the 8x8 cells of the latent leave no edges.
   - The latent is unit-scaled by construction: a BatchNorm without affine parameters at the encoder's output, whose
@@ -19,7 +20,8 @@ Design, and why (docs/builtin-v2.md has the measurements):
   - Residual blocks without normalization (two 3x3 convs, the second zero-initialised, as in Fixup): norms are the
     slowest part of a small conv net on a CPU, and decoding must be cheap (the whole v2 clip has a 2 s budget).
 
-Shapes: B batch, F frames, H x W pixels (128 x 128), C latent channels, h x w = H/8 x W/8 latent size.
+Shapes: B batch, F frames, H x W pixels (128 x 128), C latent channels, f = ``AEConfig.factor`` (8 by default, 4 for
+``f4``), h x w = H/f x W/f latent size; "H/8" below is H/f for another factor.
 Model space is [-1, 1] like ``sampling.to_model_space``.
 """
 
@@ -60,7 +62,10 @@ class AEConfig:
 
 AE_CONFIGS: dict[str, dict[str, Any]] = {
     "tiny": dict(latent=4, widths=[8, 8, 16], blocks=[1, 0, 1], out_width=8),  # tests: seconds on a CPU
-    "cpu": dict(),
+    "cpu": dict(),  # the pilot: 8x, 16x16x16 per 128x128 frame (docs/builtin-v2.md)
+    # candidates of the second run (docs/builtin-v2.md, "Closing the gap"), each with twice the pilot's latent values
+    "c32": dict(latent=32),  # 8x, 16x16x32: more channels on the same grid
+    "f4": dict(latent=8, widths=[48, 96], blocks=[1, 2]),  # 4x, 32x32x8: finer grid, bottom level at 32x32
 }
 
 

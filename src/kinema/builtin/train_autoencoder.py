@@ -1,13 +1,14 @@
 """Training stage 1 of the built-in model v2: the video autoencoder (``autoencoder.py``).
 
-``python -m kinema.builtin.train_autoencoder --out DIR [--config cpu] [--steps N] [--time-limit S] [--init FILE]``
+``python -m kinema.builtin.train_autoencoder --out DIR [--ae cpu|c32|f4] [--steps N] [--time-limit S] [--init FILE]``
 
 The autoencoder works per frame, so it trains on single frames: random 8-aligned crops (64x64 by default) of random
 frames of clips that ``world.py`` renders at 128x128. A crop costs a quarter of a frame and the network is fully
-convolutional; aligning crops to the latent's 8-pixel cells keeps the strided convs on the same phase as on whole
-frames. Loss: L1 on pixels plus ``grad_weight`` times L1 on their horizontal and vertical differences (edges stay
-sharp: a sun disc's rim, a subject's outline), with Gaussian noise on the latent (``AEConfig.latent_noise``).
-Weights are exported as their exponential moving average.
+convolutional; aligning crops to the latent's 8-pixel cells (4 for ``f4``) keeps the strided convs on the same phase
+as on whole frames. Loss: L1 on pixels plus ``grad_weight`` times L1 on their horizontal and vertical differences
+(edges stay sharp: a sun disc's rim, a subject's outline), optionally plus ``l2_weight`` times the mean squared error,
+with Gaussian noise on the latent (``AEConfig.latent_noise``). Weights are exported as their exponential moving
+average.
 
 Stages and resumption: every ``checkpoint_every`` steps the run writes ``autoencoder.safetensors`` (EMA weights) and
 ``ae_state.pt`` (weights, optimizer, random states, the pool's chunks) into the output folder. Started again on
@@ -62,6 +63,8 @@ class AETrainConfig:
     grad_clip: float = 1.0
     ema: float = 0.999
     grad_weight: float = 0.5  # weight of the L1 loss on pixel differences (edges)
+    # weight of a squared-error term beside L1 (PSNR is a squared-error measure); on [-1, 1] pixels, 0 = L1 only
+    l2_weight: float = 0.0
     seed: int = 0
     initial_clips: int = 512
     clips_per_refresh: int = 64
@@ -88,7 +91,7 @@ class AETrainConfig:
         factor = AEConfig(**AE_CONFIGS[self.ae]).factor
         for name in ("steps", "batch_size", "frames", "initial_clips", "refresh_every", "log_every"):
             need(getattr(self, name) >= 1, name, "an integer >= 1")
-        for name in ("warmup", "weight_decay", "clips_per_refresh", "checkpoint_every", "grad_weight"):
+        for name in ("warmup", "weight_decay", "clips_per_refresh", "checkpoint_every", "grad_weight", "l2_weight"):
             need(getattr(self, name) >= 0, name, ">= 0")
         need(self.size >= factor and self.size % factor == 0, "size", f"a multiple of {factor}")
         need(self.crop == 0 or (factor <= self.crop <= self.size and self.crop % factor == 0), "crop",
@@ -153,9 +156,12 @@ def _lr(step: int, cfg: AETrainConfig) -> float:
     return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
-def _loss(pred: torch.Tensor, target: torch.Tensor, grad_weight: float) -> torch.Tensor:
-    """L1 on pixels + ``grad_weight`` * L1 on horizontal and vertical differences. (N, 3, H, W) each."""
+def _loss(pred: torch.Tensor, target: torch.Tensor, grad_weight: float, l2_weight: float = 0.0) -> torch.Tensor:
+    """L1 on pixels + ``grad_weight`` * L1 on horizontal and vertical differences + ``l2_weight`` * mean squared
+    error. (N, 3, H, W) each, in [-1, 1]."""
     loss = (pred - target).abs().mean()
+    if l2_weight:  # L1's gradient has the same size for every error; the square's weighs the large ones more
+        loss = loss + l2_weight * (pred - target).square().mean()
     if grad_weight:
         for dim in (-1, -2):
             loss = loss + grad_weight * (pred.diff(dim=dim) - target.diff(dim=dim)).abs().mean()
@@ -268,7 +274,7 @@ def train_autoencoder(
         for group in opt.param_groups:
             group["lr"] = _lr(step, cfg)
         pred, z = model(x, z_noise)
-        loss = _loss(pred, x, cfg.grad_weight)
+        loss = _loss(pred, x, cfg.grad_weight, cfg.l2_weight)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
@@ -416,7 +422,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="with --eval-only: measure the latent's statistics again first")  # fmt: skip
     for f in fields(AETrainConfig):
         if f.name in ("ae", "steps", "seed", "time_limit", "init", "threads", "batch_size", "crop", "lr",
-                      "checkpoint_every", "stop_after"):  # fmt: skip
+                      "checkpoint_every", "stop_after", "min_lr", "warmup", "grad_weight", "l2_weight"):  # fmt: skip
             kind = {"float | None": float, "str | None": str, "int | None": int}.get(str(f.type), None)
             parser.add_argument("--" + f.name.replace("_", "-"), type=kind or type(f.default), default=None)
     args = parser.parse_args(argv)
