@@ -35,7 +35,7 @@ def test_cli_backends_lists_builtin() -> None:
 
 def test_every_area_registers_its_commands_in_order() -> None:
     names = list(get_command(app).commands)  # type: ignore[attr-defined]
-    assert names[:8] == ["generate", "info", "backends", "train", "eval", "models", "pull", "resume"]
+    assert names[:9] == ["generate", "info", "backends", "train", "eval", "explain", "models", "pull", "resume"]
     workflows = ["prompt", "batch", "storyboard", "enhance", "concat", "thumbnail"]
     assert [n for n in names if n in workflows] == workflows
     assert {"serve", "worker", "keys"} <= set(names)

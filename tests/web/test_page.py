@@ -204,9 +204,12 @@ def test_rerun_of_an_image_to_video_job_sends_its_image_again(open_page: Any, se
     page.set_input_files("#image", files=[{"name": "start.png", "mimeType": "image/png", "buffer": _png()}])
     page.fill("#prompt", "a red ball bouncing on green grass")
     _fast_settings(page, seed=42)
+    shown = "() => [...document.querySelectorAll('#gallery li.card')].map(c => c.dataset.id)"
+    earlier = page.evaluate(shown)  # other tests' cards on the same server: the new one is none of them
     page.click("#submit")
-    page.wait_for_function("() => document.querySelector('#gallery li.card')")
+    page.wait_for_function(f"() => ({shown})().some(id => !{json.dumps(earlier)}.includes(id))")
     first = _newest_id(page)
+    assert first not in earlier
     card = _card(page, first)
     card.locator(".status", has_text="completed").wait_for()
 

@@ -228,9 +228,12 @@ class KinemaActor:
         from .worker import apply_torch_threads
 
         # torch's default (every core of the node) in each of several actors on one node oversubscribes it; the
-        # actor's CPU share is what it may use (a fraction for the cloud pool's actors: 1 thread)
-        cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1.0)
-        self.torch_threads = apply_torch_threads(max(1, int(cpus)))
+        # actor's CPU share is what it may use (a fraction for the cloud pool's actors: 1 thread). Outside an actor
+        # (the object built directly, as tests do) there is no share to read: torch is left as it is
+        self.torch_threads: int | None = None
+        if ray.is_initialized() and ray.get_runtime_context().get_actor_id() is not None:
+            cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1.0)
+            self.torch_threads = apply_torch_threads(max(1, int(cpus)))
         self.slot = slot
         self.warm_models = max(1, warm_models)
         self.loaded: list[str] = []
