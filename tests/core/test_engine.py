@@ -19,6 +19,7 @@ def test_public_api_is_pinned() -> None:
         "CancelToken", "Backend", "BaseBackend", "BackendInfo", "Capabilities", "get_backend", "list_backends",
         "register_backend", "KinemaError", "InvalidRequest", "BackendUnavailable", "MissingExtra", "ModelNotFound",
         "ContentRejected", "ProviderError", "RateLimited", "ProviderTimeout", "Cancelled", "GenerationFailed",
+        "RankLost",
     ])  # fmt: skip
     for name in kinema.__all__:
         assert getattr(kinema, name) is not None
@@ -27,6 +28,7 @@ def test_public_api_is_pinned() -> None:
 def test_error_tree() -> None:
     assert issubclass(kinema.RateLimited, kinema.ProviderError)
     assert issubclass(kinema.ProviderTimeout, kinema.ProviderError)
+    assert issubclass(kinema.RankLost, kinema.GenerationFailed)  # a split run's dead rank: retried by the service
     for cls in (kinema.InvalidRequest, kinema.BackendUnavailable, kinema.ModelNotFound, kinema.ContentRejected,
                 kinema.ProviderError, kinema.Cancelled, kinema.GenerationFailed):  # fmt: skip
         assert issubclass(cls, kinema.KinemaError)
