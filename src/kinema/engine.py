@@ -218,6 +218,9 @@ def finish(
     recipe = build_recipe(the_plan.params, request, fmt=the_plan.format, timings=timings, cost=output.cost,
                           provider_task_id=output.provider_task_id, model_revision=output.model_revision,
                           warnings=warnings)  # fmt: skip
+    # how it ran (the pipeline class, dtype and device; a provider's raw status): not needed to reproduce the
+    # output, but what a user comparing two runs looks for first
+    recipe["engine"] = json_safe(output.extra)
     recipe.update(extra or {})
     video.metadata = recipe
     path: Path | None = None

@@ -87,8 +87,9 @@ class Plan:
             f"format       {d['format']}" + (f" -> {d['output']}" if d["output"] else ""),
             f"postprocess  {steps}",
         ]
-        if d["options"]:
-            lines.append(f"options      {d['options']}")
+        shown = {k: v for k, v in d["options"].items() if not k.startswith("_")}  # the backend's own notes: --json
+        if shown:
+            lines.append(f"options      {shown}")
         return "\n".join(lines)
 
 

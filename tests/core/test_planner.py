@@ -238,3 +238,13 @@ def test_front_doors_share_one_alias_table() -> None:
     with pytest.raises(kinema.InvalidRequest) as info:
         request_fields({"steps": 3, "num_inference_steps": 4})
     assert info.value.field == "steps"
+
+
+def test_the_printed_plan_leaves_the_backends_private_notes_to_json() -> None:
+    pytest.importorskip("diffusers")
+    the_plan = kinema.plan(kinema.VideoRequest(prompt="a fox", model="wan2.1-t2v-1.3b", options={"cache": "none"}),
+                           check_available=False)  # fmt: skip
+    private = [k for k in the_plan.to_dict()["options"] if k.startswith("_")]
+    assert private  # the diffusers backend's resolved settings ride along for --plan --json
+    text = str(the_plan)
+    assert "options      {'cache': 'none'}" in text and not any(k in text for k in private)

@@ -6,6 +6,7 @@ refusals before anything loads, the recipe that reproduces the clip, and the opt
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -152,6 +153,10 @@ def test_wan_edit_shares_the_loaded_weights_and_keeps_bf16(tiny_checkpoint: Tiny
     assert edit.recipe["source_video"]["sha256"] and "path" not in edit.recipe["source_video"]
     assert edit.recipe["options"]["_pipeline"] == {"class": "WanVideoToVideoPipeline", "strength_argument": "strength",
                                                    "strength": 0.5, "steps_run": 2, "steps": 4}  # fmt: skip
+    # how it ran, as a user comparing runs reads it: the pipeline, its dtype and device, never a local path
+    engine = edit.recipe["engine"]
+    assert (engine["pipeline"], engine["dtype"], engine["device"]) == ("WanVideoToVideoPipeline", "bfloat16", "cpu")
+    assert str(folder) not in json.dumps(edit.recipe["engine"])
     # and back: text-to-video again on the same modules, the same clip as before the edit
     again = run(folder, options={"dtype": "bfloat16"})
     assert type(loaded().pipe).__name__ == "WanPipeline" and loaded().pipe.transformer is first.transformer

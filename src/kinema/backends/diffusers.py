@@ -1015,8 +1015,9 @@ class DiffusersBackend(BaseBackend):
             frames = frames[: params.num_frames]
         from ..video import Video
 
+        # into the recipe as "engine": no local path (the recipe names the model, and travels with the file)
         extra: dict[str, Any] = {"pipeline": mode_class, "family": family.name, "device": device,
-                                 "dtype": str(dtype).split(".")[-1], "folder": str(located.folder),
+                                 "dtype": str(dtype).split(".")[-1],
                                  "scheduler": type(pipe.scheduler).__name__}  # fmt: skip
         if kwargs.get("negative_prompt") and not params.negative_prompt:
             extra["negative_prompt"] = "the model authors' default"
