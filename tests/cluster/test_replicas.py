@@ -229,9 +229,17 @@ def test_bench_cluster_quick_runs(pg_server: Any) -> None:
     finally:
         pg_server.drop_database(url)
     assert out.returncode == 0, out.stderr
-    rows = json.loads(out.stdout.splitlines()[-1])
+    figures = json.loads(out.stdout.splitlines()[-1])
+    rows = figures["scale_out"]
     assert [(r["store"], r["workers"]) for r in rows] == [("PostgreSQL", 1), ("PostgreSQL", 2), ("SQLite", 1),
                                                           ("SQLite", 2)]  # fmt: skip
     assert all(
         r["jobs"] == 3 and r["submits"] == 20 and r["submits_per_s"] > 0 and r["completed_per_s"] > 0 for r in rows
     )
+    claims = figures["claims"]
+    assert [(r["store"], r["threads"]) for r in claims] == [("PostgreSQL", 1), ("PostgreSQL", 4), ("SQLite", 1),
+                                                            ("SQLite", 4)]  # fmt: skip
+    assert all(r["jobs"] == 20 and r["claims_per_s"] > 0 for r in claims)
+    assert [r["store"] for r in figures["api"]] == ["PostgreSQL", "SQLite"]
+    assert all(0 < r["submit_p50_ms"] <= r["submit_p99_ms"] and r["polls_per_s"] > 0 for r in figures["api"])
+    assert figures["ray"] == [], "--quick skips the Ray phase"
