@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import shutil
 import signal
@@ -181,8 +182,8 @@ class Deployment:
 
 
 def _quantile(sorted_values: list[float], q: float) -> float:
-    """The nearest-rank quantile ``q`` of ascending values."""
-    return sorted_values[min(len(sorted_values) - 1, max(0, round(q * len(sorted_values) + 0.5) - 1))]
+    """The nearest-rank quantile ``q`` of ascending values: the ceil(q * n)-th."""
+    return sorted_values[min(len(sorted_values) - 1, max(0, math.ceil(q * len(sorted_values)) - 1))]
 
 
 def round_(dep: Deployment, workers: int, jobs: int, submits: int, seed: int) -> dict[str, float]:

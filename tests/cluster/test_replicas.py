@@ -201,7 +201,7 @@ def test_two_apis_two_workers_kill9_every_job_completes_exactly_once(cluster: Cl
 BENCH = Path(__file__).resolve().parents[2] / "bench" / "cluster.py"
 
 
-def test_bench_table_reports_ratios_against_one_worker() -> None:
+def _bench() -> Any:
     import importlib.util
 
     # by path, under a name of its own: "cluster" could be this test package
@@ -209,12 +209,32 @@ def test_bench_table_reports_ratios_against_one_worker() -> None:
     assert spec is not None and spec.loader is not None
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
+    return bench
 
+
+def test_bench_table_reports_ratios_against_one_worker() -> None:
+    bench = _bench()
     rows = [{"store": "S", "workers": 1, "submits_per_s": 100.0, "completed_per_s": 2.0},
             {"store": "S", "workers": 2, "submits_per_s": 50.0, "completed_per_s": 3.0}]  # fmt: skip
     lines = bench.table(rows).splitlines()
     assert lines[2] == "| S | 1 | 100.0 | 2.00 | 1.00x | 1.00x |"
     assert lines[3] == "| S | 2 | 50.0 | 3.00 | 0.50x | 1.50x |"
+
+
+def test_bench_tables_compare_the_stores_and_the_actors() -> None:
+    bench = _bench()
+    assert [bench._quantile(list(range(1, 101)), q) for q in (0.5, 0.99, 1.0)] == [50, 99, 100]  # nearest rank
+    claims = [{"store": "PostgreSQL", "threads": 1, "claims_per_s": 400.0},
+              {"store": "SQLite", "threads": 1, "claims_per_s": 1600.0},
+              {"store": "PostgreSQL", "threads": 4, "claims_per_s": 800.0}]  # fmt: skip
+    lines = bench.claims_table(claims).splitlines()
+    assert lines[2:] == ["| 1 thread | 400.0 | 1600.0 | 0.25x |", "| 4 threads | 800.0 | n/a | n/a |"]
+    api = [{"store": "PostgreSQL", "submit_p50_ms": 20.0, "submit_p99_ms": 90.0, "polls_per_s": 1500.0},
+           {"store": "SQLite", "submit_p50_ms": 10.0, "submit_p99_ms": 60.0, "polls_per_s": 1000.0}]  # fmt: skip
+    assert bench.api_table(api).splitlines()[3] == "| submit p99 (ms) | 90.0 | 60.0 | 1.50x |"
+    ray = [{"actors": 1, "jobs_per_min": 400.0, "load_start": 2.0, "load_end": 2.1},
+           {"actors": 2, "jobs_per_min": 700.0, "load_start": 2.0, "load_end": 1.9}]  # fmt: skip
+    assert bench.ray_table(ray).splitlines()[3] == "| 2 | 700.0 | 1.75x | 2.0, 1.9 |"
 
 
 @pytest.mark.slow
