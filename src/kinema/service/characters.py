@@ -29,8 +29,9 @@ from starlette.concurrency import run_in_threadpool
 
 from .auth import SECURED, authenticate_request, check_rate, owner_dependency
 from .errors import CREATE_RESPONSES, ERROR_RESPONSES, ApiError, validate_body
+from .forms import open_form, put_field, read_upload
 from .schemas import CharacterDeleted, CharacterObject, CreateCharacterBody
-from .security import ClipTooLarge, RequestRefused, check_clip
+from .security import ClipTooLarge, check_clip
 
 if TYPE_CHECKING:
     from .state import ServiceState
@@ -198,12 +199,7 @@ async def _read_form(request: Request, max_bytes: int) -> tuple[dict[str, Any], 
         raise ApiError(
             415, "send multipart/form-data with the fields name and video (a file)", code="unsupported_media_type"
         )
-    try:
-        form = await request.form(max_files=2, max_fields=16)
-    except Exception as exc:
-        if isinstance(exc, RequestRefused):  # BodyLimitMiddleware's: it answers 413 or 408 itself
-            raise
-        raise ApiError(400, f"the form could not be read ({type(exc).__name__})", code="invalid_form") from None
+    form = await open_form(request, max_files=2, max_fields=16)
     fields: dict[str, Any] = {}
     data: bytes | None = None
     for name, value in form.multi_items():
@@ -212,17 +208,11 @@ async def _read_form(request: Request, max_bytes: int) -> tuple[dict[str, Any], 
                 raise ApiError(400, f"{name}: files are accepted only as video", param=name)
             if data is not None:
                 raise ApiError(400, "video: given more than once", param="video")
-            data = await value.read(max_bytes + 1)
-            if len(data) > max_bytes:
-                raise ApiError(
-                    413, f"video: the clip is larger than {max_bytes} bytes", code="request_too_large", param="video"
-                )
+            data = await read_upload(value, max_bytes, "video", "clip")
         elif name == "video":
             raise ApiError(400, "video: must be an uploaded file", param="video")
-        elif name in fields:
-            raise ApiError(400, f"{name}: given more than once", param=name)
         else:
-            fields[name] = value
+            put_field(fields, name, value)
     return fields, data
 
 

@@ -36,11 +36,12 @@ from ..vocabulary import rename_field, request_fields, spoken_field
 from .admission import admit, limits, refusal
 from .characters import FRAMES_PER_CHARACTER, Character, character_frames, load_character
 from .errors import ApiError, validate_body
+from .forms import open_form, put_field, read_upload
 from .jsonio import json_response, loads_limited, parse_json_object
 from .modelref import check_model_ref
 from .safefetch import URLRefused
 from .schemas import CreateVideoBody, EditVideoBody, ImageReference, video_object
-from .security import RequestRefused, check_image
+from .security import check_image
 from .store import AdmissionRefused
 from .usage import check_budget
 
@@ -601,12 +602,7 @@ async def read_create_body(request: Request, config: ServiceConfig, *, video: bo
     if ctype == "application/json" or ctype.endswith("+json"):
         return parse_json_object(await request.body()), None
     if ctype in ("multipart/form-data", "application/x-www-form-urlencoded"):
-        try:
-            form = await request.form(max_files=3 + MAX_REFERENCES, max_fields=60)
-        except Exception as exc:
-            if isinstance(exc, RequestRefused):  # BodyLimitMiddleware's: it answers 413 or 408 itself
-                raise
-            raise ApiError(400, f"the form could not be read ({type(exc).__name__})", code="invalid_form") from None
+        form = await open_form(request, max_files=3 + MAX_REFERENCES, max_fields=60)
         fields: dict[str, Any] = {}
         uploads = Uploads()
         urls: list[str] = []
@@ -619,16 +615,16 @@ async def read_create_body(request: Request, config: ServiceConfig, *, video: bo
             elif _CHARACTER_NAME.match(name):
                 characters.append({"id": value})
             elif name == "video[id]" and video:
-                _put(fields, "video", {"id": value})
+                put_field(fields, "video", {"id": value})
             elif name == "video" and video:
                 raise ApiError(400, "video: give the clip as a file, or a completed video's id as the field "
                                     '"video[id]"', param="video")  # fmt: skip
             else:
-                _put(fields, name, value)
+                put_field(fields, name, value)
         if urls:
             fields["references"] = urls
         if characters:
-            _put(fields, "characters", characters)
+            put_field(fields, "characters", characters)
         elif "characters" in fields:
             try:
                 fields["characters"] = loads_limited(fields["characters"], "characters")
@@ -651,12 +647,6 @@ async def read_create_body(request: Request, config: ServiceConfig, *, video: bo
     raise ApiError(415, "send application/json or multipart/form-data", code="unsupported_media_type")
 
 
-def _put(fields: dict[str, Any], name: str, value: Any) -> None:
-    if name in fields:
-        raise ApiError(400, f"{name}: given more than once", param=name)
-    fields[name] = value
-
-
 async def _read_file(uploads: Uploads, name: str, value: Any, config: ServiceConfig, video: bool) -> None:
     """One file of a form, into ``uploads``; refused when the field takes no file or it is over its limit."""
     is_video = video and name == "video"
@@ -667,11 +657,7 @@ async def _read_file(uploads: Uploads, name: str, value: Any, config: ServiceCon
         raise ApiError(400, f"{name}: files are accepted only as {files}", param=name)
     if param != "references" and getattr(uploads, name) is not None:
         raise ApiError(400, f"{name}: given more than once", param=name)
-    data = await value.read(limit + 1)
-    if len(data) > limit:
-        what = "clip" if is_video else "image"
-        raise ApiError(413, f"{param}: the {what} is larger than {limit} bytes", code="request_too_large",
-                       param=param)  # fmt: skip
+    data = await read_upload(value, limit, param, "clip" if is_video else "image")
     if param == "references":
         uploads.references.append(data)
     else:
