@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from ..engine import Result
     from ..request import VideoRequest
     from .config import ServiceConfig
     from .store import Job
@@ -98,76 +99,82 @@ def run_video_job(ctx: AttemptContext) -> None:
     request = build_request(job)
     # written where it will be served from, under the attempt's names: publishing renames nothing
     work, thumb_work = attempt_outputs(cfg, job.id, ctx.attempt)
-    if pool.gpu_groups is not None and request.backend == "diffusers":
-        group = pool.gpu_groups.get()  # this loop's GPUs: free again when the job ends, whatever happens
-        try:
-            _run_on_group(ctx, request, group, work, thumb_work)
-        finally:
-            pool.gpu_groups.put(group)
-        return
     try:
-        result = run(request, output=work, on_progress=ctx.progress, cancel=ctx.token, on_task_id=ctx.on_task_id,
-                     resume_task_id=job.provider_task_id,
-                     # the job's id is the client token providers that take one get (Kling, ModelsLab): a crash
-                     # between their submit and the task id being recorded is found again by it, never paid twice
-                     resume_info={"client_token": job.id, **(job.provider_info or {}),
-                                  **remote_hooks(ctx)})  # fmt: skip
-        frames = result.video.frames
+        if pool.gpu_groups is not None and request.backend == "diffusers":
+            summary, frames = _run_on_group(ctx, request, work)
+        else:
+            result = run(request, output=work, on_progress=ctx.progress, cancel=ctx.token,
+                         on_task_id=ctx.on_task_id, resume_task_id=job.provider_task_id,
+                         # the job's id is the client token providers that take one get (Kling, ModelsLab): a crash
+                         # between their submit and the task id being recorded is found again by it, never paid
+                         # twice
+                         resume_info={"client_token": job.id, **(job.provider_info or {}),
+                                      **remote_hooks(ctx)})  # fmt: skip
+            summary, frames = _summary(result), result.video.frames
         write_thumbnail(frames[len(frames) // 2], thumb_work)
     except BaseException:  # failed, cancelled or aborted: this attempt publishes nothing
         _unlink(work, thumb_work, Path(str(work) + ".json"))
         raise
-    summary = {"seed": result.seed, "recipe": result.recipe, "cost": result.cost, "timings": result.timings,
-               "warnings": result.warnings, "provider_task_id": result.provider_task_id}  # fmt: skip
     publish_outputs(ctx, work, thumb_work, summary)
+
+
+def _summary(result: Result) -> dict[str, Any]:
+    """A finished generation as the job's stored result."""
+    return {"seed": result.seed, "recipe": result.recipe, "cost": result.cost, "timings": result.timings,
+            "warnings": result.warnings, "provider_task_id": result.provider_task_id}  # fmt: skip
 
 
 #: the modes a split run takes (the diffusers backend refuses ulysses/ring on edit, keyframes and references)
 SPLIT_MODES = ("t2v", "i2v")
 
 
-def _run_on_group(ctx: AttemptContext, request: VideoRequest, group: list[int] | None, work: Path,
-                  thumb_work: Path) -> None:  # fmt: skip
-    """A diffusers job on a worker with ``gpus_per_job`` > 1: split over the group's GPUs (``kinema.launch``, rank 0
-    writing ``work``), Ulysses over all of them unless the request sets its own split; a job the split cannot take
-    (an edit, keyframes, references, a setting refused at planning) runs on the group's first GPU instead. A rank
-    that dies raises RankLost, which the pool retries like a transient provider failure."""
+def _run_on_group(ctx: AttemptContext, request: VideoRequest, work: Path) -> tuple[dict[str, Any], Any]:
+    """A diffusers job on a worker with ``gpus_per_job`` > 1, on a group of GPUs taken for the run: split over them
+    (``kinema.launch``, rank 0 writing ``work``) when :func:`_split_request` allows, else on the group's first GPU.
+    A rank that dies raises RankLost, which the pool retries like a transient provider failure. Returns the job's
+    result and the frames."""
     from ..engine import run
-    from ..errors import InvalidRequest
     from ..launch import launch
-    from ..planner import plan
     from ..video import Video
 
-    n = ctx.pool.config.gpus_per_job
-    the_plan = plan(request)
-    options = dict(request.options)
-    if "ulysses" not in options and "ring" not in options:
-        options["ulysses"] = n
-    asked = request.model_copy(update={"seed": the_plan.params.seed, "options": options})
-    split: VideoRequest | None = asked
-    try:
-        if the_plan.params.mode not in SPLIT_MODES:
-            raise InvalidRequest("options.ulysses", f"a split run does not take {the_plan.params.mode}")
-        plan(asked)  # the split's own checks (offload, attention...), before any process starts
-    except InvalidRequest:
-        split = None
+    pool = ctx.pool
+    assert pool.gpu_groups is not None
+    n = pool.config.gpus_per_job
+    split = _split_request(request, n)
+    group = pool.gpu_groups.get()  # this loop's GPUs: free again when the run ends, whatever happens
     try:
         if split is not None:
             ranks = launch(split, gpus=n, output=work, on_progress=ctx.progress, cancel=ctx.token, devices=group)
-            seed, recipe, warnings = int(split.seed or 0), ranks.recipe, list(ranks.warnings)
-            frames = Video.open(work).frames
-        else:
-            device = {"device": f"cuda:{group[0]}"} if group else {}
-            alone = request.model_copy(update={"options": {**request.options, **device}})
-            result = run(alone, output=work, on_progress=ctx.progress, cancel=ctx.token)
-            seed, recipe, warnings, frames = result.seed, result.recipe, result.warnings, result.video.frames
-        write_thumbnail(frames[len(frames) // 2], thumb_work)
-    except BaseException:
-        _unlink(work, thumb_work, Path(str(work) + ".json"))
-        raise
-    summary = {"seed": seed, "recipe": recipe, "cost": None, "timings": {}, "warnings": warnings,
-               "provider_task_id": None}  # fmt: skip
-    publish_outputs(ctx, work, thumb_work, summary)
+            summary = {"seed": split.seed, "recipe": ranks.recipe, "cost": None, "timings": {},
+                       "warnings": list(ranks.warnings), "provider_task_id": None}  # fmt: skip
+            return summary, Video.open(work).frames
+        device = {"device": f"cuda:{group[0]}"} if group else {}
+        alone = request.model_copy(update={"options": {**request.options, **device}})
+        result = run(alone, output=work, on_progress=ctx.progress, cancel=ctx.token)
+        return _summary(result), result.video.frames
+    finally:
+        pool.gpu_groups.put(group)
+
+
+def _split_request(request: VideoRequest, n: int) -> VideoRequest | None:
+    """``request`` split over ``n`` processes (Ulysses over all of them unless it sets its own split; its seed fixed,
+    as every rank must draw the same noise), or None when a split cannot take it: an edit, keyframes, references
+    (:data:`SPLIT_MODES`), or a setting planning refuses together with a split (offload, attention...)."""
+    from ..errors import InvalidRequest
+    from ..planner import plan
+
+    the_plan = plan(request)
+    if the_plan.params.mode not in SPLIT_MODES:
+        return None
+    options = dict(request.options)
+    if "ulysses" not in options and "ring" not in options:
+        options["ulysses"] = n
+    split = request.model_copy(update={"seed": the_plan.params.seed, "options": options})
+    try:
+        plan(split)  # the split's own checks, before any process starts
+    except InvalidRequest:
+        return None
+    return split
 
 
 def publish_outputs(ctx: AttemptContext, work: Path, thumb_work: Path, summary: dict[str, Any],
