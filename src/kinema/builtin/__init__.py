@@ -2,8 +2,9 @@
 
 - ``world.py``: the procedural, captioned world it is trained on
 - ``model.py``: the diffusion transformer and its text encoder
-- ``sampling.py``: Euler sampling with classifier-free guidance and known frames
-- ``train.py``: ``kinema train builtin``
+- ``autoencoder.py``: v2's video autoencoder (the DiT of v2 works in its latent; its decoder draws the pixels)
+- ``sampling.py``: Euler sampling with classifier-free guidance and known frames, in pixels (v1) or the latent (v2)
+- ``train.py``: ``kinema train builtin`` (for v2, after ``train_autoencoder.py``'s stage)
 - ``evaluate.py``: ``kinema eval builtin`` (prompt adherence measured by detectors)
 - ``weights/``: the shipped weights (safetensors) and the model card
 
@@ -31,6 +32,8 @@ __all__ = [
     "weights_path",
 ]
 
+#: Checkpoint formats: v1 (the DiT alone, in pixel space) and v2 (the DiT in a latent, with its autoencoder).
+FORMATS = ("kinema-builtin-1", "kinema-builtin-2")
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 DEFAULT_WEIGHTS = WEIGHTS_DIR / "builtin.safetensors"
 #: Classifier-free guidance by default, and the noise levels t it acts at (guidance in a limited interval,
@@ -56,20 +59,35 @@ def is_checkpoint(path: str | os.PathLike[str]) -> bool:
 
     try:
         with safe_open(str(path), framework="pt") as fh:
-            return (fh.metadata() or {}).get("format") == "kinema-builtin-1"
+            return (fh.metadata() or {}).get("format") in FORMATS
     except Exception:  # not a safetensors file at all
         return False
 
 
-def save_model(model: Any, path: str | os.PathLike[str], info: dict[str, Any] | None = None) -> Path:
-    """Write weights as fp16 safetensors; the config, vocabulary and ``info`` ride in the header's metadata."""
+def save_model(model: Any, path: str | os.PathLike[str], info: dict[str, Any] | None = None,
+               autoencoder: Any = None) -> Path:  # fmt: skip
+    """Write weights as fp16 safetensors; the config, vocabulary and ``info`` ride in the header's metadata.
+
+    A v2 model (``cfg.latent_factor`` > 1) is written with its autoencoder (``autoencoder``, or the one attached to
+    ``model``) under "autoencoder.", its latent statistics in fp32, as one file: the two only work together.
+    """
     import torch
     from safetensors.torch import save_file
 
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
-    tensors = {k: v.detach().to(torch.float16).contiguous() for k, v in model.state_dict().items()}
-    meta = {"config": json.dumps(model.cfg.to_dict()), "info": json.dumps(info or {}), "format": "kinema-builtin-1"}
+    ae = autoencoder if autoencoder is not None else getattr(model, "autoencoder", None)
+    state = {k: v for k, v in model.state_dict().items() if not k.startswith("autoencoder.")}
+    tensors = {k: v.detach().to(torch.float16).contiguous() for k, v in state.items()}
+    meta = {"config": json.dumps(model.cfg.to_dict()), "info": json.dumps(info or {}), "format": FORMATS[0]}
+    if model.cfg.latent_factor > 1:
+        if ae is None:
+            raise ValueError("a v2 model (latent_factor > 1) is saved with its autoencoder; pass autoencoder=")
+        for k, v in ae.state_dict().items():
+            if not k.endswith("num_batches_tracked"):
+                dtype = torch.float32 if k.startswith("norm.") else torch.float16
+                tensors["autoencoder." + k] = v.detach().to(dtype).contiguous()
+        meta |= {"format": FORMATS[1], "autoencoder": json.dumps(ae.cfg.to_dict())}
     tmp = p.with_name(p.name + ".tmp")
     save_file(tensors, str(tmp), metadata=meta)
     os.replace(tmp, p)
@@ -89,13 +107,23 @@ def _load(path: str, mtime: float) -> tuple[Any, Any, dict[str, Any]]:
     with safe_open(path, framework="pt") as fh:
         meta = fh.metadata() or {}
         state = {k: fh.get_tensor(k).float() for k in fh.keys()}
-    if meta.get("format") != "kinema-builtin-1":
+    if meta.get("format") not in FORMATS:
         raise ValueError(f"{path} is not a Kinema built-in model checkpoint")
     config = json.loads(meta["config"])
     config.setdefault("prediction", "v")  # checkpoints written before the field existed predicted velocity
     cfg = ModelConfig(**config)
     model = VideoDiT(cfg)
-    model.load_state_dict(state)
+    ae_state = {k.removeprefix("autoencoder."): v for k, v in state.items() if k.startswith("autoencoder.")}
+    model.load_state_dict({k: v for k, v in state.items() if not k.startswith("autoencoder.")})
+    if meta.get("format") == FORMATS[1]:  # v2: the DiT's latent needs its autoencoder, stored beside it
+        from .autoencoder import AEConfig, VideoAutoencoder
+
+        ae = VideoAutoencoder(AEConfig(**json.loads(meta["autoencoder"])))
+        ae.load_state_dict(ae_state, strict=False)  # num_batches_tracked is not stored
+        missing = set(ae.state_dict()) - set(ae_state) - {"norm.num_batches_tracked"}
+        if missing:
+            raise ValueError(f"{path}: the autoencoder lacks {sorted(missing)}")
+        model.autoencoder = ae
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)

@@ -13,7 +13,14 @@ The whole model is this file: a word-level text encoder trained jointly with the
 Conditioning frames (for image-to-video and extension) enter as extra input channels with a mask, so one network
 does text-to-video, image-to-video and extension.
 
-Shapes: B batch, F frames, H x W pixels, C=3 colours, L text tokens, N = (F/pt)(H/ph)(W/pw) patch tokens, D width.
+v2 (``latent_factor`` > 1) is the same network in the latent of the video autoencoder (``autoencoder.py``): the
+clip is encoded frame by frame to (C, F, H/f, W/f), the DiT denoises that, and the autoencoder's decoder draws the
+pixels, so no patch edge reaches the output (Rombach et al., "High-Resolution Image Synthesis with Latent Diffusion
+Models"; Wan, LTX-Video and HunyuanVideo work the same way at scale). ``ref_frame`` shows every frame the first
+known frame as extra channels, so a given image reaches the whole clip, not only the tokens next to it in time.
+
+Shapes: B batch, F frames, H x W the model's space (pixels, or the latent: pixels / f), C channels there (3 colours,
+or the latent's), L text tokens, N = (F/pt)(H/ph)(W/pw) patch tokens, D width.
 """
 
 from __future__ import annotations
@@ -21,10 +28,14 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+if TYPE_CHECKING:
+    from .autoencoder import VideoAutoencoder
 
 __all__ = ["ModelConfig", "TextEncoder", "VideoDiT", "Tokenizer", "CONFIGS", "rope_angles", "apply_rope", "pool_text"]
 
@@ -89,11 +100,25 @@ class ModelConfig:
     # placing a subject by the text is a three-way link (words, place, time) the blocks must grow. 0: off; else the
     # code's width.
     layout_text: int = 0
+    # Values per position of the space the DiT works in: 3 colours (v1), or the autoencoder's latent channels (v2).
+    channels: int = 3
+    # Pixels per latent cell along each side: 1 in pixel space (v1); the autoencoder's factor in v2. ``height`` and
+    # ``width`` stay the clip's pixel size either way, so everything outside the model sees pixels.
+    latent_factor: int = 1
+    # Every frame also gets the first known frame (zeros if none) as input channels: the given image then sits beside
+    # every token at its own place, through the last frame (in v1 it reached only the first temporal patch's tokens).
+    ref_frame: bool = False
     vocab: list[str] = field(default_factory=list)
 
     @property
+    def space(self) -> tuple[int, int, int]:
+        """(F, H, W) of the space the DiT works in: pixels, or the latent."""
+        return (self.frames, self.height // self.latent_factor, self.width // self.latent_factor)
+
+    @property
     def grid(self) -> tuple[int, int, int]:
-        return (self.frames // self.patch_t, self.height // self.patch_h, self.width // self.patch_w)
+        f, h, w = self.space
+        return (f // self.patch_t, h // self.patch_h, w // self.patch_w)
 
     @property
     def num_tokens(self) -> int:
@@ -113,6 +138,14 @@ CONFIGS: dict[str, dict[str, object]] = {
                 frame_text=True, warp_noise=0.7, layout_text=16),
     "full": dict(dim=384, depth=10, heads=6, text_dim=256, text_layers=3, patch_t=2, shift=3.0, known_residual=True,
                  temporal_attn=True, frame_text=True, warp_noise=0.7, layout_text=16),
+    # v2: the "cpu" network in the f4 autoencoder's latent (8 channels, 32x32 for 128x128 pixels); tokens of 4x4
+    # latent cells by 4 frames, so the grid (4, 8, 8) and the cost per step are v1's
+    "v2": dict(dim=192, depth=6, heads=6, text_dim=128, text_layers=2, patch_t=4, patch_h=4, patch_w=4, shift=3.0,
+               known_residual=True, frame_text=True, warp_noise=0.7, layout_text=16, height=128, width=128,
+               channels=8, latent_factor=4, ref_frame=True),
+    "tiny-v2": dict(dim=32, depth=2, heads=2, text_dim=32, text_layers=1, mlp_ratio=2.0, shift=3.0,
+                    known_residual=True, frame_text=True, warp_noise=0.7, layout_text=4, height=64, width=64,
+                    patch_h=4, patch_w=4, channels=4, latent_factor=8, ref_frame=True),  # the "tiny" autoencoder
 }  # fmt: skip
 
 
@@ -172,6 +205,16 @@ def pool_text(ctx: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Mean of the text tokens that are present (the null slot included). (B, 1+L, Dt), (B, 1+L) -> (B, Dt)."""
     m = mask.to(ctx.dtype)[..., None]
     return (ctx * m).sum(1) / m.sum(1)
+
+
+def first_known(cond: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The first known frame of each clip, zeros where none is known: (B, C, F, H, W), (B, 1, F, H, W) -> (B, C, 1,
+    H, W). Image-to-video gives frame 0, keyframes frame 0 and the last, extension the earlier clip's tail (its
+    first frame is the one taken)."""
+    known = mask[:, 0, :, 0, 0] > 0  # (B, F)
+    first = torch.where(known.any(1), known.float().argmax(1), 0)  # (B,): the first known index, or 0
+    picked = cond[torch.arange(cond.shape[0]), :, first][:, :, None]  # (B, C, 1, H, W)
+    return picked * known.any(1).to(cond.dtype)[:, None, None, None, None]
 
 
 def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
@@ -300,10 +343,14 @@ class VideoDiT(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.cfg = cfg
+        # v2: the autoencoder whose latent this DiT works in, attached by the loader (training keeps it apart, so the
+        # optimizer and the EMA see the DiT only); a checkpoint stores its weights under "autoencoder."
+        self.autoencoder: VideoAutoencoder | None = None
         pt, ph, pw = cfg.patch_t, cfg.patch_h, cfg.patch_w
-        in_ch = 3 + 3 + 1  # noisy clip, known frames, known mask
+        c = cfg.channels
+        in_ch = c + c + 1 + (c if cfg.ref_frame else 0)  # noisy clip, known frames, known mask[, first known frame]
         self.patch_dim_in = in_ch * pt * ph * pw
-        self.patch_dim_out = 3 * pt * ph * pw
+        self.patch_dim_out = c * pt * ph * pw
         self.patch = nn.Linear(self.patch_dim_in, cfg.dim)
         gt, gh, gw = cfg.grid
         # factorized learned positions: time + row + column
@@ -350,12 +397,12 @@ class VideoDiT(nn.Module):
         return x.reshape(b, (f // pt) * (h // ph) * (w // pw), c * pt * ph * pw)
 
     def unpatchify(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, N, 3*pt*ph*pw) -> (B, 3, F, H, W)."""
-        b = x.shape[0]
+        """(B, N, C*pt*ph*pw) -> (B, C, F, H, W)."""
+        b, c = x.shape[0], self.cfg.channels
         pt, ph, pw = self.cfg.patch_t, self.cfg.patch_h, self.cfg.patch_w
         gt, gh, gw = self.cfg.grid
-        x = x.view(b, gt, gh, gw, 3, pt, ph, pw).permute(0, 4, 1, 5, 2, 6, 3, 7)  # (B, 3, F', pt, H', ph, W', pw)
-        return x.reshape(b, 3, gt * pt, gh * ph, gw * pw)
+        x = x.view(b, gt, gh, gw, c, pt, ph, pw).permute(0, 4, 1, 5, 2, 6, 3, 7)  # (B, C, F', pt, H', ph, W', pw)
+        return x.reshape(b, c, gt * pt, gh * ph, gw * pw)
 
     def encode_text(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.text(ids)
@@ -380,7 +427,10 @@ class VideoDiT(nn.Module):
                 cond: torch.Tensor, cond_mask: torch.Tensor) -> torch.Tensor:  # fmt: skip
         ctx, ctx_mask = text  # (B, 1+L, Dt), (B, 1+L)
         b = x.shape[0]
-        tokens = self.patch(self.patchify(torch.cat([x, cond, cond_mask], dim=1)))  # (B, N, D)
+        inputs = [x, cond, cond_mask]
+        if self.cfg.ref_frame:
+            inputs.append(first_known(cond, cond_mask).expand_as(x))  # (B, C, 1, H, W) -> every frame
+        tokens = self.patch(self.patchify(torch.cat(inputs, dim=1)))  # (B, N, D)
         gt, gh, gw = self.cfg.grid
         pos = (self.pos_t + self.pos_h + self.pos_w).reshape(1, gt * gh * gw, -1)
         tokens = tokens + pos
@@ -396,7 +446,7 @@ class VideoDiT(nn.Module):
             tokens = block(tokens, c, ctx, ctx_mask, rope)
         shift, scale = self.ada_out(F.silu(c)).chunk(2, dim=-1)
         out = self.out(modulate(self.norm_out(tokens), shift, scale))  # (B, N, 3*pt*ph*pw)
-        y = self.unpatchify(out).view(b, 3, *x.shape[2:])
+        y = self.unpatchify(out).view(b, self.cfg.channels, *x.shape[2:])
         if self.cfg.known_residual and self.cfg.prediction == "x":
             y = y + cond * cond_mask
         return y

@@ -9,6 +9,9 @@ anywhere in the clip (keyframes: the first and last frames), though the shipped 
 Editing (SDEdit, Meng et al. 2022): ``init`` is a clip noised to the level ``strength`` along the same straight path
 the model was trained on, x_t = (1 - t) x0 + t e, then denoised from there; strength 1 starts from pure noise, which
 is text-to-video with the same draw.
+
+A v2 model works in its autoencoder's latent (:func:`space_of`): noise, known frames and the clip to edit are in the
+latent, and the decoder turns the last step into pixels; the given frames are still handed back exactly as given.
 """
 
 from __future__ import annotations
@@ -21,14 +24,18 @@ import torch
 
 from ..errors import InvalidRequest
 from . import DEFAULT_GUIDANCE, DEFAULT_GUIDANCE_INTERVAL
+from .autoencoder import VideoAutoencoder
 from .model import Tokenizer, VideoDiT
 
 __all__ = [
     "camera_noise",
     "check_guidance_interval",
     "edit_timesteps",
+    "LatentSpace",
+    "PixelSpace",
     "sample",
     "shift_timesteps",
+    "space_of",
     "timesteps",
     "to_model_space",
     "to_uint8",
@@ -122,6 +129,44 @@ def to_uint8(x: torch.Tensor) -> np.ndarray:
     return y.permute(0, 2, 3, 4, 1).contiguous().numpy()
 
 
+class PixelSpace:
+    """v1's space: the model denoises pixels in [-1, 1]."""
+
+    def encode(self, frames: np.ndarray) -> torch.Tensor:
+        """uint8 (B, F, H, W, 3) -> (B, 3, F, H, W)."""
+        return to_model_space(frames)
+
+    def decode(self, x: torch.Tensor) -> np.ndarray:
+        """(B, 3, F, H, W) -> uint8 (B, F, H, W, 3)."""
+        return to_uint8(x)
+
+
+class LatentSpace:
+    """v2's space: the autoencoder's latent. Frames are encoded one by one, so a given frame's latent does not depend
+    on what follows it, and the decoder draws the pixels of every frame."""
+
+    def __init__(self, autoencoder: VideoAutoencoder) -> None:
+        self.autoencoder = autoencoder
+
+    def encode(self, frames: np.ndarray) -> torch.Tensor:
+        """uint8 (B, F, H, W, 3) -> (B, C, F, H/f, W/f)."""
+        return self.autoencoder.encode(to_model_space(frames))
+
+    def decode(self, z: torch.Tensor) -> np.ndarray:
+        """(B, C, F, H/f, W/f) -> uint8 (B, F, H, W, 3)."""
+        return to_uint8(self.autoencoder.decode(z))
+
+
+def space_of(model: VideoDiT) -> PixelSpace | LatentSpace:
+    """The space ``model`` works in: its autoencoder's latent when it has one (v2), else pixels."""
+    ae = model.autoencoder
+    if model.cfg.latent_factor > 1:
+        if ae is None:
+            raise ValueError("this v2 model has no autoencoder attached; load it with kinema.builtin.load_model")
+        return LatentSpace(ae)
+    return PixelSpace()
+
+
 @torch.inference_mode()
 def sample(
     model: VideoDiT,
@@ -169,7 +214,8 @@ def sample(
     """
     cfg = model.cfg
     b = len(prompts)
-    shape = (b, 3, cfg.frames, cfg.height, cfg.width)
+    space = space_of(model)
+    shape = (b, cfg.channels, *cfg.space)  # (B, C, F, H, W) of the model's space: pixels, or the latent
     # noise from a CPU generator: the same seed gives the same clip on every machine
     gen = torch.Generator("cpu").manual_seed(int(seed))
     text = model.encode_text(tokenizer.encode(prompts))
@@ -180,13 +226,13 @@ def sample(
         raise ValueError(f"cameras: {len(cameras)} given for {b} prompts; give one per prompt")
     x = camera_noise(cameras or [], shape, gen, share)
     cond = torch.zeros(shape)
-    mask = torch.zeros((b, 1, cfg.frames, cfg.height, cfg.width))
+    mask = torch.zeros((b, 1, *cfg.space))
     given: torch.Tensor | None = None  # (B, 1, F, H, W) bool: the known pixels, where guidance does not act
     where = list(range(num_known)) if known_index is None else list(known_index)
     if len(where) != num_known or any(not 0 <= i < cfg.frames for i in where):
         raise ValueError(f"known_index: {where} does not place {num_known} frames among {cfg.frames}")
     if known is not None and num_known > 0:
-        cond[:, :, where] = to_model_space(known[:, :num_known])
+        cond[:, :, where] = space.encode(known[:, :num_known])
         mask[:, :, where] = 1.0
         given = mask.bool()
     ts = timesteps(steps, cfg.shift if shift is None else shift)
@@ -195,7 +241,7 @@ def sample(
             raise ValueError(f"init: shape {init.shape}, expected {(b, cfg.frames, cfg.height, cfg.width, 3)}")
         ts = edit_timesteps(steps, strength, cfg.shift if shift is None else shift)
         t0 = ts[0]
-        x = (1 - t0) * to_model_space(init) + t0 * x  # the rectified-flow path at t0: the same noise as t2v's draw
+        x = (1 - t0) * space.encode(init) + t0 * x  # the rectified-flow path at t0: the same noise as t2v's draw
         steps = len(ts) - 1
 
     lo, hi = check_guidance_interval(guidance_interval)
@@ -227,7 +273,7 @@ def sample(
         x = x + (t_next - t) * v  # Euler step towards t=0; the last step (t_next = 0) lands on the prediction
         if on_step is not None:
             on_step(i + 1, steps)
-    raw = to_uint8(x)
+    raw = space.decode(x)
     out = raw.copy()
     if known is not None and num_known > 0:
         out[:, where] = known[:, :num_known]

@@ -32,10 +32,11 @@ import numpy as np
 import torch
 
 from . import save_model
+from .autoencoder import VideoAutoencoder
 from .model import CONFIGS, ModelConfig, Tokenizer, VideoDiT, pool_text
 from .sampling import camera_noise, shift_timesteps, to_model_space
 
-__all__ = ["TrainConfig", "train", "TRAIN_PRESETS"]
+__all__ = ["AUTOENCODER_STAGE", "TrainConfig", "train", "TRAIN_PRESETS"]
 
 
 @dataclass
@@ -57,6 +58,7 @@ class TrainConfig:
     p_image: float = 0.2  # share of examples with frame 0 known (image-to-video)
     p_extend: float = 0.15  # share with the first temporal patch known (extension)
     p_uncond: float = 0.1  # share with the caption dropped (classifier-free guidance)
+    p_keyframes: float = 0.0  # share with the first and last frames known (keyframes), of which half the last only
     known_weight: float = 4.0  # loss weight of known pixels: the model must hand the given frames back unchanged
     # weight of the auxiliary loss that asks the pooled text for the scene's attributes (see _AttributeProbe)
     text_aux: float = 0.0
@@ -72,6 +74,9 @@ class TrainConfig:
     # checkpoint's prediction type differs from the configuration's
     log_every: int = 25
     threads: int | None = None
+    # v2 (a model configuration with latent_factor > 1): the trained autoencoder (``train_autoencoder``'s
+    # autoencoder.safetensors) whose latent the DiT learns; clips are encoded once, as they are rendered
+    autoencoder: str | None = None
 
     def __post_init__(self) -> None:
         """Every field in its range, or InvalidRequest naming it: a bad value fails here, not an hour in."""
@@ -93,9 +98,11 @@ class TrainConfig:
         need(self.grad_clip > 0, "grad_clip", "> 0")
         need(0 <= self.ema < 1, "ema", "0 <= ema < 1")
         need(self.max_clips >= self.initial_clips, "max_clips", f">= initial_clips ({self.initial_clips})")
-        for name in ("p_image", "p_extend", "p_uncond"):
+        for name in ("p_image", "p_extend", "p_uncond", "p_keyframes"):
             need(0 <= getattr(self, name) <= 1, name, "0..1")
         need(self.p_image + self.p_extend <= 1, "p_extend", f"0..{1 - self.p_image:g} (1 - p_image)")
+        need(0 <= self.p_keyframes <= 1 - self.p_image - self.p_extend, "p_keyframes",
+             f"0..{1 - self.p_image - self.p_extend:g} (1 - p_image - p_extend)")  # fmt: skip
         need(self.known_weight > 0, "known_weight", "> 0")
         need(self.time_limit is None or self.time_limit > 0, "time_limit", "seconds > 0, or None")
         need(self.stop_after is None or 1 <= self.stop_after <= self.steps, "stop_after", f"1..steps ({self.steps})")
@@ -103,6 +110,10 @@ class TrainConfig:
         # warped noise samples along the camera the text's read-out names, and the attribute loss is what trains it
         warped = float(CONFIGS[self.model].get("warp_noise", 0.0)) > 0  # type: ignore[arg-type]
         need(self.text_aux > 0 or not warped, "text_aux", f"> 0 for the model {self.model!r} (warped noise)")
+        latent = int(CONFIGS[self.model].get("latent_factor", 1)) > 1  # type: ignore[call-overload]
+        need(latent == (self.autoencoder is not None), "autoencoder",
+             f"the autoencoder's weights file for the latent model {self.model!r}" if latent
+             else f"None: the model {self.model!r} works on pixels")  # fmt: skip
 
 
 # The same command trains on a CPU or a GPU; the preset only picks sizes that finish in the time each has. The motion
@@ -112,10 +123,21 @@ TRAIN_PRESETS: dict[str, dict[str, Any]] = {
     "tiny": dict(model="tiny", steps=30, batch_size=4, initial_clips=64, clips_per_refresh=0, warmup=5, lr=2e-3,
                  log_every=5, checkpoint_every=0, text_aux=0.1, motion_weight=3.0, subject_weight=4.0),
     "cpu": dict(model="cpu", text_aux=0.1, known_weight=16.0, motion_weight=3.0, subject_weight=4.0),
+    # v2: the DiT in the f4 autoencoder's latent (--autoencoder); rendering and encoding cost 0.2 s a 128x128 clip,
+    # so the pool grows slower than v1's
+    "v2": dict(model="v2", steps=4000, text_aux=0.1, known_weight=16.0, motion_weight=3.0, subject_weight=4.0,
+               initial_clips=2048, clips_per_refresh=128, max_clips=12_000, p_keyframes=0.1),
+    "tiny-v2": dict(model="tiny-v2", steps=30, batch_size=4, initial_clips=64, clips_per_refresh=0, warmup=5,
+                    lr=2e-3, log_every=5, checkpoint_every=0, text_aux=0.1, motion_weight=3.0, subject_weight=4.0,
+                    p_keyframes=0.1),
     "full": dict(model="full", steps=12000, batch_size=64, lr=4e-4, initial_clips=8192, clips_per_refresh=2048,
                  max_clips=120_000, warmup=500, text_aux=0.1, known_weight=16.0, motion_weight=3.0,
                  subject_weight=4.0),
 }  # fmt: skip
+
+
+#: The autoencoder stage (a preset of ``train_autoencoder.AE_TRAIN_PRESETS``) that a latent preset trains first.
+AUTOENCODER_STAGE = {"v2": "f4", "tiny-v2": "tiny"}
 
 
 def _device() -> torch.device:
@@ -127,15 +149,21 @@ def _device() -> torch.device:
 
 
 class _Pool:
-    """Rendered clips (uint8, in memory) and their scenes; grows in seeded chunks."""
+    """Rendered clips (uint8, in memory) and their scenes; grows in seeded chunks.
 
-    def __init__(self, cfg: ModelConfig, seed: int) -> None:
+    With an autoencoder (v2) each chunk is encoded as it is rendered and the latents are kept instead (fp16,
+    (C, F, H/f, W/f): 256 KB a clip against 768 KB of 128x128 pixels), with the subject's path on the latent's grid.
+    """
+
+    def __init__(self, cfg: ModelConfig, seed: int, autoencoder: VideoAutoencoder | None = None) -> None:
         self.cfg = cfg
         self.seed = seed
-        self.clips: list[np.ndarray] = []
-        self.paths: list[np.ndarray] = []  # (H, W) bool: the pixels the subject covers at any time
+        self.autoencoder = autoencoder
+        self.clips: list[Any] = []  # uint8 (F, H, W, 3) arrays, or the latents (C, F, h, w) as tensors
+        self.paths: list[np.ndarray] = []  # (H, W) bool: the pixels (latent cells) the subject covers at any time
         self.scenes: list[Any] = []
         self.chunk = 0
+        self.sizes: list[int] = []  # clips per chunk, in order: a resumed run renders the same chunks again
 
     def grow(self, n: int) -> None:
         from . import world
@@ -147,9 +175,26 @@ class _Pool:
                                               num_frames=self.cfg.frames, height=self.cfg.height,
                                               width=self.cfg.width, subject_masks=masks)  # fmt: skip
         self.chunk += 1
-        self.clips.extend(list(clips))
-        self.paths.extend(np.any(masks, axis=1))
+        self.sizes.append(n)
+        paths = np.any(masks, axis=1)  # (n, H, W)
+        if self.autoencoder is None:
+            self.clips.extend(list(clips))
+        else:
+            f = self.cfg.latent_factor
+            with torch.inference_mode():
+                for i in range(0, n, 8):
+                    z = self.autoencoder.encode(to_model_space(clips[i : i + 8]))  # (b, C, F, h, w)
+                    self.clips.extend(z.to(torch.float16).unbind(0))
+            h, w = paths.shape[1] // f, paths.shape[2] // f
+            paths = paths.reshape(n, h, f, w, f).any(axis=(2, 4))  # a cell is on the path if any of its pixels is
+        self.paths.extend(paths)
         self.scenes.extend(scenes)
+
+    def batch(self, idx: np.ndarray) -> torch.Tensor:
+        """The clips at ``idx`` in the model's space: (B, C, F, H, W)."""
+        if self.autoencoder is None:
+            return to_model_space(np.stack([self.clips[i] for i in idx]))
+        return torch.stack([self.clips[i] for i in idx]).float()
 
     def __len__(self) -> int:
         return len(self.clips)
@@ -253,36 +298,67 @@ def train(
 
     rng = np.random.default_rng(cfg.seed)
     gen = torch.Generator("cpu").manual_seed(cfg.seed)
-    pool = _Pool(mcfg, cfg.seed)
+    autoencoder = _load_autoencoder(cfg.autoencoder, mcfg) if cfg.autoencoder else None
+    pool = _Pool(mcfg, cfg.seed, autoencoder)
+    history: list[dict[str, Any]] = []
+    start_step, elapsed_before = 0, 0.0
+    state_path = out / "dit_state.pt"
     t_render = time.perf_counter()
-    pool.grow(cfg.initial_clips)
+    if state_path.is_file():  # resume: the same run, continued (--steps may differ: the schedule stretches)
+        state = torch.load(state_path, weights_only=False)
+        for size in state["pool"]:
+            pool.grow(size)
+        model.load_state_dict(state["model"])
+        ema.load_state_dict(state["ema"])
+        opt.load_state_dict(state["opt"])
+        if probe is not None:
+            probe.load_state_dict(state["probe"])
+        rng.bit_generator.state = state["rng"]
+        gen.set_state(state["gen"])
+        start_step, elapsed_before, history = state["step"], state["elapsed"], state["history"]
+    else:
+        pool.grow(cfg.initial_clips)
     render_time = time.perf_counter() - t_render
     n_params = sum(p.numel() for p in model.parameters())
-    history: list[dict[str, Any]] = []
-    start = time.perf_counter()
-    steps_done = 0
+    start = time.perf_counter() - elapsed_before
+    steps_done = start_step
     pt = mcfg.patch_t
-    for step in range(cfg.steps):
+
+    def save_state() -> None:
+        state = {"model": model.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
+                 "probe": probe.state_dict() if probe is not None else None, "rng": rng.bit_generator.state,
+                 "gen": gen.get_state(), "step": steps_done, "elapsed": time.perf_counter() - start,
+                 "history": history, "pool": pool.sizes}  # fmt: skip
+        torch.save(state, out / "dit_state.pt.tmp")
+        (out / "dit_state.pt.tmp").replace(state_path)
+
+    for step in range(start_step, cfg.steps):
         if cfg.clips_per_refresh and step and step % cfg.refresh_every == 0 and len(pool) < cfg.max_clips:
             t0 = time.perf_counter()
             pool.grow(min(cfg.clips_per_refresh, cfg.max_clips - len(pool)))
             render_time += time.perf_counter() - t0
         idx = rng.integers(0, len(pool), cfg.batch_size)
-        clips = np.stack([pool.clips[i] for i in idx])  # (B, F, H, W, 3)
         captions = [world.caption(pool.scenes[i], rng) for i in idx]
         drop = rng.random(cfg.batch_size) < cfg.p_uncond
         captions = ["" if d else c for c, d in zip(captions, drop, strict=True)]
 
-        x0 = to_model_space(clips).to(device)  # (B, 3, F, H, W)
+        x0 = pool.batch(idx).to(device)  # (B, C, F, H, W): pixels, or the latent
         b = x0.shape[0]
-        # known frames: frame 0 (image-to-video) or the first temporal patch (extension)
+        _, space_h, space_w = mcfg.space
+        # known frames: frame 0 (image-to-video), the first temporal patch (extension), or the last frame with or
+        # without the first (keyframes)
         kind = rng.random(b)
         known = np.where(kind < cfg.p_image, 1, np.where(kind < cfg.p_image + cfg.p_extend, pt, 0))
         mask = torch.zeros(b, 1, mcfg.frames, 1, 1)
         for i, k in enumerate(known):
             mask[i, :, :k] = 1.0
+        if cfg.p_keyframes:  # the next share of the same draw: a run without keyframes is unchanged
+            ends = kind - cfg.p_image - cfg.p_extend
+            for i in np.flatnonzero((ends >= 0) & (ends < cfg.p_keyframes)).tolist():
+                mask[i, :, -1] = 1.0
+                mask[i, :, 0] = float(ends[i] < cfg.p_keyframes / 2)
         known_frames = mask.to(device)  # (B, 1, F, 1, 1)
-        mask = known_frames.expand(b, 1, mcfg.frames, mcfg.height, mcfg.width)
+        mask = known_frames.expand(b, 1, mcfg.frames, space_h, space_w)
         cond = x0 * mask
 
         t = shift_timesteps(torch.sigmoid(torch.randn(b, generator=gen)), mcfg.shift).to(device)  # logit-normal
@@ -334,11 +410,14 @@ def train(
         if on_step:
             on_step(steps_done, cfg.steps)
         if cfg.checkpoint_every and steps_done % cfg.checkpoint_every == 0:
-            _write(ema, out, cfg, mcfg, steps_done, elapsed, render_time, n_params, history, device, final=False)
+            save_state()
+            _write(ema, out, cfg, mcfg, steps_done, elapsed, render_time, n_params, history, device, final=False,
+                   autoencoder=autoencoder)  # fmt: skip
         if stop:
             break
     elapsed = time.perf_counter() - start
-    return _write(ema, out, cfg, mcfg, steps_done, elapsed, render_time, n_params, history, device, final=True)
+    return _write(ema, out, cfg, mcfg, steps_done, elapsed, render_time, n_params, history, device, final=True,
+                  autoencoder=autoencoder)  # fmt: skip
 
 
 def _loss(
@@ -402,16 +481,27 @@ def _init_from(model: VideoDiT, path: str) -> None:
     src, _, _ = load_model(path)
     if src.cfg.vocab != model.cfg.vocab:
         raise ValueError(f"{path} was trained on another vocabulary; train from scratch instead")
-    state = {k: v.clone() for k, v in src.state_dict().items()}
+    state = {k: v.clone() for k, v in src.state_dict().items() if not k.startswith("autoencoder.")}
     if src.cfg.prediction != model.cfg.prediction:
         for name in ("out.weight", "out.bias", "ada_out.weight", "ada_out.bias"):
             state[name] = torch.zeros_like(state[name])
     model.load_state_dict(state)
 
 
+def _load_autoencoder(path: str, mcfg: ModelConfig) -> VideoAutoencoder:
+    """The autoencoder for a latent model, checked against the model's configuration."""
+    from .autoencoder import load_autoencoder
+
+    ae, _ = load_autoencoder(path)
+    if ae.cfg.factor != mcfg.latent_factor or ae.cfg.latent != mcfg.channels:
+        raise ValueError(f"autoencoder {path}: {ae.cfg.latent} channels at 1/{ae.cfg.factor} size, but the model "
+                         f"wants {mcfg.channels} at 1/{mcfg.latent_factor}")  # fmt: skip
+    return ae
+
+
 def _write(ema: VideoDiT, out: Path, cfg: TrainConfig, mcfg: ModelConfig, steps: int, elapsed: float,
            render_time: float, n_params: int, history: list[dict[str, Any]], device: torch.device,
-           final: bool) -> dict[str, Any]:  # fmt: skip
+           final: bool, autoencoder: VideoAutoencoder | None = None) -> dict[str, Any]:  # fmt: skip
     hardware = (
         torch.cuda.get_device_name(0)
         if device.type == "cuda"
@@ -423,6 +513,6 @@ def _write(ema: VideoDiT, out: Path, cfg: TrainConfig, mcfg: ModelConfig, steps:
         "parameters": n_params, "final_loss": history[-1]["loss"] if history else None,
         "torch": torch.__version__, "final": final,
     }  # fmt: skip
-    save_model(ema, out / "builtin.safetensors", info)
+    save_model(ema, out / "builtin.safetensors", info, autoencoder=autoencoder)
     (out / "train_log.json").write_text(json.dumps({"info": info, "history": history}, indent=1))
     return {"path": str(out / "builtin.safetensors"), **info}

@@ -17,7 +17,9 @@ __all__ = ["register", "train", "eval_cmd", "explain_cmd"]
 
 def train(
     target: Annotated[str, typer.Argument(help="What to train: 'builtin'.")],
-    config: Annotated[str, typer.Option("--config", help="tiny, cpu or full.")] = "cpu",
+    config: Annotated[
+        str, typer.Option("--config", help="tiny, cpu, full (v1, pixels); v2, tiny-v2 (latent).")
+    ] = "cpu",
     steps: Annotated[int | None, typer.Option("--steps", help="Training steps (default: the config's).")] = None,
     out_dir: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("runs/builtin"),
     seed: Annotated[int, typer.Option("--seed")] = 0,
@@ -32,16 +34,60 @@ def train(
     batch_size: Annotated[int | None, typer.Option("--batch-size")] = None,
     init: Annotated[Path | None, typer.Option("--init", help="Start from these weights (fine-tune).")] = None,
     lr: Annotated[float | None, typer.Option("--lr", help="Peak learning rate.")] = None,
+    stage: Annotated[
+        str,
+        typer.Option(
+            "--stage", help="A latent config (v2): 'all' (the autoencoder, then the DiT), 'autoencoder' or 'dit'."
+        ),
+    ] = "all",
+    autoencoder: Annotated[
+        Path | None,
+        typer.Option(
+            "--autoencoder",
+            help="A latent config's DiT stage: the autoencoder to use (default: "
+            "OUT/autoencoder/autoencoder.safetensors).",
+        ),
+    ] = None,
+    threads: Annotated[int | None, typer.Option("--threads", help="CPU threads (default: torch's).")] = None,
 ) -> None:
-    """Train the built-in model from scratch on the procedural world (seeded and reproducible)."""
+    """Train the built-in model from scratch on the procedural world (seeded and reproducible).
+
+    A latent configuration (v2, tiny-v2) trains in two stages, each resumable on its own: the video autoencoder in
+    OUT/autoencoder (run the command again to continue it), then the diffusion transformer in its latent (--init
+    continues it from a checkpoint).
+    """
     if target != "builtin":
         fail(InvalidRequest("target", f"unknown training target {target!r}", value=target, allowed="builtin"))
-    from ..builtin.train import TRAIN_PRESETS, TrainConfig
+    from ..builtin.train import AUTOENCODER_STAGE, TRAIN_PRESETS, TrainConfig
     from ..builtin.train import train as run_train
 
     if config not in TRAIN_PRESETS:
         fail(InvalidRequest("config", f"unknown config {config!r}", value=config, allowed=", ".join(TRAIN_PRESETS)))
+    stages = ("all", "autoencoder", "dit")
+    if stage not in stages:
+        fail(InvalidRequest("stage", f"unknown stage {stage!r}", value=stage, allowed=", ".join(stages)))
+    latent = config in AUTOENCODER_STAGE
+    if not latent and (stage != "all" or autoencoder is not None):
+        name = "stage" if stage != "all" else "autoencoder"
+        fail(InvalidRequest(name, f"the config {config!r} works on pixels: it has no autoencoder stage",
+                            allowed=f"a latent config ({', '.join(AUTOENCODER_STAGE)})"))  # fmt: skip
+    if latent and stage != "dit" and autoencoder is not None:
+        fail(InvalidRequest("autoencoder", "is the DiT stage's input; with it, give --stage dit",
+                            allowed="--stage dit --autoencoder FILE"))  # fmt: skip
+    if latent and stage in ("all", "autoencoder"):
+        ae_path = _train_autoencoder_stage(AUTOENCODER_STAGE[config], out_dir / "autoencoder", seed, threads)
+        if stage == "autoencoder":
+            return
+        autoencoder = ae_path
     params = dict(TRAIN_PRESETS[config])
+    if latent:
+        path = autoencoder or out_dir / "autoencoder" / "autoencoder.safetensors"
+        if not path.is_file():
+            allowed = "the autoencoder stage's autoencoder.safetensors (--stage autoencoder)"
+            fail(InvalidRequest("autoencoder", f"{path} is not a file", value=str(path), allowed=allowed))
+        params["autoencoder"] = str(path)
+    if threads is not None:
+        params["threads"] = threads
     if steps is not None:
         params["steps"] = steps
     if batch_size is not None:
@@ -73,6 +119,21 @@ def train(
         summary = run_train(cfg, out_dir, on_log=log, on_step=bar)
     out.print(f"[green]trained[/] {summary['steps_run']} steps in {summary['train_seconds']:.0f}s "
               f"on {summary['hardware']}: {summary['path']}")  # fmt: skip
+
+
+def _train_autoencoder_stage(preset: str, out_dir: Path, seed: int, threads: int | None) -> Path:
+    """Train (or continue: the folder's ae_state.pt resumes it) the autoencoder of a latent configuration."""
+    from ..builtin.train_autoencoder import AE_TRAIN_PRESETS, AETrainConfig, train_autoencoder
+
+    cfg = AETrainConfig(**{**AE_TRAIN_PRESETS[preset], "seed": seed, "threads": threads})
+
+    def log(entry: dict[str, Any]) -> None:
+        err.print(f"autoencoder step {entry['step']:>6}/{entry['total_steps']}  loss {entry['loss']:.4f}  "
+                  f"psnr {entry['psnr']:.1f} dB  {entry['elapsed']:.0f}s", highlight=False)  # fmt: skip
+
+    summary = train_autoencoder(cfg, out_dir, on_log=log)
+    out.print(f"[green]autoencoder[/] {summary['steps_run']} steps: {summary['path']}")
+    return Path(summary["path"])
 
 
 def eval_cmd(

@@ -1,0 +1,224 @@
+"""The built-in model v2: the DiT in the autoencoder's latent, its checkpoint, sampling, training stages and CLI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from kinema.builtin import FORMATS, is_checkpoint, load_model, save_model, world
+from kinema.builtin.autoencoder import AE_CONFIGS, AEConfig, VideoAutoencoder, save_autoencoder
+from kinema.builtin.model import CONFIGS, ModelConfig, VideoDiT, first_known
+from kinema.builtin.sampling import LatentSpace, sample, space_of
+from kinema.builtin.train import TRAIN_PRESETS, TrainConfig, train
+from kinema.cli import app
+from kinema.errors import InvalidRequest
+
+
+def _config(name: str) -> ModelConfig:
+    return ModelConfig(vocab=world.vocabulary(), cameras=list(world.CAMERAS), **CONFIGS[name])  # type: ignore[arg-type]
+
+
+def _tiny_pair() -> tuple[VideoDiT, VideoAutoencoder]:
+    torch.manual_seed(0)
+    model = VideoDiT(_config("tiny-v2"))
+    with torch.no_grad():  # adaLN-Zero and the zero output head would make every prediction 0
+        for p in model.parameters():
+            if not p.any():
+                p.normal_(std=0.05)
+    ae = VideoAutoencoder(AEConfig(**AE_CONFIGS["tiny"])).eval()
+    return model.eval(), ae
+
+
+def test_v2_works_in_the_latent_with_v1s_token_count() -> None:
+    v1, v2 = _config("cpu"), _config("v2")
+    assert (v2.height, v2.width) == (128, 128)  # pixels outside the model
+    assert v2.space == (16, 32, 32)  # the f4 latent inside
+    ae = AEConfig(**AE_CONFIGS["f4"])
+    assert (ae.factor, ae.latent) == (v2.latent_factor, v2.channels)
+    assert v2.grid == v1.grid and v2.num_tokens == v1.num_tokens == 256  # the same cost per step as v1
+    dit = VideoDiT(v2)
+    assert dit.patch_dim_out == 8 * 4 * 4 * 4  # a token draws 4x4 latent cells by 4 frames
+    assert dit.patch_dim_in == (8 + 8 + 1 + 8) * 64  # noisy latent, known latent, mask, first known frame
+    x = torch.randn(1, 8, 16, 32, 32)
+    text = dit.encode_text(torch.zeros(1, v2.text_len, dtype=torch.long))
+    out = dit(x, torch.tensor([0.5]), text, torch.zeros_like(x), torch.zeros(1, 1, 16, 32, 32))
+    assert out.shape == x.shape
+
+
+def test_first_known_takes_the_earliest_given_frame_or_zeros() -> None:
+    cond = torch.arange(2 * 1 * 4).float().view(2, 1, 4, 1, 1).expand(2, 1, 4, 2, 2).clone()
+    mask = torch.zeros(2, 1, 4, 2, 2)
+    mask[0, :, 2:] = 1  # clip 0: frames 2 and 3 given -> frame 2
+    got = first_known(cond * mask, mask)
+    assert got.shape == (2, 1, 1, 2, 2)
+    assert torch.all(got[0] == 2.0) and torch.all(got[1] == 0.0)  # clip 1: nothing given -> zeros
+
+
+def _last_patch_inputs(ref_frame: bool) -> list[torch.Tensor]:
+    """The patch embedding's input rows of the last temporal patch's tokens, for two given first frames."""
+    torch.manual_seed(0)
+    model = VideoDiT(ModelConfig(**{**_config("tiny-v2").to_dict(), "ref_frame": ref_frame}))  # type: ignore[arg-type]
+    cfg = model.cfg
+    f, h, w = cfg.space
+    x = torch.randn(1, cfg.channels, f, h, w)
+    mask = torch.zeros(1, 1, f, h, w)
+    mask[:, :, 0] = 1
+    text = model.encode_text(torch.zeros(1, cfg.text_len, dtype=torch.long))
+    seen: list[torch.Tensor] = []
+    model.patch.register_forward_hook(lambda module, args, out: seen.append(args[0].clone()))
+    for value in (0.0, 1.0):
+        model(x, torch.tensor([0.9]), text, torch.full_like(x, value) * mask, mask)
+    gt, gh, gw = cfg.grid
+    return [rows[:, (gt - 1) * gh * gw :] for rows in seen]
+
+
+def test_the_given_image_reaches_every_frame_through_ref_frame() -> None:
+    """With ref_frame, the given image is part of the input of the last temporal patch's tokens (not only reached
+    through attention); without it, those tokens' inputs do not depend on it."""
+    with_ref = _last_patch_inputs(True)
+    assert (with_ref[0] - with_ref[1]).abs().max() > 0
+    without = _last_patch_inputs(False)
+    assert torch.equal(without[0], without[1])
+
+
+def test_v2_checkpoint_holds_the_autoencoder_and_loads_as_one(tmp_path: Path) -> None:
+    model, ae = _tiny_pair()
+    path = save_model(model, tmp_path / "v2.safetensors", {"note": "x"}, autoencoder=ae)
+    assert is_checkpoint(path)
+    loaded, tokenizer, info = load_model(path)
+    assert info == {"note": "x"} and loaded.autoencoder is not None
+    assert isinstance(space_of(loaded), LatentSpace)
+    assert loaded.autoencoder.norm.running_var.dtype == torch.float32
+    for k, v in ae.state_dict().items():
+        if not k.endswith("num_batches_tracked"):
+            assert torch.allclose(loaded.autoencoder.state_dict()[k], v.half().float() if "norm" not in k else v)
+    # the DiT's own tensors are the model's (no autoencoder keys mixed into it)
+    assert set(loaded.state_dict()) - {k for k in loaded.state_dict() if k.startswith("autoencoder.")} == set(
+        model.state_dict()
+    )
+    # saved again, it round-trips (the attached autoencoder is written without being passed)
+    again = save_model(loaded, tmp_path / "again.safetensors")
+    assert load_model(again)[0].autoencoder is not None
+    with pytest.raises(ValueError, match="autoencoder"):
+        save_model(VideoDiT(_config("tiny-v2")), tmp_path / "bare.safetensors")
+
+
+def test_the_v1_checkpoint_still_loads_in_pixel_space() -> None:
+    model, _, _ = load_model()
+    assert model.cfg.latent_factor == 1 and model.autoencoder is None and model.cfg.channels == 3
+    assert FORMATS[0] == "kinema-builtin-1"
+
+
+def test_sampling_a_v2_model_gives_pixels_and_keeps_given_frames(tmp_path: Path) -> None:
+    model, ae = _tiny_pair()
+    loaded, tok, _ = load_model(save_model(model, tmp_path / "v2.safetensors", autoencoder=ae))
+    image = np.random.default_rng(0).integers(0, 255, (1, 1, 64, 64, 3), dtype=np.uint8)
+    out, raw = sample(loaded, tok, ["a red ball bouncing"], steps=3, known=image, num_known=1, return_raw=True)
+    assert out.shape == raw.shape == (1, 16, 64, 64, 3) and out.dtype == np.uint8
+    assert np.array_equal(out[0, 0], image[0, 0])  # the given frame is handed back as given
+    again = sample(loaded, tok, ["a red ball bouncing"], steps=3, known=image, num_known=1)
+    assert np.array_equal(out, again)  # deterministic per seed
+    # an edit at strength 0 hands the source back through the autoencoder (its round trip, not the DiT)
+    src = np.random.default_rng(1).integers(0, 255, (1, 16, 64, 64, 3), dtype=np.uint8)
+    same = sample(loaded, tok, ["night"], steps=4, init=src, strength=0.0)
+    assert np.array_equal(same, LatentSpace(loaded.autoencoder).decode(LatentSpace(loaded.autoencoder).encode(src)))
+
+
+def test_a_v2_model_without_its_autoencoder_is_refused() -> None:
+    model = VideoDiT(_config("tiny-v2"))
+    with pytest.raises(ValueError, match="autoencoder"):
+        space_of(model)
+
+
+def _ae_file(tmp_path: Path) -> Path:
+    _, ae = _tiny_pair()
+    return save_autoencoder(ae, tmp_path / "ae.safetensors")
+
+
+def test_latent_training_needs_a_matching_autoencoder(tmp_path: Path) -> None:
+    with pytest.raises(InvalidRequest) as exc:
+        TrainConfig(**TRAIN_PRESETS["tiny-v2"])  # type: ignore[arg-type]
+    assert exc.value.field == "autoencoder"
+    with pytest.raises(InvalidRequest):
+        TrainConfig(**{**TRAIN_PRESETS["tiny"], "autoencoder": "x.safetensors"})  # type: ignore[arg-type]
+    wrong = VideoAutoencoder(AEConfig(**{**AE_CONFIGS["tiny"], "latent": 3}))
+    path = save_autoencoder(wrong, tmp_path / "wrong.safetensors")
+    cfg = TrainConfig(**{**TRAIN_PRESETS["tiny-v2"], "autoencoder": str(path)})  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="3 channels"):
+        train(cfg, tmp_path / "run")
+
+
+def test_latent_training_resumes_the_same_run(tmp_path: Path) -> None:
+    ae = str(_ae_file(tmp_path))
+    base = {**TRAIN_PRESETS["tiny-v2"], "autoencoder": ae, "steps": 8, "checkpoint_every": 4, "initial_clips": 16,
+            "clips_per_refresh": 4, "refresh_every": 3, "max_clips": 40}  # fmt: skip
+    whole = train(TrainConfig(**base), tmp_path / "whole")  # type: ignore[arg-type]
+    half = train(TrainConfig(**{**base, "stop_after": 4}), tmp_path / "split")  # type: ignore[arg-type]
+    assert half["steps_run"] == 4 and (tmp_path / "split" / "dit_state.pt").is_file()
+    rest = train(TrainConfig(**base), tmp_path / "split")  # type: ignore[arg-type]
+    assert rest["steps_run"] == whole["steps_run"] == 8
+    a, _, _ = load_model(whole["path"])
+    b, _, _ = load_model(rest["path"])
+    sa, sb = a.state_dict(), b.state_dict()
+    assert set(sa) == set(sb) and any(k.startswith("autoencoder.") for k in sa)
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_keyframe_examples_know_the_last_frame(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """p_keyframes: examples with the last frame known (and half of them the first), seen by the model's input."""
+    seen: list[torch.Tensor] = []
+    forward = VideoDiT.forward
+
+    def spy(self: VideoDiT, x: torch.Tensor, t: torch.Tensor, text: object, cond: torch.Tensor,
+            mask: torch.Tensor) -> torch.Tensor:  # fmt: skip
+        seen.append(mask[:, 0, :, 0, 0].clone())
+        return forward(self, x, t, text, cond, mask)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(VideoDiT, "forward", spy)
+    cfg = TrainConfig(**{**TRAIN_PRESETS["tiny"], "steps": 6, "batch_size": 16, "p_image": 0.0, "p_extend": 0.0,  # type: ignore[arg-type]
+                         "p_keyframes": 1.0, "initial_clips": 8})  # fmt: skip
+    train(cfg, tmp_path / "kf")
+    masks = torch.cat(seen)  # (N, F)
+    assert torch.all(masks[:, -1] == 1) and torch.all(masks[:, 1:-1] == 0)
+    first = masks[:, 0]
+    assert 0 < first.mean() < 1  # both kinds occur
+
+
+def test_cli_trains_both_stages_and_generates(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    runner = CliRunner()
+    out = tmp_path / "v2"
+    res = runner.invoke(app, ["train", "builtin", "--config", "tiny-v2", "--out", str(out), "--steps", "4"])
+    assert res.exit_code == 0, res.output
+    assert (out / "autoencoder" / "autoencoder.safetensors").is_file() and (out / "builtin.safetensors").is_file()
+    monkeypatch.setenv("KINEMA_BUILTIN_WEIGHTS", str(out / "builtin.safetensors"))
+    res = runner.invoke(app, ["generate", "a red ball bouncing", "-o", str(tmp_path / "c.mp4"), "--steps", "2"])
+    assert res.exit_code == 0, res.output
+    from kinema.media.io import load_video_frames
+
+    frames, _ = load_video_frames(tmp_path / "c.mp4")
+    assert frames.shape[1:3] == (64, 64)  # the tiny v2's pixel size, drawn by its decoder
+    # the DiT stage alone, from the autoencoder of the first run
+    res = runner.invoke(app, ["train", "builtin", "--config", "tiny-v2", "--out", str(tmp_path / "dit"), "--stage",
+                              "dit", "--autoencoder", str(out / "autoencoder" / "autoencoder.safetensors"),
+                              "--steps", "2"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+
+
+@pytest.mark.parametrize(
+    ("args", "field"),
+    [
+        (["--config", "cpu", "--stage", "dit"], "stage"),
+        (["--config", "cpu", "--autoencoder", "x"], "autoencoder"),
+        (["--config", "tiny-v2", "--stage", "nope"], "stage"),
+        (["--config", "tiny-v2", "--stage", "dit", "--autoencoder", "/nonexistent/ae.safetensors"], "autoencoder"),
+        (["--config", "tiny-v2", "--autoencoder", "x"], "autoencoder"),
+    ],
+)
+def test_cli_training_errors_name_the_option(args: list[str], field: str, tmp_path: Path) -> None:
+    res = CliRunner().invoke(app, ["train", "builtin", "--out", str(tmp_path), *args])
+    assert res.exit_code != 0
+    assert field in res.output and "Traceback" not in res.output
