@@ -206,3 +206,16 @@ def test_sun_mask_finds_the_disc() -> None:
     assert np.pi * r * r * 0.8 < mask.sum() < np.pi * (r + 3) ** 2 * 1.3
     night = replace(scene, celestial="moon", time="night")
     assert not _sun_masks(clips, [night]).any()
+
+
+def test_freeze_encoder_trains_the_decoder_only(tmp_path: Path) -> None:
+    """A decoder fine-tune keeps the latent: the encoder's weights and the latent's statistics are the init's."""
+    base = train_autoencoder(_cfg(steps=6), tmp_path / "base")
+    tuned = train_autoencoder(_cfg(steps=6, init=base["path"], freeze_encoder=True, lr=1e-2), tmp_path / "tuned")
+    a, b = (load_autoencoder(r["path"])[0].state_dict() for r in (base, tuned))
+    enc = [k for k in a if k.startswith(("encoder.", "norm."))]
+    assert enc and all(torch.equal(a[k], b[k]) for k in enc)
+    assert not all(torch.equal(a[k], b[k]) for k in a if k.startswith("decoder."))
+    with pytest.raises(InvalidRequest) as exc:
+        _cfg(freeze_encoder=True)
+    assert exc.value.field == "freeze_encoder"

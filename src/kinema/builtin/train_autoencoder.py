@@ -77,6 +77,9 @@ class AETrainConfig:
     init: str | None = None  # start a new run from these exported weights
     log_every: int = 50
     calibration_batches: int = 16  # batches over which an export measures the latent's statistics (see calibrate)
+    # train the decoder only, from ``init``'s weights: the encoder and the latent's statistics stay as they are, so a
+    # DiT trained on that latent stays valid while the pixels it is decoded to get better (SD's fine-tuned decoders)
+    freeze_encoder: bool = False
     threads: int | None = None
 
     def __post_init__(self) -> None:
@@ -104,12 +107,16 @@ class AETrainConfig:
         need(self.time_limit is None or self.time_limit > 0, "time_limit", "seconds > 0, or None")
         need(self.stop_after is None or 1 <= self.stop_after <= self.steps, "stop_after", f"1..steps ({self.steps})")
         need(self.threads is None or self.threads >= 1, "threads", "an integer >= 1, or None")
+        need(not self.freeze_encoder or self.init is not None, "freeze_encoder",
+             "True only with init (the weights whose encoder is kept)")  # fmt: skip
 
 
 AE_TRAIN_PRESETS: dict[str, dict[str, Any]] = {
     "tiny": dict(ae="tiny", steps=12, batch_size=4, crop=16, size=32, frames=4, initial_clips=8, clips_per_refresh=4,
                  refresh_every=5, max_clips=16, warmup=2, lr=3e-3, log_every=4, checkpoint_every=0),
     "cpu": dict(),
+    # v2's autoencoder (docs/builtin-v2.md: the finer grid reconstructs best for its size)
+    "f4": dict(ae="f4", steps=5000),
 }  # fmt: skip
 
 
@@ -214,8 +221,11 @@ def train_autoencoder(
     ema = VideoAutoencoder(acfg)
     ema.load_state_dict(model.state_dict())
     ema.requires_grad_(False)
-    decay = [p for p in model.parameters() if p.ndim >= 2]
-    no_decay = [p for p in model.parameters() if p.ndim < 2]
+    if cfg.freeze_encoder:
+        model.encoder.requires_grad_(False)
+    trained = [p for p in model.parameters() if p.requires_grad]
+    decay = [p for p in trained if p.ndim >= 2]
+    no_decay = [p for p in trained if p.ndim < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                              {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.99))  # fmt: skip
     rng = np.random.default_rng(cfg.seed)
@@ -244,10 +254,13 @@ def train_autoencoder(
     start = time.perf_counter()
     steps_done = start_step
     model.train()
+    if cfg.freeze_encoder:
+        model.norm.eval()  # the latent's statistics are the init's, not re-estimated from batches
 
     def checkpoint(final: bool) -> dict[str, Any]:
-        calib_rng = np.random.default_rng((cfg.seed, steps_done))  # by step: a resumed run measures the same
-        calibrate(ema, [pool.batch(calib_rng) for _ in range(cfg.calibration_batches)])
+        if not cfg.freeze_encoder:  # a frozen encoder keeps the latent (and its statistics) of its init
+            calib_rng = np.random.default_rng((cfg.seed, steps_done))  # by step: a resumed run measures the same
+            calibrate(ema, [pool.batch(calib_rng) for _ in range(cfg.calibration_batches)])
         elapsed = elapsed_before + time.perf_counter() - start
         info = {"train_config": asdict(cfg), "steps_run": steps_done, "train_seconds": round(elapsed, 1),
                 "render_seconds": round(render_time, 1), "parameters": n_params, "clips": len(pool),
@@ -422,9 +435,14 @@ def main(argv: list[str] | None = None) -> int:
                         help="with --eval-only: measure the latent's statistics again first")  # fmt: skip
     for f in fields(AETrainConfig):
         if f.name in ("ae", "steps", "seed", "time_limit", "init", "threads", "batch_size", "crop", "lr",
-                      "checkpoint_every", "stop_after", "min_lr", "warmup", "grad_weight", "l2_weight"):  # fmt: skip
+                      "checkpoint_every", "stop_after", "min_lr", "warmup", "grad_weight", "l2_weight",
+                      "freeze_encoder"):  # fmt: skip
+            flag = "--" + f.name.replace("_", "-")
+            if str(f.type) == "bool":
+                parser.add_argument(flag, action="store_true", default=None)
+                continue
             kind = {"float | None": float, "str | None": str, "int | None": int}.get(str(f.type), None)
-            parser.add_argument("--" + f.name.replace("_", "-"), type=kind or type(f.default), default=None)
+            parser.add_argument(flag, type=kind or type(f.default), default=None)
     args = parser.parse_args(argv)
     out = Path(args.out)
     if args.threads:
