@@ -6,7 +6,11 @@ machine; the goal is under 2 s (faster than real time: a clip is 2 s long). The 
 noise levels only (t >= 0.8: two network passes at the first 9 of 20 steps, one at the others); the same clips
 without guidance (scale 1: one pass per step) are timed alternately beside them, for the ratio.
 
-    ./run python bench/builtin.py [--runs 7] [--threads N]
+    ./run python bench/builtin.py [--runs 7] [--threads N] [--v2 PATH]
+
+``--v2 PATH`` times a v2 checkpoint (128x128, the DiT in the autoencoder's latent, decoded to pixels) in the same
+loop, alternately with v1 (the shipped weights): its time does not depend on how far it is trained, so a checkpoint
+with any weights gives its speed.
 """
 
 from __future__ import annotations
@@ -36,13 +40,20 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=7)
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--no-write", action="store_true")
+    ap.add_argument("--v2", type=Path, default=None, help="a v2 checkpoint to time beside v1")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    kinema.generate(PROMPTS[0], seed=0)  # warm-up: loads the weights
-    times: dict[str, list[float]] = {"default": [], "no guidance": []}
+    settings: list[tuple[str, dict[str, object]]] = [("v1, 64x64, default", {}),
+                                                     ("v1, 64x64, no guidance", {"guidance_scale": 1.0})]  # fmt: skip
+    if args.v2 is not None:
+        settings += [("v2, 128x128, default", {"model": str(args.v2)}),
+                     ("v2, 128x128, no guidance", {"model": str(args.v2), "guidance_scale": 1.0})]  # fmt: skip
+    for _, extra in settings:
+        kinema.generate(PROMPTS[0], seed=0, **extra)  # type: ignore[arg-type]  # warm-up: loads the weights
+    times: dict[str, list[float]] = {name: [] for name, _ in settings}
     for i in range(args.runs):
-        for name, extra in (("default", {}), ("no guidance", {"guidance_scale": 1.0})):
+        for name, extra in settings:
             t = time.perf_counter()
             result = kinema.generate(PROMPTS[i % len(PROMPTS)], seed=i, **extra)  # type: ignore[arg-type]
             times[name].append(time.perf_counter() - t)
@@ -50,13 +61,16 @@ def main() -> None:
     med = {k: statistics.median(v) for k, v in times.items()}
     for name, v in times.items():
         spread = f"min {min(v):.2f}s, max {max(v):.2f}s, {args.runs} runs, {torch.get_num_threads()} threads"
-        print(f"built-in, 16 frames 64x64, 20 steps, {name}: median {med[name]:.2f}s ({spread})")
+        print(f"built-in, 16 frames, 20 steps, {name}: median {med[name]:.2f}s ({spread})")
     rows = [f"| {name} | {med[name]:.2f} | {min(v):.2f} | {max(v):.2f} | {args.runs} | {torch.get_num_threads()} |"
             for name, v in times.items()]  # fmt: skip
+    ratios = [f"v1 default against no guidance: {med[settings[0][0]] / med[settings[1][0]]:.2f}x the time."]
+    if args.v2 is not None:
+        ratios.append(f"v2 against v1 at default settings: {med[settings[2][0]] / med[settings[0][0]]:.2f}x the time.")
     body = "\n".join([
         "## Built-in model speed (`bench/builtin.py`)",
         "",
-        "One 16-frame 64x64 clip at default settings (20 denoising steps; guidance 1.5 at noise levels t >= 0.8, "
+        "One 16-frame clip at default settings (20 denoising steps; guidance 1.5 at noise levels t >= 0.8, "
         "so two network passes at the first 9 steps and one at the other 11), the whole `kinema.generate` call "
         "without saving, after a warm-up; beside it, alternately, the same clips without guidance (scale 1: one "
         "pass per step). Target: at most 3 s on a 2-core CPU; goal under 2 s (faster than real time).",
@@ -65,7 +79,7 @@ def main() -> None:
         "|---|---|---|---|---|---|",
         *rows,
         "",
-        f"Default against no guidance: {med['default'] / med['no guidance']:.2f}x the time. Machine: {machine()}.",
+        " ".join(ratios) + f" Machine: {machine()}.",
     ])  # fmt: skip
     if not args.no_write:
         write_section("builtin", body)
