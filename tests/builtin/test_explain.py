@@ -48,3 +48,21 @@ def test_explain_writes_the_sheet(tmp_path: Path) -> None:
         assert im.format == "PNG" and im.width > 3 * 128 and im.height > 4 * 128
     bad = CliRunner().invoke(app, ["explain", "x", "--columns", "9", "--steps", "4"])
     assert bad.exit_code != 0 and "columns" in bad.output and "Traceback" not in bad.output
+
+
+def test_explain_a_v2_checkpoint_decodes_the_latent_and_shows_it(tmp_path: Path) -> None:
+    """With a v2 model the sampler holds latents: panel 1 shows them decoded, panel 5 the latent's channels."""
+    from kinema.builtin import save_model, world
+    from kinema.builtin.autoencoder import AE_CONFIGS, AEConfig, VideoAutoencoder
+    from kinema.builtin.explain import explain
+    from kinema.builtin.model import CONFIGS, ModelConfig, VideoDiT
+
+    torch.manual_seed(0)
+    cfg = ModelConfig(vocab=world.vocabulary(), cameras=list(world.CAMERAS), **CONFIGS["tiny-v2"])  # type: ignore[arg-type]
+    ae = VideoAutoencoder(AEConfig(**AE_CONFIGS["tiny"])).eval()
+    path = save_model(VideoDiT(cfg), tmp_path / "v2.safetensors", autoencoder=ae)
+    result = explain("a red ball bouncing", steps=3, columns=2, weights=str(path))
+    assert [len(p["columns"]) for p in result.panels] == [2, 5, 4, 1, cfg.channels]
+    assert result.info["latent"] == f"{cfg.channels}x8x8 per frame"
+    assert result.info["size"] == "64x64" and "latent cells (32x32 pixels)" in result.panels[3]["title"]
+    assert result.image.shape[1] >= cfg.channels * 64 * 2  # the latent's row: one 2x tile per channel

@@ -10,7 +10,11 @@ The sheet has four panels, each from the shipped weights (or ``KINEMA_BUILTIN_WE
 3. **Guidance.** The same seed at several classifier-free guidance scales (the shipped interval: guidance acts only
    while t >= 0.8), one frame each.
 4. **Tokens.** Frame 0 with the patch grid the transformer cuts the clip into (each token is a patch of
-   patch_t frames x patch_h x patch_w pixels), and how many tokens a clip is.
+   patch_t frames x patch_h x patch_w pixels, or latent cells in v2), and how many tokens a clip is.
+5. **The latent** (v2 only). Frame 0's latent, one grey tile per channel (each scaled to its own range): what the
+   transformer really denoises, and what the autoencoder's decoder turns into panel 2's pixels.
+
+With a v2 checkpoint the sampler holds latents, so panel 1 shows them decoded to pixels by the autoencoder.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from . import DEFAULT_GUIDANCE, load_model
-from .sampling import sample, to_uint8
+from .sampling import LatentSpace, sample, space_of
 
 __all__ = ["Explanation", "explain"]
 
@@ -71,10 +75,14 @@ def explain(
         raise ValueError(f"columns: {columns}; between 2 and steps ({steps})")
     shown = sorted({round(i * (steps - 1) / (columns - 1)) for i in range(columns)})
     states: dict[int, tuple[float, np.ndarray, np.ndarray]] = {}
+    space = space_of(model)
+    latent: list[Any] = []  # v2: the last step's prediction of frame 0's latent, (C, h, w)
 
     def keep(i: int, t: float, x: Any, x0: Any) -> None:
-        if i in shown:
-            states[i] = (t, to_uint8(x)[0, 0], to_uint8(x0)[0, 0])
+        if i in shown:  # frame 0 only, as pixels (a v2 latent goes through the decoder)
+            states[i] = (t, space.decode(x[:1, :, :1])[0, 0], space.decode(x0[:1, :, :1])[0, 0])
+        if i == steps - 1:  # the last Euler step lands on this prediction: the clip's own latent
+            latent.append(x0[0, :, 0].clone())
 
     clips: dict[float, np.ndarray] = {}
     for g in GUIDANCES:
@@ -87,6 +95,8 @@ def explain(
     frame_idx = sorted({round(i * (f - 1) / 4) for i in range(5)})
     mid = f // 2
     nt, nh, nw = cfg.grid
+    f_lat = cfg.latent_factor
+    cells = "pixels" if f_lat == 1 else f"latent cells ({cfg.patch_h * f_lat}x{cfg.patch_w * f_lat} pixels)"
 
     panels: list[dict[str, Any]] = [
         {"title": "1. denoising, frame 0: what the sampler holds (x_t) above what the model predicts (x0_hat)",
@@ -97,10 +107,18 @@ def explain(
         {"title": f"3. guidance scale (frame {mid}; guidance acts while t >= 0.8)",
          "columns": [f"{g:g}" + (" (default)" if g == DEFAULT_GUIDANCE else "") for g in GUIDANCES],
          "rows": [[clips[g][mid] for g in GUIDANCES]]},
-        {"title": f"4. tokens: {cfg.patch_t}x{cfg.patch_h}x{cfg.patch_w} patches, {nt}x{nh}x{nw} = "
+        {"title": f"4. tokens: {cfg.patch_t} frames x {cfg.patch_h}x{cfg.patch_w} {cells}, {nt}x{nh}x{nw} = "
                   f"{nt * nh * nw} per clip", "columns": ["frame 0, patch grid"],
-         "rows": [[_grid(clip[0], cfg.patch_h, cfg.patch_w)]]},
+         "rows": [[_grid(clip[0], cfg.patch_h * f_lat, cfg.patch_w * f_lat)]]},
     ]  # fmt: skip
+    if isinstance(space, LatentSpace):
+        z = latent[0].float().numpy()  # (C, h, w)
+        lo, hi = z.min(axis=(1, 2), keepdims=True), z.max(axis=(1, 2), keepdims=True)
+        grey = ((z - lo) / np.maximum(hi - lo, 1e-6) * 255).round().astype(np.uint8)
+        tiles = [np.repeat(np.repeat(g[..., None], f_lat, 0), f_lat, 1).repeat(3, axis=2) for g in grey]
+        panels.append({"title": f"5. the latent of frame 0: {z.shape[0]} channels at {z.shape[1]}x{z.shape[2]} "
+                                f"(the decoder draws panel 2 from it)",
+                       "columns": [f"channel {c}" for c in range(z.shape[0])], "rows": [tiles]})  # fmt: skip
 
     tile_w, tile_h = cfg.width * SCALE, cfg.height * SCALE
     gap = 4
@@ -122,5 +140,6 @@ def explain(
             y += tile_h + gap
     described = [{"title": p["title"], "columns": p["columns"]} for p in panels]
     info = {"prompt": prompt, "seed": seed, "steps": steps, "guidances": list(GUIDANCES),
-            "tokens": nt * nh * nw, "size": f"{cfg.width}x{cfg.height}", "frames": f}  # fmt: skip
+            "tokens": nt * nh * nw, "size": f"{cfg.width}x{cfg.height}", "frames": f,
+            "latent": None if f_lat == 1 else f"{cfg.channels}x{cfg.space[1]}x{cfg.space[2]} per frame"}  # fmt: skip
     return Explanation(np.asarray(sheet), described, info)
