@@ -246,9 +246,11 @@ def test_text_encoder_on_the_cpu_gives_the_same_clip(tiny_checkpoint: Tiny) -> N
 )
 def test_text_encoder_on_the_cpu_for_the_other_families(tiny_checkpoint: Tiny, name: str, size: int, frames: int,
                                                         negative: str | None) -> None:  # fmt: skip
-    base = run(tiny_checkpoint(name), size=size, frames=frames, negative_prompt=negative).video.frames
+    # HunyuanVideo encodes a negative prompt only with true CFG on (its default scale is the authors' 1.0)
+    extra = {"true_cfg_scale": 3.0} if negative else {}
+    base = run(tiny_checkpoint(name), size=size, frames=frames, negative_prompt=negative, options=extra).video.frames
     cpu_text = run(tiny_checkpoint(name), size=size, frames=frames, negative_prompt=negative,
-                   options={"text_encoder_device": "cpu"})  # fmt: skip
+                   options={**extra, "text_encoder_device": "cpu"})  # fmt: skip
     assert np.abs(cpu_text.video.frames.astype(int) - base.astype(int)).max() <= 1
 
 
@@ -357,12 +359,31 @@ def test_svd_micro_conditioning_and_decode_chunk(tiny_checkpoint: Tiny, image_fi
 
 
 def test_hunyuan_negative_prompt_turns_on_true_cfg(tiny_checkpoint: Tiny, calls: list[dict[str, Any]]) -> None:
-    run(tiny_checkpoint("hunyuan"), size=16, negative_prompt="blurry")
-    assert calls[-1]["negative_prompt"] == "blurry" and calls[-1]["true_cfg_scale"] == 6.0
+    # the authors' --cfg-scale default 1.0 (Tencent-Hunyuan/HunyuanVideo hyvideo/config.py): true CFG off, said so
+    result = run(tiny_checkpoint("hunyuan"), size=16, negative_prompt="blurry")
+    assert "negative_prompt" not in calls[-1] and "true_cfg_scale" not in calls[-1]
+    assert any("true_cfg_scale 1 (the authors' default)" in w for w in result.warnings)
     run(tiny_checkpoint("hunyuan"), size=16, negative_prompt="blurry", options={"true_cfg_scale": 3.5})
+    assert calls[-1]["negative_prompt"] == "blurry"
     assert calls[-1]["true_cfg_scale"] == 3.5
     run(tiny_checkpoint("hunyuan"), size=16)
     assert "negative_prompt" not in calls[-1] and "true_cfg_scale" not in calls[-1]
+
+
+def test_wan_1_3b_keeps_the_authors_text_to_video_shift(tiny_checkpoint: Tiny, _empty_hf_cache: Path) -> None:
+    # Wan-Video/Wan2.1 generate.py _validate_args: sample_shift 5.0 for t2v-1.3B at 832*480 (3.0 is i2v at 480p)
+    import torch
+    from test_local_errors import seed_cache
+
+    from kinema.backends.catalog import CATALOG
+    from kinema.backends.diffusers import locate, validate_options
+
+    assert CATALOG["wan2.1-t2v-1.3b"].flow_shift == 5.0
+    seed_cache(_empty_hf_cache, "Wan-AI/Wan2.1-T2V-1.3B-Diffusers", tiny_checkpoint("wan-t2v"))  # saved at 3.0
+    backend: Any = get_backend("diffusers")
+    pipe = backend._pipeline(locate("wan2.1-t2v-1.3b"), "WanPipeline", "cpu", {"default": torch.float32},
+                             validate_options({"device": "cpu"}))  # fmt: skip
+    assert pipe.scheduler.config.flow_shift == 5.0
 
 
 # -- 6. options that would do nothing are refused up front ------------------------------------------------------------

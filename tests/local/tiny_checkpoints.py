@@ -209,6 +209,30 @@ def ltx() -> Any:
                        tokenizer=t5_tokenizer(), transformer=transformer)  # fmt: skip
 
 
+def ltx_condition() -> Any:
+    """LTX-Video 0.9.7 / 0.9.8 layout (Lightricks/LTX-Video-0.9.8-13B-distilled): the same components in
+    LTXConditionPipeline, with a timestep-conditioned VAE decoder as those releases have (``decode_timestep``)."""
+    from diffusers import AutoencoderKLLTXVideo, LTXConditionPipeline
+
+    parts = ltx().components
+    torch.manual_seed(0)
+    config = {k: v for k, v in parts["vae"].config.items() if not k.startswith("_")}
+    parts["vae"] = AutoencoderKLLTXVideo(**{**config, "timestep_conditioning": True})
+    return LTXConditionPipeline(**{k: v for k, v in parts.items() if not k.startswith("_")})
+
+
+def ltx_upsampler() -> Any:
+    """The latent upsampler in the layout of Lightricks/ltxv-spatial-upscaler-0.9.7 (an LTXLatentUpsamplePipeline:
+    ``latent_upsampler/`` and ``vae/``), for the tiny LTX's 8 latent channels (32 middle channels: its GroupNorm
+    takes 32 groups)."""
+    from diffusers import LTXLatentUpsamplePipeline
+    from diffusers.pipelines.ltx.modeling_latent_upsampler import LTXLatentUpsamplerModel
+
+    torch.manual_seed(0)
+    upsampler = LTXLatentUpsamplerModel(in_channels=8, mid_channels=32, num_blocks_per_stage=1, dims=3)
+    return LTXLatentUpsamplePipeline(vae=ltx().vae, latent_upsampler=upsampler)
+
+
 def _cogvideox_vae() -> Any:
     from diffusers import AutoencoderKLCogVideoX
 
@@ -348,6 +372,8 @@ BUILDERS: dict[str, Callable[[], Any]] = {
     "wan22-ti2v": wan22_ti2v,
     "wan22-a14b": wan22_a14b,
     "ltx": ltx,
+    "ltx-condition": ltx_condition,
+    "ltx-upsampler": ltx_upsampler,
     "cogvideox": cogvideox,
     "cogvideox-i2v": cogvideox_i2v,
     "hunyuan": hunyuan,

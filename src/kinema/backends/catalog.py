@@ -23,7 +23,7 @@ from .base import Capabilities
 
 __all__ = ["CatalogEntry", "Family", "CATALOG", "FAMILIES", "get_entry", "find_by_repo", "family_for_pipeline",
            "derive_capabilities", "DEFAULT_MODEL", "MemoryEstimate", "estimate_memory", "component_bytes",
-           "scaled_work", "WAN_NEGATIVE_PROMPT", "read_json"]  # fmt: skip
+           "scaled_work", "WAN_NEGATIVE_PROMPT", "read_json", "MultiScale", "LTX_DEV_MULTISCALE"]  # fmt: skip
 
 DEFAULT_MODEL = "wan2.1-t2v-1.3b"
 
@@ -138,6 +138,26 @@ def supported_pipelines() -> list[str]:
 
 
 @dataclass(frozen=True)
+class MultiScale:
+    """LTX-Video's multi-scale flow (``--option multiscale=true``): a first pass at ``downscale`` of the size, the
+    latent upsampler (2x), then a short refine pass at twice the first pass's size. Sources in docs/models.md."""
+
+    upsampler: str | None  # the Hub repo of the latent upsampler the authors pair with the checkpoint
+    upsampler_params_b: float = 0.126  # LTXLatentUpsamplerModel's default config (the 0.9.7 / 0.9.8 upsampler)
+    downscale: float = 0.6666666  # the authors' downscale_factor (configs/ltxv-13b-0.9.8-distilled.yaml)
+    adain_factor: float = 0.0  # LTXLatentUpsamplePipeline: match the upsampled latents' statistics to the first's
+    tone_map_compression_ratio: float = 0.0  # LTXLatentUpsamplePipeline (diffusers 0.36+): 0.6 for 0.9.8
+    refine_timesteps: tuple[float, ...] | None = None  # the refine pass's schedule (a distilled checkpoint's)
+    refine_steps: int = 10  # the refine pass's schedule length, of which int(steps x strength) run
+    refine_strength: float = 0.4  # LTXConditionPipeline's denoise_strength for the refine pass
+
+
+#: the recipe of diffusers' LTX-Video 0.9.7-dev multi-scale example (ltx_video.md): for an LTX checkpoint given by
+#: folder or repo id with ``--option upsampler=...``, which is run with the family's (non-distilled) defaults
+LTX_DEV_MULTISCALE = MultiScale(upsampler=None)
+
+
+@dataclass(frozen=True)
 class CatalogEntry:
     """One model: where its weights are, which pipeline runs it, what it accepts and under which licence."""
 
@@ -190,6 +210,8 @@ class CatalogEntry:
     edit_max_frames: int | None = None
     max_references: int = 0  # reference images (mode "references")
     keyframes_max_frames: int | None = None
+    #: LTX-Video: the multi-scale flow the authors recommend (``--option multiscale=true``); None: not offered
+    multiscale: MultiScale | None = None
 
     def frame_rule(self) -> str:
         if self.frame_step == 1:
@@ -541,6 +563,18 @@ CATALOG: dict[str, CatalogEntry] = {
                 "timesteps": [1000, 993, 987, 981, 975, 909, 725, 0.03],
             },
             notes="13B step-distilled release: 8 steps without classifier-free guidance",
+            # the authors' recipe (configs/ltxv-13b-0.9.8-distilled.yaml) as diffusers' ltx_video.md runs it for
+            # 0.9.8 distilled: AdaIN 1.0, tone mapping 0.6, refine 4 of [1000, 909, 725, 421, 0] (strength 0.999).
+            # The 0.9.8 upsampler file is a copy of the 0.9.7 one (the Hub repo Lightricks/LTX-Video, commit 264b748),
+            # whose diffusers-layout repo is this one (docs/models.md)
+            multiscale=MultiScale(
+                upsampler="Lightricks/ltxv-spatial-upscaler-0.9.7",
+                adain_factor=1.0,
+                tone_map_compression_ratio=0.6,
+                refine_timesteps=(1000, 909, 725, 421, 0),
+                refine_steps=5,
+                refine_strength=0.999,
+            ),
         ),
         CatalogEntry(
             id="cogvideox-2b",
@@ -638,7 +672,7 @@ CATALOG: dict[str, CatalogEntry] = {
             params_b={"transformer": 12.8, "text_encoder": 7.5, "text_encoder_2": 0.123, "vae": 0.246},
             work_gb=18.7,
             dtypes={"default": "float16", "transformer": "bfloat16"},
-            notes="guidance is embedded (distilled); a negative prompt turns on true CFG (option true_cfg_scale)",
+            notes="guidance is embedded (distilled); true CFG with a negative prompt needs option true_cfg_scale > 1",
         ),
         CatalogEntry(
             id="svd",

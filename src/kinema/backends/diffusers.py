@@ -32,8 +32,8 @@ Backend options (``--option KEY=VALUE`` on the command line, ``options={...}`` i
                    older scripts: the request's ``last_image`` (keyframes) does the same
 ``shift``          the flow-matching scheduler's shift (catalog default per model; flow-matching models only)
 ``guidance_2``     Wan2.2 A14B: guidance of the low-noise expert
-``true_cfg_scale`` HunyuanVideo: true classifier-free guidance with the negative prompt (default 6.0 when a
-                   negative prompt is given)
+``true_cfg_scale`` HunyuanVideo: true classifier-free guidance with the negative prompt (default 1.0, the
+                   authors' ``--cfg-scale``: off; above 1 with a negative prompt turns it on)
 ``motion_bucket_id``, ``noise_aug_strength``, ``decode_chunk_size``  Stable Video Diffusion's micro-conditioning
                    (pipeline defaults 127 and 0.02) and VAE decode chunk (default 8, as in diffusers' SVD docs)
 ``max_sequence_length``  text tokens given to the text encoder
@@ -46,6 +46,10 @@ Backend options (``--option KEY=VALUE`` on the command line, ``options={...}`` i
                    ``ulysses_anything``: any head count (see :mod:`kinema.backends.parallel`)
 ``transformer_file``, ``transformer_2_file``  the transformer from one .gguf or .safetensors file; ``--model``
                    names the base checkpoint
+``multiscale``     true | false: LTX-Video 0.9.7 / 0.9.8's multi-scale flow (a first pass at 2/3 of the size, the
+                   latent upsampler, a short refine pass at twice the first pass's size; see docs/models.md)
+``upsampler``      multiscale=true: the latent upsampler, a Hub repo id or a local folder (default: the catalog's,
+                   Lightricks/ltxv-spatial-upscaler-0.9.7 for ltx-video)
 =================  ==========================================================================================
 
 Editing a clip (``source_video`` + ``strength``), keyframes (``last_image``) and reference images run through each
@@ -65,7 +69,7 @@ import math
 import os
 import re
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -85,9 +89,11 @@ from .base import (
 from .catalog import (
     CATALOG,
     DEFAULT_MODEL,
+    LTX_DEV_MULTISCALE,
     CatalogEntry,
     Family,
     MemoryEstimate,
+    MultiScale,
     derive_capabilities,
     estimate_memory,
     family_for_pipeline,
@@ -112,7 +118,8 @@ from .quantization import (
 from .quantization import targets as quantize_targets
 
 __all__ = ["DiffusersBackend", "Located", "locate", "hub_cache_dir", "validate_options", "check_fits",
-           "parse_lora", "OPTION_DEFAULTS", "memory_estimate", "component_dtypes", "diffusers_name"]  # fmt: skip
+           "parse_lora", "OPTION_DEFAULTS", "memory_estimate", "component_dtypes", "diffusers_name",
+           "multiscale_recipe", "multiscale_sizes", "locate_upsampler", "HUNYUAN_TRUE_CFG"]  # fmt: skip
 
 _REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
 _WEIGHT_SUFFIXES = (".safetensors",)
@@ -235,7 +242,8 @@ OPTION_DEFAULTS: dict[str, Any] = {
     "motion_bucket_id": None, "noise_aug_strength": None, "decode_chunk_size": None, "max_sequence_length": None,
     "revision": None, "quantize": "none", "quantize_components": [], "transformer_file": None,
     "transformer_2_file": None, "scheduler": None, "last_image": None, "cache_ratios": None,
-    "cache_calibrate": False, "ulysses": 1, "ring": 1, "ulysses_anything": False,
+    "cache_calibrate": False, "ulysses": 1, "ring": 1, "ulysses_anything": False, "multiscale": False,
+    "upsampler": None,
 }  # fmt: skip
 _CHOICES = {
     "offload": ("none", "model", "sequential", "group"),
@@ -340,8 +348,10 @@ def validate_options(options: dict[str, Any]) -> dict[str, Any]:
             raise InvalidRequest(f"options.{key}", f"{opts[key]!r} is not one of its values", value=opts[key],
                                  allowed=", ".join(choices))  # fmt: skip
         opts[key] = value
-    for key in ("vae_tiling", "vae_slicing", "compile", "low_cpu_mem_usage", "cache_calibrate"):
+    for key in ("vae_tiling", "vae_slicing", "compile", "low_cpu_mem_usage", "cache_calibrate", "multiscale"):
         opts[key] = _bool(key, opts[key])
+    if opts["upsampler"] is not None:
+        opts["upsampler"] = _upsampler_ref(opts["upsampler"])
     opts["offload_exclude"] = _names("offload_exclude", opts["offload_exclude"])
     if opts["cache_threshold"] is None:  # each cache's own default: FirstBlockCache 0.05, MagCacheConfig 0.06
         opts["cache_threshold"] = 0.06 if opts["cache"] == "magcache" else 0.05
@@ -549,10 +559,25 @@ def memory_estimate(located: Located, opts: dict[str, Any], dtypes: dict[str, An
     work = entry.work_gb if entry is not None else family.work_gb
     caps = located.capabilities
     default = (caps.default_size[0], caps.default_size[1], caps.default_frames)
-    return estimate_memory(params, sizes, scaled_work(work, default, size), opts["offload"],
-                           text_encoder_device=opts["text_encoder_device"],
-                           group_exclude=tuple(opts["offload_exclude"]),
-                           low_cpu_mem_usage=opts["low_cpu_mem_usage"])  # fmt: skip
+    kept = tuple(opts["offload_exclude"])
+    resident = 0.0
+    if opts.get("multiscale"):
+        # the upsampler sits whole on the GPU in every offload mode (DiffusersBackend._upsampler), and the refine
+        # pass (at twice the first pass's size, about 4/3 of the requested side) sets the activations and decode
+        recipe = multiscale_recipe(located, opts)
+        params["latent_upsampler"] = recipe.upsampler_params_b
+        sizes["latent_upsampler"] = _dtype_bytes(dtypes.get("latent_upsampler", dtypes["default"]))
+        refine = multiscale_sizes(size[0], size[1], recipe.downscale)[1]
+        size, kept = (refine[0], refine[1], size[2]), (*kept, "latent_upsampler")
+        if opts["offload"] in ("model", "sequential"):  # none and group count it as a component on the GPU
+            resident = params["latent_upsampler"] * sizes["latent_upsampler"]
+    estimate = estimate_memory(params, sizes, scaled_work(work, default, size), opts["offload"],
+                               text_encoder_device=opts["text_encoder_device"], group_exclude=kept,
+                               low_cpu_mem_usage=opts["low_cpu_mem_usage"])  # fmt: skip
+    if not opts.get("multiscale"):
+        return estimate
+    assumes = f"{estimate.assumes}; multiscale: the refine pass's size and the latent upsampler"
+    return replace(estimate, gpu_gb=round(estimate.gpu_gb + resident, 2), assumes=assumes)
 
 
 def _dtype_bytes(dtype: Any) -> float:
@@ -622,6 +647,13 @@ _SVD_OPTIONS = ("motion_bucket_id", "noise_aug_strength", "decode_chunk_size")
 #: applied per call by apply_magcache)
 _CALL_OPTIONS = ("guidance_2", "max_sequence_length", "true_cfg_scale", "_size_from_input", "last_image",
                  "cache_ratios", "cache_calibrate")  # fmt: skip
+#: the multi-scale flow adds the latent upsampler beside the loaded pipeline (its own key): turning it on or off
+#: reloads nothing else
+_MULTISCALE_OPTIONS = ("multiscale", "upsampler")
+_KEYLESS_OPTIONS = frozenset((*_CALL_OPTIONS, *_SVD_OPTIONS, *_MULTISCALE_OPTIONS))
+#: HunyuanVideo's true CFG scale when none is given: the authors' ``--cfg-scale`` default (hyvideo/config.py), 1.0,
+#: which leaves true CFG off (diffusers' HunyuanVideoPipeline runs it only above 1); no source recommends another
+HUNYUAN_TRUE_CFG = 1.0
 
 
 def _refuse(key: str, why: str, value: Any, allowed: str) -> InvalidRequest:
@@ -664,6 +696,7 @@ def check_model_options(located: Located, opts: dict[str, Any], given: set[str],
                           "with offload=group only")  # fmt: skip
     _check_quantize(located, opts, given)
     _check_split(located, opts)
+    _check_multiscale(located, opts, given, mode)
     if "guidance_2" in given and opts["guidance_2"] is not None and family == "wan" and located.entry is not None \
             and located.entry.guidance_2 is None:  # fmt: skip
         raise _refuse("guidance_2", f"{located.model} has one transformer, so there is no low-noise expert",
@@ -791,6 +824,143 @@ def _check_split(located: Located, opts: dict[str, Any]) -> None:
                           f"{off} when the sequence is split")  # fmt: skip
 
 
+# -- LTX-Video's multi-scale flow -----------------------------------------------------------------------------------
+
+#: LTXConditionPipeline.check_inputs takes sizes in multiples of 32 at each pass (the authors' vae_scale_factor)
+_LTX_MULTIPLE = 32
+MULTISCALE_DOC = "docs/models.md, 'LTX-Video multi-scale'"
+_MULTISCALE_MODELS = "LTX-Video 0.9.7 / 0.9.8 checkpoints (LTXConditionPipeline), e.g. ltx-video"
+_UPSAMPLER_CLASS = "LTXLatentUpsamplerModel"
+
+
+def _upsampler_ref(value: Any) -> str:
+    """The upsampler option: an existing local folder or a Hub repo id (checked for form only: weights at load)."""
+    allowed = "a Hub repo id (org/name, e.g. Lightricks/ltxv-spatial-upscaler-0.9.7) or a local folder"
+    text = os.fspath(value).strip() if isinstance(value, str | os.PathLike) else ""
+    if not text or not (Path(text).expanduser().is_dir() or _REPO_ID.match(text)):
+        raise _refuse("upsampler", f"{value!r} is neither an existing folder nor a Hub repo id", value, allowed)
+    return text
+
+
+def _check_multiscale(located: Located, opts: dict[str, Any], given: set[str], mode: str | None) -> None:
+    """multiscale / upsampler against the model, the mode and the other options (before anything loads)."""
+    if not opts["multiscale"]:
+        if "upsampler" in given and opts["upsampler"] is not None:
+            raise _refuse("upsampler", "names the latent upsampler of multiscale=true, which is off",
+                          opts["upsampler"], "with multiscale=true only")  # fmt: skip
+        return
+    if located.family.name != "ltx":
+        raise _refuse("multiscale", f"is LTX-Video's multi-scale flow (its latent upsampler); {located.model} is a "
+                      f"{located.class_name} model", True, f"only with {_MULTISCALE_MODELS}")  # fmt: skip
+    if located.class_name != "LTXConditionPipeline":
+        raise _refuse("multiscale", f"{located.model} is an {located.class_name} checkpoint (LTX-Video 0.9.0 / "
+                      "0.9.1): the authors' latent upsampler came with 0.9.7, and the refine pass needs "
+                      "LTXConditionPipeline's denoise_strength", True, f"only with {_MULTISCALE_MODELS}")  # fmt: skip
+    if mode == "edit":
+        raise _refuse(
+            "multiscale",
+            "an edit hands the source clip to the pipeline as its latents, where the "
+            "refine pass puts the upsampled ones",
+            True,
+            "false for edits (t2v, i2v, extend, keyframes)",
+        )
+    if opts["cache"] == "magcache":
+        raise _refuse(
+            "cache",
+            "MagCache's hooks are set for one step count; the multi-scale flow runs two passes of different lengths",
+            "magcache",
+            "none, firstblock or taylorseer with it",
+        )
+    if split_degree(opts) > 1:
+        key = "ulysses" if opts["ulysses"] > 1 else "ring"
+        raise _refuse(key, "splitting the sequence is not tested with multiscale=true yet", opts[key],
+                      "1 (one process) with multiscale=true")  # fmt: skip
+    multiscale_recipe(located, opts)  # refuses a checkpoint with no upsampler named
+
+
+def multiscale_recipe(located: Located, opts: dict[str, Any]) -> MultiScale:
+    """The multi-scale recipe for this checkpoint: the catalog's (the authors'), else diffusers' 0.9.7-dev example
+    (:data:`LTX_DEV_MULTISCALE`); ``--option upsampler`` replaces its upsampler. A checkpoint with none is refused."""
+    entry = located.entry
+    recipe = entry.multiscale if entry is not None and entry.multiscale is not None else LTX_DEV_MULTISCALE
+    if opts["upsampler"] is not None:
+        recipe = replace(recipe, upsampler=opts["upsampler"])
+    if recipe.upsampler is None:
+        raise _refuse("upsampler", f"{located.model} comes with no latent upsampler Kinema knows: the LTX authors "
+                      "release one for 0.9.7 and 0.9.8, Lightricks/ltxv-spatial-upscaler-0.9.7 (the 0.9.8 file is "
+                      f"a copy of it); name it for this checkpoint (see {MULTISCALE_DOC})", None,
+                      "upsampler=Lightricks/ltxv-spatial-upscaler-0.9.7, or a local folder")  # fmt: skip
+    return recipe
+
+
+def multiscale_sizes(width: int, height: int, downscale: float) -> tuple[tuple[int, int], tuple[int, int]]:
+    """((width, height) of the first pass, of the refine pass): the authors' rounding (LTXMultiScalePipeline in
+    Lightricks/LTX-Video ltx_video/pipelines/pipeline_ltx_video.py): ``int(size x downscale)`` rounded down to a
+    multiple of 32, then twice that; the clip is resized to ``width x height`` at the end. A size whose first pass
+    would be under 32 is refused, naming the side."""
+    first = (int(width * downscale) // _LTX_MULTIPLE * _LTX_MULTIPLE,
+             int(height * downscale) // _LTX_MULTIPLE * _LTX_MULTIPLE)  # fmt: skip
+    for field, size, got in (("width", width, first[0]), ("height", height, first[1])):
+        if got < _LTX_MULTIPLE:
+            least = math.ceil(_LTX_MULTIPLE / downscale / _LTX_MULTIPLE) * _LTX_MULTIPLE
+            raise InvalidRequest(field, f"{size} is too small to split for the multi-scale flow: its first pass runs "
+                                 f"at int({size} x {downscale:g}) rounded down to a multiple of {_LTX_MULTIPLE}, "
+                                 "which is 0", value=size,
+                                 allowed=f"{least} or more with options.multiscale=true")  # fmt: skip
+    return first, (2 * first[0], 2 * first[1])
+
+
+def locate_upsampler(ref: str, revision: str | None = None) -> Path:
+    """The upsampler's folder: a local folder, or the cached snapshot of a Hub repo (never downloaded here)."""
+    path = Path(ref).expanduser()
+    if path.is_dir():
+        return path
+    from huggingface_hub import try_to_load_from_cache
+
+    # an LTXLatentUpsamplePipeline repo (model_index.json) or a bare LTXLatentUpsamplerModel (config.json)
+    for name in ("model_index.json", "config.json"):
+        found = try_to_load_from_cache(ref, name, cache_dir=hub_cache_dir(), revision=revision or "main")
+        if isinstance(found, str):
+            return Path(found).parent
+    raise ModelNotFound(f"options.upsampler: the latent upsampler {ref!r} is not in the Hugging Face cache at "
+                        f"{hub_cache_dir()}: run 'kinema pull {ref}' (on a machine with internet, then copy the "
+                        "cache here), or pass a local folder with --option upsampler=PATH")  # fmt: skip
+
+
+def _upsampler_subfolder(folder: Path) -> str | None:
+    """Where the LTXLatentUpsamplerModel is in ``folder``: ``latent_upsampler`` of an LTXLatentUpsamplePipeline
+    layout (Lightricks/ltxv-spatial-upscaler-0.9.7), or the folder itself (a saved LTXLatentUpsamplerModel)."""
+    index = read_model_index(folder)
+    if index:
+        spec = index.get("latent_upsampler")
+        if isinstance(spec, list) and spec[-1:] == [_UPSAMPLER_CLASS] and (folder / "latent_upsampler").is_dir():
+            return "latent_upsampler"
+    elif read_json(folder / "config.json").get("_class_name") == _UPSAMPLER_CLASS:
+        return None
+    raise _refuse("upsampler", f"{folder.name!r} holds no {_UPSAMPLER_CLASS} (neither an LTXLatentUpsamplePipeline "
+                  f"folder with latent_upsampler/ nor a saved {_UPSAMPLER_CLASS})", str(folder),
+                  "Lightricks/ltxv-spatial-upscaler-0.9.7, or a folder in either layout")  # fmt: skip
+
+
+def multiscale_record(recipe: MultiScale, first: tuple[int, int], refine: tuple[int, int],
+                      revision: str | None = None) -> dict[str, Any]:  # fmt: skip
+    """What the recipe records of a multi-scale run (no local path: a folder is named as such)."""
+    ref = recipe.upsampler or ""
+    record: dict[str, Any] = {
+        "upsampler": ref if _REPO_ID.match(ref) and not Path(ref).expanduser().is_dir() else "a local folder",
+        "first_pass": f"{first[0]}x{first[1]}", "refine_pass": f"{refine[0]}x{refine[1]}",
+        "downscale": recipe.downscale, "adain_factor": recipe.adain_factor,
+        "tone_map_compression_ratio": recipe.tone_map_compression_ratio, "refine_strength": recipe.refine_strength,
+    }  # fmt: skip
+    if recipe.refine_timesteps is not None:
+        record["refine_timesteps"] = list(recipe.refine_timesteps)
+    else:
+        record["refine_steps"] = recipe.refine_steps
+    if revision is not None:
+        record["upsampler_revision"] = revision
+    return record
+
+
 def _check_quantize(located: Located, opts: dict[str, Any], given: set[str]) -> None:
     """The quantization options against the offload mode and the pipeline's components (see docs/models.md)."""
     mode = opts["quantize"]
@@ -876,6 +1046,7 @@ class _Loaded:
     cpu_text: dict[str, Any]  # text encoders kept on the CPU (text_encoder_device=cpu)
     magcache: tuple[Any, ...] | None = None  # the settings (steps first) MagCache's hooks are applied with
     base: Any = None  # the checkpoint's own pipeline class, built on the same components (other modes switch from it)
+    upsampler: tuple[tuple[Any, ...], Any] | None = None  # (key, LTXLatentUpsamplerModel): multiscale=true
 
 
 class DiffusersBackend(BaseBackend):
@@ -930,6 +1101,10 @@ class DiffusersBackend(BaseBackend):
                 params.width, params.height = size_from_aspect(found[0], found[1], caps)
             else:
                 opts["_size_from_input"] = True
+        if opts["multiscale"] and not opts.get("_size_from_input"):
+            recipe = multiscale_recipe(located, opts)  # a size it cannot split is refused at planning
+            used["multiscale"] = multiscale_record(recipe, *multiscale_sizes(params.width, params.height,
+                                                                              recipe.downscale))  # fmt: skip
         params.options = {**given, "_resolved": opts, "_pipeline": used}
         return params
 
@@ -977,10 +1152,20 @@ class DiffusersBackend(BaseBackend):
         warnings.extend(_frame_warnings(located, params))
         if params.mode == "edit":  # a clip too short is refused before any weight is read
             source_frames(params, located.capabilities)
+        recipe: MultiScale | None = None
+        if opts["multiscale"]:  # refused before any weight is read: a size it cannot split, no upsampler here
+            _check_multiscale(located, opts, set(), params.mode)  # for callers that skip resolve
+            recipe = multiscale_recipe(located, opts)
+            sizes = multiscale_sizes(params.width, params.height, recipe.downscale)
+            assert recipe.upsampler is not None
+            locate_upsampler(recipe.upsampler)
 
         ctx.progress("loading", 0, 1)
         ctx.cancel.raise_if_cancelled()
         pipe = self._pipeline(located, mode_class, device, dtypes, opts)
+        upsampler: Any = None
+        if recipe is not None:
+            upsampler, up_folder = self._upsampler(located, recipe, device, dtypes)
         ctx.progress("loading", 1, 1)
         ctx.cancel.raise_if_cancelled()
 
@@ -994,7 +1179,9 @@ class DiffusersBackend(BaseBackend):
 
         def run() -> Any:
             with torch.inference_mode():
-                return pipe(**kwargs)
+                if recipe is not None:
+                    return run_multiscale(pipe, upsampler, kwargs, recipe, params, ctx, total_steps)[0]
+                return pipe(**kwargs).frames
 
         try:
             if opts["cache"] == "magcache" and opts["cache_calibrate"]:
@@ -1009,7 +1196,7 @@ class DiffusersBackend(BaseBackend):
                                    f"{params.num_frames} frames. Try: {memory_advice(opts)}") from exc  # fmt: skip
         ctx.cancel.raise_if_cancelled()
         ctx.progress("decoding", 1, 1)
-        frames = _to_uint8(out.frames)
+        frames = _to_uint8(out)
         if frames.shape[0] != params.num_frames:
             warnings.append(f"{mode_class} returned {frames.shape[0]} frames for {params.num_frames} asked")
             frames = frames[: params.num_frames]
@@ -1021,6 +1208,9 @@ class DiffusersBackend(BaseBackend):
                                  "scheduler": type(pipe.scheduler).__name__}  # fmt: skip
         if kwargs.get("negative_prompt") and not params.negative_prompt:
             extra["negative_prompt"] = "the model authors' default"
+        if recipe is not None:
+            snapshot = up_folder.name if up_folder.parent.name == "snapshots" else None
+            extra["multiscale"] = multiscale_record(recipe, *sizes, revision=snapshot)
         return BackendOutput(video=Video(frames, fps=params.fps), model_revision=located.revision or "local",
                              warnings=warnings, extra=extra)  # fmt: skip
 
@@ -1055,9 +1245,7 @@ class DiffusersBackend(BaseBackend):
             class_name,
             device,
             tuple(sorted((k, str(v)) for k, v in dtypes.items())),
-            tuple(
-                (k, str(v)) for k, v in sorted(opts.items()) if k not in _CALL_OPTIONS and k not in _SVD_OPTIONS
-            ),  # fmt: skip
+            tuple((k, str(v)) for k, v in sorted(opts.items()) if k not in _KEYLESS_OPTIONS),
         )
         with self._lock:
             if self._loaded is not None and self._loaded.key == key:
@@ -1066,7 +1254,8 @@ class DiffusersBackend(BaseBackend):
                 # another mode of the same weights and options: the same components in another pipeline class
                 # (text-to-video -> edit...), so nothing is loaded twice and every option applied stays applied
                 pipe = self._reuse(self._loaded, class_name, device, opts)
-                self._loaded = _Loaded(key, pipe, self._loaded.cpu_text, self._loaded.magcache, self._loaded.base)
+                self._loaded = _Loaded(key, pipe, self._loaded.cpu_text, self._loaded.magcache, self._loaded.base,
+                                       self._loaded.upsampler)  # fmt: skip
                 return pipe
             if self._loaded is not None:  # free the previous model before loading the next
                 self._loaded = None
@@ -1076,11 +1265,7 @@ class DiffusersBackend(BaseBackend):
             assert located.folder is not None
             entry = located.entry
             torch_dtype: Any = dtypes["default"] if len(dtypes) == 1 else dict(dtypes)
-            from diffusers.pipelines import pipeline_utils
-
-            # diffusers 0.36+ names it dtype (torch_dtype still works there, with a deprecation warning)
-            dtype_key = "dtype" if hasattr(pipeline_utils, "_resolve_dtype") else "torch_dtype"
-            kwargs: dict[str, Any] = {dtype_key: torch_dtype, "local_files_only": True}
+            kwargs: dict[str, Any] = {_dtype_key(): torch_dtype, "local_files_only": True}
             if entry is not None and entry.variant and any(located.folder.rglob(f"*.{entry.variant}.safetensors")):
                 kwargs["variant"] = entry.variant
             index = pipeline_components(located.folder)
@@ -1107,6 +1292,38 @@ class DiffusersBackend(BaseBackend):
             cpu_text = self._configure(pipe, located, device, opts)
             self._loaded = _Loaded(key, pipe, cpu_text, base=base)
             return pipe
+
+    def _upsampler(self, located: Located, recipe: MultiScale, device: str,
+                   dtypes: dict[str, Any]) -> tuple[Any, Path]:  # fmt: skip
+        """Load (or reuse) the latent upsampler of the multi-scale flow beside the loaded pipeline, the way the rest
+        loads: from the cache or a folder only, in the pipeline's dtype (``dtypes``: the dtype option, bfloat16 on
+        a GPU by default, as the authors' ``precision``), kept while the pipeline stays loaded. Its latent
+        channels must be the VAE's."""
+        assert recipe.upsampler is not None and self._loaded is not None
+        folder = locate_upsampler(recipe.upsampler)
+        dtype = dtypes.get("latent_upsampler", dtypes["default"])
+        key = (str(folder), device, str(dtype))
+        with self._lock:
+            loaded = self._loaded
+            if loaded.upsampler is not None and loaded.upsampler[0] == key:
+                return loaded.upsampler[1], folder
+            loaded.upsampler = None  # another upsampler, device or dtype: free the old one first
+            cls = diffusers_name("diffusers.pipelines.ltx.modeling_latent_upsampler", _UPSAMPLER_CLASS, "0.34",
+                                 "options.multiscale")  # fmt: skip
+            sub = _upsampler_subfolder(folder)
+            kwargs: dict[str, Any] = {_dtype_key(): dtype, "local_files_only": True}
+            if sub is not None:
+                kwargs["subfolder"] = sub
+            model = cls.from_pretrained(folder, **kwargs)
+            vae = getattr(loaded.pipe, "vae", None)
+            channels = getattr(getattr(vae, "config", None), "latent_channels", None)
+            if channels is not None and int(model.config.in_channels) != int(channels):
+                raise _refuse("upsampler", f"upsamples {model.config.in_channels}-channel latents, but the VAE of "
+                              f"{located.model} makes {channels}-channel ones", recipe.upsampler,
+                              "the upsampler released with the checkpoint's LTX-Video version")  # fmt: skip
+            model.to(device)  # whole on the device in every offload mode: 0.13B parameters, run once per clip
+            loaded.upsampler = (key, model)
+            return model, folder
 
     @staticmethod
     def _reuse(loaded: _Loaded, class_name: str, device: str, opts: dict[str, Any]) -> Any:
@@ -1175,6 +1392,14 @@ class DiffusersBackend(BaseBackend):
                     setattr(pipe, name, None)  # out of pipe.components: no placement or offload hook touches it
         _place(pipe, device, opts)
         return cpu_text
+
+
+def _dtype_key() -> str:
+    """diffusers 0.36+ names the load dtype ``dtype`` (``torch_dtype`` still works there, with a deprecation
+    warning)."""
+    from diffusers.pipelines import pipeline_utils
+
+    return "dtype" if hasattr(pipeline_utils, "_resolve_dtype") else "torch_dtype"
 
 
 def compile_fullgraph(opts: dict[str, Any]) -> bool:
@@ -1531,13 +1756,17 @@ def call_kwargs(located: Located, pipe: Any, params: GenerationParams, opts: dic
         kw["guidance_scale"] = guidance
         negative = params.negative_prompt or default_negative  # Wan: the authors' negative prompt when none given
         if family == "hunyuan":
-            if params.negative_prompt or opts["true_cfg_scale"] is not None:
+            scale = opts["true_cfg_scale"] if opts["true_cfg_scale"] is not None else HUNYUAN_TRUE_CFG
+            if params.negative_prompt and scale > 1:
                 # the embedded guidance stays; true CFG runs a second, negative pass per step (twice the compute)
-                kw["true_cfg_scale"] = opts["true_cfg_scale"] if opts["true_cfg_scale"] is not None else 6.0
-                if params.negative_prompt:
-                    kw["negative_prompt"] = params.negative_prompt
-                else:
-                    warnings.append("true_cfg_scale without a negative prompt does nothing in HunyuanVideoPipeline")
+                kw["true_cfg_scale"] = scale
+                kw["negative_prompt"] = params.negative_prompt
+            elif params.negative_prompt:
+                warnings.append(f"HunyuanVideo is guidance-distilled: the negative prompt acts only through true CFG, "
+                                f"which is off at true_cfg_scale {scale:g} (the authors' default); --option "
+                                "true_cfg_scale=N above 1 turns it on, at twice the transformer passes")  # fmt: skip
+            elif opts["true_cfg_scale"] is not None:
+                warnings.append("true_cfg_scale without a negative prompt does nothing in HunyuanVideoPipeline")
         elif negative:
             kw["negative_prompt"] = negative
     else:
@@ -1721,8 +1950,9 @@ def _to_uint8(frames: Any) -> np.ndarray:
     return np.ascontiguousarray(arr)
 
 
-def step_callbacks(pipe: Any, ctx: GenerationContext, total: int) -> dict[str, Any]:
-    """Step progress into Kinema's events, and cancellation through the pipeline's interrupt."""
+def step_callbacks(pipe: Any, ctx: GenerationContext, total: int, offset: int = 0) -> dict[str, Any]:
+    """Step progress into Kinema's events (``offset`` steps already run by an earlier pass), and cancellation
+    through the pipeline's interrupt."""
 
     def stop() -> None:
         # _interrupt makes the pipeline's own loop stop stepping; raising as well skips the VAE decode of a
@@ -1731,7 +1961,7 @@ def step_callbacks(pipe: Any, ctx: GenerationContext, total: int) -> dict[str, A
         raise Cancelled("the generation was cancelled")
 
     def on_step_end(_pipe: Any, step: int, _timestep: Any, callback_kwargs: dict[str, Any]) -> dict[str, Any]:
-        ctx.progress("denoising", step + 1, total)
+        ctx.progress("denoising", offset + step + 1, total)
         if agreed_cancel(ctx.cancel.cancelled):  # all ranks of a split run stop at the same step
             stop()
         return callback_kwargs
@@ -1745,3 +1975,63 @@ def step_callbacks(pipe: Any, ctx: GenerationContext, total: int) -> dict[str, A
     if "callback" in accepted:  # TextToVideoSDPipeline predates callback_on_step_end
         return {"callback": legacy, "callback_steps": 1}
     return {}
+
+
+def run_multiscale(pipe: Any, upsampler: Any, kwargs: dict[str, Any], recipe: MultiScale, params: GenerationParams,
+                   ctx: GenerationContext, first_steps: int) -> tuple[Any, int]:  # fmt: skip
+    """LTX-Video's multi-scale flow with the loaded LTXConditionPipeline and ``upsampler`` (diffusers' ltx_video.md
+    0.9.7 / 0.9.8 examples): the first pass at the reduced size to latents, the latent upsampler (2x, AdaIN and tone
+    mapping as the recipe says) to latents, the refine pass at twice the first pass's size from those latents
+    (``denoise_strength``), decoded; then the frames resized to the request's size (bilinear, as the authors'
+    LTXMultiScalePipeline). ``kwargs`` are the single-pass call's. Returns the frames, (1, F, H, W, 3) floats in
+    [0, 1], and the steps run in all."""
+    import torch
+
+    upsample_cls = diffusers_name("diffusers", "LTXLatentUpsamplePipeline", "0.34", "options.multiscale")
+    first, refine = multiscale_sizes(params.width, params.height, recipe.downscale)
+    schedule = list(recipe.refine_timesteps) if recipe.refine_timesteps is not None else None
+    refine_steps = edit_steps(len(schedule) if schedule is not None else recipe.refine_steps, recipe.refine_strength)
+    total = first_steps + refine_steps
+
+    one = {**kwargs, "width": first[0], "height": first[1], "output_type": "latent",
+           **step_callbacks(pipe, ctx, total)}  # fmt: skip
+    latents = pipe(**one).frames
+    ctx.cancel.raise_if_cancelled()
+
+    lift = upsample_cls(vae=pipe.vae, latent_upsampler=upsampler)  # the loaded VAE: its latents' mean and std
+    lift.set_progress_bar_config(disable=True)
+    up: dict[str, Any] = {"latents": latents, "width": refine[0], "height": refine[1], "output_type": "latent",
+                          "adain_factor": recipe.adain_factor}  # fmt: skip
+    if recipe.tone_map_compression_ratio:
+        if "tone_map_compression_ratio" not in _accepted(lift):
+            raise DiffusersTooOld("tone mapping in LTX-Video 0.9.8's multi-scale flow", "0.36")
+        up["tone_map_compression_ratio"] = recipe.tone_map_compression_ratio
+    with torch.inference_mode():  # one forward pass: no progress stage of its own (it would split "denoising")
+        upsampled = lift(**up).frames
+    ctx.cancel.raise_if_cancelled()
+
+    two = {**kwargs, "width": refine[0], "height": refine[1], "latents": upsampled,
+           "denoise_strength": recipe.refine_strength,
+           "generator": torch.Generator(device="cpu").manual_seed(params.seed),  # as each call of the example
+           **step_callbacks(pipe, ctx, total, offset=first_steps)}  # fmt: skip
+    two.pop("timesteps", None)
+    if schedule is not None:
+        two["timesteps"], two["num_inference_steps"] = schedule, len(schedule)
+    else:
+        two["num_inference_steps"] = recipe.refine_steps
+    frames = pipe(**two).frames
+    arr = np.asarray(frames.float().cpu() if hasattr(frames, "cpu") else frames, dtype=np.float32)
+    if arr.shape[2:4] != (params.height, params.width):
+        arr = _resize_frames(arr, params.width, params.height)
+    return arr, total
+
+
+def _resize_frames(frames: np.ndarray, width: int, height: int) -> np.ndarray:
+    """(1, F, H, W, 3) float frames resized to ``width x height``: bilinear, ``align_corners=False``, as the authors'
+    LTXMultiScalePipeline resizes its refine pass's output to the size asked for."""
+    import torch
+    import torch.nn.functional as F
+
+    video = torch.from_numpy(np.ascontiguousarray(frames[0])).permute(0, 3, 1, 2)
+    video = F.interpolate(video, size=(height, width), mode="bilinear", align_corners=False)
+    return video.permute(0, 2, 3, 1).numpy()[None]
