@@ -2,7 +2,8 @@
 
 Each row (a JSON object per line, or a CSV row under a header) holds any :class:`~kinema.VideoRequest` field, plus
 ``name`` (the output file's stem) and ``postprocess`` (a chain of steps, see :mod:`kinema.media.enhance`). Relative
-paths (``image``, ``video``, a soundtrack) are relative to the batch file.
+paths (``image``, ``video``, each timed keyframe's ``image``, a soundtrack) are relative to the batch file. In a CSV,
+``options``, ``postprocess`` and ``keyframes`` cells are JSON (``[{"time": 1, "image": "mid.png"}]``).
 
 - The whole file is read and every row validated before anything is generated; a bad row refuses the file with its
   line and field named (``line 7.num_frames: ...``), unless ``skip_invalid`` reports it as failed and runs the rest.
@@ -44,7 +45,7 @@ REPORT_NAME = "batch-report.json"
 EXTRA_KEYS = ("name", "postprocess")
 _INT_FIELDS = {"num_frames", "width", "height", "num_inference_steps", "seed"}
 _FLOAT_FIELDS = {"duration", "fps", "guidance_scale"}
-_JSON_FIELDS = {"options", "postprocess"}
+_JSON_FIELDS = {"options", "postprocess", "keyframes"}
 _PATH_FIELDS = ("image", "video")
 _NAME_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
@@ -180,6 +181,10 @@ def resolve_relative(data: dict[str, Any], base: Path) -> dict[str, Any]:
     for name in _PATH_FIELDS:
         if name in out:
             out[name] = _resolve_path(out[name], base)
+    keyframes = out.get("keyframes")
+    if isinstance(keyframes, list):  # anything else is left for the request to refuse, naming the field
+        out["keyframes"] = [{**k, "image": _resolve_path(k["image"], base)} if isinstance(k, dict) and "image" in k
+                            else k for k in keyframes]  # fmt: skip
     chain = out.get("postprocess")
     if isinstance(chain, list):
         fixed = []

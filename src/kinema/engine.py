@@ -35,13 +35,13 @@ __all__ = [
 
 #: the recipe keys that are VideoRequest fields, i.e. what a re-run takes back
 RECIPE_REQUEST_FIELDS = (
-    "prompt", "negative_prompt", "image", "video", "source_video", "strength", "last_image", "references",
+    "prompt", "negative_prompt", "image", "video", "source_video", "strength", "last_image", "references", "keyframes",
     "num_frames", "fps", "width", "height", "num_inference_steps", "guidance_scale", "seed", "backend", "model",
     "format", "options", "postprocess",
 )  # fmt: skip
 #: the inputs a recipe names by digest, with the CLI flag that gives each again
 _INPUT_FLAGS = {"image": "--image", "video": "--video", "source_video": "--edit", "last_image": "--last-image",
-                "references": "--reference"}  # fmt: skip
+                "references": "--reference", "keyframes": "--keyframe TIME=IMAGE"}  # fmt: skip
 
 
 def generate(
@@ -54,6 +54,7 @@ def generate(
     strength: float | None = None,
     last_image: Any = None,
     references: list[Any] | None = None,
+    keyframes: list[Any] | None = None,
     num_frames: int | None = None,
     duration: float | None = None,
     fps: float | None = None,
@@ -86,6 +87,11 @@ def generate(
         strength: with ``source_video``: 0 keeps the source, 1 ignores it (text-to-video); default: the backend's.
         last_image: the frame the clip ends on (keyframes; with ``image`` the first one too), as ``image`` takes it.
         references: images whose subject or style the clip keeps (reference-to-video), as ``image`` takes each.
+        keyframes: images the clip shows at given times: ``[{"time": 1.5, "image": "mid.png"}]`` (or
+            ``(time, image)`` pairs, or :class:`kinema.request.Keyframe`), time in seconds from the clip's start (0
+            up to its length, increasing), each image as ``image`` takes it; placed on the frame nearest its time
+            at the clip's fps. With ``image`` and/or ``last_image`` for the ends (docs/editing.md, "Timed
+            keyframes"); only backends whose Capabilities have ``max_keyframes`` take them.
         num_frames: the number of frames; the backend's rule applies (e.g. 16 + 12k for the built-in model).
         duration: the length in seconds, instead of ``num_frames``.
         fps: frames per second (default: the backend's).
@@ -116,7 +122,8 @@ def generate(
     """
     fields = {
         "negative_prompt": negative_prompt, "image": image, "video": video, "source_video": source_video,
-        "strength": strength, "last_image": last_image, "references": references, "num_frames": num_frames,
+        "strength": strength, "last_image": last_image, "references": references, "keyframes": keyframes,
+        "num_frames": num_frames,
         "duration": duration, "fps": fps, "width": width, "height": height, "aspect_ratio": aspect_ratio,
         "resolution": resolution, "num_inference_steps": num_inference_steps, "guidance_scale": guidance_scale,
         "seed": seed, "backend": backend, "model": model, "format": format, "options": options,
@@ -255,6 +262,7 @@ def _load_inputs(request: VideoRequest, params: GenerationParams) -> None:
     if request.last_image is not None:
         params.last_image = load_image(request.last_image, "last_image")
     params.references = [load_image(r, f"references[{i}]") for i, r in enumerate(request.references)]
+    params.keyframes = [load_image(k.image, f"keyframes[{i}].image") for i, k in enumerate(request.keyframes)]
 
 
 def build_recipe(
@@ -269,6 +277,11 @@ def build_recipe(
     warnings: list[str] | None = None,
 ) -> dict[str, Any]:
     """Everything needed to reproduce an output, JSON-safe. Secrets never go here."""
+    # each timed keyframe with the frame it landed on: a user reading the recipe sees where it went
+    # (None where a backend's own resolve() did not say)
+    frames = [*params.keyframe_frames, *[None] * (len(request.keyframes) - len(params.keyframe_frames))]
+    keyframes = [{"time": k.time, "frame": f, "image": input_digest(k.image)}
+                 for k, f in zip(request.keyframes, frames, strict=False)]  # fmt: skip
     return {
         "kinema_version": __version__,
         "prompt": params.prompt,
@@ -284,6 +297,7 @@ def build_recipe(
         "strength": params.strength,
         "last_image": input_digest(request.last_image),
         "references": [input_digest(r) for r in request.references] or None,
+        "keyframes": keyframes or None,
         "width": params.width,
         "height": params.height,
         "num_frames": params.num_frames,
@@ -309,16 +323,25 @@ def request_from_recipe(recipe: dict[str, Any], **overrides: Any) -> VideoReques
         given = data.get(name)
         if overrides.get(name) is not None or given is None:
             continue
+        if name == "keyframes" and isinstance(given, list):  # [{"time", "frame", "image"}]: the images are inputs
+            times = ", ".join(f"{k.get('time'):g}" for k in given if isinstance(k, dict))
+            given = [k.get("image") if isinstance(k, dict) else k for k in given]
+            flag = f"{flag} for each (times {times})"
         # a digest identifies the input but is not the input: the file must be given again
         for item in given if isinstance(given, list) else [given]:
             if isinstance(item, dict) or (isinstance(item, str) and item.startswith("sha256:")):
                 digest = item.get("sha256") if isinstance(item, dict) else item.removeprefix("sha256:")
                 raise InvalidRequest(name, f"the recipe records its input {name} by digest (sha256 {digest}), not "
                                            f"as a file; pass that {name} again with {flag}")  # fmt: skip
-    recorded, again = data.get("references"), overrides.get("references")
-    if isinstance(recorded, list) and isinstance(again, list | tuple) and len(again) != len(recorded):
-        raise InvalidRequest("references", f"the recipe has {len(recorded)} reference images; {len(again)} were "
-                             "given again", value=len(again))  # fmt: skip
+    for name, what in (("references", "reference images"), ("keyframes", "keyframes")):
+        recorded, again = data.get(name), overrides.get(name)
+        if isinstance(recorded, list) and isinstance(again, list | tuple) and len(again) != len(recorded):
+            raise InvalidRequest(name, f"the recipe has {len(recorded)} {what}; {len(again)} were given again",
+                                 value=len(again))  # fmt: skip
+    recorded_keyframes = data.get("keyframes")
+    if isinstance(recorded_keyframes, list):  # the frame each landed on is the backend's, not the request's
+        data["keyframes"] = [{k: v for k, v in item.items() if k != "frame"} if isinstance(item, dict) else item
+                             for item in recorded_keyframes]  # fmt: skip
     if "prompt" not in data:
         raise InvalidRequest("prompt", "the recipe has no prompt; is it a Kinema recipe?")
     data.update({k: v for k, v in overrides.items() if v is not None})

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from .backends import BaseBackend, GenerationParams, backend_names, get_backend
-from .backends.base import MODE_NAMES, mode_refusal
+from .backends.base import MODE_NAMES, keyframe_refusal, mode_refusal
 from .errors import BackendUnavailable, InvalidRequest
 from .request import VideoRequest
 from .video import output_format
@@ -71,6 +71,8 @@ class Plan:
             "postprocess": self.postprocess, "image": self.request.image_reference(), "video": self.request.video,
             "source_video": self.request.source_video, "strength": p.strength,
             "last_image": asked.get("last_image"), "references": asked.get("references", []),
+            "keyframes": [{**k, "frame": p.keyframe_frames[i] if i < len(p.keyframe_frames) else None}
+                          for i, k in enumerate(asked.get("keyframes", []))],
         }  # fmt: skip
 
     def __str__(self) -> str:
@@ -142,10 +144,11 @@ def plan(
     return the_plan
 
 
-def backends_supporting(mode: str, references: int = 0, models_of: str | None = None) -> list[str]:
-    """The registered backends with a model that does ``mode`` (with at least ``references`` reference images),
-    as "name" or "name (model, ...)" when only some of its models do; ``models_of`` (the backend being refused)
-    always has its models named, since its default model is not what the request asked for."""
+def backends_supporting(mode: str, references: int = 0, models_of: str | None = None, keyframes: int = 0) -> list[str]:
+    """The registered backends with a model that does ``mode`` (with at least ``references`` reference images and
+    ``keyframes`` timed keyframes), as "name" or "name (model, ...)" when only some of its models do; ``models_of``
+    (the backend being refused) always has its models named, since its default model is not what the request asked
+    for."""
     found = []
     for name in backend_names():
         try:
@@ -154,7 +157,7 @@ def backends_supporting(mode: str, references: int = 0, models_of: str | None = 
             fits = []
             for model in models:
                 caps = backend.capabilities(model)
-                if mode in caps.modes and caps.max_references >= references:
+                if mode in caps.modes and caps.max_references >= references and caps.max_keyframes >= keyframes:
                     fits.append(model)
         except Exception:  # noqa: S112 - a backend that cannot load or describe itself supports nothing here
             continue
@@ -176,6 +179,11 @@ def _check_mode(backend: BaseBackend, request: VideoRequest) -> None:
         return
     where = f"backend {backend.name!r}" + (f" with model {model!r}" if model else "")
     mode = request.mode
+    count = len(request.keyframes)
+    if count and (count > caps.max_keyframes or mode not in caps.modes):
+        if request.model is None and _another_model_takes(backend, mode, count):
+            return  # the backend picks a model that takes them itself
+        raise keyframe_refusal(count, where, caps, backends_supporting(mode, models_of=backend.name, keyframes=count))
     if mode not in caps.modes and request.model is None and _another_model_takes(backend, mode):
         return  # the backend picks a model for the mode itself (ModelsLab's default is text-to-video only)
     if mode not in caps.modes:  # other models of this backend may do it (HunyuanVideo does not edit, Wan does)
@@ -190,11 +198,12 @@ def _check_mode(backend: BaseBackend, request: VideoRequest) -> None:
         )  # fmt: skip
 
 
-def _another_model_takes(backend: BaseBackend, mode: str) -> bool:
+def _another_model_takes(backend: BaseBackend, mode: str, keyframes: int = 0) -> bool:
     models = getattr(backend, "models", None)
     for name in models() if models else []:
         try:
-            if mode in backend.capabilities(name).modes:
+            caps = backend.capabilities(name)
+            if mode in caps.modes and caps.max_keyframes >= keyframes:
                 return True
         except Exception:  # a model the backend lists but cannot describe here: not evidence either way
             continue
@@ -208,7 +217,9 @@ def _mode_words(the_plan: Plan) -> str:
     if p.mode == "edit":  # an engine without a strength setting records none
         return f"{words} of {r.source_video}" + (f", strength {p.strength:g}" if p.strength is not None else "")
     if p.mode == "keyframes":
-        return f"{words}: " + " and ".join(k for k, v in (("first", r.image), ("last", r.last_image)) if v is not None)
+        timed = ", ".join(f"{t:g}s (frame {f})" for t, f in zip(p.keyframe_times, p.keyframe_frames, strict=False))
+        shown = (("first", r.image), (f"at {timed}", timed or None), ("last", r.last_image))
+        return f"{'keyframes' if timed else words}: " + " and ".join(k for k, v in shown if v is not None)
     if p.mode == "references":
         return f"{words}: {len(r.references)}"
     return words

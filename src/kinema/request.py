@@ -15,6 +15,7 @@ import hashlib
 import math
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -30,7 +31,9 @@ __all__ = [
     "MAX_PROMPT_CHARS",
     "MAX_SEED",
     "MAX_REFERENCES",
+    "MAX_KEYFRAMES",
     "MODES",
+    "Keyframe",
     "invalid_from_validation",
 ]
 
@@ -49,6 +52,10 @@ RESOLUTIONS: dict[str, int] = {
 MODES = ("t2v", "i2v", "extend", "edit", "keyframes", "references")
 #: a sanity bound on reference images; each backend's ``Capabilities.max_references`` is the real limit
 MAX_REFERENCES = 16
+#: a sanity bound on timed keyframes; each backend's ``Capabilities.max_keyframes`` is the real limit
+MAX_KEYFRAMES = 16
+#: the longest clip a request may ask for, in seconds (``duration``), and so the latest keyframe time
+_MAX_SECONDS = 600
 # C0/C1 control characters except tab (\x09) and newline (\x0a)
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
@@ -109,16 +116,96 @@ def _check_image(value: Any) -> Any:
     )
 
 
+class Keyframe(BaseModel):
+    """An image the clip shows at ``time`` seconds from its start (a timed keyframe); ``image`` takes what
+    :class:`VideoRequest`'s ``image`` takes. The backend puts it on the frame nearest to that time at the clip's fps.
+
+    >>> Keyframe(time=1.5, image="https://example.com/mid.png").time
+    1.5
+    """
+
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True, frozen=True)
+
+    #: seconds from the clip's start (0 is the first frame, the clip's length the last)
+    time: float
+    #: a path, an http(s) URL, bytes, a PIL image or an (H, W, 3) uint8 array
+    image: Any
+
+
+_KEYFRAME_SHAPE = "{'time': seconds from the clip's start, 'image': a path, URL, bytes, PIL image or array}"
+
+
+def _keyframe_time(where: str, value: Any) -> float:
+    """A keyframe's time in seconds, or InvalidRequest naming ``where``.time."""
+    allowed = f"seconds from the clip's start, 0 up to the clip's length (at most {_MAX_SECONDS})"
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise InvalidRequest(f"{where}.time", f"must be a number of seconds, not {value!r}", value=value,
+                             allowed=allowed)  # fmt: skip
+    if not 0 <= value <= _MAX_SECONDS:
+        raise InvalidRequest(f"{where}.time", f"{value:g}s is outside the clip", value=value, allowed=allowed)
+    return float(value)
+
+
+def _check_keyframes(value: Any) -> list[Keyframe]:
+    """Timed keyframes as given (a list of ``{"time", "image"}``, :class:`Keyframe` or ``(time, image)`` pairs),
+    each checked; an error names ``keyframes[i].time`` or ``keyframes[i].image``. Whether a time falls inside the
+    clip, and on a frame of its own, is checked again once the backend has fixed the clip's length and fps."""
+    if value is None:
+        return []
+    if not isinstance(value, list | tuple):
+        raise InvalidRequest("keyframes", f"must be a list of {_KEYFRAME_SHAPE}, not {type(value).__name__}",
+                             allowed=f"up to {MAX_KEYFRAMES} keyframes")  # fmt: skip
+    if len(value) > MAX_KEYFRAMES:
+        raise InvalidRequest("keyframes", f"has {len(value)} images; at most {MAX_KEYFRAMES} are allowed (fewer by "
+                             "most backends)", value=len(value), allowed=f"1 to {MAX_KEYFRAMES}")  # fmt: skip
+    out: list[Keyframe] = []
+    for i, item in enumerate(value):
+        where = f"keyframes[{i}]"
+        if isinstance(item, Keyframe):
+            time, image = item.time, item.image
+        elif isinstance(item, Mapping):
+            unknown = sorted(str(k) for k in item if k not in ("time", "image"))
+            if unknown:
+                raise InvalidRequest(f"{where}.{unknown[0]}", "is not a keyframe field", value=unknown[0],
+                                     allowed="time, image")  # fmt: skip
+            for name in ("time", "image"):
+                if item.get(name) is None:
+                    raise InvalidRequest(f"{where}.{name}", "is missing", allowed=_KEYFRAME_SHAPE)
+            time, image = item["time"], item["image"]
+        elif isinstance(item, tuple) and len(item) == 2:
+            time, image = item
+        else:
+            raise InvalidRequest(where, f"must be {_KEYFRAME_SHAPE} (or a (time, image) pair), not "
+                                 f"{type(item).__name__}", allowed=_KEYFRAME_SHAPE)  # fmt: skip
+        seconds = _keyframe_time(where, time)
+        if out and seconds <= out[-1].time:
+            raise InvalidRequest(f"{where}.time", f"{seconds:g}s is not after keyframes[{i - 1}].time "
+                                 f"({out[-1].time:g}s)", value=seconds,
+                                 allowed="times in increasing order, each later than the one before")  # fmt: skip
+        try:
+            if image is None:
+                raise ValueError("is missing (None); give an image")
+            checked = _check_image(image)
+        except ValueError as exc:
+            raise InvalidRequest(f"{where}.image", str(exc), value=image if isinstance(image, str) else None,
+                                 allowed="a path, an http(s) URL, bytes, a PIL image or an (H, W, 3) uint8 "
+                                 "array") from None  # fmt: skip
+        out.append(Keyframe(time=seconds, image=checked))
+    return out
+
+
 class VideoRequest(BaseModel):
     """A request for one video. Construct it with keywords; bad input raises :class:`kinema.InvalidRequest`.
 
     ``image`` may be a path, an http(s) URL, raw bytes, a PIL image or an (H, W, 3) uint8 array (image-to-video: the
-    image is the first frame). ``video`` is the path of a clip to extend. ``source_video`` is the path of a clip to
+    image is the first frame). ``video`` is the path of a clip to extend. ``source_video`` (a path or URL) is a clip to
     edit (``strength`` 0..1: how far the result may go from it); ``last_image`` is the frame the clip ends on (with
-    or without ``image``: keyframes); ``references`` are 1..N images whose subject or style the clip keeps. See
-    :attr:`mode` and docs/editing.md. Give ``num_frames`` or ``duration`` (with
-    ``fps``), not both unless they agree; give ``width``/``height`` or ``aspect_ratio``/``resolution``. A ``seed`` of
-    None or -1 means random; the seed actually used is recorded in the result.
+    or without ``image``: keyframes); ``keyframes`` are images the clip shows at given times (``[{"time": 1.5,
+    "image": ...}]``, seconds from its start; with or without ``image`` and ``last_image``); ``references`` are 1..N
+    images whose subject or style the clip keeps. See :attr:`mode` and docs/editing.md. Give ``num_frames`` or
+    ``duration`` (with ``fps``), not both unless they agree; give ``width``/``height`` or
+    ``aspect_ratio``/``resolution``. A ``seed`` of None or -1 means random; the seed actually used is recorded in the
+    result.
     """
 
     model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True, validate_assignment=False)
@@ -129,8 +216,8 @@ class VideoRequest(BaseModel):
     video: str | None = None
     # the descriptions reach the schemas generated from this model (the MCP tools'), so they speak to a caller
     source_video: str | None = Field(None, description=(
-        "Edit a clip: the local file path of a video to redraw after the prompt, keeping its layout (unlike "
-        "video, which is continued). With strength."))  # fmt: skip
+        "Edit a clip: the local file path or an http(s) URL of a video to redraw after the prompt, keeping its "
+        "layout (unlike video, which is continued). With strength."))  # fmt: skip
     strength: float | None = Field(None, description=(
         "With source_video: how far the result may go from it, 0 (keep it) to 1 (ignore it: text-to-video); the "
         "backend's default (0.6 for the built-in model) when left out."))  # fmt: skip
@@ -140,6 +227,11 @@ class VideoRequest(BaseModel):
     references: list[Any] = Field([], description=(
         "Reference images (file paths or http(s) URLs) whose subject or style the clip keeps; list_backends says "
         "which backends take them."))  # fmt: skip
+    keyframes: list[Keyframe] = Field([], description=(
+        "Keyframes at given times: a list of {time, image}, time in seconds from the clip's start (0 up to its "
+        "length, increasing), image a local file path or an http(s) URL; the clip shows each image on the frame "
+        "nearest its time. With image and/or last_image for the ends. Few backends take them (the built-in one "
+        "does); another refuses them, naming those that do."))  # fmt: skip
     num_frames: int | None = None
     duration: float | None = None
     fps: float | None = None
@@ -299,6 +391,11 @@ class VideoRequest(BaseModel):
                                      value=item if isinstance(item, str) else None) from None  # fmt: skip
         return out
 
+    @field_validator("keyframes", mode="before")
+    @classmethod
+    def _keyframes(cls, value: Any) -> Any:
+        return _check_keyframes(value)
+
     @field_validator("strength", mode="before")
     @classmethod
     def _strength(cls, value: Any) -> Any:
@@ -312,13 +409,21 @@ class VideoRequest(BaseModel):
 
     @field_validator("video", "source_video", mode="before")
     @classmethod
-    def _video(cls, value: Any) -> Any:
+    def _video(cls, value: Any, info: Any) -> Any:
         if value is None:
             return None
         if isinstance(value, os.PathLike):
             value = os.fspath(value)
+        edit = info.field_name == "source_video"
         if not isinstance(value, str):
-            raise ValueError(f"must be the path of a video file, not {type(value).__name__}")
+            raise ValueError(f"must be the path of a video file{' or an http(s) URL' if edit else ''}, not "
+                             f"{type(value).__name__}")  # fmt: skip
+        # a clip to edit may be a URL (kept as given, like image): some providers take the clip only as a URL
+        # (Luma's modify-video); engines that need its frames fetch it or refuse it. A clip to extend stays a file.
+        if edit and value.startswith(("http://", "https://")):
+            return value
+        if edit and "://" in value:
+            raise ValueError(f"URL scheme of {value.split('://')[0]!r} is not supported; use http(s) or a path")
         if not Path(value).is_file():
             raise ValueError(f"file not found: {value}")
         return value
@@ -370,7 +475,27 @@ class VideoRequest(BaseModel):
         if self.image is not None and self.video is not None:
             raise InvalidRequest("video", "give either image (image-to-video) or video (extension), not both")
         self._check_inputs_together()
+        self._check_keyframes_together()
         return self
+
+    def _check_keyframes_together(self) -> None:
+        """Timed keyframes sit beside ``image``/``last_image`` only; one at 0s with ``image`` is two first frames."""
+        if not self.keyframes:
+            return
+        for name in ("source_video", "video", "references"):
+            if getattr(self, name):
+                raise InvalidRequest("keyframes", f"cannot be combined with {name}: give one of them",
+                                     allowed="keyframes alone or with image and/or last_image")  # fmt: skip
+        if self.image is not None and self.keyframes[0].time == 0:
+            raise InvalidRequest("keyframes[0].time", "0s is the first frame, which image gives already: ambiguous",
+                                 value=0.0, allowed="times after 0 with image, or leave image out (the keyframe "
+                                 "at 0s is then the first frame)")  # fmt: skip
+        if self.duration is not None:  # else once the backend has fixed the clip's length (BaseBackend.resolve)
+            for i, keyframe in enumerate(self.keyframes):
+                if keyframe.time > self.duration:
+                    raise InvalidRequest(f"keyframes[{i}].time", f"{keyframe.time:g}s is past the end of the clip "
+                                         f"(duration {self.duration:g}s)", value=keyframe.time,
+                                         allowed=f"0 to {self.duration:g} seconds")  # fmt: skip
 
     def _check_inputs_together(self) -> None:
         """One mode per request: the inputs of two modes together are refused, naming the one that does not fit."""
@@ -402,7 +527,8 @@ class VideoRequest(BaseModel):
         """What the request asks for, from the inputs it gives (one of :data:`MODES`).
 
         "t2v" (a prompt alone), "i2v" (``image`` is the first frame), "extend" (continue ``video``), "edit" (redraw
-        ``source_video``), "keyframes" (``last_image``, with or without ``image``), "references" (``references``).
+        ``source_video``), "keyframes" (``last_image`` and/or timed ``keyframes``, with or without ``image``),
+        "references" (``references``).
 
         >>> VideoRequest(prompt="x", references=[b"png"]).mode
         'references'
@@ -411,7 +537,7 @@ class VideoRequest(BaseModel):
             return "edit"
         if self.references:
             return "references"
-        if self.last_image is not None:
+        if self.last_image is not None or self.keyframes:
             return "keyframes"
         if self.video is not None:
             return "extend"
@@ -425,11 +551,13 @@ class VideoRequest(BaseModel):
 
     def recipe(self) -> dict[str, Any]:
         """The JSON-safe parameters as asked (before the backend fills in defaults)."""
-        data = self.model_dump(exclude={"image", "last_image", "references", "source_video"})
+        data = self.model_dump(exclude={"image", "last_image", "references", "source_video", "keyframes"})
         data["image"] = self.image_reference()
         data["last_image"] = _image_ref(self.last_image, content=True)
         data["references"] = [_image_ref(r, content=True) for r in self.references]
         data["source_video"] = _image_ref(self.source_video, content=True)
+        if self.keyframes:  # only when given: the cache and batch keys of every other request stay as they were
+            data["keyframes"] = [{"time": k.time, "image": _image_ref(k.image, content=True)} for k in self.keyframes]
         return data
 
 

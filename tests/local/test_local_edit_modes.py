@@ -338,6 +338,25 @@ def test_ltx_keyframes_condition_the_first_and_last_frames(tiny_checkpoint: Tiny
     assert last_only.recipe["mode"] == "keyframes" and last_only.recipe["image"] is None
 
 
+def test_ltx_timed_keyframes_become_conditions_at_their_frames(tiny_checkpoint: Tiny, image_file: Path,
+                                                               last_file: Path, calls: list[Any]) -> None:  # fmt: skip
+    folder = tiny_checkpoint("ltx")
+    # 9 frames at 16 fps (run()'s): 0.25 s lands on frame 4
+    result = run(folder, frames=9, image=str(image_file), last_image=str(last_file),
+                 keyframes=[{"time": 0.25, "image": str(last_file)}])  # fmt: skip
+    conditions = calls[-1][1]["conditions"]
+    assert [c.frame_index for c in conditions] == [0, 4, 8]
+    assert np.asarray(conditions[1].image).reshape(-1, 3).mean(axis=0)[0] > 240  # the keyframe's own image
+    assert result.recipe["keyframes"][0]["frame"] == 4
+    alone = run(folder, frames=9, keyframes=[{"time": 0.25, "image": str(last_file)}])
+    assert [c.frame_index for c in calls[-1][1]["conditions"]] == [4] and alone.recipe["mode"] == "keyframes"
+    # Wan's first-last-frame models take no images at given times: refused at planning, naming the field
+    with pytest.raises(InvalidRequest) as exc:
+        kinema.plan(request("wan2.1-flf2v-14b-720p", image=str(image_file), last_image=str(last_file),
+                            keyframes=[{"time": 1.0, "image": str(last_file)}]))  # fmt: skip
+    assert exc.value.field == "keyframes" and "ltx-video" in str(exc.value.allowed)
+
+
 # -- 3. references (Wan VACE) ---------------------------------------------------------------------------------------
 
 

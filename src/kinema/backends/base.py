@@ -9,6 +9,7 @@ what this backend allows.
 from __future__ import annotations
 
 import importlib.util
+import math
 import os
 import threading
 from collections.abc import Callable
@@ -33,6 +34,7 @@ __all__ = [
     "MODE_FIELDS",
     "MODE_NAMES",
     "mode_refusal",
+    "keyframe_refusal",
     "check_option_names",
     "require_module",
 ]
@@ -101,6 +103,23 @@ def mode_refusal(mode: str, where: str, caps: Capabilities, others: list[str] | 
                           allowed=allowed)  # fmt: skip
 
 
+def keyframe_refusal(count: int, where: str, caps: Capabilities, others: list[str] | None = None) -> InvalidRequest:
+    """The error for ``count`` timed keyframes ``where`` does not take (none, or fewer); ``others`` names the
+    backends that take that many (the planner looks them up in the registry)."""
+    if caps.max_keyframes <= 0:
+        message = f"{where} does not take keyframes at given times"
+        if "keyframes" in caps.modes:
+            message += " (only a first and/or last image: image, last_image)"
+        allowed = "leave keyframes out"
+    else:
+        message = f"has {count} images; {where} takes at most {caps.max_keyframes}"
+        allowed = f"1 to {caps.max_keyframes} keyframes"
+    if others is not None:
+        allowed += f"; backends that take {count}: {', '.join(others)}" if others else \
+            f"; no installed backend takes {count}"  # fmt: skip
+    return InvalidRequest("keyframes", message, value=count, allowed=allowed)
+
+
 @dataclass(frozen=True)
 class Capabilities:
     """What a backend (or one of its models) accepts. ``None`` means "no limit of this kind".
@@ -113,10 +132,13 @@ class Capabilities:
     "references", at most ``edit_max_frames`` frames for "edit" and ``keyframes_max_frames`` for "keyframes"
     (None: the general frame rule alone), and ``default_strength`` for an edit that gives none (None: the engine has
     no strength setting, so an explicit one is refused rather than silently dropped, and none is recorded).
+    ``max_keyframes`` is how many timed keyframes (images at given times, the request's ``keyframes``) it takes
+    besides a first and last image (0: none; "keyframes" must be in ``modes`` too).
     """
 
     modes: tuple[str, ...] = ("t2v",)
     max_references: int = 0
+    max_keyframes: int = 0
     edit_max_frames: int | None = None
     keyframes_max_frames: int | None = None
     default_strength: float | None = 0.6
@@ -216,6 +238,13 @@ class GenerationParams:
     last_image_source: Any = None
     references: list[np.ndarray] = field(default_factory=list)  # (H, W, 3) uint8 each
     reference_sources: list[Any] = field(default_factory=list)
+    #: timed keyframes: the frame index each lands on (the nearest to its time at ``fps``; never 0 with ``image``
+    #: nor the last with ``last_image``), increasing, with the time asked, the image as given and (filled by the
+    #: engine before generate) the image as (H, W, 3) uint8
+    keyframe_frames: list[int] = field(default_factory=list)
+    keyframe_times: list[float] = field(default_factory=list)
+    keyframe_sources: list[Any] = field(default_factory=list)
+    keyframes: list[np.ndarray] = field(default_factory=list)
     options: dict[str, Any] = field(default_factory=dict)
     aspect_ratio: str | None = None
     #: what resolving changed from the request (a duration rounded to the frame rule...), for front ends to show
@@ -341,6 +370,8 @@ class BaseBackend:
         caps = self.capabilities(model)
         where = f"backend {self.name!r}" + (f" with model {model!r}" if model else "")
         mode = request.mode
+        if len(request.keyframes) > caps.max_keyframes or (request.keyframes and mode not in caps.modes):
+            raise keyframe_refusal(len(request.keyframes), where, caps)
         if mode not in caps.modes:
             raise mode_refusal(mode, where, caps)
         if len(request.references) > caps.max_references:
@@ -379,6 +410,7 @@ class BaseBackend:
         if mode == "edit":
             strength = request.strength if request.strength is not None else caps.default_strength
         warnings = BaseBackend._length_warnings(request, caps, fps, num_frames, where)
+        frames_at = BaseBackend._keyframe_frames(request, caps, fps, num_frames, where, warnings)
 
         steps = request.num_inference_steps if request.num_inference_steps is not None else caps.default_steps
         if steps is not None and steps > caps.max_steps:
@@ -395,7 +427,42 @@ class BaseBackend:
             mode=mode, backend=self.name, model=model, options=dict(request.options), aspect_ratio=ratio,
             image_source=request.image, warnings=warnings, strength=strength, source_video_path=request.source_video,
             last_image_source=request.last_image, reference_sources=list(request.references),
+            keyframe_frames=frames_at, keyframe_times=[k.time for k in request.keyframes],
+            keyframe_sources=[k.image for k in request.keyframes],
         )  # fmt: skip
+
+    @staticmethod
+    def _keyframe_frames(request: VideoRequest, caps: Capabilities, fps: float, num_frames: int, where: str,
+                         warnings: list[str]) -> list[int]:  # fmt: skip
+        """The frame each timed keyframe lands on: the nearest to its time (frame i shows t = i / fps), the last
+        frame for a time up to the clip's end. Refuses a time past the end, two keyframes on one frame, and one on
+        the frame ``image`` or ``last_image`` gives; says when a time is moved to its frame."""
+        frames: list[int] = []
+        length = num_frames / fps
+        for i, keyframe in enumerate(request.keyframes):
+            name, t = f"keyframes[{i}].time", keyframe.time
+            if t > length + 1e-9:
+                limit = caps.keyframes_max_frames
+                most = f"; {where} makes at most {limit} frames with keyframes" if limit is not None else ""
+                raise InvalidRequest(name, f"{t:g}s is past the end of the clip ({num_frames} frames at {fps:g} fps "
+                                     f"= {length:.3g}s)", value=t,
+                                     allowed=f"0 to {length:.3g} seconds{most}")  # fmt: skip
+            exact = t * fps
+            frame = min(math.floor(exact + 0.5), num_frames - 1)  # half up; the clip's end is its last frame
+            taken = {0: "image", num_frames - 1: "last_image"}
+            if frames and frame == frames[-1]:
+                raise InvalidRequest(name, f"{t:g}s lands on frame {frame} at {fps:g} fps, as keyframes[{i - 1}] "
+                                     f"({request.keyframes[i - 1].time:g}s) does", value=t,
+                                     allowed=f"times at least one frame ({1 / fps:.3g}s) apart")  # fmt: skip
+            if frame in taken and getattr(request, taken[frame]) is not None:
+                raise InvalidRequest(name, f"{t:g}s lands on frame {frame}, which {taken[frame]} gives already: "
+                                     "ambiguous", value=t, allowed=f"times between the first and last frames, or "
+                                     f"leave {taken[frame]} out")  # fmt: skip
+            if abs(exact - round(exact)) > 1e-6:
+                warnings.append(f"{name}: {t:g}s is frame {exact:.3g} at {fps:g} fps; placed on frame {frame} "
+                                f"({frame / fps:.3g}s)")  # fmt: skip
+            frames.append(frame)
+        return frames
 
     @staticmethod
     def _resolve_size(request: VideoRequest, caps: Capabilities, where: str) -> tuple[int, int, str | None]:

@@ -9,7 +9,9 @@ names it instead (one of ``kinema.builtin.world.CAMERAS``).
 Editing (``source_video``, one segment of 16 frames) is SDEdit: the source's first 16 frames, noised to ``strength``
 and denoised with the new prompt. Keyframes (``last_image``, and ``image``) are known frames at the clip's ends, one
 segment; the weights were trained with known frames at the start only, so a last frame is written in but not
-steered towards: the clip jumps to it at the end (docs/editing.md has the figures). Reference images are not supported.
+steered towards: the clip jumps to it at the end (docs/editing.md has the figures). Timed keyframes (``keyframes``)
+are known frames at the frames nearest their times, in the same one segment, with the same caveat. Reference images
+are not supported.
 
 >>> import kinema
 >>> r = kinema.generate("a red ball bouncing on green grass", backend="builtin", seed=3, num_inference_steps=4)
@@ -73,6 +75,19 @@ def _edit_source(frames: np.ndarray, count: int, size: int) -> tuple[np.ndarray,
     return _square(frames, size)[None], note
 
 
+def _keyframes(params: GenerationParams, size: int) -> tuple[np.ndarray, list[int]]:
+    """A keyframes request's known frames as the sampler takes them: (1, K, size, size, 3) and their frame indexes,
+    in order: ``image`` at 0, the timed keyframes at their frames, ``last_image`` at the segment's end (resolve()
+    has refused two on one frame)."""
+    placed = [(0, params.image)] if params.image is not None else []
+    placed += list(zip(params.keyframe_frames, params.keyframes, strict=True))
+    if params.last_image is not None:
+        placed.append((SEGMENT - 1, params.last_image))
+    placed.sort(key=lambda pair: pair[0])
+    known = np.stack([_square(image, size) for _, image in placed])[None]
+    return known, [index for index, _ in placed]
+
+
 class BuiltinBackend(BaseBackend):
     name = "builtin"
     description = "Kinema's built-in model: 64x64 clips on any CPU, offline (text, image and clip to video)"
@@ -90,6 +105,7 @@ class BuiltinBackend(BaseBackend):
             modes=("t2v", "i2v", "extend", "edit", "keyframes"),
             edit_max_frames=SEGMENT,  # one segment: a longer edit would need segments that agree at their seams
             keyframes_max_frames=SEGMENT,  # the last frame must land in the segment the model draws at once
+            max_keyframes=SEGMENT,  # one per frame of that segment at most (two on one frame are refused)
             default_strength=0.6,
             default_size=(64, 64),
             sizes=((64, 64),),
@@ -159,13 +175,16 @@ class BuiltinBackend(BaseBackend):
                 tail = np.concatenate([np.repeat(tail[:1], OVERLAP - tail.shape[0], 0), tail])
             known, num_known = _square(tail, size)[None], OVERLAP
         known_index: list[int] | None = None
-        if params.mode == "keyframes" and params.last_image is not None:
-            ends = [params.image] if params.image is not None else []
-            known = _square(np.stack([*ends, params.last_image]) if ends else params.last_image[None], size)[None]
-            num_known = known.shape[1]
-            known_index = [0, SEGMENT - 1] if ends else [SEGMENT - 1]
-            warnings.append("last_image: the built-in weights were trained with known frames at the start only; the "
-                            "clip jumps to the last image in its final frame (docs/editing.md)")  # fmt: skip
+        if params.mode == "keyframes":
+            known, known_index = _keyframes(params, size)
+            num_known = len(known_index)
+            if params.last_image is not None:
+                warnings.append("last_image: the built-in weights were trained with known frames at the start only; "
+                                "the clip jumps to the last image in its final frame (docs/editing.md)")  # fmt: skip
+            if params.keyframes:
+                warnings.append("keyframes: the built-in weights were trained with known frames at the start only; "
+                                "each image is written in at its frame, but the frames around it are not steered "
+                                "towards it (docs/editing.md)")  # fmt: skip
         init: np.ndarray | None = None
         strength = 1.0
         if params.mode == "edit" and params.source_video is not None:

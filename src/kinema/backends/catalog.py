@@ -109,6 +109,11 @@ FAMILIES: dict[str, Family] = {
     "modelscope": Family("modelscope", "TextToVideoSDPipeline", None, None, (256, 256), 16, 8.0, 50, 9.0, work_gb=2.0),
 }
 
+#: timed keyframes an LTX checkpoint takes (LTXVideoCondition at any frame index); each image past frame 0 adds a
+#: latent frame of tokens to the sequence (LTXConditionPipeline.prepare_latents), so their number is bounded to keep
+#: memory predictable
+LTX_MAX_KEYFRAMES = 8
+
 #: diffusers pipeline class (as in model_index.json) -> (family, modes that checkpoint offers)
 _PIPELINE_FAMILY: dict[str, tuple[str, tuple[str, ...]]] = {
     "WanPipeline": ("wan", ("t2v",)),
@@ -210,6 +215,8 @@ class CatalogEntry:
     edit_max_frames: int | None = None
     max_references: int = 0  # reference images (mode "references")
     keyframes_max_frames: int | None = None
+    #: images at given times besides a first and last one (VideoRequest.keyframes); 0: none
+    max_keyframes: int = 0
     #: LTX-Video: the multi-scale flow the authors recommend (``--option multiscale=true``); None: not offered
     multiscale: MultiScale | None = None
 
@@ -228,7 +235,7 @@ class CatalogEntry:
             negative_prompt=self.negative_prompt, notes=f"{self.license}" + (f"; {self.notes}" if self.notes else ""),
             default_strength=self.default_strength, edit_max_frames=self.edit_max_frames,
             max_references=self.max_references,
-            keyframes_max_frames=self.keyframes_max_frames,
+            keyframes_max_frames=self.keyframes_max_frames, max_keyframes=self.max_keyframes,
         )  # fmt: skip
 
     def memory(self, offload: str = "model", text_encoder_device: str = "auto") -> MemoryEstimate:
@@ -540,6 +547,7 @@ CATALOG: dict[str, CatalogEntry] = {
             family="ltx",
             pipeline="LTXConditionPipeline",
             modes=("t2v", "i2v", "extend", "edit", "keyframes"),
+            max_keyframes=LTX_MAX_KEYFRAMES,
             default_size=(768, 512),
             size_multiple=32,
             default_frames=121,
@@ -870,6 +878,8 @@ def derive_capabilities(folder: Path, class_name: str | None = None) -> tuple[Ca
         default_guidance=family.default_guidance, max_guidance=family.max_guidance,
         negative_prompt=family.negative_prompt, default_strength=family.default_strength,
         max_references=VACE_MAX_REFERENCES if "references" in modes else 0,
+        # every LTX checkpoint runs keyframes through LTXConditionPipeline, which takes images at any frame
+        max_keyframes=LTX_MAX_KEYFRAMES if family.name == "ltx" else 0,
         notes=f"{class_name} checkpoint at {folder}; limits derived from its configs (licence: see its model card)",
     )  # fmt: skip
     return caps, family

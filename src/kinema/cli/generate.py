@@ -31,6 +31,8 @@ Examples:
   kinema generate "the same valley at night" --edit sunrise.mp4 --strength 0.3 -o night.mp4
 
   kinema generate "a sunset over the ocean" --image first.png --last-image last.png -o between.mp4
+
+  kinema generate "a ball rolls across the lawn" --keyframe 1=middle.png --last-image end.png -o timed.mp4
 """
 
 
@@ -56,6 +58,27 @@ def _run_split(the_plan: Any, output: Path, gpus: int, token: Any, as_json: bool
                                     default=str) + "\n")  # fmt: skip
     else:
         out.print(f"[green]saved[/] {run.path}  (split over {gpus} processes, seed {request.seed})")
+
+
+def _keyframes(given: list[str] | None) -> list[dict[str, Any]] | None:
+    """``--keyframe TIME=IMAGE`` flags as the request's ``keyframes`` (the time in seconds; the image a path or a
+    URL, which may hold '=' itself: only the first one splits)."""
+    out: list[dict[str, Any]] = []
+    for i, text in enumerate(given or []):
+        time, sep, image = text.partition("=")
+        try:
+            seconds = float(time) if sep and image else None
+        except ValueError:
+            seconds = None
+        if seconds is None:
+            raise InvalidRequest(
+                f"keyframes[{i}]",
+                f"--keyframe {text!r} is not TIME=IMAGE",
+                value=text,
+                allowed="seconds from the clip's start, '=', a path or URL: e.g. 1.5=middle.png",
+            )
+        out.append({"time": seconds, "image": image})
+    return out or None
 
 
 def _print_warnings(warnings: list[str]) -> None:
@@ -90,6 +113,15 @@ def generate(
     reference: Annotated[
         list[str] | None,
         typer.Option("--reference", help="Reference image of the subject or style (repeatable)."),
+    ] = None,
+    keyframe: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--keyframe",
+            metavar="TIME=IMAGE",
+            help="An image (path or URL) the clip shows TIME seconds from its start (repeatable, increasing times): "
+            "timed keyframes, on the backends that take them.",
+        ),
     ] = None,
     backend: Annotated[str | None, typer.Option("--backend", "-b", help="Engine (see 'kinema backends').")] = None,
     model: Annotated[str | None, typer.Option("--model", "-m", help="Model id of the backend.")] = None,
@@ -149,7 +181,8 @@ def generate(
         # the CLI's names (--steps, --frames, --negative, --guidance, --size) are translated in one table
         fields: dict[str, Any] = request_fields({
             "prompt": prompt, "image": image, "video": video, "edit": edit, "strength": strength,
-            "last_image": last_image, "references": reference or None, "backend": backend, "model": model,
+            "last_image": last_image, "references": reference or None, "keyframes": _keyframes(keyframe),
+            "backend": backend, "model": model,
             "seed": seed, "frames": frames, "duration": duration, "fps": fps, "aspect_ratio": aspect_ratio,
             "resolution": resolution, "steps": steps, "guidance": guidance, "negative": negative, "format": fmt,
             "size": size,

@@ -132,6 +132,20 @@ def _steps_schema() -> dict[str, Any]:
     return schema
 
 
+def _keyframes_schema(description: str) -> dict[str, Any]:
+    """The request's ``keyframes`` over MCP: each image a path or a URL (Python's other image forms do not travel)."""
+    from ..request import MAX_KEYFRAMES
+
+    item = {
+        "type": "object", "required": ["time", "image"], "additionalProperties": False,
+        "properties": {
+            "time": {"type": "number", "minimum": 0, "description": "Seconds from the clip's start."},
+            "image": {"type": "string", "description": "A local file path or an http(s) URL of the image."},
+        },
+    }  # fmt: skip
+    return {"type": "array", "maxItems": MAX_KEYFRAMES, "items": item, "description": description}
+
+
 def _video_request_schema() -> dict[str, Any]:
     from ..request import ASPECT_RATIOS, RESOLUTIONS, VideoRequest
 
@@ -148,6 +162,8 @@ def _video_request_schema() -> dict[str, Any]:
             prop = {"type": "string", "enum": list(RESOLUTIONS)}
         elif name == "postprocess":
             prop = _steps_schema()
+        elif name == "keyframes":  # a list of the Keyframe model, whose $defs entry is not kept here
+            prop = _keyframes_schema(prop.get("description", ""))
         props[name] = {**prop, "description": _REQUEST_FIELDS.get(name, prop.get("description", ""))}
     props["wait_seconds"] = _WAIT
     props["idempotency_key"] = _KEY

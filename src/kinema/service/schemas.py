@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr
 
-from ..request import MAX_REFERENCES
+from ..request import MAX_KEYFRAMES, MAX_REFERENCES
 from .store import Job
 
 __all__ = [
@@ -30,6 +30,7 @@ __all__ = [
     "CreateVideoBody",
     "EditVideoBody",
     "VideoReference",
+    "KeyframeReference",
     "CharacterReference",
     "CharacterObject",
     "CharacterDeleted",
@@ -186,6 +187,19 @@ class ImageReference(BaseModel):
     file_id: str | None = Field(default=None, max_length=200)
 
 
+class KeyframeReference(BaseModel):
+    """A timed keyframe: the image the clip shows ``time`` seconds from its start (the request's ``keyframes``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    time: StrictFloat = Field(ge=0, le=600, description="seconds from the clip's start (0 up to its length)")
+    image: ImageReference | str | None = Field(
+        default=None,
+        description="the image, as input_reference takes it: a URL or {image_url} in JSON; left out in a multipart "
+        "form, whose keyframes files give the images in order",
+    )
+
+
 class CharacterReference(BaseModel):
     """A character made with ``POST /v1/videos/characters``, by id (as LiteLLM passes it)."""
 
@@ -240,6 +254,10 @@ class CreateVideoBody(BaseModel):
     references: list[ImageReference | str] | None = Field(
         default=None, max_length=MAX_REFERENCES, description="reference images (URLs, or files in a multipart form)"
     )
+    keyframes: list[KeyframeReference] | None = Field(
+        default=None, max_length=MAX_KEYFRAMES, description="images at given times, increasing (timed keyframes; "
+        "a multipart form gives them as keyframes files with one keyframe_times field each)"
+    )  # fmt: skip
     characters: list[CharacterReference] | None = Field(
         default=None, max_length=MAX_CHARACTERS, description="characters made with POST /v1/videos/characters"
     )

@@ -31,7 +31,7 @@ from starlette.responses import Response
 
 from ..errors import InvalidRequest, KinemaError
 from ..planner import Plan, backend_for, plan
-from ..request import MAX_REFERENCES, VideoRequest
+from ..request import MAX_KEYFRAMES, MAX_REFERENCES, VideoRequest
 from ..vocabulary import rename_field, request_fields, spoken_field
 from .admission import admit, limits, refusal
 from .characters import FRAMES_PER_CHARACTER, Character, character_frames, load_character
@@ -94,6 +94,11 @@ _FORM_FIELDS: dict[str, Any] = {
     "references": {"type": "array", "maxItems": MAX_REFERENCES, "items": {"type": "string", "format": "binary"},
                    "description": "reference images (files, or URLs as text fields)"},
     "characters": {"type": "string", "description": 'a JSON array of {"id": ...}; or the fields characters[][id]'},
+    "keyframes": {"type": "array", "maxItems": MAX_KEYFRAMES, "items": {"type": "string", "format": "binary"},
+                  "description": "timed keyframes' images (files, or URLs as text fields), in time order"},
+    "keyframe_times": {"type": "array", "maxItems": MAX_KEYFRAMES,
+                       "items": {"type": "number", "minimum": 0, "maximum": 600},
+                       "description": "seconds from the clip's start: one per keyframes image, in the same order"},
 }  # fmt: skip
 
 
@@ -131,6 +136,8 @@ class Uploads:
     input_reference: bytes | None = None
     last_image: bytes | None = None
     references: list[bytes] = field(default_factory=list)
+    #: timed keyframes' image files, in the order the form gave them
+    keyframes: list[bytes] = field(default_factory=list)
     #: the clip of an edit or extension
     video: bytes | None = None
 
@@ -143,6 +150,8 @@ class Uploads:
                 h.update(f"\0{name}\0".encode() + hashlib.sha256(data).digest())
         for data in self.references:
             h.update(b"\0references\0" + hashlib.sha256(data).digest())
+        for data in self.keyframes:
+            h.update(b"\0keyframes\0" + hashlib.sha256(data).digest())
 
 
 @dataclass
@@ -187,6 +196,8 @@ class _Inputs:
     image_url: str | None = None
     last_url: str | None = None
     reference_urls: list[str] = field(default_factory=list)
+    #: timed keyframes: (seconds, the image's URL, or None for the form's next keyframes file)
+    keyframes: list[tuple[float, str | None]] = field(default_factory=list)
     characters: list[Character] = field(default_factory=list)
     #: reference frames taken from each character's clip (decided at planning, from the backend's limit)
     frames_per_character: int = FRAMES_PER_CHARACTER
@@ -240,6 +251,15 @@ def _inputs(state: ServiceState, owner: str, body: CreateVideoBody, uploads: Upl
             raise ApiError(400, f"references[{len(uploads.references) + i}]: give an image URL",
                            param=f"references[{len(uploads.references) + i}]")  # fmt: skip
         inputs.reference_urls.append(url)
+    for i, keyframe in enumerate(body.keyframes or []):
+        inputs.keyframes.append((keyframe.time, _image_url(keyframe.image, f"keyframes[{i}].image")))
+    without = [i for i, (_, url) in enumerate(inputs.keyframes) if url is None]
+    if len(without) != len(uploads.keyframes):  # a JSON body has no files: each keyframe needs its URL
+        at = without[len(uploads.keyframes)] if len(without) > len(uploads.keyframes) else None
+        if at is not None and not uploads.keyframes:
+            raise ApiError(400, f"keyframes[{at}].image: give an image URL", param=f"keyframes[{at}].image")
+        raise ApiError(400, f"keyframe_times: {len(without)} keyframes take a file, and {len(uploads.keyframes)} "
+                            "keyframes files were sent; give one time per image", param="keyframe_times")  # fmt: skip
     if inputs.reference_count(uploads) > MAX_REFERENCES:
         raise ApiError(400, f"references: {inputs.reference_count(uploads)} images; at most {MAX_REFERENCES} are "
                             "allowed (fewer by most backends)", param="references")  # fmt: skip
@@ -294,6 +314,8 @@ def _plan(body: CreateVideoBody, inputs: _Inputs, uploads: Uploads) -> tuple[dic
         probe["image"] = _probe_image()
     if inputs.has_last(uploads):
         probe["last_image"] = _probe_image()
+    if inputs.keyframes:
+        probe["keyframes"] = [{"time": time, "image": _probe_image()} for time, _ in inputs.keyframes]
     references = inputs.reference_count(uploads)
     if inputs.characters:
         inputs.frames_per_character = _frames_per_character(
@@ -377,7 +399,8 @@ def _prepare(state: ServiceState, body: CreateVideoBody, inputs: _Inputs | None 
 
 
 #: body fields that take the slow path: they fetch, decode or write files, or are refused with a message of their own
-_SLOW_FIELDS = ("input_reference", "image_url", "webhook_url", "strength", "last_image", "references", "characters")
+_SLOW_FIELDS = ("input_reference", "image_url", "webhook_url", "strength", "last_image", "references", "characters",
+                "keyframes")  # fmt: skip
 
 
 def _may_block(state: ServiceState, body: CreateVideoBody) -> bool:
@@ -537,6 +560,14 @@ def _execute(state: ServiceState, owner: str, body: CreateVideoBody, req: dict[s
         if data is None:
             data = _fetch_image(state, str(inputs.last_url), "last_image")
         req["last_image"] = _write_png(state, inputs, f"{job_id}.last.png", data, "last_image")
+    files = iter(uploads.keyframes)
+    keyframes: list[dict[str, Any]] = []
+    for i, (time, url) in enumerate(inputs.keyframes):
+        param = f"keyframes[{i}].image"
+        data = next(files) if url is None else _fetch_image(state, url, param)
+        keyframes.append({"time": time, "image": _write_png(state, inputs, f"{job_id}.kf{i}.png", data, param)})
+    if keyframes:
+        req["keyframes"] = keyframes
     references: list[str] = []
     for data in uploads.references:
         references.append(_write_png(state, inputs, f"{job_id}.ref{len(references)}.png", data,
@@ -584,6 +615,8 @@ def _fetch_image(state: ServiceState, url: str, param: str = "input_reference") 
 
 # -- reading the body -----------------------------------------------------------------------------------------------
 _REFERENCE_NAME = re.compile(r"^references(\[\d*\])?$")
+_KEYFRAME_NAME = re.compile(r"^keyframes(\[\d*\])?$")
+_KEYFRAME_TIME_NAME = re.compile(r"^keyframe_times(\[\d*\])?$")
 _CHARACTER_NAME = re.compile(r"^characters\[(\d*)\]\[id\]$")
 
 
@@ -593,23 +626,33 @@ async def read_create_body(request: Request, config: ServiceConfig, *, video: bo
     files, if any.
 
     A form's files: ``input_reference``, ``last_image``, ``references`` (also ``references[]`` or
-    ``references[N]``, repeated) and, with ``video`` (the edit and extension routes), ``video``. Its text fields
-    may also give ``video[id]`` (the form the official SDK's serializer makes of ``{"video": {"id": ...}}``),
-    ``characters[][id]`` (the same for ``characters=[{"id": ...}]``), ``characters`` as JSON, and image URLs as
-    ``last_image`` and ``references``.
+    ``references[N]``, repeated), ``keyframes`` (the same) and, with ``video`` (the edit and extension routes),
+    ``video``. Its text fields may also give ``video[id]`` (the form the official SDK's serializer makes of
+    ``{"video": {"id": ...}}``), ``characters[][id]`` (the same for ``characters=[{"id": ...}]``), ``characters`` as
+    JSON, image URLs as ``last_image``, ``references`` and ``keyframes``, and ``keyframe_times``: one number of
+    seconds per ``keyframes`` part (file or URL), paired in order.
     """
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype == "application/json" or ctype.endswith("+json"):
         return parse_json_object(await request.body()), None
     if ctype in ("multipart/form-data", "application/x-www-form-urlencoded"):
-        form = await open_form(request, max_files=3 + MAX_REFERENCES, max_fields=60)
+        form = await open_form(request, max_files=3 + MAX_REFERENCES + MAX_KEYFRAMES,
+                               max_fields=60 + 2 * MAX_KEYFRAMES)  # fmt: skip
         fields: dict[str, Any] = {}
         uploads = Uploads()
         urls: list[str] = []
         characters: list[dict[str, Any]] = []
+        keyframe_parts: list[str | None] = []  # each keyframes part in order: its URL, or None for a file
+        keyframe_times: list[str] = []
         for name, value in form.multi_items():
             if not isinstance(value, str):
                 await _read_file(uploads, name, value, config, video)
+                if _KEYFRAME_NAME.match(name):
+                    keyframe_parts.append(None)
+            elif _KEYFRAME_NAME.match(name):
+                keyframe_parts.append(value)
+            elif _KEYFRAME_TIME_NAME.match(name):
+                keyframe_times.append(value)
             elif _REFERENCE_NAME.match(name):
                 urls.append(value)
             elif _CHARACTER_NAME.match(name):
@@ -623,6 +666,8 @@ async def read_create_body(request: Request, config: ServiceConfig, *, video: bo
                 put_field(fields, name, value)
         if urls:
             fields["references"] = urls
+        if keyframe_parts or keyframe_times:
+            fields["keyframes"] = _form_keyframes(keyframe_parts, keyframe_times)
         if characters:
             put_field(fields, "characters", characters)
         elif "characters" in fields:
@@ -647,18 +692,35 @@ async def read_create_body(request: Request, config: ServiceConfig, *, video: bo
     raise ApiError(415, "send application/json or multipart/form-data", code="unsupported_media_type")
 
 
+def _form_keyframes(parts: list[str | None], times: list[str]) -> list[dict[str, Any]]:
+    """A form's timed keyframes as the JSON body gives them: ``keyframe_times[i]`` with the i-th ``keyframes`` part
+    (a URL as ``image``; a file left out, to be taken from the form's files in order)."""
+    if len(parts) != len(times):
+        raise ApiError(400, f"keyframe_times: {len(times)} times for {len(parts)} keyframes images; give one time "
+                            "per image, in the same order", param="keyframe_times")  # fmt: skip
+    out: list[dict[str, Any]] = []
+    for i, (part, text) in enumerate(zip(parts, times, strict=True)):
+        try:
+            seconds = float(text.strip())
+        except ValueError:
+            raise ApiError(400, f"keyframe_times[{i}]: must be a number of seconds, got {text!r}",
+                           param=f"keyframe_times[{i}]") from None  # fmt: skip
+        out.append({"time": seconds} if part is None else {"time": seconds, "image": part})
+    return out
+
+
 async def _read_file(uploads: Uploads, name: str, value: Any, config: ServiceConfig, video: bool) -> None:
     """One file of a form, into ``uploads``; refused when the field takes no file or it is over its limit."""
     is_video = video and name == "video"
     limit = config.max_video_bytes if is_video else config.max_image_bytes
-    param = "references" if _REFERENCE_NAME.match(name) else name
-    if not (is_video or name in ("input_reference", "last_image") or param == "references"):
-        files = "input_reference, last_image, references" + (" and video" if video else "")
+    param = "references" if _REFERENCE_NAME.match(name) else "keyframes" if _KEYFRAME_NAME.match(name) else name
+    if not (is_video or name in ("input_reference", "last_image") or param in ("references", "keyframes")):
+        files = "input_reference, last_image, references, keyframes" + (" and video" if video else "")
         raise ApiError(400, f"{name}: files are accepted only as {files}", param=name)
-    if param != "references" and getattr(uploads, name) is not None:
+    if param not in ("references", "keyframes") and getattr(uploads, name) is not None:
         raise ApiError(400, f"{name}: given more than once", param=name)
     data = await read_upload(value, limit, param, "clip" if is_video else "image")
-    if param == "references":
-        uploads.references.append(data)
+    if param in ("references", "keyframes"):
+        getattr(uploads, param).append(data)
     else:
         setattr(uploads, name, data)
