@@ -93,6 +93,21 @@ def _data_uri_bytes(uri: str) -> bytes:
     return base64.b64decode(uri.split(",", 1)[1])
 
 
+def _generate_planned(**fields: Any) -> Any:
+    """Plan a request and run its backend, without the engine's input loading: the engine does not fetch a
+    source_video given as a URL yet (docs/editing.md), and a provider that takes the URL needs no frames."""
+    from kinema.backends.base import GenerationContext
+    from kinema.progress import ProgressTracker
+
+    request = kinema.VideoRequest(prompt=PROMPT, seed=7, options=FAST, **fields)
+    the_plan = kinema.plan(request)
+    output = the_plan.backend.generate(the_plan.params, GenerationContext(progress=ProgressTracker(None)))
+    return the_plan, output
+
+
+CLIP_URL = "https://example.com/clips/street.mp4"
+
+
 # -- Runway: aleph2 edits (video_to_video) --------------------------------------------------------------------------
 
 
@@ -146,6 +161,13 @@ def test_runway_edit_refuses_a_source_clip_outside_aleph2s_length(start: Any, tm
     err = _refused(tmp_path, fake, "source_video", backend="runway",
                    source_video=str(_clip(tmp_path, seconds=1.0)))  # fmt: skip
     assert "2 to 30 s" in err.message
+
+
+def test_runway_edit_refuses_a_clip_given_by_url(start: Any, tmp_path: Path) -> None:
+    """aleph2's limits are checked on a local file before the paid call: a URL is refused, saying so."""
+    fake = start("runway")
+    err = _refused(tmp_path, fake, "source_video", backend="runway", source_video="https://example.invalid/c.mp4")
+    assert "local file" in err.message
 
 
 def test_runway_edit_refuses_a_model_without_video_to_video(start: Any, tmp_path: Path) -> None:
@@ -338,7 +360,7 @@ def test_luma_keyframes_refuse_a_local_last_frame(start: Any, tmp_path: Path) ->
 
 
 @pytest.mark.parametrize("fields, field", [
-    ({"source_video": "CLIP"}, "source_video"),  # modify-video takes a URL only; source_video is a local file
+    ({"source_video": "CLIP"}, "source_video"),  # modify-video takes the clip as a URL only: a local file is refused
     ({"references": ["REF"]}, "references"),
 ])  # fmt: skip
 def test_luma_refuses_edit_and_references(start: Any, tmp_path: Path, fields: dict[str, Any], field: str) -> None:
@@ -348,6 +370,66 @@ def test_luma_refuses_edit_and_references(start: Any, tmp_path: Path, fields: di
     else:
         fields["references"] = [fake.image_url]
     _refused(tmp_path, fake, field, backend="luma", **fields)
+
+
+@pytest.mark.parametrize("strength, mode", [
+    (0.0, "adhere_1"), (0.2, "adhere_2"), (0.5, "flex_2"), (0.75, "reimagine_1"), (1.0, "reimagine_3"),
+    (None, "flex_2"),  # no strength: the middle mode (Luma's API has no default)
+])  # fmt: skip
+def test_luma_edit_from_a_url_goes_to_modify_video(start: Any, strength: float | None, mode: str) -> None:
+    fake = start("luma")
+    the_plan, output = _generate_planned(backend="luma", source_video=CLIP_URL, strength=strength)
+    (task,) = fake.tasks.values()
+    body = task.input
+    assert [r.path for r in fake.log if r.method == "POST"] == ["/dream-machine/v1/generations/video/modify"]
+    assert body["media"] == {"url": CLIP_URL} and body["mode"] == mode and body["model"] == "ray-2"
+    assert body["generation_type"] == "modify_video" and body["prompt"] == PROMPT
+    assert not {"duration", "aspect_ratio", "resolution", "keyframes"} & set(body)  # the output keeps the source's
+    assert the_plan.params.mode == "edit" and the_plan.params.strength == (0.5 if strength is None else strength)
+    assert any("nominal" in w for w in the_plan.params.warnings)
+    assert output.provider_task_id == task.id
+
+
+@pytest.mark.parametrize("fields, field", [
+    ({"duration": 9}, "duration"),  # modify-video keeps the source's length and framing: these would be dropped
+    ({"aspect_ratio": "9:16"}, "aspect_ratio"),
+    ({"width": 640, "height": 360}, "width"),
+])  # fmt: skip
+def test_luma_edit_refuses_a_length_or_size(start: Any, tmp_path: Path, fields: dict[str, Any], field: str) -> None:
+    fake = start("luma")
+    _refused(tmp_path, fake, field, backend="luma", source_video=CLIP_URL, **fields)
+
+
+@pytest.mark.parametrize("backend", ["luma", "replicate", "fal"])
+def test_a_url_edit_is_rebuilt_from_its_recorded_request(start: Any, backend: str) -> None:
+    """`kinema resume` rebuilds the request from the recorded one, which carries the plan's size and length: they
+    are the nominal ones, so the rebuilt edit plans again, with its strength."""
+    from kinema.backends.remote import _request_record
+
+    start(backend)
+    first = kinema.plan(kinema.VideoRequest(prompt=PROMPT, backend=backend, source_video=CLIP_URL, strength=0.3,
+                                            seed=7, options=FAST))  # fmt: skip
+    record = _request_record(first.params)
+    assert record["source_video"] == CLIP_URL and record["strength"] == 0.3
+    again = kinema.plan(kinema.VideoRequest(**{k: v for k, v in record.items() if v is not None}))
+    assert again.params.mode == "edit" and again.params.strength == 0.3 and again.params.model == first.params.model
+    assert (again.params.width, again.params.num_frames) == (first.params.width, first.params.num_frames)
+
+
+@pytest.mark.parametrize("body, words", [
+    ({"media": {"url": "data:video/mp4;base64,AAAA"}, "mode": "flex_1"}, "media.url"),
+    ({"media": {"url": CLIP_URL}, "mode": "flex_4"}, "mode"),
+    ({"media": {"url": CLIP_URL}}, "mode"),
+])  # fmt: skip
+def test_luma_fake_refuses_a_malformed_modify(start: Any, body: dict[str, Any], words: str) -> None:
+    import httpx
+
+    fake = start("luma")
+    answer = httpx.post(fake.url + "/dream-machine/v1/generations/video/modify",
+                        json={"generation_type": "modify_video", "model": "ray-2", "prompt": PROMPT, **body},
+                        headers={"Authorization": f"Bearer {fake.key}"})  # fmt: skip
+    assert answer.status_code == 400 and words in answer.json()["detail"]
+    assert fake.submissions == 0
 
 
 def test_luma_fake_refuses_a_malformed_frame1(start: Any) -> None:
@@ -390,6 +472,117 @@ def test_fal_keyframes_refusals(start: Any, tmp_path: Path, fields: dict[str, An
     _refused(tmp_path, fake, field, backend="fal", last_image=_png(tmp_path, "last.png"), **fields)
 
 
+# -- fal: Wan 2.2 video-to-video (edit), Kling 1.6 elements (references) ------------------------------------------
+
+
+def _fal_post(fake: Any, endpoint: str, body: dict[str, Any]) -> tuple[int, Any]:
+    """A raw call to the fal fake (bodies Kinema itself would refuse before sending)."""
+    import httpx
+
+    answer = httpx.post(f"{fake.url}/{endpoint}", json=body, headers={"Authorization": f"Key {fake.key}"})
+    return answer.status_code, answer.json()
+
+
+def test_fal_edit_sends_the_clip_and_strength_to_wan_video_to_video(start: Any, tmp_path: Path) -> None:
+    fake = start("fal")
+    clip = _clip(tmp_path)
+    result = _run(tmp_path, backend="fal", source_video=str(clip), strength=0.35, num_frames=33)  # no model: Wan
+    (task,) = fake.tasks.values()
+    body = task.input
+    assert task.extra["endpoint"] == "fal-ai/wan/v2.2-a14b/video-to-video"
+    assert body["video_url"].startswith("data:video/mp4;base64,")
+    assert _data_uri_bytes(body["video_url"]) == clip.read_bytes()
+    assert body["strength"] == 0.35 and body["num_frames"] == 33 and body["frames_per_second"] == 16
+    assert body["num_interpolated_frames"] == 0 and body["seed"] == 7
+    assert body["resolution"] == "720p" and body["aspect_ratio"] == "16:9"
+    assert result.recipe["mode"] == "edit" and result.recipe["strength"] == 0.35
+    assert result.recipe["model"] == "fal-ai/wan/v2.2-a14b"
+
+
+def test_fal_edit_records_fals_default_strength(start: Any, tmp_path: Path) -> None:
+    fake = start("fal")
+    result = _run(tmp_path, backend="fal", source_video=str(_clip(tmp_path)))
+    (task,) = fake.tasks.values()
+    assert task.input["strength"] == 0.9 and result.recipe["strength"] == 0.9  # what Wan would use anyway
+    assert task.input["num_frames"] == 81
+
+
+def test_fal_edit_passes_a_url_as_given(start: Any) -> None:
+    fake = start("fal")
+    _generate_planned(backend="fal", source_video=CLIP_URL, strength=0.5)
+    (task,) = fake.tasks.values()
+    assert task.input["video_url"] == CLIP_URL and task.input["strength"] == 0.5
+
+
+@pytest.mark.parametrize("fields, field", [
+    ({"num_frames": 200}, "num_frames"),  # Wan makes 17 to 161 frames
+    ({"num_frames": 9}, "num_frames"),
+    ({"fps": 12.5}, "fps"),  # frames_per_second is a whole number
+    ({"fps": 90}, "fps"),
+    ({"model": "fal-ai/kling-video/v2.5-turbo/pro"}, "source_video"),  # no edit endpoint in that family
+    ({"options": {"cfg_scale": 0.5}}, "options.cfg_scale"),
+])  # fmt: skip
+def test_fal_edit_refusals(start: Any, tmp_path: Path, fields: dict[str, Any], field: str) -> None:
+    fake = start("fal")
+    _refused(tmp_path, fake, field, backend="fal", source_video=str(_clip(tmp_path)), **fields)
+
+
+def test_fal_edit_refuses_a_clip_too_large_to_send_inline(start: Any, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    import kinema.backends.fal as fal
+
+    fake = start("fal")
+    monkeypatch.setattr(fal, "VIDEO_DATA_URI_LIMIT", 1000)  # stands in for a clip over 10 MB
+    err = _refused(tmp_path, fake, "source_video", backend="fal", source_video=str(_clip(tmp_path)))
+    assert "URL" in err.message
+
+
+def test_fal_references_go_to_kling_elements(start: Any, tmp_path: Path) -> None:
+    fake = start("fal")
+    local = _png(tmp_path, "style.png", 90)
+    # the fake's image is served over http: re-sent inline, as only https URLs are passed on as given
+    result = _run(tmp_path, backend="fal", references=[fake.image_url, local], duration=10, aspect_ratio="9:16")
+    (task,) = fake.tasks.values()
+    assert task.extra["endpoint"] == "fal-ai/kling-video/v1.6/standard/elements"
+    images = task.input["input_image_urls"]
+    assert len(images) == 2 and all(i.startswith("data:image/png;base64,") for i in images)
+    assert _data_uri_bytes(images[0]) != _data_uri_bytes(images[1])
+    assert task.input["duration"] == "10" and task.input["aspect_ratio"] == "9:16"
+    assert "image_url" not in task.input and result.recipe["mode"] == "references"
+
+
+@pytest.mark.parametrize("fields, field", [
+    ({"references": 5}, "references"),  # up to 4 images
+    ({"options": {"cfg_scale": 0.5}}, "options.cfg_scale"),  # not a field of the elements endpoint
+    ({"model": "fal-ai/pika/v2.2"}, "references"),
+    ({"duration": 7}, "duration"),
+])  # fmt: skip
+def test_fal_references_refusals(start: Any, tmp_path: Path, fields: dict[str, Any], field: str) -> None:
+    fake = start("fal")
+    count = fields.pop("references", 1)
+    refs = [_png(tmp_path, f"r{i}.png", i * 40) for i in range(count)]
+    _refused(tmp_path, fake, field, backend="fal", references=refs, **fields)
+
+
+@pytest.mark.parametrize("endpoint, body, loc", [
+    ("fal-ai/wan/v2.2-a14b/video-to-video", {}, "video_url"),
+    ("fal-ai/wan/v2.2-a14b/video-to-video", {"video_url": "data:image/png;base64,AAAA"}, "video_url"),
+    ("fal-ai/wan/v2.2-a14b/video-to-video", {"video_url": "https://e.com/a.mp4", "strength": 1.5}, "strength"),
+    ("fal-ai/wan/v2.2-a14b/video-to-video", {"video_url": "https://e.com/a.mp4", "num_frames": 200}, "num_frames"),
+    ("fal-ai/wan/v2.2-a14b/video-to-video", {"video_url": "https://e.com/a.mp4", "resolution": "1080p"},
+     "resolution"),
+    ("fal-ai/kling-video/v1.6/standard/elements", {}, "input_image_urls"),
+    ("fal-ai/kling-video/v1.6/standard/elements", {"input_image_urls": ["https://e.com/a.png"] * 5},
+     "input_image_urls"),
+])  # fmt: skip
+def test_fal_fake_refuses_bad_edit_and_elements_bodies(start: Any, endpoint: str, body: dict[str, Any],
+                                                       loc: str) -> None:  # fmt: skip
+    fake = start("fal")
+    status, answer = _fal_post(fake, endpoint, {"prompt": PROMPT, **body})
+    assert status == 422 and answer["detail"][0]["loc"] == ["body", loc]
+    assert fake.submissions == 0
+
+
 # -- Replicate: kwaivgi/kling-v2.1's end_image ---------------------------------------------------------------------
 
 
@@ -427,6 +620,147 @@ def test_replicate_fake_refuses_end_image_outside_pro_mode(start: Any) -> None:
             "prompt": PROMPT, "start_image": "https://e.com/a.png", "end_image": "https://e.com/b.png",
             "mode": "standard"})  # fmt: skip
     assert "pro" in str(info.value) and fake.submissions == 0
+
+
+# -- Replicate: luma/modify-video (edit) ---------------------------------------------------------------------------
+
+
+def test_replicate_edit_uploads_the_clip_then_runs_modify_video(start: Any, tmp_path: Path) -> None:
+    fake = start("replicate")
+    clip = _clip(tmp_path, seconds=2.0, fps=8.0)
+    result = _run(tmp_path, backend="replicate", source_video=str(clip), strength=0.8)  # no model: modify-video
+    (task,) = fake.tasks.values()
+    assert task.extra["model"] == "luma/modify-video"
+    assert task.input["mode"] == "reimagine_2" and task.input["prompt"] == PROMPT
+    assert fake.uploads[task.input["video"]] == ("source.mp4", clip.read_bytes())
+    posts = [r.path for r in fake.log if r.method == "POST"]
+    assert posts == ["/v1/files", "/v1/models/luma/modify-video/predictions"]  # uploaded before the paid create
+    assert "seed" not in task.input and "duration" not in task.input
+    assert result.recipe["mode"] == "edit" and result.recipe["strength"] == 0.8
+    assert (result.recipe["width"], result.recipe["height"], result.recipe["num_frames"]) == (96, 64, 16)
+
+
+def test_replicate_edit_passes_a_url_as_given(start: Any) -> None:
+    fake = start("replicate")
+    the_plan, _ = _generate_planned(backend="replicate", source_video=CLIP_URL)
+    (task,) = fake.tasks.values()
+    assert task.input["video"] == CLIP_URL and task.input["mode"] == "flex_2"  # the default strength, 0.5
+    assert fake.uploads == {} and the_plan.params.strength == 0.5
+
+
+@pytest.mark.parametrize("fields, field", [
+    ({"duration": 5}, "duration"),  # the output keeps the source's length and framing
+    ({"resolution": "720p"}, "resolution"),
+    ({"negative_prompt": "blur"}, "negative_prompt"),
+    ({"model": "minimax/video-01"}, "source_video"),  # no edit input
+])  # fmt: skip
+def test_replicate_edit_refusals(start: Any, tmp_path: Path, fields: dict[str, Any], field: str) -> None:
+    fake = start("replicate")
+    _refused(tmp_path, fake, field, backend="replicate", source_video=str(_clip(tmp_path)), **fields)
+
+
+def test_replicate_edit_refuses_a_clip_over_30_seconds(start: Any, tmp_path: Path) -> None:
+    fake = start("replicate")
+    err = _refused(tmp_path, fake, "source_video", backend="replicate",
+                   source_video=str(_clip(tmp_path, seconds=31.0, fps=1.0)))  # fmt: skip
+    assert "30 s" in err.message
+
+
+@pytest.mark.parametrize("inputs, words", [
+    ({"mode": "flex_9", "video": "https://e.com/a.mp4"}, "mode"),
+    ({"mode": "flex_1"}, "video is required"),
+])  # fmt: skip
+def test_replicate_fake_refuses_what_modify_video_refuses(start: Any, inputs: dict[str, Any], words: str) -> None:
+    import replicate
+
+    fake = start("replicate")
+    client = replicate.Client(api_token=fake.key, base_url=fake.url)
+    with pytest.raises(replicate.exceptions.ReplicateError) as info:
+        client.models.predictions.create(model="luma/modify-video", input={"prompt": PROMPT, **inputs})
+    assert words in str(info.value) and fake.submissions == 0
+
+
+# -- Replicate: kwaivgi/kling-o1 (references) ----------------------------------------------------------------------
+
+
+def test_replicate_references_go_to_kling_o1(start: Any, tmp_path: Path) -> None:
+    fake = start("replicate")
+    local = _png(tmp_path, "style.png", 90)
+    result = _run(tmp_path, backend="replicate", references=[fake.image_url, local], duration=10)  # no model: o1
+    (task,) = fake.tasks.values()
+    assert task.extra["model"] == "kwaivgi/kling-o1"
+    images = task.input["reference_images"]
+    assert len(images) == 2 and all(i.startswith("data:image/png;base64,") for i in images)
+    assert _data_uri_bytes(images[0]) != _data_uri_bytes(images[1])
+    assert task.input["mode"] == "std" and task.input["duration"] == 10  # 720p is std (o1's own word, not standard)
+    assert "start_image" not in task.input and result.recipe["mode"] == "references"
+
+
+@pytest.mark.parametrize("fields, field", [
+    ({"references": 8}, "references"),  # up to 7
+    ({"duration": 7}, "duration"),
+    ({"aspect_ratio": "9:16"}, "size"),  # only 16:9 is sent: o1's other ratios are not listed
+    ({"model": "kwaivgi/kling-v2.1"}, "references"),
+])  # fmt: skip
+def test_replicate_references_refusals(start: Any, tmp_path: Path, fields: dict[str, Any], field: str) -> None:
+    fake = start("replicate")
+    refs = [_png(tmp_path, f"r{i}.png", i * 30) for i in range(fields.pop("references", 1))]
+    _refused(tmp_path, fake, field, backend="replicate", references=refs, **fields)
+
+
+def test_replicate_fake_refuses_more_than_seven_reference_images(start: Any) -> None:
+    import replicate
+
+    fake = start("replicate")
+    client = replicate.Client(api_token=fake.key, base_url=fake.url)
+    with pytest.raises(replicate.exceptions.ReplicateError) as info:
+        client.models.predictions.create(model="kwaivgi/kling-o1", input={
+            "prompt": PROMPT, "reference_images": ["https://e.com/a.png"] * 8})  # fmt: skip
+    assert "at most 7" in str(info.value) and fake.submissions == 0
+
+
+# -- Pictory: referenceImageUrls (references) ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("model, duration", [("pixverse5.5", 5), ("veo3.1_fast", 8)])
+def test_pictory_references_go_as_reference_image_urls(start: Any, tmp_path: Path, model: str,
+                                                       duration: int) -> None:  # fmt: skip
+    fake = start("pictory")
+    refs = [fake.image_url, fake.image_url + "?style"]
+    result = _run(tmp_path, backend="pictory", model=model, references=refs, duration=duration)
+    (task,) = fake.tasks.values()
+    assert task.extra["references"] == refs and "firstFrameImageUrl" not in task.input
+    assert task.input["model"] == model and task.input["duration"] == f"{duration}s"
+    assert result.recipe["mode"] == "references"
+
+
+@pytest.mark.parametrize("fields, field", [
+    ({"references": 4}, "references"),  # 1 to 3 images
+    ({"local": True}, "references[1]"),  # public URLs only
+    ({"model": "veo3.1", "duration": 4}, "duration"),  # veo makes 8 s clips from references
+])  # fmt: skip
+def test_pictory_references_refusals(start: Any, tmp_path: Path, fields: dict[str, Any], field: str) -> None:
+    fake = start("pictory")
+    refs = [f"{fake.image_url}?{i}" for i in range(fields.pop("references", 2))]
+    if fields.pop("local", False):
+        refs[1] = _png(tmp_path, "style.png")
+    _refused(tmp_path, fake, field, backend="pictory", references=refs, **fields)
+
+
+@pytest.mark.parametrize("extra, name", [
+    ({"referenceImageUrls": ["https://e.com/a.png"] * 4}, "referenceImageUrls"),
+    ({"referenceImageUrls": ["data:image/png;base64,AAAA"]}, "referenceImageUrls"),
+    ({"referenceImageUrls": ["https://e.com/a.png"], "firstFrameImageUrl": "https://e.com/b.png"},
+     "firstFrameImageUrl"),
+])  # fmt: skip
+def test_pictory_fake_refuses_what_reference_images_refuse(start: Any, extra: dict[str, Any], name: str) -> None:
+    import httpx
+
+    fake = start("pictory")
+    answer = httpx.post(fake.url + "/pictoryapis/v1/aistudio/videos", json={"prompt": PROMPT, **extra},
+                        headers={"Authorization": fake.key})  # fmt: skip
+    assert answer.status_code == 400 and answer.json()["fields"][0]["name"] == name
+    assert fake.submissions == 0
 
 
 # -- a resumed edit: the request rebuilt from the recorded one is still an edit -----------------------------------

@@ -173,3 +173,30 @@ def test_builtin_refuses_sizes_and_frame_counts_it_cannot_make() -> None:
 def test_unknown_backend_lists_the_known_ones() -> None:
     with pytest.raises(InvalidRequest, match="^backend: unknown backend 'nope'.*builtin"):
         kinema.generate("ok", backend="nope")
+
+
+def test_source_video_may_be_an_http_url_kept_as_given() -> None:
+    url = "https://example.com/clips/street.mp4"
+    request = VideoRequest(prompt="the same street at night", source_video=url, strength=0.3)
+    assert request.source_video == url and request.mode == "edit"
+    assert request.recipe()["source_video"] == url  # a URL is named as given, never fetched to digest it
+    assert VideoRequest(prompt="x", source_video="http://example.com/a.mp4").source_video == "http://example.com/a.mp4"
+
+
+@pytest.mark.parametrize("fields, phrase", [
+    ({"source_video": "ftp://example.com/a.mp4"}, "URL scheme of 'ftp'"),
+    ({"source_video": "s3://bucket/a.mp4"}, "URL scheme of 's3'"),
+    ({"source_video": 42}, "path of a video file or an http(s) URL"),
+    ({"source_video": "/no/such/clip.mp4"}, "file not found"),
+])  # fmt: skip
+def test_source_video_refuses_other_urls_and_missing_files(fields: dict[str, object], phrase: str) -> None:
+    with pytest.raises(InvalidRequest) as info:
+        VideoRequest(prompt="x", **fields)
+    assert info.value.field == "source_video" and phrase in info.value.message
+
+
+def test_video_to_extend_stays_a_local_file() -> None:
+    # extension needs the clip's last frames on this machine: only source_video takes a URL
+    with pytest.raises(InvalidRequest) as info:
+        VideoRequest(prompt="x", video="https://example.com/a.mp4")
+    assert info.value.field == "video" and "file not found" in info.value.message

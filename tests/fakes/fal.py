@@ -4,7 +4,13 @@ IN_PROGRESS, COMPLETED, the last possibly with error / error_type); GET .../requ
 {video: {url, ...}}; PUT .../requests/{id}/cancel. Status and result URLs drop the subpath. Auth "Key <FAL_KEY>"
 (Bearer accepted too); errors {detail}, 422 with a pydantic-style detail list. Kling 2.5 Turbo Pro's
 image-to-video takes ``tail_image_url`` (an http(s) or data URI) with its required ``image_url`` (fal's model page);
-the fake records it as ``task.extra["tail"]``."""
+the fake records it as ``task.extra["tail"]``.
+
+Wan 2.2's ``fal-ai/wan/v2.2-a14b/video-to-video`` (edits) needs ``video_url`` (an http(s) URL or a video data URI)
+and takes ``strength`` 0..1, ``num_frames`` 17..161, ``frames_per_second`` 4..60, ``resolution`` 480p/580p/720p,
+``aspect_ratio`` auto/16:9/9:16/1:1 and ``num_interpolated_frames`` 0..4; Kling 1.6's
+``fal-ai/kling-video/v1.6/standard/elements`` needs ``input_image_urls``, 1 to 4 images (fal's model pages,
+llms.txt input schemas). Anything else is refused with 422, as fal's validation does."""
 
 from __future__ import annotations
 
@@ -22,6 +28,8 @@ KLING = {"fal-ai/kling-video/v2.5-turbo/pro/text-to-video", "fal-ai/kling-video/
 #: image-to-video endpoints whose input schema lists tail_image_url (fal.ai model pages, llms.txt)
 TAIL = {"fal-ai/kling-video/v2.5-turbo/pro/image-to-video"}
 PIKA = {"fal-ai/pika/v2.2/text-to-video", "fal-ai/pika/v2.2/image-to-video", "fal-ai/pika/v2.5/text-to-video"}
+WAN_V2V = "fal-ai/wan/v2.2-a14b/video-to-video"
+ELEMENTS = "fal-ai/kling-video/v1.6/standard/elements"
 
 
 class FakeFal(FakeServer):
@@ -82,17 +90,21 @@ class FakeFal(FakeServer):
 
     def submit(self, req: Request) -> Response:
         endpoint = req.match.group("endpoint") if req.match else ""
-        if endpoint not in KLING | PIKA:
+        if endpoint not in KLING | PIKA | {WAN_V2V, ELEMENTS}:
             return Response(404, {"detail": f"Application '{endpoint}' not found"})
         body = req.json()
         if not body.get("prompt"):
             return self._invalid("prompt", "field required", None)
-        if endpoint in KLING:
+        checks = {WAN_V2V: _wan_problem, ELEMENTS: _elements_problem}
+        refused = checks[endpoint](body) if endpoint in checks else None
+        if refused is not None:
+            return self._invalid(*refused)
+        if endpoint in KLING or endpoint == ELEMENTS:
             if body.get("duration", "5") not in ("5", "10"):
                 return self._invalid("duration", "unexpected value; permitted: '5', '10'", body.get("duration"))
             if body.get("aspect_ratio", "16:9") not in ("16:9", "9:16", "1:1"):
                 return self._invalid("aspect_ratio", "unexpected value", body.get("aspect_ratio"))
-        else:
+        elif endpoint in PIKA:
             if body.get("duration", 5) not in (5, 10):
                 return self._invalid("duration", "unexpected value; permitted: 5, 10", body.get("duration"))
             if body.get("resolution", "720p") not in ("480p", "720p", "1080p"):
@@ -105,7 +117,8 @@ class FakeFal(FakeServer):
         owner, alias = endpoint.split("/")[:2]
         task = self.new_task(body, task_id=str(uuid.uuid4()))
         task.extra.update(app=f"{owner}/{alias}", endpoint=endpoint, image=body.get("image_url"),
-                          tail=body.get("tail_image_url") if endpoint in TAIL else None)  # fmt: skip
+                          tail=body.get("tail_image_url") if endpoint in TAIL else None,
+                          video=body.get("video_url"), references=body.get("input_image_urls"))  # fmt: skip
         self.schedule_webhook(task, (req.query.get("fal_webhook") or [None])[0])
         base = f"{self.url}/{owner}/{alias}/requests/{task.id}"  # the subpath is dropped
         return Response(200, {"request_id": task.id, "gateway_request_id": task.id, "response_url": base,
@@ -155,3 +168,40 @@ class FakeFal(FakeServer):
             return Response(400, {"detail": "Request already started", "status": "ALREADY_COMPLETED"})
         task.extra["cancelled"] = True
         return Response(202, {"status": "CANCELLATION_REQUESTED"})
+
+
+def _is_file(value: Any, kind: str) -> bool:
+    """A file input as fal takes it: an http(s) URL, or a data URI of the right kind (image / video)."""
+    return isinstance(value, str) and value.startswith(("http://", "https://", f"data:{kind}/"))
+
+
+def _wan_problem(body: dict[str, Any]) -> tuple[str, str, Any] | None:
+    """Why Wan 2.2's video-to-video refuses a body (its input schema), or None."""
+    ranges = {"strength": (0, 1), "num_frames": (17, 161), "frames_per_second": (4, 60),
+              "num_interpolated_frames": (0, 4)}  # fmt: skip
+    if not _is_file(body.get("video_url"), "video"):
+        return "video_url", "field required: a URL or a video data URI", body.get("video_url")
+    for name, (low, high) in ranges.items():
+        value = body.get(name)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
+            return name, f"must be between {low} and {high}", value
+        if name != "strength" and not isinstance(value, int):
+            return name, "must be an integer", value
+    if body.get("resolution", "720p") not in ("480p", "580p", "720p"):
+        return "resolution", "unexpected value; permitted: '480p', '580p', '720p'", body.get("resolution")
+    if body.get("aspect_ratio", "auto") not in ("auto", "16:9", "9:16", "1:1"):
+        return "aspect_ratio", "unexpected value", body.get("aspect_ratio")
+    return None
+
+
+def _elements_problem(body: dict[str, Any]) -> tuple[str, str, Any] | None:
+    """Why Kling 1.6's elements endpoint refuses a body: input_image_urls is required, up to 4 images."""
+    images = body.get("input_image_urls")
+    if not isinstance(images, list) or not 1 <= len(images) <= 4:
+        return "input_image_urls", "field required: a list of 1 to 4 image URLs", images
+    bad = next((u for u in images if not _is_file(u, "image")), None)
+    if bad is not None:
+        return "input_image_urls", "each item must be a URL or an image data URI", bad
+    return None

@@ -2,7 +2,12 @@
 POST /generations), GET /generations/{id}, DELETE /generations/{id}; Bearer auth; errors {"detail": "..."};
 Generation state queued / dreaming / completed / failed with failure_reason; the video at assets.video.
 ``keyframes`` may hold ``frame0`` and/or ``frame1``, each ``{type: image, url}`` or ``{type: generation, id}``
-(lumaai 1.21.0 types/generations/video_create_params.py); any other key is refused."""
+(lumaai 1.21.0 types/generations/video_create_params.py); any other key is refused.
+
+POST /generations/video/modify (modify-video) needs ``generation_type: "modify_video"``, ``media: {url}`` (a URL:
+Luma fetches the clip), ``mode`` one of adhere_1..3 / flex_1..3 / reimagine_1..3 and ``model`` ray-2 or ray-flash-2,
+all required (lumaai 1.21.0 types/generations/video_modify_params.py); ``prompt``, ``first_frame: {url}`` and
+``callback_url`` are optional. The fake records the clip's URL as ``task.extra["media"]``."""
 
 from __future__ import annotations
 
@@ -15,6 +20,7 @@ from .base import FakeServer, Request, Response, bearer_ok
 MODELS = {"ray-2", "ray-flash-2", "ray-1-6"}
 RATIOS = {"1:1", "16:9", "9:16", "4:3", "3:4", "21:9", "9:21"}
 PREFIX = "/dream-machine/v1"
+MODIFY_MODES = {f"{kind}_{n}" for kind in ("adhere", "flex", "reimagine") for n in (1, 2, 3)}
 
 
 class FakeLuma(FakeServer):
@@ -24,6 +30,7 @@ class FakeLuma(FakeServer):
         super().__init__(video, key)
 
     def setup_routes(self) -> None:
+        self.route("POST", PREFIX + r"/generations/video/modify", self.modify, kind="submit")
         self.route("POST", PREFIX + r"/generations/video", self.create, kind="submit")
         self.route("POST", PREFIX + r"/generations", self.create, kind="submit")
         self.route("GET", PREFIX + r"/generations/(?P<id>[0-9a-f-]{36})", self.get, kind="poll")
@@ -53,6 +60,25 @@ class FakeLuma(FakeServer):
         task = self.new_task(body, task_id=str(uuid.uuid4()))
         task.extra["image"] = keyframes.get("frame0")
         task.extra["last_image"] = keyframes.get("frame1")
+        self.schedule_webhook(task, body.get("callback_url"))
+        return Response(201, self._generation(task, "queued"))
+
+    def modify(self, req: Request) -> Response:
+        body = req.json()
+        if body.get("generation_type") != "modify_video":
+            return Response(400, {"detail": "generation_type must be 'modify_video'"})
+        if body.get("model") not in ("ray-2", "ray-flash-2"):
+            return Response(400, {"detail": f"Invalid model: {body.get('model')!r}"})
+        if body.get("mode") not in MODIFY_MODES:
+            return Response(400, {"detail": f"Invalid mode: {body.get('mode')!r}; one of {sorted(MODIFY_MODES)}"})
+        media = body.get("media")
+        if not isinstance(media, dict) or not str(media.get("url", "")).startswith(("http://", "https://")):
+            return Response(400, {"detail": "media.url must be the URL of the video to modify"})
+        first = body.get("first_frame")
+        if first is not None and (not isinstance(first, dict) or not str(first.get("url", "")).startswith("http")):
+            return Response(400, {"detail": "first_frame.url must be an image URL"})
+        task = self.new_task(body, task_id=str(uuid.uuid4()))
+        task.extra["media"] = media["url"]
         self.schedule_webhook(task, body.get("callback_url"))
         return Response(201, self._generation(task, "queued"))
 

@@ -1,7 +1,9 @@
 """Fake of Pictory's AI Studio API (reference/provider-apis.md §7): POST /pictoryapis/v1/aistudio/videos returns
 {success, data: {jobId}}; GET /pictoryapis/v1/jobs/{jobId} answers {job_id, success, data: {status: in-progress |
 completed (url, aiCreditsUsed, ...) | failed (error_code, error_message)}}; the raw key in Authorization (no
-Bearer); 400 {code: INVALID_REQUEST_BODY, message, fields}; 401 {"message": "Unauthorized"}."""
+Bearer); 400 {code: INVALID_REQUEST_BODY, message, fields}; 401 {"message": "Unauthorized"}. ``referenceImageUrls``
+is 1 to 3 image URIs and excludes ``firstFrameImageUrl`` and ``extendVideoUrl`` (docs.pictory.ai guides/ai-studio/
+video-from-reference-images); the fake records it as ``task.extra["references"]``."""
 
 from __future__ import annotations
 
@@ -54,8 +56,14 @@ class FakePictory(FakeServer):
         if sum(1 for k in ("firstFrameImageUrl", "extendVideoUrl", "referenceImageUrls") if k in body) > 1:
             return self._invalid("firstFrameImageUrl", "only one of firstFrameImageUrl, extendVideoUrl, "
                                                        "referenceImageUrls")  # fmt: skip
+        refs = body.get("referenceImageUrls")
+        if refs is not None and not (isinstance(refs, list) and 1 <= len(refs) <= 3):
+            return self._invalid("referenceImageUrls", "must be an array of 1 to 3 image URLs")
+        if refs is not None and not all(isinstance(r, str) and r.startswith(("http://", "https://")) for r in refs):
+            return self._invalid("referenceImageUrls", "each entry must be a valid URI")
         task = self.new_task(body, task_id=str(uuid.uuid4()))
         task.extra["image"] = body.get("firstFrameImageUrl")
+        task.extra["references"] = refs
         self.schedule_webhook(task, body.get("webhook"))
         return Response(200, {"success": True, "data": {"jobId": task.id}})
 

@@ -12,7 +12,10 @@ fails on answers without ``logs``. ``KINEMA_FAL_BASE_URL`` overrides the whole q
 
 Models are families; the mode picks the endpoint (``fal-ai/kling-video/v2.5-turbo/pro`` + an image is
 ``.../image-to-video``). A full endpoint id is accepted too. Keyframes go to the image-to-video endpoint as
-``image_url`` + ``tail_image_url`` where fal's model page lists the tail (Kling 2.5 Turbo Pro).
+``image_url`` + ``tail_image_url`` where fal's model page lists the tail (Kling 2.5 Turbo Pro). Edits go to Wan 2.2's
+``fal-ai/wan/v2.2-a14b/video-to-video`` (``video_url`` + ``strength``), reference images to Kling 1.6's
+``fal-ai/kling-video/v1.6/standard/elements`` (``input_image_urls``, up to 4); a request without a model gets the
+family that does its mode. Files go as an https URL as given, else inline as a ``data:`` URI (docs/providers.md).
 
 >>> import kinema  # doctest: +SKIP
 >>> kinema.generate("a fox", backend="fal", model="fal-ai/pika/v2.2", duration=5)  # doctest: +SKIP
@@ -25,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import BackendUnavailable, InvalidRequest, KinemaError, ProviderError
+from ..request import VideoRequest
 from .base import Availability, Capabilities, GenerationParams
 from .remote import (
     LoopOptions,
@@ -38,24 +42,35 @@ from .remote import (
     looks_moderated,
     ratio_sizes,
     short_side_name,
+    source_video_uri,
 )
 
 __all__ = ["FalBackend", "FAL_MODELS"]
 
-_SUBPATH = {"t2v": "text-to-video", "i2v": "image-to-video"}
+_SUBPATH = {"t2v": "text-to-video", "i2v": "image-to-video", "edit": "video-to-video", "references": "elements"}
 #: the endpoint subpath of each mode (keyframes are image-to-video with a tail image)
 _MODE_SUBPATH = {**_SUBPATH, "keyframes": "image-to-video"}
+#: the family a request without a model gets for a mode the default (Kling 2.5 Turbo Pro) does not offer
+MODE_DEFAULTS = {"edit": "fal-ai/wan/v2.2-a14b", "references": "fal-ai/kling-video/v1.6/standard"}
+#: a local source clip goes inline as a data: URI; fal's docs accept data URIs for file inputs but state no size
+#: limit [unverified], so a larger clip is refused, asking for a URL (fal-client's own uploads use 10 MiB parts)
+VIDEO_DATA_URI_LIMIT = 10_000_000
 
 
 @dataclass(frozen=True)
 class FalFamily:
-    kind: str  # "kling" or "pika": how the input is spelled
+    kind: str  # "kling", "pika" or "wan": how the input is spelled
     modes: tuple[str, ...]
-    durations: tuple[float, ...]
+    durations: tuple[float, ...] | None
     ratios: tuple[str, ...]
     resolutions: dict[str, int]
     #: the image-to-video endpoint takes ``tail_image_url`` (the last frame): keyframes
     tail: bool = False
+    #: reference images the ``elements`` endpoint takes (0: none)
+    max_references: int = 0
+    #: frame counts (Wan takes ``num_frames``, not a duration): (min, max), and the default fps
+    frames: tuple[int, int] | None = None
+    fps: float = 24.0
 
 
 _KLING_RATIOS = ("16:9", "9:16", "1:1")
@@ -74,7 +89,22 @@ FAL_MODELS: dict[str, FalFamily] = {
     "fal-ai/pika/v2.5": FalFamily(
         "pika", ("t2v",), (5.0, 10.0), _PIKA_RATIOS, {"480p": 480, "720p": 720, "1080p": 1080}
     ),  # fmt: skip
+    # .../elements: prompt, input_image_urls ("Supports up to 4 images", required), duration "5"/"10", aspect_ratio
+    # 16:9/9:16/1:1, negative_prompt (fal.ai/models/fal-ai/kling-video/v1.6/standard/elements/llms.txt)
+    "fal-ai/kling-video/v1.6/standard": FalFamily(
+        "kling", ("references",), (5.0, 10.0), _KLING_RATIOS, {"720p": 720}, max_references=4
+    ),  # fmt: skip
+    # .../video-to-video: video_url and prompt (required), strength 0..1 (default 0.9; 1 follows the prompt alone, 0
+    # hands the input back), num_frames 17..161, frames_per_second 4..60, resolution 480p/580p/720p, aspect_ratio
+    # auto/16:9/9:16/1:1, seed, negative_prompt, num_interpolated_frames 0..4 (fal.ai/models/fal-ai/wan/v2.2-a14b/
+    # video-to-video/llms.txt and its api page)
+    "fal-ai/wan/v2.2-a14b": FalFamily(
+        "wan", ("edit",), None, _KLING_RATIOS, {"480p": 480, "580p": 580, "720p": 720}, frames=(17, 161), fps=16.0
+    ),  # fmt: skip
 }
+#: Wan's frames_per_second range and default strength (its model page)
+WAN_FPS = (4, 60)
+WAN_DEFAULT_STRENGTH = 0.9
 _STATUS = {"IN_QUEUE": "queued", "IN_PROGRESS": "in_progress", "COMPLETED": "completed"}
 
 
@@ -89,7 +119,7 @@ def split_endpoint(model: str) -> tuple[str, str | None]:
 class FalBackend(RemoteBackend):
     name = "fal"
     provider = "fal"
-    description = "fal.ai queue (Kling, Pika and other video models by endpoint id)"
+    description = "fal.ai queue (Kling, Pika, Wan edits and other video models by endpoint id)"
     env_keys = ("FAL_KEY",)
     requires = (("fal_client", "cloud"), ("httpx", "cloud"))
     recommended_poll_interval = 2.0
@@ -110,7 +140,8 @@ class FalBackend(RemoteBackend):
     def _family(self, model: str | None) -> FalFamily:
         family, _ = split_endpoint(model or self.default_model())
         if family not in FAL_MODELS:
-            allowed = ", ".join(FAL_MODELS) + " (or one of them + /text-to-video or /image-to-video)"
+            endpoints = ", /".join(_SUBPATH.values())
+            allowed = f"{', '.join(FAL_MODELS)} (or one of them + the endpoint: /{endpoints})"
             raise InvalidRequest("model", f"{model!r} is not a fal video endpoint Kinema knows", value=model,
                                  allowed=allowed)  # fmt: skip
         return FAL_MODELS[family]
@@ -123,16 +154,40 @@ class FalBackend(RemoteBackend):
             modes = ("i2v", "keyframes")
         if mode and mode not in fam.modes:
             modes = fam.modes
+        frames: dict[str, Any] = {}
+        if fam.frames is not None:
+            low, high = fam.frames
+            frames = {"min_frames": low, "max_frames": high, "default_frames": 81, "edit_max_frames": high}
         return Capabilities(
-            modes=modes, default_size=(1280, 720), sizes=ratio_sizes(fam.ratios, tuple(fam.resolutions.values())),
+            modes=modes, max_references=fam.max_references, default_size=(1280, 720),
+            sizes=ratio_sizes(fam.ratios, tuple(fam.resolutions.values())),
             aspect_ratios=tuple(r for r in fam.ratios if r in ("16:9", "9:16", "1:1", "3:2", "2:3")),
-            durations=fam.durations, default_fps=24.0, seed=fam.kind == "pika",
+            durations=fam.durations, default_fps=fam.fps, seed=fam.kind in ("pika", "wan"),
+            default_strength=WAN_DEFAULT_STRENGTH if "edit" in fam.modes else 0.6, **frames,
         )  # fmt: skip
 
+    def resolve(self, request: VideoRequest, seed: int) -> GenerationParams:
+        if request.model is None and request.mode in MODE_DEFAULTS:
+            request = request.model_copy(update={"model": MODE_DEFAULTS[request.mode]})
+        return super().resolve(request, seed)
+
     def check(self, params: GenerationParams) -> None:
+        where = f"fal {params.model!r}"
         if params.mode == "keyframes" and params.image_source is None:
-            raise InvalidRequest("image", f"fal {params.model!r} needs the first frame (image_url is required) with "
-                                 "the last one", allowed="image and last_image together")  # fmt: skip
+            raise InvalidRequest("image", f"{where} needs the first frame (image_url is required) with the last one",
+                                 allowed="image and last_image together")  # fmt: skip
+        if params.mode == "references" and "cfg_scale" in params.options:
+            # the elements endpoint's schema lists no cfg_scale: refused rather than silently dropped
+            raise InvalidRequest("options.cfg_scale", f"is not taken by {where}'s elements endpoint", allowed="none")
+        if params.mode == "edit":
+            low, high = WAN_FPS
+            if not (low <= params.fps <= high and float(params.fps).is_integer()):
+                raise InvalidRequest("fps", f"{params.fps:g} is not offered by {where} (frames_per_second is a whole "
+                                     f"number from {low} to {high})", value=params.fps,
+                                     allowed=f"{low} to {high}")  # fmt: skip
+            if "cfg_scale" in params.options:
+                raise InvalidRequest("options.cfg_scale", f"is not taken by {where}", allowed="none")
+            source_video_uri(params.source_video_path, VIDEO_DATA_URI_LIMIT, where, encode=False)
 
     # -- transport ------------------------------------------------------------------------------------------------
     def _auth_header(self) -> str:
@@ -190,7 +245,17 @@ class FalBackend(RemoteBackend):
                                 "aspect_ratio": known_ratio(params.width, params.height, fam.ratios)}  # fmt: skip
         if params.negative_prompt:
             body["negative_prompt"] = params.negative_prompt
-        if fam.kind == "kling":
+        if fam.kind == "wan":
+            assert params.strength is not None  # the family's default_strength fills it in
+            body.update(
+                video_url=source_video_uri(params.source_video_path, VIDEO_DATA_URI_LIMIT, f"fal {params.model!r}"),
+                strength=params.strength, num_frames=params.num_frames, frames_per_second=int(params.fps),
+                resolution=short_side_name(params.width, params.height, fam.resolutions), seed=params.seed,
+                # no interpolated frames: the clip has the frame count and rate asked for (fal's default, 1, with
+                # adjust_fps_for_interpolation, would double both)
+                num_interpolated_frames=0,
+            )  # fmt: skip
+        elif fam.kind == "kling":
             body["duration"] = str(int(round(params.duration)))
             if "cfg_scale" in params.options:
                 body["cfg_scale"] = params.options["cfg_scale"]
@@ -204,6 +269,9 @@ class FalBackend(RemoteBackend):
         if params.mode == "keyframes":
             assert params.last_image is not None
             body["tail_image_url"] = _image_url(params.last_image_source, params.last_image)
+        if params.mode == "references":
+            body["input_image_urls"] = [_image_url(source, image) for source, image in
+                                        zip(params.reference_sources, params.references, strict=True)]  # fmt: skip
         endpoint = self._endpoint(params)
         url = f"{self._queue_url()}/{endpoint}"
         callback = self.callback_url()

@@ -5,9 +5,9 @@ dreaming -> in_progress, completed, failed with ``failure_reason``). The video i
 aspect ratio, a resolution name and a duration ("5s" / "9s"), so Kinema's width x height maps onto the closest
 listed (ratio, resolution). Image-to-video takes the first frame as a public URL (``keyframes.frame0``); keyframes
 add the last one as ``keyframes.frame1`` (lumaai 1.21.0 types/generations/video_create_params.py ``Keyframes``: both
-optional, so a last frame alone is sent as frame1 alone). Luma's modify-video (``POST /generations/video/modify``)
-takes the clip only as a URL and Luma has no upload API, while ``source_video`` is a local file: edits are not
-offered here (docs/providers.md).
+optional, so a last frame alone is sent as frame1 alone). Edits go to modify-video (``POST
+/generations/video/modify``: ``media.url``, ``mode``), which takes the clip only as a URL (Luma has no upload API), so
+``source_video`` must be an http(s) URL; ``strength`` picks one of its nine modes (:func:`modify_mode`).
 
 Key: ``LUMAAI_API_KEY``; base URL: ``LUMAAI_BASE_URL`` (the SDK's own variable).
 
@@ -23,12 +23,14 @@ import re
 from typing import Any
 
 from ..errors import ContentRejected, InvalidRequest, KinemaError, ProviderError
+from ..request import VideoRequest
 from .base import Capabilities, GenerationParams
 from .remote import (
     LoopOptions,
     RemoteBackend,
     TaskStatus,
     body_message,
+    is_url,
     known_ratio,
     ratio_sizes,
     short_side_name,
@@ -41,6 +43,70 @@ LUMA_MODELS = ("ray-2", "ray-flash-2")
 LUMA_RATIOS = ("16:9", "9:16", "1:1", "4:3", "3:4", "21:9", "9:21")
 LUMA_RESOLUTIONS = {"540p": 540, "720p": 720, "1080p": 1080, "4k": 2160}
 _STATUS = {"queued": "queued", "dreaming": "in_progress", "completed": "completed", "failed": "failed"}
+#: modify-video's modes, from closest to the source to furthest (lumaai 1.21.0
+#: types/generations/video_modify_params.py; docs.lumalabs.ai/docs/modify-video: adhere "adheres very closely",
+#: flex "flexibly adheres somewhat", reimagine "adheres much more loosely")
+MODIFY_MODES = tuple(f"{kind}_{n}" for kind in ("adhere", "flex", "reimagine") for n in (1, 2, 3))
+#: an edit without a strength gets the middle mode (flex_2): Luma's API has no default (mode is required)
+MODIFY_DEFAULT_STRENGTH = 0.5
+#: "ray-2: max duration 10s, max size 100 mb" (docs.lumalabs.ai/docs/modify-video)
+MODIFY_MAX_SECONDS = 10.0
+MODIFY_MAX_BYTES = 100_000_000
+
+
+def modify_mode(strength: float) -> str:
+    """The modify-video mode for a strength: nine equal bands of 0..1, adhere_1 (0 to 1/9) up to reimagine_3 (8/9
+    to 1). The mapping is Kinema's: Luma names the modes in order but gives them no numbers.
+
+    >>> modify_mode(0.0), modify_mode(0.5), modify_mode(1.0)
+    ('adhere_1', 'flex_2', 'reimagine_3')
+    """
+    return MODIFY_MODES[min(len(MODIFY_MODES) - 1, int(strength * len(MODIFY_MODES)))]
+
+
+#: the request fields that set an output's size and length
+FRAMING_FIELDS = ("width", "height", "aspect_ratio", "resolution", "duration", "num_frames", "fps")
+
+
+def keeps_source_framing(request: VideoRequest, where: str, nominal: GenerationParams, *,
+                         max_seconds: float | None = None,
+                         max_bytes: int | None = None) -> dict[str, Any] | None:  # fmt: skip
+    """For an edit whose output keeps the source clip's length and framing (modify-video): for a local clip, probe it
+    (refusing one over the limits, naming ``source_video``) and return its width, height, num_frames and fps; None
+    for a URL (not fetched here: the plan shows ``nominal``, the backend's defaults). A size or length asked for is
+    refused (it would be silently ignored) unless it is the clip's own, or for a URL the nominal one: the request a
+    resume rebuilds from the recorded one carries them."""
+    source = str(request.source_video)
+    clip = None if is_url(source) else _probe_clip(source, where, max_seconds, max_bytes)
+    own = clip or {"width": nominal.width, "height": nominal.height, "num_frames": nominal.num_frames,
+                   "fps": nominal.fps}  # fmt: skip
+    values = {**own, "duration": own["num_frames"] / own["fps"], "aspect_ratio": None, "resolution": None}
+    for name in FRAMING_FIELDS:
+        given, value = getattr(request, name), values[name]
+        if given is not None and (value is None or abs(float(given) - float(value)) > 1e-3 * max(1.0, value)):
+            raise InvalidRequest(name, f"{where} keeps the source clip's length and framing; leave {name} out when "
+                                 "editing", value=given, allowed="the source clip's own")  # fmt: skip
+    return clip
+
+
+def _probe_clip(source: str, where: str, max_seconds: float | None, max_bytes: int | None) -> dict[str, Any]:
+    from pathlib import Path
+
+    from ..video import probe
+
+    size = Path(source).stat().st_size
+    if max_bytes is not None and size > max_bytes:
+        raise InvalidRequest("source_video", f"is {size / 1e6:.3g} MB; {where} takes at most {max_bytes / 1e6:g} MB",
+                             value=source, allowed=f"a clip of at most {max_bytes / 1e6:g} MB")  # fmt: skip
+    try:
+        clip = probe(source)
+    except InvalidRequest as exc:
+        raise InvalidRequest("source_video", exc.message, value=source) from None
+    if max_seconds is not None and float(clip["duration"]) > max_seconds:
+        raise InvalidRequest("source_video", f"is {float(clip['duration']):.3g}s long; {where} takes at most "
+                             f"{max_seconds:g} s", value=source,
+                             allowed=f"a clip of at most {max_seconds:g} s")  # fmt: skip
+    return {k: clip[k] for k in ("width", "height", "num_frames", "fps")}
 
 
 class LumaBackend(RemoteBackend):
@@ -65,11 +131,28 @@ class LumaBackend(RemoteBackend):
             raise InvalidRequest("model", f"{model!r} is not a Luma Dream Machine video model", value=model,
                                  allowed=", ".join(LUMA_MODELS))  # fmt: skip
         return Capabilities(
-            modes=("t2v", "i2v", "keyframes"), default_size=(1280, 720),
+            modes=("t2v", "i2v", "keyframes", "edit"), default_strength=MODIFY_DEFAULT_STRENGTH,
+            edit_max_frames=int(MODIFY_MAX_SECONDS * 24), default_size=(1280, 720),
             sizes=ratio_sizes(LUMA_RATIOS, tuple(LUMA_RESOLUTIONS.values())),
             aspect_ratios=tuple(r for r in LUMA_RATIOS if r != "9:21"), durations=(5.0, 9.0), default_fps=24.0,
-            negative_prompt=False, notes="aspect ratio x resolution (540p, 720p, 1080p, 4k); 5 s or 9 s",
+            negative_prompt=False, notes="aspect ratio x resolution (540p, 720p, 1080p, 4k); 5 s or 9 s; edits "
+            "(modify-video) take the clip as an http(s) URL and keep its length and framing",
         )  # fmt: skip
+
+    def resolve(self, request: VideoRequest, seed: int) -> GenerationParams:
+        if request.mode != "edit":
+            return super().resolve(request, seed)
+        where = f"Luma {request.model or self.default_model()!r} (modify-video)"
+        if not is_url(request.source_video):
+            raise InvalidRequest("source_video", f"{where} takes the clip as a public URL (media.url) and Luma has no "
+                                 "upload API, so a local file cannot be sent", value=str(request.source_video)[:80],
+                                 allowed="an http(s) URL")  # fmt: skip
+        # the output keeps the source's length and framing, which are not known here without fetching the clip: the
+        # plan's size and length are the defaults, and the recipe says so; modify-video takes no duration or ratio
+        params = super().resolve(request.model_copy(update=dict.fromkeys(FRAMING_FIELDS)), seed)
+        keeps_source_framing(request, where, params)
+        note = f"{where} keeps the source clip's length and framing; the size and length shown are nominal"
+        return params.with_(warnings=[*params.warnings, note])
 
     def check(self, params: GenerationParams) -> None:
         frames = {"image": params.image_source, "last_image": params.last_image_source}
@@ -90,6 +173,16 @@ class LumaBackend(RemoteBackend):
 
     def submit(self, client: Any, params: GenerationParams,
                token: str) -> tuple[str, dict[str, Any], TaskStatus | None]:  # fmt: skip
+        callback = self.callback_url()
+        if params.mode == "edit":
+            assert params.strength is not None  # the default strength fills it in
+            edit: dict[str, Any] = {"generation_type": "modify_video", "model": params.model, "prompt": params.prompt,
+                                    "media": {"url": params.source_video_path},
+                                    "mode": modify_mode(params.strength)}  # fmt: skip
+            if callback:
+                edit["callback_url"] = callback
+            generation = client.generations.video.modify(**edit)
+            return str(generation.id), {}, None
         kwargs: dict[str, Any] = {
             "model": params.model, "prompt": params.prompt,
             "aspect_ratio": known_ratio(params.width, params.height, LUMA_RATIOS),
@@ -105,7 +198,6 @@ class LumaBackend(RemoteBackend):
             keyframes["frame1"] = {"type": "image", "url": params.last_image_source}
         if keyframes:
             kwargs["keyframes"] = keyframes
-        callback = self.callback_url()
         if callback:  # Luma POSTs the generation to it on dreaming/completed/failed (unsigned: only a hint)
             kwargs["callback_url"] = callback
         generation = client.generations.create(**kwargs)

@@ -4,6 +4,8 @@
 Pictory asks (``in-progress`` -> in_progress, ``completed`` with ``url`` and ``aiCreditsUsed``, ``failed`` with
 ``error_code`` / ``error_message``). The key goes raw in ``Authorization`` (no "Bearer"). Models, aspect ratios
 and durations are checked here before anything is sent, because Pictory silently drops fields it does not know.
+Reference images go as ``referenceImageUrls``: 1 to 3 public URLs, not with ``firstFrameImageUrl`` (docs.pictory.ai
+guides/ai-studio/video-from-reference-images).
 
 Key: ``PICTORY_API_KEY``; base URL: ``KINEMA_PICTORY_BASE_URL`` (default ``https://api.pictory.ai/pictoryapis``).
 
@@ -25,6 +27,7 @@ from .remote import (
     body_message,
     env_base_url,
     http_error,
+    is_url,
     known_ratio,
     ratio_sizes,
 )
@@ -46,6 +49,12 @@ PICTORY_MODELS: dict[str, PictoryModel] = {
     "veo3.1": PictoryModel(("16:9", "9:16"), (4.0, 6.0, 8.0), 20.0),
     "veo3.1_fast": PictoryModel(("16:9", "9:16"), (4.0, 6.0, 8.0), 10.0),
 }
+#: referenceImageUrls: "An array of 1 to 3 publicly accessible image URLs" (docs.pictory.ai guides/ai-studio/
+#: video-from-reference-images, "Understanding the Parameters")
+MAX_REFERENCES = 3
+#: with references, Pictory's veo models make 8 s whatever duration is asked (docs.pictory.ai guides/
+#: ai-generated-visuals/reference-images-for-video; stated for storyboard scenes, read as holding here too)
+VEO_REFERENCE_DURATION = 8.0
 _STATUS = {"in-progress": "in_progress", "completed": "completed", "failed": "failed", "cleaned": "failed"}
 
 
@@ -73,7 +82,8 @@ class PictoryBackend(RemoteBackend):
 
     def capabilities(self, model: str | None = None) -> Capabilities:
         m = self._model(model)
-        return Capabilities(modes=("t2v", "i2v"), default_size=ratio_sizes(m.ratios[:1], (720,))[0],
+        return Capabilities(modes=("t2v", "i2v", "references"), max_references=MAX_REFERENCES,
+                            default_size=ratio_sizes(m.ratios[:1], (720,))[0],
                             sizes=ratio_sizes(m.ratios, (720,)), aspect_ratios=m.ratios, durations=m.durations,
                             default_fps=24.0, negative_prompt=False, seed=False,
                             notes="aspectRatio and duration strings; prompt 5 to 5000 characters")  # fmt: skip
@@ -86,6 +96,17 @@ class PictoryBackend(RemoteBackend):
                                          and params.image_source.startswith(("http://", "https://"))):  # fmt: skip
             raise InvalidRequest("image", "Pictory takes the first frame as a public URL (firstFrameImageUrl)",
                                  value=str(params.image_source)[:80], allowed="an http(s) URL")  # fmt: skip
+        if params.mode == "references":
+            for i, source in enumerate(params.reference_sources):
+                if not is_url(source):
+                    raise InvalidRequest(f"references[{i}]", "Pictory takes reference images as public URLs "
+                                         "(referenceImageUrls)", value=str(source)[:80],
+                                         allowed="an http(s) URL")  # fmt: skip
+            if str(params.model).startswith("veo") and abs(params.duration - VEO_REFERENCE_DURATION) > 1e-6:
+                # Pictory would make 8 s anyway: a shorter clip asked for is refused, not silently lengthened
+                raise InvalidRequest("duration", f"Pictory's {params.model} makes {VEO_REFERENCE_DURATION:g}s clips "
+                                     "from reference images", value=params.duration,
+                                     allowed=f"{VEO_REFERENCE_DURATION:g}")  # fmt: skip
 
     def make_client(self, loop: LoopOptions) -> Any:
         from .base import require_module
@@ -117,6 +138,8 @@ class PictoryBackend(RemoteBackend):
                                 "duration": f"{int(round(params.duration))}s"}  # fmt: skip
         if params.mode == "i2v":
             body["firstFrameImageUrl"] = params.image_source
+        if params.mode == "references":
+            body["referenceImageUrls"] = list(params.reference_sources)
         callback = self.callback_url()
         if callback:  # the "webhook" body field (payload and signing undocumented: only a hint)
             body["webhook"] = callback

@@ -91,6 +91,8 @@ __all__ = [
     "encode_png",
     "data_uri",
     "fitted_data_uri",
+    "is_url",
+    "source_video_uri",
     "is_lost_answer",
     "env_base_url",
     "resume_file_for",
@@ -336,6 +338,30 @@ def encode_png(image: np.ndarray, size: tuple[int, int] | None = None) -> bytes:
 
 def data_uri(png: bytes, mime: str = "image/png") -> str:
     return f"data:{mime};base64," + base64.b64encode(png).decode("ascii")
+
+
+def is_url(source: Any) -> bool:
+    """Whether an input was given as an http(s) URL (kept as given, for the provider to fetch)."""
+    return isinstance(source, str) and source.startswith(("http://", "https://"))
+
+
+def source_video_uri(source: Any, max_chars: int, where: str, *, encode: bool = True) -> str:
+    """An edit's source clip as a provider takes it in JSON: an http(s) URL as given, else the local file as a
+    ``data:video/...;base64,`` URI of at most ``max_chars`` characters. A larger file is refused naming
+    ``source_video`` (before anything is paid), asking for a URL. ``encode=False`` only checks (for ``check()``)."""
+    import mimetypes
+
+    if is_url(source):
+        return str(source)
+    path = Path(str(source))
+    mime = mimetypes.guess_type(path.name)[0] or "video/mp4"
+    size = path.stat().st_size
+    length = len(f"data:{mime};base64,") + 4 * -(-size // 3)
+    if length > max_chars:
+        raise InvalidRequest("source_video", f"is {size / 1e6:.3g} MB; {where} takes a local clip inline only up to "
+                             f"about {max_chars * 3 / 4 / 1e6:.3g} MB: give an http(s) URL of the clip instead",
+                             value=str(source), allowed="a smaller clip, or an http(s) URL")  # fmt: skip
+    return data_uri(path.read_bytes(), mime) if encode else ""
 
 
 def fitted_data_uri(image: np.ndarray, max_bytes: int, field: str = "image") -> str:
@@ -922,6 +948,8 @@ def _request_record(params: GenerationParams) -> dict[str, Any]:
     # another mode (an aleph2 edit rebuilt as text-to-video is refused); data given as bytes is never stored
     if isinstance(params.source_video_path, str):
         record["source_video"] = params.source_video_path
+    if params.strength is not None:  # else a rebuilt edit would get the default strength in its recipe
+        record["strength"] = params.strength
     if isinstance(params.last_image_source, str):
         record["last_image"] = params.last_image_source
     if params.reference_sources and all(isinstance(r, str) for r in params.reference_sources):

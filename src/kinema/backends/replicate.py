@@ -8,7 +8,10 @@ retries a POST (so no hidden second paid prediction) and retries GETs on 429/503
 Models: a few official video models are checked against what they accept (marked [unverified] in
 docs/providers.md: the contract does not list model inputs); any other ``owner/name`` or ``owner/name:version`` is
 passed through, with its extra inputs in ``options["input"]``. Keyframes: kwaivgi/kling-v2.1 takes the last frame as
-``end_image`` (pro mode, 1080p) beside its required ``start_image``.
+``end_image`` (pro mode, 1080p) beside its required ``start_image``. Edits: luma/modify-video takes the clip as
+``video`` (an http(s) URL as given, or a local file uploaded first with the SDK's ``files.create``) and ``strength``
+as one of Luma's nine modes; its output keeps the source's length and framing. References: kwaivgi/kling-o1 takes up
+to 7 ``reference_images`` beside the prompt.
 
 Key: ``REPLICATE_API_TOKEN``; base URL: ``REPLICATE_BASE_URL`` (the SDK's own variable).
 
@@ -26,7 +29,8 @@ from typing import Any
 from ..errors import InvalidRequest, KinemaError, ProviderError
 from ..request import VideoRequest
 from .base import Capabilities, GenerationParams
-from .remote import LoopOptions, RemoteBackend, TaskStatus, data_uri, encode_png, http_error, ratio_sizes
+from .luma import FRAMING_FIELDS, MODIFY_DEFAULT_STRENGTH, keeps_source_framing, modify_mode
+from .remote import LoopOptions, RemoteBackend, TaskStatus, data_uri, encode_png, http_error, is_url, ratio_sizes
 
 __all__ = ["ReplicateBackend", "REPLICATE_MODELS"]
 
@@ -46,6 +50,15 @@ class ReplicateModel:
     #: the last-frame input (keyframes), and the short side it needs (None: any)
     end_field: str | None = None
     end_short_side: int | None = None
+    #: the clip input of an edit model whose ``mode`` takes Luma's modify-video modes, and its source limits
+    video_field: str | None = None
+    max_seconds: float | None = None
+    max_bytes: int | None = None
+    #: the reference-images input and how many it takes (0: none)
+    references_field: str | None = None
+    max_references: int = 0
+    #: the ``mode`` values for 720p and 1080p, where the model takes a mode
+    mode_names: tuple[str, str] = ("standard", "pro")
 
 
 REPLICATE_MODELS: dict[str, ReplicateModel] = {
@@ -62,9 +75,30 @@ REPLICATE_MODELS: dict[str, ReplicateModel] = {
         end_field="end_image",
         end_short_side=1080,
     ),  # fmt: skip
+    # video: "The video to modify. Maximum video size is 100mb. Maximum video duration is 30 seconds."; mode (default
+    # adhere_1) "How closely the output should follow the source video"; prompt; first_frame (replicate.com/luma/
+    # modify-video, version f52f1714 API page, input schema)
+    "luma/modify-video": ReplicateModel(
+        ("edit",), "first_frame", None, None, False, video_field="video", max_seconds=30.0, max_bytes=100_000_000
+    ),  # fmt: skip
+    # reference_images: "Reference images for elements, scenes, or styles (up to 7 without video, 4 with video)";
+    # duration "For text/image-to-video: 5 or 10"; mode 'std' / 'pro' (default pro); aspect_ratio (default 16:9, its
+    # other values not listed there: only 16:9 is sent); start_image optional (replicate.com/kwaivgi/kling-o1,
+    # version 6d5f2d4b API page, input schema)
+    "kwaivgi/kling-o1": ReplicateModel(
+        ("references",),
+        "start_image",
+        (5.0, 10.0),
+        ratio_sizes(("16:9",), (720, 1080)),
+        False,
+        duration_field="duration",
+        references_field="reference_images",
+        max_references=7,
+        mode_names=("std", "pro"),
+    ),  # fmt: skip
 }
 #: the model a request without one gets for a mode the default (minimax/video-01) does not offer
-MODE_DEFAULTS = {"keyframes": "kwaivgi/kling-v2.1"}
+MODE_DEFAULTS = {"keyframes": "kwaivgi/kling-v2.1", "edit": "luma/modify-video", "references": "kwaivgi/kling-o1"}
 
 
 class ReplicateBackend(RemoteBackend):
@@ -93,7 +127,13 @@ class ReplicateBackend(RemoteBackend):
         if known is None:  # someone's model: Replicate checks its inputs
             return Capabilities(modes=("t2v", "i2v"), default_size=(1280, 720), default_frames=120, default_fps=24.0,
                                 notes="any Replicate model; extra inputs in options['input']")  # fmt: skip
-        return Capabilities(modes=known.modes, default_size=(known.sizes or ((1280, 720),))[0], sizes=known.sizes,
+        if known.video_field:
+            return Capabilities(modes=known.modes, default_size=(1280, 720), default_fps=24.0, negative_prompt=False,
+                                seed=False, default_strength=MODIFY_DEFAULT_STRENGTH,
+                                notes=f"keeps the source clip's length and framing (at most {known.max_seconds:g} s); "
+                                      "strength picks one of Luma's nine modify modes")  # fmt: skip
+        return Capabilities(modes=known.modes, max_references=known.max_references,
+                            default_size=(known.sizes or ((1280, 720),))[0], sizes=known.sizes,
                             durations=known.durations, default_fps=24.0, negative_prompt=known.negative_prompt,
                             notes="[unverified] model inputs")  # fmt: skip
 
@@ -101,6 +141,16 @@ class ReplicateBackend(RemoteBackend):
         if request.model is None and request.mode in MODE_DEFAULTS:
             request = request.model_copy(update={"model": MODE_DEFAULTS[request.mode]})
         known = REPLICATE_MODELS.get(str(request.model))
+        if request.mode == "edit" and known is not None and known.video_field:
+            where = f"Replicate {request.model!r}"
+            params = super().resolve(request.model_copy(update=dict.fromkeys(FRAMING_FIELDS)), seed)
+            clip = keeps_source_framing(request, where, params, max_seconds=known.max_seconds,
+                                        max_bytes=known.max_bytes)  # fmt: skip
+            if clip is None:  # a URL: not fetched here, so the plan's size and length are nominal
+                note = f"{where} keeps the source clip's length and framing; the size and length shown are nominal"
+                return params.with_(warnings=[*params.warnings, note])
+            return params.with_(width=clip["width"], height=clip["height"], fps=clip["fps"],
+                                num_frames=clip["num_frames"])  # fmt: skip
         sized = any(getattr(request, f) is not None for f in ("width", "height", "aspect_ratio", "resolution"))
         if request.mode == "keyframes" and known is not None and known.end_short_side and not sized:
             # the last frame needs pro mode (1080p); the default size is 720p (standard)
@@ -149,10 +199,18 @@ class ReplicateBackend(RemoteBackend):
         elif known.duration_field:
             inputs[known.duration_field] = int(round(params.duration))
             if known.sizes and len(known.sizes) > 1:
-                inputs["mode"] = "pro" if min(params.width, params.height) >= 1080 else "standard"
+                standard, pro = known.mode_names
+                inputs["mode"] = pro if min(params.width, params.height) >= 1080 else standard
+        if params.mode == "edit" and known is not None and known.video_field:
+            assert params.strength is not None  # the default strength fills it in
+            inputs[known.video_field] = self._video_input(client, params.source_video_path)
+            inputs["mode"] = modify_mode(params.strength)
         if params.mode in ("i2v", "keyframes"):
             assert params.image is not None
             inputs[known.image_field if known else "image"] = _file_input(params.image_source, params.image)
+        if params.mode == "references" and known is not None and known.references_field:
+            pairs = zip(params.reference_sources, params.references, strict=True)
+            inputs[known.references_field] = [_file_input(source, image) for source, image in pairs]
         if params.mode == "keyframes" and known is not None and known.end_field:
             assert params.last_image is not None
             inputs[known.end_field] = _file_input(params.last_image_source, params.last_image)
@@ -184,6 +242,15 @@ class ReplicateBackend(RemoteBackend):
             else:
                 prediction = client.predictions.create(version=version, input=inputs, **hook)
         return str(prediction.id), {}, self._status(prediction)
+
+    @staticmethod
+    def _video_input(client: Any, source: Any) -> str:
+        """An edit's clip: an http(s) URL as given, else the file uploaded with the SDK's ``files.create``
+        (``POST /v1/files``, multipart ``content``), whose ``urls.get`` the model fetches. The upload is made before
+        the paid create; it costs nothing and expires on its own."""
+        if is_url(source):
+            return str(source)
+        return str(client.files.create(str(source)).urls["get"])
 
     def _latest_version(self, client: Any, model: str) -> str | None:
         """None for an official model, else the latest version id of a community model (cached per model)."""

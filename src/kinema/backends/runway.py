@@ -273,6 +273,10 @@ def _is_https(source: Any) -> bool:
 
 def _probe_source(path: str) -> dict[str, Any]:
     """The source clip's size, frames and fps, refused (naming ``source_video``) outside aleph2's limits."""
+    if path.startswith(("http://", "https://")):  # the limits are checked on the file before anything is paid
+        raise InvalidRequest("source_video", "Runway's aleph2 edit checks the clip's length, fps and framing from a "
+                             "local file before the paid call; download the clip and give its path", value=path,
+                             allowed="a local video file")  # fmt: skip
     from ..video import probe
 
     try:

@@ -15,6 +15,20 @@ from ..errors import InvalidRequest
 __all__ = ["load_image", "load_video_frames", "resize_frames", "MAX_IMAGE_BYTES"]
 
 MAX_IMAGE_BYTES = 50 * 1024 * 1024
+#: a clip to edit given as a URL (source_video) is downloaded up to this size
+MAX_VIDEO_BYTES = 500 * 1024 * 1024
+
+
+def _download(url: str, field: str, limit: int) -> bytes:
+    """The body at an http(s) URL, at most ``limit`` bytes, or InvalidRequest naming ``field``."""
+    try:
+        with urllib.request.urlopen(url, timeout=30) as resp:  # noqa: S310 - the callers checked the scheme
+            data: bytes = resp.read(limit + 1)
+    except OSError as exc:
+        raise InvalidRequest(field, f"could not download {url} ({exc})") from None
+    if len(data) > limit:
+        raise InvalidRequest(field, f"{url} is larger than {limit // 2**20} MiB")
+    return data
 
 
 def _decode_image_bytes(data: bytes, field: str) -> np.ndarray:
@@ -43,14 +57,7 @@ def load_image(source: Any, field: str = "image") -> np.ndarray:
     if isinstance(source, str | os.PathLike):
         text = os.fspath(source)
         if text.startswith(("http://", "https://")):
-            try:
-                with urllib.request.urlopen(text, timeout=30) as resp:  # noqa: S310 - scheme checked above
-                    data = resp.read(MAX_IMAGE_BYTES + 1)
-            except OSError as exc:
-                raise InvalidRequest(field, f"could not download {text} ({exc})") from None
-            if len(data) > MAX_IMAGE_BYTES:
-                raise InvalidRequest(field, f"{text} is larger than {MAX_IMAGE_BYTES // 2**20} MiB")
-            return _decode_image_bytes(data, field)
+            return _decode_image_bytes(_download(text, field, MAX_IMAGE_BYTES), field)
         path = Path(text)
         if not path.is_file():
             raise InvalidRequest(field, f"file not found: {path}", value=text)
@@ -59,9 +66,21 @@ def load_image(source: Any, field: str = "image") -> np.ndarray:
 
 
 def load_video_frames(path: str | os.PathLike[str], field: str = "video") -> tuple[np.ndarray, float]:
-    """(F, H, W, 3) uint8 frames and fps of a clip."""
+    """(F, H, W, 3) uint8 frames and fps of a clip: a path, or (source_video) an http(s) URL, downloaded as images
+    given as URLs are."""
     from ..video import Video
 
+    text = os.fspath(path)
+    if text.startswith(("http://", "https://")):
+        import tempfile
+        from urllib.parse import urlsplit
+
+        data = _download(text, field, MAX_VIDEO_BYTES)
+        suffix = Path(urlsplit(text).path).suffix or ".mp4"
+        with tempfile.TemporaryDirectory(prefix="kinema-src-") as folder:
+            local = Path(folder) / f"source{suffix}"
+            local.write_bytes(data)
+            return load_video_frames(local, field)
     try:
         clip = Video.open(path)
     except InvalidRequest as exc:
