@@ -222,3 +222,22 @@ def test_cli_training_errors_name_the_option(args: list[str], field: str, tmp_pa
     res = CliRunner().invoke(app, ["train", "builtin", "--out", str(tmp_path), *args])
     assert res.exit_code != 0
     assert field in res.output and "Traceback" not in res.output
+
+
+def test_the_backend_plans_and_records_a_v2_checkpoints_own_size(tmp_path: Path) -> None:
+    """The clip size comes from the checkpoint's header: a 128x128 v2 plans, makes and records 128x128."""
+    import kinema
+
+    torch.manual_seed(0)
+    cfg = ModelConfig(**{**_config("tiny-v2").to_dict(), "height": 128, "width": 128})  # type: ignore[arg-type]
+    _, ae = _tiny_pair()
+    path = save_model(VideoDiT(cfg), tmp_path / "v2-128.safetensors", autoencoder=ae)
+    assert kinema.plan(kinema.VideoRequest(prompt="a red ball", model=str(path))).params.width == 128
+    result = kinema.generate("a red ball", model=str(path), num_inference_steps=2)
+    assert result.video.frames.shape[1:3] == (128, 128)
+    assert (result.recipe["width"], result.recipe["height"]) == (128, 128)
+    with pytest.raises(InvalidRequest) as exc:
+        kinema.generate("a red ball", model=str(path), width=64, height=64, num_inference_steps=2)
+    assert exc.value.field in ("width", "size") and "128" in str(exc.value)
+    # the shipped v1 weights still plan 64x64
+    assert kinema.plan(kinema.VideoRequest(prompt="a red ball")).params.width == 64

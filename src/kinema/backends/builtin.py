@@ -1,8 +1,9 @@
 """The built-in backend: Kinema's own small video diffusion model, shipped in the package, run on the CPU.
 
-It makes 64x64 clips of 16 frames at 8 fps in a couple of seconds, offline. Longer clips are made by extension: each
-further segment continues from the last 4 frames of the one before (12 new frames per segment), so the frame count is
-16 + 12k. Image-to-video takes the image as frame 0 (centre-cropped to square and resized to 64x64); extension takes
+It makes 64x64 clips (128x128 with a v2 checkpoint, the DiT in an autoencoder's latent) of 16 frames at 8 fps in a
+couple of seconds, offline. Longer clips are made by extension: each further segment continues from the last 4 frames
+of the one before (12 new frames per segment), so the frame count is 16 + 12k. Image-to-video takes the image as
+frame 0 (centre-cropped to square and resized to the model's size); extension takes
 the last 4 frames of the given clip. The camera move is read from the prompt; ``options={"camera": "pan_left"}``
 names it instead (one of ``kinema.builtin.world.CAMERAS``).
 
@@ -48,6 +49,18 @@ SEGMENT = 16  # frames the model makes at once
 #: guidance, 1 of 6 with it at every step; the layout kept at 23 and 22 dB)
 EDIT_GUIDANCE_INTERVAL = (0.0, 1.0)
 OVERLAP = 4  # frames an extension segment is conditioned on (one temporal patch)
+
+
+def _checkpoint_size(model: str | None) -> int:
+    """The square clip size of ``model``'s checkpoint (the weights in use for None or "builtin"): 64 for v1, 128 for
+    v2, read from its header; 64 when it cannot be read (availability() then says why the weights are missing)."""
+    from ..builtin import checkpoint_config
+
+    path = None if model in (None, "builtin") else Path(str(model)).expanduser()
+    try:
+        return int(checkpoint_config(path).get("height", 64))
+    except Exception:  # missing or not a checkpoint: resolve() and availability() give the clear error
+        return 64
 
 
 def _square(frames: np.ndarray, size: int) -> np.ndarray:
@@ -101,14 +114,15 @@ class BuiltinBackend(BaseBackend):
         return Availability.ok()
 
     def capabilities(self, model: str | None = None) -> Capabilities:
+        size = _checkpoint_size(model)
         return Capabilities(
             modes=("t2v", "i2v", "extend", "edit", "keyframes"),
             edit_max_frames=SEGMENT,  # one segment: a longer edit would need segments that agree at their seams
             keyframes_max_frames=SEGMENT,  # the last frame must land in the segment the model draws at once
             max_keyframes=SEGMENT,  # one per frame of that segment at most (two on one frame are refused)
             default_strength=0.6,
-            default_size=(64, 64),
-            sizes=((64, 64),),
+            default_size=(size, size),
+            sizes=((size, size),),
             aspect_ratios=("1:1",),
             default_frames=SEGMENT,
             min_frames=SEGMENT,

@@ -25,6 +25,7 @@ __all__ = [
     "DEFAULT_GUIDANCE",
     "DEFAULT_GUIDANCE_INTERVAL",
     "WEIGHTS_DIR",
+    "checkpoint_config",
     "DEFAULT_WEIGHTS",
     "is_checkpoint",
     "load_model",
@@ -62,6 +63,25 @@ def is_checkpoint(path: str | os.PathLike[str]) -> bool:
             return (fh.metadata() or {}).get("format") in FORMATS
     except Exception:  # not a safetensors file at all
         return False
+
+
+@functools.lru_cache(maxsize=16)
+def _header_config(path: str, mtime: float) -> dict[str, Any]:
+    from safetensors import safe_open
+
+    with safe_open(path, framework="pt") as fh:
+        meta = fh.metadata() or {}
+    if meta.get("format") not in FORMATS:
+        raise ValueError(f"{path} is not a Kinema built-in model checkpoint")
+    config: dict[str, Any] = json.loads(meta["config"])
+    return config
+
+
+def checkpoint_config(path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+    """A checkpoint's model configuration (the shipped one by default), read from the file's header alone: what
+    the backend needs to plan (the clip's size) without loading the weights."""
+    p = Path(path) if path is not None else weights_path()
+    return dict(_header_config(str(p.resolve()), p.stat().st_mtime))
 
 
 def save_model(model: Any, path: str | os.PathLike[str], info: dict[str, Any] | None = None,
