@@ -12,6 +12,7 @@ import queue
 import signal
 import socket
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,7 +27,10 @@ if TYPE_CHECKING:
     from .progress import ProgressEvent
     from .request import VideoRequest
 
-__all__ = ["launch", "ParallelRun"]
+__all__ = ["launch", "ParallelRun", "split_request", "SPLIT_MODES"]
+
+#: the modes a split run takes (the diffusers backend refuses ulysses/ring on edit, keyframes and references)
+SPLIT_MODES = ("t2v", "i2v")
 
 
 @dataclass
@@ -36,6 +40,30 @@ class ParallelRun:
     path: str | None
     recipe: dict[str, Any]
     warnings: list[str]
+
+
+def split_request(request: VideoRequest, n: int) -> VideoRequest | None:
+    """``request`` split over ``n`` processes (Ulysses over all of them unless it sets its own split; its seed fixed,
+    as every rank must draw the same noise), or None when a split cannot take it: an edit, keyframes, references
+    (:data:`SPLIT_MODES`), or a setting planning refuses together with a split (offload, attention...). A job
+    service's worker with a group of ``n`` GPUs runs such a request on one of them instead.
+
+    ``request``: the request as asked (planned here; a request planning refuses raises its InvalidRequest);
+    ``n``: the group's size."""
+    from .planner import plan
+
+    the_plan = plan(request)
+    if the_plan.params.mode not in SPLIT_MODES:
+        return None
+    options = dict(request.options)
+    if "ulysses" not in options and "ring" not in options:
+        options["ulysses"] = n
+    split = request.model_copy(update={"seed": the_plan.params.seed, "options": options})
+    try:
+        plan(split)  # the split's own checks, before any process starts
+    except InvalidRequest:
+        return None
+    return split
 
 
 def _free_port() -> int:
@@ -54,8 +82,12 @@ def _rank_main(
     events: Any,
     cancel_flag: Any,
     devices: list[int] | None = None,
+    launcher: int | None = None,
 ) -> None:
-    """One rank: join the group, run the request, and (rank 0) write the video and report back."""
+    """One rank: join the group, run the request, and (rank 0) write the video and report back. ``launcher``: the
+    launching process's id; the rank exits when that process is gone."""
+    if launcher is not None:
+        threading.Thread(target=_exit_without, args=(launcher,), daemon=True).start()
     import torch
     import torch.distributed as dist
 
@@ -101,6 +133,16 @@ def _rank_main(
         dist.destroy_process_group()
 
 
+def _exit_without(launcher: int) -> None:
+    """End this rank once ``launcher`` is no longer its parent. A launcher killed outright (SIGKILL, the OOM killer)
+    cannot stop its ranks, and torch's parent-death signal is set only once a rank's start-up is done: ranks still
+    starting then would run the whole request, holding their GPUs, for nobody (measured: about 40 s on the tiny
+    Wan, and an output written)."""
+    while os.getppid() == launcher:
+        time.sleep(0.5)
+    os._exit(1)
+
+
 def launch(
     request: VideoRequest,
     *,
@@ -115,7 +157,7 @@ def launch(
 
     ``devices``: the CUDA device indices to use, one per rank (default 0..gpus-1): a service worker running
     several groups on one machine gives each its own GPUs. A rank that dies (killed, out of memory) stops the
-    group and raises :class:`~kinema.errors.RankLost`."""
+    group and raises :class:`~kinema.errors.RankLost`; if this process dies, its ranks exit too."""
     import torch
     import torch.multiprocessing as mp
 
@@ -161,6 +203,7 @@ def launch(
             events,
             cancel_flag,
             list(devices) if devices else None,
+            os.getpid(),
         ),
         nprocs=gpus,
         join=False,

@@ -113,3 +113,20 @@ def start_pool(ray_session: Path, store: Store, config: ServiceConfig) -> Iterat
     yield start
     for pool in pools:
         pool.stop(graceful=False, timeout=10)
+
+
+@pytest.fixture(scope="session")
+def tiny_wan(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny random-weight Wan of tests/local/tiny_checkpoints.py, in the diffusers layout, built once per session
+    (the actors load it from this folder, as a node reads a pulled model)."""
+    pytest.importorskip("diffusers")
+    pytest.importorskip("transformers")
+    import importlib.util
+
+    # by its path: tests/local is not a package, and putting it on sys.path would expose its conftest by name
+    spec = importlib.util.spec_from_file_location("tiny_checkpoints", HERE.parent / "local" / "tiny_checkpoints.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    path: Path = module.build("wan-t2v", tmp_path_factory.mktemp("tiny-wan") / "wan-t2v")
+    return path

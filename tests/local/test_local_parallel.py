@@ -94,6 +94,8 @@ def opts(**kw: Any) -> dict[str, Any]:
         (_Hunyuan, {"num_attention_heads": 24}, {"ulysses": 2}, 2, "options.ulysses", "Wan or LTX"),
         (_Wan, {"num_attention_heads": 12}, {"ulysses": 2, "offload": "model"}, 2, "options.offload", "none"),
         (_Wan, {"num_attention_heads": 12}, {"ring": 2, "attention": "sage"}, 2, "options.attention", "sdpa"),
+        (_Wan, {"num_attention_heads": 12}, {"ring": 2}, 2, "options.attention", "flash or flash3"),
+        (_Wan, {"num_attention_heads": 12}, {"ulysses": 2, "ring": 2}, 4, "options.attention", "flash or flash3"),
         (_Wan, {"num_attention_heads": 12}, {"ulysses_anything": True}, 1, "options.ulysses_anything", "ulysses=N"),
         (_Wan, {"num_attention_heads": 12}, {"ulysses": "two"}, 2, "options.ulysses", "integer"),
     ],

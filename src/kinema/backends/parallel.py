@@ -133,6 +133,15 @@ def check_parallel(transformer_cls: Any, config: dict[str, Any], opts: dict[str,
             value=opts["attention"],
             allowed="sdpa, flash, flash3",
         )
+    if opts["ring"] > 1 and opts.get("attention", "sdpa") == "sdpa":
+        # ring attention merges partial results by their log-sum-exp, which diffusers' native (SDPA) backend does not
+        # return ("Native attention does not support return_lse=True", diffusers 0.42.1): it fails at the first step
+        raise InvalidRequest(
+            "options.attention",
+            "sdpa cannot run ring attention (diffusers' native backend returns no log-sum-exp)",
+            value="sdpa",
+            allowed="flash or flash3 with ring above 1 (a CUDA GPU); or ulysses alone with sdpa",
+        )
 
 
 @contextmanager

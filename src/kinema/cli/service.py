@@ -185,7 +185,12 @@ def worker(
         str | None, typer.Option("--address", help="With --ray: the Ray cluster to join ('auto': this host's).")
     ] = None,
     gpu_actors: Annotated[
-        int | None, typer.Option("--gpu-actors", help="With --ray: GPU actors (default: one per cluster GPU).")
+        int | None,
+        typer.Option(
+            "--gpu-actors",
+            help="With --ray: GPU actors (default: one per cluster GPU; with "
+            "--gpus-per-job N, each holds N GPUs on one node).",
+        ),
     ] = None,
     cpu_actors: Annotated[
         int, typer.Option("--cpu-actors", help="With --ray: CPU actors, for cloud and built-in jobs.")
@@ -196,7 +201,7 @@ def worker(
             "--gpus-per-job",
             min=1,
             help="Split each diffusers job over this many GPUs (Ulysses; each --workers loop takes its own group; "
-            "docs/cluster.md). 1: no split.",
+            "with --ray, each GPU actor holds this many GPUs of one node; docs/cluster.md). 1: no split.",
         ),
     ] = 1,
     torch_threads: Annotated[
@@ -221,12 +226,6 @@ def worker(
         from ..service.worker import apply_torch_threads, default_torch_threads, run_worker_process
 
         logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
-        if ray and gpus_per_job > 1:
-            from ..errors import InvalidRequest
-
-            raise InvalidRequest("gpus_per_job", "a split over several GPUs runs on plain workers, not yet on Ray "
-                                 "actors", value=gpus_per_job,
-                                 allowed="1 with --ray, or kinema worker --gpus-per-job N without it")  # fmt: skip
         cfg = _config(data_dir, database_url=database_url, workers=workers, lease_seconds=lease,
                       gpus_per_job=gpus_per_job, heartbeat_seconds=max(0.1, lease / 5),
                       reap_interval=max(0.2, min(2.0, lease / 4)), allow_hosts=tuple(allow_host or ()))  # fmt: skip

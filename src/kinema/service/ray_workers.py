@@ -23,6 +23,16 @@ Ray actor, with the driver relaying between the actor and the store.
 * **Progress and provider task ids** are polled from the actor every ``poll_interval`` and written by the driver. A
   remote backend's task id is acknowledged only after the driver has stored it: the actor's backend waits for that
   before polling the provider, so a paid task is never started twice.
+* **A job on several GPUs** (``kinema worker --ray --gpus-per-job N``). Each GPU actor holds N GPUs
+  (``num_gpus=N``: Ray places one actor's resources on one node, all or nothing, and gives it those N devices in
+  ``CUDA_VISIBLE_DEVICES``). It runs a diffusers job through :func:`kinema.launch.launch`: N rank processes of its
+  own on its N devices (gloo CPU ranks without CUDA), rank 0 writing the video the actor returns; progress, cancel
+  and the outputs then go as for any job. A job the split cannot take (:func:`kinema.launch.split_request`: an edit,
+  keyframes, references, settings planning refuses with a split) runs in the actor itself, on its first GPU. A rank
+  that dies raises :class:`~kinema.errors.RankLost`, which the store retries; an actor that dies takes its ranks
+  with it (each rank exits when its launcher is gone) and its job goes back to the store by its lease, as above.
+  Why not a placement group of N one-GPU bundles: the ranks are processes the actor starts, not Ray actors, so the
+  bundles would only reserve GPUs, and the driver would have one more object to create, watch and remove.
 * **Remote backends' hooks** (``video_job.remote_hooks``) cross the process boundary as data or relays: the provider
   callback URL and the "an earlier submit is unconfirmed" flag travel with the job; the submitting mark is polled
   from the actor and stored by the driver, which then answers (the backend waits for that before its paid submit);
@@ -33,6 +43,7 @@ Ray actor, with the driver relaying between the actor and the store.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import re
@@ -47,7 +58,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..backends.base import CancelToken
-from ..errors import Cancelled, KinemaError
+from ..errors import Cancelled, InvalidRequest, KinemaError
+from ..launch import split_request
 from ..progress import ProgressEvent
 from .config import ServiceConfig
 from .video_job import KIND as VIDEO_KIND
@@ -55,6 +67,7 @@ from .video_job import publish_outputs, write_thumbnail
 from .worker import AttemptContext, WorkerPool
 
 if TYPE_CHECKING:
+    from ..request import VideoRequest
     from .store import Job
     from .stores import Store
 
@@ -85,13 +98,14 @@ class RayOptions:
 
     #: ``ray.init`` address: None starts a local Ray (or joins ``RAY_ADDRESS``), "auto" joins the running cluster
     address: str | None = None
-    #: GPU actors (one GPU each); None: one per GPU the cluster has when the worker starts
+    #: GPU actors (one GPU each, or ``gpus_per_job`` of the service's config each, on one node); None: as many as
+    #: the cluster's nodes have GPUs (groups that fit on a node) when the worker starts
     gpu_actors: int | None = None
     #: CPU actors: cloud-provider jobs and the built-in model
     cpu_actors: int = 4
     #: CPUs reserved per CPU actor (a cloud job mostly waits on its provider)
     cpus_per_cpu_actor: float = 0.25
-    #: CPUs reserved per GPU actor (next to its GPU)
+    #: CPUs reserved per GPU actor (next to its GPU; per GPU for an actor that holds several)
     cpus_per_gpu_actor: float = 1.0
     #: more backend names whose jobs go to GPU actors
     gpu_backends: tuple[str, ...] = ()
@@ -217,9 +231,12 @@ class _ActorJob:
 
 
 class KinemaActor:
-    """Runs one generation at a time for the driver (wrapped with ``ray.remote`` by :class:`RayWorkerPool`)."""
+    """Runs one generation at a time for the driver (wrapped with ``ray.remote`` by :class:`RayWorkerPool`).
 
-    def __init__(self, slot: str, warm_models: int = 1) -> None:
+    ``slot``: the driver's name for it; ``warm_models``: how many models it counts as keeping loaded; ``gpus``: the
+    GPUs it holds (above 1: diffusers jobs are split over them, see the module docstring)."""
+
+    def __init__(self, slot: str, warm_models: int = 1, gpus: int = 1) -> None:
         from .config import load_extra_backends
 
         load_extra_backends()  # the same backends as the driver (KINEMA_EXTRA_BACKENDS in the runtime env)
@@ -235,6 +252,7 @@ class KinemaActor:
             cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1.0)
             self.torch_threads = apply_torch_threads(max(1, int(cpus)))
         self.slot = slot
+        self.gpus = max(1, gpus)
         self.warm_models = max(1, warm_models)
         self.loaded: list[str] = []
         self.jobs: dict[str, _ActorJob] = {}
@@ -286,17 +304,24 @@ class KinemaActor:
 
         try:
             try:
-                result = run(VideoRequest(**request), output=work, on_progress=on_progress, cancel=state.token,
-                             on_task_id=on_task_id, resume_task_id=resume_task_id,
-                             resume_info=resume_info)  # fmt: skip
+                asked = VideoRequest(**request)
+                split = split_request(asked, self.gpus) if self.gpus > 1 and asked.backend == "diffusers" else None
+                if split is not None:
+                    summary, frames = self._run_split(split, work, on_progress, state.token)
+                else:
+                    result = run(asked, output=work, on_progress=on_progress, cancel=state.token,
+                                 on_task_id=on_task_id, resume_task_id=resume_task_id,
+                                 resume_info=resume_info)  # fmt: skip
+                    frames = result.video.frames
+                    summary = {"seed": result.seed, "recipe": result.recipe, "cost": result.cost,
+                               "timings": result.timings, "warnings": result.warnings,
+                               "provider_task_id": result.provider_task_id}  # fmt: skip
             except Exception as exc:  # the job's own error, returned as data (see pack_error)
                 return {"error": pack_error(exc)}
-            frames = result.video.frames
             write_thumbnail(frames[len(frames) // 2], thumb)
-            with self.lock:  # loaded: most recent first, as many as the actor keeps
-                self.loaded = [key, *(k for k in self.loaded if k != key)][: self.warm_models]
-            summary = {"seed": result.seed, "recipe": result.recipe, "cost": result.cost, "timings": result.timings,
-                       "warnings": result.warnings, "provider_task_id": result.provider_task_id}  # fmt: skip
+            if split is None:  # a split run's ranks have exited: they leave nothing loaded here
+                with self.lock:  # loaded: most recent first, as many as the actor keeps
+                    self.loaded = [key, *(k for k in self.loaded if k != key)][: self.warm_models]
             return {"summary": summary, "video": work.read_bytes(), "thumbnail": thumb.read_bytes(),
                     "sidecar": sidecar.read_bytes() if sidecar.exists() else None, "loaded": list(self.loaded),
                     "pid": os.getpid()}  # fmt: skip
@@ -305,6 +330,18 @@ class KinemaActor:
                 self.jobs.pop(job_id, None)
             for p in (work, thumb, sidecar):
                 p.unlink(missing_ok=True)
+
+    def _run_split(self, split: VideoRequest, work: Path, on_progress: Callable[[ProgressEvent], None],
+                   token: CancelToken) -> tuple[dict[str, Any], Any]:  # fmt: skip
+        """``split`` on this actor's GPUs: its ranks write ``work``; returns the job's result and the frames."""
+        from ..launch import launch
+        from ..video import Video
+
+        # no ``devices``: the ranks take 0..N-1 of what they see, which is this actor's GPUs (CUDA_VISIBLE_DEVICES)
+        ranks = launch(split, gpus=self.gpus, output=work, on_progress=on_progress, cancel=token)
+        summary = {"seed": split.seed, "recipe": ranks.recipe, "cost": None, "timings": {},
+                   "warnings": list(ranks.warnings), "provider_task_id": None}  # fmt: skip
+        return summary, Video.open(work).frames
 
     def poll(self, job_id: str) -> dict[str, Any] | None:
         """The job's latest progress event and a provider task id waiting to be stored (None: not running here)."""
@@ -367,6 +404,8 @@ class _Slot:
     pid: int | None = None
     torch_threads: int | None = None
     jobs: int = 0
+    #: the GPU ids Ray gave the actor (several for a group actor)
+    gpus: list[str] = field(default_factory=list)
 
 
 class RayWorkerPool(WorkerPool):
@@ -380,7 +419,13 @@ class RayWorkerPool(WorkerPool):
     def __init__(self, store: Store, config: ServiceConfig, options: RayOptions | None = None, *,
                  name: str | None = None) -> None:  # fmt: skip
         self.options = options or RayOptions()
-        super().__init__(store, config, threads=0, name=name, kinds={VIDEO_KIND: self._run_on_actor})
+        # the plain pool's GPU groups (``config.gpus_per_job``) are devices of this process; here the actors hold
+        # the groups, so the driver needs no GPU (its own, if any, are not the cluster's)
+        super().__init__(store, dataclasses.replace(config, gpus_per_job=1), threads=0, name=name,
+                         kinds={VIDEO_KIND: self._run_on_actor})  # fmt: skip
+        self.config = config
+        #: GPUs per GPU actor: ``config.gpus_per_job`` (a diffusers job is split over them)
+        self.gpus_per_job = max(1, config.gpus_per_job)
         self.slots: list[_Slot] = []
         self.cond = threading.Condition()
         self.waiting = {GPU: 0, CPU: 0}
@@ -406,9 +451,13 @@ class RayWorkerPool(WorkerPool):
             ray.init(address=self.options.address, runtime_env={"env_vars": env} if env else None,
                      log_to_driver=False)  # fmt: skip
             self._owns_ray = True
-        gpus = self.options.gpu_actors
-        if gpus is None:
-            gpus = int(ray.cluster_resources().get("GPU", 0))
+        try:
+            gpus = self._gpu_actors()
+        except InvalidRequest:
+            if self._owns_ray:
+                ray.shutdown()
+                self._owns_ray = False
+            raise
         self._remote_actor = ray.remote(KinemaActor)
         self.slots = [_Slot(f"gpu-{i}", GPU) for i in range(gpus)]
         self.slots += [_Slot(f"cpu-{i}", CPU) for i in range(self.options.cpu_actors)]
@@ -420,19 +469,37 @@ class RayWorkerPool(WorkerPool):
         self.threads = len(self.slots) + self.SPARE_LOOPS
         super().start(housekeeping)
 
+    def _gpu_actors(self) -> int:
+        """How many GPU actors to start: ``gpu_actors`` if set, else as many as the nodes' GPUs hold (one per GPU,
+        or per group of ``gpus_per_job`` on one node). Refused (naming ``gpus_per_job``) when GPU actors are wanted
+        but no node has that many GPUs: a group is never split across nodes."""
+        import ray
+
+        n, wanted = self.gpus_per_job, self.options.gpu_actors
+        if n == 1:
+            return int(ray.cluster_resources().get("GPU", 0)) if wanted is None else wanted
+        per_node = [int(node.get("Resources", {}).get("GPU", 0)) for node in ray.nodes() if node.get("Alive")]
+        most = max(per_node, default=0)
+        if most < n and wanted != 0:
+            raise InvalidRequest("gpus_per_job", f"{n} GPUs per job, but no node of the Ray cluster has that many "
+                                 f"(the most on one node: {most}); a job's GPUs must be on one node", value=n,
+                                 allowed=f"1 to {most}" if most > 1 else "1 (or --gpu-actors 0)")  # fmt: skip
+        return sum(g // n for g in per_node) if wanted is None else wanted
+
     def _spawn(self, slot: _Slot) -> None:
         opts = self.options
         gpu = slot.placement == GPU
+        gpus = self.gpus_per_job if gpu else 0
         slot.handle = self._remote_actor.options(
-            num_gpus=1 if gpu else 0,
-            num_cpus=opts.cpus_per_gpu_actor if gpu else opts.cpus_per_cpu_actor,
+            num_gpus=gpus,
+            num_cpus=opts.cpus_per_gpu_actor * gpus if gpu else opts.cpus_per_cpu_actor,
             # the store's lease decides whether a job runs again, never Ray: no task retries, no actor restarts
             # (the driver replaces a dead actor itself, knowing the new one has nothing loaded)
             max_restarts=0,
             max_task_retries=0,
             max_concurrency=4,  # run() plus the driver's poll, ack and cancel calls while it runs
             name=None,
-        ).remote(slot.name, opts.warm_models)
+        ).remote(slot.name, opts.warm_models, max(1, gpus))
         slot.ready_ref = slot.handle.info.remote()
         slot.ready = slot.busy = slot.dead = False
         slot.loaded = []
@@ -453,6 +520,7 @@ class RayWorkerPool(WorkerPool):
             slot.dead = True
             return False
         slot.ready, slot.pid, slot.torch_threads = True, info["pid"], info.get("torch_threads")
+        slot.gpus = list(info.get("gpus") or [])
         return True
 
     def _wait_ready(self) -> None:
@@ -465,7 +533,7 @@ class RayWorkerPool(WorkerPool):
         if len(late) == len(self.slots):
             raise RuntimeError(
                 f"kinema worker --ray: no actor started within {self.options.start_timeout:g} s (does the cluster "
-                "have the GPUs and CPUs asked for? see --gpu-actors, --cpu-actors)"
+                "have the GPUs and CPUs asked for? see --gpu-actors, --cpu-actors, --gpus-per-job)"
             )
         if late:
             log.warning("Ray actors not up yet (waiting for resources): %s", ", ".join(late))
@@ -643,21 +711,24 @@ class RayWorkerPool(WorkerPool):
     def start_info(self, store: str) -> dict[str, Any]:
         """What ``kinema worker --ray`` serves, once the actors are up: its start line's facts (``--json``)."""
         return {"store": store, "ray": True, "gpu_actors": sum(s.placement == GPU for s in self.slots),
-                "cpu_actors": sum(s.placement == CPU for s in self.slots), "lease_seconds": self.config.lease_seconds,
-                "kinds": sorted(self.kinds)}  # fmt: skip
+                "gpus_per_job": self.gpus_per_job, "cpu_actors": sum(s.placement == CPU for s in self.slots),
+                "lease_seconds": self.config.lease_seconds, "kinds": sorted(self.kinds)}  # fmt: skip
 
     def start_line(self, store: str) -> str:
-        """``kinema worker: Ray, 2 GPU actors + 4 CPU actors (video) on STORE, lease 30 s``."""
+        """``kinema worker: Ray, 2 GPU actors + 4 CPU actors (video) on STORE, lease 30 s`` (``2 GPU actors of 4
+        GPUs`` with ``--gpus-per-job 4``)."""
         i = self.start_info(store)
-        return (f"kinema worker: Ray, {i['gpu_actors']} GPU actor{'s' if i['gpu_actors'] != 1 else ''} + "
+        each = f" of {i['gpus_per_job']} GPUs" if i["gpus_per_job"] > 1 else ""
+        return (f"kinema worker: Ray, {i['gpu_actors']} GPU actor{'s' if i['gpu_actors'] != 1 else ''}{each} + "
                 f"{i['cpu_actors']} CPU actor{'s' if i['cpu_actors'] != 1 else ''} ({', '.join(i['kinds'])}) on "
                 f"{store}, lease {i['lease_seconds']:g} s")  # fmt: skip
 
     def describe(self) -> dict[str, Any]:
-        """The actors: name, placement, pid, what each has loaded, jobs handed to it."""
+        """The actors: name, placement, pid, the GPU ids Ray gave it, what each has loaded, jobs handed to it."""
         with self.cond:
-            return {s.name: {"placement": s.placement, "pid": s.pid, "loaded": list(s.loaded), "jobs": s.jobs,
-                             "busy": s.busy, "torch_threads": s.torch_threads} for s in self.slots}  # fmt: skip
+            return {s.name: {"placement": s.placement, "pid": s.pid, "gpus": list(s.gpus), "loaded": list(s.loaded),
+                             "jobs": s.jobs, "busy": s.busy, "torch_threads": s.torch_threads}
+                    for s in self.slots}  # fmt: skip
 
 
 def run_ray_worker_process(config: ServiceConfig, options: RayOptions, *, senders: bool = True,

@@ -75,11 +75,13 @@ def service_input(config: ServiceConfig, value: Any) -> Path | None:
 
 
 def service_inputs(config: ServiceConfig, request: dict[str, Any]) -> list[Path]:
-    """Every input the service stored for a job's ``request``: the image, the last image, the references and the
-    clip it edits or extends (its own copies, in the inputs dir)."""
+    """Every input the service stored for a job's ``request``: the image, the last image, the references, the timed
+    keyframes' images and the clip it edits or extends (its own copies, in the inputs dir)."""
     refs = request.get("references")
+    keyframes = request.get("keyframes")
     values = [request.get(name) for name in ("image", "last_image", "video", "source_video")]
     values += refs if isinstance(refs, list) else []
+    values += [k.get("image") for k in keyframes if isinstance(k, dict)] if isinstance(keyframes, list) else []
     return [p for p in (service_input(config, v) for v in values) if p is not None]
 
 
@@ -124,23 +126,19 @@ def _summary(result: Result) -> dict[str, Any]:
             "warnings": result.warnings, "provider_task_id": result.provider_task_id}  # fmt: skip
 
 
-#: the modes a split run takes (the diffusers backend refuses ulysses/ring on edit, keyframes and references)
-SPLIT_MODES = ("t2v", "i2v")
-
-
 def _run_on_group(ctx: AttemptContext, request: VideoRequest, work: Path) -> tuple[dict[str, Any], Any]:
     """A diffusers job on a worker with ``gpus_per_job`` > 1, on a group of GPUs taken for the run: split over them
-    (``kinema.launch``, rank 0 writing ``work``) when :func:`_split_request` allows, else on the group's first GPU.
-    A rank that dies raises RankLost, which the pool retries like a transient provider failure. Returns the job's
-    result and the frames."""
+    (``kinema.launch``, rank 0 writing ``work``) when :func:`kinema.launch.split_request` allows, else on the group's
+    first GPU. A rank that dies raises RankLost, which the pool retries like a transient provider failure. Returns
+    the job's result and the frames."""
     from ..engine import run
-    from ..launch import launch
+    from ..launch import launch, split_request
     from ..video import Video
 
     pool = ctx.pool
     assert pool.gpu_groups is not None
     n = pool.config.gpus_per_job
-    split = _split_request(request, n)
+    split = split_request(request, n)
     group = pool.gpu_groups.get()  # this loop's GPUs: free again when the run ends, whatever happens
     try:
         if split is not None:
@@ -154,27 +152,6 @@ def _run_on_group(ctx: AttemptContext, request: VideoRequest, work: Path) -> tup
         return _summary(result), result.video.frames
     finally:
         pool.gpu_groups.put(group)
-
-
-def _split_request(request: VideoRequest, n: int) -> VideoRequest | None:
-    """``request`` split over ``n`` processes (Ulysses over all of them unless it sets its own split; its seed fixed,
-    as every rank must draw the same noise), or None when a split cannot take it: an edit, keyframes, references
-    (:data:`SPLIT_MODES`), or a setting planning refuses together with a split (offload, attention...)."""
-    from ..errors import InvalidRequest
-    from ..planner import plan
-
-    the_plan = plan(request)
-    if the_plan.params.mode not in SPLIT_MODES:
-        return None
-    options = dict(request.options)
-    if "ulysses" not in options and "ring" not in options:
-        options["ulysses"] = n
-    split = request.model_copy(update={"seed": the_plan.params.seed, "options": options})
-    try:
-        plan(split)  # the split's own checks, before any process starts
-    except InvalidRequest:
-        return None
-    return split
 
 
 def publish_outputs(ctx: AttemptContext, work: Path, thumb_work: Path, summary: dict[str, Any],
