@@ -34,6 +34,7 @@ import torch
 from . import save_model
 from .autoencoder import VideoAutoencoder
 from .model import CONFIGS, ModelConfig, Tokenizer, VideoDiT, pool_text
+from .runstate import load_state, save_state
 from .sampling import camera_noise, shift_timesteps, to_model_space
 
 __all__ = ["AUTOENCODER_STAGE", "TrainConfig", "train", "TRAIN_PRESETS"]
@@ -304,17 +305,9 @@ def train(
     start_step, elapsed_before = 0, 0.0
     state_path = out / "dit_state.pt"
     t_render = time.perf_counter()
+    parts = {"model": model, "ema": ema, "opt": opt, "probe": probe}
     if state_path.is_file():  # resume: the same run, continued (--steps may differ: the schedule stretches)
-        state = torch.load(state_path, weights_only=False)
-        for size in state["pool"]:
-            pool.grow(size)
-        model.load_state_dict(state["model"])
-        ema.load_state_dict(state["ema"])
-        opt.load_state_dict(state["opt"])
-        if probe is not None:
-            probe.load_state_dict(state["probe"])
-        rng.bit_generator.state = state["rng"]
-        gen.set_state(state["gen"])
+        state = load_state(state_path, parts, rng, gen, pool.grow)
         start_step, elapsed_before, history = state["step"], state["elapsed"], state["history"]
     else:
         pool.grow(cfg.initial_clips)
@@ -323,14 +316,6 @@ def train(
     start = time.perf_counter() - elapsed_before
     steps_done = start_step
     pt = mcfg.patch_t
-
-    def save_state() -> None:
-        state = {"model": model.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
-                 "probe": probe.state_dict() if probe is not None else None, "rng": rng.bit_generator.state,
-                 "gen": gen.get_state(), "step": steps_done, "elapsed": time.perf_counter() - start,
-                 "history": history, "pool": pool.sizes}  # fmt: skip
-        torch.save(state, out / "dit_state.pt.tmp")
-        (out / "dit_state.pt.tmp").replace(state_path)
 
     for step in range(start_step, cfg.steps):
         if cfg.clips_per_refresh and step and step % cfg.refresh_every == 0 and len(pool) < cfg.max_clips:
@@ -410,7 +395,8 @@ def train(
         if on_step:
             on_step(steps_done, cfg.steps)
         if cfg.checkpoint_every and steps_done % cfg.checkpoint_every == 0:
-            save_state()
+            save_state(state_path, parts, rng, gen, step=steps_done, elapsed=time.perf_counter() - start,
+                       history=history, pool=pool.sizes)  # fmt: skip
             _write(ema, out, cfg, mcfg, steps_done, elapsed, render_time, n_params, history, device, final=False,
                    autoencoder=autoencoder)  # fmt: skip
         if stop:

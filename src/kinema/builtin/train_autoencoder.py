@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 
 from .autoencoder import AE_CONFIGS, AEConfig, VideoAutoencoder, load_autoencoder, save_autoencoder
+from .runstate import load_state, save_state
 
 __all__ = [
     "AETrainConfig",
@@ -236,15 +237,9 @@ def train_autoencoder(
 
     state_path = out / "ae_state.pt"
     t0 = time.perf_counter()
+    parts = {"model": model, "ema": ema, "opt": opt}
     if state_path.is_file():  # resume: the same run, continued
-        state = torch.load(state_path, weights_only=False)
-        for size in state["pool"]:
-            pool.grow(size)
-        model.load_state_dict(state["model"])
-        ema.load_state_dict(state["ema"])
-        opt.load_state_dict(state["opt"])
-        rng.bit_generator.state = state["rng"]
-        gen.set_state(state["gen"])
+        state = load_state(state_path, parts, rng, gen, pool.grow)
         start_step, elapsed_before, history = state["step"], state["elapsed"], state["history"]
     else:
         pool.grow(cfg.initial_clips)
@@ -267,11 +262,7 @@ def train_autoencoder(
                 "hardware": f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads",
                 "final_loss": history[-1]["loss"] if history else None, "torch": torch.__version__,
                 "final": final}  # fmt: skip
-        state = {"model": model.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
-                 "rng": rng.bit_generator.state, "gen": gen.get_state(), "step": steps_done, "elapsed": elapsed,
-                 "history": history, "pool": pool.sizes}  # fmt: skip
-        torch.save(state, out / "ae_state.pt.tmp")
-        (out / "ae_state.pt.tmp").replace(state_path)
+        save_state(state_path, parts, rng, gen, step=steps_done, elapsed=elapsed, history=history, pool=pool.sizes)
         save_autoencoder(ema, out / "autoencoder.safetensors", info)
         (out / "ae_log.json").write_text(json.dumps({"info": info, "history": history}, indent=1))
         return {"path": str(out / "autoencoder.safetensors"), **info}
