@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 pytest.importorskip("mcp")
@@ -284,3 +285,59 @@ def test_without_a_key_the_mcp_request_id_keys_the_call(server: KinemaMCP) -> No
     assert key(3, args) != key(3, args, object())  # another connection
     assert key(3, {**args, "idempotency_key": "mine"}) == "key:mine"  # the caller's key wins
     assert key(None, args) != key(None, args)  # no id: never merged
+
+
+# -- timed keyframes (issue 27) ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def red_png(tmp_path: Path) -> str:
+    path = tmp_path / "mid.png"
+    Image.fromarray(np.full((64, 64, 3), (230, 40, 40), np.uint8)).save(path)
+    return str(path)
+
+
+def test_the_schema_describes_keyframes_as_times_and_paths(server: KinemaMCP) -> None:
+    async def main() -> Any:
+        async with Client(server.server) as client:
+            return await client.list_tools()
+
+    tools = {t.name: t for t in anyio.run(main).tools}
+    prop = tools["generate_video"].input_schema["properties"]["keyframes"]
+    assert prop["type"] == "array" and prop["maxItems"] == 16 and "seconds" in prop["description"]
+    item = prop["items"]
+    assert item["required"] == ["time", "image"] and item["additionalProperties"] is False
+    assert item["properties"]["time"] == {"type": "number", "minimum": 0, "description": "Seconds from the clip's "
+                                          "start."}  # fmt: skip
+    assert item["properties"]["image"]["type"] == "string"
+    assert "$ref" not in json.dumps(prop)  # every part spelled out: the Keyframe model's $defs are not carried
+
+
+def test_generate_video_takes_keyframes(server: KinemaMCP, red_png: str) -> None:
+    result = call(server, "generate_video", {"prompt": "a red ball bouncing on green grass", "seed": 3, **TINY,
+                                             "keyframes": [{"time": 1, "image": red_png}]})  # fmt: skip
+    assert not result.is_error, result.content
+    video = result.structured_content
+    assert video["status"] == "completed" and video["recipe"]["mode"] == "keyframes"
+    assert [(k["time"], k["frame"]) for k in video["recipe"]["keyframes"]] == [(1.0, 8)]
+    assert video["recipe"]["keyframes"][0]["image"]["name"] == "mid.png"
+    assert any("keyframes:" in w for w in video["recipe"]["warnings"])
+
+
+@pytest.mark.parametrize(
+    ("keyframes", "extra", "field", "words"),
+    [
+        ([{"time": 1, "image": "PNG"}, {"time": 0.5, "image": "PNG"}], {}, "keyframes[1].time", "not after"),
+        ([{"time": 1, "image": "/no/such.png"}], {}, "keyframes[0].image", "file not found"),
+        ([{"time": 2.5, "image": "PNG"}], {}, "keyframes[0].time", "past the end of the clip"),
+        ([{"time": 1, "image": "PNG"}], {"backend": "kling"}, "keyframes", "does not take keyframes at given times"),
+    ],
+)
+def test_bad_keyframes_are_tool_errors_naming_the_field(
+    server: KinemaMCP, red_png: str, keyframes: list[dict[str, Any]], extra: dict[str, Any], field: str, words: str
+) -> None:
+    given = [{**k, "image": red_png if k["image"] == "PNG" else k["image"]} for k in keyframes]
+    result = call(server, "generate_video", {"prompt": "a ball", **TINY, **extra, "keyframes": given})
+    assert result.is_error
+    message = result.content[0].text
+    assert message.startswith(f"{field}: ") and words in message, message
