@@ -88,7 +88,15 @@ function applyModel() {
     seconds.value = String(Math.round((caps.default_frames / (caps.default_fps || 8)) * 10) / 10);
   }
 
-  $("image-field").hidden = !(caps.modes || []).includes("i2v");
+  const modes = caps.modes || [];
+  // a keyframes model takes a start image too (from one to the other), even without image-to-video alone
+  $("image-field").hidden = !(modes.includes("i2v") || modes.includes("keyframes"));
+  $("last-field").hidden = !modes.includes("keyframes");
+  const references = modes.includes("references") && caps.max_references > 0;
+  $("references-field").hidden = !references;
+  $("references-limit").textContent = references
+    ? `up to ${caps.max_references} image${caps.max_references === 1 ? "" : "s"}` : "";
+  syncInputs();
   const steps = $("steps");
   steps.placeholder = caps.default_steps != null ? String(caps.default_steps) : "";
   if (caps.max_steps) steps.max = String(caps.max_steps);
@@ -117,6 +125,61 @@ function durationChoices(caps) {
     out.push({ label: `${s} s · ${f} frames`, value: `f:${f}`, preferred: f === caps.default_frames });
   }
   return out;
+}
+
+// -- input images: start image, last frame, reference images ---------------------------------------------------------
+/** A picker's chosen files, when its field is shown and it is enabled (what a submit sends). */
+function chosenFiles(id) {
+  const input = $(id);
+  return input.closest(".field").hidden || input.disabled ? [] : [...input.files];
+}
+
+/** References go with the prompt alone (the service refuses them beside a start or last image), so choosing either
+ * kind disables the other kind's pickers until cleared; a picker with files offers its Clear button. */
+function syncInputs() {
+  const has = (id) => !$(id).closest(".field").hidden && $(id).files.length > 0;
+  const references = has("references");
+  const ends = has("image") || has("last-image");
+  $("image").disabled = references;
+  $("last-image").disabled = references;
+  $("references").disabled = ends && !references;
+  for (const button of document.querySelectorAll(".clear-files")) button.hidden = $(button.dataset.clears).files.length === 0;
+}
+
+/** More reference images than the model takes: refused at the field before any upload, worded as the service words
+ * its own refusal (it refuses them too, naming `references`, and that answer shows at the same field). */
+function referencesRefusal() {
+  const count = chosenFiles("references").length;
+  const max = (state.caps && state.caps.max_references) || 0;
+  if (count <= max) return null;
+  return new ApiError(400, { error: { param: "references", message: `references: has ${count} images; `
+    + `${$("model").value} takes at most ${max} (allowed: 1 to ${max} images)` } });
+}
+
+function clearFieldError(input) {
+  const slot = input.closest(".field").querySelector(".field-error");
+  slot.hidden = true;
+  slot.textContent = "";
+  input.removeAttribute("aria-invalid");
+}
+
+for (const id of ["image", "last-image", "references"]) {
+  $(id).addEventListener("change", () => {
+    clearFieldError($(id));
+    syncInputs();
+    const refused = id === "references" && referencesRefusal();
+    if (refused) showError(refused);
+  });
+}
+
+for (const button of document.querySelectorAll(".clear-files")) {
+  button.addEventListener("click", () => {
+    const input = $(button.dataset.clears);
+    input.value = "";
+    clearFieldError(input);
+    syncInputs();
+    input.focus();  // the button hides itself: keep the keyboard where it was
+  });
 }
 
 // -- the prompt helper ---------------------------------------------------------------------------------------------
@@ -303,17 +366,19 @@ function storyboardFields() {
   return { title: $("sb-title").value.trim() || "Storyboard", scenes, ...sharedFields() };
 }
 
-// The start image of each image-to-video job sent from this page, by job id, so a re-run from the gallery sends the
-// same file again without a round trip; after a reload it is fetched back from the job
-// (GET /v1/videos/{id}/content?variant=input_reference).
-const startImages = new Map();
+// The input images ({image, last, references}) of each job sent from this page, by job id, so a re-run from the
+// gallery sends the same files again without a round trip. After a reload only the start image can be fetched back
+// from the job (GET /v1/videos/{id}/content?variant=input_reference); the service hands back no last frame or
+// reference images, so those must be chosen again.
+const sentFiles = new Map();
 
 async function startImageOf(video) {
-  if (startImages.has(video.id)) return startImages.get(video.id);
+  const sent = sentFiles.get(video.id);
+  if (sent && sent.image) return sent.image;
   try {
     const data = await blob(`/v1/videos/${encodeURIComponent(video.id)}/content?variant=input_reference`);
     const image = new File([data], `${video.id}-start.png`, { type: data.type || "image/png" });
-    startImages.set(video.id, image);
+    sentFiles.set(video.id, { ...sent, image });
     return image;
   } catch (err) {
     if (err instanceof ApiError && err.status === 404) return undefined;
@@ -321,16 +386,21 @@ async function startImageOf(video) {
   }
 }
 
-async function submit(kind, fields, image) {
+/** Send a job; `files` are a video's input images: `image` (input_reference), `last` (last_image) and `references`
+ * (repeated parts), sent as multipart when there is any. */
+async function submit(kind, fields, files = {}) {
   let video;
+  const references = files.references || [];
   if (kind === "storyboard") {
     video = await post("/v1/storyboards", fields);
-  } else if (image) {
+  } else if (files.image || files.last || references.length) {
     const data = new FormData();
     for (const [k, v] of Object.entries(fields)) if (v !== undefined && v !== null) data.append(k, String(v));
-    data.append("input_reference", image, image.name);
+    if (files.image) data.append("input_reference", files.image, files.image.name);
+    if (files.last) data.append("last_image", files.last, files.last.name);
+    for (const ref of references) data.append("references", ref, ref.name);
     video = await postForm("/v1/videos", data);
-    startImages.set(video.id, image);
+    sentFiles.set(video.id, { image: files.image, last: files.last, references });
   } else {
     video = await post("/v1/videos", fields);
   }
@@ -345,8 +415,10 @@ form.addEventListener("submit", async (ev) => {
   button.disabled = true;
   try {
     if (state.tab === "video") {
-      const image = !$("image-field").hidden ? $("image").files[0] : undefined;
-      await submit("video", videoFields(), image);
+      const refused = referencesRefusal();
+      if (refused) throw refused;
+      const files = { image: chosenFiles("image")[0], last: chosenFiles("last-image")[0], references: chosenFiles("references") };
+      await submit("video", videoFields(), files);
     } else {
       await submit("storyboard", storyboardFields());
     }
@@ -375,12 +447,36 @@ async function rerun(video, newSeed) {
   } : { prompt: video.prompt, model: video.model, size: video.size, seconds: video.seconds, seed: video.seed ?? undefined };
   for (const k of Object.keys(fields)) if (fields[k] === null || fields[k] === undefined) delete fields[k];
   if (newSeed) delete fields.seed;
-  const image = r && r.mode === "i2v" ? await startImageOf(video) : undefined;
-  if (r && r.mode === "i2v" && !image) {
-    throw new Error("This video started from an image the server no longer keeps: choose the image under Start "
-      + "image and press Generate.");
+  // a last frame and reference images are kept by this page for the jobs it sent until a reload; the service does
+  // not hand them back, so otherwise they must be chosen again (checked before the start image is fetched back)
+  const sent = sentFiles.get(video.id) || {};
+  const files = {};
+  if (r && r.keyframes && r.keyframes.length) {
+    throw new Error("This video used images at given times (keyframes), which this page cannot send: run it again "
+      + "through the API or the command line.");
   }
-  return submit("video", fields, image);
+  if (r && r.last_image) {
+    files.last = sent.last;
+    if (!files.last) {
+      throw new Error("This video ends on a last frame this page no longer holds (the server does not hand it "
+        + "back): choose it again under Last frame and press Generate.");
+    }
+  }
+  if (r && r.references && r.references.length) {
+    files.references = sent.references || [];
+    if (files.references.length !== r.references.length) {
+      throw new Error("This video used reference images this page no longer holds (the server does not hand them "
+        + "back): choose them again under Reference images and press Generate.");
+    }
+  }
+  if (r && r.image) {
+    files.image = await startImageOf(video);
+    if (!files.image) {
+      throw new Error("This video started from an image the server no longer keeps: choose the image under Start "
+        + "image and press Generate.");
+    }
+  }
+  return submit("video", fields, files);
 }
 
 /** A remix (an edit after a new prompt) of a completed video: the gallery card's Edit action. */
