@@ -172,7 +172,7 @@ def _check_keyframes(value: Any) -> list[Keyframe]:
                 if item.get(name) is None:
                     raise InvalidRequest(f"{where}.{name}", "is missing", allowed=_KEYFRAME_SHAPE)
             time, image = item["time"], item["image"]
-        elif isinstance(item, tuple) and len(item) == 2:
+        elif isinstance(item, tuple | list) and len(item) == 2:  # a pair; JSON and YAML have lists, not tuples
             time, image = item
         else:
             raise InvalidRequest(where, f"must be {_KEYFRAME_SHAPE} (or a (time, image) pair), not "

@@ -23,7 +23,12 @@ ones). A transition other than ``cut`` overlaps the two shots by its length (ffm
 lasts ``title + sum(scenes) - sum(overlaps)``. On the last scene a non-cut transition fades the film out to black.
 
 Continuity: a scene with ``continuity: true`` is generated image-to-video from the previous scene's last frame
-(saved losslessly next to the clip), so a character or place carries across the cut.
+(saved losslessly next to the clip), so a character or place carries across the cut. With ``last_image`` too the
+scene runs from that frame to the given one (keyframes).
+
+Editing modes (docs/editing.md): a scene may give ``last_image``, timed ``keyframes`` (``[{time, image}]``, seconds
+from the scene's start), ``references``, or ``source_video`` with ``strength``, as a request does. Every path among
+them (and in ``defaults``) is taken relative to the storyboard file, like ``image``; http(s) URLs are kept as given.
 
 Outputs: the film; each scene's clip in ``<film>_scenes/``; and ``<film>.manifest.json`` with every scene's recipe.
 Re-running skips the scenes whose clip exists (each clip is named by a hash of its recipe), like batches.
@@ -44,7 +49,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, PrivateAttr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
 from .errors import InvalidRequest
 from .media.enhance import SoundtrackFields
@@ -57,7 +62,10 @@ __all__ = ["Storyboard", "Scene", "AudioTrack", "TitleCard", "load_storyboard", 
 
 #: scene keys that are passed to the request as they are
 _SCENE_REQUEST_KEYS = ("prompt", "negative_prompt", "duration", "backend", "model", "seed", "num_inference_steps",
-                       "guidance_scale", "options", "image")  # fmt: skip
+                       "guidance_scale", "options", "image", "last_image", "references", "keyframes",
+                       "source_video", "strength")  # fmt: skip
+#: the request fields that hold input files, resolved against the storyboard's folder
+_INPUT_KEYS = ("image", "last_image", "source_video")
 #: defaults may set any request field but these (they belong to one scene, or to the film)
 _NOT_DEFAULTS = ("prompt", "image", "video", "num_frames", "format")
 
@@ -111,6 +119,15 @@ class Scene(_Strict):
     guidance_scale: float | None = None
     options: dict[str, Any] | None = None
     image: str | None = None
+    # the editing modes (docs/editing.md); paths are relative to the storyboard file. Described for the MCP tool's
+    # schema, which is made from this model
+    last_image: str | None = Field(None, description="The frame the shot ends on (a path or http(s) URL); with "
+                                   "continuity the shot runs from the previous shot's last frame to it")  # fmt: skip
+    references: list[str] | None = Field(None, description="Images whose subject or style the shot keeps")
+    keyframes: list[Any] | None = Field(None, description="Images the shot shows at given times: "
+                                        "[{time: seconds from the scene's start, image}]")  # fmt: skip
+    source_video: str | None = Field(None, description="A clip to redraw after the prompt (edit), with strength")
+    strength: float | None = Field(None, description="With source_video: 0 keeps the clip, 1 ignores it")
     continuity: bool = False
     transition: str | dict[str, Any] = "cut"
     postprocess: list[Any] | None = None
@@ -264,6 +281,33 @@ def _resolve_path(value: str, base: Path) -> str:
     return str(p if p.is_absolute() else base / p)
 
 
+def _resolve_input(value: Any, base: Path) -> Any:
+    """An input file as the request should get it: a relative path taken from ``base``; a URL (any scheme: the
+    request names the ones it refuses) or a non-text value as given."""
+    if not isinstance(value, str) or "://" in value:
+        return value
+    return _resolve_path(value, base)
+
+
+def _resolve_inputs(fields: dict[str, Any], base: Path) -> dict[str, Any]:
+    """``fields`` with every input path (image, last_image, source_video, each reference and keyframe image)
+    resolved against ``base``, as a scene's ``image`` always was."""
+    out = dict(fields)
+    for key in _INPUT_KEYS:
+        if key in out:
+            out[key] = _resolve_input(out[key], base)
+    if isinstance(out.get("references"), list):
+        out["references"] = [_resolve_input(r, base) for r in out["references"]]
+    if isinstance(out.get("keyframes"), list):
+        keyframes: list[Any] = []
+        for k in out["keyframes"]:
+            if isinstance(k, dict) and "image" in k:  # anything else is left for the request to refuse
+                k = {**k, "image": _resolve_input(k["image"], base)}
+            keyframes.append(k)
+        out["keyframes"] = keyframes
+    return out
+
+
 def _check_color(value: str, where: str) -> tuple[int, int, int]:
     from .backends.base import require_module
 
@@ -291,7 +335,7 @@ def plan_storyboard(board: Storyboard, *, base: Path | None = None, film_suffix:
     from .planner import backend_for, plan
 
     base = base or board._base or Path.cwd()
-    defaults = dict(board.defaults)
+    defaults = _resolve_inputs(board.defaults, base)
     for key in defaults:
         if key not in VideoRequest.model_fields:
             raise InvalidRequest(
@@ -324,9 +368,19 @@ def plan_storyboard(board: Storyboard, *, base: Path | None = None, film_suffix:
             value = getattr(scene, key)
             if value is not None:
                 fields[key] = value
-        if isinstance(fields.get("image"), str):
-            fields["image"] = _resolve_path(fields["image"], base)
+        fields = _resolve_inputs(fields, base)
         if scene.continuity:
+            # the request would blame ``image``, which the scene did not give: name the field that clashes
+            for key, why in (("references", "no engine takes references with a first frame"),
+                             ("source_video", "editing a clip takes no first frame")):  # fmt: skip
+                if fields.get(key):
+                    own = getattr(scene, key) is not None
+                    raise InvalidRequest(
+                        f"{where}.{key}" if own else f"{where}.continuity",
+                        f"{'' if own else f'defaults.{key} '}cannot be combined with continuity (the previous "
+                        f"shot's last frame as this one's image): {why}",
+                        allowed="continuity with or without last_image / keyframes",
+                    )
             fields["image"] = dummy  # stands in for the previous last frame while checking
         try:
             request = VideoRequest(**fields)

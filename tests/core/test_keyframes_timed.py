@@ -61,6 +61,7 @@ def test_keyframes_ask_for_the_keyframes_mode_in_every_form() -> None:
     assert r.mode == "keyframes" and [k.time for k in r.keyframes] == [0.5, 1.0, 1.5]
     assert VideoRequest(prompt="x", image=PNG, last_image=PNG, keyframes=_kf(1)).mode == "keyframes"
     assert VideoRequest(prompt="x", keyframes=[]).mode == "t2v"
+    assert VideoRequest(prompt="x", keyframes=[[1, PNG]]).keyframes[0].time == 1.0  # a JSON or YAML pair
     # the recipe names each image by content, with its time; a request without keyframes keeps its old keys
     assert r.recipe()["keyframes"][0] == {"time": 0.5, "image": "sha256:" + hashlib.sha256(PNG).hexdigest()}
     assert "keyframes" not in VideoRequest(prompt="x").recipe()

@@ -6,7 +6,11 @@ the video object carries the scenes under ``storyboard`` and, once finished, eac
 ``recipe``.
 
 Only what is safe from a network client is accepted: prompts, durations, transitions, continuity, seeds and the
-shared generation settings. Server-side paths (scene images, audio tracks, post-processing files) are refused. The
+shared generation settings. Server-side paths (scene images, audio tracks, post-processing files) are refused, and
+so are a scene's input images and clips (``image``, ``last_image``, ``keyframes``, ``references``, ``source_video``
+with ``strength``), named ``scenes[i].<field>``: a job would have to fetch them on the worker, where no URL is
+checked against the service's fetch rules. One shot from such inputs is ``POST /v1/videos`` (or
+``/v1/videos/edits``); a storyboard with them is ``kinema storyboard`` on local files. The
 whole storyboard is checked at submit time by :func:`kinema.storyboard.plan_storyboard` (what
 ``kinema storyboard --check`` runs), and an error names the body's field (``steps``, ``size``, ``scenes[1].prompt``).
 
@@ -52,10 +56,12 @@ __all__ = ["CreateStoryboardBody", "StoryboardScene", "BODY_MODELS", "storyboard
 _SHARED = ("seed", "steps", "guidance", "negative_prompt", "fps", "size")
 #: a scene's or the defaults' field in a planning error: ``scenes[0].num_inference_steps``, ``defaults.width``
 _SETTING = re.compile(r"^(scenes\[\d+\]|defaults)\.([^.\[]+)")
+#: a file storyboard's scene fields that carry input images or clips; refused here (the module's docstring says why)
+_SCENE_INPUTS = ("image", "last_image", "keyframes", "references", "source_video", "strength")
 
 
 class StoryboardScene(BaseModel):
-    """One shot of a storyboard job."""
+    """One shot of a storyboard job (input images and clips, which a storyboard file takes, are refused here)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -145,9 +151,25 @@ def _api_param(field: str, body: CreateStoryboardBody) -> str:
     return spoken_field(name, CreateStoryboardBody.model_fields)
 
 
+def _refuse_scene_inputs(fields: dict[str, Any]) -> None:
+    """A 400 naming ``scenes[i].<field>`` for an input image or clip, which a storyboard job does not take; clearer
+    than the schema's "not a known field" for fields that a storyboard file does take."""
+    scenes = fields.get("scenes")
+    if not isinstance(scenes, list):
+        return  # the schema says what is wrong
+    for i, scene in enumerate(scenes):
+        key = next((k for k in _SCENE_INPUTS if isinstance(scene, dict) and k in scene), None)
+        if key is not None:
+            raise ApiError(400, f"scenes[{i}].{key}: input images and clips are not taken by POST /v1/storyboards "
+                           "(a storyboard job fetches none); make such a shot with POST /v1/videos, or the whole "
+                           "storyboard with `kinema storyboard` on local files", code="invalid_request",
+                           param=f"scenes[{i}].{key}")  # fmt: skip
+
+
 def create_storyboard_job(state: ServiceState, owner: str, fields: dict[str, Any]) -> dict[str, Any]:
     """Validate, check against the backend, admit and store one storyboard job; its video object."""
     config, store = state.config, state.store
+    _refuse_scene_inputs(fields)
     body = validate_body(CreateStoryboardBody, fields)
     check_model_ref(body.model, body.backend, config.model_dir)
     try:
