@@ -402,6 +402,8 @@ def train(
         if stop:
             break
     elapsed = time.perf_counter() - start
+    if cfg.checkpoint_every:  # a run a time limit ended resumes from its last step, not its last checkpoint
+        save_state(state_path, parts, rng, gen, step=steps_done, elapsed=elapsed, history=history, pool=pool.sizes)
     return _write(ema, out, cfg, mcfg, steps_done, elapsed, render_time, n_params, history, device, final=True,
                   autoencoder=autoencoder)  # fmt: skip
 
