@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -74,3 +75,22 @@ def test_eval_cli_passes_the_guidance_settings_on() -> None:
     assert res.exit_code == 0, res.output
     report = json.loads(res.stdout)
     assert report["guidance"] == 1.0 and report["guidance_interval"] == [0.5, 1.0]
+
+
+def test_eval_writes_the_seeds_contact_sheet(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from kinema.builtin.sheet import SEED_PROMPTS
+
+    out = tmp_path / "sheet.png"
+    res = CliRunner().invoke(app, ["eval", "builtin", "--n", "1", "--steps", "2", "--json", "--sheet", str(out)])
+    assert res.exit_code == 0, res.output
+    rows = json.loads(res.stdout)["sheet"]["rows"]
+    assert [r["prompt"] for r in rows] == list(SEED_PROMPTS)
+    # the world has no words for cats and spaceships: the sheet says which words were left out
+    assert "cat" in rows[5]["unknown_words"] and "spaceship" in rows[6]["unknown_words"]
+    assert rows[3]["unknown_words"] == []  # a red ball bouncing on green grass: every word known
+    with Image.open(out) as im:
+        assert im.width >= 4 * 128 and im.height >= len(SEED_PROMPTS) * 128
+    bad = CliRunner().invoke(app, ["eval", "builtin", "--n", "1", "--sheet", str(tmp_path / "s.jpg")])
+    assert bad.exit_code != 0 and "sheet" in bad.output and "Traceback" not in bad.output

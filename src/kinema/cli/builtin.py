@@ -149,10 +149,18 @@ def eval_cmd(
         str | None, typer.Option("--guidance-interval", help="LO,HI: the noise levels t in 0..1 guidance acts at.")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    sheet: Annotated[
+        Path | None,
+        typer.Option("--sheet", help="Also write a contact sheet (.png) of the seeds' example prompts."),
+    ] = None,
 ) -> None:
     """Measure the built-in model's prompt adherence on held-out captions, with frame-based detectors."""
     if target != "builtin":
         fail(InvalidRequest("target", f"unknown evaluation target {target!r}", value=target, allowed="builtin"))
+    if sheet is not None and sheet.suffix.lower() != ".png":
+        fail(InvalidRequest("sheet", f"{sheet.name} is not a .png file", value=str(sheet), allowed="FILE.png"))
+    if weights is not None and not weights.is_file():
+        fail(InvalidRequest("weights", f"no file {weights}", value=str(weights), allowed="a checkpoint file"))
     from ..builtin import DEFAULT_GUIDANCE, DEFAULT_GUIDANCE_INTERVAL
     from ..builtin.evaluate import evaluate, format_report
 
@@ -174,10 +182,21 @@ def eval_cmd(
     except KinemaError as exc:
         fail(exc)
         return
+    if sheet is not None:
+        from PIL import Image
+
+        from ..builtin.sheet import contact_sheet
+
+        drawn = contact_sheet(weights=str(weights) if weights else None, steps=steps)
+        sheet.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(drawn.image).save(sheet)
+        report["sheet"] = {"path": str(sheet), "rows": drawn.rows}
     if as_json:
         sys.stdout.write(json.dumps(report) + "\n")
     else:
         out.print(format_report(report))
+        if sheet is not None:
+            err.print(f"wrote the contact sheet {sheet}", highlight=False)
 
 
 def explain_cmd(
