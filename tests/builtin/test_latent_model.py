@@ -241,3 +241,25 @@ def test_the_backend_plans_and_records_a_v2_checkpoints_own_size(tmp_path: Path)
     assert exc.value.field in ("width", "size") and "128" in str(exc.value)
     # the shipped v1 weights still plan 64x64
     assert kinema.plan(kinema.VideoRequest(prompt="a red ball")).params.width == 64
+
+
+def test_the_conv_head_starts_as_the_linear_one_and_reaches_across_token_borders() -> None:
+    """out_conv: zero-initialised, the output is the plain head's; trained, a token's output depends on its
+    neighbour's values at their shared border (a plain linear head never does)."""
+    torch.manual_seed(0)
+    with_conv = VideoDiT(_config("tiny-v2"))
+    plain = VideoDiT(ModelConfig(**{**_config("tiny-v2").to_dict(), "out_conv": 0}))  # type: ignore[arg-type]
+    plain.load_state_dict({k: v for k, v in with_conv.state_dict().items() if not k.startswith("out_conv.")})
+    cfg = with_conv.cfg
+    x = torch.randn(1, cfg.channels, *cfg.space)
+    text = with_conv.encode_text(torch.zeros(1, cfg.text_len, dtype=torch.long))
+    args = (x, torch.tensor([0.5]), text, torch.zeros_like(x), torch.zeros(1, 1, *cfg.space))
+    assert torch.equal(with_conv(*args), plain(*args))
+    with torch.no_grad():
+        for p in with_conv.out_conv.parameters():
+            p.normal_(std=0.1)
+    y = with_conv.out_conv(torch.zeros(1, cfg.channels, 8, 8))
+    probe = torch.zeros(1, cfg.channels, 8, 8)
+    probe[:, :, :, 4] = 1.0  # the first column of the second token (tokens are 4 cells wide)
+    changed = (with_conv.out_conv(probe) - y).abs().sum(dim=(0, 1, 2))  # (8,): per column
+    assert changed[3] > 0  # the last column of the first token feels it: the head reaches across the border

@@ -108,6 +108,12 @@ class ModelConfig:
     # Every frame also gets the first known frame (zeros if none) as input channels: the given image then sits beside
     # every token at its own place, through the last frame (in v1 it reached only the first temporal patch's tokens).
     ref_frame: bool = False
+    # Width of a small residual conv head after the tokens are put back in place (3x3, per frame; 0: none). Each
+    # token's values come from its own linear read-out, so nothing ties two neighbouring tokens at their shared
+    # border: the token grid shows in the output (v1's 8x8 squares; v2's pilot drew 16x16-pixel squares through its
+    # decoder at 500 steps). A conv across the borders after the linear head (as U-ViT's, Bao et al. 2023) lets the
+    # model smooth them; its last layer starts at zero, so the head starts as the plain linear one.
+    out_conv: int = 0
     vocab: list[str] = field(default_factory=list)
 
     @property
@@ -142,10 +148,11 @@ CONFIGS: dict[str, dict[str, object]] = {
     # latent cells by 4 frames, so the grid (4, 8, 8) and the cost per step are v1's
     "v2": dict(dim=192, depth=6, heads=6, text_dim=128, text_layers=2, patch_t=4, patch_h=4, patch_w=4, shift=3.0,
                known_residual=True, frame_text=True, warp_noise=0.7, layout_text=16, height=128, width=128,
-               channels=8, latent_factor=4, ref_frame=True),
+               channels=8, latent_factor=4, ref_frame=True, out_conv=32),
     "tiny-v2": dict(dim=32, depth=2, heads=2, text_dim=32, text_layers=1, mlp_ratio=2.0, shift=3.0,
                     known_residual=True, frame_text=True, warp_noise=0.7, layout_text=4, height=64, width=64,
-                    patch_h=4, patch_w=4, channels=4, latent_factor=8, ref_frame=True),  # the "tiny" autoencoder
+                    patch_h=4, patch_w=4, channels=4, latent_factor=8, ref_frame=True,
+                    out_conv=8),  # the "tiny" autoencoder
 }  # fmt: skip
 
 
@@ -381,6 +388,12 @@ class VideoDiT(nn.Module):
             angles = rope_angles(cfg.grid, cfg.dim // cfg.heads)  # (N, d/h/2)
             self.register_buffer("rope_cos", angles.cos(), persistent=False)
             self.register_buffer("rope_sin", angles.sin(), persistent=False)
+        if cfg.out_conv:
+            c, w = cfg.channels, cfg.out_conv
+            last = nn.Conv2d(w, c, 3, padding=1)
+            nn.init.zeros_(last.weight)
+            nn.init.zeros_(last.bias)  # type: ignore[arg-type]  # a Conv2d made with bias=True has one
+            self.out_conv = nn.Sequential(nn.Conv2d(c, w, 3, padding=1), nn.SiLU(), last)
         self.norm_out = nn.LayerNorm(cfg.dim, elementwise_affine=False, eps=1e-6)
         self.ada_out = nn.Linear(cfg.dim, 2 * cfg.dim)
         self.out = nn.Linear(cfg.dim, self.patch_dim_out)
@@ -447,6 +460,10 @@ class VideoDiT(nn.Module):
         shift, scale = self.ada_out(F.silu(c)).chunk(2, dim=-1)
         out = self.out(modulate(self.norm_out(tokens), shift, scale))  # (B, N, 3*pt*ph*pw)
         y = self.unpatchify(out).view(b, self.cfg.channels, *x.shape[2:])
+        if self.cfg.out_conv:  # across the token borders, frame by frame: (B*F, C, H, W)
+            c, f, h, w = y.shape[1:]
+            frames = y.transpose(1, 2).reshape(b * f, c, h, w)
+            y = y + self.out_conv(frames).view(b, f, c, h, w).transpose(1, 2)
         if self.cfg.known_residual and self.cfg.prediction == "x":
             y = y + cond * cond_mask
         return y
