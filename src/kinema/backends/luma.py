@@ -32,6 +32,7 @@ from .remote import (
     body_message,
     is_url,
     known_ratio,
+    probe_source_video,
     ratio_sizes,
     short_side_name,
     stainless_error,
@@ -77,7 +78,10 @@ def keeps_source_framing(request: VideoRequest, where: str, nominal: GenerationP
     refused (it would be silently ignored) unless it is the clip's own, or for a URL the nominal one: the request a
     resume rebuilds from the recorded one carries them."""
     source = str(request.source_video)
-    clip = None if is_url(source) else _probe_clip(source, where, max_seconds, max_bytes)
+    clip = None
+    if not is_url(source):
+        probed = probe_source_video(source, where, max_seconds=max_seconds, max_bytes=max_bytes)
+        clip = {k: probed[k] for k in ("width", "height", "num_frames", "fps")}
     own = clip or {"width": nominal.width, "height": nominal.height, "num_frames": nominal.num_frames,
                    "fps": nominal.fps}  # fmt: skip
     values = {**own, "duration": own["num_frames"] / own["fps"], "aspect_ratio": None, "resolution": None}
@@ -87,26 +91,6 @@ def keeps_source_framing(request: VideoRequest, where: str, nominal: GenerationP
             raise InvalidRequest(name, f"{where} keeps the source clip's length and framing; leave {name} out when "
                                  "editing", value=given, allowed="the source clip's own")  # fmt: skip
     return clip
-
-
-def _probe_clip(source: str, where: str, max_seconds: float | None, max_bytes: int | None) -> dict[str, Any]:
-    from pathlib import Path
-
-    from ..video import probe
-
-    size = Path(source).stat().st_size
-    if max_bytes is not None and size > max_bytes:
-        raise InvalidRequest("source_video", f"is {size / 1e6:.3g} MB; {where} takes at most {max_bytes / 1e6:g} MB",
-                             value=source, allowed=f"a clip of at most {max_bytes / 1e6:g} MB")  # fmt: skip
-    try:
-        clip = probe(source)
-    except InvalidRequest as exc:
-        raise InvalidRequest("source_video", exc.message, value=source) from None
-    if max_seconds is not None and float(clip["duration"]) > max_seconds:
-        raise InvalidRequest("source_video", f"is {float(clip['duration']):.3g}s long; {where} takes at most "
-                             f"{max_seconds:g} s", value=source,
-                             allowed=f"a clip of at most {max_seconds:g} s")  # fmt: skip
-    return {k: clip[k] for k in ("width", "height", "num_frames", "fps")}
 
 
 class LumaBackend(RemoteBackend):

@@ -92,6 +92,7 @@ __all__ = [
     "data_uri",
     "fitted_data_uri",
     "is_url",
+    "probe_source_video",
     "source_video_uri",
     "is_lost_answer",
     "env_base_url",
@@ -343,6 +344,38 @@ def data_uri(png: bytes, mime: str = "image/png") -> str:
 def is_url(source: Any) -> bool:
     """Whether an input was given as an http(s) URL (kept as given, for the provider to fetch)."""
     return isinstance(source, str) and source.startswith(("http://", "https://"))
+
+
+def probe_source_video(source: str, where: str, *, min_seconds: float | None = None,
+                       max_seconds: float | None = None, max_fps: float | None = None,
+                       max_bytes: int | None = None) -> dict[str, Any]:  # fmt: skip
+    """An edit's local source clip probed (width, height, num_frames, fps, duration), or InvalidRequest naming
+    ``source_video`` when it is not a readable clip or lies outside ``where``'s limits (each None: no limit), so a
+    provider refuses it before anything is paid."""
+    from ..video import probe
+
+    if max_bytes is not None:
+        size = Path(source).stat().st_size
+        if size > max_bytes:
+            raise InvalidRequest("source_video", f"is {size / 1e6:.3g} MB; {where} takes at most "
+                                 f"{max_bytes / 1e6:g} MB", value=source,
+                                 allowed=f"a clip of at most {max_bytes / 1e6:g} MB")  # fmt: skip
+    try:
+        clip = probe(source)
+    except InvalidRequest as exc:
+        raise InvalidRequest("source_video", exc.message, value=source) from None
+    seconds, fps = float(clip["duration"]), float(clip["fps"])
+    if min_seconds is not None and max_seconds is not None and not min_seconds <= seconds <= max_seconds:
+        raise InvalidRequest("source_video", f"is {seconds:.3g}s long; {where} edits clips of {min_seconds:g} to "
+                             f"{max_seconds:g} s", value=source,
+                             allowed=f"a clip of {min_seconds:g} to {max_seconds:g} s")  # fmt: skip
+    if max_seconds is not None and seconds > max_seconds:
+        raise InvalidRequest("source_video", f"is {seconds:.3g}s long; {where} takes at most {max_seconds:g} s",
+                             value=source, allowed=f"a clip of at most {max_seconds:g} s")  # fmt: skip
+    if max_fps is not None and fps > max_fps:
+        raise InvalidRequest("source_video", f"runs at {fps:g} fps; {where} takes at most {max_fps:g}",
+                             value=source, allowed=f"up to {max_fps:g} fps")  # fmt: skip
+    return clip
 
 
 def source_video_uri(source: Any, max_chars: int, where: str, *, encode: bool = True) -> str:

@@ -31,7 +31,17 @@ from typing import Any
 from ..errors import InvalidRequest, KinemaError
 from ..request import VideoRequest
 from .base import Capabilities, GenerationParams
-from .remote import LoopOptions, RemoteBackend, TaskStatus, data_uri, fitted_data_uri, ratio_in, stainless_error
+from .remote import (
+    LoopOptions,
+    RemoteBackend,
+    TaskStatus,
+    data_uri,
+    fitted_data_uri,
+    is_url,
+    probe_source_video,
+    ratio_in,
+    stainless_error,
+)
 
 __all__ = ["RunwayBackend", "RUNWAY_MODELS"]
 
@@ -273,22 +283,9 @@ def _is_https(source: Any) -> bool:
 
 def _probe_source(path: str) -> dict[str, Any]:
     """The source clip's size, frames and fps, refused (naming ``source_video``) outside aleph2's limits."""
-    if path.startswith(("http://", "https://")):  # the limits are checked on the file before anything is paid
+    if is_url(path):  # the limits are checked on the file before anything is paid
         raise InvalidRequest("source_video", "Runway's aleph2 edit checks the clip's length, fps and framing from a "
                              "local file before the paid call; download the clip and give its path", value=path,
                              allowed="a local video file")  # fmt: skip
-    from ..video import probe
-
-    try:
-        clip = probe(path)
-    except InvalidRequest as exc:
-        raise InvalidRequest("source_video", exc.message, value=path) from None
-    seconds, fps = float(clip["duration"]), float(clip["fps"])
     low, high = EDIT_SECONDS
-    if not low <= seconds <= high:
-        raise InvalidRequest("source_video", f"is {seconds:.3g}s long; Runway's aleph2 edits clips of {low:g} to "
-                             f"{high:g} s", value=path, allowed=f"a clip of {low:g} to {high:g} s")  # fmt: skip
-    if fps > EDIT_MAX_FPS:
-        raise InvalidRequest("source_video", f"runs at {fps:g} fps; Runway's aleph2 takes at most {EDIT_MAX_FPS:g}",
-                             value=path, allowed=f"up to {EDIT_MAX_FPS:g} fps")  # fmt: skip
-    return clip
+    return probe_source_video(path, "Runway's aleph2", min_seconds=low, max_seconds=high, max_fps=EDIT_MAX_FPS)
