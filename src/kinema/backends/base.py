@@ -254,6 +254,15 @@ class GenerationParams:
     def duration(self) -> float:
         return self.num_frames / self.fps
 
+    def known_frames(self) -> list[tuple[int, np.ndarray]]:
+        """A keyframes clip's given frames in order, as (frame index, image): ``image`` at 0, the timed keyframes at
+        their frames, ``last_image`` at the last (resolve() refused two on one frame)."""
+        placed = [(0, self.image)] if self.image is not None else []
+        placed += list(zip(self.keyframe_frames, self.keyframes, strict=True))
+        if self.last_image is not None:
+            placed.append((self.num_frames - 1, self.last_image))
+        return placed
+
     def with_(self, **changes: Any) -> GenerationParams:
         return replace(self, **changes)
 

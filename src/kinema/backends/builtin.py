@@ -95,14 +95,9 @@ def _edit_source(frames: np.ndarray, count: int, size: int) -> tuple[np.ndarray,
 
 
 def _keyframes(params: GenerationParams, size: int) -> tuple[np.ndarray, list[int]]:
-    """A keyframes request's known frames as the sampler takes them: (1, K, size, size, 3) and their frame indexes,
-    in order: ``image`` at 0, the timed keyframes at their frames, ``last_image`` at the segment's end (resolve()
-    has refused two on one frame)."""
-    placed = [(0, params.image)] if params.image is not None else []
-    placed += list(zip(params.keyframe_frames, params.keyframes, strict=True))
-    if params.last_image is not None:
-        placed.append((SEGMENT - 1, params.last_image))
-    placed.sort(key=lambda pair: pair[0])
+    """A keyframes request's known frames as the sampler takes them: (1, K, size, size, 3) and their frame indexes
+    (a keyframes clip is one segment, so the last image lands at the segment's end)."""
+    placed = params.known_frames()
     known = np.stack([_square(image, size) for _, image in placed])[None]
     return known, [index for index, _ in placed]
 

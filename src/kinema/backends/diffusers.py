@@ -1918,21 +1918,17 @@ def _keyframe_kwargs(located: Located, pipe: Any, params: GenerationParams, kw: 
     """The first (if given) and last frames: WanImageToVideoPipeline's image and last_image; or, for
     LTXConditionPipeline, one condition per known frame: the first at 0, the timed keyframes at their frames (which
     resolve() placed, increasing and never on the first's or the last's), the last at the clip's end."""
-    last = _image(params.last_image, params.width, params.height) if params.last_image is not None else None
-    first = _image(params.image, params.width, params.height) if params.image is not None else None
     if type(pipe).__name__ == "LTXConditionPipeline":
         condition = diffusers_name("diffusers.pipelines.ltx.pipeline_ltx_condition", "LTXVideoCondition", "0.33",
                                    "keyframes with LTX-Video")  # fmt: skip
-        placed = [(0, first)] if first is not None else []
-        placed += [(i, _image(k, params.width, params.height))
-                   for i, k in zip(params.keyframe_frames, params.keyframes, strict=True)]  # fmt: skip
-        placed += [(params.num_frames - 1, last)] if last is not None else []
         # one condition list: passing image=[...] with no video makes the pipeline zip the images with [None]
-        kw["conditions"] = [condition(image=image, frame_index=index) for index, image in placed]
+        kw["conditions"] = [condition(image=_image(image, params.width, params.height), frame_index=index)
+                            for index, image in params.known_frames()]  # fmt: skip
         return
-    if first is None or last is None:  # Wan's first-last-frame pipelines take exactly these two (no timed ones)
+    if params.image is None or params.last_image is None:  # Wan's first-last-frame pipelines take these two only
         raise _refuse_first_frame(located)
-    kw["image"], kw["last_image"] = first, last
+    kw["image"] = _image(params.image, params.width, params.height)
+    kw["last_image"] = _image(params.last_image, params.width, params.height)
 
 
 def _refuse_first_frame(located: Located) -> InvalidRequest:
