@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import Cancelled, InvalidRequest, error_dict
-from .request import VideoRequest
+from .request import VideoRequest, map_input_paths
 from .video import write_json_atomic
 
 __all__ = ["BatchRow", "BatchReport", "load_batch", "parse_rows", "run_batch", "REPORT_NAME", "row_key"]
@@ -46,7 +46,6 @@ EXTRA_KEYS = ("name", "postprocess")
 _INT_FIELDS = {"num_frames", "width", "height", "num_inference_steps", "seed"}
 _FLOAT_FIELDS = {"duration", "fps", "guidance_scale"}
 _JSON_FIELDS = {"options", "postprocess", "keyframes"}
-_PATH_FIELDS = ("image", "video")
 _NAME_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 
@@ -176,15 +175,9 @@ def _resolve_path(value: Any, base: Path) -> Any:
 
 
 def resolve_relative(data: dict[str, Any], base: Path) -> dict[str, Any]:
-    """Paths in a row (input image/clip, a soundtrack or model in its chain) taken relative to ``base``."""
-    out = dict(data)
-    for name in _PATH_FIELDS:
-        if name in out:
-            out[name] = _resolve_path(out[name], base)
-    keyframes = out.get("keyframes")
-    if isinstance(keyframes, list):  # anything else is left for the request to refuse, naming the field
-        out["keyframes"] = [{**k, "image": _resolve_path(k["image"], base)} if isinstance(k, dict) and "image" in k
-                            else k for k in keyframes]  # fmt: skip
+    """Paths in a row (its input images and clips, a soundtrack or model in its chain) taken relative to ``base``
+    where such a file exists there (otherwise the path is kept, as the user's working folder gives it)."""
+    out = map_input_paths(data, lambda value: _resolve_path(value, base))
     chain = out.get("postprocess")
     if isinstance(chain, list):
         fixed = []

@@ -15,7 +15,7 @@ import hashlib
 import math
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -34,6 +34,8 @@ __all__ = [
     "MAX_KEYFRAMES",
     "MODES",
     "Keyframe",
+    "INPUT_FIELDS",
+    "map_input_paths",
     "invalid_from_validation",
 ]
 
@@ -583,6 +585,36 @@ def _image_ref(value: Any, *, content: bool = False) -> str | None:
         return "sha256:" + hashlib.sha256(arr.tobytes()).hexdigest()
     except Exception:  # pragma: no cover - exotic image objects
         return f"<{type(value).__name__}>"
+
+
+#: The request fields that name one input file each (a path, a URL or, for images, raw data); ``references`` and
+#: ``keyframes[i].image`` name more.
+INPUT_FIELDS = ("image", "video", "last_image", "source_video")
+
+
+def map_input_paths(fields: Mapping[str, Any], fn: Callable[[str], str]) -> dict[str, Any]:
+    """``fields`` (a request's, not yet validated) with ``fn`` applied to every input given as text: ``image``,
+    ``video``, ``last_image``, ``source_video``, each of ``references`` and each keyframe's ``image``.
+
+    Batches and storyboards use it to take paths relative to their file, each with its own policy. Values of any
+    other shape are left for the request to refuse, naming the field.
+    """
+    out = dict(fields)
+
+    def one(value: Any) -> Any:
+        return fn(value) if isinstance(value, str) and value else value
+
+    for key in INPUT_FIELDS:
+        if key in out:
+            out[key] = one(out[key])
+    if isinstance(out.get("references"), list):
+        out["references"] = [one(r) for r in out["references"]]
+    if isinstance(out.get("keyframes"), list):
+        keyframes = out["keyframes"]
+        out["keyframes"] = [
+            {**k, "image": one(k["image"])} if isinstance(k, dict) and "image" in k else k for k in keyframes
+        ]
+    return out
 
 
 def invalid_from_validation(exc: ValidationError) -> InvalidRequest:

@@ -54,7 +54,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 from .errors import InvalidRequest
 from .media.enhance import SoundtrackFields
 from .progress import ProgressEvent
-from .request import VideoRequest
+from .request import VideoRequest, map_input_paths
 from .video import Video, write_json_atomic
 
 __all__ = ["Storyboard", "Scene", "AudioTrack", "TitleCard", "load_storyboard", "plan_storyboard", "render_storyboard",
@@ -65,7 +65,6 @@ _SCENE_REQUEST_KEYS = ("prompt", "negative_prompt", "duration", "backend", "mode
                        "guidance_scale", "options", "image", "last_image", "references", "keyframes",
                        "source_video", "strength")  # fmt: skip
 #: the request fields that hold input files, resolved against the storyboard's folder
-_INPUT_KEYS = ("image", "last_image", "source_video")
 #: defaults may set any request field but these (they belong to one scene, or to the film)
 _NOT_DEFAULTS = ("prompt", "image", "video", "num_frames", "format")
 
@@ -292,20 +291,7 @@ def _resolve_input(value: Any, base: Path) -> Any:
 def _resolve_inputs(fields: dict[str, Any], base: Path) -> dict[str, Any]:
     """``fields`` with every input path (image, last_image, source_video, each reference and keyframe image)
     resolved against ``base``, as a scene's ``image`` always was."""
-    out = dict(fields)
-    for key in _INPUT_KEYS:
-        if key in out:
-            out[key] = _resolve_input(out[key], base)
-    if isinstance(out.get("references"), list):
-        out["references"] = [_resolve_input(r, base) for r in out["references"]]
-    if isinstance(out.get("keyframes"), list):
-        keyframes: list[Any] = []
-        for k in out["keyframes"]:
-            if isinstance(k, dict) and "image" in k:  # anything else is left for the request to refuse
-                k = {**k, "image": _resolve_input(k["image"], base)}
-            keyframes.append(k)
-        out["keyframes"] = keyframes
-    return out
+    return map_input_paths(fields, lambda value: _resolve_input(value, base))
 
 
 def _check_color(value: str, where: str) -> tuple[int, int, int]:

@@ -141,3 +141,32 @@ def test_cli_refuses_bad_file_with_exit_2(tmp_path: Path) -> None:
     assert "line 1.steps" in result.output and "Traceback" not in result.output
     result = CliRunner().invoke(app, ["batch", str(tmp_path / "b.txt"), "-o", str(tmp_path / "o")])
     assert result.exit_code == 2
+
+
+def test_rows_take_every_input_relative_to_the_batch_file(tmp_path: Path) -> None:
+    """A batch in another folder names its images and clips beside it, as a storyboard does: ``last_image``,
+    ``references`` and ``source_video`` too, not only ``image``."""
+    from PIL import Image
+
+    folder = tmp_path / "jobs"
+    folder.mkdir()
+    for name in ("first.png", "last.png", "ref.png"):
+        Image.new("RGB", (32, 32), (200, 40, 40)).save(folder / name)
+    (folder / "clip.mp4").write_bytes(b"\0" * 64)  # the request checks only that the file is there
+    rows = [
+        {"prompt": "a red ball", "image": "first.png", "last_image": "last.png"},
+        {"prompt": "a red ball", "references": ["ref.png"], "backend": "fal"},
+        {"prompt": "a red ball", "source_video": "clip.mp4", "strength": 0.5},
+        {"prompt": "a red ball", "source_video": "https://example.com/clip.mp4"},
+    ]
+    loaded = load_batch(_write_jsonl(folder / "b.jsonl", rows), skip_invalid=True)
+    requests = [row.request for row in loaded]
+    assert all(r is not None for r in requests), [row.error for row in loaded]
+    first, refs, edit, url = requests
+    assert first is not None and (first.image, first.last_image) == (
+        str(folder / "first.png"),
+        str(folder / "last.png"),
+    )
+    assert refs is not None and refs.references == [str(folder / "ref.png")]
+    assert edit is not None and edit.source_video == str(folder / "clip.mp4")
+    assert url is not None and url.source_video == "https://example.com/clip.mp4"
