@@ -196,6 +196,25 @@ def test_a_storyboard_renders_as_one_film(server: KinemaMCP, finished: dict[str,
     assert bad.is_error and bad.content[0].text.startswith("scenes[0].duraton: ")
 
 
+def test_a_storyboard_takes_relative_paths_from_the_server_folder(
+    server: KinemaMCP, finished: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The check and the render take a scene's relative image from the same folder (the server's), not the render
+    from the job's work dir: before, a board that passed the check failed in the job with "file not found"."""
+    from PIL import Image
+
+    Image.new("RGB", (64, 64), (230, 120, 30)).save(tmp_path / "start.png")
+    monkeypatch.chdir(tmp_path)
+    board = {
+        "title": "From a still",
+        "defaults": {"seed": 5, "num_inference_steps": 2},
+        "scenes": [{"prompt": "sunrise over mountains", "duration": 2, "image": "start.png"}],
+    }
+    result = call(server, "render_storyboard", board)
+    assert not result.is_error, result.content
+    assert result.structured_content["status"] == "completed", result.structured_content
+
+
 def test_enhance_makes_a_new_video_from_a_finished_one(server: KinemaMCP, finished: dict[str, Any]) -> None:
     import base64
 

@@ -359,7 +359,9 @@ def plan_storyboard(fields: dict[str, Any]) -> tuple[dict[str, Any], dict[str, A
     from ..storyboard import load_storyboard
     from ..storyboard import plan_storyboard as plan_board
 
-    board_plan = plan_board(load_storyboard(fields))
+    # relative paths are the assistant's, from this server's working folder: the job takes them from there too
+    base = Path.cwd()
+    board_plan = plan_board(load_storyboard(fields, base=base))
     params = plan(board_plan.scenes[0].request, check_available=False, seed=0).params  # the film's size and backend
     scenes = [{"prompt": p.request.prompt, "duration": round(p.duration, 6), "transition": str(p.transition),
                "continuity": p.scene.continuity, "name": p.scene.name} for p in board_plan.scenes]  # fmt: skip
@@ -371,4 +373,4 @@ def plan_storyboard(fields: dict[str, Any]) -> tuple[dict[str, Any], dict[str, A
         "mode": "storyboard", "storyboard": {"title": title, "title_card": card, "scenes": scenes},
     }  # fmt: skip
     # the storyboard job reads "storyboard" and pins each scene's seed into "body" for its recipe
-    return {"storyboard": fields, "body": fields}, summary
+    return {"storyboard": fields, "body": fields, "base": str(base)}, summary

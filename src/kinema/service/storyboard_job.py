@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import re
 import shutil
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..progress import ProgressEvent
@@ -35,7 +36,8 @@ def run_storyboard_job(ctx: AttemptContext) -> None:
 
     pool, job = ctx.pool, ctx.job
     cfg = pool.config
-    board = load_storyboard(job.request["storyboard"], base=cfg.work_dir)
+    # a board's relative paths are taken from where it was checked (an MCP server's folder), else the work dir
+    board = load_storyboard(job.request["storyboard"], base=Path(job.request.get("base") or cfg.work_dir))
     total = len(board.scenes)
     work = cfg.work_dir / f"{job.id}.a{ctx.attempt}.{pool.name_slug}.mp4"
     thumb_work = work.with_suffix(".png")
