@@ -188,12 +188,15 @@ def test_keyframe_examples_know_the_last_frame(tmp_path: Path, monkeypatch: pyte
     assert 0 < first.mean() < 1  # both kinds occur
 
 
-def test_cli_trains_both_stages_and_generates(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cli_trains_all_stages_and_generates(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     runner = CliRunner()
     out = tmp_path / "v2"
     res = runner.invoke(app, ["train", "builtin", "--config", "tiny-v2", "--out", str(out), "--steps", "4"])
     assert res.exit_code == 0, res.output
     assert (out / "autoencoder" / "autoencoder.safetensors").is_file() and (out / "builtin.safetensors").is_file()
+    assert (out / "decoder" / "autoencoder.safetensors").is_file() and "decoder" in res.output
+    _, _, info = load_model(out / "builtin.safetensors")
+    assert info["decoder_stage"]["preset"] == "tiny-decoder" and info["steps_run"] == 4
     monkeypatch.setenv("KINEMA_BUILTIN_WEIGHTS", str(out / "builtin.safetensors"))
     res = runner.invoke(app, ["generate", "a red ball bouncing", "-o", str(tmp_path / "c.mp4"), "--steps", "2"])
     assert res.exit_code == 0, res.output
@@ -208,9 +211,46 @@ def test_cli_trains_both_stages_and_generates(tmp_path: Path, monkeypatch: pytes
     assert res.exit_code == 0, res.output
 
 
+def test_the_decoder_stage_changes_only_the_decoder(tmp_path: Path) -> None:
+    """The decoder stage rewrites the checkpoint with a new decoder; the DiT, the encoder and the latent's
+    statistics stay bit for bit (the DiT's latent is unchanged); an encoder that changed is refused."""
+    from safetensors.torch import load_file
+
+    from kinema.builtin.autoencoder import load_autoencoder, save_autoencoder
+    from kinema.builtin.train import finetune_decoder
+
+    runner = CliRunner()
+    out = tmp_path / "v2"
+    res = runner.invoke(app, ["train", "builtin", "--config", "tiny-v2", "--out", str(out), "--stage", "autoencoder"])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, ["train", "builtin", "--config", "tiny-v2", "--out", str(out), "--stage", "dit",
+                              "--steps", "2"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    checkpoint = out / "builtin.safetensors"
+    before = load_file(str(checkpoint))
+    res = runner.invoke(app, ["train", "builtin", "--config", "tiny-v2", "--out", str(out), "--stage", "decoder"])
+    assert res.exit_code == 0, res.output
+    after = load_file(str(checkpoint))
+    assert before.keys() == after.keys()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and all(k.startswith("autoencoder.decoder.") for k in changed), sorted(changed)
+    # a run started from another encoder (here: a tampered start in its folder) would pair the DiT with another
+    # latent: refused, and the checkpoint is left as it was
+    ae, _ = load_autoencoder(out / "decoder" / "init.safetensors")
+    with torch.no_grad():
+        next(ae.encoder.parameters()).add_(0.1)
+    tampered = tmp_path / "tampered"
+    save_autoencoder(ae, tampered / "init.safetensors")
+    with pytest.raises(ValueError, match="encoder"):
+        finetune_decoder(checkpoint, "tiny-decoder", tampered, overrides={"steps": 1})
+    assert all(torch.equal(v, after[k]) for k, v in load_file(str(checkpoint)).items())
+
+
 @pytest.mark.parametrize(
     ("args", "field"),
     [
+        (["--config", "cpu", "--stage", "decoder"], "stage"),
+        (["--config", "tiny-v2", "--stage", "decoder"], "stage"),  # no DiT checkpoint in OUT yet
         (["--config", "cpu", "--stage", "dit"], "stage"),
         (["--config", "cpu", "--autoencoder", "x"], "autoencoder"),
         (["--config", "tiny-v2", "--stage", "nope"], "stage"),

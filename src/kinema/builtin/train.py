@@ -37,7 +37,7 @@ from .model import CONFIGS, ModelConfig, Tokenizer, VideoDiT, pool_text
 from .runstate import load_state, save_state
 from .sampling import camera_noise, shift_timesteps, to_model_space
 
-__all__ = ["AUTOENCODER_STAGE", "TrainConfig", "train", "TRAIN_PRESETS"]
+__all__ = ["AUTOENCODER_STAGE", "DECODER_STAGE", "TrainConfig", "train", "TRAIN_PRESETS", "finetune_decoder"]
 
 
 @dataclass
@@ -139,6 +139,8 @@ TRAIN_PRESETS: dict[str, dict[str, Any]] = {
 
 #: The autoencoder stage (a preset of ``train_autoencoder.AE_TRAIN_PRESETS``) that a latent preset trains first.
 AUTOENCODER_STAGE = {"v2": "f4", "tiny-v2": "tiny"}
+#: The decoder stage (a preset with ``freeze_encoder``) that may follow a latent preset's DiT: see finetune_decoder.
+DECODER_STAGE = {"v2": "f4-decoder", "tiny-v2": "tiny-decoder"}
 
 
 def _device() -> torch.device:
@@ -474,6 +476,48 @@ def _init_from(model: VideoDiT, path: str) -> None:
         for name in ("out.weight", "out.bias", "ada_out.weight", "ada_out.bias"):
             state[name] = torch.zeros_like(state[name])
     model.load_state_dict(state)
+
+
+def finetune_decoder(
+    checkpoint: str | Path,
+    preset: str,
+    out_dir: str | Path,
+    *,
+    overrides: dict[str, Any] | None = None,
+    on_log: Callable[[dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
+    """The decoder stage: fine-tune the decoder of the autoencoder inside a v2 ``checkpoint`` (its encoder and latent
+    statistics frozen), then write the checkpoint again with the new decoder.
+
+    The DiT was trained on that encoder's latent, so it stays valid while the pixels it is decoded to get better (as
+    Stable Diffusion's fine-tuned decoders did). The run lives in ``out_dir`` (``ae_state.pt`` resumes it); a result
+    whose encoder or statistics differ from the checkpoint's is refused rather than paired with the DiT.
+    """
+    from . import load_model
+    from .autoencoder import save_autoencoder
+    from .train_autoencoder import AE_TRAIN_PRESETS, AETrainConfig, train_autoencoder
+
+    path, out = Path(checkpoint), Path(out_dir)
+    model, _, info = load_model(path)
+    ae = getattr(model, "autoencoder", None)
+    if ae is None:
+        raise ValueError(f"{path} has no autoencoder: the decoder stage is for latent (v2) checkpoints")
+    init = out / "init.safetensors"  # the checkpoint's autoencoder as it was (the stored fp16 values: exact)
+    if not init.is_file():
+        save_autoencoder(ae, init, {"from": str(path)})
+    cfg = AETrainConfig(**{**AE_TRAIN_PRESETS[preset], **(overrides or {}), "init": str(init)})
+    if not cfg.freeze_encoder:
+        raise ValueError(f"preset {preset!r} trains the encoder too; the decoder stage keeps it")
+    summary = train_autoencoder(cfg, out, on_log=on_log)
+    tuned = _load_autoencoder(summary["path"], model.cfg)
+    before, after = ae.state_dict(), tuned.state_dict()
+    for name, value in before.items():
+        kept = name.startswith(("encoder.", "norm.")) and not name.endswith("num_batches_tracked")
+        if kept and not torch.equal(value, after[name]):
+            raise ValueError(f"{summary['path']}: {name} differs from {path}'s; the DiT's latent would change")
+    record: dict[str, Any] = {k: summary[k] for k in ("steps_run", "train_seconds", "hardware") if k in summary}
+    save_model(model, path, {**info, "decoder_stage": {"preset": preset, **record}}, autoencoder=tuned)
+    return {"path": str(path), "autoencoder": summary["path"], **record}
 
 
 def _load_autoencoder(path: str, mcfg: ModelConfig) -> VideoAutoencoder:

@@ -118,6 +118,13 @@ AE_TRAIN_PRESETS: dict[str, dict[str, Any]] = {
     "cpu": dict(),
     # v2's autoencoder (docs/builtin-v2.md: the finer grid reconstructs best for its size)
     "f4": dict(ae="f4", steps=5000),
+    # the decoder stages (``freeze_encoder``, from the autoencoder inside a v2 checkpoint): a squared-error term beside
+    # L1, since PSNR is a squared-error measure; another seed, so the crops are not the autoencoder stage's first ones
+    "f4-decoder": dict(ae="f4", steps=2000, lr=3e-4, warmup=50, l2_weight=5.0, seed=1, checkpoint_every=250,
+                       freeze_encoder=True),
+    "tiny-decoder": dict(ae="tiny", steps=8, batch_size=4, crop=16, size=32, frames=4, initial_clips=8,
+                         clips_per_refresh=0, max_clips=8, warmup=2, lr=1e-3, log_every=4, checkpoint_every=0,
+                         l2_weight=5.0, seed=1, freeze_encoder=True),
 }  # fmt: skip
 
 

@@ -37,7 +37,9 @@ def train(
     stage: Annotated[
         str,
         typer.Option(
-            "--stage", help="A latent config (v2): 'all' (the autoencoder, then the DiT), 'autoencoder' or 'dit'."
+            "--stage",
+            help="A latent config (v2): 'all' (the autoencoder, the DiT, then the decoder), 'autoencoder', 'dit' "
+            "or 'decoder' (fine-tunes the decoder inside OUT/builtin.safetensors, keeping its latent).",
         ),
     ] = "all",
     autoencoder: Annotated[
@@ -52,18 +54,18 @@ def train(
 ) -> None:
     """Train the built-in model from scratch on the procedural world (seeded and reproducible).
 
-    A latent configuration (v2, tiny-v2) trains in two stages, each resumable on its own: the video autoencoder in
-    OUT/autoencoder (run the command again to continue it), then the diffusion transformer in its latent (--init
-    continues it from a checkpoint).
+    A latent configuration (v2, tiny-v2) trains in three stages, each resumable on its own (run the command again to
+    continue it): the video autoencoder in OUT/autoencoder, the diffusion transformer in its latent (OUT; --init
+    continues it from a checkpoint), then the decoder alone in OUT/decoder, written back into OUT/builtin.safetensors.
     """
     if target != "builtin":
         fail(InvalidRequest("target", f"unknown training target {target!r}", value=target, allowed="builtin"))
-    from ..builtin.train import AUTOENCODER_STAGE, TRAIN_PRESETS, TrainConfig
+    from ..builtin.train import AUTOENCODER_STAGE, DECODER_STAGE, TRAIN_PRESETS, TrainConfig
     from ..builtin.train import train as run_train
 
     if config not in TRAIN_PRESETS:
         fail(InvalidRequest("config", f"unknown config {config!r}", value=config, allowed=", ".join(TRAIN_PRESETS)))
-    stages = ("all", "autoencoder", "dit")
+    stages = ("all", "autoencoder", "dit", "decoder")
     if stage not in stages:
         fail(InvalidRequest("stage", f"unknown stage {stage!r}", value=stage, allowed=", ".join(stages)))
     latent = config in AUTOENCODER_STAGE
@@ -74,6 +76,9 @@ def train(
     if latent and stage != "dit" and autoencoder is not None:
         fail(InvalidRequest("autoencoder", "is the DiT stage's input; with it, give --stage dit",
                             allowed="--stage dit --autoencoder FILE"))  # fmt: skip
+    if latent and stage == "decoder":
+        _decoder_stage(DECODER_STAGE[config], out_dir, steps, time_limit, threads)
+        return
     if latent and stage in ("all", "autoencoder"):
         ae_path = _train_autoencoder_stage(AUTOENCODER_STAGE[config], out_dir / "autoencoder", seed, threads)
         if stage == "autoencoder":
@@ -119,6 +124,35 @@ def train(
         summary = run_train(cfg, out_dir, on_log=log, on_step=bar)
     out.print(f"[green]trained[/] {summary['steps_run']} steps in {summary['train_seconds']:.0f}s "
               f"on {summary['hardware']}: {summary['path']}")  # fmt: skip
+    if latent and stage == "all":
+        _decoder_stage(DECODER_STAGE[config], out_dir, None, None, threads)
+
+
+def _decoder_stage(preset: str, out_dir: Path, steps: int | None, minutes: float | None, threads: int | None) -> None:
+    """Fine-tune the decoder inside OUT/builtin.safetensors (OUT/decoder resumes it) and write it back there."""
+    from ..builtin.train import finetune_decoder
+
+    checkpoint = out_dir / "builtin.safetensors"
+    if not checkpoint.is_file():
+        fail(InvalidRequest("stage", f"{checkpoint} is not a file: the decoder stage follows the DiT's",
+                            allowed="--stage dit first (or --stage all)"))  # fmt: skip
+    overrides: dict[str, Any] = {"threads": threads}
+    if steps is not None:
+        overrides["steps"] = steps
+    if minutes is not None:
+        overrides["time_limit"] = minutes * 60
+
+    def log(entry: dict[str, Any]) -> None:
+        err.print(f"decoder step {entry['step']:>6}/{entry['total_steps']}  loss {entry['loss']:.4f}  "
+                  f"psnr {entry['psnr']:.1f} dB  {entry['elapsed']:.0f}s", highlight=False)  # fmt: skip
+
+    try:
+        summary = finetune_decoder(checkpoint, preset, out_dir / "decoder", overrides=overrides, on_log=log)
+    except InvalidRequest as exc:
+        fail(exc)
+    except ValueError as exc:  # not a v2 checkpoint, or an encoder that changed
+        fail(InvalidRequest("stage", str(exc), allowed="a v2 checkpoint written by --stage dit"))
+    out.print(f"[green]decoder[/] {summary['steps_run']} steps: {summary['path']}")
 
 
 def _train_autoencoder_stage(preset: str, out_dir: Path, seed: int, threads: int | None) -> Path:
