@@ -7,6 +7,7 @@ import io
 from pathlib import Path
 
 import numpy as np
+import pytest
 from conftest import FAST, make_config
 from fastapi.testclient import TestClient
 from PIL import Image
@@ -67,3 +68,42 @@ def test_an_image_outside_the_services_inputs_is_never_served_nor_deleted(tmp_pa
         assert got.status_code == 404 and got.json()["error"]["param"] == "variant"
         assert client.delete(f"/v1/videos/{job.id}").status_code == 200
     assert own.is_file(), "deleting the job must not delete the caller's own image"
+
+
+def test_the_last_frame_and_each_reference_come_back_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """After a reload the page fetches a job's last frame and reference images to run it again, as the start image."""
+    monkeypatch.setenv("FAL_KEY", "unused")  # the reference job is only queued (no workers): nothing is sent
+    cfg = make_config(tmp_path, workers=0)
+    cfg.ensure_dirs()
+    store = Store(cfg.db_path)
+    key = store.create_key("a")[1]
+    colors = [(200, 10, 10), (10, 200, 10), (10, 10, 200)]
+
+    def color_of(got: object) -> tuple[int, ...]:
+        assert got.status_code == 200, got.text  # type: ignore[attr-defined]
+        return tuple(np.asarray(Image.open(io.BytesIO(got.content)).convert("RGB"))[0, 0])  # type: ignore[attr-defined]
+
+    with TestClient(create_app(cfg), headers={"Authorization": f"Bearer {key}"}) as client:
+        fields = {"prompt": "a red ball", **{k: str(v) for k, v in FAST.items()}}
+        ends = client.post("/v1/videos", data=fields, files=[
+            ("input_reference", ("a.png", _png(colors[0]), "image/png")),
+            ("last_image", ("b.png", _png(colors[1]), "image/png")),
+        ])  # fmt: skip
+        assert ends.status_code == 200, ends.text
+        url = f"/v1/videos/{ends.json()['id']}/content"
+        assert color_of(client.get(url, params={"variant": "input_reference"})) == colors[0]
+        assert color_of(client.get(url, params={"variant": "last_image"})) == colors[1]
+        none = client.get(url, params={"variant": "reference"})
+        assert none.status_code == 404 and none.json()["error"]["code"] == "no_reference", none.text
+
+        refs = client.post("/v1/videos", data={"prompt": "a red ball", "model": "fal"}, files=[
+            ("references", (f"r{i}.png", _png(c), "image/png")) for i, c in enumerate(colors[1:])
+        ])  # fmt: skip
+        assert refs.status_code == 200, refs.text
+        url = f"/v1/videos/{refs.json()['id']}/content"
+        assert [color_of(client.get(url, params={"variant": "reference", "index": i})) for i in (0, 1)] == colors[1:]
+        past = client.get(url, params={"variant": "reference", "index": 2})
+        assert past.status_code == 404 and "reference 2" in past.json()["error"]["message"]
+        assert client.get(url, params={"variant": "last_image"}).status_code == 404
+        bad = client.get(url, params={"variant": "reference", "index": -1})
+        assert bad.status_code == 400 and bad.json()["error"]["param"] == "index", bad.text

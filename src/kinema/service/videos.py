@@ -146,26 +146,28 @@ def video_routes(state: ServiceState) -> APIRouter:
         return video_object(again)
 
     @router.get("/v1/videos/{video_id}/content", responses=_FILE_RESPONSES, response_class=Response,
-                summary="Download the video, its thumbnail or its input image")  # fmt: skip
+                summary="Download the video, its thumbnail or one of its input images")  # fmt: skip
     def video_content(
         video_id: str,
         owner: str = Depends(owner_of),
         variant: str = Query(
             "video",
-            pattern="^(video|thumbnail|spritesheet|input_reference)$",
-            description="video (MP4), thumbnail (PNG), or input_reference: the image the job was "
-            "submitted with (PNG, whatever the job's status)",
+            pattern="^(video|thumbnail|spritesheet|input_reference|last_image|reference)$",
+            description="video (MP4), thumbnail (PNG), or an image the job was submitted with (PNG, whatever the "
+            "job's status): input_reference (the start image), last_image, or reference (with index)",
         ),
+        index: int = Query(0, ge=0, le=63, description="with variant=reference: which reference image, from 0"),
     ) -> Response:
         check_rate(state.read_limiter, owner)
         job = job_of(state, video_id, owner)
-        if variant == "input_reference":  # so a client (the web page) can run an image-to-video job again
-            image = input_image(state, job)
+        if variant in _INPUT_VARIANTS:  # so a client (the web page) can run the job again with the same images
+            image = input_image(state, job, variant, index)
             if image is None:
-                raise ApiError(404, "variant: this video was not made from an uploaded or fetched input image, so "
-                                    "there is no input_reference to download", code="no_input_reference",
-                               param="variant")  # fmt: skip
-            return FileResponse(image, media_type="image/png", filename=f"{video_id}.input.png")
+                what = f"reference {index}" if variant == "reference" else variant
+                raise ApiError(404, f"variant: this video was not made with an uploaded or fetched {what}, so there "
+                                    "is none to download", code=f"no_{variant}", param="variant")  # fmt: skip
+            suffix = f"{variant}{index}" if variant == "reference" else variant
+            return FileResponse(image, media_type="image/png", filename=f"{video_id}.{suffix}.png")
         if variant == "spritesheet":
             raise ApiError(400, "variant: 'spritesheet' is not offered", code="invalid_variant", param="variant")
         if job.status != "completed":
@@ -223,11 +225,19 @@ def output_file(state: ServiceState, job: Job) -> Path | None:
     return published_file(state.config, job.output_path)
 
 
-def input_image(state: ServiceState, job: Job) -> Path | None:
-    """The job's input image as the service stored it (``inputs/<id>.png``), or None."""
+#: The /content variants that hand back an input image, and the request field each reads.
+_INPUT_VARIANTS = {"input_reference": "image", "last_image": "last_image", "reference": "references"}
+
+
+def input_image(state: ServiceState, job: Job, variant: str = "input_reference", index: int = 0) -> Path | None:
+    """One of the job's input images as the service stored it (``inputs/<id>...png``), or None: the start image
+    (``input_reference``), the ``last_image``, or reference ``index``."""
     from .video_job import service_input
 
-    return service_input(state.config, job.request.get("image"))
+    value = job.request.get(_INPUT_VARIANTS[variant])
+    if variant == "reference":
+        value = value[index] if isinstance(value, list) and index < len(value) else None
+    return service_input(state.config, value)
 
 
 def input_files(state: ServiceState, job: Job) -> list[Path]:

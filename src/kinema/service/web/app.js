@@ -367,23 +367,40 @@ function storyboardFields() {
 }
 
 // The input images ({image, last, references}) of each job sent from this page, by job id, so a re-run from the
-// gallery sends the same files again without a round trip. After a reload only the start image can be fetched back
-// from the job (GET /v1/videos/{id}/content?variant=input_reference); the service hands back no last frame or
-// reference images, so those must be chosen again.
+// gallery sends the same files again without a round trip. After a reload they are fetched back from the job
+// (GET /v1/videos/{id}/content?variant=input_reference, last_image, or reference&index=i).
 const sentFiles = new Map();
 
-async function startImageOf(video) {
-  const sent = sentFiles.get(video.id);
-  if (sent && sent.image) return sent.image;
+/** One input image of a job as a File, or undefined when the service has none (404). */
+async function inputOf(video, variant, index = 0) {
+  const query = variant === "reference" ? `variant=reference&index=${index}` : `variant=${variant}`;
   try {
-    const data = await blob(`/v1/videos/${encodeURIComponent(video.id)}/content?variant=input_reference`);
-    const image = new File([data], `${video.id}-start.png`, { type: data.type || "image/png" });
-    sentFiles.set(video.id, { ...sent, image });
-    return image;
+    const data = await blob(`/v1/videos/${encodeURIComponent(video.id)}/content?${query}`);
+    const name = `${video.id}-${variant === "reference" ? `reference${index}` : variant}.png`;
+    return new File([data], name, { type: data.type || "image/png" });
   } catch (err) {
     if (err instanceof ApiError && err.status === 404) return undefined;
     throw err;
   }
+}
+
+/** A job's input images as the re-run sends them: kept from the submit, else fetched back. */
+async function inputsOf(video, recipe) {
+  const sent = sentFiles.get(video.id) || {};
+  const files = { ...sent };
+  if (recipe.image && !files.image) files.image = await inputOf(video, "input_reference");
+  if (recipe.last_image && !files.last) files.last = await inputOf(video, "last_image");
+  const wanted = (recipe.references || []).length;
+  if (wanted && (files.references || []).length !== wanted) {
+    files.references = [];
+    for (let i = 0; i < wanted; i++) {
+      const ref = await inputOf(video, "reference", i);
+      if (!ref) break;
+      files.references.push(ref);
+    }
+  }
+  sentFiles.set(video.id, files);
+  return files;
 }
 
 /** Send a job; `files` are a video's input images: `image` (input_reference), `last` (last_image) and `references`
@@ -447,30 +464,28 @@ async function rerun(video, newSeed) {
   } : { prompt: video.prompt, model: video.model, size: video.size, seconds: video.seconds, seed: video.seed ?? undefined };
   for (const k of Object.keys(fields)) if (fields[k] === null || fields[k] === undefined) delete fields[k];
   if (newSeed) delete fields.seed;
-  // a last frame and reference images are kept by this page for the jobs it sent until a reload; the service does
-  // not hand them back, so otherwise they must be chosen again (checked before the start image is fetched back)
-  const sent = sentFiles.get(video.id) || {};
-  const files = {};
   if (r && r.keyframes && r.keyframes.length) {
     throw new Error("This video used images at given times (keyframes), which this page cannot send: run it again "
       + "through the API or the command line.");
   }
+  const kept = r ? await inputsOf(video, r) : {};
+  const files = {};
   if (r && r.last_image) {
-    files.last = sent.last;
+    files.last = kept.last;
     if (!files.last) {
-      throw new Error("This video ends on a last frame this page no longer holds (the server does not hand it "
-        + "back): choose it again under Last frame and press Generate.");
+      throw new Error("This video ends on a last frame the server no longer keeps: choose it again under Last "
+        + "frame and press Generate.");
     }
   }
   if (r && r.references && r.references.length) {
-    files.references = sent.references || [];
+    files.references = kept.references || [];
     if (files.references.length !== r.references.length) {
-      throw new Error("This video used reference images this page no longer holds (the server does not hand them "
-        + "back): choose them again under Reference images and press Generate.");
+      throw new Error("This video used reference images the server no longer keeps: choose them again under "
+        + "Reference images and press Generate.");
     }
   }
   if (r && r.image) {
-    files.image = await startImageOf(video);
+    files.image = kept.image;
     if (!files.image) {
       throw new Error("This video started from an image the server no longer keeps: choose the image under Start "
         + "image and press Generate.");
