@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from kinema.builtin.evaluate import STATIC_LEVELS, evaluate, psnr, static_psnr
+from kinema.builtin.evaluate import STATIC_LEVELS, evaluate, grid_score, psnr, static_psnr
 from kinema.cli import app
 
 
@@ -30,12 +30,26 @@ def test_evaluate_on_a_few_prompts() -> None:
     assert report["detector_accuracy_on_real"]["overall"] >= 0.75
     assert report["i2v_samples"] == 2 and report["i2v_psnr_db"] > 0
     assert report["temporal"]["real"] > 0
+    assert report["grid"]["cell"] == 8 and report["grid"]["generated"] > 0  # v1's 8-pixel tokens
     for key in ("i2v_whole_clip", "extend_whole_clip"):
         whole = report[key]
         assert set(whole) == {"static_psnr_db", "floor_t2v_db", "ceiling_frozen_db", "clips"} and whole["clips"] <= 2
     distinct = report["i2v_distinct"]
     assert distinct["first_frame_diff"] > 0 and distinct["real_late_diff"] > 0  # two different scenes' images
     assert json.loads(json.dumps(report)) == report
+
+
+def test_grid_score_sees_squares_and_not_smooth_clips() -> None:
+    from kinema.builtin import world
+
+    ramp = 4 * np.arange(32)[None, :] + 2 * np.arange(32)[:, None]  # smooth: every step the same
+    smooth = np.repeat(ramp[None, None, :, :, None], 3, axis=4).clip(0, 255).astype(np.uint8)  # (1, 1, 32, 32, 3)
+    blocks = np.repeat(np.repeat(smooth[:, :, ::8, ::8], 8, axis=2), 8, axis=3)  # the same, drawn in 8x8 squares
+    assert grid_score(smooth, 8) == pytest.approx(1.0)
+    assert grid_score(blocks, 8) > 10  # every step sits on a border
+    assert grid_score(blocks, 16) < grid_score(blocks, 8)  # half the borders are not a 16-pixel grid's
+    real = world.make_dataset(16, seed=1234, split="heldout", num_frames=16, height=64, width=64)[0]
+    assert grid_score(real, 8) < 1.1  # the world draws no grid (a few clips' edges may fall on a border)
 
 
 def test_static_psnr_counts_only_the_pixels_that_stay_still() -> None:
