@@ -6,7 +6,6 @@ import io
 
 import numpy as np
 import pytest
-
 from conftest import LiveServer, wait_for
 
 openai = pytest.importorskip("openai")

@@ -11,9 +11,9 @@ import zlib
 
 import numpy as np
 import pytest
+from conftest import make_config
 from fastapi.testclient import TestClient
 
-from conftest import make_config
 from kinema.errors import InvalidRequest
 from kinema.service.app import create_app
 from kinema.service.security import check_image

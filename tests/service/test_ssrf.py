@@ -7,9 +7,9 @@ import socket
 
 import httpx
 import pytest
+from conftest import make_config
 from fastapi.testclient import TestClient
 
-from conftest import make_config
 from kinema.service.app import create_app
 from kinema.service.safefetch import SafeFetcher, URLRefused, is_public_address
 from kinema.service.store import Store

@@ -10,9 +10,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
+from conftest import FAST, make_config, wait_for
 from fastapi.testclient import TestClient
 
-from conftest import FAST, make_config, wait_for
 from kinema.service.app import create_app
 from kinema.service.config import ServiceConfig
 from kinema.service.safefetch import SafeFetcher
