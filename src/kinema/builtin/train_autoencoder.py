@@ -117,7 +117,7 @@ AE_TRAIN_PRESETS: dict[str, dict[str, Any]] = {
                  refresh_every=5, max_clips=16, warmup=2, lr=3e-3, log_every=4, checkpoint_every=0),
     "cpu": dict(),
     # v2's autoencoder (docs/builtin-v2.md: the finer grid reconstructs best for its size)
-    "f4": dict(ae="f4", steps=5000),
+    "f4": dict(ae="f4", steps=2500),
     # the decoder stages (``freeze_encoder``, from the autoencoder inside a v2 checkpoint): a squared-error term beside
     # L1, since PSNR is a squared-error measure; another seed, so the crops are not the autoencoder stage's first ones
     "f4-decoder": dict(ae="f4", steps=2000, lr=3e-4, warmup=50, l2_weight=5.0, seed=1, checkpoint_every=250,
