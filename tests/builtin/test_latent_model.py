@@ -303,3 +303,47 @@ def test_the_conv_head_starts_as_the_linear_one_and_reaches_across_token_borders
     probe[:, :, :, 4] = 1.0  # the first column of the second token (tokens are 4 cells wide)
     changed = (with_conv.out_conv(probe) - y).abs().sum(dim=(0, 1, 2))  # (8,): per column
     assert changed[3] > 0  # the last column of the first token feels it: the head reaches across the border
+
+
+def test_a_checkpoint_samples_with_its_own_guidance_defaults(tmp_path: Path) -> None:
+    """A recipe's measured guidance (info["sampling"]) is what the backend plans, records and samples with, what
+    the evaluation uses, and what a training preset writes; checkpoints without it keep the package's defaults."""
+    import kinema
+    from kinema.builtin import DEFAULT_GUIDANCE, DEFAULT_GUIDANCE_INTERVAL, checkpoint_sampling, sampling_defaults
+    from kinema.builtin.evaluate import evaluate
+
+    model, ae = _tiny_pair()
+    own = {"sampling": {"guidance": 2.5, "guidance_interval": [0.5, 1.0]}}
+    path = save_model(model, tmp_path / "own.safetensors", own, autoencoder=ae)
+    assert checkpoint_sampling(path) == (2.5, (0.5, 1.0))
+    assert sampling_defaults({}) == (DEFAULT_GUIDANCE, DEFAULT_GUIDANCE_INTERVAL)
+    plan = kinema.plan(kinema.VideoRequest(prompt="a red ball", model=str(path)))
+    assert plan.params.guidance_scale == 2.5
+    result = kinema.generate("a red ball", model=str(path), num_inference_steps=3, seed=5)
+    assert result.recipe["guidance_scale"] == 2.5
+    loaded, tok, _ = load_model(path)
+    expected = sample(loaded, tok, ["a red ball"], steps=3, seed=5, guidance=2.5, guidance_interval=(0.5, 1.0))
+    package = sample(loaded, tok, ["a red ball"], steps=3, seed=5, guidance=2.5)
+    assert not np.array_equal(expected, package)  # the interval matters at these steps, so the check can fail
+    assert np.array_equal(result.video.frames, expected[0])
+    report = evaluate(n=1, n_i2v=1, weights=path, steps=2)
+    assert (report["guidance"], report["guidance_interval"]) == (2.5, [0.5, 1.0])
+    # the training preset writes its sampling defaults into the checkpoint it makes
+    cfg = {**TRAIN_PRESETS["tiny-v2"], "autoencoder": str(_ae_file(tmp_path)), "steps": 2, "guidance": 2.0,
+           "guidance_interval": [0.7, 1.0]}  # fmt: skip
+    trained = train(TrainConfig(**cfg), tmp_path / "run")  # type: ignore[arg-type]
+    assert checkpoint_sampling(trained["path"]) == (2.0, (0.7, 1.0))
+    # weights trained with known later frames (p_keyframes > 0) are not warned about; ones without it are
+    from PIL import Image
+
+    Image.new("RGB", (32, 32), (200, 40, 40)).save(tmp_path / "key.png")
+    keys = [{"time": 1.0, "image": str(tmp_path / "key.png")}]
+    untrained_note = "keyframes: the built-in weights were trained with known frames at the start only"
+    for weights, warned in ((trained["path"], False), (path, True)):
+        clip = kinema.generate("a red ball", model=str(weights), keyframes=keys, num_inference_steps=2, seed=1)
+        assert any(w.startswith(untrained_note) for w in clip.warnings) is warned
+    with pytest.raises(InvalidRequest) as exc:
+        TrainConfig(**{**cfg, "guidance_interval": (0.9, 0.5)})  # type: ignore[arg-type]
+    assert exc.value.field == "guidance_interval"
+    v2 = TrainConfig(**{**TRAIN_PRESETS["v2"], "autoencoder": "ae.safetensors"})  # type: ignore[arg-type]
+    assert (v2.guidance, v2.guidance_interval) == (1.5, (0.6, 1.0))

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..builtin import DEFAULT_GUIDANCE, DEFAULT_GUIDANCE_INTERVAL, is_checkpoint
+from ..builtin import DEFAULT_GUIDANCE, is_checkpoint, sampling_defaults
 from ..builtin.world import CAMERAS
 from ..errors import Cancelled, InvalidRequest
 from ..media.io import resize_frames
@@ -57,16 +57,17 @@ EDIT_GUIDANCE = 3.0
 OVERLAP = 4  # frames an extension segment is conditioned on (one temporal patch)
 
 
-def _checkpoint_size(model: str | None) -> int:
-    """The square clip size of ``model``'s checkpoint (the weights in use for None or "builtin"): 64 for v1, 128 for
-    v2, read from its header; 64 when it cannot be read (availability() then says why the weights are missing)."""
-    from ..builtin import checkpoint_config
+def _checkpoint_plan(model: str | None) -> tuple[int, float]:
+    """The square clip size of ``model``'s checkpoint (the weights in use for None or "builtin": 64 for v1, 128 for
+    v2) and its default guidance, read from its header; v1's when it cannot be read (availability() then says why
+    the weights are missing)."""
+    from ..builtin import checkpoint_config, checkpoint_sampling
 
     path = None if model in (None, "builtin") else Path(str(model)).expanduser()
     try:
-        return int(checkpoint_config(path).get("height", 64))
+        return int(checkpoint_config(path).get("height", 64)), checkpoint_sampling(path)[0]
     except Exception:  # missing or not a checkpoint: resolve() and availability() give the clear error
-        return 64
+        return 64, DEFAULT_GUIDANCE
 
 
 def _square(frames: np.ndarray, size: int) -> np.ndarray:
@@ -115,7 +116,7 @@ class BuiltinBackend(BaseBackend):
         return Availability.ok()
 
     def capabilities(self, model: str | None = None) -> Capabilities:
-        size = _checkpoint_size(model)
+        size, default_guidance = _checkpoint_plan(model)
         return Capabilities(
             modes=("t2v", "i2v", "extend", "edit", "keyframes"),
             edit_max_frames=SEGMENT,  # one segment: a longer edit would need segments that agree at their seams
@@ -133,7 +134,7 @@ class BuiltinBackend(BaseBackend):
             default_fps=8.0,
             default_steps=20,
             max_steps=200,
-            default_guidance=DEFAULT_GUIDANCE,
+            default_guidance=default_guidance,
             max_guidance=30.0,
             notes="trained on a procedural world of skies, landscapes, weather, simple subjects and camera moves; "
             "use 'kinema enhance --upscale' for larger output",
@@ -195,10 +196,12 @@ class BuiltinBackend(BaseBackend):
         if params.mode == "keyframes":
             known, known_index = _keyframes(params, size)
             num_known = len(known_index)
-            if params.last_image is not None:
+            # weights trained with a known last frame (v2's p_keyframes) are steered towards it; older ones are not
+            untrained = not float((info.get("train_config") or {}).get("p_keyframes") or 0.0) > 0
+            if untrained and params.last_image is not None:
                 warnings.append("last_image: the built-in weights were trained with known frames at the start only; "
                                 "the clip jumps to the last image in its final frame (docs/editing.md)")  # fmt: skip
-            if params.keyframes:
+            if untrained and params.keyframes:
                 warnings.append("keyframes: the built-in weights were trained with known frames at the start only; "
                                 "each image is written in at its frame, but the frames around it are not steered "
                                 "towards it (docs/editing.md)")  # fmt: skip
@@ -211,10 +214,11 @@ class BuiltinBackend(BaseBackend):
 
         segments = 1 + (params.num_frames - SEGMENT) // (SEGMENT - OVERLAP)
         steps = params.num_inference_steps or 20
-        guidance = DEFAULT_GUIDANCE if params.guidance_scale is None else params.guidance_scale
+        own_guidance, own_interval = sampling_defaults(info)  # the checkpoint's, else the package's
+        guidance = own_guidance if params.guidance_scale is None else params.guidance_scale
         if params.negative_prompt and guidance == 1.0:
             warnings.append("negative_prompt has no effect at guidance_scale 1; give guidance_scale above 1 "
-                            f"(the built-in model's default is {DEFAULT_GUIDANCE}) to steer away from it")  # fmt: skip
+                            f"(the built-in model's default is {own_guidance:g}) to steer away from it")  # fmt: skip
         if init is not None:
             from ..builtin.sampling import edit_timesteps
 
@@ -229,7 +233,7 @@ class BuiltinBackend(BaseBackend):
             ctx.progress("denoising", done + step, total)
 
         # strength 1 starts from pure noise: text-to-video, with its guidance, frame for frame
-        interval = EDIT_GUIDANCE_INTERVAL if init is not None and strength < 1 else DEFAULT_GUIDANCE_INTERVAL
+        interval = EDIT_GUIDANCE_INTERVAL if init is not None and strength < 1 else own_interval
         pieces: list[np.ndarray] = []
         for seg in range(segments):
             clip = sample(

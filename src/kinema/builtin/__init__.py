@@ -26,9 +26,11 @@ __all__ = [
     "DEFAULT_GUIDANCE_INTERVAL",
     "WEIGHTS_DIR",
     "checkpoint_config",
+    "checkpoint_sampling",
     "DEFAULT_WEIGHTS",
     "is_checkpoint",
     "load_model",
+    "sampling_defaults",
     "save_model",
     "weights_path",
 ]
@@ -44,7 +46,9 @@ DEFAULT_WEIGHTS = WEIGHTS_DIR / "builtin.safetensors"
 #: 0.861 for 1.5 at t in [0.3, 0.8]. Guidance at low noise undoes the camera move the warped noise carries (camera
 #: 0.65 at 1.5 everywhere against 0.95 without); at high noise, where the layout is decided, it helps the subject's
 #: motion (0.74 against 0.64 on seed 99). The first 9 of 20 steps then run twice, so a clip costs 1.37 times one
-#: without guidance (bench/builtin.py). A negative prompt acts only at those steps.
+#: without guidance (bench/builtin.py). A negative prompt acts only at those steps. A checkpoint whose recipe measured
+#: better ones carries its own in its header (``sampling_defaults``): v2's latent wants guidance over more of the
+#: schedule (docs/builtin-v2.md).
 DEFAULT_GUIDANCE = 1.5
 DEFAULT_GUIDANCE_INTERVAL = (0.8, 1.0)
 
@@ -66,22 +70,40 @@ def is_checkpoint(path: str | os.PathLike[str]) -> bool:
 
 
 @functools.lru_cache(maxsize=16)
-def _header_config(path: str, mtime: float) -> dict[str, Any]:
+def _header(path: str, mtime: float) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(config, info) from a checkpoint's header."""
     from safetensors import safe_open
 
     with safe_open(path, framework="pt") as fh:
         meta = fh.metadata() or {}
     if meta.get("format") not in FORMATS:
         raise ValueError(f"{path} is not a Kinema built-in model checkpoint")
-    config: dict[str, Any] = json.loads(meta["config"])
-    return config
+    return json.loads(meta["config"]), json.loads(meta.get("info", "{}"))
+
+
+def _read_header(path: str | os.PathLike[str] | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    p = Path(path) if path is not None else weights_path()
+    return _header(str(p.resolve()), p.stat().st_mtime)
 
 
 def checkpoint_config(path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
     """A checkpoint's model configuration (the shipped one by default), read from the file's header alone: what
     the backend needs to plan (the clip's size) without loading the weights."""
-    p = Path(path) if path is not None else weights_path()
-    return dict(_header_config(str(p.resolve()), p.stat().st_mtime))
+    return dict(_read_header(path)[0])
+
+
+def sampling_defaults(info: dict[str, Any] | None) -> tuple[float, tuple[float, float]]:
+    """The guidance scale and the interval of t it acts at that a checkpoint samples with when the caller gives none:
+    its own (``info["sampling"]``, written by a training recipe that measured them; a v2 latent wants guidance over
+    more of the schedule than v1) or the package's, ``DEFAULT_GUIDANCE`` at ``DEFAULT_GUIDANCE_INTERVAL``."""
+    own = (info or {}).get("sampling") or {}
+    lo, hi = own.get("guidance_interval", DEFAULT_GUIDANCE_INTERVAL)
+    return float(own.get("guidance", DEFAULT_GUIDANCE)), (float(lo), float(hi))
+
+
+def checkpoint_sampling(path: str | os.PathLike[str] | None = None) -> tuple[float, tuple[float, float]]:
+    """``sampling_defaults`` of a checkpoint (the one in use by default), from its header alone."""
+    return sampling_defaults(_read_header(path)[1])
 
 
 def save_model(model: Any, path: str | os.PathLike[str], info: dict[str, Any] | None = None,

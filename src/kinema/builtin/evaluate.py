@@ -30,8 +30,6 @@ from typing import Any
 
 import numpy as np
 
-from . import DEFAULT_GUIDANCE, DEFAULT_GUIDANCE_INTERVAL
-
 __all__ = ["evaluate", "format_report", "grid_score", "psnr", "static_psnr"]
 
 #: frames an extension is conditioned on (the backend's OVERLAP: one temporal patch)
@@ -114,8 +112,8 @@ def evaluate(
     *,
     weights: str | Path | None = None,
     steps: int = 20,
-    guidance: float = DEFAULT_GUIDANCE,
-    guidance_interval: tuple[float, float] = DEFAULT_GUIDANCE_INTERVAL,
+    guidance: float | None = None,
+    guidance_interval: tuple[float, float] | None = None,
     shift: float | None = None,
     seed: int = 1234,
     batch_size: int = 8,
@@ -123,18 +121,22 @@ def evaluate(
     on_progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
     from ..errors import InvalidRequest
-    from . import detectors, load_model, world
+    from . import detectors, load_model, sampling_defaults, world
     from .sampling import check_guidance_interval, sample
 
     if n < 1:
         raise InvalidRequest("n", f"must be at least 1, got {n}")
-    if not guidance > 0:
+    if guidance is not None and not guidance > 0:
         raise InvalidRequest("guidance", f"must be above 0, got {guidance}", value=guidance, allowed="> 0 (1: none)")
-    check_guidance_interval(guidance_interval)  # before the model loads and the real clips render
+    if guidance_interval is not None:
+        check_guidance_interval(guidance_interval)  # before the model loads and the real clips render
     m = min(n, n_i2v if n_i2v is not None else 32)  # image-to-video clips, after the n text-to-video ones
     work = n + m  # on_progress counts clips of both kinds
     t0 = time.perf_counter()
     model, tokenizer, info = load_model(weights)
+    own_guidance, own_interval = sampling_defaults(info)  # the checkpoint's defaults, where the caller gave none
+    guidance = own_guidance if guidance is None else guidance
+    guidance_interval = own_interval if guidance_interval is None else guidance_interval
     cfg = model.cfg
     rng = np.random.default_rng(seed)
     scenes = [world.sample_scene(rng, split="heldout") for _ in range(n)]

@@ -7,8 +7,8 @@ The sheet has four panels, each from the shipped weights (or ``KINEMA_BUILTIN_WE
    model predicts the clean clip to be from it (x0_hat = x_t - t v on the straight rectified-flow path). The layout is
    decided in the first steps; the last ones only sharpen.
 2. **The clip.** Evenly spaced frames of the result.
-3. **Guidance.** The same seed at several classifier-free guidance scales (the shipped interval: guidance acts only
-   while t >= 0.8), one frame each.
+3. **Guidance.** The same seed at several classifier-free guidance scales (in the checkpoint's interval: the
+   shipped v1 weights guide only while t >= 0.8), one frame each.
 4. **Tokens.** Frame 0 with the patch grid the transformer cuts the clip into (each token is a patch of
    patch_t frames x patch_h x patch_w pixels, or latent cells in v2), and how many tokens a clip is.
 5. **The latent** (v2 only). Frame 0's latent, one grey tile per channel (each scaled to its own range): what the
@@ -24,13 +24,13 @@ from typing import Any
 
 import numpy as np
 
-from . import DEFAULT_GUIDANCE, load_model
+from . import load_model, sampling_defaults
 from .sampling import LatentSpace, sample, space_of
 
 __all__ = ["Explanation", "explain"]
 
-#: guidance scales the third panel compares (1.0: none; the shipped default is among them)
-GUIDANCES = (1.0, DEFAULT_GUIDANCE, 3.0, 6.0)
+#: guidance scales the third panel compares beside the checkpoint's default (1.0: none)
+GUIDANCES = (1.0, 3.0, 6.0)
 SCALE = 2  # tiles are drawn at 2x, nearest-neighbour, so single pixels stay visible
 LABEL_H = 14  # pixels for a line of text above a row
 
@@ -69,7 +69,9 @@ def explain(
     denoising steps the first panel shows; ``weights``: a checkpoint, default the one in use)."""
     from PIL import Image, ImageDraw
 
-    model, tokenizer, _info = load_model(weights)
+    model, tokenizer, own = load_model(weights)
+    default, interval = sampling_defaults(own)
+    scales = sorted({*GUIDANCES, default})
     cfg = model.cfg
     if not 2 <= columns <= steps:
         raise ValueError(f"columns: {columns}; between 2 and steps ({steps})")
@@ -85,12 +87,12 @@ def explain(
             latent.append(x0[0, :, 0].clone())
 
     clips: dict[float, np.ndarray] = {}
-    for g in GUIDANCES:
-        out = sample(model, tokenizer, [prompt], steps=steps, guidance=g, seed=seed,
-                     on_state=keep if g == DEFAULT_GUIDANCE else None)  # fmt: skip
+    for g in scales:
+        out = sample(model, tokenizer, [prompt], steps=steps, guidance=g, seed=seed, guidance_interval=interval,
+                     on_state=keep if g == default else None)  # fmt: skip
         assert isinstance(out, np.ndarray)
         clips[g] = out[0]
-    clip = clips[DEFAULT_GUIDANCE]
+    clip = clips[default]
     f = clip.shape[0]
     frame_idx = sorted({round(i * (f - 1) / 4) for i in range(5)})
     mid = f // 2
@@ -104,9 +106,9 @@ def explain(
          "rows": [[states[i][1] for i in shown], [states[i][2] for i in shown]]},
         {"title": f"2. the clip ({f} frames)", "columns": [f"frame {i}" for i in frame_idx],
          "rows": [[clip[i] for i in frame_idx]]},
-        {"title": f"3. guidance scale (frame {mid}; guidance acts while t >= 0.8)",
-         "columns": [f"{g:g}" + (" (default)" if g == DEFAULT_GUIDANCE else "") for g in GUIDANCES],
-         "rows": [[clips[g][mid] for g in GUIDANCES]]},
+        {"title": f"3. guidance scale (frame {mid}; guidance acts while t >= {interval[0]:g})",
+         "columns": [f"{g:g}" + (" (default)" if g == default else "") for g in scales],
+         "rows": [[clips[g][mid] for g in scales]]},
         {"title": f"4. tokens: {cfg.patch_t} frames x {cfg.patch_h}x{cfg.patch_w} {cells}, {nt}x{nh}x{nw} = "
                   f"{nt * nh * nw} per clip", "columns": ["frame 0, patch grid"],
          "rows": [[_grid(clip[0], cfg.patch_h * f_lat, cfg.patch_w * f_lat)]]},
@@ -139,7 +141,7 @@ def explain(
                 sheet.paste(Image.fromarray(tile), (gap + c * (tile_w + gap), y))
             y += tile_h + gap
     described = [{"title": p["title"], "columns": p["columns"]} for p in panels]
-    info = {"prompt": prompt, "seed": seed, "steps": steps, "guidances": list(GUIDANCES),
+    info = {"prompt": prompt, "seed": seed, "steps": steps, "guidances": list(scales),
             "tokens": nt * nh * nw, "size": f"{cfg.width}x{cfg.height}", "frames": f,
             "latent": None if f_lat == 1 else f"{cfg.channels}x{cfg.space[1]}x{cfg.space[2]} per frame"}  # fmt: skip
     return Explanation(np.asarray(sheet), described, info)

@@ -48,12 +48,13 @@ def contact_sheet(
     the model's default guidance), under the prompt; ``weights`` a checkpoint (default: the one in use)."""
     from PIL import Image, ImageDraw
 
-    from . import DEFAULT_GUIDANCE, DEFAULT_GUIDANCE_INTERVAL, load_model
+    from . import load_model, sampling_defaults
     from .sampling import sample
 
-    model, tokenizer, _ = load_model(weights)
-    clips = sample(model, tokenizer, list(prompts), steps=steps, seed=seed, guidance=DEFAULT_GUIDANCE,
-                   guidance_interval=DEFAULT_GUIDANCE_INTERVAL)  # fmt: skip
+    model, tokenizer, info = load_model(weights)
+    guidance, interval = sampling_defaults(info)
+    clips = sample(model, tokenizer, list(prompts), steps=steps, seed=seed, guidance=guidance,
+                   guidance_interval=interval)  # fmt: skip
     assert isinstance(clips, np.ndarray)  # (B, F, H, W, 3)
     if any(not 0 <= f < clips.shape[1] for f in frames):
         raise ValueError(f"frames: {frames} are not all among the clip's {clips.shape[1]}")

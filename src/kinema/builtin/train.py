@@ -78,6 +78,10 @@ class TrainConfig:
     # v2 (a model configuration with latent_factor > 1): the trained autoencoder (``train_autoencoder``'s
     # autoencoder.safetensors) whose latent the DiT learns; clips are encoded once, as they are rendered
     autoencoder: str | None = None
+    # the sampling defaults written into the checkpoint (``builtin.sampling_defaults``), where the recipe measured
+    # better ones than the package's: guidance scale, and the interval (lo, hi) of t it acts at; None: the package's
+    guidance: float | None = None
+    guidance_interval: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
         """Every field in its range, or InvalidRequest naming it: a bad value fails here, not an hour in."""
@@ -108,6 +112,13 @@ class TrainConfig:
         need(self.time_limit is None or self.time_limit > 0, "time_limit", "seconds > 0, or None")
         need(self.stop_after is None or 1 <= self.stop_after <= self.steps, "stop_after", f"1..steps ({self.steps})")
         need(self.threads is None or self.threads >= 1, "threads", "an integer >= 1, or None")
+        need(self.guidance is None or self.guidance > 0, "guidance", "> 0 (1: none), or None")
+        if self.guidance_interval is not None:
+            interval = list(self.guidance_interval)  # a list when read from JSON
+            numbers = len(interval) == 2 and all(isinstance(x, (int, float)) for x in interval)
+            ok = numbers and 0 <= interval[0] <= interval[1] <= 1
+            need(ok, "guidance_interval", "(lo, hi) with 0 <= lo <= hi <= 1, or None")
+            self.guidance_interval = (float(interval[0]), float(interval[1]))
         # warped noise samples along the camera the text's read-out names, and the attribute loss is what trains it
         warped = float(CONFIGS[self.model].get("warp_noise", 0.0)) > 0  # type: ignore[arg-type]
         need(self.text_aux > 0 or not warped, "text_aux", f"> 0 for the model {self.model!r} (warped noise)")
@@ -127,7 +138,8 @@ TRAIN_PRESETS: dict[str, dict[str, Any]] = {
     # v2: the DiT in the f4 autoencoder's latent (--autoencoder); rendering and encoding cost 0.2 s a 128x128 clip,
     # so the pool grows slower than v1's
     "v2": dict(model="v2", steps=4000, text_aux=0.1, known_weight=16.0, motion_weight=3.0, subject_weight=4.0,
-               initial_clips=2048, clips_per_refresh=128, max_clips=12_000, p_keyframes=0.1),
+               initial_clips=2048, clips_per_refresh=128, max_clips=12_000, p_keyframes=0.1,
+               guidance=1.5, guidance_interval=(0.6, 1.0)),
     "tiny-v2": dict(model="tiny-v2", steps=30, batch_size=4, initial_clips=64, clips_per_refresh=0, warmup=5,
                     lr=2e-3, log_every=5, checkpoint_every=0, text_aux=0.1, motion_weight=3.0, subject_weight=4.0,
                     p_keyframes=0.1),
@@ -545,6 +557,9 @@ def _write(ema: VideoDiT, out: Path, cfg: TrainConfig, mcfg: ModelConfig, steps:
         "parameters": n_params, "final_loss": history[-1]["loss"] if history else None,
         "torch": torch.__version__, "final": final,
     }  # fmt: skip
+    if cfg.guidance is not None or cfg.guidance_interval is not None:  # builtin.sampling_defaults reads it
+        info["sampling"] = {k: v for k, v in (("guidance", cfg.guidance), ("guidance_interval", cfg.guidance_interval))
+                            if v is not None}  # fmt: skip
     save_model(ema, out / "builtin.safetensors", info, autoencoder=autoencoder)
     (out / "train_log.json").write_text(json.dumps({"info": info, "history": history}, indent=1))
     return {"path": str(out / "builtin.safetensors"), **info}

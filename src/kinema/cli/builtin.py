@@ -195,10 +195,9 @@ def eval_cmd(
         fail(InvalidRequest("sheet", f"{sheet.name} is not a .png file", value=str(sheet), allowed="FILE.png"))
     if weights is not None and not weights.is_file():
         fail(InvalidRequest("weights", f"no file {weights}", value=str(weights), allowed="a checkpoint file"))
-    from ..builtin import DEFAULT_GUIDANCE, DEFAULT_GUIDANCE_INTERVAL
     from ..builtin.evaluate import evaluate, format_report
 
-    interval = DEFAULT_GUIDANCE_INTERVAL
+    interval = None  # the checkpoint's own (builtin.sampling_defaults)
     if guidance_interval is not None:
         try:
             lo, hi = (float(v) for v in guidance_interval.split(","))
@@ -211,7 +210,7 @@ def eval_cmd(
     try:
         with CountBar(err.is_terminal and not as_json, "evaluating (clips)", console=err) as bar:
             report = evaluate(n=n, weights=weights, steps=steps, seed=seed, guidance_interval=interval,
-                              guidance=DEFAULT_GUIDANCE if guidance is None else guidance,
+                              guidance=guidance,
                               on_progress=bar)  # fmt: skip
     except KinemaError as exc:
         fail(exc)
