@@ -180,7 +180,8 @@ def eval_cmd(
         float | None, typer.Option("--guidance", help="Guidance scale (default: the model's; 1: none).")
     ] = None,
     guidance_interval: Annotated[
-        str | None, typer.Option("--guidance-interval", help="LO,HI: the noise levels t in 0..1 guidance acts at.")
+        str | None,
+        typer.Option("--guidance-interval", help="LO,HI: the t in 0..1 guidance acts at (default: the model's)."),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
     sheet: Annotated[
