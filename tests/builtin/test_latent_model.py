@@ -345,5 +345,8 @@ def test_a_checkpoint_samples_with_its_own_guidance_defaults(tmp_path: Path) -> 
     with pytest.raises(InvalidRequest) as exc:
         TrainConfig(**{**cfg, "guidance_interval": (0.9, 0.5)})  # type: ignore[arg-type]
     assert exc.value.field == "guidance_interval"
+    for bad in ([0.5], [0.5, 0.8, 1.0], ["0.5", "1"]):  # a JSON config's wrong shapes: refused, naming the field
+        with pytest.raises(InvalidRequest, match="guidance_interval"):
+            TrainConfig(**{**cfg, "guidance_interval": bad})  # type: ignore[arg-type]
     v2 = TrainConfig(**{**TRAIN_PRESETS["v2"], "autoencoder": "ae.safetensors"})  # type: ignore[arg-type]
     assert (v2.guidance, v2.guidance_interval) == (1.5, (0.6, 1.0))

@@ -70,12 +70,14 @@ def edit_timesteps(steps: int, strength: float, shift: float = 2.0) -> torch.Ten
 
 
 def check_guidance_interval(interval: tuple[float, float]) -> tuple[float, float]:
-    """``interval`` as (lo, hi), or InvalidRequest (a ValueError) unless 0 <= lo <= hi <= 1."""
-    lo, hi = interval
-    if not 0 <= lo <= hi <= 1:
+    """``interval`` as (lo, hi) floats, or InvalidRequest (a ValueError) unless it is two numbers with
+    0 <= lo <= hi <= 1 (a list, as read from JSON, is taken too)."""
+    pair = list(interval)
+    numbers = len(pair) == 2 and all(isinstance(x, (int, float)) for x in pair)
+    if not (numbers and 0 <= pair[0] <= pair[1] <= 1):
         raise InvalidRequest("guidance_interval", f"must be (lo, hi) with 0 <= lo <= hi <= 1, got {interval}",
-                             value=list(interval))  # fmt: skip
-    return lo, hi
+                             value=pair)  # fmt: skip
+    return float(pair[0]), float(pair[1])
 
 
 def camera_noise(

@@ -35,7 +35,7 @@ from . import save_model
 from .autoencoder import VideoAutoencoder
 from .model import CONFIGS, ModelConfig, Tokenizer, VideoDiT, pool_text
 from .runstate import load_state, save_state
-from .sampling import camera_noise, shift_timesteps, to_model_space
+from .sampling import camera_noise, check_guidance_interval, shift_timesteps, to_model_space
 
 __all__ = ["AUTOENCODER_STAGE", "DECODER_STAGE", "TrainConfig", "train", "TRAIN_PRESETS", "finetune_decoder"]
 
@@ -113,12 +113,8 @@ class TrainConfig:
         need(self.stop_after is None or 1 <= self.stop_after <= self.steps, "stop_after", f"1..steps ({self.steps})")
         need(self.threads is None or self.threads >= 1, "threads", "an integer >= 1, or None")
         need(self.guidance is None or self.guidance > 0, "guidance", "> 0 (1: none), or None")
-        if self.guidance_interval is not None:
-            interval = list(self.guidance_interval)  # a list when read from JSON
-            numbers = len(interval) == 2 and all(isinstance(x, (int, float)) for x in interval)
-            ok = numbers and 0 <= interval[0] <= interval[1] <= 1
-            need(ok, "guidance_interval", "(lo, hi) with 0 <= lo <= hi <= 1, or None")
-            self.guidance_interval = (float(interval[0]), float(interval[1]))
+        if self.guidance_interval is not None:  # sampling's own check: InvalidRequest naming guidance_interval
+            self.guidance_interval = check_guidance_interval(self.guidance_interval)
         # warped noise samples along the camera the text's read-out names, and the attribute loss is what trains it
         warped = float(CONFIGS[self.model].get("warp_noise", 0.0)) > 0  # type: ignore[arg-type]
         need(self.text_aux > 0 or not warped, "text_aux", f"> 0 for the model {self.model!r} (warped noise)")
