@@ -350,3 +350,58 @@ def test_a_checkpoint_samples_with_its_own_guidance_defaults(tmp_path: Path) -> 
             TrainConfig(**{**cfg, "guidance_interval": bad})  # type: ignore[arg-type]
     v2 = TrainConfig(**{**TRAIN_PRESETS["v2"], "autoencoder": "ae.safetensors"})  # type: ignore[arg-type]
     assert (v2.guidance, v2.guidance_interval) == (1.5, (0.6, 1.0))
+
+
+def _pixel_twin(tmp_path: Path) -> tuple[Path, VideoDiT]:
+    """A pixel model with tiny-v2's trunk (the same token grid: 32x32-pixel patches over 64x64 frames), saved."""
+    cfg = _config("tiny-v2")
+    pixel = ModelConfig(**{**cfg.to_dict(), "channels": 3, "latent_factor": 1, "patch_h": 32, "patch_w": 32,
+                           "ref_frame": False, "out_conv": 0})  # type: ignore[arg-type]  # fmt: skip
+    assert pixel.grid == cfg.grid
+    torch.manual_seed(1)
+    model = VideoDiT(pixel)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(std=0.05)
+    return save_model(model, tmp_path / "pixel.safetensors", {}), model
+
+
+def test_a_latent_model_starts_from_a_pixel_model_with_the_same_trunk(tmp_path: Path) -> None:
+    from kinema.builtin.train import SPACE_BOUND, _init_from
+
+    path, pixel = _pixel_twin(tmp_path)
+    stored, _, _ = load_model(path)  # the values as stored (fp16)
+    torch.manual_seed(2)
+    latent = VideoDiT(_config("tiny-v2"))
+    before = {k: v.clone() for k, v in latent.state_dict().items()}
+    fresh = _init_from(latent, str(path))
+    assert fresh and all(k.startswith(SPACE_BOUND) for k in fresh)
+    assert {"patch.weight", "out.weight", "out_conv.0.weight"} <= set(fresh)
+    src, now = stored.state_dict(), latent.state_dict()
+    for k, v in now.items():  # the trunk is the pixel model's; the parts tied to the space stay as they were made
+        assert torch.equal(v, before[k] if k in fresh else src[k]), k
+    assert sum(now[k].numel() for k in now if k not in fresh) > 0.5 * sum(v.numel() for v in now.values())
+
+    # through training: the run records which weights it started from and what of them it could not use
+    ae = str(_ae_file(tmp_path))
+    cfg = TrainConfig(**{**TRAIN_PRESETS["tiny-v2"], "autoencoder": ae, "init": str(path), "steps": 1,
+                         "initial_clips": 8})  # type: ignore[arg-type]  # fmt: skip
+    info = train(cfg, tmp_path / "run")
+    assert info["init"]["fresh"] == fresh and len(info["init"]["sha256"]) == 64
+
+    # a checkpoint whose trunk differs is refused, not half-loaded
+    other = save_model(VideoDiT(_config("tiny")), tmp_path / "other.safetensors", {})
+    with pytest.raises(ValueError, match="does not fit"):
+        _init_from(VideoDiT(_config("tiny-v2")), str(other))
+
+
+def test_cli_init_tells_a_start_across_spaces_and_refuses_a_non_checkpoint(tmp_path: Path) -> None:
+    from kinema.builtin import weights_path
+    from kinema.cli.builtin import _same_space
+
+    shipped = weights_path()  # v1, in pixels
+    assert _same_space(shipped, "cpu") and not _same_space(shipped, "v2")
+    (tmp_path / "junk.safetensors").write_bytes(b"not a checkpoint")
+    res = CliRunner().invoke(app, ["train", "builtin", "--out", str(tmp_path / "o"), "--config", "tiny",
+                                   "--init", str(tmp_path / "junk.safetensors")])  # fmt: skip
+    assert res.exit_code != 0 and "init" in res.output and "Traceback" not in res.output

@@ -291,8 +291,9 @@ def train(
 
     mcfg = ModelConfig(vocab=world.vocabulary(), cameras=list(world.CAMERAS), **CONFIGS[cfg.model])  # type: ignore[arg-type]
     model = VideoDiT(mcfg).to(device)
+    started_from = None  # which weights the run started from, and what of them it could not use
     if cfg.init:
-        _init_from(model, cfg.init)
+        started_from = {"sha256": _sha256(cfg.init), "fresh": _init_from(model, cfg.init)}
     ema = VideoDiT(mcfg).to(device)
     ema.load_state_dict(model.state_dict())
     ema.requires_grad_(False)
@@ -408,14 +409,14 @@ def train(
             save_state(state_path, parts, rng, gen, step=steps_done, elapsed=time.perf_counter() - start,
                        history=history, pool=pool.sizes)  # fmt: skip
             _write(ema, out, cfg, mcfg, steps_done, elapsed, render_time, n_params, history, device, final=False,
-                   autoencoder=autoencoder)  # fmt: skip
+                   autoencoder=autoencoder, started_from=started_from)  # fmt: skip
         if stop:
             break
     elapsed = time.perf_counter() - start
     if cfg.checkpoint_every:  # a run a time limit ended resumes from its last step, not its last checkpoint
         save_state(state_path, parts, rng, gen, step=steps_done, elapsed=elapsed, history=history, pool=pool.sizes)
     return _write(ema, out, cfg, mcfg, steps_done, elapsed, render_time, n_params, history, device, final=True,
-                  autoencoder=autoencoder)  # fmt: skip
+                  autoencoder=autoencoder, started_from=started_from)  # fmt: skip
 
 
 def _loss(
@@ -472,8 +473,22 @@ class _WeightedSquares(torch.autograd.Function):
         return d, -d if ctx.needs_input_grad[1] else None, None, None, None, None
 
 
-def _init_from(model: VideoDiT, path: str) -> None:
-    """Load a checkpoint's weights; a head trained for the other prediction type starts again from zero."""
+#: The parameters tied to the space a model works in (pixels, or a latent): its patch embedding, output head and the
+#: head's conv. A model may start from a checkpoint of another space with the same trunk (see _init_from); these then
+#: start fresh.
+SPACE_BOUND = ("patch.", "out.", "out_conv.")
+
+
+def _init_from(model: VideoDiT, path: str) -> list[str]:
+    """Load a checkpoint's weights; a head trained for the other prediction type starts again from zero. Returns the
+    names of the parameters left at their fresh initialisation.
+
+    A latent model (v2) may start from a pixel model (v1) with the same trunk: the same width, depth and text encoder
+    over the same token grid. The text encoder, the blocks, the positions, the layout code and the camera read-out
+    then carry over (where things are, and when, is the same question in both spaces), and only the parameters tied to
+    the space (``SPACE_BOUND``) start fresh: as the big video models start high resolutions from low-resolution ones.
+    Any other difference is refused, so a wrong checkpoint cannot half-load.
+    """
     from . import load_model
 
     src, _, _ = load_model(path)
@@ -483,7 +498,14 @@ def _init_from(model: VideoDiT, path: str) -> None:
     if src.cfg.prediction != model.cfg.prediction:
         for name in ("out.weight", "out.bias", "ada_out.weight", "ada_out.bias"):
             state[name] = torch.zeros_like(state[name])
-    model.load_state_dict(state)
+    own = model.state_dict()
+    fresh = [k for k, v in own.items() if k not in state or state[k].shape != v.shape]
+    misfit = [k for k in fresh if not k.startswith(SPACE_BOUND)] + [k for k in state if k not in own]
+    if misfit:
+        raise ValueError(f"{path} does not fit the model: {', '.join(misfit[:4])} differ; a checkpoint to start from "
+                         "needs the same width, depth, text encoder and token grid")  # fmt: skip
+    model.load_state_dict({**state, **{k: own[k] for k in fresh}})
+    return fresh
 
 
 def finetune_decoder(
@@ -528,6 +550,12 @@ def finetune_decoder(
     return {"path": str(path), "autoencoder": summary["path"], **record}
 
 
+def _sha256(path: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
 def _load_autoencoder(path: str, mcfg: ModelConfig) -> VideoAutoencoder:
     """The autoencoder for a latent model, checked against the model's configuration."""
     from .autoencoder import load_autoencoder
@@ -541,7 +569,8 @@ def _load_autoencoder(path: str, mcfg: ModelConfig) -> VideoAutoencoder:
 
 def _write(ema: VideoDiT, out: Path, cfg: TrainConfig, mcfg: ModelConfig, steps: int, elapsed: float,
            render_time: float, n_params: int, history: list[dict[str, Any]], device: torch.device,
-           final: bool, autoencoder: VideoAutoencoder | None = None) -> dict[str, Any]:  # fmt: skip
+           final: bool, autoencoder: VideoAutoencoder | None = None,
+           started_from: dict[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
     hardware = (
         torch.cuda.get_device_name(0)
         if device.type == "cuda"
@@ -553,6 +582,8 @@ def _write(ema: VideoDiT, out: Path, cfg: TrainConfig, mcfg: ModelConfig, steps:
         "parameters": n_params, "final_loss": history[-1]["loss"] if history else None,
         "torch": torch.__version__, "final": final,
     }  # fmt: skip
+    if started_from is not None:  # train_config.init names the file; its hash says which weights it held
+        info["init"] = started_from
     if cfg.guidance is not None or cfg.guidance_interval is not None:  # builtin.sampling_defaults reads it
         info["sampling"] = {k: v for k, v in (("guidance", cfg.guidance), ("guidance_interval", cfg.guidance_interval))
                             if v is not None}  # fmt: skip

@@ -100,7 +100,9 @@ def train(
     params["seed"] = seed
     if init is not None:
         params["init"] = str(init)
-        params["warmup"] = min(int(params.get("warmup", 150)), 30)  # the trunk is trained already
+        if _same_space(init, str(params["model"])):  # the whole model is trained already
+            params["warmup"] = min(int(params.get("warmup", 150)), 30)
+        # else a latent model from a pixel one: its fresh patch embedding and head need the preset's warm-up
     if lr is not None:
         params["lr"] = lr
     if time_limit is not None:
@@ -126,6 +128,21 @@ def train(
               f"on {summary['hardware']}: {summary['path']}")  # fmt: skip
     if latent and stage == "all":
         _decoder_stage(DECODER_STAGE[config], out_dir, None, None, threads)
+
+
+def _same_space(init: Path, model: str) -> bool:
+    """Whether the checkpoint ``init`` works in the space of the model configuration ``model``; refuses a file that
+    is not a built-in model checkpoint, naming --init."""
+    from ..builtin import checkpoint_config, is_checkpoint
+    from ..builtin.model import CONFIGS, ModelConfig
+
+    if not is_checkpoint(init):
+        fail(InvalidRequest("init", f"{init} is not a built-in model checkpoint", value=str(init),
+                            allowed="a builtin.safetensors written by kinema train builtin"))  # fmt: skip
+    have, want, default = checkpoint_config(init), CONFIGS[model], ModelConfig()  # older headers omit defaults
+    return all(
+        have.get(k, getattr(default, k)) == want.get(k, getattr(default, k)) for k in ("latent_factor", "channels")
+    )
 
 
 def _decoder_stage(preset: str, out_dir: Path, steps: int | None, minutes: float | None, threads: int | None) -> None:
