@@ -45,11 +45,15 @@ def main() -> None:
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    settings: list[tuple[str, dict[str, object]]] = [("v1, 64x64, default", {}),
-                                                     ("v1, 64x64, no guidance", {"guidance_scale": 1.0})]  # fmt: skip
+    settings: list[tuple[str, dict[str, object]]] = [
+        ("v1, 64x64, default", {}),
+        ("v1, 64x64, no guidance", {"guidance_scale": 1.0}),
+    ]
     if args.v2 is not None:
-        settings += [("v2, 128x128, default", {"model": str(args.v2)}),
-                     ("v2, 128x128, no guidance", {"model": str(args.v2), "guidance_scale": 1.0})]  # fmt: skip
+        settings += [
+            ("v2, 128x128, default", {"model": str(args.v2)}),
+            ("v2, 128x128, no guidance", {"model": str(args.v2), "guidance_scale": 1.0}),
+        ]
     for _, extra in settings:
         kinema.generate(PROMPTS[0], seed=0, **extra)  # type: ignore[arg-type]  # warm-up: loads the weights
     times: dict[str, list[float]] = {name: [] for name, _ in settings}
@@ -63,26 +67,30 @@ def main() -> None:
     for name, v in times.items():
         spread = f"min {min(v):.2f}s, max {max(v):.2f}s, {args.runs} runs, {torch.get_num_threads()} threads"
         print(f"built-in, 16 frames, 20 steps, {name}: median {med[name]:.2f}s ({spread})")
-    rows = [f"| {name} | {med[name]:.2f} | {min(v):.2f} | {max(v):.2f} | {args.runs} | {torch.get_num_threads()} |"
-            for name, v in times.items()]  # fmt: skip
+    rows = [
+        f"| {name} | {med[name]:.2f} | {min(v):.2f} | {max(v):.2f} | {args.runs} | {torch.get_num_threads()} |"
+        for name, v in times.items()
+    ]
     ratios = [f"v1 default against no guidance: {med[settings[0][0]] / med[settings[1][0]]:.2f}x the time."]
     if args.v2 is not None:
         ratios.append(f"v2 against v1 at default settings: {med[settings[2][0]] / med[settings[0][0]]:.2f}x the time.")
-    body = "\n".join([
-        "## Built-in model speed (`bench/builtin.py`)",
-        "",
-        "One 16-frame clip at default settings (20 denoising steps; v1: guidance 1.5 at noise levels t >= 0.8, "
-        "so two network passes at the first 9 steps and one at the other 11; a v2 checkpoint: its own defaults, "
-        "for the v2 recipe 1.5 at t >= 0.6), the whole `kinema.generate` call "
-        "without saving, after a warm-up; beside it, alternately, the same clips without guidance (scale 1: one "
-        "pass per step). Target: at most 3 s on a 2-core CPU; goal under 2 s (faster than real time).",
-        "",
-        "| settings | median (s) | min (s) | max (s) | runs | torch threads |",
-        "|---|---|---|---|---|---|",
-        *rows,
-        "",
-        " ".join(ratios) + f" Machine: {machine()}.",
-    ])  # fmt: skip
+    body = "\n".join(
+        [
+            "## Built-in model speed (`bench/builtin.py`)",
+            "",
+            "One 16-frame clip at default settings (20 denoising steps; v1: guidance 1.5 at noise levels t >= 0.8, "
+            "so two network passes at the first 9 steps and one at the other 11; a v2 checkpoint: its own defaults, "
+            "for the v2 recipe 1.5 at t >= 0.6), the whole `kinema.generate` call "
+            "without saving, after a warm-up; beside it, alternately, the same clips without guidance (scale 1: one "
+            "pass per step). Target: at most 3 s on a 2-core CPU; goal under 2 s (faster than real time).",
+            "",
+            "| settings | median (s) | min (s) | max (s) | runs | torch threads |",
+            "|---|---|---|---|---|---|",
+            *rows,
+            "",
+            " ".join(ratios) + f" Machine: {machine()}.",
+        ]
+    )
     if not args.no_write:
         write_section("builtin", body)
 

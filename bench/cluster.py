@@ -164,8 +164,12 @@ class Deployment:
         poll_elapsed = time.perf_counter() - began
         with ThreadPoolExecutor(CLIENTS) as pool:
             list(pool.map(lambda i: self.client.delete(f"/v1/videos/{i}"), ids))
-        return {"submits": submits, "submit_p50_ms": 1000 * _quantile(times, 0.50),
-                "submit_p99_ms": 1000 * _quantile(times, 0.99), "polls_per_s": polls / poll_elapsed}  # fmt: skip
+        return {
+            "submits": submits,
+            "submit_p50_ms": 1000 * _quantile(times, 0.50),
+            "submit_p99_ms": 1000 * _quantile(times, 0.99),
+            "polls_per_s": polls / poll_elapsed,
+        }
 
     def wait_done(self, ids: list[str], timeout: float = 600) -> None:
         deadline = time.monotonic() + timeout
@@ -202,8 +206,13 @@ def round_(dep: Deployment, workers: int, jobs: int, submits: int, seed: int) ->
             list(pool.map(lambda i: dep.client.delete(f"/v1/videos/{i}"), burst))
     finally:
         _stop(procs)
-    return {"workers": workers, "jobs": jobs, "submits": submits, "submits_per_s": submits / submit_s,
-            "completed_per_s": jobs / total_s}  # fmt: skip
+    return {
+        "workers": workers,
+        "jobs": jobs,
+        "submits": submits,
+        "submits_per_s": submits / submit_s,
+        "completed_per_s": jobs / total_s,
+    }
 
 
 def run(
@@ -238,8 +247,15 @@ def claims(location: str, jobs: int, threads: int) -> dict[str, float]:
         def drain(k: int) -> None:
             start.wait()
             while (job := store.claim(f"bench-{k}", lease_seconds=60)) is not None:
-                ok = store.complete(job.id, f"bench-{k}", job.attempts, result={}, output_path="noop.mp4",
-                                    thumbnail_path=None, expires_at=time.time() + 3600)  # fmt: skip
+                ok = store.complete(
+                    job.id,
+                    f"bench-{k}",
+                    job.attempts,
+                    result={},
+                    output_path="noop.mp4",
+                    thumbnail_path=None,
+                    expires_at=time.time() + 3600,
+                )
                 counts[k] += ok
 
         pool = [threading.Thread(target=drain, args=(k,)) for k in range(threads)]
@@ -290,8 +306,15 @@ def ray_phase(jobs: int, actor_counts: tuple[int, ...]) -> list[dict[str, Any]]:
                 began = time.perf_counter()
                 _ray_drain(store, jobs, seed=0)
                 elapsed = time.perf_counter() - began
-                rows.append({"actors": n, "jobs": jobs, "jobs_per_min": 60 * jobs / elapsed, "load_start": load0,
-                             "load_end": os.getloadavg()[0]})  # fmt: skip
+                rows.append(
+                    {
+                        "actors": n,
+                        "jobs": jobs,
+                        "jobs_per_min": 60 * jobs / elapsed,
+                        "load_start": load0,
+                        "load_end": os.getloadavg()[0],
+                    }
+                )
             finally:
                 pool.stop(graceful=False, timeout=30)
                 store.close()
@@ -303,11 +326,17 @@ def ray_phase(jobs: int, actor_counts: tuple[int, ...]) -> list[dict[str, Any]]:
 
 def _ray_drain(store: Any, jobs: int, seed: int, timeout: float = 600) -> None:
     """Queue ``jobs`` built-in jobs as the API would (the same request as BODY) and wait until all completed."""
-    request = {"prompt": BODY["prompt"], "backend": "builtin", "num_inference_steps": BODY["steps"], "format": "mp4",
-               "num_frames": 16}  # fmt: skip
+    request = {
+        "prompt": BODY["prompt"],
+        "backend": "builtin",
+        "num_inference_steps": BODY["steps"],
+        "format": "mp4",
+        "num_frames": 16,
+    }
     summary = {"prompt": BODY["prompt"], "backend": "builtin", "model": "builtin"}
-    ids = [store.submit_job(owner="bench", request={**request, "seed": seed + i}, summary=summary).id
-           for i in range(jobs)]  # fmt: skip
+    ids = [
+        store.submit_job(owner="bench", request={**request, "seed": seed + i}, summary=summary).id for i in range(jobs)
+    ]
     deadline = time.monotonic() + timeout
     while not all((job := store.get(i)) is not None and job.terminal for i in ids):
         if time.monotonic() > deadline:
@@ -319,13 +348,17 @@ def _ray_drain(store: Any, jobs: int, seed: int, timeout: float = 600) -> None:
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    lines = ["| store | worker processes | submits/s | completed jobs/s | submits vs 1 | completed vs 1 |",
-             "|---|---|---|---|---|---|"]  # fmt: skip
+    lines = [
+        "| store | worker processes | submits/s | completed jobs/s | submits vs 1 | completed vs 1 |",
+        "|---|---|---|---|---|---|",
+    ]
     for r in rows:
         base = next(b for b in rows if b["store"] == r["store"] and b["workers"] == 1)
-        lines.append(f"| {r['store']} | {r['workers']} | {r['submits_per_s']:.1f} | {r['completed_per_s']:.2f} | "
-                     f"{r['submits_per_s'] / base['submits_per_s']:.2f}x | "
-                     f"{r['completed_per_s'] / base['completed_per_s']:.2f}x |")  # fmt: skip
+        lines.append(
+            f"| {r['store']} | {r['workers']} | {r['submits_per_s']:.1f} | {r['completed_per_s']:.2f} | "
+            f"{r['submits_per_s'] / base['submits_per_s']:.2f}x | "
+            f"{r['completed_per_s'] / base['completed_per_s']:.2f}x |"
+        )
     return "\n".join(lines)
 
 
@@ -381,8 +414,9 @@ def main() -> None:
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    jobs, submits, n_claims, poll_s = (3, 20, 20, 1.0) if args.quick else (args.jobs, args.submits, args.claims,
-                                                                           POLL_SECONDS)  # fmt: skip
+    jobs, submits, n_claims, poll_s = (
+        (3, 20, 20, 1.0) if args.quick else (args.jobs, args.submits, args.claims, POLL_SECONDS)
+    )
     server = None
     stores: dict[str, str | None] = {}
     # a fresh store per claims round: a database on the throwaway server; on a given one, its only database
@@ -419,8 +453,18 @@ def main() -> None:
         figures = {"scale_out": rows, "claims": claim_rows, "api": api, "ray": ray_rows, "load": [load0, load1]}
         sys.stdout.write(json.dumps(figures) + "\n")
     else:
-        print("\n\n".join(t for t in (table(rows), claims_table(claim_rows), api_table(api),
-                                        ray_table(ray_rows) if ray_rows else "") if t))  # fmt: skip
+        print(
+            "\n\n".join(
+                t
+                for t in (
+                    table(rows),
+                    claims_table(claim_rows),
+                    api_table(api),
+                    ray_table(ray_rows) if ray_rows else "",
+                )
+                if t
+            )
+        )
     if args.quick or args.no_write:
         return
     write_section(

@@ -75,9 +75,19 @@ def _request(folder: Path, size: dict[str, int], steps: int, device: str, option
     opts: dict[str, Any] = {"device": device, **options}
     if size is TINY:
         opts["max_sequence_length"] = 32  # keeps the tiny UMT5 cheap
-    return VideoRequest(prompt=PROMPT, negative_prompt=NEGATIVE, guidance_scale=GUIDANCE, seed=SEED,
-                        backend="diffusers", model=str(folder), width=size["width"], height=size["height"],
-                        num_frames=size["num_frames"], num_inference_steps=steps, options=opts)  # fmt: skip
+    return VideoRequest(
+        prompt=PROMPT,
+        negative_prompt=NEGATIVE,
+        guidance_scale=GUIDANCE,
+        seed=SEED,
+        backend="diffusers",
+        model=str(folder),
+        width=size["width"],
+        height=size["height"],
+        num_frames=size["num_frames"],
+        num_inference_steps=steps,
+        options=opts,
+    )
 
 
 def plain_diffusers(folder: Path, size: dict[str, int], steps: int, device: str) -> Row:
@@ -99,9 +109,17 @@ def plain_diffusers(folder: Path, size: dict[str, int], steps: int, device: str)
     extra = {"max_sequence_length": 32} if size is TINY else {}
     start = time.perf_counter()
     with torch.inference_mode():
-        frames = pipe(PROMPT, negative_prompt=NEGATIVE, guidance_scale=GUIDANCE, output_type="np",
-                      num_inference_steps=steps, generator=torch.Generator("cpu").manual_seed(SEED),
-                      callback_on_step_end=on_step, **size, **extra).frames  # fmt: skip
+        frames = pipe(
+            PROMPT,
+            negative_prompt=NEGATIVE,
+            guidance_scale=GUIDANCE,
+            output_type="np",
+            num_inference_steps=steps,
+            generator=torch.Generator("cpu").manual_seed(SEED),
+            callback_on_step_end=on_step,
+            **size,
+            **extra,
+        ).frames
     row.clip_s, row.frames, row.step_s = time.perf_counter() - start, int(frames.shape[1]), clock.median_step()
     del pipe, vae
     free_memory()
@@ -147,12 +165,15 @@ def kinema_split(folder: Path, size: dict[str, int], steps: int, device: str, gp
 def table(rows: list[Row]) -> str:
     base = next((r.step_s for r in rows if r.setup == "kinema" and r.step_s), None)
     plain = next((r.step_s for r in rows if r.setup == "diffusers" and r.step_s), None)
-    lines = ["| setup | GPUs | s / step | vs diffusers 1 GPU | parallel efficiency | s / clip, end to end |",
-             "|---|---|---|---|---|---|"]  # fmt: skip
+    lines = [
+        "| setup | GPUs | s / step | vs diffusers 1 GPU | parallel efficiency | s / clip, end to end |",
+        "|---|---|---|---|---|---|",
+    ]
     for r in rows:
         if r.skipped or r.step_s is None:
-            lines.append(f"| {r.setup} | {r.gpus} | not run: {(r.skipped or 'no step events').replace('|', '/')} "
-                         "| | | |")  # fmt: skip
+            lines.append(
+                f"| {r.setup} | {r.gpus} | not run: {(r.skipped or 'no step events').replace('|', '/')} | | | |"
+            )
             continue
         vs = f"{plain / r.step_s:.2f}x" if plain else ""
         eff = f"{base / (r.gpus * r.step_s):.2f}" if base and r.setup.startswith("kinema") else ""
@@ -161,34 +182,48 @@ def table(rows: list[Row]) -> str:
 
 
 def report(gpu: str, steps: int, size: dict[str, int], rows: list[Row], tiny: bool) -> str:
-    arch = "Tiny configs (a smoke run on CPU processes with gloo, not a measurement)" if tiny else (
-        "Wan2.1-T2V-14B, full-size architecture")  # fmt: skip
-    return "\n".join([
-        "## One clip on several GPUs: Wan2.1-T2V-14B with Ulysses (`bench/gpu_parallel.py`)",
-        "",
-        f"GPUs: **{gpu}**. {arch} with random weights, {size['height']}x{size['width']}, {size['num_frames']} "
-        f"frames, {steps} steps with classifier-free guidance (guidance {GUIDANCE}), torch {torch.__version__}. "
-        "s / step: the median time between denoising steps after the first. Parallel efficiency: Kinema on 1 GPU "
-        "/ (GPUs x s / step). End to end includes starting the processes and loading the model for a split run.",
-        "",
-        table(rows),
-    ])  # fmt: skip
+    arch = (
+        "Tiny configs (a smoke run on CPU processes with gloo, not a measurement)"
+        if tiny
+        else ("Wan2.1-T2V-14B, full-size architecture")
+    )
+    return "\n".join(
+        [
+            "## One clip on several GPUs: Wan2.1-T2V-14B with Ulysses (`bench/gpu_parallel.py`)",
+            "",
+            f"GPUs: **{gpu}**. {arch} with random weights, {size['height']}x{size['width']}, {size['num_frames']} "
+            f"frames, {steps} steps with classifier-free guidance (guidance {GUIDANCE}), torch {torch.__version__}. "
+            "s / step: the median time between denoising steps after the first. Parallel efficiency: Kinema on 1 GPU "
+            "/ (GPUs x s / step). End to end includes starting the processes and loading the model for a split run.",
+            "",
+            table(rows),
+        ]
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     ap.add_argument("--tiny", action="store_true", help="CPU smoke run on a tiny checkpoint (no GPU needed)")
     ap.add_argument("--steps", type=int, default=None, help="denoising steps (default 20; --tiny: 3)")
-    ap.add_argument("--gpus", default=None, help="comma-separated group sizes (default: 2, 4, 8 up to the GPUs "
-                    "present; --tiny: 2)")  # fmt: skip
-    ap.add_argument("--folder", type=Path, default=None, help="where to save the random checkpoint (default: a "
-                    "temporary folder, removed after; the full one takes about 40 GB)")  # fmt: skip
+    ap.add_argument(
+        "--gpus", default=None, help="comma-separated group sizes (default: 2, 4, 8 up to the GPUs present; --tiny: 2)"
+    )
+    ap.add_argument(
+        "--folder",
+        type=Path,
+        default=None,
+        help="where to save the random checkpoint (default: a "
+        "temporary folder, removed after; the full one takes about 40 GB)",
+    )
     ap.add_argument("--json", action="store_true", help="print the figures as one JSON object")
     ap.add_argument("--no-write", action="store_true", help="do not write BENCHMARKS.md (--tiny never writes)")
     args = ap.parse_args(argv)
     if not args.tiny and not torch.cuda.is_available():
-        print("error: bench/gpu_parallel.py measures GPUs and needs CUDA, which is not available here "
-              "(run it on a CUDA machine, or use --tiny for a CPU smoke run)", file=sys.stderr)  # fmt: skip
+        print(
+            "error: bench/gpu_parallel.py measures GPUs and needs CUDA, which is not available here "
+            "(run it on a CUDA machine, or use --tiny for a CPU smoke run)",
+            file=sys.stderr,
+        )
         return 2
     present = torch.cuda.device_count() if not args.tiny else 2
     try:

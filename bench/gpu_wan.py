@@ -58,7 +58,7 @@ KINEMA_SETUPS: dict[str, tuple[dict[str, Any], str]] = {
     "kinema-fbcache": (
         {"compile": True, "cache": "firstblock", "cache_threshold": 0.05},
         "Kinema compile=true, cache=firstblock (0.05; lossy)",
-    ),  # fmt: skip
+    ),
     **{
         f"kinema-{mode}": ({"compile": True, "quantize": mode}, f"Kinema compile=true, quantize={mode}")
         for mode in ("int8", "fp8", "fp8_layerwise", "bnb8", "bnb4")
@@ -106,27 +106,53 @@ def build_checkpoint(folder: Path, tiny: bool, device: str, variant: str = "1.3b
     vocab += [(c, -5.0) for c in "abcdefghijklmnopqrstuvwxyz,."]
     tokenizer = T5Tokenizer(vocab=vocab, extra_ids=0, model_max_length=512)
     if tiny:
-        te_cfg = UMT5Config(vocab_size=256, d_model=32, d_kv=8, d_ff=37, num_layers=2, num_heads=4,
-                            relative_attention_num_buckets=8, dropout_rate=0.0)  # fmt: skip
-        tr_cfg = dict(num_attention_heads=2, attention_head_dim=12, text_dim=32, ffn_dim=32, num_layers=2,
-                      rope_max_seq_len=32)  # fmt: skip
+        te_cfg = UMT5Config(
+            vocab_size=256,
+            d_model=32,
+            d_kv=8,
+            d_ff=37,
+            num_layers=2,
+            num_heads=4,
+            relative_attention_num_buckets=8,
+            dropout_rate=0.0,
+        )
+        tr_cfg = dict(
+            num_attention_heads=2, attention_head_dim=12, text_dim=32, ffn_dim=32, num_layers=2, rope_max_seq_len=32
+        )
         vae_cfg: dict[str, Any] = dict(base_dim=3, dim_mult=[1, 1, 1, 1], num_res_blocks=1)
     else:  # Wan-AI/Wan2.1-T2V-*-Diffusers: text_encoder/config.json, transformer/config.json, vae/config.json
-        te_cfg = UMT5Config(vocab_size=256384, d_model=4096, d_kv=64, d_ff=10240, num_layers=24, num_heads=64,
-                            relative_attention_num_buckets=32, relative_attention_max_distance=128,
-                            feed_forward_proj="gated-gelu", dropout_rate=0.0)  # fmt: skip
+        te_cfg = UMT5Config(
+            vocab_size=256384,
+            d_model=4096,
+            d_kv=64,
+            d_ff=10240,
+            num_layers=24,
+            num_heads=64,
+            relative_attention_num_buckets=32,
+            relative_attention_max_distance=128,
+            feed_forward_proj="gated-gelu",
+            dropout_rate=0.0,
+        )
         tr_cfg = dict(attention_head_dim=128, text_dim=4096, rope_max_seq_len=1024, **TRANSFORMERS[variant])
         vae_cfg = {}
     torch.manual_seed(0)
     with torch.device(device):  # initialise on the GPU: a random 5.7B text encoder in seconds, not minutes
         text_encoder = UMT5EncoderModel(te_cfg).to(dtype).eval()
-        transformer = WanTransformer3DModel(patch_size=(1, 2, 2), in_channels=16, out_channels=16, freq_dim=256,
-                                            cross_attn_norm=True, qk_norm="rms_norm_across_heads", eps=1e-6,
-                                            **tr_cfg).to(dtype)  # fmt: skip
+        transformer = WanTransformer3DModel(
+            patch_size=(1, 2, 2),
+            in_channels=16,
+            out_channels=16,
+            freq_dim=256,
+            cross_attn_norm=True,
+            qk_norm="rms_norm_across_heads",
+            eps=1e-6,
+            **tr_cfg,
+        ).to(dtype)
         vae = AutoencoderKLWan(z_dim=16, temperal_downsample=[False, True, True], **vae_cfg).to(torch.float32)
     scheduler = UniPCMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=3.0)
-    pipe = WanPipeline(tokenizer=tokenizer, text_encoder=text_encoder, vae=vae, transformer=transformer,
-                       scheduler=scheduler)  # fmt: skip
+    pipe = WanPipeline(
+        tokenizer=tokenizer, text_encoder=text_encoder, vae=vae, transformer=transformer, scheduler=scheduler
+    )
     pipe.save_pretrained(folder)
     del pipe, text_encoder, transformer, vae
     free_memory()
@@ -155,8 +181,14 @@ def plain_diffusers(folder: Path, device: str, compile_blocks: bool) -> Callable
 
     def clip(call: dict[str, Any]) -> int:
         with torch.inference_mode():
-            out = pipe(PROMPT, negative_prompt=NEGATIVE, guidance_scale=GUIDANCE, output_type="np",
-                       generator=torch.Generator("cpu").manual_seed(SEED), **call).frames  # fmt: skip
+            out = pipe(
+                PROMPT,
+                negative_prompt=NEGATIVE,
+                guidance_scale=GUIDANCE,
+                output_type="np",
+                generator=torch.Generator("cpu").manual_seed(SEED),
+                **call,
+            ).frames
         return int(out.shape[1])
 
     return clip
@@ -169,10 +201,19 @@ def kinema_backend(folder: Path, device: str, options: dict[str, Any]) -> Callab
     def clip(call: dict[str, Any]) -> int:
         text_len = call.get("max_sequence_length")
         opts = {"device": device, **options, **({"max_sequence_length": text_len} if text_len else {})}
-        result = kinema.generate(PROMPT, negative_prompt=NEGATIVE, guidance_scale=GUIDANCE, seed=SEED,
-                                 backend="diffusers", model=str(folder), width=call["width"], height=call["height"],
-                                 num_frames=call["num_frames"], num_inference_steps=call["num_inference_steps"],
-                                 options=opts)  # fmt: skip
+        result = kinema.generate(
+            PROMPT,
+            negative_prompt=NEGATIVE,
+            guidance_scale=GUIDANCE,
+            seed=SEED,
+            backend="diffusers",
+            model=str(folder),
+            width=call["width"],
+            height=call["height"],
+            num_frames=call["num_frames"],
+            num_inference_steps=call["num_inference_steps"],
+            options=opts,
+        )
         return int(result.video.frames.shape[0])
 
     return clip
@@ -223,8 +264,10 @@ def run_setup(name: str, folder: Path, device: str, call: dict[str, Any]) -> Row
 
 def table(rows: list[Row]) -> str:
     base = next((r.clip_s for r in rows if r.setup == "diffusers" and r.clip_s), None)
-    lines = ["| setup | s / clip | vs diffusers | first clip s (load + compile) | peak GPU GiB |",
-             "|---|---|---|---|---|"]  # fmt: skip
+    lines = [
+        "| setup | s / clip | vs diffusers | first clip s (load + compile) | peak GPU GiB |",
+        "|---|---|---|---|---|",
+    ]
     for r in rows:
         if r.skipped:
             lines.append(f"| {r.label} | not run: {r.skipped.replace('|', '/')} | | | |")
@@ -237,19 +280,21 @@ def table(rows: list[Row]) -> str:
 
 def report(gpu: str, steps: int, size: dict[str, int], rows: list[Row], tiny: bool = False) -> str:
     arch = "Tiny configs (a smoke run, not a measurement)" if tiny else "Full-size architecture"
-    return "\n".join([
-        "## Wan2.1-T2V-1.3B on one GPU (`bench/gpu_wan.py`)",
-        "",
-        f"GPU: **{gpu}**. {arch} with random weights, {size['height']}x{size['width']}, "
-        f"{size['num_frames']} frames, {steps} steps with classifier-free guidance (guidance {GUIDANCE}), torch "
-        f"{torch.__version__}. s / clip: end to end (text encoding + denoising + VAE decode) of the second clip; "
-        "the first includes loading and compilation. Peak GPU memory of the second clip.",
-        "",
-        table(rows),
-        "",
-        "FirstBlockCache skips depend on how much the first block's output changes between steps; random weights "
-        "do not behave as trained ones, so that row is indicative only.",
-    ])  # fmt: skip
+    return "\n".join(
+        [
+            "## Wan2.1-T2V-1.3B on one GPU (`bench/gpu_wan.py`)",
+            "",
+            f"GPU: **{gpu}**. {arch} with random weights, {size['height']}x{size['width']}, "
+            f"{size['num_frames']} frames, {steps} steps with classifier-free guidance (guidance {GUIDANCE}), torch "
+            f"{torch.__version__}. s / clip: end to end (text encoding + denoising + VAE decode) of the second clip; "
+            "the first includes loading and compilation. Peak GPU memory of the second clip.",
+            "",
+            table(rows),
+            "",
+            "FirstBlockCache skips depend on how much the first block's output changes between steps; random weights "
+            "do not behave as trained ones, so that row is indicative only.",
+        ]
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -257,8 +302,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tiny", action="store_true", help="CPU smoke run on a tiny checkpoint (no GPU needed)")
     ap.add_argument("--steps", type=int, default=None, help="denoising steps (default 20; --tiny: 2)")
     ap.add_argument("--setups", default=",".join(SETUPS), help=f"comma-separated, from: {', '.join(SETUPS)}")
-    ap.add_argument("--folder", type=Path, default=None, help="where to save the random checkpoint (default: a "
-                    "temporary folder, removed after; the full one takes about 15 GB)")  # fmt: skip
+    ap.add_argument(
+        "--folder",
+        type=Path,
+        default=None,
+        help="where to save the random checkpoint (default: a "
+        "temporary folder, removed after; the full one takes about 15 GB)",
+    )
     ap.add_argument("--json", action="store_true", help="print the figures as one JSON object")
     ap.add_argument("--no-write", action="store_true", help="do not write BENCHMARKS.md (--tiny never writes)")
     args = ap.parse_args(argv)
@@ -268,8 +318,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: unknown setup(s) {', '.join(unknown)}; choose from {', '.join(SETUPS)}", file=sys.stderr)
         return 2
     if not args.tiny and not torch.cuda.is_available():
-        print("error: bench/gpu_wan.py measures a GPU and needs CUDA, which is not available here "
-              "(run it on a CUDA machine, or use --tiny for a CPU smoke run)", file=sys.stderr)  # fmt: skip
+        print(
+            "error: bench/gpu_wan.py measures a GPU and needs CUDA, which is not available here "
+            "(run it on a CUDA machine, or use --tiny for a CPU smoke run)",
+            file=sys.stderr,
+        )
         return 2
     device = "cpu" if args.tiny else "cuda"
     steps = args.steps or (2 if args.tiny else 20)

@@ -240,11 +240,18 @@ def main() -> None:
         poll_cpu_ms = (srv.cpu_seconds() - cpu0) / max(1.0, poll_tput * args.seconds) * 1000
     ovh = overhead(args.runs)
     res = {
-        "submit_rate": args.rate, "submit_p50_ms": pct(lat, 50) * 1000, "submit_p99_ms": pct(lat, 99) * 1000,
-        "submit_errors": sub_err, "submit_per_s": submit_tput, "poll_per_s": poll_tput,
-        "errors": tput_err + poll_err, "submit_server_cpu_ms": submit_cpu_ms, "poll_server_cpu_ms": poll_cpu_ms,
-        "load_average": os.getloadavg()[0], **ovh,
-    }  # fmt: skip
+        "submit_rate": args.rate,
+        "submit_p50_ms": pct(lat, 50) * 1000,
+        "submit_p99_ms": pct(lat, 99) * 1000,
+        "submit_errors": sub_err,
+        "submit_per_s": submit_tput,
+        "poll_per_s": poll_tput,
+        "errors": tput_err + poll_err,
+        "submit_server_cpu_ms": submit_cpu_ms,
+        "poll_server_cpu_ms": poll_cpu_ms,
+        "load_average": os.getloadavg()[0],
+        **ovh,
+    }
     print(json.dumps(res, indent=2))
     ok_lat = "yes" if res["submit_p99_ms"] < 25 and sub_err == 0 else "no"
     ok_poll = "yes" if poll_tput >= 1000 else "no"

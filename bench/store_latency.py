@@ -61,8 +61,12 @@ def stores(kinds: list[str]) -> Iterator[Callable[[str], str]]:
 def fill(store: Store, jobs: int) -> None:
     """``jobs`` jobs over 10 keys: 70% completed, 20% queued, the rest running (two workers) or failed."""
     owners = [store.create_key(f"k{i}")[0] for i in range(10)]
-    futures = [store.submit_job_future(owner=owners[i % 10], request={"prompt": f"job {i}"}, summary={},
-                                       kind="video" if i % 4 else "storyboard") for i in range(jobs)]  # fmt: skip
+    futures = [
+        store.submit_job_future(
+            owner=owners[i % 10], request={"prompt": f"job {i}"}, summary={}, kind="video" if i % 4 else "storyboard"
+        )
+        for i in range(jobs)
+    ]
     for f in futures:
         f.result()
     rng = random.Random(1)
@@ -71,8 +75,15 @@ def fill(store: Store, jobs: int) -> None:
         assert job is not None
         roll = rng.random()
         if roll < 0.875:
-            store.complete(job.id, job.worker or "", job.attempts, result={}, output_path="x", thumbnail_path=None,
-                           expires_at=time.time() + 3600)  # fmt: skip
+            store.complete(
+                job.id,
+                job.worker or "",
+                job.attempts,
+                result={},
+                output_path="x",
+                thumbnail_path=None,
+                expires_at=time.time() + 3600,
+            )
         elif roll < 0.95:
             store.fail(job.id, job.worker or "", job.attempts, {"code": "x", "message": "x"})
         # else: left running
@@ -115,8 +126,15 @@ def bench_claim(location: Callable[[str], str], kinds: list[str], samples: int) 
 
         def runner(ctx: Any) -> None:
             started[ctx.job.id] = time.perf_counter()  # noqa: B023
-            ctx.pool.store.complete(ctx.job.id, ctx.pool.name, ctx.attempt, result={}, output_path="x",
-                                    thumbnail_path=None, expires_at=time.time() + 60)  # fmt: skip
+            ctx.pool.store.complete(
+                ctx.job.id,
+                ctx.pool.name,
+                ctx.attempt,
+                result={},
+                output_path="x",
+                thumbnail_path=None,
+                expires_at=time.time() + 60,
+            )
             done.set()  # noqa: B023
 
         config = ServiceConfig(data_dir=Path(tempfile.mkdtemp(prefix="kinema-bench-")), warm_up=False)
@@ -135,8 +153,11 @@ def bench_claim(location: Callable[[str], str], kinds: list[str], samples: int) 
         finally:
             pool.stop()
         waits.sort()
-        print(f"[claim] {kind}: submit -> claim median {statistics.median(waits) * 1000:.1f} ms, "
-              f"max {waits[-1] * 1000:.1f} ms ({samples} jobs)", flush=True)  # fmt: skip
+        print(
+            f"[claim] {kind}: submit -> claim median {statistics.median(waits) * 1000:.1f} ms, "
+            f"max {waits[-1] * 1000:.1f} ms ({samples} jobs)",
+            flush=True,
+        )
         store.close()
         submitter.close()
 

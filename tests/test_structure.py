@@ -225,10 +225,13 @@ def cycle_report(area: str) -> list[str]:
             continue
         members = set(component)
         inside = [imp for m in component for t, imp in sorted(graph[m].items()) if t in members]
-        report.append(f"cycle among {len(component)} modules: {', '.join(component)}\n"
-                      "for example:\n" + "\n".join(describe(i) for i in a_loop(graph, component))
-                      + "\nevery import among them (break enough of these):\n"
-                      + "\n".join(describe(i) for i in inside))  # fmt: skip
+        report.append(
+            f"cycle among {len(component)} modules: {', '.join(component)}\n"
+            "for example:\n"
+            + "\n".join(describe(i) for i in a_loop(graph, component))
+            + "\nevery import among them (break enough of these):\n"
+            + "\n".join(describe(i) for i in inside)
+        )
     return report
 
 
@@ -280,8 +283,13 @@ def private_uses(module: str) -> list[str]:
             elif _is_private(alias.name) and target != module:
                 found.append(f"{where}:{node.lineno}: from {target} import {alias.name}")
     for expr in ast.walk(tree):
-        if (isinstance(expr, ast.Attribute) and isinstance(expr.value, ast.Name) and expr.value.id in bound
-                and _is_private(expr.attr) and bound[expr.value.id] != module):  # fmt: skip
+        if (
+            isinstance(expr, ast.Attribute)
+            and isinstance(expr.value, ast.Name)
+            and expr.value.id in bound
+            and _is_private(expr.attr)
+            and bound[expr.value.id] != module
+        ):
             found.append(f"{where}:{expr.lineno}: {expr.value.id}.{expr.attr} ({bound[expr.value.id]})")
     return found
 

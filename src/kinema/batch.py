@@ -98,9 +98,13 @@ class BatchReport:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "source": self.source, "output_dir": self.output_dir, "started_at": self.started_at,
-            "finished_at": self.finished_at, "counts": self.counts, "rows": self.rows,
-        }  # fmt: skip
+            "source": self.source,
+            "output_dir": self.output_dir,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "counts": self.counts,
+            "rows": self.rows,
+        }
 
 
 # -- reading and validating ------------------------------------------------------------------------------------------
@@ -136,8 +140,9 @@ def parse_rows(text: str, kind: str) -> list[tuple[int, dict[str, Any]]]:
             try:
                 value = json.loads(stripped)
             except json.JSONDecodeError as exc:
-                raise InvalidRequest(f"line {n}", f"is not valid JSON ({exc.msg} at column {exc.colno})",
-                                     value=stripped[:200]) from None  # fmt: skip
+                raise InvalidRequest(
+                    f"line {n}", f"is not valid JSON ({exc.msg} at column {exc.colno})", value=stripped[:200]
+                ) from None
             if not isinstance(value, dict):
                 raise InvalidRequest(
                     f"line {n}", f"must be a JSON object of request fields, not {type(value).__name__}"
@@ -149,8 +154,9 @@ def parse_rows(text: str, kind: str) -> list[tuple[int, dict[str, Any]]]:
     allowed = set(request_keys()) | set(EXTRA_KEYS)
     for col in header:
         if col is None or col.strip() not in allowed:
-            raise InvalidRequest(f"line 1.{col}", "is not a known column", value=col,
-                                 allowed=", ".join([*request_keys(), *EXTRA_KEYS]))  # fmt: skip
+            raise InvalidRequest(
+                f"line 1.{col}", "is not a known column", value=col, allowed=", ".join([*request_keys(), *EXTRA_KEYS])
+            )
     for raw in reader:
         n = reader.line_num
         if None in raw:  # more cells than header columns
@@ -197,8 +203,9 @@ def _renamed(exc: InvalidRequest, prefix: str) -> InvalidRequest:
     return InvalidRequest(f"{prefix}.{exc.field}", message, value=exc.value)
 
 
-def build_row(line: int, raw: dict[str, Any], *, base: Path, defaults: dict[str, Any] | None = None,
-              prefix: str | None = None) -> BatchRow:  # fmt: skip
+def build_row(
+    line: int, raw: dict[str, Any], *, base: Path, defaults: dict[str, Any] | None = None, prefix: str | None = None
+) -> BatchRow:
     """Validate one row into a request (defaults first, the row's own fields over them)."""
     from .backends import backend_names
     from .media.enhance import chain_to_json, validate_chain
@@ -210,8 +217,9 @@ def build_row(line: int, raw: dict[str, Any], *, base: Path, defaults: dict[str,
         allowed = set(request_keys()) | set(EXTRA_KEYS)
         for key in raw:
             if key not in allowed:
-                raise InvalidRequest(f"{where}.{key}", "is not a known field", value=key,
-                                     allowed=", ".join(allowed_keys()))  # fmt: skip
+                raise InvalidRequest(
+                    f"{where}.{key}", "is not a known field", value=key, allowed=", ".join(allowed_keys())
+                )
         data = {**(defaults or {}), **resolve_relative(raw, base)}
         name = data.pop("name", None)
         if name is not None and (not isinstance(name, str) or not _NAME_OK.match(name)):
@@ -229,8 +237,12 @@ def build_row(line: int, raw: dict[str, Any], *, base: Path, defaults: dict[str,
         except InvalidRequest as exc:
             raise _renamed(exc, where) from None
         if request.backend is not None and request.backend not in backend_names():
-            raise InvalidRequest(f"{where}.backend", f"unknown backend {request.backend!r}", value=request.backend,
-                                 allowed=", ".join(backend_names()))  # fmt: skip
+            raise InvalidRequest(
+                f"{where}.backend",
+                f"unknown backend {request.backend!r}",
+                value=request.backend,
+                allowed=", ".join(backend_names()),
+            )
         try:  # checked against the backend now (sizes, frame rules, models), so nothing runs for a bad row
             plan(request.model_copy(update={"postprocess": chain_to_json(chain)}), check_available=False, seed=0)
         except InvalidRequest as exc:
@@ -256,12 +268,17 @@ def _kind(path: Path) -> str:
         return "jsonl"
     if suffix == ".csv":
         return "csv"
-    raise InvalidRequest("file", f"{path.name}: unknown batch file type {suffix!r}", value=str(path),
-                         allowed=".jsonl (one JSON object per line) or .csv (a header of field names)")  # fmt: skip
+    raise InvalidRequest(
+        "file",
+        f"{path.name}: unknown batch file type {suffix!r}",
+        value=str(path),
+        allowed=".jsonl (one JSON object per line) or .csv (a header of field names)",
+    )
 
 
-def load_batch(path: str | os.PathLike[str], *, defaults: dict[str, Any] | None = None,
-               skip_invalid: bool = False) -> list[BatchRow]:  # fmt: skip
+def load_batch(
+    path: str | os.PathLike[str], *, defaults: dict[str, Any] | None = None, skip_invalid: bool = False
+) -> list[BatchRow]:
     """Read and validate a whole batch file before anything runs.
 
     A bad row raises :class:`InvalidRequest` naming its line and field (all problems are listed in the message);
@@ -281,8 +298,9 @@ def load_batch(path: str | os.PathLike[str], *, defaults: dict[str, Any] | None 
     if defaults:
         for key in defaults:
             if key not in request_keys() and key not in EXTRA_KEYS:
-                raise InvalidRequest(f"defaults.{key}", "is not a known field", value=key,
-                                     allowed=", ".join(allowed_keys()))  # fmt: skip
+                raise InvalidRequest(
+                    f"defaults.{key}", "is not a known field", value=key, allowed=", ".join(allowed_keys())
+                )
     rows = [build_row(n, raw, base=p.parent.resolve(), defaults=defaults) for n, raw in raw_rows]
     bad = [r for r in rows if r.error is not None]
     if bad and not skip_invalid:
@@ -292,8 +310,9 @@ def load_batch(path: str | os.PathLike[str], *, defaults: dict[str, Any] | None 
             raise first
         others = "; ".join(r.error.message for r in bad[1:6] if r.error is not None)
         more = f" (and {len(bad) - 6} more)" if len(bad) > 6 else ""
-        raise InvalidRequest(first.field, f"{first.message[len(first.field) + 2:]}; also {others}{more}",
-                             value=first.value)  # fmt: skip
+        raise InvalidRequest(
+            first.field, f"{first.message[len(first.field) + 2 :]}; also {others}{more}", value=first.value
+        )
     return rows
 
 
@@ -356,8 +375,17 @@ def run_batch(
     todo: list[tuple[BatchRow, dict[str, Any]]] = []
     first_of: dict[str, dict[str, Any]] = {}
     for row in rows:
-        entry: dict[str, Any] = {"line": row.line, "name": row.name, "key": row.key[:16] or None, "status": "pending",
-                                 "path": None, "seed": None, "time": None, "cost": None, "error": None}  # fmt: skip
+        entry: dict[str, Any] = {
+            "line": row.line,
+            "name": row.name,
+            "key": row.key[:16] or None,
+            "status": "pending",
+            "path": None,
+            "seed": None,
+            "time": None,
+            "cost": None,
+            "error": None,
+        }
         entries.append(entry)
         if row.error is not None or row.request is None:
             entry["status"] = "failed"
@@ -400,8 +428,13 @@ def run_batch(
                 exc = _renamed(exc, f"line {row.line}")
             entry.update(status="failed", error=error_dict(exc), time=round(time.perf_counter() - t0, 3), path=None)
         else:
-            entry.update(status="done", seed=result.seed, cost=result.cost, time=round(time.perf_counter() - t0, 3),
-                         path=str(result.path))  # fmt: skip
+            entry.update(
+                status="done",
+                seed=result.seed,
+                cost=result.cost,
+                time=round(time.perf_counter() - t0, 3),
+                path=str(result.path),
+            )
             if result.warnings:
                 entry["warnings"] = list(result.warnings)
 

@@ -135,9 +135,16 @@ class ResultCache:
             sidecar_path(path).write_text(json.dumps(recipe, indent=2, sort_keys=True, default=str), encoding="utf-8")
         timings = {"cache": time.perf_counter() - t0}
         timings["total"] = timings["cache"]
-        return Result(path=path, video=video, recipe=recipe, timings=timings, seed=int(meta["seed"]), cost=None,
-                      provider_task_id=meta.get("provider_task_id"),
-                      warnings=[f"served from the result cache ({key[:12]}); nothing was generated"])  # fmt: skip
+        return Result(
+            path=path,
+            video=video,
+            recipe=recipe,
+            timings=timings,
+            seed=int(meta["seed"]),
+            cost=None,
+            provider_task_id=meta.get("provider_task_id"),
+            warnings=[f"served from the result cache ({key[:12]}); nothing was generated"],
+        )
 
     def put(self, request: VideoRequest, result: Result) -> Path | None:
         """Store a result; returns the entry folder, or None for a random-seed request (never cached)."""
@@ -155,9 +162,15 @@ class ResultCache:
                 _copy_output(Path(result.path), target)
             else:
                 result.video.save(target, format=fmt)
-            meta = {"key": key, "file": name, "seed": result.seed, "cost": result.cost,
-                    "provider_task_id": result.provider_task_id, "recipe": result.recipe,
-                    "stored_at": time.time()}  # fmt: skip
+            meta = {
+                "key": key,
+                "file": name,
+                "seed": result.seed,
+                "cost": result.cost,
+                "provider_task_id": result.provider_task_id,
+                "recipe": result.recipe,
+                "stored_at": time.time(),
+            }
             (tmp / "entry.json").write_text(json.dumps(meta, indent=2, sort_keys=True, default=str), "utf-8")
             if entry.exists():
                 shutil.rmtree(entry, ignore_errors=True)
@@ -179,8 +192,10 @@ class ResultCache:
 
     def prune(self, max_bytes: int) -> int:
         """Remove the least recently used entries until the cache holds at most ``max_bytes``; returns how many."""
-        entries = [(e, (e / "entry.json").stat().st_mtime, sum(f.stat().st_size for f in e.rglob("*") if f.is_file()))
-                   for e in self.entries()]  # fmt: skip
+        entries = [
+            (e, (e / "entry.json").stat().st_mtime, sum(f.stat().st_size for f in e.rglob("*") if f.is_file()))
+            for e in self.entries()
+        ]
         total = sum(s for _, _, s in entries)
         removed = 0
         for entry, _, size in sorted(entries, key=lambda x: x[1]):

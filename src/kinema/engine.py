@@ -29,19 +29,49 @@ from .result import Result
 from .video import Video
 
 __all__ = [
-    "Result", "generate", "run", "finish", "build_recipe", "request_from_recipe", "input_digest",
+    "Result",
+    "generate",
+    "run",
+    "finish",
+    "build_recipe",
+    "request_from_recipe",
+    "input_digest",
     "RECIPE_REQUEST_FIELDS",
-]  # fmt: skip
+]
 
 #: the recipe keys that are VideoRequest fields, i.e. what a re-run takes back
 RECIPE_REQUEST_FIELDS = (
-    "prompt", "negative_prompt", "image", "video", "source_video", "strength", "last_image", "references", "keyframes",
-    "num_frames", "fps", "width", "height", "num_inference_steps", "guidance_scale", "seed", "backend", "model",
-    "format", "options", "postprocess",
-)  # fmt: skip
+    "prompt",
+    "negative_prompt",
+    "image",
+    "video",
+    "source_video",
+    "strength",
+    "last_image",
+    "references",
+    "keyframes",
+    "num_frames",
+    "fps",
+    "width",
+    "height",
+    "num_inference_steps",
+    "guidance_scale",
+    "seed",
+    "backend",
+    "model",
+    "format",
+    "options",
+    "postprocess",
+)
 #: the inputs a recipe names by digest, with the CLI flag that gives each again
-_INPUT_FLAGS = {"image": "--image", "video": "--video", "source_video": "--edit", "last_image": "--last-image",
-                "references": "--reference", "keyframes": "--keyframe TIME=IMAGE"}  # fmt: skip
+_INPUT_FLAGS = {
+    "image": "--image",
+    "video": "--video",
+    "source_video": "--edit",
+    "last_image": "--last-image",
+    "references": "--reference",
+    "keyframes": "--keyframe TIME=IMAGE",
+}
 
 
 def generate(
@@ -121,14 +151,30 @@ def generate(
     (16, 64, 64, 3)
     """
     fields = {
-        "negative_prompt": negative_prompt, "image": image, "video": video, "source_video": source_video,
-        "strength": strength, "last_image": last_image, "references": references, "keyframes": keyframes,
+        "negative_prompt": negative_prompt,
+        "image": image,
+        "video": video,
+        "source_video": source_video,
+        "strength": strength,
+        "last_image": last_image,
+        "references": references,
+        "keyframes": keyframes,
         "num_frames": num_frames,
-        "duration": duration, "fps": fps, "width": width, "height": height, "aspect_ratio": aspect_ratio,
-        "resolution": resolution, "num_inference_steps": num_inference_steps, "guidance_scale": guidance_scale,
-        "seed": seed, "backend": backend, "model": model, "format": format, "options": options,
+        "duration": duration,
+        "fps": fps,
+        "width": width,
+        "height": height,
+        "aspect_ratio": aspect_ratio,
+        "resolution": resolution,
+        "num_inference_steps": num_inference_steps,
+        "guidance_scale": guidance_scale,
+        "seed": seed,
+        "backend": backend,
+        "model": model,
+        "format": format,
+        "options": options,
         "postprocess": postprocess,
-    }  # fmt: skip
+    }
     request = VideoRequest(prompt=prompt, **{k: v for k, v in fields.items() if v is not None})
     return run(request, output=output, on_progress=on_progress, cancel=cancel, cache=cache)
 
@@ -155,8 +201,9 @@ def run(
     if isinstance(request, Plan):
         the_plan = request
         if output is not None and Path(output) != the_plan.output:
-            raise InvalidRequest("output", "give the output to plan(), not to run(), when running a plan",
-                                 value=str(output))  # fmt: skip
+            raise InvalidRequest(
+                "output", "give the output to plan(), not to run(), when running a plan", value=str(output)
+            )
     else:
         # with a cache, a hit needs no usable backend (a key unset since): availability is checked on a miss
         the_plan = plan(request, output=output, check_available=cache is None)
@@ -172,9 +219,12 @@ def run(
 
     tracker = ProgressTracker(on_progress)
     ctx = GenerationContext(
-        progress=tracker, cancel=cancel or CancelToken(), on_task_id=on_task_id,
-        resume_task_id=resume_task_id, resume_info=dict(resume_info or {}),
-    )  # fmt: skip
+        progress=tracker,
+        cancel=cancel or CancelToken(),
+        on_task_id=on_task_id,
+        resume_task_id=resume_task_id,
+        resume_info=dict(resume_info or {}),
+    )
     ctx.cancel.raise_if_cancelled()
     t_gen = time.perf_counter()
     backend = the_plan.backend
@@ -222,9 +272,16 @@ def finish(
     # what planning changed (a duration rounded to the frame rule) is said with what the backend said, so Python,
     # batches and the service see it too, not only the CLI that prints the plan
     warnings = list(dict.fromkeys([*the_plan.params.warnings, *output.warnings]))
-    recipe = build_recipe(the_plan.params, request, fmt=the_plan.format, timings=timings, cost=output.cost,
-                          provider_task_id=output.provider_task_id, model_revision=output.model_revision,
-                          warnings=warnings)  # fmt: skip
+    recipe = build_recipe(
+        the_plan.params,
+        request,
+        fmt=the_plan.format,
+        timings=timings,
+        cost=output.cost,
+        provider_task_id=output.provider_task_id,
+        model_revision=output.model_revision,
+        warnings=warnings,
+    )
     # how it ran (the pipeline class, dtype and device; a provider's raw status): not needed to reproduce the
     # output, but what a user comparing two runs looks for first
     recipe["engine"] = json_safe(output.extra)
@@ -245,9 +302,16 @@ def finish(
     if path is not None:  # rewrite the sidecar so it carries the final timings too
         video.write_sidecar(path)
     tracker("done", 1, 1)
-    return Result(path=path, video=video, recipe=recipe, timings=timings, seed=the_plan.params.seed,
-                  cost=output.cost, provider_task_id=output.provider_task_id,
-                  warnings=warnings)  # fmt: skip
+    return Result(
+        path=path,
+        video=video,
+        recipe=recipe,
+        timings=timings,
+        seed=the_plan.params.seed,
+        cost=output.cost,
+        provider_task_id=output.provider_task_id,
+        warnings=warnings,
+    )
 
 
 def _load_inputs(request: VideoRequest, params: GenerationParams) -> None:
@@ -280,8 +344,10 @@ def build_recipe(
     # each timed keyframe with the frame it landed on: a user reading the recipe sees where it went
     # (None where a backend's own resolve() did not say)
     frames = [*params.keyframe_frames, *[None] * (len(request.keyframes) - len(params.keyframe_frames))]
-    keyframes = [{"time": k.time, "frame": f, "image": input_digest(k.image)}
-                 for k, f in zip(request.keyframes, frames, strict=False)]  # fmt: skip
+    keyframes = [
+        {"time": k.time, "frame": f, "image": input_digest(k.image)}
+        for k, f in zip(request.keyframes, frames, strict=False)
+    ]
     return {
         "kinema_version": __version__,
         "prompt": params.prompt,
@@ -331,17 +397,23 @@ def request_from_recipe(recipe: dict[str, Any], **overrides: Any) -> VideoReques
         for item in given if isinstance(given, list) else [given]:
             if isinstance(item, dict) or (isinstance(item, str) and item.startswith("sha256:")):
                 digest = item.get("sha256") if isinstance(item, dict) else item.removeprefix("sha256:")
-                raise InvalidRequest(name, f"the recipe records its input {name} by digest (sha256 {digest}), not "
-                                           f"as a file; pass that {name} again with {flag}")  # fmt: skip
+                raise InvalidRequest(
+                    name,
+                    f"the recipe records its input {name} by digest (sha256 {digest}), not "
+                    f"as a file; pass that {name} again with {flag}",
+                )
     for name, what in (("references", "reference images"), ("keyframes", "keyframes")):
         recorded, again = data.get(name), overrides.get(name)
         if isinstance(recorded, list) and isinstance(again, list | tuple) and len(again) != len(recorded):
-            raise InvalidRequest(name, f"the recipe has {len(recorded)} {what}; {len(again)} were given again",
-                                 value=len(again))  # fmt: skip
+            raise InvalidRequest(
+                name, f"the recipe has {len(recorded)} {what}; {len(again)} were given again", value=len(again)
+            )
     recorded_keyframes = data.get("keyframes")
     if isinstance(recorded_keyframes, list):  # the frame each landed on is the backend's, not the request's
-        data["keyframes"] = [{k: v for k, v in item.items() if k != "frame"} if isinstance(item, dict) else item
-                             for item in recorded_keyframes]  # fmt: skip
+        data["keyframes"] = [
+            {k: v for k, v in item.items() if k != "frame"} if isinstance(item, dict) else item
+            for item in recorded_keyframes
+        ]
     if "prompt" not in data:
         raise InvalidRequest("prompt", "the recipe has no prompt; is it a Kinema recipe?")
     data.update({k: v for k, v in overrides.items() if v is not None})
@@ -383,5 +455,8 @@ def input_digest(source: Any) -> dict[str, Any] | str | None:
         arr = np.ascontiguousarray(np.asarray(source))
     except Exception:  # pragma: no cover - exotic image objects
         return {"sha256": None, "bytes": None, "type": type(source).__name__}
-    return {"sha256": hashlib.sha256(arr.tobytes()).hexdigest(), "bytes": arr.nbytes,
-            "pixels": "x".join(map(str, arr.shape))}  # fmt: skip
+    return {
+        "sha256": hashlib.sha256(arr.tobytes()).hexdigest(),
+        "bytes": arr.nbytes,
+        "pixels": "x".join(map(str, arr.shape)),
+    }

@@ -62,8 +62,12 @@ class KinemaError(Exception):
 
     def to_dict(self) -> dict[str, Any]:
         """``type``, ``code``, ``message`` and ``field`` (the input field to blame, or None)."""
-        return {"type": type(self).__name__, "code": self.code, "message": self.message,
-                "field": getattr(self, "field", None)}  # fmt: skip
+        return {
+            "type": type(self).__name__,
+            "code": self.code,
+            "message": self.message,
+            "field": getattr(self, "field", None),
+        }
 
 
 class InvalidRequest(KinemaError, ValueError):

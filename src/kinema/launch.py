@@ -176,11 +176,16 @@ def launch(
         )
     use_cuda = torch.cuda.is_available()
     if devices is not None and len(devices) != gpus:
-        raise InvalidRequest("devices", f"{len(devices)} devices for {gpus} processes", value=devices,
-                             allowed=f"{gpus} device indices")  # fmt: skip
+        raise InvalidRequest(
+            "devices", f"{len(devices)} devices for {gpus} processes", value=devices, allowed=f"{gpus} device indices"
+        )
     if use_cuda and devices and max(devices) >= torch.cuda.device_count():
-        raise InvalidRequest("devices", f"device {max(devices)} is not visible ({torch.cuda.device_count()} are)",
-                             value=devices, allowed=f"0 to {torch.cuda.device_count() - 1}")  # fmt: skip
+        raise InvalidRequest(
+            "devices",
+            f"device {max(devices)} is not visible ({torch.cuda.device_count()} are)",
+            value=devices,
+            allowed=f"0 to {torch.cuda.device_count() - 1}",
+        )
     if use_cuda and torch.cuda.device_count() < gpus:
         raise InvalidRequest(
             "gpus",

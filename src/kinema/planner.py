@@ -62,18 +62,35 @@ class Plan:
         p = self.params
         asked = self.request.recipe() if p.mode in ("keyframes", "references") else {}
         return {
-            "backend": self.backend.name, "model": p.model, "mode": p.mode, "prompt": p.prompt,
-            "negative_prompt": p.negative_prompt, "width": p.width, "height": p.height, "num_frames": p.num_frames,
-            "fps": p.fps, "duration": round(p.duration, 6), "num_inference_steps": p.num_inference_steps,
-            "guidance_scale": p.guidance_scale, "seed": p.seed if self.seed_given else None,
-            "seed_random": not self.seed_given, "format": self.format,
-            "output": str(self.output) if self.output is not None else None, "options": json_safe(p.options),
-            "postprocess": self.postprocess, "image": self.request.image_reference(), "video": self.request.video,
-            "source_video": self.request.source_video, "strength": p.strength,
-            "last_image": asked.get("last_image"), "references": asked.get("references", []),
-            "keyframes": [{**k, "frame": p.keyframe_frames[i] if i < len(p.keyframe_frames) else None}
-                          for i, k in enumerate(asked.get("keyframes", []))],
-        }  # fmt: skip
+            "backend": self.backend.name,
+            "model": p.model,
+            "mode": p.mode,
+            "prompt": p.prompt,
+            "negative_prompt": p.negative_prompt,
+            "width": p.width,
+            "height": p.height,
+            "num_frames": p.num_frames,
+            "fps": p.fps,
+            "duration": round(p.duration, 6),
+            "num_inference_steps": p.num_inference_steps,
+            "guidance_scale": p.guidance_scale,
+            "seed": p.seed if self.seed_given else None,
+            "seed_random": not self.seed_given,
+            "format": self.format,
+            "output": str(self.output) if self.output is not None else None,
+            "options": json_safe(p.options),
+            "postprocess": self.postprocess,
+            "image": self.request.image_reference(),
+            "video": self.request.video,
+            "source_video": self.request.source_video,
+            "strength": p.strength,
+            "last_image": asked.get("last_image"),
+            "references": asked.get("references", []),
+            "keyframes": [
+                {**k, "frame": p.keyframe_frames[i] if i < len(p.keyframe_frames) else None}
+                for i, k in enumerate(asked.get("keyframes", []))
+            ],
+        }
 
     def __str__(self) -> str:
         d = self.to_dict()
@@ -137,8 +154,15 @@ def plan(
     seed_given = request.seed is not None
     chosen = request.seed if request.seed is not None else (seed if seed is not None else secrets.randbelow(2**32))
     params = backend.resolve(request, chosen)
-    the_plan = Plan(request=request, backend=backend, params=params, format=fmt, output=out_path,
-                    seed_given=seed_given, postprocess=chain)  # fmt: skip
+    the_plan = Plan(
+        request=request,
+        backend=backend,
+        params=params,
+        format=fmt,
+        output=out_path,
+        seed_given=seed_given,
+        postprocess=chain,
+    )
     if check_available:
         the_plan.check_available()
     return the_plan
@@ -191,11 +215,16 @@ def _check_mode(backend: BaseBackend, request: VideoRequest) -> None:
     if len(request.references) > caps.max_references:
         others = backends_supporting(mode, len(request.references), models_of=backend.name)
         raise InvalidRequest(
-            "references", f"has {len(request.references)} images; {where} takes at most {caps.max_references}",
-            value=len(request.references), allowed=f"1 to {caps.max_references} images; "
-            + (f"backends that take {len(request.references)}: {', '.join(others)}" if others else "no other "
-               f"installed backend takes {len(request.references)}"),
-        )  # fmt: skip
+            "references",
+            f"has {len(request.references)} images; {where} takes at most {caps.max_references}",
+            value=len(request.references),
+            allowed=f"1 to {caps.max_references} images; "
+            + (
+                f"backends that take {len(request.references)}: {', '.join(others)}"
+                if others
+                else f"no other installed backend takes {len(request.references)}"
+            ),
+        )
 
 
 def _another_model_takes(backend: BaseBackend, mode: str, keyframes: int = 0) -> bool:

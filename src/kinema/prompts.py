@@ -27,8 +27,17 @@ from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from .errors import InvalidRequest
 
-__all__ = ["VideoPrompt", "CAMERA_MOVES", "STYLES", "LIGHTING", "MOODS", "TEMPLATES", "LIBRARY", "from_template",
-           "expand"]  # fmt: skip
+__all__ = [
+    "VideoPrompt",
+    "CAMERA_MOVES",
+    "STYLES",
+    "LIGHTING",
+    "MOODS",
+    "TEMPLATES",
+    "LIBRARY",
+    "from_template",
+    "expand",
+]
 
 CAMERA_MOVES: dict[str, str] = {
     "static": "static shot, the camera does not move",
@@ -94,14 +103,30 @@ MOODS: dict[str, str] = {
 LIBRARY: dict[str, dict[str, str]] = {"camera": CAMERA_MOVES, "style": STYLES, "lighting": LIGHTING, "mood": MOODS}
 
 TEMPLATES: dict[str, dict[str, str]] = {
-    "cinematic": {"style": "cinematic", "camera": "dolly-in", "lighting": "golden-hour", "mood": "dramatic",
-                  "negative": "blurry, low quality, distorted, watermark, text, jittery motion"},
-    "product": {"style": "product", "camera": "orbit", "lighting": "studio", "mood": "",
-                "setting": "on a seamless white studio backdrop", "prefix": "Product shot of",
-                "negative": "clutter, busy background, blurry, deformed, low quality, watermark, text"},
-    "nature": {"style": "documentary", "camera": "aerial", "lighting": "golden-hour", "mood": "serene",
-               "negative": "people, buildings, blurry, low quality, oversaturated, watermark"},
-}  # fmt: skip
+    "cinematic": {
+        "style": "cinematic",
+        "camera": "dolly-in",
+        "lighting": "golden-hour",
+        "mood": "dramatic",
+        "negative": "blurry, low quality, distorted, watermark, text, jittery motion",
+    },
+    "product": {
+        "style": "product",
+        "camera": "orbit",
+        "lighting": "studio",
+        "mood": "",
+        "setting": "on a seamless white studio backdrop",
+        "prefix": "Product shot of",
+        "negative": "clutter, busy background, blurry, deformed, low quality, watermark, text",
+    },
+    "nature": {
+        "style": "documentary",
+        "camera": "aerial",
+        "lighting": "golden-hour",
+        "mood": "serene",
+        "negative": "people, buildings, blurry, low quality, oversaturated, watermark",
+    },
+}
 
 _PARTS = ("subject", "action", "setting", "style", "camera", "lighting", "mood")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
@@ -176,8 +201,11 @@ class VideoPrompt(BaseModel):
         first = " ".join(p for p in (subject, self.action) if p)
         if self.setting:
             setting = self.setting
-            glue = "" if re.match(r"^(in|on|at|under|over|inside|near|by|through|across|above|below)\b", setting,
-                                  re.I) else "in "  # fmt: skip
+            glue = (
+                ""
+                if re.match(r"^(in|on|at|under|over|inside|near|by|through|across|above|below)\b", setting, re.I)
+                else "in "
+            )
             first += f" {glue}{setting}"
         sentences = [_sentence(first)]
         camera = expand("camera", self.camera)
@@ -206,8 +234,7 @@ class VideoPrompt(BaseModel):
         return VideoRequest(prompt=self.render(), **fields)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"prompt": self.render(), "negative_prompt": self.negative,
-                "parts": self.model_dump(exclude_none=True)}  # fmt: skip
+        return {"prompt": self.render(), "negative_prompt": self.negative, "parts": self.model_dump(exclude_none=True)}
 
 
 def from_template(name: str, **parts: Any) -> VideoPrompt:

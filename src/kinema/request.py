@@ -43,13 +43,26 @@ MAX_PROMPT_CHARS = 5000
 MAX_SEED = 2**32 - 1
 FORMATS = ("mp4", "webm", "gif", "png")
 ASPECT_RATIOS: dict[str, tuple[int, int]] = {
-    "1:1": (1, 1), "16:9": (16, 9), "9:16": (9, 16), "4:3": (4, 3), "3:4": (3, 4), "21:9": (21, 9), "3:2": (3, 2),
+    "1:1": (1, 1),
+    "16:9": (16, 9),
+    "9:16": (9, 16),
+    "4:3": (4, 3),
+    "3:4": (3, 4),
+    "21:9": (21, 9),
+    "3:2": (3, 2),
     "2:3": (2, 3),
-}  # fmt: skip
+}
 #: resolution presets name the length of the short side, in pixels
 RESOLUTIONS: dict[str, int] = {
-    "64p": 64, "128p": 128, "240p": 240, "360p": 360, "480p": 480, "540p": 540, "720p": 720, "1080p": 1080,
-}  # fmt: skip
+    "64p": 64,
+    "128p": 128,
+    "240p": 240,
+    "360p": 360,
+    "480p": 480,
+    "540p": 540,
+    "720p": 720,
+    "1080p": 1080,
+}
 #: the request's modes, in the order listings show them (see ``VideoRequest.mode``)
 MODES = ("t2v", "i2v", "extend", "edit", "keyframes", "references")
 #: a sanity bound on reference images; each backend's ``Capabilities.max_references`` is the real limit
@@ -141,8 +154,9 @@ def _keyframe_time(where: str, value: Any) -> float:
     """A keyframe's time in seconds, or InvalidRequest naming ``where``.time."""
     allowed = f"seconds from the clip's start, 0 up to the clip's length (at most {_MAX_SECONDS})"
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise InvalidRequest(f"{where}.time", f"must be a number of seconds, not {value!r}", value=value,
-                             allowed=allowed)  # fmt: skip
+        raise InvalidRequest(
+            f"{where}.time", f"must be a number of seconds, not {value!r}", value=value, allowed=allowed
+        )
     if not 0 <= value <= _MAX_SECONDS:
         raise InvalidRequest(f"{where}.time", f"{value:g}s is outside the clip", value=value, allowed=allowed)
     return float(value)
@@ -155,11 +169,18 @@ def _check_keyframes(value: Any) -> list[Keyframe]:
     if value is None:
         return []
     if not isinstance(value, list | tuple):
-        raise InvalidRequest("keyframes", f"must be a list of {_KEYFRAME_SHAPE}, not {type(value).__name__}",
-                             allowed=f"up to {MAX_KEYFRAMES} keyframes")  # fmt: skip
+        raise InvalidRequest(
+            "keyframes",
+            f"must be a list of {_KEYFRAME_SHAPE}, not {type(value).__name__}",
+            allowed=f"up to {MAX_KEYFRAMES} keyframes",
+        )
     if len(value) > MAX_KEYFRAMES:
-        raise InvalidRequest("keyframes", f"has {len(value)} images; at most {MAX_KEYFRAMES} are allowed (fewer by "
-                             "most backends)", value=len(value), allowed=f"1 to {MAX_KEYFRAMES}")  # fmt: skip
+        raise InvalidRequest(
+            "keyframes",
+            f"has {len(value)} images; at most {MAX_KEYFRAMES} are allowed (fewer by most backends)",
+            value=len(value),
+            allowed=f"1 to {MAX_KEYFRAMES}",
+        )
     out: list[Keyframe] = []
     for i, item in enumerate(value):
         where = f"keyframes[{i}]"
@@ -168,8 +189,9 @@ def _check_keyframes(value: Any) -> list[Keyframe]:
         elif isinstance(item, Mapping):
             unknown = sorted(str(k) for k in item if k not in ("time", "image"))
             if unknown:
-                raise InvalidRequest(f"{where}.{unknown[0]}", "is not a keyframe field", value=unknown[0],
-                                     allowed="time, image")  # fmt: skip
+                raise InvalidRequest(
+                    f"{where}.{unknown[0]}", "is not a keyframe field", value=unknown[0], allowed="time, image"
+                )
             for name in ("time", "image"):
                 if item.get(name) is None:
                     raise InvalidRequest(f"{where}.{name}", "is missing", allowed=_KEYFRAME_SHAPE)
@@ -177,21 +199,30 @@ def _check_keyframes(value: Any) -> list[Keyframe]:
         elif isinstance(item, tuple | list) and len(item) == 2:  # a pair; JSON and YAML have lists, not tuples
             time, image = item
         else:
-            raise InvalidRequest(where, f"must be {_KEYFRAME_SHAPE} (or a (time, image) pair), not "
-                                 f"{type(item).__name__}", allowed=_KEYFRAME_SHAPE)  # fmt: skip
+            raise InvalidRequest(
+                where,
+                f"must be {_KEYFRAME_SHAPE} (or a (time, image) pair), not {type(item).__name__}",
+                allowed=_KEYFRAME_SHAPE,
+            )
         seconds = _keyframe_time(where, time)
         if out and seconds <= out[-1].time:
-            raise InvalidRequest(f"{where}.time", f"{seconds:g}s is not after keyframes[{i - 1}].time "
-                                 f"({out[-1].time:g}s)", value=seconds,
-                                 allowed="times in increasing order, each later than the one before")  # fmt: skip
+            raise InvalidRequest(
+                f"{where}.time",
+                f"{seconds:g}s is not after keyframes[{i - 1}].time ({out[-1].time:g}s)",
+                value=seconds,
+                allowed="times in increasing order, each later than the one before",
+            )
         try:
             if image is None:
                 raise ValueError("is missing (None); give an image")
             checked = _check_image(image)
         except ValueError as exc:
-            raise InvalidRequest(f"{where}.image", str(exc), value=image if isinstance(image, str) else None,
-                                 allowed="a path, an http(s) URL, bytes, a PIL image or an (H, W, 3) uint8 "
-                                 "array") from None  # fmt: skip
+            raise InvalidRequest(
+                f"{where}.image",
+                str(exc),
+                value=image if isinstance(image, str) else None,
+                allowed="a path, an http(s) URL, bytes, a PIL image or an (H, W, 3) uint8 array",
+            ) from None
         out.append(Keyframe(time=seconds, image=checked))
     return out
 
@@ -217,23 +248,43 @@ class VideoRequest(BaseModel):
     image: Any = None
     video: str | None = None
     # the descriptions reach the schemas generated from this model (the MCP tools'), so they speak to a caller
-    source_video: str | None = Field(None, description=(
-        "Edit a clip: the local file path or an http(s) URL of a video to redraw after the prompt, keeping its "
-        "layout (unlike video, which is continued). With strength."))  # fmt: skip
-    strength: float | None = Field(None, description=(
-        "With source_video: how far the result may go from it, 0 (keep it) to 1 (ignore it: text-to-video); the "
-        "backend's default (0.6 for the built-in model) when left out."))  # fmt: skip
-    last_image: Any = Field(None, description=(
-        "Keyframes: a local file path or an http(s) URL of the image the clip ends on; with image, the clip runs "
-        "from one to the other."))  # fmt: skip
-    references: list[Any] = Field([], description=(
-        "Reference images (file paths or http(s) URLs) whose subject or style the clip keeps; list_backends says "
-        "which backends take them."))  # fmt: skip
-    keyframes: list[Keyframe] = Field([], description=(
-        "Keyframes at given times: a list of {time, image}, time in seconds from the clip's start (0 up to its "
-        "length, increasing), image a local file path or an http(s) URL; the clip shows each image on the frame "
-        "nearest its time. With image and/or last_image for the ends. Few backends take them (the built-in one "
-        "does); another refuses them, naming those that do."))  # fmt: skip
+    source_video: str | None = Field(
+        None,
+        description=(
+            "Edit a clip: the local file path or an http(s) URL of a video to redraw after the prompt, keeping its "
+            "layout (unlike video, which is continued). With strength."
+        ),
+    )
+    strength: float | None = Field(
+        None,
+        description=(
+            "With source_video: how far the result may go from it, 0 (keep it) to 1 (ignore it: text-to-video); the "
+            "backend's default (0.6 for the built-in model) when left out."
+        ),
+    )
+    last_image: Any = Field(
+        None,
+        description=(
+            "Keyframes: a local file path or an http(s) URL of the image the clip ends on; with image, the clip runs "
+            "from one to the other."
+        ),
+    )
+    references: list[Any] = Field(
+        [],
+        description=(
+            "Reference images (file paths or http(s) URLs) whose subject or style the clip keeps; list_backends says "
+            "which backends take them."
+        ),
+    )
+    keyframes: list[Keyframe] = Field(
+        [],
+        description=(
+            "Keyframes at given times: a list of {time, image}, time in seconds from the clip's start (0 up to its "
+            "length, increasing), image a local file path or an http(s) URL; the clip shows each image on the frame "
+            "nearest its time. With image and/or last_image for the ends. Few backends take them (the built-in one "
+            "does); another refuses them, naming those that do."
+        ),
+    )
     num_frames: int | None = None
     duration: float | None = None
     fps: float | None = None
@@ -389,8 +440,9 @@ class VideoRequest(BaseModel):
                     raise ValueError("is missing (None); give an image")
                 out.append(_check_image(item))
             except ValueError as exc:
-                raise InvalidRequest(f"references[{i}]", str(exc),
-                                     value=item if isinstance(item, str) else None) from None  # fmt: skip
+                raise InvalidRequest(
+                    f"references[{i}]", str(exc), value=item if isinstance(item, str) else None
+                ) from None
         return out
 
     @field_validator("keyframes", mode="before")
@@ -418,8 +470,9 @@ class VideoRequest(BaseModel):
             value = os.fspath(value)
         edit = info.field_name == "source_video"
         if not isinstance(value, str):
-            raise ValueError(f"must be the path of a video file{' or an http(s) URL' if edit else ''}, not "
-                             f"{type(value).__name__}")  # fmt: skip
+            raise ValueError(
+                f"must be the path of a video file{' or an http(s) URL' if edit else ''}, not {type(value).__name__}"
+            )
         # a clip to edit may be a URL (kept as given, like image): some providers take the clip only as a URL
         # (Luma's modify-video); engines that need its frames fetch it or refuse it. A clip to extend stays a file.
         if edit and value.startswith(("http://", "https://")):
@@ -486,42 +539,57 @@ class VideoRequest(BaseModel):
             return
         for name in ("source_video", "video", "references"):
             if getattr(self, name):
-                raise InvalidRequest("keyframes", f"cannot be combined with {name}: give one of them",
-                                     allowed="keyframes alone or with image and/or last_image")  # fmt: skip
+                raise InvalidRequest(
+                    "keyframes",
+                    f"cannot be combined with {name}: give one of them",
+                    allowed="keyframes alone or with image and/or last_image",
+                )
         if self.image is not None and self.keyframes[0].time == 0:
-            raise InvalidRequest("keyframes[0].time", "0s is the first frame, which image gives already: ambiguous",
-                                 value=0.0, allowed="times after 0 with image, or leave image out (the keyframe "
-                                 "at 0s is then the first frame)")  # fmt: skip
+            raise InvalidRequest(
+                "keyframes[0].time",
+                "0s is the first frame, which image gives already: ambiguous",
+                value=0.0,
+                allowed="times after 0 with image, or leave image out (the keyframe at 0s is then the first frame)",
+            )
         if self.duration is not None:  # else once the backend has fixed the clip's length (BaseBackend.resolve)
             for i, keyframe in enumerate(self.keyframes):
                 if keyframe.time > self.duration:
-                    raise InvalidRequest(f"keyframes[{i}].time", f"{keyframe.time:g}s is past the end of the clip "
-                                         f"(duration {self.duration:g}s)", value=keyframe.time,
-                                         allowed=f"0 to {self.duration:g} seconds")  # fmt: skip
+                    raise InvalidRequest(
+                        f"keyframes[{i}].time",
+                        f"{keyframe.time:g}s is past the end of the clip (duration {self.duration:g}s)",
+                        value=keyframe.time,
+                        allowed=f"0 to {self.duration:g} seconds",
+                    )
 
     def _check_inputs_together(self) -> None:
         """One mode per request: the inputs of two modes together are refused, naming the one that does not fit."""
         if self.strength is not None and self.source_video is None:
-            raise InvalidRequest("strength", "only applies when editing a clip; give source_video too (CLI --edit)",
-                                 value=self.strength)  # fmt: skip
+            raise InvalidRequest(
+                "strength", "only applies when editing a clip; give source_video too (CLI --edit)", value=self.strength
+            )
         if self.source_video is not None:
             for name in ("video", "image", "last_image"):
                 if getattr(self, name) is not None:
                     raise InvalidRequest(
-                        name, "cannot be combined with source_video (editing a clip): give one of them",
+                        name,
+                        "cannot be combined with source_video (editing a clip): give one of them",
                         allowed="source_video (+ strength) alone, or video, or image and/or last_image",
-                    )  # fmt: skip
+                    )
         if self.last_image is not None and self.video is not None:
-            raise InvalidRequest("last_image", "cannot be combined with video (extension): give one of them",
-                                 allowed="image and/or last_image (keyframes), or video")  # fmt: skip
+            raise InvalidRequest(
+                "last_image",
+                "cannot be combined with video (extension): give one of them",
+                allowed="image and/or last_image (keyframes), or video",
+            )
         if self.references:
             # no engine takes references with another input yet; refusing here keeps a silent drop impossible
             for name in ("source_video", "video", "image", "last_image"):
                 if getattr(self, name) is not None:
                     raise InvalidRequest(
-                        "references", f"cannot be combined with {name} yet; give references with a prompt alone",
+                        "references",
+                        f"cannot be combined with {name} yet; give references with a prompt alone",
                         allowed="references with a prompt (mode 'references')",
-                    )  # fmt: skip
+                    )
 
     # -- derived values -----------------------------------------------------------------------------------------
     @property

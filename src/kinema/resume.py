@@ -39,10 +39,16 @@ def task_recorder(output: str | Path) -> Callable[[str, dict[str, Any]], None]:
     target = resume_file_for(output)
 
     def record(task_id: str, info: dict[str, Any]) -> None:
-        write_resume_file(target, {
-            "kinema_resume": RESUME_FORMAT, "task_id": task_id, "backend": info.get("backend"),
-            "output": str(output), "info": info,
-            "created_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-        })  # fmt: skip
+        write_resume_file(
+            target,
+            {
+                "kinema_resume": RESUME_FORMAT,
+                "task_id": task_id,
+                "backend": info.get("backend"),
+                "output": str(output),
+                "info": info,
+                "created_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+            },
+        )
 
     return record

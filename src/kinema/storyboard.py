@@ -57,13 +57,38 @@ from .progress import ProgressEvent
 from .request import VideoRequest, map_input_paths
 from .video import Video, write_json_atomic
 
-__all__ = ["Storyboard", "Scene", "AudioTrack", "TitleCard", "load_storyboard", "plan_storyboard", "render_storyboard",
-           "render_title_card", "ScenePlan", "StoryboardPlan", "check_storyboard"]  # fmt: skip
+__all__ = [
+    "Storyboard",
+    "Scene",
+    "AudioTrack",
+    "TitleCard",
+    "load_storyboard",
+    "plan_storyboard",
+    "render_storyboard",
+    "render_title_card",
+    "ScenePlan",
+    "StoryboardPlan",
+    "check_storyboard",
+]
 
 #: scene keys that are passed to the request as they are
-_SCENE_REQUEST_KEYS = ("prompt", "negative_prompt", "duration", "backend", "model", "seed", "num_inference_steps",
-                       "guidance_scale", "options", "image", "last_image", "references", "keyframes",
-                       "source_video", "strength")  # fmt: skip
+_SCENE_REQUEST_KEYS = (
+    "prompt",
+    "negative_prompt",
+    "duration",
+    "backend",
+    "model",
+    "seed",
+    "num_inference_steps",
+    "guidance_scale",
+    "options",
+    "image",
+    "last_image",
+    "references",
+    "keyframes",
+    "source_video",
+    "strength",
+)
 #: the request fields that hold input files, resolved against the storyboard's folder
 #: defaults may set any request field but these (they belong to one scene, or to the film)
 _NOT_DEFAULTS = ("prompt", "image", "video", "num_frames", "format")
@@ -120,11 +145,15 @@ class Scene(_Strict):
     image: str | None = None
     # the editing modes (docs/editing.md); paths are relative to the storyboard file. Described for the MCP tool's
     # schema, which is made from this model
-    last_image: str | None = Field(None, description="The frame the shot ends on (a path or http(s) URL); with "
-                                   "continuity the shot runs from the previous shot's last frame to it")  # fmt: skip
+    last_image: str | None = Field(
+        None,
+        description="The frame the shot ends on (a path or http(s) URL); with "
+        "continuity the shot runs from the previous shot's last frame to it",
+    )
     references: list[str] | None = Field(None, description="Images whose subject or style the shot keeps")
-    keyframes: list[Any] | None = Field(None, description="Images the shot shows at given times: "
-                                        "[{time: seconds from the scene's start, image}]")  # fmt: skip
+    keyframes: list[Any] | None = Field(
+        None, description="Images the shot shows at given times: [{time: seconds from the scene's start, image}]"
+    )
     source_video: str | None = Field(None, description="A clip to redraw after the prompt (edit), with strength")
     strength: float | None = Field(None, description="With source_video: 0 keeps the clip, 1 ignores it")
     continuity: bool = False
@@ -165,8 +194,17 @@ def _loc(parts: tuple[Any, ...]) -> str:
     for p in parts:
         if isinstance(p, int):
             out += f"[{p}]"
-        elif p in ("str", "dict[str,any]", "AudioTrack", "TitleCard", "list[any]", "int", "float", "bool",
-                   "function-after[_duration(), float]"):  # fmt: skip
+        elif p in (
+            "str",
+            "dict[str,any]",
+            "AudioTrack",
+            "TitleCard",
+            "list[any]",
+            "int",
+            "float",
+            "bool",
+            "function-after[_duration(), float]",
+        ):
             continue  # pydantic's union branch names are not fields
         else:
             out += ("." if out else "") + str(p)
@@ -176,8 +214,9 @@ def _loc(parts: tuple[Any, ...]) -> str:
 def _from_validation(exc: ValidationError) -> InvalidRequest:
     errors = exc.errors()
     # a union (audio: AudioTrack | str) reports one error per branch; the mapping branch is the informative one
-    first = next((e for e in errors if len(e.get("loc", ())) > 1 and e["loc"][1] in ("AudioTrack", "TitleCard")),
-                 errors[0])  # fmt: skip
+    first = next(
+        (e for e in errors if len(e.get("loc", ())) > 1 and e["loc"][1] in ("AudioTrack", "TitleCard")), errors[0]
+    )
     where = _loc(tuple(first.get("loc", ())))
     kind = first.get("type", "")
     msg = str(first.get("msg", "is invalid")).removeprefix("Value error, ")
@@ -209,8 +248,9 @@ def _parse_text(text: str, suffix: str, name: str) -> Any:
         try:
             return json.loads(text)
         except json.JSONDecodeError as exc:
-            raise InvalidRequest("storyboard", f"{name} is not valid JSON at line {exc.lineno}, column {exc.colno}: "
-                                 f"{exc.msg}") from None  # fmt: skip
+            raise InvalidRequest(
+                "storyboard", f"{name} is not valid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
+            ) from None
     raise InvalidRequest(
         "storyboard", f"{name}: unknown storyboard file type {suffix!r}", allowed=".yaml, .yml, .json"
     )
@@ -301,8 +341,9 @@ def _check_color(value: str, where: str) -> tuple[int, int, int]:
     try:
         rgb = image_color.getrgb(value)
     except ValueError:
-        raise InvalidRequest(where, f"{value!r} is not a colour", value=value,
-                             allowed="a CSS colour name or #rrggbb") from None  # fmt: skip
+        raise InvalidRequest(
+            where, f"{value!r} is not a colour", value=value, allowed="a CSS colour name or #rrggbb"
+        ) from None
     return (int(rgb[0]), int(rgb[1]), int(rgb[2]))
 
 
@@ -347,8 +388,9 @@ def plan_storyboard(board: Storyboard, *, base: Path | None = None, film_suffix:
         if scene.continuity and i == 0:
             raise InvalidRequest(f"{where}.continuity", "the first scene has no previous shot to continue from")
         if scene.continuity and scene.image is not None:
-            raise InvalidRequest(f"{where}.continuity", "cannot be combined with image (continuity supplies the "
-                                 "first frame)")  # fmt: skip
+            raise InvalidRequest(
+                f"{where}.continuity", "cannot be combined with image (continuity supplies the first frame)"
+            )
         fields: dict[str, Any] = dict(defaults)
         for key in _SCENE_REQUEST_KEYS:
             value = getattr(scene, key)
@@ -357,8 +399,10 @@ def plan_storyboard(board: Storyboard, *, base: Path | None = None, film_suffix:
         fields = _resolve_inputs(fields, base)
         if scene.continuity:
             # the request would blame ``image``, which the scene did not give: name the field that clashes
-            for key, why in (("references", "no engine takes references with a first frame"),
-                             ("source_video", "editing a clip takes no first frame")):  # fmt: skip
+            for key, why in (
+                ("references", "no engine takes references with a first frame"),
+                ("source_video", "editing a clip takes no first frame"),
+            ):
                 if fields.get(key):
                     own = getattr(scene, key) is not None
                     raise InvalidRequest(
@@ -378,8 +422,12 @@ def plan_storyboard(board: Storyboard, *, base: Path | None = None, film_suffix:
             raise _rename(exc, where) from None
         steps = scene.postprocess
         if steps:
-            steps = [dict(s, **({"path": _resolve_path(s["path"], base)} if isinstance(s.get("path"), str) else {}))
-                     if isinstance(s, dict) else s for s in steps]  # fmt: skip
+            steps = [
+                dict(s, **({"path": _resolve_path(s["path"], base)} if isinstance(s.get("path"), str) else {}))
+                if isinstance(s, dict)
+                else s
+                for s in steps
+            ]
         try:
             chain = validate_chain(steps, "postprocess")
         except InvalidRequest as exc:
@@ -411,8 +459,18 @@ def plan_storyboard(board: Storyboard, *, base: Path | None = None, film_suffix:
         frames = max(1, min(frames, params.num_frames))
         if scene.continuity:
             request = request.model_copy(update={"image": None})
-        plans.append(ScenePlan(index=i, scene=scene, request=request, chain=chain, frames=frames, fps=params.fps,
-                               transition=transition, generated_frames=params.num_frames))  # fmt: skip
+        plans.append(
+            ScenePlan(
+                index=i,
+                scene=scene,
+                request=request,
+                chain=chain,
+                frames=frames,
+                fps=params.fps,
+                transition=transition,
+                generated_frames=params.num_frames,
+            )
+        )
 
     audio: AudioTrack | None = None
     if board.audio is not None:
@@ -453,8 +511,9 @@ def plan_storyboard(board: Storyboard, *, base: Path | None = None, film_suffix:
             nxt = parts[k + 1][1]
             if tr.overlap > min(length, nxt) + 1e-9:
                 key = "title_card.transition.duration" if where == "title_card" else f"{where}.transition.duration"
-                raise InvalidRequest(key, f"{tr.overlap:g}s is longer than a shot it joins ({min(length, nxt):g}s)",
-                                     value=tr.overlap)  # fmt: skip
+                raise InvalidRequest(
+                    key, f"{tr.overlap:g}s is longer than a shot it joins ({min(length, nxt):g}s)", value=tr.overlap
+                )
         overlap = round(tr.overlap * fps) / fps if (tr is not None and k + 1 < len(parts)) else 0.0
         t += round(length * fps) / fps - overlap
     scene_starts = starts[1:] if card is not None else starts
@@ -462,13 +521,26 @@ def plan_storyboard(board: Storyboard, *, base: Path | None = None, film_suffix:
     # keys: a scene's recipe, its length, its chain, and (for continuity) the key of the shot it continues
     prev = ""
     for p in plans:
-        recipe = {"request": p.request.recipe(), "frames": p.frames, "chain": [s.model_dump() for s in p.chain],
-                  "continuity": prev if p.scene.continuity else None}  # fmt: skip
+        recipe = {
+            "request": p.request.recipe(),
+            "frames": p.frames,
+            "chain": [s.model_dump() for s in p.chain],
+            "continuity": prev if p.scene.continuity else None,
+        }
         text = json.dumps(recipe, sort_keys=True, default=str)
         p.key = hashlib.sha256(text.encode()).hexdigest()
         prev = p.key
-    return StoryboardPlan(board=board, scenes=plans, audio=audio, title_card=card, title_transition=title_transition,
-                          base=base, fps=fps, starts=scene_starts, duration=t)  # fmt: skip
+    return StoryboardPlan(
+        board=board,
+        scenes=plans,
+        audio=audio,
+        title_card=card,
+        title_transition=title_transition,
+        base=base,
+        fps=fps,
+        starts=scene_starts,
+        duration=t,
+    )
 
 
 def require_pillow() -> Any:
@@ -512,8 +584,14 @@ def render_title_card(card: TitleCard, width: int, height: int, fps: float) -> V
     if card.subtitle:
         sub_font = font(max(6, height // 12))
         draw.multiline_text((width / 2, height * 0.45), body, fill=color, font=title_font, anchor="md", align="center")
-        draw.multiline_text((width / 2, height * 0.55), wrap(card.subtitle, sub_font, width * 0.9), fill=color,
-                            font=sub_font, anchor="ma", align="center")  # fmt: skip
+        draw.multiline_text(
+            (width / 2, height * 0.55),
+            wrap(card.subtitle, sub_font, width * 0.9),
+            fill=color,
+            font=sub_font,
+            anchor="ma",
+            align="center",
+        )
     else:
         draw.multiline_text((width / 2, height / 2), body, fill=color, font=title_font, anchor="mm", align="center")
     frame = np.asarray(img, dtype=np.uint8)
@@ -564,8 +642,12 @@ def render_storyboard(
     film = Path(output)
     suffix = film.suffix.lower()
     if output_format(film) == "png":
-        raise InvalidRequest("output", f"a film needs a video file, not {film.suffix or 'a folder'!r}",
-                             value=str(film), allowed=".mp4, .mov, .webm, .gif")  # fmt: skip
+        raise InvalidRequest(
+            "output",
+            f"a film needs a video file, not {film.suffix or 'a folder'!r}",
+            value=str(film),
+            allowed=".mp4, .mov, .webm, .gif",
+        )
     board = source if isinstance(source, Storyboard) else load_storyboard(source)
     plan = plan_storyboard(board, film_suffix=suffix)
     token = cancel or CancelToken()
@@ -599,10 +681,21 @@ def render_storyboard(
             chain = chain_to_json(p.chain)
             if p.frames < p.generated_frames:
                 chain = [{"op": "trim", "start": 0.0, "end": p.frames / p.fps}, *chain]
-            story = {"title": board.title, "scene": p.index, "key": p.key, "frames_in_film": p.frames,
-                     "continuity_from": str(prev_last) if p.scene.continuity else None}  # fmt: skip
-            result = run(request.model_copy(update={"postprocess": chain}), output=clip_path, cache=cache,
-                         cancel=token, on_progress=hook, recipe_extra={"storyboard": story})  # fmt: skip
+            story = {
+                "title": board.title,
+                "scene": p.index,
+                "key": p.key,
+                "frames_in_film": p.frames,
+                "continuity_from": str(prev_last) if p.scene.continuity else None,
+            }
+            result = run(
+                request.model_copy(update={"postprocess": chain}),
+                output=clip_path,
+                cache=cache,
+                cancel=token,
+                on_progress=hook,
+                recipe_extra={"storyboard": story},
+            )
             video, recipe = result.video, result.recipe
             save_image(video.frames[-1], last_png)
         else:
@@ -611,12 +704,26 @@ def render_storyboard(
         clip = Video.open(clip_path)
         clips.append(clip)
         prev_last = last_png
-        records.append({"index": p.index, "name": p.scene.name, "prompt": p.request.prompt, "status": status,
-                        "clip": str(clip_path), "last_frame": str(last_png), "key": p.key,
-                        "duration": p.frames / p.fps, "frames": p.frames, "fps": p.fps,
-                        "transition": str(p.transition), "continuity": p.scene.continuity,
-                        "start": round(plan.starts[p.index], 6), "seed": recipe.get("seed"),
-                        "seconds": round(time.perf_counter() - t0, 3), "recipe": recipe})  # fmt: skip
+        records.append(
+            {
+                "index": p.index,
+                "name": p.scene.name,
+                "prompt": p.request.prompt,
+                "status": status,
+                "clip": str(clip_path),
+                "last_frame": str(last_png),
+                "key": p.key,
+                "duration": p.frames / p.fps,
+                "frames": p.frames,
+                "fps": p.fps,
+                "transition": str(p.transition),
+                "continuity": p.scene.continuity,
+                "start": round(plan.starts[p.index], 6),
+                "seed": recipe.get("seed"),
+                "seconds": round(time.perf_counter() - t0, 3),
+                "recipe": recipe,
+            }
+        )
 
     token.raise_if_cancelled()
     say("assembling the film")
@@ -631,19 +738,30 @@ def render_storyboard(
     if last.overlap > 0:
         movie = _fade_out(movie, last.overlap)
     manifest: dict[str, Any] = {
-        "kind": "kinema.storyboard", "title": board.title, "film": str(film), "duration": movie.duration,
-        "frames": movie.num_frames, "fps": movie.fps, "width": movie.width, "height": movie.height,
+        "kind": "kinema.storyboard",
+        "title": board.title,
+        "film": str(film),
+        "duration": movie.duration,
+        "frames": movie.num_frames,
+        "fps": movie.fps,
+        "width": movie.width,
+        "height": movie.height,
         "title_card": plan.title_card.model_dump() if plan.title_card else None,
         "title_transition": str(plan.title_transition) if plan.title_transition else None,
-        "audio": plan.audio.model_dump() if plan.audio else None, "scenes": records,
-        "seconds": None, "created_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-    }  # fmt: skip
+        "audio": plan.audio.model_dump() if plan.audio else None,
+        "scenes": records,
+        "seconds": None,
+        "created_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+    }
     from ._version import __version__
 
-    movie.metadata = {"kinema_version": __version__, "kind": "kinema.storyboard", "title": board.title,
-                      "prompt": " | ".join(r["prompt"] for r in records),
-                      "scenes": [{k: r[k] for k in ("prompt", "seed", "key", "transition", "continuity", "start")}
-                                 for r in records]}  # fmt: skip
+    movie.metadata = {
+        "kinema_version": __version__,
+        "kind": "kinema.storyboard",
+        "title": board.title,
+        "prompt": " | ".join(r["prompt"] for r in records),
+        "scenes": [{k: r[k] for k in ("prompt", "seed", "key", "transition", "continuity", "start")} for r in records],
+    }
     saved = movie.save(film)
     if plan.audio is not None:
         a = plan.audio

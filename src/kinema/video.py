@@ -58,11 +58,16 @@ def output_format(path: str | os.PathLike[str] | None, requested: str | None = N
     p = Path(path)
     by_suffix = FORMAT_BY_SUFFIX.get(p.suffix.lower()) or ("png" if p.suffix == "" else None)
     if by_suffix is None:
-        raise InvalidRequest(field, f"unknown video extension {p.suffix!r}", value=str(p),
-                             allowed=", ".join(sorted(FORMAT_BY_SUFFIX)) + ", or a folder for PNG frames")  # fmt: skip
+        raise InvalidRequest(
+            field,
+            f"unknown video extension {p.suffix!r}",
+            value=str(p),
+            allowed=", ".join(sorted(FORMAT_BY_SUFFIX)) + ", or a folder for PNG frames",
+        )
     if requested and requested != by_suffix:
-        raise InvalidRequest("format", f"{requested!r} disagrees with the output file {p.name!r}", value=requested,
-                             allowed=by_suffix)  # fmt: skip
+        raise InvalidRequest(
+            "format", f"{requested!r} disagrees with the output file {p.name!r}", value=requested, allowed=by_suffix
+        )
     return by_suffix
 
 
@@ -128,8 +133,9 @@ class Video:
         return self.num_frames
 
     # -- writing ----------------------------------------------------------------------------------------------------
-    def save(self, path: str | os.PathLike[str], format: str | None = None, *, crf: int = 18,
-             sidecar: bool = True) -> Path:  # fmt: skip
+    def save(
+        self, path: str | os.PathLike[str], format: str | None = None, *, crf: int = 18, sidecar: bool = True
+    ) -> Path:
         """Write the clip (and its recipe) to ``path``; the format comes from the extension unless given.
 
         The file is written under a temporary name and renamed into place, so a reader never sees half a video.
@@ -209,11 +215,29 @@ class Video:
 
         fps = f"{self.fps:g}"
         cmd = [
-            ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y",
-            "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{self.width}x{self.height}", "-r", fps, "-i", "-",
-            "-filter_complex", "split[a][b];[a]palettegen=stats_mode=full[p];[b][p]paletteuse=dither=sierra2_4a",
-            "-loop", "0", "-f", "gif", str(path),
-        ]  # fmt: skip
+            ffmpeg_exe(),
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-y",
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            "rgb24",
+            "-s",
+            f"{self.width}x{self.height}",
+            "-r",
+            fps,
+            "-i",
+            "-",
+            "-filter_complex",
+            "split[a][b];[a]palettegen=stats_mode=full[p];[b][p]paletteuse=dither=sierra2_4a",
+            "-loop",
+            "0",
+            "-f",
+            "gif",
+            str(path),
+        ]
         proc = subprocess.run(cmd, input=np.ascontiguousarray(self.frames).tobytes(), capture_output=True)
         if proc.returncode != 0:
             raise RuntimeError(f"ffmpeg could not write the GIF: {proc.stderr.decode(errors='replace').strip()}")
@@ -362,8 +386,14 @@ def probe(path: str | os.PathLike[str]) -> dict[str, Any]:
         if size:  # odd sizes are padded to even for the encoder; the tag holds the real one (as Video.open crops)
             width, height = (int(v) for v in str(size).split("x"))
         sound = info["audio"] is not None
-    return {"width": width, "height": height, "num_frames": frames, "fps": fps,
-            "duration": round(frames / fps, 6) if fps else 0.0, "audio": sound}  # fmt: skip
+    return {
+        "width": width,
+        "height": height,
+        "num_frames": frames,
+        "fps": fps,
+        "duration": round(frames / fps, 6) if fps else 0.0,
+        "audio": sound,
+    }
 
 
 def _infotext(meta: dict[str, Any]) -> str:

@@ -93,8 +93,7 @@ def request_fields(data: Mapping[str, Any]) -> dict[str, Any]:
         if value is None or target is None or "," in target:
             continue
         if target in data and data[target] is not None and data[target] != value:
-            raise InvalidRequest(name, f"and {target} were both given, with different values; give one",
-                                 value=value)  # fmt: skip
+            raise InvalidRequest(name, f"and {target} were both given, with different values; give one", value=value)
     return out
 
 

@@ -198,8 +198,15 @@ def test_config_is_checked() -> None:
 
 def test_sun_mask_finds_the_disc() -> None:
     rng = np.random.default_rng(0)
-    scene = world.Scene(**{**world.sample_scene(rng).to_dict(), "celestial": "sun", "time": "day",  # type: ignore
-                           "weather": "clear", "camera": "static"})  # fmt: skip
+    scene = world.Scene(
+        **{
+            **world.sample_scene(rng).to_dict(),
+            "celestial": "sun",
+            "time": "day",  # type: ignore
+            "weather": "clear",
+            "camera": "static",
+        }
+    )
     clips = world.render_batch([scene], seed=3, num_frames=1, height=128, width=128)
     mask = _sun_masks(clips, [scene])
     r = 0.075 * 128  # the disc's radius in pixels

@@ -101,9 +101,16 @@ def _texture_clip(shift: tuple[int, int], zoom: float = 1.0, frames: int = 16, s
 
 @pytest.mark.parametrize(
     ("shift", "zoom", "expected"),
-    [((0, 0), 1.0, "static"), ((16, 0), 1.0, "pan_left"), ((-16, 0), 1.0, "pan_right"), ((0, 14), 1.0, "tilt_up"),
-     ((0, -14), 1.0, "tilt_down"), ((0, 0), 1.5, "zoom_in"), ((0, 0), 1 / 1.5, "zoom_out")],
-)  # fmt: skip
+    [
+        ((0, 0), 1.0, "static"),
+        ((16, 0), 1.0, "pan_left"),
+        ((-16, 0), 1.0, "pan_right"),
+        ((0, 14), 1.0, "tilt_up"),
+        ((0, -14), 1.0, "tilt_down"),
+        ((0, 0), 1.5, "zoom_in"),
+        ((0, 0), 1 / 1.5, "zoom_out"),
+    ],
+)
 def test_camera_naming_convention(shift: tuple[int, int], zoom: float, expected: str) -> None:
     """pan_left = content slides right; tilt_up = content slides down (the camera turns, the world stays)."""
     assert detectors.detect_camera(_texture_clip(shift, zoom)) == expected

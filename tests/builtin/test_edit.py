@@ -31,8 +31,9 @@ def snowy() -> tuple[np.ndarray, list[str]]:
 
 def _edit(clips: np.ndarray, prompts: list[str], strength: float) -> np.ndarray:
     model, tokenizer, _ = load_model()
-    out = sample(model, tokenizer, prompts, seed=11, init=clips, strength=strength,
-                 guidance_interval=EDIT_GUIDANCE_INTERVAL)  # fmt: skip
+    out = sample(
+        model, tokenizer, prompts, seed=11, init=clips, strength=strength, guidance_interval=EDIT_GUIDANCE_INTERVAL
+    )
     assert isinstance(out, np.ndarray)
     return out
 
@@ -67,8 +68,16 @@ def test_an_edit_at_0_3_with_the_edit_guidance_shows_the_prompt_and_keeps_the_la
 ) -> None:
     clips, prompts = snowy
     model, tokenizer, _ = load_model()
-    out = sample(model, tokenizer, prompts, seed=11, init=clips, strength=0.3, guidance=EDIT_GUIDANCE,
-                 guidance_interval=EDIT_GUIDANCE_INTERVAL)  # fmt: skip
+    out = sample(
+        model,
+        tokenizer,
+        prompts,
+        seed=11,
+        init=clips,
+        strength=0.3,
+        guidance=EDIT_GUIDANCE,
+        guidance_interval=EDIT_GUIDANCE_INTERVAL,
+    )
     assert isinstance(out, np.ndarray)
     assert sum(detectors.detect_weather(o) == "snow" for o in out) >= 4  # measured 5 of 6 (1 of 6 at guidance 1.5)
     layout = np.mean([_layout(o, c) for o, c in zip(out, clips, strict=True)])
@@ -78,8 +87,9 @@ def test_an_edit_at_0_3_with_the_edit_guidance_shows_the_prompt_and_keeps_the_la
     path = kinema.Video(clips[0], fps=8).save(tmp_path / "src.mp4")
     plan = kinema.plan(kinema.VideoRequest(prompt=prompts[0], source_video=str(path), strength=0.3))
     assert plan.params.guidance_scale == EDIT_GUIDANCE
-    kept = kinema.plan(kinema.VideoRequest(prompt=prompts[0], source_video=str(path), strength=0.3,
-                                           guidance_scale=1.5))  # fmt: skip
+    kept = kinema.plan(
+        kinema.VideoRequest(prompt=prompts[0], source_video=str(path), strength=0.3, guidance_scale=1.5)
+    )
     assert kept.params.guidance_scale == 1.5
     full = kinema.plan(kinema.VideoRequest(prompt=prompts[0], source_video=str(path), strength=1.0))
     assert full.params.guidance_scale == 1.5  # strength 1 is text-to-video, with its default
@@ -112,8 +122,16 @@ def test_keyframes_put_the_last_image_at_the_end_of_the_clip() -> None:
     scene = world.Scene("sunset", "sun_setting", "ocean", "clear", "pan_left")
     real = world.render(scene, np.random.default_rng(4))[None]
     known = np.concatenate([real[:, :1], real[:, -1:]], axis=1)
-    out, raw = sample(model, tokenizer, ["the ocean at sunset, the camera pans left"], seed=4, known=known,
-                      num_known=2, known_index=[0, 15], return_raw=True)  # fmt: skip
+    out, raw = sample(
+        model,
+        tokenizer,
+        ["the ocean at sunset, the camera pans left"],
+        seed=4,
+        known=known,
+        num_known=2,
+        known_index=[0, 15],
+        return_raw=True,
+    )
     assert np.array_equal(out[0, 0], real[0, 0]) and np.array_equal(out[0, 15], real[0, 15])
     assert psnr(raw[0, 15], real[0, 15]) >= 30.0  # measured 41.5 dB on 8 held-out clips
     with pytest.raises(ValueError, match="known_index"):

@@ -76,16 +76,20 @@ def test_eval_cli_json_and_bad_input() -> None:
     assert bad.exit_code == 2 and "n: must be at least 1" in bad.stderr
     other = runner.invoke(app, ["eval", "gpt"])
     assert other.exit_code == 2 and "target:" in other.stderr
-    for args, field in ((["--guidance", "0"], "guidance: must be above 0"),
-                        (["--guidance-interval", "0.8"], "guidance_interval: must be two numbers"),
-                        (["--guidance-interval", "0.9,0.2"], "guidance_interval: must be (lo, hi)")):  # fmt: skip
+    for args, field in (
+        (["--guidance", "0"], "guidance: must be above 0"),
+        (["--guidance-interval", "0.8"], "guidance_interval: must be two numbers"),
+        (["--guidance-interval", "0.9,0.2"], "guidance_interval: must be (lo, hi)"),
+    ):
         res = runner.invoke(app, ["eval", "builtin", "--n", "1", *args])
         assert res.exit_code == 2 and field in res.stderr, (args, res.output)
 
 
 def test_eval_cli_passes_the_guidance_settings_on() -> None:
-    res = CliRunner().invoke(app, ["eval", "builtin", "--n", "1", "--steps", "1", "--json", "--guidance", "1",
-                                   "--guidance-interval", "0.5,1"])  # fmt: skip
+    res = CliRunner().invoke(
+        app,
+        ["eval", "builtin", "--n", "1", "--steps", "1", "--json", "--guidance", "1", "--guidance-interval", "0.5,1"],
+    )
     assert res.exit_code == 0, res.output
     report = json.loads(res.stdout)
     assert report["guidance"] == 1.0 and report["guidance_interval"] == [0.5, 1.0]

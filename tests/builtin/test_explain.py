@@ -36,8 +36,9 @@ def test_on_state_sees_every_step_and_the_last_prediction_is_the_clip() -> None:
 
 def test_explain_writes_the_sheet(tmp_path: Path) -> None:
     out = tmp_path / "steps.png"
-    result = CliRunner().invoke(app, ["explain", "a red ball bouncing", "-o", str(out), "--steps", "4",
-                                      "--columns", "3", "--json"])  # fmt: skip
+    result = CliRunner().invoke(
+        app, ["explain", "a red ball bouncing", "-o", str(out), "--steps", "4", "--columns", "3", "--json"]
+    )
     assert result.exit_code == 0, result.output
     info = json.loads(result.stdout)
     assert info["output"] == str(out) and info["steps"] == 4 and info["tokens"] == 256

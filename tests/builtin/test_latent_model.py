@@ -154,8 +154,16 @@ def test_latent_training_needs_a_matching_autoencoder(tmp_path: Path) -> None:
 
 def test_latent_training_resumes_the_same_run(tmp_path: Path) -> None:
     ae = str(_ae_file(tmp_path))
-    base = {**TRAIN_PRESETS["tiny-v2"], "autoencoder": ae, "steps": 8, "checkpoint_every": 4, "initial_clips": 16,
-            "clips_per_refresh": 4, "refresh_every": 3, "max_clips": 40}  # fmt: skip
+    base = {
+        **TRAIN_PRESETS["tiny-v2"],
+        "autoencoder": ae,
+        "steps": 8,
+        "checkpoint_every": 4,
+        "initial_clips": 16,
+        "clips_per_refresh": 4,
+        "refresh_every": 3,
+        "max_clips": 40,
+    }
     whole = train(TrainConfig(**base), tmp_path / "whole")  # type: ignore[arg-type]
     half = train(TrainConfig(**{**base, "stop_after": 4}), tmp_path / "split")  # type: ignore[arg-type]
     assert half["steps_run"] == 4 and (tmp_path / "split" / "dit_state.pt").is_file()
@@ -173,14 +181,24 @@ def test_keyframe_examples_know_the_last_frame(tmp_path: Path, monkeypatch: pyte
     seen: list[torch.Tensor] = []
     forward = VideoDiT.forward
 
-    def spy(self: VideoDiT, x: torch.Tensor, t: torch.Tensor, text: object, cond: torch.Tensor,
-            mask: torch.Tensor) -> torch.Tensor:  # fmt: skip
+    def spy(
+        self: VideoDiT, x: torch.Tensor, t: torch.Tensor, text: object, cond: torch.Tensor, mask: torch.Tensor
+    ) -> torch.Tensor:
         seen.append(mask[:, 0, :, 0, 0].clone())
         return forward(self, x, t, text, cond, mask)  # type: ignore[arg-type]
 
     monkeypatch.setattr(VideoDiT, "forward", spy)
-    cfg = TrainConfig(**{**TRAIN_PRESETS["tiny"], "steps": 6, "batch_size": 16, "p_image": 0.0, "p_extend": 0.0,  # type: ignore[arg-type]
-                         "p_keyframes": 1.0, "initial_clips": 8})  # fmt: skip
+    cfg = TrainConfig(
+        **{
+            **TRAIN_PRESETS["tiny"],
+            "steps": 6,
+            "batch_size": 16,
+            "p_image": 0.0,
+            "p_extend": 0.0,  # type: ignore[arg-type]
+            "p_keyframes": 1.0,
+            "initial_clips": 8,
+        }
+    )
     train(cfg, tmp_path / "kf")
     masks = torch.cat(seen)  # (N, F)
     assert torch.all(masks[:, -1] == 1) and torch.all(masks[:, 1:-1] == 0)
@@ -205,9 +223,23 @@ def test_cli_trains_all_stages_and_generates(tmp_path: Path, monkeypatch: pytest
     frames, _ = load_video_frames(tmp_path / "c.mp4")
     assert frames.shape[1:3] == (64, 64)  # the tiny v2's pixel size, drawn by its decoder
     # the DiT stage alone, from the autoencoder of the first run
-    res = runner.invoke(app, ["train", "builtin", "--config", "tiny-v2", "--out", str(tmp_path / "dit"), "--stage",
-                              "dit", "--autoencoder", str(out / "autoencoder" / "autoencoder.safetensors"),
-                              "--steps", "2"])  # fmt: skip
+    res = runner.invoke(
+        app,
+        [
+            "train",
+            "builtin",
+            "--config",
+            "tiny-v2",
+            "--out",
+            str(tmp_path / "dit"),
+            "--stage",
+            "dit",
+            "--autoencoder",
+            str(out / "autoencoder" / "autoencoder.safetensors"),
+            "--steps",
+            "2",
+        ],
+    )
     assert res.exit_code == 0, res.output
 
 
@@ -223,8 +255,9 @@ def test_the_decoder_stage_changes_only_the_decoder(tmp_path: Path) -> None:
     out = tmp_path / "v2"
     res = runner.invoke(app, ["train", "builtin", "--config", "tiny-v2", "--out", str(out), "--stage", "autoencoder"])
     assert res.exit_code == 0, res.output
-    res = runner.invoke(app, ["train", "builtin", "--config", "tiny-v2", "--out", str(out), "--stage", "dit",
-                              "--steps", "2"])  # fmt: skip
+    res = runner.invoke(
+        app, ["train", "builtin", "--config", "tiny-v2", "--out", str(out), "--stage", "dit", "--steps", "2"]
+    )
     assert res.exit_code == 0, res.output
     checkpoint = out / "builtin.safetensors"
     before = load_file(str(checkpoint))
@@ -329,8 +362,13 @@ def test_a_checkpoint_samples_with_its_own_guidance_defaults(tmp_path: Path) -> 
     report = evaluate(n=1, n_i2v=1, weights=path, steps=2)
     assert (report["guidance"], report["guidance_interval"]) == (2.5, [0.5, 1.0])
     # the training preset writes its sampling defaults into the checkpoint it makes
-    cfg = {**TRAIN_PRESETS["tiny-v2"], "autoencoder": str(_ae_file(tmp_path)), "steps": 2, "guidance": 2.0,
-           "guidance_interval": [0.7, 1.0]}  # fmt: skip
+    cfg = {
+        **TRAIN_PRESETS["tiny-v2"],
+        "autoencoder": str(_ae_file(tmp_path)),
+        "steps": 2,
+        "guidance": 2.0,
+        "guidance_interval": [0.7, 1.0],
+    }
     trained = train(TrainConfig(**cfg), tmp_path / "run")  # type: ignore[arg-type]
     assert checkpoint_sampling(trained["path"]) == (2.0, (0.7, 1.0))
     # weights trained with known later frames (p_keyframes > 0) are not warned about; ones without it are
@@ -355,8 +393,17 @@ def test_a_checkpoint_samples_with_its_own_guidance_defaults(tmp_path: Path) -> 
 def _pixel_twin(tmp_path: Path) -> tuple[Path, VideoDiT]:
     """A pixel model with tiny-v2's trunk (the same token grid: 32x32-pixel patches over 64x64 frames), saved."""
     cfg = _config("tiny-v2")
-    pixel = ModelConfig(**{**cfg.to_dict(), "channels": 3, "latent_factor": 1, "patch_h": 32, "patch_w": 32,
-                           "ref_frame": False, "out_conv": 0})  # type: ignore[arg-type]  # fmt: skip
+    pixel = ModelConfig(
+        **{
+            **cfg.to_dict(),
+            "channels": 3,
+            "latent_factor": 1,
+            "patch_h": 32,
+            "patch_w": 32,
+            "ref_frame": False,
+            "out_conv": 0,
+        }
+    )  # type: ignore[arg-type]
     assert pixel.grid == cfg.grid
     torch.manual_seed(1)
     model = VideoDiT(pixel)
@@ -384,8 +431,9 @@ def test_a_latent_model_starts_from_a_pixel_model_with_the_same_trunk(tmp_path: 
 
     # through training: the run records which weights it started from and what of them it could not use
     ae = str(_ae_file(tmp_path))
-    cfg = TrainConfig(**{**TRAIN_PRESETS["tiny-v2"], "autoencoder": ae, "init": str(path), "steps": 1,
-                         "initial_clips": 8})  # type: ignore[arg-type]  # fmt: skip
+    cfg = TrainConfig(
+        **{**TRAIN_PRESETS["tiny-v2"], "autoencoder": ae, "init": str(path), "steps": 1, "initial_clips": 8}
+    )  # type: ignore[arg-type]
     info = train(cfg, tmp_path / "run")
     assert info["init"]["fresh"] == fresh and len(info["init"]["sha256"]) == 64
 
@@ -402,6 +450,17 @@ def test_cli_init_tells_a_start_across_spaces_and_refuses_a_non_checkpoint(tmp_p
     shipped = weights_path()  # v1, in pixels
     assert _same_space(shipped, "cpu") and not _same_space(shipped, "v2")
     (tmp_path / "junk.safetensors").write_bytes(b"not a checkpoint")
-    res = CliRunner().invoke(app, ["train", "builtin", "--out", str(tmp_path / "o"), "--config", "tiny",
-                                   "--init", str(tmp_path / "junk.safetensors")])  # fmt: skip
+    res = CliRunner().invoke(
+        app,
+        [
+            "train",
+            "builtin",
+            "--out",
+            str(tmp_path / "o"),
+            "--config",
+            "tiny",
+            "--init",
+            str(tmp_path / "junk.safetensors"),
+        ],
+    )
     assert res.exit_code != 0 and "init" in res.output and "Traceback" not in res.output

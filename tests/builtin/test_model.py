@@ -83,8 +83,12 @@ def test_per_frame_text_conditioning_reaches_only_its_own_temporal_patch() -> No
     m = _tiny(depth=0)  # no blocks: the conditioning acts on the output's adaptive norm alone
     d = m.cfg.dim
     x = torch.randn(1, 3, 16, 64, 64)
-    args = (torch.rand(1), m.encode_text(torch.zeros(1, m.cfg.text_len, dtype=torch.long)), torch.zeros_like(x),
-            torch.zeros(1, 1, 16, 64, 64))  # fmt: skip
+    args = (
+        torch.rand(1),
+        m.encode_text(torch.zeros(1, m.cfg.text_len, dtype=torch.long)),
+        torch.zeros_like(x),
+        torch.zeros(1, 1, 16, 64, 64),
+    )
     with torch.no_grad():
         before = m(x, *args)
         m.text_frames.bias[1 * d : 2 * d] += 1.0  # the term for temporal patch 1 only
@@ -144,14 +148,26 @@ def test_checkpoints_without_newer_options_still_load(tmp_path: Path) -> None:
     names = ("attn_t", "rope", "text_frames", "camera_head", "layout")  # RoPE's tables are derived, never saved
     assert not any(s in k for k in old.state_dict() for s in names)
     save_model(old, tmp_path / "new.safetensors")
-    _strip_config_keys(tmp_path / "new.safetensors", tmp_path / "old.safetensors", "temporal_attn", "rope",
-                       "frame_text", "warp_noise", "cameras", "layout_text")  # fmt: skip
+    _strip_config_keys(
+        tmp_path / "new.safetensors",
+        tmp_path / "old.safetensors",
+        "temporal_attn",
+        "rope",
+        "frame_text",
+        "warp_noise",
+        "cameras",
+        "layout_text",
+    )
     loaded, _, _ = load_model(tmp_path / "old.safetensors")
     assert loaded.cfg.temporal_attn is False and loaded.cfg.rope is False and loaded.cfg.frame_text is False
     assert loaded.cfg.warp_noise == 0.0 and loaded.cfg.layout_text == 0
     x = torch.randn(1, 3, 16, 64, 64)
-    args = (torch.rand(1), loaded.encode_text(torch.zeros(1, loaded.cfg.text_len, dtype=torch.long)),
-            torch.zeros_like(x), torch.zeros(1, 1, 16, 64, 64))  # fmt: skip
+    args = (
+        torch.rand(1),
+        loaded.encode_text(torch.zeros(1, loaded.cfg.text_len, dtype=torch.long)),
+        torch.zeros_like(x),
+        torch.zeros(1, 1, 16, 64, 64),
+    )
     with torch.no_grad():
         assert torch.equal(loaded(x, *args), old(x, *args))  # the same network, computed the same way
 
@@ -350,12 +366,23 @@ def test_warped_noise_needs_the_attribute_loss(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("change", "field"),
-    [({"stop_after": 0}, "stop_after"), ({"stop_after": 31}, "stop_after"), ({"model": "huge"}, "model"),
-     ({"steps": 0}, "steps"), ({"lr": 0.0}, "lr"), ({"min_lr": 1.0}, "min_lr"), ({"ema": 1.0}, "ema"),
-     ({"p_image": 0.7, "p_extend": 0.5}, "p_extend"), ({"p_uncond": -0.1}, "p_uncond"),
-     ({"time_limit": 0.0}, "time_limit"), ({"known_weight": 0.0}, "known_weight"), ({"threads": 0}, "threads"),
-     ({"max_clips": 10}, "max_clips"), ({"motion_weight": -1.0}, "motion_weight")],
-)  # fmt: skip
+    [
+        ({"stop_after": 0}, "stop_after"),
+        ({"stop_after": 31}, "stop_after"),
+        ({"model": "huge"}, "model"),
+        ({"steps": 0}, "steps"),
+        ({"lr": 0.0}, "lr"),
+        ({"min_lr": 1.0}, "min_lr"),
+        ({"ema": 1.0}, "ema"),
+        ({"p_image": 0.7, "p_extend": 0.5}, "p_extend"),
+        ({"p_uncond": -0.1}, "p_uncond"),
+        ({"time_limit": 0.0}, "time_limit"),
+        ({"known_weight": 0.0}, "known_weight"),
+        ({"threads": 0}, "threads"),
+        ({"max_clips": 10}, "max_clips"),
+        ({"motion_weight": -1.0}, "motion_weight"),
+    ],
+)
 def test_train_config_names_the_field_that_is_out_of_range(change: dict[str, object], field: str) -> None:
     from kinema import InvalidRequest
     from kinema.builtin.train import TRAIN_PRESETS, TrainConfig
@@ -369,8 +396,14 @@ def test_train_config_names_the_field_that_is_out_of_range(change: dict[str, obj
 class _TextSign(VideoDiT):
     """Predicts a clean clip of 0.5 everywhere for a caption and -0.5 for the empty prompt."""
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, text: tuple[torch.Tensor, torch.Tensor],
-                cond: torch.Tensor, cond_mask: torch.Tensor) -> torch.Tensor:  # fmt: skip
+    def forward(
+        self,
+        x: torch.Tensor,
+        t: torch.Tensor,
+        text: tuple[torch.Tensor, torch.Tensor],
+        cond: torch.Tensor,
+        cond_mask: torch.Tensor,
+    ) -> torch.Tensor:
         has_caption = text[1].sum(dim=1) > 1  # (B,): more than the always-on first token
         return torch.where(has_caption, 0.5, -0.5).view(-1, 1, 1, 1, 1).expand_as(x)
 
@@ -382,8 +415,17 @@ def test_guidance_leaves_given_pixels_to_the_conditional_prediction() -> None:
     tok = Tokenizer(m.cfg.vocab, m.cfg.text_len)
     known = np.zeros((1, 1, 64, 64, 3), dtype=np.uint8)
     everywhere = (0.0, 1.0)
-    _, raw = sample(m, tok, ["red ball"], steps=2, guidance=2.5, guidance_interval=everywhere, known=known,
-                    num_known=1, return_raw=True)  # fmt: skip
+    _, raw = sample(
+        m,
+        tok,
+        ["red ball"],
+        steps=2,
+        guidance=2.5,
+        guidance_interval=everywhere,
+        known=known,
+        num_known=1,
+        return_raw=True,
+    )
     guided = -0.5 + 2.5 * (0.5 - -0.5)  # the last step lands on the prediction
     as_pixels = to_uint8(torch.tensor([[0.5, guided]]).view(1, 1, 2, 1, 1))[0, :, 0, 0, 0]  # (2,)
     assert (raw[:, 0] == as_pixels[0]).all() and (raw[:, 1:] == as_pixels[1]).all()
@@ -394,8 +436,14 @@ class _Recorder(_TextSign):
 
     calls: list[tuple[float, int]]
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, text: tuple[torch.Tensor, torch.Tensor],
-                cond: torch.Tensor, cond_mask: torch.Tensor) -> torch.Tensor:  # fmt: skip
+    def forward(
+        self,
+        x: torch.Tensor,
+        t: torch.Tensor,
+        text: tuple[torch.Tensor, torch.Tensor],
+        cond: torch.Tensor,
+        cond_mask: torch.Tensor,
+    ) -> torch.Tensor:
         self.calls.append((round(float(t[0]), 4), x.shape[0]))
         return super().forward(x, t, text, cond, cond_mask)
 

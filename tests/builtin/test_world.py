@@ -66,8 +66,9 @@ def test_subject_mask_marks_the_subject_and_leaves_the_clip_unchanged() -> None:
     xs = [np.nonzero(m.any(axis=0))[0].mean() for m in mask]  # mean column per frame
     assert xs[-1] - xs[0] > 20  # it moves right, and the mask moves with it
     empty = np.zeros((2, 16, 64, 64), bool)
-    world.render_batch([Scene("day", "sun", "meadow", "clear", "static", None, None, None, None)] * 2, 1,
-                       subject_masks=empty)  # fmt: skip
+    world.render_batch(
+        [Scene("day", "sun", "meadow", "clear", "static", None, None, None, None)] * 2, 1, subject_masks=empty
+    )
     assert not empty.any()  # no subject, no mask
 
 
@@ -165,17 +166,23 @@ def test_tokenize() -> None:
 @pytest.mark.parametrize(
     ("prompt", "expected"),
     [
-        ("A cinematic sunrise over mountains, clouds moving slowly",
-         {"time": "dawn", "setting": "mountains", "weather": "clouds"}),
+        (
+            "A cinematic sunrise over mountains, clouds moving slowly",
+            {"time": "dawn", "setting": "mountains", "weather": "clouds"},
+        ),
         ("A drone shot of ocean waves crashing on rocks", {"camera": "aerial", "setting": "ocean"}),
         ("Camera slowly zooms in, cinematic lighting", {"camera": "zoom_in"}),
-        ("a red ball bouncing on green grass",
-         {"color": "red", "subject": "ball", "motion": "bounce", "setting": "meadow"}),
-        ("a blue car driving to the right through a city at night",
-         {"color": "blue", "subject": "car", "motion": "right", "setting": "city", "time": "night"}),
+        (
+            "a red ball bouncing on green grass",
+            {"color": "red", "subject": "ball", "motion": "bounce", "setting": "meadow"},
+        ),
+        (
+            "a blue car driving to the right through a city at night",
+            {"color": "blue", "subject": "car", "motion": "right", "setting": "city", "time": "night"},
+        ),
         ("snow falling on a forest at dawn", {"weather": "snow", "setting": "forest", "time": "dawn"}),
     ],
-)  # fmt: skip
+)
 def test_parse_showcase_prompts(prompt: str, expected: dict[str, str]) -> None:
     assert world.parse_prompt(prompt) == expected
 
@@ -183,7 +190,12 @@ def test_parse_showcase_prompts(prompt: str, expected: dict[str, str]) -> None:
 def test_parse_prompt_edge_cases() -> None:
     assert world.parse_prompt("") == {}
     assert world.parse_prompt("a small purple fish swimming to the left, camera pans right") == {
-        "size": "small", "color": "purple", "subject": "fish", "motion": "left", "camera": "pan_right"}  # fmt: skip
+        "size": "small",
+        "color": "purple",
+        "subject": "fish",
+        "motion": "left",
+        "camera": "pan_right",
+    }
     # weather and sun verbs are not subject motions; colours bind to the subject, not the scenery
     expected = {"color": "white", "subject": "bird", "setting": "hills", "celestial": "sun_setting", "weather": "rain"}
     assert world.parse_prompt("a white bird over green hills as the sun sets, rain falling") == expected

@@ -21,9 +21,29 @@ from kinema.errors import Cancelled, InvalidRequest, KinemaError, MissingExtra
 runner = CliRunner()
 
 #: the packages of the optional extras (local, cloud, server, workflows)
-EXTRAS = ("huggingface_hub", "diffusers", "transformers", "accelerate", "peft", "fastapi", "starlette", "uvicorn",
-          "httpx", "PIL", "yaml", "openai", "runwayml", "lumaai", "fal_client", "replicate", "google.genai", "jwt",
-          "platformdirs", "multipart", "spandrel")  # fmt: skip
+EXTRAS = (
+    "huggingface_hub",
+    "diffusers",
+    "transformers",
+    "accelerate",
+    "peft",
+    "fastapi",
+    "starlette",
+    "uvicorn",
+    "httpx",
+    "PIL",
+    "yaml",
+    "openai",
+    "runwayml",
+    "lumaai",
+    "fal_client",
+    "replicate",
+    "google.genai",
+    "jwt",
+    "platformdirs",
+    "multipart",
+    "spandrel",
+)
 
 
 def test_cli_backends_lists_builtin() -> None:
@@ -43,8 +63,9 @@ def test_every_area_registers_its_commands_in_order() -> None:
 
 @pytest.mark.parametrize("module", ["kinema", "kinema.cli"])
 def test_python_dash_m_is_the_kinema_command(module: str) -> None:
-    res = subprocess.run([sys.executable, "-m", module, "backends", "--json"], capture_output=True, text=True,
-                         timeout=120)  # fmt: skip
+    res = subprocess.run(
+        [sys.executable, "-m", module, "backends", "--json"], capture_output=True, text=True, timeout=120
+    )
     assert res.returncode == 0, res.stderr
     assert "builtin" in {b["name"] for b in json.loads(res.stdout)}
 

@@ -158,8 +158,9 @@ def _terminal() -> tuple[Console, io.StringIO]:
     return Console(file=buffer, force_terminal=True, width=100), buffer
 
 
-@pytest.mark.parametrize(("extra", "terminal", "shown"), [([], True, True), (["--json"], True, False),
-                                                          ([], False, False)])  # fmt: skip
+@pytest.mark.parametrize(
+    ("extra", "terminal", "shown"), [([], True, True), (["--json"], True, False), ([], False, False)]
+)
 def test_eval_shows_a_progress_bar_on_a_terminal_only(
     monkeypatch: pytest.MonkeyPatch, extra: list[str], terminal: bool, shown: bool
 ) -> None:

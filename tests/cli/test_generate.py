@@ -17,8 +17,9 @@ runner = CliRunner()
 
 def test_cli_generate_info_and_rerun_from_recipe(tmp_path: Path) -> None:
     out = tmp_path / "out.mp4"
-    res = runner.invoke(app, ["generate", "a red ball bouncing on green grass", "-o", str(out), "--steps", "3",
-                              "--json"])  # fmt: skip
+    res = runner.invoke(
+        app, ["generate", "a red ball bouncing on green grass", "-o", str(out), "--steps", "3", "--json"]
+    )
     assert res.exit_code == 0, res.output
     result = json.loads(res.stdout)
     assert result["path"] == str(out) and out.is_file()

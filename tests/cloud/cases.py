@@ -73,8 +73,12 @@ def _pictory_env(fake: Any, tmp: Path) -> dict[str, str]:
 
 
 def _veo_env(fake: Any, tmp: Path) -> dict[str, str]:
-    return {"GOOGLE_APPLICATION_CREDENTIALS": str(fake.write_adc(tmp)), "GOOGLE_CLOUD_PROJECT": fake.project,
-            "GOOGLE_CLOUD_LOCATION": "us-central1", "GOOGLE_VERTEX_BASE_URL": fake.url}  # fmt: skip
+    return {
+        "GOOGLE_APPLICATION_CREDENTIALS": str(fake.write_adc(tmp)),
+        "GOOGLE_CLOUD_PROJECT": fake.project,
+        "GOOGLE_CLOUD_LOCATION": "us-central1",
+        "GOOGLE_VERTEX_BASE_URL": fake.url,
+    }
 
 
 CASES: list[Case] = [

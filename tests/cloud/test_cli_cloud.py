@@ -41,8 +41,9 @@ def test_backends_shows_a_provider_usable_once_its_key_is_set(monkeypatch: pytes
     assert "key_not_shown_anywhere" not in result.output
 
 
-def test_generate_records_the_task_and_resume_finishes_it(video_bytes: bytes, tmp_path: Path,
-                                                          monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+def test_generate_records_the_task_and_resume_finishes_it(
+    video_bytes: bytes, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from fakes.runway import FakeRunway
 
     assert "RUNWAYML_API_SECRET" in PROVIDER_VARS
@@ -51,9 +52,22 @@ def test_generate_records_the_task_and_resume_finishes_it(video_bytes: bytes, tm
         monkeypatch.setenv("RUNWAYML_BASE_URL", fake.url)
         fake.polls_to_finish = 10_000  # the provider is slow: our deadline passes first
         out = tmp_path / "clip.mp4"
-        args = ["generate", "a red ball bouncing on green grass", "--backend", "runway", "--duration", "5",
-                "--aspect-ratio", "16:9", "-o", str(out), "--option", "poll_interval=0.01",
-                "--option", "timeout=0.3"]  # fmt: skip
+        args = [
+            "generate",
+            "a red ball bouncing on green grass",
+            "--backend",
+            "runway",
+            "--duration",
+            "5",
+            "--aspect-ratio",
+            "16:9",
+            "-o",
+            str(out),
+            "--option",
+            "poll_interval=0.01",
+            "--option",
+            "timeout=0.3",
+        ]
         first = runner.invoke(app, args)
         assert first.exit_code == 1, first.output
         assert "resume" in first.output
@@ -72,16 +86,31 @@ def test_generate_records_the_task_and_resume_finishes_it(video_bytes: bytes, tm
         assert fake.submissions == 1, "resume must not submit again"
 
 
-def test_generate_removes_the_resume_file_after_success(video_bytes: bytes, tmp_path: Path,
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+def test_generate_removes_the_resume_file_after_success(
+    video_bytes: bytes, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from fakes.luma import FakeLuma
 
     with FakeLuma(video_bytes) as fake:
         monkeypatch.setenv("LUMAAI_API_KEY", fake.key)
         monkeypatch.setenv("LUMAAI_BASE_URL", fake.url + "/dream-machine/v1")
         out = tmp_path / "ok.mp4"
-        result = runner.invoke(app, ["generate", "a fox", "--backend", "luma", "--duration", "5", "-o", str(out),
-                                     "--option", "poll_interval=0.01", "--json"])  # fmt: skip
+        result = runner.invoke(
+            app,
+            [
+                "generate",
+                "a fox",
+                "--backend",
+                "luma",
+                "--duration",
+                "5",
+                "-o",
+                str(out),
+                "--option",
+                "poll_interval=0.01",
+                "--json",
+            ],
+        )
         assert result.exit_code == 0, result.output
         assert out.is_file() and not Path(str(out) + ".task.json").exists()
         assert json.loads(result.stdout.strip().splitlines()[-1])["provider_task_id"] in fake.tasks
@@ -105,15 +134,27 @@ def test_bad_request_exits_2_before_anything_is_sent(video_bytes: bytes, monkeyp
         assert fake.submit_attempts == 0
 
 
-@pytest.mark.parametrize(("mode", "field"), [("i2v", "image"), ("keyframes", "last_image"), ("edit", "source_video"),
-                                             ("references", "references"), ("extend", "video")])  # fmt: skip
+@pytest.mark.parametrize(
+    ("mode", "field"),
+    [
+        ("i2v", "image"),
+        ("keyframes", "last_image"),
+        ("edit", "source_video"),
+        ("references", "references"),
+        ("extend", "video"),
+    ],
+)
 def test_resume_refuses_a_mode_whose_input_was_data(tmp_path: Path, mode: str, field: str) -> None:
     """A resume file keeps inputs given as paths or URLs only; one given as data cannot be rebuilt, and the request
     must not silently become another mode."""
     from kinema.backends.remote import write_resume_file
 
-    record = {"task_id": "t1", "backend": "kling", "output": str(tmp_path / "out.mp4"),
-              "info": {"mode": mode, "request": {"prompt": "a fox", "backend": "kling"}}}  # fmt: skip
+    record = {
+        "task_id": "t1",
+        "backend": "kling",
+        "output": str(tmp_path / "out.mp4"),
+        "info": {"mode": mode, "request": {"prompt": "a fox", "backend": "kling"}},
+    }
     path = write_resume_file(tmp_path / "out.mp4.task.json", record)
     result = runner.invoke(app, ["resume", str(path)])
     assert result.exit_code == 2, result.output

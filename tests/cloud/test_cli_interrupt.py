@@ -45,8 +45,21 @@ def ctrl_c_once_submitted(record: Path) -> threading.Thread:
 
 
 def generate(out: Path, *extra: str) -> list[str]:
-    return ["generate", "a red ball bouncing on green grass", "--backend", "runway", "--duration", "5",
-            "--aspect-ratio", "16:9", "-o", str(out), "--option", "poll_interval=0.02", *extra]  # fmt: skip
+    return [
+        "generate",
+        "a red ball bouncing on green grass",
+        "--backend",
+        "runway",
+        "--duration",
+        "5",
+        "--aspect-ratio",
+        "16:9",
+        "-o",
+        str(out),
+        "--option",
+        "poll_interval=0.02",
+        *extra,
+    ]
 
 
 def test_ctrl_c_cancels_the_providers_task(runway: object, tmp_path: Path) -> None:

@@ -67,8 +67,9 @@ def test_openai_videos_without_a_base_url_is_unusable_and_says_why(monkeypatch: 
     assert not listed.usable
     assert "KINEMA_OPENAI_VIDEOS_BASE_URL" in (listed.reason or "") and "retired" in (listed.reason or "")
     with pytest.raises(BackendUnavailable) as info:
-        engine.run(kinema.VideoRequest(prompt=PROMPT, backend="openai", model="sora-2", duration=4, width=1280,
-                                       height=720))  # fmt: skip
+        engine.run(
+            kinema.VideoRequest(prompt=PROMPT, backend="openai", model="sora-2", duration=4, width=1280, height=720)
+        )
     assert "KINEMA_OPENAI_VIDEOS_BASE_URL" in info.value.message
 
 
@@ -96,8 +97,9 @@ def test_openai_videos_refuses_openais_own_host(start: Any, monkeypatch: pytest.
     assert fake.submit_attempts == 0
 
 
-def test_openai_videos_takes_the_server_from_options(start: Any, tmp_path: Path,
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+def test_openai_videos_takes_the_server_from_options(
+    start: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     case, fake = start("openai")
     monkeypatch.setenv("KINEMA_OPENAI_VIDEOS_BASE_URL", "http://127.0.0.1:9/v1")  # nothing listens there
     result = engine.run(_request(case, options={"base_url": fake.url + "/v1"}), output=tmp_path / "x.mp4")
@@ -107,8 +109,7 @@ def test_openai_videos_takes_the_server_from_options(start: Any, tmp_path: Path,
 # -- 2. Runway: a local photo goes as a data URI of at most 5 MB ------------------------------------------------
 
 
-def test_runway_large_local_photo_is_shrunk_under_the_data_uri_limit(start: Any,
-                                                                      tmp_path: Path) -> None:  # fmt: skip
+def test_runway_large_local_photo_is_shrunk_under_the_data_uri_limit(start: Any, tmp_path: Path) -> None:
     case, fake = start("runway")
     from PIL import Image
 
@@ -124,8 +125,16 @@ def test_runway_large_local_photo_is_shrunk_under_the_data_uri_limit(start: Any,
     photo = tmp_path / "photo.png"
     Image.fromarray(pixels).save(photo)
     assert photo.stat().st_size * 4 / 3 > DATA_URI_LIMIT
-    request = kinema.VideoRequest(prompt=PROMPT, backend="runway", model="gen4_turbo", duration=5, width=1280,
-                                  height=720, image=str(photo), options=FAST)  # fmt: skip
+    request = kinema.VideoRequest(
+        prompt=PROMPT,
+        backend="runway",
+        model="gen4_turbo",
+        duration=5,
+        width=1280,
+        height=720,
+        image=str(photo),
+        options=FAST,
+    )
     result = engine.run(request, output=tmp_path / "i2v.mp4")
     assert result.path is not None and fake.submissions == 1
     (task,) = fake.tasks.values()
@@ -143,8 +152,9 @@ def test_runway_fake_refuses_an_oversized_data_uri(start: Any) -> None:
 
     client = runwayml.RunwayML(api_key=fake.key, base_url=fake.url, max_retries=0)
     with pytest.raises(runwayml.BadRequestError) as info:
-        client.image_to_video.create(model="gen4_turbo", ratio="1280:720", duration=5,
-                                     prompt_image="data:image/png;base64," + "A" * 5_000_001)  # fmt: skip
+        client.image_to_video.create(
+            model="gen4_turbo", ratio="1280:720", duration=5, prompt_image="data:image/png;base64," + "A" * 5_000_001
+        )
     assert "5MB" in str(info.value)
     assert fake.submissions == 0
 
@@ -173,8 +183,9 @@ def test_replicate_community_model_runs_its_latest_version(start: Any, tmp_path:
     case, fake = start("replicate")
     from fakes.replicate import MODELS
 
-    result = engine.run(_request(case, model="someone/custom-video", width=1280, height=720, duration=5),
-                        output=tmp_path / "x.mp4")  # fmt: skip
+    result = engine.run(
+        _request(case, model="someone/custom-video", width=1280, height=720, duration=5), output=tmp_path / "x.mp4"
+    )
     assert result.path is not None and fake.submissions == 1
     paths = [(r.method, r.path) for r in fake.log]
     assert ("GET", "/v1/models/someone/custom-video") in paths
@@ -203,16 +214,30 @@ def test_runway_retired_models_are_refused(start: Any, tmp_path: Path) -> None:
 
     image.write_bytes(tiny_png())
     with pytest.raises(InvalidRequest) as info:
-        engine.run(kinema.VideoRequest(prompt=PROMPT, backend="runway", model="gen3a_turbo", image=str(image),
-                                       width=1280, height=768, duration=5, options=FAST))  # fmt: skip
+        engine.run(
+            kinema.VideoRequest(
+                prompt=PROMPT,
+                backend="runway",
+                model="gen3a_turbo",
+                image=str(image),
+                width=1280,
+                height=768,
+                duration=5,
+                options=FAST,
+            )
+        )
     assert info.value.field == "model" and "gen4_turbo" in info.value.message
     assert fake.submit_attempts == 0
     import runwayml  # the fake refuses it too, as Runway does
 
     client = runwayml.RunwayML(api_key=fake.key, base_url=fake.url, max_retries=0)
     with pytest.raises(runwayml.BadRequestError):
-        client.image_to_video.create(model="gen3a_turbo", ratio="1280:768", duration=5,  # type: ignore[arg-type]
-                                     prompt_image="https://example.com/a.png")  # fmt: skip
+        client.image_to_video.create(
+            model="gen3a_turbo",
+            ratio="1280:768",
+            duration=5,  # type: ignore[arg-type]
+            prompt_image="https://example.com/a.png",
+        )
 
 
 # -- 6. refusals that are not refusals ------------------------------------------------------------------------
@@ -253,8 +278,7 @@ def test_pictory_cleaned_is_terminal(start: Any, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("var", ["K_SERVICE", "GCE_METADATA_HOST"])
-def test_veo_is_usable_on_google_cloud_without_a_credentials_file(monkeypatch: pytest.MonkeyPatch,
-                                                                   var: str) -> None:  # fmt: skip
+def test_veo_is_usable_on_google_cloud_without_a_credentials_file(monkeypatch: pytest.MonkeyPatch, var: str) -> None:
     listed = _listed("veo")
     assert not listed.usable and "GOOGLE_APPLICATION_CREDENTIALS" in (listed.reason or "")
     monkeypatch.setenv(var, "kinema-svc" if var == "K_SERVICE" else "169.254.169.254")
@@ -296,10 +320,13 @@ def test_lost_submit_answer_is_found_or_reported(provider: tuple[Case, Any], tmp
     assert fake.submissions == 1 and fake.submit_attempts == 1, "never submitted twice"
 
 
-@pytest.mark.parametrize(("backend", "var"), [("runway", "RUNWAYML_BASE_URL"), ("pictory", "KINEMA_PICTORY_BASE_URL"),
-                                              ("replicate", "REPLICATE_BASE_URL")])  # fmt: skip
-def test_a_submit_that_never_connected_is_a_plain_error(start: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                        backend: str, var: str) -> None:  # fmt: skip
+@pytest.mark.parametrize(
+    ("backend", "var"),
+    [("runway", "RUNWAYML_BASE_URL"), ("pictory", "KINEMA_PICTORY_BASE_URL"), ("replicate", "REPLICATE_BASE_URL")],
+)
+def test_a_submit_that_never_connected_is_a_plain_error(
+    start: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, backend: str, var: str
+) -> None:
     import socket
 
     case, fake = start(backend)
@@ -316,8 +343,12 @@ def test_a_submit_that_never_connected_is_a_plain_error(start: Any, tmp_path: Pa
 def test_client_token_comes_from_the_caller(start: Any, tmp_path: Path, backend: str) -> None:
     case, fake = start(backend)
     seen: list[dict[str, Any]] = []
-    engine.run(_request(case), output=tmp_path / "x.mp4", resume_info={"client_token": "job-42"},
-               on_task_id=lambda tid, info: seen.append(info))  # fmt: skip
+    engine.run(
+        _request(case),
+        output=tmp_path / "x.mp4",
+        resume_info={"client_token": "job-42"},
+        on_task_id=lambda tid, info: seen.append(info),
+    )
     (task,) = fake.tasks.values()
     sent = task.input.get("external_task_id") or task.input.get("track_id")
     assert sent == "job-42" and seen[0]["client_token"] == "job-42"
@@ -379,8 +410,12 @@ def test_a_cancel_that_keeps_the_task_calls_no_provider_cancel(start: Any, tmp_p
     fake.polls_to_finish = 1000
     token = CancelToken()
     with pytest.raises(Cancelled) as raised:
-        engine.run(_request(case), output=tmp_path / "x.mp4", cancel=token,
-                   on_task_id=lambda task_id, info: token.cancel(keep_provider_task=True))  # fmt: skip
+        engine.run(
+            _request(case),
+            output=tmp_path / "x.mp4",
+            cancel=token,
+            on_task_id=lambda task_id, info: token.cancel(keep_provider_task=True),
+        )
     assert raised.value.provider_cancel is not None
     assert fake.cancels == 0 and raised.value.provider_cancel["called"] is False
 
@@ -389,10 +424,16 @@ def test_a_cancel_that_keeps_the_task_calls_no_provider_cancel(start: Any, tmp_p
 
 #: provider -> the key its own cost figure has in Result.cost (None: it reports none), and whether USD is known
 COSTS: dict[str, tuple[str | None, bool]] = {
-    "runway": ("credits", True), "kling": ("units", True), "pictory": ("ai_credits", False),
-    "fal": ("inference_time", False), "replicate": ("predict_time", False), "modelslab": ("generation_time", False),
-    "luma": (None, True), "veo": (None, True), "openai": (None, False),
-}  # fmt: skip
+    "runway": ("credits", True),
+    "kling": ("units", True),
+    "pictory": ("ai_credits", False),
+    "fal": ("inference_time", False),
+    "replicate": ("predict_time", False),
+    "modelslab": ("generation_time", False),
+    "luma": (None, True),
+    "veo": (None, True),
+    "openai": (None, False),
+}
 
 
 def test_cost_reports_what_the_provider_said_and_an_estimate(provider: tuple[Case, Any], tmp_path: Path) -> None:

@@ -42,8 +42,22 @@ def _serve(data: Path, *, auth: bool, workers: int) -> Iterator[KinemaServer]:
         port = int(s.getsockname()[1])
     # the server must not point its own openai backend at itself: its model listing would ask itself
     env = {k: v for k, v in os.environ.items() if k not in ("KINEMA_OPENAI_VIDEOS_BASE_URL", "OPENAI_API_KEY")}
-    args = [sys.executable, "-m", "kinema", "serve", "--host", "127.0.0.1", "--port", str(port), "--data-dir",
-            str(data), "--workers", str(workers), "--log-level", "warning"]  # fmt: skip
+    args = [
+        sys.executable,
+        "-m",
+        "kinema",
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--data-dir",
+        str(data),
+        "--workers",
+        str(workers),
+        "--log-level",
+        "warning",
+    ]
     if not auth:
         args.append("--no-auth")
     log = open(data / "server.log", "wb")  # noqa: SIM115 - closed below
@@ -86,8 +100,9 @@ def _openai() -> kinema.BackendInfo:
     return {b.name: b for b in kinema.list_backends()}["openai"]
 
 
-def test_no_key_no_model_against_a_no_auth_kinema_server(open_server: KinemaServer,
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+def test_no_key_no_model_against_a_no_auth_kinema_server(
+    open_server: KinemaServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """It said "API key missing: set OPENAI_API_KEY" about its own environment, and without --model asked for
     sora-2 at 1280x720, which a Kinema server refuses."""
     monkeypatch.setenv("KINEMA_OPENAI_VIDEOS_BASE_URL", open_server.url)
@@ -97,14 +112,16 @@ def test_no_key_no_model_against_a_no_auth_kinema_server(open_server: KinemaServ
     p = plan.params
     assert (p.model, p.width, p.height, p.num_frames, p.fps) == ("builtin", 64, 64, 16, 8.0)
     # the server's frame rule: 3 s is rounded to 28 frames here, and the server makes exactly that
-    result = kinema.run(kinema.VideoRequest(prompt=PROMPT, backend="openai", duration=3.5,
-                                            options={"poll_interval": 0.05}))  # fmt: skip
+    result = kinema.run(
+        kinema.VideoRequest(prompt=PROMPT, backend="openai", duration=3.5, options={"poll_interval": 0.05})
+    )
     assert result.video.frames.shape == (28, 64, 64, 3)
     assert result.recipe["backend"] == "openai" and result.recipe["model"] == "builtin"
 
 
-def test_a_server_that_wants_a_key_is_named_with_its_setting(keyed_server: KinemaServer,
-                                                              monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+def test_a_server_that_wants_a_key_is_named_with_its_setting(
+    keyed_server: KinemaServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("KINEMA_OPENAI_VIDEOS_BASE_URL", keyed_server.url)
     listed = _openai()
     assert not listed.usable
@@ -116,8 +133,7 @@ def test_a_server_that_wants_a_key_is_named_with_its_setting(keyed_server: Kinem
     assert keyed_server.url in info.value.message
 
 
-def test_the_servers_models_and_sizes_are_planned(keyed_server: KinemaServer,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+def test_the_servers_models_and_sizes_are_planned(keyed_server: KinemaServer, monkeypatch: pytest.MonkeyPatch) -> None:
     """Without --model it asked a Kinema server for sora-2 at 1280x720, which the server refused."""
     monkeypatch.setenv("KINEMA_OPENAI_VIDEOS_BASE_URL", keyed_server.url)
     assert keyed_server.key is not None

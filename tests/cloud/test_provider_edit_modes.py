@@ -84,8 +84,9 @@ def _runway_post(fake: Any, path: str, body: dict[str, Any]) -> tuple[int, Any]:
 
     from fakes.runway import VERSION
 
-    answer = httpx.post(fake.url + path, json=body,
-                        headers={"Authorization": f"Bearer {fake.key}", "X-Runway-Version": VERSION})  # fmt: skip
+    answer = httpx.post(
+        fake.url + path, json=body, headers={"Authorization": f"Bearer {fake.key}", "X-Runway-Version": VERSION}
+    )
     return answer.status_code, answer.json()
 
 
@@ -130,8 +131,9 @@ def test_runway_edit_sends_the_clip_to_video_to_video(start: Any, tmp_path: Path
     assert planned.params.strength is None and ", strength" not in str(planned)
 
 
-def test_runway_edit_uploads_a_clip_too_large_for_a_data_uri(start: Any, tmp_path: Path,
-                                                             monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+def test_runway_edit_uploads_a_clip_too_large_for_a_data_uri(
+    start: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import kinema.backends.runway as runway
 
     fake = start("runway")
@@ -158,8 +160,7 @@ def test_runway_edit_refuses_a_length_or_size(start: Any, tmp_path: Path, field:
 
 def test_runway_edit_refuses_a_source_clip_outside_aleph2s_length(start: Any, tmp_path: Path) -> None:
     fake = start("runway")
-    err = _refused(tmp_path, fake, "source_video", backend="runway",
-                   source_video=str(_clip(tmp_path, seconds=1.0)))  # fmt: skip
+    err = _refused(tmp_path, fake, "source_video", backend="runway", source_video=str(_clip(tmp_path, seconds=1.0)))
     assert "2 to 30 s" in err.message
 
 
@@ -209,14 +210,28 @@ def test_runway_keyframes_send_first_and_last_positions(start: Any, tmp_path: Pa
 
 def test_runway_keyframes_refuse_a_last_frame_alone(start: Any, tmp_path: Path) -> None:
     fake = start("runway")
-    _refused(tmp_path, fake, "image", backend="runway", model="veo3.1_fast", duration=4,
-             last_image=_png(tmp_path, "last.png"))  # fmt: skip
+    _refused(
+        tmp_path,
+        fake,
+        "image",
+        backend="runway",
+        model="veo3.1_fast",
+        duration=4,
+        last_image=_png(tmp_path, "last.png"),
+    )
 
 
 def test_runway_keyframes_refused_by_a_first_frame_only_model(start: Any, tmp_path: Path) -> None:
     fake = start("runway")
-    _refused(tmp_path, fake, "last_image", backend="runway", model="gen4.5", image=_png(tmp_path, "a.png"),
-             last_image=_png(tmp_path, "b.png"))  # fmt: skip
+    _refused(
+        tmp_path,
+        fake,
+        "last_image",
+        backend="runway",
+        model="gen4.5",
+        image=_png(tmp_path, "a.png"),
+        last_image=_png(tmp_path, "b.png"),
+    )
 
 
 def test_runway_fake_refuses_a_last_position_where_the_model_has_none(start: Any) -> None:
@@ -227,8 +242,9 @@ def test_runway_fake_refuses_a_last_position_where_the_model_has_none(start: Any
         fake, "/v1/image_to_video", {"model": "gen4_turbo", "ratio": "1280:720", "duration": 5, "promptImage": both}
     )
     assert status == 400 and "'last' is not supported by gen4_turbo" in answer["error"]
-    status, answer = _runway_post(fake, "/v1/image_to_video", {"model": "veo3.1", "ratio": "1280:720", "duration": 4,
-                                                               "promptImage": both[1:]})  # fmt: skip
+    status, answer = _runway_post(
+        fake, "/v1/image_to_video", {"model": "veo3.1", "ratio": "1280:720", "duration": 4, "promptImage": both[1:]}
+    )
     assert status == 400 and "only a last frame" in answer["error"]
     assert fake.submissions == 0
 
@@ -270,15 +286,20 @@ def test_kling_keyframes_last_frame_alone_on_v1_6(start: Any, tmp_path: Path) ->
     assert task.input["mode"] == "pro" and task.input["duration"] == "10"
 
 
-@pytest.mark.parametrize("fields, field", [
-    ({"model": "kling-v2-6"}, "image"),  # a last frame alone: kling-v1-6 only
-    ({"model": "kling-v2-6", "image": "F", "resolution": "720p"}, "resolution"),  # std: no tail
-    ({"model": "kling-v1", "image": "F", "duration": 10}, "duration"),  # kling-v1 takes a tail at 5 s only
-    ({"model": "kling-v2-master", "image": "F"}, "last_image"),  # no start/end frames at all
-    ({"model": "kling-v2-6", "image": "F", "options": {"sound": "on"}}, "options.sound"),
-    ({"model": "kling-v2-5-turbo", "image": "F", "options": {"camera_control": {"type": "simple"}}},
-     "options.camera_control"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "fields, field",
+    [
+        ({"model": "kling-v2-6"}, "image"),  # a last frame alone: kling-v1-6 only
+        ({"model": "kling-v2-6", "image": "F", "resolution": "720p"}, "resolution"),  # std: no tail
+        ({"model": "kling-v1", "image": "F", "duration": 10}, "duration"),  # kling-v1 takes a tail at 5 s only
+        ({"model": "kling-v2-master", "image": "F"}, "last_image"),  # no start/end frames at all
+        ({"model": "kling-v2-6", "image": "F", "options": {"sound": "on"}}, "options.sound"),
+        (
+            {"model": "kling-v2-5-turbo", "image": "F", "options": {"camera_control": {"type": "simple"}}},
+            "options.camera_control",
+        ),
+    ],
+)
 def test_kling_keyframes_refusals(start: Any, tmp_path: Path, fields: dict[str, Any], field: str) -> None:
     fake = start("kling")
     if fields.get("image") == "F":
@@ -305,21 +326,27 @@ def test_kling_references_refuse_more_than_four(start: Any, tmp_path: Path) -> N
     assert "at most 4" in err.message
 
 
-@pytest.mark.parametrize("fields, field", [
-    ({"model": "kling-v2-6"}, "references"),  # multi-image2video is kling-v1-6 only
-    ({"options": {"cfg_scale": 0.5}}, "options.cfg_scale"),  # not a field of multi-image2video
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "fields, field",
+    [
+        ({"model": "kling-v2-6"}, "references"),  # multi-image2video is kling-v1-6 only
+        ({"options": {"cfg_scale": 0.5}}, "options.cfg_scale"),  # not a field of multi-image2video
+    ],
+)
 def test_kling_references_refusals(start: Any, tmp_path: Path, fields: dict[str, Any], field: str) -> None:
     fake = start("kling")
     _refused(tmp_path, fake, field, backend="kling", references=[_png(tmp_path, "ref.png")], **fields)
 
 
-@pytest.mark.parametrize("body, words", [
-    ({"image_list": [{"image": "https://e.com/a.png"}] * 5}, "1 to 4"),
-    ({"image_list": [{"image": "data:image/png;base64,AAAA"}]}, "without data: prefix"),
-    ({"image_list": [{"image": "https://e.com/a.png"}], "cfg_scale": 0.5}, "cfg_scale"),
-    ({"image_list": [{"image": "https://e.com/a.png"}], "model_name": "kling-v2-6"}, "model_name"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "body, words",
+    [
+        ({"image_list": [{"image": "https://e.com/a.png"}] * 5}, "1 to 4"),
+        ({"image_list": [{"image": "data:image/png;base64,AAAA"}]}, "without data: prefix"),
+        ({"image_list": [{"image": "https://e.com/a.png"}], "cfg_scale": 0.5}, "cfg_scale"),
+        ({"image_list": [{"image": "https://e.com/a.png"}], "model_name": "kling-v2-6"}, "model_name"),
+    ],
+)
 def test_kling_fake_refuses_what_multi_image2video_refuses(start: Any, body: dict[str, Any], words: str) -> None:
     from kinema.backends.kling import KlingBackend
     from kinema.errors import ProviderError
@@ -340,8 +367,10 @@ def test_luma_keyframes_send_frame0_and_frame1(start: Any, tmp_path: Path) -> No
     last = fake.image_url + "?last"
     result = _run(tmp_path, backend="luma", image=fake.image_url, last_image=last, duration=5)
     (task,) = fake.tasks.values()
-    assert task.input["keyframes"] == {"frame0": {"type": "image", "url": fake.image_url},
-                                       "frame1": {"type": "image", "url": last}}  # fmt: skip
+    assert task.input["keyframes"] == {
+        "frame0": {"type": "image", "url": fake.image_url},
+        "frame1": {"type": "image", "url": last},
+    }
     assert result.recipe["mode"] == "keyframes"
 
 
@@ -354,15 +383,22 @@ def test_luma_keyframes_last_frame_alone(start: Any, tmp_path: Path) -> None:
 
 def test_luma_keyframes_refuse_a_local_last_frame(start: Any, tmp_path: Path) -> None:
     fake = start("luma")
-    err = _refused(tmp_path, fake, "last_image", backend="luma", image=fake.image_url,
-                   last_image=_png(tmp_path, "last.png"))  # fmt: skip
+    err = _refused(
+        tmp_path, fake, "last_image", backend="luma", image=fake.image_url, last_image=_png(tmp_path, "last.png")
+    )
     assert "public URL" in err.message
 
 
-@pytest.mark.parametrize("fields, field", [
-    ({"source_video": "CLIP"}, "source_video"),  # modify-video takes the clip as a URL only: a local file is refused
-    ({"references": ["REF"]}, "references"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "fields, field",
+    [
+        (
+            {"source_video": "CLIP"},
+            "source_video",
+        ),  # modify-video takes the clip as a URL only: a local file is refused
+        ({"references": ["REF"]}, "references"),
+    ],
+)
 def test_luma_refuses_edit_and_references(start: Any, tmp_path: Path, fields: dict[str, Any], field: str) -> None:
     fake = start("luma")
     if "source_video" in fields:
@@ -372,10 +408,17 @@ def test_luma_refuses_edit_and_references(start: Any, tmp_path: Path, fields: di
     _refused(tmp_path, fake, field, backend="luma", **fields)
 
 
-@pytest.mark.parametrize("strength, mode", [
-    (0.0, "adhere_1"), (0.2, "adhere_2"), (0.5, "flex_2"), (0.75, "reimagine_1"), (1.0, "reimagine_3"),
-    (None, "flex_2"),  # no strength: the middle mode (Luma's API has no default)
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "strength, mode",
+    [
+        (0.0, "adhere_1"),
+        (0.2, "adhere_2"),
+        (0.5, "flex_2"),
+        (0.75, "reimagine_1"),
+        (1.0, "reimagine_3"),
+        (None, "flex_2"),  # no strength: the middle mode (Luma's API has no default)
+    ],
+)
 def test_luma_edit_from_a_url_goes_to_modify_video(start: Any, strength: float | None, mode: str) -> None:
     fake = start("luma")
     the_plan, output = _generate_planned(backend="luma", source_video=CLIP_URL, strength=strength)
@@ -390,11 +433,14 @@ def test_luma_edit_from_a_url_goes_to_modify_video(start: Any, strength: float |
     assert output.provider_task_id == task.id
 
 
-@pytest.mark.parametrize("fields, field", [
-    ({"duration": 9}, "duration"),  # modify-video keeps the source's length and framing: these would be dropped
-    ({"aspect_ratio": "9:16"}, "aspect_ratio"),
-    ({"width": 640, "height": 360}, "width"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "fields, field",
+    [
+        ({"duration": 9}, "duration"),  # modify-video keeps the source's length and framing: these would be dropped
+        ({"aspect_ratio": "9:16"}, "aspect_ratio"),
+        ({"width": 640, "height": 360}, "width"),
+    ],
+)
 def test_luma_edit_refuses_a_length_or_size(start: Any, tmp_path: Path, fields: dict[str, Any], field: str) -> None:
     fake = start("luma")
     _refused(tmp_path, fake, field, backend="luma", source_video=CLIP_URL, **fields)
@@ -407,8 +453,9 @@ def test_a_url_edit_is_rebuilt_from_its_recorded_request(start: Any, backend: st
     from kinema.backends.remote import _request_record
 
     start(backend)
-    first = kinema.plan(kinema.VideoRequest(prompt=PROMPT, backend=backend, source_video=CLIP_URL, strength=0.3,
-                                            seed=7, options=FAST))  # fmt: skip
+    first = kinema.plan(
+        kinema.VideoRequest(prompt=PROMPT, backend=backend, source_video=CLIP_URL, strength=0.3, seed=7, options=FAST)
+    )
     record = _request_record(first.params)
     assert record["source_video"] == CLIP_URL and record["strength"] == 0.3
     again = kinema.plan(kinema.VideoRequest(**{k: v for k, v in record.items() if v is not None}))
@@ -416,18 +463,23 @@ def test_a_url_edit_is_rebuilt_from_its_recorded_request(start: Any, backend: st
     assert (again.params.width, again.params.num_frames) == (first.params.width, first.params.num_frames)
 
 
-@pytest.mark.parametrize("body, words", [
-    ({"media": {"url": "data:video/mp4;base64,AAAA"}, "mode": "flex_1"}, "media.url"),
-    ({"media": {"url": CLIP_URL}, "mode": "flex_4"}, "mode"),
-    ({"media": {"url": CLIP_URL}}, "mode"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "body, words",
+    [
+        ({"media": {"url": "data:video/mp4;base64,AAAA"}, "mode": "flex_1"}, "media.url"),
+        ({"media": {"url": CLIP_URL}, "mode": "flex_4"}, "mode"),
+        ({"media": {"url": CLIP_URL}}, "mode"),
+    ],
+)
 def test_luma_fake_refuses_a_malformed_modify(start: Any, body: dict[str, Any], words: str) -> None:
     import httpx
 
     fake = start("luma")
-    answer = httpx.post(fake.url + "/dream-machine/v1/generations/video/modify",
-                        json={"generation_type": "modify_video", "model": "ray-2", "prompt": PROMPT, **body},
-                        headers={"Authorization": f"Bearer {fake.key}"})  # fmt: skip
+    answer = httpx.post(
+        fake.url + "/dream-machine/v1/generations/video/modify",
+        json={"generation_type": "modify_video", "model": "ray-2", "prompt": PROMPT, **body},
+        headers={"Authorization": f"Bearer {fake.key}"},
+    )
     assert answer.status_code == 400 and words in answer.json()["detail"]
     assert fake.submissions == 0
 
@@ -437,10 +489,15 @@ def test_luma_fake_refuses_a_malformed_frame1(start: Any) -> None:
 
     fake = start("luma")
     url = fake.url + "/dream-machine/v1/generations/video"
-    for keyframes in ({"frame1": {"type": "image", "url": "data:image/png;base64,AAAA"}},
-                      {"frame2": {"type": "image", "url": fake.image_url}}):  # fmt: skip
-        answer = httpx.post(url, json={"model": "ray-2", "prompt": PROMPT, "keyframes": keyframes},
-                            headers={"Authorization": f"Bearer {fake.key}"})  # fmt: skip
+    for keyframes in (
+        {"frame1": {"type": "image", "url": "data:image/png;base64,AAAA"}},
+        {"frame2": {"type": "image", "url": fake.image_url}},
+    ):
+        answer = httpx.post(
+            url,
+            json={"model": "ray-2", "prompt": PROMPT, "keyframes": keyframes},
+            headers={"Authorization": f"Bearer {fake.key}"},
+        )
         assert answer.status_code == 400 and "keyframes" in answer.json()["detail"]
     assert fake.submissions == 0
 
@@ -460,11 +517,14 @@ def test_fal_keyframes_send_tail_image_url(start: Any, tmp_path: Path) -> None:
     assert result.recipe["mode"] == "keyframes"
 
 
-@pytest.mark.parametrize("fields, field", [
-    ({"model": "fal-ai/kling-video/v2.1/master", "image": "F"}, "last_image"),  # its page lists no tail
-    ({"model": "fal-ai/kling-video/v2.5-turbo/pro/text-to-video", "image": "F"}, "last_image"),
-    ({}, "image"),  # image_url is required on the endpoint: no last frame alone
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "fields, field",
+    [
+        ({"model": "fal-ai/kling-video/v2.1/master", "image": "F"}, "last_image"),  # its page lists no tail
+        ({"model": "fal-ai/kling-video/v2.5-turbo/pro/text-to-video", "image": "F"}, "last_image"),
+        ({}, "image"),  # image_url is required on the endpoint: no last frame alone
+    ],
+)
 def test_fal_keyframes_refusals(start: Any, tmp_path: Path, fields: dict[str, Any], field: str) -> None:
     fake = start("fal")
     if fields.get("image") == "F":
@@ -514,21 +574,25 @@ def test_fal_edit_passes_a_url_as_given(start: Any) -> None:
     assert task.input["video_url"] == CLIP_URL and task.input["strength"] == 0.5
 
 
-@pytest.mark.parametrize("fields, field", [
-    ({"num_frames": 200}, "num_frames"),  # Wan makes 17 to 161 frames
-    ({"num_frames": 9}, "num_frames"),
-    ({"fps": 12.5}, "fps"),  # frames_per_second is a whole number
-    ({"fps": 90}, "fps"),
-    ({"model": "fal-ai/kling-video/v2.5-turbo/pro"}, "source_video"),  # no edit endpoint in that family
-    ({"options": {"cfg_scale": 0.5}}, "options.cfg_scale"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "fields, field",
+    [
+        ({"num_frames": 200}, "num_frames"),  # Wan makes 17 to 161 frames
+        ({"num_frames": 9}, "num_frames"),
+        ({"fps": 12.5}, "fps"),  # frames_per_second is a whole number
+        ({"fps": 90}, "fps"),
+        ({"model": "fal-ai/kling-video/v2.5-turbo/pro"}, "source_video"),  # no edit endpoint in that family
+        ({"options": {"cfg_scale": 0.5}}, "options.cfg_scale"),
+    ],
+)
 def test_fal_edit_refusals(start: Any, tmp_path: Path, fields: dict[str, Any], field: str) -> None:
     fake = start("fal")
     _refused(tmp_path, fake, field, backend="fal", source_video=str(_clip(tmp_path)), **fields)
 
 
-def test_fal_edit_refuses_a_clip_too_large_to_send_inline(start: Any, tmp_path: Path,
-                                                          monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+def test_fal_edit_refuses_a_clip_too_large_to_send_inline(
+    start: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import kinema.backends.fal as fal
 
     fake = start("fal")
@@ -551,12 +615,15 @@ def test_fal_references_go_to_kling_elements(start: Any, tmp_path: Path) -> None
     assert "image_url" not in task.input and result.recipe["mode"] == "references"
 
 
-@pytest.mark.parametrize("fields, field", [
-    ({"references": 5}, "references"),  # up to 4 images
-    ({"options": {"cfg_scale": 0.5}}, "options.cfg_scale"),  # not a field of the elements endpoint
-    ({"model": "fal-ai/pika/v2.2"}, "references"),
-    ({"duration": 7}, "duration"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "fields, field",
+    [
+        ({"references": 5}, "references"),  # up to 4 images
+        ({"options": {"cfg_scale": 0.5}}, "options.cfg_scale"),  # not a field of the elements endpoint
+        ({"model": "fal-ai/pika/v2.2"}, "references"),
+        ({"duration": 7}, "duration"),
+    ],
+)
 def test_fal_references_refusals(start: Any, tmp_path: Path, fields: dict[str, Any], field: str) -> None:
     fake = start("fal")
     count = fields.pop("references", 1)
@@ -564,19 +631,29 @@ def test_fal_references_refusals(start: Any, tmp_path: Path, fields: dict[str, A
     _refused(tmp_path, fake, field, backend="fal", references=refs, **fields)
 
 
-@pytest.mark.parametrize("endpoint, body, loc", [
-    ("fal-ai/wan/v2.2-a14b/video-to-video", {}, "video_url"),
-    ("fal-ai/wan/v2.2-a14b/video-to-video", {"video_url": "data:image/png;base64,AAAA"}, "video_url"),
-    ("fal-ai/wan/v2.2-a14b/video-to-video", {"video_url": "https://e.com/a.mp4", "strength": 1.5}, "strength"),
-    ("fal-ai/wan/v2.2-a14b/video-to-video", {"video_url": "https://e.com/a.mp4", "num_frames": 200}, "num_frames"),
-    ("fal-ai/wan/v2.2-a14b/video-to-video", {"video_url": "https://e.com/a.mp4", "resolution": "1080p"},
-     "resolution"),
-    ("fal-ai/kling-video/v1.6/standard/elements", {}, "input_image_urls"),
-    ("fal-ai/kling-video/v1.6/standard/elements", {"input_image_urls": ["https://e.com/a.png"] * 5},
-     "input_image_urls"),
-])  # fmt: skip
-def test_fal_fake_refuses_bad_edit_and_elements_bodies(start: Any, endpoint: str, body: dict[str, Any],
-                                                       loc: str) -> None:  # fmt: skip
+@pytest.mark.parametrize(
+    "endpoint, body, loc",
+    [
+        ("fal-ai/wan/v2.2-a14b/video-to-video", {}, "video_url"),
+        ("fal-ai/wan/v2.2-a14b/video-to-video", {"video_url": "data:image/png;base64,AAAA"}, "video_url"),
+        ("fal-ai/wan/v2.2-a14b/video-to-video", {"video_url": "https://e.com/a.mp4", "strength": 1.5}, "strength"),
+        ("fal-ai/wan/v2.2-a14b/video-to-video", {"video_url": "https://e.com/a.mp4", "num_frames": 200}, "num_frames"),
+        (
+            "fal-ai/wan/v2.2-a14b/video-to-video",
+            {"video_url": "https://e.com/a.mp4", "resolution": "1080p"},
+            "resolution",
+        ),
+        ("fal-ai/kling-video/v1.6/standard/elements", {}, "input_image_urls"),
+        (
+            "fal-ai/kling-video/v1.6/standard/elements",
+            {"input_image_urls": ["https://e.com/a.png"] * 5},
+            "input_image_urls",
+        ),
+    ],
+)
+def test_fal_fake_refuses_bad_edit_and_elements_bodies(
+    start: Any, endpoint: str, body: dict[str, Any], loc: str
+) -> None:
     fake = start("fal")
     status, answer = _fal_post(fake, endpoint, {"prompt": PROMPT, **body})
     assert status == 422 and answer["detail"][0]["loc"] == ["body", loc]
@@ -597,17 +674,19 @@ def test_replicate_keyframes_send_end_image_in_pro_mode(start: Any, tmp_path: Pa
     assert (result.recipe["width"], result.recipe["height"]) == (1920, 1080)
 
 
-@pytest.mark.parametrize("fields, field", [
-    ({"image": "F", "resolution": "720p"}, "resolution"),  # end_image needs pro mode
-    ({}, "image"),  # start_image is required
-    ({"model": "minimax/video-01", "image": "F"}, "last_image"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "fields, field",
+    [
+        ({"image": "F", "resolution": "720p"}, "resolution"),  # end_image needs pro mode
+        ({}, "image"),  # start_image is required
+        ({"model": "minimax/video-01", "image": "F"}, "last_image"),
+    ],
+)
 def test_replicate_keyframes_refusals(start: Any, tmp_path: Path, fields: dict[str, Any], field: str) -> None:
     fake = start("replicate")
     if fields.get("image") == "F":
         fields["image"] = _png(tmp_path, "first.png")
-    _refused(tmp_path, fake, field, backend="replicate", last_image=_png(tmp_path, "last.png"), duration=5,
-             **fields)  # fmt: skip
+    _refused(tmp_path, fake, field, backend="replicate", last_image=_png(tmp_path, "last.png"), duration=5, **fields)
 
 
 def test_replicate_fake_refuses_end_image_outside_pro_mode(start: Any) -> None:
@@ -616,9 +695,15 @@ def test_replicate_fake_refuses_end_image_outside_pro_mode(start: Any) -> None:
     fake = start("replicate")
     client = replicate.Client(api_token=fake.key, base_url=fake.url)
     with pytest.raises(replicate.exceptions.ReplicateError) as info:
-        client.models.predictions.create(model="kwaivgi/kling-v2.1", input={
-            "prompt": PROMPT, "start_image": "https://e.com/a.png", "end_image": "https://e.com/b.png",
-            "mode": "standard"})  # fmt: skip
+        client.models.predictions.create(
+            model="kwaivgi/kling-v2.1",
+            input={
+                "prompt": PROMPT,
+                "start_image": "https://e.com/a.png",
+                "end_image": "https://e.com/b.png",
+                "mode": "standard",
+            },
+        )
     assert "pro" in str(info.value) and fake.submissions == 0
 
 
@@ -648,12 +733,15 @@ def test_replicate_edit_passes_a_url_as_given(start: Any) -> None:
     assert fake.uploads == {} and the_plan.params.strength == 0.5
 
 
-@pytest.mark.parametrize("fields, field", [
-    ({"duration": 5}, "duration"),  # the output keeps the source's length and framing
-    ({"resolution": "720p"}, "resolution"),
-    ({"negative_prompt": "blur"}, "negative_prompt"),
-    ({"model": "minimax/video-01"}, "source_video"),  # no edit input
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "fields, field",
+    [
+        ({"duration": 5}, "duration"),  # the output keeps the source's length and framing
+        ({"resolution": "720p"}, "resolution"),
+        ({"negative_prompt": "blur"}, "negative_prompt"),
+        ({"model": "minimax/video-01"}, "source_video"),  # no edit input
+    ],
+)
 def test_replicate_edit_refusals(start: Any, tmp_path: Path, fields: dict[str, Any], field: str) -> None:
     fake = start("replicate")
     _refused(tmp_path, fake, field, backend="replicate", source_video=str(_clip(tmp_path)), **fields)
@@ -661,15 +749,19 @@ def test_replicate_edit_refusals(start: Any, tmp_path: Path, fields: dict[str, A
 
 def test_replicate_edit_refuses_a_clip_over_30_seconds(start: Any, tmp_path: Path) -> None:
     fake = start("replicate")
-    err = _refused(tmp_path, fake, "source_video", backend="replicate",
-                   source_video=str(_clip(tmp_path, seconds=31.0, fps=1.0)))  # fmt: skip
+    err = _refused(
+        tmp_path, fake, "source_video", backend="replicate", source_video=str(_clip(tmp_path, seconds=31.0, fps=1.0))
+    )
     assert "30 s" in err.message
 
 
-@pytest.mark.parametrize("inputs, words", [
-    ({"mode": "flex_9", "video": "https://e.com/a.mp4"}, "mode"),
-    ({"mode": "flex_1"}, "video is required"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "inputs, words",
+    [
+        ({"mode": "flex_9", "video": "https://e.com/a.mp4"}, "mode"),
+        ({"mode": "flex_1"}, "video is required"),
+    ],
+)
 def test_replicate_fake_refuses_what_modify_video_refuses(start: Any, inputs: dict[str, Any], words: str) -> None:
     import replicate
 
@@ -696,12 +788,15 @@ def test_replicate_references_go_to_kling_o1(start: Any, tmp_path: Path) -> None
     assert "start_image" not in task.input and result.recipe["mode"] == "references"
 
 
-@pytest.mark.parametrize("fields, field", [
-    ({"references": 8}, "references"),  # up to 7
-    ({"duration": 7}, "duration"),
-    ({"aspect_ratio": "9:16"}, "size"),  # only 16:9 is sent: o1's other ratios are not listed
-    ({"model": "kwaivgi/kling-v2.1"}, "references"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "fields, field",
+    [
+        ({"references": 8}, "references"),  # up to 7
+        ({"duration": 7}, "duration"),
+        ({"aspect_ratio": "9:16"}, "size"),  # only 16:9 is sent: o1's other ratios are not listed
+        ({"model": "kwaivgi/kling-v2.1"}, "references"),
+    ],
+)
 def test_replicate_references_refusals(start: Any, tmp_path: Path, fields: dict[str, Any], field: str) -> None:
     fake = start("replicate")
     refs = [_png(tmp_path, f"r{i}.png", i * 30) for i in range(fields.pop("references", 1))]
@@ -714,8 +809,9 @@ def test_replicate_fake_refuses_more_than_seven_reference_images(start: Any) -> 
     fake = start("replicate")
     client = replicate.Client(api_token=fake.key, base_url=fake.url)
     with pytest.raises(replicate.exceptions.ReplicateError) as info:
-        client.models.predictions.create(model="kwaivgi/kling-o1", input={
-            "prompt": PROMPT, "reference_images": ["https://e.com/a.png"] * 8})  # fmt: skip
+        client.models.predictions.create(
+            model="kwaivgi/kling-o1", input={"prompt": PROMPT, "reference_images": ["https://e.com/a.png"] * 8}
+        )
     assert "at most 7" in str(info.value) and fake.submissions == 0
 
 
@@ -723,8 +819,7 @@ def test_replicate_fake_refuses_more_than_seven_reference_images(start: Any) -> 
 
 
 @pytest.mark.parametrize("model, duration", [("pixverse5.5", 5), ("veo3.1_fast", 8)])
-def test_pictory_references_go_as_reference_image_urls(start: Any, tmp_path: Path, model: str,
-                                                       duration: int) -> None:  # fmt: skip
+def test_pictory_references_go_as_reference_image_urls(start: Any, tmp_path: Path, model: str, duration: int) -> None:
     fake = start("pictory")
     refs = [fake.image_url, fake.image_url + "?style"]
     result = _run(tmp_path, backend="pictory", model=model, references=refs, duration=duration)
@@ -734,11 +829,14 @@ def test_pictory_references_go_as_reference_image_urls(start: Any, tmp_path: Pat
     assert result.recipe["mode"] == "references"
 
 
-@pytest.mark.parametrize("fields, field", [
-    ({"references": 4}, "references"),  # 1 to 3 images
-    ({"local": True}, "references[1]"),  # public URLs only
-    ({"model": "veo3.1", "duration": 4}, "duration"),  # veo makes 8 s clips from references
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "fields, field",
+    [
+        ({"references": 4}, "references"),  # 1 to 3 images
+        ({"local": True}, "references[1]"),  # public URLs only
+        ({"model": "veo3.1", "duration": 4}, "duration"),  # veo makes 8 s clips from references
+    ],
+)
 def test_pictory_references_refusals(start: Any, tmp_path: Path, fields: dict[str, Any], field: str) -> None:
     fake = start("pictory")
     refs = [f"{fake.image_url}?{i}" for i in range(fields.pop("references", 2))]
@@ -747,18 +845,26 @@ def test_pictory_references_refusals(start: Any, tmp_path: Path, fields: dict[st
     _refused(tmp_path, fake, field, backend="pictory", references=refs, **fields)
 
 
-@pytest.mark.parametrize("extra, name", [
-    ({"referenceImageUrls": ["https://e.com/a.png"] * 4}, "referenceImageUrls"),
-    ({"referenceImageUrls": ["data:image/png;base64,AAAA"]}, "referenceImageUrls"),
-    ({"referenceImageUrls": ["https://e.com/a.png"], "firstFrameImageUrl": "https://e.com/b.png"},
-     "firstFrameImageUrl"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "extra, name",
+    [
+        ({"referenceImageUrls": ["https://e.com/a.png"] * 4}, "referenceImageUrls"),
+        ({"referenceImageUrls": ["data:image/png;base64,AAAA"]}, "referenceImageUrls"),
+        (
+            {"referenceImageUrls": ["https://e.com/a.png"], "firstFrameImageUrl": "https://e.com/b.png"},
+            "firstFrameImageUrl",
+        ),
+    ],
+)
 def test_pictory_fake_refuses_what_reference_images_refuse(start: Any, extra: dict[str, Any], name: str) -> None:
     import httpx
 
     fake = start("pictory")
-    answer = httpx.post(fake.url + "/pictoryapis/v1/aistudio/videos", json={"prompt": PROMPT, **extra},
-                        headers={"Authorization": fake.key})  # fmt: skip
+    answer = httpx.post(
+        fake.url + "/pictoryapis/v1/aistudio/videos",
+        json={"prompt": PROMPT, **extra},
+        headers={"Authorization": fake.key},
+    )
     assert answer.status_code == 400 and answer.json()["fields"][0]["name"] == name
     assert fake.submissions == 0
 
@@ -787,7 +893,8 @@ def test_runway_edit_is_resumed_from_its_recorded_request(start: Any, tmp_path: 
     fake.finish_after = 0.0
     fields = {k: v for k, v in info["request"].items() if v is not None}  # as `kinema resume` rebuilds it
     (task_id,) = fake.tasks
-    result = engine.run(kinema.VideoRequest(**fields), output=tmp_path / "out.mp4", resume_task_id=task_id,
-                        resume_info=info)  # fmt: skip
+    result = engine.run(
+        kinema.VideoRequest(**fields), output=tmp_path / "out.mp4", resume_task_id=task_id, resume_info=info
+    )
     assert result.recipe["mode"] == "edit" and result.provider_task_id == task_id
     assert fake.submissions == 1  # no second paid submission

@@ -164,8 +164,7 @@ class _Crash(Exception):
     pass
 
 
-def test_crash_after_submit_is_resumed_without_a_second_submission(provider: tuple[Case, Any],
-                                                                   tmp_path: Path) -> None:  # fmt: skip
+def test_crash_after_submit_is_resumed_without_a_second_submission(provider: tuple[Case, Any], tmp_path: Path) -> None:
     case, fake = provider
     recorded: dict[str, Any] = {}
 
@@ -176,8 +175,9 @@ def test_crash_after_submit_is_resumed_without_a_second_submission(provider: tup
     with pytest.raises((GenerationFailed, _Crash)):
         engine.run(_request(case), output=tmp_path / "x.mp4", on_task_id=crash)
     assert fake.submissions == 1 and recorded["task_id"]
-    result = engine.run(_request(case), output=tmp_path / "x.mp4", resume_task_id=recorded["task_id"],
-                        resume_info=recorded["info"])  # fmt: skip
+    result = engine.run(
+        _request(case), output=tmp_path / "x.mp4", resume_task_id=recorded["task_id"], resume_info=recorded["info"]
+    )
     assert result.path is not None and result.path.is_file()
     assert result.provider_task_id == recorded["task_id"]
     assert fake.submissions == 1, "resuming must not pay for a second generation"

@@ -50,9 +50,14 @@ def fake_log(ray_session: Path) -> Path:
 
 def make_config(tmp_path: Path, **overrides: Any) -> ServiceConfig:
     base: dict[str, Any] = dict(
-        data_dir=tmp_path / "data", workers=1, lease_seconds=2.0, heartbeat_seconds=0.2, reap_interval=0.2,
-        shutdown_grace=5.0, webhook_secret="whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
-    )  # fmt: skip
+        data_dir=tmp_path / "data",
+        workers=1,
+        lease_seconds=2.0,
+        heartbeat_seconds=0.2,
+        reap_interval=0.2,
+        shutdown_grace=5.0,
+        webhook_secret="whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+    )
     base.update(overrides)
     return ServiceConfig(**base)
 

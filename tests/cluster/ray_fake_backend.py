@@ -35,8 +35,15 @@ class FakeLocalBackend(BaseBackend):
     description = "test backend: a local model that needs a GPU actor"
 
     def capabilities(self, model: str | None = None) -> Capabilities:
-        return Capabilities(default_size=(16, 16), sizes=((16, 16),), default_frames=2, max_frames=8,
-                            default_fps=4.0, default_steps=2, max_steps=1000)  # fmt: skip
+        return Capabilities(
+            default_size=(16, 16),
+            sizes=((16, 16),),
+            default_frames=2,
+            max_frames=8,
+            default_fps=4.0,
+            default_steps=2,
+            max_steps=1000,
+        )
 
     def generate(self, params: GenerationParams, ctx: GenerationContext) -> BackendOutput:
         if params.prompt.startswith("refuse"):  # a job's own error, which must reach the store as itself

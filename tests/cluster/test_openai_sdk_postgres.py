@@ -45,8 +45,20 @@ def test_openai_sdk_against_an_api_and_a_worker_process_on_postgres(
         request.getfixturevalue("ray_session")
         cluster.env.update(os.environ)  # what ray.init set (the session's auth token) reaches the worker process
         address = ray.get_runtime_context().gcs_address
-        cluster._start("worker", "worker", "--ray", "--address", address, "--gpu-actors", "0", "--cpu-actors", "1",
-                       "--lease", "5", "--quiet")  # fmt: skip
+        cluster._start(
+            "worker",
+            "worker",
+            "--ray",
+            "--address",
+            address,
+            "--gpu-actors",
+            "0",
+            "--cpu-actors",
+            "1",
+            "--lease",
+            "5",
+            "--quiet",
+        )
     else:
         cluster.worker("worker")
 
@@ -59,11 +71,16 @@ def test_openai_sdk_against_an_api_and_a_worker_process_on_postgres(
 
     _wait(up, 60, "the API")
     client = openai.OpenAI(api_key=secret, base_url=base + "/v1", max_retries=0)
-    video = client.videos.create(prompt="a red ball bouncing on green grass", model="builtin", seconds="2",
-                                 extra_body={"steps": 2, "seed": 3})  # fmt: skip
+    video = client.videos.create(
+        prompt="a red ball bouncing on green grass", model="builtin", seconds="2", extra_body={"steps": 2, "seed": 3}
+    )
     assert video.object == "video" and video.status == "queued" and video.size == "64x64"
-    i2v = client.videos.create(prompt="a red ball", model="builtin", extra_body={"steps": 2},
-                               input_reference=("first.png", _png(), "image/png"))  # fmt: skip
+    i2v = client.videos.create(
+        prompt="a red ball",
+        model="builtin",
+        extra_body={"steps": 2},
+        input_reference=("first.png", _png(), "image/png"),
+    )
     assert i2v.status == "queued"
 
     def finished(video_id: str) -> Any:

@@ -22,8 +22,24 @@ ray = pytest.importorskip("ray")
 def test_kinema_worker_ray_joins_the_cluster_and_runs_jobs(ray_session: Path, tmp_path: Path) -> None:
     data, out, err = tmp_path / "data", tmp_path / "out", tmp_path / "err"
     address = ray.get_runtime_context().gcs_address  # the session's Ray, as `--address auto` finds a host's own
-    cmd = [sys.executable, "-m", "kinema.cli", "worker", "--ray", "--address", address, "--gpu-actors", "0",
-           "--cpu-actors", "1", "--json", "--data-dir", str(data), "--lease", "5"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "kinema.cli",
+        "worker",
+        "--ray",
+        "--address",
+        address,
+        "--gpu-actors",
+        "0",
+        "--cpu-actors",
+        "1",
+        "--json",
+        "--data-dir",
+        str(data),
+        "--lease",
+        "5",
+    ]
     with out.open("w") as o, err.open("w") as e:
         proc = subprocess.Popen(cmd, stdout=o, stderr=e, text=True)
     try:

@@ -36,9 +36,18 @@ pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="fi
 
 
 def wan_request(tiny_wan: Path, steps: int = 2) -> dict[str, Any]:
-    return {"prompt": "a red ball on the sea", "backend": "diffusers", "model": str(tiny_wan), "width": 32,
-            "height": 32, "num_frames": 5, "num_inference_steps": steps, "seed": 7, "format": "mp4",
-            "options": {"max_sequence_length": 32}}  # fmt: skip
+    return {
+        "prompt": "a red ball on the sea",
+        "backend": "diffusers",
+        "model": str(tiny_wan),
+        "width": 32,
+        "height": 32,
+        "num_frames": 5,
+        "num_inference_steps": steps,
+        "seed": 7,
+        "format": "mp4",
+        "options": {"max_sequence_length": 32},
+    }
 
 
 def submit(store: Store, request: dict[str, Any]) -> str:
@@ -160,8 +169,7 @@ def test_a_killed_group_actor_takes_its_ranks_and_a_cancel_ends_every_rank(
     os.kill(killed, signal.SIGKILL)
     wait_gone(ranks, timeout=10)
     # the lease expires, the reaper re-queues the job (a crash counted), a new actor runs it again
-    job = wait_for(store, job_id, lambda j: j.attempts == 2 and j.progress > 0 and j.stage == "denoising",
-                   timeout=150)  # fmt: skip
+    job = wait_for(store, job_id, lambda j: j.attempts == 2 and j.progress > 0 and j.stage == "denoising", timeout=150)
     assert job.crashes == 1 and [a["outcome"] for a in store.attempts_of(job_id)][0] == "lost"
     actor = pool.slots[0].pid
     assert actor != killed and len(wait_ranks(actor, 2)) == 2
@@ -189,12 +197,16 @@ def test_ranks_exit_when_their_launcher_is_killed(tiny_wan: Path, tmp_path: Path
     dead worker's children would hide it): a launcher killed while its ranks start cannot stop them (torch's
     parent-death signal is set only once a rank's bootstrap is done), so each rank must leave by itself."""
     out = tmp_path / "never.mp4"
-    request = VideoRequest(**{**wan_request(tiny_wan, steps=3), "options": {"max_sequence_length": 32, "ulysses": 2,
-                                                                            "device": "cpu"}})  # fmt: skip
-    code = ("import sys; from kinema import VideoRequest; from kinema.launch import launch; "
-            "launch(VideoRequest.model_validate_json(sys.argv[1]), gpus=2, output=sys.argv[2])")  # fmt: skip
-    launcher = subprocess.Popen([sys.executable, "-c", code, request.model_dump_json(), str(out)],
-                                stderr=subprocess.DEVNULL)  # fmt: skip
+    request = VideoRequest(
+        **{**wan_request(tiny_wan, steps=3), "options": {"max_sequence_length": 32, "ulysses": 2, "device": "cpu"}}
+    )
+    code = (
+        "import sys; from kinema import VideoRequest; from kinema.launch import launch; "
+        "launch(VideoRequest.model_validate_json(sys.argv[1]), gpus=2, output=sys.argv[2])"
+    )
+    launcher = subprocess.Popen(
+        [sys.executable, "-c", code, request.model_dump_json(), str(out)], stderr=subprocess.DEVNULL
+    )
     try:
         ranks = wait_ranks(launcher.pid, 2, timeout=60)
     finally:

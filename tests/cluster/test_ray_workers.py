@@ -22,8 +22,14 @@ ray = pytest.importorskip("ray")
 
 def submit(store: Store, prompt: str, backend: str, model: str | None = None, steps: int = 2) -> str:
     """Queue a video job as the API would (the request checked by plan() first)."""
-    request: dict[str, Any] = {"prompt": prompt, "backend": backend, "num_inference_steps": steps, "seed": 1,
-                               "format": "mp4", "num_frames": 16 if backend == "builtin" else 2}  # fmt: skip
+    request: dict[str, Any] = {
+        "prompt": prompt,
+        "backend": backend,
+        "num_inference_steps": steps,
+        "seed": 1,
+        "format": "mp4",
+        "num_frames": 16 if backend == "builtin" else 2,
+    }
     if model:
         request["model"] = model
     plan(VideoRequest(**request), seed=0)

@@ -57,9 +57,21 @@ class Cluster:
 
     def _start(self, name: str, *args: str) -> subprocess.Popen[bytes]:
         with (self.logs / f"{name}.log").open("wb") as log:
-            proc = subprocess.Popen([sys.executable, "-m", "kinema.cli", *args, "--data-dir", str(self.data_dir),
-                                     "--database-url", self.url], env=self.env, stdout=log,
-                                    stderr=subprocess.STDOUT)  # fmt: skip
+            proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "kinema.cli",
+                    *args,
+                    "--data-dir",
+                    str(self.data_dir),
+                    "--database-url",
+                    self.url,
+                ],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         self.procs.append(proc)
         return proc
 
@@ -181,10 +193,14 @@ def test_two_apis_two_workers_kill9_every_job_completes_exactly_once(cluster: Cl
         for job_id in ids:
             job = store.get(job_id)
             assert job is not None and job.output_path and job.thumbnail_path
-            published |= {Path(job.output_path).name, Path(job.output_path).name + ".json",
-                          Path(job.thumbnail_path).name}  # fmt: skip
-        assert published == {f"{i}.a{2 if i == killed_job else 1}{ext}" for i in ids
-                             for ext in (".mp4", ".mp4.json", ".png")}  # fmt: skip
+            published |= {
+                Path(job.output_path).name,
+                Path(job.output_path).name + ".json",
+                Path(job.thumbnail_path).name,
+            }
+        assert published == {
+            f"{i}.a{2 if i == killed_job else 1}{ext}" for i in ids for ext in (".mp4", ".mp4.json", ".png")
+        }
         # anything else is what the killed attempt had written (a half-saved file): the housekeeping deletes it
         leftovers = {p.name for p in outputs_dir.iterdir()} - published
         matches = [ATTEMPT_FILE.match(n) for n in leftovers]
@@ -214,8 +230,10 @@ def _bench() -> Any:
 
 def test_bench_table_reports_ratios_against_one_worker() -> None:
     bench = _bench()
-    rows = [{"store": "S", "workers": 1, "submits_per_s": 100.0, "completed_per_s": 2.0},
-            {"store": "S", "workers": 2, "submits_per_s": 50.0, "completed_per_s": 3.0}]  # fmt: skip
+    rows = [
+        {"store": "S", "workers": 1, "submits_per_s": 100.0, "completed_per_s": 2.0},
+        {"store": "S", "workers": 2, "submits_per_s": 50.0, "completed_per_s": 3.0},
+    ]
     lines = bench.table(rows).splitlines()
     assert lines[2] == "| S | 1 | 100.0 | 2.00 | 1.00x | 1.00x |"
     assert lines[3] == "| S | 2 | 50.0 | 3.00 | 0.50x | 1.50x |"
@@ -224,41 +242,61 @@ def test_bench_table_reports_ratios_against_one_worker() -> None:
 def test_bench_tables_compare_the_stores_and_the_actors() -> None:
     bench = _bench()
     assert [bench._quantile(list(range(1, 101)), q) for q in (0.5, 0.99, 1.0)] == [50, 99, 100]  # nearest rank
-    claims = [{"store": "PostgreSQL", "threads": 1, "claims_per_s": 400.0},
-              {"store": "SQLite", "threads": 1, "claims_per_s": 1600.0},
-              {"store": "PostgreSQL", "threads": 4, "claims_per_s": 800.0}]  # fmt: skip
+    claims = [
+        {"store": "PostgreSQL", "threads": 1, "claims_per_s": 400.0},
+        {"store": "SQLite", "threads": 1, "claims_per_s": 1600.0},
+        {"store": "PostgreSQL", "threads": 4, "claims_per_s": 800.0},
+    ]
     lines = bench.claims_table(claims).splitlines()
     assert lines[2:] == ["| 1 thread | 400.0 | 1600.0 | 0.25x |", "| 4 threads | 800.0 | n/a | n/a |"]
-    api = [{"store": "PostgreSQL", "submit_p50_ms": 20.0, "submit_p99_ms": 90.0, "polls_per_s": 1500.0},
-           {"store": "SQLite", "submit_p50_ms": 10.0, "submit_p99_ms": 60.0, "polls_per_s": 1000.0}]  # fmt: skip
+    api = [
+        {"store": "PostgreSQL", "submit_p50_ms": 20.0, "submit_p99_ms": 90.0, "polls_per_s": 1500.0},
+        {"store": "SQLite", "submit_p50_ms": 10.0, "submit_p99_ms": 60.0, "polls_per_s": 1000.0},
+    ]
     assert bench.api_table(api).splitlines()[3] == "| submit p99 (ms) | 90.0 | 60.0 | 1.50x |"
-    ray = [{"actors": 1, "jobs_per_min": 400.0, "load_start": 2.0, "load_end": 2.1},
-           {"actors": 2, "jobs_per_min": 700.0, "load_start": 2.0, "load_end": 1.9}]  # fmt: skip
+    ray = [
+        {"actors": 1, "jobs_per_min": 400.0, "load_start": 2.0, "load_end": 2.1},
+        {"actors": 2, "jobs_per_min": 700.0, "load_start": 2.0, "load_end": 1.9},
+    ]
     assert bench.ray_table(ray).splitlines()[3] == "| 2 | 700.0 | 1.75x | 2.0, 1.9 |"
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not os.environ.get("KINEMA_BENCH_SMOKE"),
-                    reason="bench/cluster.py --quick takes 35-50 s on a shared 2-core machine (it starts an API and "
-                           "3 worker processes per store); set KINEMA_BENCH_SMOKE=1 to run it")  # fmt: skip
+@pytest.mark.skipif(
+    not os.environ.get("KINEMA_BENCH_SMOKE"),
+    reason="bench/cluster.py --quick takes 35-50 s on a shared 2-core machine (it starts an API and "
+    "3 worker processes per store); set KINEMA_BENCH_SMOKE=1 to run it",
+)
 def test_bench_cluster_quick_runs(pg_server: Any) -> None:
     url = pg_server.new_database("bench")
     try:
-        out = subprocess.run([sys.executable, str(BENCH), "--quick", "--json", "--database-url", url],
-                             capture_output=True, text=True, timeout=600)  # fmt: skip
+        out = subprocess.run(
+            [sys.executable, str(BENCH), "--quick", "--json", "--database-url", url],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
     finally:
         pg_server.drop_database(url)
     assert out.returncode == 0, out.stderr
     figures = json.loads(out.stdout.splitlines()[-1])
     rows = figures["scale_out"]
-    assert [(r["store"], r["workers"]) for r in rows] == [("PostgreSQL", 1), ("PostgreSQL", 2), ("SQLite", 1),
-                                                          ("SQLite", 2)]  # fmt: skip
+    assert [(r["store"], r["workers"]) for r in rows] == [
+        ("PostgreSQL", 1),
+        ("PostgreSQL", 2),
+        ("SQLite", 1),
+        ("SQLite", 2),
+    ]
     assert all(
         r["jobs"] == 3 and r["submits"] == 20 and r["submits_per_s"] > 0 and r["completed_per_s"] > 0 for r in rows
     )
     claims = figures["claims"]
-    assert [(r["store"], r["threads"]) for r in claims] == [("PostgreSQL", 1), ("PostgreSQL", 4), ("SQLite", 1),
-                                                            ("SQLite", 4)]  # fmt: skip
+    assert [(r["store"], r["threads"]) for r in claims] == [
+        ("PostgreSQL", 1),
+        ("PostgreSQL", 4),
+        ("SQLite", 1),
+        ("SQLite", 4),
+    ]
     assert all(r["jobs"] == 20 and r["claims_per_s"] > 0 for r in claims)
     assert [r["store"] for r in figures["api"]] == ["PostgreSQL", "SQLite"]
     assert all(0 < r["submit_p50_ms"] <= r["submit_p99_ms"] and r["polls_per_s"] > 0 for r in figures["api"])

@@ -13,14 +13,41 @@ import kinema
 
 
 def test_public_api_is_pinned() -> None:
-    assert sorted(kinema.__all__) == sorted([
-        "__version__", "generate", "plan", "Plan", "run", "finish", "Result", "VideoRequest", "Video",
-        "read_metadata", "ProgressEvent",
-        "CancelToken", "Backend", "BaseBackend", "BackendInfo", "Capabilities", "get_backend", "list_backends",
-        "register_backend", "KinemaError", "InvalidRequest", "BackendUnavailable", "MissingExtra", "ModelNotFound",
-        "ContentRejected", "ProviderError", "RateLimited", "ProviderTimeout", "Cancelled", "GenerationFailed",
-        "RankLost",
-    ])  # fmt: skip
+    assert sorted(kinema.__all__) == sorted(
+        [
+            "__version__",
+            "generate",
+            "plan",
+            "Plan",
+            "run",
+            "finish",
+            "Result",
+            "VideoRequest",
+            "Video",
+            "read_metadata",
+            "ProgressEvent",
+            "CancelToken",
+            "Backend",
+            "BaseBackend",
+            "BackendInfo",
+            "Capabilities",
+            "get_backend",
+            "list_backends",
+            "register_backend",
+            "KinemaError",
+            "InvalidRequest",
+            "BackendUnavailable",
+            "MissingExtra",
+            "ModelNotFound",
+            "ContentRejected",
+            "ProviderError",
+            "RateLimited",
+            "ProviderTimeout",
+            "Cancelled",
+            "GenerationFailed",
+            "RankLost",
+        ]
+    )
     for name in kinema.__all__:
         assert getattr(kinema, name) is not None
 
@@ -29,15 +56,27 @@ def test_error_tree() -> None:
     assert issubclass(kinema.RateLimited, kinema.ProviderError)
     assert issubclass(kinema.ProviderTimeout, kinema.ProviderError)
     assert issubclass(kinema.RankLost, kinema.GenerationFailed)  # a split run's dead rank: retried by the service
-    for cls in (kinema.InvalidRequest, kinema.BackendUnavailable, kinema.ModelNotFound, kinema.ContentRejected,
-                kinema.ProviderError, kinema.Cancelled, kinema.GenerationFailed):  # fmt: skip
+    for cls in (
+        kinema.InvalidRequest,
+        kinema.BackendUnavailable,
+        kinema.ModelNotFound,
+        kinema.ContentRejected,
+        kinema.ProviderError,
+        kinema.Cancelled,
+        kinema.GenerationFailed,
+    ):
         assert issubclass(cls, kinema.KinemaError)
 
 
 def test_generate_records_recipe_seed_and_progress(tmp_path: Path) -> None:
     events: list[kinema.ProgressEvent] = []
-    r = kinema.generate("a red ball bouncing on green grass", seed=-1, num_inference_steps=3,
-                        output=tmp_path / "x.mp4", on_progress=events.append)  # fmt: skip
+    r = kinema.generate(
+        "a red ball bouncing on green grass",
+        seed=-1,
+        num_inference_steps=3,
+        output=tmp_path / "x.mp4",
+        on_progress=events.append,
+    )
     assert 0 <= r.seed < 2**32 and r.recipe["seed"] == r.seed
     assert r.recipe["prompt"] == "a red ball bouncing on green grass"
     assert r.recipe["backend"] == "builtin" and r.recipe["num_inference_steps"] == 3

@@ -94,8 +94,9 @@ BAD: list[tuple[dict[str, Any], str, str]] = [
 
 
 @pytest.mark.parametrize(("fields", "field", "phrase"), BAD)
-def test_bad_keyframes_are_refused_naming_the_field_and_index(refused: Any, fields: dict, field: str,
-                                                               phrase: str) -> None:  # fmt: skip
+def test_bad_keyframes_are_refused_naming_the_field_and_index(
+    refused: Any, fields: dict, field: str, phrase: str
+) -> None:
     err = refused(fields)
     assert err.field == field and phrase in err.message, err
     assert err.allowed  # and what would be accepted
@@ -118,19 +119,36 @@ def test_each_time_lands_on_the_nearest_frame_at_the_clips_fps() -> None:
 @pytest.mark.parametrize(
     ("fields", "field", "phrase", "allowed"),
     [
-        ({"keyframes": _kf(1, 2.5)}, "keyframes[1].time", "past the end of the clip (16 frames at 8 fps = 2s)",
-         "at most 16 frames with keyframes"),
-        ({"keyframes": _kf(1, 1.05)}, "keyframes[1].time", "lands on frame 8 at 8 fps, as keyframes[0] (1s) does",
-         "0.125s) apart"),
-        ({"keyframes": _kf(0.05), "image": PNG}, "keyframes[0].time", "frame 0, which image gives already",
-         "leave image out"),
-        ({"keyframes": _kf(1.95), "last_image": PNG}, "keyframes[0].time", "frame 15, which last_image gives",
-         "leave last_image out"),
+        (
+            {"keyframes": _kf(1, 2.5)},
+            "keyframes[1].time",
+            "past the end of the clip (16 frames at 8 fps = 2s)",
+            "at most 16 frames with keyframes",
+        ),
+        (
+            {"keyframes": _kf(1, 1.05)},
+            "keyframes[1].time",
+            "lands on frame 8 at 8 fps, as keyframes[0] (1s) does",
+            "0.125s) apart",
+        ),
+        (
+            {"keyframes": _kf(0.05), "image": PNG},
+            "keyframes[0].time",
+            "frame 0, which image gives already",
+            "leave image out",
+        ),
+        (
+            {"keyframes": _kf(1.95), "last_image": PNG},
+            "keyframes[0].time",
+            "frame 15, which last_image gives",
+            "leave last_image out",
+        ),
         ({"keyframes": _kf(1), "num_frames": 28}, "num_frames", "28 frames is more than", "at most 16 frames"),
     ],
-)  # fmt: skip
-def test_times_the_clip_cannot_place_are_refused_at_planning(fields: dict, field: str, phrase: str,
-                                                             allowed: str) -> None:  # fmt: skip
+)
+def test_times_the_clip_cannot_place_are_refused_at_planning(
+    fields: dict, field: str, phrase: str, allowed: str
+) -> None:
     request = VideoRequest(prompt="x", **fields)  # the request alone cannot know the clip's length and fps
     with pytest.raises(InvalidRequest) as info:
         kinema.plan(request)
@@ -150,8 +168,13 @@ class FirstLastOnly:
         return Availability.ok()
 
     def capabilities(self, model: str | None = None) -> Capabilities:
-        return Capabilities(modes=("t2v", "i2v", "keyframes"), max_keyframes=self.max_keyframes,
-                            default_size=(16, 16), default_frames=8, default_fps=4)  # fmt: skip
+        return Capabilities(
+            modes=("t2v", "i2v", "keyframes"),
+            max_keyframes=self.max_keyframes,
+            default_size=(16, 16),
+            default_frames=8,
+            default_fps=4,
+        )
 
     def generate(self, params: GenerationParams, ctx: GenerationContext) -> BackendOutput:
         assert len(params.keyframes) == len(params.keyframe_frames)  # the engine loaded every image
@@ -201,15 +224,19 @@ def test_more_keyframes_than_a_backend_takes_are_refused_with_its_limit(fakes: N
 PROVIDERS = [
     ("runway", FakeRunway, lambda f: {"RUNWAYML_API_SECRET": f.key, "RUNWAYML_BASE_URL": f.url}, "veo3.1"),
     ("luma", FakeLuma, lambda f: {"LUMAAI_API_KEY": f.key, "LUMAAI_BASE_URL": f.url + "/dream-machine/v1"}, "ray-2"),
-    ("kling", FakeKling, lambda f: {"KLING_ACCESS_KEY": f.key, "KLING_SECRET_KEY": f.secret,
-                                    "KINEMA_KLING_BASE_URL": f.url}, "kling-v1-6"),
-]  # fmt: skip
+    (
+        "kling",
+        FakeKling,
+        lambda f: {"KLING_ACCESS_KEY": f.key, "KLING_SECRET_KEY": f.secret, "KINEMA_KLING_BASE_URL": f.url},
+        "kling-v1-6",
+    ),
+]
 
 
 @pytest.mark.parametrize(("backend", "fake_class", "env", "model"), PROVIDERS)
-def test_providers_refuse_timed_keyframes_before_any_call(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
-                                                          png: Path, backend: str, fake_class: Any, env: Any,
-                                                          model: str) -> None:  # fmt: skip
+def test_providers_refuse_timed_keyframes_before_any_call(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, png: Path, backend: str, fake_class: Any, env: Any, model: str
+) -> None:
     """Runway's promptImage positions are "first"/"last" only, Luma's keyframes frame0/frame1, Kling's image and
     image_tail: none takes an image at a time inside the clip, so the request never reaches the provider."""
     fake = fake_class(b"not used")
@@ -219,8 +246,14 @@ def test_providers_refuse_timed_keyframes_before_any_call(monkeypatch: pytest.Mo
         monkeypatch.setenv("HOME", str(tmp_path))
         for chosen in (model, None):  # the model that does first/last keyframes, and the backend's own choice
             with pytest.raises(InvalidRequest) as info:
-                kinema.generate(PROMPT, keyframes=_kf(1, image=str(png)), backend=backend, model=chosen, seed=1,
-                                output=tmp_path / "out.mp4")  # fmt: skip
+                kinema.generate(
+                    PROMPT,
+                    keyframes=_kf(1, image=str(png)),
+                    backend=backend,
+                    model=chosen,
+                    seed=1,
+                    output=tmp_path / "out.mp4",
+                )
             assert info.value.field == "keyframes", info.value
             assert "does not take keyframes at given times" in info.value.message
             assert "builtin" in (info.value.allowed or "")
@@ -244,8 +277,9 @@ def test_the_builtin_model_hands_a_middle_keyframe_back_and_steers_the_next_fram
     scenes = [world.sample_scene(rng, split="heldout") for _ in range(4)]
     captions = [world.caption(s, rng) for s in scenes]
     real = world.render_batch(scenes, seed=1234, num_frames=cfg.frames, height=cfg.height, width=cfg.width)
-    out, raw = sample(model, tokenizer, captions, steps=6, seed=11, known=real[:, [8]], num_known=1, known_index=[8],
-                      return_raw=True)  # fmt: skip
+    out, raw = sample(
+        model, tokenizer, captions, steps=6, seed=11, known=real[:, [8]], num_known=1, known_index=[8], return_raw=True
+    )
     without = sample(model, tokenizer, captions, steps=6, seed=11)
     assert isinstance(without, np.ndarray)
     assert np.array_equal(out[:, 8], real[:, 8])  # written in unchanged
@@ -269,12 +303,15 @@ def test_generate_puts_the_image_on_its_frame_and_changes_the_frames_after_it(pn
 
 # -- recipes and the command line -----------------------------------------------------------------------------------
 def test_the_recipe_records_each_keyframe_by_digest_and_from_reproduces_it(png: Path, tmp_path: Path) -> None:
-    first = kinema.generate(PROMPT, keyframes=_kf(0.5, 1.5, image=str(png)), seed=5, num_inference_steps=3,
-                            output=tmp_path / "a.mp4")  # fmt: skip
+    first = kinema.generate(
+        PROMPT, keyframes=_kf(0.5, 1.5, image=str(png)), seed=5, num_inference_steps=3, output=tmp_path / "a.mp4"
+    )
     data = png.read_bytes()
     digest = {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data), "name": "mid.png"}
-    assert first.recipe["keyframes"] == [{"time": 0.5, "frame": 4, "image": digest},
-                                         {"time": 1.5, "frame": 12, "image": digest}]  # fmt: skip
+    assert first.recipe["keyframes"] == [
+        {"time": 0.5, "frame": 4, "image": digest},
+        {"time": 1.5, "frame": 12, "image": digest},
+    ]
     assert str(tmp_path) not in json.dumps(first.recipe)
     recipe = kinema.read_metadata(first.path)
     with pytest.raises(InvalidRequest) as info:
@@ -286,8 +323,20 @@ def test_the_recipe_records_each_keyframe_by_digest_and_from_reproduces_it(png: 
     again = kinema.run(kinema.engine.request_from_recipe(recipe, keyframes=_kf(0.5, 1.5, image=str(png))))
     assert np.array_equal(again.video.frames, first.video.frames)
     # the command line: --from with the images given again makes the same frames
-    res = runner.invoke(app, ["generate", "--from", str(first.path), "--keyframe", f"0.5={png}", "--keyframe",
-                              f"1.5={png}", "-o", str(tmp_path / "b.mp4")])  # fmt: skip
+    res = runner.invoke(
+        app,
+        [
+            "generate",
+            "--from",
+            str(first.path),
+            "--keyframe",
+            f"0.5={png}",
+            "--keyframe",
+            f"1.5={png}",
+            "-o",
+            str(tmp_path / "b.mp4"),
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert np.array_equal(kinema.Video.open(tmp_path / "b.mp4").frames, kinema.Video.open(first.path).frames)
     url = {"time": 1.0, "frame": 8, "image": "https://example.com/mid.png"}  # a URL is kept, and taken back as is
@@ -295,8 +344,9 @@ def test_the_recipe_records_each_keyframe_by_digest_and_from_reproduces_it(png: 
 
 
 def test_cli_keyframe_flag(png: Path) -> None:
-    res = runner.invoke(app, ["generate", PROMPT, "--keyframe", f"1={png}", "--keyframe", f"1.5={png}", "--plan",
-                              "--json"])  # fmt: skip
+    res = runner.invoke(
+        app, ["generate", PROMPT, "--keyframe", f"1={png}", "--keyframe", f"1.5={png}", "--plan", "--json"]
+    )
     assert res.exit_code == 0, res.output
     shown = json.loads(res.stdout)
     assert shown["mode"] == "keyframes" and [(k["time"], k["frame"]) for k in shown["keyframes"]] == [
@@ -305,8 +355,12 @@ def test_cli_keyframe_flag(png: Path) -> None:
     ]
     res = runner.invoke(app, ["generate", PROMPT, "--keyframe", f"1={png}", "--plan"])
     assert res.exit_code == 0 and "at 1s (frame 8)" in res.stdout
-    for flag, field in ((f"1:{png}", "keyframes[0]"), (f"soon={png}", "keyframes[0]"), ("1=", "keyframes[0]"),
-                        ("3=/no/such.png", "keyframes[0].image")):  # fmt: skip
+    for flag, field in (
+        (f"1:{png}", "keyframes[0]"),
+        (f"soon={png}", "keyframes[0]"),
+        ("1=", "keyframes[0]"),
+        ("3=/no/such.png", "keyframes[0].image"),
+    ):
         res = runner.invoke(app, ["generate", PROMPT, "--keyframe", flag, "--plan"])
         assert res.exit_code == 2 and field in res.output, res.output
     res = runner.invoke(app, ["generate", PROMPT, "--keyframe", f"1={png}", "--backend", "runway", "--plan"])

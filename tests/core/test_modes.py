@@ -37,8 +37,9 @@ class RefsBackend:
         return Availability.ok()
 
     def capabilities(self, model: str | None = None) -> Capabilities:
-        return Capabilities(modes=("t2v", "references"), max_references=2, default_size=(16, 16), default_frames=4,
-                            default_fps=4)  # fmt: skip
+        return Capabilities(
+            modes=("t2v", "references"), max_references=2, default_size=(16, 16), default_frames=4, default_fps=4
+        )
 
     def generate(self, params: GenerationParams, ctx: GenerationContext) -> BackendOutput:
         assert len(params.references) == len(params.reference_sources)  # the engine loaded every one
@@ -154,12 +155,16 @@ def test_plan_shows_the_mode_and_the_default_strength(clip: Path) -> None:
 
 # -- recipes --------------------------------------------------------------------------------------------------------
 def test_an_edit_is_recorded_by_digest_and_reproduced_from_its_recipe(clip: Path, tmp_path: Path) -> None:
-    first = kinema.generate("mountains at night", source_video=clip, strength=0.3, seed=5, num_inference_steps=4,
-                            output=tmp_path / "a.mp4")  # fmt: skip
+    first = kinema.generate(
+        "mountains at night", source_video=clip, strength=0.3, seed=5, num_inference_steps=4, output=tmp_path / "a.mp4"
+    )
     data = clip.read_bytes()
     assert first.recipe["mode"] == "edit" and first.recipe["strength"] == 0.3
-    assert first.recipe["source_video"] == {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data),
-                                            "name": "source.mp4"}  # fmt: skip
+    assert first.recipe["source_video"] == {
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "bytes": len(data),
+        "name": "source.mp4",
+    }
     assert str(tmp_path) not in json.dumps(first.recipe)
     recipe = kinema.read_metadata(first.path)
     with pytest.raises(InvalidRequest) as info:
@@ -187,8 +192,9 @@ def test_keyframes_and_references_are_recorded_by_digest(refs: str, png: Path) -
 
 # -- the command line -----------------------------------------------------------------------------------------------
 def test_cli_edit_plan_and_refusals(clip: Path, png: Path) -> None:
-    res = runner.invoke(app, ["generate", "mountains at night", "--edit", str(clip), "--strength", "0.3", "--plan",
-                              "--json"])  # fmt: skip
+    res = runner.invoke(
+        app, ["generate", "mountains at night", "--edit", str(clip), "--strength", "0.3", "--plan", "--json"]
+    )
     assert res.exit_code == 0, res.output
     shown = json.loads(res.stdout)
     assert (shown["mode"], shown["strength"], shown["source_video"]) == ("edit", 0.3, str(clip))
@@ -204,12 +210,12 @@ class NoStrengthEditor(RefsBackend):
     name = "nostrength"
 
     def capabilities(self, model: str | None = None) -> Capabilities:
-        return Capabilities(modes=("t2v", "edit"), default_strength=None, default_size=(16, 16), default_frames=4,
-                            default_fps=4)  # fmt: skip
+        return Capabilities(
+            modes=("t2v", "edit"), default_strength=None, default_size=(16, 16), default_frames=4, default_fps=4
+        )
 
 
-def test_an_engine_without_strength_refuses_one_and_records_none(monkeypatch: pytest.MonkeyPatch,
-                                                                   clip: Path) -> None:  # fmt: skip
+def test_an_engine_without_strength_refuses_one_and_records_none(monkeypatch: pytest.MonkeyPatch, clip: Path) -> None:
     monkeypatch.setattr(registry, "_factories", dict(registry._factories))
     monkeypatch.setattr(registry, "_instances", dict(registry._instances))
     kinema.register_backend("nostrength", NoStrengthEditor)

@@ -31,8 +31,7 @@ class GreyBackend:
         return Availability.ok()
 
     def capabilities(self, model: str | None = None) -> Capabilities:
-        return Capabilities(modes=("t2v", "i2v"), default_size=(16, 16), default_frames=4, max_frames=8,
-                            default_fps=4)  # fmt: skip
+        return Capabilities(modes=("t2v", "i2v"), default_size=(16, 16), default_frames=4, max_frames=8, default_fps=4)
 
     def generate(self, params: GenerationParams, ctx: GenerationContext) -> BackendOutput:
         ctx.progress("denoising", 1, 1)
@@ -160,8 +159,22 @@ def test_builtin_weights_file_is_loaded_and_its_revision_recorded(tmp_path: Path
     # the recipe reproduces it
     again = kinema.run(kinema.engine.request_from_recipe(mine.recipe))
     assert np.array_equal(again.video.frames, mine.video.frames)
-    res = CliRunner().invoke(app, ["generate", "a red ball bouncing", "--model", str(path), "--seed", "3", "--steps",
-                                   "2", "-o", str(tmp_path / "cli.mp4"), "--json"])  # fmt: skip
+    res = CliRunner().invoke(
+        app,
+        [
+            "generate",
+            "a red ball bouncing",
+            "--model",
+            str(path),
+            "--seed",
+            "3",
+            "--steps",
+            "2",
+            "-o",
+            str(tmp_path / "cli.mp4"),
+            "--json",
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert json.loads(res.stdout)["recipe"]["model_revision"] == "mine-1"
 
@@ -189,8 +202,11 @@ def test_protocol_only_backend_through_generate_cli_batch_and_storyboard(tmp_pat
     report = run_batch(rows, tmp_path / "batch")
     assert report.counts == {"done": 2, "skipped": 0, "failed": 0}
 
-    board = {"title": "t", "defaults": {"backend": grey}, "scenes": [{"prompt": "one", "duration": 0.5},
-                                                       {"prompt": "two", "continuity": True}]}  # fmt: skip
+    board = {
+        "title": "t",
+        "defaults": {"backend": grey},
+        "scenes": [{"prompt": "one", "duration": 0.5}, {"prompt": "two", "continuity": True}],
+    }
     manifest = render_storyboard(board, tmp_path / "film.mp4")
     assert [s["frames"] for s in manifest["scenes"]] == [2, 4] and manifest["frames"] == 6
 
@@ -222,7 +238,7 @@ def test_front_doors_share_one_alias_table() -> None:
 
     assert request_fields(
         {"prompt": "x", "steps": 3, "guidance": 2, "seconds": "1.5", "size": "32x16", "frames": 4, "negative": "blur"}
-    ) == {  # fmt: skip
+    ) == {
         "prompt": "x",
         "num_inference_steps": 3,
         "guidance_scale": 2,
@@ -242,8 +258,9 @@ def test_front_doors_share_one_alias_table() -> None:
 
 def test_the_printed_plan_leaves_the_backends_private_notes_to_json() -> None:
     pytest.importorskip("diffusers")
-    the_plan = kinema.plan(kinema.VideoRequest(prompt="a fox", model="wan2.1-t2v-1.3b", options={"cache": "none"}),
-                           check_available=False)  # fmt: skip
+    the_plan = kinema.plan(
+        kinema.VideoRequest(prompt="a fox", model="wan2.1-t2v-1.3b", options={"cache": "none"}), check_available=False
+    )
     private = [k for k in the_plan.to_dict()["options"] if k.startswith("_")]
     assert private  # the diffusers backend's resolved settings ride along for --plan --json
     text = str(the_plan)

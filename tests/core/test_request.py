@@ -63,8 +63,9 @@ BAD_REQUESTS = [
 ]
 
 
-@pytest.mark.parametrize(("fields", "field", "phrase"), BAD_REQUESTS, ids=[f"{i:02d}-{c[1]}" for i, c in
-                                                                            enumerate(BAD_REQUESTS)])  # fmt: skip
+@pytest.mark.parametrize(
+    ("fields", "field", "phrase"), BAD_REQUESTS, ids=[f"{i:02d}-{c[1]}" for i, c in enumerate(BAD_REQUESTS)]
+)
 def test_bad_request_names_its_field(fields: dict[str, object], field: str, phrase: str) -> None:
     with pytest.raises(InvalidRequest) as info:
         VideoRequest(**fields)
@@ -111,9 +112,22 @@ class _Caps(BaseBackend):
     name = "capstest"
 
     def capabilities(self, model: str | None = None) -> Capabilities:
-        return Capabilities(modes=("t2v",), default_size=(832, 480), size_multiple=16, min_size=256, max_size=1280,
-                            default_frames=81, min_frames=5, max_frames=121, frame_step=4, frame_offset=1,
-                            default_fps=16, default_steps=30, max_steps=100, max_guidance=20)  # fmt: skip
+        return Capabilities(
+            modes=("t2v",),
+            default_size=(832, 480),
+            size_multiple=16,
+            min_size=256,
+            max_size=1280,
+            default_frames=81,
+            min_frames=5,
+            max_frames=121,
+            frame_step=4,
+            frame_offset=1,
+            default_fps=16,
+            default_steps=30,
+            max_steps=100,
+            max_guidance=20,
+        )
 
 
 CAPS_BAD = [
@@ -150,8 +164,13 @@ def test_fixed_durations_are_checked() -> None:
         name = "fixed"
 
         def capabilities(self, model: str | None = None) -> Capabilities:
-            return Capabilities(durations=(5.0, 10.0), default_fps=24, sizes=((1280, 720), (720, 1280)),
-                                default_size=(1280, 720), aspect_ratios=("16:9", "9:16"))  # fmt: skip
+            return Capabilities(
+                durations=(5.0, 10.0),
+                default_fps=24,
+                sizes=((1280, 720), (720, 1280)),
+                default_size=(1280, 720),
+                aspect_ratios=("16:9", "9:16"),
+            )
 
     with pytest.raises(InvalidRequest, match="^duration: 7s is not offered.*5s, 10s"):
         Fixed().resolve(VideoRequest(prompt="ok", duration=7), seed=1)
@@ -183,12 +202,15 @@ def test_source_video_may_be_an_http_url_kept_as_given() -> None:
     assert VideoRequest(prompt="x", source_video="http://example.com/a.mp4").source_video == "http://example.com/a.mp4"
 
 
-@pytest.mark.parametrize("fields, phrase", [
-    ({"source_video": "ftp://example.com/a.mp4"}, "URL scheme of 'ftp'"),
-    ({"source_video": "s3://bucket/a.mp4"}, "URL scheme of 's3'"),
-    ({"source_video": 42}, "path of a video file or an http(s) URL"),
-    ({"source_video": "/no/such/clip.mp4"}, "file not found"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "fields, phrase",
+    [
+        ({"source_video": "ftp://example.com/a.mp4"}, "URL scheme of 'ftp'"),
+        ({"source_video": "s3://bucket/a.mp4"}, "URL scheme of 's3'"),
+        ({"source_video": 42}, "path of a video file or an http(s) URL"),
+        ({"source_video": "/no/such/clip.mp4"}, "file not found"),
+    ],
+)
 def test_source_video_refuses_other_urls_and_missing_files(fields: dict[str, object], phrase: str) -> None:
     with pytest.raises(InvalidRequest) as info:
         VideoRequest(prompt="x", **fields)

@@ -64,6 +64,11 @@ def test_the_builtin_model_edits_a_clip_given_by_url(served: str, tmp_path: Path
     assert result.video.num_frames == 16
     assert result.recipe["source_video"] == url  # a URL is recorded as given
     # the same clip from the served folder on disk gives the same edit
-    same = kinema.generate("a red ball bouncing at night", source_video=str(tmp_path / "clip.mp4"), strength=0.5,
-                           seed=1, num_inference_steps=4)  # fmt: skip
+    same = kinema.generate(
+        "a red ball bouncing at night",
+        source_video=str(tmp_path / "clip.mp4"),
+        strength=0.5,
+        seed=1,
+        num_inference_steps=4,
+    )
     assert np.array_equal(result.video.frames, same.video.frames)

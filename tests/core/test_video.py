@@ -21,8 +21,13 @@ def _clip(f: int = 8, h: int = 32, w: int = 48, seed: int = 0) -> np.ndarray:
     return np.clip(base * 0.2 + ramp + np.zeros((f, h, w, 3)), 0, 255).astype(np.uint8)
 
 
-META = {"prompt": "a red ball", "seed": 7, "guidance_scale": 4.5, "nested": {"a": [1, 2.25, None]},
-        "unicode": "caméra ✓"}  # fmt: skip
+META = {
+    "prompt": "a red ball",
+    "seed": 7,
+    "guidance_scale": 4.5,
+    "nested": {"a": [1, 2.25, None]},
+    "unicode": "caméra ✓",
+}
 
 
 def test_mp4_is_h264_yuv420p_faststart_with_metadata(tmp_path: Path) -> None:

@@ -224,8 +224,9 @@ class FakeServer:
         """The signature headers of a callback; providers that do not sign send none."""
         return {}
 
-    def inject(self, kind: str, *, status: int, times: int = 1, retry_after: float | None = None,
-               body: Any = None) -> None:  # fmt: skip
+    def inject(
+        self, kind: str, *, status: int, times: int = 1, retry_after: float | None = None, body: Any = None
+    ) -> None:
         """Answer the next ``times`` requests of ``kind`` with ``status`` (429 gets Retry-After)."""
         self.injections.setdefault(kind, []).append(_Injection(status, times, retry_after, body))
 
@@ -260,8 +261,11 @@ class FakeServer:
             self.downloads += 1
             if expired:
                 # what S3/GCS/CloudFront say about a signed URL past its expiry
-                return Response(403, b"<Error><Code>AccessDenied</Code><Message>Request has expired</Message></Error>",
-                                content_type="application/xml")  # fmt: skip
+                return Response(
+                    403,
+                    b"<Error><Code>AccessDenied</Code><Message>Request has expired</Message></Error>",
+                    content_type="application/xml",
+                )
             if self.download_failures > 0:
                 self.download_failures -= 1
                 return Response(500, b"Internal Server Error", content_type="text/plain")
@@ -346,8 +350,13 @@ class FakeServer:
                 parts = urlsplit(self.path)
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
-                req = Request(self.command, parts.path, parse_qs(parts.query),
-                              {k.lower(): v for k, v in self.headers.items()}, body)  # fmt: skip
+                req = Request(
+                    self.command,
+                    parts.path,
+                    parse_qs(parts.query),
+                    {k.lower(): v for k, v in self.headers.items()},
+                    body,
+                )
                 with fake.lock:
                     fake.log.append(req)
                 try:

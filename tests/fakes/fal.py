@@ -22,9 +22,14 @@ from typing import Any
 
 from .base import FakeServer, Request, Response
 
-KLING = {"fal-ai/kling-video/v2.5-turbo/pro/text-to-video", "fal-ai/kling-video/v2.5-turbo/pro/image-to-video",
-         "fal-ai/kling-video/v2.1/master/text-to-video", "fal-ai/kling-video/v2.1/master/image-to-video",
-         "fal-ai/kling-video/v2.1/standard/image-to-video", "fal-ai/kling-video/v2/master/text-to-video"}  # fmt: skip
+KLING = {
+    "fal-ai/kling-video/v2.5-turbo/pro/text-to-video",
+    "fal-ai/kling-video/v2.5-turbo/pro/image-to-video",
+    "fal-ai/kling-video/v2.1/master/text-to-video",
+    "fal-ai/kling-video/v2.1/master/image-to-video",
+    "fal-ai/kling-video/v2.1/standard/image-to-video",
+    "fal-ai/kling-video/v2/master/text-to-video",
+}
 #: image-to-video endpoints whose input schema lists tail_image_url (fal.ai model pages, llms.txt)
 TAIL = {"fal-ai/kling-video/v2.5-turbo/pro/image-to-video"}
 PIKA = {"fal-ai/pika/v2.2/text-to-video", "fal-ai/pika/v2.2/image-to-video", "fal-ai/pika/v2.5/text-to-video"}
@@ -55,8 +60,13 @@ class FakeFal(FakeServer):
     def webhook_payload(self, task: Any) -> Any:
         ok = self.phase(task) == "succeed"
         payload = {"video": {"url": self.output_url(), "content_type": "video/mp4"}} if ok else None
-        return {"request_id": task.id, "gateway_request_id": task.id, "status": "OK" if ok else "ERROR",
-                "payload": payload, "error": None if ok else "Internal error while running the model"}  # fmt: skip
+        return {
+            "request_id": task.id,
+            "gateway_request_id": task.id,
+            "status": "OK" if ok else "ERROR",
+            "payload": payload,
+            "error": None if ok else "Internal error while running the model",
+        }
 
     def webhook_headers(self, payload: bytes) -> dict[str, str]:
         import json
@@ -65,16 +75,29 @@ class FakeFal(FakeServer):
         ts = str(int(time.time()))
         message = "\n".join((request_id, self.user_id, ts, hashlib.sha256(payload).hexdigest())).encode()
         signature = self.signing_key.sign(message).hex()
-        return {"X-Fal-Webhook-Request-Id": request_id, "X-Fal-Webhook-User-Id": self.user_id,
-                "X-Fal-Webhook-Timestamp": ts, "X-Fal-Webhook-Signature": signature}  # fmt: skip
+        return {
+            "X-Fal-Webhook-Request-Id": request_id,
+            "X-Fal-Webhook-User-Id": self.user_id,
+            "X-Fal-Webhook-Timestamp": ts,
+            "X-Fal-Webhook-Signature": signature,
+        }
 
     def setup_routes(self) -> None:
-        self.route("GET", r"/(?P<owner>[\w.-]+)/(?P<alias>[\w.-]+)/requests/(?P<id>[0-9a-f-]+)/status", self.status,
-                   kind="poll")  # fmt: skip
-        self.route("GET", r"/(?P<owner>[\w.-]+)/(?P<alias>[\w.-]+)/requests/(?P<id>[0-9a-f-]+)", self.result,
-                   kind="result")  # fmt: skip
-        self.route("PUT", r"/(?P<owner>[\w.-]+)/(?P<alias>[\w.-]+)/requests/(?P<id>[0-9a-f-]+)/cancel", self.cancel,
-                   kind="cancel")  # fmt: skip
+        self.route(
+            "GET",
+            r"/(?P<owner>[\w.-]+)/(?P<alias>[\w.-]+)/requests/(?P<id>[0-9a-f-]+)/status",
+            self.status,
+            kind="poll",
+        )
+        self.route(
+            "GET", r"/(?P<owner>[\w.-]+)/(?P<alias>[\w.-]+)/requests/(?P<id>[0-9a-f-]+)", self.result, kind="result"
+        )
+        self.route(
+            "PUT",
+            r"/(?P<owner>[\w.-]+)/(?P<alias>[\w.-]+)/requests/(?P<id>[0-9a-f-]+)/cancel",
+            self.cancel,
+            kind="cancel",
+        )
         self.route("POST", r"/(?P<endpoint>[\w.-]+/[\w.-]+(?:/[\w.-]+)*)", self.submit, kind="submit")
 
     def auth_error(self, req: Request) -> Response | None:
@@ -116,14 +139,28 @@ class FakeFal(FakeServer):
             return self._invalid("tail_image_url", "must be a URL or an image data URI", tail)
         owner, alias = endpoint.split("/")[:2]
         task = self.new_task(body, task_id=str(uuid.uuid4()))
-        task.extra.update(app=f"{owner}/{alias}", endpoint=endpoint, image=body.get("image_url"),
-                          tail=body.get("tail_image_url") if endpoint in TAIL else None,
-                          video=body.get("video_url"), references=body.get("input_image_urls"))  # fmt: skip
+        task.extra.update(
+            app=f"{owner}/{alias}",
+            endpoint=endpoint,
+            image=body.get("image_url"),
+            tail=body.get("tail_image_url") if endpoint in TAIL else None,
+            video=body.get("video_url"),
+            references=body.get("input_image_urls"),
+        )
         self.schedule_webhook(task, (req.query.get("fal_webhook") or [None])[0])
         base = f"{self.url}/{owner}/{alias}/requests/{task.id}"  # the subpath is dropped
-        return Response(200, {"request_id": task.id, "gateway_request_id": task.id, "response_url": base,
-                              "status_url": base + "/status", "cancel_url": base + "/cancel", "queue_position": 0},
-                        headers={"x-fal-request-id": task.id})  # fmt: skip
+        return Response(
+            200,
+            {
+                "request_id": task.id,
+                "gateway_request_id": task.id,
+                "response_url": base,
+                "status_url": base + "/status",
+                "cancel_url": base + "/cancel",
+                "queue_position": 0,
+            },
+            headers={"x-fal-request-id": task.id},
+        )
 
     def _task(self, req: Request) -> Any:
         if not req.match:
@@ -147,8 +184,10 @@ class FakeFal(FakeServer):
         if phase == "fail":
             out.update(error="Internal error while running the model", error_type="internal_server_error")
         elif phase == "moderate":
-            out.update(error="The content could not be processed because it was flagged by a content checker",
-                       error_type="content_policy_violation")  # fmt: skip
+            out.update(
+                error="The content could not be processed because it was flagged by a content checker",
+                error_type="content_policy_violation",
+            )
         return Response(200, out)
 
     def result(self, req: Request) -> Response:
@@ -157,8 +196,17 @@ class FakeFal(FakeServer):
             return Response(404, {"detail": "Request not found"})
         if self.phase(task) != "succeed":
             return Response(400, {"detail": "Request is still in progress"})
-        return Response(200, {"video": {"url": self.output_url(), "content_type": "video/mp4",
-                                        "file_name": "output.mp4", "file_size": len(self.video)}})  # fmt: skip
+        return Response(
+            200,
+            {
+                "video": {
+                    "url": self.output_url(),
+                    "content_type": "video/mp4",
+                    "file_name": "output.mp4",
+                    "file_size": len(self.video),
+                }
+            },
+        )
 
     def cancel(self, req: Request) -> Response:
         task = self._task(req)
@@ -177,8 +225,12 @@ def _is_file(value: Any, kind: str) -> bool:
 
 def _wan_problem(body: dict[str, Any]) -> tuple[str, str, Any] | None:
     """Why Wan 2.2's video-to-video refuses a body (its input schema), or None."""
-    ranges = {"strength": (0, 1), "num_frames": (17, 161), "frames_per_second": (4, 60),
-              "num_interpolated_frames": (0, 4)}  # fmt: skip
+    ranges = {
+        "strength": (0, 1),
+        "num_frames": (17, 161),
+        "frames_per_second": (4, 60),
+        "num_interpolated_frames": (0, 4),
+    }
     if not _is_file(body.get("video_url"), "video"):
         return "video_url", "field required: a URL or a video data URI", body.get("video_url")
     for name, (low, high) in ranges.items():

@@ -20,21 +20,42 @@ import jwt
 
 from .base import FakeServer, Request, Response
 
-MODELS = {"kling-v1", "kling-v1-6", "kling-v2-master", "kling-v2-1-master", "kling-v2-5-turbo", "kling-v2-6",
-          "kling-v3"}  # fmt: skip
+MODELS = {
+    "kling-v1",
+    "kling-v1-6",
+    "kling-v2-master",
+    "kling-v2-1-master",
+    "kling-v2-5-turbo",
+    "kling-v2-6",
+    "kling-v3",
+}
 #: model -> (modes, durations, tail without a first frame) where image2video takes image_tail (capability map)
-TAIL = {"kling-v1": ({"std", "pro"}, {"5"}, False), "kling-v1-6": ({"pro"}, {"5", "10"}, True),
-        "kling-v2-5-turbo": ({"pro"}, {"5", "10"}, False), "kling-v2-6": ({"pro"}, {"5", "10"}, False)}  # fmt: skip
-MULTI_FIELDS = {"model_name", "image_list", "prompt", "negative_prompt", "mode", "duration", "aspect_ratio",
-                "callback_url", "external_task_id"}  # fmt: skip
+TAIL = {
+    "kling-v1": ({"std", "pro"}, {"5"}, False),
+    "kling-v1-6": ({"pro"}, {"5", "10"}, True),
+    "kling-v2-5-turbo": ({"pro"}, {"5", "10"}, False),
+    "kling-v2-6": ({"pro"}, {"5", "10"}, False),
+}
+MULTI_FIELDS = {
+    "model_name",
+    "image_list",
+    "prompt",
+    "negative_prompt",
+    "mode",
+    "duration",
+    "aspect_ratio",
+    "callback_url",
+    "external_task_id",
+}
 FAMILIES = ("text2video", "image2video", "multi-image2video")
 
 
 class FakeKling(FakeServer):
     provider = "kling"
 
-    def __init__(self, video: bytes, key: str = "ak-kling-test-0123456789",
-                 secret: str = "sk-kling-secret-abcdef0123456789") -> None:  # fmt: skip
+    def __init__(
+        self, video: bytes, key: str = "ak-kling-test-0123456789", secret: str = "sk-kling-secret-abcdef0123456789"
+    ) -> None:
         self.secret = secret
         self.other_secrets = [secret]
         self.tokens_seen: list[str] = []
@@ -44,13 +65,18 @@ class FakeKling(FakeServer):
     def setup_routes(self) -> None:
         for family in FAMILIES:
             self.route("POST", rf"/v1/videos/{family}", partial(self.create, family=family), kind="submit")
-            self.route("GET", rf"/v1/videos/{family}/(?P<id>[\w.:-]+)", partial(self.query, family=family),
-                       kind="poll")  # fmt: skip
+            self.route(
+                "GET", rf"/v1/videos/{family}/(?P<id>[\w.:-]+)", partial(self.query, family=family), kind="poll"
+            )
 
     def account_error(self, code: int, times: int = 1) -> None:
         """The next submits answer HTTP 429 with an account error code (1100-1102, 1304), as Kling does."""
-        messages = {1100: "Account exception", 1101: "Account in arrears",
-                    1102: "Resource pack exhausted or expired", 1304: "IP is not in the whitelist"}  # fmt: skip
+        messages = {
+            1100: "Account exception",
+            1101: "Account in arrears",
+            1102: "Resource pack exhausted or expired",
+            1304: "IP is not in the whitelist",
+        }
         self.inject("submit", status=429, times=times, body=self.envelope(code, messages[code]))
 
     def envelope(self, code: int, message: str, data: Any = None) -> dict[str, Any]:
@@ -119,23 +145,28 @@ class FakeKling(FakeServer):
 
     def _data(self, task: Any, status: str) -> dict[str, Any]:
         data: dict[str, Any] = {
-            "task_id": task.id, "task_status": status, "task_info": {"external_task_id": task.extra.get("external")},
-            "created_at": int(task.created * 1000), "updated_at": int(time.time() * 1000),
-        }  # fmt: skip
+            "task_id": task.id,
+            "task_status": status,
+            "task_info": {"external_task_id": task.extra.get("external")},
+            "created_at": int(task.created * 1000),
+            "updated_at": int(time.time() * 1000),
+        }
         return data
 
     def query(self, req: Request, family: str) -> Response:
         wanted = req.match.group("id") if req.match else ""
-        task = self.tasks.get(wanted) or next((t for t in self.tasks.values() if t.extra.get("external") == wanted),
-                                              None)  # fmt: skip
+        task = self.tasks.get(wanted) or next(
+            (t for t in self.tasks.values() if t.extra.get("external") == wanted), None
+        )
         if task is None or task.extra.get("family") != family:
             return Response(404, self.envelope(1203, "task not found"))
         phase = self.advance(task)
         status = {"queued": "submitted", "running": "processing", "succeed": "succeed"}.get(phase, "failed")
         data = self._data(task, status)
         if status == "succeed":
-            data["task_result"] = {"videos": [{"id": "v1", "url": self.output_url(), "duration": task.input.get(
-                "duration", "5")}]}  # fmt: skip
+            data["task_result"] = {
+                "videos": [{"id": "v1", "url": self.output_url(), "duration": task.input.get("duration", "5")}]
+            }
             data["final_unit_deduction"] = "1.5"
         elif phase == "fail":
             data["task_status_msg"] = "Generation failed: internal error, please retry"

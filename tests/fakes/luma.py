@@ -95,12 +95,17 @@ class FakeLuma(FakeServer):
         elif phase == "image_fetch":  # Luma could not download the keyframe image (lumalabs/ComfyUI-LumaAI-API#9)
             reason = "400: failed to moderate image"
         return {
-            "id": task.id, "generation_type": "video", "state": state, "failure_reason": reason,
-            "created_at": dt.datetime.fromtimestamp(task.created, dt.UTC).isoformat(), "model": task.input["model"],
+            "id": task.id,
+            "generation_type": "video",
+            "state": state,
+            "failure_reason": reason,
+            "created_at": dt.datetime.fromtimestamp(task.created, dt.UTC).isoformat(),
+            "model": task.input["model"],
             "assets": {"video": self.output_url(), "image": None, "progress_video": None}
-            if state == "completed" else None,
+            if state == "completed"
+            else None,
             "request": task.input,
-        }  # fmt: skip
+        }
 
     def get(self, req: Request) -> Response:
         task = self.tasks.get(req.match.group("id")) if req.match else None

@@ -71,10 +71,15 @@ class FakeModelsLab(FakeServer):
 
     def _answer(self, task: Any, status: str) -> dict[str, Any]:
         out: dict[str, Any] = {
-            "status": status, "id": int(task.id), "track_id": task.extra.get("track_id"),
-            "fetch_result": f"{self.url}/api/v6/video/fetch/{task.id}", "output": [], "proxy_links": [],
-            "future_links": [], "meta": {k: v for k, v in task.input.items() if k != "key"},
-        }  # fmt: skip
+            "status": status,
+            "id": int(task.id),
+            "track_id": task.extra.get("track_id"),
+            "fetch_result": f"{self.url}/api/v6/video/fetch/{task.id}",
+            "output": [],
+            "proxy_links": [],
+            "future_links": [],
+            "meta": {k: v for k, v in task.input.items() if k != "key"},
+        }
         if status == "processing":
             out.update(eta=12, tip="Your request is processing", message="Try to fetch request after given eta")
         elif status == "success":

@@ -11,8 +11,13 @@ from .base import FakeServer, Request, Response, bearer_ok, parse_multipart
 
 SIZES = {"720x1280", "1280x720", "1024x1792", "1792x1024"}
 PRO_SIZES = SIZES | {"1080x1920", "1920x1080"}
-MODELS = {"sora-2": SIZES, "sora-2-pro": PRO_SIZES, "sora-2-2025-10-06": SIZES, "sora-2-2025-12-08": SIZES,
-          "sora-2-pro-2025-10-06": PRO_SIZES}  # fmt: skip
+MODELS = {
+    "sora-2": SIZES,
+    "sora-2-pro": PRO_SIZES,
+    "sora-2-2025-10-06": SIZES,
+    "sora-2-2025-12-08": SIZES,
+    "sora-2-pro-2025-10-06": PRO_SIZES,
+}
 SECONDS = {"4", "8", "12"}
 
 
@@ -61,29 +66,46 @@ class FakeOpenAIVideos(FakeServer):
                 return self._bad(f"Invalid value: '{seconds}'. Supported values are: '4', '8', and '12'.", "seconds")
             if size not in MODELS[model]:
                 return self._bad(f"Invalid value: '{size}'. Supported values are: {sorted(MODELS[model])}.", "size")
-        task = self.new_task({"prompt": prompt, "model": model, "seconds": seconds, "size": size,
-                              "input_reference": files.get("input_reference")},
-                             task_id="video_" + secrets.token_hex(8))  # fmt: skip
+        task = self.new_task(
+            {
+                "prompt": prompt,
+                "model": model,
+                "seconds": seconds,
+                "size": size,
+                "input_reference": files.get("input_reference"),
+            },
+            task_id="video_" + secrets.token_hex(8),
+        )
         task.extra["image"] = files.get("input_reference")
         return Response(200, self._video(task, "queued"))
 
     def _video(self, task: Any, phase: str) -> dict[str, Any]:
         status = {"queued": "queued", "running": "in_progress", "succeed": "completed"}.get(phase, "failed")
         obj: dict[str, Any] = {
-            "id": task.id, "object": "video", "model": task.input["model"], "status": status,
+            "id": task.id,
+            "object": "video",
+            "model": task.input["model"],
+            "status": status,
             "progress": {"queued": 0, "in_progress": 50, "completed": 100}.get(status, 0),
-            "created_at": int(task.created), "completed_at": None, "expires_at": None,
-            "seconds": task.input["seconds"], "size": task.input["size"], "prompt": task.input["prompt"],
-            "remixed_from_video_id": None, "error": None,
-        }  # fmt: skip
+            "created_at": int(task.created),
+            "completed_at": None,
+            "expires_at": None,
+            "seconds": task.input["seconds"],
+            "size": task.input["size"],
+            "prompt": task.input["prompt"],
+            "remixed_from_video_id": None,
+            "error": None,
+        }
         if status == "completed":
             obj["completed_at"] = int(time.time())
             obj["expires_at"] = int(time.time()) + 3600
         if phase == "fail":
             obj["error"] = {"code": "internal_error", "message": "Video generation failed due to an internal error."}
         elif phase == "moderate":
-            obj["error"] = {"code": "moderation_blocked",
-                            "message": "Your request was blocked by our moderation system."}  # fmt: skip
+            obj["error"] = {
+                "code": "moderation_blocked",
+                "message": "Your request was blocked by our moderation system.",
+            }
         return obj
 
     def retrieve(self, req: Request) -> Response:

@@ -12,9 +12,11 @@ from typing import Any
 
 from .base import FakeServer, Request, Response
 
-MODELS = {"veo3.1": ({"16:9", "9:16"}, {"4s", "6s", "8s"}, 20),
-          "veo3.1_fast": ({"16:9", "9:16"}, {"4s", "6s", "8s"}, 10),
-          "pixverse5.5": ({"16:9", "9:16", "1:1", "3:4", "4:3"}, {"5s", "8s", "10s"}, 1.6)}  # fmt: skip
+MODELS = {
+    "veo3.1": ({"16:9", "9:16"}, {"4s", "6s", "8s"}, 20),
+    "veo3.1_fast": ({"16:9", "9:16"}, {"4s", "6s", "8s"}, 10),
+    "pixverse5.5": ({"16:9", "9:16", "1:1", "3:4", "4:3"}, {"5s", "8s", "10s"}, 1.6),
+}
 PREFIX = "/pictoryapis"
 
 
@@ -37,8 +39,14 @@ class FakePictory(FakeServer):
         return {"message": message, "code": code}
 
     def _invalid(self, name: str, error: str) -> Response:
-        return Response(400, {"code": "INVALID_REQUEST_BODY", "message": "Invalid request body",
-                              "fields": [{"name": name, "errors": [error]}]})  # fmt: skip
+        return Response(
+            400,
+            {
+                "code": "INVALID_REQUEST_BODY",
+                "message": "Invalid request body",
+                "fields": [{"name": name, "errors": [error]}],
+            },
+        )
 
     def create(self, req: Request) -> Response:
         body = req.json()
@@ -54,8 +62,9 @@ class FakePictory(FakeServer):
         if body.get("duration", sorted(durations)[0]) not in durations:
             return self._invalid("duration", f"must be one of {sorted(durations)}")
         if sum(1 for k in ("firstFrameImageUrl", "extendVideoUrl", "referenceImageUrls") if k in body) > 1:
-            return self._invalid("firstFrameImageUrl", "only one of firstFrameImageUrl, extendVideoUrl, "
-                                                       "referenceImageUrls")  # fmt: skip
+            return self._invalid(
+                "firstFrameImageUrl", "only one of firstFrameImageUrl, extendVideoUrl, referenceImageUrls"
+            )
         refs = body.get("referenceImageUrls")
         if refs is not None and not (isinstance(refs, list) and 1 <= len(refs) <= 3):
             return self._invalid("referenceImageUrls", "must be an array of 1 to 3 image URLs")
@@ -74,9 +83,14 @@ class FakePictory(FakeServer):
     def job(self, req: Request) -> Response:
         task = self.tasks.get(req.match.group("id")) if req.match else None
         if task is None:
-            return Response(404, {"job_id": req.match.group("id") if req.match else None, "success": False,
-                                  "data": {"status": "failed", "error_code": "5000",
-                                           "error_message": "JOB_NOT_FOUND"}})  # fmt: skip
+            return Response(
+                404,
+                {
+                    "job_id": req.match.group("id") if req.match else None,
+                    "success": False,
+                    "data": {"status": "failed", "error_code": "5000", "error_message": "JOB_NOT_FOUND"},
+                },
+            )
         phase = self.advance(task)
         if phase in ("queued", "running"):
             return Response(200, {"job_id": task.id, "success": True, "data": {"status": "in-progress"}})
@@ -103,9 +117,15 @@ class FakePictory(FakeServer):
         if phase == "cleaned":  # a job status listed on docs.pictory.ai get-job-by-id
             return Response(200, {"job_id": task.id, "success": True, "data": {"status": "cleaned"}})
         if phase == "moderate":
-            data = {"status": "failed", "error_code": "CONTENT_POLICY_VIOLATION",
-                    "error_message": "The prompt violates the content policy"}  # fmt: skip
+            data = {
+                "status": "failed",
+                "error_code": "CONTENT_POLICY_VIOLATION",
+                "error_message": "The prompt violates the content policy",
+            }
         else:
-            data = {"status": "failed", "error_code": "GENERATION_FAILED",
-                    "error_message": "Video generation failed at the model provider"}  # fmt: skip
+            data = {
+                "status": "failed",
+                "error_code": "GENERATION_FAILED",
+                "error_message": "Video generation failed at the model provider",
+            }
         return Response(200, {"job_id": task.id, "success": False, "data": data})

@@ -18,11 +18,13 @@ from typing import Any
 
 from .base import FakeServer, Request, Response, bearer_ok
 
-MODELS = {"minimax/video-01": "c8bcc4751328608bb75043b3af7bed4eabcf1a6c0a478d50a4cf57fa04bd5101",
-          "kwaivgi/kling-v2.1": "daad218feb714b03e2a1ac445986aebb9d05243cd00da2af17be2e4049f48f69",
-          "kwaivgi/kling-o1": "6d5f2d4becc7f734d190d17f13f776229c359cafc1c1898d78945e8d87c57538",
-          "luma/modify-video": "f52f17143e022cadb2dbf20467cfe4510f04cf940dcb846f1581472082a295d2",
-          "someone/custom-video": "5c7d5dc6dd8bf75c1acaa8565735e7986bc5b66206b55cca93cb72c9bf15ccaa"}  # fmt: skip
+MODELS = {
+    "minimax/video-01": "c8bcc4751328608bb75043b3af7bed4eabcf1a6c0a478d50a4cf57fa04bd5101",
+    "kwaivgi/kling-v2.1": "daad218feb714b03e2a1ac445986aebb9d05243cd00da2af17be2e4049f48f69",
+    "kwaivgi/kling-o1": "6d5f2d4becc7f734d190d17f13f776229c359cafc1c1898d78945e8d87c57538",
+    "luma/modify-video": "f52f17143e022cadb2dbf20467cfe4510f04cf940dcb846f1581472082a295d2",
+    "someone/custom-video": "5c7d5dc6dd8bf75c1acaa8565735e7986bc5b66206b55cca93cb72c9bf15ccaa",
+}
 #: official models run on POST /v1/models/{owner}/{name}/predictions; a community model is not served there
 #: (replicate.com changelog 2025-08-05: that route is "for running official models") and needs its version
 OFFICIAL = {"minimax/video-01", "kwaivgi/kling-v2.1", "luma/modify-video", "kwaivgi/kling-o1"}
@@ -45,8 +47,9 @@ class FakeReplicate(FakeServer):
         super().__init__(video, key)
 
     def setup_routes(self) -> None:
-        self.route("POST", r"/v1/models/(?P<owner>[\w.-]+)/(?P<name>[\w.-]+)/predictions", self.create_model,
-                   kind="submit")  # fmt: skip
+        self.route(
+            "POST", r"/v1/models/(?P<owner>[\w.-]+)/(?P<name>[\w.-]+)/predictions", self.create_model, kind="submit"
+        )
         self.route("POST", r"/v1/predictions", self.create_version, kind="submit")
         self.route("GET", r"/v1/predictions/(?P<id>[a-z0-9]+)", self.get, kind="poll")
         self.route("POST", r"/v1/predictions/(?P<id>[a-z0-9]+)/cancel", self.cancel, kind="cancel")
@@ -56,59 +59,83 @@ class FakeReplicate(FakeServer):
     def auth_error(self, req: Request) -> Response | None:
         if bearer_ok(req, self.key):
             return None
-        return Response(401, {"title": "Unauthenticated", "status": 401,
-                              "detail": "You did not pass a valid authentication token"})  # fmt: skip
+        return Response(
+            401, {"title": "Unauthenticated", "status": 401, "detail": "You did not pass a valid authentication token"}
+        )
 
     def error_body(self, status: int, message: str, code: str | None = None) -> Any:
         if status == 429:
-            return {"title": "Request was throttled", "status": 429,
-                    "detail": "Request was throttled. Your rate limit resets in ~1s."}  # fmt: skip
+            return {
+                "title": "Request was throttled",
+                "status": 429,
+                "detail": "Request was throttled. Your rate limit resets in ~1s.",
+            }
         return {"title": message, "status": status, "detail": message}
 
     def create_model(self, req: Request) -> Response:
         model = f"{req.match.group('owner')}/{req.match.group('name')}" if req.match else ""
         if model not in OFFICIAL:
-            return Response(404, {"title": "Not found", "status": 404,
-                                  "detail": "The requested resource could not be found."})  # fmt: skip
+            return Response(
+                404, {"title": "Not found", "status": 404, "detail": "The requested resource could not be found."}
+            )
         return self._create(req, model, MODELS[model])
 
     def get_model(self, req: Request) -> Response:
         model = f"{req.match.group('owner')}/{req.match.group('name')}" if req.match else ""
         if model not in MODELS:
-            return Response(404, {"title": "Not found", "status": 404,
-                                  "detail": "The requested resource could not be found."})  # fmt: skip
+            return Response(
+                404, {"title": "Not found", "status": 404, "detail": "The requested resource could not be found."}
+            )
         owner, name = model.split("/")
-        return Response(200, {"url": f"https://replicate.com/{model}", "owner": owner, "name": name,
-                              "visibility": "public", "is_official": model in OFFICIAL,
-                              "latest_version": {"id": MODELS[model], "created_at": _now()}})  # fmt: skip
+        return Response(
+            200,
+            {
+                "url": f"https://replicate.com/{model}",
+                "owner": owner,
+                "name": name,
+                "visibility": "public",
+                "is_official": model in OFFICIAL,
+                "latest_version": {"id": MODELS[model], "created_at": _now()},
+            },
+        )
 
     def create_version(self, req: Request) -> Response:
         version = req.json().get("version")
         model = next((m for m, v in MODELS.items() if v == version), None)
         if model is None:
-            return Response(422, {"title": "Invalid version or not permitted", "status": 422,
-                                  "detail": "The specified version does not exist (or perhaps you don't have "
-                                            "permission to use it?)"})  # fmt: skip
+            return Response(
+                422,
+                {
+                    "title": "Invalid version or not permitted",
+                    "status": 422,
+                    "detail": "The specified version does not exist (or perhaps you don't have permission to use it?)",
+                },
+            )
         return self._create(req, model, str(version))
 
     def _create(self, req: Request, model: str, version: str) -> Response:
         body = req.json()
         inputs = body.get("input")
         if not isinstance(inputs, dict) or not inputs.get("prompt"):
-            return Response(422, {"title": "Input validation failed", "status": 422,
-                                  "detail": "- input: prompt is required"})  # fmt: skip
+            return Response(
+                422, {"title": "Input validation failed", "status": 422, "detail": "- input: prompt is required"}
+            )
         if model == "kwaivgi/kling-v2.1" and not inputs.get("start_image"):
-            return Response(422, {"title": "Input validation failed", "status": 422,
-                                  "detail": "- input: start_image is required"})  # fmt: skip
+            return Response(
+                422, {"title": "Input validation failed", "status": 422, "detail": "- input: start_image is required"}
+            )
         # "end_image: Last frame of the video (pro mode is required when this parameter is set)" (the model's page)
         if model == "kwaivgi/kling-v2.1" and inputs.get("end_image") and inputs.get("mode", "standard") != "pro":
-            return Response(422, {"title": "Input validation failed", "status": 422,
-                                  "detail": "- input: end_image requires mode pro"})  # fmt: skip
+            return Response(
+                422,
+                {"title": "Input validation failed", "status": 422, "detail": "- input: end_image requires mode pro"},
+            )
         if model in ("luma/modify-video", "kwaivgi/kling-o1"):
             refused = self._modify_problem(inputs) if model == "luma/modify-video" else _kling_o1_problem(inputs)
             if refused:
-                return Response(422, {"title": "Input validation failed", "status": 422,
-                                      "detail": f"- input: {refused}"})  # fmt: skip
+                return Response(
+                    422, {"title": "Input validation failed", "status": 422, "detail": f"- input: {refused}"}
+                )
         task = self.new_task(inputs, task_id=secrets.token_hex(13)[:26])
         task.extra["cancel_after"] = req.header("cancel-after")
         task.extra["events_filter"] = body.get("webhook_events_filter")
@@ -147,22 +174,47 @@ class FakeReplicate(FakeServer):
         url = f"{self.url}/v1/files/{file_id}"
         name = part.get_filename() or "file"
         self.uploads[url] = (name, data)
-        return Response(201, {"id": file_id, "name": name, "content_type": part.get_content_type(), "size": len(data),
-                              "etag": file_id, "checksums": {}, "metadata": {}, "created_at": _now(),
-                              "expires_at": None, "urls": {"get": url}})  # fmt: skip
+        return Response(
+            201,
+            {
+                "id": file_id,
+                "name": name,
+                "content_type": part.get_content_type(),
+                "size": len(data),
+                "etag": file_id,
+                "checksums": {},
+                "metadata": {},
+                "created_at": _now(),
+                "expires_at": None,
+                "urls": {"get": url},
+            },
+        )
 
     def _prediction(self, task: Any, status: str) -> dict[str, Any]:
         base = f"{self.url}/v1/predictions/{task.id}"
         pred: dict[str, Any] = {
-            "id": task.id, "model": task.extra["model"], "version": task.extra["version"], "input": task.input,
-            "logs": "", "output": None, "data_removed": False, "error": None, "status": status,
-            "created_at": _now(), "started_at": None, "completed_at": None,
-            "urls": {"get": base, "cancel": base + "/cancel"}, "metrics": {},
-        }  # fmt: skip
+            "id": task.id,
+            "model": task.extra["model"],
+            "version": task.extra["version"],
+            "input": task.input,
+            "logs": "",
+            "output": None,
+            "data_removed": False,
+            "error": None,
+            "status": status,
+            "created_at": _now(),
+            "started_at": None,
+            "completed_at": None,
+            "urls": {"get": base, "cancel": base + "/cancel"},
+            "metrics": {},
+        }
         if status == "succeeded":
             url = self.output_url()
-            pred.update(output=[url] if self.output_as_list else url, completed_at=_now(),
-                        metrics={"predict_time": 42.1, "total_time": 45.0})  # fmt: skip
+            pred.update(
+                output=[url] if self.output_as_list else url,
+                completed_at=_now(),
+                metrics={"predict_time": 42.1, "total_time": 45.0},
+            )
         return pred
 
     def webhook_payload(self, task: Any) -> Any:
@@ -181,8 +233,9 @@ class FakeReplicate(FakeServer):
     def get(self, req: Request) -> Response:
         task = self.tasks.get(req.match.group("id")) if req.match else None
         if task is None:
-            return Response(404, {"title": "Not found", "status": 404,
-                                  "detail": "The requested resource could not be found."})  # fmt: skip
+            return Response(
+                404, {"title": "Not found", "status": 404, "detail": "The requested resource could not be found."}
+            )
         if task.extra.get("canceled"):
             return Response(200, self._prediction(task, "canceled"))
         phase = self.advance(task)

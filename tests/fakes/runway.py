@@ -19,12 +19,18 @@ from typing import Any
 from .base import FakeServer, Request, Response, bearer_ok
 
 VERSION = "2024-11-06"
-T2V = {"gen4.5": ({"1280:720", "720:1280"}, set(range(2, 11))),
-       "veo3.1": ({"1280:720", "720:1280", "1080:1920", "1920:1080"}, {4, 6, 8}),
-       "veo3.1_fast": ({"1280:720", "720:1280", "1080:1920", "1920:1080"}, {4, 6, 8})}  # fmt: skip
+T2V = {
+    "gen4.5": ({"1280:720", "720:1280"}, set(range(2, 11))),
+    "veo3.1": ({"1280:720", "720:1280", "1080:1920", "1920:1080"}, {4, 6, 8}),
+    "veo3.1_fast": ({"1280:720", "720:1280", "1080:1920", "1920:1080"}, {4, 6, 8}),
+}
 _TURBO = {"1280:720", "720:1280", "1104:832", "832:1104", "960:960", "1584:672"}
-I2V = {"gen4.5": (_TURBO, set(range(2, 11))), "gen4_turbo": (_TURBO, set(range(2, 11))), "veo3.1": T2V["veo3.1"],
-       "veo3.1_fast": T2V["veo3.1_fast"]}  # fmt: skip
+I2V = {
+    "gen4.5": (_TURBO, set(range(2, 11))),
+    "gen4_turbo": (_TURBO, set(range(2, 11))),
+    "veo3.1": T2V["veo3.1"],
+    "veo3.1_fast": T2V["veo3.1_fast"],
+}
 #: models the API no longer serves (gone from runwayml 5.24.0's create overloads)
 RETIRED = {"gen3a_turbo", "veo3", "gen4_aleph"}
 #: promptImage data: URIs are accepted "up to 5MB" (runwayml types/image_to_video_create_params.py); the fake
@@ -32,12 +38,26 @@ RETIRED = {"gen3a_turbo", "veo3", "gen4_aleph"}
 DATA_URI_LIMIT = 5_000_000
 CREDITS_PER_SECOND = {"gen4.5": 12, "gen4_turbo": 5, "veo3.1": 20, "veo3.1_fast": 10, "aleph2": 28}
 #: promptImage positions each model's type takes (Literal["first"] or Literal["first", "last"])
-POSITIONS = {"gen4.5": {"first"}, "gen4_turbo": {"first"}, "veo3.1": {"first", "last"},
-             "veo3.1_fast": {"first", "last"}}  # fmt: skip
+POSITIONS = {
+    "gen4.5": {"first"},
+    "gen4_turbo": {"first"},
+    "veo3.1": {"first", "last"},
+    "veo3.1_fast": {"first", "last"},
+}
 V2V_MODELS = {"aleph2"}
 #: aleph2's body (Variant0): everything else is refused, as a strict schema does
-V2V_FIELDS = {"model", "videoUri", "promptText", "ratio", "seed", "keyframes", "contentModeration", "outputFormat",
-              "proresProfile", "targetAspectRatio"}  # fmt: skip
+V2V_FIELDS = {
+    "model",
+    "videoUri",
+    "promptText",
+    "ratio",
+    "seed",
+    "keyframes",
+    "contentModeration",
+    "outputFormat",
+    "proresProfile",
+    "targetAspectRatio",
+}
 
 
 class FakeRunway(FakeServer):
@@ -105,8 +125,7 @@ class FakeRunway(FakeServer):
             phase = self.advance(task)
         seconds = int(task.input.get("duration") or 5)
         credits = CREDITS_PER_SECOND.get(task.input["model"], 10) * seconds
-        obj: dict[str, Any] = {"id": task.id,
-                               "createdAt": dt.datetime.fromtimestamp(task.created, dt.UTC).isoformat()}  # fmt: skip
+        obj: dict[str, Any] = {"id": task.id, "createdAt": dt.datetime.fromtimestamp(task.created, dt.UTC).isoformat()}
         if phase in ("throttled", "queued", "running"):
             obj["status"] = {"throttled": "THROTTLED", "queued": "PENDING", "running": "RUNNING"}[phase]
             obj["estimatedCost"] = {"credits": float(credits)}
@@ -115,11 +134,19 @@ class FakeRunway(FakeServer):
         elif phase == "succeed":
             obj.update(status="SUCCEEDED", output=[self.output_url()], cost={"credits": credits})
         elif phase == "fail":
-            obj.update(status="FAILED", failure="An unexpected error occurred while generating.",
-                       failureCode="INTERNAL", cost={"credits": 0})  # fmt: skip
+            obj.update(
+                status="FAILED",
+                failure="An unexpected error occurred while generating.",
+                failureCode="INTERNAL",
+                cost={"credits": 0},
+            )
         elif phase == "moderate":
-            obj.update(status="FAILED", failure="The prompt was flagged by our content moderation system.",
-                       failureCode="SAFETY.INPUT.TEXT", cost={"credits": 0})  # fmt: skip
+            obj.update(
+                status="FAILED",
+                failure="The prompt was flagged by our content moderation system.",
+                failureCode="SAFETY.INPUT.TEXT",
+                cost={"credits": 0},
+            )
         else:
             obj.update(status="CANCELLED", cost={"credits": 0})
         return Response(200, obj)
@@ -196,9 +223,14 @@ class FakeRunway(FakeServer):
         token = uuid.uuid4().hex
         with self.lock:
             self._pending[token] = body["filename"]
-        return Response(200, {"uploadUrl": f"{self.url}/upload-bucket/{token}",
-                              "fields": {"key": f"uploads/{token}", "policy": "fake-policy"},
-                              "runwayUri": f"runway://uploads/{token}"})  # fmt: skip
+        return Response(
+            200,
+            {
+                "uploadUrl": f"{self.url}/upload-bucket/{token}",
+                "fields": {"key": f"uploads/{token}", "policy": "fake-policy"},
+                "runwayUri": f"runway://uploads/{token}",
+            },
+        )
 
     def receive_upload(self, req: Request) -> Response:
         from .base import parse_multipart

@@ -18,10 +18,19 @@ from urllib.parse import parse_qs
 from .base import FakeServer, Request, Response
 
 MODELS = {"veo-3.1-generate-001", "veo-3.1-fast-generate-001", "veo-3.1-lite-generate-001"}
-_MODEL_PATH = r"/v1beta1/projects/(?P<project>[\w-]+)/locations/(?P<location>[\w-]+)/publishers/google/models/" \
-              r"(?P<model>[\w.-]+)"  # fmt: skip
-_STATUS = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "NOT_FOUND",
-           429: "RESOURCE_EXHAUSTED", 500: "INTERNAL", 503: "UNAVAILABLE"}  # fmt: skip
+_MODEL_PATH = (
+    r"/v1beta1/projects/(?P<project>[\w-]+)/locations/(?P<location>[\w-]+)/publishers/google/models/"
+    r"(?P<model>[\w.-]+)"
+)
+_STATUS = {
+    400: "INVALID_ARGUMENT",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "NOT_FOUND",
+    429: "RESOURCE_EXHAUSTED",
+    500: "INTERNAL",
+    503: "UNAVAILABLE",
+}
 
 
 @functools.cache
@@ -38,8 +47,9 @@ class FakeVeo(FakeServer):
         from cryptography.hazmat.primitives import serialization
 
         private = _service_account_key()
-        self.private_pem = private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                                 serialization.NoEncryption()).decode()  # fmt: skip
+        self.private_pem = private.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        ).decode()
         self.public_key = private.public_key()
         self.client_email = "kinema-test@kinema-test.iam.gserviceaccount.com"
         self.other_secrets = [self.private_pem.splitlines()[1]]
@@ -51,9 +61,19 @@ class FakeVeo(FakeServer):
         """A service-account credentials file (what GOOGLE_APPLICATION_CREDENTIALS names) whose token_uri is this
         fake: google-auth signs a JWT assertion with the key and trades it here for an access token."""
         path = folder / "adc.json"
-        path.write_text(json.dumps({"type": "service_account", "project_id": self.project, "private_key_id": "k1",
-                                    "private_key": self.private_pem, "client_email": self.client_email,
-                                    "client_id": "1234567890", "token_uri": f"{self.url}/token"}))  # fmt: skip
+        path.write_text(
+            json.dumps(
+                {
+                    "type": "service_account",
+                    "project_id": self.project,
+                    "private_key_id": "k1",
+                    "private_key": self.private_pem,
+                    "client_email": self.client_email,
+                    "client_id": "1234567890",
+                    "token_uri": f"{self.url}/token",
+                }
+            )
+        )
         return path
 
     def operation_name(self, task_id: str) -> str:
@@ -66,15 +86,20 @@ class FakeVeo(FakeServer):
         # "Metadata-Flavor: Google", which google-auth checks
         self.route("GET", r"", self.metadata_ping, kind="metadata")
         self.route("GET", r"/computeMetadata/v1/project/project-id", self.metadata_project, kind="metadata")
-        self.route("GET", r"/computeMetadata/v1/instance/service-accounts/default", self.metadata_account,
-                   kind="metadata")  # fmt: skip
-        self.route("GET", r"/computeMetadata/v1/instance/service-accounts/default/token", self.metadata_token,
-                   kind="metadata")  # fmt: skip
+        self.route(
+            "GET", r"/computeMetadata/v1/instance/service-accounts/default", self.metadata_account, kind="metadata"
+        )
+        self.route(
+            "GET", r"/computeMetadata/v1/instance/service-accounts/default/token", self.metadata_token, kind="metadata"
+        )
         self.route("POST", r"/token", self.token, kind="token")
         self.route("POST", _MODEL_PATH + r":predictLongRunning", self.predict, kind="submit")
         self.route("POST", _MODEL_PATH + r":fetchPredictOperation", self.fetch, kind="poll")
-        self.route("GET", _MODEL_PATH + r"/operations/(?P<id>[0-9a-f-]+)",
-                   lambda r: Response(404, self.error_body(404, "Not found: use fetchPredictOperation")))  # fmt: skip
+        self.route(
+            "GET",
+            _MODEL_PATH + r"/operations/(?P<id>[0-9a-f-]+)",
+            lambda r: Response(404, self.error_body(404, "Not found: use fetchPredictOperation")),
+        )
 
     def auth_error(self, req: Request) -> Response | None:
         if req.path in ("/", "/token") or req.path.startswith("/computeMetadata/"):
@@ -83,8 +108,9 @@ class FakeVeo(FakeServer):
             return None
         if req.header("authorization") == f"Bearer {self.key}":
             return None
-        return Response(401, self.error_body(401, "Request had invalid authentication credentials. Expected OAuth 2 "
-                                                  "access token."))  # fmt: skip
+        return Response(
+            401, self.error_body(401, "Request had invalid authentication credentials. Expected OAuth 2 access token.")
+        )
 
     def error_body(self, status: int, message: str, code: str | None = None) -> Any:
         if status == 429:
@@ -100,8 +126,15 @@ class FakeVeo(FakeServer):
         return Response(200, self.project.encode(), self._FLAVOR, content_type="application/text")
 
     def metadata_account(self, req: Request) -> Response:
-        return Response(200, {"aliases": ["default"], "email": self.client_email,
-                              "scopes": ["https://www.googleapis.com/auth/cloud-platform"]}, self._FLAVOR)  # fmt: skip
+        return Response(
+            200,
+            {
+                "aliases": ["default"],
+                "email": self.client_email,
+                "scopes": ["https://www.googleapis.com/auth/cloud-platform"],
+            },
+            self._FLAVOR,
+        )
 
     def metadata_token(self, req: Request) -> Response:
         with self.lock:
@@ -117,14 +150,25 @@ class FakeVeo(FakeServer):
             return Response(400, {"error": "unsupported_grant_type"})
         try:
             # google-auth addresses the assertion to the token URI it was given or to Google's own
-            claims = jwt.decode(form.get("assertion", ""), self.public_key, algorithms=["RS256"],
-                                audience=[f"{self.url}/token", "https://oauth2.googleapis.com/token"])  # fmt: skip
+            claims = jwt.decode(
+                form.get("assertion", ""),
+                self.public_key,
+                algorithms=["RS256"],
+                audience=[f"{self.url}/token", "https://oauth2.googleapis.com/token"],
+            )
         except jwt.InvalidTokenError as exc:
             return Response(400, {"error": "invalid_grant", "error_description": f"Invalid JWT Signature ({exc})"})
         if claims.get("iss") != self.client_email:
             return Response(400, {"error": "invalid_grant", "error_description": "Invalid issuer"})
-        return Response(200, {"access_token": self.key, "expires_in": 3599, "token_type": "Bearer",
-                              "scope": "https://www.googleapis.com/auth/cloud-platform"})  # fmt: skip
+        return Response(
+            200,
+            {
+                "access_token": self.key,
+                "expires_in": 3599,
+                "token_type": "Bearer",
+                "scope": "https://www.googleapis.com/auth/cloud-platform",
+            },
+        )
 
     def _bad(self, message: str) -> Response:
         return Response(400, self.error_body(400, message))
@@ -133,8 +177,12 @@ class FakeVeo(FakeServer):
         assert req.match is not None
         model = req.match.group("model")
         if model not in MODELS:
-            return Response(404, self.error_body(404, f"Publisher Model `{model}` was not found or your project "
-                                                      f"does not have access to it."))  # fmt: skip
+            return Response(
+                404,
+                self.error_body(
+                    404, f"Publisher Model `{model}` was not found or your project does not have access to it."
+                ),
+            )
         body = req.json()
         instances, parameters = body.get("instances") or [{}], body.get("parameters") or {}
         instance = instances[0]
@@ -151,8 +199,10 @@ class FakeVeo(FakeServer):
             return self._bad("image needs bytesBase64Encoded or gcsUri")
         op_id = str(uuid.uuid4())
         task = self.new_task({**instance, **parameters}, task_id=op_id)
-        name = f"projects/{req.match.group('project')}/locations/{req.match.group('location')}/publishers/google/" \
-               f"models/{model}/operations/{op_id}"  # fmt: skip
+        name = (
+            f"projects/{req.match.group('project')}/locations/{req.match.group('location')}/publishers/google/"
+            f"models/{model}/operations/{op_id}"
+        )
         task.extra.update(name=name, image=image)
         return Response(200, {"name": name})
 
@@ -170,9 +220,13 @@ class FakeVeo(FakeServer):
             )
         response: dict[str, Any] = {"@type": "type.googleapis.com/cloud.ai.large_models.vision.GenerateVideoResponse"}
         if phase == "not_charged":  # the filter's false positive (googleapis/js-genai#1272)
-            response.update(raiMediaFilteredCount=1, raiMediaFilteredReasons=[
-                "We encountered an issue with the audio for your prompt. You have not been charged for this "
-                "request. Please try changing your prompt or generating again."])  # fmt: skip
+            response.update(
+                raiMediaFilteredCount=1,
+                raiMediaFilteredReasons=[
+                    "We encountered an issue with the audio for your prompt. You have not been charged for this "
+                    "request. Please try changing your prompt or generating again."
+                ],
+            )
             return Response(200, {"name": name, "done": True, "response": response})
         if phase == "moderate":
             response.update(

@@ -34,8 +34,11 @@ def test_tiny_run_measures_every_setup_side_by_side(
     # inductor on 2 CPU cores takes ~40 s per setup: record the compile calls instead (test_local_gpu_defaults.py
     # compiles for real); what matters here is which setups ask for it and how
     compiled: list[tuple[str, bool]] = []
-    monkeypatch.setattr(ModelMixin, "compile_repeated_blocks",
-                        lambda self, **kw: compiled.append((type(self).__name__, kw["fullgraph"])))  # fmt: skip
+    monkeypatch.setattr(
+        ModelMixin,
+        "compile_repeated_blocks",
+        lambda self, **kw: compiled.append((type(self).__name__, kw["fullgraph"])),
+    )
     loaded: list[Any] = []
     import kinema.backends.diffusers as backend
 

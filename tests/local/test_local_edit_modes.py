@@ -26,8 +26,18 @@ PROMPT = "a red ball on the sea"
 def run(folder: Path | str, steps: int = 4, frames: int = 5, **fields: Any) -> kinema.Result:
     options = {"device": "cpu", "max_sequence_length": 32, **fields.pop("options", {})}
     fields.setdefault("fps", 16)
-    return kinema.generate(PROMPT, backend="diffusers", model=str(folder), width=32, height=32, num_frames=frames,
-                           num_inference_steps=steps, seed=3, options=options, **fields)  # fmt: skip
+    return kinema.generate(
+        PROMPT,
+        backend="diffusers",
+        model=str(folder),
+        width=32,
+        height=32,
+        num_frames=frames,
+        num_inference_steps=steps,
+        seed=3,
+        options=options,
+        **fields,
+    )
 
 
 def request(model: str, **fields: Any) -> kinema.VideoRequest:
@@ -68,8 +78,12 @@ def calls(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[tuple[str, dict[str,
     import diffusers
 
     seen: list[tuple[str, dict[str, Any]]] = []
-    for name in ("WanVideoToVideoPipeline", "CogVideoXVideoToVideoPipeline", "LTXConditionPipeline",
-                 "WanImageToVideoPipeline"):  # fmt: skip
+    for name in (
+        "WanVideoToVideoPipeline",
+        "CogVideoXVideoToVideoPipeline",
+        "LTXConditionPipeline",
+        "WanImageToVideoPipeline",
+    ):
         cls = getattr(diffusers, name)
         original = cls.__call__
 
@@ -126,8 +140,9 @@ def source_frames_as_read(clip: Path) -> np.ndarray:
 # -- 1. edit ---------------------------------------------------------------------------------------------------------
 
 
-def test_wan_edit_shares_the_loaded_weights_and_keeps_bf16(tiny_checkpoint: Tiny, clip: Path, calls: list[Any],
-                                                           dtypes: dict[str, list[Any]]) -> None:  # fmt: skip
+def test_wan_edit_shares_the_loaded_weights_and_keeps_bf16(
+    tiny_checkpoint: Tiny, clip: Path, calls: list[Any], dtypes: dict[str, list[Any]]
+) -> None:
     folder = tiny_checkpoint("wan-t2v")
     t2v = run(folder, options={"dtype": "bfloat16"})
     first = loaded().pipe
@@ -151,8 +166,13 @@ def test_wan_edit_shares_the_loaded_weights_and_keeps_bf16(tiny_checkpoint: Tiny
     assert not np.array_equal(edit.video.frames, t2v.video.frames)
     assert edit.recipe["mode"] == "edit" and edit.recipe["strength"] == 0.5
     assert edit.recipe["source_video"]["sha256"] and "path" not in edit.recipe["source_video"]
-    assert edit.recipe["options"]["_pipeline"] == {"class": "WanVideoToVideoPipeline", "strength_argument": "strength",
-                                                   "strength": 0.5, "steps_run": 2, "steps": 4}  # fmt: skip
+    assert edit.recipe["options"]["_pipeline"] == {
+        "class": "WanVideoToVideoPipeline",
+        "strength_argument": "strength",
+        "strength": 0.5,
+        "steps_run": 2,
+        "steps": 4,
+    }
     # how it ran, as a user comparing runs reads it: the pipeline, its dtype and device, never a local path
     engine = edit.recipe["engine"]
     assert (engine["pipeline"], engine["dtype"], engine["device"]) == ("WanVideoToVideoPipeline", "bfloat16", "cpu")
@@ -189,8 +209,9 @@ def test_edit_default_strength_is_the_models(tiny_checkpoint: Tiny, clip: Path) 
     assert fresh.capabilities("ltx-video").default_strength == 0.3
 
 
-def test_cogvideox_edit_shares_the_weights_and_keeps_bf16(tiny_checkpoint: Tiny, clip: Path, calls: list[Any],
-                                                          dtypes: dict[str, list[Any]]) -> None:  # fmt: skip
+def test_cogvideox_edit_shares_the_weights_and_keeps_bf16(
+    tiny_checkpoint: Tiny, clip: Path, calls: list[Any], dtypes: dict[str, list[Any]]
+) -> None:
     folder = tiny_checkpoint("cogvideox")
     run(folder, frames=9, options={"dtype": "bfloat16"})
     first = loaded().pipe
@@ -229,8 +250,9 @@ def test_the_source_is_resampled_to_the_output_fps(tiny_checkpoint: Tiny, clip: 
     assert np.abs(given.mean(axis=(1, 2, 3)) - source[:5].astype(int).mean(axis=(1, 2, 3))).max() < 3
 
 
-def test_ltx_edit_encodes_the_source_in_the_vae_dtype(tiny_checkpoint: Tiny, clip: Path, calls: list[Any],
-                                                      dtypes: dict[str, list[Any]]) -> None:  # fmt: skip
+def test_ltx_edit_encodes_the_source_in_the_vae_dtype(
+    tiny_checkpoint: Tiny, clip: Path, calls: list[Any], dtypes: dict[str, list[Any]]
+) -> None:
     """LTXConditionPipeline edits from ``latents`` (the source, encoded) and ``denoise_strength``."""
     folder = tiny_checkpoint("ltx")
     run(folder, frames=9, options={"dtype": "bfloat16"})
@@ -279,8 +301,9 @@ def test_edit_reproduces_from_its_recipe(tiny_checkpoint: Tiny, clip: Path) -> N
 # -- 2. keyframes ----------------------------------------------------------------------------------------------------
 
 
-def test_wan_flf2v_keyframes_take_last_image(tiny_checkpoint: Tiny, image_file: Path, last_file: Path,
-                                             calls: list[Any], dtypes: dict[str, list[Any]]) -> None:  # fmt: skip
+def test_wan_flf2v_keyframes_take_last_image(
+    tiny_checkpoint: Tiny, image_file: Path, last_file: Path, calls: list[Any], dtypes: dict[str, list[Any]]
+) -> None:
     folder = tiny_checkpoint("wan-flf2v")
     result = run(folder, image=str(image_file), last_image=str(last_file), options={"dtype": "bfloat16"})
     name, kwargs = calls[-1]
@@ -307,18 +330,22 @@ def test_keyframes_refusals_on_wan(tiny_checkpoint: Tiny, image_file: Path, last
         kinema.plan(request(flf2v, last_image=str(last_file)), check_available=False)
     assert info.value.field == "image" and "LTX-Video" in str(info.value)
     with pytest.raises(InvalidRequest) as info:  # the last frame twice
-        kinema.plan(request(flf2v, image=str(image_file), last_image=str(last_file),
-                            options={"last_image": str(last_file)}), check_available=False)  # fmt: skip
+        kinema.plan(
+            request(flf2v, image=str(image_file), last_image=str(last_file), options={"last_image": str(last_file)}),
+            check_available=False,
+        )
     assert info.value.field == "options.last_image" and "second time" in str(info.value)
     with pytest.raises(InvalidRequest) as info:  # Wan2.1 I2V reads one image's CLIP tokens
-        kinema.plan(request(str(tiny_checkpoint("wan-i2v")), image=str(image_file), last_image=str(last_file)),
-                    check_available=False)  # fmt: skip
+        kinema.plan(
+            request(str(tiny_checkpoint("wan-i2v")), image=str(image_file), last_image=str(last_file)),
+            check_available=False,
+        )
     assert info.value.field == "last_image" and "wan2.1-flf2v-14b-720p" in str(info.value)
 
 
-def test_ltx_keyframes_condition_the_first_and_last_frames(tiny_checkpoint: Tiny, image_file: Path,
-                                                           last_file: Path, calls: list[Any],
-                                                           dtypes: dict[str, list[Any]]) -> None:  # fmt: skip
+def test_ltx_keyframes_condition_the_first_and_last_frames(
+    tiny_checkpoint: Tiny, image_file: Path, last_file: Path, calls: list[Any], dtypes: dict[str, list[Any]]
+) -> None:
     folder = tiny_checkpoint("ltx")
     run(folder, frames=9, options={"dtype": "bfloat16"})
     first = loaded().pipe
@@ -338,12 +365,18 @@ def test_ltx_keyframes_condition_the_first_and_last_frames(tiny_checkpoint: Tiny
     assert last_only.recipe["mode"] == "keyframes" and last_only.recipe["image"] is None
 
 
-def test_ltx_timed_keyframes_become_conditions_at_their_frames(tiny_checkpoint: Tiny, image_file: Path,
-                                                               last_file: Path, calls: list[Any]) -> None:  # fmt: skip
+def test_ltx_timed_keyframes_become_conditions_at_their_frames(
+    tiny_checkpoint: Tiny, image_file: Path, last_file: Path, calls: list[Any]
+) -> None:
     folder = tiny_checkpoint("ltx")
     # 9 frames at 16 fps (run()'s): 0.25 s lands on frame 4
-    result = run(folder, frames=9, image=str(image_file), last_image=str(last_file),
-                 keyframes=[{"time": 0.25, "image": str(last_file)}])  # fmt: skip
+    result = run(
+        folder,
+        frames=9,
+        image=str(image_file),
+        last_image=str(last_file),
+        keyframes=[{"time": 0.25, "image": str(last_file)}],
+    )
     conditions = calls[-1][1]["conditions"]
     assert [c.frame_index for c in conditions] == [0, 4, 8]
     assert np.asarray(conditions[1].image).reshape(-1, 3).mean(axis=0)[0] > 240  # the keyframe's own image
@@ -352,17 +385,23 @@ def test_ltx_timed_keyframes_become_conditions_at_their_frames(tiny_checkpoint: 
     assert [c.frame_index for c in calls[-1][1]["conditions"]] == [4] and alone.recipe["mode"] == "keyframes"
     # Wan's first-last-frame models take no images at given times: refused at planning, naming the field
     with pytest.raises(InvalidRequest) as exc:
-        kinema.plan(request("wan2.1-flf2v-14b-720p", image=str(image_file), last_image=str(last_file),
-                            keyframes=[{"time": 1.0, "image": str(last_file)}]))  # fmt: skip
+        kinema.plan(
+            request(
+                "wan2.1-flf2v-14b-720p",
+                image=str(image_file),
+                last_image=str(last_file),
+                keyframes=[{"time": 1.0, "image": str(last_file)}],
+            )
+        )
     assert exc.value.field == "keyframes" and "ltx-video" in str(exc.value.allowed)
 
 
 # -- 3. references (Wan VACE) ---------------------------------------------------------------------------------------
 
 
-def test_vace_references_reach_the_pipeline_in_the_right_dtypes(tiny_checkpoint: Tiny, image_file: Path,
-                                                                last_file: Path, calls: list[Any],
-                                                                monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+def test_vace_references_reach_the_pipeline_in_the_right_dtypes(
+    tiny_checkpoint: Tiny, image_file: Path, last_file: Path, calls: list[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
     import diffusers
 
     folder = tiny_checkpoint("wan-vace")
@@ -453,8 +492,9 @@ def test_vace_catalog_entries_and_their_limits(tiny_checkpoint: Tiny, last_file:
         ("wan2.1-vace-14b", {"source_video": "CLIP"}, "source_video"),
     ],
 )
-def test_each_family_refuses_the_modes_it_lacks(model: str, fields: dict[str, Any], field: str, clip: Path,
-                                                last_file: Path) -> None:  # fmt: skip
+def test_each_family_refuses_the_modes_it_lacks(
+    model: str, fields: dict[str, Any], field: str, clip: Path, last_file: Path
+) -> None:
     files = {"CLIP": str(clip), "LAST": str(last_file)}
     given = {k: [files[x] for x in v] if isinstance(v, list) else files[v] for k, v in fields.items()}
     diffusers_backend = backend()
@@ -474,9 +514,20 @@ def test_each_family_refuses_the_modes_it_lacks(model: str, fields: dict[str, An
 
 
 def test_checkpoint_folders_get_the_modes_of_their_layout(tiny_checkpoint: Tiny) -> None:
-    modes = {name: backend().capabilities(str(tiny_checkpoint(name))).modes
-             for name in ("wan-t2v", "wan22-a14b", "wan22-ti2v", "wan-i2v", "wan-flf2v", "ltx", "cogvideox",
-                          "cogvideox-i2v", "hunyuan")}  # fmt: skip
+    modes = {
+        name: backend().capabilities(str(tiny_checkpoint(name))).modes
+        for name in (
+            "wan-t2v",
+            "wan22-a14b",
+            "wan22-ti2v",
+            "wan-i2v",
+            "wan-flf2v",
+            "ltx",
+            "cogvideox",
+            "cogvideox-i2v",
+            "hunyuan",
+        )
+    }
     assert "edit" in modes["wan-t2v"] and "edit" in modes["ltx"] and "edit" in modes["cogvideox"]
     assert "keyframes" in modes["wan-flf2v"] and "keyframes" in modes["ltx"]
     for name in ("wan22-a14b", "wan22-ti2v", "wan-i2v", "cogvideox-i2v", "hunyuan"):
@@ -560,8 +611,9 @@ def test_edit_with_a_gguf_transformer_file(tiny_checkpoint: Tiny, clip: Path, tm
     assert np.abs(gguf.video.frames.astype(np.float32) - plain).mean() < 3.0
 
 
-def test_keyframes_and_references_with_the_other_options(tiny_checkpoint: Tiny, image_file: Path, last_file: Path,
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+def test_keyframes_and_references_with_the_other_options(
+    tiny_checkpoint: Tiny, image_file: Path, last_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The keyframe and reference pipelines open cache contexts: the cache hooks, int8 weights and compile apply."""
     pytest.importorskip("torchao")
     from diffusers.models.modeling_utils import ModelMixin
@@ -577,8 +629,12 @@ def test_keyframes_and_references_with_the_other_options(tiny_checkpoint: Tiny, 
     cache = {"cache": "firstblock", "cache_threshold": 0.5}
     ltx = run(tiny_checkpoint("ltx"), frames=9, image=str(image_file), last_image=str(last_file), options=cache)
     assert loaded().pipe.transformer.is_cache_enabled and ltx.video.frames.shape == (9, 32, 32, 3)
-    flf2v = run(tiny_checkpoint("wan-flf2v"), image=str(image_file), last_image=str(last_file),
-                options={"quantize": "int8", "compile": True, **cache})  # fmt: skip
+    flf2v = run(
+        tiny_checkpoint("wan-flf2v"),
+        image=str(image_file),
+        last_image=str(last_file),
+        options={"quantize": "int8", "compile": True, **cache},
+    )
     assert "Int8" in type(loaded().pipe.transformer.blocks[0].attn1.to_q.weight).__name__
     assert loaded().pipe.transformer.is_cache_enabled and flf2v.video.frames.shape == (5, 32, 32, 3)
     vace = run(tiny_checkpoint("wan-vace"), references=[str(last_file)], options={"compile": True, **cache})
@@ -591,14 +647,21 @@ def test_magcache_calibrates_the_steps_an_edit_runs(tiny_checkpoint: Tiny, clip:
     import json
 
     ratios = tmp_path / "edit.magcache.json"
-    run(tiny_checkpoint("ltx"), steps=6, frames=9, source_video=str(clip), strength=0.5,
-        options={"cache": "magcache", "cache_calibrate": True, "cache_ratios": str(ratios)})  # fmt: skip
+    run(
+        tiny_checkpoint("ltx"),
+        steps=6,
+        frames=9,
+        source_video=str(clip),
+        strength=0.5,
+        options={"cache": "magcache", "cache_calibrate": True, "cache_ratios": str(ratios)},
+    )
     saved = json.loads(ratios.read_text())
     assert saved["num_inference_steps"] == 3 and len(saved["mag_ratios"]) == 3  # int(6 x 0.5) steps ran
 
 
-def test_split_sequence_is_refused_on_edit_and_keyframes(tiny_checkpoint: Tiny, clip: Path, image_file: Path,
-                                                         last_file: Path) -> None:  # fmt: skip
+def test_split_sequence_is_refused_on_edit_and_keyframes(
+    tiny_checkpoint: Tiny, clip: Path, image_file: Path, last_file: Path
+) -> None:
     for model, fields in (
         (tiny_checkpoint("wan-t2v"), {"source_video": str(clip)}),
         (tiny_checkpoint("wan-flf2v"), {"image": str(image_file), "last_image": str(last_file)}),
@@ -618,12 +681,20 @@ def test_memory_estimate_of_the_edit_and_keyframe_paths() -> None:
     from kinema.backends.diffusers import DiffusersBackend, locate, memory_estimate, validate_options
 
     opts = validate_options({"offload": "model"})
-    for model, mode in (("wan2.1-t2v-14b", "edit"), ("ltx-video", "edit"), ("cogvideox-5b", "edit"),
-                        ("ltx-video", "keyframes"), ("wan2.1-flf2v-14b-720p", "keyframes")):  # fmt: skip
+    for model, mode in (
+        ("wan2.1-t2v-14b", "edit"),
+        ("ltx-video", "edit"),
+        ("cogvideox-5b", "edit"),
+        ("ltx-video", "keyframes"),
+        ("wan2.1-flf2v-14b-720p", "keyframes"),
+    ):
         located = locate(model)
         cls = DiffusersBackend._pipeline_class(located, mode)
-        dtypes = {"default": torch.bfloat16, "vae": torch.float32} if located.family.name == "wan" else {
-            "default": torch.bfloat16}  # fmt: skip
+        dtypes = (
+            {"default": torch.bfloat16, "vae": torch.float32}
+            if located.family.name == "wan"
+            else {"default": torch.bfloat16}
+        )
         size = (*located.capabilities.default_size, located.capabilities.default_frames)
         with_mode = memory_estimate(located, opts, dtypes, size, cls)
         assert with_mode == memory_estimate(located, opts, dtypes, size, located.class_name)

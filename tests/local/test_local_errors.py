@@ -20,8 +20,20 @@ def cli(*args: str) -> tuple[int, str, str]:
 
 
 def test_missing_catalog_weights_name_repo_cache_and_two_ways(_empty_hf_cache: Path, tmp_path: Path) -> None:
-    code, _out, err = cli("generate", "a cat", "--backend", "diffusers", "--model", "wan2.1-t2v-1.3b",
-                          "--size", "832x480", "--frames", "5", "-o", str(tmp_path / "x.mp4"))  # fmt: skip
+    code, _out, err = cli(
+        "generate",
+        "a cat",
+        "--backend",
+        "diffusers",
+        "--model",
+        "wan2.1-t2v-1.3b",
+        "--size",
+        "832x480",
+        "--frames",
+        "5",
+        "-o",
+        str(tmp_path / "x.mp4"),
+    )
     assert code == 1
     text = " ".join(err.split())
     assert "Wan-AI/Wan2.1-T2V-1.3B-Diffusers" in text
@@ -42,8 +54,15 @@ def test_incomplete_snapshot_is_reported(tiny_checkpoint: Callable[[str], Path],
     shutil.copytree(tiny_checkpoint("wan-t2v"), folder)
     shutil.rmtree(folder / "transformer")
     with pytest.raises(ModelNotFound, match="lacks transformer"):
-        kinema.generate("a cat", backend="diffusers", model=str(folder), width=32, height=32, num_frames=5,
-                        options={"device": "cpu"})  # fmt: skip
+        kinema.generate(
+            "a cat",
+            backend="diffusers",
+            model=str(folder),
+            width=32,
+            height=32,
+            num_frames=5,
+            options={"device": "cpu"},
+        )
 
 
 def test_folder_without_model_index(tmp_path: Path) -> None:
@@ -53,15 +72,35 @@ def test_folder_without_model_index(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("frames", ["6", "80"])
 def test_wrong_frame_count(frames: str, tmp_path: Path) -> None:
-    code, _out, err = cli("generate", "a cat", "--backend", "diffusers", "--model", "wan2.1-t2v-1.3b",
-                          "--frames", frames, "-o", str(tmp_path / "x.mp4"))  # fmt: skip
+    code, _out, err = cli(
+        "generate",
+        "a cat",
+        "--backend",
+        "diffusers",
+        "--model",
+        "wan2.1-t2v-1.3b",
+        "--frames",
+        frames,
+        "-o",
+        str(tmp_path / "x.mp4"),
+    )
     assert code == 2
     assert "num_frames" in err and "4k+1" in err
 
 
 def test_size_not_a_multiple(tmp_path: Path) -> None:
-    code, _out, err = cli("generate", "a cat", "--backend", "diffusers", "--model", "wan2.2-ti2v-5b",
-                          "--size", "1280x720", "-o", str(tmp_path / "x.mp4"))  # fmt: skip
+    code, _out, err = cli(
+        "generate",
+        "a cat",
+        "--backend",
+        "diffusers",
+        "--model",
+        "wan2.2-ti2v-5b",
+        "--size",
+        "1280x720",
+        "-o",
+        str(tmp_path / "x.mp4"),
+    )
     assert code == 2
     assert "height" in err and "multiple of 32" in err
 
@@ -75,33 +114,44 @@ def test_fixed_size_model_lists_its_size() -> None:
 def test_derived_rules_of_a_tiny_folder(tiny_checkpoint: Callable[[str], Path]) -> None:
     # a folder's own configs set its rules: the tiny LTX VAE compresses 4x in space and time
     with pytest.raises(InvalidRequest) as info:
-        kinema.generate("a cat", backend="diffusers", model=str(tiny_checkpoint("ltx")), width=30, height=32,
-                        num_frames=9)  # fmt: skip
+        kinema.generate(
+            "a cat", backend="diffusers", model=str(tiny_checkpoint("ltx")), width=30, height=32, num_frames=9
+        )
     assert info.value.field == "width" and "multiple of 4" in info.value.message
     with pytest.raises(InvalidRequest, match="4k\\+1"):
-        kinema.generate("a cat", backend="diffusers", model=str(tiny_checkpoint("ltx")), width=32, height=32,
-                        num_frames=8)  # fmt: skip
+        kinema.generate(
+            "a cat", backend="diffusers", model=str(tiny_checkpoint("ltx")), width=32, height=32, num_frames=8
+        )
 
 
 @pytest.mark.parametrize("model", ["wan2.1-i2v-14b-480p", "svd"])
 def test_i2v_without_image(model: str, tmp_path: Path) -> None:
-    code, _out, err = cli("generate", "a cat", "--backend", "diffusers", "--model", model, "-o",
-                          str(tmp_path / "x.mp4"))  # fmt: skip
+    code, _out, err = cli(
+        "generate", "a cat", "--backend", "diffusers", "--model", model, "-o", str(tmp_path / "x.mp4")
+    )
     assert code == 2
     assert "image" in err and "image-to-video" in err
 
 
 def test_i2v_without_image_on_a_tiny_i2v_folder(tiny_checkpoint: Callable[[str], Path]) -> None:
     with pytest.raises(InvalidRequest) as info:
-        kinema.generate("a cat", backend="diffusers", model=str(tiny_checkpoint("wan-i2v")), width=32, height=32,
-                        num_frames=5)  # fmt: skip
+        kinema.generate(
+            "a cat", backend="diffusers", model=str(tiny_checkpoint("wan-i2v")), width=32, height=32, num_frames=5
+        )
     assert info.value.field == "image"
 
 
 def test_t2v_only_model_refuses_an_image(tiny_checkpoint: Callable[[str], Path], image_file: Path) -> None:
     with pytest.raises(InvalidRequest) as info:
-        kinema.generate("a cat", backend="diffusers", model=str(tiny_checkpoint("wan-t2v")), image=str(image_file),
-                        width=32, height=32, num_frames=5)  # fmt: skip
+        kinema.generate(
+            "a cat",
+            backend="diffusers",
+            model=str(tiny_checkpoint("wan-t2v")),
+            image=str(image_file),
+            width=32,
+            height=32,
+            num_frames=5,
+        )
     assert info.value.field == "image" and "text-to-video" in info.value.message
 
 
@@ -150,8 +200,16 @@ def test_models_json_lists_the_catalog_and_what_is_here(
 
 def test_hub_id_in_the_cache_loads_offline(_empty_hf_cache: Path, tiny_checkpoint: Callable[[str], Path]) -> None:
     seed_cache(_empty_hf_cache, "someone/tiny-ltx", tiny_checkpoint("ltx"))
-    result = kinema.generate("a cat", backend="diffusers", model="someone/tiny-ltx", width=32, height=32,
-                             num_frames=9, num_inference_steps=2, options={"device": "cpu"})  # fmt: skip
+    result = kinema.generate(
+        "a cat",
+        backend="diffusers",
+        model="someone/tiny-ltx",
+        width=32,
+        height=32,
+        num_frames=9,
+        num_inference_steps=2,
+        options={"device": "cpu"},
+    )
     assert result.video.frames.shape == (9, 32, 32, 3)
     assert result.recipe["model_revision"] == "0123456789abcdef0123456789abcdef01234567"
 
@@ -164,12 +222,25 @@ def test_pull_refuses_offline_at_once(_empty_hf_cache: Path) -> None:
 def test_pull_selects_safetensors_configs_and_the_variant() -> None:
     from kinema.cli.local import select_files
 
-    files = [("model_index.json", 1), ("unet/config.json", 1), ("unet/diffusion_pytorch_model.safetensors", 9),
-             ("unet/diffusion_pytorch_model.fp16.safetensors", 5), ("unet/diffusion_pytorch_model.bin", 9),
-             ("vae/diffusion_pytorch_model.safetensors", 3), ("tokenizer/spiece.model", 1), (".gitattributes", 1),
-             ("README.md", 1), ("scheduler/scheduler_config.json", 1)]  # fmt: skip
+    files = [
+        ("model_index.json", 1),
+        ("unet/config.json", 1),
+        ("unet/diffusion_pytorch_model.safetensors", 9),
+        ("unet/diffusion_pytorch_model.fp16.safetensors", 5),
+        ("unet/diffusion_pytorch_model.bin", 9),
+        ("vae/diffusion_pytorch_model.safetensors", 3),
+        ("tokenizer/spiece.model", 1),
+        (".gitattributes", 1),
+        ("README.md", 1),
+        ("scheduler/scheduler_config.json", 1),
+    ]
     chosen = [name for name, _ in select_files(files, "fp16")]
-    assert chosen == ["model_index.json", "unet/config.json", "unet/diffusion_pytorch_model.fp16.safetensors",
-                      "vae/diffusion_pytorch_model.safetensors", "tokenizer/spiece.model",
-                      "scheduler/scheduler_config.json"]  # fmt: skip
+    assert chosen == [
+        "model_index.json",
+        "unet/config.json",
+        "unet/diffusion_pytorch_model.fp16.safetensors",
+        "vae/diffusion_pytorch_model.safetensors",
+        "tokenizer/spiece.model",
+        "scheduler/scheduler_config.json",
+    ]
     assert "unet/diffusion_pytorch_model.safetensors" in [n for n, _ in select_files(files, None)]

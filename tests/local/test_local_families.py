@@ -43,9 +43,27 @@ def test_generate_mp4(case: str, tiny_checkpoint: Callable[[str], Path], image_f
     name, size, frames, needs_image = CASES[case]
     folder = tiny_checkpoint(name)
     out = tmp_path / f"{case}.mp4"
-    args = ["generate", "a red ball on the sea", "--backend", "diffusers", "--model", str(folder), "--size", size,
-            "--frames", str(frames), "--steps", "2", "--seed", "3", "-o", str(out), "--json",
-            "--option", "device=cpu"]  # fmt: skip
+    args = [
+        "generate",
+        "a red ball on the sea",
+        "--backend",
+        "diffusers",
+        "--model",
+        str(folder),
+        "--size",
+        size,
+        "--frames",
+        str(frames),
+        "--steps",
+        "2",
+        "--seed",
+        "3",
+        "-o",
+        str(out),
+        "--json",
+        "--option",
+        "device=cpu",
+    ]
     if needs_image:
         args += ["--image", str(image_file)]
     code, stdout, stderr = run_cli(args)
@@ -84,9 +102,19 @@ def test_extend(case: str, tiny_checkpoint: Callable[[str], Path], clip_file: Pa
     import kinema
 
     name, size, frames = EXTEND[case]
-    result = kinema.generate("a red ball", backend="diffusers", model=str(tiny_checkpoint(name)), video=str(clip_file),
-                             width=size, height=size, num_frames=frames, num_inference_steps=2, seed=1,
-                             output=tmp_path / "next.mp4", options={"device": "cpu"})  # fmt: skip
+    result = kinema.generate(
+        "a red ball",
+        backend="diffusers",
+        model=str(tiny_checkpoint(name)),
+        video=str(clip_file),
+        width=size,
+        height=size,
+        num_frames=frames,
+        num_inference_steps=2,
+        seed=1,
+        output=tmp_path / "next.mp4",
+        options={"device": "cpu"},
+    )
     assert result.recipe["mode"] == "extend"
     assert result.video.frames.shape == (frames, size, size, 3)
     assert (tmp_path / "next.mp4").stat().st_size > 0

@@ -28,9 +28,16 @@ def run(folder: Path | str, steps: int = 2, size: int = 32, frames: int = 5, **f
         options["max_sequence_length"] = 32
     if "width" not in fields and "aspect_ratio" not in fields:
         fields.update(width=size, height=size)
-    return kinema.generate(fields.pop("prompt", "a red ball on the sea"), backend="diffusers", model=str(folder),
-                           num_frames=frames, num_inference_steps=steps, seed=5, options=options,
-                           **fields)  # fmt: skip
+    return kinema.generate(
+        fields.pop("prompt", "a red ball on the sea"),
+        backend="diffusers",
+        model=str(folder),
+        num_frames=frames,
+        num_inference_steps=steps,
+        seed=5,
+        options=options,
+        **fields,
+    )
 
 
 def loaded_pipe() -> Any:
@@ -43,8 +50,13 @@ def calls(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[dict[str, Any]]]:
     import diffusers
 
     seen: list[dict[str, Any]] = []
-    for name in ("WanPipeline", "WanImageToVideoPipeline", "HunyuanVideoPipeline", "StableVideoDiffusionPipeline",
-                 "CogVideoXImageToVideoPipeline"):  # fmt: skip
+    for name in (
+        "WanPipeline",
+        "WanImageToVideoPipeline",
+        "HunyuanVideoPipeline",
+        "StableVideoDiffusionPipeline",
+        "CogVideoXImageToVideoPipeline",
+    ):
         cls = getattr(diffusers, name)
         original = cls.__call__
 
@@ -85,8 +97,9 @@ def test_compile_and_firstblock_cache_trace_for_real(tiny_checkpoint: Tiny, monk
         original(self, *args, backend="eager", **kwargs)
 
     monkeypatch.setattr(ModelMixin, "compile_repeated_blocks", eager)
-    result = run(tiny_checkpoint("wan-t2v"), steps=3, options={"compile": True, "cache": "firstblock",
-                                                               "cache_threshold": 0.5})  # fmt: skip
+    result = run(
+        tiny_checkpoint("wan-t2v"), steps=3, options={"compile": True, "cache": "firstblock", "cache_threshold": 0.5}
+    )
     assert result.video.frames.shape == (5, 32, 32, 3) and result.video.frames.std() > 0
     assert loaded_pipe().transformer.is_cache_enabled
 
@@ -105,8 +118,11 @@ def component_dtypes(pipe: Any) -> dict[str, str]:
     import torch
 
     # the model's dtype (a few small modules a model marks _keep_in_fp32_modules stay float32 in any case)
-    return {name: str(module.dtype).split(".")[-1] for name, module in pipe.components.items()
-            if isinstance(module, torch.nn.Module)}  # fmt: skip
+    return {
+        name: str(module.dtype).split(".")[-1]
+        for name, module in pipe.components.items()
+        if isinstance(module, torch.nn.Module)
+    }
 
 
 def test_ti2v_image_to_video_keeps_bf16(tiny_checkpoint: Tiny, image_file: Path) -> None:
@@ -127,8 +143,7 @@ def test_ltx_image_to_video_keeps_bf16(tiny_checkpoint: Tiny, image_file: Path) 
 
 def test_wan_folder_gets_the_float32_vae(tiny_checkpoint: Tiny) -> None:
     run(tiny_checkpoint("wan-t2v"), options={"dtype": "bfloat16"})
-    assert component_dtypes(loaded_pipe()) == {"text_encoder": "bfloat16", "transformer": "bfloat16",
-                                               "vae": "float32"}  # fmt: skip
+    assert component_dtypes(loaded_pipe()) == {"text_encoder": "bfloat16", "transformer": "bfloat16", "vae": "float32"}
 
 
 def test_authors_component_dtypes_on_a_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -141,8 +156,10 @@ def test_authors_component_dtypes_on_a_gpu(monkeypatch: pytest.MonkeyPatch) -> N
     assert dtypes_for(locate("svd"), "auto", "cuda") == {"default": torch.float16}
     assert dtypes_for(locate("cogvideox-2b"), "auto", "cuda") == {"default": torch.float16}
     assert dtypes_for(locate("cogvideox-5b"), "auto", "cuda") == {"default": torch.bfloat16}
-    assert dtypes_for(locate("hunyuanvideo"), "auto", "cuda") == {"default": torch.float16,
-                                                                  "transformer": torch.bfloat16}  # fmt: skip
+    assert dtypes_for(locate("hunyuanvideo"), "auto", "cuda") == {
+        "default": torch.float16,
+        "transformer": torch.bfloat16,
+    }
     wan = dtypes_for(locate("wan2.1-i2v-14b-480p"), "auto", "cuda")
     assert wan == {"default": torch.bfloat16, "vae": torch.float32, "image_encoder": torch.float32}
     assert dtypes_for(locate("svd"), "bfloat16", "cuda") == {"default": torch.bfloat16}  # an explicit dtype wins
@@ -204,12 +221,18 @@ def test_request_that_cannot_fit_says_why_and_what_helps() -> None:
     text = info.value.message
     assert "offload=model" in text and "20.0 GiB free of 24.0" in text and "one component on the GPU" in text
     assert "offload=group" in text and "vae_tiling=true" in text
-    check_fits("wan2.1-t2v-14b", CATALOG["wan2.1-t2v-14b"].memory("group"), 20 * gib, 24 * gib,
-               validate_options({"offload": "group"}))  # fmt: skip
+    check_fits(
+        "wan2.1-t2v-14b",
+        CATALOG["wan2.1-t2v-14b"].memory("group"),
+        20 * gib,
+        24 * gib,
+        validate_options({"offload": "group"}),
+    )
 
 
-def test_memory_is_checked_before_loading_in_every_mode(_empty_hf_cache: Path, tiny_checkpoint: Tiny,
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+def test_memory_is_checked_before_loading_in_every_mode(
+    _empty_hf_cache: Path, tiny_checkpoint: Tiny, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import torch
     from test_local_errors import seed_cache
 
@@ -228,8 +251,12 @@ def test_memory_is_checked_before_loading_in_every_mode(_empty_hf_cache: Path, t
     assert loads == []
     # the text encoder on the CPU brings the 1.3B model under 10 GiB: the check passes and loading starts
     with pytest.raises(Exception):  # noqa: B017 - the stubbed loader returns no pipeline
-        kinema.generate("a cat", backend="diffusers", model="wan2.1-t2v-1.3b",
-                        options={"offload": "model", "text_encoder_device": "cpu"})  # fmt: skip
+        kinema.generate(
+            "a cat",
+            backend="diffusers",
+            model="wan2.1-t2v-1.3b",
+            options={"offload": "model", "text_encoder_device": "cpu"},
+        )
     assert loads == ["load"]
 
 
@@ -244,13 +271,19 @@ def test_text_encoder_on_the_cpu_gives_the_same_clip(tiny_checkpoint: Tiny) -> N
     ("name", "size", "frames", "negative"),
     [("ltx", 32, 9, None), ("cogvideox", 16, 9, None), ("hunyuan", 16, 5, "blurry")],
 )
-def test_text_encoder_on_the_cpu_for_the_other_families(tiny_checkpoint: Tiny, name: str, size: int, frames: int,
-                                                        negative: str | None) -> None:  # fmt: skip
+def test_text_encoder_on_the_cpu_for_the_other_families(
+    tiny_checkpoint: Tiny, name: str, size: int, frames: int, negative: str | None
+) -> None:
     # HunyuanVideo encodes a negative prompt only with true CFG on (its default scale is the authors' 1.0)
     extra = {"true_cfg_scale": 3.0} if negative else {}
     base = run(tiny_checkpoint(name), size=size, frames=frames, negative_prompt=negative, options=extra).video.frames
-    cpu_text = run(tiny_checkpoint(name), size=size, frames=frames, negative_prompt=negative,
-                   options={**extra, "text_encoder_device": "cpu"})  # fmt: skip
+    cpu_text = run(
+        tiny_checkpoint(name),
+        size=size,
+        frames=frames,
+        negative_prompt=negative,
+        options={**extra, "text_encoder_device": "cpu"},
+    )
     assert np.abs(cpu_text.video.frames.astype(int) - base.astype(int)).max() <= 1
 
 
@@ -331,8 +364,9 @@ def test_modelscope_gets_the_documented_scheduler(_empty_hf_cache: Path, tiny_ch
 
     seed_cache(_empty_hf_cache, "ali-vilab/text-to-video-ms-1.7b", tiny_checkpoint("modelscope"))
     opts = validate_options({"device": "cpu"})
-    pipe = get_backend("diffusers")._pipeline(locate("modelscope-t2v"), "TextToVideoSDPipeline", "cpu",
-                                              {"default": torch.float32}, opts)  # fmt: skip
+    pipe = get_backend("diffusers")._pipeline(
+        locate("modelscope-t2v"), "TextToVideoSDPipeline", "cpu", {"default": torch.float32}, opts
+    )
     assert type(pipe.scheduler).__name__ == "DPMSolverMultistepScheduler"
 
 
@@ -345,14 +379,23 @@ def test_cogvideox_i2v_keeps_its_learned_positional_embedding(tiny_checkpoint: T
     assert any("positional embedding" in w for w in result.warnings)
 
 
-def test_svd_micro_conditioning_and_decode_chunk(tiny_checkpoint: Tiny, image_file: Path,
-                                                 calls: list[dict[str, Any]]) -> None:  # fmt: skip
+def test_svd_micro_conditioning_and_decode_chunk(
+    tiny_checkpoint: Tiny, image_file: Path, calls: list[dict[str, Any]]
+) -> None:
     run(tiny_checkpoint("svd"), size=16, frames=4, image=str(image_file))
     assert calls[-1]["decode_chunk_size"] == 8 and "motion_bucket_id" not in calls[-1]
-    run(tiny_checkpoint("svd"), size=16, frames=4, image=str(image_file),
-        options={"motion_bucket_id": 180, "noise_aug_strength": 0.1, "decode_chunk_size": 2})  # fmt: skip
+    run(
+        tiny_checkpoint("svd"),
+        size=16,
+        frames=4,
+        image=str(image_file),
+        options={"motion_bucket_id": 180, "noise_aug_strength": 0.1, "decode_chunk_size": 2},
+    )
     assert (calls[-1]["motion_bucket_id"], calls[-1]["noise_aug_strength"], calls[-1]["decode_chunk_size"]) == (
-        180, 0.1, 2)  # fmt: skip
+        180,
+        0.1,
+        2,
+    )
     with pytest.raises(InvalidRequest) as info:
         resolve("wan2.1-t2v-1.3b", options={"motion_bucket_id": 100})
     assert info.value.field == "options.motion_bucket_id"
@@ -381,8 +424,13 @@ def test_wan_1_3b_keeps_the_authors_text_to_video_shift(tiny_checkpoint: Tiny, _
     assert CATALOG["wan2.1-t2v-1.3b"].flow_shift == 5.0
     seed_cache(_empty_hf_cache, "Wan-AI/Wan2.1-T2V-1.3B-Diffusers", tiny_checkpoint("wan-t2v"))  # saved at 3.0
     backend: Any = get_backend("diffusers")
-    pipe = backend._pipeline(locate("wan2.1-t2v-1.3b"), "WanPipeline", "cpu", {"default": torch.float32},
-                             validate_options({"device": "cpu"}))  # fmt: skip
+    pipe = backend._pipeline(
+        locate("wan2.1-t2v-1.3b"),
+        "WanPipeline",
+        "cpu",
+        {"default": torch.float32},
+        validate_options({"device": "cpu"}),
+    )
     assert pipe.scheduler.config.flow_shift == 5.0
 
 
@@ -404,8 +452,9 @@ def test_wan_1_3b_keeps_the_authors_text_to_video_shift(tiny_checkpoint: Tiny, _
         ("wan2.1-t2v-1.3b", {"guidance_2": 3.0}, "options.guidance_2", "A14B"),
     ],
 )
-def test_options_that_would_do_nothing_are_refused(model: str, options: dict[str, Any], field: str,
-                                                   allowed: str) -> None:  # fmt: skip
+def test_options_that_would_do_nothing_are_refused(
+    model: str, options: dict[str, Any], field: str, allowed: str
+) -> None:
     image = np.zeros((576, 1024, 3), np.uint8) if model == "svd" else None  # SVD is image-to-video only
     with pytest.raises(InvalidRequest) as info:
         resolve(model, options=options, image=image)
@@ -444,8 +493,9 @@ def test_group_offload_excludes_the_vae_by_default(tiny_checkpoint: Tiny) -> Non
     pipe = WanPipeline.from_pretrained(tiny_checkpoint("wan-t2v"))
     apply_group_offload(pipe, "cpu", low_cpu_mem_usage=True)
     assert hooked(pipe.transformer) and hooked(pipe.text_encoder) and not hooked(pipe.vae)
-    out = pipe("a cat", height=32, width=32, num_frames=5, num_inference_steps=2, output_type="np",
-               max_sequence_length=16).frames  # fmt: skip
+    out = pipe(
+        "a cat", height=32, width=32, num_frames=5, num_inference_steps=2, output_type="np", max_sequence_length=16
+    ).frames
     assert np.asarray(out).shape == (1, 5, 32, 32, 3)
 
     pipe = WanPipeline.from_pretrained(tiny_checkpoint("wan-t2v"))

@@ -22,12 +22,22 @@ LTX_REPO = "Lightricks/LTX-Video-0.9.8-13B-distilled"
 UPSAMPLER_REPO = "Lightricks/ltxv-spatial-upscaler-0.9.7"
 
 
-def run(model: Path | str, size: tuple[int, int] = (96, 96), frames: int = 9, steps: int | None = 2,
-        **fields: Any) -> kinema.Result:  # fmt: skip
+def run(
+    model: Path | str, size: tuple[int, int] = (96, 96), frames: int = 9, steps: int | None = 2, **fields: Any
+) -> kinema.Result:
     options = {"device": "cpu", "max_sequence_length": 16, "multiscale": True, **fields.pop("options", {})}
-    return kinema.generate(fields.pop("prompt", "a red ball on the sea"), backend="diffusers", model=str(model),
-                           width=size[0], height=size[1], num_frames=frames, num_inference_steps=steps, seed=3,
-                           options=options, **fields)  # fmt: skip
+    return kinema.generate(
+        fields.pop("prompt", "a red ball on the sea"),
+        backend="diffusers",
+        model=str(model),
+        width=size[0],
+        height=size[1],
+        num_frames=frames,
+        num_inference_steps=steps,
+        seed=3,
+        options=options,
+        **fields,
+    )
 
 
 def resolve(model: str, **fields: Any) -> Any:
@@ -65,8 +75,16 @@ def stages(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[tuple[str, dict[str
     forward = LTXLatentUpsamplerModel.forward
 
     def on_forward(self: Any, hidden_states: Any) -> Any:
-        seen.append(("upsampler", {"shape": tuple(hidden_states.shape), "dtype": dtype_name(hidden_states.dtype),
-                                   "model_dtype": dtype_name(self.dtype)}))  # fmt: skip
+        seen.append(
+            (
+                "upsampler",
+                {
+                    "shape": tuple(hidden_states.shape),
+                    "dtype": dtype_name(hidden_states.dtype),
+                    "model_dtype": dtype_name(self.dtype),
+                },
+            )
+        )
         return forward(self, hidden_states)
 
     monkeypatch.setattr(LTXLatentUpsamplerModel, "forward", on_forward)
@@ -84,8 +102,9 @@ def seed_ltx_video(hf_home: Path, tiny: Tiny) -> None:
 # -- the flow --------------------------------------------------------------------------------------------------------
 
 
-def test_ltx_video_runs_the_authors_three_stages_in_bf16(_empty_hf_cache: Path, tiny_checkpoint: Tiny,
-                                                         stages: list[tuple[str, Any]]) -> None:  # fmt: skip
+def test_ltx_video_runs_the_authors_three_stages_in_bf16(
+    _empty_hf_cache: Path, tiny_checkpoint: Tiny, stages: list[tuple[str, Any]]
+) -> None:
     from kinema.backends.catalog import CATALOG
 
     seed_ltx_video(_empty_hf_cache, tiny_checkpoint)
@@ -127,7 +146,8 @@ def test_ltx_video_runs_the_authors_three_stages_in_bf16(_empty_hf_cache: Path, 
 
 
 def test_a_folder_with_the_upsampler_option_and_the_pipeline_stays_loaded(
-        tiny_checkpoint: Tiny, stages: list[tuple[str, dict[str, Any]]]) -> None:  # fmt: skip
+    tiny_checkpoint: Tiny, stages: list[tuple[str, dict[str, Any]]]
+) -> None:
     folder, ups = tiny_checkpoint("ltx-condition"), tiny_checkpoint("ltx-upsampler")
     single = run(folder, size=(96, 128), options={"multiscale": False})
     pipe = loaded().pipe
@@ -151,11 +171,15 @@ def test_a_folder_with_the_upsampler_option_and_the_pipeline_stays_loaded(
     assert np.array_equal(again.video.frames, result.video.frames)
 
 
-def test_image_to_video_conditions_both_passes(tiny_checkpoint: Tiny, image_file: Path,
-                                               stages: list[tuple[str, dict[str, Any]]]) -> None:  # fmt: skip
+def test_image_to_video_conditions_both_passes(
+    tiny_checkpoint: Tiny, image_file: Path, stages: list[tuple[str, dict[str, Any]]]
+) -> None:
     # with TaylorSeer, whose cached state must not leak from the first pass into the larger refine pass
-    result = run(tiny_checkpoint("ltx-condition"), image=str(image_file),
-                 options={"upsampler": str(tiny_checkpoint("ltx-upsampler")), "cache": "taylorseer"})  # fmt: skip
+    result = run(
+        tiny_checkpoint("ltx-condition"),
+        image=str(image_file),
+        options={"upsampler": str(tiny_checkpoint("ltx-upsampler")), "cache": "taylorseer"},
+    )
     assert result.video.frames.shape == (9, 96, 96, 3)
     passes = [kwargs for name, kwargs in stages if name == "pass"]
     assert len(passes) == 2 and all(p["image"] is passes[0]["image"] for p in passes)
@@ -173,8 +197,9 @@ def test_the_memory_estimate_counts_the_upsampler_and_the_refine_size() -> None:
     work = CATALOG["ltx-video"].work_gb
     for offload in ("none", "model", "group", "sequential"):
         base = memory_estimate(located, validate_options({"offload": offload}), dtypes, (768, 512, 121))
-        multi = memory_estimate(located, validate_options({"offload": offload, "multiscale": True}), dtypes,
-                                (768, 512, 121))  # fmt: skip
+        multi = memory_estimate(
+            located, validate_options({"offload": offload, "multiscale": True}), dtypes, (768, 512, 121)
+        )
         # 768x512: first pass 480x320, refine 960x640 (1.5625x the pixels): more activations, plus the upsampler
         extra_work = work * (960 * 640 / (768 * 512) - 1)
         upsampler = 0.126 * 2  # in bf16, whole on the GPU in every offload mode
@@ -197,8 +222,9 @@ def test_ltx_0_9_0_checkpoints_are_refused(tiny_checkpoint: Tiny) -> None:
     assert info.value.field == "options.multiscale" and "LTXPipeline" in info.value.message
 
 
-def test_an_ltx_checkpoint_without_an_upsampler_is_refused(tiny_checkpoint: Tiny,
-                                                           monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+def test_an_ltx_checkpoint_without_an_upsampler_is_refused(
+    tiny_checkpoint: Tiny, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import dataclasses
 
     from kinema.backends.catalog import CATALOG
@@ -234,8 +260,9 @@ def test_sizes_it_cannot_split_are_refused(tiny_checkpoint: Tiny) -> None:
         ({}, {"source_video": "CLIP", "strength": 0.5}, "options.multiscale"),  # an edit
     ],
 )
-def test_options_it_cannot_take_are_refused(options: dict[str, Any], fields: dict[str, Any], field: str,
-                                            tmp_path: Path) -> None:  # fmt: skip
+def test_options_it_cannot_take_are_refused(
+    options: dict[str, Any], fields: dict[str, Any], field: str, tmp_path: Path
+) -> None:
     if fields.get("source_video") == "CLIP":
         fields["source_video"] = tmp_path / "clip.mp4"
         kinema.Video(np.zeros((9, 32, 32, 3), np.uint8), fps=24).save(fields["source_video"])
@@ -244,8 +271,9 @@ def test_options_it_cannot_take_are_refused(options: dict[str, Any], fields: dic
     assert info.value.field == field
 
 
-def test_an_upsampler_not_here_is_named_before_loading(_empty_hf_cache: Path, tiny_checkpoint: Tiny,
-                                                       monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+def test_an_upsampler_not_here_is_named_before_loading(
+    _empty_hf_cache: Path, tiny_checkpoint: Tiny, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from test_local_errors import seed_cache
 
     import kinema.backends.diffusers as backend_module

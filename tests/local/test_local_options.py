@@ -17,9 +17,18 @@ from kinema.errors import Cancelled, InvalidRequest
 def wan(tiny_checkpoint: Callable[[str], Path], steps: int = 2, **fields: Any) -> kinema.Result:
     # a short text length keeps the tiny UMT5 cheap; the loader and call path are the same as with the default 512
     options = {"device": "cpu", "max_sequence_length": 32, **fields.pop("options", {})}
-    return kinema.generate("a red ball on the sea", backend="diffusers", model=str(tiny_checkpoint("wan-t2v")),
-                           width=32, height=32, num_frames=5, num_inference_steps=steps, seed=7, options=options,
-                           **fields)  # fmt: skip
+    return kinema.generate(
+        "a red ball on the sea",
+        backend="diffusers",
+        model=str(tiny_checkpoint("wan-t2v")),
+        width=32,
+        height=32,
+        num_frames=5,
+        num_inference_steps=steps,
+        seed=7,
+        options=options,
+        **fields,
+    )
 
 
 def loaded_pipe() -> Any:
@@ -126,13 +135,13 @@ def test_group_offload_hooks_run_the_pipeline(tiny_checkpoint: Callable[[str], P
     assert np.asarray(out).shape == (1, 5, 32, 32, 3)
 
 
-def test_compile_uses_regional_compilation(tiny_checkpoint: Callable[[str], Path],
-                                           monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+def test_compile_uses_regional_compilation(
+    tiny_checkpoint: Callable[[str], Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
     from diffusers.models.modeling_utils import ModelMixin
 
     compiled: list[str] = []
-    monkeypatch.setattr(ModelMixin, "compile_repeated_blocks",
-                        lambda self, **kw: compiled.append(type(self).__name__))  # fmt: skip
+    monkeypatch.setattr(ModelMixin, "compile_repeated_blocks", lambda self, **kw: compiled.append(type(self).__name__))
     result = wan(tiny_checkpoint, options={"compile": True})
     assert compiled == ["WanTransformer3DModel"]
     assert result.video.frames.shape == (5, 32, 32, 3)
@@ -144,8 +153,9 @@ def make_lora(folder: Path, out: Path) -> Path:
     from peft.utils import get_peft_model_state_dict
 
     pipe = WanPipeline.from_pretrained(folder)
-    pipe.transformer.add_adapter(LoraConfig(r=4, lora_alpha=4, init_lora_weights=False,
-                                            target_modules=["to_q", "to_k", "to_v", "to_out.0"]))  # fmt: skip
+    pipe.transformer.add_adapter(
+        LoraConfig(r=4, lora_alpha=4, init_lora_weights=False, target_modules=["to_q", "to_k", "to_v", "to_out.0"])
+    )
     with __import__("torch").no_grad():
         for name, param in pipe.transformer.named_parameters():
             if "lora_B" in name:
@@ -179,8 +189,9 @@ def test_lora_with_scales(tiny_checkpoint: Callable[[str], Path], tmp_path: Path
         ({"warp_speed": True}, "options.warp_speed"),
     ],
 )
-def test_bad_options_name_the_option(options: dict[str, Any], field: str, tmp_path: Path,
-                                     monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+def test_bad_options_name_the_option(
+    options: dict[str, Any], field: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     (tmp_path / "style.safetensors").write_bytes(b"")
     with pytest.raises(InvalidRequest) as info:
@@ -200,8 +211,10 @@ def test_lora_paths_keep_windows_drive_letters(tmp_path: Path, monkeypatch: pyte
     monkeypatch.chdir(tmp_path)  # "C:/loras/..." is a relative path here; make it exist
     (tmp_path / "C:" / "loras").mkdir(parents=True)
     (tmp_path / "C:" / "loras" / "a.safetensors").write_bytes(b"")
-    assert parse_lora(["C:/loras/a.safetensors:0.7", "org/name"]) == [("C:/loras/a.safetensors", 0.7, None),
-                                                                      ("org/name", 1.0, None)]  # fmt: skip
+    assert parse_lora(["C:/loras/a.safetensors:0.7", "org/name"]) == [
+        ("C:/loras/a.safetensors", 0.7, None),
+        ("org/name", 1.0, None),
+    ]
 
 
 def test_dtype_and_device_defaults() -> None:

@@ -28,10 +28,17 @@ Tiny = Callable[[str], Path]
 
 
 def request(tiny_checkpoint: Tiny, steps: int = 2, **options: Any) -> kinema.VideoRequest:
-    return kinema.VideoRequest(prompt="a red ball on the sea", backend="diffusers",
-                               model=str(tiny_checkpoint("wan-t2v")), width=32, height=32, num_frames=5,
-                               num_inference_steps=steps, seed=7,
-                               options={"device": "cpu", "max_sequence_length": 32, **options})  # fmt: skip
+    return kinema.VideoRequest(
+        prompt="a red ball on the sea",
+        backend="diffusers",
+        model=str(tiny_checkpoint("wan-t2v")),
+        width=32,
+        height=32,
+        num_frames=5,
+        num_inference_steps=steps,
+        seed=7,
+        options={"device": "cpu", "max_sequence_length": 32, **options},
+    )
 
 
 def test_ulysses_2_gives_the_single_process_frames(tiny_checkpoint: Tiny, tmp_path: Path) -> None:
@@ -100,8 +107,9 @@ def opts(**kw: Any) -> dict[str, Any]:
         (_Wan, {"num_attention_heads": 12}, {"ulysses": "two"}, 2, "options.ulysses", "integer"),
     ],
 )
-def test_bad_parallel_settings_are_refused(cls: Any, config: dict[str, Any], options: dict[str, Any], group: int,
-                                           field: str, allowed: str) -> None:  # fmt: skip
+def test_bad_parallel_settings_are_refused(
+    cls: Any, config: dict[str, Any], options: dict[str, Any], group: int, field: str, allowed: str
+) -> None:
     with pytest.raises(InvalidRequest) as info:
         check_parallel(cls, config, opts(**options), group)
     assert info.value.field == field and allowed in str(info.value.allowed)
@@ -124,8 +132,16 @@ def _service(tmp_path: Path, **overrides: Any) -> tuple[Any, Any]:
     from kinema.service.config import ServiceConfig
     from kinema.service.store import Store
 
-    cfg = ServiceConfig(data_dir=tmp_path / "data", workers=1, lease_seconds=30.0, heartbeat_seconds=0.5,
-                        reap_interval=0.5, warm_up=False, gpus_per_job=2, **overrides)  # fmt: skip
+    cfg = ServiceConfig(
+        data_dir=tmp_path / "data",
+        workers=1,
+        lease_seconds=30.0,
+        heartbeat_seconds=0.5,
+        reap_interval=0.5,
+        warm_up=False,
+        gpus_per_job=2,
+        **overrides,
+    )
     cfg.ensure_dirs()
     return cfg, Store(cfg.db_path)
 

@@ -27,9 +27,17 @@ Tiny = Callable[[str], Path]
 
 
 def wan(tiny_checkpoint: Tiny, **options: Any) -> np.ndarray:
-    result = kinema.generate("a red ball on the sea", backend="diffusers", model=str(tiny_checkpoint("wan-t2v")),
-                             width=32, height=32, num_frames=5, num_inference_steps=2, seed=7,
-                             options={"device": "cpu", "max_sequence_length": 32, **options})  # fmt: skip
+    result = kinema.generate(
+        "a red ball on the sea",
+        backend="diffusers",
+        model=str(tiny_checkpoint("wan-t2v")),
+        width=32,
+        height=32,
+        num_frames=5,
+        num_inference_steps=2,
+        seed=7,
+        options={"device": "cpu", "max_sequence_length": 32, **options},
+    )
     return result.video.frames.astype(np.float32)
 
 
@@ -56,8 +64,9 @@ def test_int8_reaches_the_text_encoder_when_asked(tiny_checkpoint: Tiny) -> None
     assert "Int8" in type(ffn).__name__
 
 
-def test_fp8_layerwise_stores_float8_and_computes_in_the_pipeline_dtype(tiny_checkpoint: Tiny,
-                                                                        reference: np.ndarray) -> None:  # fmt: skip
+def test_fp8_layerwise_stores_float8_and_computes_in_the_pipeline_dtype(
+    tiny_checkpoint: Tiny, reference: np.ndarray
+) -> None:
     out = wan(tiny_checkpoint, quantize="fp8_layerwise")
     transformer = pipe().transformer
     assert transformer.blocks[0].attn1.to_q.weight.dtype == torch.float8_e4m3fn
@@ -65,8 +74,7 @@ def test_fp8_layerwise_stores_float8_and_computes_in_the_pipeline_dtype(tiny_che
     assert np.abs(out - reference).mean() < 4.0
 
 
-def test_gguf_transformer_file_loads_q8_weights(tiny_checkpoint: Tiny, reference: np.ndarray,
-                                                tmp_path: Path) -> None:  # fmt: skip
+def test_gguf_transformer_file_loads_q8_weights(tiny_checkpoint: Tiny, reference: np.ndarray, tmp_path: Path) -> None:
     pytest.importorskip("gguf")
     from tiny_checkpoints import write_wan_gguf
 
@@ -134,8 +142,9 @@ def test_catalog_lists_memory_per_offload_and_quantization() -> None:
         ({"quantize": "int8", "offload": "group"}, "options.offload", "fp8_layerwise"),
     ],
 )
-def test_bad_quantization_options_are_refused_up_front(tiny_checkpoint: Tiny, options: dict[str, Any], field: str,
-                                                       allowed: str) -> None:  # fmt: skip
+def test_bad_quantization_options_are_refused_up_front(
+    tiny_checkpoint: Tiny, options: dict[str, Any], field: str, allowed: str
+) -> None:
     with pytest.raises(InvalidRequest) as info:
         wan(tiny_checkpoint, **options)
     assert info.value.field == field

@@ -22,8 +22,18 @@ Tiny = Callable[[str], Path]
 
 def run(folder: Path | str, steps: int = 2, **fields: Any) -> kinema.Result:
     options = {"device": "cpu", "max_sequence_length": 32, **fields.pop("options", {})}
-    return kinema.generate("a red ball on the sea", backend="diffusers", model=str(folder), width=32, height=32,
-                           num_frames=5, num_inference_steps=steps, seed=3, options=options, **fields)  # fmt: skip
+    return kinema.generate(
+        "a red ball on the sea",
+        backend="diffusers",
+        model=str(folder),
+        width=32,
+        height=32,
+        num_frames=5,
+        num_inference_steps=steps,
+        seed=3,
+        options=options,
+        **fields,
+    )
 
 
 def loaded_pipe() -> Any:
@@ -39,8 +49,19 @@ def latents_calls(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[dict[str, An
     original = WanImageToVideoPipeline.prepare_latents
 
     def spy(self: Any, *args: Any, **kwargs: Any) -> Any:
-        names = ("image", "batch_size", "num_channels_latents", "height", "width", "num_frames", "dtype", "device",
-                 "generator", "latents", "last_image")  # fmt: skip
+        names = (
+            "image",
+            "batch_size",
+            "num_channels_latents",
+            "height",
+            "width",
+            "num_frames",
+            "dtype",
+            "device",
+            "generator",
+            "latents",
+            "last_image",
+        )
         seen.append({**dict(zip(names, args, strict=False)), **kwargs})
         return original(self, *args, **kwargs)
 
@@ -90,16 +111,25 @@ def test_last_image_does_not_reload_the_pipeline(tiny_checkpoint: Tiny, image_fi
     assert loaded_pipe() is first  # a call argument, not a load option
 
 
-def test_generate_refuses_a_last_image_the_transformer_cannot_take(tiny_checkpoint: Tiny, image_file: Path,
-                                                                   last_file: Path) -> None:  # fmt: skip
+def test_generate_refuses_a_last_image_the_transformer_cannot_take(
+    tiny_checkpoint: Tiny, image_file: Path, last_file: Path
+) -> None:
     """The same rule holds for a caller that hands generate() parameters without resolve()'s model check."""
     from kinema.backends.base import GenerationContext
     from kinema.progress import ProgressTracker
 
     backend = get_backend("diffusers")
-    request = kinema.VideoRequest(prompt="a cat", backend="diffusers", model=str(tiny_checkpoint("wan-i2v")),
-                                  image=str(image_file), width=32, height=32, num_frames=5, num_inference_steps=1,
-                                  options={"device": "cpu", "max_sequence_length": 32})  # fmt: skip
+    request = kinema.VideoRequest(
+        prompt="a cat",
+        backend="diffusers",
+        model=str(tiny_checkpoint("wan-i2v")),
+        image=str(image_file),
+        width=32,
+        height=32,
+        num_frames=5,
+        num_inference_steps=1,
+        options={"device": "cpu", "max_sequence_length": 32},
+    )
     params = backend.resolve(request, 1)
     params.image = np.zeros((32, 32, 3), dtype=np.uint8)
     params.options["_resolved"]["last_image"] = str(last_file)
@@ -112,8 +142,9 @@ def test_flf2v_without_a_last_image_is_refused(tiny_checkpoint: Tiny, image_file
     """diffusers' FLF2V transformer fails on one image's CLIP tokens (a view to two images' length)."""
     from kinema.backends.diffusers import check_model_options, locate, validate_options
 
-    request = kinema.VideoRequest(prompt="a cat", backend="diffusers", model=str(tiny_checkpoint("wan-flf2v")),
-                                  image=str(image_file))  # fmt: skip
+    request = kinema.VideoRequest(
+        prompt="a cat", backend="diffusers", model=str(tiny_checkpoint("wan-flf2v")), image=str(image_file)
+    )
     with pytest.raises(InvalidRequest) as info:
         get_backend("diffusers").resolve(request, 1)
     assert info.value.field == "options.last_image" and "two images" in str(info.value)
@@ -123,22 +154,38 @@ def test_flf2v_without_a_last_image_is_refused(tiny_checkpoint: Tiny, image_file
 
 @pytest.mark.parametrize(
     ("model", "mode", "why"),
-    [("wan-t2v", "t2v", "--image"), ("wan22-ti2v", "t2v", "--image"), ("wan22-ti2v", "i2v", "expand_timesteps"),
-     ("cogvideox-i2v", "i2v", "takes no last frame"),
-     ("wan-i2v", "i2v", "first frame only")],  # diffusers' transformer would crash mid-call on two CLIP images
-)  # fmt: skip
-def test_last_image_is_refused_where_it_would_do_nothing(tiny_checkpoint: Tiny, image_file: Path, last_file: Path,
-                                                         model: str, mode: str, why: str) -> None:  # fmt: skip
+    [
+        ("wan-t2v", "t2v", "--image"),
+        ("wan22-ti2v", "t2v", "--image"),
+        ("wan22-ti2v", "i2v", "expand_timesteps"),
+        ("cogvideox-i2v", "i2v", "takes no last frame"),
+        ("wan-i2v", "i2v", "first frame only"),
+    ],  # diffusers' transformer would crash mid-call on two CLIP images
+)
+def test_last_image_is_refused_where_it_would_do_nothing(
+    tiny_checkpoint: Tiny, image_file: Path, last_file: Path, model: str, mode: str, why: str
+) -> None:
     fields: dict[str, Any] = {"image": str(image_file)} if mode == "i2v" else {}
-    request = kinema.VideoRequest(prompt="a cat", backend="diffusers", model=str(tiny_checkpoint(model)),
-                                  options={"last_image": str(last_file)}, **fields)  # fmt: skip
+    request = kinema.VideoRequest(
+        prompt="a cat",
+        backend="diffusers",
+        model=str(tiny_checkpoint(model)),
+        options={"last_image": str(last_file)},
+        **fields,
+    )
     with pytest.raises(InvalidRequest) as info:
         get_backend("diffusers").resolve(request, 1)
     assert info.value.field == "options.last_image" and why in str(info.value) and info.value.allowed
 
 
-@pytest.mark.parametrize(("value", "why"), [("https://example.com/last.png", "URL"), ("/no/such/last.png", "not an "
-                                            "existing file"), (__file__, "not a readable image")])  # fmt: skip
+@pytest.mark.parametrize(
+    ("value", "why"),
+    [
+        ("https://example.com/last.png", "URL"),
+        ("/no/such/last.png", "not an existing file"),
+        (__file__, "not a readable image"),
+    ],
+)
 def test_last_image_must_be_a_local_image(value: str, why: str) -> None:
     from kinema.backends.diffusers import validate_options
 
@@ -147,16 +194,25 @@ def test_last_image_must_be_a_local_image(value: str, why: str) -> None:
     assert info.value.field == "options.last_image" and why in str(info.value) and "local image" in info.value.allowed
 
 
-def test_wan21_i2v_with_a_last_image_crashes_in_diffusers(tiny_checkpoint: Tiny, image_file: Path,
-                                                          last_file: Path) -> None:  # fmt: skip
+def test_wan21_i2v_with_a_last_image_crashes_in_diffusers(
+    tiny_checkpoint: Tiny, image_file: Path, last_file: Path
+) -> None:
     """Why the refusal above exists: let through, the request dies inside the transformer (as on a GPU)."""
     from diffusers import WanImageToVideoPipeline
     from PIL import Image
 
     pipe = WanImageToVideoPipeline.from_pretrained(tiny_checkpoint("wan-i2v"))
     with pytest.raises(RuntimeError, match="Sizes of tensors"):
-        pipe(image=Image.open(image_file), prompt="a cat", last_image=Image.open(last_file), height=32, width=32,
-             num_frames=5, num_inference_steps=1, max_sequence_length=32)  # fmt: skip
+        pipe(
+            image=Image.open(image_file),
+            prompt="a cat",
+            last_image=Image.open(last_file),
+            height=32,
+            width=32,
+            num_frames=5,
+            num_inference_steps=1,
+            max_sequence_length=32,
+        )
 
 
 def test_catalog_models_say_whether_they_take_a_last_frame() -> None:
@@ -184,8 +240,9 @@ def test_flf2v_catalog_entry_has_the_authors_defaults() -> None:
 
 
 @pytest.mark.parametrize("name", ["FlowMatchEulerDiscreteScheduler", "dpmsolvermultistep"])
-def test_chosen_scheduler_is_what_runs_and_keeps_the_shift(tiny_checkpoint: Tiny, monkeypatch: pytest.MonkeyPatch,
-                                                           name: str) -> None:  # fmt: skip
+def test_chosen_scheduler_is_what_runs_and_keeps_the_shift(
+    tiny_checkpoint: Tiny, monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
     import diffusers
 
     stepped: list[str] = []
@@ -258,15 +315,17 @@ def lora_folder(tiny_checkpoint: Tiny, tmp_path_factory: pytest.TempPathFactory)
     for seed, name in ((1, "style.safetensors"), (2, "steps.safetensors")):
         torch.manual_seed(seed)
         net = WanTransformer3DModel.from_pretrained(tiny_checkpoint("wan-t2v") / "transformer")
-        net.add_adapter(LoraConfig(r=4, lora_alpha=4, init_lora_weights=False,
-                                   target_modules=["to_q", "to_k", "to_v", "to_out.0"]))  # fmt: skip
+        net.add_adapter(
+            LoraConfig(r=4, lora_alpha=4, init_lora_weights=False, target_modules=["to_q", "to_k", "to_v", "to_out.0"])
+        )
         states[name] = {k: v.clone() for k, v in get_peft_model_state_dict(net).items()}
         WanPipeline.save_lora_weights(folder, transformer_lora_layers=states[name], weight_name=name)
     return folder, states
 
 
-def test_lora_weight_name_picks_one_file_of_several(tiny_checkpoint: Tiny,
-                                                    lora_folder: tuple[Path, dict[str, Any]]) -> None:  # fmt: skip
+def test_lora_weight_name_picks_one_file_of_several(
+    tiny_checkpoint: Tiny, lora_folder: tuple[Path, dict[str, Any]]
+) -> None:
     folder, states = lora_folder
     key = next(k for k in states["steps.safetensors"] if k.endswith("blocks.0.attn1.to_q.lora_B.weight"))
     result = run(tiny_checkpoint("wan-t2v"), options={"lora": f"{folder}::steps.safetensors:0.8"})
@@ -299,15 +358,18 @@ def test_lora_weight_name_parsing_and_refusals(lora_folder: tuple[Path, dict[str
 # -- 4. MagCache -----------------------------------------------------------------------------------------------------
 
 
-def test_magcache_calibrates_then_runs_with_the_ratios(tiny_checkpoint: Tiny, tmp_path: Path,
-                                                       capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+def test_magcache_calibrates_then_runs_with_the_ratios(
+    tiny_checkpoint: Tiny, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     pytest.importorskip("diffusers.hooks.mag_cache")
     import json
 
     ratios = tmp_path / "wan.magcache.json"
-    calibrated = run(tiny_checkpoint("wan-t2v"), steps=6,
-                     options={"cache": "magcache", "cache_calibrate": True, "cache_ratios": str(ratios),
-                              "cache_threshold": 1.0})  # fmt: skip
+    calibrated = run(
+        tiny_checkpoint("wan-t2v"),
+        steps=6,
+        options={"cache": "magcache", "cache_calibrate": True, "cache_ratios": str(ratios), "cache_threshold": 1.0},
+    )
     assert "[MagCache]" not in capsys.readouterr().out  # diffusers' print() kept off Kinema's stdout
     saved = json.loads(ratios.read_text())
     assert saved["num_inference_steps"] == 6 and len(saved["mag_ratios"]) == 6
@@ -319,8 +381,11 @@ def test_magcache_calibrates_then_runs_with_the_ratios(tiny_checkpoint: Tiny, tm
     # (a hook on the block itself fires either way: MagCache replaces its forward, not its __call__)
     handle = net.blocks[1].attn1.register_forward_hook(lambda *a: passes.__setitem__("n", passes["n"] + 1))
     try:
-        fast = run(tiny_checkpoint("wan-t2v"), steps=6, options={"cache": "magcache", "cache_ratios": str(ratios),
-                                                                 "cache_threshold": 1.0})  # fmt: skip
+        fast = run(
+            tiny_checkpoint("wan-t2v"),
+            steps=6,
+            options={"cache": "magcache", "cache_ratios": str(ratios), "cache_threshold": 1.0},
+        )
     finally:
         handle.remove()
     assert loaded_pipe() is not None and loaded_pipe().transformer is net  # the same pipeline: ratios are per call
@@ -339,25 +404,40 @@ def test_magcache_combines_with_compile_fullgraph_off(tiny_checkpoint: Tiny, mon
         original(self, **{**kw, "backend": "eager"})
 
     monkeypatch.setattr(ModelMixin, "compile_repeated_blocks", eager)
-    result = run(tiny_checkpoint("wan-t2v"), steps=3,
-                 options={"cache": "magcache", "cache_ratios": [1.0, 0.99, 0.98], "compile": True})  # fmt: skip
+    result = run(
+        tiny_checkpoint("wan-t2v"),
+        steps=3,
+        options={"cache": "magcache", "cache_ratios": [1.0, 0.99, 0.98], "compile": True},
+    )
     assert chosen == [False]  # MagCache's hooks are torch.compiler.disable'd: a fullgraph trace would fail
     assert result.video.frames.shape == (5, 32, 32, 3) and result.video.frames.std() > 0
 
 
 @pytest.mark.parametrize(
     ("options", "field", "why"),
-    [({"cache": "magcache"}, "options.cache_ratios", "calibrate once"),
-     ({"cache": "magcache", "cache_ratios": [1.0, "x"]}, "options.cache_ratios", "positive"),
-     ({"cache": "magcache", "cache_ratios": "/no/such.json"}, "options.cache_ratios", "could not read"),
-     ({"cache": "magcache", "cache_calibrate": True, "cache_ratios": "/no/dir/r.json"}, "options.cache_ratios",
-      "existing folder"),
-     ({"cache": "magcache", "cache_calibrate": True, "cache_ratios": "ratios.txt"}, "options.cache_ratios", ".json"),
-     ({"cache": "magcache", "cache_calibrate": True, "cache_ratios": str(Path(__file__).parent / "conftest.py")},
-      "options.cache_ratios", ".json"),
-     ({"cache": "firstblock", "cache_ratios": [1.0, 1.0]}, "options.cache_ratios", "cache=magcache"),
-     ({"cache_calibrate": True}, "options.cache_calibrate", "cache=magcache")],
-)  # fmt: skip
+    [
+        ({"cache": "magcache"}, "options.cache_ratios", "calibrate once"),
+        ({"cache": "magcache", "cache_ratios": [1.0, "x"]}, "options.cache_ratios", "positive"),
+        ({"cache": "magcache", "cache_ratios": "/no/such.json"}, "options.cache_ratios", "could not read"),
+        (
+            {"cache": "magcache", "cache_calibrate": True, "cache_ratios": "/no/dir/r.json"},
+            "options.cache_ratios",
+            "existing folder",
+        ),
+        (
+            {"cache": "magcache", "cache_calibrate": True, "cache_ratios": "ratios.txt"},
+            "options.cache_ratios",
+            ".json",
+        ),
+        (
+            {"cache": "magcache", "cache_calibrate": True, "cache_ratios": str(Path(__file__).parent / "conftest.py")},
+            "options.cache_ratios",
+            ".json",
+        ),
+        ({"cache": "firstblock", "cache_ratios": [1.0, 1.0]}, "options.cache_ratios", "cache=magcache"),
+        ({"cache_calibrate": True}, "options.cache_calibrate", "cache=magcache"),
+    ],
+)
 def test_magcache_needs_ratios_or_calibration(options: dict[str, Any], field: str, why: str) -> None:
     from kinema.backends.diffusers import validate_options
 

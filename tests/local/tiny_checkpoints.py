@@ -75,9 +75,19 @@ def t5_encoder(umt5: bool = False, d_model: int = 32) -> Any:
 
     cfg_cls, model_cls = (UMT5Config, UMT5EncoderModel) if umt5 else (T5Config, T5EncoderModel)
     torch.manual_seed(0)
-    cfg = cfg_cls(vocab_size=256, d_model=d_model, d_kv=8, d_ff=37, num_layers=2, num_heads=4,
-                  relative_attention_num_buckets=8, dropout_rate=0.0, pad_token_id=0, eos_token_id=1,
-                  decoder_start_token_id=0)  # fmt: skip
+    cfg = cfg_cls(
+        vocab_size=256,
+        d_model=d_model,
+        d_kv=8,
+        d_ff=37,
+        num_layers=2,
+        num_heads=4,
+        relative_attention_num_buckets=8,
+        dropout_rate=0.0,
+        pad_token_id=0,
+        eos_token_id=1,
+        decoder_start_token_id=0,
+    )
     return model_cls(cfg).eval()
 
 
@@ -85,30 +95,51 @@ def clip_text_encoder(hidden: int = 32) -> Any:
     from transformers import CLIPTextConfig, CLIPTextModel
 
     torch.manual_seed(0)
-    cfg = CLIPTextConfig(bos_token_id=0, eos_token_id=1, pad_token_id=1, hidden_size=hidden, intermediate_size=37,
-                         num_attention_heads=4, num_hidden_layers=2, vocab_size=256, projection_dim=32)  # fmt: skip
+    cfg = CLIPTextConfig(
+        bos_token_id=0,
+        eos_token_id=1,
+        pad_token_id=1,
+        hidden_size=hidden,
+        intermediate_size=37,
+        num_attention_heads=4,
+        num_hidden_layers=2,
+        vocab_size=256,
+        projection_dim=32,
+    )
     return CLIPTextModel(cfg).eval()
 
 
-def _wan_transformer(in_channels: int, out_channels: int, image_dim: int | None = None,
-                     pos_embed_seq_len: int | None = None) -> Any:  # fmt: skip
+def _wan_transformer(
+    in_channels: int, out_channels: int, image_dim: int | None = None, pos_embed_seq_len: int | None = None
+) -> Any:
     from diffusers import WanTransformer3DModel
 
     torch.manual_seed(0)
     return WanTransformer3DModel(
-        patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=12, in_channels=in_channels,
-        out_channels=out_channels, text_dim=32, freq_dim=256, ffn_dim=32, num_layers=2, cross_attn_norm=True,
-        qk_norm="rms_norm_across_heads", rope_max_seq_len=32, image_dim=image_dim,
+        patch_size=(1, 2, 2),
+        num_attention_heads=2,
+        attention_head_dim=12,
+        in_channels=in_channels,
+        out_channels=out_channels,
+        text_dim=32,
+        freq_dim=256,
+        ffn_dim=32,
+        num_layers=2,
+        cross_attn_norm=True,
+        qk_norm="rms_norm_across_heads",
+        rope_max_seq_len=32,
+        image_dim=image_dim,
         pos_embed_seq_len=pos_embed_seq_len,
-    )  # fmt: skip
+    )
 
 
 def _wan_vae() -> Any:
     from diffusers import AutoencoderKLWan
 
     torch.manual_seed(0)
-    return AutoencoderKLWan(base_dim=3, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1,
-                            temperal_downsample=[False, True, True])  # fmt: skip
+    return AutoencoderKLWan(
+        base_dim=3, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1, temperal_downsample=[False, True, True]
+    )
 
 
 def _flow_unipc(shift: float = 3.0) -> Any:
@@ -121,8 +152,13 @@ def wan_t2v() -> Any:
     """Wan2.1 T2V layout (Wan-AI/Wan2.1-T2V-1.3B-Diffusers): UMT5 + WanTransformer3DModel + AutoencoderKLWan."""
     from diffusers import WanPipeline
 
-    return WanPipeline(tokenizer=t5_tokenizer(), text_encoder=t5_encoder(umt5=True), vae=_wan_vae(),
-                       transformer=_wan_transformer(16, 16), scheduler=_flow_unipc(3.0))  # fmt: skip
+    return WanPipeline(
+        tokenizer=t5_tokenizer(),
+        text_encoder=t5_encoder(umt5=True),
+        vae=_wan_vae(),
+        transformer=_wan_transformer(16, 16),
+        scheduler=_flow_unipc(3.0),
+    )
 
 
 def wan_i2v(first_last: bool = False) -> Any:
@@ -133,16 +169,27 @@ def wan_i2v(first_last: bool = False) -> Any:
     from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModel
 
     torch.manual_seed(0)
-    image_encoder = CLIPVisionModel(CLIPVisionConfig(hidden_size=32, projection_dim=32, num_hidden_layers=2,
-                                                     num_attention_heads=2, image_size=32, intermediate_size=16,
-                                                     patch_size=4)).eval()  # fmt: skip
+    image_encoder = CLIPVisionModel(
+        CLIPVisionConfig(
+            hidden_size=32,
+            projection_dim=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            image_size=32,
+            intermediate_size=16,
+            patch_size=4,
+        )
+    ).eval()
     processor = CLIPImageProcessor(crop_size=32, size=32)
     return WanImageToVideoPipeline(
-        tokenizer=t5_tokenizer(), text_encoder=t5_encoder(umt5=True), vae=_wan_vae(),
+        tokenizer=t5_tokenizer(),
+        text_encoder=t5_encoder(umt5=True),
+        vae=_wan_vae(),
         transformer=_wan_transformer(36, 16, image_dim=32, pos_embed_seq_len=2 * 65 if first_last else None),
         scheduler=_flow_unipc(16.0 if first_last else 3.0),
-        image_encoder=image_encoder, image_processor=processor,
-    )  # fmt: skip
+        image_encoder=image_encoder,
+        image_processor=processor,
+    )
 
 
 def wan_vace() -> Any:
@@ -152,12 +199,28 @@ def wan_vace() -> Any:
 
     torch.manual_seed(0)
     transformer = WanVACETransformer3DModel(
-        patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=12, in_channels=16, out_channels=16,
-        text_dim=32, freq_dim=256, ffn_dim=32, num_layers=2, cross_attn_norm=True, qk_norm="rms_norm_across_heads",
-        rope_max_seq_len=32, vace_layers=[0], vace_in_channels=96,
-    )  # fmt: skip
-    return WanVACEPipeline(tokenizer=t5_tokenizer(), text_encoder=t5_encoder(umt5=True), vae=_wan_vae(),
-                           transformer=transformer, scheduler=_flow_unipc(3.0))  # fmt: skip
+        patch_size=(1, 2, 2),
+        num_attention_heads=2,
+        attention_head_dim=12,
+        in_channels=16,
+        out_channels=16,
+        text_dim=32,
+        freq_dim=256,
+        ffn_dim=32,
+        num_layers=2,
+        cross_attn_norm=True,
+        qk_norm="rms_norm_across_heads",
+        rope_max_seq_len=32,
+        vace_layers=[0],
+        vace_in_channels=96,
+    )
+    return WanVACEPipeline(
+        tokenizer=t5_tokenizer(),
+        text_encoder=t5_encoder(umt5=True),
+        vae=_wan_vae(),
+        transformer=transformer,
+        scheduler=_flow_unipc(3.0),
+    )
 
 
 def wan22_a14b() -> Any:
@@ -165,8 +228,15 @@ def wan22_a14b() -> Any:
     from diffusers import WanPipeline
 
     high, low = _wan_transformer(16, 16), _wan_transformer(16, 16)
-    return WanPipeline(tokenizer=t5_tokenizer(), text_encoder=t5_encoder(umt5=True), vae=_wan_vae(), transformer=high,
-                       transformer_2=low, scheduler=_flow_unipc(12.0), boundary_ratio=0.875)  # fmt: skip
+    return WanPipeline(
+        tokenizer=t5_tokenizer(),
+        text_encoder=t5_encoder(umt5=True),
+        vae=_wan_vae(),
+        transformer=high,
+        transformer_2=low,
+        scheduler=_flow_unipc(12.0),
+        boundary_ratio=0.875,
+    )
 
 
 def wan22_ti2v() -> Any:
@@ -174,13 +244,31 @@ def wan22_ti2v() -> Any:
     from diffusers import AutoencoderKLWan, WanPipeline
 
     torch.manual_seed(0)
-    vae = AutoencoderKLWan(base_dim=3, z_dim=48, in_channels=12, out_channels=12, is_residual=True, patch_size=2,
-                           latents_mean=[0.0] * 48, latents_std=[1.0] * 48, dim_mult=[1, 1, 1, 1], num_res_blocks=1,
-                           scale_factor_spatial=16, scale_factor_temporal=4,
-                           temperal_downsample=[False, True, True])  # fmt: skip
-    return WanPipeline(tokenizer=t5_tokenizer(), text_encoder=t5_encoder(umt5=True), vae=vae,
-                       transformer=_wan_transformer(48, 48), scheduler=_flow_unipc(5.0), transformer_2=None,
-                       boundary_ratio=None, expand_timesteps=True)  # fmt: skip
+    vae = AutoencoderKLWan(
+        base_dim=3,
+        z_dim=48,
+        in_channels=12,
+        out_channels=12,
+        is_residual=True,
+        patch_size=2,
+        latents_mean=[0.0] * 48,
+        latents_std=[1.0] * 48,
+        dim_mult=[1, 1, 1, 1],
+        num_res_blocks=1,
+        scale_factor_spatial=16,
+        scale_factor_temporal=4,
+        temperal_downsample=[False, True, True],
+    )
+    return WanPipeline(
+        tokenizer=t5_tokenizer(),
+        text_encoder=t5_encoder(umt5=True),
+        vae=vae,
+        transformer=_wan_transformer(48, 48),
+        scheduler=_flow_unipc(5.0),
+        transformer_2=None,
+        boundary_ratio=None,
+        expand_timesteps=True,
+    )
 
 
 def ltx() -> Any:
@@ -193,20 +281,44 @@ def ltx() -> Any:
     )
 
     torch.manual_seed(0)
-    transformer = LTXVideoTransformer3DModel(in_channels=8, out_channels=8, patch_size=1, patch_size_t=1,
-                                             num_attention_heads=4, attention_head_dim=8, cross_attention_dim=32,
-                                             num_layers=2, caption_channels=32)  # fmt: skip
+    transformer = LTXVideoTransformer3DModel(
+        in_channels=8,
+        out_channels=8,
+        patch_size=1,
+        patch_size_t=1,
+        num_attention_heads=4,
+        attention_head_dim=8,
+        cross_attention_dim=32,
+        num_layers=2,
+        caption_channels=32,
+    )
     torch.manual_seed(0)
     vae = AutoencoderKLLTXVideo(
-        in_channels=3, out_channels=3, latent_channels=8, block_out_channels=(8, 8, 8, 8),
-        decoder_block_out_channels=(8, 8, 8, 8), layers_per_block=(1, 1, 1, 1, 1),
-        decoder_layers_per_block=(1, 1, 1, 1, 1), spatio_temporal_scaling=(True, True, False, False),
-        decoder_spatio_temporal_scaling=(True, True, False, False), decoder_inject_noise=(False,) * 5,
-        upsample_residual=(False,) * 4, upsample_factor=(1,) * 4, timestep_conditioning=False, patch_size=1,
-        patch_size_t=1, encoder_causal=True, decoder_causal=False,
-    )  # fmt: skip
-    return LTXPipeline(scheduler=FlowMatchEulerDiscreteScheduler(), vae=vae, text_encoder=t5_encoder(),
-                       tokenizer=t5_tokenizer(), transformer=transformer)  # fmt: skip
+        in_channels=3,
+        out_channels=3,
+        latent_channels=8,
+        block_out_channels=(8, 8, 8, 8),
+        decoder_block_out_channels=(8, 8, 8, 8),
+        layers_per_block=(1, 1, 1, 1, 1),
+        decoder_layers_per_block=(1, 1, 1, 1, 1),
+        spatio_temporal_scaling=(True, True, False, False),
+        decoder_spatio_temporal_scaling=(True, True, False, False),
+        decoder_inject_noise=(False,) * 5,
+        upsample_residual=(False,) * 4,
+        upsample_factor=(1,) * 4,
+        timestep_conditioning=False,
+        patch_size=1,
+        patch_size_t=1,
+        encoder_causal=True,
+        decoder_causal=False,
+    )
+    return LTXPipeline(
+        scheduler=FlowMatchEulerDiscreteScheduler(),
+        vae=vae,
+        text_encoder=t5_encoder(),
+        tokenizer=t5_tokenizer(),
+        transformer=transformer,
+    )
 
 
 def ltx_condition() -> Any:
@@ -238,10 +350,16 @@ def _cogvideox_vae() -> Any:
 
     torch.manual_seed(0)
     return AutoencoderKLCogVideoX(
-        in_channels=3, out_channels=3, down_block_types=("CogVideoXDownBlock3D",) * 4,
-        up_block_types=("CogVideoXUpBlock3D",) * 4, block_out_channels=(8, 8, 8, 8), latent_channels=4,
-        layers_per_block=1, norm_num_groups=2, temporal_compression_ratio=4,
-    )  # fmt: skip
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("CogVideoXDownBlock3D",) * 4,
+        up_block_types=("CogVideoXUpBlock3D",) * 4,
+        block_out_channels=(8, 8, 8, 8),
+        latent_channels=4,
+        layers_per_block=1,
+        norm_num_groups=2,
+        temporal_compression_ratio=4,
+    )
 
 
 def cogvideox() -> Any:
@@ -250,12 +368,27 @@ def cogvideox() -> Any:
 
     torch.manual_seed(0)
     transformer = CogVideoXTransformer3DModel(
-        num_attention_heads=4, attention_head_dim=8, in_channels=4, out_channels=4, time_embed_dim=2,
-        text_embed_dim=32, num_layers=2, sample_width=2, sample_height=2, sample_frames=9, patch_size=2,
-        temporal_compression_ratio=4, max_text_seq_length=16,
-    )  # fmt: skip
-    return CogVideoXPipeline(tokenizer=t5_tokenizer(), text_encoder=t5_encoder(), vae=_cogvideox_vae(),
-                             transformer=transformer, scheduler=CogVideoXDDIMScheduler())  # fmt: skip
+        num_attention_heads=4,
+        attention_head_dim=8,
+        in_channels=4,
+        out_channels=4,
+        time_embed_dim=2,
+        text_embed_dim=32,
+        num_layers=2,
+        sample_width=2,
+        sample_height=2,
+        sample_frames=9,
+        patch_size=2,
+        temporal_compression_ratio=4,
+        max_text_seq_length=16,
+    )
+    return CogVideoXPipeline(
+        tokenizer=t5_tokenizer(),
+        text_encoder=t5_encoder(),
+        vae=_cogvideox_vae(),
+        transformer=transformer,
+        scheduler=CogVideoXDDIMScheduler(),
+    )
 
 
 def cogvideox_i2v() -> Any:
@@ -264,13 +397,29 @@ def cogvideox_i2v() -> Any:
 
     torch.manual_seed(0)
     transformer = CogVideoXTransformer3DModel(
-        num_attention_heads=2, attention_head_dim=16, in_channels=8, out_channels=4, time_embed_dim=2,
-        text_embed_dim=32, num_layers=2, sample_width=2, sample_height=2, sample_frames=9, patch_size=2,
-        temporal_compression_ratio=4, max_text_seq_length=16, use_rotary_positional_embeddings=True,
+        num_attention_heads=2,
+        attention_head_dim=16,
+        in_channels=8,
+        out_channels=4,
+        time_embed_dim=2,
+        text_embed_dim=32,
+        num_layers=2,
+        sample_width=2,
+        sample_height=2,
+        sample_frames=9,
+        patch_size=2,
+        temporal_compression_ratio=4,
+        max_text_seq_length=16,
+        use_rotary_positional_embeddings=True,
         use_learned_positional_embeddings=True,
-    )  # fmt: skip
-    return CogVideoXImageToVideoPipeline(tokenizer=t5_tokenizer(), text_encoder=t5_encoder(), vae=_cogvideox_vae(),
-                                         transformer=transformer, scheduler=CogVideoXDDIMScheduler())  # fmt: skip
+    )
+    return CogVideoXImageToVideoPipeline(
+        tokenizer=t5_tokenizer(),
+        text_encoder=t5_encoder(),
+        vae=_cogvideox_vae(),
+        transformer=transformer,
+        scheduler=CogVideoXDDIMScheduler(),
+    )
 
 
 def hunyuan() -> Any:
@@ -285,26 +434,59 @@ def hunyuan() -> Any:
 
     torch.manual_seed(0)
     transformer = HunyuanVideoTransformer3DModel(
-        in_channels=4, out_channels=4, num_attention_heads=2, attention_head_dim=10, num_layers=1,
-        num_single_layers=1, num_refiner_layers=1, patch_size=1, patch_size_t=1, guidance_embeds=True,
-        text_embed_dim=16, pooled_projection_dim=32, rope_axes_dim=(2, 4, 4),
-    )  # fmt: skip
+        in_channels=4,
+        out_channels=4,
+        num_attention_heads=2,
+        attention_head_dim=10,
+        num_layers=1,
+        num_single_layers=1,
+        num_refiner_layers=1,
+        patch_size=1,
+        patch_size_t=1,
+        guidance_embeds=True,
+        text_embed_dim=16,
+        pooled_projection_dim=32,
+        rope_axes_dim=(2, 4, 4),
+    )
     torch.manual_seed(0)
     vae = AutoencoderKLHunyuanVideo(
-        in_channels=3, out_channels=3, latent_channels=4, down_block_types=("HunyuanVideoDownBlock3D",) * 4,
-        up_block_types=("HunyuanVideoUpBlock3D",) * 4, block_out_channels=(8, 8, 8, 8), layers_per_block=1,
-        act_fn="silu", norm_num_groups=4, scaling_factor=0.476986, spatial_compression_ratio=8,
-        temporal_compression_ratio=4, mid_block_add_attention=True,
-    )  # fmt: skip
+        in_channels=3,
+        out_channels=3,
+        latent_channels=4,
+        down_block_types=("HunyuanVideoDownBlock3D",) * 4,
+        up_block_types=("HunyuanVideoUpBlock3D",) * 4,
+        block_out_channels=(8, 8, 8, 8),
+        layers_per_block=1,
+        act_fn="silu",
+        norm_num_groups=4,
+        scaling_factor=0.476986,
+        spatial_compression_ratio=8,
+        temporal_compression_ratio=4,
+        mid_block_add_attention=True,
+    )
     torch.manual_seed(0)
-    llama = LlamaModel(LlamaConfig(hidden_size=16, intermediate_size=37, num_attention_heads=4, num_key_value_heads=4,
-                                   num_hidden_layers=2, vocab_size=256, pad_token_id=0, bos_token_id=1,
-                                   eos_token_id=2)).eval()  # fmt: skip
+    llama = LlamaModel(
+        LlamaConfig(
+            hidden_size=16,
+            intermediate_size=37,
+            num_attention_heads=4,
+            num_key_value_heads=4,
+            num_hidden_layers=2,
+            vocab_size=256,
+            pad_token_id=0,
+            bos_token_id=1,
+            eos_token_id=2,
+        )
+    ).eval()
     return HunyuanVideoPipeline(
-        transformer=transformer, vae=vae, scheduler=FlowMatchEulerDiscreteScheduler(shift=7.0),
-        text_encoder=llama, tokenizer=llama_tokenizer(), text_encoder_2=clip_text_encoder(32),
+        transformer=transformer,
+        vae=vae,
+        scheduler=FlowMatchEulerDiscreteScheduler(shift=7.0),
+        text_encoder=llama,
+        tokenizer=llama_tokenizer(),
+        text_encoder_2=clip_text_encoder(32),
         tokenizer_2=clip_tokenizer(),
-    )  # fmt: skip
+    )
 
 
 def svd() -> Any:
@@ -319,27 +501,60 @@ def svd() -> Any:
 
     torch.manual_seed(0)
     unet = UNetSpatioTemporalConditionModel(
-        block_out_channels=(32, 64), layers_per_block=1, sample_size=32, in_channels=8, out_channels=4,
+        block_out_channels=(32, 64),
+        layers_per_block=1,
+        sample_size=32,
+        in_channels=8,
+        out_channels=4,
         down_block_types=("CrossAttnDownBlockSpatioTemporal", "DownBlockSpatioTemporal"),
-        up_block_types=("UpBlockSpatioTemporal", "CrossAttnUpBlockSpatioTemporal"), cross_attention_dim=32,
-        num_attention_heads=8, projection_class_embeddings_input_dim=96, addition_time_embed_dim=32,
-    )  # fmt: skip
+        up_block_types=("UpBlockSpatioTemporal", "CrossAttnUpBlockSpatioTemporal"),
+        cross_attention_dim=32,
+        num_attention_heads=8,
+        projection_class_embeddings_input_dim=96,
+        addition_time_embed_dim=32,
+    )
     scheduler = EulerDiscreteScheduler(
-        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", interpolation_type="linear",
-        num_train_timesteps=1000, prediction_type="v_prediction", sigma_max=700.0, sigma_min=0.002, steps_offset=1,
-        timestep_spacing="leading", timestep_type="continuous", use_karras_sigmas=True,
-    )  # fmt: skip
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        interpolation_type="linear",
+        num_train_timesteps=1000,
+        prediction_type="v_prediction",
+        sigma_max=700.0,
+        sigma_min=0.002,
+        steps_offset=1,
+        timestep_spacing="leading",
+        timestep_type="continuous",
+        use_karras_sigmas=True,
+    )
     torch.manual_seed(0)
-    vae = AutoencoderKLTemporalDecoder(block_out_channels=[32, 64], in_channels=3, out_channels=3,
-                                       down_block_types=["DownEncoderBlock2D", "DownEncoderBlock2D"],
-                                       latent_channels=4)  # fmt: skip
+    vae = AutoencoderKLTemporalDecoder(
+        block_out_channels=[32, 64],
+        in_channels=3,
+        out_channels=3,
+        down_block_types=["DownEncoderBlock2D", "DownEncoderBlock2D"],
+        latent_channels=4,
+    )
     torch.manual_seed(0)
     # SVD resizes PIL images to 224x224 itself, so the tiny vision tower must take 224 (patch 32 keeps it cheap)
-    image_encoder = CLIPVisionModelWithProjection(CLIPVisionConfig(
-        hidden_size=32, projection_dim=32, num_hidden_layers=2, num_attention_heads=4, image_size=224,
-        intermediate_size=37, patch_size=32)).eval()  # fmt: skip
-    return StableVideoDiffusionPipeline(vae=vae, image_encoder=image_encoder, unet=unet, scheduler=scheduler,
-                                        feature_extractor=CLIPImageProcessor(crop_size=224, size=224))  # fmt: skip
+    image_encoder = CLIPVisionModelWithProjection(
+        CLIPVisionConfig(
+            hidden_size=32,
+            projection_dim=32,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            image_size=224,
+            intermediate_size=37,
+            patch_size=32,
+        )
+    ).eval()
+    return StableVideoDiffusionPipeline(
+        vae=vae,
+        image_encoder=image_encoder,
+        unet=unet,
+        scheduler=scheduler,
+        feature_extractor=CLIPImageProcessor(crop_size=224, size=224),
+    )
 
 
 def modelscope() -> Any:
@@ -348,19 +563,34 @@ def modelscope() -> Any:
 
     torch.manual_seed(0)
     unet = UNet3DConditionModel(
-        block_out_channels=(8, 16), layers_per_block=1, sample_size=32, in_channels=4, out_channels=4,
-        down_block_types=("CrossAttnDownBlock3D", "DownBlock3D"), up_block_types=("UpBlock3D", "CrossAttnUpBlock3D"),
-        cross_attention_dim=32, attention_head_dim=4, norm_num_groups=2,
-    )  # fmt: skip
-    scheduler = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
-                              set_alpha_to_one=False)  # fmt: skip
+        block_out_channels=(8, 16),
+        layers_per_block=1,
+        sample_size=32,
+        in_channels=4,
+        out_channels=4,
+        down_block_types=("CrossAttnDownBlock3D", "DownBlock3D"),
+        up_block_types=("UpBlock3D", "CrossAttnUpBlock3D"),
+        cross_attention_dim=32,
+        attention_head_dim=4,
+        norm_num_groups=2,
+    )
+    scheduler = DDIMScheduler(
+        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False, set_alpha_to_one=False
+    )
     torch.manual_seed(0)
-    vae = AutoencoderKL(block_out_channels=(8,), in_channels=3, out_channels=3,
-                        down_block_types=["DownEncoderBlock2D"], up_block_types=["UpDecoderBlock2D"],
-                        latent_channels=4, sample_size=32,
-                        norm_num_groups=2)  # fmt: skip
-    return TextToVideoSDPipeline(vae=vae, text_encoder=clip_text_encoder(32), tokenizer=clip_tokenizer(), unet=unet,
-                                 scheduler=scheduler)  # fmt: skip
+    vae = AutoencoderKL(
+        block_out_channels=(8,),
+        in_channels=3,
+        out_channels=3,
+        down_block_types=["DownEncoderBlock2D"],
+        up_block_types=["UpDecoderBlock2D"],
+        latent_channels=4,
+        sample_size=32,
+        norm_num_groups=2,
+    )
+    return TextToVideoSDPipeline(
+        vae=vae, text_encoder=clip_text_encoder(32), tokenizer=clip_tokenizer(), unet=unet, scheduler=scheduler
+    )
 
 
 #: name -> (builder, a size and frame count the tiny checkpoint takes)
@@ -400,10 +630,16 @@ _WAN_ORIGINAL_NAMES = [
     ("condition_embedder.text_embedder.linear_1", "text_embedding.0"),
     ("condition_embedder.text_embedder.linear_2", "text_embedding.2"),
     ("condition_embedder.time_proj", "time_projection.1"),
-    ("attn1.", "self_attn."), ("attn2.", "cross_attn."), (".to_out.0.", ".o."), (".to_q.", ".q."),
-    (".to_k.", ".k."), (".to_v.", ".v."), ("ffn.net.0.proj", "ffn.0"), ("ffn.net.2", "ffn.2"),
+    ("attn1.", "self_attn."),
+    ("attn2.", "cross_attn."),
+    (".to_out.0.", ".o."),
+    (".to_q.", ".q."),
+    (".to_k.", ".k."),
+    (".to_v.", ".v."),
+    ("ffn.net.0.proj", "ffn.0"),
+    ("ffn.net.2", "ffn.2"),
     ("proj_out", "head.head"),
-]  # fmt: skip
+]
 
 
 def wan_original_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -22,8 +22,15 @@ def _spend(jobs: Jobs, usd: float) -> None:
     job = store.submit_job(owner=OWNER, request={"prompt": "p"}, summary=PAID)
     claimed = store.claim("w", 30)
     assert claimed is not None and claimed.id == job.id
-    assert store.complete(job.id, "w", claimed.attempts, result={"cost": {"usd": usd}}, output_path="x.mp4",
-                          thumbnail_path=None, expires_at=time.time() + 60)  # fmt: skip
+    assert store.complete(
+        job.id,
+        "w",
+        claimed.attempts,
+        result={"cost": {"usd": usd}},
+        output_path="x.mp4",
+        thumbnail_path=None,
+        expires_at=time.time() + 60,
+    )
 
 
 def _give_local_a_budget(jobs: Jobs, usd: float) -> None:

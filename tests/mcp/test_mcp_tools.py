@@ -80,8 +80,9 @@ def read(server: KinemaMCP, uri: str) -> Any:
 def finished(server: KinemaMCP) -> dict[str, Any]:
     """One generated video (the module's warm-up), with the progress notifications its call got."""
     progress: list[float] = []
-    result = call(server, "generate_video", {"prompt": "a red ball bouncing on green grass", "seed": 7, **TINY},
-                  progress)  # fmt: skip
+    result = call(
+        server, "generate_video", {"prompt": "a red ball bouncing on green grass", "seed": 7, **TINY}, progress
+    )
     assert not result.is_error, result.content
     return {"result": result, "video": result.structured_content, "progress": progress}
 
@@ -89,8 +90,16 @@ def finished(server: KinemaMCP) -> dict[str, Any]:
 # -- the tools' descriptions ----------------------------------------------------------------------------------------
 def test_the_schemas_come_from_kinemas_models_and_every_argument_is_described(server: KinemaMCP) -> None:
     tools = drive(server, lambda c: c.list_tools()).tools
-    assert {t.name for t in tools} == {"generate_video", "get_video", "list_videos", "cancel_video", "build_prompt",
-                                       "render_storyboard", "list_backends", "enhance_video"}  # fmt: skip
+    assert {t.name for t in tools} == {
+        "generate_video",
+        "get_video",
+        "list_videos",
+        "cancel_video",
+        "build_prompt",
+        "render_storyboard",
+        "list_backends",
+        "enhance_video",
+    }
     listed = {t.name: t for t in tools}
     generate = listed["generate_video"].input_schema
     # every request field but the output format (jobs write MP4), plus the MCP server's own two
@@ -171,8 +180,16 @@ def test_bad_input_is_a_tool_error_naming_the_field_and_what_is_allowed(
 
 # -- cancelling, storyboards, enhancing ------------------------------------------------------------------------------
 def test_cancel_stops_a_job(server: KinemaMCP, finished: dict[str, Any]) -> None:
-    started = call(server, "generate_video", {"prompt": "a slow pan over a city at night", "num_frames": 160,
-                                              "num_inference_steps": 200, "wait_seconds": 0})  # fmt: skip
+    started = call(
+        server,
+        "generate_video",
+        {
+            "prompt": "a slow pan over a city at night",
+            "num_frames": 160,
+            "num_inference_steps": 200,
+            "wait_seconds": 0,
+        },
+    )
     video_id = started.structured_content["id"]
     assert started.structured_content["status"] in ("queued", "in_progress")
     assert "get_video" in started.structured_content["next"]
@@ -183,9 +200,14 @@ def test_cancel_stops_a_job(server: KinemaMCP, finished: dict[str, Any]) -> None
 
 
 def test_a_storyboard_renders_as_one_film(server: KinemaMCP, finished: dict[str, Any]) -> None:
-    board = {"title": "Valley", "defaults": {"seed": 3, "num_inference_steps": 2},
-             "scenes": [{"prompt": "sunrise over mountains", "duration": 2, "transition": "fade:0.5"},
-                        {"prompt": "clouds drift over the mountains", "duration": 2}]}  # fmt: skip
+    board = {
+        "title": "Valley",
+        "defaults": {"seed": 3, "num_inference_steps": 2},
+        "scenes": [
+            {"prompt": "sunrise over mountains", "duration": 2, "transition": "fade:0.5"},
+            {"prompt": "clouds drift over the mountains", "duration": 2},
+        ],
+    }
     result = call(server, "render_storyboard", board)
     assert not result.is_error, result.content
     film = result.structured_content
@@ -276,8 +298,9 @@ def test_a_job_survives_a_restart_of_the_server(tmp_path: Path) -> None:
 
 # -- the other tools ------------------------------------------------------------------------------------------------
 def test_build_prompt_and_list_backends(server: KinemaMCP) -> None:
-    built = call(server, "build_prompt", {"subject": "a red fox", "action": "trots through fresh snow",
-                                          "camera": "tracking"})  # fmt: skip
+    built = call(
+        server, "build_prompt", {"subject": "a red fox", "action": "trots through fresh snow", "camera": "tracking"}
+    )
     expected = "A red fox trots through fresh snow. Tracking shot, the camera follows the subject."
     assert built.content[0].text == expected
     assert call(server, "build_prompt", {"subject": "x", "template": "nope"}).content[0].text.startswith("template: ")
@@ -326,15 +349,26 @@ def test_the_schema_describes_keyframes_as_times_and_paths(server: KinemaMCP) ->
     assert prop["type"] == "array" and prop["maxItems"] == 16 and "seconds" in prop["description"]
     item = prop["items"]
     assert item["required"] == ["time", "image"] and item["additionalProperties"] is False
-    assert item["properties"]["time"] == {"type": "number", "minimum": 0, "description": "Seconds from the clip's "
-                                          "start."}  # fmt: skip
+    assert item["properties"]["time"] == {
+        "type": "number",
+        "minimum": 0,
+        "description": "Seconds from the clip's start.",
+    }
     assert item["properties"]["image"]["type"] == "string"
     assert "$ref" not in json.dumps(prop)  # every part spelled out: the Keyframe model's $defs are not carried
 
 
 def test_generate_video_takes_keyframes(server: KinemaMCP, red_png: str) -> None:
-    result = call(server, "generate_video", {"prompt": "a red ball bouncing on green grass", "seed": 3, **TINY,
-                                             "keyframes": [{"time": 1, "image": red_png}]})  # fmt: skip
+    result = call(
+        server,
+        "generate_video",
+        {
+            "prompt": "a red ball bouncing on green grass",
+            "seed": 3,
+            **TINY,
+            "keyframes": [{"time": 1, "image": red_png}],
+        },
+    )
     assert not result.is_error, result.content
     video = result.structured_content
     assert video["status"] == "completed" and video["recipe"]["mode"] == "keyframes"

@@ -35,8 +35,9 @@ async def _generate_and_look(client: Client) -> tuple[dict[str, Any], list[float
     async def on_progress(value: float, total: float | None, message: str | None) -> None:
         progress.append(value)
 
-    result = await client.call_tool("generate_video", {"prompt": "a kite rises over a beach, tilt-up", **TINY},
-                                    progress_callback=on_progress)  # fmt: skip
+    result = await client.call_tool(
+        "generate_video", {"prompt": "a kite rises over a beach, tilt-up", **TINY}, progress_callback=on_progress
+    )
     assert not result.is_error, result.content
     video = result.structured_content
     thumb = (await client.read_resource(video["resources"]["thumbnail"])).contents[0]
@@ -70,8 +71,11 @@ def _free_port() -> int:
 
 def test_streamable_http(tmp_path: Path) -> None:
     port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "kinema", "mcp", "--http", "--port", str(port), "--data-dir",
-                             str(tmp_path / "data")], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "kinema", "mcp", "--http", "--port", str(port), "--data-dir", str(tmp_path / "data")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     try:
         deadline = time.monotonic() + 60
         while True:  # until it listens

@@ -24,10 +24,16 @@ FAST = {"model": "builtin", "steps": 2, "seed": 1}
 
 def make_config(tmp_path: Path, **overrides: Any) -> ServiceConfig:
     base: dict[str, Any] = dict(
-        data_dir=tmp_path / "data", workers=1, lease_seconds=3.0, heartbeat_seconds=0.3, reap_interval=0.3,
-        shutdown_grace=5.0, webhook_secret="whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", webhook_timeout=5.0,
+        data_dir=tmp_path / "data",
+        workers=1,
+        lease_seconds=3.0,
+        heartbeat_seconds=0.3,
+        reap_interval=0.3,
+        shutdown_grace=5.0,
+        webhook_secret="whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+        webhook_timeout=5.0,
         warm_up=False,  # each pool would load the built-in model in the background: CPU the tests share
-    )  # fmt: skip
+    )
     base.update(overrides)
     return ServiceConfig(**base)
 
@@ -60,8 +66,12 @@ def wait_for(fn: Callable[[], Any], timeout: float = 60.0, interval: float = 0.1
     raise AssertionError(f"timed out after {timeout}s waiting for {fn}")
 
 
-def wait_status(client: TestClient, video_id: str, statuses: tuple[str, ...] = ("completed", "failed", "cancelled"),
-                timeout: float = 60.0) -> dict[str, Any]:  # fmt: skip
+def wait_status(
+    client: TestClient,
+    video_id: str,
+    statuses: tuple[str, ...] = ("completed", "failed", "cancelled"),
+    timeout: float = 60.0,
+) -> dict[str, Any]:
     def done() -> dict[str, Any] | None:
         body = client.get(f"/v1/videos/{video_id}").json()
         return body if body.get("status") in statuses else None

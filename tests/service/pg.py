@@ -78,18 +78,34 @@ class PgServer:
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=self.base)
         if out.returncode != 0:
             log = self.base / "log"
-            raise RuntimeError(f"{' '.join(cmd)} failed ({out.returncode}): {out.stdout}{out.stderr}"
-                               f"{log.read_text() if log.exists() else ''}")  # fmt: skip
+            raise RuntimeError(
+                f"{' '.join(cmd)} failed ({out.returncode}): {out.stdout}{out.stderr}"
+                f"{log.read_text() if log.exists() else ''}"
+            )
 
     def start(self) -> None:
         began = time.monotonic()
-        self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-locale",
-                  "--no-sync", "--no-instructions")  # fmt: skip
-        options = (f"-c listen_addresses='' -c unix_socket_directories={self.socket_dir} -c fsync=off"
-                   " -c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
-                   " -c shared_buffers=32MB")  # fmt: skip
-        self._run("pg_ctl", "-D", str(self.data), "-o", options, "-l", str(self.base / "log"), "-w", "-t", "60",
-                  "start")  # fmt: skip
+        self._run(
+            "initdb",
+            "-D",
+            str(self.data),
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--no-locale",
+            "--no-sync",
+            "--no-instructions",
+        )
+        options = (
+            f"-c listen_addresses='' -c unix_socket_directories={self.socket_dir} -c fsync=off"
+            " -c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
+            " -c shared_buffers=32MB"
+        )
+        self._run(
+            "pg_ctl", "-D", str(self.data), "-o", options, "-l", str(self.base / "log"), "-w", "-t", "60", "start"
+        )
         self.startup_seconds = time.monotonic() - began
         self._watch()
 
@@ -104,8 +120,13 @@ class PgServer:
 
         stop, base = shlex.join(self._stop_command()), shlex.quote(str(self.base))
         script = f"while kill -0 {os.getpid()} 2>/dev/null; do sleep 1; done; {stop} >/dev/null 2>&1; rm -rf {base}"
-        self._watchdog = subprocess.Popen(["sh", "-c", script], start_new_session=True, stdin=subprocess.DEVNULL,
-                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+        self._watchdog = subprocess.Popen(
+            ["sh", "-c", script],
+            start_new_session=True,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
 
     def stop(self) -> None:
         watchdog = getattr(self, "_watchdog", None)
@@ -203,8 +224,9 @@ def submit_until_refused(url: str, tries: int, max_queued: int, ready: Any, resu
     def submit(n: int) -> None:
         for i in range(n):
             try:
-                store.submit_job(owner="o", request={"prompt": f"p{i}"}, summary={},
-                                 limits=AdmissionLimits(max_queued=max_queued))  # fmt: skip
+                store.submit_job(
+                    owner="o", request={"prompt": f"p{i}"}, summary={}, limits=AdmissionLimits(max_queued=max_queued)
+                )
                 outcome = "accepted"
             except AdmissionRefused:
                 outcome = "refused"

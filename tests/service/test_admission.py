@@ -55,10 +55,19 @@ def test_concurrent_submits_never_exceed_max_active_per_key(tmp_path: Path) -> N
     key, other = store.create_key("t")[1], store.create_key("u")[1]
     with LiveServer(create_app(config)) as server:
         statuses = _burst(server.url, key, 48)
-        assert httpx.post(server.url + "/v1/videos", json={"prompt": "a red ball", **FAST},
-                          headers={"Authorization": f"Bearer {other}"}).status_code == 200  # fmt: skip
-        refused = httpx.post(server.url + "/v1/videos", json={"prompt": "a red ball", **FAST},
-                             headers={"Authorization": f"Bearer {key}"})  # fmt: skip
+        assert (
+            httpx.post(
+                server.url + "/v1/videos",
+                json={"prompt": "a red ball", **FAST},
+                headers={"Authorization": f"Bearer {other}"},
+            ).status_code
+            == 200
+        )
+        refused = httpx.post(
+            server.url + "/v1/videos",
+            json={"prompt": "a red ball", **FAST},
+            headers={"Authorization": f"Bearer {key}"},
+        )
     assert statuses == Counter({200: 7, 429: 41}), statuses
     assert refused.status_code == 429 and refused.json()["error"]["code"] == "too_many_active_jobs"
     assert refused.headers["Retry-After"] == "5"

@@ -77,8 +77,13 @@ def test_storyboard_events_carry_scene_and_step(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("KINEMA_EXTRA_BACKENDS", "slow=slow_backend:SlowBackend")
     cfg = make_config(tmp_path)
     key = Store(cfg.db_path).create_key("a")[1]
-    body = {"title": "two", "backend": "slow", "steps": 8, "fps": 4,
-            "scenes": [{"prompt": "one", "duration": 1}, {"prompt": "two", "duration": 1}]}  # fmt: skip
+    body = {
+        "title": "two",
+        "backend": "slow",
+        "steps": 8,
+        "fps": 4,
+        "scenes": [{"prompt": "one", "duration": 1}, {"prompt": "two", "duration": 1}],
+    }
     with TestClient(create_app(cfg), headers={"Authorization": f"Bearer {key}"}) as client:
         r = client.post("/v1/storyboards", json=body)
         assert r.status_code == 200, r.text

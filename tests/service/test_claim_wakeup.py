@@ -50,8 +50,15 @@ def test_an_idle_pool_waits_on_the_store_and_claims_a_new_job_soon(url: str, tmp
 
     def runner(ctx: AttemptContext) -> None:
         started[ctx.job.id] = time.monotonic()
-        ctx.pool.store.complete(ctx.job.id, ctx.pool.name, ctx.attempt, result={}, output_path="x",
-                                thumbnail_path=None, expires_at=time.time() + 60)  # fmt: skip
+        ctx.pool.store.complete(
+            ctx.job.id,
+            ctx.pool.name,
+            ctx.attempt,
+            result={},
+            output_path="x",
+            thumbnail_path=None,
+            expires_at=time.time() + 60,
+        )
         ran.set()
 
     pool = WorkerPool(counting, make_config(tmp_path), threads=1, kinds={"quick": runner})

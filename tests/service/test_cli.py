@@ -19,8 +19,21 @@ def _free_port() -> int:
 
 def test_serve_no_auth_on_loopback_then_sigterm(tmp_path) -> None:
     port = _free_port()
-    cmd = [sys.executable, "-m", "kinema.cli", "serve", "--port", str(port), "--data-dir", str(tmp_path),
-           "--workers", "0", "--no-auth", "--log-level", "warning"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "kinema.cli",
+        "serve",
+        "--port",
+        str(port),
+        "--data-dir",
+        str(tmp_path),
+        "--workers",
+        "0",
+        "--no-auth",
+        "--log-level",
+        "warning",
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     url = f"http://127.0.0.1:{port}"
 
@@ -81,15 +94,26 @@ def test_jobs_retry_requeues_a_failed_job_and_refuses_others(tmp_path) -> None:
 def _worker_says(tmp_path, *flags: str) -> tuple[str, str]:  # type: ignore[no-untyped-def]
     """What ``kinema worker`` prints at start (stdout, stderr), read once it is running; then SIGTERM."""
     out, err = tmp_path / "out", tmp_path / "err"
-    cmd = [sys.executable, "-m", "kinema.cli", "worker", "--data-dir", str(tmp_path / "data"), "--workers", "2",
-           *flags]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "kinema.cli",
+        "worker",
+        "--data-dir",
+        str(tmp_path / "data"),
+        "--workers",
+        "2",
+        *flags,
+    ]
     with out.open("w") as o, err.open("w") as e:
         proc = subprocess.Popen(cmd, stdout=o, stderr=e, text=True)
     try:
         # the worker's store exists once it runs; the line is printed just before
         wait_for(lambda: (tmp_path / "data" / "kinema.sqlite3").is_file() or proc.poll() is not None, timeout=60)
-        wait_for(lambda: "kinema worker" in err.read_text() or '"store"' in out.read_text() or
-                 proc.poll() is not None, timeout=5)  # fmt: skip
+        wait_for(
+            lambda: "kinema worker" in err.read_text() or '"store"' in out.read_text() or proc.poll() is not None,
+            timeout=5,
+        )
     except AssertionError:
         pass  # nothing printed: the assertions below say so
     finally:
@@ -121,8 +145,10 @@ def test_serve_refuses_bad_request_limits(tmp_path) -> None:
     from kinema.cli import app
 
     runner = CliRunner()
-    for flags, says in ((["--header-timeout", "0"], "--header-timeout: must be more than 0 seconds"),
-                        (["--max-header-bytes", "100"], "--max-header-bytes: must be at least 1024")):  # fmt: skip
+    for flags, says in (
+        (["--header-timeout", "0"], "--header-timeout: must be more than 0 seconds"),
+        (["--max-header-bytes", "100"], "--max-header-bytes: must be at least 1024"),
+    ):
         result = runner.invoke(app, ["serve", "--data-dir", str(tmp_path), *flags])
         assert result.exit_code == 2 and says in result.output, result.output
 

@@ -38,8 +38,9 @@ def test_keys_commands_take_database_url(tmp_path: Path, pg_server: Any, monkeyp
     monkeypatch.delenv("KINEMA_DATABASE_URL", raising=False)
     url = pg_server.new_database()
     runner = CliRunner()
-    made = runner.invoke(cli, ["keys", "create", "--name", "ops", "--database-url", url, "--json",
-                               "--data-dir", str(tmp_path)])  # fmt: skip
+    made = runner.invoke(
+        cli, ["keys", "create", "--name", "ops", "--database-url", url, "--json", "--data-dir", str(tmp_path)]
+    )
     assert made.exit_code == 0, made.output
     key = json.loads(made.stdout)
     assert PostgresStore(url).authenticate(key["key"]) is not None  # in PostgreSQL, not in the data dir's SQLite

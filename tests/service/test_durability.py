@@ -112,8 +112,14 @@ def test_eight_processes_claim_200_jobs_exactly_once(tmp_path: Path) -> None:
     store = Store(db)
     ids = {store.submit_job(owner="o", request={"prompt": f"p{i}"}, summary={}).id for i in range(200)}
     start = time.time() + 1.5  # all eight start claiming at the same moment
-    procs = [subprocess.Popen([sys.executable, "-c", CLAIMER, str(STORE_PY), str(db), str(start), f"w{i}"],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for i in range(8)]  # fmt: skip
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", CLAIMER, str(STORE_PY), str(db), str(start), f"w{i}"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for i in range(8)
+    ]
     results = []
     for p in procs:
         out, err = p.communicate(timeout=120)
@@ -135,12 +141,28 @@ def test_late_completion_of_a_superseded_attempt_is_rejected(tmp_path: Path) -> 
     second = store.claim("w2", lease_seconds=30)
     assert second is not None and second.attempts == 2
     published = []
-    ok = store.complete(job.id, "w1", 1, result={}, output_path="x", thumbnail_path=None, expires_at=0,
-                        publish=lambda: published.append("w1"))  # fmt: skip
+    ok = store.complete(
+        job.id,
+        "w1",
+        1,
+        result={},
+        output_path="x",
+        thumbnail_path=None,
+        expires_at=0,
+        publish=lambda: published.append("w1"),
+    )
     assert not ok and published == []
     assert store.heartbeat(job.id, "w1", 1, 30) == (False, True)
-    assert store.complete(job.id, "w2", 2, result={}, output_path="y", thumbnail_path=None, expires_at=0,
-                          publish=lambda: published.append("w2"))  # fmt: skip
+    assert store.complete(
+        job.id,
+        "w2",
+        2,
+        result={},
+        output_path="y",
+        thumbnail_path=None,
+        expires_at=0,
+        publish=lambda: published.append("w2"),
+    )
     assert published == ["w2"] and store.get(job.id).status == "completed"
 
 
@@ -160,8 +182,9 @@ def test_crashes_do_not_spend_the_jobs_attempts(tmp_path: Path) -> None:
     got = store.get(job.id)
     assert got is not None and got.status == "queued" and (got.crashes, got.failures) == (3, 0)
     claimed = store.claim("w", lease_seconds=30)
-    assert claimed is not None and store.complete(job.id, "w", claimed.attempts, result={}, output_path="x",
-                                                  thumbnail_path=None, expires_at=0)  # fmt: skip
+    assert claimed is not None and store.complete(
+        job.id, "w", claimed.attempts, result={}, output_path="x", thumbnail_path=None, expires_at=0
+    )
 
 
 def test_a_job_that_keeps_crashing_its_worker_is_quarantined_and_can_be_requeued(tmp_path: Path) -> None:
@@ -204,8 +227,10 @@ def test_an_idempotency_key_held_by_a_dead_process_is_recovered_at_once(tmp_path
 
     db = tmp_path / "db.sqlite3"
     # a process reserves a key and dies before committing its job (kill -9 between the two)
-    code = (f"import os, kinema.service.store as m; s = m.Store({str(db)!r}); "
-            "print(s.idempotency_begin('o', 'k', 'f', 3600).state); os._exit(0)")  # fmt: skip
+    code = (
+        f"import os, kinema.service.store as m; s = m.Store({str(db)!r}); "
+        "print(s.idempotency_begin('o', 'k', 'f', 3600).state); os._exit(0)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "new", out.stderr
     held = sqlite3.connect(db).execute("SELECT holder FROM idempotency").fetchone()[0]
@@ -252,8 +277,9 @@ def test_graceful_stop_releases_a_running_job(tmp_path: Path, monkeypatch: pytes
     monkeypatch.setenv("KINEMA_EXTRA_BACKENDS", "slow=slow_backend:SlowBackend")
     cfg = make_config(tmp_path)
     store = Store(cfg.db_path)
-    job = store.submit_job(owner="o", request={"prompt": "p", "backend": "slow", "num_inference_steps": 200},
-                           summary={})  # fmt: skip
+    job = store.submit_job(
+        owner="o", request={"prompt": "p", "backend": "slow", "num_inference_steps": 200}, summary={}
+    )
     pool = WorkerPool(store, cfg, threads=1)
     pool.start()
     wait_for(lambda: store.get(job.id).progress > 0, timeout=30)
@@ -268,8 +294,9 @@ def test_worker_process_sigterm_twice_aborts_and_requeues(tmp_path: Path, monkey
     monkeypatch.setenv("KINEMA_EXTRA_BACKENDS", "slow=slow_backend:SlowBackend")
     cfg = make_config(tmp_path, workers=0)
     store = Store(cfg.db_path)
-    job = store.submit_job(owner="o", request={"prompt": "p", "backend": "slow", "num_inference_steps": 400},
-                           summary={})  # fmt: skip
+    job = store.submit_job(
+        owner="o", request={"prompt": "p", "backend": "slow", "num_inference_steps": 400}, summary={}
+    )
     proc = _start_worker(cfg.root, tmp_path / "slow.log", lease=5)
     try:
         wait_for(lambda: store.get(job.id).progress > 0, timeout=60)

@@ -19,8 +19,18 @@ def _client(tmp_path: Path, **overrides):
     return TestClient(create_app(cfg, store=store), headers={"Authorization": f"Bearer {key}"})
 
 
-PATHS = ["diffusers/~/.cache", "diffusers//root/.ssh", "diffusers//nonexistent/x", "~/.cache", "/etc", "./m",
-         "diffusers/../x", "diffusers/a\\b", "diffusers/x.safetensors", "model.safetensors"]  # fmt: skip
+PATHS = [
+    "diffusers/~/.cache",
+    "diffusers//root/.ssh",
+    "diffusers//nonexistent/x",
+    "~/.cache",
+    "/etc",
+    "./m",
+    "diffusers/../x",
+    "diffusers/a\\b",
+    "diffusers/x.safetensors",
+    "model.safetensors",
+]
 
 
 def test_model_path_refused_with_one_answer(tmp_path: Path) -> None:
@@ -47,8 +57,10 @@ def test_model_dir_allows_folders_inside(tmp_path: Path) -> None:
         r = client.post("/v1/videos", json={"prompt": "x", "model": f"diffusers/{tmp_path}/elsewhere"})
         assert r.status_code == 400 and r.json()["error"]["param"] == "model"
         r = client.post("/v1/videos", json={"prompt": "x", "model": f"diffusers/{models / 'm'}"})
-        assert r.json().get("error", {}).get("message") != client.post(
-            "/v1/videos", json={"prompt": "x", "model": "diffusers//etc"}).json()["error"]["message"]  # fmt: skip
+        assert (
+            r.json().get("error", {}).get("message")
+            != client.post("/v1/videos", json={"prompt": "x", "model": "diffusers//etc"}).json()["error"]["message"]
+        )
 
 
 @pytest.mark.parametrize("ref", ["diffusers/Org/Repo"])

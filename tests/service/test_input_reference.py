@@ -28,8 +28,11 @@ def test_the_owner_downloads_the_input_image_others_and_imageless_jobs_get_404(t
     store = Store(cfg.db_path)
     key, other = store.create_key("a")[1], store.create_key("b")[1]
     with TestClient(create_app(cfg), headers={"Authorization": f"Bearer {key}"}) as client:
-        made = client.post("/v1/videos", data={"prompt": "a red ball", **{k: str(v) for k, v in FAST.items()}},
-                           files={"input_reference": ("ball.png", _png((200, 10, 10)), "image/png")})  # fmt: skip
+        made = client.post(
+            "/v1/videos",
+            data={"prompt": "a red ball", **{k: str(v) for k, v in FAST.items()}},
+            files={"input_reference": ("ball.png", _png((200, 10, 10)), "image/png")},
+        )
         assert made.status_code == 200, made.text
         video_id = made.json()["id"]
         got = client.get(f"/v1/videos/{video_id}/content", params={"variant": "input_reference"})
@@ -38,16 +41,22 @@ def test_the_owner_downloads_the_input_image_others_and_imageless_jobs_get_404(t
         sent = np.asarray(Image.open(io.BytesIO(got.content)).convert("RGB"))
         assert sent.shape == (16, 16, 3) and tuple(sent[0, 0]) == (200, 10, 10)
 
-        theirs = client.get(f"/v1/videos/{video_id}/content", params={"variant": "input_reference"},
-                            headers={"Authorization": f"Bearer {other}"})  # fmt: skip
+        theirs = client.get(
+            f"/v1/videos/{video_id}/content",
+            params={"variant": "input_reference"},
+            headers={"Authorization": f"Bearer {other}"},
+        )
         assert theirs.status_code == 404 and theirs.json()["error"]["param"] == "video_id"
 
         plain = client.post("/v1/videos", json={"prompt": "a red ball", **FAST}).json()["id"]
         none = client.get(f"/v1/videos/{plain}/content", params={"variant": "input_reference"})
         assert none.status_code == 404, none.text
         error = none.json()["error"]
-        assert error["param"] == "variant" and error["code"] == "no_input_reference" and "input_reference" in \
-            error["message"]  # fmt: skip
+        assert (
+            error["param"] == "variant"
+            and error["code"] == "no_input_reference"
+            and "input_reference" in error["message"]
+        )
         schema = client.get("/openapi.json").json()["paths"]["/v1/videos/{video_id}/content"]["get"]
         variant = next(p for p in schema["parameters"] if p["name"] == "variant")
         assert "input_reference" in variant["schema"]["pattern"]
@@ -85,10 +94,14 @@ def test_the_last_frame_and_each_reference_come_back_too(tmp_path: Path, monkeyp
 
     with TestClient(create_app(cfg), headers={"Authorization": f"Bearer {key}"}) as client:
         fields = {"prompt": "a red ball", **{k: str(v) for k, v in FAST.items()}}
-        ends = client.post("/v1/videos", data=fields, files=[
-            ("input_reference", ("a.png", _png(colors[0]), "image/png")),
-            ("last_image", ("b.png", _png(colors[1]), "image/png")),
-        ])  # fmt: skip
+        ends = client.post(
+            "/v1/videos",
+            data=fields,
+            files=[
+                ("input_reference", ("a.png", _png(colors[0]), "image/png")),
+                ("last_image", ("b.png", _png(colors[1]), "image/png")),
+            ],
+        )
         assert ends.status_code == 200, ends.text
         url = f"/v1/videos/{ends.json()['id']}/content"
         assert color_of(client.get(url, params={"variant": "input_reference"})) == colors[0]
@@ -96,9 +109,11 @@ def test_the_last_frame_and_each_reference_come_back_too(tmp_path: Path, monkeyp
         none = client.get(url, params={"variant": "reference"})
         assert none.status_code == 404 and none.json()["error"]["code"] == "no_reference", none.text
 
-        refs = client.post("/v1/videos", data={"prompt": "a red ball", "model": "fal"}, files=[
-            ("references", (f"r{i}.png", _png(c), "image/png")) for i, c in enumerate(colors[1:])
-        ])  # fmt: skip
+        refs = client.post(
+            "/v1/videos",
+            data={"prompt": "a red ball", "model": "fal"},
+            files=[("references", (f"r{i}.png", _png(c), "image/png")) for i, c in enumerate(colors[1:])],
+        )
         assert refs.status_code == 200, refs.text
         url = f"/v1/videos/{refs.json()['id']}/content"
         assert [color_of(client.get(url, params={"variant": "reference", "index": i})) for i in (0, 1)] == colors[1:]

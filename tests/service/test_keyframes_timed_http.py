@@ -80,8 +80,17 @@ def _near(frame: np.ndarray, color: tuple[int, int, int]) -> bool:
 
 
 def test_json_keyframes_with_image_urls(svc: Service, tmp_path: Path) -> None:
-    r = svc.client.post("/v1/videos", json={"prompt": PROMPT, **FAST, "keyframes": [
-        {"time": 0.5, "image": _data_url(RED)}, {"time": 1.5, "image": {"image_url": _data_url(BLUE)}}]})  # fmt: skip
+    r = svc.client.post(
+        "/v1/videos",
+        json={
+            "prompt": PROMPT,
+            **FAST,
+            "keyframes": [
+                {"time": 0.5, "image": _data_url(RED)},
+                {"time": 1.5, "image": {"image_url": _data_url(BLUE)}},
+            ],
+        },
+    )
     assert r.status_code == 200, r.text
     job = r.json()["id"]
     assert {f"{job}.kf0.png", f"{job}.kf1.png"} <= svc.inputs()  # checked and re-encoded at submit
@@ -103,10 +112,15 @@ def test_multipart_keyframes_pair_each_part_with_its_time(svc: Service, tmp_path
     # a URL as a text field and two files: the times pair with the parts in the order they were sent
     r = svc.client.post(
         "/v1/videos",
-        data={"prompt": PROMPT, "steps": "2", "seed": "2", "keyframe_times": ["0.25", "1", "1.75"],
-              "keyframes": _data_url(GREEN)},
+        data={
+            "prompt": PROMPT,
+            "steps": "2",
+            "seed": "2",
+            "keyframe_times": ["0.25", "1", "1.75"],
+            "keyframes": _data_url(GREEN),
+        },
         files=[("keyframes", ("a.png", _png(RED), "image/png")), ("keyframes", ("b.png", _png(BLUE), "image/png"))],
-    )  # fmt: skip
+    )
     done, frames = _completed(svc, r, tmp_path)
     assert [k["frame"] for k in done["recipe"]["keyframes"]] == [2, 8, 14]
     # httpx sends a form's text fields before its files: the URL is the first keyframes part, then the two files
@@ -117,15 +131,25 @@ def test_keyframes_are_refused_at_submit_naming_the_field(svc: Service) -> None:
     c, url = svc.client, _data_url(RED)
     before = svc.inputs()
     _error(c.post("/v1/videos", json={"prompt": "x", "keyframes": [{"time": 1}]}), 400, "keyframes[0].image")
-    _error(c.post("/v1/videos", json={"prompt": "x", "keyframes": [{"time": -1, "image": url}]}), 400,
-           "keyframes[0].time")  # fmt: skip
-    _error(c.post("/v1/videos", json={"prompt": "x", "keyframes": [{"time": 1, "image": url, "frame": 8}]}), 400,
-           "keyframes[0].frame")  # fmt: skip
-    error = _error(c.post("/v1/videos", json={"prompt": "x", "keyframes": [
-        {"time": 1, "image": url}, {"time": 0.5, "image": url}]}), 400, "keyframes[1].time")  # fmt: skip
+    _error(
+        c.post("/v1/videos", json={"prompt": "x", "keyframes": [{"time": -1, "image": url}]}), 400, "keyframes[0].time"
+    )
+    _error(
+        c.post("/v1/videos", json={"prompt": "x", "keyframes": [{"time": 1, "image": url, "frame": 8}]}),
+        400,
+        "keyframes[0].frame",
+    )
+    error = _error(
+        c.post(
+            "/v1/videos", json={"prompt": "x", "keyframes": [{"time": 1, "image": url}, {"time": 0.5, "image": url}]}
+        ),
+        400,
+        "keyframes[1].time",
+    )
     assert "not after keyframes[0].time" in error["message"]
-    error = _error(c.post("/v1/videos", json={"prompt": "x", "keyframes": [{"time": 3, "image": url}]}), 400,
-                   "keyframes[0].time")  # fmt: skip
+    error = _error(
+        c.post("/v1/videos", json={"prompt": "x", "keyframes": [{"time": 3, "image": url}]}), 400, "keyframes[0].time"
+    )
     assert "past the end of the clip" in error["message"]
     error = _error(
         c.post("/v1/videos", json={"prompt": "x", "input_reference": url, "keyframes": [{"time": 0, "image": url}]}),
@@ -143,8 +167,9 @@ def test_keyframes_are_refused_at_submit_naming_the_field(svc: Service) -> None:
     _error(c.post("/v1/videos", json={"prompt": "x", "keyframes": many}), 400, "keyframes")
     # forms: one time per image, numbers only, images that decode
     one = [("keyframes", ("a.png", _png(RED), "image/png"))]
-    _error(c.post("/v1/videos", data={"prompt": "x", "keyframe_times": ["0.5", "1"]}, files=one), 400,
-           "keyframe_times")  # fmt: skip
+    _error(
+        c.post("/v1/videos", data={"prompt": "x", "keyframe_times": ["0.5", "1"]}, files=one), 400, "keyframe_times"
+    )
     _error(c.post("/v1/videos", data={"prompt": "x", "keyframe_times": "soon"}, files=one), 400, "keyframe_times[0]")
     _error(
         c.post(
@@ -161,10 +186,18 @@ def test_keyframes_are_refused_at_submit_naming_the_field(svc: Service) -> None:
 def test_the_idempotency_fingerprint_covers_the_keyframe_files(svc: Service) -> None:
     c = svc.client
     data = {"prompt": PROMPT, "steps": "2", "keyframe_times": "1"}
-    first = c.post("/v1/videos", data=data, files=[("keyframes", ("a.png", _png(RED), "image/png"))],
-                   headers={"Idempotency-Key": "kf-1"})  # fmt: skip
+    first = c.post(
+        "/v1/videos",
+        data=data,
+        files=[("keyframes", ("a.png", _png(RED), "image/png"))],
+        headers={"Idempotency-Key": "kf-1"},
+    )
     assert first.status_code == 200, first.text
-    other = c.post("/v1/videos", data=data, files=[("keyframes", ("a.png", _png(BLUE), "image/png"))],
-                   headers={"Idempotency-Key": "kf-1"})  # fmt: skip
+    other = c.post(
+        "/v1/videos",
+        data=data,
+        files=[("keyframes", ("a.png", _png(BLUE), "image/png"))],
+        headers={"Idempotency-Key": "kf-1"},
+    )
     _error(other, 422, "Idempotency-Key")
     wait_status(c, first.json()["id"])

@@ -48,9 +48,26 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         s.bind(("127.0.0.1", 0))
         port = int(s.getsockname()[1])
     log = tmp / "server.log"
-    cmd = [sys.executable, "-m", "kinema.cli", "serve", "--port", str(port), "--data-dir", str(tmp / "data"),
-           "--workers", "0", "--no-auth", "--access-log", "--max-header-bytes", str(HEADER_LIMIT),
-           "--header-timeout", str(TIMEOUT), "--body-timeout", str(TIMEOUT)]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "kinema.cli",
+        "serve",
+        "--port",
+        str(port),
+        "--data-dir",
+        str(tmp / "data"),
+        "--workers",
+        "0",
+        "--no-auth",
+        "--access-log",
+        "--max-header-bytes",
+        str(HEADER_LIMIT),
+        "--header-timeout",
+        str(TIMEOUT),
+        "--body-timeout",
+        str(TIMEOUT),
+    ]
     with log.open("wb") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
 
@@ -105,8 +122,10 @@ def test_huge_header_gets_431_and_costs_no_memory(served: Served) -> None:
 
 def test_headers_just_under_the_limit_pass(served: Served) -> None:
     with served.connect() as sock:
-        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"a" * (HEADER_LIMIT - 200) + b"\r\n"
-                     b"Connection: close\r\n\r\n")  # fmt: skip
+        sock.sendall(
+            b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"a" * (HEADER_LIMIT - 200) + b"\r\n"
+            b"Connection: close\r\n\r\n"
+        )
         answer, _ = _read_answer(sock, 5)
     assert _status(answer) == 200, answer[:200]
 
@@ -122,8 +141,10 @@ def test_slow_headers_get_408(served: Served) -> None:
 @pytest.mark.parametrize("path", ["/v1/videos", "/healthz"])  # a route that reads its body, and one that does not
 def test_slow_body_gets_408_within_the_timeout(served: Served, path: str) -> None:
     with served.connect() as sock:
-        sock.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                     "Content-Length: 100\r\n\r\n{".encode())  # fmt: skip
+        sock.sendall(
+            f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            "Content-Length: 100\r\n\r\n{".encode()
+        )
         answer, took = _read_answer(sock, 10)
     assert took < TIMEOUT + 3, took  # closed, not held
     if path == "/v1/videos":
@@ -135,8 +156,10 @@ def test_many_slow_bodies_are_all_closed(served: Served) -> None:
     socks = [served.connect() for _ in range(50)]
     try:
         for sock in socks:
-            sock.sendall(b"POST /v1/videos HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                         b"Content-Length: 100\r\n\r\n{")  # fmt: skip
+            sock.sendall(
+                b"POST /v1/videos HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b"Content-Length: 100\r\n\r\n{"
+            )
         time.sleep(TIMEOUT + 2)
         statuses = [_status(_read_answer(sock, 3)[0]) for sock in socks]
     finally:
@@ -188,9 +211,20 @@ def test_the_app_answers_408_for_a_body_it_waits_for(tmp_path: Path, ctype: str)
             sent.append(message)
 
         headers = [(b"content-type", ctype.encode()), (b"content-length", b"100")]
-        scope = {"type": "http", "method": "POST", "path": "/v1/videos", "raw_path": b"/v1/videos",
-                 "query_string": b"", "headers": headers, "http_version": "1.1", "scheme": "http",
-                 "server": ("t", 80), "client": ("c", 1), "root_path": "", "app": app}  # fmt: skip
+        scope = {
+            "type": "http",
+            "method": "POST",
+            "path": "/v1/videos",
+            "raw_path": b"/v1/videos",
+            "query_string": b"",
+            "headers": headers,
+            "http_version": "1.1",
+            "scheme": "http",
+            "server": ("t", 80),
+            "client": ("c", 1),
+            "root_path": "",
+            "app": app,
+        }
         await asyncio.wait_for(app(scope, receive, send), timeout=5)
 
     began = time.monotonic()

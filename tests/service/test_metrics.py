@@ -42,8 +42,9 @@ def served(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Te
         yield client, store, key_id
 
 
-def test_metrics_follow_the_store_and_parse(served: tuple[TestClient, Store, str],
-                                            monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+def test_metrics_follow_the_store_and_parse(
+    served: tuple[TestClient, Store, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     client, store, _ = served
     monkeypatch.setattr(metrics, "SCAN_PAGE", 2)  # several pages per owner
     ids = [client.post("/v1/videos", json={**FAST, "prompt": f"a red ball {i}"}).json()["id"] for i in range(5)]
@@ -73,14 +74,17 @@ def test_metrics_follow_the_store_and_parse(served: tuple[TestClient, Store, str
     assert m[("kinema_worker_leases", (("worker", "host:1:live"),))] == 1
     assert m[("kinema_leases_expired", ())] == 1 and m[("kinema_store_job_attempts", ())] == 2
     assert [job_id for job_id, _ in store.reap()] == [dead.id]
-    assert store.complete(live.id, "host:1:live", 1, result={}, output_path="x.mp4", thumbnail_path=None,
-                          expires_at=2e9)  # fmt: skip
+    assert store.complete(
+        live.id, "host:1:live", 1, result={}, output_path="x.mp4", thumbnail_path=None, expires_at=2e9
+    )
     m = _parse(client.get("/metrics").text)
     assert m[("kinema_jobs", (("kind", "video"), ("status", "completed")))] == 1
     assert m[("kinema_jobs", (("kind", "video"), ("status", "queued")))] == 4
     assert m[("kinema_store_job_crashes", ())] == 1 and m[("kinema_leases_expired", ())] == 0
-    assert m[http] == 5 and m[("kinema_http_requests_total", (("code", "200"), ("method", "GET"),
-                                                              ("route", "/metrics")))] == 2  # fmt: skip
+    assert (
+        m[http] == 5
+        and m[("kinema_http_requests_total", (("code", "200"), ("method", "GET"), ("route", "/metrics")))] == 2
+    )
     assert set(ids) >= {live.id, dead.id}
 
 
@@ -99,8 +103,9 @@ def test_metrics_need_a_key_unless_configured_otherwise(tmp_path: Path) -> None:
         assert "kinema_queue_depth 0" in client.get("/metrics").text
 
 
-def test_a_scrape_is_reused_for_cache_seconds(served: tuple[TestClient, Store, str],
-                                              monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+def test_a_scrape_is_reused_for_cache_seconds(
+    served: tuple[TestClient, Store, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     client, _, _ = served
     monkeypatch.setattr(metrics, "CACHE_SECONDS", 60.0)
     client.get("/metrics")

@@ -25,12 +25,14 @@ def client(tmp_path: Path) -> TestClient:
 def test_nested_json_is_a_400_naming_the_field(client: TestClient, nested: str) -> None:
     json_headers = {"content-type": "application/json"}
     answers = {
-        "body metadata": client.post("/v1/videos", content=f'{{"prompt": "x", "metadata": {nested}}}',
-                                     headers=json_headers),
+        "body metadata": client.post(
+            "/v1/videos", content=f'{{"prompt": "x", "metadata": {nested}}}', headers=json_headers
+        ),
         "multipart metadata": client.post("/v1/videos", data={"prompt": "x", "metadata": nested}),
-        "storyboard title": client.post("/v1/storyboards", content=f'{{"title": {nested}, "scenes": []}}',
-                                        headers=json_headers),
-    }  # fmt: skip
+        "storyboard title": client.post(
+            "/v1/storyboards", content=f'{{"title": {nested}, "scenes": []}}', headers=json_headers
+        ),
+    }
     params = {"body metadata": "metadata", "multipart metadata": "metadata", "storyboard title": "title"}
     for where, answer in answers.items():
         assert answer.status_code == 400, (where, answer.text[:200])

@@ -21,8 +21,9 @@ def _png() -> bytes:
 
 def test_openai_sdk_create_retrieve_list_download_delete(live: LiveServer, api_key: str, tmp_path) -> None:
     client = openai.OpenAI(api_key=api_key, base_url=live.url + "/v1", max_retries=0)
-    video = client.videos.create(prompt="a red ball bouncing on green grass", model="builtin", seconds="2",
-                                 extra_body={"steps": 2, "seed": 3})  # fmt: skip
+    video = client.videos.create(
+        prompt="a red ball bouncing on green grass", model="builtin", seconds="2", extra_body={"steps": 2, "seed": 3}
+    )
     assert video.object == "video" and video.status == "queued" and video.size == "64x64"
     assert video.seconds == "2"
 

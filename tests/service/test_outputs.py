@@ -72,7 +72,9 @@ def test_two_attempts_complete_only_the_winner_is_served_and_the_loser_swept(
     done = store.get(job_id)
     assert done is not None and done.status == "completed"
     assert (Path(done.output_path or "").name, Path(done.thumbnail_path or "").name) == (
-        f"{job_id}.a2.mp4", f"{job_id}.a2.png")  # fmt: skip
+        f"{job_id}.a2.mp4",
+        f"{job_id}.a2.png",
+    )
 
     # the first worker finishes anyway: its completion is refused, and it deletes what it wrote
     loser = _attempt(store, cfg, "host-a:1:w", first)
@@ -91,8 +93,11 @@ def test_two_attempts_complete_only_the_winner_is_served_and_the_loser_swept(
     sweeper = WorkerPool(store, cfg, threads=0)
     assert sweeper.sweep_lost_outputs(grace=3600) == 0, "files younger than the grace are left alone"
     assert sweeper.sweep_lost_outputs(grace=0) == 3
-    assert sorted(p.name for p in cfg.outputs_dir.iterdir()) == [f"{job_id}.a2.mp4", f"{job_id}.a2.mp4.json",
-                                                                   f"{job_id}.a2.png"]  # fmt: skip
+    assert sorted(p.name for p in cfg.outputs_dir.iterdir()) == [
+        f"{job_id}.a2.mp4",
+        f"{job_id}.a2.mp4.json",
+        f"{job_id}.a2.png",
+    ]
     assert sweeper.sweep_lost_outputs(grace=0) == 0
 
 
@@ -113,8 +118,14 @@ def test_the_sweep_spares_the_running_attempt_and_clears_failed_and_deleted_jobs
     pool = WorkerPool(store, cfg, threads=0)
     assert pool.sweep_lost_outputs(grace=0) == 6
     assert sorted(p.name for p in cfg.outputs_dir.iterdir()) == sorted(
-        [f"{running}.a1.mp4", f"{running}.a1.mp4.json", f"{running}.a1.png", f".{running}.a1.mp4.123.tmp.mp4",
-         "video_old.mp4"])  # fmt: skip
+        [
+            f"{running}.a1.mp4",
+            f"{running}.a1.mp4.json",
+            f"{running}.a1.png",
+            f".{running}.a1.mp4.123.tmp.mp4",
+            "video_old.mp4",
+        ]
+    )
 
 
 def test_outputs_of_older_versions_and_a_moved_data_dir_are_served(setup: tuple[ServiceConfig, Store]) -> None:
@@ -126,8 +137,15 @@ def test_outputs_of_older_versions_and_a_moved_data_dir_are_served(setup: tuple[
         # how older versions published: {id}.mp4 and {id}.png, the path recorded as the worker's host saw it
         (cfg.outputs_dir / f"{job_id}.mp4").write_bytes(job_id.encode())
         (cfg.outputs_dir / f"{job_id}.png").write_bytes(b"png")
-        assert store.complete(job_id, "w", 1, result={}, output_path=str(recorded / f"{job_id}.mp4"),
-                              thumbnail_path=str(recorded / f"{job_id}.png"), expires_at=time.time() + 60)  # fmt: skip
+        assert store.complete(
+            job_id,
+            "w",
+            1,
+            result={},
+            output_path=str(recorded / f"{job_id}.mp4"),
+            thumbnail_path=str(recorded / f"{job_id}.png"),
+            expires_at=time.time() + 60,
+        )
     with TestClient(create_app(cfg, store=store)) as client:
         for job_id in (old_style, moved):
             r = client.get(f"/v1/videos/{job_id}/content")
@@ -153,21 +171,28 @@ def test_a_worker_writes_and_publishes_under_the_attempt_names(tmp_path: Path) -
     assert list(cfg.work_dir.iterdir()) == [], "nothing was written to the work dir, nothing is left there"
 
 
-def test_expired_outputs_take_the_services_copies_of_their_inputs_along(setup: tuple[ServiceConfig, Store],
-                                                                         tmp_path: Path) -> None:  # fmt: skip
+def test_expired_outputs_take_the_services_copies_of_their_inputs_along(
+    setup: tuple[ServiceConfig, Store], tmp_path: Path
+) -> None:
     cfg, store = setup
     ours = [cfg.inputs_dir / name for name in ("j.png", "j.last.png", "j.source.mp4", "j.ref0.png")]
     for p in ours:
         p.write_bytes(b"x")
     callers = tmp_path / "callers_own.png"  # an MCP job's image is the caller's file: never deleted
     callers.write_bytes(b"x")
-    request = {"prompt": "p", "image": str(ours[0]), "last_image": str(ours[1]), "source_video": str(ours[2]),
-               "references": [str(ours[3]), str(callers)]}  # fmt: skip
+    request = {
+        "prompt": "p",
+        "image": str(ours[0]),
+        "last_image": str(ours[1]),
+        "source_video": str(ours[2]),
+        "references": [str(ours[3]), str(callers)],
+    }
     job_id = store.submit_job(owner="local", request=request, summary={}).id
     assert store.claim("w", lease_seconds=60) is not None
     video, thumb = _write(cfg, job_id, 1, b"video")
-    assert store.complete(job_id, "w", 1, result={}, output_path=str(video), thumbnail_path=str(thumb),
-                          expires_at=time.time() - 1)  # fmt: skip
+    assert store.complete(
+        job_id, "w", 1, result={}, output_path=str(video), thumbnail_path=str(thumb), expires_at=time.time() - 1
+    )
     WorkerPool(store, cfg, threads=0).purge_expired()
     assert not any(p.exists() for p in (*ours, video, thumb)) and callers.exists()
     assert store.get(job_id).output_path is None  # type: ignore[union-attr]

@@ -32,8 +32,9 @@ class ProtocolOnly:
         return Availability.ok()
 
     def capabilities(self, model: str | None = None) -> Capabilities:
-        return Capabilities(default_size=(16, 16), max_size=32, default_frames=4, max_frames=16, default_fps=4.0,
-                            max_steps=8)  # fmt: skip
+        return Capabilities(
+            default_size=(16, 16), max_size=32, default_frames=4, max_frames=16, default_fps=4.0, max_steps=8
+        )
 
     def generate(self, params: GenerationParams, ctx: GenerationContext) -> BackendOutput:
         frames = np.full((params.num_frames, params.height, params.width, 3), 128, np.uint8)

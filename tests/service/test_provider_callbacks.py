@@ -31,21 +31,37 @@ from kinema.service.store import Store  # noqa: E402
 
 #: per provider: its fake, the environment pointing the backend at it, and a create body it accepts
 PROVIDERS: dict[str, tuple[type[FakeServer], Any, dict[str, Any]]] = {
-    "replicate": (FakeReplicate, lambda f: {"REPLICATE_API_TOKEN": f.key, "REPLICATE_BASE_URL": f.url},
-                  {"model": "replicate/minimax/video-01", "seconds": "6"}),
-    "fal": (FakeFal, lambda f: {"FAL_KEY": f.key, "KINEMA_FAL_BASE_URL": f.url},
-            {"model": "fal/fal-ai/kling-video/v2.5-turbo/pro", "seconds": "5", "size": "1280x720"}),
-    "luma": (FakeLuma, lambda f: {"LUMAAI_API_KEY": f.key, "LUMAAI_BASE_URL": f.url + "/dream-machine/v1"},
-             {"model": "luma/ray-2", "seconds": "5", "size": "1280x720"}),
-    "kling": (FakeKling, lambda f: {"KLING_ACCESS_KEY": f.key, "KLING_SECRET_KEY": f.secret,
-                                    "KINEMA_KLING_BASE_URL": f.url},
-              {"model": "kling/kling-v2-6", "seconds": "5", "size": "1280x720"}),
-    "pictory": (FakePictory, lambda f: {"PICTORY_API_KEY": f.key, "KINEMA_PICTORY_BASE_URL": f.url + "/pictoryapis"},
-                {"model": "pictory/pixverse5.5", "seconds": "8"}),
-    "modelslab": (FakeModelsLab, lambda f: {"MODELSLAB_API_KEY": f.key,
-                                            "KINEMA_MODELSLAB_BASE_URL": f.url + "/api"},
-                  {"model": "modelslab/cogvideox", "size": "256x256", "num_frames": 16}),
-}  # fmt: skip
+    "replicate": (
+        FakeReplicate,
+        lambda f: {"REPLICATE_API_TOKEN": f.key, "REPLICATE_BASE_URL": f.url},
+        {"model": "replicate/minimax/video-01", "seconds": "6"},
+    ),
+    "fal": (
+        FakeFal,
+        lambda f: {"FAL_KEY": f.key, "KINEMA_FAL_BASE_URL": f.url},
+        {"model": "fal/fal-ai/kling-video/v2.5-turbo/pro", "seconds": "5", "size": "1280x720"},
+    ),
+    "luma": (
+        FakeLuma,
+        lambda f: {"LUMAAI_API_KEY": f.key, "LUMAAI_BASE_URL": f.url + "/dream-machine/v1"},
+        {"model": "luma/ray-2", "seconds": "5", "size": "1280x720"},
+    ),
+    "kling": (
+        FakeKling,
+        lambda f: {"KLING_ACCESS_KEY": f.key, "KLING_SECRET_KEY": f.secret, "KINEMA_KLING_BASE_URL": f.url},
+        {"model": "kling/kling-v2-6", "seconds": "5", "size": "1280x720"},
+    ),
+    "pictory": (
+        FakePictory,
+        lambda f: {"PICTORY_API_KEY": f.key, "KINEMA_PICTORY_BASE_URL": f.url + "/pictoryapis"},
+        {"model": "pictory/pixverse5.5", "seconds": "8"},
+    ),
+    "modelslab": (
+        FakeModelsLab,
+        lambda f: {"MODELSLAB_API_KEY": f.key, "KINEMA_MODELSLAB_BASE_URL": f.url + "/api"},
+        {"model": "modelslab/cogvideox", "size": "256x256", "num_frames": 16},
+    ),
+}
 
 
 class Service:
@@ -82,8 +98,9 @@ class Service:
 
 
 @pytest.fixture
-def service(request: pytest.FixtureRequest, tmp_path: Path, video_bytes: bytes,
-            monkeypatch: pytest.MonkeyPatch) -> Iterator[Service]:  # fmt: skip
+def service(
+    request: pytest.FixtureRequest, tmp_path: Path, video_bytes: bytes, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Service]:
     provider = request.param
     fake_cls, env, _ = PROVIDERS[provider]
     fake = fake_cls(video_bytes)

@@ -66,8 +66,9 @@ def test_actor_jobs_get_the_callback_url_the_submitting_mark_and_poll_now(
     monkeypatch.setattr(kinema.engine, "run", fake_run)
     actor = KinemaActor("cpu-0")
     out: dict[str, Any] = {}
-    runner = threading.Thread(target=lambda: out.update(actor.run(job.id, ctx.attempt, job.request, "fal", None,
-                                                                  info)))  # fmt: skip
+    runner = threading.Thread(
+        target=lambda: out.update(actor.run(job.id, ctx.attempt, job.request, "fal", None, info))
+    )
     runner.start()
     try:
         state = wait_for(lambda: (actor.poll(job.id) or {}).get("submitting") and actor.poll(job.id), timeout=10)
@@ -111,8 +112,9 @@ def test_a_mark_the_driver_cannot_store_stops_the_submit(tmp_path: Path, monkeyp
     store.delete(job.id, "o")  # the attempt lost the job: the driver cannot store the mark
     actor = KinemaActor("cpu-0")
     out: dict[str, Any] = {}
-    runner = threading.Thread(target=lambda: out.update(actor.run(job.id, ctx.attempt, job.request, "fal", None,
-                                                                  pool.resume_info(ctx))))  # fmt: skip
+    runner = threading.Thread(
+        target=lambda: out.update(actor.run(job.id, ctx.attempt, job.request, "fal", None, pool.resume_info(ctx)))
+    )
     runner.start()
     try:
         state = wait_for(lambda: (actor.poll(job.id) or {}).get("submitting") and actor.poll(job.id), timeout=10)

@@ -26,15 +26,24 @@ from kinema.service.app import create_app  # noqa: E402
 from kinema.service.config import ServiceConfig  # noqa: E402
 from kinema.service.store import Store  # noqa: E402
 
-_cfg = ServiceConfig(data_dir=tempfile.mkdtemp(prefix="kinema-schemathesis-"), workers=0, submit_rate=(0, 0),
-                     read_rate=(0, 0), max_queued=100_000, max_active_per_key=100_000)  # fmt: skip
+_cfg = ServiceConfig(
+    data_dir=tempfile.mkdtemp(prefix="kinema-schemathesis-"),
+    workers=0,
+    submit_rate=(0, 0),
+    read_rate=(0, 0),
+    max_queued=100_000,
+    max_active_per_key=100_000,
+)
 _store = Store(_cfg.db_path)
 _KEY = _store.create_key("schemathesis")[1]
-_CONFIG = SchemathesisConfig.from_dict({
-    "generation": {"mode": "all", "deterministic": True},
-    "checks": {"positive_data_acceptance": {
-        "expected-statuses": ["2xx", "400", "401", "403", "404", "409", "422", "429"]}},
-})  # fmt: skip
+_CONFIG = SchemathesisConfig.from_dict(
+    {
+        "generation": {"mode": "all", "deterministic": True},
+        "checks": {
+            "positive_data_acceptance": {"expected-statuses": ["2xx", "400", "401", "403", "404", "409", "422", "429"]}
+        },
+    }
+)
 schema = schemathesis.openapi.from_asgi("/openapi.json", create_app(_cfg, store=_store), config=_CONFIG)
 
 
@@ -48,11 +57,17 @@ def schema_valid_refusals_name_the_field(ctx, response, case) -> None:  # type: 
 
 
 @schema.parametrize()
-@settings(max_examples=25, deadline=None, derandomize=True, phases=[Phase.explicit, Phase.generate],
-          suppress_health_check=list(HealthCheck))  # fmt: skip
+@settings(
+    max_examples=25,
+    deadline=None,
+    derandomize=True,
+    phases=[Phase.explicit, Phase.generate],
+    suppress_health_check=list(HealthCheck),
+)
 def test_api_conforms_to_its_openapi(case) -> None:  # type: ignore[no-untyped-def]
-    case.call_and_validate(headers={"Authorization": f"Bearer {_KEY}"},
-                           additional_checks=[schema_valid_refusals_name_the_field])  # fmt: skip
+    case.call_and_validate(
+        headers={"Authorization": f"Bearer {_KEY}"}, additional_checks=[schema_valid_refusals_name_the_field]
+    )
 
 
 def test_every_operation_is_fuzzed() -> None:
@@ -83,13 +98,16 @@ def test_openapi_document_is_published_and_complete() -> None:
     assert event["schema"]["type"] == "object" and "video.completed" in event["schema"]["properties"]["event"]["enum"]
 
 
-@pytest.mark.parametrize(("method", "path", "allow"), [
-    ("OPTIONS", "/v1/videos", "GET, HEAD, POST"),
-    ("OPTIONS", "/v1/videos/video_x", "DELETE, GET, HEAD"),
-    ("PUT", "/v1/videos/video_x/cancel", "POST"),
-    ("GET", "/v1/prompts", "POST"),
-    ("POST", "/healthz", "GET, HEAD"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("method", "path", "allow"),
+    [
+        ("OPTIONS", "/v1/videos", "GET, HEAD, POST"),
+        ("OPTIONS", "/v1/videos/video_x", "DELETE, GET, HEAD"),
+        ("PUT", "/v1/videos/video_x/cancel", "POST"),
+        ("GET", "/v1/prompts", "POST"),
+        ("POST", "/healthz", "GET, HEAD"),
+    ],
+)
 def test_undeclared_methods_get_405_with_the_routes_methods(method: str, path: str, allow: str) -> None:
     from fastapi.testclient import TestClient
 
@@ -112,8 +130,10 @@ def test_findings_are_refused_naming_the_field() -> None:
     from fastapi.testclient import TestClient
 
     client = TestClient(create_app(_cfg, store=_store), headers={"Authorization": f"Bearer {_KEY}"})
-    empty_name = (b'--b\r\nContent-Disposition: form-data; name=""\r\n\r\nx\r\n'
-                  b'--b\r\nContent-Disposition: form-data; name="prompt"\r\n\r\na\r\n--b--\r\n')  # fmt: skip
+    empty_name = (
+        b'--b\r\nContent-Disposition: form-data; name=""\r\n\r\nx\r\n'
+        b'--b\r\nContent-Disposition: form-data; name="prompt"\r\n\r\na\r\n--b--\r\n'
+    )
     answer = client.post("/v1/videos", content=empty_name, headers={"content-type": "multipart/form-data; boundary=b"})
     assert answer.status_code == 400 and answer.json()["error"]["param"] == ""
     assert "empty name" in answer.json()["error"]["message"]

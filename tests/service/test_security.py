@@ -99,12 +99,17 @@ def test_body_over_the_limit_is_413(svc) -> None:
 def test_decompression_bomb_and_wrong_types_are_refused(svc) -> None:
     client, store, [(_, key), _] = svc
     bomb = _png_header_only(30000, 30000)
-    r = client.post("/v1/videos", data={"prompt": "p", "model": "builtin"},
-                    files={"input_reference": ("bomb.png", bomb, "image/png")}, headers=_auth(key))  # fmt: skip
+    r = client.post(
+        "/v1/videos",
+        data={"prompt": "p", "model": "builtin"},
+        files={"input_reference": ("bomb.png", bomb, "image/png")},
+        headers=_auth(key),
+    )
     assert r.status_code == 422 and "decompression bomb" in r.json()["error"]["message"]
     gif = _image("GIF")
-    r = client.post("/v1/videos", data={"prompt": "p"}, files={"input_reference": ("a.png", gif, "image/png")},
-                    headers=_auth(key))  # fmt: skip
+    r = client.post(
+        "/v1/videos", data={"prompt": "p"}, files={"input_reference": ("a.png", gif, "image/png")}, headers=_auth(key)
+    )
     assert r.status_code == 422 and "accepted type" in r.json()["error"]["message"]
     assert store.queue_depth() == 0
 
@@ -154,9 +159,14 @@ def test_rate_limit_and_full_queue_answer_429(tmp_path) -> None:
 
 def test_bad_input_names_the_field(svc) -> None:
     client, _store, [(_, key), _] = svc
-    cases = [({"prompt": ""}, "prompt"), ({**BODY, "size": "1280x720"}, "size"), ({**BODY, "model": "nope"}, "model"),
-             ({**BODY, "num_frames": 17}, "num_frames"), ({**BODY, "colour": "red"}, "colour"),
-             ({**BODY, "seconds": "soon"}, "seconds")]  # fmt: skip
+    cases = [
+        ({"prompt": ""}, "prompt"),
+        ({**BODY, "size": "1280x720"}, "size"),
+        ({**BODY, "model": "nope"}, "model"),
+        ({**BODY, "num_frames": 17}, "num_frames"),
+        ({**BODY, "colour": "red"}, "colour"),
+        ({**BODY, "seconds": "soon"}, "seconds"),
+    ]
     for body, param in cases:
         r = client.post("/v1/videos", json=body, headers=_auth(key))
         assert r.status_code == 400, (body, r.text)
@@ -182,8 +192,12 @@ def test_keys_cli_and_no_auth_only_on_loopback(tmp_path) -> None:
     key_id = json.loads(made.stdout)["id"]
     assert runner.invoke(app, ["keys", "revoke", key_id, "--data-dir", str(tmp_path)]).exit_code == 0
     assert runner.invoke(app, ["keys", "revoke", key_id, "--data-dir", str(tmp_path)]).exit_code == 2
-    r = subprocess.run([sys.executable, "-m", "kinema.cli", "serve", "--host", "0.0.0.0", "--no-auth",
-                        "--data-dir", str(tmp_path)], capture_output=True, text=True, timeout=60)  # fmt: skip
+    r = subprocess.run(
+        [sys.executable, "-m", "kinema.cli", "serve", "--host", "0.0.0.0", "--no-auth", "--data-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 2 and "loopback" in r.stderr
 
 

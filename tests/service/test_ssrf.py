@@ -16,13 +16,30 @@ from kinema.service.store import Store
 
 PUBLIC = "93.184.216.34"
 REFUSED = [
-    "http://127.0.0.1/", "http://localhost/", "http://[::1]/", "http://0.0.0.0/", "http://10.0.0.1/",
-    "http://172.16.0.1/", "http://192.168.1.1/", "http://169.254.169.254/latest/meta-data/",
-    "http://metadata.google.internal/computeMetadata/v1/", "http://100.64.0.1/", "http://[::ffff:127.0.0.1]/",
-    "http://2130706433/", "http://0x7f000001/", "http://017700000001/", "http://127.1/", "file:///etc/passwd",
-    "gopher://example.com:70/_GET", "http://user:pw@example.com/", "http://[fe80::1]/", "http://224.0.0.1/",
-    "http://[64:ff9b::7f00:1]/", "http://[fd00::1]/", "http://internal.example/",
-]  # fmt: skip
+    "http://127.0.0.1/",
+    "http://localhost/",
+    "http://[::1]/",
+    "http://0.0.0.0/",
+    "http://10.0.0.1/",
+    "http://172.16.0.1/",
+    "http://192.168.1.1/",
+    "http://169.254.169.254/latest/meta-data/",
+    "http://metadata.google.internal/computeMetadata/v1/",
+    "http://100.64.0.1/",
+    "http://[::ffff:127.0.0.1]/",
+    "http://2130706433/",
+    "http://0x7f000001/",
+    "http://017700000001/",
+    "http://127.1/",
+    "file:///etc/passwd",
+    "gopher://example.com:70/_GET",
+    "http://user:pw@example.com/",
+    "http://[fe80::1]/",
+    "http://224.0.0.1/",
+    "http://[64:ff9b::7f00:1]/",
+    "http://[fd00::1]/",
+    "http://internal.example/",
+]
 
 
 @pytest.fixture
@@ -101,8 +118,9 @@ def test_dns_rebinding_cannot_move_the_connection(no_network: list) -> None:
 
 
 def test_allow_list_trusts_named_internal_hosts() -> None:
-    fetcher = SafeFetcher(["127.0.0.1", "10.0.0.0/8", "render.internal"],
-                          resolver=_resolver({"render.internal": ["10.9.9.9"]}))  # fmt: skip
+    fetcher = SafeFetcher(
+        ["127.0.0.1", "10.0.0.0/8", "render.internal"], resolver=_resolver({"render.internal": ["10.9.9.9"]})
+    )
     assert fetcher.check_url("http://127.0.0.1:9000/hook")[1] == "127.0.0.1"
     assert fetcher.check_url("http://render.internal/x")[1] == "10.9.9.9"
     with pytest.raises(URLRefused):

@@ -72,8 +72,16 @@ def _submit(store: stores.Store, n: int = 1, owner: str = "o", **kw: Any) -> lis
 
 
 def _done(store: stores.Store, job: Job, publish: Callable[[], None] | None = None) -> bool:
-    return store.complete(job.id, job.worker or "", job.attempts, result={"ok": 1}, output_path="out.mp4",
-                          thumbnail_path="out.png", expires_at=time.time() + 60, publish=publish)  # fmt: skip
+    return store.complete(
+        job.id,
+        job.worker or "",
+        job.attempts,
+        result={"ok": 1},
+        output_path="out.mp4",
+        thumbnail_path="out.png",
+        expires_at=time.time() + 60,
+        publish=publish,
+    )
 
 
 # -- provider callbacks, the submitting mark, budgets and usage ------------------------------------------------------
@@ -137,8 +145,15 @@ def test_key_budgets_and_usage_rows(store: stores.Store) -> None:
     _submit(store, owner=plain)
     job = store.claim("w", lease_seconds=30)
     assert job is not None and job.id == first.id
-    assert store.complete(job.id, "w", job.attempts, result={"cost": {"usd": 1.5, "estimate": True}},
-                          output_path="o.mp4", thumbnail_path=None, expires_at=time.time() + 60)  # fmt: skip
+    assert store.complete(
+        job.id,
+        "w",
+        job.attempts,
+        result={"cost": {"usd": 1.5, "estimate": True}},
+        output_path="o.mp4",
+        thumbnail_path=None,
+        expires_at=time.time() + 60,
+    )
     rows = store.usage_rows(capped)
     assert [r["id"] for r in rows] == [first.id, second.id]
     assert rows[0]["status"] == "completed" and rows[0]["result"] == {"cost": {"usd": 1.5, "estimate": True}}
@@ -173,8 +188,13 @@ def test_job_stats_count_every_owner_by_status_kind_and_lease(opener: Opener) ->
     assert other.fail(failed.id, "w-x", 1, {"code": "x", "message": "m"}) == "failed"
     _sql(store, "UPDATE jobs SET crashes=2 WHERE id=?", (done.id,))
     stats = store.job_stats()
-    assert stats.jobs == {("queued", "video"): 2, ("in_progress", "video"): 2, ("completed", "video"): 1,
-                          ("failed", "storyboard"): 1, ("queued", "storyboard"): 1}  # fmt: skip
+    assert stats.jobs == {
+        ("queued", "video"): 2,
+        ("in_progress", "video"): 2,
+        ("completed", "video"): 1,
+        ("failed", "storyboard"): 1,
+        ("queued", "storyboard"): 1,
+    }
     assert (stats.attempts, stats.crashes) == (4, 2)
     assert stats.leases == {"w-live": 1} and stats.expired_leases == 1
     queued = [j for j in store.list_jobs("local", order="asc")[0] if j.status == "queued"]
@@ -188,8 +208,13 @@ def test_job_stats_count_every_owner_by_status_kind_and_lease(opener: Opener) ->
 
 def test_submit_claim_heartbeat_progress_complete_with_publish(opener: Opener) -> None:
     store, other = opener(), opener()
-    job = store.submit_job(owner="o", request={"prompt": "a red ball"}, summary={"s": 1}, webhook_url="https://x.test/h",
-                           metadata={"m": "v"})  # fmt: skip
+    job = store.submit_job(
+        owner="o",
+        request={"prompt": "a red ball"},
+        summary={"s": 1},
+        webhook_url="https://x.test/h",
+        metadata={"m": "v"},
+    )
     assert job.status == "queued" and job.attempts == 0 and job.request == {"prompt": "a red ball"}
     assert other.get(job.id) == job and other.get(job.id, "someone else") is None and other.get("nope") is None
     claimed = other.claim("w1", lease_seconds=30)
@@ -245,16 +270,32 @@ def test_a_superseded_attempt_can_write_nothing(store: stores.Store) -> None:
     assert store.heartbeat(job.id, "w1", 1, 30) == (False, True)
     assert not store.update_progress(job.id, "w1", 1, 90, "x")
     assert not store.set_provider_task(job.id, "w1", 1, "t", {})
-    assert not store.complete(job.id, "w1", 1, result={}, output_path="x", thumbnail_path=None, expires_at=0,
-                              publish=lambda: published.append("w1"))  # fmt: skip
+    assert not store.complete(
+        job.id,
+        "w1",
+        1,
+        result={},
+        output_path="x",
+        thumbnail_path=None,
+        expires_at=0,
+        publish=lambda: published.append("w1"),
+    )
     assert store.fail(job.id, "w1", 1, {"code": "x", "message": "m"}) is None
     assert not store.release(job.id, "w1", 1, "bye")
     assert not store.finish_cancelled(job.id, "w1", 1)
     assert not store.heartbeat(job.id, "w2", 1, 30)[0], "the same worker with another attempt number is refused too"
     got = store.get(job.id)
     assert got is not None and got.status == "in_progress" and got.progress == 0 and got.provider_task_id is None
-    assert store.complete(job.id, "w2", 2, result={}, output_path="y", thumbnail_path=None, expires_at=0,
-                          publish=lambda: published.append("w2"))  # fmt: skip
+    assert store.complete(
+        job.id,
+        "w2",
+        2,
+        result={},
+        output_path="y",
+        thumbnail_path=None,
+        expires_at=0,
+        publish=lambda: published.append("w2"),
+    )
     assert published == ["w2"]
     assert [a["outcome"] for a in store.attempts_of(job.id)] == ["lost", "completed"]
 
@@ -425,8 +466,9 @@ def test_expired_outputs_and_forget(store: stores.Store) -> None:
     (job,) = _submit(store)
     c = store.claim("w", lease_seconds=30)
     assert c is not None
-    assert store.complete(job.id, "w", 1, result={}, output_path="o.mp4", thumbnail_path="o.png",
-                          expires_at=time.time() - 1)  # fmt: skip
+    assert store.complete(
+        job.id, "w", 1, result={}, output_path="o.mp4", thumbnail_path="o.png", expires_at=time.time() - 1
+    )
     assert [j.id for j in store.expired_outputs()] == [job.id]
     store.forget_outputs(job.id)
     got = store.get(job.id)
@@ -523,8 +565,10 @@ def test_idempotency_new_replay_mismatch_in_flight(opener: Opener) -> None:
 
 
 def test_idempotency_reserved_by_a_dead_process_is_recovered(backend: tuple[str, str], opener: Opener) -> None:
-    code = (f"import os; from kinema.service.stores import open_store; s = open_store({backend[1]!r}); "
-            "print(s.idempotency_begin('o', 'k', 'f', 3600).state); os._exit(0)")  # fmt: skip
+    code = (
+        f"import os; from kinema.service.stores import open_store; s = open_store({backend[1]!r}); "
+        "print(s.idempotency_begin('o', 'k', 'f', 3600).state); os._exit(0)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "new", out.stderr
     store = opener()  # opening recovers it
@@ -665,8 +709,9 @@ def test_admission_limits_per_owner_and_refusal_writes_nothing(store: stores.Sto
 
 def test_admission_refusals_in_one_group_commit_fail_alone(store: stores.Store) -> None:
     limits = stores.AdmissionLimits(max_queued=5)
-    futures = [store.submit_job_future(owner="o", request={"prompt": str(i)}, summary={}, limits=limits)
-               for i in range(20)]  # fmt: skip
+    futures = [
+        store.submit_job_future(owner="o", request={"prompt": str(i)}, summary={}, limits=limits) for i in range(20)
+    ]
     outcomes = [f.exception(timeout=30) for f in futures]
     assert sum(e is None for e in outcomes) == 5
     assert all(isinstance(e, stores.AdmissionRefused) for e in outcomes if e is not None)
@@ -736,10 +781,14 @@ def test_migrations_from_version_1_keep_the_rows(pg_url: str) -> None:
 
     assert migrate_schema(pg_url, target=1) == [1]
     with psycopg.connect(pg_url) as con:  # a row written by the version-1 code
-        con.execute("INSERT INTO jobs (id, owner, status, request, summary, created_at, max_attempts) VALUES"
-                    " ('video_old', 'o', 'queued', '{\"prompt\": \"p\"}', '{}', 1.0, 3)")  # fmt: skip
-        key = con.execute("INSERT INTO api_keys (id, name, hash, prefix, created_at) VALUES ('key_old', 'n',"
-                          " 'h', 'kin_', 1.0) RETURNING id").fetchone()  # fmt: skip
+        con.execute(
+            "INSERT INTO jobs (id, owner, status, request, summary, created_at, max_attempts) VALUES"
+            " ('video_old', 'o', 'queued', '{\"prompt\": \"p\"}', '{}', 1.0, 3)"
+        )
+        key = con.execute(
+            "INSERT INTO api_keys (id, name, hash, prefix, created_at) VALUES ('key_old', 'n',"
+            " 'h', 'kin_', 1.0) RETURNING id"
+        ).fetchone()
         assert key is not None
         assert con.execute("SELECT to_regclass('counters')").fetchone() == (None,)
     with pytest.raises(StoreError, match="schema version 1"):
@@ -805,8 +854,10 @@ def test_connections_killed_by_the_server_are_replaced(pg_database: str) -> None
         (job,) = _submit(store)
         assert store.wait_for_work(0.1) is True  # the listener is connected
         with psycopg.connect(pg_url, autocommit=True) as con:  # a server restart, as the store sees it
-            killed = con.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname ="
-                                 " current_database() AND pid <> pg_backend_pid()").fetchone()  # fmt: skip
+            killed = con.execute(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname ="
+                " current_database() AND pid <> pg_backend_pid()"
+            ).fetchone()
         assert killed is not None and killed[0] >= 3
         got = store.get(job.id)
         assert got is not None and got.id == job.id

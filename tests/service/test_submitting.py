@@ -25,17 +25,23 @@ from kinema.service.store import Store  # noqa: E402
 from kinema.service.worker import AttemptContext, WorkerPool  # noqa: E402
 
 CASES: dict[str, tuple[type[FakeServer], Any, dict[str, Any]]] = {
-    "replicate": (FakeReplicate, lambda f: {"REPLICATE_API_TOKEN": f.key, "REPLICATE_BASE_URL": f.url},
-                  {"backend": "replicate", "model": "minimax/video-01"}),
-    "kling": (FakeKling, lambda f: {"KLING_ACCESS_KEY": f.key, "KLING_SECRET_KEY": f.secret,
-                                    "KINEMA_KLING_BASE_URL": f.url},
-              {"backend": "kling", "model": "kling-v2-6", "duration": 5.0, "width": 1280, "height": 720}),
-}  # fmt: skip
+    "replicate": (
+        FakeReplicate,
+        lambda f: {"REPLICATE_API_TOKEN": f.key, "REPLICATE_BASE_URL": f.url},
+        {"backend": "replicate", "model": "minimax/video-01"},
+    ),
+    "kling": (
+        FakeKling,
+        lambda f: {"KLING_ACCESS_KEY": f.key, "KLING_SECRET_KEY": f.secret, "KINEMA_KLING_BASE_URL": f.url},
+        {"backend": "kling", "model": "kling-v2-6", "duration": 5.0, "width": 1280, "height": 720},
+    ),
+}
 
 
 @pytest.fixture
-def crashed_after_submit(request: pytest.FixtureRequest, tmp_path: Path, video_bytes: bytes,
-                         monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Store, FakeServer, str]]:  # fmt: skip
+def crashed_after_submit(
+    request: pytest.FixtureRequest, tmp_path: Path, video_bytes: bytes, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[Store, FakeServer, str]]:
     """A job whose first worker froze right after the provider accepted (and billed) its submit, before the task id
     was recorded (the moment a kill -9 would be worst); then a healthy worker takes the job over."""
     fake_cls, env, fields = CASES[request.param]
@@ -45,8 +51,9 @@ def crashed_after_submit(request: pytest.FixtureRequest, tmp_path: Path, video_b
     monkeypatch.setenv("KINEMA_POLL_INTERVAL", "0.05")
     cfg = make_config(tmp_path, lease_seconds=1.0, heartbeat_seconds=0.2, reap_interval=0.2, retry_backoff=0.05)
     store = Store(cfg.db_path)
-    job = store.submit_job(owner="o", request={"prompt": "a red fox in snow", "format": "mp4", **fields},
-                           summary={}, max_attempts=3)  # fmt: skip
+    job = store.submit_job(
+        owner="o", request={"prompt": "a red fox in snow", "format": "mp4", **fields}, summary={}, max_attempts=3
+    )
     gate = threading.Event()
     record = AttemptContext.on_task_id
 
@@ -97,8 +104,9 @@ def test_a_provider_with_lookup_by_client_token_resumes_the_paid_task(crashed_af
     assert any(t.extra.get("external") == job_id for t in fake.tasks.values())  # the job id was the client token
 
 
-def test_a_refused_submit_clears_the_mark_so_the_retry_submits(tmp_path: Path, video_bytes: bytes,
-                                                               monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+def test_a_refused_submit_clears_the_mark_so_the_retry_submits(
+    tmp_path: Path, video_bytes: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A 500 answer to the submit is a refusal, not a lost answer: nothing exists at the provider, the mark is
     cleared, and the job's retry submits (once) and completes."""
     fake = FakeReplicate(video_bytes)
@@ -108,8 +116,9 @@ def test_a_refused_submit_clears_the_mark_so_the_retry_submits(tmp_path: Path, v
     fake.inject("submit", status=500, times=1)
     cfg = make_config(tmp_path, retry_backoff=0.05)
     store = Store(cfg.db_path)
-    job = store.submit_job(owner="o", request={"prompt": "a fox", "format": "mp4", **CASES["replicate"][2]},
-                           summary={}, max_attempts=3)  # fmt: skip
+    job = store.submit_job(
+        owner="o", request={"prompt": "a fox", "format": "mp4", **CASES["replicate"][2]}, summary={}, max_attempts=3
+    )
     pool = WorkerPool(store, cfg, threads=1)
     pool.start()
     try:

@@ -30,8 +30,10 @@ def test_the_default_is_the_cpus_shared_by_the_claim_loops_unless_omp_num_thread
 
 def test_apply_sets_torch_and_the_environment_before_torch_is_imported() -> None:
     # a fresh interpreter: torch not yet imported, as in `kinema worker`
-    code = ("import os; from kinema.service.worker import apply_torch_threads; n = apply_torch_threads(3); "
-            "import torch; print(n, torch.get_num_threads(), os.environ['OMP_NUM_THREADS'])")  # fmt: skip
+    code = (
+        "import os; from kinema.service.worker import apply_torch_threads; n = apply_torch_threads(3); "
+        "import torch; print(n, torch.get_num_threads(), os.environ['OMP_NUM_THREADS'])"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["3", "3", "3"]

@@ -92,9 +92,12 @@ def test_a_spent_budget_refuses_paid_jobs_with_402_but_never_free_ones(tmp_path:
     client, _ = _service(tmp_path, budget=(1.0, "USD"))
     with client:
         _run(client, LUMA)  # $0.71 of $1.00
-        assert client.get("/v1/usage").json()["budget"] == {"amount": 1.0, "currency": "USD",
-                                                            "spent": pytest.approx(0.71),
-                                                            "remaining": pytest.approx(0.29)}  # fmt: skip
+        assert client.get("/v1/usage").json()["budget"] == {
+            "amount": 1.0,
+            "currency": "USD",
+            "spent": pytest.approx(0.71),
+            "remaining": pytest.approx(0.29),
+        }
         _run(client, LUMA)  # allowed: $0.71 < $1.00 was spent when it was submitted
         refused = client.post("/v1/videos", json=LUMA)
         assert refused.status_code == 402, refused.text
@@ -116,14 +119,25 @@ def test_parse_budget_names_the_field_and_what_is_allowed() -> None:
 
 
 def test_summarize_ignores_what_is_not_an_amount() -> None:
-    rows = [{"id": "a", "status": "completed", "created_at": 0, "request": {},
-             "result": {"recipe": {"duration": 5}, "cost": {"credits": 50, "usd": 0.5, "estimate": True,
-                                                            "price_date": "2026-11-21", "price_source": "x"}}},
-            {"id": "b", "status": "failed", "created_at": 0, "request": {}, "result": None}]  # fmt: skip
+    rows = [
+        {
+            "id": "a",
+            "status": "completed",
+            "created_at": 0,
+            "request": {},
+            "result": {
+                "recipe": {"duration": 5},
+                "cost": {"credits": 50, "usd": 0.5, "estimate": True, "price_date": "2026-11-21", "price_source": "x"},
+            },
+        },
+        {"id": "b", "status": "failed", "created_at": 0, "request": {}, "result": None},
+    ]
     totals = summarize(rows)
     assert totals["jobs"] == {"total": 2, "completed": 1, "failed": 1} and totals["seconds"] == 5
-    assert totals["cost"] == {"credits": {"amount": 50.0, "estimated": False}, "usd": {"amount": 0.5,
-                                                                                      "estimated": True}}  # fmt: skip
+    assert totals["cost"] == {
+        "credits": {"amount": 50.0, "estimated": False},
+        "usd": {"amount": 0.5, "estimated": True},
+    }
 
 
 def test_keys_create_with_a_budget(tmp_path: Path) -> None:
@@ -134,8 +148,9 @@ def test_keys_create_with_a_budget(tmp_path: Path) -> None:
     from kinema.cli import app
 
     runner = CliRunner()
-    made = runner.invoke(app, ["keys", "create", "--name", "ci", "--budget", "10USD", "--data-dir", str(tmp_path),
-                               "--json"])  # fmt: skip
+    made = runner.invoke(
+        app, ["keys", "create", "--name", "ci", "--budget", "10USD", "--data-dir", str(tmp_path), "--json"]
+    )
     assert made.exit_code == 0, made.output
     body = json.loads(made.stdout)
     assert body["budget"] == {"amount": 10.0, "currency": "USD"}
@@ -148,8 +163,12 @@ def test_keys_create_with_a_budget(tmp_path: Path) -> None:
 
 def test_a_storyboards_cost_is_its_scenes_costs(tmp_path: Path, luma: FakeLuma) -> None:
     client, _ = _service(tmp_path)
-    body = {"title": "two", "model": "luma/ray-2", "size": "1280x720",
-            "scenes": [{"prompt": "a red fox", "duration": 5}, {"prompt": "a fox", "duration": 5}]}  # fmt: skip
+    body = {
+        "title": "two",
+        "model": "luma/ray-2",
+        "size": "1280x720",
+        "scenes": [{"prompt": "a red fox", "duration": 5}, {"prompt": "a fox", "duration": 5}],
+    }
     with client:
         resp = client.post("/v1/storyboards", json=body)
         assert resp.status_code == 200, resp.text

@@ -46,8 +46,14 @@ def test_the_first_job_finds_the_default_model_loaded(tmp_path: Path, monkeypatc
         assert time.monotonic() - started < 1.0, "start() must not wait for the model"
         assert pool.warmed.wait(30)
         assert callers == ["kinema-warmup"], "the warm-up loaded the model before any job was claimed"
-        request = {"prompt": "a red ball", "backend": "builtin", "num_inference_steps": 2, "seed": 1,
-                   "format": "mp4", "num_frames": 16}  # fmt: skip
+        request = {
+            "prompt": "a red ball",
+            "backend": "builtin",
+            "num_inference_steps": 2,
+            "seed": 1,
+            "format": "mp4",
+            "num_frames": 16,
+        }
         job = store.submit_job(owner="o", request=request, summary={})
         submitted = time.monotonic()
         pool.notify()

@@ -114,14 +114,20 @@ class _Script:
 
 
 def test_delivery_retries_backoff_retry_after_redirects_and_410(tmp_path) -> None:
-    cfg = ServiceConfig(data_dir=tmp_path, webhook_secret=SECRET, webhook_schedule=(10, 100, 1000, 5000),
-                        webhook_max_attempts=8)  # fmt: skip
+    cfg = ServiceConfig(
+        data_dir=tmp_path, webhook_secret=SECRET, webhook_schedule=(10, 100, 1000, 5000), webhook_max_attempts=8
+    )
     store = Store(cfg.db_path)
-    script = _Script([
-        httpx.Response(500), httpx.ReadTimeout("slow"), httpx.Response(302, headers={"Location": "http://x.example/"}),
-        httpx.Response(429, headers={"Retry-After": "7"}), httpx.Response(200),
-        httpx.Response(410),
-    ])  # fmt: skip
+    script = _Script(
+        [
+            httpx.Response(500),
+            httpx.ReadTimeout("slow"),
+            httpx.Response(302, headers={"Location": "http://x.example/"}),
+            httpx.Response(429, headers={"Retry-After": "7"}),
+            httpx.Response(200),
+            httpx.Response(410),
+        ]
+    )
     fetcher = SafeFetcher(resolver=lambda h, p: ["93.184.216.34"], transport=httpx.MockTransport(script))
     sender = WebhookSender(store, cfg, fetcher)
     msg = store.enqueue_delivery("video_1", "https://hooks.example/k", "video.completed", {"type": "video.completed"})
@@ -161,8 +167,9 @@ def test_delivery_retries_backoff_retry_after_redirects_and_410(tmp_path) -> Non
 def test_delivery_gives_up_after_max_attempts(tmp_path) -> None:
     cfg = ServiceConfig(data_dir=tmp_path, webhook_secret=SECRET, webhook_max_attempts=2)
     store = Store(cfg.db_path)
-    fetcher = SafeFetcher(resolver=lambda h, p: ["93.184.216.34"],
-                          transport=httpx.MockTransport(lambda r: httpx.Response(503)))  # fmt: skip
+    fetcher = SafeFetcher(
+        resolver=lambda h, p: ["93.184.216.34"], transport=httpx.MockTransport(lambda r: httpx.Response(503))
+    )
     sender = WebhookSender(store, cfg, fetcher)
     msg = store.enqueue_delivery("video_1", "https://hooks.example/k", "video.completed", {})
     row = lambda: next(d for d in store.deliveries() if d["id"] == msg)  # noqa: E731
@@ -196,8 +203,9 @@ def test_job_events_are_delivered_signed(tmp_path) -> None:
     key = store.create_key("a")[1]
     try:
         with TestClient(create_app(cfg, store=store), headers={"Authorization": f"Bearer {key}"}) as client:
-            r = client.post("/v1/videos", json={"prompt": "a red ball", **FAST, "webhook_url": hook,
-                                                "metadata": {"order": "42"}})  # fmt: skip
+            r = client.post(
+                "/v1/videos", json={"prompt": "a red ball", **FAST, "webhook_url": hook, "metadata": {"order": "42"}}
+            )
             assert r.status_code == 200, r.text
             vid = r.json()["id"]
             wait_for(lambda: any(b'"video.completed"' in body for _, body in _Receiver.received), timeout=60)

@@ -27,8 +27,15 @@ sync_api = pytest.importorskip("playwright.sync_api")
 import httpx  # noqa: E402
 
 CHROMIUM = os.environ.get("KINEMA_CHROMIUM", "/usr/bin/chromium")
-LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-               "--disable-component-update", "--disable-sync"]  # fmt: skip
+LAUNCH_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
 #: generous for a loaded 2-core machine; a built-in job with 2 steps takes about a second
@@ -90,15 +97,36 @@ def server(tmp_path_factory: pytest.TempPathFactory, builtin_weights: Path) -> I
     port = _free_port()
     # the service tests' slow backend too: its steps take a known time, so the page can be seen counting them
     service_tests = str(Path(__file__).resolve().parent.parent / "service")
-    env = {**os.environ, "KINEMA_BUILTIN_WEIGHTS": str(builtin_weights), "HF_HUB_OFFLINE": "1",
-           "PYTHONUNBUFFERED": "1", "KINEMA_EXTRA_BACKENDS": "slow=slow_backend:SlowBackend",
-           "PYTHONPATH": os.pathsep.join(filter(None, [service_tests, os.environ.get("PYTHONPATH")]))}  # fmt: skip
+    env = {
+        **os.environ,
+        "KINEMA_BUILTIN_WEIGHTS": str(builtin_weights),
+        "HF_HUB_OFFLINE": "1",
+        "PYTHONUNBUFFERED": "1",
+        "KINEMA_EXTRA_BACKENDS": "slow=slow_backend:SlowBackend",
+        "PYTHONPATH": os.pathsep.join(filter(None, [service_tests, os.environ.get("PYTHONPATH")])),
+    }
     log = open(data / "server.log", "wb")  # noqa: SIM115 - closed at teardown
     proc = subprocess.Popen(
-        [sys.executable, "-m", "kinema", "serve", "--host", "127.0.0.1", "--port", str(port), "--data-dir", str(data),
-         "--workers", "1", "--log-level", "warning"],
-        stdout=log, stderr=subprocess.STDOUT, env=env,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "kinema",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--data-dir",
+            str(data),
+            "--workers",
+            "1",
+            "--log-level",
+            "warning",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while True:

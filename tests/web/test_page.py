@@ -30,10 +30,15 @@ def _newest_id(page: Any) -> str:
 
 def _video_state(page: Any, video_id: str) -> dict[str, Any]:
     sel = f"li.card[data-id='{video_id}'] video"
-    page.wait_for_function(f"() => {{ const v = document.querySelector(\"{sel}\"); return v && v.readyState >= 2 && "
-                           "v.duration > 0; }", timeout=JOB_TIMEOUT_MS)  # fmt: skip
-    return dict(page.eval_on_selector(sel, "v => ({duration: v.duration, readyState: v.readyState, "
-                                           "width: v.videoWidth, src: v.currentSrc})"))  # fmt: skip
+    page.wait_for_function(
+        f'() => {{ const v = document.querySelector("{sel}"); return v && v.readyState >= 2 && v.duration > 0; }}',
+        timeout=JOB_TIMEOUT_MS,
+    )
+    return dict(
+        page.eval_on_selector(
+            sel, "v => ({duration: v.duration, readyState: v.readyState, width: v.videoWidth, src: v.currentSrc})"
+        )
+    )
 
 
 def test_prompt_to_playing_video(open_page: Any, server: Server) -> None:
@@ -272,8 +277,12 @@ def test_failed_job_shows_its_error_in_plain_words(open_page: Any, server: Serve
         kind="test-only",
         summary={"prompt": "red ball", "backend": "builtin", "seconds": "2", "size": "64x64"},
     )
-    error = {"code": "generation_failed", "message": "RuntimeError: the model ran out of memory", "param": None,
-             "type": "server_error"}  # fmt: skip
+    error = {
+        "code": "generation_failed",
+        "message": "RuntimeError: the model ran out of memory",
+        "param": None,
+        "type": "server_error",
+    }
     with store.transaction() as con:
         con.execute("UPDATE jobs SET status='failed', error=? WHERE id=?", (json.dumps(error), job.id))
     page = open_page().page
@@ -369,8 +378,11 @@ def test_phone_layout_has_no_horizontal_overflow(open_page: Any, server: Server,
 def test_screenshots_desktop_and_phone(open_page: Any, server: Server, tmp_path: Path) -> None:
     """Screenshots for docs/ (written there only with KINEMA_UPDATE_SCREENSHOTS=1)."""
     if update_screenshots():  # a gallery worth looking at
-        for prompt, seed in (("sunrise over mountains", 21), ("a red ball bouncing on green grass", 22),
-                             ("clouds moving over mountains", 23)):  # fmt: skip
+        for prompt, seed in (
+            ("sunrise over mountains", 21),
+            ("a red ball bouncing on green grass", 22),
+            ("clouds moving over mountains", 23),
+        ):
             server.make_video(prompt=prompt, seed=seed)
     for name, viewport in (("desktop", DESKTOP), ("phone", PHONE)):
         page = open_page(viewport=viewport).page

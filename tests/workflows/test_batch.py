@@ -35,8 +35,7 @@ def test_batch_of_20_with_two_bad_rows_then_rerun(tmp_path: Path, count_generati
     assert result.exit_code == 2, result.output
     assert "line 6.num_frames" in result.output and "line 13." in result.output and count_generations == []
     # with --skip-invalid the two rows fail alone and the rest run
-    result = runner.invoke(app, ["batch", str(file), "-o", str(out), "--concurrency", "2", "--json",
-                                 "--skip-invalid"])  # fmt: skip
+    result = runner.invoke(app, ["batch", str(file), "-o", str(out), "--concurrency", "2", "--json", "--skip-invalid"])
     assert result.exit_code == 1, result.output  # some rows failed
     report = json.loads(result.stdout)
     assert report["counts"] == {"done": 18, "skipped": 0, "failed": 2}
@@ -94,8 +93,9 @@ def test_csv_batch_with_postprocess_and_duplicates(tmp_path: Path, tone: Path, c
         ("[1, 2]\n", "line 1"),
     ],
 )
-def test_bad_jsonl_refused_before_generation(tmp_path: Path, count_generations: list[Any], text: str,
-                                             field: str) -> None:  # fmt: skip
+def test_bad_jsonl_refused_before_generation(
+    tmp_path: Path, count_generations: list[Any], text: str, field: str
+) -> None:
     file = tmp_path / "bad.jsonl"
     file.write_text(text, encoding="utf-8")
     with pytest.raises(InvalidRequest) as exc:
@@ -122,8 +122,10 @@ def test_bad_csv_refused(tmp_path: Path, text: str, field: str) -> None:
 
 
 def test_many_bad_rows_all_listed_and_skip_invalid(tmp_path: Path, count_generations: list[Any]) -> None:
-    file = _write_jsonl(tmp_path / "b.jsonl", [{"prompt": "green grass", "seed": 1, "num_inference_steps": 2},
-                                              {"prompt": ""}, {"prompt": "x", "fps": 0}])  # fmt: skip
+    file = _write_jsonl(
+        tmp_path / "b.jsonl",
+        [{"prompt": "green grass", "seed": 1, "num_inference_steps": 2}, {"prompt": ""}, {"prompt": "x", "fps": 0}],
+    )
     with pytest.raises(InvalidRequest) as exc:
         load_batch(file)
     assert "line 2.prompt" in str(exc.value) and "line 3.fps" in str(exc.value)

@@ -21,8 +21,9 @@ def test_cache_hit_returns_the_earlier_output(tmp_path: Path, count_generations:
     req = VideoRequest(prompt="green grass", seed=5, num_inference_steps=2)
     first = run_cached(req, cache=cache, output=tmp_path / "a.mp4")
     assert len(count_generations) == 1 and len(cache.entries()) == 1
-    again = run_cached(VideoRequest(prompt="green grass", seed=5, num_inference_steps=2), cache=cache,
-                       output=tmp_path / "b.mp4")  # fmt: skip
+    again = run_cached(
+        VideoRequest(prompt="green grass", seed=5, num_inference_steps=2), cache=cache, output=tmp_path / "b.mp4"
+    )
     assert len(count_generations) == 1  # nothing generated (nor paid) again
     assert again.recipe["cache"]["hit"] is True and again.cost is None and again.seed == 5
     assert again.path == tmp_path / "b.mp4" and first.path is not None
@@ -33,8 +34,9 @@ def test_cache_hit_returns_the_earlier_output(tmp_path: Path, count_generations:
     # anything in the recipe that differs misses: seed, steps, output format
     run_cached(VideoRequest(prompt="green grass", seed=6, num_inference_steps=2), cache=cache)
     run_cached(VideoRequest(prompt="green grass", seed=5, num_inference_steps=3), cache=cache)
-    run_cached(VideoRequest(prompt="green grass", seed=5, num_inference_steps=2), cache=cache,
-               output=tmp_path / "c.gif")  # fmt: skip
+    run_cached(
+        VideoRequest(prompt="green grass", seed=5, num_inference_steps=2), cache=cache, output=tmp_path / "c.gif"
+    )
     assert len(count_generations) == 4 and len(cache.entries()) == 4
 
 
@@ -72,8 +74,15 @@ def test_cache_prune_and_damaged_entry(tmp_path: Path) -> None:
 
 
 def test_prompt_builder_renders_parts_in_order() -> None:
-    p = VideoPrompt(subject="a lighthouse", action="stands against crashing waves", setting="on a rocky coast",
-                    camera="orbit", lighting="Blue hour", style="vintage", mood="melancholic")  # fmt: skip
+    p = VideoPrompt(
+        subject="a lighthouse",
+        action="stands against crashing waves",
+        setting="on a rocky coast",
+        camera="orbit",
+        lighting="Blue hour",
+        style="vintage",
+        mood="melancholic",
+    )
     text = p.render()
     assert text.startswith("A lighthouse stands against crashing waves on a rocky coast.")
     order = [CAMERA_MOVES["orbit"], STYLES["vintage"], LIGHTING["blue-hour"], MOODS["melancholic"]]

@@ -50,17 +50,23 @@ def test_enhance_chain(real_clip: Path, tone: Path, tmp_path: Path) -> None:
 
 def test_enhance_fps_loop_gif(real_clip: Path, tmp_path: Path) -> None:
     out = tmp_path / "loop.gif"
-    r = runner.invoke(app, ["enhance", str(real_clip), "-o", str(out), "--fps", "12", "--loop", "--loop-mode",
-                            "pingpong"])  # fmt: skip
+    r = runner.invoke(
+        app, ["enhance", str(real_clip), "-o", str(out), "--fps", "12", "--loop", "--loop-mode", "pingpong"]
+    )
     assert r.exit_code == 0, r.output
     assert media_info(out)["video"]["frames"] == 2 * 24 - 2
 
 
 def test_enhance_errors(real_clip: Path, tmp_path: Path) -> None:
     out = str(tmp_path / "x.mp4")
-    for args, needle in ((["--audio", str(tmp_path / "none.wav")], "--audio"), (["--upscale", "20"], "--upscale"),
-                         (["--interpolate", "2", "--fps", "24"], "fps"), ([], "nothing to do"),
-                         (["--trim", "1"], "trim"), (["--loop", "--loop-mode", "spin"], "--loop")):  # fmt: skip
+    for args, needle in (
+        (["--audio", str(tmp_path / "none.wav")], "--audio"),
+        (["--upscale", "20"], "--upscale"),
+        (["--interpolate", "2", "--fps", "24"], "fps"),
+        ([], "nothing to do"),
+        (["--trim", "1"], "trim"),
+        (["--loop", "--loop-mode", "spin"], "--loop"),
+    ):
         r = runner.invoke(app, ["enhance", str(real_clip), "-o", out, *args])
         assert r.exit_code == 2, (args, r.output)
         assert needle in r.output and "Traceback" not in r.output
@@ -75,14 +81,30 @@ def test_enhance_errors(real_clip: Path, tmp_path: Path) -> None:
 
 def test_concat_with_transition_and_audio(real_clip: Path, tone: Path, tmp_path: Path) -> None:
     out = tmp_path / "joined.mp4"
-    r = runner.invoke(app, ["concat", str(real_clip), str(real_clip), str(real_clip), "--transition", "fade:0.5",
-                            "-o", str(out), "--audio", str(tone), "--json"])  # fmt: skip
+    r = runner.invoke(
+        app,
+        [
+            "concat",
+            str(real_clip),
+            str(real_clip),
+            str(real_clip),
+            "--transition",
+            "fade:0.5",
+            "-o",
+            str(out),
+            "--audio",
+            str(tone),
+            "--json",
+        ],
+    )
     assert r.exit_code == 0, r.output
     info = media_info(out)
     assert info["video"]["frames"] == 48 - 2 * 4 and info["video"]["duration"] == pytest.approx(5.0)
     assert info["audio"]["duration"] == pytest.approx(5.0, abs=0.05)  # 3 s tone padded with silence
-    r = runner.invoke(app, ["concat", str(real_clip), str(real_clip), str(real_clip), "-t", "dissolve:1",
-                            "-t", "cut", "-o", str(out)])  # fmt: skip
+    r = runner.invoke(
+        app,
+        ["concat", str(real_clip), str(real_clip), str(real_clip), "-t", "dissolve:1", "-t", "cut", "-o", str(out)],
+    )
     assert r.exit_code == 0, r.output
     assert media_info(out)["video"]["frames"] == 48 - 8
     r = runner.invoke(app, ["concat", str(real_clip), str(real_clip), "-t", "dissolve:9", "-o", str(out)])
@@ -94,8 +116,9 @@ def test_thumbnail_and_sheet(real_clip: Path, tmp_path: Path) -> None:
     assert r.exit_code == 0, r.output
     assert json.loads(r.stdout)["frame"] == 8
     assert media_info(tmp_path / "t.jpg")["video"]["width"] == 64
-    r = runner.invoke(app, ["thumbnail", str(real_clip), "--sheet", "--columns", "3", "--count", "6", "-o",
-                            str(tmp_path / "s.png")])  # fmt: skip
+    r = runner.invoke(
+        app, ["thumbnail", str(real_clip), "--sheet", "--columns", "3", "--count", "6", "-o", str(tmp_path / "s.png")]
+    )
     assert r.exit_code == 0, r.output
     info = media_info(tmp_path / "s.png")["video"]
     assert (info["width"], info["height"]) == (3 * 64 + 4 * 2, 2 * 64 + 3 * 2)

@@ -30,8 +30,7 @@ def _one_line(text: str) -> str:
 def small(tmp_path: Path) -> Path:
     """A 32x32, 16-frame, 8 fps clip with a recipe."""
     clip = smooth_clip()
-    clip.metadata = {"prompt": "smooth test clip", "seed": 0, "width": 32, "height": 32, "num_frames": 16,
-                     "fps": 8.0}  # fmt: skip
+    clip.metadata = {"prompt": "smooth test clip", "seed": 0, "width": 32, "height": 32, "num_frames": 16, "fps": 8.0}
     return clip.save(tmp_path / "small.mp4")
 
 
@@ -39,16 +38,19 @@ def small(tmp_path: Path) -> Path:
     ("args", "message"),
     [
         (["--upscale-model", "missing.pth"], "--upscale-model: file not found: missing.pth"),
-        (["--denoise", "--denoise-method", "foo"],
-         "--denoise-method: 'foo' is not one of the choices (allowed: nlmeans, hqdn3d)"),
+        (
+            ["--denoise", "--denoise-method", "foo"],
+            "--denoise-method: 'foo' is not one of the choices (allowed: nlmeans, hqdn3d)",
+        ),
         (["--denoise-method", "foo"], "--denoise-method: 'foo' is not one of the choices"),
         (["--sharpen-amount", "9"], "--sharpen-amount: must be between 0 and 5, got 9"),
         (["--denoise-strength", "11"], "--denoise-strength: must be between 0 and 10"),
         (["--loop-mode", "spin"], "--loop-mode: 'spin' is not one of the choices (allowed: crossfade, pingpong"),
     ],
-)  # fmt: skip
-def test_enhance_errors_name_the_flag_that_was_wrong(small: Path, tmp_path: Path, args: list[str],
-                                                     message: str) -> None:  # fmt: skip
+)
+def test_enhance_errors_name_the_flag_that_was_wrong(
+    small: Path, tmp_path: Path, args: list[str], message: str
+) -> None:
     """`--upscale-model missing.pth` reported `--upscale: file not found`; `--denoise-method foo` reported
     `--denoise: Input should be...`, or "nothing to do" without --denoise."""
     res = runner.invoke(app, ["enhance", str(small), "-o", str(tmp_path / "x.mp4"), *args])
@@ -106,8 +108,14 @@ def test_info_describes_the_file_as_it_is(small: Path, tmp_path: Path) -> None:
     res = runner.invoke(app, ["info", str(out), "--json"])
     assert res.exit_code == 0, res.output
     data = json.loads(res.stdout)
-    assert data["file"] == {"width": 128, "height": 128, "num_frames": 32, "fps": 16.0, "duration": 2.0,
-                            "audio": False}  # fmt: skip
+    assert data["file"] == {
+        "width": 128,
+        "height": 128,
+        "num_frames": 32,
+        "fps": 16.0,
+        "duration": 2.0,
+        "audio": False,
+    }
     assert (data["width"], data["num_frames"]) == (32, 16)  # the recipe keeps what was generated
     res = runner.invoke(app, ["info", str(out)], terminal_width=200)
     lines = {line.split()[0]: line for line in res.stdout.splitlines() if line.strip()}

@@ -26,10 +26,15 @@ BOARD: dict[str, Any] = {
     "scenes": [
         {"prompt": "sunrise over mountains", "duration": 2, "seed": 11, "transition": "dissolve:0.5"},
         {"prompt": "a red ball bouncing on green grass", "duration": 2.5, "seed": 22},
-        {"prompt": "green grass", "duration": 2, "seed": 33, "continuity": True,
-         "transition": {"type": "fade", "duration": 0.5}},
+        {
+            "prompt": "green grass",
+            "duration": 2,
+            "seed": 33,
+            "continuity": True,
+            "transition": {"type": "fade", "duration": 0.5},
+        },
     ],
-}  # fmt: skip
+}
 
 
 def _write(folder: Path, board: dict[str, Any], name: str = "film.yaml") -> Path:
@@ -97,9 +102,14 @@ def test_three_scene_film(tmp_path: Path, long_tone: Path, count_generations: li
 def test_cli_storyboard_and_check(tmp_path: Path, count_generations: list[Any]) -> None:
     from kinema.cli import app
 
-    board = {"title": "Short", "defaults": {"num_inference_steps": 2, "seed": 1},
-             "scenes": [{"prompt": "green grass", "duration": 2, "transition": "wipe:0.5"},
-                        {"prompt": "sunrise over mountains", "duration": 2}]}  # fmt: skip
+    board = {
+        "title": "Short",
+        "defaults": {"num_inference_steps": 2, "seed": 1},
+        "scenes": [
+            {"prompt": "green grass", "duration": 2, "transition": "wipe:0.5"},
+            {"prompt": "sunrise over mountains", "duration": 2},
+        ],
+    }
     path = _write(tmp_path, board, "short.json")
     result = CliRunner().invoke(app, ["storyboard", str(path), "--check", "--json"])
     assert result.exit_code == 0, result.output
@@ -122,23 +132,28 @@ BAD = [
     ({"title": "t", "scenes": [{"prompt": "x", "seed": "7"}]}, "scenes[0].seed"),
     ({"title": "t", "scenes": [{"prompt": "x", "continuity": True}]}, "scenes[0].continuity"),
     ({"title": "t", "scenes": [{"prompt": "x", "transition": "spin:1"}]}, "scenes[0].transition"),
-    ({"title": "t", "scenes": [{"prompt": "x", "duration": 2, "transition": "fade:3"}, {"prompt": "y"}]},
-     "scenes[0].transition.duration"),
+    (
+        {"title": "t", "scenes": [{"prompt": "x", "duration": 2, "transition": "fade:3"}, {"prompt": "y"}]},
+        "scenes[0].transition.duration",
+    ),
     ({"title": "t", "scenes": [{"prompt": "x", "duration": 100}]}, "scenes[0].duration"),
     ({"title": "t", "audio": "missing.wav", "scenes": [{"prompt": "x"}]}, "audio.path"),
     ({"title": "t", "audio": {"path": "missing.wav", "volume": "loud"}, "scenes": [{"prompt": "x"}]}, "audio.volume"),
     ({"title": "t", "defaults": {"steps": 2}, "scenes": [{"prompt": "x"}]}, "defaults.steps"),
     ({"title": "t", "defaults": {"fps": 0}, "scenes": [{"prompt": "x"}]}, "defaults.fps"),
     ({"title": "t", "title_card": {"text": "t", "color": "blurple"}, "scenes": [{"prompt": "x"}]}, "title_card.color"),
-    ({"title": "t", "scenes": [{"prompt": "x", "postprocess": [{"op": "upscale", "factor": 0}]}]},
-     "scenes[0].postprocess[0].factor"),
+    (
+        {"title": "t", "scenes": [{"prompt": "x", "postprocess": [{"op": "upscale", "factor": 0}]}]},
+        "scenes[0].postprocess[0].factor",
+    ),
     ({"title": "t", "colour": "red", "scenes": [{"prompt": "x"}]}, "colour"),
-]  # fmt: skip
+]
 
 
 @pytest.mark.parametrize(("board", "field"), BAD)
-def test_bad_storyboards_refused_before_generation(tmp_path: Path, count_generations: list[Any],
-                                                   board: dict[str, Any], field: str) -> None:  # fmt: skip
+def test_bad_storyboards_refused_before_generation(
+    tmp_path: Path, count_generations: list[Any], board: dict[str, Any], field: str
+) -> None:
     path = _write(tmp_path, board)
     with pytest.raises(InvalidRequest) as exc:
         render_storyboard(path, tmp_path / "film.mp4")

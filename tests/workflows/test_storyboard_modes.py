@@ -53,16 +53,33 @@ def inputs(tmp_path: Path) -> Path:
     return folder
 
 
-def test_scenes_with_last_image_keyframes_and_edit(inputs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                   count_generations: list[Any]) -> None:  # fmt: skip
-    board = _write(inputs, {"title": "Modes", "defaults": FAST, "scenes": [
-        {"prompt": "sunrise over mountains", "duration": 2, "seed": 1},
-        {"prompt": "green grass", "duration": 2, "seed": 2, "continuity": True, "last_image": "media/end.png"},
-        {"prompt": "a red ball bouncing", "duration": 2, "seed": 3,
-         "keyframes": [{"time": 1.0, "image": "media/middle.png"}]},
-        {"prompt": "green grass at night", "duration": 2, "seed": 4, "source_video": "media/source.mp4",
-         "strength": 0.3},
-    ]})  # fmt: skip
+def test_scenes_with_last_image_keyframes_and_edit(
+    inputs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, count_generations: list[Any]
+) -> None:
+    board = _write(
+        inputs,
+        {
+            "title": "Modes",
+            "defaults": FAST,
+            "scenes": [
+                {"prompt": "sunrise over mountains", "duration": 2, "seed": 1},
+                {"prompt": "green grass", "duration": 2, "seed": 2, "continuity": True, "last_image": "media/end.png"},
+                {
+                    "prompt": "a red ball bouncing",
+                    "duration": 2,
+                    "seed": 3,
+                    "keyframes": [{"time": 1.0, "image": "media/middle.png"}],
+                },
+                {
+                    "prompt": "green grass at night",
+                    "duration": 2,
+                    "seed": 4,
+                    "source_video": "media/source.mp4",
+                    "strength": 0.3,
+                },
+            ],
+        },
+    )
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)  # relative paths are the board's, not the working folder's
@@ -108,18 +125,28 @@ def test_scenes_with_last_image_keyframes_and_edit(inputs: Path, tmp_path: Path,
     assert len(count_generations) == 5
 
 
-@pytest.mark.parametrize("scene, field", [
-    ({"continuity": True, "references": ["media/end.png"]}, "scenes[1].references"),
-    ({"continuity": True, "source_video": "media/source.mp4"}, "scenes[1].source_video"),
-    ({"keyframes": [{"time": 2.5, "image": "media/middle.png"}]}, "scenes[1].keyframes[0].time"),
-    ({"strength": 0.3}, "scenes[1].strength"),
-    ({"last_image": "media/missing.png"}, "scenes[1].last_image"),
-    ({"references": ["media/end.png"]}, "scenes[1].references"),  # the built-in model takes none
-])  # fmt: skip
-def test_mode_refusals_name_the_scene_field(inputs: Path, count_generations: list[Any], scene: dict[str, Any],
-                                            field: str) -> None:  # fmt: skip
-    board = _write(inputs, {"title": "t", "defaults": FAST, "scenes": [
-        {"prompt": "a", "duration": 2}, {"prompt": "b", "duration": 2, **scene}]})  # fmt: skip
+@pytest.mark.parametrize(
+    "scene, field",
+    [
+        ({"continuity": True, "references": ["media/end.png"]}, "scenes[1].references"),
+        ({"continuity": True, "source_video": "media/source.mp4"}, "scenes[1].source_video"),
+        ({"keyframes": [{"time": 2.5, "image": "media/middle.png"}]}, "scenes[1].keyframes[0].time"),
+        ({"strength": 0.3}, "scenes[1].strength"),
+        ({"last_image": "media/missing.png"}, "scenes[1].last_image"),
+        ({"references": ["media/end.png"]}, "scenes[1].references"),  # the built-in model takes none
+    ],
+)
+def test_mode_refusals_name_the_scene_field(
+    inputs: Path, count_generations: list[Any], scene: dict[str, Any], field: str
+) -> None:
+    board = _write(
+        inputs,
+        {
+            "title": "t",
+            "defaults": FAST,
+            "scenes": [{"prompt": "a", "duration": 2}, {"prompt": "b", "duration": 2, **scene}],
+        },
+    )
     with pytest.raises(InvalidRequest) as exc:
         render_storyboard(board, inputs / "film.mp4")
     assert exc.value.field == field, exc.value
@@ -129,23 +156,44 @@ def test_mode_refusals_name_the_scene_field(inputs: Path, count_generations: lis
     assert count_generations == [] and not (inputs / "film.mp4").exists()
 
 
-def test_defaults_inputs_are_taken_from_the_board_folder(inputs: Path, tmp_path: Path,
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+def test_defaults_inputs_are_taken_from_the_board_folder(
+    inputs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
-    board = _write(inputs, {"title": "t", "defaults": {**FAST, "last_image": "media/end.png"},
-                            "scenes": [{"prompt": "a", "duration": 2}]})  # fmt: skip
+    board = _write(
+        inputs,
+        {
+            "title": "t",
+            "defaults": {**FAST, "last_image": "media/end.png"},
+            "scenes": [{"prompt": "a", "duration": 2}],
+        },
+    )
     plan = check_storyboard(board)
     assert plan.scenes[0].request.last_image == str(inputs.resolve() / "media" / "end.png")
     # a relative reference in the defaults is found (else "file not found"): the built-in model refuses it instead
-    board = _write(inputs, {"title": "t", "defaults": {**FAST, "references": ["media/end.png"]},
-                            "scenes": [{"prompt": "a", "duration": 2}]})  # fmt: skip
+    board = _write(
+        inputs,
+        {
+            "title": "t",
+            "defaults": {**FAST, "references": ["media/end.png"]},
+            "scenes": [{"prompt": "a", "duration": 2}],
+        },
+    )
     with pytest.raises(InvalidRequest, match="does not|not take|support") as exc:
         check_storyboard(board)
     assert exc.value.field == "scenes[0].references", exc.value
     # continuity with a default's references is blamed on the scene's continuity, naming the default
-    board = _write(inputs, {"title": "t", "defaults": {**FAST, "references": ["https://example.com/style.png"]},
-                            "scenes": [{"prompt": "a", "duration": 2, "references": []},
-                                       {"prompt": "b", "duration": 2, "continuity": True}]})  # fmt: skip
+    board = _write(
+        inputs,
+        {
+            "title": "t",
+            "defaults": {**FAST, "references": ["https://example.com/style.png"]},
+            "scenes": [
+                {"prompt": "a", "duration": 2, "references": []},
+                {"prompt": "b", "duration": 2, "continuity": True},
+            ],
+        },
+    )
     with pytest.raises(InvalidRequest, match="defaults.references") as exc:
         check_storyboard(board)
     assert exc.value.field == "scenes[1].continuity", exc.value
@@ -163,8 +211,11 @@ def test_http_storyboard_refuses_scene_inputs_naming_the_field(tmp_path: Path) -
     cfg.ensure_dirs()
     key = Store(cfg.db_path).create_key("t")[1]
     with TestClient(create_app(cfg), headers={"Authorization": f"Bearer {key}"}) as client:
-        for field, value in (("last_image", "https://example.com/end.png"), ("source_video", "clip.mp4"),
-                             ("keyframes", [{"time": 1, "image": "https://example.com/k.png"}])):  # fmt: skip
+        for field, value in (
+            ("last_image", "https://example.com/end.png"),
+            ("source_video", "clip.mp4"),
+            ("keyframes", [{"time": 1, "image": "https://example.com/k.png"}]),
+        ):
             scenes = [{"prompt": "a", "duration": 2}, {"prompt": "b", "duration": 2, field: value}]
             body = {"model": "builtin", "steps": 2, "scenes": scenes}
             r = client.post("/v1/storyboards", json=body)

@@ -211,9 +211,14 @@ class BackendInfo:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "name": self.name, "description": self.description, "usable": self.usable, "reason": self.reason,
-            "modes": list(self.modes), "default": self.default, "notes": self.notes,
-        }  # fmt: skip
+            "name": self.name,
+            "description": self.description,
+            "usable": self.usable,
+            "reason": self.reason,
+            "modes": list(self.modes),
+            "default": self.default,
+            "notes": self.notes,
+        }
 
 
 _MODE_ORDER = ("t2v", "i2v", "extend")
@@ -243,8 +248,11 @@ def list_backends() -> list[BackendInfo]:
 
                 usable, why = local_readiness()
                 reason, notes = (None, why) if usable else (why, None)
-            out.append(BackendInfo(name, backend.description, usable, reason, _all_modes(backend),
-                                   name == DEFAULT_BACKEND, notes))  # fmt: skip
+            out.append(
+                BackendInfo(
+                    name, backend.description, usable, reason, _all_modes(backend), name == DEFAULT_BACKEND, notes
+                )
+            )
         except BackendUnavailable as exc:  # an extra not installed: say which, like availability() does
             out.append(BackendInfo(name, "", False, exc.reason, (), name == DEFAULT_BACKEND))
         except ModuleNotFoundError as exc:  # a dependency imported lazily (by capabilities()) is an extra too

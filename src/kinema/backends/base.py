@@ -68,8 +68,12 @@ def check_option_names(backend: str, options: dict[str, Any], allowed: tuple[str
     """Refuse an option the backend does not take: InvalidRequest naming ``options.<key>`` and the ones it takes."""
     unknown = sorted(set(options) - set(allowed))
     if unknown:
-        raise InvalidRequest(f"options.{unknown[0]}", f"is not an option of backend {backend!r}", value=unknown[0],
-                             allowed=", ".join(allowed))  # fmt: skip
+        raise InvalidRequest(
+            f"options.{unknown[0]}",
+            f"is not an option of backend {backend!r}",
+            value=unknown[0],
+            allowed=", ".join(allowed),
+        )
 
 
 def module_available(module: str) -> bool:
@@ -81,13 +85,22 @@ def module_available(module: str) -> bool:
 
 #: every mode in words, with the request field that asks for it
 MODE_NAMES: dict[str, str] = {
-    "t2v": "text-to-video", "i2v": "image-to-video (image)", "extend": "video extension (video)",
-    "edit": "video editing (source_video)", "keyframes": "first/last-frame keyframes (last_image)",
+    "t2v": "text-to-video",
+    "i2v": "image-to-video (image)",
+    "extend": "video extension (video)",
+    "edit": "video editing (source_video)",
+    "keyframes": "first/last-frame keyframes (last_image)",
     "references": "reference images (references)",
-}  # fmt: skip
+}
 #: the field whose presence asks for a mode (t2v: the image a backend doing image-to-video only needs)
-MODE_FIELDS: dict[str, str] = {"t2v": "image", "i2v": "image", "extend": "video", "edit": "source_video",
-                               "keyframes": "last_image", "references": "references"}  # fmt: skip
+MODE_FIELDS: dict[str, str] = {
+    "t2v": "image",
+    "i2v": "image",
+    "extend": "video",
+    "edit": "source_video",
+    "keyframes": "last_image",
+    "references": "references",
+}
 
 
 def mode_refusal(mode: str, where: str, caps: Capabilities, others: list[str] | None = None) -> InvalidRequest:
@@ -99,8 +112,9 @@ def mode_refusal(mode: str, where: str, caps: Capabilities, others: list[str] | 
         allowed = f"{allowed}; {elsewhere}"
     if mode == "t2v":
         return InvalidRequest("image", f"{where} needs an input image (it does image-to-video only)", allowed=allowed)
-    return InvalidRequest(MODE_FIELDS.get(mode, "request"), f"{where} does not support {MODE_NAMES.get(mode, mode)}",
-                          allowed=allowed)  # fmt: skip
+    return InvalidRequest(
+        MODE_FIELDS.get(mode, "request"), f"{where} does not support {MODE_NAMES.get(mode, mode)}", allowed=allowed
+    )
 
 
 def keyframe_refusal(count: int, where: str, caps: Capabilities, others: list[str] | None = None) -> InvalidRequest:
@@ -115,8 +129,9 @@ def keyframe_refusal(count: int, where: str, caps: Capabilities, others: list[st
         message = f"has {count} images; {where} takes at most {caps.max_keyframes}"
         allowed = f"1 to {caps.max_keyframes} keyframes"
     if others is not None:
-        allowed += f"; backends that take {count}: {', '.join(others)}" if others else \
-            f"; no installed backend takes {count}"  # fmt: skip
+        allowed += (
+            f"; backends that take {count}: {', '.join(others)}" if others else f"; no installed backend takes {count}"
+        )
     return InvalidRequest("keyframes", message, value=count, allowed=allowed)
 
 
@@ -384,38 +399,51 @@ class BaseBackend:
         if mode not in caps.modes:
             raise mode_refusal(mode, where, caps)
         if len(request.references) > caps.max_references:
-            raise InvalidRequest("references", f"has {len(request.references)} images; {where} takes at most "
-                                 f"{caps.max_references}", value=len(request.references),
-                                 allowed=f"1 to {caps.max_references} images")  # fmt: skip
+            raise InvalidRequest(
+                "references",
+                f"has {len(request.references)} images; {where} takes at most {caps.max_references}",
+                value=len(request.references),
+                allowed=f"1 to {caps.max_references} images",
+            )
         if len(request.prompt) > caps.max_prompt_chars:
             raise InvalidRequest(
-                "prompt", f"is {len(request.prompt)} characters; {where} accepts at most {caps.max_prompt_chars}",
+                "prompt",
+                f"is {len(request.prompt)} characters; {where} accepts at most {caps.max_prompt_chars}",
                 value=len(request.prompt),
-            )  # fmt: skip
+            )
         if request.negative_prompt and not caps.negative_prompt:
             raise InvalidRequest("negative_prompt", f"{where} does not take a negative prompt")
         if request.format and request.format not in caps.formats:
-            raise InvalidRequest("format", f"{request.format!r} is not offered by {where}",
-                                 allowed=", ".join(caps.formats))  # fmt: skip
+            raise InvalidRequest(
+                "format", f"{request.format!r} is not offered by {where}", allowed=", ".join(caps.formats)
+            )
 
         # fps first: duration <-> frames conversion needs it
         fps = request.fps if request.fps is not None else caps.default_fps
         if caps.fps is not None and fps not in caps.fps:
-            raise InvalidRequest("fps", f"{fps:g} is not offered by {where}", value=fps,
-                                 allowed=", ".join(f"{v:g}" for v in caps.fps))  # fmt: skip
+            raise InvalidRequest(
+                "fps", f"{fps:g} is not offered by {where}", value=fps, allowed=", ".join(f"{v:g}" for v in caps.fps)
+            )
 
         width, height, ratio = BaseBackend._resolve_size(request, caps, where)
         num_frames = BaseBackend._resolve_frames(request, caps, fps, where)
         limit = {"edit": caps.edit_max_frames, "keyframes": caps.keyframes_max_frames}.get(mode)
         if limit is not None and num_frames > limit:
             field_name = "duration" if request.duration is not None else "num_frames"
-            raise InvalidRequest(field_name, f"{num_frames} frames is more than {where} makes in "
-                                 f"{MODE_NAMES[mode]}", value=num_frames,
-                                 allowed=f"at most {limit} frames ({limit / fps:.3g}s at {fps:g} fps)")  # fmt: skip
+            raise InvalidRequest(
+                field_name,
+                f"{num_frames} frames is more than {where} makes in {MODE_NAMES[mode]}",
+                value=num_frames,
+                allowed=f"at most {limit} frames ({limit / fps:.3g}s at {fps:g} fps)",
+            )
         strength = None
         if mode == "edit" and caps.default_strength is None and request.strength is not None:
-            raise InvalidRequest("strength", f"{where} has no strength setting (how far the edit goes follows the "
-                                 "prompt)", value=request.strength, allowed="leave strength out")  # fmt: skip
+            raise InvalidRequest(
+                "strength",
+                f"{where} has no strength setting (how far the edit goes follows the prompt)",
+                value=request.strength,
+                allowed="leave strength out",
+            )
         if mode == "edit":
             strength = request.strength if request.strength is not None else caps.default_strength
         warnings = BaseBackend._length_warnings(request, caps, fps, num_frames, where)
@@ -423,26 +451,51 @@ class BaseBackend:
 
         steps = request.num_inference_steps if request.num_inference_steps is not None else caps.default_steps
         if steps is not None and steps > caps.max_steps:
-            raise InvalidRequest("num_inference_steps", f"{steps} is more than {where} allows",
-                                 value=steps, allowed=f"1 to {caps.max_steps}")  # fmt: skip
+            raise InvalidRequest(
+                "num_inference_steps",
+                f"{steps} is more than {where} allows",
+                value=steps,
+                allowed=f"1 to {caps.max_steps}",
+            )
         guidance = request.guidance_scale if request.guidance_scale is not None else caps.default_guidance
         if guidance is not None and guidance > caps.max_guidance:
-            raise InvalidRequest("guidance_scale", f"{guidance:g} is more than {where} allows",
-                                 value=guidance, allowed=f"0 to {caps.max_guidance:g}")  # fmt: skip
+            raise InvalidRequest(
+                "guidance_scale",
+                f"{guidance:g} is more than {where} allows",
+                value=guidance,
+                allowed=f"0 to {caps.max_guidance:g}",
+            )
 
         return GenerationParams(
-            prompt=request.prompt, negative_prompt=request.negative_prompt, width=width, height=height,
-            num_frames=num_frames, fps=fps, num_inference_steps=steps, guidance_scale=guidance, seed=seed,
-            mode=mode, backend=self.name, model=model, options=dict(request.options), aspect_ratio=ratio,
-            image_source=request.image, warnings=warnings, strength=strength, source_video_path=request.source_video,
-            last_image_source=request.last_image, reference_sources=list(request.references),
-            keyframe_frames=frames_at, keyframe_times=[k.time for k in request.keyframes],
+            prompt=request.prompt,
+            negative_prompt=request.negative_prompt,
+            width=width,
+            height=height,
+            num_frames=num_frames,
+            fps=fps,
+            num_inference_steps=steps,
+            guidance_scale=guidance,
+            seed=seed,
+            mode=mode,
+            backend=self.name,
+            model=model,
+            options=dict(request.options),
+            aspect_ratio=ratio,
+            image_source=request.image,
+            warnings=warnings,
+            strength=strength,
+            source_video_path=request.source_video,
+            last_image_source=request.last_image,
+            reference_sources=list(request.references),
+            keyframe_frames=frames_at,
+            keyframe_times=[k.time for k in request.keyframes],
             keyframe_sources=[k.image for k in request.keyframes],
-        )  # fmt: skip
+        )
 
     @staticmethod
-    def _keyframe_frames(request: VideoRequest, caps: Capabilities, fps: float, num_frames: int, where: str,
-                         warnings: list[str]) -> list[int]:  # fmt: skip
+    def _keyframe_frames(
+        request: VideoRequest, caps: Capabilities, fps: float, num_frames: int, where: str, warnings: list[str]
+    ) -> list[int]:
         """The frame each timed keyframe lands on: the nearest to its time (frame i shows t = i / fps), the last
         frame for a time up to the clip's end. Refuses a time past the end, two keyframes on one frame, and one on
         the frame ``image`` or ``last_image`` gives; says when a time is moved to its frame."""
@@ -453,23 +506,34 @@ class BaseBackend:
             if t > length + 1e-9:
                 limit = caps.keyframes_max_frames
                 most = f"; {where} makes at most {limit} frames with keyframes" if limit is not None else ""
-                raise InvalidRequest(name, f"{t:g}s is past the end of the clip ({num_frames} frames at {fps:g} fps "
-                                     f"= {length:.3g}s)", value=t,
-                                     allowed=f"0 to {length:.3g} seconds{most}")  # fmt: skip
+                raise InvalidRequest(
+                    name,
+                    f"{t:g}s is past the end of the clip ({num_frames} frames at {fps:g} fps = {length:.3g}s)",
+                    value=t,
+                    allowed=f"0 to {length:.3g} seconds{most}",
+                )
             exact = t * fps
             frame = min(math.floor(exact + 0.5), num_frames - 1)  # half up; the clip's end is its last frame
             taken = {0: "image", num_frames - 1: "last_image"}
             if frames and frame == frames[-1]:
-                raise InvalidRequest(name, f"{t:g}s lands on frame {frame} at {fps:g} fps, as keyframes[{i - 1}] "
-                                     f"({request.keyframes[i - 1].time:g}s) does", value=t,
-                                     allowed=f"times at least one frame ({1 / fps:.3g}s) apart")  # fmt: skip
+                raise InvalidRequest(
+                    name,
+                    f"{t:g}s lands on frame {frame} at {fps:g} fps, as keyframes[{i - 1}] "
+                    f"({request.keyframes[i - 1].time:g}s) does",
+                    value=t,
+                    allowed=f"times at least one frame ({1 / fps:.3g}s) apart",
+                )
             if frame in taken and getattr(request, taken[frame]) is not None:
-                raise InvalidRequest(name, f"{t:g}s lands on frame {frame}, which {taken[frame]} gives already: "
-                                     "ambiguous", value=t, allowed=f"times between the first and last frames, or "
-                                     f"leave {taken[frame]} out")  # fmt: skip
+                raise InvalidRequest(
+                    name,
+                    f"{t:g}s lands on frame {frame}, which {taken[frame]} gives already: ambiguous",
+                    value=t,
+                    allowed=f"times between the first and last frames, or leave {taken[frame]} out",
+                )
             if abs(exact - round(exact)) > 1e-6:
-                warnings.append(f"{name}: {t:g}s is frame {exact:.3g} at {fps:g} fps; placed on frame {frame} "
-                                f"({frame / fps:.3g}s)")  # fmt: skip
+                warnings.append(
+                    f"{name}: {t:g}s is frame {exact:.3g} at {fps:g} fps; placed on frame {frame} ({frame / fps:.3g}s)"
+                )
             frames.append(frame)
         return frames
 
@@ -480,8 +544,12 @@ class BaseBackend:
             width, height = request.width, request.height
         elif ratio is not None or request.resolution is not None:
             if caps.aspect_ratios is not None and ratio is not None and ratio not in caps.aspect_ratios:
-                raise InvalidRequest("aspect_ratio", f"{ratio!r} is not offered by {where}", value=ratio,
-                                     allowed=", ".join(caps.aspect_ratios))  # fmt: skip
+                raise InvalidRequest(
+                    "aspect_ratio",
+                    f"{ratio!r} is not offered by {where}",
+                    value=ratio,
+                    allowed=", ".join(caps.aspect_ratios),
+                )
             rw, rh = ASPECT_RATIOS[ratio] if ratio else (caps.default_size[0], caps.default_size[1])
             short = RESOLUTIONS[request.resolution] if request.resolution else min(caps.default_size)
             m = max(1, caps.size_multiple)
@@ -502,36 +570,54 @@ class BaseBackend:
             ratio = _closest_ratio(width, height, caps.aspect_ratios)
         if caps.sizes is not None:
             if (width, height) not in caps.sizes:
-                raise InvalidRequest("size", f"{width}x{height} is not offered by {where}",
-                                     value=f"{width}x{height}", allowed=caps.size_rule())  # fmt: skip
+                raise InvalidRequest(
+                    "size",
+                    f"{width}x{height} is not offered by {where}",
+                    value=f"{width}x{height}",
+                    allowed=caps.size_rule(),
+                )
             return width, height, ratio
         for name, value in (("width", width), ("height", height)):
             if not caps.min_size <= value <= caps.max_size:
-                raise InvalidRequest(name, f"{value} is outside what {where} allows", value=value,
-                                     allowed=caps.size_rule())  # fmt: skip
+                raise InvalidRequest(
+                    name, f"{value} is outside what {where} allows", value=value, allowed=caps.size_rule()
+                )
             if value % caps.size_multiple:
-                raise InvalidRequest(name, f"{value} is not a multiple of {caps.size_multiple}, which {where} needs",
-                                     value=value, allowed=caps.size_rule())  # fmt: skip
+                raise InvalidRequest(
+                    name,
+                    f"{value} is not a multiple of {caps.size_multiple}, which {where} needs",
+                    value=value,
+                    allowed=caps.size_rule(),
+                )
         return width, height, ratio
 
     @staticmethod
-    def _length_warnings(request: VideoRequest, caps: Capabilities, fps: float, num_frames: int,
-                         where: str) -> list[str]:  # fmt: skip
+    def _length_warnings(
+        request: VideoRequest, caps: Capabilities, fps: float, num_frames: int, where: str
+    ) -> list[str]:
         """Say when the clip's length is not the one asked for: never change what was asked silently."""
         length = f"{num_frames} frames at {fps:g} fps = {num_frames / fps:.3g}s"
         if request.duration is not None and caps.durations is None:
             exact = request.duration * fps
             if abs(exact - num_frames) > 1e-6:
-                return [f"duration: {request.duration:g}s at {fps:g} fps is {exact:g} frames, which {where} cannot "
-                        f"make (frame counts: {caps.frame_rule()}); making {length}. For an exact length give "
-                        f"num_frames (--frames), or a duration that is an allowed count / fps"]  # fmt: skip
-        elif request.fps is not None and request.num_frames is None and request.duration is None \
-                and caps.durations is None:  # fmt: skip
+                return [
+                    f"duration: {request.duration:g}s at {fps:g} fps is {exact:g} frames, which {where} cannot "
+                    f"make (frame counts: {caps.frame_rule()}); making {length}. For an exact length give "
+                    f"num_frames (--frames), or a duration that is an allowed count / fps"
+                ]
+        elif (
+            request.fps is not None
+            and request.num_frames is None
+            and request.duration is None
+            and caps.durations is None
+        ):
             default_length = caps.default_frames / caps.default_fps
             if abs(num_frames / fps - default_length) > 1e-6:
-                return [f"fps: {fps:g} fps with the default {num_frames} frames makes {num_frames / fps:.3g}s, not "
-                        f"the default {default_length:g}s at {caps.default_fps:g} fps; give duration or num_frames "
-                        f"(--duration, --frames) to set the length"]  # fmt: skip
+                return [
+                    f"fps: {fps:g} fps with the default {num_frames} frames makes {num_frames / fps:.3g}s, not "
+                    f"the default {default_length:g}s at {caps.default_fps:g} fps; give duration or num_frames "
+                    f"(--duration, --frames) to set the length"
+                ]
         return []
 
     @staticmethod
@@ -546,8 +632,12 @@ class BaseBackend:
             match = [d for d in caps.durations if abs(d - duration) < 1e-6]
             if not match:
                 field_name = "duration" if request.duration is not None or request.num_frames is None else "num_frames"
-                raise InvalidRequest(field_name, f"{duration:g}s is not offered by {where}", value=duration,
-                                     allowed=", ".join(f"{d:g}s" for d in caps.durations))  # fmt: skip
+                raise InvalidRequest(
+                    field_name,
+                    f"{duration:g}s is not offered by {where}",
+                    value=duration,
+                    allowed=", ".join(f"{d:g}s" for d in caps.durations),
+                )
             return int(round(match[0] * fps))
         if request.num_frames is not None:
             n, field_name = request.num_frames, "num_frames"
@@ -561,12 +651,12 @@ class BaseBackend:
             return caps.default_frames
         if not caps.min_frames <= n <= caps.max_frames or (n - caps.frame_offset) % caps.frame_step:
             shown = f"{request.duration:g}s ({n} frames at {fps:g} fps)" if field_name == "duration" else str(n)
-            raise InvalidRequest(field_name, f"{shown} is not allowed by {where}", value=n,
-                                 allowed=caps.frame_rule())  # fmt: skip
+            raise InvalidRequest(field_name, f"{shown} is not allowed by {where}", value=n, allowed=caps.frame_rule())
         return n
 
 
 def _closest_ratio(width: int, height: int, ratios: tuple[str, ...]) -> str:
     want = width / height
-    return min(ratios, key=lambda r: abs(ASPECT_RATIOS[r][0] / ASPECT_RATIOS[r][1] - want) if r in ASPECT_RATIOS
-               else 1e9)  # fmt: skip
+    return min(
+        ratios, key=lambda r: abs(ASPECT_RATIOS[r][0] / ASPECT_RATIOS[r][1] - want) if r in ASPECT_RATIOS else 1e9
+    )

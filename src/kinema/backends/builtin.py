@@ -148,9 +148,12 @@ class BuiltinBackend(BaseBackend):
         if model not in (None, "builtin"):
             # a checkpoint of `kinema train builtin`; anything else would be recorded in the recipe but not used
             if not (model.endswith(".safetensors") and is_checkpoint(Path(model).expanduser())):
-                raise InvalidRequest("model", f"{model!r} is not a model of the built-in backend", value=model,
-                                     allowed="builtin, or the path of a .safetensors checkpoint made by "
-                                     "'kinema train builtin'")  # fmt: skip
+                raise InvalidRequest(
+                    "model",
+                    f"{model!r} is not a model of the built-in backend",
+                    value=model,
+                    allowed="builtin, or the path of a .safetensors checkpoint made by 'kinema train builtin'",
+                )
             request = request.model_copy(update={"model": str(Path(model).expanduser().resolve())})
         params = super().resolve(request, seed)
         if params.mode == "edit" and request.guidance_scale is None and (params.strength or 0.0) < 1:
@@ -158,8 +161,12 @@ class BuiltinBackend(BaseBackend):
         check_option_names(self.name, params.options, ("camera",))  # refused now, before a job is accepted
         camera = params.options.get("camera", "static")
         if camera not in CAMERAS:
-            raise InvalidRequest("options.camera", f"{camera!r} is not a camera move of the built-in model",
-                                 value=camera, allowed=", ".join(CAMERAS))  # fmt: skip
+            raise InvalidRequest(
+                "options.camera",
+                f"{camera!r} is not a camera move of the built-in model",
+                value=camera,
+                allowed=", ".join(CAMERAS),
+            )
         return params
 
     def default_model(self) -> str | None:
@@ -199,12 +206,16 @@ class BuiltinBackend(BaseBackend):
             # weights trained with a known last frame (v2's p_keyframes) are steered towards it; older ones are not
             untrained = not float((info.get("train_config") or {}).get("p_keyframes") or 0.0) > 0
             if untrained and params.last_image is not None:
-                warnings.append("last_image: the built-in weights were trained with known frames at the start only; "
-                                "the clip jumps to the last image in its final frame (docs/editing.md)")  # fmt: skip
+                warnings.append(
+                    "last_image: the built-in weights were trained with known frames at the start only; "
+                    "the clip jumps to the last image in its final frame (docs/editing.md)"
+                )
             if untrained and params.keyframes:
-                warnings.append("keyframes: the built-in weights were trained with known frames at the start only; "
-                                "each image is written in at its frame, but the frames around it are not steered "
-                                "towards it (docs/editing.md)")  # fmt: skip
+                warnings.append(
+                    "keyframes: the built-in weights were trained with known frames at the start only; "
+                    "each image is written in at its frame, but the frames around it are not steered "
+                    "towards it (docs/editing.md)"
+                )
         init: np.ndarray | None = None
         strength = 1.0
         if params.mode == "edit" and params.source_video is not None:
@@ -217,8 +228,10 @@ class BuiltinBackend(BaseBackend):
         own_guidance, own_interval = sampling_defaults(info)  # the checkpoint's, else the package's
         guidance = own_guidance if params.guidance_scale is None else params.guidance_scale
         if params.negative_prompt and guidance == 1.0:
-            warnings.append("negative_prompt has no effect at guidance_scale 1; give guidance_scale above 1 "
-                            f"(the built-in model's default is {own_guidance:g}) to steer away from it")  # fmt: skip
+            warnings.append(
+                "negative_prompt has no effect at guidance_scale 1; give guidance_scale above 1 "
+                f"(the built-in model's default is {own_guidance:g}) to steer away from it"
+            )
         if init is not None:
             from ..builtin.sampling import edit_timesteps
 
@@ -237,12 +250,22 @@ class BuiltinBackend(BaseBackend):
         pieces: list[np.ndarray] = []
         for seg in range(segments):
             clip = sample(
-                model, tokenizer, [params.prompt], steps=steps, guidance=guidance,
-                seed=params.seed + seg, negative_prompt=params.negative_prompt, known=known, num_known=num_known,
-                on_step=on_step, cameras=[params.options["camera"]] if "camera" in params.options else None,
-                known_index=known_index, init=init, strength=strength,
+                model,
+                tokenizer,
+                [params.prompt],
+                steps=steps,
+                guidance=guidance,
+                seed=params.seed + seg,
+                negative_prompt=params.negative_prompt,
+                known=known,
+                num_known=num_known,
+                on_step=on_step,
+                cameras=[params.options["camera"]] if "camera" in params.options else None,
+                known_index=known_index,
+                init=init,
+                strength=strength,
                 guidance_interval=interval,
-            )[0]  # fmt: skip
+            )[0]
             assert isinstance(clip, np.ndarray)
             pieces.append(clip if seg == 0 else clip[OVERLAP:])
             known, num_known = clip[-OVERLAP:][None], OVERLAP
@@ -250,6 +273,7 @@ class BuiltinBackend(BaseBackend):
         frames = np.concatenate(pieces)[: params.num_frames]
         ctx.progress("decoding", 1, 1)
         return BackendOutput(
-            video=Video(frames, fps=params.fps), warnings=warnings,
+            video=Video(frames, fps=params.fps),
+            warnings=warnings,
             model_revision=str(info.get("revision") or info.get("steps_run") or "dev"),
-        )  # fmt: skip
+        )

@@ -21,9 +21,25 @@ from typing import Any
 
 from .base import Capabilities
 
-__all__ = ["CatalogEntry", "Family", "CATALOG", "FAMILIES", "get_entry", "find_by_repo", "family_for_pipeline",
-           "derive_capabilities", "DEFAULT_MODEL", "MemoryEstimate", "estimate_memory", "component_bytes",
-           "scaled_work", "WAN_NEGATIVE_PROMPT", "read_json", "MultiScale", "LTX_DEV_MULTISCALE"]  # fmt: skip
+__all__ = [
+    "CatalogEntry",
+    "Family",
+    "CATALOG",
+    "FAMILIES",
+    "get_entry",
+    "find_by_repo",
+    "family_for_pipeline",
+    "derive_capabilities",
+    "DEFAULT_MODEL",
+    "MemoryEstimate",
+    "estimate_memory",
+    "component_bytes",
+    "scaled_work",
+    "WAN_NEGATIVE_PROMPT",
+    "read_json",
+    "MultiScale",
+    "LTX_DEV_MULTISCALE",
+]
 
 DEFAULT_MODEL = "wan2.1-t2v-1.3b"
 
@@ -75,10 +91,10 @@ FAMILIES: dict[str, Family] = {
         vae_float32=True,
         default_negative_prompt=WAN_NEGATIVE_PROMPT,
         default_strength=0.7,
-    ),  # fmt: skip
+    ),
     "ltx": Family(
         "ltx", "LTXPipeline", "LTXImageToVideoPipeline", "LTXConditionPipeline", (768, 512), 121, 24.0, 50, 3.0
-    ),  # fmt: skip
+    ),
     "cogvideox": Family(
         "cogvideox",
         "CogVideoXPipeline",
@@ -90,7 +106,7 @@ FAMILIES: dict[str, Family] = {
         50,
         6.0,
         default_strength=0.8,
-    ),  # fmt: skip
+    ),
     "hunyuan": Family("hunyuan", "HunyuanVideoPipeline", None, None, (1280, 720), 129, 24.0, 50, 6.0, work_gb=18.7),
     "svd": Family(
         "svd",
@@ -105,7 +121,7 @@ FAMILIES: dict[str, Family] = {
         max_guidance=20.0,
         negative_prompt=False,
         prompt=False,
-    ),  # fmt: skip
+    ),
     "modelscope": Family("modelscope", "TextToVideoSDPipeline", None, None, (256, 256), 16, 8.0, 50, 9.0, work_gb=2.0),
 }
 
@@ -227,21 +243,40 @@ class CatalogEntry:
 
     def capabilities(self) -> Capabilities:
         return Capabilities(
-            modes=self.modes, default_size=self.default_size, sizes=self.sizes, size_multiple=self.size_multiple,
-            min_size=self.min_size, max_size=self.max_size, default_frames=self.default_frames,
-            min_frames=self.min_frames, max_frames=self.max_frames, frame_step=self.frame_step,
-            frame_offset=self.frame_offset, default_fps=self.default_fps, default_steps=self.default_steps,
-            max_steps=500, default_guidance=self.default_guidance, max_guidance=self.max_guidance,
-            negative_prompt=self.negative_prompt, notes=f"{self.license}" + (f"; {self.notes}" if self.notes else ""),
-            default_strength=self.default_strength, edit_max_frames=self.edit_max_frames,
+            modes=self.modes,
+            default_size=self.default_size,
+            sizes=self.sizes,
+            size_multiple=self.size_multiple,
+            min_size=self.min_size,
+            max_size=self.max_size,
+            default_frames=self.default_frames,
+            min_frames=self.min_frames,
+            max_frames=self.max_frames,
+            frame_step=self.frame_step,
+            frame_offset=self.frame_offset,
+            default_fps=self.default_fps,
+            default_steps=self.default_steps,
+            max_steps=500,
+            default_guidance=self.default_guidance,
+            max_guidance=self.max_guidance,
+            negative_prompt=self.negative_prompt,
+            notes=f"{self.license}" + (f"; {self.notes}" if self.notes else ""),
+            default_strength=self.default_strength,
+            edit_max_frames=self.edit_max_frames,
             max_references=self.max_references,
-            keyframes_max_frames=self.keyframes_max_frames, max_keyframes=self.max_keyframes,
-        )  # fmt: skip
+            keyframes_max_frames=self.keyframes_max_frames,
+            max_keyframes=self.max_keyframes,
+        )
 
     def memory(self, offload: str = "model", text_encoder_device: str = "auto") -> MemoryEstimate:
         """The GPU memory this model needs at its default size in 16-bit (VAE in float32 where Kinema keeps it)."""
-        return estimate_memory(self.params_b, component_bytes(self.params_b, 2.0, self.vae_float32), self.work_gb,
-                               offload, text_encoder_device=text_encoder_device)  # fmt: skip
+        return estimate_memory(
+            self.params_b,
+            component_bytes(self.params_b, 2.0, self.vae_float32),
+            self.work_gb,
+            offload,
+            text_encoder_device=text_encoder_device,
+        )
 
     def memory_table(self) -> dict[str, dict[str, float]]:
         """GPU GB at the default size for each offload mode and each way of storing the denoiser's weights
@@ -297,8 +332,9 @@ class MemoryEstimate:
     assumes: str
 
 
-def component_bytes(params_b: dict[str, float], default: float, vae_float32: bool = False,
-                    overrides: dict[str, float] | None = None) -> dict[str, float]:  # fmt: skip
+def component_bytes(
+    params_b: dict[str, float], default: float, vae_float32: bool = False, overrides: dict[str, float] | None = None
+) -> dict[str, float]:
     """Bytes per parameter of each component: ``default``; 4 for the VAE and image encoder when Kinema keeps them in
     float32 (Wan); then ``overrides``."""
     out = {name: default for name in params_b}
@@ -309,9 +345,16 @@ def component_bytes(params_b: dict[str, float], default: float, vae_float32: boo
     return out
 
 
-def estimate_memory(params_b: dict[str, float], bytes_per: dict[str, float], work_gb: float, offload: str, *,
-                    text_encoder_device: str = "auto", group_exclude: tuple[str, ...] = ("vae",),
-                    low_cpu_mem_usage: bool = False) -> MemoryEstimate:  # fmt: skip
+def estimate_memory(
+    params_b: dict[str, float],
+    bytes_per: dict[str, float],
+    work_gb: float,
+    offload: str,
+    *,
+    text_encoder_device: str = "auto",
+    group_exclude: tuple[str, ...] = ("vae",),
+    low_cpu_mem_usage: bool = False,
+) -> MemoryEstimate:
     """GPU and CPU memory (GB) from each component's parameter count x bytes per parameter, and the offload mode.
 
     - ``none``: every component on the GPU, plus ``work_gb`` (activations and the VAE decode).
@@ -346,8 +389,10 @@ def estimate_memory(params_b: dict[str, float], bytes_per: dict[str, float], wor
         streamed = sum(v for n, v in on_gpu.items() if n not in group_exclude)
         gpu = kept + work_gb + _STREAM_MARGIN_GB
         cpu = streamed * (1.0 if low_cpu_mem_usage else 2.0) + cpu_text
-        assumes = (f"group offload: {', '.join(group_exclude) or 'nothing'} kept on the GPU, the rest streamed "
-                   f"({where}); CPU memory {'1x' if low_cpu_mem_usage else '2x'} the streamed weights")  # fmt: skip
+        assumes = (
+            f"group offload: {', '.join(group_exclude) or 'nothing'} kept on the GPU, the rest streamed "
+            f"({where}); CPU memory {'1x' if low_cpu_mem_usage else '2x'} the streamed weights"
+        )
     return MemoryEstimate(round(gpu, 2), round(cpu, 2), round(total, 2), assumes)
 
 
@@ -362,8 +407,13 @@ _WAN_VAE = 0.127  # Wan2.1 VAE: ~0.5 GB in float32
 _T5XXL = 4.76  # T5-v1.1-XXL encoder (CogVideoX, LTX): ~9.5 GB in 16-bit
 _COG_DPM = ("CogVideoXDPMScheduler", {"timestep_spacing": "trailing"})  # THUDM/CogVideo inference/cli_demo.py
 
-_WAN = dict(family="wan", license="Apache-2.0", commercial_use=True, vae_float32=True,
-            default_negative_prompt=WAN_NEGATIVE_PROMPT)  # fmt: skip
+_WAN = dict(
+    family="wan",
+    license="Apache-2.0",
+    commercial_use=True,
+    vae_float32=True,
+    default_negative_prompt=WAN_NEGATIVE_PROMPT,
+)
 _WAN_T2V = dict(_WAN, pipeline="WanPipeline", modes=("t2v",))
 # Wan 2.1 text-to-video weights also edit a clip (WanVideoToVideoPipeline; diffusers' example names both Wan2.1 T2V
 # repos and strength=0.7); Wan2.2 A14B is left out: that pipeline has no second (low-noise) expert
@@ -812,7 +862,7 @@ def compression(folder: Path, family: str) -> tuple[int, int]:
             vae.get("scale_factor_temporal")
             or 2 ** sum(bool(t) for t in vae.get("temperal_downsample", [False, True, True]))
         )
-        return spatial * _patch(net.get("patch_size", 2)), temporal  # fmt: skip
+        return spatial * _patch(net.get("patch_size", 2)), temporal
     if family == "ltx":
         scaling = vae.get("spatio_temporal_scaling", [True, True, True, False])
         spatial = int(vae.get("spatial_compression_ratio") or _patch(vae.get("patch_size", 4)) * 2 ** sum(scaling))
@@ -872,14 +922,26 @@ def derive_capabilities(folder: Path, class_name: str | None = None) -> tuple[Ca
         frames = int(unet.get("num_frames", frames))
     w, h = family.default_size
     caps = Capabilities(
-        modes=modes, default_size=(w - w % multiple, h - h % multiple), size_multiple=multiple,
-        min_size=multiple, max_size=4096, default_frames=frames, min_frames=1, max_frames=1024, frame_step=step,
-        frame_offset=offset, default_fps=family.default_fps, default_steps=family.default_steps, max_steps=500,
-        default_guidance=family.default_guidance, max_guidance=family.max_guidance,
-        negative_prompt=family.negative_prompt, default_strength=family.default_strength,
+        modes=modes,
+        default_size=(w - w % multiple, h - h % multiple),
+        size_multiple=multiple,
+        min_size=multiple,
+        max_size=4096,
+        default_frames=frames,
+        min_frames=1,
+        max_frames=1024,
+        frame_step=step,
+        frame_offset=offset,
+        default_fps=family.default_fps,
+        default_steps=family.default_steps,
+        max_steps=500,
+        default_guidance=family.default_guidance,
+        max_guidance=family.max_guidance,
+        negative_prompt=family.negative_prompt,
+        default_strength=family.default_strength,
         max_references=VACE_MAX_REFERENCES if "references" in modes else 0,
         # every LTX checkpoint runs keyframes through LTXConditionPipeline, which takes images at any frame
         max_keyframes=LTX_MAX_KEYFRAMES if family.name == "ltx" else 0,
         notes=f"{class_name} checkpoint at {folder}; limits derived from its configs (licence: see its model card)",
-    )  # fmt: skip
+    )
     return caps, family

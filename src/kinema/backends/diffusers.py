@@ -117,9 +117,23 @@ from .quantization import (
 )
 from .quantization import targets as quantize_targets
 
-__all__ = ["DiffusersBackend", "Located", "locate", "hub_cache_dir", "validate_options", "check_fits",
-           "parse_lora", "OPTION_DEFAULTS", "memory_estimate", "component_dtypes", "diffusers_name",
-           "multiscale_recipe", "multiscale_sizes", "locate_upsampler", "HUNYUAN_TRUE_CFG"]  # fmt: skip
+__all__ = [
+    "DiffusersBackend",
+    "Located",
+    "locate",
+    "hub_cache_dir",
+    "validate_options",
+    "check_fits",
+    "parse_lora",
+    "OPTION_DEFAULTS",
+    "memory_estimate",
+    "component_dtypes",
+    "diffusers_name",
+    "multiscale_recipe",
+    "multiscale_sizes",
+    "locate_upsampler",
+    "HUNYUAN_TRUE_CFG",
+]
 
 _REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
 _WEIGHT_SUFFIXES = (".safetensors",)
@@ -151,9 +165,15 @@ def cached_snapshot(repo: str, revision: str | None = None) -> Path | None:
 def missing_components(folder: Path) -> list[str]:
     """Components named in model_index.json whose subfolder is absent (an interrupted download)."""
     index = read_model_index(folder)
-    return [name for name, spec in index.items()
-            if not name.startswith("_") and isinstance(spec, list) and spec and spec[0] is not None
-            and not (folder / name).is_dir()]  # fmt: skip
+    return [
+        name
+        for name, spec in index.items()
+        if not name.startswith("_")
+        and isinstance(spec, list)
+        and spec
+        and spec[0] is not None
+        and not (folder / name).is_dir()
+    ]
 
 
 def missing_weights_message(model: str, repo: str) -> str:
@@ -216,9 +236,11 @@ def locate(model: str, revision: str | None = None) -> Located:
             raise ModelNotFound(f"model: {missing_weights_message(model, model)}")
         return _from_folder(model, "hub", model, folder, read_model_index(folder))
     raise InvalidRequest(
-        "model", f"{model!r} is neither a catalog id, a Hub repo id (org/name) nor an existing folder", value=model,
+        "model",
+        f"{model!r} is neither a catalog id, a Hub repo id (org/name) nor an existing folder",
+        value=model,
         allowed=", ".join(CATALOG) + ", a Hub repo id, or a folder in the diffusers layout",
-    )  # fmt: skip
+    )
 
 
 def _from_folder(model: str, kind: str, repo: str | None, folder: Path, index: dict[str, Any]) -> Located:
@@ -227,24 +249,52 @@ def _from_folder(model: str, kind: str, repo: str | None, folder: Path, index: d
         caps, family = derive_capabilities(folder, class_name)
     except KeyError:
         raise InvalidRequest(
-            "model", f"{model!r} is a {class_name or 'unknown'} checkpoint, which the diffusers backend does not run",
-            value=model, allowed=", ".join(supported_pipelines()),
-        ) from None  # fmt: skip
+            "model",
+            f"{model!r} is a {class_name or 'unknown'} checkpoint, which the diffusers backend does not run",
+            value=model,
+            allowed=", ".join(supported_pipelines()),
+        ) from None
     return Located(model, kind, repo, folder, class_name, family, caps)
 
 
 # -- options -------------------------------------------------------------------------------------------------------
 
 OPTION_DEFAULTS: dict[str, Any] = {
-    "device": "auto", "dtype": "auto", "offload": "none", "offload_exclude": ["vae"], "low_cpu_mem_usage": False,
-    "text_encoder_device": "auto", "vae_tiling": False, "vae_slicing": False, "attention": "sdpa", "compile": False,
-    "cache": "none", "cache_threshold": None, "lora": [], "shift": None, "guidance_2": None, "true_cfg_scale": None,
-    "motion_bucket_id": None, "noise_aug_strength": None, "decode_chunk_size": None, "max_sequence_length": None,
-    "revision": None, "quantize": "none", "quantize_components": [], "transformer_file": None,
-    "transformer_2_file": None, "scheduler": None, "last_image": None, "cache_ratios": None,
-    "cache_calibrate": False, "ulysses": 1, "ring": 1, "ulysses_anything": False, "multiscale": False,
+    "device": "auto",
+    "dtype": "auto",
+    "offload": "none",
+    "offload_exclude": ["vae"],
+    "low_cpu_mem_usage": False,
+    "text_encoder_device": "auto",
+    "vae_tiling": False,
+    "vae_slicing": False,
+    "attention": "sdpa",
+    "compile": False,
+    "cache": "none",
+    "cache_threshold": None,
+    "lora": [],
+    "shift": None,
+    "guidance_2": None,
+    "true_cfg_scale": None,
+    "motion_bucket_id": None,
+    "noise_aug_strength": None,
+    "decode_chunk_size": None,
+    "max_sequence_length": None,
+    "revision": None,
+    "quantize": "none",
+    "quantize_components": [],
+    "transformer_file": None,
+    "transformer_2_file": None,
+    "scheduler": None,
+    "last_image": None,
+    "cache_ratios": None,
+    "cache_calibrate": False,
+    "ulysses": 1,
+    "ring": 1,
+    "ulysses_anything": False,
+    "multiscale": False,
     "upsampler": None,
-}  # fmt: skip
+}
 _CHOICES = {
     "offload": ("none", "model", "sequential", "group"),
     "cache": ("none", "firstblock", "taylorseer", "magcache"),
@@ -274,8 +324,12 @@ def _number(key: str, value: Any, low: float, high: float, integer: bool = False
         num = float("nan")
     if not low <= num <= high or (integer and num != int(num)):
         kind = "an integer" if integer else "a number"
-        raise InvalidRequest(f"options.{key}", f"{value!r} is not {kind} from {low:g} to {high:g}", value=value,
-                             allowed=f"{low:g} to {high:g}")  # fmt: skip
+        raise InvalidRequest(
+            f"options.{key}",
+            f"{value!r} is not {kind} from {low:g} to {high:g}",
+            value=value,
+            allowed=f"{low:g} to {high:g}",
+        )
     return int(num) if integer else num
 
 
@@ -285,8 +339,12 @@ def _names(key: str, value: Any) -> list[str]:
     names = [str(v).strip() for v in items if str(v).strip() and str(v).strip().lower() != "none"]
     for name in names:
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
-            raise InvalidRequest(f"options.{key}", f"{name!r} is not a component name", value=value,
-                                 allowed="component names such as vae, text_encoder, image_encoder")  # fmt: skip
+            raise InvalidRequest(
+                f"options.{key}",
+                f"{name!r} is not a component name",
+                value=value,
+                allowed="component names such as vae, text_encoder, image_encoder",
+            )
     return names
 
 
@@ -312,20 +370,34 @@ def parse_lora(value: Any) -> list[tuple[str, float, str | None]]:
             path, _, weight_name = path.partition("::")
             parts = weight_name.replace("\\", "/").split("/")
             # a file inside the folder or repo (repos keep LoRAs in subfolders too); never outside it
-            if not path or not weight_name.endswith(_WEIGHT_SUFFIXES) or weight_name.startswith(("/", "\\")) \
-                    or any(p in ("", ".", "..") for p in parts) or re.match(r"^[A-Za-z]:", weight_name):  # fmt: skip
+            if (
+                not path
+                or not weight_name.endswith(_WEIGHT_SUFFIXES)
+                or weight_name.startswith(("/", "\\"))
+                or any(p in ("", ".", "..") for p in parts)
+                or re.match(r"^[A-Za-z]:", weight_name)
+            ):
                 why = f"{item!r}: after '::' comes one .safetensors file inside the folder or repo before it"
                 raise InvalidRequest("options.lora", why, value=item, allowed=_LORA_SYNTAX)
             if Path(path).expanduser().is_dir() and not (Path(path).expanduser() / weight_name).is_file():
                 files = sorted(p.name for p in Path(path).expanduser().glob("*.safetensors"))
-                raise InvalidRequest("options.lora", f"{path!r} has no {weight_name!r}", value=item,
-                                     allowed=", ".join(f"{path}::{f}" for f in files) or _LORA_SYNTAX)  # fmt: skip
+                raise InvalidRequest(
+                    "options.lora",
+                    f"{path!r} has no {weight_name!r}",
+                    value=item,
+                    allowed=", ".join(f"{path}::{f}" for f in files) or _LORA_SYNTAX,
+                )
         if not -10.0 <= scale <= 10.0:
-            raise InvalidRequest("options.lora", f"scale {scale:g} of {path!r} is out of range", value=item,
-                                 allowed="-10 to 10")  # fmt: skip
+            raise InvalidRequest(
+                "options.lora", f"scale {scale:g} of {path!r} is out of range", value=item, allowed="-10 to 10"
+            )
         if not Path(path).expanduser().exists() and not _REPO_ID.match(path):
-            raise InvalidRequest("options.lora", f"{path!r} is neither an existing file or folder nor a Hub repo id",
-                                 value=item, allowed="a .safetensors file, a folder or org/name")  # fmt: skip
+            raise InvalidRequest(
+                "options.lora",
+                f"{path!r} is neither an existing file or folder nor a Hub repo id",
+                value=item,
+                allowed="a .safetensors file, a folder or org/name",
+            )
         out.append((path, scale, weight_name))
     return out
 
@@ -336,8 +408,12 @@ def validate_options(options: dict[str, Any]) -> dict[str, Any]:
     opts = {**OPTION_DEFAULTS, **options}
     device = str(opts["device"]).strip().lower()
     if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", device):
-        raise InvalidRequest("options.device", f"{opts['device']!r} is not a device", value=opts["device"],
-                             allowed="auto, cpu, cuda, cuda:N, mps")  # fmt: skip
+        raise InvalidRequest(
+            "options.device",
+            f"{opts['device']!r} is not a device",
+            value=opts["device"],
+            allowed="auto, cpu, cuda, cuda:N, mps",
+        )
     opts["device"] = device
     opts["dtype"] = _DTYPE_ALIASES.get(str(opts["dtype"]).lower(), str(opts["dtype"]).lower())
     for key, choices in _CHOICES.items():
@@ -345,8 +421,12 @@ def validate_options(options: dict[str, Any]) -> dict[str, Any]:
         if key == "cache" and value in ("false", "off", "0"):
             value = "none"
         if value not in choices:
-            raise InvalidRequest(f"options.{key}", f"{opts[key]!r} is not one of its values", value=opts[key],
-                                 allowed=", ".join(choices))  # fmt: skip
+            raise InvalidRequest(
+                f"options.{key}",
+                f"{opts[key]!r} is not one of its values",
+                value=opts[key],
+                allowed=", ".join(choices),
+            )
         opts[key] = value
     for key in ("vae_tiling", "vae_slicing", "compile", "low_cpu_mem_usage", "cache_calibrate", "multiscale"):
         opts[key] = _bool(key, opts[key])
@@ -360,21 +440,33 @@ def validate_options(options: dict[str, Any]) -> dict[str, Any]:
     opts["lora"] = parse_lora(opts["lora"]) if opts["lora"] else []
     if opts["shift"] is not None:
         opts["shift"] = _number("shift", opts["shift"], 0.01, 100.0)
-    for key, low, high, integer in (("guidance_2", 0.0, 100.0, False), ("true_cfg_scale", 1.0, 30.0, False),
-                                    ("motion_bucket_id", 0, 1023, True), ("noise_aug_strength", 0.0, 1.0, False),
-                                    ("decode_chunk_size", 1, 1024, True)):  # fmt: skip
+    for key, low, high, integer in (
+        ("guidance_2", 0.0, 100.0, False),
+        ("true_cfg_scale", 1.0, 30.0, False),
+        ("motion_bucket_id", 0, 1023, True),
+        ("noise_aug_strength", 0.0, 1.0, False),
+        ("decode_chunk_size", 1, 1024, True),
+    ):
         if opts[key] is not None:
             opts[key] = _number(key, opts[key], low, high, integer)
     if opts["max_sequence_length"] is not None:
         opts["max_sequence_length"] = _number("max_sequence_length", opts["max_sequence_length"], 1, 4096, True)
     if opts["revision"] is not None and not re.fullmatch(r"[\w./-]{1,128}", str(opts["revision"])):
-        raise InvalidRequest("options.revision", f"{opts['revision']!r} is not a branch, tag or commit id",
-                             value=opts["revision"], allowed="e.g. main or a 40-character commit id")  # fmt: skip
+        raise InvalidRequest(
+            "options.revision",
+            f"{opts['revision']!r} is not a branch, tag or commit id",
+            value=opts["revision"],
+            allowed="e.g. main or a 40-character commit id",
+        )
     if opts["scheduler"] is not None:
         name = str(opts["scheduler"]).strip()
         if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]{0,63}", name):
-            raise _refuse("scheduler", f"{opts['scheduler']!r} is not a scheduler class name", opts["scheduler"],
-                          "a diffusers scheduler class name, e.g. UniPCMultistepScheduler")  # fmt: skip
+            raise _refuse(
+                "scheduler",
+                f"{opts['scheduler']!r} is not a scheduler class name",
+                opts["scheduler"],
+                "a diffusers scheduler class name, e.g. UniPCMultistepScheduler",
+            )
         opts["scheduler"] = name
     if opts["last_image"] is not None:
         opts["last_image"] = _last_image_path(opts["last_image"])
@@ -391,24 +483,34 @@ def _check_magcache(opts: dict[str, Any]) -> None:
     MagCacheConfig refuses to run without them: they depend on the checkpoint) or a calibration run writing them."""
     for key in ("cache_ratios", "cache_calibrate"):
         if opts[key] not in (None, False) and opts["cache"] != "magcache":
-            raise _refuse(key, f"applies to cache=magcache, not cache={opts['cache']}", opts[key],
-                          "with cache=magcache only")  # fmt: skip
+            raise _refuse(
+                key, f"applies to cache=magcache, not cache={opts['cache']}", opts[key], "with cache=magcache only"
+            )
     if opts["cache"] != "magcache":
         return
     value = opts["cache_ratios"]
     if value is None:
-        raise _refuse("cache_ratios", "cache=magcache needs the model's magnitude ratios, which depend on the "
-                      f"checkpoint: calibrate once with cache_calibrate=true cache_ratios=FILE (see {MAGCACHE_DOC})",
-                      None, "a JSON file written by cache_calibrate=true, or a list of numbers")  # fmt: skip
+        raise _refuse(
+            "cache_ratios",
+            "cache=magcache needs the model's magnitude ratios, which depend on the "
+            f"checkpoint: calibrate once with cache_calibrate=true cache_ratios=FILE (see {MAGCACHE_DOC})",
+            None,
+            "a JSON file written by cache_calibrate=true, or a list of numbers",
+        )
     if opts["cache_calibrate"]:
         allowed = "a new .json file in an existing folder, or one an earlier calibration wrote"
         target = Path(value).expanduser() if isinstance(value, str | os.PathLike) else None
         if target is None or target.suffix != ".json" or not target.parent.is_dir():
-            raise _refuse("cache_ratios", "with cache_calibrate=true it is the .json file the ratios are written to, "
-                          "in an existing folder", value, allowed)  # fmt: skip
+            raise _refuse(
+                "cache_ratios",
+                "with cache_calibrate=true it is the .json file the ratios are written to, in an existing folder",
+                value,
+                allowed,
+            )
         if target.exists() and not _is_ratios_file(target):  # never overwrite a file Kinema did not write
-            raise _refuse("cache_ratios", f"{os.fspath(value)!r} exists and is not a MagCache ratios file", value,
-                          allowed)  # fmt: skip
+            raise _refuse(
+                "cache_ratios", f"{os.fspath(value)!r} exists and is not a MagCache ratios file", value, allowed
+            )
         opts["cache_ratios"] = str(target)
         return
     ratios: Any = value
@@ -418,10 +520,17 @@ def _check_magcache(opts: dict[str, Any]) -> None:
         try:
             ratios = json.loads(Path(value).expanduser().read_text()).get("mag_ratios")
         except (OSError, ValueError, AttributeError) as exc:
-            raise _refuse("cache_ratios", f"could not read ratios from {os.fspath(value)!r} ({exc})", value,
-                          f"a JSON file written by cache_calibrate=true (see {MAGCACHE_DOC})") from None  # fmt: skip
-    ok = isinstance(ratios, list) and len(ratios) >= 2 and all(
-        isinstance(r, int | float) and not isinstance(r, bool) and 0 < r < 100 for r in ratios)  # fmt: skip
+            raise _refuse(
+                "cache_ratios",
+                f"could not read ratios from {os.fspath(value)!r} ({exc})",
+                value,
+                f"a JSON file written by cache_calibrate=true (see {MAGCACHE_DOC})",
+            ) from None
+    ok = (
+        isinstance(ratios, list)
+        and len(ratios) >= 2
+        and all(isinstance(r, int | float) and not isinstance(r, bool) and 0 < r < 100 for r in ratios)
+    )
     if not ok:
         allowed = f"a JSON file written by cache_calibrate=true, or a list of numbers (see {MAGCACHE_DOC})"
         raise _refuse("cache_ratios", "is not a list of at least 2 positive magnitude ratios", value, allowed)
@@ -445,8 +554,12 @@ def _last_image_path(value: Any) -> str:
         raise _refuse("last_image", f"{value!r} is not an image path", value, allowed)
     text = os.fspath(value).strip()
     if re.match(r"^[a-z][a-z0-9+.-]*://", text, re.I):
-        raise _refuse("last_image", "is a URL; the diffusers backend does not fetch files: download it and pass the "
-                      "local file", text, allowed)  # fmt: skip
+        raise _refuse(
+            "last_image",
+            "is a URL; the diffusers backend does not fetch files: download it and pass the local file",
+            text,
+            allowed,
+        )
     path = Path(text).expanduser()
     if not path.is_file():
         raise _refuse("last_image", f"{text!r} is not an existing file", text, allowed)
@@ -479,8 +592,12 @@ def pick_device(choice: str) -> str:
             allowed="auto, cpu" + (", mps" if pick_device("auto") == "mps" else ""),
         )
     if choice == "mps" and pick_device("auto") != "mps":
-        raise InvalidRequest("options.device", "mps was asked for but Apple's Metal backend is not available",
-                             value=choice, allowed="auto, cpu")  # fmt: skip
+        raise InvalidRequest(
+            "options.device",
+            "mps was asked for but Apple's Metal backend is not available",
+            value=choice,
+            allowed="auto, cpu",
+        )
     return choice
 
 
@@ -512,8 +629,9 @@ def memory_advice(opts: dict[str, Any]) -> str:
     return "; ".join(tips)
 
 
-def check_fits(model: str, estimate: MemoryEstimate, free_bytes: float, total_bytes: float,
-               opts: dict[str, Any]) -> None:  # fmt: skip
+def check_fits(
+    model: str, estimate: MemoryEstimate, free_bytes: float, total_bytes: float, opts: dict[str, Any]
+) -> None:
     """Refuse before loading when the estimate for this offload mode exceeds the GPU's free memory (every mode)."""
     need = estimate.gpu_gb * 1e9
     if need <= free_bytes:
@@ -545,8 +663,13 @@ def _folder_params(folder: Path) -> dict[str, float]:
     return counts
 
 
-def memory_estimate(located: Located, opts: dict[str, Any], dtypes: dict[str, Any], size: tuple[int, int, int],
-                    mode_class: str | None = None) -> MemoryEstimate:  # fmt: skip
+def memory_estimate(
+    located: Located,
+    opts: dict[str, Any],
+    dtypes: dict[str, Any],
+    size: tuple[int, int, int],
+    mode_class: str | None = None,
+) -> MemoryEstimate:
     """GPU/CPU memory for this model, offload mode, component dtypes and width x height x frames."""
     entry, family = located.entry, located.family
     params = dict(entry.params_b) if entry is not None else {}
@@ -571,9 +694,15 @@ def memory_estimate(located: Located, opts: dict[str, Any], dtypes: dict[str, An
         size, kept = (refine[0], refine[1], size[2]), (*kept, "latent_upsampler")
         if opts["offload"] in ("model", "sequential"):  # none and group count it as a component on the GPU
             resident = params["latent_upsampler"] * sizes["latent_upsampler"]
-    estimate = estimate_memory(params, sizes, scaled_work(work, default, size), opts["offload"],
-                               text_encoder_device=opts["text_encoder_device"], group_exclude=kept,
-                               low_cpu_mem_usage=opts["low_cpu_mem_usage"])  # fmt: skip
+    estimate = estimate_memory(
+        params,
+        sizes,
+        scaled_work(work, default, size),
+        opts["offload"],
+        text_encoder_device=opts["text_encoder_device"],
+        group_exclude=kept,
+        low_cpu_mem_usage=opts["low_cpu_mem_usage"],
+    )
     if not opts.get("multiscale"):
         return estimate
     assumes = f"{estimate.assumes}; multiscale: the refine pass's size and the latent upsampler"
@@ -645,8 +774,15 @@ _TEXT_CPU_FAMILIES = ("wan", "ltx", "cogvideox", "hunyuan")
 _SVD_OPTIONS = ("motion_bucket_id", "noise_aug_strength", "decode_chunk_size")
 #: options that act per call, not on the loaded pipeline: changing them does not reload it (MagCache's ratios are
 #: applied per call by apply_magcache)
-_CALL_OPTIONS = ("guidance_2", "max_sequence_length", "true_cfg_scale", "_size_from_input", "last_image",
-                 "cache_ratios", "cache_calibrate")  # fmt: skip
+_CALL_OPTIONS = (
+    "guidance_2",
+    "max_sequence_length",
+    "true_cfg_scale",
+    "_size_from_input",
+    "last_image",
+    "cache_ratios",
+    "cache_calibrate",
+)
 #: the multi-scale flow adds the latent upsampler beside the loaded pipeline (its own key): turning it on or off
 #: reloads nothing else
 _MULTISCALE_OPTIONS = ("multiscale", "upsampler")
@@ -666,16 +802,25 @@ def check_model_options(located: Located, opts: dict[str, Any], given: set[str],
     if opts["last_image"] is not None:
         _check_last_image(located, mode)
     elif mode in ("i2v", "extend") and _needs_last_frame(located):
-        raise _refuse("last_image", f"{located.model} is a first-last-frame model: it conditions on two images and "
-                      "diffusers fails on one", None, "--last-image PATH with --image")  # fmt: skip
+        raise _refuse(
+            "last_image",
+            f"{located.model} is a first-last-frame model: it conditions on two images and diffusers fails on one",
+            None,
+            "--last-image PATH with --image",
+        )
     if opts["scheduler"] is not None:
         current = _scheduler_at_load(located)
         if current is not None:
             scheduler_class(opts["scheduler"], *current)
     if opts["attention"] != "sdpa" and family not in _ATTENTION_FAMILIES:
-        why = ("CogVideoX's attention processor calls PyTorch's scaled_dot_product_attention directly, so an "
-               "attention backend does not reach it") if family == "cogvideox" else (
-               f"{located.class_name} uses a UNet, whose attention backend Kinema does not switch")  # fmt: skip
+        why = (
+            (
+                "CogVideoX's attention processor calls PyTorch's scaled_dot_product_attention directly, so an "
+                "attention backend does not reach it"
+            )
+            if family == "cogvideox"
+            else (f"{located.class_name} uses a UNet, whose attention backend Kinema does not switch")
+        )
         raise _refuse("attention", why, opts["attention"], "sdpa")
     if "shift" in given and opts["shift"] is not None:
         reason = _shift_unsupported(located)
@@ -685,22 +830,40 @@ def check_model_options(located: Located, opts: dict[str, Any], given: set[str],
         if key in given and opts[key] is not None and family != "svd":
             raise _refuse(key, "is a Stable Video Diffusion option", opts[key], "only with SVD models")
     if "true_cfg_scale" in given and opts["true_cfg_scale"] is not None and family != "hunyuan":
-        raise _refuse("true_cfg_scale", "is a HunyuanVideo option (other models take guidance_scale)",
-                      opts["true_cfg_scale"], "only with HunyuanVideo")  # fmt: skip
+        raise _refuse(
+            "true_cfg_scale",
+            "is a HunyuanVideo option (other models take guidance_scale)",
+            opts["true_cfg_scale"],
+            "only with HunyuanVideo",
+        )
     if opts["text_encoder_device"] == "cpu" and family not in _TEXT_CPU_FAMILIES:
-        raise _refuse("text_encoder_device", f"keeping the text encoder on the CPU is not supported for "
-                      f"{located.class_name}", "cpu", "auto")  # fmt: skip
+        raise _refuse(
+            "text_encoder_device",
+            f"keeping the text encoder on the CPU is not supported for {located.class_name}",
+            "cpu",
+            "auto",
+        )
     for key in ("offload_exclude", "low_cpu_mem_usage"):
         if key in given and opts["offload"] != "group":
-            raise _refuse(key, f"applies to offload=group, not offload={opts['offload']}", opts[key],
-                          "with offload=group only")  # fmt: skip
+            raise _refuse(
+                key, f"applies to offload=group, not offload={opts['offload']}", opts[key], "with offload=group only"
+            )
     _check_quantize(located, opts, given)
     _check_split(located, opts)
     _check_multiscale(located, opts, given, mode)
-    if "guidance_2" in given and opts["guidance_2"] is not None and family == "wan" and located.entry is not None \
-            and located.entry.guidance_2 is None:  # fmt: skip
-        raise _refuse("guidance_2", f"{located.model} has one transformer, so there is no low-noise expert",
-                      opts["guidance_2"], "only with Wan2.2 A14B models")  # fmt: skip
+    if (
+        "guidance_2" in given
+        and opts["guidance_2"] is not None
+        and family == "wan"
+        and located.entry is not None
+        and located.entry.guidance_2 is None
+    ):
+        raise _refuse(
+            "guidance_2",
+            f"{located.model} has one transformer, so there is no low-noise expert",
+            opts["guidance_2"],
+            "only with Wan2.2 A14B models",
+        )
 
 
 def _check_last_image(located: Located, mode: str | None) -> None:
@@ -708,16 +871,27 @@ def _check_last_image(located: Located, mode: str | None) -> None:
     diffusers' prepare_latents conditions on the first frame alone and would drop it without a word."""
     allowed = "only with --image (or --video) on Wan image-to-video models, e.g. wan2.1-flf2v-14b-720p"
     if mode == "keyframes":
-        raise _refuse("last_image", "gives the last frame a second time: the request's last_image (--last-image) "
-                      "is it; drop the option", located.model, "the request's last_image alone")  # fmt: skip
+        raise _refuse(
+            "last_image",
+            "gives the last frame a second time: the request's last_image (--last-image) is it; drop the option",
+            located.model,
+            "the request's last_image alone",
+        )
     if mode is not None and mode not in ("i2v", "extend"):
-        raise _refuse("last_image", "is the last frame of an image-to-video clip; give the first with --image",
-                      located.model, allowed)  # fmt: skip
+        raise _refuse(
+            "last_image",
+            "is the last frame of an image-to-video clip; give the first with --image",
+            located.model,
+            allowed,
+        )
     cls = DiffusersBackend._pipeline_class(located, "i2v") if "i2v" in located.capabilities.modes else None
     index = read_model_index(located.folder) if located.folder is not None else {}
     if cls != "WanImageToVideoPipeline" or located.class_name == "WanPipeline" or index.get("expand_timesteps"):
-        what = ("Wan2.2 TI2V conditions on the first frame only (expand_timesteps)"
-                if cls == "WanImageToVideoPipeline" else f"{located.class_name} takes no last frame")  # fmt: skip
+        what = (
+            "Wan2.2 TI2V conditions on the first frame only (expand_timesteps)"
+            if cls == "WanImageToVideoPipeline"
+            else f"{located.class_name} takes no last frame"
+        )
         raise _refuse("last_image", what, located.model, allowed)
     if located.folder is not None:
         config = read_json(located.folder / "transformer" / "config.json")
@@ -728,8 +902,13 @@ def _check_last_image(located: Located, mode: str | None) -> None:
     else:
         takes = located.entry is not None and located.entry.last_frame
     if not takes:
-        raise _refuse("last_image", f"{located.model} was trained on a first frame only (its transformer has no "
-                      "positional embedding for two images' CLIP tokens)", located.model, allowed)  # fmt: skip
+        raise _refuse(
+            "last_image",
+            f"{located.model} was trained on a first frame only (its transformer has no "
+            "positional embedding for two images' CLIP tokens)",
+            located.model,
+            allowed,
+        )
 
 
 def _needs_last_frame(located: Located) -> bool:
@@ -775,8 +954,12 @@ def scheduler_class(name: str, current: Any, config: dict[str, Any]) -> str:
     for choice in choices:
         if choice.lower().removesuffix("scheduler") == wanted:
             return choice
-    raise _refuse("scheduler", f"{name!r} is not a scheduler {current.__name__} can be replaced with in diffusers",
-                  name, ", ".join(choices))  # fmt: skip
+    raise _refuse(
+        "scheduler",
+        f"{name!r} is not a scheduler {current.__name__} can be replaced with in diffusers",
+        name,
+        ", ".join(choices),
+    )
 
 
 def _set_scheduler(pipe: Any, name: str) -> None:
@@ -793,8 +976,7 @@ def _set_scheduler(pipe: Any, name: str) -> None:
     if chosen == "FlowMatchEulerDiscreteScheduler" and "flow_shift" in config:
         extra["shift"] = config["flow_shift"]  # the same sigma shift under FlowMatchEuler's name
     # only the keys the new class takes: from_config warns about every other one
-    pipe.scheduler = cls.from_config({k: v for k, v in config.items() if k in accepted or k.startswith("_")},
-                                     **extra)  # fmt: skip
+    pipe.scheduler = cls.from_config({k: v for k, v in config.items() if k in accepted or k.startswith("_")}, **extra)
 
 
 def pipeline_components(folder: Path) -> dict[str, str]:
@@ -820,8 +1002,12 @@ def _check_split(located: Located, opts: dict[str, Any]) -> None:
         return
     for key, off in (("cache", "none"), ("quantize", "none"), ("compile", False)):
         if opts[key] != off:
-            raise _refuse(key, "is not tested together with a split sequence (ulysses or ring above 1)", opts[key],
-                          f"{off} when the sequence is split")  # fmt: skip
+            raise _refuse(
+                key,
+                "is not tested together with a split sequence (ulysses or ring above 1)",
+                opts[key],
+                f"{off} when the sequence is split",
+            )
 
 
 # -- LTX-Video's multi-scale flow -----------------------------------------------------------------------------------
@@ -846,16 +1032,29 @@ def _check_multiscale(located: Located, opts: dict[str, Any], given: set[str], m
     """multiscale / upsampler against the model, the mode and the other options (before anything loads)."""
     if not opts["multiscale"]:
         if "upsampler" in given and opts["upsampler"] is not None:
-            raise _refuse("upsampler", "names the latent upsampler of multiscale=true, which is off",
-                          opts["upsampler"], "with multiscale=true only")  # fmt: skip
+            raise _refuse(
+                "upsampler",
+                "names the latent upsampler of multiscale=true, which is off",
+                opts["upsampler"],
+                "with multiscale=true only",
+            )
         return
     if located.family.name != "ltx":
-        raise _refuse("multiscale", f"is LTX-Video's multi-scale flow (its latent upsampler); {located.model} is a "
-                      f"{located.class_name} model", True, f"only with {_MULTISCALE_MODELS}")  # fmt: skip
+        raise _refuse(
+            "multiscale",
+            f"is LTX-Video's multi-scale flow (its latent upsampler); {located.model} is a {located.class_name} model",
+            True,
+            f"only with {_MULTISCALE_MODELS}",
+        )
     if located.class_name != "LTXConditionPipeline":
-        raise _refuse("multiscale", f"{located.model} is an {located.class_name} checkpoint (LTX-Video 0.9.0 / "
-                      "0.9.1): the authors' latent upsampler came with 0.9.7, and the refine pass needs "
-                      "LTXConditionPipeline's denoise_strength", True, f"only with {_MULTISCALE_MODELS}")  # fmt: skip
+        raise _refuse(
+            "multiscale",
+            f"{located.model} is an {located.class_name} checkpoint (LTX-Video 0.9.0 / "
+            "0.9.1): the authors' latent upsampler came with 0.9.7, and the refine pass needs "
+            "LTXConditionPipeline's denoise_strength",
+            True,
+            f"only with {_MULTISCALE_MODELS}",
+        )
     if mode == "edit":
         raise _refuse(
             "multiscale",
@@ -873,8 +1072,12 @@ def _check_multiscale(located: Located, opts: dict[str, Any], given: set[str], m
         )
     if split_degree(opts) > 1:
         key = "ulysses" if opts["ulysses"] > 1 else "ring"
-        raise _refuse(key, "splitting the sequence is not tested with multiscale=true yet", opts[key],
-                      "1 (one process) with multiscale=true")  # fmt: skip
+        raise _refuse(
+            key,
+            "splitting the sequence is not tested with multiscale=true yet",
+            opts[key],
+            "1 (one process) with multiscale=true",
+        )
     multiscale_recipe(located, opts)  # refuses a checkpoint with no upsampler named
 
 
@@ -886,10 +1089,14 @@ def multiscale_recipe(located: Located, opts: dict[str, Any]) -> MultiScale:
     if opts["upsampler"] is not None:
         recipe = replace(recipe, upsampler=opts["upsampler"])
     if recipe.upsampler is None:
-        raise _refuse("upsampler", f"{located.model} comes with no latent upsampler Kinema knows: the LTX authors "
-                      "release one for 0.9.7 and 0.9.8, Lightricks/ltxv-spatial-upscaler-0.9.7 (the 0.9.8 file is "
-                      f"a copy of it); name it for this checkpoint (see {MULTISCALE_DOC})", None,
-                      "upsampler=Lightricks/ltxv-spatial-upscaler-0.9.7, or a local folder")  # fmt: skip
+        raise _refuse(
+            "upsampler",
+            f"{located.model} comes with no latent upsampler Kinema knows: the LTX authors "
+            "release one for 0.9.7 and 0.9.8, Lightricks/ltxv-spatial-upscaler-0.9.7 (the 0.9.8 file is "
+            f"a copy of it); name it for this checkpoint (see {MULTISCALE_DOC})",
+            None,
+            "upsampler=Lightricks/ltxv-spatial-upscaler-0.9.7, or a local folder",
+        )
     return recipe
 
 
@@ -898,15 +1105,21 @@ def multiscale_sizes(width: int, height: int, downscale: float) -> tuple[tuple[i
     Lightricks/LTX-Video ltx_video/pipelines/pipeline_ltx_video.py): ``int(size x downscale)`` rounded down to a
     multiple of 32, then twice that; the clip is resized to ``width x height`` at the end. A size whose first pass
     would be under 32 is refused, naming the side."""
-    first = (int(width * downscale) // _LTX_MULTIPLE * _LTX_MULTIPLE,
-             int(height * downscale) // _LTX_MULTIPLE * _LTX_MULTIPLE)  # fmt: skip
+    first = (
+        int(width * downscale) // _LTX_MULTIPLE * _LTX_MULTIPLE,
+        int(height * downscale) // _LTX_MULTIPLE * _LTX_MULTIPLE,
+    )
     for field, size, got in (("width", width, first[0]), ("height", height, first[1])):
         if got < _LTX_MULTIPLE:
             least = math.ceil(_LTX_MULTIPLE / downscale / _LTX_MULTIPLE) * _LTX_MULTIPLE
-            raise InvalidRequest(field, f"{size} is too small to split for the multi-scale flow: its first pass runs "
-                                 f"at int({size} x {downscale:g}) rounded down to a multiple of {_LTX_MULTIPLE}, "
-                                 "which is 0", value=size,
-                                 allowed=f"{least} or more with options.multiscale=true")  # fmt: skip
+            raise InvalidRequest(
+                field,
+                f"{size} is too small to split for the multi-scale flow: its first pass runs "
+                f"at int({size} x {downscale:g}) rounded down to a multiple of {_LTX_MULTIPLE}, "
+                "which is 0",
+                value=size,
+                allowed=f"{least} or more with options.multiscale=true",
+            )
     return first, (2 * first[0], 2 * first[1])
 
 
@@ -922,9 +1135,11 @@ def locate_upsampler(ref: str, revision: str | None = None) -> Path:
         found = try_to_load_from_cache(ref, name, cache_dir=hub_cache_dir(), revision=revision or "main")
         if isinstance(found, str):
             return Path(found).parent
-    raise ModelNotFound(f"options.upsampler: the latent upsampler {ref!r} is not in the Hugging Face cache at "
-                        f"{hub_cache_dir()}: run 'kinema pull {ref}' (on a machine with internet, then copy the "
-                        "cache here), or pass a local folder with --option upsampler=PATH")  # fmt: skip
+    raise ModelNotFound(
+        f"options.upsampler: the latent upsampler {ref!r} is not in the Hugging Face cache at "
+        f"{hub_cache_dir()}: run 'kinema pull {ref}' (on a machine with internet, then copy the "
+        "cache here), or pass a local folder with --option upsampler=PATH"
+    )
 
 
 def _upsampler_subfolder(folder: Path) -> str | None:
@@ -937,21 +1152,29 @@ def _upsampler_subfolder(folder: Path) -> str | None:
             return "latent_upsampler"
     elif read_json(folder / "config.json").get("_class_name") == _UPSAMPLER_CLASS:
         return None
-    raise _refuse("upsampler", f"{folder.name!r} holds no {_UPSAMPLER_CLASS} (neither an LTXLatentUpsamplePipeline "
-                  f"folder with latent_upsampler/ nor a saved {_UPSAMPLER_CLASS})", str(folder),
-                  "Lightricks/ltxv-spatial-upscaler-0.9.7, or a folder in either layout")  # fmt: skip
+    raise _refuse(
+        "upsampler",
+        f"{folder.name!r} holds no {_UPSAMPLER_CLASS} (neither an LTXLatentUpsamplePipeline "
+        f"folder with latent_upsampler/ nor a saved {_UPSAMPLER_CLASS})",
+        str(folder),
+        "Lightricks/ltxv-spatial-upscaler-0.9.7, or a folder in either layout",
+    )
 
 
-def multiscale_record(recipe: MultiScale, first: tuple[int, int], refine: tuple[int, int],
-                      revision: str | None = None) -> dict[str, Any]:  # fmt: skip
+def multiscale_record(
+    recipe: MultiScale, first: tuple[int, int], refine: tuple[int, int], revision: str | None = None
+) -> dict[str, Any]:
     """What the recipe records of a multi-scale run (no local path: a folder is named as such)."""
     ref = recipe.upsampler or ""
     record: dict[str, Any] = {
         "upsampler": ref if _REPO_ID.match(ref) and not Path(ref).expanduser().is_dir() else "a local folder",
-        "first_pass": f"{first[0]}x{first[1]}", "refine_pass": f"{refine[0]}x{refine[1]}",
-        "downscale": recipe.downscale, "adain_factor": recipe.adain_factor,
-        "tone_map_compression_ratio": recipe.tone_map_compression_ratio, "refine_strength": recipe.refine_strength,
-    }  # fmt: skip
+        "first_pass": f"{first[0]}x{first[1]}",
+        "refine_pass": f"{refine[0]}x{refine[1]}",
+        "downscale": recipe.downscale,
+        "adain_factor": recipe.adain_factor,
+        "tone_map_compression_ratio": recipe.tone_map_compression_ratio,
+        "refine_strength": recipe.refine_strength,
+    }
     if recipe.refine_timesteps is not None:
         record["refine_timesteps"] = list(recipe.refine_timesteps)
     else:
@@ -965,16 +1188,29 @@ def _check_quantize(located: Located, opts: dict[str, Any], given: set[str]) -> 
     """The quantization options against the offload mode and the pipeline's components (see docs/models.md)."""
     mode = opts["quantize"]
     if "quantize_components" in given and opts["quantize_components"] and mode == "none":
-        raise _refuse("quantize_components", "names what quantize applies to, but quantize is none",
-                      opts["quantize_components"], "with quantize=int8, fp8, fp8_layerwise, bnb8 or bnb4")  # fmt: skip
+        raise _refuse(
+            "quantize_components",
+            "names what quantize applies to, but quantize is none",
+            opts["quantize_components"],
+            "with quantize=int8, fp8, fp8_layerwise, bnb8 or bnb4",
+        )
     quantized = mode != "none" or opts["transformer_file"] or opts["transformer_2_file"]
     if quantized and opts["offload"] == "sequential":
-        raise _refuse("offload", "sequential offload moves weights parameter by parameter with accelerate hooks, "
-                      "which quantized weights do not support", "sequential", "none, model, group")  # fmt: skip
+        raise _refuse(
+            "offload",
+            "sequential offload moves weights parameter by parameter with accelerate hooks, "
+            "which quantized weights do not support",
+            "sequential",
+            "none, model, group",
+        )
     if opts["offload"] == "group" and mode not in ("none", "fp8_layerwise"):
-        raise _refuse("offload", f"group offload streams weights with CUDA streams; diffusers documents it with "
-                      f"layerwise casting, not with quantize={mode}", "group",
-                      "none or model (or quantize=fp8_layerwise with group)")  # fmt: skip
+        raise _refuse(
+            "offload",
+            f"group offload streams weights with CUDA streams; diffusers documents it with "
+            f"layerwise casting, not with quantize={mode}",
+            "group",
+            "none or model (or quantize=fp8_layerwise with group)",
+        )
     if located.folder is None:
         return
     components = list(pipeline_components(located.folder))
@@ -982,8 +1218,12 @@ def _check_quantize(located: Located, opts: dict[str, Any], given: set[str]) -> 
         quantize_targets(components, opts)  # names a missing component: refused here
     for key, component in (("transformer_file", "transformer"), ("transformer_2_file", "transformer_2")):
         if opts[key] and component not in components:
-            raise _refuse(key, f"{located.model} has no {component}", opts[key],
-                          "transformer_file; transformer_2_file only for Wan 2.2 A14B")  # fmt: skip
+            raise _refuse(
+                key,
+                f"{located.model} has no {component}",
+                opts[key],
+                "transformer_file; transformer_2_file only for Wan 2.2 A14B",
+            )
 
 
 def _shift_unsupported(located: Located) -> str | None:
@@ -999,8 +1239,10 @@ def _shift_unsupported(located: Located) -> str | None:
         return None
     if "shift" in config:
         if config.get("use_dynamic_shifting"):
-            return (f"{config.get('_class_name', 'the scheduler')} computes its shift from the size "
-                    "(use_dynamic_shifting), so a fixed shift is not used")  # fmt: skip
+            return (
+                f"{config.get('_class_name', 'the scheduler')} computes its shift from the size "
+                "(use_dynamic_shifting), so a fixed shift is not used"
+            )
         return None
     return f"{config.get('_class_name', 'its scheduler')} has no shift"
 
@@ -1083,12 +1325,18 @@ class DiffusersBackend(BaseBackend):
         if params.mode in ("edit", "keyframes", "references"):
             _check_cache_context(used["class"], opts)
         if steps is not None:  # the recipe says how the strength reached the pipeline
-            used.update(strength_argument=EDIT_STRENGTH_ARG.get(used["class"]), strength=params.strength,
-                        steps_run=steps[0], steps=steps[1])  # fmt: skip
+            used.update(
+                strength_argument=EDIT_STRENGTH_ARG.get(used["class"]),
+                strength=params.strength,
+                steps_run=steps[0],
+                steps=steps[1],
+            )
         if opts["last_image"] is not None:
-            params.warnings.append("options.last_image is kept for older scripts: the request's last_image "
-                                   "(--last-image) does the same, works with LTX-Video too, and the recipe records "
-                                   "it by digest rather than by path")  # fmt: skip
+            params.warnings.append(
+                "options.last_image is kept for older scripts: the request's last_image "
+                "(--last-image) does the same, works with LTX-Video too, and the recipe records "
+                "it by digest rather than by path"
+            )
         sized_by_user = request.width is not None or request.aspect_ratio or request.resolution
         if params.mode != "t2v" and not sized_by_user and not caps.sizes:
             # the output follows the input's aspect at the default size's area (diffusers' Wan i2v example);
@@ -1103,8 +1351,9 @@ class DiffusersBackend(BaseBackend):
                 opts["_size_from_input"] = True
         if opts["multiscale"] and not opts.get("_size_from_input"):
             recipe = multiscale_recipe(located, opts)  # a size it cannot split is refused at planning
-            used["multiscale"] = multiscale_record(recipe, *multiscale_sizes(params.width, params.height,
-                                                                              recipe.downscale))  # fmt: skip
+            used["multiscale"] = multiscale_record(
+                recipe, *multiscale_sizes(params.width, params.height, recipe.downscale)
+            )
         params.options = {**given, "_resolved": opts, "_pipeline": used}
         return params
 
@@ -1115,7 +1364,7 @@ class DiffusersBackend(BaseBackend):
 
         opts = params.options.get("_resolved") or validate_options(
             {k: v for k, v in params.options.items() if not k.startswith("_")}
-        )  # fmt: skip
+        )
         model = params.model or DEFAULT_MODEL
         located = locate(model, opts["revision"])
         if located.folder is None:
@@ -1129,12 +1378,19 @@ class DiffusersBackend(BaseBackend):
         device = pick_device(opts["device"])
         check_quant_device(opts, device)
         if split_degree(opts) != split_world()[1]:
-            raise InvalidRequest("options.ulysses", f"ulysses x ring = {split_degree(opts)} needs as many processes; "
-                                 "this one runs alone", value=split_degree(opts),
-                                 allowed="kinema generate --gpus N, or kinema.launch.launch()")  # fmt: skip
+            raise InvalidRequest(
+                "options.ulysses",
+                f"ulysses x ring = {split_degree(opts)} needs as many processes; this one runs alone",
+                value=split_degree(opts),
+                allowed="kinema generate --gpus N, or kinema.launch.launch()",
+            )
         if opts["offload"] != "none" and not device.startswith("cuda"):
-            raise InvalidRequest("options.offload", f"{opts['offload']!r} moves weights between CPU memory and a GPU; "
-                                 f"the device here is {device}", value=opts["offload"], allowed="none")  # fmt: skip
+            raise InvalidRequest(
+                "options.offload",
+                f"{opts['offload']!r} moves weights between CPU memory and a GPU; the device here is {device}",
+                value=opts["offload"],
+                allowed="none",
+            )
         warnings: list[str] = []
         if opts.get("_size_from_input"):
             first = _first_input_frame(params)
@@ -1146,8 +1402,9 @@ class DiffusersBackend(BaseBackend):
         mode_class = self._pipeline_class(located, params.mode)
         if device.startswith("cuda"):
             free, total = torch.cuda.mem_get_info(torch.device(device))
-            estimate = memory_estimate(located, opts, dtypes, (params.width, params.height, params.num_frames),
-                                       mode_class)  # fmt: skip
+            estimate = memory_estimate(
+                located, opts, dtypes, (params.width, params.height, params.num_frames), mode_class
+            )
             check_fits(model, estimate, free, total, opts)
         warnings.extend(_frame_warnings(located, params))
         if params.mode == "edit":  # a clip too short is refused before any weight is read
@@ -1192,8 +1449,10 @@ class DiffusersBackend(BaseBackend):
         except Cancelled:
             raise
         except torch.OutOfMemoryError as exc:
-            raise GenerationFailed(f"{model} ran out of GPU memory at {params.width}x{params.height}, "
-                                   f"{params.num_frames} frames. Try: {memory_advice(opts)}") from exc  # fmt: skip
+            raise GenerationFailed(
+                f"{model} ran out of GPU memory at {params.width}x{params.height}, "
+                f"{params.num_frames} frames. Try: {memory_advice(opts)}"
+            ) from exc
         ctx.cancel.raise_if_cancelled()
         ctx.progress("decoding", 1, 1)
         frames = _to_uint8(out)
@@ -1203,16 +1462,24 @@ class DiffusersBackend(BaseBackend):
         from ..video import Video
 
         # into the recipe as "engine": no local path (the recipe names the model, and travels with the file)
-        extra: dict[str, Any] = {"pipeline": mode_class, "family": family.name, "device": device,
-                                 "dtype": str(dtype).split(".")[-1],
-                                 "scheduler": type(pipe.scheduler).__name__}  # fmt: skip
+        extra: dict[str, Any] = {
+            "pipeline": mode_class,
+            "family": family.name,
+            "device": device,
+            "dtype": str(dtype).split(".")[-1],
+            "scheduler": type(pipe.scheduler).__name__,
+        }
         if kwargs.get("negative_prompt") and not params.negative_prompt:
             extra["negative_prompt"] = "the model authors' default"
         if recipe is not None:
             snapshot = up_folder.name if up_folder.parent.name == "snapshots" else None
             extra["multiscale"] = multiscale_record(recipe, *sizes, revision=snapshot)
-        return BackendOutput(video=Video(frames, fps=params.fps), model_revision=located.revision or "local",
-                             warnings=warnings, extra=extra)  # fmt: skip
+        return BackendOutput(
+            video=Video(frames, fps=params.fps),
+            model_revision=located.revision or "local",
+            warnings=warnings,
+            extra=extra,
+        )
 
     # -- loading --------------------------------------------------------------------------------------------------
     @staticmethod
@@ -1221,8 +1488,11 @@ class DiffusersBackend(BaseBackend):
         if mode == "t2v":
             return located.class_name
         if mode == "edit":  # the same weights in each family's video-to-video pipeline
-            return {"wan": "WanVideoToVideoPipeline", "cogvideox": "CogVideoXVideoToVideoPipeline",
-                    "ltx": "LTXConditionPipeline"}.get(family.name, located.class_name)  # fmt: skip
+            return {
+                "wan": "WanVideoToVideoPipeline",
+                "cogvideox": "CogVideoXVideoToVideoPipeline",
+                "ltx": "LTXConditionPipeline",
+            }.get(family.name, located.class_name)
         if family.name == "ltx" and mode == "keyframes":
             return "LTXConditionPipeline"
         if family.name == "ltx":
@@ -1234,8 +1504,9 @@ class DiffusersBackend(BaseBackend):
             return "WanImageToVideoPipeline"
         return located.class_name
 
-    def _pipeline(self, located: Located, class_name: str, device: str, dtypes: dict[str, Any],
-                  opts: dict[str, Any]) -> Any:  # fmt: skip
+    def _pipeline(
+        self, located: Located, class_name: str, device: str, dtypes: dict[str, Any], opts: dict[str, Any]
+    ) -> Any:
         """Load (or reuse) the pipeline for this checkpoint, mode and options. One pipeline is kept in memory."""
         import diffusers
         import torch
@@ -1254,8 +1525,9 @@ class DiffusersBackend(BaseBackend):
                 # another mode of the same weights and options: the same components in another pipeline class
                 # (text-to-video -> edit...), so nothing is loaded twice and every option applied stays applied
                 pipe = self._reuse(self._loaded, class_name, device, opts)
-                self._loaded = _Loaded(key, pipe, self._loaded.cpu_text, self._loaded.magcache, self._loaded.base,
-                                       self._loaded.upsampler)  # fmt: skip
+                self._loaded = _Loaded(
+                    key, pipe, self._loaded.cpu_text, self._loaded.magcache, self._loaded.base, self._loaded.upsampler
+                )
                 return pipe
             if self._loaded is not None:  # free the previous model before loading the next
                 self._loaded = None
@@ -1293,8 +1565,9 @@ class DiffusersBackend(BaseBackend):
             self._loaded = _Loaded(key, pipe, cpu_text, base=base)
             return pipe
 
-    def _upsampler(self, located: Located, recipe: MultiScale, device: str,
-                   dtypes: dict[str, Any]) -> tuple[Any, Path]:  # fmt: skip
+    def _upsampler(
+        self, located: Located, recipe: MultiScale, device: str, dtypes: dict[str, Any]
+    ) -> tuple[Any, Path]:
         """Load (or reuse) the latent upsampler of the multi-scale flow beside the loaded pipeline, the way the rest
         loads: from the cache or a folder only, in the pipeline's dtype (``dtypes``: the dtype option, bfloat16 on
         a GPU by default, as the authors' ``precision``), kept while the pipeline stays loaded. Its latent
@@ -1308,8 +1581,9 @@ class DiffusersBackend(BaseBackend):
             if loaded.upsampler is not None and loaded.upsampler[0] == key:
                 return loaded.upsampler[1], folder
             loaded.upsampler = None  # another upsampler, device or dtype: free the old one first
-            cls = diffusers_name("diffusers.pipelines.ltx.modeling_latent_upsampler", _UPSAMPLER_CLASS, "0.34",
-                                 "options.multiscale")  # fmt: skip
+            cls = diffusers_name(
+                "diffusers.pipelines.ltx.modeling_latent_upsampler", _UPSAMPLER_CLASS, "0.34", "options.multiscale"
+            )
             sub = _upsampler_subfolder(folder)
             kwargs: dict[str, Any] = {_dtype_key(): dtype, "local_files_only": True}
             if sub is not None:
@@ -1318,9 +1592,13 @@ class DiffusersBackend(BaseBackend):
             vae = getattr(loaded.pipe, "vae", None)
             channels = getattr(getattr(vae, "config", None), "latent_channels", None)
             if channels is not None and int(model.config.in_channels) != int(channels):
-                raise _refuse("upsampler", f"upsamples {model.config.in_channels}-channel latents, but the VAE of "
-                              f"{located.model} makes {channels}-channel ones", recipe.upsampler,
-                              "the upsampler released with the checkpoint's LTX-Video version")  # fmt: skip
+                raise _refuse(
+                    "upsampler",
+                    f"upsamples {model.config.in_channels}-channel latents, but the VAE of "
+                    f"{located.model} makes {channels}-channel ones",
+                    recipe.upsampler,
+                    "the upsampler released with the checkpoint's LTX-Video version",
+                )
             model.to(device)  # whole on the device in every offload mode: 0.13B parameters, run once per clip
             loaded.upsampler = (key, model)
             return model, folder
@@ -1358,8 +1636,12 @@ class DiffusersBackend(BaseBackend):
         denoisers = [m for m in (getattr(pipe, "transformer", None), getattr(pipe, "transformer_2", None)) if m]
         if opts["attention"] != "sdpa":
             if not denoisers or located.family.name not in _ATTENTION_FAMILIES:
-                raise _refuse("attention", f"{type(pipe).__name__}'s attention does not go through diffusers' "
-                              "attention dispatcher", opts["attention"], "sdpa")  # fmt: skip
+                raise _refuse(
+                    "attention",
+                    f"{type(pipe).__name__}'s attention does not go through diffusers' attention dispatcher",
+                    opts["attention"],
+                    "sdpa",
+                )
             for net in denoisers:
                 net.set_attention_backend(_ATTENTION_BACKENDS[opts["attention"]])
         for net in denoisers:  # before caches and compile: the split wraps the attention and the blocks' inputs
@@ -1373,8 +1655,12 @@ class DiffusersBackend(BaseBackend):
             try:
                 getattr(vae, method)()
             except (NotImplementedError, AttributeError):
-                raise InvalidRequest(f"options.{flag}", f"the VAE of this model ({type(vae).__name__}) does not "
-                                     "support it", value=True, allowed="false") from None  # fmt: skip
+                raise InvalidRequest(
+                    f"options.{flag}",
+                    f"the VAE of this model ({type(vae).__name__}) does not support it",
+                    value=True,
+                    allowed="false",
+                ) from None
         if opts["compile"]:
             for net in denoisers or [getattr(pipe, "unet", None)]:
                 if hasattr(net, "compile_repeated_blocks") and getattr(net, "_repeated_blocks", None):
@@ -1442,9 +1728,13 @@ def _check_cache_context(class_name: str, opts: dict[str, Any]) -> None:
     except (ImportError, AttributeError, OSError, TypeError):
         return  # no diffusers (or no source) here: nothing to read; the load fails with its own message
     if "cache_context" not in source:
-        raise _refuse("cache", f"{class_name} does not mark its denoiser passes with cache_context, which "
-                      f"diffusers' cache hooks need (they fail at the first step)", opts["cache"],
-                      "none with this pipeline")  # fmt: skip
+        raise _refuse(
+            "cache",
+            f"{class_name} does not mark its denoiser passes with cache_context, which "
+            f"diffusers' cache hooks need (they fail at the first step)",
+            opts["cache"],
+            "none with this pipeline",
+        )
 
 
 def _first_input_frame(params: GenerationParams) -> np.ndarray | None:
@@ -1460,8 +1750,9 @@ def _first_input_frame(params: GenerationParams) -> np.ndarray | None:
     return None
 
 
-def _check_edit_modes(located: Located, request: VideoRequest, params: GenerationParams,
-                      opts: dict[str, Any]) -> tuple[int, int] | None:  # fmt: skip
+def _check_edit_modes(
+    located: Located, request: VideoRequest, params: GenerationParams, opts: dict[str, Any]
+) -> tuple[int, int] | None:
     """What resolve() refuses about edit and keyframes beyond the Capabilities: a Wan keyframe clip without its
     first frame, an edit so weak that the pipeline would run no step, and the options not tested on these paths.
     Returns an edit's (steps it runs, steps of the schedule)."""
@@ -1469,8 +1760,12 @@ def _check_edit_modes(located: Located, request: VideoRequest, params: Generatio
         raise _refuse_first_frame(located)
     if params.mode in ("edit", "keyframes", "references") and split_degree(opts) > 1:
         key = "ulysses" if opts["ulysses"] > 1 else "ring"
-        raise _refuse(key, f"splitting the sequence is not tested with {params.mode} yet", opts[key],
-                      "1 (one process) for edit, keyframes and references")  # fmt: skip
+        raise _refuse(
+            key,
+            f"splitting the sequence is not tested with {params.mode} yet",
+            opts[key],
+            "1 (one process) for edit, keyframes and references",
+        )
     if params.mode != "edit" or params.strength is None:
         return None
     entry = located.entry
@@ -1479,10 +1774,14 @@ def _check_edit_modes(located: Located, request: VideoRequest, params: Generatio
     total = len(timesteps) if timesteps is not None and len(timesteps) == steps else steps
     if edit_steps(total, params.strength) == 0:
         least = math.ceil(1e6 / total) / 1e6
-        raise InvalidRequest("strength", f"{params.strength:g} runs none of the {total} denoising steps (the "
-                             f"pipeline runs int({total} x strength) of them), so the clip would come back as it "
-                             "was encoded", value=params.strength,
-                             allowed=f"{least:g} to 1 with {total} steps (more steps: a weaker edit)")  # fmt: skip
+        raise InvalidRequest(
+            "strength",
+            f"{params.strength:g} runs none of the {total} denoising steps (the "
+            f"pipeline runs int({total} x strength) of them), so the clip would come back as it "
+            "was encoded",
+            value=params.strength,
+            allowed=f"{least:g} to 1 with {total} steps (more steps: a weaker edit)",
+        )
     return edit_steps(total, params.strength), total
 
 
@@ -1493,9 +1792,11 @@ def _frame_warnings(located: Located, params: GenerationParams) -> list[str]:
     config = read_json(located.folder / "transformer" / "config.json")
     trained = int(config.get("sample_frames", 49))
     if config.get("use_learned_positional_embeddings") and params.num_frames != trained:
-        return [f"{located.class_name} learned its positional embedding for {trained} frames; at "
-                f"{params.num_frames} frames diffusers replaces it with a sin-cos one, which lowers quality "
-                "(diffusers models/embeddings.py CogVideoXPatchEmbed)"]  # fmt: skip
+        return [
+            f"{located.class_name} learned its positional embedding for {trained} frames; at "
+            f"{params.num_frames} frames diffusers replaces it with a sin-cos one, which lowers quality "
+            "(diffusers models/embeddings.py CogVideoXPatchEmbed)"
+        ]
     return []
 
 
@@ -1506,8 +1807,9 @@ def _set_shift(pipe: Any, shift: float, explicit: bool = False) -> None:
     elif "shift" in config and not config.get("use_dynamic_shifting", False):
         pipe.scheduler = type(pipe.scheduler).from_config(config, shift=shift)
     elif explicit:
-        raise _refuse("shift", f"{type(pipe.scheduler).__name__} has no fixed shift", shift,
-                      "no shift option for this model")  # fmt: skip
+        raise _refuse(
+            "shift", f"{type(pipe.scheduler).__name__} has no fixed shift", shift, "no shift option for this model"
+        )
 
 
 def _load_loras(pipe: Any, loras: list[tuple[str, float, str | None]]) -> None:
@@ -1527,21 +1829,30 @@ def _load_loras(pipe: Any, loras: list[tuple[str, float, str | None]]) -> None:
                 pipe.load_lora_weights(path, load_into_transformer_2=True, **kw)
         except (OSError, ValueError, KeyError) as exc:
             where = f"{path}::{weight_name}" if weight_name else path
-            raise InvalidRequest("options.lora", f"could not load {where!r}: {exc}", value=where,
-                                 allowed=_LORA_SYNTAX) from None  # fmt: skip
+            raise InvalidRequest(
+                "options.lora", f"could not load {where!r}: {exc}", value=where, allowed=_LORA_SYNTAX
+            ) from None
         names.append(name)
     pipe.set_adapters(names, adapter_weights=[scale for _path, scale, _weight in loras])
 
 
 def _enable_cache(pipe: Any, denoisers: list[Any], opts: dict[str, Any]) -> None:
     if not denoisers or not all(hasattr(net, "enable_cache") for net in denoisers):
-        raise InvalidRequest("options.cache", f"{type(pipe).__name__} has no transformer that diffusers' cache hooks "
-                             "support", value=opts["cache"], allowed="none")  # fmt: skip
+        raise InvalidRequest(
+            "options.cache",
+            f"{type(pipe).__name__} has no transformer that diffusers' cache hooks support",
+            value=opts["cache"],
+            allowed="none",
+        )
     if opts["cache"] == "magcache":
         diffusers_name("diffusers.hooks", "MagCacheConfig", "0.37", "options.cache=magcache")
         if len(denoisers) > 1:  # each expert runs part of the steps: one ratio list cannot describe both
-            raise InvalidRequest("options.cache", "magcache with two experts (Wan2.2 A14B) is not supported",
-                                 value="magcache", allowed="none, firstblock, taylorseer")  # fmt: skip
+            raise InvalidRequest(
+                "options.cache",
+                "magcache with two experts (Wan2.2 A14B) is not supported",
+                value="magcache",
+                allowed="none, firstblock, taylorseer",
+            )
         return  # its hooks need the step count: applied per call (apply_magcache)
     for net in denoisers:
         if opts["cache"] == "firstblock":
@@ -1553,8 +1864,12 @@ def _enable_cache(pipe: Any, denoisers: list[Any], opts: dict[str, Any]) -> None
         try:
             net.enable_cache(config)
         except (ValueError, IndexError, TypeError) as exc:
-            raise InvalidRequest("options.cache", f"{opts['cache']} does not apply to {type(net).__name__}: {exc}",
-                                 value=opts["cache"], allowed="none") from None  # fmt: skip
+            raise InvalidRequest(
+                "options.cache",
+                f"{opts['cache']} does not apply to {type(net).__name__}: {exc}",
+                value=opts["cache"],
+                allowed="none",
+            ) from None
 
 
 def apply_magcache(pipe: Any, opts: dict[str, Any], steps: int, applied: tuple[Any, ...] | None) -> tuple[Any, ...]:
@@ -1570,8 +1885,9 @@ def apply_magcache(pipe: Any, opts: dict[str, Any], steps: int, applied: tuple[A
     if opts["cache_calibrate"]:
         config = config_cls(calibrate=True, num_inference_steps=steps)
     else:
-        config = config_cls(threshold=opts["cache_threshold"], num_inference_steps=steps,
-                            mag_ratios=list(opts["cache_ratios"]))  # fmt: skip
+        config = config_cls(
+            threshold=opts["cache_threshold"], num_inference_steps=steps, mag_ratios=list(opts["cache_ratios"])
+        )
     net.enable_cache(config)
     return wanted
 
@@ -1618,10 +1934,17 @@ def calibrate_magcache(run: Any, path: str, model: str, steps: int) -> tuple[Any
     ratios = handler.found[0]  # the conditional pass's, first each step; the unconditional one behaves alike
     from importlib.metadata import version
 
-    Path(path).write_text(json.dumps({"model": model, "num_inference_steps": steps, "mag_ratios": ratios,
-                                      "diffusers": version("diffusers")}, indent=1) + "\n")  # fmt: skip
-    note = (f"MagCache calibration: {len(ratios)} magnitude ratios written to {path} (use them with "
-            f"--option cache=magcache --option cache_ratios={path})")  # fmt: skip
+    Path(path).write_text(
+        json.dumps(
+            {"model": model, "num_inference_steps": steps, "mag_ratios": ratios, "diffusers": version("diffusers")},
+            indent=1,
+        )
+        + "\n"
+    )
+    note = (
+        f"MagCache calibration: {len(ratios)} magnitude ratios written to {path} (use them with "
+        f"--option cache=magcache --option cache_ratios={path})"
+    )
     return out, note
 
 
@@ -1637,8 +1960,9 @@ def _place(pipe: Any, device: str, opts: dict[str, Any]) -> None:
         pipe.to(device)
 
 
-def apply_group_offload(pipe: Any, device: str, exclude: list[str] | tuple[str, ...] = ("vae",),
-                        low_cpu_mem_usage: bool = False) -> None:  # fmt: skip
+def apply_group_offload(
+    pipe: Any, device: str, exclude: list[str] | tuple[str, ...] = ("vae",), low_cpu_mem_usage: bool = False
+) -> None:
     """diffusers' group offloading: weights live in CPU memory and stream to ``device``, except the ``exclude``d
     components (the VAE by default), which go to ``device`` whole. diffusers' memory docs: a streamed VAE with
     tiling needs a warm-up pass, and streams need about 2x the model size in CPU memory (``low_cpu_mem_usage``
@@ -1650,8 +1974,12 @@ def apply_group_offload(pipe: Any, device: str, exclude: list[str] | tuple[str, 
     unknown = sorted(set(exclude) - set(pipe.components))  # a component set aside (None) is not unknown
     if unknown:
         modules = sorted(n for n, c in pipe.components.items() if isinstance(c, torch.nn.Module))
-        raise _refuse("offload_exclude", f"{', '.join(unknown)} is not a component of {type(pipe).__name__}",
-                      list(exclude), ", ".join(modules))  # fmt: skip
+        raise _refuse(
+            "offload_exclude",
+            f"{', '.join(unknown)} is not a component of {type(pipe).__name__}",
+            list(exclude),
+            ", ".join(modules),
+        )
     stream = device.startswith("cuda")
     for name, component in pipe.components.items():
         if not isinstance(component, torch.nn.Module):
@@ -1659,16 +1987,20 @@ def apply_group_offload(pipe: Any, device: str, exclude: list[str] | tuple[str, 
         if name in exclude:
             component.to(device)
             continue
-        kw: dict[str, Any] = dict(onload_device=torch.device(device), offload_type="leaf_level", use_stream=stream,
-                  record_stream=stream, low_cpu_mem_usage=low_cpu_mem_usage)  # fmt: skip
+        kw: dict[str, Any] = dict(
+            onload_device=torch.device(device),
+            offload_type="leaf_level",
+            use_stream=stream,
+            record_stream=stream,
+            low_cpu_mem_usage=low_cpu_mem_usage,
+        )
         if isinstance(component, ModelMixin):
             component.enable_group_offload(**kw)
         else:
             apply_group_offloading(component, **kw)
 
 
-def _encode_on_cpu(pipe: Any, encoders: dict[str, Any], located: Located, kwargs: dict[str, Any],
-                   device: str) -> None:  # fmt: skip
+def _encode_on_cpu(pipe: Any, encoders: dict[str, Any], located: Located, kwargs: dict[str, Any], device: str) -> None:
     """text_encoder_device=cpu: encode the prompts on the CPU with the kept-aside encoders, then hand the pipeline
     embeddings on ``device`` instead of text (the Wan authors' ``--t5_cpu``)."""
     import torch
@@ -1691,12 +2023,20 @@ def _encode_on_cpu(pipe: Any, encoders: dict[str, Any], located: Located, kwargs
                     out.update(zip((f"negative_{k}" for k in keys), found, strict=True))
             else:
                 accepted = set(inspect.signature(pipe.encode_prompt).parameters)
-                call = {"prompt": prompt, "negative_prompt": negative, **common,
-                        "do_classifier_free_guidance": (kwargs.get("guidance_scale") or 0) > 1}  # fmt: skip
+                call = {
+                    "prompt": prompt,
+                    "negative_prompt": negative,
+                    **common,
+                    "do_classifier_free_guidance": (kwargs.get("guidance_scale") or 0) > 1,
+                }
                 found = pipe.encode_prompt(**{k: v for k, v in call.items() if k in accepted})
                 if len(found) == 4:  # LTX: embeddings and attention masks
-                    keys = ("prompt_embeds", "prompt_attention_mask", "negative_prompt_embeds",
-                            "negative_prompt_attention_mask")  # fmt: skip
+                    keys = (
+                        "prompt_embeds",
+                        "prompt_attention_mask",
+                        "negative_prompt_embeds",
+                        "negative_prompt_attention_mask",
+                    )
                 else:  # Wan, CogVideoX
                     keys = ("prompt_embeds", "negative_prompt_embeds")
                 out.update(zip(keys, found, strict=True))
@@ -1731,8 +2071,9 @@ def _accepted(pipe: Any) -> set[str]:
     return set(inspect.signature(pipe.__call__).parameters)
 
 
-def call_kwargs(located: Located, pipe: Any, params: GenerationParams, opts: dict[str, Any],
-                      warnings: list[str]) -> tuple[dict[str, Any], int]:  # fmt: skip
+def call_kwargs(
+    located: Located, pipe: Any, params: GenerationParams, opts: dict[str, Any], warnings: list[str]
+) -> tuple[dict[str, Any], int]:
     """The pipeline-call arguments for this family and mode, and the number of denoising steps it will run."""
     import torch
 
@@ -1741,10 +2082,13 @@ def call_kwargs(located: Located, pipe: Any, params: GenerationParams, opts: dic
     steps = int(params.num_inference_steps or located.capabilities.default_steps or 30)
     guidance = params.guidance_scale if params.guidance_scale is not None else located.capabilities.default_guidance
     kw: dict[str, Any] = {
-        "height": params.height, "width": params.width, "num_frames": params.num_frames,
-        "num_inference_steps": steps, "output_type": "np",
+        "height": params.height,
+        "width": params.width,
+        "num_frames": params.num_frames,
+        "num_inference_steps": steps,
+        "output_type": "np",
         "generator": torch.Generator(device="cpu").manual_seed(params.seed),
-    }  # fmt: skip
+    }
     if entry is not None:
         kw.update(entry.call_defaults)
     timesteps = kw.get("timesteps")
@@ -1762,9 +2106,11 @@ def call_kwargs(located: Located, pipe: Any, params: GenerationParams, opts: dic
                 kw["true_cfg_scale"] = scale
                 kw["negative_prompt"] = params.negative_prompt
             elif params.negative_prompt:
-                warnings.append(f"HunyuanVideo is guidance-distilled: the negative prompt acts only through true CFG, "
-                                f"which is off at true_cfg_scale {scale:g} (the authors' default); --option "
-                                "true_cfg_scale=N above 1 turns it on, at twice the transformer passes")  # fmt: skip
+                warnings.append(
+                    f"HunyuanVideo is guidance-distilled: the negative prompt acts only through true CFG, "
+                    f"which is off at true_cfg_scale {scale:g} (the authors' default); --option "
+                    "true_cfg_scale=N above 1 turns it on, at twice the transformer passes"
+                )
             elif opts["true_cfg_scale"] is not None:
                 warnings.append("true_cfg_scale without a negative prompt does nothing in HunyuanVideoPipeline")
         elif negative:
@@ -1786,8 +2132,11 @@ def call_kwargs(located: Located, pipe: Any, params: GenerationParams, opts: dic
     if family == "ltx":
         kw["frame_rate"] = int(round(params.fps))
     if family == "wan" and getattr(pipe, "transformer_2", None) is not None:
-        kw["guidance_scale_2"] = opts["guidance_2"] if opts["guidance_2"] is not None else (
-            entry.guidance_2 if entry and entry.guidance_2 is not None else guidance)  # fmt: skip
+        kw["guidance_scale_2"] = (
+            opts["guidance_2"]
+            if opts["guidance_2"] is not None
+            else (entry.guidance_2 if entry and entry.guidance_2 is not None else guidance)
+        )
     if family == "cogvideox":  # CogVideoX's text length is fixed by its transformer
         kw["max_sequence_length"] = int(pipe.transformer.config.max_text_seq_length)
     elif opts["max_sequence_length"] is not None:
@@ -1817,15 +2166,27 @@ def call_kwargs(located: Located, pipe: Any, params: GenerationParams, opts: dic
         config = getattr(getattr(pipe, "transformer", None), "config", None) or {}  # check_model_options, for
         two = config.get("pos_embed_seq_len") is not None  # callers that skip resolve
         if two and opts["last_image"] is None:
-            raise _refuse("last_image", f"{located.model} is a first-last-frame model: it conditions on two images "
-                          "and diffusers fails on one", None, "--last-image PATH with --image")  # fmt: skip
+            raise _refuse(
+                "last_image",
+                f"{located.model} is a first-last-frame model: it conditions on two images and diffusers fails on one",
+                None,
+                "--last-image PATH with --image",
+            )
         if opts["last_image"] is not None and config.get("image_dim") is not None and not two:
-            raise _refuse("last_image", f"{located.model} was trained on a first frame only", opts["last_image"],
-                          "only with Wan first-last-frame models, e.g. wan2.1-flf2v-14b-720p")  # fmt: skip
+            raise _refuse(
+                "last_image",
+                f"{located.model} was trained on a first frame only",
+                opts["last_image"],
+                "only with Wan first-last-frame models, e.g. wan2.1-flf2v-14b-720p",
+            )
     if opts["last_image"] is not None:
         if "last_image" not in _accepted(pipe) or getattr(pipe.config, "expand_timesteps", False):
-            raise _refuse("last_image", f"{type(pipe).__name__} takes no last frame", opts["last_image"],
-                          "only with --image on Wan image-to-video models")  # fmt: skip
+            raise _refuse(
+                "last_image",
+                f"{type(pipe).__name__} takes no last frame",
+                opts["last_image"],
+                "only with --image on Wan image-to-video models",
+            )
         from PIL import Image
 
         with Image.open(opts["last_image"]) as img:
@@ -1843,8 +2204,11 @@ def _drop_unaccepted(pipe: Any, kw: dict[str, Any]) -> None:
 
 #: the pipeline argument that carries Kinema's edit strength, per edit pipeline (the fraction of the schedule's
 #: steps that run, from the noise level of the first of them: each pipeline's get_timesteps)
-EDIT_STRENGTH_ARG = {"WanVideoToVideoPipeline": "strength", "CogVideoXVideoToVideoPipeline": "strength",
-                     "LTXConditionPipeline": "denoise_strength"}  # fmt: skip
+EDIT_STRENGTH_ARG = {
+    "WanVideoToVideoPipeline": "strength",
+    "CogVideoXVideoToVideoPipeline": "strength",
+    "LTXConditionPipeline": "denoise_strength",
+}
 
 
 def edit_steps(steps: int, strength: float) -> int:
@@ -1871,18 +2235,26 @@ def source_frames(params: GenerationParams, caps: Capabilities) -> np.ndarray:
     allowed = "a longer clip"
     if longest >= max(1, caps.min_frames):
         allowed = f"num_frames at most {longest} at {params.fps:g} fps (the most the clip covers), or a longer clip"
-    raise InvalidRequest("source_video", f"has {len(src)} frames at {fps_in:g} fps ({len(src) / fps_in:.3g}s), "
-                         f"shorter than the {n} frames at {params.fps:g} fps ({n / params.fps:.3g}s) asked for",
-                         value=len(src), allowed=allowed)  # fmt: skip
+    raise InvalidRequest(
+        "source_video",
+        f"has {len(src)} frames at {fps_in:g} fps ({len(src) / fps_in:.3g}s), "
+        f"shorter than the {n} frames at {params.fps:g} fps ({n / params.fps:.3g}s) asked for",
+        value=len(src),
+        allowed=allowed,
+    )
 
 
-def _edit_kwargs(located: Located, pipe: Any, params: GenerationParams, kw: dict[str, Any],
-                 warnings: list[str]) -> int:  # fmt: skip
+def _edit_kwargs(
+    located: Located, pipe: Any, params: GenerationParams, kw: dict[str, Any], warnings: list[str]
+) -> int:
     """The edit's pipeline arguments (the source clip and the strength); returns the denoising steps it runs."""
     name = type(pipe).__name__
     if name not in EDIT_STRENGTH_ARG:  # resolve() refuses this first; a caller that skips it gets the same answer
-        raise InvalidRequest("source_video", f"{located.model} ({name}) does not edit clips",
-                             allowed="Wan2.1 text-to-video, CogVideoX text-to-video and LTX-Video models")  # fmt: skip
+        raise InvalidRequest(
+            "source_video",
+            f"{located.model} ({name}) does not edit clips",
+            allowed="Wan2.1 text-to-video, CogVideoX text-to-video and LTX-Video models",
+        )
     given = params.strength if params.strength is not None else located.capabilities.default_strength
     assert given is not None, "every diffusers model that edits has a default strength (catalog)"
     strength = float(given)
@@ -1895,8 +2267,10 @@ def _edit_kwargs(located: Located, pipe: Any, params: GenerationParams, kw: dict
         kw["video"] = frames  # Wan and CogVideoX encode it themselves, in the VAE's dtype
     kw[EDIT_STRENGTH_ARG[name]] = strength
     if run != round(total * strength, 6):
-        warnings.append(f"strength {strength:g} runs {run} of {total} denoising steps ({name} rounds down): an "
-                        f"edit of {run / total:g}")  # fmt: skip
+        warnings.append(
+            f"strength {strength:g} runs {run} of {total} denoising steps ({name} rounds down): an "
+            f"edit of {run / total:g}"
+        )
     _drop_unaccepted(pipe, kw)
     return run
 
@@ -1919,11 +2293,14 @@ def _keyframe_kwargs(located: Located, pipe: Any, params: GenerationParams, kw: 
     LTXConditionPipeline, one condition per known frame: the first at 0, the timed keyframes at their frames (which
     resolve() placed, increasing and never on the first's or the last's), the last at the clip's end."""
     if type(pipe).__name__ == "LTXConditionPipeline":
-        condition = diffusers_name("diffusers.pipelines.ltx.pipeline_ltx_condition", "LTXVideoCondition", "0.33",
-                                   "keyframes with LTX-Video")  # fmt: skip
+        condition = diffusers_name(
+            "diffusers.pipelines.ltx.pipeline_ltx_condition", "LTXVideoCondition", "0.33", "keyframes with LTX-Video"
+        )
         # one condition list: passing image=[...] with no video makes the pipeline zip the images with [None]
-        kw["conditions"] = [condition(image=_image(image, params.width, params.height), frame_index=index)
-                            for index, image in params.known_frames()]  # fmt: skip
+        kw["conditions"] = [
+            condition(image=_image(image, params.width, params.height), frame_index=index)
+            for index, image in params.known_frames()
+        ]
         return
     if params.image is None or params.last_image is None:  # Wan's first-last-frame pipelines take these two only
         raise _refuse_first_frame(located)
@@ -1932,9 +2309,12 @@ def _keyframe_kwargs(located: Located, pipe: Any, params: GenerationParams, kw: 
 
 
 def _refuse_first_frame(located: Located) -> InvalidRequest:
-    return InvalidRequest("image", f"{located.model} ({located.class_name}) makes keyframe clips from a first and a "
-                          "last frame: give the first too", allowed="image (--image) with last_image; LTX-Video "
-                          "models take a last frame alone")  # fmt: skip
+    return InvalidRequest(
+        "image",
+        f"{located.model} ({located.class_name}) makes keyframe clips from a first and a "
+        "last frame: give the first too",
+        allowed="image (--image) with last_image; LTX-Video models take a last frame alone",
+    )
 
 
 def _to_uint8(frames: Any) -> np.ndarray:
@@ -1976,8 +2356,15 @@ def step_callbacks(pipe: Any, ctx: GenerationContext, total: int, offset: int = 
     return {}
 
 
-def run_multiscale(pipe: Any, upsampler: Any, kwargs: dict[str, Any], recipe: MultiScale, params: GenerationParams,
-                   ctx: GenerationContext, first_steps: int) -> tuple[Any, int]:  # fmt: skip
+def run_multiscale(
+    pipe: Any,
+    upsampler: Any,
+    kwargs: dict[str, Any],
+    recipe: MultiScale,
+    params: GenerationParams,
+    ctx: GenerationContext,
+    first_steps: int,
+) -> tuple[Any, int]:
     """LTX-Video's multi-scale flow with the loaded LTXConditionPipeline and ``upsampler`` (diffusers' ltx_video.md
     0.9.7 / 0.9.8 examples): the first pass at the reduced size to latents, the latent upsampler (2x, AdaIN and tone
     mapping as the recipe says) to latents, the refine pass at twice the first pass's size from those latents
@@ -1992,15 +2379,25 @@ def run_multiscale(pipe: Any, upsampler: Any, kwargs: dict[str, Any], recipe: Mu
     refine_steps = edit_steps(len(schedule) if schedule is not None else recipe.refine_steps, recipe.refine_strength)
     total = first_steps + refine_steps
 
-    one = {**kwargs, "width": first[0], "height": first[1], "output_type": "latent",
-           **step_callbacks(pipe, ctx, total)}  # fmt: skip
+    one = {
+        **kwargs,
+        "width": first[0],
+        "height": first[1],
+        "output_type": "latent",
+        **step_callbacks(pipe, ctx, total),
+    }
     latents = pipe(**one).frames
     ctx.cancel.raise_if_cancelled()
 
     lift = upsample_cls(vae=pipe.vae, latent_upsampler=upsampler)  # the loaded VAE: its latents' mean and std
     lift.set_progress_bar_config(disable=True)
-    up: dict[str, Any] = {"latents": latents, "width": refine[0], "height": refine[1], "output_type": "latent",
-                          "adain_factor": recipe.adain_factor}  # fmt: skip
+    up: dict[str, Any] = {
+        "latents": latents,
+        "width": refine[0],
+        "height": refine[1],
+        "output_type": "latent",
+        "adain_factor": recipe.adain_factor,
+    }
     if recipe.tone_map_compression_ratio:
         if "tone_map_compression_ratio" not in _accepted(lift):
             raise DiffusersTooOld("tone mapping in LTX-Video 0.9.8's multi-scale flow", "0.36")
@@ -2009,10 +2406,15 @@ def run_multiscale(pipe: Any, upsampler: Any, kwargs: dict[str, Any], recipe: Mu
         upsampled = lift(**up).frames
     ctx.cancel.raise_if_cancelled()
 
-    two = {**kwargs, "width": refine[0], "height": refine[1], "latents": upsampled,
-           "denoise_strength": recipe.refine_strength,
-           "generator": torch.Generator(device="cpu").manual_seed(params.seed),  # as each call of the example
-           **step_callbacks(pipe, ctx, total, offset=first_steps)}  # fmt: skip
+    two = {
+        **kwargs,
+        "width": refine[0],
+        "height": refine[1],
+        "latents": upsampled,
+        "denoise_strength": recipe.refine_strength,
+        "generator": torch.Generator(device="cpu").manual_seed(params.seed),  # as each call of the example
+        **step_callbacks(pipe, ctx, total, offset=first_steps),
+    }
     two.pop("timesteps", None)
     if schedule is not None:
         two["timesteps"], two["num_inference_steps"] = schedule, len(schedule)

@@ -81,26 +81,26 @@ FAL_MODELS: dict[str, FalFamily] = {
     # v2.5-turbo/pro/image-to-video/llms.txt, input schema; image_url stays required)
     "fal-ai/kling-video/v2.5-turbo/pro": FalFamily(
         "kling", ("t2v", "i2v", "keyframes"), (5.0, 10.0), _KLING_RATIOS, _KLING_RES, tail=True
-    ),  # fmt: skip
+    ),
     "fal-ai/kling-video/v2.1/master": FalFamily("kling", ("t2v", "i2v"), (5.0, 10.0), _KLING_RATIOS, _KLING_RES),
     "fal-ai/kling-video/v2.1/standard": FalFamily("kling", ("i2v",), (5.0, 10.0), _KLING_RATIOS, _KLING_RES),
     "fal-ai/kling-video/v2/master": FalFamily("kling", ("t2v",), (5.0, 10.0), _KLING_RATIOS, _KLING_RES),
     "fal-ai/pika/v2.2": FalFamily("pika", ("t2v", "i2v"), (5.0, 10.0), _PIKA_RATIOS, {"720p": 720, "1080p": 1080}),
     "fal-ai/pika/v2.5": FalFamily(
         "pika", ("t2v",), (5.0, 10.0), _PIKA_RATIOS, {"480p": 480, "720p": 720, "1080p": 1080}
-    ),  # fmt: skip
+    ),
     # .../elements: prompt, input_image_urls ("Supports up to 4 images", required), duration "5"/"10", aspect_ratio
     # 16:9/9:16/1:1, negative_prompt (fal.ai/models/fal-ai/kling-video/v1.6/standard/elements/llms.txt)
     "fal-ai/kling-video/v1.6/standard": FalFamily(
         "kling", ("references",), (5.0, 10.0), _KLING_RATIOS, {"720p": 720}, max_references=4
-    ),  # fmt: skip
+    ),
     # .../video-to-video: video_url and prompt (required), strength 0..1 (default 0.9; 1 follows the prompt alone, 0
     # hands the input back), num_frames 17..161, frames_per_second 4..60, resolution 480p/580p/720p, aspect_ratio
     # auto/16:9/9:16/1:1, seed, negative_prompt, num_interpolated_frames 0..4 (fal.ai/models/fal-ai/wan/v2.2-a14b/
     # video-to-video/llms.txt and its api page)
     "fal-ai/wan/v2.2-a14b": FalFamily(
         "wan", ("edit",), None, _KLING_RATIOS, {"480p": 480, "580p": 580, "720p": 720}, frames=(17, 161), fps=16.0
-    ),  # fmt: skip
+    ),
 }
 #: Wan's frames_per_second range and default strength (its model page)
 WAN_FPS = (4, 60)
@@ -142,8 +142,9 @@ class FalBackend(RemoteBackend):
         if family not in FAL_MODELS:
             endpoints = ", /".join(_SUBPATH.values())
             allowed = f"{', '.join(FAL_MODELS)} (or one of them + the endpoint: /{endpoints})"
-            raise InvalidRequest("model", f"{model!r} is not a fal video endpoint Kinema knows", value=model,
-                                 allowed=allowed)  # fmt: skip
+            raise InvalidRequest(
+                "model", f"{model!r} is not a fal video endpoint Kinema knows", value=model, allowed=allowed
+            )
         return FAL_MODELS[family]
 
     def capabilities(self, model: str | None = None) -> Capabilities:
@@ -159,12 +160,17 @@ class FalBackend(RemoteBackend):
             low, high = fam.frames
             frames = {"min_frames": low, "max_frames": high, "default_frames": 81, "edit_max_frames": high}
         return Capabilities(
-            modes=modes, max_references=fam.max_references, default_size=(1280, 720),
+            modes=modes,
+            max_references=fam.max_references,
+            default_size=(1280, 720),
             sizes=ratio_sizes(fam.ratios, tuple(fam.resolutions.values())),
             aspect_ratios=tuple(r for r in fam.ratios if r in ("16:9", "9:16", "1:1", "3:2", "2:3")),
-            durations=fam.durations, default_fps=fam.fps, seed=fam.kind in ("pika", "wan"),
-            default_strength=WAN_DEFAULT_STRENGTH if "edit" in fam.modes else 0.6, **frames,
-        )  # fmt: skip
+            durations=fam.durations,
+            default_fps=fam.fps,
+            seed=fam.kind in ("pika", "wan"),
+            default_strength=WAN_DEFAULT_STRENGTH if "edit" in fam.modes else 0.6,
+            **frames,
+        )
 
     def resolve(self, request: VideoRequest, seed: int) -> GenerationParams:
         if request.model is None and request.mode in MODE_DEFAULTS:
@@ -174,17 +180,24 @@ class FalBackend(RemoteBackend):
     def check(self, params: GenerationParams) -> None:
         where = f"fal {params.model!r}"
         if params.mode == "keyframes" and params.image_source is None:
-            raise InvalidRequest("image", f"{where} needs the first frame (image_url is required) with the last one",
-                                 allowed="image and last_image together")  # fmt: skip
+            raise InvalidRequest(
+                "image",
+                f"{where} needs the first frame (image_url is required) with the last one",
+                allowed="image and last_image together",
+            )
         if params.mode == "references" and "cfg_scale" in params.options:
             # the elements endpoint's schema lists no cfg_scale: refused rather than silently dropped
             raise InvalidRequest("options.cfg_scale", f"is not taken by {where}'s elements endpoint", allowed="none")
         if params.mode == "edit":
             low, high = WAN_FPS
             if not (low <= params.fps <= high and float(params.fps).is_integer()):
-                raise InvalidRequest("fps", f"{params.fps:g} is not offered by {where} (frames_per_second is a whole "
-                                     f"number from {low} to {high})", value=params.fps,
-                                     allowed=f"{low} to {high}")  # fmt: skip
+                raise InvalidRequest(
+                    "fps",
+                    f"{params.fps:g} is not offered by {where} (frames_per_second is a whole "
+                    f"number from {low} to {high})",
+                    value=params.fps,
+                    allowed=f"{low} to {high}",
+                )
             if "cfg_scale" in params.options:
                 raise InvalidRequest("options.cfg_scale", f"is not taken by {where}", allowed="none")
             source_video_uri(params.source_video_path, VIDEO_DATA_URI_LIMIT, where, encode=False)
@@ -215,8 +228,9 @@ class FalBackend(RemoteBackend):
 
         httpx = require_module("httpx", "cloud", feature="the fal backend")
         require_module("fal_client", "cloud", feature="the fal backend")
-        return httpx.Client(headers={"Authorization": self._auth_header()}, timeout=loop.request_timeout,
-                            follow_redirects=True)  # fmt: skip
+        return httpx.Client(
+            headers={"Authorization": self._auth_header()}, timeout=loop.request_timeout, follow_redirects=True
+        )
 
     def _json(self, client: Any, method: str, url: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
         resp = client.request(method, url, json=body)
@@ -227,9 +241,16 @@ class FalBackend(RemoteBackend):
                 payload = resp.text[:500]
             message, code = body_message(payload)
             error_type = (payload.get("error_type") if isinstance(payload, dict) else None) or resp.headers.get(
-                "x-fal-error-type")  # fmt: skip
-            raise http_error(self.provider, resp.status_code, message, code=error_type or code, headers=resp.headers,
-                             moderated=looks_moderated(error_type, message) or None)  # fmt: skip
+                "x-fal-error-type"
+            )
+            raise http_error(
+                self.provider,
+                resp.status_code,
+                message,
+                code=error_type or code,
+                headers=resp.headers,
+                moderated=looks_moderated(error_type, message) or None,
+            )
         data = resp.json()
         return data if isinstance(data, dict) else {}
 
@@ -238,23 +259,29 @@ class FalBackend(RemoteBackend):
         family, _ = split_endpoint(str(params.model))
         return f"{family}/{_MODE_SUBPATH[params.mode]}"
 
-    def submit(self, client: Any, params: GenerationParams,
-               token: str) -> tuple[str, dict[str, Any], TaskStatus | None]:  # fmt: skip
+    def submit(
+        self, client: Any, params: GenerationParams, token: str
+    ) -> tuple[str, dict[str, Any], TaskStatus | None]:
         fam = self._family(params.model)
-        body: dict[str, Any] = {"prompt": params.prompt,
-                                "aspect_ratio": known_ratio(params.width, params.height, fam.ratios)}  # fmt: skip
+        body: dict[str, Any] = {
+            "prompt": params.prompt,
+            "aspect_ratio": known_ratio(params.width, params.height, fam.ratios),
+        }
         if params.negative_prompt:
             body["negative_prompt"] = params.negative_prompt
         if fam.kind == "wan":
             assert params.strength is not None  # the family's default_strength fills it in
             body.update(
                 video_url=source_video_uri(params.source_video_path, VIDEO_DATA_URI_LIMIT, f"fal {params.model!r}"),
-                strength=params.strength, num_frames=params.num_frames, frames_per_second=int(params.fps),
-                resolution=short_side_name(params.width, params.height, fam.resolutions), seed=params.seed,
+                strength=params.strength,
+                num_frames=params.num_frames,
+                frames_per_second=int(params.fps),
+                resolution=short_side_name(params.width, params.height, fam.resolutions),
+                seed=params.seed,
                 # no interpolated frames: the clip has the frame count and rate asked for (fal's default, 1, with
                 # adjust_fps_for_interpolation, would double both)
                 num_interpolated_frames=0,
-            )  # fmt: skip
+            )
         elif fam.kind == "kling":
             body["duration"] = str(int(round(params.duration)))
             if "cfg_scale" in params.options:
@@ -270,8 +297,10 @@ class FalBackend(RemoteBackend):
             assert params.last_image is not None
             body["tail_image_url"] = _image_url(params.last_image_source, params.last_image)
         if params.mode == "references":
-            body["input_image_urls"] = [_image_url(source, image) for source, image in
-                                        zip(params.reference_sources, params.references, strict=True)]  # fmt: skip
+            body["input_image_urls"] = [
+                _image_url(source, image)
+                for source, image in zip(params.reference_sources, params.references, strict=True)
+            ]
         endpoint = self._endpoint(params)
         url = f"{self._queue_url()}/{endpoint}"
         callback = self.callback_url()
@@ -283,8 +312,12 @@ class FalBackend(RemoteBackend):
         request_id = str(data.get("request_id") or "")
         if not request_id:
             raise ProviderError("fal accepted the request but returned no request_id", provider=self.provider)
-        info = {"endpoint": endpoint, "status_url": data.get("status_url"), "response_url": data.get("response_url"),
-                "cancel_url": data.get("cancel_url")}  # fmt: skip
+        info = {
+            "endpoint": endpoint,
+            "status_url": data.get("status_url"),
+            "response_url": data.get("response_url"),
+            "cancel_url": data.get("cancel_url"),
+        }
         return request_id, info, None
 
     def cancel(self, client: Any, task_id: str, info: dict[str, Any]) -> str:
@@ -322,11 +355,18 @@ class FalBackend(RemoteBackend):
         data = self._json(client, "GET", status_url + "?logs=0")
         raw = str(data.get("status"))
         if raw not in _STATUS:
-            raise ProviderError(f"fal answered an unknown status {raw!r} for request {task_id}",
-                                provider=self.provider, provider_code="unknown_status")  # fmt: skip
+            raise ProviderError(
+                f"fal answered an unknown status {raw!r} for request {task_id}",
+                provider=self.provider,
+                provider_code="unknown_status",
+            )
         if raw == "COMPLETED" and (data.get("error") or data.get("error_type")):
-            return TaskStatus(status="failed", raw_status=raw, error_code=data.get("error_type"),
-                              error_message=str(data.get("error") or data.get("error_type")))  # fmt: skip
+            return TaskStatus(
+                status="failed",
+                raw_status=raw,
+                error_code=data.get("error_type"),
+                error_message=str(data.get("error") or data.get("error_type")),
+            )
         if raw != "COMPLETED":
             position = data.get("queue_position")
             return TaskStatus(status=_STATUS[raw], raw_status=raw if position is None else f"{raw} (#{position})")
@@ -334,8 +374,11 @@ class FalBackend(RemoteBackend):
         video = result.get("video") or {}
         url = video.get("url") if isinstance(video, dict) else None
         metrics = data.get("metrics") or {}
-        cost = {"inference_time": metrics["inference_time"]} if isinstance(metrics, dict) and metrics.get(
-            "inference_time") is not None else None  # fmt: skip
+        cost = (
+            {"inference_time": metrics["inference_time"]}
+            if isinstance(metrics, dict) and metrics.get("inference_time") is not None
+            else None
+        )
         return TaskStatus(status="completed", raw_status=raw, output_urls=[url] if url else [], cost=cost)
 
     def translate_error(self, exc: BaseException) -> KinemaError | None:

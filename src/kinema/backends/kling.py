@@ -115,20 +115,32 @@ class KlingBackend(RemoteBackend):
     def capabilities(self, model: str | None = None) -> Capabilities:
         model = model or self.default_model()
         if model not in KLING_MODELS:
-            raise InvalidRequest("model", f"{model!r} is not a Kling video model", value=model,
-                                 allowed=", ".join(KLING_MODELS))  # fmt: skip
-        modes = ("t2v", "i2v") + (("keyframes",) if model in KLING_KEYFRAMES else ()) + (
-            ("references",) if model in KLING_REFERENCES else ())  # fmt: skip
+            raise InvalidRequest(
+                "model", f"{model!r} is not a Kling video model", value=model, allowed=", ".join(KLING_MODELS)
+            )
+        modes = (
+            ("t2v", "i2v")
+            + (("keyframes",) if model in KLING_KEYFRAMES else ())
+            + (("references",) if model in KLING_REFERENCES else ())
+        )
         notes = "720p is mode std, 1080p is mode pro"
         if model in KLING_KEYFRAMES:
             kf = KLING_KEYFRAMES[model]
-            notes += (f"; keyframes (image_tail) in mode {'/'.join(kf.modes)} at "
-                      f"{'/'.join(f'{d:g}' for d in kf.durations)} s")  # fmt: skip
+            notes += (
+                f"; keyframes (image_tail) in mode {'/'.join(kf.modes)} at "
+                f"{'/'.join(f'{d:g}' for d in kf.durations)} s"
+            )
         return Capabilities(
-            modes=modes, max_references=KLING_REFERENCES.get(model, 0), default_size=(1280, 720),
-            sizes=ratio_sizes(KLING_RATIOS, (720, 1080)), aspect_ratios=KLING_RATIOS, durations=KLING_MODELS[model],
-            default_fps=24.0, max_prompt_chars=2500, notes=notes,
-        )  # fmt: skip
+            modes=modes,
+            max_references=KLING_REFERENCES.get(model, 0),
+            default_size=(1280, 720),
+            sizes=ratio_sizes(KLING_RATIOS, (720, 1080)),
+            aspect_ratios=KLING_RATIOS,
+            durations=KLING_MODELS[model],
+            default_fps=24.0,
+            max_prompt_chars=2500,
+            notes=notes,
+        )
 
     def resolve(self, request: VideoRequest, seed: int) -> GenerationParams:
         if request.model is None and request.mode == "references":  # the default kling-v2-6 takes none
@@ -146,8 +158,11 @@ class KlingBackend(RemoteBackend):
         if allowed is not None:
             for key in ("cfg_scale", "sound", "camera_control"):
                 if key in params.options and key not in allowed:
-                    raise InvalidRequest(f"options.{key}", f"is not taken by Kling's {_family(params.mode)} "
-                                         "endpoint", allowed=", ".join(allowed) or "none")  # fmt: skip
+                    raise InvalidRequest(
+                        f"options.{key}",
+                        f"is not taken by Kling's {_family(params.mode)} endpoint",
+                        allowed=", ".join(allowed) or "none",
+                    )
         if params.mode == "keyframes":
             self._check_keyframes(params)
         if "cfg_scale" in params.options:
@@ -155,8 +170,9 @@ class KlingBackend(RemoteBackend):
             if not isinstance(value, int | float) or not 0 <= value <= 1:
                 raise InvalidRequest("options.cfg_scale", f"{value!r} is outside 0..1", value=value, allowed="0 to 1")
             if str(params.model).startswith("kling-v2"):
-                raise InvalidRequest("options.cfg_scale", f"is not supported by {params.model!r}",
-                                     allowed="kling-v1, kling-v1-6")  # fmt: skip
+                raise InvalidRequest(
+                    "options.cfg_scale", f"is not supported by {params.model!r}", allowed="kling-v1, kling-v1-6"
+                )
         if params.options.get("sound") not in (None, "on", "off"):
             raise InvalidRequest("options.sound", f"{params.options['sound']!r} is not on or off", allowed="on, off")
 
@@ -166,19 +182,30 @@ class KlingBackend(RemoteBackend):
         mode = _kling_mode(params)
         where = f"Kling {params.model!r}"
         if mode not in kf.modes:
-            raise InvalidRequest("resolution", f"{where} takes a last frame only in mode {' or '.join(kf.modes)} "
-                                 f"(1080p is pro, 720p std), not {mode}", value=f"{params.width}x{params.height}",
-                                 allowed="1080p" if kf.modes == ("pro",) else "720p, 1080p")  # fmt: skip
+            raise InvalidRequest(
+                "resolution",
+                f"{where} takes a last frame only in mode {' or '.join(kf.modes)} "
+                f"(1080p is pro, 720p std), not {mode}",
+                value=f"{params.width}x{params.height}",
+                allowed="1080p" if kf.modes == ("pro",) else "720p, 1080p",
+            )
         if not any(abs(params.duration - d) < 1e-6 for d in kf.durations):
-            raise InvalidRequest("duration", f"{where} takes a last frame only at "
-                                 f"{', '.join(f'{d:g}s' for d in kf.durations)}", value=params.duration,
-                                 allowed=", ".join(f"{d:g}s" for d in kf.durations))  # fmt: skip
+            raise InvalidRequest(
+                "duration",
+                f"{where} takes a last frame only at {', '.join(f'{d:g}s' for d in kf.durations)}",
+                value=params.duration,
+                allowed=", ".join(f"{d:g}s" for d in kf.durations),
+            )
         if params.image_source is None and not kf.last_alone:
-            raise InvalidRequest("image", f"{where} needs the first frame (image) with the last one",
-                                 allowed="image and last_image together")  # fmt: skip
+            raise InvalidRequest(
+                "image",
+                f"{where} needs the first frame (image) with the last one",
+                allowed="image and last_image together",
+            )
         if params.model == "kling-v2-6" and params.options.get("sound") == "on":
-            raise InvalidRequest("options.sound", f"{where} makes first/last-frame clips without sound",
-                                 value="on", allowed="off")  # fmt: skip
+            raise InvalidRequest(
+                "options.sound", f"{where} makes first/last-frame clips without sound", value="on", allowed="off"
+            )
 
     # -- transport ------------------------------------------------------------------------------------------------
     def make_client(self, loop: LoopOptions) -> Any:
@@ -196,8 +223,11 @@ class KlingBackend(RemoteBackend):
 
         now = int(time.time())
         payload = {"iss": self.api_key("KLING_ACCESS_KEY"), "exp": now + 1800, "nbf": now - 5}
-        return str(jwt.encode(payload, self.api_key("KLING_SECRET_KEY"), algorithm="HS256",
-                              headers={"alg": "HS256", "typ": "JWT"}))  # fmt: skip
+        return str(
+            jwt.encode(
+                payload, self.api_key("KLING_SECRET_KEY"), algorithm="HS256", headers={"alg": "HS256", "typ": "JWT"}
+            )
+        )
 
     def _request(self, client: Any, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
         # a fresh JWT on every request: they expire after 30 minutes, and a generation can take longer
@@ -222,26 +252,40 @@ class KlingBackend(RemoteBackend):
             # error codes: 1100 account exception, 1101 account in arrears, 1102 resource pack used up or
             # expired, 1304 IP not on the whitelist)
             what = _ACCOUNT_CODES.get(code, "account problem")
-            return ProviderError(f"kling refused the request: {what} (HTTP {status}, code {code}): {message}; fix "
-                                 f"it in the Kling developer console, retrying will not help", provider=self.provider,
-                                 provider_code=code_s, provider_message=message, status_code=status)  # fmt: skip
+            return ProviderError(
+                f"kling refused the request: {what} (HTTP {status}, code {code}): {message}; fix "
+                f"it in the Kling developer console, retrying will not help",
+                provider=self.provider,
+                provider_code=code_s,
+                provider_message=message,
+                status_code=status,
+            )
         if isinstance(code, int) and code in (1302, 1303):
             status = 429
         if isinstance(code, int) and 1000 <= code <= 1004:
-            return ProviderError(f"kling rejected the credentials (HTTP {status}, code {code}): {message} "
-                                 f"(check KLING_ACCESS_KEY and KLING_SECRET_KEY)", provider=self.provider,
-                                 provider_code=code_s, provider_message=message, status_code=status)  # fmt: skip
+            return ProviderError(
+                f"kling rejected the credentials (HTTP {status}, code {code}): {message} "
+                f"(check KLING_ACCESS_KEY and KLING_SECRET_KEY)",
+                provider=self.provider,
+                provider_code=code_s,
+                provider_message=message,
+                status_code=status,
+            )
         return http_error(self.provider, status, message, code=code_s, headers=headers, moderated=False)
 
     # -- the loop's parts -----------------------------------------------------------------------------------------
-    def submit(self, client: Any, params: GenerationParams,
-               token: str) -> tuple[str, dict[str, Any], TaskStatus | None]:  # fmt: skip
+    def submit(
+        self, client: Any, params: GenerationParams, token: str
+    ) -> tuple[str, dict[str, Any], TaskStatus | None]:
         family = _family(params.mode)
         body: dict[str, Any] = {
-            "model_name": params.model, "prompt": params.prompt, "external_task_id": token,
-            "mode": _kling_mode(params), "aspect_ratio": known_ratio(params.width, params.height, KLING_RATIOS),
+            "model_name": params.model,
+            "prompt": params.prompt,
+            "external_task_id": token,
+            "mode": _kling_mode(params),
+            "aspect_ratio": known_ratio(params.width, params.height, KLING_RATIOS),
             "duration": str(int(round(params.duration))),
-        }  # fmt: skip
+        }
         if params.negative_prompt:
             body["negative_prompt"] = params.negative_prompt
         for key in ("cfg_scale", "sound", "camera_control"):
@@ -266,8 +310,9 @@ class KlingBackend(RemoteBackend):
             raise ProviderError("kling accepted the request but returned no task_id", provider=self.provider)
         return task_id, {"family": family}, self._status(data)
 
-    def find_submitted(self, client: Any, params: GenerationParams,
-                       token: str) -> tuple[str, dict[str, Any], TaskStatus | None] | None:  # fmt: skip
+    def find_submitted(
+        self, client: Any, params: GenerationParams, token: str
+    ) -> tuple[str, dict[str, Any], TaskStatus | None] | None:
         # the single-task query takes the task_id or the external_task_id (Kling API docs, "Query Task (Single)")
         family = _family(params.mode)
         try:
@@ -288,11 +333,12 @@ class KlingBackend(RemoteBackend):
         videos = (data.get("task_result") or {}).get("videos") or []
         units = data.get("final_unit_deduction")
         return TaskStatus(
-            status=_STATUS.get(raw, "in_progress"), raw_status=raw,
+            status=_STATUS.get(raw, "in_progress"),
+            raw_status=raw,
             output_urls=[v["url"] for v in videos if isinstance(v, dict) and v.get("url")],
             error_message=data.get("task_status_msg") if raw == "failed" else None,
             cost={"units": float(units)} if units not in (None, "") else None,
-        )  # fmt: skip
+        )
 
     def translate_error(self, exc: BaseException) -> KinemaError | None:
         return super().translate_error(exc)

@@ -69,9 +69,14 @@ def modify_mode(strength: float) -> str:
 FRAMING_FIELDS = ("width", "height", "aspect_ratio", "resolution", "duration", "num_frames", "fps")
 
 
-def keeps_source_framing(request: VideoRequest, where: str, nominal: GenerationParams, *,
-                         max_seconds: float | None = None,
-                         max_bytes: int | None = None) -> dict[str, Any] | None:  # fmt: skip
+def keeps_source_framing(
+    request: VideoRequest,
+    where: str,
+    nominal: GenerationParams,
+    *,
+    max_seconds: float | None = None,
+    max_bytes: int | None = None,
+) -> dict[str, Any] | None:
     """For an edit whose output keeps the source clip's length and framing (modify-video): for a local clip, probe it
     (refusing one over the limits, naming ``source_video``) and return its width, height, num_frames and fps; None
     for a URL (not fetched here: the plan shows ``nominal``, the backend's defaults). A size or length asked for is
@@ -82,14 +87,22 @@ def keeps_source_framing(request: VideoRequest, where: str, nominal: GenerationP
     if not is_url(source):
         probed = probe_source_video(source, where, max_seconds=max_seconds, max_bytes=max_bytes)
         clip = {k: probed[k] for k in ("width", "height", "num_frames", "fps")}
-    own = clip or {"width": nominal.width, "height": nominal.height, "num_frames": nominal.num_frames,
-                   "fps": nominal.fps}  # fmt: skip
+    own = clip or {
+        "width": nominal.width,
+        "height": nominal.height,
+        "num_frames": nominal.num_frames,
+        "fps": nominal.fps,
+    }
     values = {**own, "duration": own["num_frames"] / own["fps"], "aspect_ratio": None, "resolution": None}
     for name in FRAMING_FIELDS:
         given, value = getattr(request, name), values[name]
         if given is not None and (value is None or abs(float(given) - float(value)) > 1e-3 * max(1.0, value)):
-            raise InvalidRequest(name, f"{where} keeps the source clip's length and framing; leave {name} out when "
-                                 "editing", value=given, allowed="the source clip's own")  # fmt: skip
+            raise InvalidRequest(
+                name,
+                f"{where} keeps the source clip's length and framing; leave {name} out when editing",
+                value=given,
+                allowed="the source clip's own",
+            )
     return clip
 
 
@@ -112,25 +125,38 @@ class LumaBackend(RemoteBackend):
     def capabilities(self, model: str | None = None) -> Capabilities:
         model = model or self.default_model()
         if model not in LUMA_MODELS:
-            raise InvalidRequest("model", f"{model!r} is not a Luma Dream Machine video model", value=model,
-                                 allowed=", ".join(LUMA_MODELS))  # fmt: skip
+            raise InvalidRequest(
+                "model",
+                f"{model!r} is not a Luma Dream Machine video model",
+                value=model,
+                allowed=", ".join(LUMA_MODELS),
+            )
         return Capabilities(
-            modes=("t2v", "i2v", "keyframes", "edit"), default_strength=MODIFY_DEFAULT_STRENGTH,
-            edit_max_frames=int(MODIFY_MAX_SECONDS * 24), default_size=(1280, 720),
+            modes=("t2v", "i2v", "keyframes", "edit"),
+            default_strength=MODIFY_DEFAULT_STRENGTH,
+            edit_max_frames=int(MODIFY_MAX_SECONDS * 24),
+            default_size=(1280, 720),
             sizes=ratio_sizes(LUMA_RATIOS, tuple(LUMA_RESOLUTIONS.values())),
-            aspect_ratios=tuple(r for r in LUMA_RATIOS if r != "9:21"), durations=(5.0, 9.0), default_fps=24.0,
-            negative_prompt=False, notes="aspect ratio x resolution (540p, 720p, 1080p, 4k); 5 s or 9 s; edits "
+            aspect_ratios=tuple(r for r in LUMA_RATIOS if r != "9:21"),
+            durations=(5.0, 9.0),
+            default_fps=24.0,
+            negative_prompt=False,
+            notes="aspect ratio x resolution (540p, 720p, 1080p, 4k); 5 s or 9 s; edits "
             "(modify-video) take the clip as an http(s) URL and keep its length and framing",
-        )  # fmt: skip
+        )
 
     def resolve(self, request: VideoRequest, seed: int) -> GenerationParams:
         if request.mode != "edit":
             return super().resolve(request, seed)
         where = f"Luma {request.model or self.default_model()!r} (modify-video)"
         if not is_url(request.source_video):
-            raise InvalidRequest("source_video", f"{where} takes the clip as a public URL (media.url) and Luma has no "
-                                 "upload API, so a local file cannot be sent", value=str(request.source_video)[:80],
-                                 allowed="an http(s) URL")  # fmt: skip
+            raise InvalidRequest(
+                "source_video",
+                f"{where} takes the clip as a public URL (media.url) and Luma has no "
+                "upload API, so a local file cannot be sent",
+                value=str(request.source_video)[:80],
+                allowed="an http(s) URL",
+            )
         # the output keeps the source's length and framing, which are not known here without fetching the clip: the
         # plan's size and length are the defaults, and the recipe says so; modify-video takes no duration or ratio
         params = super().resolve(request.model_copy(update=dict.fromkeys(FRAMING_FIELDS)), seed)
@@ -143,36 +169,49 @@ class LumaBackend(RemoteBackend):
         for field, source in frames.items():
             if source is not None and not _is_url(source):
                 which = "first" if field == "image" else "last"
-                raise InvalidRequest(field, f"Luma takes the {which} frame as a public URL, not a local file",
-                                     value=str(source)[:80], allowed="an http(s) URL")  # fmt: skip
+                raise InvalidRequest(
+                    field,
+                    f"Luma takes the {which} frame as a public URL, not a local file",
+                    value=str(source)[:80],
+                    allowed="an http(s) URL",
+                )
 
     def make_client(self, loop: LoopOptions) -> Any:
         from .base import require_module
 
         lumaai = require_module("lumaai", "cloud", feature="the luma backend")
         # max_retries=0: no hidden re-send of a create that may have been accepted
-        return lumaai.LumaAI(auth_token=self.api_key("LUMAAI_API_KEY"),
-                             base_url=os.environ.get("LUMAAI_BASE_URL") or None, max_retries=0,
-                             timeout=loop.request_timeout)  # fmt: skip
+        return lumaai.LumaAI(
+            auth_token=self.api_key("LUMAAI_API_KEY"),
+            base_url=os.environ.get("LUMAAI_BASE_URL") or None,
+            max_retries=0,
+            timeout=loop.request_timeout,
+        )
 
-    def submit(self, client: Any, params: GenerationParams,
-               token: str) -> tuple[str, dict[str, Any], TaskStatus | None]:  # fmt: skip
+    def submit(
+        self, client: Any, params: GenerationParams, token: str
+    ) -> tuple[str, dict[str, Any], TaskStatus | None]:
         callback = self.callback_url()
         if params.mode == "edit":
             assert params.strength is not None  # the default strength fills it in
-            edit: dict[str, Any] = {"generation_type": "modify_video", "model": params.model, "prompt": params.prompt,
-                                    "media": {"url": params.source_video_path},
-                                    "mode": modify_mode(params.strength)}  # fmt: skip
+            edit: dict[str, Any] = {
+                "generation_type": "modify_video",
+                "model": params.model,
+                "prompt": params.prompt,
+                "media": {"url": params.source_video_path},
+                "mode": modify_mode(params.strength),
+            }
             if callback:
                 edit["callback_url"] = callback
             generation = client.generations.video.modify(**edit)
             return str(generation.id), {}, None
         kwargs: dict[str, Any] = {
-            "model": params.model, "prompt": params.prompt,
+            "model": params.model,
+            "prompt": params.prompt,
             "aspect_ratio": known_ratio(params.width, params.height, LUMA_RATIOS),
             "resolution": short_side_name(params.width, params.height, LUMA_RESOLUTIONS),
             "duration": f"{int(round(params.duration))}s",
-        }  # fmt: skip
+        }
         if "loop" in params.options:
             kwargs["loop"] = bool(params.options["loop"])
         keyframes: dict[str, Any] = {}
@@ -195,10 +234,19 @@ class LumaBackend(RemoteBackend):
         url = assets.get("video") if isinstance(assets, dict) else None
         reason = data.get("failure_reason")
         if state == "failed" and _image_fetch_failed(reason):
-            return TaskStatus(status="failed", raw_status=state, error_code="image_fetch", moderated=False,
-                              error_message=f"{reason} ({_IMAGE_FETCH_HINT})")  # fmt: skip
-        return TaskStatus(status=_STATUS.get(state, "in_progress"), raw_status=state,
-                          output_urls=[url] if url else [], error_message=reason)  # fmt: skip
+            return TaskStatus(
+                status="failed",
+                raw_status=state,
+                error_code="image_fetch",
+                moderated=False,
+                error_message=f"{reason} ({_IMAGE_FETCH_HINT})",
+            )
+        return TaskStatus(
+            status=_STATUS.get(state, "in_progress"),
+            raw_status=state,
+            output_urls=[url] if url else [],
+            error_message=reason,
+        )
 
     def cancel(self, client: Any, task_id: str, info: dict[str, Any]) -> str:
         # DELETE /generations/{id} (lumaai SDK resources/generations/generations.py ``delete``): 204
@@ -209,17 +257,23 @@ class LumaBackend(RemoteBackend):
         mapped = stainless_error(self.provider, exc)
         if isinstance(mapped, ContentRejected) and _image_fetch_failed(str(mapped.message)):
             message, _ = body_message(getattr(exc, "body", None))
-            return ProviderError(f"luma could not use the input image: {message} ({_IMAGE_FETCH_HINT})",
-                                 provider=self.provider, provider_code="image_fetch", provider_message=message,
-                                 status_code=getattr(exc, "status_code", None))  # fmt: skip
+            return ProviderError(
+                f"luma could not use the input image: {message} ({_IMAGE_FETCH_HINT})",
+                provider=self.provider,
+                provider_code="image_fetch",
+                provider_message=message,
+                status_code=getattr(exc, "status_code", None),
+            )
         return mapped or super().translate_error(exc)
 
 
 #: Luma's "failed to moderate image" means its moderation step could not download the image, not that the image
 #: was refused (lumalabs/ComfyUI-LumaAI-API#9)
 _IMAGE_FETCH = re.compile(r"failed to moderate image", re.I)
-_IMAGE_FETCH_HINT = ("Luma could not download the input image: make sure the URL is public, answers quickly and "
-                     "serves a JPEG or PNG; this is not a content refusal")  # fmt: skip
+_IMAGE_FETCH_HINT = (
+    "Luma could not download the input image: make sure the URL is public, answers quickly and "
+    "serves a JPEG or PNG; this is not a content refusal"
+)
 
 
 def _image_fetch_failed(text: Any) -> bool:

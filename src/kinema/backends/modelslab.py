@@ -56,25 +56,45 @@ class ModelsLabBackend(RemoteBackend):
     def capabilities(self, model: str | None = None) -> Capabilities:
         model = model or self.default_model()
         if model not in MODELSLAB_T2V + MODELSLAB_I2V:
-            raise InvalidRequest("model", f"{model!r} is not a ModelsLab v6 video model", value=model,
-                                 allowed=f"text-to-video: {', '.join(MODELSLAB_T2V)}; "
-                                         f"image-to-video: {', '.join(MODELSLAB_I2V)}")  # fmt: skip
+            raise InvalidRequest(
+                "model",
+                f"{model!r} is not a ModelsLab v6 video model",
+                value=model,
+                allowed=f"text-to-video: {', '.join(MODELSLAB_T2V)}; image-to-video: {', '.join(MODELSLAB_I2V)}",
+            )
         mode = "t2v" if model in MODELSLAB_T2V else "i2v"
         return Capabilities(
-            modes=(mode,), default_size=(512, 512), size_multiple=8, min_size=64, max_size=512, default_frames=16,
-            min_frames=1, max_frames=25, default_fps=8.0, fps=tuple(float(f) for f in range(1, 17)),
-            default_steps=20, max_steps=50, default_guidance=7.0, max_guidance=8.0,
+            modes=(mode,),
+            default_size=(512, 512),
+            size_multiple=8,
+            min_size=64,
+            max_size=512,
+            default_frames=16,
+            min_frames=1,
+            max_frames=25,
+            default_fps=8.0,
+            fps=tuple(float(f) for f in range(1, 17)),
+            default_steps=20,
+            max_steps=50,
+            default_guidance=7.0,
+            max_guidance=8.0,
             notes="at most 512x512, 25 frames, 16 fps, 50 steps, guidance 8",
-        )  # fmt: skip
+        )
 
     def check(self, params: GenerationParams) -> None:
-        if params.mode == "i2v" and not (isinstance(params.image_source, str)
-                                         and params.image_source.startswith(("http://", "https://"))):  # fmt: skip
-            raise InvalidRequest("image", "ModelsLab takes the first frame as a public URL (init_image)",
-                                 value=str(params.image_source)[:80], allowed="an http(s) URL")  # fmt: skip
+        if params.mode == "i2v" and not (
+            isinstance(params.image_source, str) and params.image_source.startswith(("http://", "https://"))
+        ):
+            raise InvalidRequest(
+                "image",
+                "ModelsLab takes the first frame as a public URL (init_image)",
+                value=str(params.image_source)[:80],
+                allowed="an http(s) URL",
+            )
         if params.options.get("output_type", "mp4") not in ("mp4", "gif"):
-            raise InvalidRequest("options.output_type", f"{params.options['output_type']!r} is not offered",
-                                 allowed="mp4, gif")  # fmt: skip
+            raise InvalidRequest(
+                "options.output_type", f"{params.options['output_type']!r} is not offered", allowed="mp4, gif"
+            )
 
     def make_client(self, loop: LoopOptions) -> Any:
         from .base import require_module
@@ -96,17 +116,26 @@ class ModelsLabBackend(RemoteBackend):
             raise http_error(self.provider, resp.status_code, str(message or resp.text[:300]), headers=resp.headers)
         return data if isinstance(data, dict) else {}
 
-    def submit(self, client: Any, params: GenerationParams,
-               token: str) -> tuple[str, dict[str, Any], TaskStatus | None]:  # fmt: skip
+    def submit(
+        self, client: Any, params: GenerationParams, token: str
+    ) -> tuple[str, dict[str, Any], TaskStatus | None]:
         # the client token as track_id (what ModelsLab's webhooks carry); ModelsLab documents no lookup by it, so
         # a lost submit answer is reported as "the task may exist" rather than sent again
         track_id = token
         body: dict[str, Any] = {
-            "model_id": params.model, "prompt": params.prompt, "negative_prompt": params.negative_prompt or "",
-            "seed": params.seed, "width": params.width, "height": params.height, "num_frames": params.num_frames,
-            "num_inference_steps": params.num_inference_steps, "guidance_scale": params.guidance_scale,
-            "fps": int(params.fps), "output_type": params.options.get("output_type", "mp4"), "track_id": track_id,
-        }  # fmt: skip
+            "model_id": params.model,
+            "prompt": params.prompt,
+            "negative_prompt": params.negative_prompt or "",
+            "seed": params.seed,
+            "width": params.width,
+            "height": params.height,
+            "num_frames": params.num_frames,
+            "num_inference_steps": params.num_inference_steps,
+            "guidance_scale": params.guidance_scale,
+            "fps": int(params.fps),
+            "output_type": params.options.get("output_type", "mp4"),
+            "track_id": track_id,
+        }
         if "temp" in params.options:
             body["temp"] = bool(params.options["temp"])
         path = "/v6/video/text2video"
@@ -129,8 +158,11 @@ class ModelsLabBackend(RemoteBackend):
     def fetch(self, client: Any, task_id: str, info: dict[str, Any]) -> TaskStatus:
         data = self._post(client, f"/v6/video/fetch/{task_id}", {})
         if data.get("status") == "error" and not data.get("id") and "not found" in str(data.get("message")).lower():
-            raise ProviderError(f"modelslab does not know request {task_id}: {data.get('message')}",
-                                provider=self.provider, provider_code="not_found")  # fmt: skip
+            raise ProviderError(
+                f"modelslab does not know request {task_id}: {data.get('message')}",
+                provider=self.provider,
+                provider_code="not_found",
+            )
         return self._status(data)
 
     def _status(self, data: dict[str, Any]) -> TaskStatus:
@@ -139,11 +171,13 @@ class ModelsLabBackend(RemoteBackend):
         eta = data.get("eta")
         seconds = data.get("generationTime")  # ModelsLab reports seconds of generation, no money
         return TaskStatus(
-            status=_STATUS.get(raw, "in_progress"), raw_status=raw, output_urls=output,
+            status=_STATUS.get(raw, "in_progress"),
+            raw_status=raw,
+            output_urls=output,
             cost={"generation_time": float(seconds)} if isinstance(seconds, int | float) else None,
             eta=float(eta) if isinstance(eta, int | float) else None,
             error_message=str(data.get("message")) if raw in ("error", "failed") else None,
-        )  # fmt: skip
+        )
 
     def translate_error(self, exc: BaseException) -> KinemaError | None:
         return super().translate_error(exc)

@@ -56,8 +56,13 @@ SORA_MODELS: dict[str, tuple[tuple[int, int], ...]] = {
     "sora-2-pro": _SORA_SIZES + ((1080, 1920), (1920, 1080)),
     "sora-2-pro-2025-10-06": _SORA_SIZES + ((1080, 1920), (1920, 1080)),
 }
-_STATUS = {"queued": "queued", "in_progress": "in_progress", "completed": "completed", "failed": "failed",
-           "cancelled": "cancelled"}  # fmt: skip
+_STATUS = {
+    "queued": "queued",
+    "in_progress": "in_progress",
+    "completed": "completed",
+    "failed": "failed",
+    "cancelled": "cancelled",
+}
 
 
 BASE_URL_VAR = "KINEMA_OPENAI_VIDEOS_BASE_URL"
@@ -70,8 +75,10 @@ _RETIRED = (
 def _base_url_problem(url: str | None) -> str | None:
     """Why ``url`` cannot be used as the /v1/videos server, or None."""
     if not url:
-        return f"no server named: set {BASE_URL_VAR} (or options.base_url) to a /v1/videos server, e.g. " \
-               "http://gpu-box:8000/v1 (OpenAI's own Sora API is retired)"  # fmt: skip
+        return (
+            f"no server named: set {BASE_URL_VAR} (or options.base_url) to a /v1/videos server, e.g. "
+            "http://gpu-box:8000/v1 (OpenAI's own Sora API is retired)"
+        )
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         return f"{url!r} is not an http(s) URL"
@@ -179,9 +186,11 @@ def _key_problem(url: str, info: ServerInfo) -> str:
         said = f"could not be reached to ask whether it needs an API key ({info.error})"
     else:
         said = f"answered {info.status} to GET /models without a key"
-    return (f"the /v1/videos server at {url} {said}: set {KEY_VAR} to that server's key (this backend sends "
-            f"{KEY_VAR} to whichever server {BASE_URL_VAR} or options.base_url names; on a Kinema server, "
-            "'kinema keys create' makes one)")  # fmt: skip
+    return (
+        f"the /v1/videos server at {url} {said}: set {KEY_VAR} to that server's key (this backend sends "
+        f"{KEY_VAR} to whichever server {BASE_URL_VAR} or options.base_url names; on a Kinema server, "
+        "'kinema keys create' makes one)"
+    )
 
 
 class OpenAIVideosBackend(RemoteBackend):
@@ -225,8 +234,9 @@ class OpenAIVideosBackend(RemoteBackend):
         if given is not None:
             problem = _base_url_problem(given if isinstance(given, str) else repr(given))
             if problem:
-                raise InvalidRequest("options.base_url", problem, value=given,
-                                     allowed="the http(s) URL of a /v1/videos server")  # fmt: skip
+                raise InvalidRequest(
+                    "options.base_url", problem, value=given, allowed="the http(s) URL of a /v1/videos server"
+                )
         else:
             problem = _base_url_problem(os.environ.get(BASE_URL_VAR))
             if problem:
@@ -249,14 +259,27 @@ class OpenAIVideosBackend(RemoteBackend):
             return self._server.models[model]
         if model in SORA_MODELS:
             return Capabilities(
-                modes=("t2v", "i2v"), default_size=(720, 1280), sizes=SORA_MODELS[model], durations=(4.0, 8.0, 12.0),
-                default_fps=24.0, negative_prompt=False, seed=False, max_prompt_chars=5000,
+                modes=("t2v", "i2v"),
+                default_size=(720, 1280),
+                sizes=SORA_MODELS[model],
+                durations=(4.0, 8.0, 12.0),
+                default_fps=24.0,
+                negative_prompt=False,
+                seed=False,
+                max_prompt_chars=5000,
                 notes="seconds 4, 8 or 12; no seed, negative prompt or webhook field",
-            )  # fmt: skip
+            )
         # a compatible server's own model (e.g. another Kinema server's "builtin"): the server checks it
-        return Capabilities(modes=("t2v", "i2v"), default_size=(1280, 720), min_size=8, max_size=4096,
-                            default_frames=96, default_fps=24.0, negative_prompt=False,
-                            notes="a compatible server's model; the server validates sizes and lengths")  # fmt: skip
+        return Capabilities(
+            modes=("t2v", "i2v"),
+            default_size=(1280, 720),
+            min_size=8,
+            max_size=4096,
+            default_frames=96,
+            default_fps=24.0,
+            negative_prompt=False,
+            notes="a compatible server's model; the server validates sizes and lengths",
+        )
 
     def make_client(self, loop: LoopOptions) -> Any:
         from .base import require_module
@@ -287,20 +310,26 @@ class OpenAIVideosBackend(RemoteBackend):
             clone._server = server_info(clone._base_url, _key())
         return RemoteBackend.generate(clone, params, ctx)
 
-    def submit(self, client: Any, params: GenerationParams,
-               token: str) -> tuple[str, dict[str, Any], TaskStatus | None]:  # fmt: skip
+    def submit(
+        self, client: Any, params: GenerationParams, token: str
+    ) -> tuple[str, dict[str, Any], TaskStatus | None]:
         # OpenAI's shape takes whole seconds ("4"); a server that listed its capabilities (Kinema) takes any length,
         # and rounding would change a 3.5 s clip of its frame rule into another length
         listed = self._server is not None and params.model in self._server.models
         seconds = f"{params.duration:g}" if listed else str(int(round(params.duration)))
         kwargs: dict[str, Any] = {
-            "prompt": params.prompt, "model": params.model, "seconds": seconds,
+            "prompt": params.prompt,
+            "model": params.model,
+            "seconds": seconds,
             "size": f"{params.width}x{params.height}",
-        }  # fmt: skip
+        }
         if params.mode == "i2v" and params.image is not None:
             # the reference image must match the requested size
-            kwargs["input_reference"] = ("input.png", encode_png(params.image, (params.width, params.height)),
-                                         "image/png")  # fmt: skip
+            kwargs["input_reference"] = (
+                "input.png",
+                encode_png(params.image, (params.width, params.height)),
+                "image/png",
+            )
         video = _quiet(lambda: client.videos.create(**kwargs))
         return video.id, {}, self._status(video.model_dump(), None)
 
@@ -313,16 +342,18 @@ class OpenAIVideosBackend(RemoteBackend):
         error = data.get("error") or {}
         progress = data.get("progress")
         return TaskStatus(
-            status=_STATUS.get(raw, "in_progress"), raw_status=raw,
+            status=_STATUS.get(raw, "in_progress"),
+            raw_status=raw,
             progress=float(progress) / 100 if isinstance(progress, int | float) else None,
             error_code=error.get("code") if isinstance(error, dict) else None,
             error_message=error.get("message") if isinstance(error, dict) else None,
             poll_after=float(poll_after_ms) / 1000 if poll_after_ms else None,
             data={"expires_at": data.get("expires_at")},
-        )  # fmt: skip
+        )
 
-    def download(self, client: Any, task_id: str, info: dict[str, Any], status: TaskStatus, dest: Path,
-                 loop: LoopOptions) -> None:  # fmt: skip
+    def download(
+        self, client: Any, task_id: str, info: dict[str, Any], status: TaskStatus, dest: Path, loop: LoopOptions
+    ) -> None:
         # not a signed URL: an authenticated endpoint, so there is no URL to expire; the SDK fetches it
         content = _quiet(lambda: client.videos.download_content(task_id, variant="video"))
         dest.write_bytes(content.content)

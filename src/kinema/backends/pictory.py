@@ -76,37 +76,60 @@ class PictoryBackend(RemoteBackend):
     def _model(self, model: str | None) -> PictoryModel:
         model = model or self.default_model()
         if model not in PICTORY_MODELS:
-            raise InvalidRequest("model", f"{model!r} is not a Pictory AI Studio model", value=model,
-                                 allowed=", ".join(PICTORY_MODELS))  # fmt: skip
+            raise InvalidRequest(
+                "model", f"{model!r} is not a Pictory AI Studio model", value=model, allowed=", ".join(PICTORY_MODELS)
+            )
         return PICTORY_MODELS[model]
 
     def capabilities(self, model: str | None = None) -> Capabilities:
         m = self._model(model)
-        return Capabilities(modes=("t2v", "i2v", "references"), max_references=MAX_REFERENCES,
-                            default_size=ratio_sizes(m.ratios[:1], (720,))[0],
-                            sizes=ratio_sizes(m.ratios, (720,)), aspect_ratios=m.ratios, durations=m.durations,
-                            default_fps=24.0, negative_prompt=False, seed=False,
-                            notes="aspectRatio and duration strings; prompt 5 to 5000 characters")  # fmt: skip
+        return Capabilities(
+            modes=("t2v", "i2v", "references"),
+            max_references=MAX_REFERENCES,
+            default_size=ratio_sizes(m.ratios[:1], (720,))[0],
+            sizes=ratio_sizes(m.ratios, (720,)),
+            aspect_ratios=m.ratios,
+            durations=m.durations,
+            default_fps=24.0,
+            negative_prompt=False,
+            seed=False,
+            notes="aspectRatio and duration strings; prompt 5 to 5000 characters",
+        )
 
     def check(self, params: GenerationParams) -> None:
         if len(params.prompt) < 5:
-            raise InvalidRequest("prompt", f"is {len(params.prompt)} characters; Pictory needs at least 5",
-                                 value=params.prompt, allowed="5 to 5000 characters")  # fmt: skip
-        if params.mode == "i2v" and not (isinstance(params.image_source, str)
-                                         and params.image_source.startswith(("http://", "https://"))):  # fmt: skip
-            raise InvalidRequest("image", "Pictory takes the first frame as a public URL (firstFrameImageUrl)",
-                                 value=str(params.image_source)[:80], allowed="an http(s) URL")  # fmt: skip
+            raise InvalidRequest(
+                "prompt",
+                f"is {len(params.prompt)} characters; Pictory needs at least 5",
+                value=params.prompt,
+                allowed="5 to 5000 characters",
+            )
+        if params.mode == "i2v" and not (
+            isinstance(params.image_source, str) and params.image_source.startswith(("http://", "https://"))
+        ):
+            raise InvalidRequest(
+                "image",
+                "Pictory takes the first frame as a public URL (firstFrameImageUrl)",
+                value=str(params.image_source)[:80],
+                allowed="an http(s) URL",
+            )
         if params.mode == "references":
             for i, source in enumerate(params.reference_sources):
                 if not is_url(source):
-                    raise InvalidRequest(f"references[{i}]", "Pictory takes reference images as public URLs "
-                                         "(referenceImageUrls)", value=str(source)[:80],
-                                         allowed="an http(s) URL")  # fmt: skip
+                    raise InvalidRequest(
+                        f"references[{i}]",
+                        "Pictory takes reference images as public URLs (referenceImageUrls)",
+                        value=str(source)[:80],
+                        allowed="an http(s) URL",
+                    )
             if str(params.model).startswith("veo") and abs(params.duration - VEO_REFERENCE_DURATION) > 1e-6:
                 # Pictory would make 8 s anyway: a shorter clip asked for is refused, not silently lengthened
-                raise InvalidRequest("duration", f"Pictory's {params.model} makes {VEO_REFERENCE_DURATION:g}s clips "
-                                     "from reference images", value=params.duration,
-                                     allowed=f"{VEO_REFERENCE_DURATION:g}")  # fmt: skip
+                raise InvalidRequest(
+                    "duration",
+                    f"Pictory's {params.model} makes {VEO_REFERENCE_DURATION:g}s clips from reference images",
+                    value=params.duration,
+                    allowed=f"{VEO_REFERENCE_DURATION:g}",
+                )
 
     def make_client(self, loop: LoopOptions) -> Any:
         from .base import require_module
@@ -114,8 +137,9 @@ class PictoryBackend(RemoteBackend):
         httpx = require_module("httpx", "cloud", feature="the pictory backend")
         base = env_base_url("KINEMA_PICTORY_BASE_URL", default=DEFAULT_BASE_URL)
         # the raw key, no "Bearer" prefix
-        return httpx.Client(base_url=base, timeout=loop.request_timeout,
-                            headers={"Authorization": self.api_key("PICTORY_API_KEY")})  # fmt: skip
+        return httpx.Client(
+            base_url=base, timeout=loop.request_timeout, headers={"Authorization": self.api_key("PICTORY_API_KEY")}
+        )
 
     def _json(self, client: Any, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
         resp = client.request(method, path, json=body)
@@ -130,12 +154,16 @@ class PictoryBackend(RemoteBackend):
             raise http_error(self.provider, resp.status_code, message, code=code, headers=resp.headers)
         return data if isinstance(data, dict) else {}
 
-    def submit(self, client: Any, params: GenerationParams,
-               token: str) -> tuple[str, dict[str, Any], TaskStatus | None]:  # fmt: skip
+    def submit(
+        self, client: Any, params: GenerationParams, token: str
+    ) -> tuple[str, dict[str, Any], TaskStatus | None]:
         m = self._model(params.model)
-        body: dict[str, Any] = {"prompt": params.prompt, "model": params.model,
-                                "aspectRatio": known_ratio(params.width, params.height, m.ratios),
-                                "duration": f"{int(round(params.duration))}s"}  # fmt: skip
+        body: dict[str, Any] = {
+            "prompt": params.prompt,
+            "model": params.model,
+            "aspectRatio": known_ratio(params.width, params.height, m.ratios),
+            "duration": f"{int(round(params.duration))}s",
+        }
         if params.mode == "i2v":
             body["firstFrameImageUrl"] = params.image_source
         if params.mode == "references":
@@ -159,15 +187,21 @@ class PictoryBackend(RemoteBackend):
             # "cleaned" is one of the job statuses of docs.pictory.ai get-job-by-id; the page does not say what it
             # means [unverified]: read as the job's data having been cleaned up, so it is terminal (polling on
             # would only run into the deadline)
-            return TaskStatus(status="failed", raw_status=raw, moderated=False, error_code="cleaned",
-                              error_message="Pictory reports the job as cleaned: its result is no longer kept; "
-                                            "generate again")  # fmt: skip
+            return TaskStatus(
+                status="failed",
+                raw_status=raw,
+                moderated=False,
+                error_code="cleaned",
+                error_message="Pictory reports the job as cleaned: its result is no longer kept; generate again",
+            )
         return TaskStatus(
-            status=_STATUS.get(raw, "in_progress"), raw_status=raw, output_urls=[job["url"]] if job.get("url") else [],
+            status=_STATUS.get(raw, "in_progress"),
+            raw_status=raw,
+            output_urls=[job["url"]] if job.get("url") else [],
             cost={"ai_credits": credits} if credits is not None else None,
             error_code=str(job["error_code"]) if job.get("error_code") is not None else None,
             error_message=str(error_message) if error_message else None,
-        )  # fmt: skip
+        )
 
     def translate_error(self, exc: BaseException) -> KinemaError | None:
         return super().translate_error(exc)

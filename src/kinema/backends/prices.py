@@ -54,14 +54,14 @@ PRICES: dict[tuple[str, str], Price] = {
         clip_seconds=5.0,
         by_short_side=tuple((s, round(p / 3, 2)) for s, p in _RAY2),
         source=f"{_SRC} §2 [3P]: about 1/3 of ray-2",
-    ),  # fmt: skip
+    ),
     # Veo 3.1 on Vertex: USD per second of output (with audio) [3P]
     ("veo", "veo-3.1-generate-001"): Price(per_second=0.40, source=f"{_SRC} §4 [3P]"),
     ("veo", "veo-3.1-fast-generate-001"): Price(per_second=0.15, source=f"{_SRC} §4 [3P]"),
     # fal: Kling v2 master $1.40 per 5 s + $0.28 per extra second; Pika 2.2 about $0.20 per 5 s at 720p [3P]
     ("fal", "fal-ai/kling-video/v2/master"): Price(
         per_second=0.28, per_clip=1.40, clip_seconds=5.0, source=f"{_SRC} §6 [3P]"
-    ),  # fmt: skip
+    ),
     ("fal", "fal-ai/pika/v2.2"): Price(per_clip=0.20, clip_seconds=5.0, source=f"{_SRC} §6 [3P]"),
 }
 #: backend -> (USD per unit the provider reports, the unit's name in Result.cost, source)
@@ -87,8 +87,9 @@ def with_estimate(backend: str, params: GenerationParams, cost: dict[str, Any] |
         return out or None
     unit = UNIT_PRICES.get(backend)
     if unit is not None and isinstance(out.get(unit[1]), int | float):
-        out.update(usd=round(float(out[unit[1]]) * unit[0], 4), estimate=True, price_date=PRICES_DATE,
-                   price_source=unit[2])  # fmt: skip
+        out.update(
+            usd=round(float(out[unit[1]]) * unit[0], 4), estimate=True, price_date=PRICES_DATE, price_source=unit[2]
+        )
         return out
     price = PRICES.get((backend, _family(backend, str(params.model))))
     if price is not None:

@@ -131,8 +131,12 @@ _TRANSPORT = {
 _NOT_SENT = {"ConnectError", "ConnectTimeout", "ConnectionRefusedError"}
 _TRANSIENT_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 #: resume_info keys of the job service's hooks (see the module docstring)
-CALLBACK_URL, POLL_NOW, ON_SUBMITTING, SUBMIT_UNCONFIRMED = ("callback_url", "poll_now", "on_submitting",
-                                                            "submit_unconfirmed")  # fmt: skip
+CALLBACK_URL, POLL_NOW, ON_SUBMITTING, SUBMIT_UNCONFIRMED = (
+    "callback_url",
+    "poll_now",
+    "on_submitting",
+    "submit_unconfirmed",
+)
 # the callback URL of the submit running in this thread: submit() has no context argument, and backends are shared
 _CALLBACK: contextvars.ContextVar[str | None] = contextvars.ContextVar("kinema_callback_url", default=None)
 
@@ -224,9 +228,14 @@ def http_error(
     if status == 429:
         retry_after = parse_retry_after(headers, message)
         wait = f"; retry after {retry_after:g}s" if retry_after is not None else ""
-        return RateLimited(f"{provider} is rate limiting us (HTTP 429{_code(code)}): {message}{wait}",
-                           retry_after=retry_after, provider=provider, provider_code=code, provider_message=message,
-                           status_code=status)  # fmt: skip
+        return RateLimited(
+            f"{provider} is rate limiting us (HTTP 429{_code(code)}): {message}{wait}",
+            retry_after=retry_after,
+            provider=provider,
+            provider_code=code,
+            provider_message=message,
+            status_code=status,
+        )
     if moderated or (moderated is None and status in (400, 403, 422) and looks_moderated(message, code)):
         return ContentRejected(f"{provider} refused the request on content grounds{_code(code)}: {message}")
     hint = ""
@@ -235,8 +244,13 @@ def http_error(
     elif status is not None and status >= 500:
         hint = " (a server error at the provider)"
     shown = f"HTTP {status}" if status is not None else "no response"
-    return ProviderError(f"{provider} failed ({shown}{_code(code)}): {message}{hint}", provider=provider,
-                         provider_code=code, provider_message=message, status_code=status)  # fmt: skip
+    return ProviderError(
+        f"{provider} failed ({shown}{_code(code)}): {message}{hint}",
+        provider=provider,
+        provider_code=code,
+        provider_message=message,
+        status_code=status,
+    )
 
 
 def body_message(body: Any) -> tuple[str | None, str | None]:
@@ -270,8 +284,11 @@ def stainless_error(provider: str, exc: BaseException) -> KinemaError | None:
     if status is None:
         if type(exc).__name__ in ("APIConnectionError", "APITimeoutError"):
             cause = type(exc.__cause__).__name__ if exc.__cause__ is not None else ""
-            return ProviderError(f"{provider} could not be reached: {type(exc).__name__}", provider=provider,
-                                 provider_code="connect" if cause in _NOT_SENT else "connection")  # fmt: skip
+            return ProviderError(
+                f"{provider} could not be reached: {type(exc).__name__}",
+                provider=provider,
+                provider_code="connect" if cause in _NOT_SENT else "connection",
+            )
         return None
     response = getattr(exc, "response", None)
     message, code = body_message(getattr(exc, "body", None))
@@ -346,9 +363,15 @@ def is_url(source: Any) -> bool:
     return isinstance(source, str) and source.startswith(("http://", "https://"))
 
 
-def probe_source_video(source: str, where: str, *, min_seconds: float | None = None,
-                       max_seconds: float | None = None, max_fps: float | None = None,
-                       max_bytes: int | None = None) -> dict[str, Any]:  # fmt: skip
+def probe_source_video(
+    source: str,
+    where: str,
+    *,
+    min_seconds: float | None = None,
+    max_seconds: float | None = None,
+    max_fps: float | None = None,
+    max_bytes: int | None = None,
+) -> dict[str, Any]:
     """An edit's local source clip probed (width, height, num_frames, fps, duration), or InvalidRequest naming
     ``source_video`` when it is not a readable clip or lies outside ``where``'s limits (each None: no limit), so a
     provider refuses it before anything is paid."""
@@ -357,24 +380,38 @@ def probe_source_video(source: str, where: str, *, min_seconds: float | None = N
     if max_bytes is not None:
         size = Path(source).stat().st_size
         if size > max_bytes:
-            raise InvalidRequest("source_video", f"is {size / 1e6:.3g} MB; {where} takes at most "
-                                 f"{max_bytes / 1e6:g} MB", value=source,
-                                 allowed=f"a clip of at most {max_bytes / 1e6:g} MB")  # fmt: skip
+            raise InvalidRequest(
+                "source_video",
+                f"is {size / 1e6:.3g} MB; {where} takes at most {max_bytes / 1e6:g} MB",
+                value=source,
+                allowed=f"a clip of at most {max_bytes / 1e6:g} MB",
+            )
     try:
         clip = probe(source)
     except InvalidRequest as exc:
         raise InvalidRequest("source_video", exc.message, value=source) from None
     seconds, fps = float(clip["duration"]), float(clip["fps"])
     if min_seconds is not None and max_seconds is not None and not min_seconds <= seconds <= max_seconds:
-        raise InvalidRequest("source_video", f"is {seconds:.3g}s long; {where} edits clips of {min_seconds:g} to "
-                             f"{max_seconds:g} s", value=source,
-                             allowed=f"a clip of {min_seconds:g} to {max_seconds:g} s")  # fmt: skip
+        raise InvalidRequest(
+            "source_video",
+            f"is {seconds:.3g}s long; {where} edits clips of {min_seconds:g} to {max_seconds:g} s",
+            value=source,
+            allowed=f"a clip of {min_seconds:g} to {max_seconds:g} s",
+        )
     if max_seconds is not None and seconds > max_seconds:
-        raise InvalidRequest("source_video", f"is {seconds:.3g}s long; {where} takes at most {max_seconds:g} s",
-                             value=source, allowed=f"a clip of at most {max_seconds:g} s")  # fmt: skip
+        raise InvalidRequest(
+            "source_video",
+            f"is {seconds:.3g}s long; {where} takes at most {max_seconds:g} s",
+            value=source,
+            allowed=f"a clip of at most {max_seconds:g} s",
+        )
     if max_fps is not None and fps > max_fps:
-        raise InvalidRequest("source_video", f"runs at {fps:g} fps; {where} takes at most {max_fps:g}",
-                             value=source, allowed=f"up to {max_fps:g} fps")  # fmt: skip
+        raise InvalidRequest(
+            "source_video",
+            f"runs at {fps:g} fps; {where} takes at most {max_fps:g}",
+            value=source,
+            allowed=f"up to {max_fps:g} fps",
+        )
     return clip
 
 
@@ -391,9 +428,13 @@ def source_video_uri(source: Any, max_chars: int, where: str, *, encode: bool = 
     size = path.stat().st_size
     length = len(f"data:{mime};base64,") + 4 * -(-size // 3)
     if length > max_chars:
-        raise InvalidRequest("source_video", f"is {size / 1e6:.3g} MB; {where} takes a local clip inline only up to "
-                             f"about {max_chars * 3 / 4 / 1e6:.3g} MB: give an http(s) URL of the clip instead",
-                             value=str(source), allowed="a smaller clip, or an http(s) URL")  # fmt: skip
+        raise InvalidRequest(
+            "source_video",
+            f"is {size / 1e6:.3g} MB; {where} takes a local clip inline only up to "
+            f"about {max_chars * 3 / 4 / 1e6:.3g} MB: give an http(s) URL of the clip instead",
+            value=str(source),
+            allowed="a smaller clip, or an http(s) URL",
+        )
     return data_uri(path.read_bytes(), mime) if encode else ""
 
 
@@ -417,8 +458,11 @@ def fitted_data_uri(image: np.ndarray, max_bytes: int, field: str = "image") -> 
             if len(uri) <= max_bytes:
                 return uri
         if min(img.size) <= 64:
-            raise InvalidRequest(field, f"cannot be made smaller than {max_bytes} bytes as a data URI",
-                                 allowed="a smaller image, or an https URL")  # fmt: skip
+            raise InvalidRequest(
+                field,
+                f"cannot be made smaller than {max_bytes} bytes as a data URI",
+                allowed="a smaller image, or an https URL",
+            )
         img = img.resize((max(1, int(img.width * 0.75)), max(1, int(img.height * 0.75))))
 
 
@@ -476,8 +520,9 @@ def read_resume_file(path: str | os.PathLike[str]) -> dict[str, Any]:
 
     p = Path(path)
     if not p.is_file():
-        raise InvalidRequest("path", f"no resume file at {p}", value=str(p),
-                             allowed="<output>.task.json written by a cloud generation")  # fmt: skip
+        raise InvalidRequest(
+            "path", f"no resume file at {p}", value=str(p), allowed="<output>.task.json written by a cloud generation"
+        )
     try:
         record = json.loads(p.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
@@ -515,8 +560,9 @@ class RemoteBackend(BaseBackend):
         """The SDK client (or httpx client) for one generation; built per call so keys are read when needed."""
         return None
 
-    def submit(self, client: Any, params: GenerationParams,
-               token: str) -> tuple[str, dict[str, Any], TaskStatus | None]:  # fmt: skip
+    def submit(
+        self, client: Any, params: GenerationParams, token: str
+    ) -> tuple[str, dict[str, Any], TaskStatus | None]:
         """Start the paid generation. Returns (task id, info to resume with, the first status if the reply has one).
 
         ``token`` is this generation's client token: a provider that takes one (Kling ``external_task_id``,
@@ -528,8 +574,9 @@ class RemoteBackend(BaseBackend):
         (the CLI: polling only). Call it from :meth:`submit`."""
         return _CALLBACK.get()
 
-    def find_submitted(self, client: Any, params: GenerationParams,
-                       token: str) -> tuple[str, dict[str, Any], TaskStatus | None] | None:  # fmt: skip
+    def find_submitted(
+        self, client: Any, params: GenerationParams, token: str
+    ) -> tuple[str, dict[str, Any], TaskStatus | None] | None:
         """After a submit whose answer never arrived: the task created with ``token``, or None when there is none.
         Raise NotImplementedError (the default) where the provider cannot look a task up by a client token."""
         raise NotImplementedError
@@ -554,33 +601,45 @@ class RemoteBackend(BaseBackend):
         import httpx
 
         if isinstance(exc, httpx.HTTPStatusError):
-            return http_error(self.provider, exc.response.status_code, exc.response.text[:500],
-                              headers=exc.response.headers)  # fmt: skip
+            return http_error(
+                self.provider, exc.response.status_code, exc.response.text[:500], headers=exc.response.headers
+            )
         if isinstance(exc, httpx.TransportError | TimeoutError | ConnectionError) or type(exc).__name__ in _TRANSPORT:
             code = "connect" if type(exc).__name__ in _NOT_SENT else "connection"
-            return ProviderError(f"{self.provider} could not be reached: {type(exc).__name__}: {exc}",
-                                 provider=self.provider, provider_code=code)  # fmt: skip
+            return ProviderError(
+                f"{self.provider} could not be reached: {type(exc).__name__}: {exc}",
+                provider=self.provider,
+                provider_code=code,
+            )
         return None
 
-    def download(self, client: Any, task_id: str, info: dict[str, Any], status: TaskStatus, dest: Path,
-                 loop: LoopOptions) -> None:  # fmt: skip
+    def download(
+        self, client: Any, task_id: str, info: dict[str, Any], status: TaskStatus, dest: Path, loop: LoopOptions
+    ) -> None:
         """Write the finished video to ``dest``. The default streams the first output URL (pre-signed, no key)."""
         if not status.output_urls:
-            raise ProviderError(f"{self.provider} reported the task as completed but gave no output URL",
-                                provider=self.provider, provider_code="no_output")  # fmt: skip
+            raise ProviderError(
+                f"{self.provider} reported the task as completed but gave no output URL",
+                provider=self.provider,
+                provider_code="no_output",
+            )
         self.download_url(status.output_urls[0], dest, loop)
 
     def failure_error(self, task_id: str, status: TaskStatus) -> KinemaError:
         """The error for a failed task: ContentRejected for moderation, else ProviderError in the provider's words."""
         message = status.error_message or "no reason given"
-        if status.moderated or (status.moderated is None and looks_moderated(status.error_code,
-                                                                             status.error_message)):  # fmt: skip
-            return ContentRejected(f"{self.provider} refused the generation on content grounds"
-                                   f"{_code(status.error_code)}: {message} (task {task_id}); rephrase the prompt "
-                                   f"or change the input image")  # fmt: skip
-        return ProviderError(f"{self.provider} task {task_id} failed{_code(status.error_code)}: {message}",
-                             provider=self.provider, provider_code=status.error_code,
-                             provider_message=status.error_message)  # fmt: skip
+        if status.moderated or (status.moderated is None and looks_moderated(status.error_code, status.error_message)):
+            return ContentRejected(
+                f"{self.provider} refused the generation on content grounds"
+                f"{_code(status.error_code)}: {message} (task {task_id}); rephrase the prompt "
+                f"or change the input image"
+            )
+        return ProviderError(
+            f"{self.provider} task {task_id} failed{_code(status.error_code)}: {message}",
+            provider=self.provider,
+            provider_code=status.error_code,
+            provider_message=status.error_message,
+        )
 
     def check(self, params: GenerationParams) -> None:
         """Provider checks beyond Capabilities (mode-specific ratios, image URLs...); raise InvalidRequest."""
@@ -607,8 +666,9 @@ class RemoteBackend(BaseBackend):
         return params
 
     def loop_options(self, options: dict[str, Any]) -> LoopOptions:
-        interval = _float_option(options, "poll_interval", "KINEMA_POLL_INTERVAL", self.recommended_poll_interval,
-                                 0.001)  # fmt: skip
+        interval = _float_option(
+            options, "poll_interval", "KINEMA_POLL_INTERVAL", self.recommended_poll_interval, 0.001
+        )
         cap = _float_option(options, "max_poll_interval", None, max(interval, self.max_poll_interval), interval)
         timeout = _float_option(options, "timeout", "KINEMA_REMOTE_TIMEOUT", self.default_timeout, 0.01)
         retries = int(_float_option(options, "download_retries", None, 5, 1))
@@ -625,8 +685,9 @@ class RemoteBackend(BaseBackend):
         finally:
             _close_quietly(client)
 
-    def _generate(self, params: GenerationParams, ctx: GenerationContext, loop: LoopOptions,
-                  client: Any) -> BackendOutput:  # fmt: skip
+    def _generate(
+        self, params: GenerationParams, ctx: GenerationContext, loop: LoopOptions, client: Any
+    ) -> BackendOutput:
         start = time.monotonic()
         deadline = start + loop.timeout
         warnings: list[str] = []
@@ -658,8 +719,14 @@ class RemoteBackend(BaseBackend):
                     raise
                 finally:
                     _CALLBACK.reset(reset)
-            info = {"backend": self.name, "model": params.model, "mode": params.mode, "client_token": token,
-                    **info, "request": _request_record(params)}  # fmt: skip
+            info = {
+                "backend": self.name,
+                "model": params.model,
+                "mode": params.mode,
+                "client_token": token,
+                **info,
+                "request": _request_record(params),
+            }
             hook = ctx.on_task_id
             if hook is not None:
                 hook(task_id, dict(info))
@@ -686,8 +753,11 @@ class RemoteBackend(BaseBackend):
 
             video = Video.open(path)
         except InvalidRequest as exc:
-            raise ProviderError(f"{self.provider} returned a file that is not a readable video ({exc.message})",
-                                provider=self.provider, provider_code="bad_output") from None  # fmt: skip
+            raise ProviderError(
+                f"{self.provider} returned a file that is not a readable video ({exc.message})",
+                provider=self.provider,
+                provider_code="bad_output",
+            ) from None
         finally:
             path.unlink(missing_ok=True)
             try:
@@ -697,8 +767,14 @@ class RemoteBackend(BaseBackend):
         video.metadata = {}
         extra = {"provider": self.provider, "raw_status": status.raw_status, "elapsed": time.monotonic() - start}
         cost = self.estimate_cost(params, status.cost)
-        return BackendOutput(video=video, cost=cost, provider_task_id=task_id,
-                             model_revision=params.model, warnings=warnings, extra=extra)  # fmt: skip
+        return BackendOutput(
+            video=video,
+            cost=cost,
+            provider_task_id=task_id,
+            model_revision=params.model,
+            warnings=warnings,
+            extra=extra,
+        )
 
     def _call(self, fn: Callable[[], Any]) -> Any:
         """Run one SDK call, turning its exceptions into Kinema's (with secrets scrubbed)."""
@@ -722,8 +798,7 @@ class RemoteBackend(BaseBackend):
             exc.args = (text,)
         return exc
 
-    def _sleep(self, seconds: float, ctx: GenerationContext, deadline: float | None = None,
-               wake: Any = None) -> None:  # fmt: skip
+    def _sleep(self, seconds: float, ctx: GenerationContext, deadline: float | None = None, wake: Any = None) -> None:
         """Wait, checking for cancellation; ``wake`` (an Event: a provider callback arrived) ends the wait early."""
         if deadline is not None:
             seconds = min(seconds, max(0.0, deadline - time.monotonic()))
@@ -751,16 +826,28 @@ class RemoteBackend(BaseBackend):
             answer, called = "the provider has no cancel; the task may still run and be billed", False
         except KinemaError as failed:
             answer, called = f"the cancel was refused or failed: {failed.message}", True
-        log.info("%s: generation cancelled; provider cancel of task %s %s: %s", self.provider, task_id,
-                 "called" if called else "not available", answer)  # fmt: skip
+        log.info(
+            "%s: generation cancelled; provider cancel of task %s %s: %s",
+            self.provider,
+            task_id,
+            "called" if called else "not available",
+            answer,
+        )
         verb = "cancel sent" if called else "no cancel"
         err = Cancelled(f"{exc.message}; {self.provider} task {task_id}: {verb} ({answer})")
         err.task_id = task_id
         err.provider_cancel = {"called": called, "answer": answer}
         return err
 
-    def _submit(self, client: Any, params: GenerationParams, ctx: GenerationContext, loop: LoopOptions,
-                deadline: float, token: str) -> tuple[str, dict[str, Any], TaskStatus | None]:  # fmt: skip
+    def _submit(
+        self,
+        client: Any,
+        params: GenerationParams,
+        ctx: GenerationContext,
+        loop: LoopOptions,
+        deadline: float,
+        token: str,
+    ) -> tuple[str, dict[str, Any], TaskStatus | None]:
         # Only a 429 is retried: the provider has refused the request, so nothing was paid. Any other failure of a
         # submit is ambiguous (was it accepted?) and is never blindly sent again: where the provider can look a
         # task up by the client token, it is looked up; else the error says the task may exist.
@@ -771,8 +858,11 @@ class RemoteBackend(BaseBackend):
                 return self._call(lambda: self.submit(client, params, token))
             except RateLimited as exc:
                 waits += 1
-                wait = exc.retry_after if exc.retry_after is not None else _jittered(loop.poll_interval * 2**waits,
-                                                                                     loop.jitter)  # fmt: skip
+                wait = (
+                    exc.retry_after
+                    if exc.retry_after is not None
+                    else _jittered(loop.poll_interval * 2**waits, loop.jitter)
+                )
                 if waits > self.max_submit_waits or time.monotonic() + wait > deadline:
                     raise
                 log.info("%s: rate limited on submit; waiting %.1fs", self.provider, wait)
@@ -783,8 +873,9 @@ class RemoteBackend(BaseBackend):
                     raise
                 return self._recover_lost_submit(client, params, token, exc)
 
-    def _find_earlier(self, client: Any, params: GenerationParams, ctx: GenerationContext,
-                      token: str) -> tuple[str, dict[str, Any], TaskStatus | None] | None:  # fmt: skip
+    def _find_earlier(
+        self, client: Any, params: GenerationParams, ctx: GenerationContext, token: str
+    ) -> tuple[str, dict[str, Any], TaskStatus | None] | None:
         """A task an earlier attempt created with the caller's client token (a job retried after a crash between
         the submit and ``on_task_id``), where the provider can look tasks up by it."""
         if ctx.resume_info.get("client_token") != token:
@@ -794,43 +885,77 @@ class RemoteBackend(BaseBackend):
             found = self._call(lambda: self.find_submitted(client, params, token))
         except NotImplementedError:
             if unconfirmed:
-                raise self._scrub(ProviderError(
-                    f"{self.provider}: an earlier attempt was stopped between its submit and recording the task id, "
-                    f"so a task may exist at the provider (and be billed); {self.provider} cannot look tasks up by "
-                    f"client token {token!r}, so it was not submitted again: check the provider's dashboard, then "
-                    f"retry the job (`kinema jobs retry`) only if no task was created",
-                    provider=self.provider, provider_code="submit_unconfirmed")) from None  # fmt: skip
+                raise self._scrub(
+                    ProviderError(
+                        f"{self.provider}: an earlier attempt was stopped between its submit and recording the task "
+                        f"id, so a task may exist at the provider (and be billed); {self.provider} cannot look tasks "
+                        f"up by client token {token!r}, so it was not submitted again: check the provider's "
+                        f"dashboard, then retry the job (`kinema jobs retry`) only if no task was created",
+                        provider=self.provider,
+                        provider_code="submit_unconfirmed",
+                    )
+                ) from None
             return None
         if found is not None:
-            log.info("%s: task %s already exists for client token %s; not submitting again", self.provider,
-                     found[0], token)  # fmt: skip
+            log.info(
+                "%s: task %s already exists for client token %s; not submitting again", self.provider, found[0], token
+            )
         return found
 
-    def _recover_lost_submit(self, client: Any, params: GenerationParams, token: str,
-                             exc: ProviderError) -> tuple[str, dict[str, Any], TaskStatus | None]:  # fmt: skip
-        log.warning("%s: the answer to the submit was lost (%s); looking the task up by client token %s",
-                    self.provider, exc.message, token)  # fmt: skip
-        unsure = (f"{self.provider}: the answer to the submit never arrived ({exc.message}); the task may exist "
-                  f"at the provider (and be billed), so it was not sent again")  # fmt: skip
+    def _recover_lost_submit(
+        self, client: Any, params: GenerationParams, token: str, exc: ProviderError
+    ) -> tuple[str, dict[str, Any], TaskStatus | None]:
+        log.warning(
+            "%s: the answer to the submit was lost (%s); looking the task up by client token %s",
+            self.provider,
+            exc.message,
+            token,
+        )
+        unsure = (
+            f"{self.provider}: the answer to the submit never arrived ({exc.message}); the task may exist "
+            f"at the provider (and be billed), so it was not sent again"
+        )
         try:
             found = self._call(lambda: self.find_submitted(client, params, token))
         except NotImplementedError:
-            raise self._scrub(ProviderError(
-                f"{unsure}: check the provider's dashboard for client token {token!r} before trying again",
-                provider=self.provider, provider_code="submit_unconfirmed")) from None  # fmt: skip
+            raise self._scrub(
+                ProviderError(
+                    f"{unsure}: check the provider's dashboard for client token {token!r} before trying again",
+                    provider=self.provider,
+                    provider_code="submit_unconfirmed",
+                )
+            ) from None
         except KinemaError as err:
-            raise self._scrub(ProviderError(
-                f"{unsure}, and looking it up by client token {token!r} failed ({err.message}): check before "
-                f"trying again", provider=self.provider, provider_code="submit_unconfirmed")) from None  # fmt: skip
+            raise self._scrub(
+                ProviderError(
+                    f"{unsure}, and looking it up by client token {token!r} failed ({err.message}): check before "
+                    f"trying again",
+                    provider=self.provider,
+                    provider_code="submit_unconfirmed",
+                )
+            ) from None
         if found is None:
-            raise self._scrub(ProviderError(
-                f"{unsure}; no task with client token {token!r} was found, so none was created: it is safe to try "
-                f"again", provider=self.provider, provider_code="submit_lost"))  # fmt: skip
+            raise self._scrub(
+                ProviderError(
+                    f"{unsure}; no task with client token {token!r} was found, so none was created: it is safe to try "
+                    f"again",
+                    provider=self.provider,
+                    provider_code="submit_lost",
+                )
+            )
         log.info("%s: found task %s by client token %s; no second submission", self.provider, found[0], token)
         return found
 
-    def _poll(self, client: Any, task_id: str, info: dict[str, Any], status: TaskStatus | None,
-              ctx: GenerationContext, loop: LoopOptions, deadline: float) -> TaskStatus:  # fmt: skip
+    def _poll(
+        self,
+        client: Any,
+        task_id: str,
+        info: dict[str, Any],
+        status: TaskStatus | None,
+        ctx: GenerationContext,
+        loop: LoopOptions,
+        deadline: float,
+    ) -> TaskStatus:
         n = 0
         failures = 0
         while True:
@@ -840,12 +965,22 @@ class RemoteBackend(BaseBackend):
                 if status.status == "failed":
                     raise self.failure_error(task_id, status)
                 if status.status == "cancelled":
-                    raise ProviderError(f"{self.provider} task {task_id} was cancelled at the provider",
-                                        provider=self.provider, provider_code="cancelled")  # fmt: skip
+                    raise ProviderError(
+                        f"{self.provider} task {task_id} was cancelled at the provider",
+                        provider=self.provider,
+                        provider_code="cancelled",
+                    )
                 pct = int(round((status.progress or 0.0) * 100))
                 stage = "queued" if status.status == "queued" else "polling"
-                ctx.progress(stage, pct, 100, message=f"{self.provider}: {status.raw_status or status.status}",
-                             task_id=task_id, status=status.status, eta=status.eta)  # fmt: skip
+                ctx.progress(
+                    stage,
+                    pct,
+                    100,
+                    message=f"{self.provider}: {status.raw_status or status.status}",
+                    task_id=task_id,
+                    status=status.status,
+                    eta=status.eta,
+                )
             now = time.monotonic()
             if now >= deadline:
                 shown = status.raw_status or status.status if status else "unknown"
@@ -853,12 +988,14 @@ class RemoteBackend(BaseBackend):
                     f"{self.provider} task {task_id} did not finish before the deadline (last status: {shown}); "
                     f"it may still finish: resume it with `kinema resume` or resume_task_id={task_id!r} "
                     f"(raise options.timeout to wait longer)",
-                    provider=self.provider, provider_code="deadline",
-                )  # fmt: skip
+                    provider=self.provider,
+                    provider_code="deadline",
+                )
             if status is not None:
                 base = status.poll_after if status.poll_after is not None else loop.poll_interval
-                wait = _jittered(min(loop.max_poll_interval, max(base, loop.poll_interval) * loop.backoff**n),
-                                 loop.jitter)  # fmt: skip
+                wait = _jittered(
+                    min(loop.max_poll_interval, max(base, loop.poll_interval) * loop.backoff**n), loop.jitter
+                )
                 n += 1
                 self._sleep(wait, ctx, deadline, wake=ctx.resume_info.get(POLL_NOW))
             try:
@@ -869,15 +1006,25 @@ class RemoteBackend(BaseBackend):
                     raise
                 failures += 1
                 retry_after = getattr(exc, "retry_after", None)
-                wait = retry_after if retry_after is not None else _jittered(
-                    min(loop.max_poll_interval, loop.poll_interval * 2**failures), loop.jitter)  # fmt: skip
+                wait = (
+                    retry_after
+                    if retry_after is not None
+                    else _jittered(min(loop.max_poll_interval, loop.poll_interval * 2**failures), loop.jitter)
+                )
                 log.info("%s: poll of %s failed (%s); retrying in %.1fs", self.provider, task_id, exc, wait)
                 self._sleep(wait, ctx, deadline)
                 status = None
                 continue
 
-    def _download(self, client: Any, task_id: str, info: dict[str, Any], status: TaskStatus,
-                  ctx: GenerationContext, loop: LoopOptions) -> Path:  # fmt: skip
+    def _download(
+        self,
+        client: Any,
+        task_id: str,
+        info: dict[str, Any],
+        status: TaskStatus,
+        ctx: GenerationContext,
+        loop: LoopOptions,
+    ) -> Path:
         folder = Path(tempfile.mkdtemp(prefix="kinema-dl-"))
         dest = folder / "output.mp4"
         last: BaseException | None = None
@@ -892,14 +1039,19 @@ class RemoteBackend(BaseBackend):
                     if status.status != "completed":
                         raise ProviderError(
                             f"{self.provider} task {task_id} is {status.status} after completing; cannot download",
-                            provider=self.provider, provider_code="not_completed", status_code=409,
-                        )  # fmt: skip
+                            provider=self.provider,
+                            provider_code="not_completed",
+                            status_code=409,
+                        )
                     refresh = False
                 self._call(lambda: self.download(client, task_id, info, status, dest, loop))  # noqa: B023
                 if dest.is_file() and dest.stat().st_size > 0:
                     return dest
-                raise ProviderError(f"{self.provider} download of task {task_id} was empty",
-                                    provider=self.provider, provider_code="empty_download")  # fmt: skip
+                raise ProviderError(
+                    f"{self.provider} download of task {task_id} was empty",
+                    provider=self.provider,
+                    provider_code="empty_download",
+                )
             except UrlExpired as exc:
                 last, refresh = exc, True
                 log.info("%s: output URL of %s expired; fetching the task again", self.provider, task_id)
@@ -908,18 +1060,23 @@ class RemoteBackend(BaseBackend):
                     raise
                 last = exc
                 retry_after = getattr(exc, "retry_after", None)
-                wait = retry_after if retry_after is not None else _jittered(
-                    min(loop.max_poll_interval, loop.poll_interval * 2**attempt), loop.jitter)  # fmt: skip
-                log.info("%s: download of %s failed (%s); retry %d in %.1fs", self.provider, task_id, exc, attempt,
-                         wait)  # fmt: skip
+                wait = (
+                    retry_after
+                    if retry_after is not None
+                    else _jittered(min(loop.max_poll_interval, loop.poll_interval * 2**attempt), loop.jitter)
+                )
+                log.info(
+                    "%s: download of %s failed (%s); retry %d in %.1fs", self.provider, task_id, exc, attempt, wait
+                )
                 self._sleep(wait, ctx)
         # the generation itself succeeded and is paid for: say how to fetch it again instead of generating again
         err = ProviderError(
             f"{self.provider} task {task_id} finished but its download failed {loop.download_retries} times "
             f"(last error: {last}); the result is not lost: retry with `kinema resume` or "
             f"resume_task_id={task_id!r}",
-            provider=self.provider, provider_code="download_failed",
-        )  # fmt: skip
+            provider=self.provider,
+            provider_code="download_failed",
+        )
         raise self._scrub(err)
 
     def download_url(self, url: str, dest: Path, loop: LoopOptions, headers: dict[str, str] | None = None) -> None:
@@ -927,20 +1084,29 @@ class RemoteBackend(BaseBackend):
         import httpx
 
         try:
-            with httpx.stream("GET", url, headers=headers, timeout=loop.request_timeout,
-                              follow_redirects=True) as resp:  # fmt: skip
+            with httpx.stream(
+                "GET", url, headers=headers, timeout=loop.request_timeout, follow_redirects=True
+            ) as resp:
                 if resp.status_code in (401, 403, 404, 410):
                     raise UrlExpired(f"HTTP {resp.status_code}")
                 if resp.status_code >= 400:
                     resp.read()
-                    raise http_error(self.provider, resp.status_code, f"download failed: {resp.text[:200]}",
-                                     headers=resp.headers, moderated=False)  # fmt: skip
+                    raise http_error(
+                        self.provider,
+                        resp.status_code,
+                        f"download failed: {resp.text[:200]}",
+                        headers=resp.headers,
+                        moderated=False,
+                    )
                 with open(dest, "wb") as fh:
                     for chunk in resp.iter_bytes():
                         fh.write(chunk)
         except httpx.TransportError as exc:
-            raise ProviderError(f"{self.provider} download failed: {type(exc).__name__}", provider=self.provider,
-                                provider_code="connection") from None  # fmt: skip
+            raise ProviderError(
+                f"{self.provider} download failed: {type(exc).__name__}",
+                provider=self.provider,
+                provider_code="connection",
+            ) from None
 
     def __repr__(self) -> str:
         # never the key: only the name and which variables it reads
@@ -972,11 +1138,18 @@ def _request_record(params: GenerationParams) -> dict[str, Any]:
     """What a resume needs to rebuild the request (no image data, no secrets)."""
     image = params.image_source if isinstance(params.image_source, str) else None
     record: dict[str, Any] = {
-        "prompt": params.prompt, "negative_prompt": params.negative_prompt, "seed": params.seed,
-        "backend": params.backend, "model": params.model, "width": params.width, "height": params.height,
-        "num_frames": params.num_frames, "fps": params.fps, "image": image,
+        "prompt": params.prompt,
+        "negative_prompt": params.negative_prompt,
+        "seed": params.seed,
+        "backend": params.backend,
+        "model": params.model,
+        "width": params.width,
+        "height": params.height,
+        "num_frames": params.num_frames,
+        "fps": params.fps,
+        "image": image,
         "options": {k: v for k, v in params.options.items() if isinstance(v, str | int | float | bool)},
-    }  # fmt: skip
+    }
     # the edit / keyframe / reference inputs, where they are paths or URLs: without them a rebuilt request would be
     # another mode (an aleph2 edit rebuilt as text-to-video is refused); data given as bytes is never stored
     if isinstance(params.source_video_path, str):

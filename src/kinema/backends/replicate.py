@@ -35,8 +35,14 @@ from .remote import LoopOptions, RemoteBackend, TaskStatus, data_uri, encode_png
 __all__ = ["ReplicateBackend", "REPLICATE_MODELS"]
 
 _MODEL_ID = re.compile(r"^[a-z0-9][a-z0-9_.-]*/[a-z0-9][a-z0-9_.-]*(:[0-9a-f]{64})?$")
-_STATUS = {"starting": "queued", "processing": "in_progress", "succeeded": "completed", "failed": "failed",
-           "canceled": "cancelled", "aborted": "cancelled"}  # fmt: skip
+_STATUS = {
+    "starting": "queued",
+    "processing": "in_progress",
+    "succeeded": "completed",
+    "failed": "failed",
+    "canceled": "cancelled",
+    "aborted": "cancelled",
+}
 
 
 @dataclass(frozen=True)
@@ -74,13 +80,13 @@ REPLICATE_MODELS: dict[str, ReplicateModel] = {
         duration_field="duration",
         end_field="end_image",
         end_short_side=1080,
-    ),  # fmt: skip
+    ),
     # video: "The video to modify. Maximum video size is 100mb. Maximum video duration is 30 seconds."; mode (default
     # adhere_1) "How closely the output should follow the source video"; prompt; first_frame (replicate.com/luma/
     # modify-video, version f52f1714 API page, input schema)
     "luma/modify-video": ReplicateModel(
         ("edit",), "first_frame", None, None, False, video_field="video", max_seconds=30.0, max_bytes=100_000_000
-    ),  # fmt: skip
+    ),
     # reference_images: "Reference images for elements, scenes, or styles (up to 7 without video, 4 with video)";
     # duration "For text/image-to-video: 5 or 10"; mode 'std' / 'pro' (default pro); aspect_ratio (default 16:9, its
     # other values not listed there: only 16:9 is sent); start_image optional (replicate.com/kwaivgi/kling-o1,
@@ -95,7 +101,7 @@ REPLICATE_MODELS: dict[str, ReplicateModel] = {
         references_field="reference_images",
         max_references=7,
         mode_names=("std", "pro"),
-    ),  # fmt: skip
+    ),
 }
 #: the model a request without one gets for a mode the default (minimax/video-01) does not offer
 MODE_DEFAULTS = {"keyframes": "kwaivgi/kling-v2.1", "edit": "luma/modify-video", "references": "kwaivgi/kling-o1"}
@@ -120,22 +126,42 @@ class ReplicateBackend(RemoteBackend):
     def capabilities(self, model: str | None = None) -> Capabilities:
         model = model or self.default_model()
         if not _MODEL_ID.match(model):
-            raise InvalidRequest("model", f"{model!r} is not a Replicate model id", value=model,
-                                 allowed="owner/name or owner/name:<64-hex version>, e.g. "
-                                         + ", ".join(REPLICATE_MODELS))  # fmt: skip
+            raise InvalidRequest(
+                "model",
+                f"{model!r} is not a Replicate model id",
+                value=model,
+                allowed="owner/name or owner/name:<64-hex version>, e.g. " + ", ".join(REPLICATE_MODELS),
+            )
         known = REPLICATE_MODELS.get(model)
         if known is None:  # someone's model: Replicate checks its inputs
-            return Capabilities(modes=("t2v", "i2v"), default_size=(1280, 720), default_frames=120, default_fps=24.0,
-                                notes="any Replicate model; extra inputs in options['input']")  # fmt: skip
+            return Capabilities(
+                modes=("t2v", "i2v"),
+                default_size=(1280, 720),
+                default_frames=120,
+                default_fps=24.0,
+                notes="any Replicate model; extra inputs in options['input']",
+            )
         if known.video_field:
-            return Capabilities(modes=known.modes, default_size=(1280, 720), default_fps=24.0, negative_prompt=False,
-                                seed=False, default_strength=MODIFY_DEFAULT_STRENGTH,
-                                notes=f"keeps the source clip's length and framing (at most {known.max_seconds:g} s); "
-                                      "strength picks one of Luma's nine modify modes")  # fmt: skip
-        return Capabilities(modes=known.modes, max_references=known.max_references,
-                            default_size=(known.sizes or ((1280, 720),))[0], sizes=known.sizes,
-                            durations=known.durations, default_fps=24.0, negative_prompt=known.negative_prompt,
-                            notes="[unverified] model inputs")  # fmt: skip
+            return Capabilities(
+                modes=known.modes,
+                default_size=(1280, 720),
+                default_fps=24.0,
+                negative_prompt=False,
+                seed=False,
+                default_strength=MODIFY_DEFAULT_STRENGTH,
+                notes=f"keeps the source clip's length and framing (at most {known.max_seconds:g} s); "
+                "strength picks one of Luma's nine modify modes",
+            )
+        return Capabilities(
+            modes=known.modes,
+            max_references=known.max_references,
+            default_size=(known.sizes or ((1280, 720),))[0],
+            sizes=known.sizes,
+            durations=known.durations,
+            default_fps=24.0,
+            negative_prompt=known.negative_prompt,
+            notes="[unverified] model inputs",
+        )
 
     def resolve(self, request: VideoRequest, seed: int) -> GenerationParams:
         if request.model is None and request.mode in MODE_DEFAULTS:
@@ -144,13 +170,15 @@ class ReplicateBackend(RemoteBackend):
         if request.mode == "edit" and known is not None and known.video_field:
             where = f"Replicate {request.model!r}"
             params = super().resolve(request.model_copy(update=dict.fromkeys(FRAMING_FIELDS)), seed)
-            clip = keeps_source_framing(request, where, params, max_seconds=known.max_seconds,
-                                        max_bytes=known.max_bytes)  # fmt: skip
+            clip = keeps_source_framing(
+                request, where, params, max_seconds=known.max_seconds, max_bytes=known.max_bytes
+            )
             if clip is None:  # a URL: not fetched here, so the plan's size and length are nominal
                 note = f"{where} keeps the source clip's length and framing; the size and length shown are nominal"
                 return params.with_(warnings=[*params.warnings, note])
-            return params.with_(width=clip["width"], height=clip["height"], fps=clip["fps"],
-                                num_frames=clip["num_frames"])  # fmt: skip
+            return params.with_(
+                width=clip["width"], height=clip["height"], fps=clip["fps"], num_frames=clip["num_frames"]
+            )
         sized = any(getattr(request, f) is not None for f in ("width", "height", "aspect_ratio", "resolution"))
         if request.mode == "keyframes" and known is not None and known.end_short_side and not sized:
             # the last frame needs pro mode (1080p); the default size is 720p (standard)
@@ -162,20 +190,33 @@ class ReplicateBackend(RemoteBackend):
         if params.mode == "keyframes" and known is not None:
             where = f"Replicate {params.model!r}"
             if params.image_source is None:
-                raise InvalidRequest("image", f"{where} needs the first frame ({known.image_field}) with the last one",
-                                     allowed="image and last_image together")  # fmt: skip
+                raise InvalidRequest(
+                    "image",
+                    f"{where} needs the first frame ({known.image_field}) with the last one",
+                    allowed="image and last_image together",
+                )
             if known.end_short_side and min(params.width, params.height) != known.end_short_side:
-                raise InvalidRequest("resolution", f"{where} takes a last frame only at {known.end_short_side}p "
-                                     "(pro mode)", value=f"{params.width}x{params.height}",
-                                     allowed=f"{known.end_short_side}p")  # fmt: skip
+                raise InvalidRequest(
+                    "resolution",
+                    f"{where} takes a last frame only at {known.end_short_side}p (pro mode)",
+                    value=f"{params.width}x{params.height}",
+                    allowed=f"{known.end_short_side}p",
+                )
         after = params.options.get("cancel_after")
         if after is not None and (isinstance(after, bool) or not isinstance(after, int | float) or not 5 <= after):
-            raise InvalidRequest("options.cancel_after", f"{after!r} is not a number of seconds (at least 5)",
-                                 value=after, allowed="seconds, e.g. 1800")  # fmt: skip
+            raise InvalidRequest(
+                "options.cancel_after",
+                f"{after!r} is not a number of seconds (at least 5)",
+                value=after,
+                allowed="seconds, e.g. 1800",
+            )
         extra = params.options.get("input")
         if extra is not None and not isinstance(extra, dict):
-            raise InvalidRequest("options.input", f"must be a mapping of the model's input names to values, "
-                                 f"not {type(extra).__name__}", value=extra)  # fmt: skip
+            raise InvalidRequest(
+                "options.input",
+                f"must be a mapping of the model's input names to values, not {type(extra).__name__}",
+                value=extra,
+            )
 
     def make_client(self, loop: LoopOptions) -> Any:
         from .base import require_module
@@ -183,12 +224,15 @@ class ReplicateBackend(RemoteBackend):
         replicate = require_module("replicate", "cloud", feature="the replicate backend")
         import httpx
 
-        return replicate.Client(api_token=self.api_key("REPLICATE_API_TOKEN"),
-                                base_url=os.environ.get("REPLICATE_BASE_URL") or None,
-                                timeout=httpx.Timeout(loop.request_timeout))  # fmt: skip
+        return replicate.Client(
+            api_token=self.api_key("REPLICATE_API_TOKEN"),
+            base_url=os.environ.get("REPLICATE_BASE_URL") or None,
+            timeout=httpx.Timeout(loop.request_timeout),
+        )
 
-    def submit(self, client: Any, params: GenerationParams,
-               token: str) -> tuple[str, dict[str, Any], TaskStatus | None]:  # fmt: skip
+    def submit(
+        self, client: Any, params: GenerationParams, token: str
+    ) -> tuple[str, dict[str, Any], TaskStatus | None]:
         model = str(params.model)
         known = REPLICATE_MODELS.get(model)
         inputs: dict[str, Any] = {"prompt": params.prompt}
@@ -262,8 +306,11 @@ class ReplicateBackend(RemoteBackend):
         latest = (data.get("latest_version") or {}).get("id") if isinstance(data, dict) else None
         official = isinstance(data, dict) and data.get("is_official") is True
         if not official and not latest:
-            raise ProviderError(f"replicate model {model!r} has no version to run; give owner/name:<version>",
-                                provider=self.provider, provider_code="no_version")  # fmt: skip
+            raise ProviderError(
+                f"replicate model {model!r} has no version to run; give owner/name:<version>",
+                provider=self.provider,
+                provider_code="no_version",
+            )
         cache[model] = None if official else str(latest)
         return cache[model]
 
@@ -288,8 +335,13 @@ class ReplicateBackend(RemoteBackend):
         metrics = prediction.metrics or {}
         cost = {"predict_time": metrics["predict_time"]} if metrics.get("predict_time") is not None else None
         error = prediction.error
-        return TaskStatus(status=_STATUS.get(raw, "in_progress"), raw_status=raw, output_urls=urls, cost=cost,
-                          error_message=str(error) if error else None)  # fmt: skip
+        return TaskStatus(
+            status=_STATUS.get(raw, "in_progress"),
+            raw_status=raw,
+            output_urls=urls,
+            cost=cost,
+            error_message=str(error) if error else None,
+        )
 
     def translate_error(self, exc: BaseException) -> KinemaError | None:
         from replicate.exceptions import ReplicateError

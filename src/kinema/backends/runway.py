@@ -69,7 +69,7 @@ class RunwayModel:
 RUNWAY_MODELS: dict[str, RunwayModel] = {
     "gen4.5": RunwayModel(
         ("1280:720", "720:1280"), _GEN4_TURBO_RATIOS, tuple(float(d) for d in range(2, 11)), moderation=True
-    ),  # fmt: skip
+    ),
     # promptImage positions "first"/"last" (runwayml 5.24.0 types/image_to_video_create_params.py,
     # Veo3_1PromptImagePromptImage: "This model does not support generating with only a last frame"); gen4.5 and
     # gen4_turbo take "first" only
@@ -88,15 +88,23 @@ EDIT_SECONDS = (2.0, 30.0)
 EDIT_MAX_FPS = 30.0
 #: models the SDK dropped (runwayml/sdk-python, types/image_to_video_create_params.py since 5.x; gen3a_turbo is
 #: gone from every create overload in 5.24.0): refused locally with the reason
-RETIRED_MODELS = {"gen3a_turbo": "removed from Runway's API (the runwayml SDK dropped it); use gen4_turbo or gen4.5",
-                  "veo3": "removed from Runway's API (the runwayml SDK 5.x dropped it); use veo3.1",
-                  # video_to_video took gen4_aleph ("feat(api): Gen-4 Aleph", 2025-08) until "feat(api): Aleph2"
-                  # replaced it; 5.24.0's video_to_video overloads have aleph2 and no gen4_aleph
-                  "gen4_aleph": "removed from Runway's API (the runwayml SDK replaced it); use aleph2"}  # fmt: skip
+RETIRED_MODELS = {
+    "gen3a_turbo": "removed from Runway's API (the runwayml SDK dropped it); use gen4_turbo or gen4.5",
+    "veo3": "removed from Runway's API (the runwayml SDK 5.x dropped it); use veo3.1",
+    # video_to_video took gen4_aleph ("feat(api): Gen-4 Aleph", 2025-08) until "feat(api): Aleph2"
+    # replaced it; 5.24.0's video_to_video overloads have aleph2 and no gen4_aleph
+    "gen4_aleph": "removed from Runway's API (the runwayml SDK replaced it); use aleph2",
+}
 #: Runway accepts data: URIs "up to 5MB" (runwayml SDK, types/image_to_video_create_params.py, promptImage)
 DATA_URI_LIMIT = 5_000_000  # read as 10^6 bytes, the stricter reading
-_STATUS = {"PENDING": "queued", "THROTTLED": "queued", "RUNNING": "in_progress", "SUCCEEDED": "completed",
-           "FAILED": "failed", "CANCELLED": "cancelled"}  # fmt: skip
+_STATUS = {
+    "PENDING": "queued",
+    "THROTTLED": "queued",
+    "RUNNING": "in_progress",
+    "SUCCEEDED": "completed",
+    "FAILED": "failed",
+    "CANCELLED": "cancelled",
+}
 
 
 class RunwayBackend(RemoteBackend):
@@ -118,11 +126,16 @@ class RunwayBackend(RemoteBackend):
     def _model(self, model: str | None) -> RunwayModel:
         model = model or self.default_model()
         if model in RETIRED_MODELS:
-            raise InvalidRequest("model", f"{model!r} is {RETIRED_MODELS[model]}", value=model,
-                                 allowed=", ".join(RUNWAY_MODELS))  # fmt: skip
+            raise InvalidRequest(
+                "model", f"{model!r} is {RETIRED_MODELS[model]}", value=model, allowed=", ".join(RUNWAY_MODELS)
+            )
         if model not in RUNWAY_MODELS:
-            raise InvalidRequest("model", f"{model!r} is not a Runway video model Kinema knows", value=model,
-                                 allowed=", ".join(RUNWAY_MODELS))  # fmt: skip
+            raise InvalidRequest(
+                "model",
+                f"{model!r} is not a Runway video model Kinema knows",
+                value=model,
+                allowed=", ".join(RUNWAY_MODELS),
+            )
         return RUNWAY_MODELS[model]
 
     def capabilities(self, model: str | None = None) -> Capabilities:
@@ -131,19 +144,31 @@ class RunwayBackend(RemoteBackend):
             # the output keeps the source clip's length and framing: resolve() fills both in from the clip
             frames = int(EDIT_SECONDS[1] * EDIT_MAX_FPS)
             return Capabilities(
-                modes=m.modes, default_size=(1280, 720), default_frames=120, max_frames=frames, default_fps=24.0,
-                edit_max_frames=frames, negative_prompt=False, max_prompt_chars=1000, default_strength=None,
+                modes=m.modes,
+                default_size=(1280, 720),
+                default_frames=120,
+                max_frames=frames,
+                default_fps=24.0,
+                edit_max_frames=frames,
+                negative_prompt=False,
+                max_prompt_chars=1000,
+                default_strength=None,
                 notes=f"video_to_video: keeps the source clip's length ({EDIT_SECONDS[0]:g}-{EDIT_SECONDS[1]:g} s, "
-                      f"up to {EDIT_MAX_FPS:g} fps) and framing; no strength setting",
-            )  # fmt: skip
+                f"up to {EDIT_MAX_FPS:g} fps) and framing; no strength setting",
+            )
         ratios = tuple(dict.fromkeys(m.t2v_ratios + m.i2v_ratios))
         sizes = tuple(ratio_in(r) for r in ratios)
         return Capabilities(
-            modes=m.modes, default_size=sizes[0], sizes=sizes, durations=m.durations, default_fps=24.0,
-            negative_prompt=m.veo, max_prompt_chars=1000,
+            modes=m.modes,
+            default_size=sizes[0],
+            sizes=sizes,
+            durations=m.durations,
+            default_fps=24.0,
+            negative_prompt=m.veo,
+            max_prompt_chars=1000,
             notes="ratio is in pixels; output URLs expire in 24-48 h"
             + ("; keyframes need the first frame (image) too" if m.last_frame else ""),
-        )  # fmt: skip
+        )
 
     def resolve(self, request: VideoRequest, seed: int) -> GenerationParams:
         mode = request.mode
@@ -155,22 +180,36 @@ class RunwayBackend(RemoteBackend):
         # source's length and framing, so a size or length asked for is refused unless it is the source's own (a
         # resumed edit's rebuilt request carries the source's)
         if request.strength is not None:
-            raise InvalidRequest("strength", "Runway's aleph2 has no strength setting (how far the edit goes follows "
-                                 "the prompt); leave strength out", value=request.strength,
-                                 allowed="no strength with backend 'runway'")  # fmt: skip
+            raise InvalidRequest(
+                "strength",
+                "Runway's aleph2 has no strength setting (how far the edit goes follows "
+                "the prompt); leave strength out",
+                value=request.strength,
+                allowed="no strength with backend 'runway'",
+            )
         clip = _probe_source(str(request.source_video))
-        own = {"width": clip["width"], "height": clip["height"], "num_frames": clip["num_frames"], "fps": clip["fps"],
-               "duration": clip["duration"], "aspect_ratio": None, "resolution": None}  # fmt: skip
+        own = {
+            "width": clip["width"],
+            "height": clip["height"],
+            "num_frames": clip["num_frames"],
+            "fps": clip["fps"],
+            "duration": clip["duration"],
+            "aspect_ratio": None,
+            "resolution": None,
+        }
         for name, value in own.items():
             given = getattr(request, name)
             if given is not None and (value is None or abs(float(given) - float(value)) > 1e-3 * max(1.0, value)):
                 shown = "" if value is None else f" ({value:g} for this clip)"
-                raise InvalidRequest(name, f"Runway's aleph2 keeps the source clip's length and framing{shown}; leave "
-                                     f"{name} out when editing", value=given,
-                                     allowed="the source clip's own")  # fmt: skip
+                raise InvalidRequest(
+                    name,
+                    f"Runway's aleph2 keeps the source clip's length and framing{shown}; leave "
+                    f"{name} out when editing",
+                    value=given,
+                    allowed="the source clip's own",
+                )
         params = super().resolve(request, seed)
-        return params.with_(width=clip["width"], height=clip["height"], fps=clip["fps"],
-                            num_frames=clip["num_frames"])  # fmt: skip
+        return params.with_(width=clip["width"], height=clip["height"], fps=clip["fps"], num_frames=clip["num_frames"])
 
     def check(self, params: GenerationParams) -> None:
         m = self._model(params.model)
@@ -182,28 +221,42 @@ class RunwayBackend(RemoteBackend):
         allowed = m.t2v_ratios if params.mode == "t2v" else m.i2v_ratios
         if ratio not in allowed:
             kind = "text-to-video" if params.mode == "t2v" else "image-to-video"
-            raise InvalidRequest("size", f"{params.width}x{params.height} is not offered by Runway {params.model!r} "
-                                 f"for {kind}", value=ratio,
-                                 allowed=", ".join(r.replace(":", "x") for r in allowed))  # fmt: skip
+            raise InvalidRequest(
+                "size",
+                f"{params.width}x{params.height} is not offered by Runway {params.model!r} for {kind}",
+                value=ratio,
+                allowed=", ".join(r.replace(":", "x") for r in allowed),
+            )
         if params.mode == "keyframes" and params.image_source is None:
-            raise InvalidRequest("image", f"Runway {params.model!r} needs the first frame (image) with the last one "
-                                 "(it does not generate from a last frame alone)",
-                                 allowed="image and last_image together")  # fmt: skip
+            raise InvalidRequest(
+                "image",
+                f"Runway {params.model!r} needs the first frame (image) with the last one "
+                "(it does not generate from a last frame alone)",
+                allowed="image and last_image together",
+            )
 
     def make_client(self, loop: LoopOptions) -> Any:
         from .base import require_module
 
         runwayml = require_module("runwayml", "cloud", feature="the runway backend")
         # max_retries=0: the SDK would otherwise retry a POST that may already have been accepted (and paid)
-        return runwayml.RunwayML(api_key=self.api_key("RUNWAYML_API_SECRET"),
-                                 base_url=os.environ.get("RUNWAYML_BASE_URL") or None, max_retries=0,
-                                 timeout=loop.request_timeout)  # fmt: skip
+        return runwayml.RunwayML(
+            api_key=self.api_key("RUNWAYML_API_SECRET"),
+            base_url=os.environ.get("RUNWAYML_BASE_URL") or None,
+            max_retries=0,
+            timeout=loop.request_timeout,
+        )
 
-    def submit(self, client: Any, params: GenerationParams,
-               token: str) -> tuple[str, dict[str, Any], TaskStatus | None]:  # fmt: skip
+    def submit(
+        self, client: Any, params: GenerationParams, token: str
+    ) -> tuple[str, dict[str, Any], TaskStatus | None]:
         m = self._model(params.model)
-        kwargs: dict[str, Any] = {"model": params.model, "ratio": f"{params.width}:{params.height}",
-                                  "duration": int(round(params.duration)), "seed": params.seed}  # fmt: skip
+        kwargs: dict[str, Any] = {
+            "model": params.model,
+            "ratio": f"{params.width}:{params.height}",
+            "duration": int(round(params.duration)),
+            "seed": params.seed,
+        }
         if params.prompt:
             kwargs["prompt_text"] = params.prompt
         extra: dict[str, Any] = {}
@@ -216,8 +269,11 @@ class RunwayBackend(RemoteBackend):
             kwargs["content_moderation"] = {"public_figure_threshold": params.options["public_figure_threshold"]}
         if params.mode == "edit":
             # aleph2 keeps the source's framing and length: no ratio, no duration
-            body: dict[str, Any] = {"model": params.model, "video_uri": self._video_uri(client, params),
-                                    "seed": params.seed}  # fmt: skip
+            body: dict[str, Any] = {
+                "model": params.model,
+                "video_uri": self._video_uri(client, params),
+                "seed": params.seed,
+            }
             for key in ("prompt_text", "content_moderation"):
                 if key in kwargs:
                     body[key] = kwargs[key]
@@ -261,12 +317,17 @@ class RunwayBackend(RemoteBackend):
         if credits is not None:  # USD (at $0.01 a credit) is added by prices.with_estimate
             cost_info = {"credits": credits, "credits_estimated": "cost" not in data}
         return TaskStatus(
-            status=_STATUS.get(status, "in_progress"), raw_status=status, progress=data.get("progress"),
-            output_urls=[u for u in data.get("output") or [] if isinstance(u, str)], cost=cost_info,
-            error_code=data.get("failureCode"), error_message=data.get("failure"),
-            moderated=True if str(data.get("failureCode") or "").upper().startswith(
-                ("SAFETY.", "INPUT_PREPROCESSING.SAFETY")) else None,
-        )  # fmt: skip
+            status=_STATUS.get(status, "in_progress"),
+            raw_status=status,
+            progress=data.get("progress"),
+            output_urls=[u for u in data.get("output") or [] if isinstance(u, str)],
+            cost=cost_info,
+            error_code=data.get("failureCode"),
+            error_message=data.get("failure"),
+            moderated=True
+            if str(data.get("failureCode") or "").upper().startswith(("SAFETY.", "INPUT_PREPROCESSING.SAFETY"))
+            else None,
+        )
 
     def cancel(self, client: Any, task_id: str, info: dict[str, Any]) -> str:
         # DELETE /v1/tasks/{id} cancels a running task (runwayml SDK resources/tasks.py ``delete``); 204, no body
@@ -284,8 +345,12 @@ def _is_https(source: Any) -> bool:
 def _probe_source(path: str) -> dict[str, Any]:
     """The source clip's size, frames and fps, refused (naming ``source_video``) outside aleph2's limits."""
     if is_url(path):  # the limits are checked on the file before anything is paid
-        raise InvalidRequest("source_video", "Runway's aleph2 edit checks the clip's length, fps and framing from a "
-                             "local file before the paid call; download the clip and give its path", value=path,
-                             allowed="a local video file")  # fmt: skip
+        raise InvalidRequest(
+            "source_video",
+            "Runway's aleph2 edit checks the clip's length, fps and framing from a "
+            "local file before the paid call; download the clip and give its path",
+            value=path,
+            allowed="a local video file",
+        )
     low, high = EDIT_SECONDS
     return probe_source_video(path, "Runway's aleph2", min_seconds=low, max_seconds=high, max_fps=EDIT_MAX_FPS)

@@ -45,9 +45,11 @@ VEO_MODELS = ("veo-3.1-generate-001", "veo-3.1-fast-generate-001", "veo-3.1-lite
 VEO_RATIOS = ("16:9", "9:16")
 VEO_RESOLUTIONS = {"720p": 720, "1080p": 1080}
 _SCOPES = ["https://www.googleapis.com/auth/cloud-platform"]
-_ADC_HINT = ("set Google application default credentials (gcloud auth application-default login, or "
-             "GOOGLE_APPLICATION_CREDENTIALS=<credentials file>) and GOOGLE_CLOUD_PROJECT, or run on GCE / Cloud Run "
-             "with a service account attached")  # fmt: skip
+_ADC_HINT = (
+    "set Google application default credentials (gcloud auth application-default login, or "
+    "GOOGLE_APPLICATION_CREDENTIALS=<credentials file>) and GOOGLE_CLOUD_PROJECT, or run on GCE / Cloud Run "
+    "with a service account attached"
+)
 
 
 def _adc_file() -> Path | None:
@@ -61,8 +63,15 @@ def _adc_file() -> Path | None:
 
 #: variables set on Google's runtimes (Cloud Run services and jobs, Cloud Functions, App Engine) or naming a
 #: metadata server (google-auth's own GCE_METADATA_HOST / GCE_METADATA_ROOT / GCE_METADATA_IP)
-_GOOGLE_RUNTIME_VARS = ("K_SERVICE", "CLOUD_RUN_JOB", "FUNCTION_TARGET", "GAE_SERVICE", "GCE_METADATA_HOST",
-                        "GCE_METADATA_ROOT", "GCE_METADATA_IP")  # fmt: skip
+_GOOGLE_RUNTIME_VARS = (
+    "K_SERVICE",
+    "CLOUD_RUN_JOB",
+    "FUNCTION_TARGET",
+    "GAE_SERVICE",
+    "GCE_METADATA_HOST",
+    "GCE_METADATA_ROOT",
+    "GCE_METADATA_IP",
+)
 #: a Veo answer whose filter reasons say this was a false positive of the filter, not a refusal
 _NOT_CHARGED = re.compile(r"(have|has|will) not (been |be )?charged", re.I)
 
@@ -119,19 +128,29 @@ class VeoBackend(RemoteBackend):
     def capabilities(self, model: str | None = None) -> Capabilities:
         model = model or self.default_model()
         if model not in VEO_MODELS:
-            raise InvalidRequest("model", f"{model!r} is not a Veo model on Vertex AI (the 2.0 and 3.0 ids and the "
-                                 f"Gemini-API previews are retired)", value=model,
-                                 allowed=", ".join(VEO_MODELS))  # fmt: skip
-        return Capabilities(modes=("t2v", "i2v"), default_size=(1280, 720),
-                            sizes=ratio_sizes(VEO_RATIOS, tuple(VEO_RESOLUTIONS.values())), aspect_ratios=VEO_RATIOS,
-                            durations=(4.0, 6.0, 8.0), default_fps=24.0,
-                            notes="16:9 or 9:16 at 720p or 1080p; 4, 6 or 8 seconds")  # fmt: skip
+            raise InvalidRequest(
+                "model",
+                f"{model!r} is not a Veo model on Vertex AI (the 2.0 and 3.0 ids and the "
+                f"Gemini-API previews are retired)",
+                value=model,
+                allowed=", ".join(VEO_MODELS),
+            )
+        return Capabilities(
+            modes=("t2v", "i2v"),
+            default_size=(1280, 720),
+            sizes=ratio_sizes(VEO_RATIOS, tuple(VEO_RESOLUTIONS.values())),
+            aspect_ratios=VEO_RATIOS,
+            durations=(4.0, 6.0, 8.0),
+            default_fps=24.0,
+            notes="16:9 or 9:16 at 720p or 1080p; 4, 6 or 8 seconds",
+        )
 
     def check(self, params: GenerationParams) -> None:
         value = params.options.get("person_generation")
         if value is not None and value not in ("dont_allow", "allow_adult", "allow_all"):
-            raise InvalidRequest("options.person_generation", f"{value!r} is not offered",
-                                 allowed="dont_allow, allow_adult, allow_all")  # fmt: skip
+            raise InvalidRequest(
+                "options.person_generation", f"{value!r} is not offered", allowed="dont_allow, allow_adult, allow_all"
+            )
 
     def make_client(self, loop: LoopOptions) -> Any:
         from .base import require_module
@@ -150,15 +169,21 @@ class VeoBackend(RemoteBackend):
             raise BackendUnavailable(self.name, f"project missing: set GOOGLE_CLOUD_PROJECT ({_ADC_HINT})")
         base = os.environ.get("GOOGLE_VERTEX_BASE_URL") or os.environ.get("KINEMA_VEO_BASE_URL")
         http_options = types.HttpOptions(
-            base_url=base or None, timeout=int(loop.request_timeout * 1000),
+            base_url=base or None,
+            timeout=int(loop.request_timeout * 1000),
             retry_options=types.HttpRetryOptions(attempts=1),  # no hidden re-send of predictLongRunning
-        )  # fmt: skip
-        return genai.Client(vertexai=True, project=project, credentials=credentials,
-                            location=os.environ.get("GOOGLE_CLOUD_LOCATION") or "us-central1",
-                            http_options=http_options)  # fmt: skip
+        )
+        return genai.Client(
+            vertexai=True,
+            project=project,
+            credentials=credentials,
+            location=os.environ.get("GOOGLE_CLOUD_LOCATION") or "us-central1",
+            http_options=http_options,
+        )
 
-    def submit(self, client: Any, params: GenerationParams,
-               token: str) -> tuple[str, dict[str, Any], TaskStatus | None]:  # fmt: skip
+    def submit(
+        self, client: Any, params: GenerationParams, token: str
+    ) -> tuple[str, dict[str, Any], TaskStatus | None]:
         from google.genai import types
 
         image = None
@@ -166,19 +191,22 @@ class VeoBackend(RemoteBackend):
             assert params.image is not None
             image = types.Image(image_bytes=encode_png(params.image), mime_type="image/png")
         config: dict[str, Any] = {
-            "number_of_videos": 1, "duration_seconds": int(round(params.duration)),
+            "number_of_videos": 1,
+            "duration_seconds": int(round(params.duration)),
             "aspect_ratio": known_ratio(params.width, params.height, VEO_RATIOS),
-            "resolution": short_side_name(params.width, params.height, VEO_RESOLUTIONS), "seed": params.seed,
-        }  # fmt: skip
+            "resolution": short_side_name(params.width, params.height, VEO_RESOLUTIONS),
+            "seed": params.seed,
+        }
         if params.negative_prompt:
             config["negative_prompt"] = params.negative_prompt
         for key in self.provider_options:
             if key in params.options:
                 config[key] = params.options[key]
         operation = client.models.generate_videos(
-            model=params.model, source=types.GenerateVideosSource(prompt=params.prompt, image=image),
+            model=params.model,
+            source=types.GenerateVideosSource(prompt=params.prompt, image=image),
             config=types.GenerateVideosConfig(**config),
-        )  # fmt: skip
+        )
         return str(operation.name), {}, self._status(operation)
 
     def fetch(self, client: Any, task_id: str, info: dict[str, Any]) -> TaskStatus:
@@ -194,8 +222,12 @@ class VeoBackend(RemoteBackend):
         if error:
             code = error.get("code") if isinstance(error, dict) else None
             message = error.get("message") if isinstance(error, dict) else str(error)
-            return TaskStatus(status="failed", raw_status="done (error)", error_code=str(code) if code else None,
-                              error_message=str(message))  # fmt: skip
+            return TaskStatus(
+                status="failed",
+                raw_status="done (error)",
+                error_code=str(code) if code else None,
+                error_message=str(message),
+            )
         result = operation.result or operation.response
         videos = list(getattr(result, "generated_videos", None) or [])
         if not videos:
@@ -205,24 +237,38 @@ class VeoBackend(RemoteBackend):
                 # the filter's "You have not been charged" results are false positives (googleapis/js-genai#1272,
                 # python-genai#1559): not a refusal of the prompt; nothing was billed, so running it again is free
                 # to try
-                return TaskStatus(status="failed", raw_status="done (filtered, not charged)", moderated=False,
-                                  error_code="RAI_NOT_CHARGED",
-                                  error_message="Veo produced no video and says you have not been charged ("
-                                  + "; ".join(str(r) for r in reasons) + "); this is usually a false positive of "
-                                  "its filter, not a refusal of the prompt: run the same request again (with "
-                                  "options.generate_audio=false if it mentions audio)")  # fmt: skip
+                return TaskStatus(
+                    status="failed",
+                    raw_status="done (filtered, not charged)",
+                    moderated=False,
+                    error_code="RAI_NOT_CHARGED",
+                    error_message="Veo produced no video and says you have not been charged ("
+                    + "; ".join(str(r) for r in reasons)
+                    + "); this is usually a false positive of "
+                    "its filter, not a refusal of the prompt: run the same request again (with "
+                    "options.generate_audio=false if it mentions audio)",
+                )
             if count:
-                return TaskStatus(status="failed", raw_status="done (filtered)", moderated=True,
-                                  error_code="RAI_FILTERED", error_message="; ".join(reasons) or
-                                  f"{count} video(s) removed by the safety filter")  # fmt: skip
-            return TaskStatus(status="failed", raw_status="done (no videos)", error_code="NO_OUTPUT",
-                              error_message="the operation finished without a video")  # fmt: skip
+                return TaskStatus(
+                    status="failed",
+                    raw_status="done (filtered)",
+                    moderated=True,
+                    error_code="RAI_FILTERED",
+                    error_message="; ".join(reasons) or f"{count} video(s) removed by the safety filter",
+                )
+            return TaskStatus(
+                status="failed",
+                raw_status="done (no videos)",
+                error_code="NO_OUTPUT",
+                error_message="the operation finished without a video",
+            )
         video = videos[0].video
         data = {"bytes": video.video_bytes, "uri": video.uri}
         return TaskStatus(status="completed", raw_status="done", data=data)
 
-    def download(self, client: Any, task_id: str, info: dict[str, Any], status: TaskStatus, dest: Path,
-                 loop: LoopOptions) -> None:  # fmt: skip
+    def download(
+        self, client: Any, task_id: str, info: dict[str, Any], status: TaskStatus, dest: Path, loop: LoopOptions
+    ) -> None:
         content = status.data.get("bytes")
         if content:
             dest.write_bytes(content if isinstance(content, bytes) else base64.b64decode(content))
@@ -231,8 +277,11 @@ class VeoBackend(RemoteBackend):
         if isinstance(uri, str) and uri.startswith(("http://", "https://")):
             self.download_url(uri, dest, loop)
             return
-        raise ProviderError(f"veo returned the video at {uri!r}, which Kinema cannot fetch; do not set a "
-                            f"storageUri", provider=self.provider, provider_code="gcs_output")  # fmt: skip
+        raise ProviderError(
+            f"veo returned the video at {uri!r}, which Kinema cannot fetch; do not set a storageUri",
+            provider=self.provider,
+            provider_code="gcs_output",
+        )
 
     def translate_error(self, exc: BaseException) -> KinemaError | None:
         from google.genai import errors as genai_errors
@@ -242,14 +291,23 @@ class VeoBackend(RemoteBackend):
             message = exc.message or str(exc)
             if exc.code == 400 and "safety" in str(message).lower():
                 return ContentRejected(f"veo refused the request on content grounds: {message}")
-            return http_error(self.provider, int(exc.code) if exc.code else None, message,
-                              code=str(exc.status) if exc.status else None, headers=headers)  # fmt: skip
+            return http_error(
+                self.provider,
+                int(exc.code) if exc.code else None,
+                message,
+                code=str(exc.status) if exc.status else None,
+                headers=headers,
+            )
         try:
             import google.auth.exceptions
 
             if isinstance(exc, google.auth.exceptions.RefreshError):
-                return ProviderError(f"veo: Google credentials were refused ({_short(exc)}); {_ADC_HINT}",
-                                     provider=self.provider, provider_code="auth", status_code=401)  # fmt: skip
+                return ProviderError(
+                    f"veo: Google credentials were refused ({_short(exc)}); {_ADC_HINT}",
+                    provider=self.provider,
+                    provider_code="auth",
+                    status_code=401,
+                )
         except ImportError:  # pragma: no cover
             pass
         return super().translate_error(exc)

@@ -106,8 +106,9 @@ def checkpoint_sampling(path: str | os.PathLike[str] | None = None) -> tuple[flo
     return sampling_defaults(_read_header(path)[1])
 
 
-def save_model(model: Any, path: str | os.PathLike[str], info: dict[str, Any] | None = None,
-               autoencoder: Any = None) -> Path:  # fmt: skip
+def save_model(
+    model: Any, path: str | os.PathLike[str], info: dict[str, Any] | None = None, autoencoder: Any = None
+) -> Path:
     """Write weights as fp16 safetensors; the config, vocabulary and ``info`` ride in the header's metadata.
 
     A v2 model (``cfg.latent_factor`` > 1) is written with its autoencoder (``autoencoder``, or the one attached to

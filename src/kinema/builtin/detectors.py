@@ -52,8 +52,9 @@ _PALETTE = np.array([world.PALETTE[c] for c in _COLOR_NAMES], _F32)  # (9, 3)
 #: saturated colours, but only ~30 from white (snow, foam) and black (night silhouettes), which get a tighter one.
 _MATCH_DIST = 55.0
 _MATCH_DIST_NEUTRAL = 30.0
-_MATCH_DIST2 = np.array([(_MATCH_DIST_NEUTRAL if c in ("white", "black") else _MATCH_DIST) ** 2 for c in _COLOR_NAMES],
-                        _F32)  # fmt: skip
+_MATCH_DIST2 = np.array(
+    [(_MATCH_DIST_NEUTRAL if c in ("white", "black") else _MATCH_DIST) ** 2 for c in _COLOR_NAMES], _F32
+)
 
 
 def _as_float(frames: np.ndarray) -> np.ndarray:
@@ -213,8 +214,9 @@ def _warp_matrices(n: int, scales: np.ndarray, shifts: np.ndarray) -> np.ndarray
     return m
 
 
-def _ncc_shifts(cand: np.ndarray, cw: np.ndarray, b: np.ndarray, wb: np.ndarray, sy: np.ndarray,
-                sx: np.ndarray) -> np.ndarray:  # fmt: skip
+def _ncc_shifts(
+    cand: np.ndarray, cw: np.ndarray, b: np.ndarray, wb: np.ndarray, sy: np.ndarray, sx: np.ndarray
+) -> np.ndarray:
     """Normalised correlation of ``b`` with every candidate image shifted by every whole-pixel (dy, dx): (S, Dy, Dx).
 
     ``cand`` (S, h, w) are (already scaled) versions of the first window with validity ``cw``; shifting content by
@@ -485,8 +487,11 @@ def score(scene: world.Scene, frames: np.ndarray) -> dict[str, bool]:
     scene whose subject is not found fails both ``color`` and ``motion``.
     """
     det = detect_all(frames)
-    out = {"time": det["time"] == scene.time, "weather": det["weather"] == scene.weather,
-           "camera": det["camera"] == scene.camera}  # fmt: skip
+    out = {
+        "time": det["time"] == scene.time,
+        "weather": det["weather"] == scene.weather,
+        "camera": det["camera"] == scene.camera,
+    }
     if scene.subject is not None:
         out["color"] = det["color"] == scene.color
         out["motion"] = det["color"] is not None and det["motion"] == scene.motion

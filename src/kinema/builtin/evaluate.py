@@ -86,8 +86,10 @@ def _whole_clip(
     same captions' text-to-video clips) and the ceiling (real frame ``last_known`` held still)."""
     start = real.shape[1] // 2
     frozen = np.repeat(real[:, last_known : last_known + 1], real.shape[1], axis=1)
-    rows = [(static_psnr(c, r, start), static_psnr(t, r, start), static_psnr(f, r, start))
-            for c, t, f, r in zip(conditioned, t2v, frozen, real, strict=True)]  # fmt: skip
+    rows = [
+        (static_psnr(c, r, start), static_psnr(t, r, start), static_psnr(f, r, start))
+        for c, t, f, r in zip(conditioned, t2v, frozen, real, strict=True)
+    ]
     counted = [row for row in rows if row[0] is not None]
     return {
         "static_psnr_db": _mean_db([row[0] for row in counted]),
@@ -149,8 +151,16 @@ def evaluate(
     examples: list[dict[str, Any]] = []
     for start in range(0, n, batch_size):
         chunk = captions[start : start + batch_size]
-        clips = sample(model, tokenizer, chunk, steps=steps, guidance=guidance, guidance_interval=guidance_interval,
-                       seed=seed + start, shift=shift)  # fmt: skip
+        clips = sample(
+            model,
+            tokenizer,
+            chunk,
+            steps=steps,
+            guidance=guidance,
+            guidance_interval=guidance_interval,
+            seed=seed + start,
+            shift=shift,
+        )
         assert isinstance(clips, np.ndarray)
         generated.append(clips)
         for j, clip in enumerate(clips):
@@ -175,9 +185,19 @@ def evaluate(
     other = [(i + 1) % m for i in range(m)]
 
     def conditioned(prompts: list[str], known: np.ndarray, at: int) -> tuple[np.ndarray, np.ndarray]:
-        clips, raw = sample(model, tokenizer, prompts, steps=steps, guidance=guidance, shift=shift, seed=at,
-                            guidance_interval=guidance_interval, known=known, num_known=known.shape[1],
-                            return_raw=True)  # fmt: skip
+        clips, raw = sample(
+            model,
+            tokenizer,
+            prompts,
+            steps=steps,
+            guidance=guidance,
+            shift=shift,
+            seed=at,
+            guidance_interval=guidance_interval,
+            known=known,
+            num_known=known.shape[1],
+            return_raw=True,
+        )
         return clips, raw
 
     for start in range(0, m, batch_size):

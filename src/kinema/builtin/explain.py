@@ -88,8 +88,16 @@ def explain(
 
     clips: dict[float, np.ndarray] = {}
     for g in scales:
-        out = sample(model, tokenizer, [prompt], steps=steps, guidance=g, seed=seed, guidance_interval=interval,
-                     on_state=keep if g == default else None)  # fmt: skip
+        out = sample(
+            model,
+            tokenizer,
+            [prompt],
+            steps=steps,
+            guidance=g,
+            seed=seed,
+            guidance_interval=interval,
+            on_state=keep if g == default else None,
+        )
         assert isinstance(out, np.ndarray)
         clips[g] = out[0]
     clip = clips[default]
@@ -101,26 +109,41 @@ def explain(
     cells = "pixels" if f_lat == 1 else f"latent cells ({cfg.patch_h * f_lat}x{cfg.patch_w * f_lat} pixels)"
 
     panels: list[dict[str, Any]] = [
-        {"title": "1. denoising, frame 0: what the sampler holds (x_t) above what the model predicts (x0_hat)",
-         "columns": [f"step {i + 1}, t={states[i][0]:.2f}" for i in shown],
-         "rows": [[states[i][1] for i in shown], [states[i][2] for i in shown]]},
-        {"title": f"2. the clip ({f} frames)", "columns": [f"frame {i}" for i in frame_idx],
-         "rows": [[clip[i] for i in frame_idx]]},
-        {"title": f"3. guidance scale (frame {mid}; guidance acts while t >= {interval[0]:g})",
-         "columns": [f"{g:g}" + (" (default)" if g == default else "") for g in scales],
-         "rows": [[clips[g][mid] for g in scales]]},
-        {"title": f"4. tokens: {cfg.patch_t} frames x {cfg.patch_h}x{cfg.patch_w} {cells}, {nt}x{nh}x{nw} = "
-                  f"{nt * nh * nw} per clip", "columns": ["frame 0, patch grid"],
-         "rows": [[_grid(clip[0], cfg.patch_h * f_lat, cfg.patch_w * f_lat)]]},
-    ]  # fmt: skip
+        {
+            "title": "1. denoising, frame 0: what the sampler holds (x_t) above what the model predicts (x0_hat)",
+            "columns": [f"step {i + 1}, t={states[i][0]:.2f}" for i in shown],
+            "rows": [[states[i][1] for i in shown], [states[i][2] for i in shown]],
+        },
+        {
+            "title": f"2. the clip ({f} frames)",
+            "columns": [f"frame {i}" for i in frame_idx],
+            "rows": [[clip[i] for i in frame_idx]],
+        },
+        {
+            "title": f"3. guidance scale (frame {mid}; guidance acts while t >= {interval[0]:g})",
+            "columns": [f"{g:g}" + (" (default)" if g == default else "") for g in scales],
+            "rows": [[clips[g][mid] for g in scales]],
+        },
+        {
+            "title": f"4. tokens: {cfg.patch_t} frames x {cfg.patch_h}x{cfg.patch_w} {cells}, {nt}x{nh}x{nw} = "
+            f"{nt * nh * nw} per clip",
+            "columns": ["frame 0, patch grid"],
+            "rows": [[_grid(clip[0], cfg.patch_h * f_lat, cfg.patch_w * f_lat)]],
+        },
+    ]
     if isinstance(space, LatentSpace):
         z = latent[0].float().numpy()  # (C, h, w)
         lo, hi = z.min(axis=(1, 2), keepdims=True), z.max(axis=(1, 2), keepdims=True)
         grey = ((z - lo) / np.maximum(hi - lo, 1e-6) * 255).round().astype(np.uint8)
         tiles = [np.repeat(np.repeat(g[..., None], f_lat, 0), f_lat, 1).repeat(3, axis=2) for g in grey]
-        panels.append({"title": f"5. the latent of frame 0: {z.shape[0]} channels at {z.shape[1]}x{z.shape[2]} "
-                                f"(the decoder draws panel 2 from it)",
-                       "columns": [f"channel {c}" for c in range(z.shape[0])], "rows": [tiles]})  # fmt: skip
+        panels.append(
+            {
+                "title": f"5. the latent of frame 0: {z.shape[0]} channels at {z.shape[1]}x{z.shape[2]} "
+                f"(the decoder draws panel 2 from it)",
+                "columns": [f"channel {c}" for c in range(z.shape[0])],
+                "rows": [tiles],
+            }
+        )
 
     tile_w, tile_h = cfg.width * SCALE, cfg.height * SCALE
     gap = 4
@@ -141,7 +164,14 @@ def explain(
                 sheet.paste(Image.fromarray(tile), (gap + c * (tile_w + gap), y))
             y += tile_h + gap
     described = [{"title": p["title"], "columns": p["columns"]} for p in panels]
-    info = {"prompt": prompt, "seed": seed, "steps": steps, "guidances": list(scales),
-            "tokens": nt * nh * nw, "size": f"{cfg.width}x{cfg.height}", "frames": f,
-            "latent": None if f_lat == 1 else f"{cfg.channels}x{cfg.space[1]}x{cfg.space[2]} per frame"}  # fmt: skip
+    info = {
+        "prompt": prompt,
+        "seed": seed,
+        "steps": steps,
+        "guidances": list(scales),
+        "tokens": nt * nh * nw,
+        "size": f"{cfg.width}x{cfg.height}",
+        "frames": f,
+        "latent": None if f_lat == 1 else f"{cfg.channels}x{cfg.space[1]}x{cfg.space[2]} per frame",
+    }
     return Explanation(np.asarray(sheet), described, info)

@@ -138,22 +138,93 @@ class ModelConfig:
 # Named configurations: "tiny" is for tests (trains in seconds; every option on, so tests run them all), "cpu" is what
 # ships, "full" is for a GPU.
 CONFIGS: dict[str, dict[str, object]] = {
-    "tiny": dict(dim=32, depth=2, heads=2, text_dim=32, text_layers=1, mlp_ratio=2.0, shift=3.0, known_residual=True,
-                 temporal_attn=True, rope=True, frame_text=True, warp_noise=0.7, layout_text=4),
-    "cpu": dict(dim=192, depth=6, heads=6, text_dim=128, text_layers=2, patch_t=4, shift=3.0, known_residual=True,
-                frame_text=True, warp_noise=0.7, layout_text=16),
-    "full": dict(dim=384, depth=10, heads=6, text_dim=256, text_layers=3, patch_t=2, shift=3.0, known_residual=True,
-                 temporal_attn=True, frame_text=True, warp_noise=0.7, layout_text=16),
+    "tiny": dict(
+        dim=32,
+        depth=2,
+        heads=2,
+        text_dim=32,
+        text_layers=1,
+        mlp_ratio=2.0,
+        shift=3.0,
+        known_residual=True,
+        temporal_attn=True,
+        rope=True,
+        frame_text=True,
+        warp_noise=0.7,
+        layout_text=4,
+    ),
+    "cpu": dict(
+        dim=192,
+        depth=6,
+        heads=6,
+        text_dim=128,
+        text_layers=2,
+        patch_t=4,
+        shift=3.0,
+        known_residual=True,
+        frame_text=True,
+        warp_noise=0.7,
+        layout_text=16,
+    ),
+    "full": dict(
+        dim=384,
+        depth=10,
+        heads=6,
+        text_dim=256,
+        text_layers=3,
+        patch_t=2,
+        shift=3.0,
+        known_residual=True,
+        temporal_attn=True,
+        frame_text=True,
+        warp_noise=0.7,
+        layout_text=16,
+    ),
     # v2: the "cpu" network in the f4 autoencoder's latent (8 channels, 32x32 for 128x128 pixels); tokens of 4x4
     # latent cells by 4 frames, so the grid (4, 8, 8) and the cost per step are v1's
-    "v2": dict(dim=192, depth=6, heads=6, text_dim=128, text_layers=2, patch_t=4, patch_h=4, patch_w=4, shift=3.0,
-               known_residual=True, frame_text=True, warp_noise=0.7, layout_text=16, height=128, width=128,
-               channels=8, latent_factor=4, ref_frame=True, out_conv=32),
-    "tiny-v2": dict(dim=32, depth=2, heads=2, text_dim=32, text_layers=1, mlp_ratio=2.0, shift=3.0,
-                    known_residual=True, frame_text=True, warp_noise=0.7, layout_text=4, height=64, width=64,
-                    patch_h=4, patch_w=4, channels=4, latent_factor=8, ref_frame=True,
-                    out_conv=8),  # the "tiny" autoencoder
-}  # fmt: skip
+    "v2": dict(
+        dim=192,
+        depth=6,
+        heads=6,
+        text_dim=128,
+        text_layers=2,
+        patch_t=4,
+        patch_h=4,
+        patch_w=4,
+        shift=3.0,
+        known_residual=True,
+        frame_text=True,
+        warp_noise=0.7,
+        layout_text=16,
+        height=128,
+        width=128,
+        channels=8,
+        latent_factor=4,
+        ref_frame=True,
+        out_conv=32,
+    ),
+    "tiny-v2": dict(
+        dim=32,
+        depth=2,
+        heads=2,
+        text_dim=32,
+        text_layers=1,
+        mlp_ratio=2.0,
+        shift=3.0,
+        known_residual=True,
+        frame_text=True,
+        warp_noise=0.7,
+        layout_text=4,
+        height=64,
+        width=64,
+        patch_h=4,
+        patch_w=4,
+        channels=4,
+        latent_factor=8,
+        ref_frame=True,
+        out_conv=8,
+    ),  # the "tiny" autoencoder
+}
 
 
 class Tokenizer:
@@ -193,8 +264,9 @@ class TextEncoder(nn.Module):
         self.embed = nn.Embedding(len(cfg.vocab) + 2, cfg.text_dim, padding_idx=PAD)
         self.pos = nn.Parameter(torch.zeros(1, cfg.text_len + 1, cfg.text_dim))
         self.null = nn.Parameter(torch.zeros(1, 1, cfg.text_dim))  # always-present slot: CFG's "no text" token
-        layer = nn.TransformerEncoderLayer(cfg.text_dim, max(1, cfg.text_dim // 32), cfg.text_dim * 2,
-                                           dropout=0.0, batch_first=True, norm_first=True)  # fmt: skip
+        layer = nn.TransformerEncoderLayer(
+            cfg.text_dim, max(1, cfg.text_dim // 32), cfg.text_dim * 2, dropout=0.0, batch_first=True, norm_first=True
+        )
         self.layers = nn.TransformerEncoder(layer, cfg.text_layers, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(cfg.text_dim)
         nn.init.normal_(self.pos, std=0.02)
@@ -284,8 +356,13 @@ class Attention(nn.Module):
         self.kv = nn.Linear(kv_dim or dim, 2 * dim)
         self.proj = nn.Linear(dim, dim)
 
-    def forward(self, x: torch.Tensor, ctx: torch.Tensor | None = None, mask: torch.Tensor | None = None,
-                rope: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:  # fmt: skip
+    def forward(
+        self,
+        x: torch.Tensor,
+        ctx: torch.Tensor | None = None,
+        mask: torch.Tensor | None = None,
+        rope: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
         b, n, d = x.shape
         ctx = x if ctx is None else ctx
         q = self.q(x).view(b, n, self.heads, -1).transpose(1, 2)  # (B, h, N, d/h)
@@ -320,8 +397,14 @@ class Block(nn.Module):
         nn.init.zeros_(self.ada.weight)
         nn.init.zeros_(self.ada.bias)
 
-    def forward(self, x: torch.Tensor, c: torch.Tensor, text: torch.Tensor, text_mask: torch.Tensor,
-                rope: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:  # fmt: skip
+    def forward(
+        self,
+        x: torch.Tensor,
+        c: torch.Tensor,
+        text: torch.Tensor,
+        text_mask: torch.Tensor,
+        rope: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
         # c is (B, 1, D), or (B, F', D) with one conditioning vector per temporal patch
         s1, sc1, g1, s2, sc2, g2 = self.ada(F.silu(c)).chunk(6, dim=-1)
         x = x + gate(self.attn(modulate(self.norm1(x), s1, sc1), rope=rope), g1)
@@ -436,8 +519,14 @@ class VideoDiT(nn.Module):
         rows = self.layout_rows(pooled).view(b, gt, gh, 1, r)  # (B, F', H', 1, r): one per temporal patch and row
         return self.layout_out(cols + rows).view(b, gt * gh * gw, -1)
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, text: tuple[torch.Tensor, torch.Tensor],
-                cond: torch.Tensor, cond_mask: torch.Tensor) -> torch.Tensor:  # fmt: skip
+    def forward(
+        self,
+        x: torch.Tensor,
+        t: torch.Tensor,
+        text: tuple[torch.Tensor, torch.Tensor],
+        cond: torch.Tensor,
+        cond_mask: torch.Tensor,
+    ) -> torch.Tensor:
         ctx, ctx_mask = text  # (B, 1+L, Dt), (B, 1+L)
         b = x.shape[0]
         inputs = [x, cond, cond_mask]

@@ -18,8 +18,9 @@ import torch
 __all__ = ["load_state", "save_state"]
 
 
-def save_state(path: Path, parts: dict[str, Any], rng: np.random.Generator, gen: torch.Generator,
-               **extra: Any) -> None:  # fmt: skip
+def save_state(
+    path: Path, parts: dict[str, Any], rng: np.random.Generator, gen: torch.Generator, **extra: Any
+) -> None:
     """Write ``parts`` (name -> module or optimizer, or None), the generators and ``extra`` (step, elapsed,
     history, pool sizes...) to ``path``, atomically: a run killed while writing keeps its previous state."""
     state = {name: part.state_dict() if part is not None else None for name, part in parts.items()}
@@ -29,8 +30,9 @@ def save_state(path: Path, parts: dict[str, Any], rng: np.random.Generator, gen:
     tmp.replace(path)
 
 
-def load_state(path: Path, parts: dict[str, Any], rng: np.random.Generator, gen: torch.Generator,
-               grow: Callable[[int], None]) -> dict[str, Any]:  # fmt: skip
+def load_state(
+    path: Path, parts: dict[str, Any], rng: np.random.Generator, gen: torch.Generator, grow: Callable[[int], None]
+) -> dict[str, Any]:
     """Restore what :func:`save_state` wrote: render the pool's chunks again (``grow`` each recorded size, in order),
     load each part that is not None, set both generators; returns the state for its other entries."""
     state: dict[str, Any] = torch.load(path, weights_only=False)

@@ -75,8 +75,9 @@ def check_guidance_interval(interval: tuple[float, float]) -> tuple[float, float
     pair = list(interval)
     numbers = len(pair) == 2 and all(isinstance(x, (int, float)) for x in pair)
     if not (numbers and 0 <= pair[0] <= pair[1] <= 1):
-        raise InvalidRequest("guidance_interval", f"must be (lo, hi) with 0 <= lo <= hi <= 1, got {interval}",
-                             value=pair)  # fmt: skip
+        raise InvalidRequest(
+            "guidance_interval", f"must be (lo, hi) with 0 <= lo <= hi <= 1, got {interval}", value=pair
+        )
     return float(pair[0]), float(pair[1])
 
 

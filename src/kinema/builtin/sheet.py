@@ -53,8 +53,9 @@ def contact_sheet(
 
     model, tokenizer, info = load_model(weights)
     guidance, interval = sampling_defaults(info)
-    clips = sample(model, tokenizer, list(prompts), steps=steps, seed=seed, guidance=guidance,
-                   guidance_interval=interval)  # fmt: skip
+    clips = sample(
+        model, tokenizer, list(prompts), steps=steps, seed=seed, guidance=guidance, guidance_interval=interval
+    )
     assert isinstance(clips, np.ndarray)  # (B, F, H, W, 3)
     if any(not 0 <= f < clips.shape[1] for f in frames):
         raise ValueError(f"frames: {frames} are not all among the clip's {clips.shape[1]}")

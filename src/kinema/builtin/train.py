@@ -95,8 +95,15 @@ class TrainConfig:
         need(self.model in CONFIGS, "model", ", ".join(CONFIGS))
         for name in ("steps", "batch_size", "initial_clips", "refresh_every", "log_every"):
             need(getattr(self, name) >= 1, name, "an integer >= 1")
-        for name in ("warmup", "weight_decay", "clips_per_refresh", "checkpoint_every", "text_aux", "motion_weight",
-                     "subject_weight"):  # fmt: skip
+        for name in (
+            "warmup",
+            "weight_decay",
+            "clips_per_refresh",
+            "checkpoint_every",
+            "text_aux",
+            "motion_weight",
+            "subject_weight",
+        ):
             need(getattr(self, name) >= 0, name, ">= 0")
         need(self.lr > 0, "lr", "> 0")
         need(0 <= self.min_lr <= self.lr, "min_lr", f"0..lr ({self.lr})")
@@ -106,8 +113,11 @@ class TrainConfig:
         for name in ("p_image", "p_extend", "p_uncond", "p_keyframes"):
             need(0 <= getattr(self, name) <= 1, name, "0..1")
         need(self.p_image + self.p_extend <= 1, "p_extend", f"0..{1 - self.p_image:g} (1 - p_image)")
-        need(0 <= self.p_keyframes <= 1 - self.p_image - self.p_extend, "p_keyframes",
-             f"0..{1 - self.p_image - self.p_extend:g} (1 - p_image - p_extend)")  # fmt: skip
+        need(
+            0 <= self.p_keyframes <= 1 - self.p_image - self.p_extend,
+            "p_keyframes",
+            f"0..{1 - self.p_image - self.p_extend:g} (1 - p_image - p_extend)",
+        )
         need(self.known_weight > 0, "known_weight", "> 0")
         need(self.time_limit is None or self.time_limit > 0, "time_limit", "seconds > 0, or None")
         need(self.stop_after is None or 1 <= self.stop_after <= self.steps, "stop_after", f"1..steps ({self.steps})")
@@ -119,30 +129,80 @@ class TrainConfig:
         warped = float(CONFIGS[self.model].get("warp_noise", 0.0)) > 0  # type: ignore[arg-type]
         need(self.text_aux > 0 or not warped, "text_aux", f"> 0 for the model {self.model!r} (warped noise)")
         latent = int(CONFIGS[self.model].get("latent_factor", 1)) > 1  # type: ignore[call-overload]
-        need(latent == (self.autoencoder is not None), "autoencoder",
-             f"the autoencoder's weights file for the latent model {self.model!r}" if latent
-             else f"None: the model {self.model!r} works on pixels")  # fmt: skip
+        need(
+            latent == (self.autoencoder is not None),
+            "autoencoder",
+            f"the autoencoder's weights file for the latent model {self.model!r}"
+            if latent
+            else f"None: the model {self.model!r} works on pixels",
+        )
 
 
 # The same command trains on a CPU or a GPU; the preset only picks sizes that finish in the time each has. The motion
 # and subject weights dilute the share of the given frames in the loss, so known pixels weigh 16 there, not 4 (with 4,
 # image-to-video fell to 22 dB; see the model card).
 TRAIN_PRESETS: dict[str, dict[str, Any]] = {
-    "tiny": dict(model="tiny", steps=30, batch_size=4, initial_clips=64, clips_per_refresh=0, warmup=5, lr=2e-3,
-                 log_every=5, checkpoint_every=0, text_aux=0.1, motion_weight=3.0, subject_weight=4.0),
+    "tiny": dict(
+        model="tiny",
+        steps=30,
+        batch_size=4,
+        initial_clips=64,
+        clips_per_refresh=0,
+        warmup=5,
+        lr=2e-3,
+        log_every=5,
+        checkpoint_every=0,
+        text_aux=0.1,
+        motion_weight=3.0,
+        subject_weight=4.0,
+    ),
     "cpu": dict(model="cpu", text_aux=0.1, known_weight=16.0, motion_weight=3.0, subject_weight=4.0),
     # v2: the DiT in the f4 autoencoder's latent (--autoencoder); rendering and encoding cost 0.2 s a 128x128 clip,
     # so the pool grows slower than v1's
-    "v2": dict(model="v2", steps=4000, text_aux=0.1, known_weight=16.0, motion_weight=3.0, subject_weight=4.0,
-               initial_clips=2048, clips_per_refresh=128, max_clips=12_000, p_keyframes=0.1,
-               guidance=1.5, guidance_interval=(0.6, 1.0)),
-    "tiny-v2": dict(model="tiny-v2", steps=30, batch_size=4, initial_clips=64, clips_per_refresh=0, warmup=5,
-                    lr=2e-3, log_every=5, checkpoint_every=0, text_aux=0.1, motion_weight=3.0, subject_weight=4.0,
-                    p_keyframes=0.1),
-    "full": dict(model="full", steps=12000, batch_size=64, lr=4e-4, initial_clips=8192, clips_per_refresh=2048,
-                 max_clips=120_000, warmup=500, text_aux=0.1, known_weight=16.0, motion_weight=3.0,
-                 subject_weight=4.0),
-}  # fmt: skip
+    "v2": dict(
+        model="v2",
+        steps=4000,
+        text_aux=0.1,
+        known_weight=16.0,
+        motion_weight=3.0,
+        subject_weight=4.0,
+        initial_clips=2048,
+        clips_per_refresh=128,
+        max_clips=12_000,
+        p_keyframes=0.1,
+        guidance=1.5,
+        guidance_interval=(0.6, 1.0),
+    ),
+    "tiny-v2": dict(
+        model="tiny-v2",
+        steps=30,
+        batch_size=4,
+        initial_clips=64,
+        clips_per_refresh=0,
+        warmup=5,
+        lr=2e-3,
+        log_every=5,
+        checkpoint_every=0,
+        text_aux=0.1,
+        motion_weight=3.0,
+        subject_weight=4.0,
+        p_keyframes=0.1,
+    ),
+    "full": dict(
+        model="full",
+        steps=12000,
+        batch_size=64,
+        lr=4e-4,
+        initial_clips=8192,
+        clips_per_refresh=2048,
+        max_clips=120_000,
+        warmup=500,
+        text_aux=0.1,
+        known_weight=16.0,
+        motion_weight=3.0,
+        subject_weight=4.0,
+    ),
+}
 
 
 #: The autoencoder stage (a preset of ``train_autoencoder.AE_TRAIN_PRESETS``) that a latent preset trains first.
@@ -182,9 +242,15 @@ class _Pool:
         if n <= 0:
             return
         masks = np.zeros((n, self.cfg.frames, self.cfg.height, self.cfg.width), bool)
-        clips, _, scenes = world.make_dataset(n, seed=self.seed * 100_003 + self.chunk, split="train",
-                                              num_frames=self.cfg.frames, height=self.cfg.height,
-                                              width=self.cfg.width, subject_masks=masks)  # fmt: skip
+        clips, _, scenes = world.make_dataset(
+            n,
+            seed=self.seed * 100_003 + self.chunk,
+            split="train",
+            num_frames=self.cfg.frames,
+            height=self.cfg.height,
+            width=self.cfg.width,
+            subject_masks=masks,
+        )
         self.chunk += 1
         self.sizes.append(n)
         paths = np.any(masks, axis=1)  # (n, H, W)
@@ -243,8 +309,10 @@ class _AttributeProbe(torch.nn.Module):
             if a == "camera" and self._camera:
                 idx = [values.index("static" if d else s.camera) for s, d in zip(scenes, dropped, strict=True)]
             else:
-                idx = [-100 if d or getattr(s, a) is None else values.index(getattr(s, a))
-                       for s, d in zip(scenes, dropped, strict=True)]  # fmt: skip
+                idx = [
+                    -100 if d or getattr(s, a) is None else values.index(getattr(s, a))
+                    for s, d in zip(scenes, dropped, strict=True)
+                ]
             out[a] = torch.tensor(idx, dtype=torch.long)
         return out
 
@@ -305,8 +373,11 @@ def train(
     named = list(model.named_parameters()) + (list(probe.named_parameters("probe")) if probe else [])
     for name, p in named:
         (no_decay if p.ndim < 2 or "pos" in name or "embed" in name or name.endswith("null") else decay).append(p)
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.99))  # fmt: skip
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=cfg.lr,
+        betas=(0.9, 0.99),
+    )
 
     rng = np.random.default_rng(cfg.seed)
     gen = torch.Generator("cpu").manual_seed(cfg.seed)
@@ -395,9 +466,15 @@ def train(
         )
         # the last step run is always logged, so the weights' final_loss is that step's, wherever the run ends
         if step % cfg.log_every == 0 or steps_done == cfg.steps or stop:
-            entry = {"step": steps_done, "loss": round(loss.item(), 5), "grad_norm": round(grad_norm.item(), 4),
-                     "lr": round(_lr(step, cfg), 7), "elapsed": round(elapsed, 1), "clips": len(pool),
-                     "total_steps": cfg.steps}  # fmt: skip
+            entry = {
+                "step": steps_done,
+                "loss": round(loss.item(), 5),
+                "grad_norm": round(grad_norm.item(), 4),
+                "lr": round(_lr(step, cfg), 7),
+                "elapsed": round(elapsed, 1),
+                "clips": len(pool),
+                "total_steps": cfg.steps,
+            }
             if aux is not None:
                 entry["text_aux"] = round(aux.item(), 4)
             history.append(entry)
@@ -406,17 +483,51 @@ def train(
         if on_step:
             on_step(steps_done, cfg.steps)
         if cfg.checkpoint_every and steps_done % cfg.checkpoint_every == 0:
-            save_state(state_path, parts, rng, gen, step=steps_done, elapsed=time.perf_counter() - start,
-                       history=history, pool=pool.sizes)  # fmt: skip
-            _write(ema, out, cfg, mcfg, steps_done, elapsed, render_time, n_params, history, device, final=False,
-                   autoencoder=autoencoder, started_from=started_from)  # fmt: skip
+            save_state(
+                state_path,
+                parts,
+                rng,
+                gen,
+                step=steps_done,
+                elapsed=time.perf_counter() - start,
+                history=history,
+                pool=pool.sizes,
+            )
+            _write(
+                ema,
+                out,
+                cfg,
+                mcfg,
+                steps_done,
+                elapsed,
+                render_time,
+                n_params,
+                history,
+                device,
+                final=False,
+                autoencoder=autoencoder,
+                started_from=started_from,
+            )
         if stop:
             break
     elapsed = time.perf_counter() - start
     if cfg.checkpoint_every:  # a run a time limit ended resumes from its last step, not its last checkpoint
         save_state(state_path, parts, rng, gen, step=steps_done, elapsed=elapsed, history=history, pool=pool.sizes)
-    return _write(ema, out, cfg, mcfg, steps_done, elapsed, render_time, n_params, history, device, final=True,
-                  autoencoder=autoencoder, started_from=started_from)  # fmt: skip
+    return _write(
+        ema,
+        out,
+        cfg,
+        mcfg,
+        steps_done,
+        elapsed,
+        render_time,
+        n_params,
+        history,
+        device,
+        final=True,
+        autoencoder=autoencoder,
+        started_from=started_from,
+    )
 
 
 def _loss(
@@ -453,8 +564,15 @@ class _WeightedSquares(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx: Any, pred: torch.Tensor, target: torch.Tensor, known: torch.Tensor, known_weight: float,
-                spatial: torch.Tensor | float, motion_weight: float) -> torch.Tensor:  # fmt: skip
+    def forward(
+        ctx: Any,
+        pred: torch.Tensor,
+        target: torch.Tensor,
+        known: torch.Tensor,
+        known_weight: float,
+        spatial: torch.Tensor | float,
+        motion_weight: float,
+    ) -> torch.Tensor:
         err = pred - target  # (B, C, F, H, W)
         g = err * ((1 + (known_weight - 1) * known) * spatial)  # the small weights first: one full-size product
         if motion_weight:
@@ -502,8 +620,10 @@ def _init_from(model: VideoDiT, path: str) -> list[str]:
     fresh = [k for k, v in own.items() if k not in state or state[k].shape != v.shape]
     misfit = [k for k in fresh if not k.startswith(SPACE_BOUND)] + [k for k in state if k not in own]
     if misfit:
-        raise ValueError(f"{path} does not fit the model: {', '.join(misfit[:4])} differ; a checkpoint to start from "
-                         "needs the same width, depth, text encoder and token grid")  # fmt: skip
+        raise ValueError(
+            f"{path} does not fit the model: {', '.join(misfit[:4])} differ; a checkpoint to start from "
+            "needs the same width, depth, text encoder and token grid"
+        )
     model.load_state_dict({**state, **{k: own[k] for k in fresh}})
     return fresh
 
@@ -562,31 +682,53 @@ def _load_autoencoder(path: str, mcfg: ModelConfig) -> VideoAutoencoder:
 
     ae, _ = load_autoencoder(path)
     if ae.cfg.factor != mcfg.latent_factor or ae.cfg.latent != mcfg.channels:
-        raise ValueError(f"autoencoder {path}: {ae.cfg.latent} channels at 1/{ae.cfg.factor} size, but the model "
-                         f"wants {mcfg.channels} at 1/{mcfg.latent_factor}")  # fmt: skip
+        raise ValueError(
+            f"autoencoder {path}: {ae.cfg.latent} channels at 1/{ae.cfg.factor} size, but the model "
+            f"wants {mcfg.channels} at 1/{mcfg.latent_factor}"
+        )
     return ae
 
 
-def _write(ema: VideoDiT, out: Path, cfg: TrainConfig, mcfg: ModelConfig, steps: int, elapsed: float,
-           render_time: float, n_params: int, history: list[dict[str, Any]], device: torch.device,
-           final: bool, autoencoder: VideoAutoencoder | None = None,
-           started_from: dict[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
+def _write(
+    ema: VideoDiT,
+    out: Path,
+    cfg: TrainConfig,
+    mcfg: ModelConfig,
+    steps: int,
+    elapsed: float,
+    render_time: float,
+    n_params: int,
+    history: list[dict[str, Any]],
+    device: torch.device,
+    final: bool,
+    autoencoder: VideoAutoencoder | None = None,
+    started_from: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     hardware = (
         torch.cuda.get_device_name(0)
         if device.type == "cuda"
         else (f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads")
     )
     info = {
-        "train_config": asdict(cfg), "steps_run": steps, "train_seconds": round(elapsed, 1),
-        "render_seconds": round(render_time, 1), "device": device.type, "hardware": hardware,
-        "parameters": n_params, "final_loss": history[-1]["loss"] if history else None,
-        "torch": torch.__version__, "final": final,
-    }  # fmt: skip
+        "train_config": asdict(cfg),
+        "steps_run": steps,
+        "train_seconds": round(elapsed, 1),
+        "render_seconds": round(render_time, 1),
+        "device": device.type,
+        "hardware": hardware,
+        "parameters": n_params,
+        "final_loss": history[-1]["loss"] if history else None,
+        "torch": torch.__version__,
+        "final": final,
+    }
     if started_from is not None:  # train_config.init names the file; its hash says which weights it held
         info["init"] = started_from
     if cfg.guidance is not None or cfg.guidance_interval is not None:  # builtin.sampling_defaults reads it
-        info["sampling"] = {k: v for k, v in (("guidance", cfg.guidance), ("guidance_interval", cfg.guidance_interval))
-                            if v is not None}  # fmt: skip
+        info["sampling"] = {
+            k: v
+            for k, v in (("guidance", cfg.guidance), ("guidance_interval", cfg.guidance_interval))
+            if v is not None
+        }
     save_model(ema, out / "builtin.safetensors", info, autoencoder=autoencoder)
     (out / "train_log.json").write_text(json.dumps({"info": info, "history": history}, indent=1))
     return {"path": str(out / "builtin.safetensors"), **info}

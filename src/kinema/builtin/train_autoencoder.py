@@ -98,8 +98,11 @@ class AETrainConfig:
         for name in ("warmup", "weight_decay", "clips_per_refresh", "checkpoint_every", "grad_weight", "l2_weight"):
             need(getattr(self, name) >= 0, name, ">= 0")
         need(self.size >= factor and self.size % factor == 0, "size", f"a multiple of {factor}")
-        need(self.crop == 0 or (factor <= self.crop <= self.size and self.crop % factor == 0), "crop",
-             f"0, or a multiple of {factor} up to size")  # fmt: skip
+        need(
+            self.crop == 0 or (factor <= self.crop <= self.size and self.crop % factor == 0),
+            "crop",
+            f"0, or a multiple of {factor} up to size",
+        )
         need(self.lr > 0, "lr", "> 0")
         need(0 <= self.min_lr <= self.lr, "min_lr", f"0..lr ({self.lr})")
         need(self.grad_clip > 0, "grad_clip", "> 0")
@@ -108,24 +111,57 @@ class AETrainConfig:
         need(self.time_limit is None or self.time_limit > 0, "time_limit", "seconds > 0, or None")
         need(self.stop_after is None or 1 <= self.stop_after <= self.steps, "stop_after", f"1..steps ({self.steps})")
         need(self.threads is None or self.threads >= 1, "threads", "an integer >= 1, or None")
-        need(not self.freeze_encoder or self.init is not None, "freeze_encoder",
-             "True only with init (the weights whose encoder is kept)")  # fmt: skip
+        need(
+            not self.freeze_encoder or self.init is not None,
+            "freeze_encoder",
+            "True only with init (the weights whose encoder is kept)",
+        )
 
 
 AE_TRAIN_PRESETS: dict[str, dict[str, Any]] = {
-    "tiny": dict(ae="tiny", steps=12, batch_size=4, crop=16, size=32, frames=4, initial_clips=8, clips_per_refresh=4,
-                 refresh_every=5, max_clips=16, warmup=2, lr=3e-3, log_every=4, checkpoint_every=0),
+    "tiny": dict(
+        ae="tiny",
+        steps=12,
+        batch_size=4,
+        crop=16,
+        size=32,
+        frames=4,
+        initial_clips=8,
+        clips_per_refresh=4,
+        refresh_every=5,
+        max_clips=16,
+        warmup=2,
+        lr=3e-3,
+        log_every=4,
+        checkpoint_every=0,
+    ),
     "cpu": dict(),
     # v2's autoencoder (docs/builtin-v2.md: the finer grid reconstructs best for its size)
     "f4": dict(ae="f4", steps=2500),
     # the decoder stages (``freeze_encoder``, from the autoencoder inside a v2 checkpoint): a squared-error term beside
     # L1, since PSNR is a squared-error measure; another seed, so the crops are not the autoencoder stage's first ones
-    "f4-decoder": dict(ae="f4", steps=2000, lr=3e-4, warmup=50, l2_weight=5.0, seed=1, checkpoint_every=250,
-                       freeze_encoder=True),
-    "tiny-decoder": dict(ae="tiny", steps=8, batch_size=4, crop=16, size=32, frames=4, initial_clips=8,
-                         clips_per_refresh=0, max_clips=8, warmup=2, lr=1e-3, log_every=4, checkpoint_every=0,
-                         l2_weight=5.0, seed=1, freeze_encoder=True),
-}  # fmt: skip
+    "f4-decoder": dict(
+        ae="f4", steps=2000, lr=3e-4, warmup=50, l2_weight=5.0, seed=1, checkpoint_every=250, freeze_encoder=True
+    ),
+    "tiny-decoder": dict(
+        ae="tiny",
+        steps=8,
+        batch_size=4,
+        crop=16,
+        size=32,
+        frames=4,
+        initial_clips=8,
+        clips_per_refresh=0,
+        max_clips=8,
+        warmup=2,
+        lr=1e-3,
+        log_every=4,
+        checkpoint_every=0,
+        l2_weight=5.0,
+        seed=1,
+        freeze_encoder=True,
+    ),
+}
 
 
 class _Pool:
@@ -142,8 +178,9 @@ class _Pool:
         if n <= 0:
             return
         c = self.cfg
-        clips, _, _ = world.make_dataset(n, seed=c.seed * 100_003 + len(self.sizes), split="train",
-                                         num_frames=c.frames, height=c.size, width=c.size)  # fmt: skip
+        clips, _, _ = world.make_dataset(
+            n, seed=c.seed * 100_003 + len(self.sizes), split="train", num_frames=c.frames, height=c.size, width=c.size
+        )
         self.sizes.append(n)
         self.clips.extend(list(clips))
 
@@ -234,8 +271,11 @@ def train_autoencoder(
     trained = [p for p in model.parameters() if p.requires_grad]
     decay = [p for p in trained if p.ndim >= 2]
     no_decay = [p for p in trained if p.ndim < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.99))  # fmt: skip
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=cfg.lr,
+        betas=(0.9, 0.99),
+    )
     rng = np.random.default_rng(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
     pool = _Pool(cfg)
@@ -264,11 +304,18 @@ def train_autoencoder(
             calib_rng = np.random.default_rng((cfg.seed, steps_done))  # by step: a resumed run measures the same
             calibrate(ema, [pool.batch(calib_rng) for _ in range(cfg.calibration_batches)])
         elapsed = elapsed_before + time.perf_counter() - start
-        info = {"train_config": asdict(cfg), "steps_run": steps_done, "train_seconds": round(elapsed, 1),
-                "render_seconds": round(render_time, 1), "parameters": n_params, "clips": len(pool),
-                "hardware": f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads",
-                "final_loss": history[-1]["loss"] if history else None, "torch": torch.__version__,
-                "final": final}  # fmt: skip
+        info = {
+            "train_config": asdict(cfg),
+            "steps_run": steps_done,
+            "train_seconds": round(elapsed, 1),
+            "render_seconds": round(render_time, 1),
+            "parameters": n_params,
+            "clips": len(pool),
+            "hardware": f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads",
+            "final_loss": history[-1]["loss"] if history else None,
+            "torch": torch.__version__,
+            "final": final,
+        }
         save_state(state_path, parts, rng, gen, step=steps_done, elapsed=elapsed, history=history, pool=pool.sizes)
         save_autoencoder(ema, out / "autoencoder.safetensors", info)
         (out / "ae_log.json").write_text(json.dumps({"info": info, "history": history}, indent=1))
@@ -280,8 +327,9 @@ def train_autoencoder(
             pool.grow(min(cfg.clips_per_refresh, cfg.max_clips - len(pool)))
             render_time += time.perf_counter() - t0
         x = pool.batch(rng)  # (B, 3, crop, crop)
-        z_noise = torch.randn(x.shape[0], acfg.latent, x.shape[2] // acfg.factor, x.shape[3] // acfg.factor,
-                              generator=gen)  # fmt: skip
+        z_noise = torch.randn(
+            x.shape[0], acfg.latent, x.shape[2] // acfg.factor, x.shape[3] // acfg.factor, generator=gen
+        )
         for group in opt.param_groups:
             group["lr"] = _lr(step, cfg)
         pred, z = model(x, z_noise)
@@ -302,10 +350,17 @@ def train_autoencoder(
             cfg.stop_after is not None and steps_done >= cfg.stop_after
         )
         if step % cfg.log_every == 0 or steps_done == cfg.steps or stop:
-            entry = {"step": steps_done, "loss": round(loss.item(), 5), "psnr": round(psnr(pred.detach(), x), 2),
-                     "z_std": round(float(model.norm.running_var.sqrt().mean()), 4),  # type: ignore[union-attr]
-                     "grad_norm": round(grad_norm.item(), 4), "lr": round(_lr(step, cfg), 7),
-                     "elapsed": round(elapsed, 1), "clips": len(pool), "total_steps": cfg.steps}  # fmt: skip
+            entry = {
+                "step": steps_done,
+                "loss": round(loss.item(), 5),
+                "psnr": round(psnr(pred.detach(), x), 2),
+                "z_std": round(float(model.norm.running_var.sqrt().mean()), 4),  # type: ignore[union-attr]
+                "grad_norm": round(grad_norm.item(), 4),
+                "lr": round(_lr(step, cfg), 7),
+                "elapsed": round(elapsed, 1),
+                "clips": len(pool),
+                "total_steps": cfg.steps,
+            }
             history.append(entry)
             if on_log:
                 on_log(entry)
@@ -345,8 +400,9 @@ def evaluate_autoencoder(
     from .sampling import to_model_space
 
     model.eval()
-    clips, _, scenes = world.make_dataset(n_clips, seed=seed, split="heldout", num_frames=frames, height=size,
-                                          width=size)  # fmt: skip
+    clips, _, scenes = world.make_dataset(
+        n_clips, seed=seed, split="heldout", num_frames=frames, height=size, width=size
+    )
     recon = np.empty_like(clips)
     latents = []
     t_enc = t_dec = 0.0
@@ -370,10 +426,15 @@ def evaluate_autoencoder(
     disc = _sun_masks(clips, scenes)
     zs = torch.cat(latents)  # (N, C, F, h, w)
     flat = zs.transpose(0, 1).reshape(zs.shape[1], -1)
-    by_weather = {w: db(float(per_clip[[s.weather == w for s in scenes]].mean()))
-                  for w in world.WEATHERS if any(s.weather == w for s in scenes)}  # fmt: skip
+    by_weather = {
+        w: db(float(per_clip[[s.weather == w for s in scenes]].mean()))
+        for w in world.WEATHERS
+        if any(s.weather == w for s in scenes)
+    }
     return {
-        "clips": n_clips, "size": size, "frames": frames,
+        "clips": n_clips,
+        "size": size,
+        "frames": frames,
         "psnr": db(float(err.mean())),
         "psnr_frame0": db(float(err[:, 0].mean())),
         "psnr_sun_clips": db(float(err[sun].mean())) if sun.any() else None,
@@ -387,12 +448,18 @@ def evaluate_autoencoder(
         "encode_seconds_per_clip": round(t_enc / n_clips, 4),
         "decode_seconds_per_clip": round(t_dec / n_clips, 4),
         "threads": torch.get_num_threads(),
-    }  # fmt: skip
+    }
 
 
 @torch.inference_mode()
-def contact_sheet(model: VideoAutoencoder, path: str | Path, n_clips: int = 4, seed: int = 4321, size: int = 128,
-                  frames_shown: tuple[int, ...] = (0, 7, 15)) -> Path:  # fmt: skip
+def contact_sheet(
+    model: VideoAutoencoder,
+    path: str | Path,
+    n_clips: int = 4,
+    seed: int = 4321,
+    size: int = 128,
+    frames_shown: tuple[int, ...] = (0, 7, 15),
+) -> Path:
     """A PNG: per held-out clip, original | reconstruction pairs at ``frames_shown``, then the 32x32 window of
     frame 0 with the largest error, original above reconstruction, pixels repeated 2x (no smoothing), where any grid
     or blockiness would show."""
@@ -429,12 +496,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--preset", default="cpu", choices=list(AE_TRAIN_PRESETS))
     parser.add_argument("--eval-only", action="store_true", help="evaluate OUT/autoencoder.safetensors and exit")
     parser.add_argument("--eval-clips", type=int, default=64)
-    parser.add_argument("--calibrate", action="store_true",
-                        help="with --eval-only: measure the latent's statistics again first")  # fmt: skip
+    parser.add_argument(
+        "--calibrate", action="store_true", help="with --eval-only: measure the latent's statistics again first"
+    )
     for f in fields(AETrainConfig):
-        if f.name in ("ae", "steps", "seed", "time_limit", "init", "threads", "batch_size", "crop", "lr",
-                      "checkpoint_every", "stop_after", "min_lr", "warmup", "grad_weight", "l2_weight",
-                      "freeze_encoder"):  # fmt: skip
+        if f.name in (
+            "ae",
+            "steps",
+            "seed",
+            "time_limit",
+            "init",
+            "threads",
+            "batch_size",
+            "crop",
+            "lr",
+            "checkpoint_every",
+            "stop_after",
+            "min_lr",
+            "warmup",
+            "grad_weight",
+            "l2_weight",
+            "freeze_encoder",
+        ):
             flag = "--" + f.name.replace("_", "-")
             if str(f.type) == "bool":
                 parser.add_argument(flag, action="store_true", default=None)
@@ -446,8 +529,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     if not args.eval_only:
-        overrides = {f.name: getattr(args, f.name) for f in fields(AETrainConfig)
-                     if getattr(args, f.name, None) is not None}  # fmt: skip
+        overrides = {
+            f.name: getattr(args, f.name) for f in fields(AETrainConfig) if getattr(args, f.name, None) is not None
+        }
         cfg = AETrainConfig(**{**AE_TRAIN_PRESETS[args.preset], **overrides})
         result = train_autoencoder(cfg, out, on_log=lambda e: print(json.dumps(e), flush=True))
         print(json.dumps({k: v for k, v in result.items() if k != "train_config"}), flush=True)

@@ -107,22 +107,54 @@ SUBJECT_SETTINGS: dict[str, tuple[str, ...]] = {
 #: (blue, car), (car, right), (city, night), (forest, dawn), (forest, snow). No value loses more than half its
 #: partners, so every single value still appears in training. Camera and celestial are never held out.
 HELDOUT_PAIRS: dict[tuple[str, str], frozenset[tuple[str, str]]] = {
-    ("color", "subject"): frozenset({
-        ("black", "ball"), ("black", "bird"), ("black", "cube"), ("black", "star"), ("blue", "ball"),
-        ("green", "balloon"), ("orange", "boat"), ("purple", "ball"), ("white", "cube"), ("yellow", "car"),
-        ("yellow", "cube"),
-    }),
-    ("subject", "motion"): frozenset({
-        ("ball", "right"), ("balloon", "down"), ("balloon", "left"), ("balloon", "static"), ("bird", "bounce"),
-        ("bird", "up"), ("car", "grow"), ("cube", "down"), ("star", "down"), ("star", "grow"), ("star", "up"),
-    }),
-    ("setting", "time"): frozenset({
-        ("beach", "day"), ("beach", "night"), ("hills", "sunset"), ("mountains", "night"),
-    }),
-    ("setting", "weather"): frozenset({
-        ("forest", "clouds"), ("hills", "snow"), ("meadow", "clouds"), ("ocean", "rain"), ("ocean", "snow"),
-    }),
-}  # fmt: skip
+    ("color", "subject"): frozenset(
+        {
+            ("black", "ball"),
+            ("black", "bird"),
+            ("black", "cube"),
+            ("black", "star"),
+            ("blue", "ball"),
+            ("green", "balloon"),
+            ("orange", "boat"),
+            ("purple", "ball"),
+            ("white", "cube"),
+            ("yellow", "car"),
+            ("yellow", "cube"),
+        }
+    ),
+    ("subject", "motion"): frozenset(
+        {
+            ("ball", "right"),
+            ("balloon", "down"),
+            ("balloon", "left"),
+            ("balloon", "static"),
+            ("bird", "bounce"),
+            ("bird", "up"),
+            ("car", "grow"),
+            ("cube", "down"),
+            ("star", "down"),
+            ("star", "grow"),
+            ("star", "up"),
+        }
+    ),
+    ("setting", "time"): frozenset(
+        {
+            ("beach", "day"),
+            ("beach", "night"),
+            ("hills", "sunset"),
+            ("mountains", "night"),
+        }
+    ),
+    ("setting", "weather"): frozenset(
+        {
+            ("forest", "clouds"),
+            ("hills", "snow"),
+            ("meadow", "clouds"),
+            ("ocean", "rain"),
+            ("ocean", "snow"),
+        }
+    ),
+}
 
 #: Subject colours: saturated and far apart (and far from every background colour the world draws).
 PALETTE: dict[str, tuple[int, int, int]] = {
@@ -181,8 +213,17 @@ def _sample_raw(rng: np.random.Generator) -> Scene:
         return Scene(time, celestial, setting, weather, camera)
     plausible = [s for s in SUBJECTS if setting in SUBJECT_SETTINGS[s]]
     subject = _choice(rng, plausible)
-    return Scene(time, celestial, setting, weather, camera, subject, _choice(rng, COLORS), _choice(rng, SIZES),
-                 _choice(rng, MOTIONS))  # fmt: skip
+    return Scene(
+        time,
+        celestial,
+        setting,
+        weather,
+        camera,
+        subject,
+        _choice(rng, COLORS),
+        _choice(rng, SIZES),
+        _choice(rng, MOTIONS),
+    )
 
 
 def sample_scene(rng: np.random.Generator, split: str = "train") -> Scene:
@@ -551,8 +592,10 @@ def _city(c: _Canvas, img: np.ndarray) -> None:
         fv = (c.v - hz) / cv
         win = mask & (fu % 1 > 0.3) & (fu % 1 < 0.8) & (fv % 1 > 0.3) & (fv % 1 < 0.75)
         win &= (c.v > top + 0.02) & (c.v < hz - 0.01) & (fu > 0.25)
-        lit = (c.noise[(np.floor(fv).astype(np.int64) + 37 * layer) & 255, (np.floor(fu).astype(np.int64) + idx)
-                       & 255] + 1) / 2 < lit_frac  # fmt: skip
+        lit = (
+            c.noise[(np.floor(fv).astype(np.int64) + 37 * layer) & 255, (np.floor(fu).astype(np.int64) + idx) & 255]
+            + 1
+        ) / 2 < lit_frac
         _paint(img, win & ~lit, _lit((58, 66, 86) if time != "day" else (150, 172, 204), time))
         _paint(img, win & lit, _rgb((255, 208, 112)))
     _paint(img, c.v > hz, _lit((74, 74, 82), time))
@@ -886,9 +929,15 @@ SUBJECT_WORDS: dict[str, tuple[str, ...]] = {
 }
 SIZE_WORDS: dict[str, tuple[str, ...]] = {"small": ("small", "little", "tiny"), "large": ("large", "big", "giant")}
 VERBS: dict[str, str] = {
-    "ball": "rolling", "cube": "sliding", "bird": "flying", "car": "driving",
-    "boat": "sailing", "balloon": "floating", "star": "gliding", "fish": "swimming",
-}  # fmt: skip
+    "ball": "rolling",
+    "cube": "sliding",
+    "bird": "flying",
+    "car": "driving",
+    "boat": "sailing",
+    "balloon": "floating",
+    "star": "gliding",
+    "fish": "swimming",
+}
 MOTION_PHRASES: dict[str, tuple[str, ...]] = {
     "left": (
         "moving left",
@@ -1021,9 +1070,22 @@ CAMERA_PHRASES: dict[str, tuple[str, ...]] = {  # "<scene>, <phrase>"
     "zoom_out": ("zoom out", "camera zooms out", "camera slowly zooms out", "pull back", "dolly out", "zooming out"),
     "aerial": ("aerial shot", "drone shot", "flyover", "aerial view"),
 }
-STYLE_WORDS = ("cinematic", "4k", "beautiful", "dramatic lighting", "film grain", "cinematic lighting",
-               "highly detailed", "slow motion", "timelapse", "soft light", "vivid colors", "photorealistic",
-               "masterpiece", "hd")  # fmt: skip
+STYLE_WORDS = (
+    "cinematic",
+    "4k",
+    "beautiful",
+    "dramatic lighting",
+    "film grain",
+    "cinematic lighting",
+    "highly detailed",
+    "slow motion",
+    "timelapse",
+    "soft light",
+    "vivid colors",
+    "photorealistic",
+    "masterpiece",
+    "hd",
+)
 STYLE_ADJECTIVES = ("cinematic", "beautiful", "dramatic", "stunning", "peaceful")
 _FILLER = "a an the of with and over on in"
 
@@ -1095,9 +1157,20 @@ def caption(scene: Scene, rng: np.random.Generator) -> str:
 
 def _template_texts() -> list[str]:
     tables: list[dict[str, tuple[str, ...]]] = [
-        COLOR_WORDS, SUBJECT_WORDS, SIZE_WORDS, MOTION_PHRASES, SETTING_PHRASES, SETTING_NOUNS, TIME_PHRASES,
-        TIME_NOUNS, CELESTIAL_PHRASES, WEATHER_PHRASES, WEATHER_LEADS, CAMERA_PREFIX, CAMERA_PHRASES,
-    ]  # fmt: skip
+        COLOR_WORDS,
+        SUBJECT_WORDS,
+        SIZE_WORDS,
+        MOTION_PHRASES,
+        SETTING_PHRASES,
+        SETTING_NOUNS,
+        TIME_PHRASES,
+        TIME_NOUNS,
+        CELESTIAL_PHRASES,
+        WEATHER_PHRASES,
+        WEATHER_LEADS,
+        CAMERA_PREFIX,
+        CAMERA_PHRASES,
+    ]
     texts = [p for table in tables for options in table.values() for p in options]
     texts += list(VERBS.values()) + list(STYLE_WORDS) + list(STYLE_ADJECTIVES) + [_FILLER]
     return [re.sub(r"\{[a-z_]+\}", " ", s) for s in texts]
@@ -1111,27 +1184,77 @@ def vocabulary() -> list[str]:
 # --- parsing: free text -> attributes, with the same synonym tables ------------------------------------------------
 
 _TIME_WORDS = {
-    "dawn": "dawn", "sunrise": "dawn", "daybreak": "dawn", "morning": "dawn",
-    "day": "day", "midday": "day", "noon": "day", "daylight": "day", "daytime": "day",
-    "sunset": "sunset", "dusk": "sunset", "evening": "sunset", "twilight": "sunset",
-    "night": "night", "nighttime": "night", "moonlit": "night", "midnight": "night", "starry": "night",
-}  # fmt: skip
+    "dawn": "dawn",
+    "sunrise": "dawn",
+    "daybreak": "dawn",
+    "morning": "dawn",
+    "day": "day",
+    "midday": "day",
+    "noon": "day",
+    "daylight": "day",
+    "daytime": "day",
+    "sunset": "sunset",
+    "dusk": "sunset",
+    "evening": "sunset",
+    "twilight": "sunset",
+    "night": "night",
+    "nighttime": "night",
+    "moonlit": "night",
+    "midnight": "night",
+    "starry": "night",
+}
 _SETTING_WORDS = {
-    "mountains": "mountains", "mountain": "mountains", "peaks": "mountains",
-    "hills": "hills", "hill": "hills", "hillside": "hills",
-    "ocean": "ocean", "sea": "ocean", "waves": "ocean",
-    "beach": "beach", "shore": "beach", "coast": "beach", "sandy": "beach", "shoreline": "beach",
-    "city": "city", "skyline": "city", "downtown": "city", "street": "city", "buildings": "city",
-    "forest": "forest", "woods": "forest", "trees": "forest", "pine": "forest",
-    "meadow": "meadow", "grass": "meadow", "grassy": "meadow", "field": "meadow",
-}  # fmt: skip
+    "mountains": "mountains",
+    "mountain": "mountains",
+    "peaks": "mountains",
+    "hills": "hills",
+    "hill": "hills",
+    "hillside": "hills",
+    "ocean": "ocean",
+    "sea": "ocean",
+    "waves": "ocean",
+    "beach": "beach",
+    "shore": "beach",
+    "coast": "beach",
+    "sandy": "beach",
+    "shoreline": "beach",
+    "city": "city",
+    "skyline": "city",
+    "downtown": "city",
+    "street": "city",
+    "buildings": "city",
+    "forest": "forest",
+    "woods": "forest",
+    "trees": "forest",
+    "pine": "forest",
+    "meadow": "meadow",
+    "grass": "meadow",
+    "grassy": "meadow",
+    "field": "meadow",
+}
 _WEATHER_WORDS = {
     "clear": "clear",
-    "cloud": "clouds", "clouds": "clouds", "cloudy": "clouds", "overcast": "clouds",
-    "rain": "rain", "rains": "rain", "rainy": "rain", "rainstorm": "rain", "raining": "rain",
-    "snow": "snow", "snowy": "snow", "snowfall": "snow", "snowstorm": "snow", "snowing": "snow",
-    "fog": "fog", "foggy": "fog", "mist": "fog", "misty": "fog", "haze": "fog", "hazy": "fog",
-}  # fmt: skip
+    "cloud": "clouds",
+    "clouds": "clouds",
+    "cloudy": "clouds",
+    "overcast": "clouds",
+    "rain": "rain",
+    "rains": "rain",
+    "rainy": "rain",
+    "rainstorm": "rain",
+    "raining": "rain",
+    "snow": "snow",
+    "snowy": "snow",
+    "snowfall": "snow",
+    "snowstorm": "snow",
+    "snowing": "snow",
+    "fog": "fog",
+    "foggy": "fog",
+    "mist": "fog",
+    "misty": "fog",
+    "haze": "fog",
+    "hazy": "fog",
+}
 _SUBJECT_WORDS = {w: s for s, ws in SUBJECT_WORDS.items() for w in ws if " " not in w}
 _COLOR_WORDS = {w: c for c, ws in COLOR_WORDS.items() for w in ws}
 _SIZE_WORDS = {w: s for s, ws in SIZE_WORDS.items() for w in ws}

@@ -71,11 +71,21 @@ def train(
     latent = config in AUTOENCODER_STAGE
     if not latent and (stage != "all" or autoencoder is not None):
         name = "stage" if stage != "all" else "autoencoder"
-        fail(InvalidRequest(name, f"the config {config!r} works on pixels: it has no autoencoder stage",
-                            allowed=f"a latent config ({', '.join(AUTOENCODER_STAGE)})"))  # fmt: skip
+        fail(
+            InvalidRequest(
+                name,
+                f"the config {config!r} works on pixels: it has no autoencoder stage",
+                allowed=f"a latent config ({', '.join(AUTOENCODER_STAGE)})",
+            )
+        )
     if latent and stage != "dit" and autoencoder is not None:
-        fail(InvalidRequest("autoencoder", "is the DiT stage's input; with it, give --stage dit",
-                            allowed="--stage dit --autoencoder FILE"))  # fmt: skip
+        fail(
+            InvalidRequest(
+                "autoencoder",
+                "is the DiT stage's input; with it, give --stage dit",
+                allowed="--stage dit --autoencoder FILE",
+            )
+        )
     if latent and stage == "decoder":
         _decoder_stage(DECODER_STAGE[config], out_dir, steps, time_limit, threads)
         return
@@ -124,8 +134,10 @@ def train(
     # the log lines stay (they are the run's record, in a terminal and in a log file); a terminal also gets a bar
     with CountBar(err.is_terminal, "training", console=err) as bar:
         summary = run_train(cfg, out_dir, on_log=log, on_step=bar)
-    out.print(f"[green]trained[/] {summary['steps_run']} steps in {summary['train_seconds']:.0f}s "
-              f"on {summary['hardware']}: {summary['path']}")  # fmt: skip
+    out.print(
+        f"[green]trained[/] {summary['steps_run']} steps in {summary['train_seconds']:.0f}s "
+        f"on {summary['hardware']}: {summary['path']}"
+    )
     if latent and stage == "all":
         _decoder_stage(DECODER_STAGE[config], out_dir, None, None, threads)
 
@@ -137,8 +149,14 @@ def _same_space(init: Path, model: str) -> bool:
     from ..builtin.model import CONFIGS, ModelConfig
 
     if not is_checkpoint(init):
-        fail(InvalidRequest("init", f"{init} is not a built-in model checkpoint", value=str(init),
-                            allowed="a builtin.safetensors written by kinema train builtin"))  # fmt: skip
+        fail(
+            InvalidRequest(
+                "init",
+                f"{init} is not a built-in model checkpoint",
+                value=str(init),
+                allowed="a builtin.safetensors written by kinema train builtin",
+            )
+        )
     have, want, default = checkpoint_config(init), CONFIGS[model], ModelConfig()  # older headers omit defaults
     return all(
         have.get(k, getattr(default, k)) == want.get(k, getattr(default, k)) for k in ("latent_factor", "channels")
@@ -151,8 +169,13 @@ def _decoder_stage(preset: str, out_dir: Path, steps: int | None, minutes: float
 
     checkpoint = out_dir / "builtin.safetensors"
     if not checkpoint.is_file():
-        fail(InvalidRequest("stage", f"{checkpoint} is not a file: the decoder stage follows the DiT's",
-                            allowed="--stage dit first (or --stage all)"))  # fmt: skip
+        fail(
+            InvalidRequest(
+                "stage",
+                f"{checkpoint} is not a file: the decoder stage follows the DiT's",
+                allowed="--stage dit first (or --stage all)",
+            )
+        )
     overrides: dict[str, Any] = {"threads": threads}
     if steps is not None:
         overrides["steps"] = steps
@@ -160,8 +183,11 @@ def _decoder_stage(preset: str, out_dir: Path, steps: int | None, minutes: float
         overrides["time_limit"] = minutes * 60
 
     def log(entry: dict[str, Any]) -> None:
-        err.print(f"decoder step {entry['step']:>6}/{entry['total_steps']}  loss {entry['loss']:.4f}  "
-                  f"psnr {entry['psnr']:.1f} dB  {entry['elapsed']:.0f}s", highlight=False)  # fmt: skip
+        err.print(
+            f"decoder step {entry['step']:>6}/{entry['total_steps']}  loss {entry['loss']:.4f}  "
+            f"psnr {entry['psnr']:.1f} dB  {entry['elapsed']:.0f}s",
+            highlight=False,
+        )
 
     try:
         summary = finetune_decoder(checkpoint, preset, out_dir / "decoder", overrides=overrides, on_log=log)
@@ -179,8 +205,11 @@ def _train_autoencoder_stage(preset: str, out_dir: Path, seed: int, threads: int
     cfg = AETrainConfig(**{**AE_TRAIN_PRESETS[preset], "seed": seed, "threads": threads})
 
     def log(entry: dict[str, Any]) -> None:
-        err.print(f"autoencoder step {entry['step']:>6}/{entry['total_steps']}  loss {entry['loss']:.4f}  "
-                  f"psnr {entry['psnr']:.1f} dB  {entry['elapsed']:.0f}s", highlight=False)  # fmt: skip
+        err.print(
+            f"autoencoder step {entry['step']:>6}/{entry['total_steps']}  loss {entry['loss']:.4f}  "
+            f"psnr {entry['psnr']:.1f} dB  {entry['elapsed']:.0f}s",
+            highlight=False,
+        )
 
     summary = train_autoencoder(cfg, out_dir, on_log=log)
     out.print(f"[green]autoencoder[/] {summary['steps_run']} steps: {summary['path']}")
@@ -227,9 +256,15 @@ def eval_cmd(
         interval = (lo, hi)
     try:
         with CountBar(err.is_terminal and not as_json, "evaluating (clips)", console=err) as bar:
-            report = evaluate(n=n, weights=weights, steps=steps, seed=seed, guidance_interval=interval,
-                              guidance=guidance,
-                              on_progress=bar)  # fmt: skip
+            report = evaluate(
+                n=n,
+                weights=weights,
+                steps=steps,
+                seed=seed,
+                guidance_interval=interval,
+                guidance=guidance,
+                on_progress=bar,
+            )
     except KinemaError as exc:
         fail(exc)
         return
@@ -269,8 +304,9 @@ def explain_cmd(
         if not 2 <= steps <= 200:
             raise InvalidRequest("steps", f"must be 2 to 200, got {steps}", value=steps, allowed="2 to 200")
         if not 2 <= columns <= steps:
-            raise InvalidRequest("columns", f"must be 2 to --steps ({steps}), got {columns}", value=columns,
-                                 allowed=f"2 to {steps}")  # fmt: skip
+            raise InvalidRequest(
+                "columns", f"must be 2 to --steps ({steps}), got {columns}", value=columns, allowed=f"2 to {steps}"
+            )
         if weights is not None and not weights.is_file():
             raise InvalidRequest("weights", f"no file {weights}", value=str(weights), allowed="a checkpoint file")
         from PIL import Image
@@ -286,8 +322,12 @@ def explain_cmd(
     if as_json:
         sys.stdout.write(json.dumps({"output": str(output), **sheet.info, "panels": sheet.panels}) + "\n")
     else:
-        err.print(f"wrote {output} ({sheet.image.shape[1]}x{sheet.image.shape[0]}): " +
-                  "; ".join(p["title"] for p in sheet.panels), highlight=False, soft_wrap=True)  # fmt: skip
+        err.print(
+            f"wrote {output} ({sheet.image.shape[1]}x{sheet.image.shape[0]}): "
+            + "; ".join(p["title"] for p in sheet.panels),
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 def register(app: typer.Typer) -> None:

@@ -36,8 +36,13 @@ def _resume_path(path: Path) -> Path:
 
 
 #: the input each mode is rebuilt from; a resume file keeps it only when it was a path or URL, never data
-_MODE_INPUT = {"i2v": "image", "keyframes": "last_image", "references": "references", "edit": "source_video",
-               "extend": "video"}  # fmt: skip
+_MODE_INPUT = {
+    "i2v": "image",
+    "keyframes": "last_image",
+    "references": "references",
+    "edit": "source_video",
+    "extend": "video",
+}
 
 
 def resume(
@@ -65,10 +70,13 @@ def resume(
         needed = _MODE_INPUT.get(str(info.get("mode")))
         if needed is not None and not fields.get(needed):
             # without it the request would be rebuilt as another mode, and refused or planned differently
-            raise InvalidRequest(needed, f"the interrupted generation ({info.get('mode')}) started from {needed}, "
-                                 "which the resume file does not hold (it keeps inputs given as paths or URLs, never "
-                                 "data, and no clip to extend); it cannot be rebuilt from it",
-                                 allowed="start it again with the same input")  # fmt: skip
+            raise InvalidRequest(
+                needed,
+                f"the interrupted generation ({info.get('mode')}) started from {needed}, "
+                "which the resume file does not hold (it keeps inputs given as paths or URLs, never "
+                "data, and no clip to extend); it cannot be rebuilt from it",
+                allowed="start it again with the same input",
+            )
         request = VideoRequest(**fields)
         target = output or Path(str(record.get("output") or str(record_path)[: -len(".task.json")]))
         err.print(f"resuming {record['backend']} task {record['task_id']} -> {target}", highlight=False)

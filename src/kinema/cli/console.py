@@ -120,9 +120,14 @@ class ProgressBar:
         if self.enabled:
             from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-            self.progress = Progress(TextColumn("{task.description:<14}"), BarColumn(),
-                                     TextColumn("{task.percentage:>3.0f}%"), TimeRemainingColumn(),
-                                     console=err, transient=True)  # fmt: skip
+            self.progress = Progress(
+                TextColumn("{task.description:<14}"),
+                BarColumn(),
+                TextColumn("{task.percentage:>3.0f}%"),
+                TimeRemainingColumn(),
+                console=err,
+                transient=True,
+            )
             self.progress.__enter__()
             self.task = self.progress.add_task("starting", total=100)
         return self
@@ -154,8 +159,14 @@ class CountBar:
         if self.enabled:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-            self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                     TimeRemainingColumn(), console=self.console, transient=True)  # fmt: skip
+            self.progress = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeRemainingColumn(),
+                console=self.console,
+                transient=True,
+            )
             self.progress.__enter__()
             self.task = self.progress.add_task(self.description, total=None)
         return self

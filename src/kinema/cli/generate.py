@@ -47,15 +47,20 @@ def _run_split(the_plan: Any, output: Path, gpus: int, token: Any, as_json: bool
     from ..launch import launch
 
     if the_plan.backend.name != "diffusers":
-        raise InvalidRequest("gpus", f"backend {the_plan.backend.name!r} runs on one device", value=gpus,
-                             allowed="1, or --backend diffusers with --option ulysses=N")  # fmt: skip
+        raise InvalidRequest(
+            "gpus",
+            f"backend {the_plan.backend.name!r} runs on one device",
+            value=gpus,
+            allowed="1, or --backend diffusers with --option ulysses=N",
+        )
     request = the_plan.request.model_copy(update={"seed": the_plan.params.seed})
     with ProgressBar(enabled=err.is_terminal and not as_json) as bar, interrupt_cancels(token):
         run = launch(request, gpus=gpus, output=output, on_progress=bar, cancel=token)
     _print_warnings(run.warnings)
     if as_json:
-        sys.stdout.write(json.dumps({"path": run.path, "recipe": run.recipe, "warnings": run.warnings},
-                                    default=str) + "\n")  # fmt: skip
+        sys.stdout.write(
+            json.dumps({"path": run.path, "recipe": run.recipe, "warnings": run.warnings}, default=str) + "\n"
+        )
     else:
         out.print(f"[green]saved[/] {run.path}  (split over {gpus} processes, seed {request.seed})")
 
@@ -179,14 +184,31 @@ def generate(
 
     try:
         # the CLI's names (--steps, --frames, --negative, --guidance, --size) are translated in one table
-        fields: dict[str, Any] = request_fields({
-            "prompt": prompt, "image": image, "video": video, "edit": edit, "strength": strength,
-            "last_image": last_image, "references": reference or None, "keyframes": _keyframes(keyframe),
-            "backend": backend, "model": model,
-            "seed": seed, "frames": frames, "duration": duration, "fps": fps, "aspect_ratio": aspect_ratio,
-            "resolution": resolution, "steps": steps, "guidance": guidance, "negative": negative, "format": fmt,
-            "size": size,
-        })  # fmt: skip
+        fields: dict[str, Any] = request_fields(
+            {
+                "prompt": prompt,
+                "image": image,
+                "video": video,
+                "edit": edit,
+                "strength": strength,
+                "last_image": last_image,
+                "references": reference or None,
+                "keyframes": _keyframes(keyframe),
+                "backend": backend,
+                "model": model,
+                "seed": seed,
+                "frames": frames,
+                "duration": duration,
+                "fps": fps,
+                "aspect_ratio": aspect_ratio,
+                "resolution": resolution,
+                "steps": steps,
+                "guidance": guidance,
+                "negative": negative,
+                "format": fmt,
+                "size": size,
+            }
+        )
         if option or lora:
             fields["options"] = parse_options(option)
             if lora:
@@ -217,8 +239,10 @@ def generate(
         if gpus > 1:
             _run_split(the_plan, output, gpus, token, as_json)
             return
-        with ProgressBar(enabled=err.is_terminal and not as_json) as bar, \
-                interrupt_cancels(token, keep_provider_task=keep_task):  # fmt: skip
+        with (
+            ProgressBar(enabled=err.is_terminal and not as_json) as bar,
+            interrupt_cancels(token, keep_provider_task=keep_task),
+        ):
             result = engine.run(the_plan, on_progress=bar, on_task_id=task_recorder(output), cancel=token)
         resume_file_for(output).unlink(missing_ok=True)
     except (KinemaError, KeyboardInterrupt) as exc:
@@ -235,8 +259,10 @@ def generate(
         sys.stdout.write(json.dumps(data, default=str) + "\n")
     else:
         t = result.timings.get("total", 0.0)
-        out.print(f"[green]saved[/] {result.path}  ({result.video.num_frames} frames, {result.video.width}x"
-                  f"{result.video.height}, {result.video.fps:g} fps, seed {result.seed}, {t:.1f}s)")  # fmt: skip
+        out.print(
+            f"[green]saved[/] {result.path}  ({result.video.num_frames} frames, {result.video.width}x"
+            f"{result.video.height}, {result.video.fps:g} fps, seed {result.seed}, {t:.1f}s)"
+        )
 
 
 #: the recipe's values that describe the generated clip; post-processing can change each in the file
@@ -246,8 +272,10 @@ _GENERATED = ("width", "height", "num_frames", "fps")
 def _describe(clip: dict[str, Any]) -> str:
     sound = ", with sound" if clip.get("audio") else ""
     seconds = clip["num_frames"] / clip["fps"] if clip["fps"] else 0.0  # a stream without a rate: no length
-    return (f"{clip['width']}x{clip['height']}, {clip['num_frames']} frames at {clip['fps']:g} fps "
-            f"({seconds:.3g} s){sound}")  # fmt: skip
+    return (
+        f"{clip['width']}x{clip['height']}, {clip['num_frames']} frames at {clip['fps']:g} fps "
+        f"({seconds:.3g} s){sound}"
+    )
 
 
 def info(

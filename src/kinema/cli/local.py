@@ -58,8 +58,9 @@ def model_rows() -> list[dict[str, Any]]:
                 break
         present = folder is not None and not missing_components(folder)
         row = entry.to_dict()
-        row.update(present=present, path=str(folder) if folder else None,
-                   snapshot=folder.name if folder is not None else None)  # fmt: skip
+        row.update(
+            present=present, path=str(folder) if folder else None, snapshot=folder.name if folder is not None else None
+        )
         rows.append(row)
     return rows
 
@@ -107,11 +108,14 @@ def models(as_json: Annotated[bool, typer.Option("--json", help="Print the catal
     for r in rows:
         w, h = r["default_size"]
         table.add_row(
-            r["id"], "[green]yes[/]" if r["present"] else "no", ", ".join(r["modes"]),
-            f"{w}x{h} {r['default_frames']}f {r['default_fps']:g}fps", _frame_examples(r["id"]),
+            r["id"],
+            "[green]yes[/]" if r["present"] else "no",
+            ", ".join(r["modes"]),
+            f"{w}x{h} {r['default_frames']}f {r['default_fps']:g}fps",
+            _frame_examples(r["id"]),
             f"{r['min_gpu_gb']:g}",
             _licence(r["license"].split(" (")[0], r["commercial_use"]),
-        )  # fmt: skip
+        )
     out.print(table)
     out.print(f"cache: {hub_cache_dir()}  (get weights with: kinema pull MODEL)", highlight=False)
 
@@ -174,11 +178,17 @@ def pull(
         if entry is None and not re.fullmatch(r"[\w.-]+/[\w.-]+", model):
             from ..backends.catalog import CATALOG
 
-            raise InvalidRequest("model", f"{model!r} is neither a catalog id nor a Hub repo id", value=model,
-                                 allowed=", ".join(CATALOG) + ", or org/name")  # fmt: skip
+            raise InvalidRequest(
+                "model",
+                f"{model!r} is neither a catalog id nor a Hub repo id",
+                value=model,
+                allowed=", ".join(CATALOG) + ", or org/name",
+            )
         if _truthy("HF_HUB_OFFLINE"):
-            raise KinemaError(f"cannot download {repo}: HF_HUB_OFFLINE is set, so no network access is allowed. "
-                              "Unset it on a machine with internet and run this again")  # fmt: skip
+            raise KinemaError(
+                f"cannot download {repo}: HF_HUB_OFFLINE is set, so no network access is allowed. "
+                "Unset it on a machine with internet and run this again"
+            )
         require_module("huggingface_hub", "local", feature="kinema pull")
         from huggingface_hub import HfApi, snapshot_download
         from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, RepositoryNotFoundError
@@ -189,31 +199,44 @@ def pull(
         try:
             info = api.model_info(repo, revision=rev, files_metadata=True, timeout=20)
         except GatedRepoError:
-            raise KinemaError(f"{repo} is gated: accept its licence at https://huggingface.co/{repo} and set "
-                              "HF_TOKEN to a token of that account") from None  # fmt: skip
+            raise KinemaError(
+                f"{repo} is gated: accept its licence at https://huggingface.co/{repo} and set "
+                "HF_TOKEN to a token of that account"
+            ) from None
         except RepositoryNotFoundError:
             raise ModelNotFound(f"model: no Hub repo {repo!r} (or it is private: set HF_TOKEN)") from None
         except HfHubHTTPError as exc:  # the Hub answered, with an error
-            raise KinemaError(f"the Hugging Face Hub refused {repo} ({exc}). Check the name and HF_TOKEN, "
-                              "or try again later") from None  # fmt: skip
+            raise KinemaError(
+                f"the Hugging Face Hub refused {repo} ({exc}). Check the name and HF_TOKEN, or try again later"
+            ) from None
         except Exception as exc:  # no answer: DNS, refused connection, timeout, proxy (httpx's errors are no OSError)
             raise KinemaError(unreachable_message(model, repo, endpoint, exc)) from None
         files = [(s.rfilename, s.size) for s in (info.siblings or [])]
         chosen = select_files(files, entry.variant if entry else None)
         if not any(name.endswith(".safetensors") for name, _ in chosen):
-            raise ModelNotFound(f"model: {repo} has no safetensors weights, and Kinema downloads no other format "
-                                "(pickled .bin/.pt files can run code when loaded)")  # fmt: skip
+            raise ModelNotFound(
+                f"model: {repo} has no safetensors weights, and Kinema downloads no other format "
+                "(pickled .bin/.pt files can run code when loaded)"
+            )
         total = sum(size or 0 for _, size in chosen)
-        err.print(f"pulling {repo} at {info.sha} ({len(chosen)} files, {total / 1e9:.1f} GB) into {hub_cache_dir()}",
-                  highlight=False)  # fmt: skip
+        err.print(
+            f"pulling {repo} at {info.sha} ({len(chosen)} files, {total / 1e9:.1f} GB) into {hub_cache_dir()}",
+            highlight=False,
+        )
         # download by the resolved commit so every file comes from one snapshot, then point refs/<rev> at it
         # (what the Hub client does for branches) so the loader finds it by the same name
         try:
-            path = snapshot_download(repo, revision=info.sha, cache_dir=hub_cache_dir(),
-                                     allow_patterns=[name for name, _ in chosen], endpoint=endpoint)  # fmt: skip
+            path = snapshot_download(
+                repo,
+                revision=info.sha,
+                cache_dir=hub_cache_dir(),
+                allow_patterns=[name for name, _ in chosen],
+                endpoint=endpoint,
+            )
         except HfHubHTTPError as exc:
-            raise KinemaError(f"the Hugging Face Hub refused a file of {repo} ({exc}); run this again to resume"
-                              ) from None  # fmt: skip
+            raise KinemaError(
+                f"the Hugging Face Hub refused a file of {repo} ({exc}); run this again to resume"
+            ) from None
         except Exception as exc:  # the connection dropped mid-download: what is cached stays, a re-run resumes
             raise KinemaError(unreachable_message(model, repo, endpoint, exc)) from None
         if info.sha and rev != info.sha:
@@ -223,8 +246,14 @@ def pull(
     except KinemaError as exc:
         fail(exc)
         return
-    result = {"model": model, "repo": repo, "revision": info.sha, "path": str(path), "files": len(chosen),
-              "bytes": total}  # fmt: skip
+    result = {
+        "model": model,
+        "repo": repo,
+        "revision": info.sha,
+        "path": str(path),
+        "files": len(chosen),
+        "bytes": total,
+    }
     if as_json:
         sys.stdout.write(json.dumps(result) + "\n")
     else:

@@ -22,14 +22,19 @@ __all__ = ["register"]
 
 DataDir = Annotated[
     Path | None,
-    typer.Option("--data-dir", help="Where the job store and outputs live (default: the platform's user-data dir, "
-                                    "or KINEMA_DATA_DIR)."),
-]  # fmt: skip
+    typer.Option(
+        "--data-dir",
+        help="Where the job store and outputs live (default: the platform's user-data dir, or KINEMA_DATA_DIR).",
+    ),
+]
 DatabaseUrl = Annotated[
     str | None,
-    typer.Option("--database-url", help="The job store: postgresql://... for many replicas and workers (default: "
-                                        "KINEMA_DATABASE_URL, else SQLite in the data dir; docs/cluster.md)."),
-]  # fmt: skip
+    typer.Option(
+        "--database-url",
+        help="The job store: postgresql://... for many replicas and workers (default: "
+        "KINEMA_DATABASE_URL, else SQLite in the data dir; docs/cluster.md).",
+    ),
+]
 
 
 def _config(data_dir: Path | None, **kwargs: Any) -> Any:
@@ -68,8 +73,11 @@ def _check_limits(max_header_bytes: int, header_timeout: float, body_timeout: fl
     from ..errors import InvalidRequest
 
     if max_header_bytes < 1024:
-        raise InvalidRequest("--max-header-bytes", f"must be at least 1024, got {max_header_bytes}",
-                             allowed="1024 or more (a request line and a few headers need that much)")  # fmt: skip
+        raise InvalidRequest(
+            "--max-header-bytes",
+            f"must be at least 1024, got {max_header_bytes}",
+            allowed="1024 or more (a request line and a few headers need that much)",
+        )
     for name, value in (("--header-timeout", header_timeout), ("--body-timeout", body_timeout)):
         if not value > 0:
             raise InvalidRequest(name, f"must be more than 0 seconds, got {value:g}", allowed="a positive number")
@@ -111,7 +119,7 @@ def serve(
             help="This service's public base URL: providers that can are asked to call "
             "it back when a task changes, so jobs finish without waiting for the next poll.",
         ),
-    ] = None,  # fmt: skip
+    ] = None,
 ) -> None:
     """Run the HTTP job service (OpenAI-style /v1/videos API) with a pool of workers."""
     from .console import err, fail
@@ -123,8 +131,11 @@ def serve(
         if no_auth and not is_loopback_host(host):
             from ..errors import InvalidRequest
 
-            raise InvalidRequest("--no-auth", f"is only allowed when bound to loopback, not {host!r}",
-                                 allowed="--host 127.0.0.1, ::1 or localhost")  # fmt: skip
+            raise InvalidRequest(
+                "--no-auth",
+                f"is only allowed when bound to loopback, not {host!r}",
+                allowed="--host 127.0.0.1, ::1 or localhost",
+            )
         if workers < 0:
             from ..errors import InvalidRequest
 
@@ -135,9 +146,17 @@ def serve(
         from ..service.app import create_app
         from ..service.limits import uvicorn_options
 
-        cfg = _config(data_dir, database_url=database_url, auth=not no_auth, workers=workers,
-                      allow_hosts=tuple(allow_host or ()), max_queued=max_queued, max_header_bytes=max_header_bytes,
-                      header_timeout=header_timeout, body_timeout=body_timeout)  # fmt: skip
+        cfg = _config(
+            data_dir,
+            database_url=database_url,
+            auth=not no_auth,
+            workers=workers,
+            allow_hosts=tuple(allow_host or ()),
+            max_queued=max_queued,
+            max_header_bytes=max_header_bytes,
+            header_timeout=header_timeout,
+            body_timeout=body_timeout,
+        )
         if public_url is not None:
             from ..errors import InvalidRequest
             from ..service.config import check_public_url
@@ -145,11 +164,15 @@ def serve(
             try:
                 cfg.public_url = check_public_url(public_url)
             except InvalidRequest as exc:
-                raise InvalidRequest("--public-url", exc.message.removeprefix("public_url: "),
-                                     allowed=exc.allowed) from None  # fmt: skip
+                raise InvalidRequest(
+                    "--public-url", exc.message.removeprefix("public_url: "), allowed=exc.allowed
+                ) from None
         app = create_app(cfg)
-        err.print(f"kinema service on http://{host}:{port}  data: {cfg.root}  workers: {workers}"
-                  + ("  [no auth]" if no_auth else ""), highlight=False)  # fmt: skip
+        err.print(
+            f"kinema service on http://{host}:{port}  data: {cfg.root}  workers: {workers}"
+            + ("  [no auth]" if no_auth else ""),
+            highlight=False,
+        )
         uvicorn.run(
             app,
             host=host,
@@ -226,9 +249,16 @@ def worker(
         from ..service.worker import apply_torch_threads, default_torch_threads, run_worker_process
 
         logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
-        cfg = _config(data_dir, database_url=database_url, workers=workers, lease_seconds=lease,
-                      gpus_per_job=gpus_per_job, heartbeat_seconds=max(0.1, lease / 5),
-                      reap_interval=max(0.2, min(2.0, lease / 4)), allow_hosts=tuple(allow_host or ()))  # fmt: skip
+        cfg = _config(
+            data_dir,
+            database_url=database_url,
+            workers=workers,
+            lease_seconds=lease,
+            gpus_per_job=gpus_per_job,
+            heartbeat_seconds=max(0.1, lease / 5),
+            reap_interval=max(0.2, min(2.0, lease / 4)),
+            allow_hosts=tuple(allow_host or ()),
+        )
         threads, kinds = max(1, workers), sorted(default_job_kinds())
         # before any model loads (the pool's warm-up): torch's default, a thread per core for each job at once,
         # made several worker processes on one machine about 10x slower (docs/cluster.md)
@@ -248,14 +278,26 @@ def worker(
             options = RayOptions(address=address, gpu_actors=gpu_actors, cpu_actors=cpu_actors)
             code = run_ray_worker_process(cfg, options, on_start=started)
         elif as_json:
-            sys.stdout.write(json.dumps({"store": store, "workers": threads, "lease_seconds": lease,
-                                         "kinds": kinds, "torch_threads": torch_threads}) + "\n")  # fmt: skip
+            sys.stdout.write(
+                json.dumps(
+                    {
+                        "store": store,
+                        "workers": threads,
+                        "lease_seconds": lease,
+                        "kinds": kinds,
+                        "torch_threads": torch_threads,
+                    }
+                )
+                + "\n"
+            )
             sys.stdout.flush()
         elif not quiet:
-            err.print(f"kinema worker: {threads} worker{'s' if threads != 1 else ''} ({', '.join(kinds)}) on "
-                      f"{store}, lease {lease:g} s"
-                      + (f", torch threads {torch_threads}" if torch_threads else ""),
-                      highlight=False, soft_wrap=True)  # fmt: skip
+            err.print(
+                f"kinema worker: {threads} worker{'s' if threads != 1 else ''} ({', '.join(kinds)}) on "
+                f"{store}, lease {lease:g} s" + (f", torch threads {torch_threads}" if torch_threads else ""),
+                highlight=False,
+                soft_wrap=True,
+            )
         if not ray:
             code = run_worker_process(cfg, threads=threads)
     except Exception as exc:
@@ -344,8 +386,9 @@ def keys_list(
     for k in keys:
         created = _dt.datetime.fromtimestamp(k["created_at"]).isoformat(timespec="seconds")
         budget = f"{k['budget_amount']:g} {k['budget_currency']}" if k.get("budget_amount") is not None else "-"
-        table.add_row(k["id"], k["name"], k["prefix"] + "…", created, "revoked" if k["revoked_at"] else "active",
-                      budget)  # fmt: skip
+        table.add_row(
+            k["id"], k["name"], k["prefix"] + "…", created, "revoked" if k["revoked_at"] else "active", budget
+        )
     out.print(table)
 
 
@@ -389,11 +432,19 @@ def jobs_retry(
         with _key_store(data_dir, database_url) as store:
             job = store.get(job_id)
             if job is None:
-                raise InvalidRequest("job_id", f"no job {job_id!r} in {_where(store)}", value=job_id,
-                                     allowed="the id of a failed job (video_...)")  # fmt: skip
+                raise InvalidRequest(
+                    "job_id",
+                    f"no job {job_id!r} in {_where(store)}",
+                    value=job_id,
+                    allowed="the id of a failed job (video_...)",
+                )
             if job.status != "failed":
-                raise InvalidRequest("job_id", f"the job is {job.status}; only a failed one can be retried",
-                                     value=job_id, allowed="a failed job")  # fmt: skip
+                raise InvalidRequest(
+                    "job_id",
+                    f"the job is {job.status}; only a failed one can be retried",
+                    value=job_id,
+                    allowed="a failed job",
+                )
             again = store.requeue(job_id)
         if again is None:  # it changed under us (deleted, or retried by someone else)
             raise InvalidRequest("job_id", "the job is no longer failed", value=job_id, allowed="a failed job")
@@ -426,8 +477,12 @@ def status(
         location = cfg.store_location
         if "://" not in location and not Path(location).is_file():
             # an empty store made here would only hide a mistyped --data-dir
-            raise InvalidRequest("--data-dir", f"no job store at {location}", value=str(cfg.root),
-                                 allowed="the data dir of a 'kinema serve' (or --database-url)")  # fmt: skip
+            raise InvalidRequest(
+                "--data-dir",
+                f"no job store at {location}",
+                value=str(cfg.root),
+                allowed="the data dir of a 'kinema serve' (or --database-url)",
+            )
         from ..service.stores import open_store
 
         store = open_store(location)
@@ -463,8 +518,10 @@ def _status_text(r: dict[str, Any]) -> str:
         f"running:      {len(r['running'])}",
     ]
     for job in r["running"]:
-        lines.append(f"  {job['id']} ({job['kind']}, attempt {job['attempt']}) on {job['worker']}: running "
-                     f"{_age(job['running_seconds'])}, lease {job['lease_left_seconds']:g} s left")  # fmt: skip
+        lines.append(
+            f"  {job['id']} ({job['kind']}, attempt {job['attempt']}) on {job['worker']}: running "
+            f"{_age(job['running_seconds'])}, lease {job['lease_left_seconds']:g} s left"
+        )
     codes = ", ".join(f"{n} {code}" for code, n in failed["by_code"].items())
     lines.append(f"failed (1 h): {failed['total']}" + (f" ({codes})" if codes else ""))
     lines.append(f"quarantined:  {poison['total']}" + (" (re-queue: kinema jobs retry ID)" if poison["total"] else ""))

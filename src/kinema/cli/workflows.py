@@ -82,9 +82,16 @@ def prompt_cmd(
     try:
         if subject is None:
             raise InvalidRequest("subject", "is required (who or what the video shows), e.g. --subject 'a red fox'")
-        parts: dict[str, str | None] = {"subject": subject, "action": action, "setting": setting, "style": style,
-                                        "camera": camera, "lighting": lighting, "mood": mood,
-                                        "negative": negative}  # fmt: skip
+        parts: dict[str, str | None] = {
+            "subject": subject,
+            "action": action,
+            "setting": setting,
+            "style": style,
+            "camera": camera,
+            "lighting": lighting,
+            "mood": mood,
+            "negative": negative,
+        }
         if template is not None:
             prompt = from_template(template, **parts)
         else:
@@ -135,8 +142,9 @@ def batch_cmd(
             if not exc.field.startswith("defaults."):
                 raise
             key = exc.field.removeprefix("defaults.")
-            raise InvalidRequest(f"--set {key}", exc.message.split(": ", 1)[-1], value=exc.value,
-                                 allowed=exc.allowed) from None  # fmt: skip
+            raise InvalidRequest(
+                f"--set {key}", exc.message.split(": ", 1)[-1], value=exc.value, allowed=exc.allowed
+            ) from None
     except KinemaError as exc:
         fail(exc)
         return
@@ -171,8 +179,9 @@ def batch_cmd(
         out.print(table)
         counts = data["counts"]
         done, skipped, failed = (counts.get(k, 0) for k in ("done", "skipped", "failed"))
-        out.print(f"{done} done, {skipped} skipped, {failed} failed; report: {Path(output) / REPORT_NAME}",
-                  highlight=False)  # fmt: skip
+        out.print(
+            f"{done} done, {skipped} skipped, {failed} failed; report: {Path(output) / REPORT_NAME}", highlight=False
+        )
     if not report.ok:
         raise typer.Exit(1)
 
@@ -193,19 +202,34 @@ def storyboard_cmd(
             if output is None and not check:
                 raise InvalidRequest("output", "is required: -o film.mp4 (or --check to only validate)")
             plan = check_storyboard(file, film_suffix=(output.suffix.lower() if output else ".mp4"))
-            scenes = [{"index": p.index, "prompt": p.request.prompt, "start": round(plan.starts[p.index], 6),
-                       "duration": p.duration, "transition": str(p.transition), "continuity": p.scene.continuity}
-                      for p in plan.scenes]  # fmt: skip
-            summary = {"title": plan.board.title, "duration": round(plan.duration, 6), "fps": plan.fps,
-                       "scenes": scenes}  # fmt: skip
+            scenes = [
+                {
+                    "index": p.index,
+                    "prompt": p.request.prompt,
+                    "start": round(plan.starts[p.index], 6),
+                    "duration": p.duration,
+                    "transition": str(p.transition),
+                    "continuity": p.scene.continuity,
+                }
+                for p in plan.scenes
+            ]
+            summary = {
+                "title": plan.board.title,
+                "duration": round(plan.duration, 6),
+                "fps": plan.fps,
+                "scenes": scenes,
+            }
             if as_json:
                 _emit_json({"ok": True, **summary})
             else:
-                out.print(f"[green]ok[/] {plan.board.title!r}: {len(plan.scenes)} scenes, {plan.duration:g}s",
-                          highlight=False)  # fmt: skip
+                out.print(
+                    f"[green]ok[/] {plan.board.title!r}: {len(plan.scenes)} scenes, {plan.duration:g}s",
+                    highlight=False,
+                )
             return
-        manifest = render_storyboard(file, output, cache=cache,
-                                     on_event=lambda m: err.print(m, style="dim", highlight=False))  # fmt: skip
+        manifest = render_storyboard(
+            file, output, cache=cache, on_event=lambda m: err.print(m, style="dim", highlight=False)
+        )
     except (KinemaError, KeyboardInterrupt) as exc:
         fail(exc)
         return
@@ -222,12 +246,18 @@ def storyboard_cmd(
 # -- enhance ----------------------------------------------------------------------------------------------------------
 #: the flag that sets each (operation, parameter) of the chain ``kinema enhance`` builds, for its error messages
 _ENHANCE_FLAGS = {
-    ("upscale", "factor"): "--upscale", ("upscale", "model"): "--upscale-model", ("interpolate", "factor"):
-    "--interpolate", ("fps", "fps"): "--fps", ("denoise", "strength"): "--denoise-strength",
-    ("denoise", "method"): "--denoise-method", ("sharpen", "amount"): "--sharpen-amount",
-    ("loop", "mode"): "--loop-mode", ("audio", "path"): "--audio", ("trim", "start"): "--trim",
+    ("upscale", "factor"): "--upscale",
+    ("upscale", "model"): "--upscale-model",
+    ("interpolate", "factor"): "--interpolate",
+    ("fps", "fps"): "--fps",
+    ("denoise", "strength"): "--denoise-strength",
+    ("denoise", "method"): "--denoise-method",
+    ("sharpen", "amount"): "--sharpen-amount",
+    ("loop", "mode"): "--loop-mode",
+    ("audio", "path"): "--audio",
+    ("trim", "start"): "--trim",
     ("trim", "end"): "--trim",
-}  # fmt: skip
+}
 
 
 def enhance_cmd(
@@ -283,15 +313,19 @@ def enhance_cmd(
             steps.append({"op": "trim", "start": start, "end": end})
         # a setting of an operation asks for that operation: `--sharpen-amount 2` alone sharpens
         if denoise or denoise_strength is not None or denoise_method is not None:
-            steps.append({"op": "denoise", "strength": 1.0 if denoise_strength is None else denoise_strength,
-                          "method": denoise_method or "nlmeans"})  # fmt: skip
+            steps.append(
+                {
+                    "op": "denoise",
+                    "strength": 1.0 if denoise_strength is None else denoise_strength,
+                    "method": denoise_method or "nlmeans",
+                }
+            )
         if interpolate is not None:
             steps.append({"op": "interpolate", "factor": interpolate})
         if fps is not None:
             steps.append({"op": "fps", "fps": fps})
         if upscale is not None:
-            steps.append({"op": "upscale", "factor": upscale,
-                          "model": str(upscale_model) if upscale_model else None})  # fmt: skip
+            steps.append({"op": "upscale", "factor": upscale, "model": str(upscale_model) if upscale_model else None})
         if sharpen or sharpen_amount is not None:
             steps.append({"op": "sharpen", "amount": 1.0 if sharpen_amount is None else sharpen_amount})
         if loop or loop_mode is not None:
@@ -299,8 +333,11 @@ def enhance_cmd(
         if audio is not None:
             steps.append({"op": "audio", "path": str(audio)})
         if not steps:
-            raise InvalidRequest("operation", "nothing to do: give at least one of --upscale, --interpolate, --fps, "
-                                 "--denoise, --sharpen, --audio, --loop, --trim")  # fmt: skip
+            raise InvalidRequest(
+                "operation",
+                "nothing to do: give at least one of --upscale, --interpolate, --fps, "
+                "--denoise, --sharpen, --audio, --loop, --trim",
+            )
         try:
             path = process_file(input, output, steps)
         except InvalidRequest as exc:  # steps are built from flags: name the flag, not postprocess[i].<param>
@@ -309,21 +346,34 @@ def enhance_cmd(
                 op = steps[int(field[len("postprocess[") : field.index("]")])]["op"]
                 param = field.partition("].")[2]
                 flag = _ENHANCE_FLAGS.get((op, param), f"--{op}")
-                raise InvalidRequest(flag, exc.message.split(": ", 1)[-1], value=exc.value,
-                                     allowed=exc.allowed) from None  # fmt: skip
+                raise InvalidRequest(
+                    flag, exc.message.split(": ", 1)[-1], value=exc.value, allowed=exc.allowed
+                ) from None
             raise
         clip = probe(path)  # the file as written (a PNG folder too), not what the steps were meant to make
     except (KinemaError, KeyboardInterrupt) as exc:
         fail(exc)
         return
     if as_json:
-        _emit_json({"path": str(path), "steps": steps, "frames": clip["num_frames"], "fps": clip["fps"],
-                    "width": clip["width"], "height": clip["height"], "duration": clip["duration"],
-                    "audio": clip["audio"]})  # fmt: skip
+        _emit_json(
+            {
+                "path": str(path),
+                "steps": steps,
+                "frames": clip["num_frames"],
+                "fps": clip["fps"],
+                "width": clip["width"],
+                "height": clip["height"],
+                "duration": clip["duration"],
+                "audio": clip["audio"],
+            }
+        )
     else:
         sound = ", with sound" if clip["audio"] else ""
-        out.print(f"[green]saved[/] {path}  ({clip['num_frames']} frames, {clip['width']}x{clip['height']}, "
-                  f"{clip['fps']:g} fps{sound})", highlight=False)  # fmt: skip
+        out.print(
+            f"[green]saved[/] {path}  ({clip['num_frames']} frames, {clip['width']}x{clip['height']}, "
+            f"{clip['fps']:g} fps{sound})",
+            highlight=False,
+        )
 
 
 # -- concat -----------------------------------------------------------------------------------------------------------
@@ -359,12 +409,16 @@ def concat_cmd(
             if abs(clip.fps - first.fps) > 1e-6:
                 changes.append(f"retimed from {clip.fps:g} to {first.fps:g} fps")
             if changes:
-                warnings.append(f"{p}: {'; '.join(changes)}: the result takes the first clip's size and frame "
-                                "rate (put another clip first to keep its own)")  # fmt: skip
+                warnings.append(
+                    f"{p}: {'; '.join(changes)}: the result takes the first clip's size and frame "
+                    "rate (put another clip first to keep its own)"
+                )
         for warning in warnings:
             err.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
-        joined.metadata = {**clips[0].metadata, "concat": {"inputs": [str(p) for p in inputs],
-                                                           "transitions": list(transition or ["cut"])}}  # fmt: skip
+        joined.metadata = {
+            **clips[0].metadata,
+            "concat": {"inputs": [str(p) for p in inputs], "transitions": list(transition or ["cut"])},
+        }
         path = joined.save(output)
         if audio is not None:
             mux_audio(path, audio)
@@ -372,9 +426,18 @@ def concat_cmd(
         fail(exc)
         return
     if as_json:
-        _emit_json({"path": str(path), "frames": joined.num_frames, "fps": joined.fps, "duration": joined.duration,
-                    "width": joined.width, "height": joined.height, "audio": audio is not None,
-                    "warnings": warnings})  # fmt: skip
+        _emit_json(
+            {
+                "path": str(path),
+                "frames": joined.num_frames,
+                "fps": joined.fps,
+                "duration": joined.duration,
+                "width": joined.width,
+                "height": joined.height,
+                "audio": audio is not None,
+                "warnings": warnings,
+            }
+        )
     else:
         out.print(f"[green]saved[/] {path}  ({joined.num_frames} frames, {joined.duration:g}s)", highlight=False)
 
@@ -416,8 +479,9 @@ def thumbnail_cmd(
         fail(exc)
         return
     if as_json:
-        _emit_json({"path": str(path), "width": int(image.shape[1]), "height": int(image.shape[0]),
-                    "frame": frame_index})  # fmt: skip
+        _emit_json(
+            {"path": str(path), "width": int(image.shape[1]), "height": int(image.shape[0]), "frame": frame_index}
+        )
     else:
         out.print(f"[green]saved[/] {path}  ({image.shape[1]}x{image.shape[0]})", highlight=False)
 

@@ -18,8 +18,16 @@ from typing import Any
 __all__ = ["serve"]
 
 
-def serve(*, http: bool = False, host: str = "127.0.0.1", port: int = 8765, data_dir: Any = None,
-          database_url: str | None = None, workers: int = 1, log_level: str = "warning") -> None:  # fmt: skip
+def serve(
+    *,
+    http: bool = False,
+    host: str = "127.0.0.1",
+    port: int = 8765,
+    data_dir: Any = None,
+    database_url: str | None = None,
+    workers: int = 1,
+    log_level: str = "warning",
+) -> None:
     """Run the MCP server until the client goes away (stdio) or until interrupted (HTTP)."""
     import anyio
 
@@ -31,8 +39,12 @@ def serve(*, http: bool = False, host: str = "127.0.0.1", port: int = 8765, data
         from ..service.config import is_loopback_host
 
         if not is_loopback_host(host):  # the MCP server has no authentication: loopback only
-            raise InvalidRequest("--host", f"must be a loopback address, not {host!r} (the MCP server has no "
-                                 "authentication)", value=host, allowed="127.0.0.1, ::1 or localhost")  # fmt: skip
+            raise InvalidRequest(
+                "--host",
+                f"must be a loopback address, not {host!r} (the MCP server has no authentication)",
+                value=host,
+                allowed="127.0.0.1, ::1 or localhost",
+            )
         if not 1 <= port <= 65535:
             raise InvalidRequest("--port", f"must be between 1 and 65535, got {port}", value=port)
     from .jobs import Jobs

@@ -65,8 +65,14 @@ class Jobs:
     pool: WorkerPool | None = None
 
     @classmethod
-    def open(cls, data_dir: str | os.PathLike[str] | None = None, database_url: str | None = None, *,
-             workers: int = 1, **config: Any) -> Jobs:  # fmt: skip
+    def open(
+        cls,
+        data_dir: str | os.PathLike[str] | None = None,
+        database_url: str | None = None,
+        *,
+        workers: int = 1,
+        **config: Any,
+    ) -> Jobs:
         """The job store of ``data_dir`` (default: ``kinema serve``'s) or ``database_url``, with ``workers``
         in-process workers (0: only submit, for a separate ``kinema worker``)."""
         from ..service.config import ServiceConfig, default_data_dir
@@ -76,8 +82,9 @@ class Jobs:
 
         if workers < 0:
             raise InvalidRequest("--workers", f"must be 0 or more, got {workers}")
-        cfg = ServiceConfig(data_dir=Path(data_dir or default_data_dir()), database_url=database_url, workers=workers,
-                            **config)  # fmt: skip
+        cfg = ServiceConfig(
+            data_dir=Path(data_dir or default_data_dir()), database_url=database_url, workers=workers, **config
+        )
         cfg.ensure_dirs()
         store = open_store(cfg.store_location)
         kinds = {**default_job_kinds(), ENHANCE_KIND: run_enhance_job}
@@ -96,8 +103,9 @@ class Jobs:
         self.store.close()
 
     # -- submitting ---------------------------------------------------------------------------------------------
-    def submit(self, *, kind: str, request: dict[str, Any], summary: dict[str, Any], key: str,
-               digest: str) -> tuple[Job, bool]:  # fmt: skip
+    def submit(
+        self, *, kind: str, request: dict[str, Any], summary: dict[str, Any], key: str, digest: str
+    ) -> tuple[Job, bool]:
         """Store a job once per ``key`` (with the request's fingerprint ``digest``). Returns (job, replayed):
         ``replayed`` when an earlier call with the key made it."""
         store, cfg = self.store, self.config
@@ -107,15 +115,23 @@ class Jobs:
             job_id = json.loads(found.body or b"{}").get("id")
             job = store.get(job_id, OWNER) if job_id else None
             if job is None:  # the earlier call was refused, or its job was deleted since
-                raise InvalidRequest("idempotency_key", "belongs to an earlier call whose video is gone",
-                                     value=key, allowed="a new key")  # fmt: skip
+                raise InvalidRequest(
+                    "idempotency_key", "belongs to an earlier call whose video is gone", value=key, allowed="a new key"
+                )
             return job, True
         if found.state == "mismatch":
-            raise InvalidRequest("idempotency_key", "was already used for a call with other arguments", value=key,
-                                 allowed="the same key to retry the same call, a new key for a new one")  # fmt: skip
+            raise InvalidRequest(
+                "idempotency_key",
+                "was already used for a call with other arguments",
+                value=key,
+                allowed="the same key to retry the same call, a new key for a new one",
+            )
         if found.state == "in_flight":
-            raise InvalidRequest("idempotency_key", "a call with this key is still being submitted; retry in "
-                                 f"{int(found.retry_after or 1)} s", value=key)  # fmt: skip
+            raise InvalidRequest(
+                "idempotency_key",
+                f"a call with this key is still being submitted; retry in {int(found.retry_after or 1)} s",
+                value=key,
+            )
 
         def respond(job: Job) -> tuple[int, bytes]:
             return 200, json.dumps({"id": job.id}).encode()
@@ -134,9 +150,15 @@ class Jobs:
                         value=backend,
                         allowed="a free backend (builtin, diffusers); or a larger budget",
                     )
-            job = store.submit_job(owner=OWNER, request=request, summary=summary, kind=kind,
-                                   max_attempts=cfg.max_attempts, job_id=_new_job_id(),
-                                   idempotency=(full_key, respond))  # fmt: skip
+            job = store.submit_job(
+                owner=OWNER,
+                request=request,
+                summary=summary,
+                kind=kind,
+                max_attempts=cfg.max_attempts,
+                job_id=_new_job_id(),
+                idempotency=(full_key, respond),
+            )
         except BaseException:
             store.idempotency_release(OWNER, full_key)
             raise
@@ -148,16 +170,21 @@ class Jobs:
     def get(self, job_id: str) -> Job:
         job = self.store.get(job_id, OWNER)
         if job is None:
-            raise InvalidRequest("video_id", f"no video {job_id!r} here", value=job_id,
-                                 allowed="an id from generate_video or list_videos")  # fmt: skip
+            raise InvalidRequest(
+                "video_id",
+                f"no video {job_id!r} here",
+                value=job_id,
+                allowed="an id from generate_video or list_videos",
+            )
         return job
 
     def list(self, limit: int = 20, after: str | None = None) -> tuple[list[Job], bool]:
         try:
             return self.store.list_jobs(OWNER, after=after, limit=limit, order="desc")
         except KeyError:
-            raise InvalidRequest("after", f"no video {after!r} here", value=after,
-                                 allowed="an id from list_videos") from None  # fmt: skip
+            raise InvalidRequest(
+                "after", f"no video {after!r} here", value=after, allowed="an id from list_videos"
+            ) from None
 
     def cancel(self, job_id: str) -> Job:
         job = self.store.request_cancel(job_id, OWNER)
@@ -172,8 +199,12 @@ class Jobs:
         """A finished video's file, to post-process; refused naming ``video_id`` when there is none."""
         job = self.get(job_id)
         if job.status != "completed":
-            raise InvalidRequest("video_id", f"video {job_id!r} is {job.status}, not completed", value=job_id,
-                                 allowed="a completed video (see get_video)")  # fmt: skip
+            raise InvalidRequest(
+                "video_id",
+                f"video {job_id!r} is {job.status}, not completed",
+                value=job_id,
+                allowed="a completed video (see get_video)",
+            )
         if not job.output_path or not Path(job.output_path).is_file():
             raise InvalidRequest("video_id", f"video {job_id!r} has expired: its file was deleted", value=job_id)
         return Path(job.output_path)
@@ -213,11 +244,23 @@ def run_enhance_job(ctx: AttemptContext) -> None:
             if sidecar_work.exists():
                 os.replace(sidecar_work, sidecar_path(final))
 
-        summary: dict[str, Any] = {"seed": video.metadata.get("seed"), "recipe": video.metadata, "cost": None,
-                                   "timings": None, "warnings": []}  # fmt: skip
-        if not pool.store.complete(job.id, pool.name, ctx.attempt, result=summary, output_path=str(final),
-                                   thumbnail_path=str(thumb), expires_at=time.time() + cfg.retention_hours * 3600,
-                                   publish=publish):  # fmt: skip
+        summary: dict[str, Any] = {
+            "seed": video.metadata.get("seed"),
+            "recipe": video.metadata,
+            "cost": None,
+            "timings": None,
+            "warnings": [],
+        }
+        if not pool.store.complete(
+            job.id,
+            pool.name,
+            ctx.attempt,
+            result=summary,
+            output_path=str(final),
+            thumbnail_path=str(thumb),
+            expires_at=time.time() + cfg.retention_hours * 3600,
+            publish=publish,
+        ):
             ctx.lost = True
     finally:
         for p in (work, thumb_work, sidecar_work):

@@ -100,21 +100,32 @@ class KinemaMCP:
     async def _list_tools(
         self, ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
     ) -> types.ListToolsResult:
-        return types.ListToolsResult(tools=[
-            types.Tool(name=s.name, title=s.title, description=s.description, input_schema=s.schema,
-                       annotations=types.ToolAnnotations(title=s.title, read_only_hint=s.read_only,
-                                                         destructive_hint=s.name == "cancel_video",
-                                                         open_world_hint=False))
-            for s in TOOLS.values()
-        ])  # fmt: skip
+        return types.ListToolsResult(
+            tools=[
+                types.Tool(
+                    name=s.name,
+                    title=s.title,
+                    description=s.description,
+                    input_schema=s.schema,
+                    annotations=types.ToolAnnotations(
+                        title=s.title,
+                        read_only_hint=s.read_only,
+                        destructive_hint=s.name == "cancel_video",
+                        open_world_hint=False,
+                    ),
+                )
+                for s in TOOLS.values()
+            ]
+        )
 
     async def _call_tool(self, ctx: ServerRequestContext[Any], params: types.CallToolRequestParams) -> Any:
         args = dict(params.arguments or {})
         handler = self._tools.get(params.name)
         try:
             if handler is None:
-                raise InvalidRequest("name", f"{params.name!r} is not a Kinema tool", value=params.name,
-                                     allowed=", ".join(self._tools))  # fmt: skip
+                raise InvalidRequest(
+                    "name", f"{params.name!r} is not a Kinema tool", value=params.name, allowed=", ".join(self._tools)
+                )
             check_arguments(params.name, args)
             return await handler(ctx, args)
         except KinemaError as exc:
@@ -126,8 +137,9 @@ class KinemaMCP:
     @staticmethod
     def _error(exc: BaseException) -> types.CallToolResult:
         d = error_dict(exc)
-        return types.CallToolResult(content=[types.TextContent(type="text", text=d["message"])],
-                                    structured_content={"error": d}, is_error=True)  # fmt: skip
+        return types.CallToolResult(
+            content=[types.TextContent(type="text", text=d["message"])], structured_content={"error": d}, is_error=True
+        )
 
     @staticmethod
     async def _thread(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -174,33 +186,46 @@ class KinemaMCP:
             obj["file"] = job.output_path
             obj["resources"] = {name.split(".")[0]: resource_uri(job.id, name) for name in RESOURCE_FILES}
         elif job.status not in TERMINAL:
-            obj["next"] = (f"still {job.status}: call get_video with video_id={job.id!r} and wait_seconds to keep "
-                           "waiting (calling generate_video again would make it again)")  # fmt: skip
+            obj["next"] = (
+                f"still {job.status}: call get_video with video_id={job.id!r} and wait_seconds to keep "
+                "waiting (calling generate_video again would make it again)"
+            )
         if replayed:
             obj["replayed"] = True  # an earlier call with this key made the job: nothing new was started
         content.append(types.TextContent(type="text", text=_summary(obj)))
         if "resources" in obj:
             thumb = Path(job.thumbnail_path) if job.thumbnail_path else None
             if thumb is not None and thumb.is_file():
-                content.append(types.ImageContent(type="image", mime_type="image/png",
-                                                  data=base64.b64encode(thumb.read_bytes()).decode()))  # fmt: skip
+                content.append(
+                    types.ImageContent(
+                        type="image", mime_type="image/png", data=base64.b64encode(thumb.read_bytes()).decode()
+                    )
+                )
             for name, (mime, what) in RESOURCE_FILES.items():
                 uri = resource_uri(job.id, name)
-                link = types.ResourceLink(type="resource_link", uri=uri, name=f"{job.id}/{name}", mime_type=mime,
-                                          description=what)  # fmt: skip
+                link = types.ResourceLink(
+                    type="resource_link", uri=uri, name=f"{job.id}/{name}", mime_type=mime, description=what
+                )
                 content.append(link)
         failed = job.status == "failed"
         if failed and job.error:
             content.insert(0, types.TextContent(type="text", text=f"the video failed: {job.error.get('message')}"))
         return types.CallToolResult(content=content, structured_content=obj, is_error=failed)
 
-    async def _submit_and_wait(self, ctx: ServerRequestContext[Any], tool: str, args: dict[str, Any], kind: str,
-                               prepare: Callable[[], Prepared]) -> types.CallToolResult:  # fmt: skip
+    async def _submit_and_wait(
+        self,
+        ctx: ServerRequestContext[Any],
+        tool: str,
+        args: dict[str, Any],
+        kind: str,
+        prepare: Callable[[], Prepared],
+    ) -> types.CallToolResult:
         wait = wait_seconds_of(args)
         key, digest = self._key(ctx, tool, args)
         request, summary = await self._thread(prepare)
-        job, replayed = await self._thread(self.jobs.submit, kind=kind, request=request, summary=summary, key=key,
-                                           digest=digest)  # fmt: skip
+        job, replayed = await self._thread(
+            self.jobs.submit, kind=kind, request=request, summary=summary, key=key, digest=digest
+        )
         return self._job_result(await self._wait(ctx, job.id, wait), replayed=replayed)
 
     async def _generate_video(self, ctx: ServerRequestContext[Any], args: dict[str, Any]) -> types.CallToolResult:
@@ -209,8 +234,9 @@ class KinemaMCP:
 
     async def _render_storyboard(self, ctx: ServerRequestContext[Any], args: dict[str, Any]) -> types.CallToolResult:
         fields = {k: v for k, v in args.items() if k not in REQUEST_ONLY}
-        return await self._submit_and_wait(ctx, "render_storyboard", args, "storyboard",
-                                           lambda: plan_storyboard(fields))  # fmt: skip
+        return await self._submit_and_wait(
+            ctx, "render_storyboard", args, "storyboard", lambda: plan_storyboard(fields)
+        )
 
     async def _enhance_video(self, ctx: ServerRequestContext[Any], args: dict[str, Any]) -> types.CallToolResult:
         def prepare() -> tuple[dict[str, Any], dict[str, Any]]:
@@ -239,11 +265,21 @@ class KinemaMCP:
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 100:
             raise InvalidRequest("limit", f"must be a whole number from 1 to 100, got {limit!r}", value=limit)
         jobs, more = await self._thread(self.jobs.list, limit, args.get("after"))
-        rows = [{"id": j.id, "kind": j.kind, "status": j.status, "progress": j.progress,
-                 "prompt": j.summary.get("prompt"), "created_at": int(j.created_at)} for j in jobs]  # fmt: skip
+        rows = [
+            {
+                "id": j.id,
+                "kind": j.kind,
+                "status": j.status,
+                "progress": j.progress,
+                "prompt": j.summary.get("prompt"),
+                "created_at": int(j.created_at),
+            }
+            for j in jobs
+        ]
         obj = {"videos": rows, "has_more": more}
-        return types.CallToolResult(content=[types.TextContent(type="text", text=_summary(obj))],
-                                    structured_content=obj)  # fmt: skip
+        return types.CallToolResult(
+            content=[types.TextContent(type="text", text=_summary(obj))], structured_content=obj
+        )
 
     async def _build_prompt(self, ctx: ServerRequestContext[Any], args: dict[str, Any]) -> types.CallToolResult:
         from ..prompts import VideoPrompt, from_template
@@ -252,18 +288,29 @@ class KinemaMCP:
         template = args.get("template")
         prompt = from_template(template, **parts) if template is not None else VideoPrompt(**parts)
         obj = prompt.to_dict()
-        return types.CallToolResult(content=[types.TextContent(type="text", text=obj["prompt"])],
-                                    structured_content=obj)  # fmt: skip
+        return types.CallToolResult(
+            content=[types.TextContent(type="text", text=obj["prompt"])], structured_content=obj
+        )
 
     async def _list_backends(self, ctx: ServerRequestContext[Any], args: dict[str, Any]) -> types.CallToolResult:
         from ..backends import list_backends
 
         infos = await self._thread(list_backends)
-        rows = [{"name": b.name, "description": b.description, "usable": b.usable, "reason": b.reason,
-                 "modes": list(b.modes), "default": b.default} for b in infos]  # fmt: skip
+        rows = [
+            {
+                "name": b.name,
+                "description": b.description,
+                "usable": b.usable,
+                "reason": b.reason,
+                "modes": list(b.modes),
+                "default": b.default,
+            }
+            for b in infos
+        ]
         obj = {"backends": rows}
-        return types.CallToolResult(content=[types.TextContent(type="text", text=_summary(obj))],
-                                    structured_content=obj)  # fmt: skip
+        return types.CallToolResult(
+            content=[types.TextContent(type="text", text=_summary(obj))], structured_content=obj
+        )
 
     # -- resources ----------------------------------------------------------------------------------------------
     async def _list_resources(
@@ -271,21 +318,32 @@ class KinemaMCP:
     ) -> types.ListResourcesResult:
         jobs, _ = await self._thread(self.jobs.list, 50)
         resources = [
-            types.Resource(uri=resource_uri(j.id, name), name=f"{j.id}/{name}", mime_type=mime,
-                           description=f"{what}: {j.summary.get('prompt') or ''}"[:300])
-            for j in jobs if j.status == "completed" and j.output_path
+            types.Resource(
+                uri=resource_uri(j.id, name),
+                name=f"{j.id}/{name}",
+                mime_type=mime,
+                description=f"{what}: {j.summary.get('prompt') or ''}"[:300],
+            )
+            for j in jobs
+            if j.status == "completed" and j.output_path
             for name, (mime, what) in RESOURCE_FILES.items()
-        ]  # fmt: skip
+        ]
         return types.ListResourcesResult(resources=resources)
 
     async def _list_templates(
         self, ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
     ) -> types.ListResourceTemplatesResult:
-        return types.ListResourceTemplatesResult(resource_templates=[
-            types.ResourceTemplate(uri_template=resource_uri("{video_id}", name), name=name, mime_type=mime,
-                                   description=f"{what} (a finished job's)")
-            for name, (mime, what) in RESOURCE_FILES.items()
-        ])  # fmt: skip
+        return types.ListResourceTemplatesResult(
+            resource_templates=[
+                types.ResourceTemplate(
+                    uri_template=resource_uri("{video_id}", name),
+                    name=name,
+                    mime_type=mime,
+                    description=f"{what} (a finished job's)",
+                )
+                for name, (mime, what) in RESOURCE_FILES.items()
+            ]
+        )
 
     async def _read_resource(
         self, ctx: ServerRequestContext[Any], params: types.ReadResourceRequestParams
@@ -293,14 +351,21 @@ class KinemaMCP:
         uri = str(params.uri)
         m = _URI.match(uri)
         if m is None or m.group(2) not in RESOURCE_FILES:
-            raise MCPError(RESOURCE_NOT_FOUND, f"uri: {uri!r} is not a Kinema resource (allowed: "
-                           f"kinema://videos/<video id>/{{{','.join(RESOURCE_FILES)}}})", {"uri": uri})  # fmt: skip
+            raise MCPError(
+                RESOURCE_NOT_FOUND,
+                f"uri: {uri!r} is not a Kinema resource (allowed: "
+                f"kinema://videos/<video id>/{{{','.join(RESOURCE_FILES)}}})",
+                {"uri": uri},
+            )
         job_id, name = m.groups()
         job = await self._thread(self.jobs.store.get, job_id, "local")
         if job is None or job.status != "completed":
             state = "does not exist" if job is None else f"is {job.status}, not completed"
-            raise MCPError(RESOURCE_NOT_FOUND, f"uri: video {job_id!r} {state} (allowed: a completed video's "
-                           "resources; see list_videos)", {"uri": uri})  # fmt: skip
+            raise MCPError(
+                RESOURCE_NOT_FOUND,
+                f"uri: video {job_id!r} {state} (allowed: a completed video's resources; see list_videos)",
+                {"uri": uri},
+            )
         mime = RESOURCE_FILES[name][0]
         if name == "recipe.json":
             recipe = (job.result or {}).get("recipe")
@@ -308,12 +373,17 @@ class KinemaMCP:
             return types.ReadResourceResult(contents=[types.TextResourceContents(uri=uri, mime_type=mime, text=text)])
         path = Path((job.output_path if name == "video.mp4" else job.thumbnail_path) or "")
         if not path.is_file():
-            raise MCPError(RESOURCE_NOT_FOUND, f"uri: video {job_id!r} has expired: its files were deleted",
-                           {"uri": uri})  # fmt: skip
+            raise MCPError(
+                RESOURCE_NOT_FOUND, f"uri: video {job_id!r} has expired: its files were deleted", {"uri": uri}
+            )
         size = path.stat().st_size
         if size > MAX_RESOURCE_BYTES:
-            raise MCPError(types.INVALID_PARAMS, f"uri: {name} is {size} bytes, more than the {MAX_RESOURCE_BYTES} "
-                           f"sent as a resource; read the file at {path}", {"uri": uri})  # fmt: skip
+            raise MCPError(
+                types.INVALID_PARAMS,
+                f"uri: {name} is {size} bytes, more than the {MAX_RESOURCE_BYTES} "
+                f"sent as a resource; read the file at {path}",
+                {"uri": uri},
+            )
         data = await self._thread(path.read_bytes)
         blob = base64.b64encode(data).decode()
         return types.ReadResourceResult(contents=[types.BlobResourceContents(uri=uri, mime_type=mime, blob=blob)])
@@ -338,18 +408,27 @@ def plan_video(fields: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
 
     image = fields.get("image")
     if image is not None and not isinstance(image, str):
-        raise InvalidRequest("image", f"must be a file path or an http(s) URL, not {type(image).__name__}",
-                             value=image, allowed="a path or an http(s) URL")  # fmt: skip
+        raise InvalidRequest(
+            "image",
+            f"must be a file path or an http(s) URL, not {type(image).__name__}",
+            value=image,
+            allowed="a path or an http(s) URL",
+        )
     request = VideoRequest(**fields, format="mp4")  # the job service's outputs are MP4 files
     the_plan = plan(request, seed=0)  # seed 0: a dry run draws no seed; the job draws its own
     params = the_plan.request, the_plan.params
     req = {k: v for k, v in request.model_dump(exclude_none=True).items() if v not in ({}, [])}
     req.update({k: v for k, v in (("backend", params[0].backend), ("model", params[0].model)) if v is not None})
     summary = {
-        "prompt": request.prompt, "backend": the_plan.backend.name, "model": request.model or the_plan.backend.name,
-        "seconds": f"{params[1].duration:g}", "size": f"{params[1].width}x{params[1].height}", "seed": request.seed,
-        "track_id": None, "mode": params[1].mode,
-    }  # fmt: skip
+        "prompt": request.prompt,
+        "backend": the_plan.backend.name,
+        "model": request.model or the_plan.backend.name,
+        "seconds": f"{params[1].duration:g}",
+        "size": f"{params[1].width}x{params[1].height}",
+        "seed": request.seed,
+        "track_id": None,
+        "mode": params[1].mode,
+    }
     return req, summary
 
 
@@ -363,14 +442,28 @@ def plan_storyboard(fields: dict[str, Any]) -> tuple[dict[str, Any], dict[str, A
     base = Path.cwd()
     board_plan = plan_board(load_storyboard(fields, base=base))
     params = plan(board_plan.scenes[0].request, check_available=False, seed=0).params  # the film's size and backend
-    scenes = [{"prompt": p.request.prompt, "duration": round(p.duration, 6), "transition": str(p.transition),
-               "continuity": p.scene.continuity, "name": p.scene.name} for p in board_plan.scenes]  # fmt: skip
+    scenes = [
+        {
+            "prompt": p.request.prompt,
+            "duration": round(p.duration, 6),
+            "transition": str(p.transition),
+            "continuity": p.scene.continuity,
+            "name": p.scene.name,
+        }
+        for p in board_plan.scenes
+    ]
     title = board_plan.board.title
     card = board_plan.title_card.text if board_plan.title_card is not None else None
     summary = {
-        "prompt": title, "backend": params.backend, "model": params.backend, "seconds": f"{board_plan.duration:g}",
-        "size": f"{params.width}x{params.height}", "seed": fields.get("defaults", {}).get("seed"), "track_id": None,
-        "mode": "storyboard", "storyboard": {"title": title, "title_card": card, "scenes": scenes},
-    }  # fmt: skip
+        "prompt": title,
+        "backend": params.backend,
+        "model": params.backend,
+        "seconds": f"{board_plan.duration:g}",
+        "size": f"{params.width}x{params.height}",
+        "seed": fields.get("defaults", {}).get("seed"),
+        "track_id": None,
+        "mode": "storyboard",
+        "storyboard": {"title": title, "title_card": card, "scenes": scenes},
+    }
     # the storyboard job reads "storyboard" and pins each scene's seed into "body" for its recipe
     return {"storyboard": fields, "body": fields, "base": str(base)}, summary

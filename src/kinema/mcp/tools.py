@@ -20,8 +20,17 @@ from typing import Any
 
 from ..errors import InvalidRequest
 
-__all__ = ["ToolSpec", "TOOLS", "PROMPT_ADVICE", "INSTRUCTIONS", "check_arguments", "wait_seconds_of",
-           "REQUEST_ONLY", "MAX_WAIT_SECONDS", "DEFAULT_WAIT_SECONDS"]  # fmt: skip
+__all__ = [
+    "ToolSpec",
+    "TOOLS",
+    "PROMPT_ADVICE",
+    "INSTRUCTIONS",
+    "check_arguments",
+    "wait_seconds_of",
+    "REQUEST_ONLY",
+    "MAX_WAIT_SECONDS",
+    "DEFAULT_WAIT_SECONDS",
+]
 
 #: how long a tool call waits for its job by default: under the minute many assistants give a tool call
 DEFAULT_WAIT_SECONDS = 50.0
@@ -45,15 +54,20 @@ INSTRUCTIONS = (
 
 #: arguments of the job tools that are the MCP server's own, not part of the request
 _WAIT = {
-    "type": "number", "minimum": 0, "maximum": MAX_WAIT_SECONDS, "default": DEFAULT_WAIT_SECONDS,
+    "type": "number",
+    "minimum": 0,
+    "maximum": MAX_WAIT_SECONDS,
+    "default": DEFAULT_WAIT_SECONDS,
     "description": "Seconds to wait for the job before handing back its id (0: return at once). Progress is sent "
-                   "as MCP progress notifications meanwhile. Continue with get_video.",
-}  # fmt: skip
+    "as MCP progress notifications meanwhile. Continue with get_video.",
+}
 _KEY = {
-    "type": "string", "minLength": 1, "maxLength": 200,
+    "type": "string",
+    "minLength": 1,
+    "maxLength": 200,
     "description": "Any unique text for this request. Retrying the call with the same key (after a timeout or a "
-                   "restart) returns the same job instead of making (and paying for) the video twice.",
-}  # fmt: skip
+    "restart) returns the same job instead of making (and paying for) the video twice.",
+}
 REQUEST_ONLY = ("wait_seconds", "idempotency_key")
 
 #: what each VideoRequest field is for, in words an assistant can act on (a test checks every field has one)
@@ -63,7 +77,7 @@ _REQUEST_FIELDS: dict[str, str] = {
     "image": "Image-to-video: a local file path or an http(s) URL of the first frame.",
     "video": "Extend a clip: the local file path of a video to continue (a finished video's 'file').",
     "num_frames": "Exact number of frames; give this or duration, not both. The backend decides which counts "
-                  "it accepts (the error says).",
+    "it accepts (the error says).",
     "duration": "Length in seconds (more than 0, at most 600). Short clips (2 to 5 s) come out best.",
     "fps": "Frames per second (1 to 240); the backend's default when left out.",
     "width": "Width in pixels (8 to 8192), with height; or use aspect_ratio/resolution.",
@@ -77,8 +91,8 @@ _REQUEST_FIELDS: dict[str, str] = {
     "model": "A model reference: a backend name, 'backend/model', or a model id one backend lists.",
     "options": "Backend-specific options (each backend checks its own).",
     "postprocess": "Steps applied after generation, in order: upscale, interpolate, fps, denoise, sharpen, "
-                   "loop, trim, audio.",
-}  # fmt: skip
+    "loop, trim, audio.",
+}
 #: request fields an MCP job does not take: the job service always writes an MP4 (its outputs and thumbnails)
 _REQUEST_EXCLUDED = ("format",)
 
@@ -127,8 +141,10 @@ def _steps_schema() -> dict[str, Any]:
     from ..media.enhance import OPS, PostStep
 
     schema: dict[str, Any] = _strip_titles(TypeAdapter(list[PostStep]).json_schema())
-    schema["description"] = ("Post-processing steps, applied in order; each is {'op': ...} plus its parameters. "
-                             f"op is one of: {', '.join(OPS)}.")  # fmt: skip
+    schema["description"] = (
+        "Post-processing steps, applied in order; each is {'op': ...} plus its parameters. "
+        f"op is one of: {', '.join(OPS)}."
+    )
     return schema
 
 
@@ -137,12 +153,14 @@ def _keyframes_schema(description: str) -> dict[str, Any]:
     from ..request import MAX_KEYFRAMES
 
     item = {
-        "type": "object", "required": ["time", "image"], "additionalProperties": False,
+        "type": "object",
+        "required": ["time", "image"],
+        "additionalProperties": False,
         "properties": {
             "time": {"type": "number", "minimum": 0, "description": "Seconds from the clip's start."},
             "image": {"type": "string", "description": "A local file path or an http(s) URL of the image."},
         },
-    }  # fmt: skip
+    }
     return {"type": "array", "maxItems": MAX_KEYFRAMES, "items": item, "description": description}
 
 
@@ -209,54 +227,114 @@ def _prompt_schema() -> dict[str, Any]:
             prop["description"] = f"A library name ({', '.join(LIBRARY[name])}) or free text."
         else:
             prop["description"] = words.get(name, "")
-    props["template"] = {"type": "string", "enum": list(TEMPLATES),
-                         "description": "Start from a template; the parts given override it."}  # fmt: skip
+    props["template"] = {
+        "type": "string",
+        "enum": list(TEMPLATES),
+        "description": "Start from a template; the parts given override it.",
+    }
     return schema
 
 
 def _specs() -> dict[str, ToolSpec]:
     video_id = {"type": "string", "description": "The job id generate_video (or list_videos) handed back."}
     specs = [
-        ToolSpec("generate_video", "Generate a video",
-                 "Make a video from a prompt (and optionally an image or a clip to extend). Starts a job, reports "
-                 "progress, and waits up to wait_seconds: the answer is the finished video (with its thumbnail "
-                 "to look at and resource links to the file and recipe) or, if it is still running, its id for "
-                 "get_video. " + PROMPT_ADVICE, _video_request_schema()),
-        ToolSpec("get_video", "Get (or wait for) a video",
-                 "The job's status and progress; with wait_seconds, wait for it to finish (progress as "
-                 "notifications). A finished video comes with its thumbnail and resource links.",
-                 {"type": "object", "properties": {"video_id": video_id, "wait_seconds": {**_WAIT, "default": 0}},
-                  "required": ["video_id"], "additionalProperties": False}, read_only=True),
-        ToolSpec("list_videos", "List videos", "Recent video jobs, newest first, with their status.",
-                 {"type": "object", "properties": {
-                     "limit": {"type": "integer", "minimum": 1, "maximum": 100, "default": 20,
-                               "description": "How many to list."},
-                     "after": {"type": "string", "description": "A video id: list the ones before it (paging)."}},
-                  "additionalProperties": False}, read_only=True),
-        ToolSpec("cancel_video", "Cancel a video",
-                 "Stop a queued or running job; a remote provider's task is cancelled too, so its bill stops.",
-                 {"type": "object", "properties": {"video_id": video_id}, "required": ["video_id"],
-                  "additionalProperties": False}),
-        ToolSpec("build_prompt", "Build a prompt",
-                 "Turn parts (subject, action, setting, style, camera, lighting, mood) into a well-formed video "
-                 "prompt and a negative prompt, ready for generate_video. Library names expand to phrases the "
-                 "models know. " + PROMPT_ADVICE, _prompt_schema(), read_only=True),
-        ToolSpec("render_storyboard", "Render a storyboard",
-                 "Several shots cut into one film, with transitions, continuity between shots, a title card and "
-                 "a soundtrack; checked as a whole before anything runs. A job like generate_video's: waits up to "
-                 "wait_seconds, then hands back its id.", _storyboard_schema()),
-        ToolSpec("list_backends", "List backends",
-                 "The engines Kinema knows, whether each can run here and, if not, why (a missing key or extra) "
-                 "and what it makes (text, image or clip to video).",
-                 {"type": "object", "properties": {}, "additionalProperties": False}, read_only=True),
-        ToolSpec("enhance_video", "Enhance a video",
-                 "Post-process a finished video into a new one: upscale, interpolate (smoother motion), fps, "
-                 "denoise, sharpen, loop, trim, or add a soundtrack. A job like generate_video's; the original "
-                 "is kept.",
-                 {"type": "object", "properties": {"video_id": video_id, "steps": _steps_schema(),
-                                                   "wait_seconds": _WAIT, "idempotency_key": _KEY},
-                  "required": ["video_id", "steps"], "additionalProperties": False}),
-    ]  # fmt: skip
+        ToolSpec(
+            "generate_video",
+            "Generate a video",
+            "Make a video from a prompt (and optionally an image or a clip to extend). Starts a job, reports "
+            "progress, and waits up to wait_seconds: the answer is the finished video (with its thumbnail "
+            "to look at and resource links to the file and recipe) or, if it is still running, its id for "
+            "get_video. " + PROMPT_ADVICE,
+            _video_request_schema(),
+        ),
+        ToolSpec(
+            "get_video",
+            "Get (or wait for) a video",
+            "The job's status and progress; with wait_seconds, wait for it to finish (progress as "
+            "notifications). A finished video comes with its thumbnail and resource links.",
+            {
+                "type": "object",
+                "properties": {"video_id": video_id, "wait_seconds": {**_WAIT, "default": 0}},
+                "required": ["video_id"],
+                "additionalProperties": False,
+            },
+            read_only=True,
+        ),
+        ToolSpec(
+            "list_videos",
+            "List videos",
+            "Recent video jobs, newest first, with their status.",
+            {
+                "type": "object",
+                "properties": {
+                    "limit": {
+                        "type": "integer",
+                        "minimum": 1,
+                        "maximum": 100,
+                        "default": 20,
+                        "description": "How many to list.",
+                    },
+                    "after": {"type": "string", "description": "A video id: list the ones before it (paging)."},
+                },
+                "additionalProperties": False,
+            },
+            read_only=True,
+        ),
+        ToolSpec(
+            "cancel_video",
+            "Cancel a video",
+            "Stop a queued or running job; a remote provider's task is cancelled too, so its bill stops.",
+            {
+                "type": "object",
+                "properties": {"video_id": video_id},
+                "required": ["video_id"],
+                "additionalProperties": False,
+            },
+        ),
+        ToolSpec(
+            "build_prompt",
+            "Build a prompt",
+            "Turn parts (subject, action, setting, style, camera, lighting, mood) into a well-formed video "
+            "prompt and a negative prompt, ready for generate_video. Library names expand to phrases the "
+            "models know. " + PROMPT_ADVICE,
+            _prompt_schema(),
+            read_only=True,
+        ),
+        ToolSpec(
+            "render_storyboard",
+            "Render a storyboard",
+            "Several shots cut into one film, with transitions, continuity between shots, a title card and "
+            "a soundtrack; checked as a whole before anything runs. A job like generate_video's: waits up to "
+            "wait_seconds, then hands back its id.",
+            _storyboard_schema(),
+        ),
+        ToolSpec(
+            "list_backends",
+            "List backends",
+            "The engines Kinema knows, whether each can run here and, if not, why (a missing key or extra) "
+            "and what it makes (text, image or clip to video).",
+            {"type": "object", "properties": {}, "additionalProperties": False},
+            read_only=True,
+        ),
+        ToolSpec(
+            "enhance_video",
+            "Enhance a video",
+            "Post-process a finished video into a new one: upscale, interpolate (smoother motion), fps, "
+            "denoise, sharpen, loop, trim, or add a soundtrack. A job like generate_video's; the original "
+            "is kept.",
+            {
+                "type": "object",
+                "properties": {
+                    "video_id": video_id,
+                    "steps": _steps_schema(),
+                    "wait_seconds": _WAIT,
+                    "idempotency_key": _KEY,
+                },
+                "required": ["video_id", "steps"],
+                "additionalProperties": False,
+            },
+        ),
+    ]
     out = {}
     for s in specs:
         allowed = tuple(s.schema.get("properties", {}))
@@ -272,8 +350,9 @@ def check_arguments(tool: str, arguments: dict[str, Any]) -> None:
     spec = TOOLS[tool]
     for name in arguments:
         if name not in spec.allowed:
-            raise InvalidRequest(name, f"is not an argument of {tool}", value=name,
-                                 allowed=", ".join(spec.allowed) or "no arguments")  # fmt: skip
+            raise InvalidRequest(
+                name, f"is not an argument of {tool}", value=name, allowed=", ".join(spec.allowed) or "no arguments"
+            )
     for name in spec.schema.get("required", ()):
         if arguments.get(name) is None:
             raise InvalidRequest(name, "is required", allowed=spec.schema["properties"][name].get("description"))
@@ -289,9 +368,9 @@ def wait_seconds_of(arguments: dict[str, Any], default: float = DEFAULT_WAIT_SEC
     if value is None:
         return default
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise InvalidRequest("wait_seconds", f"must be a number, got {value!r}", value=value,
-                             allowed=f"0 to {MAX_WAIT_SECONDS:g}")  # fmt: skip
+        raise InvalidRequest(
+            "wait_seconds", f"must be a number, got {value!r}", value=value, allowed=f"0 to {MAX_WAIT_SECONDS:g}"
+        )
     if not 0 <= value <= MAX_WAIT_SECONDS:
-        raise InvalidRequest("wait_seconds", f"must be between 0 and {MAX_WAIT_SECONDS:g}, got {value:g}",
-                             value=value)  # fmt: skip
+        raise InvalidRequest("wait_seconds", f"must be between 0 and {MAX_WAIT_SECONDS:g}, got {value:g}", value=value)
     return float(value)

@@ -64,13 +64,20 @@ class Transition:
 
     def __post_init__(self) -> None:
         if self.kind not in TRANSITIONS:
-            raise InvalidRequest("transition", f"{self.kind!r} is not a known transition", value=self.kind,
-                                 allowed=", ".join(TRANSITIONS))  # fmt: skip
+            raise InvalidRequest(
+                "transition",
+                f"{self.kind!r} is not a known transition",
+                value=self.kind,
+                allowed=", ".join(TRANSITIONS),
+            )
         if not (isinstance(self.duration, int | float) and math.isfinite(self.duration)):
             raise InvalidRequest("transition.duration", f"must be a number of seconds, not {self.duration!r}")
         if not 0 <= self.duration <= _MAX_TRANSITION:
-            raise InvalidRequest("transition.duration", f"must be between 0 and {_MAX_TRANSITION:g} seconds, "
-                                 f"got {self.duration:g}", value=self.duration)  # fmt: skip
+            raise InvalidRequest(
+                "transition.duration",
+                f"must be between 0 and {_MAX_TRANSITION:g} seconds, got {self.duration:g}",
+                value=self.duration,
+            )
 
     @property
     def overlap(self) -> float:
@@ -94,19 +101,25 @@ def parse_transition(spec: str | dict[str, Any] | Transition | None, field: str 
         if isinstance(spec, str):
             m = re.fullmatch(r"\s*([a-z]+)\s*(?::\s*([0-9]*\.?[0-9]+)\s*s?)?\s*", spec)
             if not m:
-                raise InvalidRequest(field, f"{spec!r} is not of the form KIND or KIND:SECONDS", value=spec,
-                                     allowed=f"{', '.join(TRANSITIONS)}, e.g. fade:0.5")  # fmt: skip
+                raise InvalidRequest(
+                    field,
+                    f"{spec!r} is not of the form KIND or KIND:SECONDS",
+                    value=spec,
+                    allowed=f"{', '.join(TRANSITIONS)}, e.g. fade:0.5",
+                )
             kind, length = m.group(1), m.group(2)
             return Transition(kind, float(length) if length is not None else (0.0 if kind == "cut" else 0.5))
         if isinstance(spec, dict):
             unknown = set(spec) - {"type", "kind", "duration"}
             if unknown:
-                raise InvalidRequest(f"{field}.{sorted(unknown)[0]}", "is not a known transition key",
-                                     allowed="type, duration")  # fmt: skip
+                raise InvalidRequest(
+                    f"{field}.{sorted(unknown)[0]}", "is not a known transition key", allowed="type, duration"
+                )
             kind = spec.get("type", spec.get("kind", "cut"))
             if not isinstance(kind, str):
-                raise InvalidRequest(f"{field}.type", f"must be text, not {type(kind).__name__}",
-                                     allowed=", ".join(TRANSITIONS))  # fmt: skip
+                raise InvalidRequest(
+                    f"{field}.type", f"must be text, not {type(kind).__name__}", allowed=", ".join(TRANSITIONS)
+                )
             length = spec.get("duration", 0.0 if kind == "cut" else 0.5)
             if isinstance(length, bool) or not isinstance(length, int | float):
                 raise InvalidRequest(f"{field}.duration", f"must be a number of seconds, not {length!r}")
@@ -168,8 +181,9 @@ def fit_size(video: Video, width: int, height: int) -> Video:
             h = max(1, round(video.width / want))
             top = (video.height - h) // 2
             frames = frames[:, top : top + h]
-    return Video(resize_frames(np.ascontiguousarray(frames), width, height), fps=video.fps,
-                 metadata=dict(video.metadata))  # fmt: skip
+    return Video(
+        resize_frames(np.ascontiguousarray(frames), width, height), fps=video.fps, metadata=dict(video.metadata)
+    )
 
 
 def join(a: Video, b: Video, transition: Transition | str | None = None) -> Video:
@@ -181,15 +195,21 @@ def join(a: Video, b: Video, transition: Transition | str | None = None) -> Vide
         return Video(np.concatenate([a.frames, b.frames]), fps=a.fps, metadata=dict(a.metadata))
     if n > a.num_frames or n > b.num_frames:
         shortest = min(a.duration, b.duration)
-        raise InvalidRequest("transition.duration", f"{tr.duration:g}s is longer than a shot it joins "
-                             f"({shortest:g}s)", value=tr.duration, allowed=f"at most {shortest:g}")  # fmt: skip
+        raise InvalidRequest(
+            "transition.duration",
+            f"{tr.duration:g}s is longer than a shot it joins ({shortest:g}s)",
+            value=tr.duration,
+            allowed=f"at most {shortest:g}",
+        )
     mid = transition_frames(a.frames[-n:], b.frames[:n], tr.kind)
     frames = np.concatenate([a.frames[:-n], mid, b.frames[n:]])
     return Video(frames, fps=a.fps, metadata=dict(a.metadata))
 
 
-def concat(videos: Sequence[Video], transitions: Sequence[Transition | str | None] | Transition | str | None = None,
-           ) -> Video:  # fmt: skip
+def concat(
+    videos: Sequence[Video],
+    transitions: Sequence[Transition | str | None] | Transition | str | None = None,
+) -> Video:
     """Join clips in order. ``transitions`` is one transition for every join, or one per join (len(videos) - 1).
 
     The result has the first clip's size and fps; the others are scaled (centre-cropped to the aspect ratio) and
@@ -204,8 +224,9 @@ def concat(videos: Sequence[Video], transitions: Sequence[Transition | str | Non
     else:
         per = [parse_transition(t, f"transitions[{i}]") for i, t in enumerate(transitions)]
         if len(per) != joins:
-            raise InvalidRequest("transitions", f"{len(per)} transitions given for {joins} joins",
-                                 allowed=f"one, or exactly {joins}")  # fmt: skip
+            raise InvalidRequest(
+                "transitions", f"{len(per)} transitions given for {joins} joins", allowed=f"one, or exactly {joins}"
+            )
     out = clips[0]
     for clip, tr in zip(clips[1:], per, strict=True):
         out = join(out, clip, tr)
@@ -231,8 +252,9 @@ def parse_trim(spec: str) -> tuple[float, float | None]:
     """``"START:END"`` in seconds; either side may be empty (``":2"``, ``"1.5:"``); a negative END counts from the
     end."""
     if ":" not in spec:
-        raise InvalidRequest("trim", f"{spec!r} is not of the form START:END (seconds)", value=spec,
-                             allowed="e.g. 0.5:2, :2, 1:")  # fmt: skip
+        raise InvalidRequest(
+            "trim", f"{spec!r} is not of the form START:END (seconds)", value=spec, allowed="e.g. 0.5:2, :2, 1:"
+        )
     start_text, end_text = spec.split(":", 1)
     start = _parse_time(start_text, "trim") or 0.0
     return start, _parse_time(end_text, "trim")
@@ -323,8 +345,9 @@ def mux_audio(
     suffix = dst.suffix.lower()
     codec = {".mp4": "aac", ".m4v": "aac", ".mov": "aac", ".webm": "libopus"}.get(suffix)
     if codec is None:
-        raise InvalidRequest("audio", f"a {suffix or 'folder'} output cannot carry sound", value=str(dst),
-                             allowed=".mp4, .mov, .webm")  # fmt: skip
+        raise InvalidRequest(
+            "audio", f"a {suffix or 'folder'} output cannot carry sound", value=str(dst), allowed=".mp4, .mov, .webm"
+        )
     if not has_audio(audio):
         raise InvalidRequest("audio", f"{audio} holds no audio stream", value=str(audio))
     if not 0 <= volume <= 10:
@@ -344,9 +367,26 @@ def mux_audio(
     # pad with silence to the whole length, then cut at exactly the video's end
     chain += [f"apad=whole_dur={length:.6f}", f"atrim=end={length:.6f}"]
     tmp = dst.with_name(f".{dst.name}.{os.getpid()}.audio{dst.suffix}")
-    args = ["-i", str(src), "-i", str(audio), "-filter_complex", f"[1:a]{','.join(chain)}[a]",
-            "-map", "0:v:0", "-map", "[a]", "-c:v", "copy", "-c:a", codec, "-b:a", "128k",
-            "-map_metadata", "0"]  # fmt: skip
+    args = [
+        "-i",
+        str(src),
+        "-i",
+        str(audio),
+        "-filter_complex",
+        f"[1:a]{','.join(chain)}[a]",
+        "-map",
+        "0:v:0",
+        "-map",
+        "[a]",
+        "-c:v",
+        "copy",
+        "-c:a",
+        codec,
+        "-b:a",
+        "128k",
+        "-map_metadata",
+        "0",
+    ]
     if codec == "aac":
         args += ["-movflags", "faststart+use_metadata_tags"]
     try:
@@ -363,8 +403,15 @@ def mux_audio(
     return dst
 
 
-def export_gif(video: Video, path: str | os.PathLike[str], *, fps: float | None = None, width: int | None = None,
-               colors: int = 256, dither: str = "sierra2_4a") -> Path:  # fmt: skip
+def export_gif(
+    video: Video,
+    path: str | os.PathLike[str],
+    *,
+    fps: float | None = None,
+    width: int | None = None,
+    colors: int = 256,
+    dither: str = "sierra2_4a",
+) -> Path:
     """Write a GIF with a palette computed from the clip itself (ffmpeg palettegen/paletteuse), optionally at a lower
     fps or width (height follows the aspect ratio), looping forever."""
     if not 2 <= colors <= 256:
@@ -380,11 +427,27 @@ def export_gif(video: Video, path: str | os.PathLike[str], *, fps: float | None 
     if width is not None:
         pre.append(f"scale={width}:-1:flags=lanczos")
     head = (",".join(pre) + ",") if pre else ""
-    graph = (f"{head}split[a][b];[a]palettegen=max_colors={colors}:stats_mode=full[p];"
-             f"[b][p]paletteuse=dither={dither}")  # fmt: skip
+    graph = f"{head}split[a][b];[a]palettegen=max_colors={colors}:stats_mode=full[p];[b][p]paletteuse=dither={dither}"
     tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp.gif")
-    args = ["-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{video.width}x{video.height}", "-r", f"{video.fps:g}",
-            "-i", "-", "-filter_complex", graph, "-loop", "0", "-f", "gif", str(tmp)]  # fmt: skip
+    args = [
+        "-f",
+        "rawvideo",
+        "-pix_fmt",
+        "rgb24",
+        "-s",
+        f"{video.width}x{video.height}",
+        "-r",
+        f"{video.fps:g}",
+        "-i",
+        "-",
+        "-filter_complex",
+        graph,
+        "-loop",
+        "0",
+        "-f",
+        "gif",
+        str(tmp),
+    ]
     try:
         run_ffmpeg(args, input=np.ascontiguousarray(video.frames).tobytes())
         os.replace(tmp, p)

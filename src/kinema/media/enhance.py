@@ -65,8 +65,11 @@ def upscale(video: Video, factor: float = 2.0, *, model: str | os.PathLike[str] 
         raise InvalidRequest("upscale.factor", f"must be between 1 and 8, got {factor:g}", value=factor)
     width, height = round(video.width * factor), round(video.height * factor)
     if max(width, height) > _MAX_SIDE:
-        raise InvalidRequest("upscale.factor", f"{factor:g}x makes {width}x{height}, larger than {_MAX_SIDE} pixels "
-                             "per side", value=factor)  # fmt: skip
+        raise InvalidRequest(
+            "upscale.factor",
+            f"{factor:g}x makes {width}x{height}, larger than {_MAX_SIDE} pixels per side",
+            value=factor,
+        )
     if model is not None:
         frames = _upscale_model(video.frames, Path(model))
         # the network's own scale may differ from the one asked: Lanczos the rest of the way
@@ -77,8 +80,9 @@ def upscale(video: Video, factor: float = 2.0, *, model: str | os.PathLike[str] 
     elif (width, height) == (video.width, video.height):
         return Video(video.frames.copy(), fps=video.fps, metadata=dict(video.metadata))
     else:
-        frames = filter_frames(video.frames, video.fps, f"scale={width}:{height}:flags=lanczos",
-                               out_size=(width, height))  # fmt: skip
+        frames = filter_frames(
+            video.frames, video.fps, f"scale={width}:{height}:flags=lanczos", out_size=(width, height)
+        )
     return Video(frames, fps=video.fps, metadata=dict(video.metadata))
 
 
@@ -91,26 +95,33 @@ def _require_spandrel() -> Any:
         error = MissingExtra("workflows", "spandrel", feature="AI upscaling (--upscale with a model file)")
         missing = getattr(exc, "name", None) or "spandrel"
         # spandrel is not in an extra on purpose: it pulls torchvision, which must match the installed torch build
-        error.message = (f"AI upscaling (an upscale model file) needs the optional packages 'spandrel' and "
-                         f"'torchvision' ({missing!r} is not installed); install them with: pip install spandrel "
-                         "torchvision (torchvision must match your torch build), or leave out the model file to "
-                         "upscale with Lanczos")  # fmt: skip
+        error.message = (
+            f"AI upscaling (an upscale model file) needs the optional packages 'spandrel' and "
+            f"'torchvision' ({missing!r} is not installed); install them with: pip install spandrel "
+            "torchvision (torchvision must match your torch build), or leave out the model file to "
+            "upscale with Lanczos"
+        )
         error.args = (error.message,)
         raise error from None
 
 
 def _upscale_model(frames: np.ndarray, path: Path) -> np.ndarray:
     if not path.is_file():
-        raise InvalidRequest("upscale.model", f"file not found: {path}", value=str(path),
-                             allowed="a local .pth or .safetensors super-resolution checkpoint")  # fmt: skip
+        raise InvalidRequest(
+            "upscale.model",
+            f"file not found: {path}",
+            value=str(path),
+            allowed="a local .pth or .safetensors super-resolution checkpoint",
+        )
     spandrel = _require_spandrel()
     import torch
 
     try:
         descriptor = spandrel.ModelLoader().load_from_file(str(path))
     except Exception as exc:  # spandrel raises its own types for unknown architectures
-        raise InvalidRequest("upscale.model", f"{path} is not a model spandrel can load ({exc})",
-                             value=str(path)) from None  # fmt: skip
+        raise InvalidRequest(
+            "upscale.model", f"{path} is not a model spandrel can load ({exc})", value=str(path)
+        ) from None
     descriptor.model.eval()
     out = []
     with torch.inference_mode():
@@ -148,8 +159,9 @@ def interpolate(video: Video, factor: float = 2.0, *, mode: str = "mci") -> Vide
     if not (math.isfinite(factor) and 1 <= factor <= 16):
         raise InvalidRequest("interpolate.factor", f"must be between 1 and 16, got {factor:g}", value=factor)
     if video.fps * factor > _MAX_FPS:
-        raise InvalidRequest("interpolate.factor", f"{factor:g}x of {video.fps:g} fps is more than {_MAX_FPS:g} fps",
-                             value=factor)  # fmt: skip
+        raise InvalidRequest(
+            "interpolate.factor", f"{factor:g}x of {video.fps:g} fps is more than {_MAX_FPS:g} fps", value=factor
+        )
     return change_fps(video, video.fps * factor, mode=mode)
 
 
@@ -159,8 +171,9 @@ def denoise(video: Video, strength: float = 1.0, *, method: str = "nlmeans") -> 
     if not (math.isfinite(strength) and 0 <= strength <= 10):
         raise InvalidRequest("denoise.strength", f"must be between 0 and 10, got {strength:g}", value=strength)
     if method not in _DENOISERS:
-        raise InvalidRequest("denoise.method", f"{method!r} is not a denoiser", value=method,
-                             allowed=", ".join(_DENOISERS))  # fmt: skip
+        raise InvalidRequest(
+            "denoise.method", f"{method!r} is not a denoiser", value=method, allowed=", ".join(_DENOISERS)
+        )
     if strength == 0:
         return video
     s = strength
@@ -188,8 +201,19 @@ class _Step(BaseModel):
     @field_validator("*", mode="before")
     @classmethod
     def _no_bools(cls, value: Any, info: Any) -> Any:
-        numeric = {"factor", "fps", "strength", "amount", "count", "overlap", "start", "end", "volume", "fade_in",
-                   "fade_out"}  # fmt: skip
+        numeric = {
+            "factor",
+            "fps",
+            "strength",
+            "amount",
+            "count",
+            "overlap",
+            "start",
+            "end",
+            "volume",
+            "fade_in",
+            "fade_out",
+        }
         if info.field_name in numeric and isinstance(value, bool):
             raise ValueError(f"must be a number, not {value!r}")
         return value
@@ -331,20 +355,35 @@ class TrimStep(_Step):
 
 PostStep = UpscaleStep | InterpolateStep | FpsStep | DenoiseStep | SharpenStep | AudioStep | LoopStep | TrimStep
 _STEP_TYPES: dict[str, type[_Step]] = {
-    "upscale": UpscaleStep, "interpolate": InterpolateStep, "fps": FpsStep, "denoise": DenoiseStep,
-    "sharpen": SharpenStep, "audio": AudioStep, "loop": LoopStep, "trim": TrimStep,
-}  # fmt: skip
+    "upscale": UpscaleStep,
+    "interpolate": InterpolateStep,
+    "fps": FpsStep,
+    "denoise": DenoiseStep,
+    "sharpen": SharpenStep,
+    "audio": AudioStep,
+    "loop": LoopStep,
+    "trim": TrimStep,
+}
 #: the parameter a shorthand "op:value" sets
-_SHORTHAND = {"upscale": "factor", "interpolate": "factor", "fps": "fps", "denoise": "strength", "sharpen": "amount",
-              "audio": "path", "loop": "mode", "trim": None}  # fmt: skip
+_SHORTHAND = {
+    "upscale": "factor",
+    "interpolate": "factor",
+    "fps": "fps",
+    "denoise": "strength",
+    "sharpen": "amount",
+    "audio": "path",
+    "loop": "mode",
+    "trim": None,
+}
 
 
 def _step_from_text(text: str, where: str) -> dict[str, Any]:
     op, _, value = text.partition(":")
     op = op.strip()
     if op not in _STEP_TYPES:
-        raise InvalidRequest(f"{where}.op", f"{op!r} is not a post-processing operation", value=op,
-                             allowed=", ".join(OPS))  # fmt: skip
+        raise InvalidRequest(
+            f"{where}.op", f"{op!r} is not a post-processing operation", value=op, allowed=", ".join(OPS)
+        )
     if not value:
         return {"op": op}
     if op == "trim":
@@ -369,8 +408,11 @@ def validate_chain(steps: Any, field: str = "postprocess") -> list[PostStep]:
     if steps is None:
         return []
     if isinstance(steps, str | dict) or not isinstance(steps, Sequence):
-        raise InvalidRequest(field, f"must be a list of steps, not {type(steps).__name__}",
-                             allowed=f"a list of {{'op': ...}} with op one of {', '.join(OPS)}")  # fmt: skip
+        raise InvalidRequest(
+            field,
+            f"must be a list of steps, not {type(steps).__name__}",
+            allowed=f"a list of {{'op': ...}} with op one of {', '.join(OPS)}",
+        )
     out: list[PostStep] = []
     for i, raw in enumerate(steps):
         where = f"{field}[{i}]"
@@ -391,8 +433,9 @@ def validate_chain(steps: Any, field: str = "postprocess") -> list[PostStep]:
         if op is None:
             raise InvalidRequest(f"{where}.op", "is required", allowed=", ".join(OPS))
         if op not in _STEP_TYPES:
-            raise InvalidRequest(f"{where}.op", f"{op!r} is not a post-processing operation", value=op,
-                                 allowed=", ".join(OPS))  # fmt: skip
+            raise InvalidRequest(
+                f"{where}.op", f"{op!r} is not a post-processing operation", value=op, allowed=", ".join(OPS)
+            )
         model = _STEP_TYPES[op]
         try:
             out.append(model(**data))  # type: ignore[arg-type]
@@ -425,8 +468,12 @@ def check_chain_output(steps: Any, fmt: str) -> None:
     """Refuse, before anything is generated, a chain the output cannot hold (a soundtrack on a GIF or PNG frames)."""
     for i, step in enumerate(validate_chain(steps)):
         if isinstance(step, AudioStep) and fmt not in ("mp4", "webm"):
-            raise InvalidRequest(f"postprocess[{i}].path", f"a {fmt} output cannot carry sound", value=step.path,
-                                 allowed="an .mp4 or .webm output")  # fmt: skip
+            raise InvalidRequest(
+                f"postprocess[{i}].path",
+                f"a {fmt} output cannot carry sound",
+                value=step.path,
+                allowed="an .mp4 or .webm output",
+            )
 
 
 def chain_to_json(steps: Sequence[PostStep]) -> list[dict[str, Any]]:
@@ -446,8 +493,10 @@ def apply_chain(video: Video, steps: Any) -> Video:
             sub = exc.field.split(".", 1)[1] if "." in exc.field else exc.field
             raise InvalidRequest(f"postprocess[{i}].{sub}", exc.message.split(": ", 1)[-1], value=exc.value) from None
     if chain:
-        out.metadata = {**video.metadata, "postprocess": list(video.metadata.get("postprocess") or [])
-                        + chain_to_json(chain)}  # fmt: skip
+        out.metadata = {
+            **video.metadata,
+            "postprocess": list(video.metadata.get("postprocess") or []) + chain_to_json(chain),
+        }
     return out
 
 
@@ -474,13 +523,15 @@ def apply_file_steps(path: str | os.PathLike[str], steps: Any) -> Path:
     p = Path(path)
     for step in validate_chain(steps):
         if isinstance(step, AudioStep):
-            edit.mux_audio(p, step.path, start=step.start, volume=step.volume, fade_in=step.fade_in,
-                           fade_out=step.fade_out)  # fmt: skip
+            edit.mux_audio(
+                p, step.path, start=step.start, volume=step.volume, fade_in=step.fade_in, fade_out=step.fade_out
+            )
     return p
 
 
-def process_file(input: str | os.PathLike[str], output: str | os.PathLike[str], steps: Any, *,
-                 keep_audio: bool = True) -> Path:  # fmt: skip
+def process_file(
+    input: str | os.PathLike[str], output: str | os.PathLike[str], steps: Any, *, keep_audio: bool = True
+) -> Path:
     """Read a clip, run the chain, save it (recipe kept, chain appended) and mux its audio.
 
     With ``keep_audio`` and no ``audio`` step, the input's own soundtrack (if any) is carried over, shifted by a

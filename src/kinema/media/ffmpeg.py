@@ -44,9 +44,24 @@ def filter_frames(frames: np.ndarray, fps: float, vf: str, *, out_size: tuple[in
     f, h, w, _ = frames.shape
     ow, oh = out_size or (w, h)
     args = [
-        "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}", "-r", f"{fps:g}", "-i", "-",
-        "-vf", vf, "-f", "rawvideo", "-pix_fmt", "rgb24", "-",
-    ]  # fmt: skip
+        "-f",
+        "rawvideo",
+        "-pix_fmt",
+        "rgb24",
+        "-s",
+        f"{w}x{h}",
+        "-r",
+        f"{fps:g}",
+        "-i",
+        "-",
+        "-vf",
+        vf,
+        "-f",
+        "rawvideo",
+        "-pix_fmt",
+        "rgb24",
+        "-",
+    ]
     proc = run_ffmpeg(args, input=np.ascontiguousarray(frames, dtype=np.uint8).tobytes())
     size = ow * oh * 3
     n = len(proc.stdout) // size
@@ -81,8 +96,13 @@ def media_info(path: str | os.PathLike[str]) -> dict[str, Any]:
                 count += 1
                 width, height = vframe.width, vframe.height
             fps = float(vrate) if vrate else 0.0
-            info["video"] = {"frames": count, "fps": fps, "width": width, "height": height,
-                             "duration": count / fps if fps else 0.0}  # fmt: skip
+            info["video"] = {
+                "frames": count,
+                "fps": fps,
+                "width": width,
+                "height": height,
+                "duration": count / fps if fps else 0.0,
+            }
     with av.open(str(path)) as container:
         if container.streams.audio:
             aus = container.streams.audio[0]
@@ -93,6 +113,11 @@ def media_info(path: str | os.PathLike[str]) -> dict[str, Any]:
                 if first_pts is None and aframe.pts is not None and aframe.time_base is not None:
                     first_pts = float(aframe.pts * aframe.time_base)
                 samples += aframe.samples
-            info["audio"] = {"codec": aus.codec_context.name, "sample_rate": rate, "samples": samples,
-                             "duration": samples / rate if rate else 0.0, "start": first_pts or 0.0}  # fmt: skip
+            info["audio"] = {
+                "codec": aus.codec_context.name,
+                "sample_rate": rate,
+                "samples": samples,
+                "duration": samples / rate if rate else 0.0,
+                "start": first_pts or 0.0,
+            }
     return info

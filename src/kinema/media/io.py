@@ -39,8 +39,9 @@ def _decode_image_bytes(data: bytes, field: str) -> np.ndarray:
             frame = next(container.decode(video=0))
             return frame.to_ndarray(format="rgb24")
     except (av.error.FFmpegError, StopIteration, ValueError) as exc:
-        raise InvalidRequest(field, f"could not be decoded as an image ({exc})",
-                             allowed="PNG, JPEG, WebP, BMP or GIF image data") from None  # fmt: skip
+        raise InvalidRequest(
+            field, f"could not be decoded as an image ({exc})", allowed="PNG, JPEG, WebP, BMP or GIF image data"
+        ) from None
 
 
 def load_image(source: Any, field: str = "image") -> np.ndarray:

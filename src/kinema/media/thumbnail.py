@@ -52,8 +52,15 @@ def _scale(frame: np.ndarray, width: int, floor: int = 8) -> np.ndarray:
     return resize_frames(frame, width, height)
 
 
-def contact_sheet(video: Video, *, columns: int = 4, count: int = 12, width: int | None = None, gap: int = 2,
-                  background: tuple[int, int, int] = (16, 16, 16)) -> np.ndarray:  # fmt: skip
+def contact_sheet(
+    video: Video,
+    *,
+    columns: int = 4,
+    count: int = 12,
+    width: int | None = None,
+    gap: int = 2,
+    background: tuple[int, int, int] = (16, 16, 16),
+) -> np.ndarray:
     """(H, W, 3) uint8: ``count`` evenly spaced frames (first to last) in rows of ``columns``, ``gap`` pixels apart.
 
     ``width`` is the whole sheet's width: the tiles are scaled so that the row of them and its gaps fill it.
@@ -77,8 +84,12 @@ def contact_sheet(video: Video, *, columns: int = 4, count: int = 12, width: int
         tile_width = (width - (cols + 1) * gap) // cols
         if tile_width < 1:
             least = cols + (cols + 1) * gap
-            raise InvalidRequest("width", f"{width} pixels leave no room for {cols} frames per row", value=width,
-                                 allowed=f"at least {least} with {cols} columns, or fewer --columns")  # fmt: skip
+            raise InvalidRequest(
+                "width",
+                f"{width} pixels leave no room for {cols} frames per row",
+                value=width,
+                allowed=f"at least {least} with {cols} columns, or fewer --columns",
+            )
     tiles = [video.frames[i] if tile_width is None else _scale(video.frames[i], tile_width, floor=1) for i in idx]
     th, tw = tiles[0].shape[:2]
     rows = -(-count // cols)
@@ -98,11 +109,16 @@ def save_image(image: np.ndarray, path: str | os.PathLike[str]) -> Path:
     import av
 
     p = Path(path)
-    codecs = {".png": ("png", "rgb24"), ".jpg": ("mjpeg", "yuvj444p"), ".jpeg": ("mjpeg", "yuvj444p"),
-              ".webp": ("libwebp", "yuv420p")}  # fmt: skip
+    codecs = {
+        ".png": ("png", "rgb24"),
+        ".jpg": ("mjpeg", "yuvj444p"),
+        ".jpeg": ("mjpeg", "yuvj444p"),
+        ".webp": ("libwebp", "yuv420p"),
+    }
     if p.suffix.lower() not in codecs:
-        raise InvalidRequest("output", f"unknown image extension {p.suffix!r}", value=str(p),
-                             allowed=", ".join(codecs))  # fmt: skip
+        raise InvalidRequest(
+            "output", f"unknown image extension {p.suffix!r}", value=str(p), allowed=", ".join(codecs)
+        )
     codec, pix = codecs[p.suffix.lower()]
     frame = np.ascontiguousarray(image)
     if codec != "png" and (frame.shape[0] % 2 or frame.shape[1] % 2):

@@ -89,10 +89,14 @@ def create_app(
     fetcher = fetcher or SafeFetcher(config.allow_hosts, timeout=config.webhook_timeout)
     kinds = dict(job_kinds) if job_kinds is not None else default_job_kinds()
     state = ServiceState(
-        config=config, store=store, pool=WorkerPool(store, config, threads=config.workers, kinds=kinds),
-        sender=WebhookSender(store, config, fetcher), fetcher=fetcher,
-        submit_limiter=RateLimiter(*config.submit_rate), read_limiter=RateLimiter(*config.read_rate),
-    )  # fmt: skip
+        config=config,
+        store=store,
+        pool=WorkerPool(store, config, threads=config.workers, kinds=kinds),
+        sender=WebhookSender(store, config, fetcher),
+        fetcher=fetcher,
+        submit_limiter=RateLimiter(*config.submit_rate),
+        read_limiter=RateLimiter(*config.read_rate),
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -116,14 +120,25 @@ def create_app(
     # added first, so it runs inside the body limit: JSON POST /v1/videos and GET /v1/videos/{id} are answered
     # there, before routing (the routes in videos.py say so)
     app.add_middleware(FastPaths, state=state)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=config.max_body_bytes, max_json_bytes=config.max_json_bytes,
-                       body_timeout=config.body_timeout)  # fmt: skip
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_bytes=config.max_body_bytes,
+        max_json_bytes=config.max_json_bytes,
+        body_timeout=config.body_timeout,
+    )
     install_error_handlers(app)
     # edits and characters first: their literal paths (/v1/videos/edits...) must not reach a /v1/videos/{id} route
-    for router in (edits.edit_routes(state), characters.character_routes(state), videos.video_routes(state),
-                   models.model_routes(state), health.health_routes(state),
-                   storyboards.storyboard_routes(state), prompt_routes.prompt_routes(state),
-                   provider_callbacks.provider_callback_routes(state), usage.usage_routes(state)):  # fmt: skip
+    for router in (
+        edits.edit_routes(state),
+        characters.character_routes(state),
+        videos.video_routes(state),
+        models.model_routes(state),
+        health.health_routes(state),
+        storyboards.storyboard_routes(state),
+        prompt_routes.prompt_routes(state),
+        provider_callbacks.provider_callback_routes(state),
+        usage.usage_routes(state),
+    ):
         app.include_router(router)
     # GET /metrics and the request counter (the outermost middleware: the fast path's answers count too)
     metrics.install_metrics(app, state)

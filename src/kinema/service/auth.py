@@ -32,14 +32,22 @@ def authenticate(state: ServiceState, query_names: Iterable[str], authorization:
     """The caller's key id ("local" without auth), from the query's parameter names and the Authorization header."""
     for name in query_names:
         if name in URL_KEY_NAMES:
-            raise ApiError(401, "API keys in the URL are refused (URLs are logged); send 'Authorization: Bearer "
-                                "<key>'", code="key_in_url", param=name)  # fmt: skip
+            raise ApiError(
+                401,
+                "API keys in the URL are refused (URLs are logged); send 'Authorization: Bearer <key>'",
+                code="key_in_url",
+                param=name,
+            )
     token = bearer_token(authorization)
     if not state.config.auth:
         return "local"
     if token is None:
-        raise ApiError(401, "missing API key: send 'Authorization: Bearer <key>' (make one with 'kinema keys "
-                            "create')", code="missing_api_key", headers={"WWW-Authenticate": "Bearer"})  # fmt: skip
+        raise ApiError(
+            401,
+            "missing API key: send 'Authorization: Bearer <key>' (make one with 'kinema keys create')",
+            code="missing_api_key",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
     key_id = state.store.authenticate(token)
     if key_id is None:
         raise ApiError(
@@ -56,8 +64,9 @@ def check_rate(limiter: RateLimiter, owner: str) -> None:
     """429 with an integer Retry-After when ``owner`` is over ``limiter``'s rate."""
     wait = limiter.check(owner)
     if wait is not None:
-        raise ApiError(429, f"rate limit exceeded; retry in {wait} s", code="rate_limited",
-                       headers={"Retry-After": str(wait)})  # fmt: skip
+        raise ApiError(
+            429, f"rate limit exceeded; retry in {wait} s", code="rate_limited", headers={"Retry-After": str(wait)}
+        )
 
 
 def owner_dependency(state: ServiceState) -> Callable[..., Awaitable[str]]:

@@ -26,8 +26,7 @@ from ..errors import InvalidRequest
 if TYPE_CHECKING:
     from .stores import Store
 
-__all__ = ["parse_budget", "is_paid_backend", "job_cost", "spent_usd", "sum_costs", "budget_refusal",
-           "NOT_AMOUNTS"]  # fmt: skip
+__all__ = ["parse_budget", "is_paid_backend", "job_cost", "spent_usd", "sum_costs", "budget_refusal", "NOT_AMOUNTS"]
 
 #: cost keys that describe a figure rather than being one
 NOT_AMOUNTS = frozenset({"estimate", "price_date", "price_source", "currency"})
@@ -41,8 +40,12 @@ def parse_budget(text: str) -> tuple[float, str]:
     m = _BUDGET.match(text or "")
     currency = (m.group(2) or "USD").upper() if m else ""
     if not m or currency != "USD":
-        raise InvalidRequest("budget", f"{text!r} is not an amount of US dollars", value=text,
-                             allowed="an amount in USD, e.g. 10USD, 2.50 USD or $10")  # fmt: skip
+        raise InvalidRequest(
+            "budget",
+            f"{text!r} is not an amount of US dollars",
+            value=text,
+            allowed="an amount in USD, e.g. 10USD, 2.50 USD or $10",
+        )
     amount = float(m.group(1))
     if not math.isfinite(amount) or amount <= 0:
         raise InvalidRequest("budget", f"{text!r} must be more than 0", value=text, allowed="e.g. 10USD")
@@ -131,5 +134,7 @@ def budget_refusal(store: Store, owner: str, backend: str, who: str = "this API 
     spent = spent_usd(store.usage_rows(owner))
     if spent < amount:
         return None
-    return (f"budget exhausted: {who} has spent {spent:.2f} {currency} of its {amount:.2f} {currency} budget; "
-            f"paid backends ({backend}) are refused, free ones (builtin, diffusers) still run")  # fmt: skip
+    return (
+        f"budget exhausted: {who} has spent {spent:.2f} {currency} of its {amount:.2f} {currency} budget; "
+        f"paid backends ({backend}) are refused, free ones (builtin, diffusers) still run"
+    )

@@ -72,8 +72,13 @@ def check_public_url(url: str) -> str:
     from ..errors import InvalidRequest
 
     parts = urlsplit(url.strip())
-    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment or (
-            parts.username or parts.password):  # fmt: skip
+    if (
+        parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or parts.query
+        or parts.fragment
+        or (parts.username or parts.password)
+    ):
         raise InvalidRequest(
             "public_url",
             f"{url!r} is not a public base URL",

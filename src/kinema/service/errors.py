@@ -50,12 +50,27 @@ Model = TypeVar("Model", bound=BaseModel)
 class ApiError(Exception):
     """An error answer in the OpenAI shape."""
 
-    TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
-             404: "invalid_request_error", 409: "invalid_request_error", 413: "invalid_request_error",
-             415: "invalid_request_error", 422: "invalid_request_error", 429: "rate_limit_error"}  # fmt: skip
+    TYPES = {
+        400: "invalid_request_error",
+        401: "authentication_error",
+        403: "permission_error",
+        404: "invalid_request_error",
+        409: "invalid_request_error",
+        413: "invalid_request_error",
+        415: "invalid_request_error",
+        422: "invalid_request_error",
+        429: "rate_limit_error",
+    }
 
-    def __init__(self, status: int, message: str, *, code: str | None = None, param: str | None = None,
-                 headers: dict[str, str] | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        code: str | None = None,
+        param: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
@@ -64,16 +79,16 @@ class ApiError(Exception):
         self.headers = headers or {}
 
     @classmethod
-    def from_error(cls, exc: KinemaError, status: int = 400, *, code: str | None = None,
-                   param: str | None = None) -> ApiError:  # fmt: skip
+    def from_error(
+        cls, exc: KinemaError, status: int = 400, *, code: str | None = None, param: str | None = None
+    ) -> ApiError:
         """``exc`` as an answer: its code (or ``code``), its message, and the field it names (or ``param``)."""
         d = exc.to_dict()
         return cls(status, d["message"], code=code or d["code"], param=param or d["field"])
 
     def body(self) -> dict[str, Any]:
         kind = self.TYPES.get(self.status) or ("invalid_request_error" if self.status < 500 else "server_error")
-        return {"error": {"message": self.message, "type": kind,
-                          "param": self.param, "code": self.code}}  # fmt: skip
+        return {"error": {"message": self.message, "type": kind, "param": self.param, "code": self.code}}
 
     def response(self) -> JSONResponse:
         return JSONResponse(self.body(), status_code=self.status, headers=self.headers)
@@ -82,11 +97,18 @@ class ApiError(Exception):
 #: the error answers every route may give, for /openapi.json
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorResponse, "description": desc}
-    for code, desc in ((400, "Bad request"), (401, "Missing or invalid API key"), (404, "Not found"),
-                       (409, "Conflict"), (413, "Body too large"), (415, "Unsupported media type"),
-                       (422, "Unprocessable (idempotency key reused with another body, or a refused image)"),
-                       (429, "Rate limited or queue full"), (500, "Server error"))
-}  # fmt: skip
+    for code, desc in (
+        (400, "Bad request"),
+        (401, "Missing or invalid API key"),
+        (404, "Not found"),
+        (409, "Conflict"),
+        (413, "Body too large"),
+        (415, "Unsupported media type"),
+        (422, "Unprocessable (idempotency key reused with another body, or a refused image)"),
+        (429, "Rate limited or queue full"),
+        (500, "Server error"),
+    )
+}
 #: a create route's error answers: the above, and 402 when the key's budget is spent (kinema.service.usage)
 CREATE_RESPONSES: dict[int | str, dict[str, Any]] = {
     **ERROR_RESPONSES,
@@ -144,8 +166,9 @@ def field_path(loc: Iterable[Any]) -> str:
     return _locate(None, tuple(loc), "")[0]
 
 
-def validation_error(errors: Sequence[Mapping[str, Any]], model: type[BaseModel] | None = None,
-                     skip: tuple[str, ...] = ()) -> ApiError:  # fmt: skip
+def validation_error(
+    errors: Sequence[Mapping[str, Any]], model: type[BaseModel] | None = None, skip: tuple[str, ...] = ()
+) -> ApiError:
     """The first of pydantic's errors as a 400 naming the field, what was wrong and, for an unknown field, the
     fields allowed there. ``skip``: location parts that are not fields (FastAPI's ``query``, ``path``...)."""
     first = errors[0] if errors else {}
@@ -157,8 +180,12 @@ def validation_error(errors: Sequence[Mapping[str, Any]], model: type[BaseModel]
         msg = f"is not a known field (allowed: {', '.join(owner.model_fields)})"
         if loc and loc[-1] == "":  # a field with an empty name (a JSON key or a form part named ""): say so
             where = param.rstrip(".")  # "" at the top level, else the object that holds it ("scenes[0]")
-            return ApiError(400, f"{where + ': ' if where else ''}a field with an empty name {msg}",
-                            code="invalid_request", param=where)  # fmt: skip
+            return ApiError(
+                400,
+                f"{where + ': ' if where else ''}a field with an empty name {msg}",
+                code="invalid_request",
+                param=where,
+            )
     if not param:
         return ApiError(400, msg if first else "invalid request", code="invalid_request")
     return ApiError(400, f"{param}: {msg}", code="invalid_request", param=param)

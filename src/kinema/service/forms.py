@@ -33,8 +33,7 @@ async def read_upload(value: Any, limit: int, param: str, what: str) -> bytes:
     ``value``: the form's upload; ``what``: the file's kind in the message ("image", "clip")."""
     data: bytes = await value.read(limit + 1)
     if len(data) > limit:
-        raise ApiError(413, f"{param}: the {what} is larger than {limit} bytes", code="request_too_large",
-                       param=param)  # fmt: skip
+        raise ApiError(413, f"{param}: the {what} is larger than {limit} bytes", code="request_too_large", param=param)
     return data
 
 

@@ -21,7 +21,11 @@ def health_routes(state: ServiceState) -> APIRouter:
 
     @router.get("/healthz", response_model=Health, summary="Liveness and queue depth")
     def healthz() -> dict[str, Any]:
-        return {"status": "ok", "version": __version__, "queued": state.store.queue_depth(),
-                "workers": state.config.workers}  # fmt: skip
+        return {
+            "status": "ok",
+            "version": __version__,
+            "queued": state.store.queue_depth(),
+            "workers": state.config.workers,
+        }
 
     return router

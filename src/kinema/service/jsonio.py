@@ -85,8 +85,12 @@ def loads_limited(raw: bytes | str, field: str | None = None) -> Any:
     elif field is None:
         field = _deep_key(raw)
     where = field or "body"
-    raise ApiError(400, f"{where}: nests arrays and objects more than {MAX_JSON_DEPTH} levels deep",
-                   code="invalid_json", param=where)  # fmt: skip
+    raise ApiError(
+        400,
+        f"{where}: nests arrays and objects more than {MAX_JSON_DEPTH} levels deep",
+        code="invalid_json",
+        param=where,
+    )
 
 
 def parse_json_object(raw: bytes) -> dict[str, Any]:

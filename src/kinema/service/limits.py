@@ -130,8 +130,9 @@ def http_protocol(max_header_bytes: int, header_timeout: float, body_timeout: fl
             if self._head_bytes == 0 and self._heads == 0:
                 self.transport.close()  # nothing was asked: nothing to answer
                 return
-            self._refuse_head(408, "request_timeout", f"the request headers were not received within "
-                                                      f"{header_timeout:g} s")  # fmt: skip
+            self._refuse_head(
+                408, "request_timeout", f"the request headers were not received within {header_timeout:g} s"
+            )
 
         def _body_too_slow(self) -> None:
             self._deadline = None
@@ -158,10 +159,15 @@ def http_protocol(max_header_bytes: int, header_timeout: float, body_timeout: fl
             self._refused = True
             self._disarm()
             self._unset_keepalive_if_required()
-            body = json.dumps({"error": {"message": message, "type": "invalid_request_error", "param": None,
-                                         "code": code}}).encode()  # fmt: skip
-            head = [f"HTTP/1.1 {status} {_REASONS[status]}".encode(), b"content-type: application/json",
-                    b"content-length: " + str(len(body)).encode(), b"connection: close"]  # fmt: skip
+            body = json.dumps(
+                {"error": {"message": message, "type": "invalid_request_error", "param": None, "code": code}}
+            ).encode()
+            head = [
+                f"HTTP/1.1 {status} {_REASONS[status]}".encode(),
+                b"content-type: application/json",
+                b"content-length: " + str(len(body)).encode(),
+                b"connection: close",
+            ]
             head += [name + b": " + value for name, value in self.server_state.default_headers]
             self.transport.write(b"\r\n".join(head) + b"\r\n\r\n" + body)
             if self.transport.can_write_eof():

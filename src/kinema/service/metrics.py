@@ -105,8 +105,9 @@ def _scan_owner(store: Store, owner: str, now: float, tries: int = 3) -> JobStat
                     stats.jobs[key] = stats.jobs.get(key, 0) + 1
                     stats.attempts += job.attempts
                     stats.crashes += job.crashes
-                    if job.status == "queued" and (stats.oldest_queued_at is None or job.created_at <
-                                                    stats.oldest_queued_at):  # fmt: skip
+                    if job.status == "queued" and (
+                        stats.oldest_queued_at is None or job.created_at < stats.oldest_queued_at
+                    ):
                         stats.oldest_queued_at = job.created_at
                     if job.status == "in_progress" and job.worker:
                         if job.lease_until is not None and job.lease_until >= now:
@@ -129,8 +130,9 @@ def _add(total: JobStats, part: JobStats) -> None:
     total.attempts += part.attempts
     total.crashes += part.crashes
     total.expired_leases += part.expired_leases
-    if part.oldest_queued_at is not None and (total.oldest_queued_at is None or part.oldest_queued_at <
-                                              total.oldest_queued_at):  # fmt: skip
+    if part.oldest_queued_at is not None and (
+        total.oldest_queued_at is None or part.oldest_queued_at < total.oldest_queued_at
+    ):
         total.oldest_queued_at = part.oldest_queued_at
 
 
@@ -178,20 +180,23 @@ def render(samples: Iterable[Sample]) -> str:
 _ID = r"[^/]+"
 #: path patterns -> the route label; anything else is "other" (a label per raw path would let clients create
 #: unbounded series)
-_ROUTES = [(re.compile(f"^{pattern}$"), label) for pattern, label in (
-    ("/v1/videos", "/v1/videos"),
-    (f"/v1/videos/{_ID}", "/v1/videos/{id}"),
-    (f"/v1/videos/{_ID}/(content|events|cancel|retry)", "/v1/videos/{id}/{action}"),
-    ("/v1/storyboards", "/v1/storyboards"),
-    ("/v1/models", "/v1/models"),
-    ("/v1/usage", "/v1/usage"),
-    ("/v1/prompt-library", "/v1/prompt-library"),
-    ("/v1/prompts", "/v1/prompts"),
-    (f"/v1/provider-callbacks/{_ID}/{_ID}", "/v1/provider-callbacks/{provider}/{id}"),
-    ("/healthz", "/healthz"),
-    ("/metrics", "/metrics"),
-    ("/openapi.json", "/openapi.json"),
-)]  # fmt: skip
+_ROUTES = [
+    (re.compile(f"^{pattern}$"), label)
+    for pattern, label in (
+        ("/v1/videos", "/v1/videos"),
+        (f"/v1/videos/{_ID}", "/v1/videos/{id}"),
+        (f"/v1/videos/{_ID}/(content|events|cancel|retry)", "/v1/videos/{id}/{action}"),
+        ("/v1/storyboards", "/v1/storyboards"),
+        ("/v1/models", "/v1/models"),
+        ("/v1/usage", "/v1/usage"),
+        ("/v1/prompt-library", "/v1/prompt-library"),
+        ("/v1/prompts", "/v1/prompts"),
+        (f"/v1/provider-callbacks/{_ID}/{_ID}", "/v1/provider-callbacks/{provider}/{id}"),
+        ("/healthz", "/healthz"),
+        ("/metrics", "/metrics"),
+        ("/openapi.json", "/openapi.json"),
+    )
+]
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
@@ -251,49 +256,109 @@ class CountRequests:
 
 
 # -- the samples and the route --------------------------------------------------------------------------------------
-def service_samples(state: ServiceState, stats: JobStats, counts: RequestCounts | None = None,
-                    now: float | None = None, collect_seconds: float | None = None) -> list[Sample]:  # fmt: skip
+def service_samples(
+    state: ServiceState,
+    stats: JobStats,
+    counts: RequestCounts | None = None,
+    now: float | None = None,
+    collect_seconds: float | None = None,
+) -> list[Sample]:
     """Every sample of one scrape, from the store's ``stats`` and this process's state."""
     now = time.time() if now is None else now
-    out = [Sample("kinema_build_info", "gauge", "The running Kinema version (always 1).",
-                  {"version": __version__}, 1)]  # fmt: skip
+    out = [Sample("kinema_build_info", "gauge", "The running Kinema version (always 1).", {"version": __version__}, 1)]
     kinds = sorted({kind for _, kind in stats.jobs} | set(state.pool.kinds))
     statuses = [*STATUSES, *sorted({s for s, _ in stats.jobs} - set(STATUSES))]
     for kind in kinds:
         for status in statuses:
-            out.append(Sample("kinema_jobs", "gauge", "Jobs in the store by status and kind.",
-                              {"status": status, "kind": kind}, stats.jobs.get((status, kind), 0)))  # fmt: skip
-    out.append(Sample("kinema_queue_depth", "gauge", "Jobs waiting in the queue (every kind).", {},
-                      state.store.queue_depth()))  # fmt: skip
+            out.append(
+                Sample(
+                    "kinema_jobs",
+                    "gauge",
+                    "Jobs in the store by status and kind.",
+                    {"status": status, "kind": kind},
+                    stats.jobs.get((status, kind), 0),
+                )
+            )
+    out.append(
+        Sample("kinema_queue_depth", "gauge", "Jobs waiting in the queue (every kind).", {}, state.store.queue_depth())
+    )
     age = max(0.0, now - stats.oldest_queued_at) if stats.oldest_queued_at is not None else 0.0
-    out.append(Sample("kinema_oldest_queued_job_age_seconds", "gauge",
-                      "Seconds the oldest queued job has waited (0: none queued).", {}, round(age, 3)))  # fmt: skip
-    out.append(Sample("kinema_store_job_attempts", "gauge",
-                      "Attempts recorded on the jobs now in the store (deleting a job removes its attempts).", {},
-                      stats.attempts))  # fmt: skip
-    out.append(Sample("kinema_store_job_crashes", "gauge",
-                      "Attempts lost to crashed workers, recorded on the jobs now in the store.", {},
-                      stats.crashes))  # fmt: skip
-    out.append(Sample("kinema_leases_in_flight", "gauge", "Running jobs whose worker's lease is live.", {},
-                      sum(stats.leases.values())))  # fmt: skip
+    out.append(
+        Sample(
+            "kinema_oldest_queued_job_age_seconds",
+            "gauge",
+            "Seconds the oldest queued job has waited (0: none queued).",
+            {},
+            round(age, 3),
+        )
+    )
+    out.append(
+        Sample(
+            "kinema_store_job_attempts",
+            "gauge",
+            "Attempts recorded on the jobs now in the store (deleting a job removes its attempts).",
+            {},
+            stats.attempts,
+        )
+    )
+    out.append(
+        Sample(
+            "kinema_store_job_crashes",
+            "gauge",
+            "Attempts lost to crashed workers, recorded on the jobs now in the store.",
+            {},
+            stats.crashes,
+        )
+    )
+    out.append(
+        Sample(
+            "kinema_leases_in_flight",
+            "gauge",
+            "Running jobs whose worker's lease is live.",
+            {},
+            sum(stats.leases.values()),
+        )
+    )
     for worker, n in sorted(stats.leases.items()):
-        out.append(Sample("kinema_worker_leases", "gauge", "Live leases by worker (host:pid:id).",
-                          {"worker": worker}, n))  # fmt: skip
-    out.append(Sample("kinema_leases_expired", "gauge",
-                      "Running jobs whose lease has passed (a lost worker; the reaper re-queues them).", {},
-                      stats.expired_leases))  # fmt: skip
-    out.append(Sample("kinema_process_workers", "gauge", "In-process workers of this API process.", {},
-                      state.pool.threads))  # fmt: skip
-    out.append(Sample("kinema_process_workers_busy", "gauge", "In-process workers running a job now.", {},
-                      state.pool.busy))  # fmt: skip
+        out.append(
+            Sample("kinema_worker_leases", "gauge", "Live leases by worker (host:pid:id).", {"worker": worker}, n)
+        )
+    out.append(
+        Sample(
+            "kinema_leases_expired",
+            "gauge",
+            "Running jobs whose lease has passed (a lost worker; the reaper re-queues them).",
+            {},
+            stats.expired_leases,
+        )
+    )
+    out.append(
+        Sample("kinema_process_workers", "gauge", "In-process workers of this API process.", {}, state.pool.threads)
+    )
+    out.append(
+        Sample("kinema_process_workers_busy", "gauge", "In-process workers running a job now.", {}, state.pool.busy)
+    )
     if collect_seconds is not None:
-        out.append(Sample("kinema_metrics_collect_seconds", "gauge",
-                          "How long reading the store for this scrape took.", {},
-                          round(collect_seconds, 6)))  # fmt: skip
+        out.append(
+            Sample(
+                "kinema_metrics_collect_seconds",
+                "gauge",
+                "How long reading the store for this scrape took.",
+                {},
+                round(collect_seconds, 6),
+            )
+        )
     if counts is not None:
         for (method, route, code), n in sorted(counts.snapshot().items()):
-            out.append(Sample("kinema_http_requests_total", "counter", "HTTP requests answered by this process.",
-                              {"method": method, "route": route, "code": code}, n))  # fmt: skip
+            out.append(
+                Sample(
+                    "kinema_http_requests_total",
+                    "counter",
+                    "HTTP requests answered by this process.",
+                    {"method": method, "route": route, "code": code},
+                    n,
+                )
+            )
     return out
 
 
@@ -306,10 +371,16 @@ def metrics_routes(state: ServiceState, counts: RequestCounts | None = None) -> 
     lock = threading.Lock()
 
     # response_class=Response (no media type of its own): the error answers stay documented as JSON, 200 as text
-    @router.get("/metrics", response_class=Response, summary="Prometheus metrics (text format 0.0.4)",
-                responses={200: {"content": {CONTENT_TYPE.split(";")[0]: {"schema": {"type": "string"}}}},
-                           **(ERROR_RESPONSES if needs_key else {})},
-                openapi_extra=SECURED if needs_key else None)  # fmt: skip
+    @router.get(
+        "/metrics",
+        response_class=Response,
+        summary="Prometheus metrics (text format 0.0.4)",
+        responses={
+            200: {"content": {CONTENT_TYPE.split(";")[0]: {"schema": {"type": "string"}}}},
+            **(ERROR_RESPONSES if needs_key else {}),
+        },
+        openapi_extra=SECURED if needs_key else None,
+    )
     def metrics(request: Request) -> Response:
         if needs_key:
             authenticate_request(state, request)

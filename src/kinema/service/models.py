@@ -29,8 +29,9 @@ def model_routes(state: ServiceState) -> APIRouter:
     router = APIRouter(tags=["models"])
     owner_of = owner_dependency(state)
 
-    @router.get("/v1/models", response_model=ModelList, responses=ERROR_RESPONSES,
-                summary="Backends and what they accept")  # fmt: skip
+    @router.get(
+        "/v1/models", response_model=ModelList, responses=ERROR_RESPONSES, summary="Backends and what they accept"
+    )
     def list_models(owner: str = Depends(owner_of)) -> dict[str, Any]:
         check_rate(state.read_limiter, owner)
         return {"object": "list", "data": model_entries(state)}
@@ -50,8 +51,14 @@ def model_entries(state: ServiceState) -> list[dict[str, Any]]:
     # places that ask a backend's availability)
     for info in list_backends():
         name = info.name
-        base = {"id": name, "object": "model", "created": 0, "owned_by": "kinema", "backend": name,
-                "default": name == DEFAULT_BACKEND}  # fmt: skip
+        base = {
+            "id": name,
+            "object": "model",
+            "created": 0,
+            "owned_by": "kinema",
+            "backend": name,
+            "default": name == DEFAULT_BACKEND,
+        }
         if not info.modes:  # it did not load (an extra not installed, a broken third-party backend)
             out.append({**base, "usable": False, "reason": info.reason, "capabilities": None})
             continue
@@ -74,11 +81,19 @@ def model_entries(state: ServiceState) -> list[dict[str, Any]]:
             out.append({**base, "usable": False, "reason": exc.reason, "capabilities": None})
             continue
         except Exception as exc:  # a broken third-party backend must not break the listing
-            out.append({**base, "usable": False, "reason": f"failed to load: {type(exc).__name__}: {exc}",
-                        "capabilities": None})  # fmt: skip
+            out.append(
+                {
+                    **base,
+                    "usable": False,
+                    "reason": f"failed to load: {type(exc).__name__}: {exc}",
+                    "capabilities": None,
+                }
+            )
             continue
         out.append(entry)
-        out += [{**entry, "id": f"{name}/{model}", "model": model, "default": False, "capabilities": caps}
-                for model, caps in models]  # fmt: skip
+        out += [
+            {**entry, "id": f"{name}/{model}", "model": model, "default": False, "capabilities": caps}
+            for model, caps in models
+        ]
     state.models_cache = (time.monotonic(), out)
     return out

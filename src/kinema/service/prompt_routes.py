@@ -44,29 +44,39 @@ class PromptBody(BaseModel):
     mood: str | None = Field(default=None, max_length=500, json_schema_extra=TEXT_SCHEMA)
     negative: str | None = Field(default=None, max_length=500, json_schema_extra=TEXT_SCHEMA)
     # the schema lists the templates, so a client (and the fuzzer) knows the names before it asks
-    template: str | None = Field(default=None, max_length=40, description=", ".join(TEMPLATES),
-                                 json_schema_extra={"enum": [*TEMPLATES, None]})  # fmt: skip
+    template: str | None = Field(
+        default=None, max_length=40, description=", ".join(TEMPLATES), json_schema_extra={"enum": [*TEMPLATES, None]}
+    )
 
 
 def library() -> dict[str, Any]:
     """The parts, the library of named camera moves, styles, lighting and moods, and the templates."""
     from ..prompts import LIBRARY, TEMPLATES
 
-    return {"object": "prompt_library", "parts": ["subject", "action", "setting", "style", "camera", "lighting",
-                                                  "mood", "negative"],
-            "library": {kind: dict(names) for kind, names in LIBRARY.items()},
-            "templates": {name: dict(parts) for name, parts in TEMPLATES.items()}}  # fmt: skip
+    return {
+        "object": "prompt_library",
+        "parts": ["subject", "action", "setting", "style", "camera", "lighting", "mood", "negative"],
+        "library": {kind: dict(names) for kind, names in LIBRARY.items()},
+        "templates": {name: dict(parts) for name, parts in TEMPLATES.items()},
+    }
 
 
 def render(body: PromptBody) -> dict[str, Any]:
     """The rendered prompt and negative prompt; empty parts are left out, a template fills the parts not given."""
     from ..prompts import VideoPrompt, from_template
 
-    parts = {k: v for k, v in body.model_dump(exclude={"template"}).items() if v is not None and (v.strip() or
-             k == "subject")}  # fmt: skip
+    parts = {
+        k: v
+        for k, v in body.model_dump(exclude={"template"}).items()
+        if v is not None and (v.strip() or k == "subject")
+    }
     prompt = from_template(body.template, **parts) if body.template else VideoPrompt(**parts)
-    return {"object": "prompt", "prompt": prompt.render(), "negative_prompt": prompt.negative,
-            "parts": prompt.model_dump(exclude_none=True)}  # fmt: skip
+    return {
+        "object": "prompt",
+        "prompt": prompt.render(),
+        "negative_prompt": prompt.negative,
+        "parts": prompt.model_dump(exclude_none=True),
+    }
 
 
 #: the request bodies this module's routes read raw, for /openapi.json
@@ -77,16 +87,29 @@ def prompt_routes(state: ServiceState) -> APIRouter:
     """The two routes, bound to one app's state."""
     router = APIRouter(tags=["prompts"])
 
-    @router.get("/v1/prompt-library", responses=ERROR_RESPONSES, summary="The prompt builder's parts and library",
-                openapi_extra=SECURED)  # fmt: skip
+    @router.get(
+        "/v1/prompt-library",
+        responses=ERROR_RESPONSES,
+        summary="The prompt builder's parts and library",
+        openapi_extra=SECURED,
+    )
     async def prompt_library(request: Request) -> Response:
         owner = authenticate_request(state, request)
         check_rate(state.read_limiter, owner)
         return json_response(library())
 
-    @router.post("/v1/prompts", responses=ERROR_RESPONSES, summary="Render a prompt from its parts",
-                 openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": {
-                     "$ref": "#/components/schemas/PromptBody"}}}}, **SECURED})  # fmt: skip
+    @router.post(
+        "/v1/prompts",
+        responses=ERROR_RESPONSES,
+        summary="Render a prompt from its parts",
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/PromptBody"}}},
+            },
+            **SECURED,
+        },
+    )
     async def render_prompt(request: Request) -> Response:
         owner = authenticate_request(state, request)
         check_rate(state.read_limiter, owner)

@@ -64,8 +64,9 @@ class FalKeys:
     """fal's ED25519 public keys: from ``config.fal_jwks`` (a JWKS dict, or a callable returning one: tests and
     air-gapped deployments), else fetched from :data:`FAL_JWKS_URL` and cached for 24 hours."""
 
-    def __init__(self, source: Mapping[str, Any] | Callable[[], Mapping[str, Any]] | None,
-                 url: str = FAL_JWKS_URL) -> None:  # fmt: skip
+    def __init__(
+        self, source: Mapping[str, Any] | Callable[[], Mapping[str, Any]] | None, url: str = FAL_JWKS_URL
+    ) -> None:
         self.source = source
         self.url = url
         self._cache: tuple[float, list[bytes]] | None = None
@@ -79,9 +80,11 @@ class FalKeys:
             found = [
                 _b64url(k["x"])
                 for k in jwks.get("keys", [])
-                if isinstance(k, Mapping) and k.get("kty") == "OKP" and k.get("crv") == "Ed25519"
+                if isinstance(k, Mapping)
+                and k.get("kty") == "OKP"
+                and k.get("crv") == "Ed25519"
                 and isinstance(k.get("x"), str)
-            ]  # fmt: skip
+            ]
             self._cache = (time.monotonic(), found)
             return found
 
@@ -100,16 +103,21 @@ def _b64url(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
-def verify_fal(keys: list[bytes], headers: Mapping[str, str], body: bytes, *, now: float | None = None,
-               tolerance: float = TOLERANCE_SECONDS) -> None:  # fmt: skip
+def verify_fal(
+    keys: list[bytes],
+    headers: Mapping[str, str],
+    body: bytes,
+    *,
+    now: float | None = None,
+    tolerance: float = TOLERANCE_SECONDS,
+) -> None:
     """Raise :class:`WebhookVerificationError` unless fal's ED25519 signature matches one of ``keys``. The signed
     message is ``request_id \\n user_id \\n timestamp \\n sha256_hex(body)`` (fal docs, "Verifying webhooks")."""
     from cryptography.exceptions import InvalidSignature
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
     lower = {k.lower(): v for k, v in headers.items()}
-    names = ("x-fal-webhook-request-id", "x-fal-webhook-user-id", "x-fal-webhook-timestamp",
-             "x-fal-webhook-signature")  # fmt: skip
+    names = ("x-fal-webhook-request-id", "x-fal-webhook-user-id", "x-fal-webhook-timestamp", "x-fal-webhook-signature")
     request_id, user_id, ts_text, signature = (lower.get(n) for n in names)
     if not request_id or not user_id or not ts_text or not signature:
         raise WebhookVerificationError("missing required headers")
@@ -136,9 +144,13 @@ def provider_callback_routes(state: ServiceState) -> APIRouter:
     router = APIRouter(tags=["provider callbacks"])
     fal_keys = FalKeys(state.config.fal_jwks, state.config.fal_jwks_url)
 
-    @router.post("/v1/provider-callbacks/{provider}/{job_id}", status_code=204, response_class=Response,
-                 summary="A provider says a task changed: its job polls now (the callback itself is not trusted)",
-                 responses=ERROR_RESPONSES)  # fmt: skip
+    @router.post(
+        "/v1/provider-callbacks/{provider}/{job_id}",
+        status_code=204,
+        response_class=Response,
+        summary="A provider says a task changed: its job polls now (the callback itself is not trusted)",
+        responses=ERROR_RESPONSES,
+    )
     async def provider_callback(
         provider: str,
         job_id: str,
@@ -146,8 +158,12 @@ def provider_callback_routes(state: ServiceState) -> APIRouter:
         token: str | None = Query(None, max_length=200, description="the job's callback secret, from its URL"),
     ) -> Response:
         if provider not in CALLBACK_PROVIDERS:
-            raise ApiError(400, f"provider: {provider!r} sends no callbacks to Kinema; allowed: "
-                           f"{', '.join(CALLBACK_PROVIDERS)}", param="provider", code="invalid_provider")  # fmt: skip
+            raise ApiError(
+                400,
+                f"provider: {provider!r} sends no callbacks to Kinema; allowed: {', '.join(CALLBACK_PROVIDERS)}",
+                param="provider",
+                code="invalid_provider",
+            )
         body = await request.body()
         # store reads and writes, and maybe a JWKS fetch: off the event loop
         await run_in_threadpool(_accept, provider, job_id, token or "", dict(request.headers), body)
@@ -159,8 +175,9 @@ def provider_callback_routes(state: ServiceState) -> APIRouter:
         if job is None or str(job.request.get("backend") or "") != provider:
             raise ApiError(404, f"no {provider} job {job_id!r}", code="not_found", param="job_id")
         if not job.callback_token or not hmac.compare_digest(given.encode(), job.callback_token.encode()):
-            raise ApiError(401, "token: wrong or missing callback token for this job", code="invalid_token",
-                           param="token")  # fmt: skip
+            raise ApiError(
+                401, "token: wrong or missing callback token for this job", code="invalid_token", param="token"
+            )
         try:
             if provider == "replicate":
                 secret = state.config.resolved_replicate_webhook_secret()
@@ -170,12 +187,20 @@ def provider_callback_routes(state: ServiceState) -> APIRouter:
             elif provider == "fal":
                 verify_fal(fal_keys.keys(), headers, body)
         except WebhookVerificationError as exc:
-            raise ApiError(401, f"signature: the {provider} callback's signature does not verify ({exc})",
-                           code="invalid_signature", param="webhook-signature") from None  # fmt: skip
+            raise ApiError(
+                401,
+                f"signature: the {provider} callback's signature does not verify ({exc})",
+                code="invalid_signature",
+                param="webhook-signature",
+            ) from None
         except Exception as exc:  # the key set could not be fetched: the poll carries on regardless
             log.warning("%s callback for %s not verified: %s", provider, job_id, exc)
-            raise ApiError(401, f"signature: the {provider} callback could not be verified ({type(exc).__name__})",
-                           code="invalid_signature", param="webhook-signature") from None  # fmt: skip
+            raise ApiError(
+                401,
+                f"signature: the {provider} callback could not be verified ({type(exc).__name__})",
+                code="invalid_signature",
+                param="webhook-signature",
+            ) from None
         if not job.terminal:
             state.store.record_poll_hint(job_id)  # other processes' attempts read it at their next heartbeat
             state.pool.poll_now(job_id)

@@ -181,8 +181,13 @@ def pack_error(exc: Exception) -> dict[str, Any]:
         except Exception:  # an unpicklable detail (an array given as ``value``): its repr is enough for a message
             state[name] = repr(value)
     cls = type(exc)
-    return {"cls": f"{cls.__module__}:{cls.__qualname__}", "args": [str(a) for a in exc.args], "state": state,
-            "text": str(exc), "traceback": "".join(traceback.format_exception(exc))}  # fmt: skip
+    return {
+        "cls": f"{cls.__module__}:{cls.__qualname__}",
+        "args": [str(a) for a in exc.args],
+        "state": state,
+        "text": str(exc),
+        "traceback": "".join(traceback.format_exception(exc)),
+    }
 
 
 def unpack_error(data: dict[str, Any]) -> Exception:
@@ -262,12 +267,24 @@ class KinemaActor:
     def info(self) -> dict[str, Any]:
         import ray
 
-        return {"slot": self.slot, "pid": os.getpid(), "node": ray.get_runtime_context().get_node_id(),
-                "gpus": [str(g) for g in ray.get_gpu_ids()], "loaded": list(self.loaded),
-                "torch_threads": self.torch_threads}  # fmt: skip
+        return {
+            "slot": self.slot,
+            "pid": os.getpid(),
+            "node": ray.get_runtime_context().get_node_id(),
+            "gpus": [str(g) for g in ray.get_gpu_ids()],
+            "loaded": list(self.loaded),
+            "torch_threads": self.torch_threads,
+        }
 
-    def run(self, job_id: str, attempt: int, request: dict[str, Any], key: str, resume_task_id: str | None,
-            resume_info: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
+    def run(
+        self,
+        job_id: str,
+        attempt: int,
+        request: dict[str, Any],
+        key: str,
+        resume_task_id: str | None,
+        resume_info: dict[str, Any],
+    ) -> dict[str, Any]:
         """Generate; return the summary, the files' bytes and what this actor has loaded."""
         from ..engine import run
         from ..request import VideoRequest
@@ -309,38 +326,61 @@ class KinemaActor:
                 if split is not None:
                     summary, frames = self._run_split(split, work, on_progress, state.token)
                 else:
-                    result = run(asked, output=work, on_progress=on_progress, cancel=state.token,
-                                 on_task_id=on_task_id, resume_task_id=resume_task_id,
-                                 resume_info=resume_info)  # fmt: skip
+                    result = run(
+                        asked,
+                        output=work,
+                        on_progress=on_progress,
+                        cancel=state.token,
+                        on_task_id=on_task_id,
+                        resume_task_id=resume_task_id,
+                        resume_info=resume_info,
+                    )
                     frames = result.video.frames
-                    summary = {"seed": result.seed, "recipe": result.recipe, "cost": result.cost,
-                               "timings": result.timings, "warnings": result.warnings,
-                               "provider_task_id": result.provider_task_id}  # fmt: skip
+                    summary = {
+                        "seed": result.seed,
+                        "recipe": result.recipe,
+                        "cost": result.cost,
+                        "timings": result.timings,
+                        "warnings": result.warnings,
+                        "provider_task_id": result.provider_task_id,
+                    }
             except Exception as exc:  # the job's own error, returned as data (see pack_error)
                 return {"error": pack_error(exc)}
             write_thumbnail(frames[len(frames) // 2], thumb)
             if split is None:  # a split run's ranks have exited: they leave nothing loaded here
                 with self.lock:  # loaded: most recent first, as many as the actor keeps
                     self.loaded = [key, *(k for k in self.loaded if k != key)][: self.warm_models]
-            return {"summary": summary, "video": work.read_bytes(), "thumbnail": thumb.read_bytes(),
-                    "sidecar": sidecar.read_bytes() if sidecar.exists() else None, "loaded": list(self.loaded),
-                    "pid": os.getpid()}  # fmt: skip
+            return {
+                "summary": summary,
+                "video": work.read_bytes(),
+                "thumbnail": thumb.read_bytes(),
+                "sidecar": sidecar.read_bytes() if sidecar.exists() else None,
+                "loaded": list(self.loaded),
+                "pid": os.getpid(),
+            }
         finally:
             with self.lock:
                 self.jobs.pop(job_id, None)
             for p in (work, thumb, sidecar):
                 p.unlink(missing_ok=True)
 
-    def _run_split(self, split: VideoRequest, work: Path, on_progress: Callable[[ProgressEvent], None],
-                   token: CancelToken) -> tuple[dict[str, Any], Any]:  # fmt: skip
+    def _run_split(
+        self, split: VideoRequest, work: Path, on_progress: Callable[[ProgressEvent], None], token: CancelToken
+    ) -> tuple[dict[str, Any], Any]:
         """``split`` on this actor's GPUs: its ranks write ``work``; returns the job's result and the frames."""
         from ..launch import launch
         from ..video import Video
 
         # no ``devices``: the ranks take 0..N-1 of what they see, which is this actor's GPUs (CUDA_VISIBLE_DEVICES)
         ranks = launch(split, gpus=self.gpus, output=work, on_progress=on_progress, cancel=token)
-        summary = {"seed": split.seed, "recipe": ranks.recipe, "cost": None, "timings": {},
-                   "warnings": list(ranks.warnings), "provider_task_id": None}  # fmt: skip
+        summary = {
+            "seed": split.seed,
+            "recipe": ranks.recipe,
+            "cost": None,
+            "timings": {},
+            "warnings": list(ranks.warnings),
+            "provider_task_id": None,
+        }
         return summary, Video.open(work).frames
 
     def poll(self, job_id: str) -> dict[str, Any] | None:
@@ -416,13 +456,19 @@ class RayWorkerPool(WorkerPool):
     #: generations run on the actors, never in the driver: it has no model to load
     WARMS_UP = False
 
-    def __init__(self, store: Store, config: ServiceConfig, options: RayOptions | None = None, *,
-                 name: str | None = None) -> None:  # fmt: skip
+    def __init__(
+        self, store: Store, config: ServiceConfig, options: RayOptions | None = None, *, name: str | None = None
+    ) -> None:
         self.options = options or RayOptions()
         # the plain pool's GPU groups (``config.gpus_per_job``) are devices of this process; here the actors hold
         # the groups, so the driver needs no GPU (its own, if any, are not the cluster's)
-        super().__init__(store, dataclasses.replace(config, gpus_per_job=1), threads=0, name=name,
-                         kinds={VIDEO_KIND: self._run_on_actor})  # fmt: skip
+        super().__init__(
+            store,
+            dataclasses.replace(config, gpus_per_job=1),
+            threads=0,
+            name=name,
+            kinds={VIDEO_KIND: self._run_on_actor},
+        )
         self.config = config
         #: GPUs per GPU actor: ``config.gpus_per_job`` (a diffusers job is split over them)
         self.gpus_per_job = max(1, config.gpus_per_job)
@@ -448,8 +494,7 @@ class RayWorkerPool(WorkerPool):
         load_extra_backends()
         if not ray.is_initialized():
             env = forwarded_env(os.environ)
-            ray.init(address=self.options.address, runtime_env={"env_vars": env} if env else None,
-                     log_to_driver=False)  # fmt: skip
+            ray.init(address=self.options.address, runtime_env={"env_vars": env} if env else None, log_to_driver=False)
             self._owns_ray = True
         try:
             gpus = self._gpu_actors()
@@ -481,9 +526,13 @@ class RayWorkerPool(WorkerPool):
         per_node = [int(node.get("Resources", {}).get("GPU", 0)) for node in ray.nodes() if node.get("Alive")]
         most = max(per_node, default=0)
         if most < n and wanted != 0:
-            raise InvalidRequest("gpus_per_job", f"{n} GPUs per job, but no node of the Ray cluster has that many "
-                                 f"(the most on one node: {most}); a job's GPUs must be on one node", value=n,
-                                 allowed=f"1 to {most}" if most > 1 else "1 (or --gpu-actors 0)")  # fmt: skip
+            raise InvalidRequest(
+                "gpus_per_job",
+                f"{n} GPUs per job, but no node of the Ray cluster has that many "
+                f"(the most on one node: {most}); a job's GPUs must be on one node",
+                value=n,
+                allowed=f"1 to {most}" if most > 1 else "1 (or --gpu-actors 0)",
+            )
         return sum(g // n for g in per_node) if wanted is None else wanted
 
     def _spawn(self, slot: _Slot) -> None:
@@ -655,8 +704,12 @@ class RayWorkerPool(WorkerPool):
             except RayError as exc:  # the actor died (killed, OOM, node lost): leave the job to its lease
                 slot.dead = True
                 ctx.lost = True  # no heartbeats, no writes: the lease expires, the reaper re-queues, a crash counted
-                log.warning("job %s: Ray actor %s died (%s); the job is re-queued when its lease expires",
-                            job.id, slot.name, type(exc).__name__)  # fmt: skip
+                log.warning(
+                    "job %s: Ray actor %s died (%s); the job is re-queued when its lease expires",
+                    job.id,
+                    slot.name,
+                    type(exc).__name__,
+                )
                 raise WorkerLost(f"Ray actor {slot.name} died") from exc
             if "error" in out:  # the job's own error, raised here as itself: Cancelled, ProviderError (retried)...
                 error = unpack_error(out["error"])
@@ -687,8 +740,11 @@ class RayWorkerPool(WorkerPool):
             actor.ack_submitting.remote(ctx.job.id, marked[0], ok)
         if state.get("progress"):
             p = state["progress"]
-            ctx.progress(ProgressEvent(p["stage"], p["step"], p["total"], p["fraction"], p["eta"], p.get("message"),
-                                       p.get("info") or {}))  # fmt: skip
+            ctx.progress(
+                ProgressEvent(
+                    p["stage"], p["step"], p["total"], p["fraction"], p["eta"], p.get("message"), p.get("info") or {}
+                )
+            )
         if state.get("task"):
             task_id, info = state["task"]
             try:
@@ -710,29 +766,51 @@ class RayWorkerPool(WorkerPool):
 
     def start_info(self, store: str) -> dict[str, Any]:
         """What ``kinema worker --ray`` serves, once the actors are up: its start line's facts (``--json``)."""
-        return {"store": store, "ray": True, "gpu_actors": sum(s.placement == GPU for s in self.slots),
-                "gpus_per_job": self.gpus_per_job, "cpu_actors": sum(s.placement == CPU for s in self.slots),
-                "lease_seconds": self.config.lease_seconds, "kinds": sorted(self.kinds)}  # fmt: skip
+        return {
+            "store": store,
+            "ray": True,
+            "gpu_actors": sum(s.placement == GPU for s in self.slots),
+            "gpus_per_job": self.gpus_per_job,
+            "cpu_actors": sum(s.placement == CPU for s in self.slots),
+            "lease_seconds": self.config.lease_seconds,
+            "kinds": sorted(self.kinds),
+        }
 
     def start_line(self, store: str) -> str:
         """``kinema worker: Ray, 2 GPU actors + 4 CPU actors (video) on STORE, lease 30 s`` (``2 GPU actors of 4
         GPUs`` with ``--gpus-per-job 4``)."""
         i = self.start_info(store)
         each = f" of {i['gpus_per_job']} GPUs" if i["gpus_per_job"] > 1 else ""
-        return (f"kinema worker: Ray, {i['gpu_actors']} GPU actor{'s' if i['gpu_actors'] != 1 else ''}{each} + "
-                f"{i['cpu_actors']} CPU actor{'s' if i['cpu_actors'] != 1 else ''} ({', '.join(i['kinds'])}) on "
-                f"{store}, lease {i['lease_seconds']:g} s")  # fmt: skip
+        return (
+            f"kinema worker: Ray, {i['gpu_actors']} GPU actor{'s' if i['gpu_actors'] != 1 else ''}{each} + "
+            f"{i['cpu_actors']} CPU actor{'s' if i['cpu_actors'] != 1 else ''} ({', '.join(i['kinds'])}) on "
+            f"{store}, lease {i['lease_seconds']:g} s"
+        )
 
     def describe(self) -> dict[str, Any]:
         """The actors: name, placement, pid, the GPU ids Ray gave it, what each has loaded, jobs handed to it."""
         with self.cond:
-            return {s.name: {"placement": s.placement, "pid": s.pid, "gpus": list(s.gpus), "loaded": list(s.loaded),
-                             "jobs": s.jobs, "busy": s.busy, "torch_threads": s.torch_threads}
-                    for s in self.slots}  # fmt: skip
+            return {
+                s.name: {
+                    "placement": s.placement,
+                    "pid": s.pid,
+                    "gpus": list(s.gpus),
+                    "loaded": list(s.loaded),
+                    "jobs": s.jobs,
+                    "busy": s.busy,
+                    "torch_threads": s.torch_threads,
+                }
+                for s in self.slots
+            }
 
 
-def run_ray_worker_process(config: ServiceConfig, options: RayOptions, *, senders: bool = True,
-                           on_start: Callable[[RayWorkerPool], None] | None = None) -> int:  # fmt: skip
+def run_ray_worker_process(
+    config: ServiceConfig,
+    options: RayOptions,
+    *,
+    senders: bool = True,
+    on_start: Callable[[RayWorkerPool], None] | None = None,
+) -> int:
     """``kinema worker --ray``: a :class:`RayWorkerPool` until SIGTERM/SIGINT (first: finish running jobs; second:
     abort and release them). Exit code 0 after a graceful stop, 1 after an abort. ``on_start(pool)`` is called
     once the actors are up (the CLI prints what it serves then)."""

@@ -40,17 +40,53 @@ __all__ = ["SafeFetcher", "URLRefused", "FetchResponse", "is_public_address"]
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Resolver = Callable[[str, int], list[str]]
 
-_BLOCKED_V4 = [ipaddress.ip_network(n) for n in (
-    "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12", "192.0.0.0/24",
-    "192.0.2.0/24", "192.88.99.0/24", "192.168.0.0/16", "198.18.0.0/15", "198.51.100.0/24", "203.0.113.0/24",
-    "224.0.0.0/4", "240.0.0.0/4", "255.255.255.255/32",
-)]  # fmt: skip
-_BLOCKED_V6 = [ipaddress.ip_network(n) for n in (
-    "::/128", "::1/128", "::ffff:0:0/96", "64:ff9b::/96", "64:ff9b:1::/48", "100::/64", "2001::/23", "2001:db8::/32",
-    "2002::/16", "fc00::/7", "fe80::/10", "fec0::/10", "ff00::/8",
-)]  # fmt: skip
-_BLOCKED_NAMES = ("localhost", "metadata", "metadata.google.internal", "metadata.goog", "instance-data",
-                  "instance-data.ec2.internal")  # fmt: skip
+_BLOCKED_V4 = [
+    ipaddress.ip_network(n)
+    for n in (
+        "0.0.0.0/8",
+        "10.0.0.0/8",
+        "100.64.0.0/10",
+        "127.0.0.0/8",
+        "169.254.0.0/16",
+        "172.16.0.0/12",
+        "192.0.0.0/24",
+        "192.0.2.0/24",
+        "192.88.99.0/24",
+        "192.168.0.0/16",
+        "198.18.0.0/15",
+        "198.51.100.0/24",
+        "203.0.113.0/24",
+        "224.0.0.0/4",
+        "240.0.0.0/4",
+        "255.255.255.255/32",
+    )
+]
+_BLOCKED_V6 = [
+    ipaddress.ip_network(n)
+    for n in (
+        "::/128",
+        "::1/128",
+        "::ffff:0:0/96",
+        "64:ff9b::/96",
+        "64:ff9b:1::/48",
+        "100::/64",
+        "2001::/23",
+        "2001:db8::/32",
+        "2002::/16",
+        "fc00::/7",
+        "fe80::/10",
+        "fec0::/10",
+        "ff00::/8",
+    )
+]
+_BLOCKED_NAMES = (
+    "localhost",
+    "metadata",
+    "metadata.google.internal",
+    "metadata.goog",
+    "instance-data",
+    "instance-data.ec2.internal",
+)
 _BLOCKED_SUFFIXES = (".localhost", ".internal", ".local", ".localdomain", ".home.arpa")
 _LABEL = re.compile(r"^[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?$")
 
@@ -146,8 +182,7 @@ class SafeFetcher:
         # every answer must pass: a name that also resolves to an internal address is refused outright
         for ip in checked:
             if not (allowed_name or self._allowed_ip(ip) or is_public_address(ip)):
-                raise URLRefused("the address is not a public internet address", field=field,
-                                 detail=f"{host} -> {ip}")  # fmt: skip
+                raise URLRefused("the address is not a public internet address", field=field, detail=f"{host} -> {ip}")
         return parsed, str(checked[0])
 
     def _allowed_ip(self, ip: IPAddress) -> bool:
@@ -169,15 +204,15 @@ class SafeFetcher:
         """One request (and, if asked, its redirects), each hop checked and pinned to its checked address."""
         history: list[str] = []
         current = url
-        with httpx.Client(transport=self.transport, follow_redirects=False, trust_env=False,
-                          timeout=timeout or self.timeout) as client:  # fmt: skip
+        with httpx.Client(
+            transport=self.transport, follow_redirects=False, trust_env=False, timeout=timeout or self.timeout
+        ) as client:
             for _hop in range(self.max_redirects + 1):
                 parsed, address = self.check_url(current, field)
                 pinned = parsed.copy_with(host=address)
                 req_headers = {"Host": _host_header(parsed), "User-Agent": "kinema", **(headers or {})}
                 extensions = {"sni_hostname": parsed.host} if parsed.scheme == "https" else {}
-                req = client.build_request(method, pinned, content=content, headers=req_headers,
-                                           extensions=extensions)  # fmt: skip
+                req = client.build_request(method, pinned, content=content, headers=req_headers, extensions=extensions)
                 resp = client.send(req, stream=True)
                 try:
                     if follow_redirects and resp.is_redirect and "location" in resp.headers:

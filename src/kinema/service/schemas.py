@@ -255,9 +255,11 @@ class CreateVideoBody(BaseModel):
         default=None, max_length=MAX_REFERENCES, description="reference images (URLs, or files in a multipart form)"
     )
     keyframes: list[KeyframeReference] | None = Field(
-        default=None, max_length=MAX_KEYFRAMES, description="images at given times, increasing (timed keyframes; "
-        "a multipart form gives them as keyframes files with one keyframe_times field each)"
-    )  # fmt: skip
+        default=None,
+        max_length=MAX_KEYFRAMES,
+        description="images at given times, increasing (timed keyframes; "
+        "a multipart form gives them as keyframes files with one keyframe_times field each)",
+    )
     characters: list[CharacterReference] | None = Field(
         default=None, max_length=MAX_CHARACTERS, description="characters made with POST /v1/videos/characters"
     )
@@ -300,8 +302,13 @@ def _ts(value: float | None) -> int | None:
 def _step_fields(job: Job) -> dict[str, Any]:
     """Step, total, ETA (and a storyboard's scene) of a running job; None once it has stopped running."""
     d = (job.progress_detail or {}) if job.status == "in_progress" else {}
-    return {"step": d.get("step"), "total_steps": d.get("total"), "eta_seconds": d.get("eta_seconds"),
-            "scene": d.get("scene"), "scenes": d.get("scenes")}  # fmt: skip
+    return {
+        "step": d.get("step"),
+        "total_steps": d.get("total"),
+        "eta_seconds": d.get("eta_seconds"),
+        "scene": d.get("scene"),
+        "scenes": d.get("scenes"),
+    }
 
 
 def video_object(job: Job) -> dict[str, Any]:

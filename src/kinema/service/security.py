@@ -106,16 +106,22 @@ def check_image(data: bytes, *, max_pixels: int, max_bytes: int, field: str = "i
             img = Image.open(io.BytesIO(data), formats=list(ALLOWED_IMAGE_FORMATS))
             width, height = img.size
             if width * height > max_pixels or max(width, height) > MAX_IMAGE_SIDE:
-                raise InvalidRequest(field, f"the image is {width}x{height}; at most {max_pixels} pixels and "
-                                            f"{MAX_IMAGE_SIDE} per side are allowed")  # fmt: skip
+                raise InvalidRequest(
+                    field,
+                    f"the image is {width}x{height}; at most {max_pixels} pixels and "
+                    f"{MAX_IMAGE_SIDE} per side are allowed",
+                )
             img.load()
             rgb = img.convert("RGB")
         except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-            raise InvalidRequest(field, f"the image declares more pixels than allowed ({max_pixels}); "
-                                        "it looks like a decompression bomb") from None  # fmt: skip
+            raise InvalidRequest(
+                field,
+                f"the image declares more pixels than allowed ({max_pixels}); it looks like a decompression bomb",
+            ) from None
         except UnidentifiedImageError:
-            raise InvalidRequest(field, "is not an image of an accepted type",
-                                 allowed=", ".join(ALLOWED_IMAGE_FORMATS)) from None  # fmt: skip
+            raise InvalidRequest(
+                field, "is not an image of an accepted type", allowed=", ".join(ALLOWED_IMAGE_FORMATS)
+            ) from None
         except (OSError, SyntaxError, ValueError) as exc:
             if isinstance(exc, InvalidRequest):
                 raise
@@ -142,17 +148,22 @@ def check_clip(path: Path, *, max_pixels: int, field: str = "video") -> dict[str
     try:
         info = probe(path)
     except InvalidRequest:
-        raise InvalidRequest(field, "is not a readable video (send an MP4, WebM or another clip FFmpeg decodes)",
-                             allowed="a video file") from None  # fmt: skip
+        raise InvalidRequest(
+            field, "is not a readable video (send an MP4, WebM or another clip FFmpeg decodes)", allowed="a video file"
+        ) from None
     except Exception:  # noqa: BLE001 - whatever the decoder raises on hostile bytes is the same answer
-        raise InvalidRequest(field, "is not a readable video (the decoder refused it)",
-                             allowed="a video file") from None  # fmt: skip
+        raise InvalidRequest(
+            field, "is not a readable video (the decoder refused it)", allowed="a video file"
+        ) from None
     frames, width, height = int(info["num_frames"]), int(info["width"]), int(info["height"])
     if frames < 1 or width < 1 or height < 1:
         raise InvalidRequest(field, "the video has no frames", allowed="a video file")
     if frames * width * height > max_pixels:
-        raise ClipTooLarge(field, f"the video is {frames} frames of {width}x{height}: more than the "
-                                    f"{max_pixels} pixels allowed in all", value=frames)  # fmt: skip
+        raise ClipTooLarge(
+            field,
+            f"the video is {frames} frames of {width}x{height}: more than the {max_pixels} pixels allowed in all",
+            value=frames,
+        )
     return info
 
 
@@ -167,8 +178,13 @@ class BodyLimitMiddleware:
     ``Content-Length`` or discovered while streaming; never reads more than the limit plus one chunk. With
     ``body_timeout``, a body not fully received that many seconds after the request began gets 408."""
 
-    def __init__(self, app: Callable[..., Awaitable[None]], max_bytes: int, max_json_bytes: int,
-                 body_timeout: float | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        app: Callable[..., Awaitable[None]],
+        max_bytes: int,
+        max_json_bytes: int,
+        body_timeout: float | None = None,
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
         self.max_json_bytes = max_json_bytes
@@ -267,9 +283,18 @@ def _cause(exc: BaseException, kind: type[RequestRefused]) -> RequestRefused | N
 
 
 async def _refuse(send: Send, exc: RequestRefused) -> None:
-    body = json.dumps({"error": {"message": exc.message(), "type": "invalid_request_error", "param": None,
-                                 "code": exc.code}}).encode()  # fmt: skip
-    await send({"type": "http.response.start", "status": exc.status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                            (b"connection", b"close")]})  # fmt: skip
+    body = json.dumps(
+        {"error": {"message": exc.message(), "type": "invalid_request_error", "param": None, "code": exc.code}}
+    ).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": exc.status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": body})

@@ -219,19 +219,39 @@ class Job:
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> Job:
         return cls(
-            id=row["id"], owner=row["owner"], kind=row["kind"], status=row["status"],
-            request=load_json(row["request"]) or {}, summary=load_json(row["summary"]) or {},
-            progress=row["progress"], stage=row["stage"], created_at=row["created_at"],
-            started_at=row["started_at"], completed_at=row["completed_at"], expires_at=row["expires_at"],
-            error=load_json(row["error"]), attempts=row["attempts"], max_attempts=row["max_attempts"],
-            worker=row["worker"], lease_until=row["lease_until"], cancel_requested=bool(row["cancel_requested"]),
-            provider_task_id=row["provider_task_id"], provider_info=load_json(row["provider_info"]),
-            output_path=row["output_path"], thumbnail_path=row["thumbnail_path"], result=load_json(row["result"]),
-            webhook_url=row["webhook_url"], metadata=load_json(row["metadata"]) or {}, seq=row["seq"],
-            progress_detail=load_json(row["progress_detail"]), failures=row["failures"], crashes=row["crashes"],
-            callback_token=row["callback_token"], poll_hint_at=row["poll_hint_at"],
+            id=row["id"],
+            owner=row["owner"],
+            kind=row["kind"],
+            status=row["status"],
+            request=load_json(row["request"]) or {},
+            summary=load_json(row["summary"]) or {},
+            progress=row["progress"],
+            stage=row["stage"],
+            created_at=row["created_at"],
+            started_at=row["started_at"],
+            completed_at=row["completed_at"],
+            expires_at=row["expires_at"],
+            error=load_json(row["error"]),
+            attempts=row["attempts"],
+            max_attempts=row["max_attempts"],
+            worker=row["worker"],
+            lease_until=row["lease_until"],
+            cancel_requested=bool(row["cancel_requested"]),
+            provider_task_id=row["provider_task_id"],
+            provider_info=load_json(row["provider_info"]),
+            output_path=row["output_path"],
+            thumbnail_path=row["thumbnail_path"],
+            result=load_json(row["result"]),
+            webhook_url=row["webhook_url"],
+            metadata=load_json(row["metadata"]) or {},
+            seq=row["seq"],
+            progress_detail=load_json(row["progress_detail"]),
+            failures=row["failures"],
+            crashes=row["crashes"],
+            callback_token=row["callback_token"],
+            poll_hint_at=row["poll_hint_at"],
             submitting_at=row["submitting_at"],
-        )  # fmt: skip
+        )
 
     @property
     def terminal(self) -> bool:
@@ -316,8 +336,9 @@ class AdmissionRefused(Exception):
         self.limit = limit
 
 
-def admission_refusal(count: Callable[[str, tuple[Any, ...]], int], owner: str,
-                      limits: AdmissionLimits | None) -> AdmissionRefused | None:  # fmt: skip
+def admission_refusal(
+    count: Callable[[str, tuple[Any, ...]], int], owner: str, limits: AdmissionLimits | None
+) -> AdmissionRefused | None:
     """The refusal a submit meets under ``limits``, given ``count(sql, params)`` run inside its transaction (``?``
     placeholders), or None when it fits."""
     if limits is None:
@@ -334,16 +355,22 @@ def admission_refusal(count: Callable[[str, tuple[Any, ...]], int], owner: str,
 
 def usage_row(row: Any) -> dict[str, Any]:
     """One job of :meth:`Store.usage_rows` (a row with id, status, created_at, request, result), decoded."""
-    return {"id": row["id"], "status": row["status"], "created_at": row["created_at"],
-            "request": load_json(row["request"]) or {}, "result": load_json(row["result"])}  # fmt: skip
+    return {
+        "id": row["id"],
+        "status": row["status"],
+        "created_at": row["created_at"],
+        "request": load_json(row["request"]) or {},
+        "result": load_json(row["result"]),
+    }
 
 
 #: running and quarantined jobs listed one by one in :func:`operator_status` (the counts cover them all)
 STATUS_LIST_LIMIT = 50
 
 
-def operator_status(rows: Callable[[str, tuple[Any, ...]], list[dict[str, Any]]], failed_since: float,
-                    now: float | None = None) -> dict[str, Any]:  # fmt: skip
+def operator_status(
+    rows: Callable[[str, tuple[Any, ...]], list[dict[str, Any]]], failed_since: float, now: float | None = None
+) -> dict[str, Any]:
     """What an operator checks first (``kinema status``), given ``rows(sql, params)`` (``?`` placeholders, dict
     rows): jobs by status, the queue's depth and oldest job's age, running jobs with their lease holders, failures
     since ``failed_since`` by error code, and quarantined (poison) jobs."""
@@ -354,15 +381,23 @@ def operator_status(rows: Callable[[str, tuple[Any, ...]], list[dict[str, Any]]]
     queued = rows("SELECT min(created_at) AS oldest FROM jobs WHERE status='queued'", ())
     oldest = queued[0]["oldest"] if queued else None
     running = [
-        {"id": r["id"], "kind": r["kind"], "owner": r["owner"], "worker": r["worker"], "attempt": r["attempts"],
-         # the attempt's own start (a re-queued job's first start may be long ago)
-         "running_seconds": round(now - (r["attempt_started"] or r["started_at"] or now), 1),
-         "lease_left_seconds": round((r["lease_until"] or now) - now, 1)}
-        for r in rows("SELECT j.id, j.kind, j.owner, j.worker, j.attempts, j.started_at, j.lease_until,"
-                      " a.started_at AS attempt_started FROM jobs j LEFT JOIN attempts a ON a.job_id=j.id AND"
-                      " a.attempt=j.attempts WHERE j.status='in_progress' ORDER BY j.seq LIMIT ?",
-                      (STATUS_LIST_LIMIT,))
-    ]  # fmt: skip
+        {
+            "id": r["id"],
+            "kind": r["kind"],
+            "owner": r["owner"],
+            "worker": r["worker"],
+            "attempt": r["attempts"],
+            # the attempt's own start (a re-queued job's first start may be long ago)
+            "running_seconds": round(now - (r["attempt_started"] or r["started_at"] or now), 1),
+            "lease_left_seconds": round((r["lease_until"] or now) - now, 1),
+        }
+        for r in rows(
+            "SELECT j.id, j.kind, j.owner, j.worker, j.attempts, j.started_at, j.lease_until,"
+            " a.started_at AS attempt_started FROM jobs j LEFT JOIN attempts a ON a.job_id=j.id AND"
+            " a.attempt=j.attempts WHERE j.status='in_progress' ORDER BY j.seq LIMIT ?",
+            (STATUS_LIST_LIMIT,),
+        )
+    ]
     by_code: dict[str, int] = {}
     failed = rows("SELECT error FROM jobs WHERE status='failed' AND completed_at>=?", (failed_since,))
     for r in failed:
@@ -372,18 +407,34 @@ def operator_status(rows: Callable[[str, tuple[Any, ...]], list[dict[str, Any]]]
     # the reaper's quarantine error; dump_json sorts keys, so its code is written exactly like this
     poison = ('%"code": "poison_job"%',)
     total = rows("SELECT count(*) AS n FROM jobs WHERE status='failed' AND error LIKE ?", poison)
-    listed = rows("SELECT id, kind, owner, crashes, completed_at FROM jobs WHERE status='failed' AND error LIKE ?"
-                  " ORDER BY seq DESC LIMIT ?", (*poison, STATUS_LIST_LIMIT))  # fmt: skip
+    listed = rows(
+        "SELECT id, kind, owner, crashes, completed_at FROM jobs WHERE status='failed' AND error LIKE ?"
+        " ORDER BY seq DESC LIMIT ?",
+        (*poison, STATUS_LIST_LIMIT),
+    )
     return {
         "jobs": jobs,
         "queue": {"depth": jobs["queued"], "oldest_age_seconds": round(now - oldest, 1) if oldest else None},
         "running": running,
-        "failed_recently": {"since": failed_since, "total": len(failed),
-                            "by_code": dict(sorted(by_code.items(), key=lambda kv: (-kv[1], kv[0])))},
-        "quarantined": {"total": int(total[0]["n"]) if total else 0,
-                        "jobs": [{"id": r["id"], "kind": r["kind"], "owner": r["owner"], "crashes": r["crashes"],
-                                  "failed_at": r["completed_at"]} for r in listed]},
-    }  # fmt: skip
+        "failed_recently": {
+            "since": failed_since,
+            "total": len(failed),
+            "by_code": dict(sorted(by_code.items(), key=lambda kv: (-kv[1], kv[0]))),
+        },
+        "quarantined": {
+            "total": int(total[0]["n"]) if total else 0,
+            "jobs": [
+                {
+                    "id": r["id"],
+                    "kind": r["kind"],
+                    "owner": r["owner"],
+                    "crashes": r["crashes"],
+                    "failed_at": r["completed_at"],
+                }
+                for r in listed
+            ],
+        },
+    }
 
 
 def hash_key(secret: str) -> str:
@@ -571,8 +622,7 @@ class Store:
         con: sqlite3.Connection | None = getattr(self._local, "con", None)
         if con is not None and self._local.pid == os.getpid():
             return con
-        con = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
-                              check_same_thread=False)  # fmt: skip
+        con = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False)
         con.row_factory = sqlite3.Row
         con.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         con.execute("PRAGMA journal_mode=WAL")
@@ -588,8 +638,10 @@ class Store:
         for name, want in REQUIRED_PRAGMAS.items():
             got = con.execute(f"PRAGMA {name}").fetchone()[0]
             if str(got).lower() != str(want):
-                raise StoreError(f"SQLite PRAGMA {name} is {got!r}, the job store needs {want!r} "
-                                 "(is the data dir on a network filesystem? WAL needs a local disk)")  # fmt: skip
+                raise StoreError(
+                    f"SQLite PRAGMA {name} is {got!r}, the job store needs {want!r} "
+                    "(is the data dir on a network filesystem? WAL needs a local disk)"
+                )
         if con.execute("PRAGMA busy_timeout").fetchone()[0] < BUSY_TIMEOUT_MS:
             raise StoreError("SQLite busy_timeout could not be set")
 
@@ -638,9 +690,18 @@ class Store:
         """Insert a queued job; with ``idempotency=(key, respond)`` the key's stored answer is set atomically.
         Returns once the row is committed (group-committed with concurrent submits). With ``limits`` the counts are
         checked in the inserting transaction: :class:`AdmissionRefused` when the job does not fit."""
-        return self.submit_job_future(owner=owner, request=request, summary=summary, kind=kind,
-                                      max_attempts=max_attempts, webhook_url=webhook_url, metadata=metadata,
-                                      job_id=job_id, idempotency=idempotency, limits=limits).result()  # fmt: skip
+        return self.submit_job_future(
+            owner=owner,
+            request=request,
+            summary=summary,
+            kind=kind,
+            max_attempts=max_attempts,
+            webhook_url=webhook_url,
+            metadata=metadata,
+            job_id=job_id,
+            idempotency=idempotency,
+            limits=limits,
+        ).result()
 
     def submit_job_future(
         self,
@@ -659,8 +720,17 @@ class Store:
         """:meth:`submit_job` without waiting: the future is resolved after the commit (``asyncio.wrap_future`` it
         to await it on an event loop)."""
         job_id = job_id or "video_" + secrets.token_hex(12)
-        params = (job_id, owner, kind, dump_json(request), dump_json(summary), time.time(), max_attempts, webhook_url,
-                  dump_json(metadata or {}))  # fmt: skip
+        params = (
+            job_id,
+            owner,
+            kind,
+            dump_json(request),
+            dump_json(summary),
+            time.time(),
+            max_attempts,
+            webhook_url,
+            dump_json(metadata or {}),
+        )
 
         def insert(con: sqlite3.Connection) -> Job | AdmissionRefused:
             # counted inside BEGIN IMMEDIATE, which holds the database's write lock: no other thread or process
@@ -670,14 +740,17 @@ class Store:
                 return refused
             row = con.execute(
                 "INSERT INTO jobs (id, owner, kind, status, request, summary, created_at, max_attempts, webhook_url,"
-                " metadata) VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?) RETURNING *", params,
-            ).fetchone()  # fmt: skip
+                " metadata) VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?) RETURNING *",
+                params,
+            ).fetchone()
             job = Job.from_row(row)
             if idempotency is not None:
                 key, respond = idempotency
                 status, body = respond(job)
-                con.execute("UPDATE idempotency SET status=?, body=?, job_id=? WHERE owner=? AND key=?",
-                            (status, body, job.id, owner, key))  # fmt: skip
+                con.execute(
+                    "UPDATE idempotency SET status=?, body=?, job_id=? WHERE owner=? AND key=?",
+                    (status, body, job.id, owner, key),
+                )
             return job
 
         future: Future[Job] = self.writer.submit(insert)
@@ -705,17 +778,20 @@ class Store:
                 raise KeyError(after)
             where += f" AND seq {op} ?"
             params.append(row["seq"])
-        rows = con.execute(f"SELECT * FROM jobs WHERE {where} ORDER BY seq {direction} LIMIT ?",
-                           (*params, limit + 1)).fetchall()  # fmt: skip
+        rows = con.execute(
+            f"SELECT * FROM jobs WHERE {where} ORDER BY seq {direction} LIMIT ?", (*params, limit + 1)
+        ).fetchall()
         return [Job.from_row(r) for r in rows[:limit]], len(rows) > limit
 
     def queue_depth(self) -> int:
         return int(self.connection().execute("SELECT count(*) FROM jobs WHERE status='queued'").fetchone()[0])
 
     def active_count(self, owner: str) -> int:
-        return int(self.connection().execute(
-            "SELECT count(*) FROM jobs WHERE owner=? AND status IN ('queued','in_progress')", (owner,)
-        ).fetchone()[0])  # fmt: skip
+        return int(
+            self.connection()
+            .execute("SELECT count(*) FROM jobs WHERE owner=? AND status IN ('queued','in_progress')", (owner,))
+            .fetchone()[0]
+        )
 
     def attempts_of(self, job_id: str) -> list[dict[str, Any]]:
         rows = self.connection().execute("SELECT * FROM attempts WHERE job_id=? ORDER BY attempt", (job_id,))
@@ -745,8 +821,14 @@ class Store:
         marks = ",".join("?" for _ in kinds)
         woken = self._wakes
         while True:
-            if self.connection().execute(f"SELECT 1 FROM jobs WHERE status='queued' AND not_before<=? AND kind IN"
-                                         f" ({marks}) LIMIT 1", (time.time(), *kinds)).fetchone():  # fmt: skip
+            if (
+                self.connection()
+                .execute(
+                    f"SELECT 1 FROM jobs WHERE status='queued' AND not_before<=? AND kind IN ({marks}) LIMIT 1",
+                    (time.time(), *kinds),
+                )
+                .fetchone()
+            ):
                 return True
             left = deadline - time.monotonic()
             if left <= 0:
@@ -775,8 +857,10 @@ class Store:
             ).fetchone()
             if row is None:
                 return None
-            con.execute("INSERT OR REPLACE INTO attempts (job_id, attempt, worker, started_at) VALUES (?, ?, ?, ?)",
-                        (row["id"], row["attempts"], worker, now))  # fmt: skip
+            con.execute(
+                "INSERT OR REPLACE INTO attempts (job_id, attempt, worker, started_at) VALUES (?, ?, ?, ?)",
+                (row["id"], row["attempts"], worker, now),
+            )
         return Job.from_row(row)
 
     def heartbeat(self, job_id: str, worker: str, attempt: int, lease_seconds: float) -> tuple[bool, bool]:
@@ -791,8 +875,15 @@ class Store:
             return False, True
         return True, bool(row[0])
 
-    def update_progress(self, job_id: str, worker: str, attempt: int, progress: int, stage: str | None,
-                        detail: dict[str, Any] | None = None) -> bool:  # fmt: skip
+    def update_progress(
+        self,
+        job_id: str,
+        worker: str,
+        attempt: int,
+        progress: int,
+        stage: str | None,
+        detail: dict[str, Any] | None = None,
+    ) -> bool:
         """Record the attempt's progress (percent never goes back) and the latest step details; False when the
         attempt no longer owns the job."""
         with self.transaction() as con:
@@ -818,24 +909,29 @@ class Store:
         after a submit the provider refused; :meth:`set_provider_task` clears it too. False when the attempt no
         longer owns the job."""
         with self.transaction() as con:
-            cur = con.execute("UPDATE jobs SET submitting_at=? WHERE id=? AND worker=? AND attempts=? AND"
-                              " status='in_progress'", (time.time() if active else None, job_id, worker,
-                                                        attempt))  # fmt: skip
+            cur = con.execute(
+                "UPDATE jobs SET submitting_at=? WHERE id=? AND worker=? AND attempts=? AND status='in_progress'",
+                (time.time() if active else None, job_id, worker, attempt),
+            )
             return cur.rowcount == 1
 
     def callback_token(self, job_id: str) -> str | None:
         """The job's provider-callback secret, made on first use (None when there is no such job)."""
         with self.transaction() as con:
-            row = con.execute("UPDATE jobs SET callback_token=coalesce(callback_token, ?) WHERE id=?"
-                              " RETURNING callback_token", (secrets.token_urlsafe(24), job_id)).fetchone()  # fmt: skip
+            row = con.execute(
+                "UPDATE jobs SET callback_token=coalesce(callback_token, ?) WHERE id=? RETURNING callback_token",
+                (secrets.token_urlsafe(24), job_id),
+            ).fetchone()
         return row[0] if row else None
 
     def record_poll_hint(self, job_id: str) -> bool:
         """A verified provider callback arrived: note it for the attempt running the job (which then polls at
         once). False when the job is not queued or running."""
         with self.transaction() as con:
-            cur = con.execute("UPDATE jobs SET poll_hint_at=? WHERE id=? AND status IN ('queued','in_progress')",
-                              (time.time(), job_id))  # fmt: skip
+            cur = con.execute(
+                "UPDATE jobs SET poll_hint_at=? WHERE id=? AND status IN ('queued','in_progress')",
+                (time.time(), job_id),
+            )
             return cur.rowcount == 1
 
     def poll_hints(self, job_ids: list[str]) -> dict[str, float]:
@@ -843,15 +939,21 @@ class Store:
         if not job_ids:
             return {}
         marks = ",".join("?" * len(job_ids))
-        rows = self.connection().execute(f"SELECT id, poll_hint_at FROM jobs WHERE id IN ({marks}) AND"
-                                         " poll_hint_at IS NOT NULL", tuple(job_ids)).fetchall()  # fmt: skip
+        rows = (
+            self.connection()
+            .execute(
+                f"SELECT id, poll_hint_at FROM jobs WHERE id IN ({marks}) AND poll_hint_at IS NOT NULL", tuple(job_ids)
+            )
+            .fetchall()
+        )
         return {r["id"]: r["poll_hint_at"] for r in rows}
 
     def status_summary(self, failed_since: float) -> dict[str, Any]:
         """What ``kinema status`` shows (:func:`operator_status`); reads only."""
         con = self.connection()
-        return operator_status(lambda sql, params: [dict(r) for r in con.execute(sql, params).fetchall()],
-                               failed_since)  # fmt: skip
+        return operator_status(
+            lambda sql, params: [dict(r) for r in con.execute(sql, params).fetchall()], failed_since
+        )
 
     def usage_rows(self, owner: str, since: float | None = None) -> list[dict[str, Any]]:
         """The owner's jobs for usage totals: id, status, backend, created_at, result (cost, recipe)."""
@@ -875,8 +977,10 @@ class Store:
         visible) runs inside the transaction, so an output appears exactly when, and only if, the row says so."""
         now = time.time()
         with self.transaction() as con:
-            row = con.execute("SELECT 1 FROM jobs WHERE id=? AND worker=? AND attempts=? AND status='in_progress'",
-                              (job_id, worker, attempt)).fetchone()  # fmt: skip
+            row = con.execute(
+                "SELECT 1 FROM jobs WHERE id=? AND worker=? AND attempts=? AND status='in_progress'",
+                (job_id, worker, attempt),
+            ).fetchone()
             if row is None:
                 return False
             if publish is not None:
@@ -898,19 +1002,25 @@ class Store:
         with self.transaction() as con:
             row = con.execute(
                 "SELECT failures, max_attempts FROM jobs WHERE id=? AND worker=? AND attempts=? AND "
-                "status='in_progress'", (job_id, worker, attempt),
-            ).fetchone()  # fmt: skip
+                "status='in_progress'",
+                (job_id, worker, attempt),
+            ).fetchone()
             if row is None:
                 return None
             # max_attempts counts the job's own failures; attempts lost to crashed workers are counted apart
             if retry_after is not None and row["failures"] + 1 < row["max_attempts"]:
-                con.execute("UPDATE jobs SET status='queued', worker=NULL, lease_until=NULL, not_before=?, stage=?,"
-                            " error=?, failures=failures+1 WHERE id=?",
-                            (now + retry_after, "retrying", dump_json(error), job_id))  # fmt: skip
+                con.execute(
+                    "UPDATE jobs SET status='queued', worker=NULL, lease_until=NULL, not_before=?, stage=?,"
+                    " error=?, failures=failures+1 WHERE id=?",
+                    (now + retry_after, "retrying", dump_json(error), job_id),
+                )
                 self._end_attempt(con, job_id, attempt, "retry", error, now)
                 return "queued"
-            con.execute("UPDATE jobs SET status='failed', completed_at=?, error=?, lease_until=NULL, stage='failed',"
-                        " failures=failures+1 WHERE id=?", (now, dump_json(error), job_id))  # fmt: skip
+            con.execute(
+                "UPDATE jobs SET status='failed', completed_at=?, error=?, lease_until=NULL, stage='failed',"
+                " failures=failures+1 WHERE id=?",
+                (now, dump_json(error), job_id),
+            )
             self._end_attempt(con, job_id, attempt, "failed", error, now)
             return "failed"
 
@@ -932,16 +1042,19 @@ class Store:
         with self.transaction() as con:
             cur = con.execute(
                 "UPDATE jobs SET status='queued', worker=NULL, lease_until=NULL, stage='queued'"
-                " WHERE id=? AND worker=? AND attempts=? AND status='in_progress'", (job_id, worker, attempt),
-            )  # fmt: skip
+                " WHERE id=? AND worker=? AND attempts=? AND status='in_progress'",
+                (job_id, worker, attempt),
+            )
             if cur.rowcount:
                 self._end_attempt(con, job_id, attempt, "released", {"message": reason}, now)
             return cur.rowcount == 1
 
     @staticmethod
     def _end_attempt(con: sqlite3.Connection, job_id: str, attempt: int, outcome: str, error: Any, now: float) -> None:
-        con.execute("UPDATE attempts SET ended_at=?, outcome=?, error=? WHERE job_id=? AND attempt=?",
-                    (now, outcome, dump_json(error), job_id, attempt))  # fmt: skip
+        con.execute(
+            "UPDATE attempts SET ended_at=?, outcome=?, error=? WHERE job_id=? AND attempt=?",
+            (now, outcome, dump_json(error), job_id, attempt),
+        )
 
     # -- jobs: the client's side ----------------------------------------------------------------------------
     def request_cancel(self, job_id: str, owner: str) -> Job | None:
@@ -953,8 +1066,9 @@ class Store:
                 " owner=? AND status='queued'",
                 (now, dump_json({"code": "cancelled", "message": "the job was cancelled"}), job_id, owner),
             )
-            con.execute("UPDATE jobs SET cancel_requested=1 WHERE id=? AND owner=? AND status='in_progress'",
-                        (job_id, owner))  # fmt: skip
+            con.execute(
+                "UPDATE jobs SET cancel_requested=1 WHERE id=? AND owner=? AND status='in_progress'", (job_id, owner)
+            )
         return self.get(job_id, owner)
 
     def delete(self, job_id: str, owner: str) -> Job | None:
@@ -973,14 +1087,19 @@ class Store:
         now = time.time()
         changed: list[tuple[str, str]] = []
         # a read first: the reaper runs every few seconds and usually finds nothing, so it takes no write lock then
-        if self.connection().execute("SELECT 1 FROM jobs WHERE status='in_progress' AND lease_until < ? LIMIT 1",
-                                     (now,)).fetchone() is None:  # fmt: skip
+        if (
+            self.connection()
+            .execute("SELECT 1 FROM jobs WHERE status='in_progress' AND lease_until < ? LIMIT 1", (now,))
+            .fetchone()
+            is None
+        ):
             return changed
         with self.transaction() as con:
             rows = con.execute(
                 "SELECT id, attempts, crashes, cancel_requested FROM jobs WHERE status='in_progress'"
-                " AND lease_until < ?", (now,),
-            ).fetchall()  # fmt: skip
+                " AND lease_until < ?",
+                (now,),
+            ).fetchall()
             for r in rows:
                 lost = {
                     "code": "worker_lost",
@@ -1000,12 +1119,17 @@ class Store:
                 else:
                     status, err = "queued", lost
                 if status == "queued":
-                    con.execute("UPDATE jobs SET status='queued', worker=NULL, lease_until=NULL, stage='queued',"
-                                " error=?, crashes=crashes+1 WHERE id=?", (dump_json(err), r["id"]))  # fmt: skip
+                    con.execute(
+                        "UPDATE jobs SET status='queued', worker=NULL, lease_until=NULL, stage='queued',"
+                        " error=?, crashes=crashes+1 WHERE id=?",
+                        (dump_json(err), r["id"]),
+                    )
                 else:
-                    con.execute("UPDATE jobs SET status=?, completed_at=?, worker=NULL, lease_until=NULL, stage=?,"
-                                " error=?, crashes=crashes+? WHERE id=?",
-                                (status, now, status, dump_json(err), int(status == "failed"), r["id"]))  # fmt: skip
+                    con.execute(
+                        "UPDATE jobs SET status=?, completed_at=?, worker=NULL, lease_until=NULL, stage=?,"
+                        " error=?, crashes=crashes+? WHERE id=?",
+                        (status, now, status, dump_json(err), int(status == "failed"), r["id"]),
+                    )
                 self._end_attempt(con, r["id"], r["attempts"], "lost", lost, now)
                 changed.append((r["id"], status))
         return changed
@@ -1018,8 +1142,9 @@ class Store:
             cur = con.execute(
                 "UPDATE jobs SET status='queued', stage='queued', progress=0, completed_at=NULL, worker=NULL,"
                 f" lease_until=NULL, not_before=0, failures=0, crashes=0, submitting_at=NULL WHERE {where} AND"
-                " status='failed'", args,
-            )  # fmt: skip
+                " status='failed'",
+                args,
+            )
             if not cur.rowcount:
                 return None
         return self.get(job_id)
@@ -1051,10 +1176,15 @@ class Store:
         with self.transaction() as con:
             con.execute("DELETE FROM idempotency WHERE created_at < ?", (now - ttl_seconds,))
             row = con.execute("SELECT * FROM idempotency WHERE owner=? AND key=?", (owner, key)).fetchone()
-            if row is None or (row["status"] is None and (now - row["created_at"] > IDEMPOTENCY_STALE_SECONDS
-                                                          or holder_gone(row["holder"]))):  # fmt: skip
-                con.execute("INSERT OR REPLACE INTO idempotency (owner, key, fingerprint, created_at, holder) VALUES "
-                            "(?, ?, ?, ?, ?)", (owner, key, fingerprint, now, PROCESS_HOLDER))  # fmt: skip
+            if row is None or (
+                row["status"] is None
+                and (now - row["created_at"] > IDEMPOTENCY_STALE_SECONDS or holder_gone(row["holder"]))
+            ):
+                con.execute(
+                    "INSERT OR REPLACE INTO idempotency (owner, key, fingerprint, created_at, holder) VALUES "
+                    "(?, ?, ?, ?, ?)",
+                    (owner, key, fingerprint, now, PROCESS_HOLDER),
+                )
                 return IdempotencyState("new")
             if row["fingerprint"] != fingerprint:
                 return IdempotencyState("mismatch")
@@ -1090,28 +1220,40 @@ class Store:
         key_id = "key_" + secrets.token_hex(8)
         amount, currency = budget if budget is not None else (None, None)
         with self.transaction() as con:
-            con.execute("INSERT INTO api_keys (id, name, hash, prefix, created_at, budget_amount, budget_currency)"
-                        " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                        (key_id, name, hash_key(secret), secret[:8], time.time(), amount, currency))  # fmt: skip
+            con.execute(
+                "INSERT INTO api_keys (id, name, hash, prefix, created_at, budget_amount, budget_currency)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (key_id, name, hash_key(secret), secret[:8], time.time(), amount, currency),
+            )
         return key_id, secret
 
     def list_keys(self) -> list[dict[str, Any]]:
-        rows = self.connection().execute("SELECT id, name, prefix, created_at, revoked_at, budget_amount,"
-                                         " budget_currency FROM api_keys ORDER BY created_at").fetchall()  # fmt: skip
+        rows = (
+            self.connection()
+            .execute(
+                "SELECT id, name, prefix, created_at, revoked_at, budget_amount,"
+                " budget_currency FROM api_keys ORDER BY created_at"
+            )
+            .fetchall()
+        )
         return [dict(r) for r in rows]
 
     def key_budget(self, key_id: str) -> tuple[float, str] | None:
         """The key's budget (amount, currency), or None when it has none."""
-        row = self.connection().execute("SELECT budget_amount, budget_currency FROM api_keys WHERE id=?",
-                                        (key_id,)).fetchone()  # fmt: skip
+        row = (
+            self.connection()
+            .execute("SELECT budget_amount, budget_currency FROM api_keys WHERE id=?", (key_id,))
+            .fetchone()
+        )
         if row is None or row["budget_amount"] is None:
             return None
         return float(row["budget_amount"]), str(row["budget_currency"])
 
     def revoke_key(self, key_id: str) -> bool:
         with self.transaction() as con:
-            cur = con.execute("UPDATE api_keys SET revoked_at=? WHERE id=? AND revoked_at IS NULL",
-                              (time.time(), key_id))  # fmt: skip
+            cur = con.execute(
+                "UPDATE api_keys SET revoked_at=? WHERE id=? AND revoked_at IS NULL", (time.time(), key_id)
+            )
         self._key_cache.clear()
         if cur.rowcount == 1:
             fd = os.open(self._revocations, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
@@ -1141,8 +1283,11 @@ class Store:
         hit = self._key_cache.get(digest)
         if hit is not None and now - hit[1] < cache_seconds:
             return hit[0]
-        row = self.connection().execute("SELECT id FROM api_keys WHERE hash=? AND revoked_at IS NULL",
-                                        (digest,)).fetchone()  # fmt: skip
+        row = (
+            self.connection()
+            .execute("SELECT id FROM api_keys WHERE hash=? AND revoked_at IS NULL", (digest,))
+            .fetchone()
+        )
         key_id = row["id"] if row else None
         if len(self._key_cache) > 10_000:
             self._key_cache.clear()
@@ -1154,24 +1299,30 @@ class Store:
         msg_id = "msg_" + secrets.token_hex(12)
         now = time.time()
         with self.transaction() as con:
-            con.execute("INSERT INTO webhook_deliveries (id, job_id, url, event, payload, next_at, created_at, "
-                        "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                        (msg_id, job_id, url, event, dump_json(payload), now, now, now))  # fmt: skip
+            con.execute(
+                "INSERT INTO webhook_deliveries (id, job_id, url, event, payload, next_at, created_at, "
+                "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (msg_id, job_id, url, event, dump_json(payload), now, now, now),
+            )
         return msg_id
 
     def claim_deliveries(self, sender: str, limit: int, lease_seconds: float) -> list[dict[str, Any]]:
         now = time.time()
         # a read first: the sender polls twice a second and usually finds nothing, so it takes no write lock then
-        due = self.connection().execute("SELECT 1 FROM webhook_deliveries WHERE state='pending' AND next_at<=? AND"
-                                        " (lease_until IS NULL OR lease_until<?) LIMIT 1", (now, now))  # fmt: skip
+        due = self.connection().execute(
+            "SELECT 1 FROM webhook_deliveries WHERE state='pending' AND next_at<=? AND"
+            " (lease_until IS NULL OR lease_until<?) LIMIT 1",
+            (now, now),
+        )
         if due.fetchone() is None:
             return []
         with self.transaction() as con:
             rows = con.execute(
                 "UPDATE webhook_deliveries SET sender=?, lease_until=? WHERE id IN (SELECT id FROM webhook_deliveries"
                 " WHERE state='pending' AND next_at<=? AND (lease_until IS NULL OR lease_until<?) ORDER BY next_at,"
-                " created_at LIMIT ?) RETURNING *", (sender, now + lease_seconds, now, now, limit),
-            ).fetchall()  # fmt: skip
+                " created_at LIMIT ?) RETURNING *",
+                (sender, now + lease_seconds, now, now, limit),
+            ).fetchall()
         return sorted((dict(r) for r in rows), key=lambda d: (d["next_at"], d["created_at"]))
 
     def record_delivery(
@@ -1187,8 +1338,10 @@ class Store:
                 (state, next_at, status, error, now, msg_id),
             ).fetchone()
             n = int(row[0]) if row else 0
-            con.execute("INSERT OR REPLACE INTO webhook_attempts (delivery_id, n, at, status, error) VALUES "
-                        "(?, ?, ?, ?, ?)", (msg_id, n, now, status, error))  # fmt: skip
+            con.execute(
+                "INSERT OR REPLACE INTO webhook_attempts (delivery_id, n, at, status, error) VALUES (?, ?, ?, ?, ?)",
+                (msg_id, n, now, status, error),
+            )
         return n
 
     def deliveries(self, job_id: str | None = None) -> list[dict[str, Any]]:
@@ -1196,8 +1349,12 @@ class Store:
         sql = "SELECT * FROM webhook_deliveries" + (" WHERE job_id=?" if job_id else "") + " ORDER BY created_at"
         out = [dict(r) for r in con.execute(sql, (job_id,) if job_id else ()).fetchall()]
         for d in out:
-            d["log"] = [dict(a) for a in con.execute("SELECT * FROM webhook_attempts WHERE delivery_id=? ORDER BY n",
-                                                     (d["id"],)).fetchall()]  # fmt: skip
+            d["log"] = [
+                dict(a)
+                for a in con.execute(
+                    "SELECT * FROM webhook_attempts WHERE delivery_id=? ORDER BY n", (d["id"],)
+                ).fetchall()
+            ]
         return out
 
     def endpoint_disabled(self, url: str) -> bool:
@@ -1205,10 +1362,14 @@ class Store:
 
     def disable_endpoint(self, url: str, reason: str) -> None:
         with self.transaction() as con:
-            con.execute("INSERT OR REPLACE INTO disabled_endpoints (url, at, reason) VALUES (?, ?, ?)",
-                        (url, time.time(), reason))  # fmt: skip
-            con.execute("UPDATE webhook_deliveries SET state='disabled', updated_at=? WHERE url=? AND state='pending'",
-                        (time.time(), url))  # fmt: skip
+            con.execute(
+                "INSERT OR REPLACE INTO disabled_endpoints (url, at, reason) VALUES (?, ?, ?)",
+                (url, time.time(), reason),
+            )
+            con.execute(
+                "UPDATE webhook_deliveries SET state='disabled', updated_at=? WHERE url=? AND state='pending'",
+                (time.time(), url),
+            )
 
 
 #: the SQLite store under the name :mod:`kinema.service.stores` gives it (``Store`` there is the contract)

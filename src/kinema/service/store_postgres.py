@@ -239,21 +239,29 @@ def migrate_schema(url: str, target: int | None = None) -> list[int]:
                 break
             with con.transaction():
                 con.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
-                con.execute("CREATE TABLE IF NOT EXISTS schema_version (version integer PRIMARY KEY, "
-                            "applied_at double precision NOT NULL, description text NOT NULL)")  # fmt: skip
+                con.execute(
+                    "CREATE TABLE IF NOT EXISTS schema_version (version integer PRIMARY KEY, "
+                    "applied_at double precision NOT NULL, description text NOT NULL)"
+                )
                 current = schema_version(con)
                 if current > LATEST_VERSION:
-                    raise StoreError(f"the PostgreSQL job store at {redact(url)} has schema version {current}, newer"
-                                     f" than this kinema knows ({LATEST_VERSION}): upgrade kinema")  # fmt: skip
+                    raise StoreError(
+                        f"the PostgreSQL job store at {redact(url)} has schema version {current}, newer"
+                        f" than this kinema knows ({LATEST_VERSION}): upgrade kinema"
+                    )
                 if current >= version:
                     continue
                 con.execute(sql)
-                con.execute("INSERT INTO schema_version (version, applied_at, description) VALUES (%s, %s, %s)",
-                            (version, time.time(), description))  # fmt: skip
+                con.execute(
+                    "INSERT INTO schema_version (version, applied_at, description) VALUES (%s, %s, %s)",
+                    (version, time.time(), description),
+                )
                 applied.append(version)
         if not applied and schema_version(con) > LATEST_VERSION:
-            raise StoreError(f"the PostgreSQL job store at {redact(url)} has schema version {schema_version(con)},"
-                             f" newer than this kinema knows ({LATEST_VERSION}): upgrade kinema")  # fmt: skip
+            raise StoreError(
+                f"the PostgreSQL job store at {redact(url)} has schema version {schema_version(con)},"
+                f" newer than this kinema knows ({LATEST_VERSION}): upgrade kinema"
+            )
     return applied
 
 
@@ -318,8 +326,10 @@ class PostgresStore:
             with _connect(url) as con:
                 found = schema_version(con)
             if found != LATEST_VERSION:
-                raise StoreError(f"the PostgreSQL job store at {redact(url)} has schema version {found}, this kinema"
-                                 f" needs {LATEST_VERSION}: open it with migrations on")  # fmt: skip
+                raise StoreError(
+                    f"the PostgreSQL job store at {redact(url)} has schema version {found}, this kinema"
+                    f" needs {LATEST_VERSION}: open it with migrations on"
+                )
         self.recover_idempotency()
 
     # -- connections ---------------------------------------------------------------------------------------------
@@ -339,11 +349,15 @@ class PostgresStore:
             with self._lock:
                 if self._pool is None:
                     self._pool = ConnectionPool(
-                        self.url, min_size=1, max_size=self.pool_size, open=True, name="kinema-store",
+                        self.url,
+                        min_size=1,
+                        max_size=self.pool_size,
+                        open=True,
+                        name="kinema-store",
                         kwargs={"autocommit": True, "row_factory": dict_row},
                         # a connection broken by a server restart or failover is replaced, not handed out
                         check=ConnectionPool.check_connection,
-                    )  # fmt: skip
+                    )
                 pool = self._pool
         return pool
 
@@ -405,9 +419,18 @@ class PostgresStore:
         limits: AdmissionLimits | None = None,
     ) -> Job:
         """Insert a queued job (and, with ``idempotency``, its key's answer, atomically); returns once committed."""
-        return self._insert(owner=owner, request=request, summary=summary, kind=kind, max_attempts=max_attempts,
-                            webhook_url=webhook_url, metadata=metadata, job_id=job_id,
-                            idempotency=idempotency, limits=limits)  # fmt: skip
+        return self._insert(
+            owner=owner,
+            request=request,
+            summary=summary,
+            kind=kind,
+            max_attempts=max_attempts,
+            webhook_url=webhook_url,
+            metadata=metadata,
+            job_id=job_id,
+            idempotency=idempotency,
+            limits=limits,
+        )
 
     def submit_job_future(
         self,
@@ -429,12 +452,23 @@ class PostgresStore:
         if executor is None:
             with self._lock:
                 if self._executor is None:
-                    self._executor = ThreadPoolExecutor(max_workers=max(1, min(4, self.pool_size)),
-                                                        thread_name_prefix="kinema-pg-submit")  # fmt: skip
+                    self._executor = ThreadPoolExecutor(
+                        max_workers=max(1, min(4, self.pool_size)), thread_name_prefix="kinema-pg-submit"
+                    )
                 executor = self._executor
-        return executor.submit(self._insert, owner=owner, request=request, summary=summary, kind=kind,
-                               max_attempts=max_attempts, webhook_url=webhook_url, metadata=metadata, job_id=job_id,
-                               idempotency=idempotency, limits=limits)  # fmt: skip
+        return executor.submit(
+            self._insert,
+            owner=owner,
+            request=request,
+            summary=summary,
+            kind=kind,
+            max_attempts=max_attempts,
+            webhook_url=webhook_url,
+            metadata=metadata,
+            job_id=job_id,
+            idempotency=idempotency,
+            limits=limits,
+        )
 
     def _insert(
         self,
@@ -466,15 +500,26 @@ class PostgresStore:
             row = con.execute(
                 "INSERT INTO jobs (id, owner, kind, status, request, summary, created_at, max_attempts, webhook_url,"
                 " metadata) VALUES (%s, %s, %s, 'queued', %s, %s, %s, %s, %s, %s) RETURNING *",
-                (job_id, owner, kind, dump_json(request), dump_json(summary), time.time(), max_attempts, webhook_url,
-                 dump_json(metadata or {})),
-            ).fetchone()  # fmt: skip
+                (
+                    job_id,
+                    owner,
+                    kind,
+                    dump_json(request),
+                    dump_json(summary),
+                    time.time(),
+                    max_attempts,
+                    webhook_url,
+                    dump_json(metadata or {}),
+                ),
+            ).fetchone()
             job = Job.from_row(cast(Any, row))
             if idempotency is not None:
                 key, respond = idempotency
                 status, body = respond(job)
-                con.execute("UPDATE idempotency SET status=%s, body=%s, job_id=%s WHERE owner=%s AND key=%s",
-                            (status, body, job.id, owner, key))  # fmt: skip
+                con.execute(
+                    "UPDATE idempotency SET status=%s, body=%s, job_id=%s WHERE owner=%s AND key=%s",
+                    (status, body, job.id, owner, key),
+                )
         return job
 
     def get(self, job_id: str, owner: str | None = None) -> Job | None:
@@ -496,8 +541,9 @@ class PostgresStore:
                     raise KeyError(after)
                 where += f" AND seq {op} %s"
                 params.append(cast(dict[str, Any], row)["seq"])
-            rows = con.execute(f"SELECT * FROM jobs WHERE {where} ORDER BY seq {direction} LIMIT %s",
-                               (*params, limit + 1)).fetchall()  # fmt: skip
+            rows = con.execute(
+                f"SELECT * FROM jobs WHERE {where} ORDER BY seq {direction} LIMIT %s", (*params, limit + 1)
+            ).fetchall()
         return [Job.from_row(cast(Any, r)) for r in rows[:limit]], len(rows) > limit
 
     def queue_depth(self) -> int:
@@ -505,8 +551,9 @@ class PostgresStore:
         return int(row["n"]) if row else 0
 
     def active_count(self, owner: str) -> int:
-        row = self._one("SELECT count(*) AS n FROM jobs WHERE owner=%s AND status IN ('queued','in_progress')",
-                        (owner,))  # fmt: skip
+        row = self._one(
+            "SELECT count(*) AS n FROM jobs WHERE owner=%s AND status IN ('queued','in_progress')", (owner,)
+        )
         return int(row["n"]) if row else 0
 
     def attempts_of(self, job_id: str) -> list[dict[str, Any]]:
@@ -569,8 +616,9 @@ class PostgresStore:
             if listener.woken != woken:
                 return True
             generation = listener.generation
-            row = self._one("SELECT min(not_before) AS nb FROM jobs WHERE status='queued' AND kind = ANY(%s)",
-                            (list(kinds),))  # fmt: skip
+            row = self._one(
+                "SELECT min(not_before) AS nb FROM jobs WHERE status='queued' AND kind = ANY(%s)", (list(kinds),)
+            )
             soonest = row["nb"] if row else None
             now = time.time()
             if soonest is not None and soonest <= now:
@@ -582,8 +630,10 @@ class PostgresStore:
             if not listener.ready.is_set():
                 wait = min(wait, 0.5)
             with listener.cond:
-                listener.cond.wait_for(lambda: listener.generation != generation or listener.woken != woken,  # noqa: B023
-                                       wait)  # fmt: skip
+                listener.cond.wait_for(
+                    lambda: listener.generation != generation or listener.woken != woken,  # noqa: B023
+                    wait,
+                )
 
     def wake_waiters(self) -> None:
         """End this process's :meth:`wait_for_work` calls now (they return True). Other processes' waiters are
@@ -635,36 +685,44 @@ class PostgresStore:
 
     def mark_submitting(self, job_id: str, worker: str, attempt: int, active: bool = True) -> bool:
         with self.transaction() as con:
-            cur = con.execute("UPDATE jobs SET submitting_at=%s WHERE id=%s AND worker=%s AND attempts=%s AND"
-                              " status='in_progress'", (time.time() if active else None, job_id, worker,
-                                                        attempt))  # fmt: skip
+            cur = con.execute(
+                "UPDATE jobs SET submitting_at=%s WHERE id=%s AND worker=%s AND attempts=%s AND status='in_progress'",
+                (time.time() if active else None, job_id, worker, attempt),
+            )
             return cur.rowcount == 1
 
     def callback_token(self, job_id: str) -> str | None:
         with self.transaction() as con:
-            row = con.execute("UPDATE jobs SET callback_token=coalesce(callback_token, %s) WHERE id=%s"
-                              " RETURNING callback_token", (secrets.token_urlsafe(24), job_id)).fetchone()  # fmt: skip
+            row = con.execute(
+                "UPDATE jobs SET callback_token=coalesce(callback_token, %s) WHERE id=%s RETURNING callback_token",
+                (secrets.token_urlsafe(24), job_id),
+            ).fetchone()
         return cast(Any, row)["callback_token"] if row else None
 
     def record_poll_hint(self, job_id: str) -> bool:
         with self.transaction() as con:
-            cur = con.execute("UPDATE jobs SET poll_hint_at=%s WHERE id=%s AND status IN ('queued','in_progress')",
-                              (time.time(), job_id))  # fmt: skip
+            cur = con.execute(
+                "UPDATE jobs SET poll_hint_at=%s WHERE id=%s AND status IN ('queued','in_progress')",
+                (time.time(), job_id),
+            )
             return cur.rowcount == 1
 
     def poll_hints(self, job_ids: list[str]) -> dict[str, float]:
         if not job_ids:
             return {}
-        rows = self._all("SELECT id, poll_hint_at FROM jobs WHERE id = ANY(%s) AND poll_hint_at IS NOT NULL",
-                         (list(job_ids),))  # fmt: skip
+        rows = self._all(
+            "SELECT id, poll_hint_at FROM jobs WHERE id = ANY(%s) AND poll_hint_at IS NOT NULL", (list(job_ids),)
+        )
         return {r["id"]: r["poll_hint_at"] for r in rows}
 
     def status_summary(self, failed_since: float) -> dict[str, Any]:
         return operator_status(lambda sql, params: self._all(sql.replace("?", "%s"), params), failed_since)
 
     def usage_rows(self, owner: str, since: float | None = None) -> list[dict[str, Any]]:
-        rows = self._all("SELECT id, status, created_at, request, result FROM jobs WHERE owner=%s AND"
-                         " created_at>=%s ORDER BY seq", (owner, since or 0.0))  # fmt: skip
+        rows = self._all(
+            "SELECT id, status, created_at, request, result FROM jobs WHERE owner=%s AND created_at>=%s ORDER BY seq",
+            (owner, since or 0.0),
+        )
         return [usage_row(r) for r in rows]
 
     def complete(
@@ -683,8 +741,10 @@ class PostgresStore:
         ``publish`` runs, then the row is updated, all in one transaction."""
         now = time.time()
         with self.transaction() as con:
-            row = con.execute("SELECT 1 FROM jobs WHERE id=%s AND worker=%s AND attempts=%s AND"
-                              " status='in_progress' FOR UPDATE", (job_id, worker, attempt)).fetchone()  # fmt: skip
+            row = con.execute(
+                "SELECT 1 FROM jobs WHERE id=%s AND worker=%s AND attempts=%s AND status='in_progress' FOR UPDATE",
+                (job_id, worker, attempt),
+            ).fetchone()
             if row is None:
                 return False
             if publish is not None:
@@ -704,20 +764,25 @@ class PostgresStore:
         with self.transaction() as con:
             found = con.execute(
                 "SELECT failures, max_attempts FROM jobs WHERE id=%s AND worker=%s AND attempts=%s AND"
-                " status='in_progress' FOR UPDATE", (job_id, worker, attempt),
-            ).fetchone()  # fmt: skip
+                " status='in_progress' FOR UPDATE",
+                (job_id, worker, attempt),
+            ).fetchone()
             if found is None:
                 return None
             row = cast(dict[str, Any], found)
             if retry_after is not None and row["failures"] + 1 < row["max_attempts"]:
-                con.execute("UPDATE jobs SET status='queued', worker=NULL, lease_until=NULL, not_before=%s,"
-                            " stage=%s, error=%s, failures=failures+1 WHERE id=%s",
-                            (now + retry_after, "retrying", dump_json(error), job_id))  # fmt: skip
+                con.execute(
+                    "UPDATE jobs SET status='queued', worker=NULL, lease_until=NULL, not_before=%s,"
+                    " stage=%s, error=%s, failures=failures+1 WHERE id=%s",
+                    (now + retry_after, "retrying", dump_json(error), job_id),
+                )
                 self._end_attempt(con, job_id, attempt, "retry", error, now)
                 return "queued"
-            con.execute("UPDATE jobs SET status='failed', completed_at=%s, error=%s, lease_until=NULL,"
-                        " stage='failed', failures=failures+1 WHERE id=%s",
-                        (now, dump_json(error), job_id))  # fmt: skip
+            con.execute(
+                "UPDATE jobs SET status='failed', completed_at=%s, error=%s, lease_until=NULL,"
+                " stage='failed', failures=failures+1 WHERE id=%s",
+                (now, dump_json(error), job_id),
+            )
             self._end_attempt(con, job_id, attempt, "failed", error, now)
             return "failed"
 
@@ -738,8 +803,9 @@ class PostgresStore:
         with self.transaction() as con:
             cur = con.execute(
                 "UPDATE jobs SET status='queued', worker=NULL, lease_until=NULL, stage='queued'"
-                " WHERE id=%s AND worker=%s AND attempts=%s AND status='in_progress'", (job_id, worker, attempt),
-            )  # fmt: skip
+                " WHERE id=%s AND worker=%s AND attempts=%s AND status='in_progress'",
+                (job_id, worker, attempt),
+            )
             if cur.rowcount:
                 self._end_attempt(con, job_id, attempt, "released", {"message": reason}, now)
             return cur.rowcount == 1
@@ -748,8 +814,10 @@ class PostgresStore:
     def _end_attempt(
         con: psycopg.Connection[Any], job_id: str, attempt: int, outcome: str, error: Any, now: float
     ) -> None:
-        con.execute("UPDATE attempts SET ended_at=%s, outcome=%s, error=%s WHERE job_id=%s AND attempt=%s",
-                    (now, outcome, dump_json(error), job_id, attempt))  # fmt: skip
+        con.execute(
+            "UPDATE attempts SET ended_at=%s, outcome=%s, error=%s WHERE job_id=%s AND attempt=%s",
+            (now, outcome, dump_json(error), job_id, attempt),
+        )
 
     def reap(self) -> list[tuple[str, str]]:
         """Expired leases: the rows are locked with ``FOR UPDATE SKIP LOCKED`` (a row a worker is completing right
@@ -757,10 +825,14 @@ class PostgresStore:
         now = time.time()
         changed: list[tuple[str, str]] = []
         with self.transaction() as con:
-            rows = cast(list[dict[str, Any]], con.execute(
-                "SELECT id, attempts, crashes, cancel_requested FROM jobs WHERE status='in_progress' AND"
-                " lease_until < %s ORDER BY seq FOR UPDATE SKIP LOCKED", (now,),
-            ).fetchall())  # fmt: skip
+            rows = cast(
+                list[dict[str, Any]],
+                con.execute(
+                    "SELECT id, attempts, crashes, cancel_requested FROM jobs WHERE status='in_progress' AND"
+                    " lease_until < %s ORDER BY seq FOR UPDATE SKIP LOCKED",
+                    (now,),
+                ).fetchall(),
+            )
             for r in rows:
                 lost = {
                     "code": "worker_lost",
@@ -779,12 +851,17 @@ class PostgresStore:
                 else:
                     status, err = "queued", lost
                 if status == "queued":
-                    con.execute("UPDATE jobs SET status='queued', worker=NULL, lease_until=NULL, stage='queued',"
-                                " error=%s, crashes=crashes+1 WHERE id=%s", (dump_json(err), r["id"]))  # fmt: skip
+                    con.execute(
+                        "UPDATE jobs SET status='queued', worker=NULL, lease_until=NULL, stage='queued',"
+                        " error=%s, crashes=crashes+1 WHERE id=%s",
+                        (dump_json(err), r["id"]),
+                    )
                 else:
-                    con.execute("UPDATE jobs SET status=%s, completed_at=%s, worker=NULL, lease_until=NULL,"
-                                " stage=%s, error=%s, crashes=crashes+%s WHERE id=%s",
-                                (status, now, status, dump_json(err), int(status == "failed"), r["id"]))  # fmt: skip
+                    con.execute(
+                        "UPDATE jobs SET status=%s, completed_at=%s, worker=NULL, lease_until=NULL,"
+                        " stage=%s, error=%s, crashes=crashes+%s WHERE id=%s",
+                        (status, now, status, dump_json(err), int(status == "failed"), r["id"]),
+                    )
                 self._end_attempt(con, r["id"], r["attempts"], "lost", lost, now)
                 changed.append((r["id"], status))
         return changed
@@ -798,8 +875,9 @@ class PostgresStore:
                 " owner=%s AND status='queued'",
                 (now, dump_json({"code": "cancelled", "message": "the job was cancelled"}), job_id, owner),
             )
-            con.execute("UPDATE jobs SET cancel_requested=1 WHERE id=%s AND owner=%s AND status='in_progress'",
-                        (job_id, owner))  # fmt: skip
+            con.execute(
+                "UPDATE jobs SET cancel_requested=1 WHERE id=%s AND owner=%s AND status='in_progress'", (job_id, owner)
+            )
         return self.get(job_id, owner)
 
     def delete(self, job_id: str, owner: str) -> Job | None:
@@ -816,15 +894,18 @@ class PostgresStore:
             cur = con.execute(
                 "UPDATE jobs SET status='queued', stage='queued', progress=0, completed_at=NULL, worker=NULL,"
                 f" lease_until=NULL, not_before=0, failures=0, crashes=0, submitting_at=NULL WHERE {where} AND"
-                " status='failed'", args,
-            )  # fmt: skip
+                " status='failed'",
+                args,
+            )
             if not cur.rowcount:
                 return None
         return self.get(job_id)
 
     def expired_outputs(self) -> list[Job]:
-        rows = self._all("SELECT * FROM jobs WHERE status='completed' AND expires_at < %s AND output_path IS NOT"
-                         " NULL ORDER BY seq", (time.time(),))  # fmt: skip
+        rows = self._all(
+            "SELECT * FROM jobs WHERE status='completed' AND expires_at < %s AND output_path IS NOT NULL ORDER BY seq",
+            (time.time(),),
+        )
         return [Job.from_row(cast(Any, r)) for r in rows]
 
     def forget_outputs(self, job_id: str) -> None:
@@ -840,8 +921,11 @@ class PostgresStore:
         if time.monotonic() - self._idempotency_purged > 60.0:
             self._idempotency_purged = time.monotonic()
             with self.transaction() as con:
-                con.execute("DELETE FROM idempotency WHERE ctid IN (SELECT ctid FROM idempotency WHERE created_at < %s"
-                            " LIMIT 10000 FOR UPDATE SKIP LOCKED)", (now - ttl_seconds,))  # fmt: skip
+                con.execute(
+                    "DELETE FROM idempotency WHERE ctid IN (SELECT ctid FROM idempotency WHERE created_at < %s"
+                    " LIMIT 10000 FOR UPDATE SKIP LOCKED)",
+                    (now - ttl_seconds,),
+                )
         with self.transaction() as con:
             sql = "SELECT * FROM idempotency WHERE owner=%s AND key=%s FOR UPDATE"
             row = cast("dict[str, Any] | None", con.execute(sql, (owner, key)).fetchone())
@@ -850,7 +934,7 @@ class PostgresStore:
                     "INSERT INTO idempotency (owner, key, fingerprint, created_at, holder) VALUES (%s, %s, %s, %s, %s)"
                     " ON CONFLICT (owner, key) DO NOTHING RETURNING key",
                     (owner, key, fingerprint, now, PROCESS_HOLDER),
-                ).fetchone()  # fmt: skip
+                ).fetchone()
                 if inserted is not None:
                     return IdempotencyState("new")
                 row = cast("dict[str, Any] | None", con.execute(sql, (owner, key)).fetchone())
@@ -859,9 +943,11 @@ class PostgresStore:
                 now - row["created_at"] > IDEMPOTENCY_STALE_SECONDS or holder_gone(row["holder"])
             )
             if expired or abandoned:
-                con.execute("UPDATE idempotency SET fingerprint=%s, created_at=%s, holder=%s, status=NULL, body=NULL,"
-                            " job_id=NULL WHERE owner=%s AND key=%s",
-                            (fingerprint, now, PROCESS_HOLDER, owner, key))  # fmt: skip
+                con.execute(
+                    "UPDATE idempotency SET fingerprint=%s, created_at=%s, holder=%s, status=NULL, body=NULL,"
+                    " job_id=NULL WHERE owner=%s AND key=%s",
+                    (fingerprint, now, PROCESS_HOLDER, owner, key),
+                )
                 return IdempotencyState("new")
             if row["fingerprint"] != fingerprint:
                 return IdempotencyState("mismatch")
@@ -875,14 +961,16 @@ class PostgresStore:
         dead = [(r["owner"], r["key"], r["holder"]) for r in rows if holder_gone(r["holder"])]
         if dead:
             with self.transaction() as con, con.cursor() as cur:
-                cur.executemany("DELETE FROM idempotency WHERE owner=%s AND key=%s AND holder=%s AND status IS NULL",
-                                dead)  # fmt: skip
+                cur.executemany(
+                    "DELETE FROM idempotency WHERE owner=%s AND key=%s AND holder=%s AND status IS NULL", dead
+                )
         return len(dead)
 
     def idempotency_finish(self, owner: str, key: str, status: int, body: bytes) -> None:
         with self.transaction() as con:
-            con.execute("UPDATE idempotency SET status=%s, body=%s WHERE owner=%s AND key=%s",
-                        (status, body, owner, key))  # fmt: skip
+            con.execute(
+                "UPDATE idempotency SET status=%s, body=%s WHERE owner=%s AND key=%s", (status, body, owner, key)
+            )
 
     def idempotency_release(self, owner: str, key: str) -> None:
         with self.transaction() as con:
@@ -894,14 +982,18 @@ class PostgresStore:
         key_id = "key_" + secrets.token_hex(8)
         amount, currency = budget if budget is not None else (None, None)
         with self.transaction() as con:
-            con.execute("INSERT INTO api_keys (id, name, hash, prefix, created_at, budget_amount, budget_currency)"
-                        " VALUES (%s, %s, %s, %s, %s, %s, %s)",
-                        (key_id, name, hash_key(secret), secret[:8], time.time(), amount, currency))  # fmt: skip
+            con.execute(
+                "INSERT INTO api_keys (id, name, hash, prefix, created_at, budget_amount, budget_currency)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                (key_id, name, hash_key(secret), secret[:8], time.time(), amount, currency),
+            )
         return key_id, secret
 
     def list_keys(self) -> list[dict[str, Any]]:
-        return self._all("SELECT id, name, prefix, created_at, revoked_at, budget_amount, budget_currency FROM"
-                         " api_keys ORDER BY created_at")  # fmt: skip
+        return self._all(
+            "SELECT id, name, prefix, created_at, revoked_at, budget_amount, budget_currency FROM"
+            " api_keys ORDER BY created_at"
+        )
 
     def key_budget(self, key_id: str) -> tuple[float, str] | None:
         rows = self._all("SELECT budget_amount, budget_currency FROM api_keys WHERE id=%s", (key_id,))
@@ -912,8 +1004,9 @@ class PostgresStore:
     def revoke_key(self, key_id: str) -> bool:
         """Revoke the key and bump the ``revocations`` counter in the same transaction."""
         with self.transaction() as con:
-            cur = con.execute("UPDATE api_keys SET revoked_at=%s WHERE id=%s AND revoked_at IS NULL",
-                              (time.time(), key_id))  # fmt: skip
+            cur = con.execute(
+                "UPDATE api_keys SET revoked_at=%s WHERE id=%s AND revoked_at IS NULL", (time.time(), key_id)
+            )
             revoked = cur.rowcount == 1
             if revoked:
                 con.execute("UPDATE counters SET value=value+1 WHERE name='revocations'")
@@ -934,8 +1027,9 @@ class PostgresStore:
                     return hit[0]
             found = con.execute(
                 "SELECT (SELECT value FROM counters WHERE name='revocations') AS generation,"
-                " (SELECT id FROM api_keys WHERE hash=%s AND revoked_at IS NULL) AS id", (digest,),
-            ).fetchone()  # fmt: skip
+                " (SELECT id FROM api_keys WHERE hash=%s AND revoked_at IS NULL) AS id",
+                (digest,),
+            ).fetchone()
         row = cast(dict[str, Any], found)
         if row["generation"] != self._revocations_seen:
             self._key_cache.clear()
@@ -951,21 +1045,26 @@ class PostgresStore:
         msg_id = "msg_" + secrets.token_hex(12)
         now = time.time()
         with self.transaction() as con:
-            con.execute("INSERT INTO webhook_deliveries (id, job_id, url, event, payload, next_at, created_at,"
-                        " updated_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
-                        (msg_id, job_id, url, event, dump_json(payload), now, now, now))  # fmt: skip
+            con.execute(
+                "INSERT INTO webhook_deliveries (id, job_id, url, event, payload, next_at, created_at,"
+                " updated_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+                (msg_id, job_id, url, event, dump_json(payload), now, now, now),
+            )
         return msg_id
 
     def claim_deliveries(self, sender: str, limit: int, lease_seconds: float) -> list[dict[str, Any]]:
         """Due deliveries, picked and locked with ``FOR UPDATE SKIP LOCKED`` and leased to ``sender``."""
         now = time.time()
         with self.transaction() as con:
-            rows = cast(list[dict[str, Any]], con.execute(
-                "UPDATE webhook_deliveries SET sender=%s, lease_until=%s WHERE id IN (SELECT id FROM"
-                " webhook_deliveries WHERE state='pending' AND next_at<=%s AND (lease_until IS NULL OR"
-                " lease_until<%s) ORDER BY next_at, created_at LIMIT %s FOR UPDATE SKIP LOCKED) RETURNING *",
-                (sender, now + lease_seconds, now, now, limit),
-            ).fetchall())  # fmt: skip
+            rows = cast(
+                list[dict[str, Any]],
+                con.execute(
+                    "UPDATE webhook_deliveries SET sender=%s, lease_until=%s WHERE id IN (SELECT id FROM"
+                    " webhook_deliveries WHERE state='pending' AND next_at<=%s AND (lease_until IS NULL OR"
+                    " lease_until<%s) ORDER BY next_at, created_at LIMIT %s FOR UPDATE SKIP LOCKED) RETURNING *",
+                    (sender, now + lease_seconds, now, now, limit),
+                ).fetchall(),
+            )
         return sorted(rows, key=lambda d: (d["next_at"], d["created_at"]))
 
     def record_delivery(
@@ -979,9 +1078,12 @@ class PostgresStore:
                 (state, next_at, status, error, now, msg_id),
             ).fetchone()
             n = int(cast(dict[str, Any], row)["attempts"]) if row else 0
-            con.execute("INSERT INTO webhook_attempts (delivery_id, n, at, status, error) VALUES (%s, %s, %s, %s, %s)"
-                        " ON CONFLICT (delivery_id, n) DO UPDATE SET at=EXCLUDED.at, status=EXCLUDED.status,"
-                        " error=EXCLUDED.error", (msg_id, n, now, status, error))  # fmt: skip
+            con.execute(
+                "INSERT INTO webhook_attempts (delivery_id, n, at, status, error) VALUES (%s, %s, %s, %s, %s)"
+                " ON CONFLICT (delivery_id, n) DO UPDATE SET at=EXCLUDED.at, status=EXCLUDED.status,"
+                " error=EXCLUDED.error",
+                (msg_id, n, now, status, error),
+            )
         return n
 
     def deliveries(self, job_id: str | None = None) -> list[dict[str, Any]]:
@@ -989,8 +1091,9 @@ class PostgresStore:
         with self.connection() as con:
             out = cast(list[dict[str, Any]], con.execute(sql, (job_id,) if job_id else ()).fetchall())
             for d in out:
-                d["log"] = con.execute("SELECT * FROM webhook_attempts WHERE delivery_id=%s ORDER BY n",
-                                       (d["id"],)).fetchall()  # fmt: skip
+                d["log"] = con.execute(
+                    "SELECT * FROM webhook_attempts WHERE delivery_id=%s ORDER BY n", (d["id"],)
+                ).fetchall()
         return out
 
     def endpoint_disabled(self, url: str) -> bool:
@@ -999,7 +1102,12 @@ class PostgresStore:
     def disable_endpoint(self, url: str, reason: str) -> None:
         now = time.time()
         with self.transaction() as con:
-            con.execute("INSERT INTO disabled_endpoints (url, at, reason) VALUES (%s, %s, %s) ON CONFLICT (url) DO"
-                        " UPDATE SET at=EXCLUDED.at, reason=EXCLUDED.reason", (url, now, reason))  # fmt: skip
-            con.execute("UPDATE webhook_deliveries SET state='disabled', updated_at=%s WHERE url=%s AND"
-                        " state='pending'", (now, url))  # fmt: skip
+            con.execute(
+                "INSERT INTO disabled_endpoints (url, at, reason) VALUES (%s, %s, %s) ON CONFLICT (url) DO"
+                " UPDATE SET at=EXCLUDED.at, reason=EXCLUDED.reason",
+                (url, now, reason),
+            )
+            con.execute(
+                "UPDATE webhook_deliveries SET state='disabled', updated_at=%s WHERE url=%s AND state='pending'",
+                (now, url),
+            )

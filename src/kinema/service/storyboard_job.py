@@ -47,8 +47,9 @@ def run_storyboard_job(ctx: AttemptContext) -> None:
         m = _SCENE_EVENT.match(message)
         if m:  # "scene K/N: generating (...)": scenes before K are done
             k = int(m.group(1))
-            event = ProgressEvent(stage=f"scene {k}/{total}", step=k, total=total, fraction=0.95 * (k - 1) / total,
-                                  message=message)  # fmt: skip
+            event = ProgressEvent(
+                stage=f"scene {k}/{total}", step=k, total=total, fraction=0.95 * (k - 1) / total, message=message
+            )
             ctx.progress(event, scene=k, scenes=total)
         elif message.startswith("assembling"):
             ctx.progress(ProgressEvent(stage="assembling", step=total, total=total, fraction=0.95, message=message))
@@ -56,30 +57,61 @@ def run_storyboard_job(ctx: AttemptContext) -> None:
     def on_progress(index: int, event: ProgressEvent) -> None:
         # a scene's own events (denoising step k of n...) become the job's, inside that scene's share of the bar
         k = index + 1
-        ctx.progress(ProgressEvent(stage=f"scene {k}/{total}: {event.stage}", step=event.step, total=event.total,
-                                   fraction=0.95 * (index + event.fraction) / total, eta=event.eta,
-                                   message=event.message), scene=k, scenes=total)  # fmt: skip
+        ctx.progress(
+            ProgressEvent(
+                stage=f"scene {k}/{total}: {event.stage}",
+                step=event.step,
+                total=event.total,
+                fraction=0.95 * (index + event.fraction) / total,
+                eta=event.eta,
+                message=event.message,
+            ),
+            scene=k,
+            scenes=total,
+        )
 
     try:
         manifest = render_storyboard(board, work, cancel=ctx.token, on_event=on_event, on_progress=on_progress)
         film = Video.open(work)
         write_thumbnail(film.frames[len(film.frames) // 2], thumb_work)
-        scenes = [{"index": r["index"], "prompt": r["prompt"], "seed": r["seed"], "duration": r["duration"],
-                   "transition": r["transition"], "continuity": r["continuity"], "seconds": r["seconds"],
-                   "backend": r["recipe"].get("backend"), "model": r["recipe"].get("model")}
-                  for r in manifest["scenes"]]  # fmt: skip
+        scenes = [
+            {
+                "index": r["index"],
+                "prompt": r["prompt"],
+                "seed": r["seed"],
+                "duration": r["duration"],
+                "transition": r["transition"],
+                "continuity": r["continuity"],
+                "seconds": r["seconds"],
+                "backend": r["recipe"].get("backend"),
+                "model": r["recipe"].get("model"),
+            }
+            for r in manifest["scenes"]
+        ]
         # the body as submitted, with every scene's seed pinned: sending it again makes the same film
         body = dict(job.request.get("body") or {})
         body["scenes"] = [dict(s, seed=r["seed"]) for s, r in zip(body.get("scenes", []), scenes, strict=False)]
-        recipe = {"kind": "kinema.storyboard", "title": manifest["title"], "duration": manifest["duration"],
-                  "fps": manifest["fps"], "width": manifest["width"], "height": manifest["height"],
-                  "scenes": scenes, "storyboard": body}  # fmt: skip
+        recipe = {
+            "kind": "kinema.storyboard",
+            "title": manifest["title"],
+            "duration": manifest["duration"],
+            "fps": manifest["fps"],
+            "width": manifest["width"],
+            "height": manifest["height"],
+            "scenes": scenes,
+            "storyboard": body,
+        }
         timings = {f"scene {s['index'] + 1}": float(s["seconds"]) for s in scenes}
         timings["total"] = float(manifest["seconds"] or 0.0)
         # what the film cost: its scenes' costs (each scene's recipe has its own), so usage and budgets count it
         cost = sum_costs(r["recipe"].get("cost") for r in manifest["scenes"])
-        summary: dict[str, Any] = {"seed": scenes[0]["seed"] if scenes else None, "recipe": recipe, "cost": cost,
-                   "timings": timings, "warnings": []}  # fmt: skip
+        summary: dict[str, Any] = {
+            "seed": scenes[0]["seed"] if scenes else None,
+            "recipe": recipe,
+            "cost": cost,
+            "timings": timings,
+            "warnings": [],
+        }
         # the film, its thumbnail and manifest move to the attempt's names in the outputs dir (the manifest as the
         # film's sidecar, deleted with the job like a video's recipe) and the completing transaction publishes them
         publish_outputs(ctx, work, thumb_work, summary, sidecar_work=sidecar_work)

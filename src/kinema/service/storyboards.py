@@ -49,8 +49,14 @@ from .usage import check_budget
 if TYPE_CHECKING:
     from .state import ServiceState
 
-__all__ = ["CreateStoryboardBody", "StoryboardScene", "BODY_MODELS", "storyboard_of", "create_storyboard_job",
-           "storyboard_routes"]  # fmt: skip
+__all__ = [
+    "CreateStoryboardBody",
+    "StoryboardScene",
+    "BODY_MODELS",
+    "storyboard_of",
+    "create_storyboard_job",
+    "storyboard_routes",
+]
 
 #: the body's shared settings, by their HTTP names (:func:`request_fields` makes the storyboard's defaults of them)
 _SHARED = ("seed", "steps", "guidance", "negative_prompt", "fps", "size")
@@ -123,14 +129,27 @@ def _plan(body: CreateStoryboardBody) -> tuple[dict[str, Any], dict[str, Any]]:
     board_plan = plan_storyboard(load_storyboard(board))  # plans every scene (kinema.planner.plan)
     # the film is made at the first scene's size (render_storyboard), shown with its backend
     params = plan(board_plan.scenes[0].request, check_available=False, seed=0).params
-    scenes = [{"prompt": p.request.prompt, "duration": round(p.duration, 6), "transition": str(p.transition),
-               "continuity": p.scene.continuity, "name": p.scene.name} for p in board_plan.scenes]  # fmt: skip
+    scenes = [
+        {
+            "prompt": p.request.prompt,
+            "duration": round(p.duration, 6),
+            "transition": str(p.transition),
+            "continuity": p.scene.continuity,
+            "name": p.scene.name,
+        }
+        for p in board_plan.scenes
+    ]
     summary = {
-        "prompt": body.title, "backend": params.backend, "model": settings["model"] or params.backend,
-        "seconds": f"{board_plan.duration:g}", "size": f"{params.width}x{params.height}", "seed": body.seed,
-        "track_id": body.track_id, "mode": KIND,
+        "prompt": body.title,
+        "backend": params.backend,
+        "model": settings["model"] or params.backend,
+        "seconds": f"{board_plan.duration:g}",
+        "size": f"{params.width}x{params.height}",
+        "seed": body.seed,
+        "track_id": body.track_id,
+        "mode": KIND,
         "storyboard": {"title": body.title, "title_card": body.title_card, "scenes": scenes},
-    }  # fmt: skip
+    }
     return {"storyboard": board, "body": body.model_dump(exclude_none=True)}, summary
 
 
@@ -160,10 +179,14 @@ def _refuse_scene_inputs(fields: dict[str, Any]) -> None:
     for i, scene in enumerate(scenes):
         key = next((k for k in _SCENE_INPUTS if isinstance(scene, dict) and k in scene), None)
         if key is not None:
-            raise ApiError(400, f"scenes[{i}].{key}: input images and clips are not taken by POST /v1/storyboards "
-                           "(a storyboard job fetches none); make such a shot with POST /v1/videos, or the whole "
-                           "storyboard with `kinema storyboard` on local files", code="invalid_request",
-                           param=f"scenes[{i}].{key}")  # fmt: skip
+            raise ApiError(
+                400,
+                f"scenes[{i}].{key}: input images and clips are not taken by POST /v1/storyboards "
+                "(a storyboard job fetches none); make such a shot with POST /v1/videos, or the whole "
+                "storyboard with `kinema storyboard` on local files",
+                code="invalid_request",
+                param=f"scenes[{i}].{key}",
+            )
 
 
 def create_storyboard_job(state: ServiceState, owner: str, fields: dict[str, Any]) -> dict[str, Any]:
@@ -185,9 +208,17 @@ def create_storyboard_job(state: ServiceState, owner: str, fields: dict[str, Any
     check_budget(state, owner, str(summary["backend"]))
     admit(state, owner)
     try:
-        job = store.submit_job(owner=owner, request=request, summary=summary, max_attempts=config.max_attempts,
-                               webhook_url=body.webhook_url, metadata=dict(body.metadata or {}), kind=KIND,
-                               job_id=new_job_id(), limits=limits(config))  # fmt: skip
+        job = store.submit_job(
+            owner=owner,
+            request=request,
+            summary=summary,
+            max_attempts=config.max_attempts,
+            webhook_url=body.webhook_url,
+            metadata=dict(body.metadata or {}),
+            kind=KIND,
+            job_id=new_job_id(),
+            limits=limits(config),
+        )
     except AdmissionRefused as exc:
         raise refusal(exc) from None
     state.admission.accepted(owner)
@@ -199,10 +230,19 @@ def storyboard_routes(state: ServiceState) -> APIRouter:
     """``POST /v1/storyboards``, bound to one app's state."""
     router = APIRouter(tags=["storyboards"])
 
-    @router.post("/v1/storyboards", response_model=VideoObject, responses=CREATE_RESPONSES,
-                 summary="Create a storyboard job", openapi_extra={"requestBody": {"required": True, "content": {
-                     "application/json": {"schema": {"$ref": "#/components/schemas/CreateStoryboardBody"}}}},
-                     **SECURED})  # fmt: skip
+    @router.post(
+        "/v1/storyboards",
+        response_model=VideoObject,
+        responses=CREATE_RESPONSES,
+        summary="Create a storyboard job",
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/CreateStoryboardBody"}}},
+            },
+            **SECURED,
+        },
+    )
     async def create_storyboard(request: Request) -> Response:
         # the raw body is read (not a pydantic parameter) so that errors are answered in the API's shape
         owner = authenticate_request(state, request)

@@ -91,15 +91,26 @@ _FORM_FIELDS: dict[str, Any] = {
     "track_id": {"type": "string", "maxLength": 200},
     "strength": {"type": "number", "minimum": 0, "maximum": 1, "description": "edits only"},
     "last_image": {"type": "string", "format": "binary", "description": "keyframes: the last frame (or a URL)"},
-    "references": {"type": "array", "maxItems": MAX_REFERENCES, "items": {"type": "string", "format": "binary"},
-                   "description": "reference images (files, or URLs as text fields)"},
+    "references": {
+        "type": "array",
+        "maxItems": MAX_REFERENCES,
+        "items": {"type": "string", "format": "binary"},
+        "description": "reference images (files, or URLs as text fields)",
+    },
     "characters": {"type": "string", "description": 'a JSON array of {"id": ...}; or the fields characters[][id]'},
-    "keyframes": {"type": "array", "maxItems": MAX_KEYFRAMES, "items": {"type": "string", "format": "binary"},
-                  "description": "timed keyframes' images (files, or URLs as text fields), in time order"},
-    "keyframe_times": {"type": "array", "maxItems": MAX_KEYFRAMES,
-                       "items": {"type": "number", "minimum": 0, "maximum": 600},
-                       "description": "seconds from the clip's start: one per keyframes image, in the same order"},
-}  # fmt: skip
+    "keyframes": {
+        "type": "array",
+        "maxItems": MAX_KEYFRAMES,
+        "items": {"type": "string", "format": "binary"},
+        "description": "timed keyframes' images (files, or URLs as text fields), in time order",
+    },
+    "keyframe_times": {
+        "type": "array",
+        "maxItems": MAX_KEYFRAMES,
+        "items": {"type": "number", "minimum": 0, "maximum": 600},
+        "description": "seconds from the clip's start: one per keyframes image, in the same order",
+    },
+}
 
 
 def _body_schema(model: str, form: dict[str, Any], required: list[str]) -> dict[str, Any]:
@@ -117,11 +128,15 @@ BODY_MODELS: tuple[type[BaseModel], ...] = (CreateVideoBody, EditVideoBody)
 #: the create route's body in /openapi.json: JSON, or the same fields as a multipart form with image files
 CREATE_BODY_SCHEMA = _body_schema("CreateVideoBody", _FORM_FIELDS, ["prompt"])
 #: the edit and extension routes' body: the create body and ``video`` (a file, or ``video[id]`` in a form)
-EDIT_BODY_SCHEMA = _body_schema("EditVideoBody", {
-    **_FORM_FIELDS,
-    "video": {"type": "string", "format": "binary", "description": "the clip (or video[id]: a completed video)"},
-    "video[id]": {"type": "string", "maxLength": 100, "description": "the id of a completed video of this key"},
-}, ["prompt"])  # fmt: skip
+EDIT_BODY_SCHEMA = _body_schema(
+    "EditVideoBody",
+    {
+        **_FORM_FIELDS,
+        "video": {"type": "string", "format": "binary", "description": "the clip (or video[id]: a completed video)"},
+        "video[id]": {"type": "string", "maxLength": 100, "description": "the id of a completed video of this key"},
+    },
+    ["prompt"],
+)
 
 
 def new_job_id() -> str:
@@ -239,8 +254,11 @@ def _inputs(state: ServiceState, owner: str, body: CreateVideoBody, uploads: Upl
         inputs.image_url = inputs.image_url or body.input_reference
     elif body.input_reference is not None:
         if body.input_reference.file_id:
-            raise ApiError(400, "input_reference.file_id: file ids are not supported; upload the image",
-                           param="input_reference.file_id")  # fmt: skip
+            raise ApiError(
+                400,
+                "input_reference.file_id: file ids are not supported; upload the image",
+                param="input_reference.file_id",
+            )
         inputs.image_url = inputs.image_url or body.input_reference.image_url
     inputs.last_url = _image_url(body.last_image, "last_image")
     if uploads.last_image is not None and inputs.last_url is not None:
@@ -248,8 +266,11 @@ def _inputs(state: ServiceState, owner: str, body: CreateVideoBody, uploads: Upl
     for i, ref in enumerate(body.references or []):
         url = _image_url(ref, f"references[{len(uploads.references) + i}]")
         if url is None:
-            raise ApiError(400, f"references[{len(uploads.references) + i}]: give an image URL",
-                           param=f"references[{len(uploads.references) + i}]")  # fmt: skip
+            raise ApiError(
+                400,
+                f"references[{len(uploads.references) + i}]: give an image URL",
+                param=f"references[{len(uploads.references) + i}]",
+            )
         inputs.reference_urls.append(url)
     for i, keyframe in enumerate(body.keyframes or []):
         inputs.keyframes.append((keyframe.time, _image_url(keyframe.image, f"keyframes[{i}].image")))
@@ -258,11 +279,19 @@ def _inputs(state: ServiceState, owner: str, body: CreateVideoBody, uploads: Upl
         at = without[len(uploads.keyframes)] if len(without) > len(uploads.keyframes) else None
         if at is not None and not uploads.keyframes:
             raise ApiError(400, f"keyframes[{at}].image: give an image URL", param=f"keyframes[{at}].image")
-        raise ApiError(400, f"keyframe_times: {len(without)} keyframes take a file, and {len(uploads.keyframes)} "
-                            "keyframes files were sent; give one time per image", param="keyframe_times")  # fmt: skip
+        raise ApiError(
+            400,
+            f"keyframe_times: {len(without)} keyframes take a file, and {len(uploads.keyframes)} "
+            "keyframes files were sent; give one time per image",
+            param="keyframe_times",
+        )
     if inputs.reference_count(uploads) > MAX_REFERENCES:
-        raise ApiError(400, f"references: {inputs.reference_count(uploads)} images; at most {MAX_REFERENCES} are "
-                            "allowed (fewer by most backends)", param="references")  # fmt: skip
+        raise ApiError(
+            400,
+            f"references: {inputs.reference_count(uploads)} images; at most {MAX_REFERENCES} are "
+            "allowed (fewer by most backends)",
+            param="references",
+        )
     seen: set[str] = set()
     for i, character in enumerate(body.characters or []):
         if character.id in seen:
@@ -348,17 +377,26 @@ def _plan(body: CreateVideoBody, inputs: _Inputs, uploads: Uploads) -> tuple[dic
             retry = None
         if retry is None or retry.params.num_frames < source.num_frames:
             detail = exc.message[len("num_frames: ") :] if exc.message.startswith("num_frames: ") else exc.message
-            raise InvalidRequest(source.param, f"the source clip has {source.num_frames} frames: {detail}; give "
-                                 "num_frames (or seconds) to edit only its start", value=source.num_frames,
-                                 allowed=exc.allowed) from None  # fmt: skip
+            raise InvalidRequest(
+                source.param,
+                f"the source clip has {source.num_frames} frames: {detail}; give "
+                "num_frames (or seconds) to edit only its start",
+                value=source.num_frames,
+                allowed=exc.allowed,
+            ) from None
         the_plan = retry
     request, params = the_plan.request, the_plan.params
     req.update({k: v for k, v in (("backend", request.backend), ("model", request.model)) if v is not None})
     summary = {
-        "prompt": request.prompt, "backend": the_plan.backend.name, "model": model or the_plan.backend.name,
-        "seconds": f"{params.duration:g}", "size": f"{params.width}x{params.height}",
-        "seed": request.seed, "track_id": body.track_id, "mode": params.mode,
-    }  # fmt: skip
+        "prompt": request.prompt,
+        "backend": the_plan.backend.name,
+        "model": model or the_plan.backend.name,
+        "seconds": f"{params.duration:g}",
+        "size": f"{params.width}x{params.height}",
+        "seed": request.seed,
+        "track_id": body.track_id,
+        "mode": params.mode,
+    }
     if source is not None and source.from_id is not None:
         summary["remixed_from_video_id"] = source.from_id
     return req, summary
@@ -376,8 +414,9 @@ def model_param(model: str | None, backend: str | None) -> str:
     return "backend" if backend is not None and model is None else "model"
 
 
-def _prepare(state: ServiceState, body: CreateVideoBody, inputs: _Inputs | None = None,
-             uploads: Uploads | None = None) -> tuple[dict[str, Any], dict[str, Any]]:  # fmt: skip
+def _prepare(
+    state: ServiceState, body: CreateVideoBody, inputs: _Inputs | None = None, uploads: Uploads | None = None
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """Plan the job and check its webhook URL, turning what is wrong into a 400 that names the field sent."""
     check_model_ref(body.model, body.backend, state.config.model_dir)
     try:
@@ -399,8 +438,16 @@ def _prepare(state: ServiceState, body: CreateVideoBody, inputs: _Inputs | None 
 
 
 #: body fields that take the slow path: they fetch, decode or write files, or are refused with a message of their own
-_SLOW_FIELDS = ("input_reference", "image_url", "webhook_url", "strength", "last_image", "references", "characters",
-                "keyframes")  # fmt: skip
+_SLOW_FIELDS = (
+    "input_reference",
+    "image_url",
+    "webhook_url",
+    "strength",
+    "last_image",
+    "references",
+    "characters",
+    "keyframes",
+)
 
 
 def _may_block(state: ServiceState, body: CreateVideoBody) -> bool:
@@ -456,9 +503,18 @@ async def create_response(
         job_id, metadata = new_job_id(), dict(body.metadata or {})
         config = state.config
         try:
-            job = await asyncio.wrap_future(state.store.submit_job_future(
-                owner=owner, request=req, summary=summary, max_attempts=config.max_attempts,
-                webhook_url=body.webhook_url, metadata=metadata, job_id=job_id, limits=limits(config)))  # fmt: skip
+            job = await asyncio.wrap_future(
+                state.store.submit_job_future(
+                    owner=owner,
+                    request=req,
+                    summary=summary,
+                    max_attempts=config.max_attempts,
+                    webhook_url=body.webhook_url,
+                    metadata=metadata,
+                    job_id=job_id,
+                    limits=limits(config),
+                )
+            )
         except AdmissionRefused as exc:
             raise refusal(exc) from None
         state.admission.accepted(owner)
@@ -467,8 +523,14 @@ async def create_response(
     return await run_in_threadpool(_create, state, owner, fields, uploads, idem, operation)
 
 
-def _create(state: ServiceState, owner: str, fields: dict[str, Any], uploads: Uploads | None, idem: str | None,
-            operation: Operation = CREATE) -> Response:  # fmt: skip
+def _create(
+    state: ServiceState,
+    owner: str,
+    fields: dict[str, Any],
+    uploads: Uploads | None,
+    idem: str | None,
+    operation: Operation = CREATE,
+) -> Response:
     config, store = state.config, state.store
     body = validate_body(operation.body_model, fields)
     files = uploads or Uploads()
@@ -481,19 +543,28 @@ def _create(state: ServiceState, owner: str, fields: dict[str, Any], uploads: Up
             if inputs.source is not None:
                 inputs.written.append(inputs.source.path)
         if body.strength is not None and (inputs.source is None or inputs.source.field != "source_video"):
-            raise ApiError(400, "strength: only applies to an edit (POST /v1/videos/edits or "
-                                "/v1/videos/{video_id}/remix), where it says how far the result may go from the "
-                                "source clip", param="strength")  # fmt: skip
+            raise ApiError(
+                400,
+                "strength: only applies to an edit (POST /v1/videos/edits or "
+                "/v1/videos/{video_id}/remix), where it says how far the result may go from the "
+                "source clip",
+                param="strength",
+            )
         req, summary = _prepare(state, body, inputs, files)
 
         if idem is not None:
             if not 1 <= len(idem) <= 255:
                 raise ApiError(400, "Idempotency-Key: must be 1 to 255 characters", param="Idempotency-Key")
-            found = store.idempotency_begin(owner, idem, _fingerprint(fields, uploads, operation.key),
-                                            config.idempotency_ttl_hours * 3600)  # fmt: skip
+            found = store.idempotency_begin(
+                owner, idem, _fingerprint(fields, uploads, operation.key), config.idempotency_ttl_hours * 3600
+            )
             if found.state == "mismatch":
-                raise ApiError(422, "Idempotency-Key was already used with a different request body",
-                               code="idempotency_key_reused", param="Idempotency-Key")  # fmt: skip
+                raise ApiError(
+                    422,
+                    "Idempotency-Key was already used with a different request body",
+                    code="idempotency_key_reused",
+                    param="Idempotency-Key",
+                )
             if found.state == "in_flight":
                 raise ApiError(
                     409,
@@ -505,8 +576,12 @@ def _create(state: ServiceState, owner: str, fields: dict[str, Any], uploads: Up
                 )
             if found.state == "replay":
                 assert found.status is not None and found.body is not None
-                return Response(found.body, status_code=found.status, media_type="application/json",
-                                headers={"Idempotent-Replayed": "true"})  # fmt: skip
+                return Response(
+                    found.body,
+                    status_code=found.status,
+                    media_type="application/json",
+                    headers={"Idempotent-Replayed": "true"},
+                )
         try:
             response = _execute(state, owner, body, req, summary, files, inputs, idem, job_id)
         except ApiError as exc:
@@ -544,8 +619,17 @@ def _write_png(state: ServiceState, inputs: _Inputs, name: str, data: bytes, par
     return str(path)
 
 
-def _execute(state: ServiceState, owner: str, body: CreateVideoBody, req: dict[str, Any], summary: dict[str, Any],
-             uploads: Uploads, inputs: _Inputs, idem: str | None, job_id: str) -> Response:  # fmt: skip
+def _execute(
+    state: ServiceState,
+    owner: str,
+    body: CreateVideoBody,
+    req: dict[str, Any],
+    summary: dict[str, Any],
+    uploads: Uploads,
+    inputs: _Inputs,
+    idem: str | None,
+    job_id: str,
+) -> Response:
     config, store = state.config, state.store
     check_budget(state, owner, summary["backend"])
     admit(state, owner)
@@ -570,16 +654,19 @@ def _execute(state: ServiceState, owner: str, body: CreateVideoBody, req: dict[s
         req["keyframes"] = keyframes
     references: list[str] = []
     for data in uploads.references:
-        references.append(_write_png(state, inputs, f"{job_id}.ref{len(references)}.png", data,
-                                     f"references[{len(references)}]"))  # fmt: skip
+        references.append(
+            _write_png(state, inputs, f"{job_id}.ref{len(references)}.png", data, f"references[{len(references)}]")
+        )
     for url in inputs.reference_urls:
         param = f"references[{len(references)}]"
-        references.append(_write_png(state, inputs, f"{job_id}.ref{len(references)}.png",
-                                     _fetch_image(state, url, param), param))  # fmt: skip
+        references.append(
+            _write_png(state, inputs, f"{job_id}.ref{len(references)}.png", _fetch_image(state, url, param), param)
+        )
     for i, character in enumerate(inputs.characters):
         for frame in character_frames(character, inputs.frames_per_character):
-            references.append(_write_png(state, inputs, f"{job_id}.ref{len(references)}.png", frame,
-                                         f"characters[{i}].id"))  # fmt: skip
+            references.append(
+                _write_png(state, inputs, f"{job_id}.ref{len(references)}.png", frame, f"characters[{i}].id")
+            )
     if references:
         req["references"] = references
     metadata = dict(body.metadata or {})
@@ -588,9 +675,17 @@ def _execute(state: ServiceState, owner: str, body: CreateVideoBody, req: dict[s
         return 200, json.dumps(video_object(job)).encode()
 
     try:
-        job = store.submit_job(owner=owner, request=req, summary=summary, max_attempts=config.max_attempts,
-                               webhook_url=body.webhook_url, metadata=metadata, job_id=job_id,
-                               idempotency=(idem, respond) if idem else None, limits=limits(config))  # fmt: skip
+        job = store.submit_job(
+            owner=owner,
+            request=req,
+            summary=summary,
+            max_attempts=config.max_attempts,
+            webhook_url=body.webhook_url,
+            metadata=metadata,
+            job_id=job_id,
+            idempotency=(idem, respond) if idem else None,
+            limits=limits(config),
+        )
     except AdmissionRefused as exc:
         raise refusal(exc) from None
     state.admission.accepted(owner)
@@ -620,8 +715,9 @@ _KEYFRAME_TIME_NAME = re.compile(r"^keyframe_times(\[\d*\])?$")
 _CHARACTER_NAME = re.compile(r"^characters\[(\d*)\]\[id\]$")
 
 
-async def read_create_body(request: Request, config: ServiceConfig, *, video: bool = False
-                           ) -> tuple[dict[str, Any], Uploads | None]:  # fmt: skip
+async def read_create_body(
+    request: Request, config: ServiceConfig, *, video: bool = False
+) -> tuple[dict[str, Any], Uploads | None]:
     """A create body's fields (JSON, or a form with numbers as numbers and ``metadata`` as JSON) and the form's
     files, if any.
 
@@ -636,8 +732,9 @@ async def read_create_body(request: Request, config: ServiceConfig, *, video: bo
     if ctype == "application/json" or ctype.endswith("+json"):
         return parse_json_object(await request.body()), None
     if ctype in ("multipart/form-data", "application/x-www-form-urlencoded"):
-        form = await open_form(request, max_files=3 + MAX_REFERENCES + MAX_KEYFRAMES,
-                               max_fields=60 + 2 * MAX_KEYFRAMES)  # fmt: skip
+        form = await open_form(
+            request, max_files=3 + MAX_REFERENCES + MAX_KEYFRAMES, max_fields=60 + 2 * MAX_KEYFRAMES
+        )
         fields: dict[str, Any] = {}
         uploads = Uploads()
         urls: list[str] = []
@@ -660,8 +757,11 @@ async def read_create_body(request: Request, config: ServiceConfig, *, video: bo
             elif name == "video[id]" and video:
                 put_field(fields, "video", {"id": value})
             elif name == "video" and video:
-                raise ApiError(400, "video: give the clip as a file, or a completed video's id as the field "
-                                    '"video[id]"', param="video")  # fmt: skip
+                raise ApiError(
+                    400,
+                    'video: give the clip as a file, or a completed video\'s id as the field "video[id]"',
+                    param="video",
+                )
             else:
                 put_field(fields, name, value)
         if urls:
@@ -696,15 +796,20 @@ def _form_keyframes(parts: list[str | None], times: list[str]) -> list[dict[str,
     """A form's timed keyframes as the JSON body gives them: ``keyframe_times[i]`` with the i-th ``keyframes`` part
     (a URL as ``image``; a file left out, to be taken from the form's files in order)."""
     if len(parts) != len(times):
-        raise ApiError(400, f"keyframe_times: {len(times)} times for {len(parts)} keyframes images; give one time "
-                            "per image, in the same order", param="keyframe_times")  # fmt: skip
+        raise ApiError(
+            400,
+            f"keyframe_times: {len(times)} times for {len(parts)} keyframes images; give one time "
+            "per image, in the same order",
+            param="keyframe_times",
+        )
     out: list[dict[str, Any]] = []
     for i, (part, text) in enumerate(zip(parts, times, strict=True)):
         try:
             seconds = float(text.strip())
         except ValueError:
-            raise ApiError(400, f"keyframe_times[{i}]: must be a number of seconds, got {text!r}",
-                           param=f"keyframe_times[{i}]") from None  # fmt: skip
+            raise ApiError(
+                400, f"keyframe_times[{i}]: must be a number of seconds, got {text!r}", param=f"keyframe_times[{i}]"
+            ) from None
         out.append({"time": seconds} if part is None else {"time": seconds, "image": part})
     return out
 

@@ -53,8 +53,12 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
             entry["amount"] = round(entry["amount"] + float(amount), 6)
             if unit == "usd" and this.get("estimate"):
                 entry["estimated"] = True
-    return {"jobs": {"total": len(rows), **jobs}, "seconds": round(seconds, 3), "cost": cost,
-            "estimated": any(e["estimated"] for e in cost.values())}  # fmt: skip
+    return {
+        "jobs": {"total": len(rows), **jobs},
+        "seconds": round(seconds, 3),
+        "cost": cost,
+        "estimated": any(e["estimated"] for e in cost.values()),
+    }
 
 
 def check_budget(state: ServiceState, owner: str, backend: str) -> None:
@@ -76,8 +80,12 @@ def _since(value: str | None) -> float | None:
     try:
         parsed = dt.datetime.fromisoformat(value)
     except ValueError:
-        raise ApiError(400, f"since: {value!r} is not a time; allowed: unix seconds (1767225600) or an ISO 8601 "
-                            f"date or time (2026-12-01, 2026-12-01T09:00:00Z)", param="since") from None  # fmt: skip
+        raise ApiError(
+            400,
+            f"since: {value!r} is not a time; allowed: unix seconds (1767225600) or an ISO 8601 "
+            f"date or time (2026-12-01, 2026-12-01T09:00:00Z)",
+            param="since",
+        ) from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=dt.UTC)
     return parsed.timestamp()
@@ -87,8 +95,12 @@ def usage_routes(state: ServiceState) -> APIRouter:
     router = APIRouter(tags=["usage"])
     owner_of = owner_dependency(state)
 
-    @router.get("/v1/usage", response_model=Usage, responses=ERROR_RESPONSES,
-                summary="Your API key's jobs, seconds of video and costs")  # fmt: skip
+    @router.get(
+        "/v1/usage",
+        response_model=Usage,
+        responses=ERROR_RESPONSES,
+        summary="Your API key's jobs, seconds of video and costs",
+    )
     def usage(
         request: Request,
         owner: str = Depends(owner_of),
@@ -103,10 +115,15 @@ def usage_routes(state: ServiceState) -> APIRouter:
         budget = state.store.key_budget(owner)
         budget_info = None
         if budget is not None:
-            spent = spent_usd(state.store.usage_rows(owner)) if start else totals["cost"].get("usd", {}).get(
-                "amount", 0.0)  # fmt: skip
-            budget_info = {"amount": budget[0], "currency": budget[1], "spent": spent,
-                           "remaining": round(max(0.0, budget[0] - spent), 6)}  # fmt: skip
+            spent = (
+                spent_usd(state.store.usage_rows(owner)) if start else totals["cost"].get("usd", {}).get("amount", 0.0)
+            )
+            budget_info = {
+                "amount": budget[0],
+                "currency": budget[1],
+                "spent": spent,
+                "remaining": round(max(0.0, budget[0] - spent), 6),
+            }
         return {"object": "usage", "key_id": owner, "since": start, **totals, "budget": budget_info}
 
     return router

@@ -25,8 +25,17 @@ if TYPE_CHECKING:
     from .store import Job
     from .worker import AttemptContext
 
-__all__ = ["KIND", "ATTEMPT_FILE", "attempt_outputs", "published_file", "publish_outputs", "run_video_job",
-           "build_request", "remote_hooks", "write_thumbnail"]  # fmt: skip
+__all__ = [
+    "KIND",
+    "ATTEMPT_FILE",
+    "attempt_outputs",
+    "published_file",
+    "publish_outputs",
+    "run_video_job",
+    "build_request",
+    "remote_hooks",
+    "write_thumbnail",
+]
 
 KIND = "video"
 #: a file of one attempt in the outputs dir: ``{job}.a{attempt}.`` then the video, thumbnail or sidecar suffix, or a
@@ -105,13 +114,18 @@ def run_video_job(ctx: AttemptContext) -> None:
         if pool.gpu_groups is not None and request.backend == "diffusers":
             summary, frames = _run_on_group(ctx, request, work)
         else:
-            result = run(request, output=work, on_progress=ctx.progress, cancel=ctx.token,
-                         on_task_id=ctx.on_task_id, resume_task_id=job.provider_task_id,
-                         # the job's id is the client token providers that take one get (Kling, ModelsLab): a crash
-                         # between their submit and the task id being recorded is found again by it, never paid
-                         # twice
-                         resume_info={"client_token": job.id, **(job.provider_info or {}),
-                                      **remote_hooks(ctx)})  # fmt: skip
+            result = run(
+                request,
+                output=work,
+                on_progress=ctx.progress,
+                cancel=ctx.token,
+                on_task_id=ctx.on_task_id,
+                resume_task_id=job.provider_task_id,
+                # the job's id is the client token providers that take one get (Kling, ModelsLab): a crash
+                # between their submit and the task id being recorded is found again by it, never paid
+                # twice
+                resume_info={"client_token": job.id, **(job.provider_info or {}), **remote_hooks(ctx)},
+            )
             summary, frames = _summary(result), result.video.frames
         write_thumbnail(frames[len(frames) // 2], thumb_work)
     except BaseException:  # failed, cancelled or aborted: this attempt publishes nothing
@@ -122,8 +136,14 @@ def run_video_job(ctx: AttemptContext) -> None:
 
 def _summary(result: Result) -> dict[str, Any]:
     """A finished generation as the job's stored result."""
-    return {"seed": result.seed, "recipe": result.recipe, "cost": result.cost, "timings": result.timings,
-            "warnings": result.warnings, "provider_task_id": result.provider_task_id}  # fmt: skip
+    return {
+        "seed": result.seed,
+        "recipe": result.recipe,
+        "cost": result.cost,
+        "timings": result.timings,
+        "warnings": result.warnings,
+        "provider_task_id": result.provider_task_id,
+    }
 
 
 def _run_on_group(ctx: AttemptContext, request: VideoRequest, work: Path) -> tuple[dict[str, Any], Any]:
@@ -143,8 +163,14 @@ def _run_on_group(ctx: AttemptContext, request: VideoRequest, work: Path) -> tup
     try:
         if split is not None:
             ranks = launch(split, gpus=n, output=work, on_progress=ctx.progress, cancel=ctx.token, devices=group)
-            summary = {"seed": split.seed, "recipe": ranks.recipe, "cost": None, "timings": {},
-                       "warnings": list(ranks.warnings), "provider_task_id": None}  # fmt: skip
+            summary = {
+                "seed": split.seed,
+                "recipe": ranks.recipe,
+                "cost": None,
+                "timings": {},
+                "warnings": list(ranks.warnings),
+                "provider_task_id": None,
+            }
             return summary, Video.open(work).frames
         device = {"device": f"cuda:{group[0]}"} if group else {}
         alone = request.model_copy(update={"options": {**request.options, **device}})
@@ -154,8 +180,9 @@ def _run_on_group(ctx: AttemptContext, request: VideoRequest, work: Path) -> tup
         pool.gpu_groups.put(group)
 
 
-def publish_outputs(ctx: AttemptContext, work: Path, thumb_work: Path, summary: dict[str, Any],
-                    sidecar_work: Path | None = None) -> None:  # fmt: skip
+def publish_outputs(
+    ctx: AttemptContext, work: Path, thumb_work: Path, summary: dict[str, Any], sidecar_work: Path | None = None
+) -> None:
     """Complete the job with ``summary`` and publish the attempt's files (video, thumbnail, recipe sidecar): they
     are moved to the attempt's names in the outputs dir first, where nothing serves them yet (no move when they
     were written there), then the completing transaction, under the attempt guard, checks they are there and
@@ -181,9 +208,16 @@ def publish_outputs(ctx: AttemptContext, work: Path, thumb_work: Path, summary: 
                 if not p.is_file():
                     raise FileNotFoundError(f"the attempt's output {p} is missing; not completing the job")
 
-        ok = pool.store.complete(job.id, pool.name, ctx.attempt, result=summary, output_path=str(final),
-                                 thumbnail_path=str(thumb), expires_at=time.time() + cfg.retention_hours * 3600,
-                                 publish=publish)  # fmt: skip
+        ok = pool.store.complete(
+            job.id,
+            pool.name,
+            ctx.attempt,
+            result=summary,
+            output_path=str(final),
+            thumbnail_path=str(thumb),
+            expires_at=time.time() + cfg.retention_hours * 3600,
+            publish=publish,
+        )
     except BaseException:
         _unlink(*files, work, thumb_work, sidecar_work)
         raise
@@ -208,8 +242,11 @@ def remote_hooks(ctx: AttemptContext) -> dict[str, Any]:
     from .provider_callbacks import callback_url
 
     job, cfg = ctx.job, ctx.pool.config
-    hooks: dict[str, Any] = {POLL_NOW: ctx.poll_now, ON_SUBMITTING: ctx.on_submitting,
-                             SUBMIT_UNCONFIRMED: bool(job.submitting_at and not job.provider_task_id)}  # fmt: skip
+    hooks: dict[str, Any] = {
+        POLL_NOW: ctx.poll_now,
+        ON_SUBMITTING: ctx.on_submitting,
+        SUBMIT_UNCONFIRMED: bool(job.submitting_at and not job.provider_task_id),
+    }
     if cfg.public_url and not job.provider_task_id:
         token = job.callback_token or ctx.pool.store.callback_token(job.id)
         url = callback_url(cfg, job, token) if token else None

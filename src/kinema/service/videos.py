@@ -36,28 +36,50 @@ __all__ = ["video_routes", "retrieve_response", "job_of", "not_found", "input_im
 
 _FILE_RESPONSES: dict[int | str, dict[str, Any]] = {
     **ERROR_RESPONSES,
-    200: {"content": {"video/mp4": {"schema": {"type": "string", "format": "binary"}},
-                      "image/png": {"schema": {"type": "string", "format": "binary"}}}, "description": "the file"},
-    206: {"description": "a byte range of the file", "content": {
-        "video/mp4": {"schema": {"type": "string", "format": "binary"}},
-        "image/png": {"schema": {"type": "string", "format": "binary"}}}},
+    200: {
+        "content": {
+            "video/mp4": {"schema": {"type": "string", "format": "binary"}},
+            "image/png": {"schema": {"type": "string", "format": "binary"}},
+        },
+        "description": "the file",
+    },
+    206: {
+        "description": "a byte range of the file",
+        "content": {
+            "video/mp4": {"schema": {"type": "string", "format": "binary"}},
+            "image/png": {"schema": {"type": "string", "format": "binary"}},
+        },
+    },
     416: {"description": "range not satisfiable"},
-}  # fmt: skip
+}
 _EVENT_RESPONSES: dict[int | str, dict[str, Any]] = {
     **ERROR_RESPONSES,
     # OpenAPI 3.1 has an event stream's schema describe one event (3.2's itemSchema): its name, id and data
-    200: {"content": {"text/event-stream": {"schema": {
-              "type": "object", "required": ["event", "data"],
-              "properties": {
-                  "event": {"type": "string", "enum": ["video.progress", "video.completed", "video.failed",
-                                                       "video.cancelled", "error"]},
-                  "id": {"type": "string", "description": "the job's progress when the event was sent"},
-                  "data": {"type": "string", "contentMediaType": "application/json",
-                           "description": "the video object as JSON (an error event: an error object)"},
-              }}}},
-          "description": "Server-Sent Events: video.progress, then a final video.completed / video.failed / "
-                         "video.cancelled"},
-}  # fmt: skip
+    200: {
+        "content": {
+            "text/event-stream": {
+                "schema": {
+                    "type": "object",
+                    "required": ["event", "data"],
+                    "properties": {
+                        "event": {
+                            "type": "string",
+                            "enum": ["video.progress", "video.completed", "video.failed", "video.cancelled", "error"],
+                        },
+                        "id": {"type": "string", "description": "the job's progress when the event was sent"},
+                        "data": {
+                            "type": "string",
+                            "contentMediaType": "application/json",
+                            "description": "the video object as JSON (an error event: an error object)",
+                        },
+                    },
+                }
+            }
+        },
+        "description": "Server-Sent Events: video.progress, then a final video.completed / video.failed / "
+        "video.cancelled",
+    },
+}
 
 
 def video_routes(state: ServiceState) -> APIRouter:
@@ -67,8 +89,13 @@ def video_routes(state: ServiceState) -> APIRouter:
     config = state.config
 
     # -- create ---------------------------------------------------------------------------------------------
-    @router.post("/v1/videos", response_model=VideoObject, responses=CREATE_RESPONSES, summary="Create a video job",
-                 openapi_extra={"requestBody": CREATE_BODY_SCHEMA, **SECURED})  # fmt: skip
+    @router.post(
+        "/v1/videos",
+        response_model=VideoObject,
+        responses=CREATE_RESPONSES,
+        summary="Create a video job",
+        openapi_extra={"requestBody": CREATE_BODY_SCHEMA, **SECURED},
+    )
     async def create_video(request: Request) -> Response:
         # JSON bodies never get here: FastPaths (fastpath.py) answers them with create_response; multipart ones come
         owner = authenticate_request(state, request)
@@ -77,8 +104,13 @@ def video_routes(state: ServiceState) -> APIRouter:
         return await create_response(state, owner, fields, upload, request.headers.get("idempotency-key"))
 
     # -- read -----------------------------------------------------------------------------------------------
-    @router.get("/v1/videos", response_model=VideoList, responses=ERROR_RESPONSES, summary="List video jobs",
-                openapi_extra=SECURED)  # fmt: skip
+    @router.get(
+        "/v1/videos",
+        response_model=VideoList,
+        responses=ERROR_RESPONSES,
+        summary="List video jobs",
+        openapi_extra=SECURED,
+    )
     async def list_videos(
         request: Request,
         after: str | None = Query(None, max_length=100, description="the id of the last job of the previous page"),
@@ -92,18 +124,31 @@ def video_routes(state: ServiceState) -> APIRouter:
         except KeyError:
             raise ApiError(400, f"after: no video with id {after!r}", code="invalid_cursor", param="after") from None
         data = [video_object(j) for j in jobs]
-        return json_response({"object": "list", "data": data, "first_id": data[0]["id"] if data else None,
-                              "last_id": data[-1]["id"] if data else None, "has_more": has_more})  # fmt: skip
+        return json_response(
+            {
+                "object": "list",
+                "data": data,
+                "first_id": data[0]["id"] if data else None,
+                "last_id": data[-1]["id"] if data else None,
+                "has_more": has_more,
+            }
+        )
 
-    @router.get("/v1/videos/{video_id}", response_model=VideoObject, responses=ERROR_RESPONSES,
-                summary="Retrieve a video job", openapi_extra=SECURED)  # fmt: skip
+    @router.get(
+        "/v1/videos/{video_id}",
+        response_model=VideoObject,
+        responses=ERROR_RESPONSES,
+        summary="Retrieve a video job",
+        openapi_extra=SECURED,
+    )
     async def retrieve_video(video_id: str, request: Request) -> Response:
         # the hottest route (clients poll it): FastPaths (fastpath.py) answers it with retrieve_response before
         # routing; this declaration makes /openapi.json and serves a mounted app (a root_path), which FastPaths skips
         return retrieve_response(state, video_id, request.query_params.keys(), request.headers.get("authorization"))
 
-    @router.delete("/v1/videos/{video_id}", response_model=VideoDeleted, responses=ERROR_RESPONSES,
-                   summary="Delete a video")  # fmt: skip
+    @router.delete(
+        "/v1/videos/{video_id}", response_model=VideoDeleted, responses=ERROR_RESPONSES, summary="Delete a video"
+    )
     def delete_video(video_id: str, owner: str = Depends(owner_of)) -> dict[str, Any]:
         check_rate(state.read_limiter, owner)
         job_of(state, video_id, owner)
@@ -117,8 +162,12 @@ def video_routes(state: ServiceState) -> APIRouter:
                 p.unlink(missing_ok=True)
         return {"id": video_id, "object": "video.deleted", "deleted": True}
 
-    @router.post("/v1/videos/{video_id}/cancel", response_model=VideoObject, responses=ERROR_RESPONSES,
-                 summary="Cancel a queued or running video job")  # fmt: skip
+    @router.post(
+        "/v1/videos/{video_id}/cancel",
+        response_model=VideoObject,
+        responses=ERROR_RESPONSES,
+        summary="Cancel a queued or running video job",
+    )
     def cancel_video(video_id: str, owner: str = Depends(owner_of)) -> dict[str, Any]:
         check_rate(state.read_limiter, owner)
         job = job_of(state, video_id, owner)
@@ -131,22 +180,34 @@ def video_routes(state: ServiceState) -> APIRouter:
             state.pool.emit(job.id, "video.cancelled")
         return video_object(job)
 
-    @router.post("/v1/videos/{video_id}/retry", response_model=VideoObject, responses=ERROR_RESPONSES,
-                 summary="Queue a failed video job again (its attempt and crash budgets renewed)")  # fmt: skip
+    @router.post(
+        "/v1/videos/{video_id}/retry",
+        response_model=VideoObject,
+        responses=ERROR_RESPONSES,
+        summary="Queue a failed video job again (its attempt and crash budgets renewed)",
+    )
     def retry_video(video_id: str, owner: str = Depends(owner_of)) -> dict[str, Any]:
         check_rate(state.read_limiter, owner)
         job = job_of(state, video_id, owner)
         if job.status != "failed":
-            raise ApiError(409, f"the video is {job.status}; only a failed one can be retried", code="not_retryable",
-                           param="video_id")  # fmt: skip
+            raise ApiError(
+                409,
+                f"the video is {job.status}; only a failed one can be retried",
+                code="not_retryable",
+                param="video_id",
+            )
         again = state.store.requeue(video_id, owner)
         if again is None:  # it changed under us (deleted, or retried by another request)
             raise ApiError(409, "the video is no longer failed", code="not_retryable", param="video_id")
         state.pool.notify()
         return video_object(again)
 
-    @router.get("/v1/videos/{video_id}/content", responses=_FILE_RESPONSES, response_class=Response,
-                summary="Download the video, its thumbnail or one of its input images")  # fmt: skip
+    @router.get(
+        "/v1/videos/{video_id}/content",
+        responses=_FILE_RESPONSES,
+        response_class=Response,
+        summary="Download the video, its thumbnail or one of its input images",
+    )
     def video_content(
         video_id: str,
         owner: str = Depends(owner_of),
@@ -164,15 +225,19 @@ def video_routes(state: ServiceState) -> APIRouter:
             image = input_image(state, job, variant, index)
             if image is None:
                 what = f"reference {index}" if variant == "reference" else variant
-                raise ApiError(404, f"variant: this video was not made with an uploaded or fetched {what}, so there "
-                                    "is none to download", code=f"no_{variant}", param="variant")  # fmt: skip
+                raise ApiError(
+                    404,
+                    f"variant: this video was not made with an uploaded or fetched {what}, so there "
+                    "is none to download",
+                    code=f"no_{variant}",
+                    param="variant",
+                )
             suffix = f"{variant}{index}" if variant == "reference" else variant
             return FileResponse(image, media_type="image/png", filename=f"{video_id}.{suffix}.png")
         if variant == "spritesheet":
             raise ApiError(400, "variant: 'spritesheet' is not offered", code="invalid_variant", param="variant")
         if job.status != "completed":
-            raise ApiError(409, f"the video is not ready (status {job.status})", code="not_ready",
-                           param="video_id")  # fmt: skip
+            raise ApiError(409, f"the video is not ready (status {job.status})", code="not_ready", param="video_id")
         # the file the completing transaction recorded (an attempt's own name, or an older store's {id}.mp4), as
         # this replica sees the outputs dir (docs/cluster.md, "Outputs")
         from .video_job import published_file
@@ -184,20 +249,29 @@ def video_routes(state: ServiceState) -> APIRouter:
         name = f"{video_id}.mp4" if variant == "video" else f"{video_id}.png"
         return FileResponse(path, media_type=media, filename=name)
 
-    @router.get("/v1/videos/{video_id}/events", responses=_EVENT_RESPONSES, response_class=StreamingResponse,
-                summary="Stream a job's progress (Server-Sent Events)")  # fmt: skip
-    def video_events(video_id: str, owner: str = Depends(owner_of),
-                     timeout: float = Query(3600.0, ge=0, le=86400)) -> StreamingResponse:  # fmt: skip
+    @router.get(
+        "/v1/videos/{video_id}/events",
+        responses=_EVENT_RESPONSES,
+        response_class=StreamingResponse,
+        summary="Stream a job's progress (Server-Sent Events)",
+    )
+    def video_events(
+        video_id: str, owner: str = Depends(owner_of), timeout: float = Query(3600.0, ge=0, le=86400)
+    ) -> StreamingResponse:
         check_rate(state.read_limiter, owner)
         job_of(state, video_id, owner)
-        return StreamingResponse(_sse(state, video_id, owner, timeout), media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})  # fmt: skip
+        return StreamingResponse(
+            _sse(state, video_id, owner, timeout),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
 
     return router
 
 
-def retrieve_response(state: ServiceState, video_id: str, query_names: Iterable[str], authorization: str | None
-                      ) -> Response:  # fmt: skip
+def retrieve_response(
+    state: ServiceState, video_id: str, query_names: Iterable[str], authorization: str | None
+) -> Response:
     """``GET /v1/videos/{id}``: one indexed read, serialized once (no response-model validation). The fast path
     calls this too."""
     owner = authenticate(state, query_names, authorization)

@@ -156,20 +156,30 @@ class WebhookSender:
         """One attempt; returns the delivery's new state."""
         url = delivery["url"]
         if self.store.endpoint_disabled(url):
-            self.store.record_delivery(delivery["id"], status=None, error="endpoint disabled (410 earlier)",
-                                       state="disabled", next_at=None)  # fmt: skip
+            self.store.record_delivery(
+                delivery["id"], status=None, error="endpoint disabled (410 earlier)", state="disabled", next_at=None
+            )
             return "disabled"
         body = delivery["payload"].encode()
-        headers = {"content-type": "application/json",
-                   **sign_headers(self.config.resolved_webhook_secret(), delivery["id"], body)}  # fmt: skip
+        headers = {
+            "content-type": "application/json",
+            **sign_headers(self.config.resolved_webhook_secret(), delivery["id"], body),
+        }
         status: int | None = None
         error: str | None = None
         retry_after: float | None = None
         permanent = False
         try:
-            resp = self.fetcher.request("POST", url, content=body, headers=headers, follow_redirects=False,
-                                        max_bytes=64 * 1024, timeout=self.config.webhook_timeout,
-                                        field="webhook_url")  # fmt: skip
+            resp = self.fetcher.request(
+                "POST",
+                url,
+                content=body,
+                headers=headers,
+                follow_redirects=False,
+                max_bytes=64 * 1024,
+                timeout=self.config.webhook_timeout,
+                field="webhook_url",
+            )
             status = resp.status_code
             if status in _THROTTLE_STATUSES:
                 retry_after = _retry_after(resp.headers.get("retry-after"))
@@ -181,8 +191,9 @@ class WebhookSender:
         if status is not None and 200 <= status < 300:
             state, next_at = "delivered", None
         elif status == 410:
-            self.store.record_delivery(delivery["id"], status=status, error="410 Gone: endpoint disabled",
-                                       state="disabled", next_at=None)  # fmt: skip
+            self.store.record_delivery(
+                delivery["id"], status=status, error="410 Gone: endpoint disabled", state="disabled", next_at=None
+            )
             self.store.disable_endpoint(url, "answered 410 Gone")
             return "disabled"
         elif permanent or attempt >= self.config.webhook_max_attempts:
@@ -220,5 +231,8 @@ def event_payload(event_type: str, video: dict[str, Any]) -> dict[str, Any]:
     """The Standard Webhooks envelope: type, timestamp and the video object as data."""
     import datetime as _dt
 
-    return {"type": event_type, "timestamp": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-            "data": json.loads(json.dumps(video, default=str))}  # fmt: skip
+    return {
+        "type": event_type,
+        "timestamp": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "data": json.loads(json.dumps(video, default=str)),
+    }

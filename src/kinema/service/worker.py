@@ -39,8 +39,15 @@ from .store import Job
 from .stores import Store, open_store
 from .webhooks import event_payload
 
-__all__ = ["WorkerPool", "AttemptContext", "run_worker_process", "error_dict", "warm_default_backend",
-           "default_torch_threads", "apply_torch_threads"]  # fmt: skip
+__all__ = [
+    "WorkerPool",
+    "AttemptContext",
+    "run_worker_process",
+    "error_dict",
+    "warm_default_backend",
+    "default_torch_threads",
+    "apply_torch_threads",
+]
 
 log = logging.getLogger("kinema.service.worker")
 
@@ -191,9 +198,12 @@ def gpu_groups(per_job: int, loops: int) -> queue.Queue[list[int] | None]:
         return groups
     visible = torch.cuda.device_count()
     if per_job * loops > visible:
-        raise InvalidRequest("gpus_per_job", f"{loops} worker(s) x {per_job} GPUs per job need {per_job * loops} "
-                             f"GPUs; {visible} are visible", value=per_job,
-                             allowed=f"workers x gpus_per_job <= {visible}")  # fmt: skip
+        raise InvalidRequest(
+            "gpus_per_job",
+            f"{loops} worker(s) x {per_job} GPUs per job need {per_job * loops} GPUs; {visible} are visible",
+            value=per_job,
+            allowed=f"workers x gpus_per_job <= {visible}",
+        )
     for i in range(loops):
         groups.put(list(range(i * per_job, (i + 1) * per_job)))
     return groups
@@ -205,8 +215,15 @@ class WorkerPool:
     #: whether ``start()`` loads the default backend's model in the background (``config.warm_up`` too)
     WARMS_UP = True
 
-    def __init__(self, store: Store, config: ServiceConfig, *, threads: int = 1, name: str | None = None,
-                 kinds: Mapping[str, JobRunner] | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        store: Store,
+        config: ServiceConfig,
+        *,
+        threads: int = 1,
+        name: str | None = None,
+        kinds: Mapping[str, JobRunner] | None = None,
+    ) -> None:
         self.store = store
         self.config = config
         #: the job kinds this pool claims and runs (default: Kinema's own, video and storyboard)
@@ -511,9 +528,15 @@ class WorkerPool:
         return removed
 
 
-def run_worker_process(config: ServiceConfig, threads: int = 1, *, senders: bool = True,
-                       kinds: Mapping[str, JobRunner] | None = None, pool: WorkerPool | None = None,
-                       on_start: Callable[[WorkerPool], None] | None = None) -> int:  # fmt: skip
+def run_worker_process(
+    config: ServiceConfig,
+    threads: int = 1,
+    *,
+    senders: bool = True,
+    kinds: Mapping[str, JobRunner] | None = None,
+    pool: WorkerPool | None = None,
+    on_start: Callable[[WorkerPool], None] | None = None,
+) -> int:
     """``kinema worker``: run a pool until SIGTERM/SIGINT (first: finish running jobs; second: abort and re-queue
     them). Exit code 0 after a graceful stop, 1 after an abort.
 
