@@ -68,3 +68,30 @@ def test_hub_ids_pass_the_path_check(ref: str) -> None:
     from kinema.service.modelref import check_model_ref
 
     check_model_ref(ref, None, None)
+
+
+def test_a_query_parameter_an_operation_does_not_take_is_refused_by_name(tmp_path: Path) -> None:
+    """`GET /v1/videos?limt=5` answered 20 jobs as if the typo were not there (schemathesis found it)."""
+    with _client(tmp_path) as client:
+        video = client.post("/v1/videos", json={"prompt": "x"}).json()["id"]
+        cases = [
+            ("/v1/videos", {"limt": "5"}, "after, limit, order"),
+            (f"/v1/videos/{video}/content", {"variant": "thumbnail", "varient": "video"}, "variant, index"),
+            (f"/v1/videos/{video}/events", {"timout": "1"}, "timeout"),
+            ("/v1/usage", {"sinse": "2020-01-01"}, "since"),
+        ]
+        for url, params, allowed in cases:
+            r = client.get(url, params=params)
+            assert r.status_code == 400, (url, r.text)
+            err = r.json()["error"]
+            bad = next(k for k in params if k not in allowed)
+            assert err["param"] == bad and err["code"] == "unknown_parameter"
+            assert (
+                err["message"]
+                == f"{bad}: not a parameter of GET {url.replace(video, '{video_id}')}; allowed: {allowed}"
+            )
+        # the parameters each takes still work
+        assert client.get("/v1/videos", params={"limit": 1, "order": "asc"}).json()["data"][0]["id"] == video
+        assert client.get(f"/v1/videos/{video}/content", params={"variant": "last_image"}).status_code == 404
+        # a key in the URL is still refused as such first (401), not as an unknown parameter
+        assert client.get("/v1/videos", params={"api_key": "k"}).status_code == 401

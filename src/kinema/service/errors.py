@@ -40,6 +40,7 @@ __all__ = [
     "install_error_handlers",
     "allowed_methods",
     "documented_paths",
+    "check_query",
 ]
 
 log = logging.getLogger("kinema.service")
@@ -202,6 +203,19 @@ def validate_body(model: type[Model], fields: Mapping[str, Any]) -> Model:
 
 
 # -- the app's handlers ---------------------------------------------------------------------------------------------
+def check_query(query_names: Iterable[str], operation: str, allowed: Sequence[str]) -> None:
+    """Refuse a query parameter that ``operation`` (e.g. ``GET /v1/videos``) does not take, naming it and the ones it
+    does: a misspelt ``limt=5`` would otherwise be ignored without a word and the caller get 20 jobs."""
+    for name in query_names:
+        if name not in allowed:
+            raise ApiError(
+                400,
+                f"{name}: not a parameter of {operation}; allowed: {', '.join(allowed)}",
+                code="unknown_parameter",
+                param=name,
+            )
+
+
 def error_response(exc: BaseException) -> JSONResponse:
     """The answer to any error: its own for an ApiError, else a logged 500 that shows the client nothing."""
     if isinstance(exc, ApiError):

@@ -23,7 +23,7 @@ from fastapi import APIRouter, Depends, Query, Request
 
 from .auth import check_rate, owner_dependency
 from .budgets import NOT_AMOUNTS, budget_refusal, is_paid_backend, job_cost, parse_budget, spent_usd, sum_costs
-from .errors import ERROR_RESPONSES, ApiError
+from .errors import ERROR_RESPONSES, ApiError, check_query
 from .schemas import Usage
 
 if TYPE_CHECKING:
@@ -107,9 +107,7 @@ def usage_routes(state: ServiceState) -> APIRouter:
         since: str | None = Query(None, max_length=64, description="unix seconds or an ISO 8601 date/time"),
     ) -> dict[str, Any]:
         check_rate(state.read_limiter, owner)
-        for name in request.query_params:
-            if name != "since":
-                raise ApiError(400, f"{name}: not a parameter of GET /v1/usage; allowed: since", param=name)
+        check_query(request.query_params, "GET /v1/usage", ("since",))
         start = _since(since)
         totals = summarize(state.store.usage_rows(owner, start))
         budget = state.store.key_budget(owner)

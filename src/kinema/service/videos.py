@@ -23,7 +23,7 @@ from fastapi.responses import FileResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from .auth import SECURED, authenticate, authenticate_request, check_rate, owner_dependency
-from .errors import CREATE_RESPONSES, ERROR_RESPONSES, ApiError
+from .errors import CREATE_RESPONSES, ERROR_RESPONSES, ApiError, check_query
 from .jsonio import json_response
 from .schemas import VideoDeleted, VideoList, VideoObject, video_object
 from .submit import CREATE_BODY_SCHEMA, create_response, read_create_body
@@ -119,6 +119,7 @@ def video_routes(state: ServiceState) -> APIRouter:
     ) -> Response:
         owner = authenticate_request(state, request)
         check_rate(state.read_limiter, owner)
+        check_query(request.query_params, "GET /v1/videos", ("after", "limit", "order"))
         try:
             jobs, has_more = state.store.list_jobs(owner, after=after, limit=limit, order=order)
         except KeyError:
@@ -210,6 +211,7 @@ def video_routes(state: ServiceState) -> APIRouter:
     )
     def video_content(
         video_id: str,
+        request: Request,
         owner: str = Depends(owner_of),
         variant: str = Query(
             "video",
@@ -220,6 +222,7 @@ def video_routes(state: ServiceState) -> APIRouter:
         index: int = Query(0, ge=0, le=63, description="with variant=reference: which reference image, from 0"),
     ) -> Response:
         check_rate(state.read_limiter, owner)
+        check_query(request.query_params, "GET /v1/videos/{video_id}/content", ("variant", "index"))
         job = job_of(state, video_id, owner)
         if variant in _INPUT_VARIANTS:  # so a client (the web page) can run the job again with the same images
             image = input_image(state, job, variant, index)
@@ -256,9 +259,13 @@ def video_routes(state: ServiceState) -> APIRouter:
         summary="Stream a job's progress (Server-Sent Events)",
     )
     def video_events(
-        video_id: str, owner: str = Depends(owner_of), timeout: float = Query(3600.0, ge=0, le=86400)
+        video_id: str,
+        request: Request,
+        owner: str = Depends(owner_of),
+        timeout: float = Query(3600.0, ge=0, le=86400),
     ) -> StreamingResponse:
         check_rate(state.read_limiter, owner)
+        check_query(request.query_params, "GET /v1/videos/{video_id}/events", ("timeout",))
         job_of(state, video_id, owner)
         return StreamingResponse(
             _sse(state, video_id, owner, timeout),
