@@ -26,6 +26,12 @@ def test_evaluate_on_a_few_prompts() -> None:
     assert 0.0 <= report["adherence"] <= 1.0
     assert report["n"] == 4 and report["checks"] >= 12  # time, weather, camera at least, per clip
     assert set(report["per_attribute"]) >= {"time", "weather", "camera"}
+    # every motion check is in the breakdown by the motion asked, with what was drawn instead
+    kinds = report["motion_by_kind"]
+    assert kinds  # the four held-out scenes of seed 1234 all have a subject
+    motion_checks = round(report["per_attribute"].get("motion", 0) * sum(k["asked"] for k in kinds.values()))
+    assert sum(k["right"] for k in kinds.values()) == motion_checks
+    assert all(sum(k["drawn"].values()) == k["asked"] and k["drawn"].get(m, 0) == k["right"] for m, k in kinds.items())
     # the detectors agree with the truth on the real clips of the same scenes
     assert report["detector_accuracy_on_real"]["overall"] >= 0.75
     assert report["i2v_samples"] == 2 and report["i2v_psnr_db"] > 0

@@ -39,6 +39,7 @@ __all__ = [
     "detect_all",
     "detect_camera",
     "detect_motion",
+    "score_detected",
     "detect_subject_color",
     "detect_time",
     "detect_weather",
@@ -486,7 +487,11 @@ def score(scene: world.Scene, frames: np.ndarray) -> dict[str, bool]:
     ``pan_left`` means content slides right; ``aerial`` is its own class (zoom in + content sliding up). A subject
     scene whose subject is not found fails both ``color`` and ``motion``.
     """
-    det = detect_all(frames)
+    return score_detected(scene, detect_all(frames))
+
+
+def score_detected(scene: world.Scene, det: dict[str, str | None]) -> dict[str, bool]:
+    """:func:`score` from :func:`detect_all`'s answer, for a caller that also wants what was detected."""
     out = {
         "time": det["time"] == scene.time,
         "weather": det["weather"] == scene.weather,

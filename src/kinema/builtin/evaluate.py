@@ -147,6 +147,7 @@ def evaluate(
 
     checks: dict[str, list[bool]] = defaultdict(list)
     real_checks: dict[str, list[bool]] = defaultdict(list)
+    motions: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     generated: list[np.ndarray] = []
     examples: list[dict[str, Any]] = []
     for start in range(0, n, batch_size):
@@ -165,9 +166,13 @@ def evaluate(
         generated.append(clips)
         for j, clip in enumerate(clips):
             scene = scenes[start + j]
-            result = detectors.score(scene, clip)
+            detected = detectors.detect_all(clip)
+            result = detectors.score_detected(scene, detected)
             for attr, ok in result.items():
                 checks[attr].append(bool(ok))
+            if scene.subject is not None:  # what each asked motion was drawn as ("none": no subject found)
+                drawn = str(detected["motion"]) if detected["color"] is not None else "none"
+                motions[str(scene.motion)][drawn] += 1
             for attr, ok in detectors.score(scene, real[start + j]).items():
                 real_checks[attr].append(bool(ok))
             if len(examples) < 12:
@@ -225,6 +230,11 @@ def evaluate(
     return {
         "adherence": round(float(np.mean(all_checks)), 4),
         "per_attribute": per_attr,
+        # the subject's motion by the motion asked: how often it was drawn, and what it was drawn as instead
+        "motion_by_kind": {
+            asked: {"asked": sum(drawn.values()), "right": drawn.get(asked, 0), "drawn": dict(sorted(drawn.items()))}
+            for asked, drawn in sorted(motions.items())
+        },
         "checks": len(all_checks),
         "n": n,
         "split": "heldout",
@@ -270,6 +280,14 @@ def format_report(report: dict[str, Any]) -> str:
     lines = [
         f"adherence {report['adherence']:.3f} over {report['checks']} checks on {report['n']} held-out prompts",
         *(f"  {k:<10} {v:.3f}" for k, v in report["per_attribute"].items()),
+        *(
+            [
+                "  motion by kind: "
+                + ", ".join(f"{k} {v['right']}/{v['asked']}" for k, v in report["motion_by_kind"].items())
+            ]
+            if report.get("motion_by_kind")
+            else []
+        ),
         f"detectors on real clips: {report['detector_accuracy_on_real']['overall']:.3f}",
         f"image-to-video frame-0 PSNR: {report['i2v_psnr_db']:.1f} dB ({report['i2v_samples']} clips)",
         *(
