@@ -14,7 +14,7 @@ busy CPU core):
   and size ratio (grow/shrink: size ratio > 1.5; left/right/up/down: net move > 25% of the frame; circle: both
   ranges > 20%; bounce: vertical range only).
 - **camera**: a global scale + translation between the first and last third of the clip. Each third is reduced to
-  its second-darkest value per pixel (rain streaks and flakes are bright and brief), pixels the subject touched
+  its darkest value per pixel (rain streaks and flakes are bright and brief), pixels the subject touched
   are dropped, both are block-averaged to ~32 rows and locally contrast-normalised, and two families are searched
   exhaustively by normalised cross-correlation: translations (static, pans, tilts) and zooms about the centre with
   a vertical slide (zooms, aerial). Conventions match the world: ``pan_left`` = content slides *right*,
@@ -274,10 +274,13 @@ def _global_motion(gray: np.ndarray, keep: np.ndarray) -> tuple[float, float, fl
     k = max(1, f // 3)
 
     def window(sl: slice) -> tuple[np.ndarray, np.ndarray]:
-        # a low order statistic over the window: rain streaks and snowflakes are bright and brief, so the second
-        # darkest value of a pixel is the world behind them; pixels the subject touched are dropped
+        # the darkest value of each pixel over the window: rain streaks and snowflakes are bright and brief, so it is
+        # the world behind them. The second darkest served at 64x64, but at 128x128 a streak or flake covers a pixel
+        # in two frames of five often enough that rain and snow read as a tilt (real held-out clips: camera right
+        # 0.67 to 0.72 of the time, against 0.95 to 0.97 with the darkest; 64x64 unchanged). Pixels the subject
+        # touched are dropped.
         g = gray[sl]
-        low = np.partition(g, min(1, len(g) - 1), axis=0)[min(1, len(g) - 1)]  # (H, W)
+        low = g.min(axis=0)  # (H, W)
         ok = np.asarray(keep[sl].all(axis=0))
         return np.where(ok, low, 0.0).astype(_F32), ok.astype(_F32)
 
