@@ -32,7 +32,14 @@ def train(
         ),
     ] = None,
     batch_size: Annotated[int | None, typer.Option("--batch-size")] = None,
-    init: Annotated[Path | None, typer.Option("--init", help="Start from these weights (fine-tune).")] = None,
+    init: Annotated[
+        Path | None,
+        typer.Option(
+            "--init",
+            help="Start from these weights: the same model's (fine-tune), or for v2 a v1 checkpoint, whose trunk "
+            "carries over (the shipped one: src/kinema/builtin/weights/builtin.safetensors).",
+        ),
+    ] = None,
     lr: Annotated[float | None, typer.Option("--lr", help="Peak learning rate.")] = None,
     stage: Annotated[
         str,
