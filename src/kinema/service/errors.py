@@ -202,7 +202,6 @@ def validate_body(model: type[Model], fields: Mapping[str, Any]) -> Model:
         raise ApiError(400, "the body's field names must be text", code="invalid_request") from None
 
 
-# -- the app's handlers ---------------------------------------------------------------------------------------------
 def check_query(query_names: Iterable[str], operation: str, allowed: Sequence[str]) -> None:
     """Refuse a query parameter that ``operation`` (e.g. ``GET /v1/videos``) does not take, naming it and the ones it
     does: a misspelt ``limt=5`` would otherwise be ignored without a word and the caller get 20 jobs."""
@@ -216,6 +215,7 @@ def check_query(query_names: Iterable[str], operation: str, allowed: Sequence[st
             )
 
 
+# -- the app's handlers ---------------------------------------------------------------------------------------------
 def error_response(exc: BaseException) -> JSONResponse:
     """The answer to any error: its own for an ApiError, else a logged 500 that shows the client nothing."""
     if isinstance(exc, ApiError):
