@@ -155,6 +155,63 @@ def select_files(files: list[tuple[str, int | None]], variant: str | None) -> li
     return chosen
 
 
+def _pull_repo(model: str, repo: str, rev: str, variant: str | None, endpoint: str | None) -> dict[str, Any]:
+    """Download one Hub repo's configs and safetensors at ``rev`` (resolved to one commit) into the cache."""
+    from huggingface_hub import HfApi, snapshot_download
+    from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, RepositoryNotFoundError
+
+    from ..backends.diffusers import hub_cache_dir
+    from ..errors import KinemaError, ModelNotFound
+
+    api = HfApi(endpoint=endpoint)
+    try:
+        info = api.model_info(repo, revision=rev, files_metadata=True, timeout=20)
+    except GatedRepoError:
+        raise KinemaError(
+            f"{repo} is gated: accept its licence at https://huggingface.co/{repo} and set HF_TOKEN to a token of "
+            "that account"
+        ) from None
+    except RepositoryNotFoundError:
+        raise ModelNotFound(f"model: no Hub repo {repo!r} (or it is private: set HF_TOKEN)") from None
+    except HfHubHTTPError as exc:  # the Hub answered, with an error
+        raise KinemaError(
+            f"the Hugging Face Hub refused {repo} ({exc}). Check the name and HF_TOKEN, or try again later"
+        ) from None
+    except Exception as exc:  # no answer: DNS, refused connection, timeout, proxy (httpx's errors are no OSError)
+        raise KinemaError(unreachable_message(model, repo, endpoint, exc)) from None
+    files = [(s.rfilename, s.size) for s in (info.siblings or [])]
+    chosen = select_files(files, variant)
+    if not any(name.endswith(".safetensors") for name, _ in chosen):
+        raise ModelNotFound(
+            f"model: {repo} has no safetensors weights, and Kinema downloads no other format "
+            "(pickled .bin/.pt files can run code when loaded)"
+        )
+    total = sum(size or 0 for _, size in chosen)
+    err.print(
+        f"pulling {repo} at {info.sha} ({len(chosen)} files, {total / 1e9:.1f} GB) into {hub_cache_dir()}",
+        highlight=False,
+    )
+    # download by the resolved commit so every file comes from one snapshot, then point refs/<rev> at it
+    # (what the Hub client does for branches) so the loader finds it by the same name
+    try:
+        path = snapshot_download(
+            repo,
+            revision=info.sha,
+            cache_dir=hub_cache_dir(),
+            allow_patterns=[name for name, _ in chosen],
+            endpoint=endpoint,
+        )
+    except HfHubHTTPError as exc:
+        raise KinemaError(f"the Hugging Face Hub refused a file of {repo} ({exc}); run this again to resume") from None
+    except Exception as exc:  # the connection dropped mid-download: what is cached stays, a re-run resumes
+        raise KinemaError(unreachable_message(model, repo, endpoint, exc)) from None
+    if info.sha and rev != info.sha:
+        ref = hub_cache_dir() / f"models--{repo.replace('/', '--')}" / "refs" / rev
+        ref.parent.mkdir(parents=True, exist_ok=True)
+        ref.write_text(info.sha)
+    return {"repo": repo, "revision": info.sha, "path": str(path), "files": len(chosen), "bytes": total}
+
+
 def pull(
     model: Annotated[str, typer.Argument(help="A catalog id (see 'kinema models') or a Hub repo id (org/name).")],
     revision: Annotated[
@@ -163,11 +220,14 @@ def pull(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
-    """Download a model's weights into the Hugging Face cache (safetensors only, one pinned commit)."""
+    """Download a model's weights into the Hugging Face cache (safetensors only, one pinned commit).
+
+    A catalog model whose options need another repo gets it too: LTX-Video's latent upsampler
+    (--option multiscale=true), which the run looks for in the cache and never downloads itself.
+    """
     from ..backends.base import require_module
     from ..backends.catalog import get_entry
-    from ..backends.diffusers import hub_cache_dir
-    from ..errors import InvalidRequest, KinemaError, ModelNotFound
+    from ..errors import InvalidRequest, KinemaError
 
     try:
         if Path(model).expanduser().is_dir():
@@ -190,74 +250,25 @@ def pull(
                 "Unset it on a machine with internet and run this again"
             )
         require_module("huggingface_hub", "local", feature="kinema pull")
-        from huggingface_hub import HfApi, snapshot_download
-        from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, RepositoryNotFoundError
-
         endpoint = os.environ.get("HF_ENDPOINT") or None
         rev = revision or (entry.revision if entry else None) or "main"
-        api = HfApi(endpoint=endpoint)
-        try:
-            info = api.model_info(repo, revision=rev, files_metadata=True, timeout=20)
-        except GatedRepoError:
-            raise KinemaError(
-                f"{repo} is gated: accept its licence at https://huggingface.co/{repo} and set "
-                "HF_TOKEN to a token of that account"
-            ) from None
-        except RepositoryNotFoundError:
-            raise ModelNotFound(f"model: no Hub repo {repo!r} (or it is private: set HF_TOKEN)") from None
-        except HfHubHTTPError as exc:  # the Hub answered, with an error
-            raise KinemaError(
-                f"the Hugging Face Hub refused {repo} ({exc}). Check the name and HF_TOKEN, or try again later"
-            ) from None
-        except Exception as exc:  # no answer: DNS, refused connection, timeout, proxy (httpx's errors are no OSError)
-            raise KinemaError(unreachable_message(model, repo, endpoint, exc)) from None
-        files = [(s.rfilename, s.size) for s in (info.siblings or [])]
-        chosen = select_files(files, entry.variant if entry else None)
-        if not any(name.endswith(".safetensors") for name, _ in chosen):
-            raise ModelNotFound(
-                f"model: {repo} has no safetensors weights, and Kinema downloads no other format "
-                "(pickled .bin/.pt files can run code when loaded)"
-            )
-        total = sum(size or 0 for _, size in chosen)
-        err.print(
-            f"pulling {repo} at {info.sha} ({len(chosen)} files, {total / 1e9:.1f} GB) into {hub_cache_dir()}",
-            highlight=False,
-        )
-        # download by the resolved commit so every file comes from one snapshot, then point refs/<rev> at it
-        # (what the Hub client does for branches) so the loader finds it by the same name
-        try:
-            path = snapshot_download(
-                repo,
-                revision=info.sha,
-                cache_dir=hub_cache_dir(),
-                allow_patterns=[name for name, _ in chosen],
-                endpoint=endpoint,
-            )
-        except HfHubHTTPError as exc:
-            raise KinemaError(
-                f"the Hugging Face Hub refused a file of {repo} ({exc}); run this again to resume"
-            ) from None
-        except Exception as exc:  # the connection dropped mid-download: what is cached stays, a re-run resumes
-            raise KinemaError(unreachable_message(model, repo, endpoint, exc)) from None
-        if info.sha and rev != info.sha:
-            ref = hub_cache_dir() / f"models--{repo.replace('/', '--')}" / "refs" / rev
-            ref.parent.mkdir(parents=True, exist_ok=True)
-            ref.write_text(info.sha)
+        result: dict[str, Any] = {
+            "model": model,
+            **_pull_repo(model, repo, rev, entry.variant if entry else None, endpoint),
+        }
+        upsampler = entry.multiscale.upsampler if entry and entry.multiscale else None
+        if upsampler:  # the upsampler is looked up on its main branch (diffusers.locate_upsampler)
+            err.print(f"{model}'s --option multiscale=true needs its latent upsampler too", highlight=False)
+            result["upsampler"] = _pull_repo(model, upsampler, "main", None, endpoint)
     except KinemaError as exc:
         fail(exc)
         return
-    result = {
-        "model": model,
-        "repo": repo,
-        "revision": info.sha,
-        "path": str(path),
-        "files": len(chosen),
-        "bytes": total,
-    }
     if as_json:
         sys.stdout.write(json.dumps(result) + "\n")
-    else:
-        out.print(f"[green]pulled[/] {repo} at {info.sha} -> {path}", highlight=False)
+        return
+    for part in (result, result.get("upsampler")):
+        if part:
+            out.print(f"[green]pulled[/] {part['repo']} at {part['revision']} -> {part['path']}", highlight=False)
 
 
 def register(app: typer.Typer) -> None:
