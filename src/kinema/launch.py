@@ -66,6 +66,16 @@ def split_request(request: VideoRequest, n: int) -> VideoRequest | None:
     return split
 
 
+def _release_loaded(gpus: list[int] | None) -> None:
+    """Free this process's loaded diffusers pipeline if it sits on one of ``gpus`` (None: wherever it is)."""
+    from .backends import get_backend
+    from .backends.diffusers import DiffusersBackend
+
+    backend = get_backend("diffusers")
+    if isinstance(backend, DiffusersBackend):
+        backend.release(gpus)
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -193,6 +203,9 @@ def launch(
             value=gpus,
             allowed=f"1 to {torch.cuda.device_count()}",
         )
+    # the ranks load their own copy of the model: one kept in this process on their GPUs (a worker's or a group
+    # actor's earlier unsplit job) would leave rank 0 that much less memory
+    _release_loaded(list(devices) if devices else list(range(gpus)) if use_cuda else None)
     ctx = mp.get_context("spawn")
     events = ctx.Queue()
     cancel_flag = ctx.Event()

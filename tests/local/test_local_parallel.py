@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 import kinema
+from kinema.backends import get_backend
 from kinema.backends.base import CancelToken
 from kinema.backends.parallel import check_parallel, parse_parallel
 from kinema.builtin.evaluate import psnr
@@ -161,6 +162,8 @@ def test_a_split_worker_runs_a_diffusers_job_over_its_group(tiny_checkpoint: Tin
 
     cfg, store = _service(tmp_path)
     single = Video.open(kinema.run(request(tiny_checkpoint), output=tmp_path / "one.mp4").path).frames  # type: ignore[arg-type]
+    backend: Any = get_backend("diffusers")
+    assert backend._loaded is not None  # this process now holds the model, as after a worker's unsplit job
     asked = request(tiny_checkpoint).model_dump(mode="json", exclude_none=True)
     job = store.submit_job(owner="o", request=asked, summary={})
     pool = WorkerPool(store, cfg, threads=1)
@@ -175,6 +178,28 @@ def test_a_split_worker_runs_a_diffusers_job_over_its_group(tiny_checkpoint: Tin
     # the single-process frames, both through the same MP4 encoder (the split equals them up to float rounding)
     assert psnr(served, single) > 40
     assert pool.gpu_groups is not None and pool.gpu_groups.qsize() == 1  # the group is free again
+    # the ranks loaded their own copies; the one held here was let go before they started, not kept beside them
+    assert backend._loaded is None
+
+
+def test_a_split_run_frees_a_pipeline_held_on_its_gpus_only(tiny_checkpoint: Tiny, tmp_path: Path) -> None:
+    """A group actor kept an unsplit job's pipeline on its first GPU while a split job's rank 0 loaded another."""
+    import dataclasses
+
+    kinema.run(request(tiny_checkpoint), output=tmp_path / "one.mp4")
+    backend: Any = get_backend("diffusers")
+    held = backend._loaded
+    for device, gpus, freed in (
+        ("cuda:1", [2, 3], False),
+        ("cpu", [0, 1], False),
+        ("cuda", [0, 1], True),  # bare "cuda" is device 0
+        ("cuda:3", [2, 3], True),
+        ("cpu", None, True),  # None: wherever it is (CPU ranks)
+    ):
+        backend._loaded = dataclasses.replace(held, key=(*held.key[:2], device, *held.key[3:]))
+        assert backend.release(gpus) is freed, (device, gpus)
+        assert (backend._loaded is None) is freed
+    assert backend.release(None) is False  # nothing held
 
 
 def test_a_rank_killed_under_a_service_job_is_retried(tiny_checkpoint: Tiny, tmp_path: Path) -> None:

@@ -69,6 +69,7 @@ import math
 import os
 import re
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -1281,6 +1282,22 @@ def size_from_aspect(width: int, height: int, caps: Capabilities) -> tuple[int, 
     return min(max(w, low), high) // m * m, min(max(h, low), high) // m * m
 
 
+def _cuda_index(device: str) -> int | None:
+    """The CUDA index of a torch device string ("cuda" -> 0, "cuda:3" -> 3, "cpu" -> None)."""
+    if device == "cuda":
+        return 0
+    head, _, index = device.partition(":")
+    return int(index) if head == "cuda" and index.isdigit() else None
+
+
+def _free_memory() -> None:
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
 @dataclass
 class _Loaded:
     key: tuple[Any, ...]
@@ -1301,6 +1318,20 @@ class DiffusersBackend(BaseBackend):
     def __init__(self) -> None:
         self._loaded: _Loaded | None = None
         self._lock = threading.Lock()
+
+    def release(self, gpus: Iterable[int] | None = None) -> bool:
+        """Free the loaded pipeline before other processes take its GPUs: a split run's ranks load their own copy,
+        and one kept here on the same GPU leaves rank 0 that much less memory. ``gpus``: only if it sits on one of
+        these CUDA indices (bare "cuda" is index 0); None: wherever it is. Returns whether one was freed. A job
+        still running with it keeps its reference; the next job here loads again."""
+        with self._lock:
+            if self._loaded is None:
+                return False
+            if gpus is not None and _cuda_index(str(self._loaded.key[2])) not in set(gpus):
+                return False
+            self._loaded = None
+        _free_memory()
+        return True
 
     def models(self) -> list[str]:
         return list(CATALOG)
@@ -1509,7 +1540,6 @@ class DiffusersBackend(BaseBackend):
     ) -> Any:
         """Load (or reuse) the pipeline for this checkpoint, mode and options. One pipeline is kept in memory."""
         import diffusers
-        import torch
 
         key = (
             str(located.folder),
@@ -1531,9 +1561,7 @@ class DiffusersBackend(BaseBackend):
                 return pipe
             if self._loaded is not None:  # free the previous model before loading the next
                 self._loaded = None
-                gc.collect()
-                if torch.cuda.is_available():
-                    torch.cuda.empty_cache()
+                _free_memory()
             assert located.folder is not None
             entry = located.entry
             torch_dtype: Any = dtypes["default"] if len(dtypes) == 1 else dict(dtypes)
