@@ -223,3 +223,30 @@ def test_a_rank_killed_under_a_service_job_is_retried(tiny_checkpoint: Tiny, tmp
     assert done.status == "completed" and done.attempts == 2, (done.status, done.error)
     first = store.attempts_of(job.id)[0]
     assert first["outcome"] == "retry" and "rank" in str(first.get("error"))  # RankLost: retried, not failed
+
+
+def test_a_group_actor_reports_the_pipeline_a_split_run_freed(
+    tiny_checkpoint: Tiny, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The driver prefers an actor that reports the job's model loaded; after a split run freed it, the actor must
+    not report it still there. The actor class run in this process (Ray only wraps it), on CPU ranks."""
+    pytest.importorskip("ray")
+    import kinema.service.ray_workers as ray_workers
+
+    asked = request(tiny_checkpoint).model_dump(mode="json", exclude_none=True)
+    real_split = ray_workers.split_request
+    unsplit = iter([True, False])  # the first job as one the split cannot take (an edit, say), then a split one
+    monkeypatch.setattr(ray_workers, "split_request", lambda req, n: None if next(unsplit) else real_split(req, n))
+    actor = ray_workers.KinemaActor("gpu-0", warm_models=2, gpus=2)
+    try:
+        first = actor.run("j1", 1, asked, "diffusers/tiny", None, {})
+        assert "error" not in first, first.get("error")
+        assert first["loaded"] == ["diffusers/tiny"]
+        backend: Any = get_backend("diffusers")
+        assert backend._loaded is not None
+        second = actor.run("j2", 1, asked, "diffusers/tiny", None, {})
+        assert "error" not in second, second.get("error")
+        assert second["summary"]["recipe"]["options"]["ulysses"] == 2  # it was split
+        assert second["loaded"] == [] and backend._loaded is None
+    finally:
+        actor.shutdown()

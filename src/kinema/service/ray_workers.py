@@ -347,9 +347,11 @@ class KinemaActor:
             except Exception as exc:  # the job's own error, returned as data (see pack_error)
                 return {"error": pack_error(exc)}
             write_thumbnail(frames[len(frames) // 2], thumb)
-            if split is None:  # a split run's ranks have exited: they leave nothing loaded here
-                with self.lock:  # loaded: most recent first, as many as the actor keeps
+            with self.lock:  # loaded: most recent first, as many as the actor keeps
+                if split is None:
                     self.loaded = [key, *(k for k in self.loaded if k != key)][: self.warm_models]
+                else:  # the ranks have exited, and the launcher freed this actor's diffusers pipeline for them
+                    self.loaded = [k for k in self.loaded if k.partition("/")[0] != "diffusers"]
             return {
                 "summary": summary,
                 "video": work.read_bytes(),
