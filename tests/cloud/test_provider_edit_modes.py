@@ -898,3 +898,41 @@ def test_runway_edit_is_resumed_from_its_recorded_request(start: Any, tmp_path: 
     )
     assert result.recipe["mode"] == "edit" and result.provider_task_id == task_id
     assert fake.submissions == 1  # no second paid submission
+
+
+# -- an upload is not the paid submit ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("backend", ["runway", "replicate"])
+def test_a_lost_upload_answer_is_a_plain_retry_not_a_task_that_may_exist(
+    start: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, backend: str
+) -> None:
+    """The clip's upload ran inside the paid submit: a lost answer to it was reported as "the task may exist (and
+    be billed)", and the job was not retried, though nothing paid had been sent."""
+    import kinema.backends.runway as runway
+    from kinema.backends.base import GenerationContext
+    from kinema.backends.remote import ON_SUBMITTING
+    from kinema.errors import ProviderError
+    from kinema.progress import ProgressTracker
+
+    fake = start(backend)
+    monkeypatch.setattr(runway, "DATA_URI_LIMIT", 1000)  # stands in for a clip over Runway's 5 MB
+    clip = _clip(tmp_path)
+    fields: dict[str, Any] = {"strength": 0.8} if backend == "replicate" else {}
+    request = kinema.VideoRequest(
+        prompt=PROMPT, backend=backend, source_video=str(clip), seed=7, options=FAST, **fields
+    )
+    marks: list[bool] = []
+
+    def attempt() -> Any:
+        params = kinema.plan(request).params
+        ctx = GenerationContext(progress=ProgressTracker(None), resume_info={ON_SUBMITTING: marks.append})
+        return kinema.plan(request).backend.generate(params, ctx)
+
+    fake.drop_answers["upload"] = 1  # the file arrives; the answer saying so does not
+    with pytest.raises(ProviderError) as info:
+        attempt()
+    assert info.value.provider_code != "submit_unconfirmed" and "may exist" not in info.value.message
+    assert fake.submit_attempts == 0 and marks == []  # no paid call, and no submitting mark to hold a retry back
+    assert attempt().video is not None  # the retry uploads again and runs
+    assert fake.submissions == 1 and marks == [True]

@@ -12,6 +12,7 @@ provider's words. Tests then script trouble::
     fake.delay["poll"] = 0.5                       # slow answers
 
     fake.drop_submit_answers = 1                   # the next submit is accepted (paid) but its answer is lost
+    fake.drop_answers["upload"] = 1                # the next request of a kind is handled, its answer lost
     fake.finish_after = 1.0                        # tasks finish by time, not by poll count
 
 Where a submit asks for a webhook (fal ``fal_webhook``, Replicate ``webhook``, Luma/Kling ``callback_url``, Pictory
@@ -103,6 +104,7 @@ class FakeServer:
         self.download_failures = 0
         self.expire_urls = 0
         self.drop_submit_answers = 0  # accept (and bill) the next N submits, then lose their answers
+        self.drop_answers: dict[str, int] = {}  # kind -> the next N answers of that kind are lost (done, unanswered)
         self.retired_models: dict[str, str] = {}  # model -> the provider's refusal
         self.finish_after: float | None = None  # seconds from submit to the terminal state (None: by poll count)
         self.webhook_calls: list[tuple[str, int | None]] = []  # (url, status answered; None: no answer)
@@ -307,6 +309,10 @@ class FakeServer:
                 with self.lock:
                     self.cancels += 1
             resp = handler(req)
+            with self.lock:
+                if self.drop_answers.get(kind, 0) > 0:
+                    self.drop_answers[kind] -= 1
+                    resp.drop = True
             if kind == "submit" and resp.status < 400:
                 with self.lock:
                     if self.drop_submit_answers > 0:

@@ -262,6 +262,9 @@ class GenerationParams:
     keyframes: list[np.ndarray] = field(default_factory=list)
     options: dict[str, Any] = field(default_factory=dict)
     aspect_ratio: str | None = None
+    #: inputs a provider backend copied to the provider before its paid submit (Runway's ``runway://`` URI of a
+    #: large clip), by the name its submit sends them under; filled by ``RemoteBackend.prepare``, never recorded
+    uploads: dict[str, str] = field(default_factory=dict)
     #: what resolving changed from the request (a duration rounded to the frame rule...), for front ends to show
     warnings: list[str] = field(default_factory=list)
 

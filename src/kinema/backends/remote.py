@@ -560,6 +560,11 @@ class RemoteBackend(BaseBackend):
         """The SDK client (or httpx client) for one generation; built per call so keys are read when needed."""
         return None
 
+    def prepare(self, client: Any, params: GenerationParams) -> None:
+        """Copy inputs to the provider before the paid submit (an upload), into ``params.uploads``. It runs before
+        the job's submitting mark, so a lost answer here is a plain transient failure: nothing was paid for, and a
+        retry uploads again. The default copies nothing."""
+
     def submit(
         self, client: Any, params: GenerationParams, token: str
     ) -> tuple[str, dict[str, Any], TaskStatus | None]:
@@ -704,6 +709,7 @@ class RemoteBackend(BaseBackend):
                 task_id, info, status = found
                 warnings.append(f"found {self.provider} task {task_id} by client token {token}; not submitted again")
             else:
+                self._call(lambda: self.prepare(client, params))
                 on_submitting = ctx.resume_info.get(ON_SUBMITTING)
                 if callable(on_submitting):
                     on_submitting(True)  # durable before the paid call: a crash after it is detected, not re-paid

@@ -247,7 +247,9 @@ class ReplicateBackend(RemoteBackend):
                 inputs["mode"] = pro if min(params.width, params.height) >= 1080 else standard
         if params.mode == "edit" and known is not None and known.video_field:
             assert params.strength is not None  # the default strength fills it in
-            inputs[known.video_field] = self._video_input(client, params.source_video_path)
+            inputs[known.video_field] = params.uploads.get("video") or self._video_input(
+                client, params.source_video_path
+            )
             inputs["mode"] = modify_mode(params.strength)
         if params.mode in ("i2v", "keyframes"):
             assert params.image is not None
@@ -286,6 +288,12 @@ class ReplicateBackend(RemoteBackend):
             else:
                 prediction = client.predictions.create(version=version, input=inputs, **hook)
         return str(prediction.id), {}, self._status(prediction)
+
+    def prepare(self, client: Any, params: GenerationParams) -> None:
+        # the clip's upload is not paid for: done before the submitting mark, its lost answer is only retried
+        known = REPLICATE_MODELS.get(str(params.model))
+        if params.mode == "edit" and known is not None and known.video_field and "video" not in params.uploads:
+            params.uploads["video"] = self._video_input(client, params.source_video_path)
 
     @staticmethod
     def _video_input(client: Any, source: Any) -> str:

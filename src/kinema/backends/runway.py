@@ -271,7 +271,7 @@ class RunwayBackend(RemoteBackend):
             # aleph2 keeps the source's framing and length: no ratio, no duration
             body: dict[str, Any] = {
                 "model": params.model,
-                "video_uri": self._video_uri(client, params),
+                "video_uri": params.uploads.get("video_uri") or self._video_uri(client, params),
                 "seed": params.seed,
             }
             for key in ("prompt_text", "content_moderation"):
@@ -289,6 +289,11 @@ class RunwayBackend(RemoteBackend):
         else:
             task = client.text_to_video.create(extra_body=extra or None, **kwargs)
         return task.id, {}, None
+
+    def prepare(self, client: Any, params: GenerationParams) -> None:
+        # the clip's upload is not paid for: done before the submitting mark, its lost answer is only retried
+        if params.mode == "edit" and "video_uri" not in params.uploads:
+            params.uploads["video_uri"] = self._video_uri(client, params)
 
     @staticmethod
     def _image_uri(source: Any, image: Any, field: str) -> str:
