@@ -34,7 +34,7 @@ def _tiny() -> VideoAutoencoder:
 
 
 def _cfg(**kw: object) -> AETrainConfig:
-    return AETrainConfig(**{**AE_TRAIN_PRESETS["tiny"], **kw})  # type: ignore[arg-type]
+    return AETrainConfig(**{**AE_TRAIN_PRESETS["tiny"], **kw})
 
 
 def test_shapes_and_compression() -> None:
@@ -166,12 +166,14 @@ def test_resume_continues_the_same_run(tmp_path: Path) -> None:
 def test_save_load_round_trip(tmp_path: Path) -> None:
     m = _tiny()
     with torch.no_grad():  # latent statistics that are not the defaults, to see that they travel (in fp32)
-        m.norm.running_mean.copy_(torch.arange(4.0) * 0.123456789)
-        m.norm.running_var.copy_(torch.arange(1.0, 5.0) * 1.23456789)
+        mean, var = m.norm.running_mean, m.norm.running_var
+        assert mean is not None and var is not None  # a BatchNorm that tracks its statistics
+        mean.copy_(torch.arange(4.0) * 0.123456789)
+        var.copy_(torch.arange(1.0, 5.0) * 1.23456789)
     path = save_autoencoder(m, tmp_path / "ae.safetensors", {"note": "x"})
     loaded, info = load_autoencoder(path)
     assert info == {"note": "x"} and loaded.cfg == m.cfg and not loaded.training
-    assert torch.equal(loaded.norm.running_var, m.norm.running_var)
+    assert loaded.norm.running_var is not None and torch.equal(loaded.norm.running_var, var)
     x = torch.rand(1, 3, 2, 16, 16) * 2 - 1
     with torch.no_grad():
         assert torch.allclose(loaded.decode(loaded.encode(x)), m.decode(m.encode(x)), atol=2e-2)  # fp16 weights

@@ -34,7 +34,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Self
 from urllib.parse import parse_qs, urlsplit
 
 
@@ -241,7 +241,7 @@ class FakeServer:
         self._server.shutdown()
         self._server.server_close()
 
-    def __enter__(self) -> FakeServer:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -411,6 +411,7 @@ def parse_multipart(req: Request) -> tuple[dict[str, str], dict[str, tuple[str |
     for part in msg.iter_parts():
         name = part.get_param("name", header="content-disposition")
         data = part.get_payload(decode=True) or b""
+        assert isinstance(data, bytes)  # decode=True on a leaf part gives its bytes
         filename = part.get_filename()
         if filename is not None:
             files[str(name)] = (filename, data)

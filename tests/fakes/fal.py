@@ -147,7 +147,7 @@ class FakeFal(FakeServer):
             video=body.get("video_url"),
             references=body.get("input_image_urls"),
         )
-        self.schedule_webhook(task, (req.query.get("fal_webhook") or [None])[0])
+        self.schedule_webhook(task, next(iter(req.query.get("fal_webhook") or []), None))
         base = f"{self.url}/{owner}/{alias}/requests/{task.id}"  # the subpath is dropped
         return Response(
             200,

@@ -170,6 +170,7 @@ class FakeReplicate(FakeServer):
         if part is None:
             return Response(400, {"title": "Bad request", "status": 400, "detail": "content is required"})
         data = part.get_payload(decode=True) or b""
+        assert isinstance(data, bytes)  # decode=True on a leaf part gives its bytes
         file_id = secrets.token_hex(12)
         url = f"{self.url}/v1/files/{file_id}"
         name = part.get_filename() or "file"

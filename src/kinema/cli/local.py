@@ -10,6 +10,7 @@ import json
 import os
 import re
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -134,7 +135,7 @@ def unreachable_message(model: str, repo: str, endpoint: str | None, exc: BaseEx
     )
 
 
-def select_files(files: list[tuple[str, int | None]], variant: str | None) -> list[tuple[str, int | None]]:
+def select_files(files: Sequence[tuple[str, int | None]], variant: str | None) -> list[tuple[str, int | None]]:
     """The files of a diffusers repo Kinema downloads: configs, tokenizer files and safetensors weights only.
 
     With ``variant`` ("fp16"), a folder that has variant weights gets only those; others get their plain weights.
