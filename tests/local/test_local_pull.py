@@ -72,9 +72,7 @@ def test_pull_ltx_video_brings_its_upsampler_and_the_multiscale_run_finds_both_o
         assert len(hub.log) == requests, "the offline run asked the Hub"
 
 
-def test_pull_of_an_unknown_repo_names_it(
-    _empty_hf_cache: Path, tiny_checkpoint: Callable[[str], Path], monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_pull_of_an_unknown_repo_names_it(_empty_hf_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     with FakeHub({}) as hub:
         _online(monkeypatch, hub, True)
         res = runner.invoke(app, ["pull", "someone/no-such-model"])

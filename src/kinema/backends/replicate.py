@@ -247,9 +247,7 @@ class ReplicateBackend(RemoteBackend):
                 inputs["mode"] = pro if min(params.width, params.height) >= 1080 else standard
         if params.mode == "edit" and known is not None and known.video_field:
             assert params.strength is not None  # the default strength fills it in
-            inputs[known.video_field] = params.uploads.get("video") or self._video_input(
-                client, params.source_video_path
-            )
+            inputs[known.video_field] = params.uploads["video"]  # prepare() uploaded it, before the mark
             inputs["mode"] = modify_mode(params.strength)
         if params.mode in ("i2v", "keyframes"):
             assert params.image is not None
@@ -292,7 +290,7 @@ class ReplicateBackend(RemoteBackend):
     def prepare(self, client: Any, params: GenerationParams) -> None:
         # the clip's upload is not paid for: done before the submitting mark, its lost answer is only retried
         known = REPLICATE_MODELS.get(str(params.model))
-        if params.mode == "edit" and known is not None and known.video_field and "video" not in params.uploads:
+        if params.mode == "edit" and known is not None and known.video_field:
             params.uploads["video"] = self._video_input(client, params.source_video_path)
 
     @staticmethod

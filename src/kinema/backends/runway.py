@@ -271,7 +271,7 @@ class RunwayBackend(RemoteBackend):
             # aleph2 keeps the source's framing and length: no ratio, no duration
             body: dict[str, Any] = {
                 "model": params.model,
-                "video_uri": params.uploads.get("video_uri") or self._video_uri(client, params),
+                "video_uri": params.uploads["video_uri"],  # prepare() uploaded it, before the mark
                 "seed": params.seed,
             }
             for key in ("prompt_text", "content_moderation"):
@@ -292,7 +292,7 @@ class RunwayBackend(RemoteBackend):
 
     def prepare(self, client: Any, params: GenerationParams) -> None:
         # the clip's upload is not paid for: done before the submitting mark, its lost answer is only retried
-        if params.mode == "edit" and "video_uri" not in params.uploads:
+        if params.mode == "edit":
             params.uploads["video_uri"] = self._video_uri(client, params)
 
     @staticmethod
