@@ -206,17 +206,34 @@ def test_loss_gradient_matches_autograd_of_its_definition() -> None:
     known[0, :, 0] = 1.0
     extra = 4.0 * (torch.rand(2, 1, 1, 8, 8) < 0.2)  # a subject's path
 
-    err = pred - target  # the definition, term by term
-    w = (1 + 3.0 * known) * (1 + extra)
     free = 1 - known  # the motion term is over the frames not given
-    moving = (err - (err * free).sum(2, keepdim=True) / free.sum(2, keepdim=True)) * free
-    reference = (err.pow(2) * w).mean() + 2.0 * (moving.pow(2) * (1 + extra)).mean()
-    (expected,) = torch.autograd.grad(reference, pred)
+    for given_weight in (0.0, 2.0):
+        err = pred - target  # the definition, term by term
+        moving = (err - (err * free).sum(2, keepdim=True) / free.sum(2, keepdim=True)) * free
+        # example 0 has frame 0 given, so its other frames count 1 + given_weight times; example 1 has none
+        w = (1 + 3.0 * known + given_weight * known.amax(2, keepdim=True) * free) * (1 + extra)
+        reference = (err.pow(2) * w).mean() + 2.0 * (moving.pow(2) * (1 + extra)).mean()
+        (expected,) = torch.autograd.grad(reference, pred)
 
-    loss = _loss(pred, target, known, 4.0, 2.0, extra)
-    (grad,) = torch.autograd.grad(loss, pred)
-    assert torch.isclose(loss, reference)
-    assert torch.allclose(grad, expected, atol=1e-7)
+        loss = _loss(pred, target, known, 4.0, 2.0, extra, given_weight)
+        (grad,) = torch.autograd.grad(loss, pred)
+        assert torch.isclose(loss, reference)
+        assert torch.allclose(grad, expected, atol=1e-7)
+
+
+def test_given_weight_counts_the_free_frames_of_a_conditioned_example_more() -> None:
+    target = torch.zeros(2, 3, 4, 4, 4)
+    known = torch.zeros(2, 1, 4, 1, 1)
+    known[0, :, 0] = 1.0  # example 0: image-to-video; example 1: text-to-video
+    err = target.clone()
+    err[:, :, 2, 1, 1] = 0.5  # the same error in a free frame of each
+    per_example = [_loss(err[i : i + 1], target[i : i + 1], known[i : i + 1], 4.0, 0.0, 0.0, 2.0) for i in (0, 1)]
+    assert per_example[1] > 0 and torch.isclose(per_example[0], 3 * per_example[1])
+    known_err = target[:1].clone()
+    known_err[:, :, 0, 1, 1] = 0.5  # a known pixel keeps its known weight
+    assert torch.isclose(
+        _loss(known_err, target[:1], known[:1], 4.0, 0.0, 0.0, 2.0), _loss(known_err, target[:1], known[:1], 4.0)
+    )
 
 
 def test_tokenizer_reports_unknown_words_and_leaves_them_out() -> None:

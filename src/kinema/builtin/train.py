@@ -61,6 +61,9 @@ class TrainConfig:
     p_uncond: float = 0.1  # share with the caption dropped (classifier-free guidance)
     p_keyframes: float = 0.0  # share with the first and last frames known (keyframes), of which half the last only
     known_weight: float = 4.0  # loss weight of known pixels: the model must hand the given frames back unchanged
+    # extra weight of the frames not given in an example that has given frames (image-to-video, extension, keyframes):
+    # there the scene's look is in the given frames, not a guess as in text-to-video; see _loss
+    given_weight: float = 0.0
     # weight of the auxiliary loss that asks the pooled text for the scene's attributes (see _AttributeProbe)
     text_aux: float = 0.0
     # extra weight of the part of the error that changes over time (the error minus its mean over frames); see _loss
@@ -103,6 +106,7 @@ class TrainConfig:
             "text_aux",
             "motion_weight",
             "subject_weight",
+            "given_weight",
         ):
             need(getattr(self, name) >= 0, name, ">= 0")
         need(self.lr > 0, "lr", "> 0")
@@ -170,6 +174,7 @@ TRAIN_PRESETS: dict[str, dict[str, Any]] = {
         clips_per_refresh=128,
         max_clips=12_000,
         p_keyframes=0.1,
+        given_weight=2.0,
         guidance=1.5,
         guidance_interval=(0.6, 1.0),
     ),
@@ -445,7 +450,7 @@ def train(
         if cfg.subject_weight:  # the subject's path, (B, 1, 1, H, W)
             path = torch.from_numpy(np.stack([pool.paths[i] for i in idx])).to(device)[:, None, None].float()
             extra = cfg.subject_weight * path
-        loss = _loss(pred, target, known_frames, cfg.known_weight, cfg.motion_weight, extra)
+        loss = _loss(pred, target, known_frames, cfg.known_weight, cfg.motion_weight, extra, cfg.given_weight)
         aux = None
         total = loss
         if probe is not None:
@@ -537,27 +542,33 @@ def _loss(
     known_weight: float,
     motion_weight: float = 0.0,
     extra: torch.Tensor | float = 0.0,
+    given_weight: float = 0.0,
 ) -> torch.Tensor:
-    """Mean squared error in which known pixels (``mask`` 1) count ``known_weight`` times and every pixel counts
-    ``1 + extra`` times (``extra`` broadcasts to (B, 1, 1, H, W): training passes the subject's path times
-    ``subject_weight``), plus ``motion_weight`` times the squared error taken only over what changes in time: each
-    pixel's error minus its mean over the frames, over the frames not given (a known frame there would be pulled
-    towards the others' mean error instead of towards its given pixels).
+    """Mean squared error in which known pixels (``mask`` 1) count ``known_weight`` times, the other pixels of an
+    example with any known frame ``1 + given_weight`` times, and every pixel ``1 + extra`` times on top (``extra``
+    broadcasts to (B, 1, 1, H, W): training passes the subject's path times ``subject_weight``), plus
+    ``motion_weight`` times the squared error taken only over what changes in time: each pixel's error minus its mean
+    over the frames, over the frames not given (a known frame there would be pulled towards the others' mean error
+    instead of towards its given pixels).
 
     Why: most of the error at high noise is static texture the model cannot know, and the subject is a few per cent
     of the pixels, so a subject drawn still when it should move costs little. Taking out each pixel's mean over the
     frames leaves the part the motion and camera words decide (where the subject is at the start and at the end, which
     way the view slides), and the subject's path weighs more, so "left" and "right" get a gradient worth following.
+    That static texture is a guess only without given frames: with an image or a clip to go on, the background that
+    stays still is in it, and ``given_weight`` makes copying it worth learning (the motion term cannot see it, as a
+    background drawn wrong in every frame does not change over time).
 
-    pred, target (B, C, F, H, W); mask broadcasts to (B, 1, F, H, W).
+    pred, target (B, C, F, H, W); mask broadcasts to (B, 1, F, H, W) and is the same at every pixel of a frame.
     """
-    return _WeightedSquares.apply(pred, target, mask, known_weight, 1 + extra, motion_weight)
+    return _WeightedSquares.apply(pred, target, mask, known_weight, 1 + extra, motion_weight, given_weight)
 
 
 class _WeightedSquares(torch.autograd.Function):
     """``_loss`` with its gradient written out: autograd's dozen full-size passes cost 0.26 s per CPU step.
 
-    With e = pred - target, W the per-pixel weight and S the spatial one, the loss is
+    With e = pred - target, W the per-pixel weight (the known and given weights, times S) and S the spatial one, the
+    loss is
     (sum W e^2 + m sum S U (e - mean_U e)^2) / n, U the frames not given and mean_U the mean over them. Put
     G = W e + m S U (e - mean_U e): then the loss is sum(e G) / n, because sum_U (e - mean_U e) = 0 and S is the same
     in every frame, and its gradient is 2 G / n.
@@ -572,9 +583,13 @@ class _WeightedSquares(torch.autograd.Function):
         known_weight: float,
         spatial: torch.Tensor | float,
         motion_weight: float,
+        given_weight: float = 0.0,
     ) -> torch.Tensor:
         err = pred - target  # (B, C, F, H, W)
-        g = err * ((1 + (known_weight - 1) * known) * spatial)  # the small weights first: one full-size product
+        frame_weight = 1 + (known_weight - 1) * known
+        if given_weight:  # the free frames of an example with a known frame
+            frame_weight = frame_weight + given_weight * known.amax(dim=2, keepdim=True) * (1 - known)
+        g = err * (frame_weight * spatial)  # the small weights first: one full-size product
         if motion_weight:
             free = 1 - known  # the motion term leaves the known frames out, so it cannot pull their error to the mean
             mean = (err * free).sum(dim=2, keepdim=True) / free.sum(dim=2, keepdim=True).clamp(min=1)
@@ -588,7 +603,7 @@ class _WeightedSquares(torch.autograd.Function):
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         (g,) = ctx.saved_tensors
         d = g * (2 * grad / ctx.n)
-        return d, -d if ctx.needs_input_grad[1] else None, None, None, None, None
+        return d, -d if ctx.needs_input_grad[1] else None, None, None, None, None, None
 
 
 #: The parameters tied to the space a model works in (pixels, or a latent): its patch embedding, output head and the
