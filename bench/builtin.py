@@ -3,15 +3,15 @@
 Measures the whole library call (`kinema.generate`: load from cache, text encoding, 20 denoising steps, assembling
 the Video), without saving, after one warm-up call that loads the weights. Targets: at most 3 s on a 2-core CPU
 machine; the goal is under 2 s (faster than real time: a clip is 2 s long). The default guidance is 1.5 at the high
-noise levels only (t >= 0.8: two network passes at the first 9 of 20 steps, one at the others; a v2 checkpoint
-samples with its own defaults, for the v2 recipe t >= 0.6); the same clips without guidance (scale 1: one pass per
-step) are timed alternately beside them, for the ratio.
+noise levels only (v1: t >= 0.8, two network passes at the first 9 of 20 steps, one at the others; a checkpoint
+that carries its own defaults samples with them, the v2 recipe's 1.5 at t >= 0.6); the same clips without guidance
+(scale 1: one pass per step) are timed alternately beside them, for the ratio.
 
-    ./run python bench/builtin.py [--runs 7] [--threads N] [--v2 PATH]
+    ./run python bench/builtin.py [--runs 7] [--threads N] [--against PATH]
 
-``--v2 PATH`` times a v2 checkpoint (128x128, the DiT in the autoencoder's latent, decoded to pixels) in the same
-loop, alternately with v1 (the shipped weights): its time does not depend on how far it is trained, so a checkpoint
-with any weights gives its speed.
+``--against PATH`` times another checkpoint (e.g. a v1 one, 64x64 in pixels, beside the shipped v2: 128x128, the DiT
+in the autoencoder's latent, decoded to pixels) in the same loop, alternately with the shipped weights: a model's
+time does not depend on how far it is trained, so a checkpoint with any weights gives its speed.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import machine, write_section  # noqa: E402
 
 import kinema  # noqa: E402
+from kinema.builtin import checkpoint_config, weights_path  # noqa: E402
 
 PROMPTS = [
     "A cinematic sunrise over mountains, clouds moving slowly",
@@ -41,18 +42,20 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=7)
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--no-write", action="store_true")
-    ap.add_argument("--v2", type=Path, default=None, help="a v2 checkpoint to time beside v1")
+    ap.add_argument("--against", type=Path, default=None, help="another checkpoint to time beside the shipped one")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    shipped = _label(weights_path())
     settings: list[tuple[str, dict[str, object]]] = [
-        ("v1, 64x64, default", {}),
-        ("v1, 64x64, no guidance", {"guidance_scale": 1.0}),
+        (f"{shipped} (shipped), default", {}),
+        (f"{shipped} (shipped), no guidance", {"guidance_scale": 1.0}),
     ]
-    if args.v2 is not None:
+    if args.against is not None:
+        other = _label(args.against)
         settings += [
-            ("v2, 128x128, default", {"model": str(args.v2)}),
-            ("v2, 128x128, no guidance", {"model": str(args.v2), "guidance_scale": 1.0}),
+            (f"{other}, default", {"model": str(args.against)}),
+            (f"{other}, no guidance", {"model": str(args.against), "guidance_scale": 1.0}),
         ]
     for _, extra in settings:
         kinema.generate(PROMPTS[0], seed=0, **extra)  # type: ignore[arg-type]  # warm-up: loads the weights
@@ -71,16 +74,19 @@ def main() -> None:
         f"| {name} | {med[name]:.2f} | {min(v):.2f} | {max(v):.2f} | {args.runs} | {torch.get_num_threads()} |"
         for name, v in times.items()
     ]
-    ratios = [f"v1 default against no guidance: {med[settings[0][0]] / med[settings[1][0]]:.2f}x the time."]
-    if args.v2 is not None:
-        ratios.append(f"v2 against v1 at default settings: {med[settings[2][0]] / med[settings[0][0]]:.2f}x the time.")
+    ratios = [f"{shipped} default against no guidance: {med[settings[0][0]] / med[settings[1][0]]:.2f}x the time."]
+    if args.against is not None:
+        ratios.append(
+            f"{other} against {shipped} at default settings: "
+            f"{med[settings[2][0]] / med[settings[0][0]]:.2f}x the time."
+        )
     body = "\n".join(
         [
             "## Built-in model speed (`bench/builtin.py`)",
             "",
-            "One 16-frame clip at default settings (20 denoising steps; v1: guidance 1.5 at noise levels t >= 0.8, "
-            "so two network passes at the first 9 steps and one at the other 11; a v2 checkpoint: its own defaults, "
-            "for the v2 recipe 1.5 at t >= 0.6), the whole `kinema.generate` call "
+            "One 16-frame clip at default settings (20 denoising steps; v2: its own defaults, guidance 1.5 at noise "
+            "levels t >= 0.6, so two network passes at the first 14 steps and one at the other 6; v1: 1.5 at "
+            "t >= 0.8, two passes at the first 9), the whole `kinema.generate` call "
             "without saving, after a warm-up; beside it, alternately, the same clips without guidance (scale 1: one "
             "pass per step). Target: at most 3 s on a 2-core CPU; goal under 2 s (faster than real time).",
             "",
@@ -93,6 +99,13 @@ def main() -> None:
     )
     if not args.no_write:
         write_section("builtin", body)
+
+
+def _label(path: Path) -> str:
+    """ "v2, 128x128" for a latent checkpoint, "v1, 64x64" for one in pixels, from the file's header alone."""
+    cfg = checkpoint_config(path)
+    version = 2 if int(cfg.get("latent_factor", 1)) > 1 else 1
+    return f"v{version}, {cfg.get('width', 64)}x{cfg.get('height', 64)}"
 
 
 if __name__ == "__main__":
