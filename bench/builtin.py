@@ -77,8 +77,8 @@ def main() -> None:
     ratios = [f"{shipped} default against no guidance: {med[settings[0][0]] / med[settings[1][0]]:.2f}x the time."]
     if args.against is not None:
         ratios.append(
-            f"{other} against {shipped} at default settings: "
-            f"{med[settings[2][0]] / med[settings[0][0]]:.2f}x the time."
+            f"{shipped} against {other} at default settings: "
+            f"{med[settings[0][0]] / med[settings[2][0]]:.2f}x the time."
         )
     body = "\n".join(
         [

@@ -152,8 +152,12 @@ class LatentSpace:
         self.autoencoder = autoencoder
 
     def encode(self, frames: np.ndarray) -> torch.Tensor:
-        """uint8 (B, F, H, W, 3) -> (B, C, F, H/f, W/f)."""
-        return self.autoencoder.encode(to_model_space(frames))
+        """uint8 (B, F, H, W, 3) -> (B, C, F, H/f, W/f), contiguous.
+
+        The encoder hands back a channels-last layout; a latent mixed from it (an edit's start) would take that layout
+        and the decoder's convolutions would round differently (1 level), so strength 1 would not be text-to-video
+        frame for frame."""
+        return self.autoencoder.encode(to_model_space(frames)).contiguous()
 
     def decode(self, z: torch.Tensor) -> np.ndarray:
         """(B, C, F, H/f, W/f) -> uint8 (B, F, H, W, 3)."""
@@ -235,6 +239,9 @@ def sample(
     if len(where) != num_known or any(not 0 <= i < cfg.frames for i in where):
         raise ValueError(f"known_index: {where} does not place {num_known} frames among {cfg.frames}")
     if known is not None and num_known > 0:
+        if known.shape[2:4] != (cfg.height, cfg.width):
+            h, w = known.shape[2:4]
+            raise ValueError(f"known: frames of {w}x{h}, expected {cfg.width}x{cfg.height} (the model's size)")
         cond[:, :, where] = space.encode(known[:, :num_known])
         mask[:, :, where] = 1.0
         given = mask.bool()
@@ -273,10 +280,13 @@ def sample(
         v = (x - out) / t.clamp(min=1e-3) if x_pred else out
         if on_state is not None:
             on_state(i, float(t), x, out if x_pred else x - t * v)  # x0 = x_t - t v on the straight path
-        x = x + (t_next - t) * v  # Euler step towards t=0; the last step (t_next = 0) lands on the prediction
+        # Euler step towards t=0; the last one (t_next = 0) lands on the prediction, exactly (x - t (x - x0) / t
+        # would leave rounding a decoder could turn into a level of difference)
+        x = out if x_pred and float(t_next) == 0.0 else x + (t_next - t) * v
         if on_step is not None:
             on_step(i + 1, steps)
-    raw = space.decode(x)
+    # strength 0 is the source itself; through a latent it would come back as the autoencoder's reconstruction
+    raw = init.copy() if init is not None and strength == 0 else space.decode(x)
     out = raw.copy()
     if known is not None and num_known > 0:
         out[:, where] = known[:, :num_known]
