@@ -148,7 +148,7 @@ def generate(
     >>> import kinema
     >>> result = kinema.generate("a red ball bouncing on green grass", seed=1, num_inference_steps=2)
     >>> result.video.frames.shape
-    (16, 64, 64, 3)
+    (16, 128, 128, 3)
     """
     fields = {
         "negative_prompt": negative_prompt,

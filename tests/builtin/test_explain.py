@@ -10,27 +10,29 @@ import torch
 from typer.testing import CliRunner
 
 from kinema.builtin import load_model
-from kinema.builtin.sampling import sample, to_uint8
+from kinema.builtin.sampling import sample, space_of
 from kinema.cli import app
 
 
 def test_on_state_sees_every_step_and_the_last_prediction_is_the_clip() -> None:
     model, tokenizer, _ = load_model()
-    seen: list[tuple[int, float, np.ndarray, np.ndarray]] = []
+    space = space_of(model)  # the shipped v2 samples latents: the clip is the last one decoded
+    seen: list[tuple[int, float, torch.Tensor, torch.Tensor]] = []
 
     def keep(i: int, t: float, x: torch.Tensor, x0: torch.Tensor) -> None:
-        seen.append((i, t, to_uint8(x)[0], to_uint8(x0)[0]))
+        seen.append((i, t, x.clone(), x0.clone()))
 
     clip = sample(model, tokenizer, ["a red ball bouncing on green grass"], steps=4, seed=3, on_state=keep)
     assert isinstance(clip, np.ndarray)
     assert [s[0] for s in seen] == [0, 1, 2, 3]
     ts = [s[1] for s in seen]
     assert ts[0] == 1.0 and ts == sorted(ts, reverse=True)  # from pure noise towards clean
-    # the last Euler step lands on the model's prediction (t_next = 0): x0_hat there is the clip itself
-    assert np.array_equal(seen[-1][3], clip[0])
-    # x_t at t = 1 is noise: far from the clip; the prediction from it is already a picture, much closer
-    noise_err = np.abs(seen[0][2].astype(int) - clip[0]).mean()
-    pred_err = np.abs(seen[0][3].astype(int) - clip[0]).mean()
+    # the last Euler step lands on the model's prediction (t_next = 0): x0_hat there, decoded, is the clip itself
+    assert np.array_equal(space.decode(seen[-1][3]), clip)
+    # x_t at t = 1 is noise: far from the final clip; the prediction from it is already a picture, much closer
+    final = seen[-1][3]
+    noise_err = float((seen[0][2] - final).abs().mean())
+    pred_err = float((seen[0][3] - final).abs().mean())
     assert noise_err > 3 * pred_err
 
 
@@ -42,7 +44,9 @@ def test_explain_writes_the_sheet(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     info = json.loads(result.stdout)
     assert info["output"] == str(out) and info["steps"] == 4 and info["tokens"] == 256
-    assert [len(p["columns"]) for p in info["panels"]] == [3, 5, 4, 1]
+    cfg = load_model()[0].cfg  # a latent model adds panel 5, its latent's channels
+    latent = [cfg.channels] if cfg.latent_factor > 1 else []
+    assert [len(p["columns"]) for p in info["panels"]] == [3, 5, 4, 1, *latent]
     from PIL import Image
 
     with Image.open(out) as im:

@@ -107,10 +107,15 @@ def test_v2_checkpoint_holds_the_autoencoder_and_loads_as_one(tmp_path: Path) ->
         save_model(VideoDiT(_config("tiny-v2")), tmp_path / "bare.safetensors")
 
 
-def test_the_v1_checkpoint_still_loads_in_pixel_space() -> None:
-    model, _, _ = load_model()
+def test_a_v1_checkpoint_still_loads_in_pixel_space(tmp_path: Path) -> None:
+    """v1's format (pixels, no autoencoder) loads beside the shipped v2; ``--model PATH`` reaches it."""
+    torch.manual_seed(0)
+    path = save_model(VideoDiT(_config("tiny")), tmp_path / "v1.safetensors")
+    model, _, _ = load_model(path)
     assert model.cfg.latent_factor == 1 and model.autoencoder is None and model.cfg.channels == 3
     assert FORMATS[0] == "kinema-builtin-1"
+    shipped, _, _ = load_model()  # v2 (or its stand-in): a latent model with its autoencoder attached
+    assert shipped.cfg.latent_factor > 1 and shipped.autoencoder is not None
 
 
 def test_sampling_a_v2_model_gives_pixels_and_keeps_given_frames(tmp_path: Path) -> None:
@@ -122,10 +127,14 @@ def test_sampling_a_v2_model_gives_pixels_and_keeps_given_frames(tmp_path: Path)
     assert np.array_equal(out[0, 0], image[0, 0])  # the given frame is handed back as given
     again = sample(loaded, tok, ["a red ball bouncing"], steps=3, known=image, num_known=1)
     assert np.array_equal(out, again)  # deterministic per seed
-    # an edit at strength 0 hands the source back through the autoencoder (its round trip, not the DiT)
+    # an edit at strength 0 hands the source back as it is, not the autoencoder's round trip of it
     src = np.random.default_rng(1).integers(0, 255, (1, 16, 64, 64, 3), dtype=np.uint8)
     same = sample(loaded, tok, ["night"], steps=4, init=src, strength=0.0)
-    assert np.array_equal(same, LatentSpace(loaded.autoencoder).decode(LatentSpace(loaded.autoencoder).encode(src)))
+    assert np.array_equal(same, src)
+    assert not np.array_equal(src, LatentSpace(loaded.autoencoder).decode(LatentSpace(loaded.autoencoder).encode(src)))
+    # frames of another size are refused by name, not with a broadcasting error deep in the sampler
+    with pytest.raises(ValueError, match="known: frames of 32x32, expected 64x64"):
+        sample(loaded, tok, ["x"], steps=1, known=image[:, :, :32, :32], num_known=1)
 
 
 def test_a_v2_model_without_its_autoencoder_is_refused() -> None:
@@ -312,8 +321,9 @@ def test_the_backend_plans_and_records_a_v2_checkpoints_own_size(tmp_path: Path)
     with pytest.raises(InvalidRequest) as exc:
         kinema.generate("a red ball", model=str(path), width=64, height=64, num_inference_steps=2)
     assert exc.value.field in ("width", "size") and "128" in str(exc.value)
-    # the shipped v1 weights still plan 64x64
-    assert kinema.plan(kinema.VideoRequest(prompt="a red ball")).params.width == 64
+    # a v1 checkpoint plans its own size too
+    v1 = save_model(VideoDiT(_config("tiny")), tmp_path / "v1.safetensors")
+    assert kinema.plan(kinema.VideoRequest(prompt="a red ball", model=str(v1))).params.width == _config("tiny").width
 
 
 def test_the_conv_head_starts_as_the_linear_one_and_reaches_across_token_borders() -> None:
@@ -444,11 +454,14 @@ def test_a_latent_model_starts_from_a_pixel_model_with_the_same_trunk(tmp_path: 
 
 
 def test_cli_init_tells_a_start_across_spaces_and_refuses_a_non_checkpoint(tmp_path: Path) -> None:
-    from kinema.builtin import weights_path
     from kinema.cli.builtin import _same_space
 
-    shipped = weights_path()  # v1, in pixels
-    assert _same_space(shipped, "cpu") and not _same_space(shipped, "v2")
+    torch.manual_seed(0)
+    v1 = save_model(VideoDiT(_config("tiny")), tmp_path / "v1.safetensors")
+    assert _same_space(v1, "cpu") and not _same_space(v1, "v2")  # pixels
+    model, ae = _tiny_pair()
+    v2 = save_model(model, tmp_path / "v2.safetensors", autoencoder=ae)
+    assert _same_space(v2, "tiny-v2") and not _same_space(v2, "cpu")  # a latent
     (tmp_path / "junk.safetensors").write_bytes(b"not a checkpoint")
     res = CliRunner().invoke(
         app,

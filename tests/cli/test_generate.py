@@ -38,7 +38,7 @@ CLI_BAD = [
     (["generate", ""], "prompt"),
     (["generate"], "prompt"),
     (["generate", "ok", "--size", "big"], "size"),
-    (["generate", "ok", "--size", "128x128"], "size"),
+    (["generate", "ok", "--size", "64x64"], "size"),
     (["generate", "ok", "--frames", "0"], "num_frames"),
     (["generate", "ok", "--frames", "17"], "num_frames"),
     (["generate", "ok", "--fps", "0"], "fps"),

@@ -110,12 +110,12 @@ def test_no_key_no_model_against_a_no_auth_kinema_server(
     assert listed.usable, listed.reason
     plan = kinema.plan(kinema.VideoRequest(prompt=PROMPT, backend="openai"))
     p = plan.params
-    assert (p.model, p.width, p.height, p.num_frames, p.fps) == ("builtin", 64, 64, 16, 8.0)
+    assert (p.model, p.width, p.height, p.num_frames, p.fps) == ("builtin", 128, 128, 16, 8.0)
     # the server's frame rule: 3 s is rounded to 28 frames here, and the server makes exactly that
     result = kinema.run(
         kinema.VideoRequest(prompt=PROMPT, backend="openai", duration=3.5, options={"poll_interval": 0.05})
     )
-    assert result.video.frames.shape == (28, 64, 64, 3)
+    assert result.video.frames.shape == (28, 128, 128, 3)
     assert result.recipe["backend"] == "openai" and result.recipe["model"] == "builtin"
 
 
@@ -140,10 +140,10 @@ def test_the_servers_models_and_sizes_are_planned(keyed_server: KinemaServer, mo
     monkeypatch.setenv("OPENAI_API_KEY", keyed_server.key)
     assert _openai().usable
     p = kinema.plan(kinema.VideoRequest(prompt=PROMPT, backend="openai")).params
-    assert (p.model, p.width, p.height) == ("builtin", 64, 64)
+    assert (p.model, p.width, p.height) == ("builtin", 128, 128)
     with pytest.raises(kinema.InvalidRequest) as refused:  # refused here, before anything is sent
         kinema.plan(kinema.VideoRequest(prompt=PROMPT, backend="openai", width=1280, height=720))
-    assert refused.value.field in ("size", "width") and "64x64" in str(refused.value)
+    assert refused.value.field in ("size", "width") and "128x128" in str(refused.value)
 
 
 def test_an_unreachable_server_without_a_key_is_named(monkeypatch: pytest.MonkeyPatch) -> None:

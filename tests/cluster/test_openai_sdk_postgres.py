@@ -74,7 +74,7 @@ def test_openai_sdk_against_an_api_and_a_worker_process_on_postgres(
     video = client.videos.create(
         prompt="a red ball bouncing on green grass", model="builtin", seconds="2", extra_body={"steps": 2, "seed": 3}
     )
-    assert video.object == "video" and video.status == "queued" and video.size == "64x64"
+    assert video.object == "video" and video.status == "queued" and video.size == "128x128"
     i2v = client.videos.create(
         prompt="a red ball",
         model="builtin",

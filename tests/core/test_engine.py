@@ -121,12 +121,22 @@ def test_builtin_says_when_a_negative_prompt_cannot_act() -> None:
 
 
 def test_builtin_camera_option_names_the_move_and_other_options_are_refused() -> None:
-    from kinema.builtin import load_model
+    from kinema.builtin import load_model, sampling_defaults
     from kinema.builtin.sampling import sample
 
     got = kinema.generate("a red ball", seed=4, num_inference_steps=2, options={"camera": "zoom_out"}).video.frames
-    model, tok, _ = load_model()
-    want = sample(model, tok, ["a red ball"], steps=2, seed=4, cameras=["zoom_out"])[0]
+    model, tok, info = load_model()
+    guidance, interval = sampling_defaults(info)  # the checkpoint's own, as the backend samples with
+    want = sample(
+        model,
+        tok,
+        ["a red ball"],
+        steps=2,
+        seed=4,
+        cameras=["zoom_out"],
+        guidance=guidance,
+        guidance_interval=interval,
+    )[0]
     assert np.array_equal(got, want)
     with pytest.raises(kinema.InvalidRequest, match="options.camera: 'orbit' is not a camera move") as bad:
         kinema.generate("a red ball", options={"camera": "orbit"})
@@ -158,8 +168,8 @@ def test_cancel_during_denoising_stops_within_a_step() -> None:
 
 
 def test_image_to_video_keeps_the_given_first_frame() -> None:
-    img = np.zeros((64, 64, 3), np.uint8)
-    img[:, :32] = (200, 30, 30)
+    img = np.zeros((128, 128, 3), np.uint8)  # the built-in model's size: handed back as given
+    img[:, :64] = (200, 30, 30)
     r = kinema.generate("a red ball", image=img, seed=1, num_inference_steps=2)
     assert np.array_equal(r.video.frames[0], img)
     assert r.recipe["mode"] == "i2v" and r.recipe["image"]["sha256"] == hashlib.sha256(img.tobytes()).hexdigest()

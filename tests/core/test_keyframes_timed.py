@@ -46,9 +46,9 @@ def _kf(*times: float, image: Any = PNG) -> list[dict[str, Any]]:
 def png(tmp_path: Path) -> Path:
     from PIL import Image
 
-    arr = np.zeros((64, 64, 3), np.uint8)
-    arr[:, :, 0] = np.linspace(0, 255, 64, dtype=np.uint8)[None, :]
-    arr[20:44, 20:44] = (240, 240, 40)
+    arr = np.zeros((128, 128, 3), np.uint8)  # the built-in model's size: written in unchanged
+    arr[:, :, 0] = np.linspace(0, 255, 128, dtype=np.uint8)[None, :]
+    arr[40:88, 40:88] = (240, 240, 40)
     path = tmp_path / "mid.png"
     Image.fromarray(arr).save(path)
     return path
@@ -263,7 +263,7 @@ def test_providers_refuse_timed_keyframes_before_any_call(
 
 
 # -- the built-in model ---------------------------------------------------------------------------------------------
-def test_the_builtin_model_hands_a_middle_keyframe_back_and_steers_the_next_frames() -> None:
+def test_the_builtin_model_hands_a_middle_keyframe_back_and_steers_the_next_frames(trained_builtin: Path) -> None:
     """Four held-out world clips, their real frame 8 given at index 8: the model's own frame 8 matches it (measured
     30.9 dB at 6 steps) and frame 9, in the same temporal patch, moves towards the real clip's (18.4 dB against
     16.2 dB without the keyframe)."""
@@ -288,7 +288,9 @@ def test_the_builtin_model_hands_a_middle_keyframe_back_and_steers_the_next_fram
     assert steered > np.mean([psnr(without[i, 9], real[i, 9]) for i in range(4)]) + 1.0
 
 
-def test_generate_puts_the_image_on_its_frame_and_changes_the_frames_after_it(png: Path) -> None:
+def test_generate_puts_the_image_on_its_frame_and_changes_the_frames_after_it(
+    png: Path, trained_builtin: Path
+) -> None:
     from PIL import Image
 
     image = np.asarray(Image.open(png).convert("RGB"))

@@ -50,10 +50,10 @@ def grey(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
 # -- the plan ---------------------------------------------------------------------------------------------------
 def test_plan_shows_what_would_run_without_running() -> None:
     plan = kinema.plan(kinema.VideoRequest(prompt="a red ball", num_inference_steps=4))
-    assert (plan.backend.name, plan.params.width, plan.params.num_frames, plan.format) == ("builtin", 64, 16, "mp4")
+    assert (plan.backend.name, plan.params.width, plan.params.num_frames, plan.format) == ("builtin", 128, 16, "mp4")
     assert plan.to_dict()["seed"] is None and plan.to_dict()["seed_random"] is True
     text = str(plan)
-    assert "builtin" in text and "64x64, 16 frames at 8 fps" in text and "seed         random" in text
+    assert "builtin" in text and "128x128, 16 frames at 8 fps" in text and "seed         random" in text
     # a length for people: "0.666667 s" was printed for 16 frames at 24 fps; the JSON keeps the exact number
     fast = kinema.plan(kinema.VideoRequest(prompt="a red ball", fps=24))
     assert "16 frames at 24 fps (0.67 s)" in str(fast) and fast.to_dict()["duration"] == 0.666667
@@ -83,7 +83,7 @@ def test_cli_plan_json_prints_the_plan_and_writes_nothing(tmp_path: Path, monkey
     from kinema.cli import app
 
     monkeypatch.chdir(tmp_path)
-    res = CliRunner().invoke(app, ["generate", "a red ball", "--plan", "--json", "--steps", "3", "--size", "64x64"])
+    res = CliRunner().invoke(app, ["generate", "a red ball", "--plan", "--json", "--steps", "3", "--size", "128x128"])
     assert res.exit_code == 0, res.output
     plan = json.loads(res.stdout)
     assert plan["backend"] == "builtin" and plan["num_inference_steps"] == 3 and plan["num_frames"] == 16

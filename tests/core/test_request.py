@@ -183,8 +183,8 @@ def test_fixed_durations_are_checked() -> None:
 
 
 def test_builtin_refuses_sizes_and_frame_counts_it_cannot_make() -> None:
-    with pytest.raises(InvalidRequest, match="^size: 128x128 is not offered by backend 'builtin'.*64x64"):
-        kinema.generate("a red ball", width=128, height=128)
+    with pytest.raises(InvalidRequest, match="^size: 64x64 is not offered by backend 'builtin'.*128x128"):
+        kinema.generate("a red ball", width=64, height=64)
     with pytest.raises(InvalidRequest, match="^num_frames: 20 is not allowed.*12k\\+4"):
         kinema.generate("a red ball", num_frames=20)
 

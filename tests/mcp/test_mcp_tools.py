@@ -137,7 +137,7 @@ def test_the_thumbnail_and_the_recipe_read_back_as_resources(server: KinemaMCP, 
     thumb = read(server, resources["thumbnail"])
     assert thumb.mime_type == "image/png"
     image = Image.open(io.BytesIO(base64.b64decode(thumb.blob)))
-    assert image.format == "PNG" and image.size == (64, 64)
+    assert image.format == "PNG" and image.size == (128, 128)
     recipe = json.loads(read(server, resources["recipe"]).text)
     assert recipe["seed"] == 7 and recipe["prompt"] == "a red ball bouncing on green grass"
     clip = read(server, resources["video"])
@@ -246,7 +246,7 @@ def test_enhance_makes_a_new_video_from_a_finished_one(server: KinemaMCP, finish
     enhanced = result.structured_content
     assert enhanced["id"] != source and enhanced["kind"] == "enhance"
     thumb = read(server, enhanced["resources"]["thumbnail"])
-    assert Image.open(io.BytesIO(base64.b64decode(thumb.blob))).size == (128, 128)
+    assert Image.open(io.BytesIO(base64.b64decode(thumb.blob))).size == (256, 256)
     assert enhanced["recipe"]["postprocess"][-1]["op"] == "upscale"
     bad = call(server, "enhance_video", {"video_id": source, "steps": [{"op": "upscale", "factor": 99}]})
     assert bad.is_error and bad.content[0].text.startswith("steps[0].factor: ")

@@ -48,7 +48,7 @@ async def _generate_and_look(client: Client) -> tuple[dict[str, Any], list[float
 def _check(video: dict[str, Any], progress: list[float], image: Image.Image) -> None:
     assert video["status"] == "completed" and video["seed"] == 5
     assert progress and progress[-1] == 100
-    assert image.format == "PNG" and image.size == (64, 64)
+    assert image.format == "PNG" and image.size == (128, 128)
 
 
 def test_stdio(tmp_path: Path) -> None:

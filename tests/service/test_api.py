@@ -13,7 +13,7 @@ def test_create_run_download_delete(client: TestClient) -> None:
     assert r.status_code == 200, r.text
     video = r.json()
     assert video["object"] == "video" and video["status"] == "queued" and video["progress"] == 0
-    assert video["size"] == "64x64" and video["backend"] == "builtin"
+    assert video["size"] == "128x128" and video["backend"] == "builtin"
     done = wait_status(client, video["id"])
     assert done["status"] == "completed", done
     assert done["progress"] == 100 and done["completed_at"] >= done["created_at"]
@@ -154,7 +154,7 @@ def test_models_list_capabilities(client: TestClient) -> None:
     caps = builtin["capabilities"]
     assert builtin["usable"] and builtin["default"]
     assert set(caps["modes"]) == {"t2v", "i2v", "extend", "edit", "keyframes"}
-    assert caps["sizes"] == [[64, 64]] and "12k+4" in caps["frame_rule"] and "durations" in caps
+    assert caps["sizes"] == [[128, 128]] and "12k+4" in caps["frame_rule"] and "durations" in caps
     assert builtin["job_kinds"] == ["video"]
 
 

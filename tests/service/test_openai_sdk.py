@@ -24,7 +24,7 @@ def test_openai_sdk_create_retrieve_list_download_delete(live: LiveServer, api_k
     video = client.videos.create(
         prompt="a red ball bouncing on green grass", model="builtin", seconds="2", extra_body={"steps": 2, "seed": 3}
     )
-    assert video.object == "video" and video.status == "queued" and video.size == "64x64"
+    assert video.object == "video" and video.status == "queued" and video.size == "128x128"
     assert video.seconds == "2"
 
     def done():

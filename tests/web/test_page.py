@@ -46,7 +46,7 @@ def test_prompt_to_playing_video(open_page: Any, server: Server) -> None:
     page = visit.page
     assert page.title() == "Kinema"
     # the form is shaped by GET /v1/models: the built-in backend's only size and its frame rule
-    assert page.input_value("#size") == "64x64"
+    assert page.input_value("#size") == "128x128"
     assert page.locator("#duration option").first.inner_text().startswith("2 s")
     page.fill("#prompt", "a red ball bouncing on green grass")
     _fast_settings(page)
@@ -66,7 +66,7 @@ def test_prompt_to_playing_video(open_page: Any, server: Server) -> None:
     assert page.inner_text("#current-percent") == "100%"
     assert page.inner_text("#current-title").startswith("Done")
     state = _video_state(page, video_id)
-    assert state["duration"] > 0 and state["readyState"] >= 2 and state["width"] == 64
+    assert state["duration"] > 0 and state["readyState"] >= 2 and state["width"] == 128
     assert state["src"].startswith("blob:")  # fetched with the key, then played in place
     card = _card(page, video_id)
     assert card.locator(".status").inner_text().lower() == "completed"
@@ -122,12 +122,12 @@ def test_server_errors_shown_next_to_the_field(open_page: Any, server: Server) -
     assert page.locator("#size-error").is_hidden()
 
     page.fill("#prompt", "a red ball")
-    page.fill("#size", "128x128")
+    page.fill("#size", "64x64")
     page.click("#submit")
     size_error = page.locator("#size-error")
     size_error.wait_for(state="visible")
     text = size_error.inner_text()
-    assert text.startswith("size:") and "128x128" in text and "64x64" in text  # the server's own message
+    assert text.startswith("size:") and "64x64" in text and "128x128" in text  # the server's own message
     assert page.locator("#prompt-error").is_hidden()  # the previous error was cleared
     with server.api() as c:
         assert len(c.get("/v1/videos?limit=100").json()["data"]) == before  # nothing was queued
@@ -171,7 +171,7 @@ def test_rerun_new_seed_and_delete_from_the_gallery(open_page: Any, server: Serv
     with server.api() as c:
         again = c.get(f"/v1/videos/{same}").json()
     assert again["seed"] == 1234 and again["prompt"] == "sunrise over mountains"
-    assert again["recipe"]["num_inference_steps"] == 2 and again["size"] == "64x64"
+    assert again["recipe"]["num_inference_steps"] == 2 and again["size"] == "128x128"
 
     card.get_by_role("button", name="New seed").click()
     page.wait_for_function(f"() => document.querySelector('#gallery li.card').dataset.id !== '{same}'")
@@ -275,7 +275,7 @@ def test_failed_job_shows_its_error_in_plain_words(open_page: Any, server: Serve
         request={"prompt": "red ball"},
         max_attempts=1,
         kind="test-only",
-        summary={"prompt": "red ball", "backend": "builtin", "seconds": "2", "size": "64x64"},
+        summary={"prompt": "red ball", "backend": "builtin", "seconds": "2", "size": "128x128"},
     )
     error = {
         "code": "generation_failed",

@@ -42,7 +42,7 @@ def long_tone(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def real_clip(tmp_path_factory: pytest.TempPathFactory, builtin_weights: Path) -> Path:
-    """A clip made by the built-in model (16 frames, 64x64, 8 fps), saved as MP4 with its recipe."""
+    """A clip made by the built-in model (16 frames, 128x128, 8 fps), saved as MP4 with its recipe."""
     import kinema
 
     path = tmp_path_factory.mktemp("clips") / "real.mp4"

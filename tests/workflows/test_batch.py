@@ -75,7 +75,7 @@ def test_csv_batch_with_postprocess_and_duplicates(tmp_path: Path, tone: Path, c
     sun = next(r for r in report.rows if r["name"] == "sun")
     info = media_info(sun["path"])
     assert Path(sun["path"]).name.startswith("sun-")
-    assert (info["video"]["width"], info["video"]["height"]) == (128, 128)
+    assert (info["video"]["width"], info["video"]["height"]) == (256, 256)
     assert info["audio"]["duration"] == pytest.approx(2.0, abs=0.05)
     assert report.rows[2]["duplicate_of_line"] == 3 and report.rows[2]["path"] == report.rows[1]["path"]
 

@@ -32,7 +32,7 @@ def test_enhance_chain(real_clip: Path, tone: Path, tmp_path: Path) -> None:
     assert r.exit_code == 0, r.output
     assert json.loads(r.stdout)["audio"] is True
     info = media_info(out)
-    assert info["video"] == {"frames": 16, "fps": 16.0, "width": 128, "height": 128, "duration": 1.0}
+    assert info["video"] == {"frames": 16, "fps": 16.0, "width": 256, "height": 256, "duration": 1.0}
     assert info["audio"]["codec"] == "aac" and info["audio"]["duration"] == pytest.approx(1.0, abs=0.05)
     from kinema.video import read_metadata
 
@@ -115,12 +115,12 @@ def test_thumbnail_and_sheet(real_clip: Path, tmp_path: Path) -> None:
     r = runner.invoke(app, ["thumbnail", str(real_clip), "-o", str(tmp_path / "t.jpg"), "--time", "1", "--json"])
     assert r.exit_code == 0, r.output
     assert json.loads(r.stdout)["frame"] == 8
-    assert media_info(tmp_path / "t.jpg")["video"]["width"] == 64
+    assert media_info(tmp_path / "t.jpg")["video"]["width"] == 128
     r = runner.invoke(
         app, ["thumbnail", str(real_clip), "--sheet", "--columns", "3", "--count", "6", "-o", str(tmp_path / "s.png")]
     )
     assert r.exit_code == 0, r.output
     info = media_info(tmp_path / "s.png")["video"]
-    assert (info["width"], info["height"]) == (3 * 64 + 4 * 2, 2 * 64 + 3 * 2)
+    assert (info["width"], info["height"]) == (3 * 128 + 4 * 2, 2 * 128 + 3 * 2)
     r = runner.invoke(app, ["thumbnail", str(real_clip), "--time", "9"])
     assert r.exit_code == 2 and "time" in r.output

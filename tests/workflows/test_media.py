@@ -178,8 +178,8 @@ def test_thumbnail_and_contact_sheet(real_clip: Path, tmp_path: Path) -> None:
     thumb = thumbnail(clip, 1.0, width=128)
     assert thumb.shape == (128, 128, 3)
     sheet = contact_sheet(clip, columns=4, count=8)
-    assert sheet.shape == (2 * 64 + 3 * 2, 4 * 64 + 5 * 2, 3)
-    assert np.array_equal(sheet[2:66, 2:66], clip.frames[0])  # first tile is the first frame
+    assert sheet.shape == (2 * 128 + 3 * 2, 4 * 128 + 5 * 2, 3)
+    assert np.array_equal(sheet[2:130, 2:130], clip.frames[0])  # first tile is the first frame
     path = save_image(sheet, tmp_path / "sheet.png")
     info = media_info(path)["video"]
     assert (info["width"], info["height"]) == (sheet.shape[1], sheet.shape[0])
@@ -209,7 +209,7 @@ def test_apply_chain_and_file_steps(real_clip: Path, tone: Path, tmp_path: Path)
     clip = Video.open(real_clip)
     steps = ["trim:0.5:1.5", {"op": "upscale", "params": {"factor": 2}}, "fps:16", {"op": "audio", "path": str(tone)}]
     out = enhance.apply_chain(clip, steps)
-    assert out.frames.shape == (16, 128, 128, 3) and out.fps == 16
+    assert out.frames.shape == (16, 256, 256, 3) and out.fps == 16
     assert [s["op"] for s in out.metadata["postprocess"]] == ["trim", "upscale", "fps", "audio"]
     path = enhance.apply_file_steps(out.save(tmp_path / "pp.mp4"), steps)
     info = media_info(path)

@@ -40,16 +40,16 @@ def _write(folder: Path, board: dict[str, Any]) -> Path:
 
 @pytest.fixture
 def inputs(tmp_path: Path) -> Path:
-    """A board folder with ``media/end.png`` and ``media/middle.png`` (two unlike 64x64 stills) and
-    ``media/source.mp4`` (a smooth 16-frame clip to edit)."""
+    """A board folder with ``media/end.png`` and ``media/middle.png`` (two unlike stills at the built-in model's
+    128x128) and ``media/source.mp4`` (a smooth 16-frame clip to edit)."""
     folder = tmp_path / "board"
     (folder / "media").mkdir(parents=True)
-    save_image(smooth_clip(frames=1, size=64, seed=5).frames[0], folder / "media" / "end.png")
-    middle = np.zeros((64, 64, 3), np.uint8)
-    middle[:, :32] = (230, 40, 40)  # two flat halves: nothing like the model's own frames
-    middle[:, 32:] = (30, 60, 220)
+    save_image(smooth_clip(frames=1, size=128, seed=5).frames[0], folder / "media" / "end.png")
+    middle = np.zeros((128, 128, 3), np.uint8)
+    middle[:, :64] = (230, 40, 40)  # two flat halves: nothing like the model's own frames
+    middle[:, 64:] = (30, 60, 220)
     save_image(middle, folder / "media" / "middle.png")
-    smooth_clip(frames=16, size=64, seed=9).save(folder / "media" / "source.mp4")
+    smooth_clip(frames=16, size=128, seed=9).save(folder / "media" / "source.mp4")
     return folder
 
 

@@ -1,23 +1,24 @@
 """The built-in backend: Kinema's own small video diffusion model, shipped in the package, run on the CPU.
 
-It makes 64x64 clips (128x128 with a v2 checkpoint, the DiT in an autoencoder's latent) of 16 frames at 8 fps in a
-couple of seconds, offline. Longer clips are made by extension: each further segment continues from the last 4 frames
-of the one before (12 new frames per segment), so the frame count is 16 + 12k. Image-to-video takes the image as
-frame 0 (centre-cropped to square and resized to the model's size); extension takes
-the last 4 frames of the given clip. The camera move is read from the prompt; ``options={"camera": "pan_left"}``
+It makes 128x128 clips (the shipped v2: the DiT in an autoencoder's latent; 64x64 with a v1 checkpoint) of 16 frames
+at 8 fps in a couple of seconds, offline. Longer clips are made by extension: each further segment continues from
+the last 4 frames of the one before (12 new frames per segment), so the frame count is 16 + 12k. Image-to-video
+takes the image as frame 0 (centre-cropped to square and resized to the model's size); extension takes the last 4
+frames of the given clip. The camera move is read from the prompt; ``options={"camera": "pan_left"}``
 names it instead (one of ``kinema.builtin.world.CAMERAS``).
 
 Editing (``source_video``, one segment of 16 frames) is SDEdit: the source's first 16 frames, noised to ``strength``
 and denoised with the new prompt. Keyframes (``last_image``, and ``image``) are known frames at the clip's ends, one
-segment; the weights were trained with known frames at the start only, so a last frame is written in but not
-steered towards: the clip jumps to it at the end (docs/editing.md has the figures). Timed keyframes (``keyframes``)
-are known frames at the frames nearest their times, in the same one segment, with the same caveat. Reference images
-are not supported.
+segment; the shipped weights were trained with a known last frame in a tenth of their examples, so they draw towards
+it (v1 weights were not: the clip jumps to it at the end, with a warning; docs/editing.md has the figures). Timed
+keyframes (``keyframes``) are known frames at the frames nearest their times, in the same one segment; no weights
+were trained with known frames inside the clip, so the frames around them are not steered (a warning says so).
+Reference images are not supported.
 
 >>> import kinema
 >>> r = kinema.generate("a red ball bouncing on green grass", backend="builtin", seed=3, num_inference_steps=4)
 >>> r.video.frames.shape
-(16, 64, 64, 3)
+(16, 128, 128, 3)
 """
 
 from __future__ import annotations
@@ -52,7 +53,8 @@ EDIT_GUIDANCE_INTERVAL = (0.0, 1.0)
 #: At strength 0.3 on 6 clear-day world clips (render seed 5, sampling seed 11, 20 steps; docs/editing.md), edited to
 #: "in heavy snow": snow seen in 1 of 6 at guidance 1.5, 5 at 3, 5 at 4, 6 at 5, while the layout (the luminance
 #: correlation with the source, blind to a global colour change; 0.43 for another scene, 0.22 for text-to-video)
-#: went 0.86, 0.71, 0.59, 0.48. 3 shows the change and keeps the layout nearest the source.
+#: went 0.86, 0.71, 0.59, 0.48 (v1's weights). 3 shows the change and keeps the layout nearest the source. With v2's,
+#: night at 0.45 shows in 4 of 6 at 3 and 0 at 1.5, its layout 0.75 (docs/editing.md).
 EDIT_GUIDANCE = 3.0
 OVERLAP = 4  # frames an extension segment is conditioned on (one temporal patch)
 
@@ -105,7 +107,7 @@ def _keyframes(params: GenerationParams, size: int) -> tuple[np.ndarray, list[in
 
 class BuiltinBackend(BaseBackend):
     name = "builtin"
-    description = "Kinema's built-in model: 64x64 clips on any CPU, offline (text, image and clip to video)"
+    description = "Kinema's built-in model: 128x128 clips on any CPU, offline (text, image and clip to video)"
 
     def availability(self) -> Availability:
         from ..builtin import weights_path
@@ -210,9 +212,10 @@ class BuiltinBackend(BaseBackend):
                     "last_image: the built-in weights were trained with known frames at the start only; "
                     "the clip jumps to the last image in its final frame (docs/editing.md)"
                 )
-            if untrained and params.keyframes:
+            if params.keyframes:  # no recipe trains known frames inside the clip: v2 knew its ends, v1 the start
+                ends = "the start and the end" if not untrained else "the start"
                 warnings.append(
-                    "keyframes: the built-in weights were trained with known frames at the start only; "
+                    f"keyframes: the built-in weights were trained with known frames at {ends} only; "
                     "each image is written in at its frame, but the frames around it are not steered "
                     "towards it (docs/editing.md)"
                 )

@@ -9,7 +9,8 @@ a server that answers ``GET /models`` without one (a Kinema server started with 
 
 What the server's models accept comes from its ``GET /models`` when it lists capabilities (a Kinema server does:
 sizes, frame rule, fps), and its default model is used when the request names none, so ``backend="openai"`` alone
-against a Kinema server makes the server's default 64x64 clip instead of asking for Sora's 1280x720.
+against a Kinema server makes the server's default clip (128x128 with the built-in model) instead of asking for
+Sora's 1280x720.
 
 Wire contract (reference/provider-apis.md §3): ``POST /videos`` (multipart: prompt, model, seconds as a string,
 size "WxH", input_reference), ``GET /videos/{id}`` (status queued / in_progress / completed / failed, progress,

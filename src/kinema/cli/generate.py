@@ -134,7 +134,7 @@ def generate(
     frames: Annotated[int | None, typer.Option("--frames", help="Number of frames.")] = None,
     duration: Annotated[float | None, typer.Option("--duration", help="Length in seconds.")] = None,
     fps: Annotated[float | None, typer.Option("--fps", help="Frames per second.")] = None,
-    size: Annotated[str | None, typer.Option("--size", help="WIDTHxHEIGHT, e.g. 64x64.")] = None,
+    size: Annotated[str | None, typer.Option("--size", help="WIDTHxHEIGHT, e.g. 128x128.")] = None,
     aspect_ratio: Annotated[str | None, typer.Option("--aspect-ratio", help="e.g. 16:9.")] = None,
     resolution: Annotated[str | None, typer.Option("--resolution", help="e.g. 480p.")] = None,
     steps: Annotated[int | None, typer.Option("--steps", help="Denoising steps.")] = None,

@@ -230,7 +230,7 @@ class CreateVideoBody(BaseModel):
     # strict numbers: the schema says "number", so true or "4" are refused, not coerced (a form's text is converted
     # before validation)
     seconds: StrictStr | StrictFloat | None = Field(default=None, description="clip length in seconds: '4' or 4")
-    size: str | None = Field(default=None, max_length=16, description="WIDTHxHEIGHT, e.g. '64x64'")
+    size: str | None = Field(default=None, max_length=16, description="WIDTHxHEIGHT, e.g. '128x128'")
     input_reference: ImageReference | str | None = Field(
         default=None, description="image-to-video: an image URL (JSON) or an uploaded file (multipart)"
     )

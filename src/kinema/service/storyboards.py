@@ -90,7 +90,7 @@ class CreateStoryboardBody(BaseModel):
     title_card: str | None = Field(default=None, max_length=500, description="text shown before the first scene")
     model: str | None = Field(default=None, max_length=200, description="a backend name or 'backend/model'")
     backend: str | None = Field(default=None, max_length=100)
-    size: str | None = Field(default=None, max_length=16, description="WIDTHxHEIGHT, e.g. '64x64'")
+    size: str | None = Field(default=None, max_length=16, description="WIDTHxHEIGHT, e.g. '128x128'")
     seed: StrictInt | None = Field(default=None, ge=-1, le=2**32 - 1)
     steps: StrictInt | None = Field(default=None, ge=1, le=1000)
     guidance: StrictFloat | None = Field(default=None, ge=0, le=100)
