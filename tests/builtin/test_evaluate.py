@@ -38,7 +38,8 @@ def test_evaluate_on_a_few_prompts() -> None:
     assert report["i2v_samples"] == 2 and report["i2v_psnr_db"] > 0
     assert report["temporal"]["real"] > 0
     cfg = load_model()[0].cfg  # the grid is measured at the shipped model's token size in pixels (v2: 16)
-    assert report["grid"]["cell"] == cfg.patch_h * cfg.latent_factor and report["grid"]["generated"] > 0
+    assert report["grid"]["cell"] == cfg.patch_h * cfg.latent_factor == cfg.token_pixels[0]
+    assert report["grid"]["generated"] > 0
     for key in ("i2v_whole_clip", "extend_whole_clip"):
         whole = report[key]
         assert set(whole) == {"static_psnr_db", "floor_t2v_db", "ceiling_frozen_db", "clips"} and whole["clips"] <= 2

@@ -22,6 +22,12 @@ def _config(name: str) -> ModelConfig:
     return ModelConfig(vocab=world.vocabulary(), cameras=list(world.CAMERAS), **CONFIGS[name])  # type: ignore[arg-type]
 
 
+def _tiny_v1(path: Path) -> Path:
+    """A tiny checkpoint in v1's format (pixels, no autoencoder), saved to ``path``."""
+    torch.manual_seed(0)
+    return save_model(VideoDiT(_config("tiny")), path)
+
+
 def _tiny_pair() -> tuple[VideoDiT, VideoAutoencoder]:
     torch.manual_seed(0)
     model = VideoDiT(_config("tiny-v2"))
@@ -109,9 +115,7 @@ def test_v2_checkpoint_holds_the_autoencoder_and_loads_as_one(tmp_path: Path) ->
 
 def test_a_v1_checkpoint_still_loads_in_pixel_space(tmp_path: Path) -> None:
     """v1's format (pixels, no autoencoder) loads beside the shipped v2; ``--model PATH`` reaches it."""
-    torch.manual_seed(0)
-    path = save_model(VideoDiT(_config("tiny")), tmp_path / "v1.safetensors")
-    model, _, _ = load_model(path)
+    model, _, _ = load_model(_tiny_v1(tmp_path / "v1.safetensors"))
     assert model.cfg.latent_factor == 1 and model.autoencoder is None and model.cfg.channels == 3
     assert FORMATS[0] == "kinema-builtin-1"
     shipped, _, _ = load_model()  # v2 (or its stand-in): a latent model with its autoencoder attached
@@ -322,7 +326,7 @@ def test_the_backend_plans_and_records_a_v2_checkpoints_own_size(tmp_path: Path)
         kinema.generate("a red ball", model=str(path), width=64, height=64, num_inference_steps=2)
     assert exc.value.field in ("width", "size") and "128" in str(exc.value)
     # a v1 checkpoint plans its own size too
-    v1 = save_model(VideoDiT(_config("tiny")), tmp_path / "v1.safetensors")
+    v1 = _tiny_v1(tmp_path / "v1.safetensors")
     assert kinema.plan(kinema.VideoRequest(prompt="a red ball", model=str(v1))).params.width == _config("tiny").width
 
 
@@ -456,8 +460,7 @@ def test_a_latent_model_starts_from_a_pixel_model_with_the_same_trunk(tmp_path: 
 def test_cli_init_tells_a_start_across_spaces_and_refuses_a_non_checkpoint(tmp_path: Path) -> None:
     from kinema.cli.builtin import _same_space
 
-    torch.manual_seed(0)
-    v1 = save_model(VideoDiT(_config("tiny")), tmp_path / "v1.safetensors")
+    v1 = _tiny_v1(tmp_path / "v1.safetensors")
     assert _same_space(v1, "cpu") and not _same_space(v1, "v2")  # pixels
     model, ae = _tiny_pair()
     v2 = save_model(model, tmp_path / "v2.safetensors", autoencoder=ae)

@@ -250,7 +250,7 @@ def evaluate(
         "temporal": {"generated": round(_smoothness(gen), 5), "real": round(_smoothness(real), 5)},
         # the token's size in pixels: where a grid would show if neighbouring tokens disagree at their borders
         "grid": {
-            "cell": (cell := cfg.patch_h * cfg.latent_factor),
+            "cell": (cell := cfg.token_pixels[0]),
             "generated": round(grid_score(gen, cell), 3),
             "real": round(grid_score(real, cell), 3),
         },

@@ -106,7 +106,8 @@ def explain(
     mid = f // 2
     nt, nh, nw = cfg.grid
     f_lat = cfg.latent_factor
-    cells = "pixels" if f_lat == 1 else f"latent cells ({cfg.patch_h * f_lat}x{cfg.patch_w * f_lat} pixels)"
+    token_h, token_w = cfg.token_pixels
+    cells = "pixels" if f_lat == 1 else f"latent cells ({token_h}x{token_w} pixels)"
 
     panels: list[dict[str, Any]] = [
         {
@@ -128,7 +129,7 @@ def explain(
             "title": f"4. tokens: {cfg.patch_t} frames x {cfg.patch_h}x{cfg.patch_w} {cells}, {nt}x{nh}x{nw} = "
             f"{nt * nh * nw} per clip",
             "columns": ["frame 0, patch grid"],
-            "rows": [[_grid(clip[0], cfg.patch_h * f_lat, cfg.patch_w * f_lat)]],
+            "rows": [[_grid(clip[0], token_h, token_w)]],
         },
     ]
     if isinstance(space, LatentSpace):

@@ -122,6 +122,11 @@ class ModelConfig:
         return (self.frames, self.height // self.latent_factor, self.width // self.latent_factor)
 
     @property
+    def token_pixels(self) -> tuple[int, int]:
+        """(H, W) in pixels that one token covers: its patch, times the latent's downsampling."""
+        return (self.patch_h * self.latent_factor, self.patch_w * self.latent_factor)
+
+    @property
     def grid(self) -> tuple[int, int, int]:
         f, h, w = self.space
         return (f // self.patch_t, h // self.patch_h, w // self.patch_w)
