@@ -67,7 +67,8 @@ def test_first_known_takes_the_earliest_given_frame_or_zeros() -> None:
 def _last_patch_inputs(ref_frame: bool) -> list[torch.Tensor]:
     """The patch embedding's input rows of the last temporal patch's tokens, for two given first frames."""
     torch.manual_seed(0)
-    model = VideoDiT(ModelConfig(**{**_config("tiny-v2").to_dict(), "ref_frame": ref_frame}))  # type: ignore[arg-type]
+    flags = {"ref_frame": ref_frame, "ref_residual": ref_frame}
+    model = VideoDiT(ModelConfig(**{**_config("tiny-v2").to_dict(), **flags}))  # type: ignore[arg-type]
     cfg = model.cfg
     f, h, w = cfg.space
     x = torch.randn(1, cfg.channels, f, h, w)
@@ -89,6 +90,65 @@ def test_the_given_image_reaches_every_frame_through_ref_frame() -> None:
     assert (with_ref[0] - with_ref[1]).abs().max() > 0
     without = _last_patch_inputs(False)
     assert torch.equal(without[0], without[1])
+
+
+def _ref_residual_case(model: VideoDiT, given: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(prediction, known frames, mask) for a random noisy latent, with frame 0 given or nothing given."""
+    cfg = model.cfg
+    f, h, w = cfg.space
+    x = torch.randn(1, cfg.channels, f, h, w)
+    mask = torch.zeros(1, 1, f, h, w)
+    if given:
+        mask[:, :, 0] = 1
+    cond = torch.randn_like(x) * mask
+    text = model.encode_text(torch.zeros(1, cfg.text_len, dtype=torch.long))
+    with torch.no_grad():
+        return model(x, torch.tensor([0.9]), text, cond, mask), cond, mask
+
+
+def test_ref_residual_copies_the_given_frame_where_its_gate_opens() -> None:
+    """A fresh model predicts zeros for free frames (its heads start at zero); with the gate's bias at 1 the
+    prediction of every free frame is the given frame itself, and of the given frame the given frame (the known
+    residual, not twice). Text-to-video has no reference, so the gate changes nothing there."""
+    torch.manual_seed(0)
+    model = VideoDiT(_config("tiny-v2")).eval()
+    assert (
+        model.cfg.ref_residual and model.ref_gate.out_features == 2 * 4 * 4
+    )  # one gate per latent cell (tiny-v2: 2x4x4 a token)
+    closed, cond, _ = _ref_residual_case(model, given=True)
+    assert torch.equal(closed[:, :, 1:], torch.zeros_like(closed[:, :, 1:]))
+    with torch.no_grad():
+        model.ref_gate.bias.fill_(1.0)
+    torch.manual_seed(1)
+    opened, cond, _ = _ref_residual_case(model, given=True)
+    expected = cond[:, :, :1].expand_as(opened)
+    assert torch.allclose(opened, expected)  # frame 0 once, and every later frame the given image
+    torch.manual_seed(1)
+    t2v, _, _ = _ref_residual_case(model, given=False)
+    assert torch.equal(t2v, torch.zeros_like(t2v))
+    with pytest.raises(ValueError, match="ref_frame"):
+        VideoDiT(ModelConfig(**{**_config("tiny-v2").to_dict(), "ref_frame": False}))  # type: ignore[arg-type]
+
+
+def test_a_checkpoint_without_the_ref_gate_fine_tunes_with_it_unchanged(tmp_path: Path) -> None:
+    """Switching ref_residual on for a fine-tune starts the gate at zero: the model predicts what the checkpoint did
+    before."""
+    from kinema.builtin.train import _init_from
+
+    base, ae = _tiny_pair()
+    off = ModelConfig(**{**base.cfg.to_dict(), "ref_residual": False})  # type: ignore[arg-type]
+    before = VideoDiT(off).eval()
+    before.load_state_dict({k: v for k, v in base.state_dict().items() if not k.startswith("ref_gate.")})
+    path = save_model(before, tmp_path / "before.safetensors", {}, autoencoder=ae)
+    stored, _, _ = load_model(path)
+    after = VideoDiT(base.cfg).eval()
+    assert _init_from(after, str(path)) == ["ref_gate.weight", "ref_gate.bias"]
+    for given in (True, False):
+        torch.manual_seed(3)
+        a = _ref_residual_case(stored.eval(), given)[0]
+        torch.manual_seed(3)
+        b = _ref_residual_case(after, given)[0]
+        assert torch.equal(a, b)
 
 
 def test_v2_checkpoint_holds_the_autoencoder_and_loads_as_one(tmp_path: Path) -> None:
@@ -415,6 +475,7 @@ def _pixel_twin(tmp_path: Path) -> tuple[Path, VideoDiT]:
             "patch_h": 32,
             "patch_w": 32,
             "ref_frame": False,
+            "ref_residual": False,
             "out_conv": 0,
         }
     )  # type: ignore[arg-type]
@@ -428,7 +489,7 @@ def _pixel_twin(tmp_path: Path) -> tuple[Path, VideoDiT]:
 
 
 def test_a_latent_model_starts_from_a_pixel_model_with_the_same_trunk(tmp_path: Path) -> None:
-    from kinema.builtin.train import SPACE_BOUND, _init_from
+    from kinema.builtin.train import NEW_HEADS, SPACE_BOUND, _init_from
 
     path, pixel = _pixel_twin(tmp_path)
     stored, _, _ = load_model(path)  # the values as stored (fp16)
@@ -436,8 +497,8 @@ def test_a_latent_model_starts_from_a_pixel_model_with_the_same_trunk(tmp_path: 
     latent = VideoDiT(_config("tiny-v2"))
     before = {k: v.clone() for k, v in latent.state_dict().items()}
     fresh = _init_from(latent, str(path))
-    assert fresh and all(k.startswith(SPACE_BOUND) for k in fresh)
-    assert {"patch.weight", "out.weight", "out_conv.0.weight"} <= set(fresh)
+    assert fresh and all(k.startswith(SPACE_BOUND + NEW_HEADS) for k in fresh)
+    assert {"patch.weight", "out.weight", "out_conv.0.weight", "ref_gate.weight"} <= set(fresh)
     src, now = stored.state_dict(), latent.state_dict()
     for k, v in now.items():  # the trunk is the pixel model's; the parts tied to the space stay as they were made
         assert torch.equal(v, before[k] if k in fresh else src[k]), k

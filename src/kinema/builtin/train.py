@@ -610,6 +610,8 @@ class _WeightedSquares(torch.autograd.Function):
 #: head's conv. A model may start from a checkpoint of another space with the same trunk (see _init_from); these then
 #: start fresh.
 SPACE_BOUND = ("patch.", "out.", "out_conv.")
+#: Heads of options a checkpoint may lack (they start at zero, as no change), so a fine-tune can switch them on.
+NEW_HEADS = ("ref_gate.",)
 
 
 def _init_from(model: VideoDiT, path: str) -> list[str]:
@@ -633,7 +635,7 @@ def _init_from(model: VideoDiT, path: str) -> list[str]:
             state[name] = torch.zeros_like(state[name])
     own = model.state_dict()
     fresh = [k for k, v in own.items() if k not in state or state[k].shape != v.shape]
-    misfit = [k for k in fresh if not k.startswith(SPACE_BOUND)] + [k for k in state if k not in own]
+    misfit = [k for k in fresh if not k.startswith(SPACE_BOUND + NEW_HEADS)] + [k for k in state if k not in own]
     if misfit:
         raise ValueError(
             f"{path} does not fit the model: {', '.join(misfit[:4])} differ; a checkpoint to start from "
