@@ -112,10 +112,9 @@ def test_ref_residual_copies_the_given_frame_where_its_gate_opens() -> None:
     residual, not twice). Text-to-video has no reference, so the gate changes nothing there."""
     torch.manual_seed(0)
     model = VideoDiT(_config("tiny-v2")).eval()
-    assert (
-        model.cfg.ref_residual and model.ref_gate.out_features == 2 * 4 * 4
-    )  # one gate per latent cell (tiny-v2: 2x4x4 a token)
-    closed, cond, _ = _ref_residual_case(model, given=True)
+    # one gate per latent cell (tiny-v2: 2x4x4 cells a token)
+    assert model.cfg.ref_residual and model.ref_gate.out_features == 2 * 4 * 4
+    closed, _, _ = _ref_residual_case(model, given=True)
     assert torch.equal(closed[:, :, 1:], torch.zeros_like(closed[:, :, 1:]))
     with torch.no_grad():
         model.ref_gate.bias.fill_(1.0)

@@ -512,21 +512,13 @@ class VideoDiT(nn.Module):
         x = x.permute(0, 2, 4, 6, 1, 3, 5, 7)  # (B, F', H', W', C, pt, ph, pw)
         return x.reshape(b, (f // pt) * (h // ph) * (w // pw), c * pt * ph * pw)
 
-    def unpatchify(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, N, C*pt*ph*pw) -> (B, C, F, H, W)."""
-        b, c = x.shape[0], self.cfg.channels
+    def unpatchify(self, x: torch.Tensor, channels: int | None = None) -> torch.Tensor:
+        """(B, N, C*pt*ph*pw) -> (B, C, F, H, W); ``channels`` C defaults to the model's (1: a value per cell)."""
+        b, c = x.shape[0], self.cfg.channels if channels is None else channels
         pt, ph, pw = self.cfg.patch_t, self.cfg.patch_h, self.cfg.patch_w
         gt, gh, gw = self.cfg.grid
         x = x.view(b, gt, gh, gw, c, pt, ph, pw).permute(0, 4, 1, 5, 2, 6, 3, 7)  # (B, C, F', pt, H', ph, W', pw)
         return x.reshape(b, c, gt * pt, gh * ph, gw * pw)
-
-    def unpatchify_cells(self, x: torch.Tensor) -> torch.Tensor:
-        """One value per cell: (B, N, pt*ph*pw) -> (B, 1, F, H, W)."""
-        b = x.shape[0]
-        pt, ph, pw = self.cfg.patch_t, self.cfg.patch_h, self.cfg.patch_w
-        gt, gh, gw = self.cfg.grid
-        x = x.view(b, gt, gh, gw, pt, ph, pw).permute(0, 1, 4, 2, 5, 3, 6)  # (B, F', pt, H', ph, W', pw)
-        return x.reshape(b, 1, gt * pt, gh * ph, gw * pw)
 
     def encode_text(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.text(ids)
@@ -585,7 +577,7 @@ class VideoDiT(nn.Module):
             frames = y.transpose(1, 2).reshape(b * f, c, h, w)
             y = y + self.out_conv(frames).view(b, f, c, h, w).transpose(1, 2)
         if self.cfg.ref_residual and ref is not None:  # the same gate for every channel of a latent cell
-            g = self.unpatchify_cells(self.ref_gate(final))  # (B, 1, F, H, W)
+            g = self.unpatchify(self.ref_gate(final), channels=1)  # (B, 1, F, H, W)
             y = y + g * ref * (1 - cond_mask)
         if self.cfg.known_residual and self.cfg.prediction == "x":
             y = y + cond * cond_mask
