@@ -150,6 +150,49 @@ def test_a_checkpoint_without_the_ref_gate_fine_tunes_with_it_unchanged(tmp_path
         assert torch.equal(a, b)
 
 
+def test_ref_mix_moves_free_frames_towards_the_given_frame_by_its_gate(tmp_path: Path) -> None:
+    """With ref_mix, a fresh gate moves the free frames sigmoid(-4) (2%) of the way from the network's output to the
+    given frame, a gate fully open copies it exactly, the given frame stays the given frame, and text-to-video is
+    untouched whatever the gate. A checkpoint whose gate added starts the mixing gate fresh (not at its bias of about
+    0, which would be half-way)."""
+    from kinema.builtin.model import REF_MIX_START
+    from kinema.builtin.train import _init_from
+
+    torch.manual_seed(0)
+    plain = VideoDiT(_config("tiny-v2")).eval()
+    with torch.no_grad():  # a network whose own output is not zero, so the mix shows
+        plain.out.bias.normal_()
+    mixing = VideoDiT(ModelConfig(**{**plain.cfg.to_dict(), "ref_mix": True})).eval()  # type: ignore[arg-type]
+    trunk = {k: v for k, v in plain.state_dict().items() if not k.startswith("ref_gate.")}
+    mixing.load_state_dict(trunk, strict=False)
+    assert torch.all(mixing.ref_gate.bias == REF_MIX_START)
+    torch.manual_seed(1)
+    net, cond, _ = _ref_residual_case(plain, given=True)  # plain's gate is zero: its output alone
+    torch.manual_seed(1)
+    mixed, _, _ = _ref_residual_case(mixing, given=True)
+    m = torch.sigmoid(torch.tensor(REF_MIX_START))
+    ref = cond[:, :, :1]
+    assert torch.allclose(mixed[:, :, 1:], net[:, :, 1:] + m * (ref - net[:, :, 1:]), atol=1e-6)
+    assert torch.allclose(mixed[:, :, :1], net[:, :, :1])  # the given frame: the known residual, no mix
+    with torch.no_grad():
+        mixing.ref_gate.bias.fill_(30.0)
+    torch.manual_seed(1)
+    copied, _, _ = _ref_residual_case(mixing, given=True)
+    assert torch.allclose(copied[:, :, 1:], ref.expand_as(copied[:, :, 1:]), atol=1e-5)
+    for model in (plain, mixing):  # no known frame: the mix must not pull the clip towards the zero reference
+        torch.manual_seed(2)
+        t2v = _ref_residual_case(model, given=False)[0]
+        torch.manual_seed(2)
+        assert torch.equal(t2v, _ref_residual_case(plain, given=False)[0])
+    with pytest.raises(ValueError, match="ref_residual"):
+        VideoDiT(ModelConfig(**{**plain.cfg.to_dict(), "ref_residual": False, "ref_mix": True}))  # type: ignore[arg-type]
+    _, ae = _tiny_pair()
+    path = save_model(plain, tmp_path / "adding.safetensors", {}, autoencoder=ae)
+    fresh = VideoDiT(mixing.cfg)
+    assert _init_from(fresh, str(path)) == ["ref_gate.weight", "ref_gate.bias"]
+    assert torch.all(fresh.ref_gate.bias == REF_MIX_START) and torch.all(fresh.ref_gate.weight == 0)
+
+
 def test_v2_checkpoint_holds_the_autoencoder_and_loads_as_one(tmp_path: Path) -> None:
     model, ae = _tiny_pair()
     path = save_model(model, tmp_path / "v2.safetensors", {"note": "x"}, autoencoder=ae)
@@ -246,6 +289,23 @@ def test_latent_training_resumes_the_same_run(tmp_path: Path) -> None:
     sa, sb = a.state_dict(), b.state_dict()
     assert set(sa) == set(sb) and any(k.startswith("autoencoder.") for k in sa)
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_head_lr_moves_the_new_heads_faster(tmp_path: Path) -> None:
+    """head_lr scales the learning rate of the heads a fine-tune starts fresh (the ref gate) and of nothing else: with
+    it at 100 the gate's bias travels about 100 times as far in the same steps (Adam moves a weight about lr a step),
+    and a run without it is the run of before (the other groups' rates unchanged)."""
+    ae = str(_ae_file(tmp_path))
+    base = {**TRAIN_PRESETS["tiny-v2"], "autoencoder": ae, "steps": 3, "initial_clips": 8, "warmup": 1, "ema": 0.0}
+    moved = {}
+    for scale in (1.0, 100.0):
+        run = train(TrainConfig(**{**base, "head_lr": scale}), tmp_path / f"x{scale:g}")  # type: ignore[arg-type]
+        model, _, _ = load_model(run["path"])
+        moved[scale] = model.ref_gate.bias.abs().mean().item()
+    assert moved[1.0] > 0 and moved[100.0] > 30 * moved[1.0]
+    with pytest.raises(InvalidRequest) as exc:
+        TrainConfig(**{**base, "head_lr": 0.0})  # type: ignore[arg-type]
+    assert exc.value.field == "head_lr"
 
 
 def test_keyframe_examples_know_the_last_frame(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

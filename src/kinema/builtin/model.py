@@ -115,6 +115,13 @@ class ModelConfig:
     # the static background of i2v's second half at 22 dB against 20 for text alone). Copying it is then one gate
     # per cell; text-to-video (no known frame: the reference is zeros) is unchanged.
     ref_residual: bool = False
+    # With ``ref_residual``: the gate mixes rather than adds. The frames not given are the network's output moved a
+    # share m = sigmoid(gate) of the way to the first known frame, the head's bias starting at ``REF_MIX_START`` (m
+    # about 0.02). The additive gate of session 20 barely opened (its bias ended at 0.004 to 0.022): copying through it
+    # also asks the network to take its own guess of the background out of its output, two changes that only pay
+    # together. A mix pays alone wherever the given frame is nearer the clean frame than the network's guess is, and
+    # at m = 1 it is an exact copy. Clips with no known frame are left alone (the reference is zeros there).
+    ref_mix: bool = False
     # Width of a small residual conv head after the tokens are put back in place (3x3, per frame; 0: none). Each
     # token's values come from its own linear read-out, so nothing ties two neighbouring tokens at their shared
     # border: the token grid shows in the output (v1's 8x8 squares; v2's pilot drew 16x16-pixel squares through its
@@ -298,6 +305,11 @@ def pool_text(ctx: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Mean of the text tokens that are present (the null slot included). (B, 1+L, Dt), (B, 1+L) -> (B, Dt)."""
     m = mask.to(ctx.dtype)[..., None]
     return (ctx * m).sum(1) / m.sum(1)
+
+
+#: The ref gate's starting bias with ``ref_mix``: the frames not given start 2% of the way to the given frame
+#: (sigmoid(-4) = 0.018), near the network's own prediction yet where the sigmoid's slope is not flat.
+REF_MIX_START = -4.0
 
 
 def first_known(cond: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -503,6 +515,10 @@ class VideoDiT(nn.Module):
         for m in heads:
             nn.init.zeros_(m.weight)
             nn.init.zeros_(m.bias)
+        if cfg.ref_mix:
+            if not cfg.ref_residual:
+                raise ValueError("ModelConfig.ref_mix needs ref_residual: it changes how the ref gate acts")
+            nn.init.constant_(self.ref_gate.bias, REF_MIX_START)
 
     def patchify(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, F, H, W) -> (B, N, C*pt*ph*pw)."""
@@ -578,7 +594,11 @@ class VideoDiT(nn.Module):
             y = y + self.out_conv(frames).view(b, f, c, h, w).transpose(1, 2)
         if self.cfg.ref_residual and ref is not None:  # the same gate for every channel of a latent cell
             g = self.unpatchify(self.ref_gate(final), channels=1)  # (B, 1, F, H, W)
-            y = y + g * ref * (1 - cond_mask)
+            if self.cfg.ref_mix:  # only clips with a known frame: in text-to-video the reference is zeros
+                given = cond_mask.amax(dim=(1, 2, 3, 4), keepdim=True)  # (B, 1, 1, 1, 1)
+                y = y + torch.sigmoid(g) * (given - cond_mask) * (ref - y)
+            else:
+                y = y + g * ref * (1 - cond_mask)
         if self.cfg.known_residual and self.cfg.prediction == "x":
             y = y + cond * cond_mask
         return y

@@ -51,6 +51,10 @@ class TrainConfig:
     weight_decay: float = 0.01
     grad_clip: float = 1.0
     ema: float = 0.998
+    # learning rate of the heads in NEW_HEADS, times ``lr``: a head that starts fresh in a fine-tune of a trained trunk
+    # must move further than the trunk (Adam moves a weight by about lr a step, so a gate's bias travels at most about
+    # lr x steps: 0.5 in session 20's 1,800 steps at 3e-4)
+    head_lr: float = 1.0
     seed: int = 0
     initial_clips: int = 2048  # rendered before the first step
     clips_per_refresh: int = 384  # rendered every refresh_every steps, until max_clips
@@ -112,6 +116,7 @@ class TrainConfig:
         need(self.lr > 0, "lr", "> 0")
         need(0 <= self.min_lr <= self.lr, "min_lr", f"0..lr ({self.lr})")
         need(self.grad_clip > 0, "grad_clip", "> 0")
+        need(self.head_lr > 0, "head_lr", "> 0 (a multiple of lr)")
         need(0 <= self.ema < 1, "ema", "0 <= ema < 1")
         need(self.max_clips >= self.initial_clips, "max_clips", f">= initial_clips ({self.initial_clips})")
         for name in ("p_image", "p_extend", "p_uncond", "p_keyframes"):
@@ -375,14 +380,20 @@ def train(
     probe = _AttributeProbe(mcfg.text_dim, camera_head).to(device) if cfg.text_aux > 0 else None
     decay: list[torch.nn.Parameter] = []
     no_decay: list[torch.nn.Parameter] = []
+    heads: list[torch.nn.Parameter] = []
     named = list(model.named_parameters()) + (list(probe.named_parameters("probe")) if probe else [])
     for name, p in named:
-        (no_decay if p.ndim < 2 or "pos" in name or "embed" in name or name.endswith("null") else decay).append(p)
-    opt = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=cfg.lr,
-        betas=(0.9, 0.99),
-    )
+        if name.startswith(NEW_HEADS):
+            heads.append(p)
+        else:
+            (no_decay if p.ndim < 2 or "pos" in name or "embed" in name or name.endswith("null") else decay).append(p)
+    groups = [
+        {"params": decay, "weight_decay": cfg.weight_decay, "scale": 1.0},
+        {"params": no_decay, "weight_decay": 0.0, "scale": 1.0},
+    ]
+    if heads:  # an empty group would change the optimizer state's layout of runs without the heads
+        groups.append({"params": heads, "weight_decay": 0.0, "scale": cfg.head_lr})
+    opt = torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.99))
 
     rng = np.random.default_rng(cfg.seed)
     gen = torch.Generator("cpu").manual_seed(cfg.seed)
@@ -443,7 +454,7 @@ def train(
         ids = tokenizer.encode(captions).to(device)
 
         for group in opt.param_groups:
-            group["lr"] = _lr(step, cfg)
+            group["lr"] = _lr(step, cfg) * group["scale"]
         text = model.encode_text(ids)
         pred = model(xt, t, text, cond, mask)
         extra: torch.Tensor | float = 0.0
@@ -633,6 +644,8 @@ def _init_from(model: VideoDiT, path: str) -> list[str]:
     if src.cfg.prediction != model.cfg.prediction:
         for name in ("out.weight", "out.bias", "ada_out.weight", "ada_out.bias"):
             state[name] = torch.zeros_like(state[name])
+    if src.cfg.ref_mix != model.cfg.ref_mix:  # a gate trained to add is not one that mixes: it starts again
+        state = {k: v for k, v in state.items() if not k.startswith("ref_gate.")}
     own = model.state_dict()
     fresh = [k for k, v in own.items() if k not in state or state[k].shape != v.shape]
     misfit = [k for k in fresh if not k.startswith(SPACE_BOUND + NEW_HEADS)] + [k for k in state if k not in own]
