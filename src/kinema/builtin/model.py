@@ -221,6 +221,7 @@ CONFIGS: dict[str, dict[str, object]] = {
         latent_factor=4,
         ref_frame=True,
         ref_residual=True,
+        ref_mix=True,
         out_conv=32,
     ),
     "tiny-v2": dict(

@@ -180,6 +180,7 @@ TRAIN_PRESETS: dict[str, dict[str, Any]] = {
         max_clips=12_000,
         p_keyframes=0.1,
         given_weight=2.0,
+        head_lr=20.0,
         guidance=1.5,
         guidance_interval=(0.6, 1.0),
     ),
