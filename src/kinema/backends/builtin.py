@@ -54,7 +54,7 @@ EDIT_GUIDANCE_INTERVAL = (0.0, 1.0)
 #: "in heavy snow": snow seen in 1 of 6 at guidance 1.5, 5 at 3, 5 at 4, 6 at 5, while the layout (the luminance
 #: correlation with the source, blind to a global colour change; 0.43 for another scene, 0.22 for text-to-video)
 #: went 0.86, 0.71, 0.59, 0.48 (v1's weights). 3 shows the change and keeps the layout nearest the source. With v2's,
-#: night at 0.45 shows in 3 of 6 at 3 and 0 at 1.5, its layout 0.79 (docs/editing.md).
+#: night at 0.45 shows in 3 of 6 at 3 and 0 at 1.5, its layout 0.78 (docs/editing.md).
 EDIT_GUIDANCE = 3.0
 OVERLAP = 4  # frames an extension segment is conditioned on (one temporal patch)
 
