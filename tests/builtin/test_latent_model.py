@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -193,6 +194,75 @@ def test_ref_mix_moves_free_frames_towards_the_given_frame_by_its_gate(tmp_path:
     assert torch.all(fresh.ref_gate.bias == REF_MIX_START) and torch.all(fresh.ref_gate.weight == 0)
 
 
+def test_a_gate_per_value_starts_from_a_gate_per_cell_unchanged(tmp_path: Path) -> None:
+    """ref_gate_values: one gate per latent value (channels x cells). From a checkpoint with a gate per cell, every
+    channel starts with its cell's gate, so the fine-tune starts from exactly what the checkpoint predicted; each
+    channel's gate then acts on its own channel only."""
+    from kinema.builtin.train import _init_from
+
+    torch.manual_seed(0)
+    cell_cfg = ModelConfig(**{**_config("tiny-v2").to_dict(), "ref_mix": True})  # type: ignore[arg-type]
+    cell = VideoDiT(cell_cfg).eval()
+    with torch.no_grad():  # a trained-looking gate and network output, so a wrong tiling would show
+        cell.out.bias.normal_()
+        cell.ref_gate.weight.normal_(std=0.5)
+        cell.ref_gate.bias.normal_()
+    value_cfg = ModelConfig(**{**cell_cfg.to_dict(), "ref_gate_values": True})  # type: ignore[arg-type]
+    value = VideoDiT(value_cfg).eval()
+    assert value.ref_gate.out_features == value_cfg.channels * cell.ref_gate.out_features
+    _, ae = _tiny_pair()
+    path = save_model(cell, tmp_path / "cell.safetensors", {}, autoencoder=ae)
+    stored = load_model(path)[0].eval()  # as saved (the file may round the weights)
+    assert _init_from(value, str(path)) == []
+    for given in (True, False):
+        torch.manual_seed(4)
+        a = _ref_residual_case(stored, given)[0]
+        torch.manual_seed(4)
+        b = _ref_residual_case(value, given)[0]
+        assert torch.allclose(a, b, atol=1e-6)
+    assert value.gate_logits is not None and value.gate_logits.shape[1] == value_cfg.channels
+    with torch.no_grad():  # shut channel 0's gates, open the others': only channel 0 keeps the network's output
+        bias = value.ref_gate.bias.view(value_cfg.channels, -1)
+        bias[0].fill_(-30.0)
+        bias[1:].fill_(30.0)
+    torch.manual_seed(1)
+    mixed, cond, _ = _ref_residual_case(value, given=True)
+    ref = cond[:, :, :1].expand_as(mixed)
+    assert torch.allclose(mixed[:, 1:, 1:], ref[:, 1:, 1:], atol=1e-5)
+    assert not torch.allclose(mixed[:, :1, 1:], ref[:, :1, 1:], atol=1e-2)
+    with pytest.raises(ValueError, match="ref_residual"):
+        VideoDiT(ModelConfig(**{**value_cfg.to_dict(), "ref_residual": False, "ref_mix": False}))  # type: ignore[arg-type]
+
+
+def test_the_gate_loss_asks_where_the_clip_stays_as_the_given_frame() -> None:
+    """_gate_loss: over the free frames of examples with a known frame, the gate should be open exactly where the real
+    clip stays within GATE_STILL of the first known frame. Logits that say so give a loss near 0, the opposite a large
+    one; a text-to-video example and the known frames do not count; a gate per cell asks for all its channels."""
+    from kinema.builtin.train import GATE_STILL, _gate_loss
+
+    torch.manual_seed(0)
+    x0 = torch.randn(2, 2, 4, 3, 3)
+    x0[:, :, 1:, :2] = x0[:, :, :1, :2] + GATE_STILL / 2  # rows 0-1 stay (within the tolerance), row 2 changes
+    x0[:, :, 1:, 2] = x0[:, :, :1, 2] + 1.0
+    x0[:, 1, 1:, 1] += 1.0  # ...except row 1 of channel 1
+    known = torch.zeros(2, 1, 4, 1, 1)
+    known[0, :, 0] = 1.0  # example 0: image-to-video; example 1: text-to-video
+    cond = x0 * known
+    still = torch.zeros(2, 2, 4, 3, 3, dtype=torch.bool)
+    still[:, 0, :, :2] = True
+    still[:, 1, :, :1] = True
+    right = torch.where(still, 20.0, -20.0)
+    assert _gate_loss(right, x0, cond, known).item() < 1e-6
+    assert _gate_loss(-right, x0, cond, known).item() > 10
+    other = right.clone()
+    other[1] = -other[1]  # the text-to-video example's gate says anything: no change
+    other[0, :, 0] = -other[0, :, 0]  # nor does the known frame's
+    assert _gate_loss(other, x0, cond, known).item() < 1e-6
+    per_cell = torch.where(still.all(dim=1, keepdim=True), 20.0, -20.0)  # only row 0 stays in both channels
+    assert _gate_loss(per_cell, x0, cond, known).item() < 1e-6
+    assert _gate_loss(torch.zeros(2, 2, 4, 3, 3), x0, cond, torch.zeros_like(known)).item() == 0.0
+
+
 def test_v2_checkpoint_holds_the_autoencoder_and_loads_as_one(tmp_path: Path) -> None:
     model, ae = _tiny_pair()
     path = save_model(model, tmp_path / "v2.safetensors", {"note": "x"}, autoencoder=ae)
@@ -306,6 +376,26 @@ def test_head_lr_moves_the_new_heads_faster(tmp_path: Path) -> None:
     with pytest.raises(InvalidRequest) as exc:
         TrainConfig(**{**base, "head_lr": 0.0})  # type: ignore[arg-type]
     assert exc.value.field == "head_lr"
+
+
+def test_gate_weight_trains_the_gate_towards_where_the_clip_stays(tmp_path: Path) -> None:
+    """gate_weight: the run logs the gate's loss, and a few steps lower it (the gate's head learns from it); a model
+    without a mixing gate refuses it, naming the field."""
+    from kinema.builtin import train as training
+
+    ae = str(_ae_file(tmp_path))
+    mixing = {**CONFIGS["tiny-v2"], "ref_mix": True, "ref_gate_values": True}
+    base = {**TRAIN_PRESETS["tiny-v2"], "autoencoder": ae, "steps": 12, "initial_clips": 8, "warmup": 1}
+    base |= {"p_image": 0.7, "p_extend": 0.2, "p_keyframes": 0.0, "log_every": 1, "head_lr": 20.0}
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setitem(training.CONFIGS, "tiny-v2", mixing)
+        train(TrainConfig(**{**base, "gate_weight": 1.0}), tmp_path / "gate")  # type: ignore[arg-type]
+    history = json.loads((tmp_path / "gate" / "train_log.json").read_text())["history"]
+    gate = [e["gate"] for e in history]
+    assert len(gate) == 12 and np.mean(gate[-3:]) < np.mean(gate[:3])
+    with pytest.raises(InvalidRequest) as exc:
+        TrainConfig(**{**base, "gate_weight": 1.0})  # type: ignore[arg-type]  # tiny-v2's own gate adds
+    assert exc.value.field == "gate_weight"
 
 
 def test_keyframe_examples_know_the_last_frame(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

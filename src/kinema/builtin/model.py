@@ -122,6 +122,10 @@ class ModelConfig:
     # together. A mix pays alone wherever the given frame is nearer the clean frame than the network's guess is, and
     # at m = 1 it is an exact copy. Clips with no known frame are left alone (the reference is zeros there).
     ref_mix: bool = False
+    # With ``ref_residual``: one gate per latent value (each channel of each cell) rather than one per cell. A cell
+    # that a snowflake or the subject crosses in one channel need not close the gate of its other channels, where the
+    # background still stays (session 21's gate: one per cell, open least where the sample is decided).
+    ref_gate_values: bool = False
     # Width of a small residual conv head after the tokens are put back in place (3x3, per frame; 0: none). Each
     # token's values come from its own linear read-out, so nothing ties two neighbouring tokens at their shared
     # border: the token grid shows in the output (v1's 8x8 squares; v2's pilot drew 16x16-pixel squares through its
@@ -511,7 +515,8 @@ class VideoDiT(nn.Module):
         if cfg.ref_residual:
             if not cfg.ref_frame:
                 raise ValueError("ModelConfig.ref_residual needs ref_frame: it copies the frame ref_frame gives")
-            self.ref_gate = nn.Linear(cfg.dim, pt * ph * pw)  # one gate per latent cell of the token
+            per = cfg.channels if cfg.ref_gate_values else 1
+            self.ref_gate = nn.Linear(cfg.dim, per * pt * ph * pw)  # one gate per latent cell (or value) of the token
             heads.append(self.ref_gate)
         for m in heads:
             nn.init.zeros_(m.weight)
@@ -520,6 +525,10 @@ class VideoDiT(nn.Module):
             if not cfg.ref_residual:
                 raise ValueError("ModelConfig.ref_mix needs ref_residual: it changes how the ref gate acts")
             nn.init.constant_(self.ref_gate.bias, REF_MIX_START)
+        if cfg.ref_gate_values and not cfg.ref_residual:
+            raise ValueError("ModelConfig.ref_gate_values needs ref_residual: it shapes the ref gate")
+        # the last forward's gate logits (B, 1 or C, F, H, W), with a known frame; None before, or without a gate
+        self.gate_logits: torch.Tensor | None = None
 
     def patchify(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, F, H, W) -> (B, N, C*pt*ph*pw)."""
@@ -593,8 +602,10 @@ class VideoDiT(nn.Module):
             c, f, h, w = y.shape[1:]
             frames = y.transpose(1, 2).reshape(b * f, c, h, w)
             y = y + self.out_conv(frames).view(b, f, c, h, w).transpose(1, 2)
-        if self.cfg.ref_residual and ref is not None:  # the same gate for every channel of a latent cell
-            g = self.unpatchify(self.ref_gate(final), channels=1)  # (B, 1, F, H, W)
+        if self.cfg.ref_residual and ref is not None:
+            per = self.cfg.channels if self.cfg.ref_gate_values else 1
+            g = self.unpatchify(self.ref_gate(final), channels=per)  # (B, 1 or C, F, H, W)
+            self.gate_logits = g  # the training loss may supervise the gate (TrainConfig.gate_weight)
             if self.cfg.ref_mix:  # only clips with a known frame: in text-to-video the reference is zeros
                 given = cond_mask.amax(dim=(1, 2, 3, 4), keepdim=True)  # (B, 1, 1, 1, 1)
                 y = y + torch.sigmoid(g) * (given - cond_mask) * (ref - y)
