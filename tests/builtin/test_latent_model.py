@@ -561,6 +561,50 @@ def test_the_conv_head_starts_as_the_linear_one_and_reaches_across_token_borders
     assert changed[3] > 0  # the last column of the first token feels it: the head reaches across the border
 
 
+def test_a_checkpoint_samples_with_its_own_motion_guidance(tmp_path: Path) -> None:
+    """A recipe's motion guidance (info["sampling"]) is what the backend samples with unless options.motion_guidance
+    says otherwise (recorded, so the recipe reproduces it; out of range refused by name), what the evaluation uses and
+    reports, and what a training preset writes; without it motion guidance is off."""
+    import kinema
+    from kinema.builtin import DEFAULT_MOTION_INTERVAL, motion_defaults
+    from kinema.builtin.evaluate import evaluate
+
+    model, ae = _tiny_pair()
+    own = {"sampling": {"guidance": 1.5, "guidance_interval": [0.6, 1.0], "motion_guidance": 2.0}}
+    own["sampling"]["motion_interval"] = [0.5, 1.0]
+    path = save_model(model, tmp_path / "own.safetensors", own, autoencoder=ae)
+    assert motion_defaults({}) == (0.0, DEFAULT_MOTION_INTERVAL)
+    loaded, tok, info = load_model(path)
+    assert motion_defaults(info) == (2.0, (0.5, 1.0))
+    prompt = "a red ball bouncing"
+    common = dict(steps=3, seed=5, guidance=1.5, guidance_interval=(0.6, 1.0), motion_interval=(0.5, 1.0))
+    expected = sample(loaded, tok, [prompt], motion_guidance=2.0, **common)  # type: ignore[arg-type]
+    off = sample(loaded, tok, [prompt], motion_guidance=0.0, **common)  # type: ignore[arg-type]
+    assert not np.array_equal(expected, off)  # motion guidance changes this clip, so the checks below can fail
+    result = kinema.generate(prompt, model=str(path), num_inference_steps=3, seed=5)
+    assert np.array_equal(result.video.frames, expected[0])
+    chosen = kinema.generate(prompt, model=str(path), num_inference_steps=3, seed=5, options={"motion_guidance": 0})
+    assert np.array_equal(chosen.video.frames, off[0]) and chosen.recipe["options"] == {"motion_guidance": 0}
+    again = kinema.run(kinema.engine.request_from_recipe(chosen.recipe))
+    assert np.array_equal(again.video.frames, chosen.video.frames)
+    for bad in (-1, 11, "2", True):
+        with pytest.raises(InvalidRequest) as exc:
+            kinema.generate(prompt, model=str(path), num_inference_steps=3, options={"motion_guidance": bad})
+        assert exc.value.field == "options.motion_guidance"
+    report = evaluate(n=1, n_i2v=1, weights=path, steps=2)
+    assert (report["motion_guidance"], report["motion_interval"]) == (2.0, [0.5, 1.0])
+    assert evaluate(n=1, n_i2v=1, weights=path, steps=2, motion_guidance=0.0)["motion_guidance"] == 0.0
+    with pytest.raises(InvalidRequest, match="motion_guidance"):
+        evaluate(n=1, weights=path, motion_guidance=-1.0)
+    cfg = {**TRAIN_PRESETS["tiny-v2"], "autoencoder": str(_ae_file(tmp_path)), "steps": 2, "motion_guidance": 3.0}
+    trained = train(TrainConfig(**cfg), tmp_path / "run")  # type: ignore[arg-type]
+    assert motion_defaults(load_model(trained["path"])[2]) == (3.0, DEFAULT_MOTION_INTERVAL)
+    with pytest.raises(InvalidRequest) as exc:
+        TrainConfig(**{**cfg, "motion_interval": (0.9, 0.5)})  # type: ignore[arg-type]
+    assert exc.value.field == "motion_interval"
+    assert TRAIN_PRESETS["v2"]["motion_guidance"] == 2.0  # the shipped recipe's, measured in docs/builtin-v2.md
+
+
 def test_a_checkpoint_samples_with_its_own_guidance_defaults(tmp_path: Path) -> None:
     """A recipe's measured guidance (info["sampling"]) is what the backend plans, records and samples with, what
     the evaluation uses, and what a training preset writes; checkpoints without it keep the package's defaults."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import shutil
 import time
@@ -20,6 +21,7 @@ from kinema.builtin.model import CONFIGS, ModelConfig, Tokenizer, VideoDiT, appl
 from kinema.builtin.sampling import camera_noise, sample, timesteps, to_uint8
 from kinema.builtin.train import _loss
 from kinema.builtin.world import CAMERAS
+from kinema.errors import InvalidRequest
 
 
 def _tiny(**kw: object) -> VideoDiT:
@@ -482,11 +484,73 @@ def test_guidance_acts_only_inside_its_interval() -> None:
         sample(m, tok, ["red ball"], steps=4, guidance=2.5, guidance_interval=(0.9, 0.8))
 
 
+class _MotionSign(_Recorder):
+    """Predicts 0.3 for a caption, 0.1 for one with the word "still", 0.0 for the empty prompt; its "text encoder"
+    hands the token ids through, so the prediction can read them."""
+
+    still: int
+
+    def encode_text(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return ids[..., None].float(), (ids > 0).float()
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        t: torch.Tensor,
+        text: tuple[torch.Tensor, torch.Tensor],
+        cond: torch.Tensor,
+        cond_mask: torch.Tensor,
+    ) -> torch.Tensor:
+        self.calls.append((round(float(t[0]), 4), x.shape[0]))
+        ids = text[0][..., 0]
+        value = torch.where((ids == self.still).any(1), 0.1, 0.3) * (text[1].sum(1) > 0)
+        return value.view(-1, 1, 1, 1, 1).expand_as(x)
+
+
+def test_motion_guidance_pushes_only_along_the_subjects_motion() -> None:
+    """motion_guidance m adds m x (prompt - the prompt with its subject still) at guided steps, in a third pass; a
+    prompt whose subject does not move (or that has none) is guided as without it; m < 0 is refused by name."""
+    vocab = ["red", "ball", "bouncing", "sitting", "still"]
+    cfg = ModelConfig(vocab=vocab, cameras=list(CAMERAS), **CONFIGS["tiny"])  # type: ignore[arg-type]
+    m = _MotionSign(cfg).eval()
+    tok = Tokenizer(m.cfg.vocab, m.cfg.text_len)
+    m.still = int(tok.encode(["still"])[0, 0])
+    prompts = ["red ball bouncing", "red ball"]
+    m.calls = []
+    everywhere = (0.0, 1.0)
+    both = dict(steps=2, guidance=1.5, guidance_interval=everywhere, motion_guidance=1.0, noise_share=0.0)
+    both["motion_interval"] = everywhere
+    out = sample(m, tok, prompts, **both)  # type: ignore[arg-type]
+    assert [n for _, n in m.calls] == [6, 6]  # conditional, unconditional and still, for both prompts
+    plain = 1.5 * 0.3  # guidance alone: 0 + 1.5 x (0.3 - 0)
+    expected = to_uint8(torch.tensor([plain + 1.0 * (0.3 - 0.1), plain]).view(2, 1, 1, 1, 1))[:, 0, 0, 0, 0]
+    assert (out[0] == expected[0]).all() and (out[1] == expected[1]).all()
+    m.calls = []
+    alone = sample(m, tok, ["red ball"], **both)  # type: ignore[arg-type]
+    assert [n for _, n in m.calls] == [2, 2]  # nothing to move: no third pass
+    assert (alone == expected[1]).all()
+    # by default only the noisiest steps (t >= 0.95: the first of 2 here), each pass only where it is needed
+    m.calls = []
+    sample(m, tok, prompts, **{**both, "motion_interval": (0.95, 1.0), "guidance_interval": (0.0, 0.9)})
+    assert [n for _, n in m.calls] == [4, 4]  # t = 1: conditional and still; t = 0.75: conditional and unconditional
+    m.calls = []
+    sample(m, tok, prompts, **{**both, "motion_interval": (0.95, 1.0), "guidance": 1.0})
+    assert [n for _, n in m.calls] == [4, 2]
+    with pytest.raises(InvalidRequest) as exc:
+        sample(m, tok, prompts, steps=2, motion_guidance=-1.0)
+    assert exc.value.field == "motion_guidance"
+    with pytest.raises(InvalidRequest) as exc:
+        sample(m, tok, prompts, steps=2, motion_guidance=1.0, motion_interval=(0.9, 0.1))
+    assert exc.value.field == "motion_interval"
+
+
 def test_checkpoint_round_trip_is_fp16_and_faithful(tmp_path: Path) -> None:
     m = _tiny().eval()
     path = save_model(m, tmp_path / "w.safetensors", {"hello": 1})
     loaded, tok, info = load_model(path)
-    assert info == {"hello": 1} and tok.vocab == m.cfg.vocab
+    # the file's hash joins the header's info: the recipe's model_revision tells two checkpoints apart by it
+    assert info == {"hello": 1, "sha256": hashlib.sha256(Path(path).read_bytes()).hexdigest()}
+    assert tok.vocab == m.cfg.vocab
     for (k, v), (_, w) in zip(m.state_dict().items(), loaded.state_dict().items(), strict=True):
         assert torch.allclose(v, w, atol=1e-3, rtol=1e-3), k
 

@@ -199,3 +199,43 @@ def test_parse_prompt_edge_cases() -> None:
     # weather and sun verbs are not subject motions; colours bind to the subject, not the scenery
     expected = {"color": "white", "subject": "bird", "setting": "hills", "celestial": "sun_setting", "weather": "rain"}
     assert world.parse_prompt("a white bird over green hills as the sun sets, rain falling") == expected
+
+
+@pytest.mark.parametrize(
+    ("prompt", "still"),
+    [
+        ("A red ball bouncing over the hills", "a red ball sitting still over the hills"),
+        # the camera's "left" is not the subject's: only the subject's phrase is replaced
+        ("a blue car driving to the left, camera pans left", "a blue car sitting still camera pans left"),
+        ("A white car shrinking in a forest, pan right", "a white car sitting still in a forest pan right"),
+        # no subject, a subject already still, or a motion the tables read from no word of their own: nothing to guide
+        ("A cinematic sunrise over mountains, clouds moving slowly", None),
+        ("a green car sitting still on a grassy field", None),
+        ("a red ball rolling", None),
+    ],
+)
+def test_still_caption_says_the_subject_still_and_nothing_else(prompt: str, still: str | None) -> None:
+    assert world.still_caption(prompt) == still
+    if still is not None:
+        assert world.parse_prompt(still).get("motion") == "static"
+        assert {k: v for k, v in world.parse_prompt(still).items() if k != "motion"} == {
+            k: v for k, v in world.parse_prompt(prompt).items() if k != "motion"
+        }
+
+
+def test_still_caption_finds_the_motion_of_every_training_caption() -> None:
+    """Over captions drawn as training draws them, every moving subject's caption gets a still version that reads as
+    the same scene with the subject still."""
+    rng = np.random.default_rng(5)
+    moving = 0
+    for _ in range(300):
+        scene = world.sample_scene(rng)
+        text = world.caption(scene, rng)
+        still = world.still_caption(text)
+        if scene.subject is None or scene.motion in (None, "static"):
+            assert still is None, text
+            continue
+        moving += 1
+        assert still is not None, text
+        assert world.parse_prompt(still).get("motion") == "static", (text, still)
+    assert moving > 100

@@ -179,6 +179,30 @@ def test_builtin_weights_file_is_loaded_and_its_revision_recorded(tmp_path: Path
     assert json.loads(res.stdout)["recipe"]["model_revision"] == "mine-1"
 
 
+def test_builtin_revision_without_one_in_the_header_is_the_files_hash(tmp_path: Path) -> None:
+    """Without a revision in its header a checkpoint is named by its file's sha256: two fine-tunes of the same length
+    (steps_run alike, which once named them) get different revisions."""
+    import hashlib
+
+    import torch
+
+    from kinema.builtin import load_model, save_model
+
+    path = _other_checkpoint(tmp_path)
+    model, _, _ = load_model(path)
+    twins = []
+    for i in range(2):
+        with torch.no_grad():
+            model.out.bias.fill_(0.01 * i)
+        twins.append(save_model(model, tmp_path / f"twin{i}.safetensors", {"steps_run": 1800}))
+    revisions = [
+        kinema.generate("a red ball", seed=3, num_inference_steps=1, model=str(p)).recipe["model_revision"]
+        for p in twins
+    ]
+    assert revisions == [f"sha256:{hashlib.sha256(Path(p).read_bytes()).hexdigest()[:16]}" for p in twins]
+    assert revisions[0] != revisions[1]
+
+
 # -- a protocol-only backend through every front door of the library and the CLI ---------------------------------
 def test_protocol_only_backend_through_generate_cli_batch_and_storyboard(tmp_path: Path, grey: str) -> None:
     from kinema.batch import run_batch

@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import os
 import threading
@@ -24,12 +25,15 @@ from typing import Any
 __all__ = [
     "DEFAULT_GUIDANCE",
     "DEFAULT_GUIDANCE_INTERVAL",
+    "DEFAULT_MOTION_GUIDANCE",
+    "DEFAULT_MOTION_INTERVAL",
     "WEIGHTS_DIR",
     "checkpoint_config",
     "checkpoint_sampling",
     "DEFAULT_WEIGHTS",
     "is_checkpoint",
     "load_model",
+    "motion_defaults",
     "sampling_defaults",
     "save_model",
     "weights_path",
@@ -51,6 +55,10 @@ DEFAULT_WEIGHTS = WEIGHTS_DIR / "builtin.safetensors"
 #: schedule (docs/builtin-v2.md).
 DEFAULT_GUIDANCE = 1.5
 DEFAULT_GUIDANCE_INTERVAL = (0.8, 1.0)
+#: Motion guidance (``sampling.sample``'s ``motion_guidance``): off unless a checkpoint carries its own, as the v2
+#: recipe does (2 at t >= 0.95, the first three of 20 steps; measured in docs/builtin-v2.md, session 22).
+DEFAULT_MOTION_GUIDANCE = 0.0
+DEFAULT_MOTION_INTERVAL = (0.95, 1.0)
 
 
 def weights_path() -> Path:
@@ -99,6 +107,14 @@ def sampling_defaults(info: dict[str, Any] | None) -> tuple[float, tuple[float, 
     own = (info or {}).get("sampling") or {}
     lo, hi = own.get("guidance_interval", DEFAULT_GUIDANCE_INTERVAL)
     return float(own.get("guidance", DEFAULT_GUIDANCE)), (float(lo), float(hi))
+
+
+def motion_defaults(info: dict[str, Any] | None) -> tuple[float, tuple[float, float]]:
+    """The motion guidance and the interval of t it acts at that a checkpoint samples with when the caller gives
+    none: its own (``info["sampling"]``) or the package's, ``DEFAULT_MOTION_GUIDANCE`` (off)."""
+    own = (info or {}).get("sampling") or {}
+    lo, hi = own.get("motion_interval", DEFAULT_MOTION_INTERVAL)
+    return float(own.get("motion_guidance", DEFAULT_MOTION_GUIDANCE)), (float(lo), float(hi))
 
 
 def checkpoint_sampling(path: str | os.PathLike[str] | None = None) -> tuple[float, tuple[float, float]]:
@@ -171,6 +187,8 @@ def _load(path: str, mtime: float) -> tuple[Any, Any, dict[str, Any]]:
     for p in model.parameters():
         p.requires_grad_(False)
     info = json.loads(meta.get("info", "{}"))
+    with open(path, "rb") as fh:  # which weights made a clip: the recipe's model_revision
+        info["sha256"] = hashlib.file_digest(fh, "sha256").hexdigest()
     _ = torch  # imported for its side effect of being ready before the model runs
     return model, Tokenizer(cfg.vocab, cfg.text_len), info
 

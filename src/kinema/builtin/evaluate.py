@@ -116,6 +116,7 @@ def evaluate(
     steps: int = 20,
     guidance: float | None = None,
     guidance_interval: tuple[float, float] | None = None,
+    motion_guidance: float | None = None,
     shift: float | None = None,
     seed: int = 1234,
     batch_size: int = 8,
@@ -123,7 +124,7 @@ def evaluate(
     on_progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
     from ..errors import InvalidRequest
-    from . import detectors, load_model, sampling_defaults, world
+    from . import detectors, load_model, motion_defaults, sampling_defaults, world
     from .sampling import check_guidance_interval, sample
 
     if n < 1:
@@ -132,6 +133,9 @@ def evaluate(
         raise InvalidRequest("guidance", f"must be above 0, got {guidance}", value=guidance, allowed="> 0 (1: none)")
     if guidance_interval is not None:
         check_guidance_interval(guidance_interval)  # before the model loads and the real clips render
+    if motion_guidance is not None and not motion_guidance >= 0:
+        message = f"must be 0 or more, got {motion_guidance}"
+        raise InvalidRequest("motion_guidance", message, value=motion_guidance, allowed=">= 0 (0: none)")
     m = min(n, n_i2v if n_i2v is not None else 32)  # image-to-video clips, after the n text-to-video ones
     work = n + m  # on_progress counts clips of both kinds
     t0 = time.perf_counter()
@@ -139,6 +143,8 @@ def evaluate(
     own_guidance, own_interval = sampling_defaults(info)  # the checkpoint's defaults, where the caller gave none
     guidance = own_guidance if guidance is None else guidance
     guidance_interval = own_interval if guidance_interval is None else guidance_interval
+    own_motion, motion_interval = motion_defaults(info)
+    motion = own_motion if motion_guidance is None else motion_guidance
     cfg = model.cfg
     rng = np.random.default_rng(seed)
     scenes = [world.sample_scene(rng, split="heldout") for _ in range(n)]
@@ -161,6 +167,8 @@ def evaluate(
             guidance_interval=guidance_interval,
             seed=seed + start,
             shift=shift,
+            motion_guidance=motion,
+            motion_interval=motion_interval,
         )
         assert isinstance(clips, np.ndarray)
         generated.append(clips)
@@ -202,6 +210,8 @@ def evaluate(
             known=known,
             num_known=known.shape[1],
             return_raw=True,
+            motion_guidance=motion,
+            motion_interval=motion_interval,
         )
         return clips, raw
 
@@ -257,6 +267,8 @@ def evaluate(
         "steps": steps,
         "guidance": guidance,
         "guidance_interval": list(guidance_interval),
+        "motion_guidance": motion,
+        "motion_interval": list(motion_interval),
         "shift": cfg.shift if shift is None else shift,
         "seed": seed,
         "seconds": round(time.perf_counter() - t0, 1),

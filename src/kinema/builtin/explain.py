@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from . import load_model, sampling_defaults
+from . import load_model, motion_defaults, sampling_defaults
 from .sampling import LatentSpace, sample, space_of
 
 __all__ = ["Explanation", "explain"]
@@ -71,6 +71,7 @@ def explain(
 
     model, tokenizer, own = load_model(weights)
     default, interval = sampling_defaults(own)
+    motion, motion_interval = motion_defaults(own)
     scales = sorted({*GUIDANCES, default})
     cfg = model.cfg
     if not 2 <= columns <= steps:
@@ -96,6 +97,8 @@ def explain(
             guidance=g,
             seed=seed,
             guidance_interval=interval,
+            motion_guidance=motion,
+            motion_interval=motion_interval,
             on_state=keep if g == default else None,
         )
         assert isinstance(out, np.ndarray)

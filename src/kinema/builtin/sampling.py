@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from ..errors import InvalidRequest
-from . import DEFAULT_GUIDANCE, DEFAULT_GUIDANCE_INTERVAL
+from . import DEFAULT_GUIDANCE, DEFAULT_GUIDANCE_INTERVAL, DEFAULT_MOTION_INTERVAL
 from .autoencoder import VideoAutoencoder
 from .model import Tokenizer, VideoDiT
 
@@ -69,15 +69,13 @@ def edit_timesteps(steps: int, strength: float, shift: float = 2.0) -> torch.Ten
     return shift_timesteps(torch.linspace(u, 0.0, n + 1), shift)
 
 
-def check_guidance_interval(interval: tuple[float, float]) -> tuple[float, float]:
-    """``interval`` as (lo, hi) floats, or InvalidRequest (a ValueError) unless it is two numbers with
-    0 <= lo <= hi <= 1 (a list, as read from JSON, is taken too)."""
+def check_guidance_interval(interval: tuple[float, float], field: str = "guidance_interval") -> tuple[float, float]:
+    """``interval`` as (lo, hi) floats, or InvalidRequest (a ValueError) naming ``field`` unless it is two numbers
+    with 0 <= lo <= hi <= 1 (a list, as read from JSON, is taken too)."""
     pair = list(interval)
     numbers = len(pair) == 2 and all(isinstance(x, (int, float)) for x in pair)
     if not (numbers and 0 <= pair[0] <= pair[1] <= 1):
-        raise InvalidRequest(
-            "guidance_interval", f"must be (lo, hi) with 0 <= lo <= hi <= 1, got {interval}", value=pair
-        )
+        raise InvalidRequest(field, f"must be (lo, hi) with 0 <= lo <= hi <= 1, got {interval}", value=pair)
     return float(pair[0]), float(pair[1])
 
 
@@ -196,6 +194,8 @@ def sample(
     init: np.ndarray | None = None,
     strength: float = 1.0,
     on_state: Callable[[int, float, torch.Tensor, torch.Tensor], None] | None = None,
+    motion_guidance: float = 0.0,
+    motion_interval: tuple[float, float] = DEFAULT_MOTION_INTERVAL,
 ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Generate clips for ``prompts``: uint8 (B, F, H, W, 3).
 
@@ -215,10 +215,20 @@ def sample(
     (B, F, H, W, 3) uint8 is a clip to edit: it is noised to ``strength`` and denoised from there (strength 0 hands it
     back unchanged).
 
+    ``motion_guidance`` m: where a prompt asks its subject to move, the steps whose t lies in ``motion_interval`` add
+    m x (conditional - the same prompt with the subject still, :func:`world.still_caption`): guidance along the motion
+    words alone, so the motion grows and nothing else the prompt says is pushed further (Liu et al., "Compositional
+    Visual Generation with Composable Diffusion Models", 2022). Only at the first, noisiest steps, where the
+    subject's path is laid out: over all of classifier-free guidance's interval it cost the camera (v2: camera 0.69
+    against 0.82 at m = 2). It costs one more pass at those steps; 0 is off.
+
     ``on_state(i, t, x_t, x0_hat)`` sees every step before it is taken: the step's index, its noise level, the clip
     the sampler holds and the clean clip the (guided) model predicts from it, both (B, 3, F, H, W) in [-1, 1]
     (``kinema explain`` draws them).
     """
+    if not (math.isfinite(motion_guidance) and motion_guidance >= 0):
+        raise InvalidRequest("motion_guidance", f"must be a number >= 0, got {motion_guidance}", value=motion_guidance)
+    mlo, mhi = check_guidance_interval(motion_interval, "motion_interval")
     cfg = model.cfg
     b = len(prompts)
     space = space_of(model)
@@ -255,21 +265,37 @@ def sample(
         steps = len(ts) - 1
 
     lo, hi = check_guidance_interval(guidance_interval)
+    still = None
+    if motion_guidance:
+        from .world import still_caption
+
+        stills = [still_caption(p) for p in prompts]
+        if any(stills):  # a prompt with nothing to move guides towards itself: a difference of zero
+            still = model.encode_text(tokenizer.encode([s or p for s, p in zip(stills, prompts, strict=True)]))
     use_cfg = guidance != 1.0
-    if use_cfg:
-        neg = tokenizer.encode([negative_prompt or ""] * b)
-        uncond = model.encode_text(neg)
-        # one batched call for conditional + unconditional halves
-        both = (torch.cat([text[0], uncond[0]]), torch.cat([text[1], uncond[1]]))
-        cond2, mask2 = torch.cat([cond, cond]), torch.cat([mask, mask])
+    uncond = model.encode_text(tokenizer.encode([negative_prompt or ""] * b)) if use_cfg else None
 
     x_pred = model.cfg.prediction == "x"
     for i in range(steps):
         t, t_next = ts[i], ts[i + 1]
-        if use_cfg and lo <= float(t) <= hi:
-            out = model(torch.cat([x, x]), t.expand(2 * b), both, cond2, mask2)
-            out_c, out_u = out.chunk(2)
-            out = out_u + guidance * (out_c - out_u)  # guidance is linear, so it acts the same on x or v
+        guided = uncond is not None and lo <= float(t) <= hi
+        moving = still is not None and mlo <= float(t) <= mhi
+        if guided or moving:
+            # one batched call for the conditional part, the unconditional one and the still one, as the step needs
+            parts = [text]
+            if guided and uncond is not None:
+                parts.append(uncond)
+            if moving and still is not None:
+                parts.append(still)
+            k = len(parts)
+            both = (torch.cat([z[0] for z in parts]), torch.cat([z[1] for z in parts]))
+            out = model(torch.cat([x] * k), t.expand(k * b), both, torch.cat([cond] * k), torch.cat([mask] * k))
+            out_c, *rest = out.chunk(k)
+            out = out_c
+            if guided:  # guidance is linear, so it acts the same on x or v
+                out = rest[0] + guidance * (out_c - rest[0])
+            if moving:
+                out = out + motion_guidance * (out_c - rest[-1])
             if given is not None:
                 # at given pixels both halves should return the given frames, so their difference is only error,
                 # and guidance would multiply it (frame-0 PSNR 4 dB lower at 2.5): keep the conditional prediction

@@ -48,13 +48,22 @@ def contact_sheet(
     the model's default guidance), under the prompt; ``weights`` a checkpoint (default: the one in use)."""
     from PIL import Image, ImageDraw
 
-    from . import load_model, sampling_defaults
+    from . import load_model, motion_defaults, sampling_defaults
     from .sampling import sample
 
     model, tokenizer, info = load_model(weights)
     guidance, interval = sampling_defaults(info)
+    motion, motion_interval = motion_defaults(info)
     clips = sample(
-        model, tokenizer, list(prompts), steps=steps, seed=seed, guidance=guidance, guidance_interval=interval
+        model,
+        tokenizer,
+        list(prompts),
+        steps=steps,
+        seed=seed,
+        guidance=guidance,
+        guidance_interval=interval,
+        motion_guidance=motion,
+        motion_interval=motion_interval,
     )
     assert isinstance(clips, np.ndarray)  # (B, F, H, W, 3)
     if any(not 0 <= f < clips.shape[1] for f in frames):

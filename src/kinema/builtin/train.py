@@ -94,6 +94,9 @@ class TrainConfig:
     # better ones than the package's: guidance scale, and the interval (lo, hi) of t it acts at; None: the package's
     guidance: float | None = None
     guidance_interval: tuple[float, float] | None = None
+    # and motion guidance (``sampling.sample``'s ``motion_guidance``) and the interval of t it acts at
+    motion_guidance: float | None = None
+    motion_interval: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
         """Every field in its range, or InvalidRequest naming it: a bad value fails here, not an hour in."""
@@ -140,6 +143,9 @@ class TrainConfig:
         need(self.guidance is None or self.guidance > 0, "guidance", "> 0 (1: none), or None")
         if self.guidance_interval is not None:  # sampling's own check: InvalidRequest naming guidance_interval
             self.guidance_interval = check_guidance_interval(self.guidance_interval)
+        need(self.motion_guidance is None or self.motion_guidance >= 0, "motion_guidance", ">= 0 (0: none), or None")
+        if self.motion_interval is not None:
+            self.motion_interval = check_guidance_interval(self.motion_interval, "motion_interval")
         # warped noise samples along the camera the text's read-out names, and the attribute loss is what trains it
         warped = float(CONFIGS[self.model].get("warp_noise", 0.0)) > 0  # type: ignore[arg-type]
         need(self.text_aux > 0 or not warped, "text_aux", f"> 0 for the model {self.model!r} (warped noise)")
@@ -191,6 +197,8 @@ TRAIN_PRESETS: dict[str, dict[str, Any]] = {
         head_lr=20.0,
         guidance=1.5,
         guidance_interval=(0.6, 1.0),
+        motion_guidance=2.0,
+        motion_interval=(0.95, 1.0),
     ),
     "tiny-v2": dict(
         model="tiny-v2",
@@ -794,12 +802,14 @@ def _write(
     }
     if started_from is not None:  # train_config.init names the file; its hash says which weights it held
         info["init"] = started_from
-    if cfg.guidance is not None or cfg.guidance_interval is not None:  # builtin.sampling_defaults reads it
-        info["sampling"] = {
-            k: v
-            for k, v in (("guidance", cfg.guidance), ("guidance_interval", cfg.guidance_interval))
-            if v is not None
-        }
+    own = {  # builtin.sampling_defaults and motion_defaults read them
+        "guidance": cfg.guidance,
+        "guidance_interval": cfg.guidance_interval,
+        "motion_guidance": cfg.motion_guidance,
+        "motion_interval": cfg.motion_interval,
+    }
+    if any(v is not None for v in own.values()):
+        info["sampling"] = {k: v for k, v in own.items() if v is not None}
     save_model(ema, out / "builtin.safetensors", info, autoencoder=autoencoder)
     (out / "train_log.json").write_text(json.dumps({"info": info, "history": history}, indent=1))
     return {"path": str(out / "builtin.safetensors"), **info}

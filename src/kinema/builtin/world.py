@@ -49,6 +49,7 @@ __all__ = [
     "render",
     "render_batch",
     "sample_scene",
+    "still_caption",
     "tokenize",
     "vocabulary",
 ]
@@ -1377,6 +1378,40 @@ def parse_prompt(text: str) -> dict[str, str]:
             if "rolling" in words:  # a ball "rolling" with no direction hops along
                 out["motion"] = "bounce"
     return out
+
+
+def still_caption(text: str) -> str | None:
+    """``text`` with its subject's motion said as "sitting still" (lower-case words); None when it names no subject,
+    or one already still. Motion guidance (``sampling.sample``) steers a clip away from it.
+
+    The camera's phrases are left alone ("panning left" is the camera, not the subject), so the two texts differ only
+    in the subject's motion.
+
+    >>> still_caption("A red ball bouncing over the hills, the camera panning left")
+    'a red ball sitting still over the hills the camera panning left'
+    >>> still_caption("a sunrise over mountains, clouds moving slowly") is None
+    True
+    """
+    motion = parse_prompt(text).get("motion")
+    if motion in (None, "static"):
+        return None
+    words = tokenize(text)
+    camera: set[int] = set()
+    for _, phrases in _CAMERA_PARSE:
+        for p in phrases:
+            if (i := _find(words, p)) >= 0:
+                camera.update(range(i, i + len(p.split())))
+    assert motion is not None
+    said = {p.replace("{verb}", v) for p in MOTION_PHRASES[motion] for v in VERBS.values()}
+    for p in sorted(said, key=lambda p: -len(p.split())):  # the longest first: "moving to the left", not "left"
+        n = len(p.split())
+        if (i := _find(words, p)) >= 0 and not camera & set(range(i, i + n)):
+            return " ".join([*words[:i], "sitting", "still", *words[i + n :]])
+    keys = dict(_MOTION_WORDS)[motion]
+    hits = [i for i, w in enumerate(words) if w in keys and i not in camera]
+    if not hits:  # read from a word the tables do not say alone ("rolling": a ball hops along)
+        return None
+    return " ".join("still" if i == hits[0] else w for i, w in enumerate(words) if i not in hits[1:])
 
 
 def _check_heldout_pairs() -> None:

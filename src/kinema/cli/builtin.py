@@ -236,6 +236,10 @@ def eval_cmd(
         str | None,
         typer.Option("--guidance-interval", help="LO,HI: the t in 0..1 guidance acts at (default: the model's)."),
     ] = None,
+    motion_guidance: Annotated[
+        float | None,
+        typer.Option("--motion-guidance", help="Motion guidance scale (default: the model's; 0: none)."),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
     sheet: Annotated[
         Path | None,
@@ -270,6 +274,7 @@ def eval_cmd(
                 seed=seed,
                 guidance_interval=interval,
                 guidance=guidance,
+                motion_guidance=motion_guidance,
                 on_progress=bar,
             )
     except KinemaError as exc:
