@@ -197,8 +197,6 @@ TRAIN_PRESETS: dict[str, dict[str, Any]] = {
         head_lr=20.0,
         guidance=1.5,
         guidance_interval=(0.6, 1.0),
-        motion_guidance=2.0,
-        motion_interval=(0.95, 1.0),
     ),
     "tiny-v2": dict(
         model="tiny-v2",
