@@ -423,8 +423,12 @@ class _TextSign(VideoDiT):
         cond: torch.Tensor,
         cond_mask: torch.Tensor,
     ) -> torch.Tensor:
+        return self.prediction(text).view(-1, 1, 1, 1, 1).expand_as(x)
+
+    def prediction(self, text: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        """The clean value predicted for each clip, (B,)."""
         has_caption = text[1].sum(dim=1) > 1  # (B,): more than the always-on first token
-        return torch.where(has_caption, 0.5, -0.5).view(-1, 1, 1, 1, 1).expand_as(x)
+        return torch.where(has_caption, 0.5, -0.5)
 
 
 def test_guidance_leaves_given_pixels_to_the_conditional_prediction() -> None:
@@ -493,18 +497,9 @@ class _MotionSign(_Recorder):
     def encode_text(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return ids[..., None].float(), (ids > 0).float()
 
-    def forward(
-        self,
-        x: torch.Tensor,
-        t: torch.Tensor,
-        text: tuple[torch.Tensor, torch.Tensor],
-        cond: torch.Tensor,
-        cond_mask: torch.Tensor,
-    ) -> torch.Tensor:
-        self.calls.append((round(float(t[0]), 4), x.shape[0]))
+    def prediction(self, text: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         ids = text[0][..., 0]
-        value = torch.where((ids == self.still).any(1), 0.1, 0.3) * (text[1].sum(1) > 0)
-        return value.view(-1, 1, 1, 1, 1).expand_as(x)
+        return torch.where((ids == self.still).any(1), 0.1, 0.3) * (text[1].sum(1) > 0)
 
 
 def test_motion_guidance_pushes_only_along_the_subjects_motion() -> None:
