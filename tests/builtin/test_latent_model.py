@@ -268,7 +268,7 @@ def test_v2_checkpoint_holds_the_autoencoder_and_loads_as_one(tmp_path: Path) ->
     path = save_model(model, tmp_path / "v2.safetensors", {"note": "x"}, autoencoder=ae)
     assert is_checkpoint(path)
     loaded, tokenizer, info = load_model(path)
-    assert info == {"note": "x"} and loaded.autoencoder is not None
+    assert info == {"note": "x", "sha256": info["sha256"]} and loaded.autoencoder is not None  # sha256: the file's
     assert isinstance(space_of(loaded), LatentSpace)
     assert loaded.autoencoder.norm.running_var.dtype == torch.float32
     for k, v in ae.state_dict().items():
