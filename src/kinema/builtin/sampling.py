@@ -278,23 +278,19 @@ def sample(
     x_pred = model.cfg.prediction == "x"
     for i in range(steps):
         t, t_next = ts[i], ts[i + 1]
-        guided = uncond is not None and lo <= float(t) <= hi
-        moving = still is not None and mlo <= float(t) <= mhi
-        if guided or moving:
+        guide = uncond if lo <= float(t) <= hi else None  # this step's unconditional text, if it guides
+        push = still if mlo <= float(t) <= mhi else None  # and its still text, if it pushes the motion
+        if guide is not None or push is not None:
             # one batched call for the conditional part, the unconditional one and the still one, as the step needs
-            parts = [text]
-            if guided and uncond is not None:
-                parts.append(uncond)
-            if moving and still is not None:
-                parts.append(still)
+            parts = [text, *(z for z in (guide, push) if z is not None)]
             k = len(parts)
             both = (torch.cat([z[0] for z in parts]), torch.cat([z[1] for z in parts]))
             out = model(torch.cat([x] * k), t.expand(k * b), both, torch.cat([cond] * k), torch.cat([mask] * k))
             out_c, *rest = out.chunk(k)
             out = out_c
-            if guided:  # guidance is linear, so it acts the same on x or v
+            if guide is not None:  # guidance is linear, so it acts the same on x or v
                 out = rest[0] + guidance * (out_c - rest[0])
-            if moving:
+            if push is not None:
                 out = out + motion_guidance * (out_c - rest[-1])
             if given is not None:
                 # at given pixels both halves should return the given frames, so their difference is only error,

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import save_model
+from . import load_model, save_model
 from .autoencoder import VideoAutoencoder
 from .model import CONFIGS, ModelConfig, Tokenizer, VideoDiT, first_known, pool_text
 from .runstate import load_state, save_state
@@ -386,7 +386,8 @@ def train(
     model = VideoDiT(mcfg).to(device)
     started_from = None  # which weights the run started from, and what of them it could not use
     if cfg.init:
-        started_from = {"sha256": _sha256(cfg.init), "fresh": _init_from(model, cfg.init)}
+        fresh = _init_from(model, cfg.init)
+        started_from = {"sha256": load_model(cfg.init)[2]["sha256"], "fresh": fresh}  # cached: the same load
     ema = VideoDiT(mcfg).to(device)
     ema.load_state_dict(model.state_dict())
     ema.requires_grad_(False)
@@ -678,8 +679,6 @@ def _init_from(model: VideoDiT, path: str) -> list[str]:
     the space (``SPACE_BOUND``) start fresh: as the big video models start high resolutions from low-resolution ones.
     Any other difference is refused, so a wrong checkpoint cannot half-load.
     """
-    from . import load_model
-
     src, _, _ = load_model(path)
     if src.cfg.vocab != model.cfg.vocab:
         raise ValueError(f"{path} was trained on another vocabulary; train from scratch instead")
@@ -720,7 +719,6 @@ def finetune_decoder(
     Stable Diffusion's fine-tuned decoders did). The run lives in ``out_dir`` (``ae_state.pt`` resumes it); a result
     whose encoder or statistics differ from the checkpoint's is refused rather than paired with the DiT.
     """
-    from . import load_model
     from .autoencoder import save_autoencoder
     from .train_autoencoder import AE_TRAIN_PRESETS, AETrainConfig, train_autoencoder
 
@@ -745,12 +743,6 @@ def finetune_decoder(
     record: dict[str, Any] = {k: summary[k] for k in ("steps_run", "train_seconds", "hardware") if k in summary}
     save_model(model, path, {**info, "decoder_stage": {"preset": preset, **record}}, autoencoder=tuned)
     return {"path": str(path), "autoencoder": summary["path"], **record}
-
-
-def _sha256(path: str) -> str:
-    import hashlib
-
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def _load_autoencoder(path: str, mcfg: ModelConfig) -> VideoAutoencoder:
