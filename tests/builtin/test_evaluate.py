@@ -10,8 +10,9 @@ import pytest
 from typer.testing import CliRunner
 
 from kinema.builtin import load_model
-from kinema.builtin.evaluate import STATIC_LEVELS, evaluate, grid_score, psnr, static_psnr
+from kinema.builtin.evaluate import STATIC_LEVELS, evaluate, grid_score, paired_difference, psnr, static_psnr
 from kinema.cli import app
+from kinema.errors import InvalidRequest
 
 
 def test_psnr() -> None:
@@ -45,7 +46,44 @@ def test_evaluate_on_a_few_prompts() -> None:
         assert set(whole) == {"static_psnr_db", "floor_t2v_db", "ceiling_frozen_db", "clips"} and whole["clips"] <= 2
     distinct = report["i2v_distinct"]
     assert distinct["first_frame_diff"] > 0 and distinct["real_late_diff"] > 0  # two different scenes' images
+    # the per-clip checks a paired comparison reads add up to the shares
+    clips = report["clip_checks"]
+    assert len(clips) == 4 and sum(len(c) for c in clips) == report["checks"]
+    for attr, share in report["per_attribute"].items():
+        asked = [c[attr] for c in clips if attr in c]
+        assert share == pytest.approx(sum(asked) / len(asked), abs=1e-4)
     assert json.loads(json.dumps(report)) == report
+
+
+def _report(checks: list[dict[str, bool]], digest: str = "abc") -> dict[str, object]:
+    return {"n": len(checks), "seed": 1, "prompts_sha256": digest, "clip_checks": checks}
+
+
+def test_paired_difference_counts_clip_by_clip() -> None:
+    base = _report([{"camera": True, "motion": False}, {"camera": True, "motion": False}, {"camera": False}] * 2)
+    new = _report([{"camera": True, "motion": True}, {"camera": False, "motion": True}, {"camera": False}] * 2)
+    paired = paired_difference(base, new)
+    assert paired["clips"] == 6
+    motion, camera, overall = paired["per_attribute"]["motion"], paired["per_attribute"]["camera"], paired["adherence"]
+    assert (motion["base"], motion["new"], motion["gained"], motion["lost"]) == (0.0, 1.0, 4, 0)
+    assert motion["difference"] == 1.0 and motion["se"] == 0.0  # every pair moved the same way: no doubt left
+    assert (camera["base"], camera["new"], camera["difference"], camera["gained"], camera["lost"]) == (
+        round(4 / 6, 4),
+        round(2 / 6, 4),
+        round(-2 / 6, 4),
+        0,
+        2,
+    )
+    # overall: each clip's change in checks right (+1, 0, 0, +1, 0, 0) over the 10 checks; the error is per clip
+    assert overall["checks"] == 10 and overall["difference"] == pytest.approx(0.2)
+    changes = np.array([1, 0, 0, 1, 0, 0], dtype=float)
+    assert overall["se"] == pytest.approx(changes.std(ddof=1) * np.sqrt(6) / 10, abs=1e-4)
+    assert paired_difference(base, base)["adherence"]["difference"] == 0.0
+    with pytest.raises(InvalidRequest, match="prompts differ") as info:
+        paired_difference(base, _report(new["clip_checks"], digest="other"))  # type: ignore[arg-type]
+    assert info.value.field == "against"
+    with pytest.raises(InvalidRequest, match="no per-clip checks"):
+        paired_difference({"n": 6, "seed": 1}, new)
 
 
 def test_grid_score_sees_squares_and_not_smooth_clips() -> None:
@@ -92,6 +130,38 @@ def test_eval_cli_json_and_bad_input() -> None:
     ):
         res = runner.invoke(app, ["eval", "builtin", "--n", "1", *args])
         assert res.exit_code == 2 and field in res.stderr, (args, res.output)
+
+
+def test_eval_cli_compares_with_an_earlier_report(tmp_path: Path) -> None:
+    runner = CliRunner()
+    first = runner.invoke(app, ["eval", "builtin", "--n", "2", "--steps", "1", "--json"])
+    assert first.exit_code == 0, first.output
+    earlier = tmp_path / "earlier.json"
+    earlier.write_text(first.stdout)
+    again = runner.invoke(app, ["eval", "builtin", "--n", "2", "--steps", "1", "--json", "--against", str(earlier)])
+    assert again.exit_code == 0, again.output
+    against = json.loads(again.stdout)["against"]
+    assert against["clips"] == 2 and against["path"] == str(earlier)
+    assert against["adherence"]["difference"] == 0.0 and against["adherence"]["gained"] == 0  # the same draw
+    text = runner.invoke(app, ["eval", "builtin", "--n", "2", "--steps", "1", "--against", str(earlier)])
+    assert text.exit_code == 0 and "against the earlier report, the same 2 prompts" in text.stdout
+    # refused before anything is drawn: another seed or n, a missing file, not JSON, a report without clip checks
+    old = tmp_path / "old.json"
+    old.write_text(json.dumps({"n": 2, "seed": 1234, "adherence": 0.5}))
+    notjson = tmp_path / "x.json"
+    notjson.write_text("adherence 0.9")
+    for args, message in (
+        (["--n", "3"], "drawn with n 2 and seed 1234, not n 3 and seed 1234"),
+        (["--n", "2", "--seed", "5"], "not n 2 and seed 5"),
+    ):
+        res = runner.invoke(app, ["eval", "builtin", *args, "--against", str(earlier)])
+        said = " ".join(res.stderr.split())  # the console wraps long lines
+        assert res.exit_code == 2 and "against:" in said and message in said, res.output
+    for path, message in ((tmp_path / "none.json", "cannot read"), (notjson, "is not JSON"), (old, "no per-clip")):
+        res = runner.invoke(app, ["eval", "builtin", "--n", "2", "--against", str(path)])
+        said = " ".join(res.stderr.split())
+        assert res.exit_code == 2 and "against:" in said and message in said, res.output
+        assert "Traceback" not in res.output
 
 
 def test_eval_cli_passes_the_guidance_settings_on() -> None:

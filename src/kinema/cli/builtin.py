@@ -245,6 +245,13 @@ def eval_cmd(
         Path | None,
         typer.Option("--sheet", help="Also write a contact sheet (.png) of the seeds' example prompts."),
     ] = None,
+    against: Annotated[
+        Path | None,
+        typer.Option(
+            "--against",
+            help="An earlier --json report on the same --n and --seed: compare clip by clip, with the paired error.",
+        ),
+    ] = None,
 ) -> None:
     """Measure the built-in model's prompt adherence on held-out captions, with frame-based detectors."""
     if target != "builtin":
@@ -253,8 +260,9 @@ def eval_cmd(
         fail(InvalidRequest("sheet", f"{sheet.name} is not a .png file", value=str(sheet), allowed="FILE.png"))
     if weights is not None and not weights.is_file():
         fail(InvalidRequest("weights", f"no file {weights}", value=str(weights), allowed="a checkpoint file"))
-    from ..builtin.evaluate import evaluate, format_report
+    from ..builtin.evaluate import evaluate, format_paired, format_report, paired_difference
 
+    base = _earlier_report(against, n, seed) if against is not None else None
     interval = None  # the checkpoint's own (builtin.sampling_defaults)
     if guidance_interval is not None:
         try:
@@ -280,6 +288,12 @@ def eval_cmd(
     except KinemaError as exc:
         fail(exc)
         return
+    if base is not None:
+        try:
+            report["against"] = {"path": str(against), **paired_difference(base, report)}
+        except KinemaError as exc:  # the same n and seed from another version of the world
+            fail(exc)
+            return
     if sheet is not None:
         from PIL import Image
 
@@ -293,8 +307,28 @@ def eval_cmd(
         sys.stdout.write(json.dumps(report) + "\n")
     else:
         out.print(format_report(report))
+        if base is not None:
+            out.print(format_paired(report["against"]), highlight=False)
         if sheet is not None:
             err.print(f"wrote the contact sheet {sheet}", highlight=False)
+
+
+def _earlier_report(path: Path, n: int, seed: int) -> dict[str, Any]:
+    """The report ``--against`` names, refused before an evaluation runs when it cannot be compared with this one."""
+    allowed = "a report written by kinema eval builtin --json, with the same --n and --seed"
+    try:
+        report = json.loads(path.read_text())
+    except OSError as exc:
+        fail(InvalidRequest("against", f"cannot read {path}: {exc.strerror}", value=str(path), allowed=allowed))
+    except (ValueError, UnicodeDecodeError):
+        fail(InvalidRequest("against", f"{path} is not JSON", value=str(path), allowed=allowed))
+    if not isinstance(report, dict) or "clip_checks" not in report:
+        message = f"{path} has no per-clip checks (a report from before they existed, or not an evaluation's)"
+        fail(InvalidRequest("against", message, value=str(path), allowed=allowed))
+    if (report.get("n"), report.get("seed")) != (n, seed):
+        message = f"{path} was drawn with n {report.get('n')} and seed {report.get('seed')}, not n {n} and seed {seed}"
+        fail(InvalidRequest("against", message, value=str(path), allowed=allowed))
+    return report
 
 
 def explain_cmd(

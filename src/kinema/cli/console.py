@@ -12,7 +12,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -38,7 +38,7 @@ def set_debug(enabled: bool) -> None:
     _debug = enabled
 
 
-def fail(exc: BaseException) -> None:
+def fail(exc: BaseException) -> NoReturn:
     """Print a short message and exit with the code for this kind of failure.
 
     The message is printed as text, not Rich markup: ``pip install 'kinema[local]'`` keeps its ``[local]``.
