@@ -226,6 +226,7 @@ CONFIGS: dict[str, dict[str, object]] = {
         ref_frame=True,
         ref_residual=True,
         ref_mix=True,
+        ref_gate_values=True,  # a gate per latent value: a snowflake in one channel leaves the others' copy open
         out_conv=32,
     ),
     "tiny-v2": dict(

@@ -197,6 +197,9 @@ TRAIN_PRESETS: dict[str, dict[str, Any]] = {
         head_lr=20.0,
         guidance=1.5,
         guidance_interval=(0.6, 1.0),
+        # the gate is told where copying the given frame is right (the real latent stays near it): the loss alone did
+        # not open it where the sample is decided (docs/builtin-v2.md, sessions 21-23)
+        gate_weight=0.5,
     ),
     "tiny-v2": dict(
         model="tiny-v2",
