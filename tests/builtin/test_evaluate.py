@@ -127,6 +127,7 @@ def test_eval_cli_json_and_bad_input() -> None:
         (["--guidance", "0"], "guidance: must be above 0"),
         (["--guidance-interval", "0.8"], "guidance_interval: must be two numbers"),
         (["--guidance-interval", "0.9,0.2"], "guidance_interval: must be (lo, hi)"),
+        (["--shift", "0"], "shift: must be above 0"),
     ):
         res = runner.invoke(app, ["eval", "builtin", "--n", "1", *args])
         assert res.exit_code == 2 and field in res.stderr, (args, res.output)
@@ -167,11 +168,14 @@ def test_eval_cli_compares_with_an_earlier_report(tmp_path: Path) -> None:
 def test_eval_cli_passes_the_guidance_settings_on() -> None:
     res = CliRunner().invoke(
         app,
-        ["eval", "builtin", "--n", "1", "--steps", "1", "--json", "--guidance", "1", "--guidance-interval", "0.5,1"],
+        [
+            *("eval", "builtin", "--n", "1", "--steps", "1", "--json", "--guidance", "1"),
+            *("--guidance-interval", "0.5,1", "--shift", "5"),
+        ],
     )
     assert res.exit_code == 0, res.output
     report = json.loads(res.stdout)
-    assert report["guidance"] == 1.0 and report["guidance_interval"] == [0.5, 1.0]
+    assert report["guidance"] == 1.0 and report["guidance_interval"] == [0.5, 1.0] and report["shift"] == 5.0
 
 
 def test_eval_writes_the_seeds_contact_sheet(tmp_path: Path) -> None:

@@ -139,6 +139,10 @@ def evaluate(
         raise InvalidRequest("guidance", f"must be above 0, got {guidance}", value=guidance, allowed="> 0 (1: none)")
     if guidance_interval is not None:
         check_guidance_interval(guidance_interval)  # before the model loads and the real clips render
+    if shift is not None and not 0 < shift <= 100:
+        raise InvalidRequest(
+            "shift", f"must be above 0 and at most 100, got {shift}", value=shift, allowed="0 < shift <= 100"
+        )
     if motion_guidance is not None and not motion_guidance >= 0:
         message = f"must be 0 or more, got {motion_guidance}"
         raise InvalidRequest("motion_guidance", message, value=motion_guidance, allowed=">= 0 (0: none)")

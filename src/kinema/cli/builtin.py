@@ -240,6 +240,10 @@ def eval_cmd(
         float | None,
         typer.Option("--motion-guidance", help="Motion guidance scale (default: the model's; 0: none)."),
     ] = None,
+    shift: Annotated[
+        float | None,
+        typer.Option("--shift", help="The sampling schedule's shift towards noise (default: the model's, 3 for v2)."),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
     sheet: Annotated[
         Path | None,
@@ -283,6 +287,7 @@ def eval_cmd(
                 guidance_interval=interval,
                 guidance=guidance,
                 motion_guidance=motion_guidance,
+                shift=shift,
                 on_progress=bar,
             )
     except KinemaError as exc:
