@@ -275,7 +275,6 @@ def eval_cmd(
             allowed = "LO,HI with 0 <= LO <= HI <= 1, such as 0.8,1"
             message = f"must be two numbers LO,HI, got {guidance_interval!r}"
             fail(InvalidRequest("guidance_interval", message, value=guidance_interval, allowed=allowed))
-            return
         interval = (lo, hi)
     try:
         with CountBar(err.is_terminal and not as_json, "evaluating (clips)", console=err) as bar:
@@ -292,13 +291,11 @@ def eval_cmd(
             )
     except KinemaError as exc:
         fail(exc)
-        return
     if base is not None:
         try:
             report["against"] = {"path": str(against), **paired_difference(base, report)}
         except KinemaError as exc:  # the same n and seed from another version of the world
             fail(exc)
-            return
     if sheet is not None:
         from PIL import Image
 
@@ -369,7 +366,6 @@ def explain_cmd(
         Image.fromarray(sheet.image).save(output)
     except Exception as exc:
         fail(exc)
-        return
     if as_json:
         sys.stdout.write(json.dumps({"output": str(output), **sheet.info, "panels": sheet.panels}) + "\n")
     else:

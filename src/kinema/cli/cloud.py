@@ -83,7 +83,6 @@ def resume(
         result = engine.run(request, output=target, resume_task_id=str(record["task_id"]), resume_info=info)
     except (KinemaError, KeyboardInterrupt) as exc:
         fail(exc)
-        return
     record_path.unlink(missing_ok=True)
     if as_json:
         sys.stdout.write(json.dumps(result.to_dict(), default=str) + "\n")

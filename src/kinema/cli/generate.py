@@ -251,7 +251,6 @@ def generate(
         elif output is not None and resume_file_for(output).exists():
             err.print(f"the provider's task may still run; 'kinema resume {output}' picks it up", highlight=False)
         fail(exc)
-        return
     _print_warnings([w for w in result.warnings if w not in adjusted])
     if as_json:
         data = result.to_dict()
@@ -292,7 +291,6 @@ def info(
         clip = probe(path)
     except KinemaError as exc:
         fail(exc)
-        return
     if as_json:
         sys.stdout.write(json.dumps({**recipe, "file": clip}, default=str) + "\n")
         return

@@ -96,7 +96,6 @@ def models(as_json: Annotated[bool, typer.Option("--json", help="Print the catal
         require_module("huggingface_hub", "local", feature="kinema models")
     except KinemaError as exc:
         fail(exc)
-        return
     rows = model_rows()
     if as_json:
         sys.stdout.write(json.dumps({"cache": str(hub_cache_dir()), "models": rows}, default=str) + "\n")
@@ -263,7 +262,6 @@ def pull(
             result["upsampler"] = _pull_repo(model, upsampler, "main", None, endpoint)
     except KinemaError as exc:
         fail(exc)
-        return
     if as_json:
         sys.stdout.write(json.dumps(result) + "\n")
         return

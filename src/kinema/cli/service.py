@@ -302,7 +302,6 @@ def worker(
             code = run_worker_process(cfg, threads=threads)
     except Exception as exc:
         fail(exc)
-        return
     _exit_past_lingering_threads(code)
     raise typer.Exit(code)
 
@@ -351,7 +350,6 @@ def keys_create(
             key_id, secret = store.create_key(name, budget=limit)
     except Exception as exc:
         fail(exc)
-        return
     if as_json:
         shown = {"amount": limit[0], "currency": limit[1]} if limit else None
         sys.stdout.write(json.dumps({"id": key_id, "name": name, "key": secret, "budget": shown}) + "\n")
@@ -374,7 +372,6 @@ def keys_list(
             keys = store.list_keys()
     except Exception as exc:
         fail(exc)
-        return
     if as_json:
         sys.stdout.write(json.dumps({"keys": keys}) + "\n")
         return
@@ -409,7 +406,6 @@ def keys_revoke(
             raise InvalidRequest("key_id", f"no active key {key_id!r}", value=key_id, allowed="see 'kinema keys list'")
     except Exception as exc:
         fail(exc)
-        return
     err.print(f"key {key_id} revoked", highlight=False)
 
 
@@ -450,7 +446,6 @@ def jobs_retry(
             raise InvalidRequest("job_id", "the job is no longer failed", value=job_id, allowed="a failed job")
     except Exception as exc:
         fail(exc)
-        return
     if as_json:
         from ..service.schemas import video_object
 
@@ -492,7 +487,6 @@ def status(
             store.close()
     except Exception as exc:
         fail(exc)
-        return
     kind, _, where = describe_store(location).partition(" ")
     report = {"store": {"kind": kind.lower(), "location": where}, **summary}
     if as_json:

@@ -98,7 +98,6 @@ def prompt_cmd(
             prompt = VideoPrompt(**{k: v for k, v in parts.items() if v is not None})
     except KinemaError as exc:
         fail(exc)
-        return
     if as_json:
         _emit_json(prompt.to_dict())
     else:
@@ -147,7 +146,6 @@ def batch_cmd(
             ) from None
     except KinemaError as exc:
         fail(exc)
-        return
     total = len(rows)
     finished = [0]
 
@@ -162,7 +160,6 @@ def batch_cmd(
         report = run_batch(rows, output, concurrency=concurrency, cache=cache, on_row=on_row)
     except (KinemaError, KeyboardInterrupt) as exc:
         fail(exc)
-        return
     report.source = str(file)
     data = report.to_dict()
     if as_json:
@@ -232,7 +229,6 @@ def storyboard_cmd(
         )
     except (KinemaError, KeyboardInterrupt) as exc:
         fail(exc)
-        return
     if as_json:
         _emit_json(manifest)
     else:
@@ -353,7 +349,6 @@ def enhance_cmd(
         clip = probe(path)  # the file as written (a PNG folder too), not what the steps were meant to make
     except (KinemaError, KeyboardInterrupt) as exc:
         fail(exc)
-        return
     if as_json:
         _emit_json(
             {
@@ -424,7 +419,6 @@ def concat_cmd(
             mux_audio(path, audio)
     except (KinemaError, KeyboardInterrupt) as exc:
         fail(exc)
-        return
     if as_json:
         _emit_json(
             {
@@ -477,7 +471,6 @@ def thumbnail_cmd(
         path = save_image(image, target)
     except (KinemaError, KeyboardInterrupt) as exc:
         fail(exc)
-        return
     if as_json:
         _emit_json(
             {"path": str(path), "width": int(image.shape[1]), "height": int(image.shape[0]), "frame": frame_index}
