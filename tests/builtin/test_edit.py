@@ -126,8 +126,9 @@ def test_strength_one_is_text_to_video_and_an_edit_costs_its_share_of_steps(
         seed=3,
         on_progress=lambda e: steps.append(e.total) if e.stage == "denoising" else None,
     )
-    shift = load_model()[0].cfg.shift
-    assert set(steps) == {len(edit_timesteps(20, 0.3, shift)) - 1} == {2}  # 2 of 20 at shift 3: its share
+    cfg = load_model()[0].cfg  # an edit runs on the training shift's schedule (3), not the sampling one (5)
+    assert set(steps) == {len(edit_timesteps(20, 0.3, cfg.shift)) - 1} == {2}  # 2 of 20 at strength 0.3: its share
+    assert len(edit_timesteps(20, 0.45, cfg.shift)) - 1 == 4 > len(edit_timesteps(20, 0.45, cfg.sampling_shift)) - 1
     assert psnr(weak.video.frames, source) > psnr(full.video.frames, source) + 4  # measured 13.2 dB against 8.1
 
 

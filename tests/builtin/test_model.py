@@ -18,7 +18,7 @@ from safetensors.torch import save_file
 
 from kinema.builtin import load_model, save_model
 from kinema.builtin.model import CONFIGS, ModelConfig, Tokenizer, VideoDiT, apply_rope, rope_angles
-from kinema.builtin.sampling import camera_noise, sample, timesteps, to_uint8
+from kinema.builtin.sampling import camera_noise, edit_timesteps, sample, timesteps, to_uint8
 from kinema.builtin.train import _loss
 from kinema.builtin.world import CAMERAS
 from kinema.errors import InvalidRequest
@@ -486,6 +486,31 @@ def test_guidance_acts_only_inside_its_interval() -> None:
     assert [n for _, n in m.calls] == [2, 2, 2, 2]
     with pytest.raises(ValueError, match="guidance_interval"):
         sample(m, tok, ["red ball"], steps=4, guidance=2.5, guidance_interval=(0.9, 0.8))
+
+
+def test_sampling_runs_at_the_checkpoints_sampling_shift_and_older_ones_at_their_training_shift() -> None:
+    """v2's weights trained at shift 3 sample at 5 (``sample_shift``); a header without the field (every checkpoint
+    written before it) samples at its training shift, as before; ``shift=`` overrides both."""
+    tiny = dict(CONFIGS["tiny"])
+    for sample_shift, expected in ((None, 3.0), (5.0, 5.0)):
+        cfg = ModelConfig(vocab=["red"], cameras=list(CAMERAS), **tiny, sample_shift=sample_shift)  # type: ignore[arg-type]
+        assert cfg.sampling_shift == expected
+        m = _Recorder(cfg).eval()
+        tok = Tokenizer(m.cfg.vocab, m.cfg.text_len)
+        for given, used in ((None, expected), (2.0, 2.0)):
+            m.calls = []
+            sample(m, tok, ["red"], steps=4, guidance=1.0, shift=given)
+            assert [t for t, _ in m.calls] == [round(float(t), 4) for t in timesteps(4, used)[:-1]]
+        # an edit keeps the training shift's schedule: its steps all lie below ``strength``, where 5 has fewer
+        init = np.zeros((1, cfg.frames, cfg.height, cfg.width, 3), np.uint8)
+        m.calls = []
+        sample(m, tok, ["red"], steps=8, guidance=1.0, init=init, strength=0.5)
+        assert [t for t, _ in m.calls] == [round(float(t), 4) for t in edit_timesteps(8, 0.5, 3.0)[:-1]]
+    # at 5 more of the steps sit where the layout is decided: 16 of 20 at t >= 0.6 against 14 at 3
+    assert [int((timesteps(20, s)[:-1] >= 0.6).sum()) for s in (3.0, 5.0)] == [14, 16]
+    old = {k: v for k, v in ModelConfig(**tiny).to_dict().items() if k != "sample_shift"}  # type: ignore[arg-type]
+    assert ModelConfig(**old).sampling_shift == 3.0
+    assert CONFIGS["v2"]["sample_shift"] == 5.0 and CONFIGS["v2"]["shift"] == 3.0  # the recipe writes what ships
 
 
 class _MotionSign(_Recorder):

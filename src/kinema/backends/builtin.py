@@ -252,7 +252,7 @@ class BuiltinBackend(BaseBackend):
         if init is not None:
             from ..builtin.sampling import edit_timesteps
 
-            total = len(edit_timesteps(steps, strength, model.cfg.shift)) - 1
+            total = len(edit_timesteps(steps, strength, model.cfg.shift)) - 1  # sample's: the training shift
         else:
             total = segments * steps
         done = 0

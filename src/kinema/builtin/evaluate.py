@@ -281,7 +281,7 @@ def evaluate(
         "guidance_interval": list(guidance_interval),
         "motion_guidance": motion,
         "motion_interval": list(motion_interval),
-        "shift": cfg.shift if shift is None else shift,
+        "shift": cfg.sampling_shift if shift is None else shift,
         "seed": seed,
         "seconds": round(time.perf_counter() - t0, 1),
         "seconds_per_clip": round((time.perf_counter() - t0) / (n + m), 3),

@@ -242,7 +242,9 @@ def eval_cmd(
     ] = None,
     shift: Annotated[
         float | None,
-        typer.Option("--shift", help="The sampling schedule's shift towards noise (default: the model's, 3 for v2)."),
+        typer.Option(
+            "--shift", help="The sampling schedule's shift towards noise (default: the model's, 5 for the shipped v2)."
+        ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
     sheet: Annotated[
