@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from typer.testing import CliRunner
 
 from kinema.builtin import FORMATS, is_checkpoint, load_model, save_model, world
@@ -602,6 +604,55 @@ def test_a_checkpoint_samples_with_its_own_motion_guidance(tmp_path: Path) -> No
     with pytest.raises(InvalidRequest) as exc:
         TrainConfig(**{**cfg, "motion_interval": (0.9, 0.5)})  # type: ignore[arg-type]
     assert exc.value.field == "motion_interval"
+
+
+def test_a_checkpoint_samples_given_frames_with_its_own_image_guidance(tmp_path: Path) -> None:
+    """A recipe's image guidance (info["sampling"]) is what the backend samples image-to-video with unless
+    options.image_guidance says otherwise (recorded; out of range refused by name), what the evaluation uses and
+    reports, and what a training preset writes; without it image guidance is off."""
+    import kinema
+    from kinema.builtin import DEFAULT_IMAGE_INTERVAL, image_defaults
+    from kinema.builtin.evaluate import evaluate
+
+    model, ae = _tiny_pair()
+    own = {"sampling": {"image_guidance": 2.0, "image_interval": [0.5, 1.0]}}
+    path = save_model(model, tmp_path / "own.safetensors", own, autoencoder=ae)
+    assert image_defaults({}) == (0.0, DEFAULT_IMAGE_INTERVAL)
+    assert image_defaults(load_model(path)[2]) == (2.0, (0.5, 1.0))
+    image = tmp_path / "start.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(image)
+    prompt = "a red ball bouncing"
+    common: dict[str, Any] = dict(model=str(path), num_inference_steps=3, seed=5, image=str(image))
+    still = {"camera": "static"}  # the camera from the options, not from a random read-out
+    default = kinema.generate(prompt, **common, options=still)
+    same = kinema.generate(prompt, **common, options={**still, "image_guidance": 2.0})
+    off = kinema.generate(prompt, **common, options={**still, "image_guidance": 0})
+    assert np.array_equal(default.video.frames, same.video.frames)
+    assert not np.array_equal(default.video.frames, off.video.frames)  # it changes this clip
+    assert off.recipe["options"] == {"camera": "static", "image_guidance": 0}
+    again = kinema.run(kinema.engine.request_from_recipe(off.recipe, image=str(image)))  # --from, the image again
+    assert np.array_equal(again.video.frames, off.video.frames)
+    t2v = {k: v for k, v in common.items() if k != "image"}  # no given frames: nothing for it to act on
+    assert np.array_equal(
+        kinema.generate(prompt, **t2v, options=still).video.frames,
+        kinema.generate(prompt, **t2v, options={**still, "image_guidance": 0}).video.frames,
+    )
+    for bad in (-1, 11, "2", True):
+        with pytest.raises(InvalidRequest) as exc:
+            kinema.generate(prompt, **common, options={"image_guidance": bad})
+        assert exc.value.field == "options.image_guidance"
+    report = evaluate(n=1, n_i2v=1, weights=path, steps=2)
+    assert (report["image_guidance"], report["image_interval"]) == (2.0, [0.5, 1.0])
+    assert set(report["i2v_adherence"]) >= {"overall", "camera"} and 0 <= report["i2v_temporal"] <= 1
+    assert evaluate(n=1, n_i2v=1, weights=path, steps=2, image_guidance=0.0)["image_guidance"] == 0.0
+    with pytest.raises(InvalidRequest, match="image_guidance"):
+        evaluate(n=1, weights=path, image_guidance=-1.0)
+    cfg = {**TRAIN_PRESETS["tiny-v2"], "autoencoder": str(_ae_file(tmp_path)), "steps": 2, "image_guidance": 1.0}
+    trained = train(TrainConfig(**cfg), tmp_path / "run")
+    assert image_defaults(load_model(trained["path"])[2]) == (1.0, DEFAULT_IMAGE_INTERVAL)
+    with pytest.raises(InvalidRequest) as exc:
+        TrainConfig(**{**cfg, "image_interval": (0.9, 0.5)})
+    assert exc.value.field == "image_interval"
 
 
 def test_a_checkpoint_samples_with_its_own_guidance_defaults(tmp_path: Path) -> None:

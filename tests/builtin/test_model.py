@@ -564,6 +564,70 @@ def test_motion_guidance_pushes_only_along_the_subjects_motion() -> None:
     assert exc.value.field == "motion_interval"
 
 
+class _ImageSign(_Recorder):
+    """Predicts 0.3 for a clip with known frames and 0.1 for one without, whatever the text."""
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        t: torch.Tensor,
+        text: tuple[torch.Tensor, torch.Tensor],
+        cond: torch.Tensor,
+        cond_mask: torch.Tensor,
+    ) -> torch.Tensor:
+        self.calls.append((round(float(t[0]), 4), x.shape[0]))
+        seen = cond_mask.flatten(1).amax(1) > 0  # (B,)
+        return torch.where(seen, 0.3, 0.1).view(-1, 1, 1, 1, 1).expand_as(x)
+
+
+def test_image_guidance_pushes_along_what_the_known_frames_add() -> None:
+    """image_guidance w adds w x (prediction - prediction with the known frames hidden) at the steps in its interval,
+    in one more pass, whatever the camera; the known frames themselves keep the conditional prediction; text-to-video
+    is left alone."""
+    cfg = ModelConfig(vocab=["red", "ball"], cameras=list(CAMERAS), **CONFIGS["tiny"])  # type: ignore[arg-type]
+    m = _ImageSign(cfg).eval()
+    tok = Tokenizer(m.cfg.vocab, m.cfg.text_len)
+    known = np.zeros((1, 1, 64, 64, 3), dtype=np.uint8)
+    common = dict(steps=2, known=known, num_known=1, return_raw=True, noise_share=0.0, cameras=["static"])
+    for guidance, batch in ((1.0, 2), (2.0, 3)):  # without and with text guidance (the text does not matter here)
+        m.calls = []
+        _, raw = sample(
+            m, tok, ["red ball"], guidance=guidance, guidance_interval=(0, 1), image_guidance=1.0, **common
+        )  # type: ignore[arg-type]
+        assert [n for _, n in m.calls] == [batch, batch]
+        pixels = to_uint8(torch.tensor([0.3, 0.3 + 1.0 * (0.3 - 0.1)]).view(1, 1, 2, 1, 1))[0, :, 0, 0, 0]
+        assert (raw[:, 0] == pixels[0]).all() and (raw[:, 1:] == pixels[1]).all()
+    m.calls = []
+    _, off = sample(m, tok, ["red ball"], guidance=1.0, **common)  # type: ignore[arg-type]
+    assert [n for _, n in m.calls] == [1, 1] and (off[:, 1:] == pixels[0]).all()  # 0 (the default) is off
+    m.calls = []
+    sample(
+        m,
+        tok,
+        ["red ball"],
+        steps=2,
+        guidance=1.0,
+        image_guidance=1.0,
+        image_interval=(0.9, 1.0),
+        known=known,
+        num_known=1,
+        cameras=["static"],
+    )
+    assert [n for _, n in m.calls] == [2, 1]  # t = 1 in the interval, t = 0.75 not
+    m.calls = []
+    sample(m, tok, ["red ball"], steps=2, guidance=1.0, image_guidance=1.0)
+    assert [n for _, n in m.calls] == [1, 1]  # no known frames: nothing to guide by
+    m.calls = []
+    _, moving = sample(m, tok, ["red ball"], guidance=1.0, image_guidance=1.0, **{**common, "cameras": ["pan_left"]})  # type: ignore[arg-type]
+    assert [n for _, n in m.calls] == [2, 2] and (moving[:, 1:] == pixels[1]).all()  # a moving camera too
+    with pytest.raises(InvalidRequest) as exc:
+        sample(m, tok, ["red ball"], steps=2, image_guidance=float("nan"))
+    assert exc.value.field == "image_guidance"
+    with pytest.raises(InvalidRequest) as exc:
+        sample(m, tok, ["red ball"], steps=2, image_guidance=1.0, image_interval=(0.5, 0.2))
+    assert exc.value.field == "image_interval"
+
+
 def test_checkpoint_round_trip_is_fp16_and_faithful(tmp_path: Path) -> None:
     m = _tiny().eval()
     path = save_model(m, tmp_path / "w.safetensors", {"hello": 1})

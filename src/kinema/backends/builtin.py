@@ -6,7 +6,9 @@ the last 4 frames of the one before (12 new frames per segment), so the frame co
 takes the image as frame 0 (centre-cropped to square and resized to the model's size); extension takes the last 4
 frames of the given clip. The camera move is read from the prompt; ``options={"camera": "pan_left"}``
 names it instead (one of ``kinema.builtin.world.CAMERAS``). ``options={"motion_guidance": 2.0}`` sets how hard the
-first steps push the subject's motion (``kinema.builtin.sampling.sample``; 0: off; default: the checkpoint's own).
+first steps push the subject's motion (``kinema.builtin.sampling.sample``; 0: off; default: the checkpoint's own), and
+``options={"image_guidance": 1.0}`` how hard a given image or clip is held through the clip (the same; it acts only
+where frames are given).
 
 Editing (``source_video``, one segment of 16 frames) is SDEdit: the source's first 16 frames, noised to ``strength``
 and denoised with the new prompt. Keyframes (``last_image``, and ``image``) are known frames at the clip's ends, one
@@ -28,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..builtin import DEFAULT_GUIDANCE, is_checkpoint, motion_defaults, sampling_defaults
+from ..builtin import DEFAULT_GUIDANCE, image_defaults, is_checkpoint, motion_defaults, sampling_defaults
 from ..builtin.world import CAMERAS
 from ..errors import Cancelled, InvalidRequest
 from ..media.io import resize_frames
@@ -58,6 +60,7 @@ EDIT_GUIDANCE_INTERVAL = (0.0, 1.0)
 #: night at 0.45 shows in 3 of 6 at 3 and 0 at 1.5, its layout 0.78 (docs/editing.md).
 EDIT_GUIDANCE = 3.0
 MAX_MOTION_GUIDANCE = 10.0  # options.motion_guidance: a bound on typos (the v2 recipe measured 0 to 3; its own is 2)
+MAX_IMAGE_GUIDANCE = 10.0  # options.image_guidance: the same (measured 0 to 3)
 OVERLAP = 4  # frames an extension segment is conditioned on (one temporal patch)
 
 
@@ -162,16 +165,20 @@ class BuiltinBackend(BaseBackend):
         params = super().resolve(request, seed)
         if params.mode == "edit" and request.guidance_scale is None and (params.strength or 0.0) < 1:
             params = params.with_(guidance_scale=EDIT_GUIDANCE)  # the recipe records it: --from gives the same
-        check_option_names(self.name, params.options, ("camera", "motion_guidance"))  # refused before acceptance
-        if "motion_guidance" in params.options:
-            motion = params.options["motion_guidance"]
-            number = isinstance(motion, (int, float)) and not isinstance(motion, bool)
-            if not (number and 0 <= motion <= MAX_MOTION_GUIDANCE):
+        # refused before acceptance
+        check_option_names(self.name, params.options, ("camera", "motion_guidance", "image_guidance"))
+        for key, what, bound in (
+            ("motion_guidance", "a motion", MAX_MOTION_GUIDANCE),
+            ("image_guidance", "an image", MAX_IMAGE_GUIDANCE),
+        ):
+            scale = params.options.get(key, 0)
+            number = isinstance(scale, (int, float)) and not isinstance(scale, bool)
+            if not (number and 0 <= scale <= bound):
                 raise InvalidRequest(
-                    "options.motion_guidance",
-                    f"{motion!r} is not a motion guidance scale",
-                    value=motion,
-                    allowed=f"a number from 0 (off) to {MAX_MOTION_GUIDANCE:g}",
+                    f"options.{key}",
+                    f"{scale!r} is not {what} guidance scale",
+                    value=scale,
+                    allowed=f"a number from 0 (off) to {bound:g}",
                 )
         camera = params.options.get("camera", "static")
         if camera not in CAMERAS:
@@ -243,6 +250,8 @@ class BuiltinBackend(BaseBackend):
         own_guidance, own_interval = sampling_defaults(info)  # the checkpoint's, else the package's
         own_motion, motion_interval = motion_defaults(info)
         motion = float(params.options.get("motion_guidance", own_motion))
+        own_image, image_interval = image_defaults(info)
+        image = float(params.options.get("image_guidance", own_image))
         guidance = own_guidance if params.guidance_scale is None else params.guidance_scale
         if params.negative_prompt and guidance == 1.0:
             warnings.append(
@@ -284,6 +293,8 @@ class BuiltinBackend(BaseBackend):
                 guidance_interval=interval,
                 motion_guidance=motion,
                 motion_interval=motion_interval,
+                image_guidance=image,
+                image_interval=image_interval,
             )[0]
             assert isinstance(clip, np.ndarray)
             pieces.append(clip if seg == 0 else clip[OVERLAP:])

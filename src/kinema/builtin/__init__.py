@@ -25,12 +25,15 @@ from typing import Any
 __all__ = [
     "DEFAULT_GUIDANCE",
     "DEFAULT_GUIDANCE_INTERVAL",
+    "DEFAULT_IMAGE_GUIDANCE",
+    "DEFAULT_IMAGE_INTERVAL",
     "DEFAULT_MOTION_GUIDANCE",
     "DEFAULT_MOTION_INTERVAL",
     "WEIGHTS_DIR",
     "checkpoint_config",
     "checkpoint_sampling",
     "DEFAULT_WEIGHTS",
+    "image_defaults",
     "is_checkpoint",
     "load_model",
     "motion_defaults",
@@ -60,6 +63,9 @@ DEFAULT_GUIDANCE_INTERVAL = (0.8, 1.0)
 #: on the evaluation's 200 prompts (docs/builtin-v2.md, session 22), so the shipped weights carry none.
 DEFAULT_MOTION_GUIDANCE = 0.0
 DEFAULT_MOTION_INTERVAL = (0.95, 1.0)
+#: Image guidance (``sampling.sample``'s ``image_guidance``): off unless a checkpoint carries its own.
+DEFAULT_IMAGE_GUIDANCE = 0.0
+DEFAULT_IMAGE_INTERVAL = (0.0, 1.0)
 
 
 def weights_path() -> Path:
@@ -101,21 +107,32 @@ def checkpoint_config(path: str | os.PathLike[str] | None = None) -> dict[str, A
     return dict(_read_header(path)[0])
 
 
+def _own(
+    info: dict[str, Any] | None, key: str, default: float, interval_key: str, interval: tuple[float, float]
+) -> tuple[float, tuple[float, float]]:
+    """``info["sampling"][key]`` and ``[interval_key]`` (a recipe's measured defaults), else the package's."""
+    own = (info or {}).get("sampling") or {}
+    lo, hi = own.get(interval_key, interval)
+    return float(own.get(key, default)), (float(lo), float(hi))
+
+
 def sampling_defaults(info: dict[str, Any] | None) -> tuple[float, tuple[float, float]]:
     """The guidance scale and the interval of t it acts at that a checkpoint samples with when the caller gives none:
     its own (``info["sampling"]``, written by a training recipe that measured them; a v2 latent wants guidance over
     more of the schedule than v1) or the package's, ``DEFAULT_GUIDANCE`` at ``DEFAULT_GUIDANCE_INTERVAL``."""
-    own = (info or {}).get("sampling") or {}
-    lo, hi = own.get("guidance_interval", DEFAULT_GUIDANCE_INTERVAL)
-    return float(own.get("guidance", DEFAULT_GUIDANCE)), (float(lo), float(hi))
+    return _own(info, "guidance", DEFAULT_GUIDANCE, "guidance_interval", DEFAULT_GUIDANCE_INTERVAL)
 
 
 def motion_defaults(info: dict[str, Any] | None) -> tuple[float, tuple[float, float]]:
     """The motion guidance and the interval of t it acts at that a checkpoint samples with when the caller gives
     none: its own (``info["sampling"]``) or the package's, ``DEFAULT_MOTION_GUIDANCE`` (off)."""
-    own = (info or {}).get("sampling") or {}
-    lo, hi = own.get("motion_interval", DEFAULT_MOTION_INTERVAL)
-    return float(own.get("motion_guidance", DEFAULT_MOTION_GUIDANCE)), (float(lo), float(hi))
+    return _own(info, "motion_guidance", DEFAULT_MOTION_GUIDANCE, "motion_interval", DEFAULT_MOTION_INTERVAL)
+
+
+def image_defaults(info: dict[str, Any] | None) -> tuple[float, tuple[float, float]]:
+    """The image guidance and the interval of t it acts at that a checkpoint samples image-to-video, extension and
+    keyframes with when the caller gives none: its own (``info["sampling"]``) or the package's (off)."""
+    return _own(info, "image_guidance", DEFAULT_IMAGE_GUIDANCE, "image_interval", DEFAULT_IMAGE_INTERVAL)
 
 
 def checkpoint_sampling(path: str | os.PathLike[str] | None = None) -> tuple[float, tuple[float, float]]:

@@ -123,6 +123,7 @@ def evaluate(
     guidance: float | None = None,
     guidance_interval: tuple[float, float] | None = None,
     motion_guidance: float | None = None,
+    image_guidance: float | None = None,
     shift: float | None = None,
     seed: int = 1234,
     batch_size: int = 8,
@@ -130,7 +131,7 @@ def evaluate(
     on_progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
     from ..errors import InvalidRequest
-    from . import detectors, load_model, motion_defaults, sampling_defaults, world
+    from . import detectors, image_defaults, load_model, motion_defaults, sampling_defaults, world
     from .sampling import check_guidance_interval, sample
 
     if n < 1:
@@ -146,6 +147,9 @@ def evaluate(
     if motion_guidance is not None and not motion_guidance >= 0:
         message = f"must be 0 or more, got {motion_guidance}"
         raise InvalidRequest("motion_guidance", message, value=motion_guidance, allowed=">= 0 (0: none)")
+    if image_guidance is not None and not image_guidance >= 0:
+        message = f"must be 0 or more, got {image_guidance}"
+        raise InvalidRequest("image_guidance", message, value=image_guidance, allowed=">= 0 (0: none)")
     m = min(n, n_i2v if n_i2v is not None else 32)  # image-to-video clips, after the n text-to-video ones
     work = n + m  # on_progress counts clips of both kinds
     t0 = time.perf_counter()
@@ -155,6 +159,8 @@ def evaluate(
     guidance_interval = own_interval if guidance_interval is None else guidance_interval
     own_motion, motion_interval = motion_defaults(info)
     motion = own_motion if motion_guidance is None else motion_guidance
+    own_image, image_interval = image_defaults(info)
+    image = own_image if image_guidance is None else image_guidance
     cfg = model.cfg
     rng = np.random.default_rng(seed)
     scenes = [world.sample_scene(rng, split="heldout") for _ in range(n)]
@@ -224,14 +230,21 @@ def evaluate(
             return_raw=True,
             motion_guidance=motion,
             motion_interval=motion_interval,
+            image_guidance=image,
+            image_interval=image_interval,
         )
         return clips, raw
 
+    # does a clip that keeps its given image still do what its caption asks (the camera, the subject's motion)?
+    i2v_checks: dict[str, list[bool]] = defaultdict(list)
     for start in range(0, m, batch_size):
         stop = min(m, start + batch_size)
         prompts, known = captions[start:stop], real[start:stop, :1]
         clips, raw = conditioned(prompts, known, seed + 7 + start)
         raw_psnrs.extend(psnr(raw[i, 0], known[i, 0]) for i in range(stop - start))
+        for i, clip in enumerate(clips):
+            for attr, ok in detectors.score_detected(scenes[start + i], detectors.detect_all(clip)).items():
+                i2v_checks[attr].append(bool(ok))
         i2v.append(clips)
         swapped.append(conditioned(prompts, real[other[start:stop], :1], seed + 7 + start)[0])
         extended.append(conditioned(prompts, real[start:stop, :EXTEND_KNOWN], seed + 11 + start)[0])
@@ -268,6 +281,13 @@ def evaluate(
         "i2v_samples": m,
         "i2v_whole_clip": _whole_clip(i2v_clips, gen[:m], real[:m], 0),
         "i2v_distinct": distinct,
+        # the image-to-video clips scored by the text-to-video checks: the given image fixes the time, colour and
+        # weather, so the camera and the motion say whether it also holds the clip still
+        "i2v_adherence": {
+            "overall": round(float(np.mean([x for v in i2v_checks.values() for x in v])), 4),
+            **{k: round(float(np.mean(v)), 4) for k, v in sorted(i2v_checks.items())},
+        },
+        "i2v_temporal": round(_smoothness(i2v_clips), 5),
         "extend_whole_clip": _whole_clip(ext_clips, gen[:m], real[:m], EXTEND_KNOWN - 1),
         "temporal": {"generated": round(_smoothness(gen), 5), "real": round(_smoothness(real), 5)},
         # the token's size in pixels: where a grid would show if neighbouring tokens disagree at their borders
@@ -281,6 +301,8 @@ def evaluate(
         "guidance_interval": list(guidance_interval),
         "motion_guidance": motion,
         "motion_interval": list(motion_interval),
+        "image_guidance": image,
+        "image_interval": list(image_interval),
         "shift": cfg.sampling_shift if shift is None else shift,
         "seed": seed,
         "seconds": round(time.perf_counter() - t0, 1),
@@ -406,8 +428,18 @@ def format_report(report: dict[str, Any]) -> str:
             if (d := report.get("i2v_distinct"))
             else []
         ),
+        *(
+            [
+                f"image-to-video clips by the same checks: {a['overall']:.3f} ("
+                + ", ".join(f"{k} {v:.3f}" for k, v in a.items() if k != "overall")
+                + ")"
+            ]
+            if (a := report.get("i2v_adherence"))
+            else []
+        ),
         f"temporal change per frame: generated {report['temporal']['generated']:.4f}, "
-        f"real {report['temporal']['real']:.4f}",
+        + (f"image-to-video {report['i2v_temporal']:.4f}, " if "i2v_temporal" in report else "")
+        + f"real {report['temporal']['real']:.4f}",
         *(
             [f"token grid ({g['cell']}-pixel cells, 1.0: none): generated {g['generated']:.2f}, real {g['real']:.2f}"]
             if (g := report.get("grid"))

@@ -97,6 +97,9 @@ class TrainConfig:
     # and motion guidance (``sampling.sample``'s ``motion_guidance``) and the interval of t it acts at
     motion_guidance: float | None = None
     motion_interval: tuple[float, float] | None = None
+    # and image guidance (``sampling.sample``'s ``image_guidance``, for known frames) and the interval it acts at
+    image_guidance: float | None = None
+    image_interval: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
         """Every field in its range, or InvalidRequest naming it: a bad value fails here, not an hour in."""
@@ -146,6 +149,9 @@ class TrainConfig:
         need(self.motion_guidance is None or self.motion_guidance >= 0, "motion_guidance", ">= 0 (0: none), or None")
         if self.motion_interval is not None:
             self.motion_interval = check_guidance_interval(self.motion_interval, "motion_interval")
+        need(self.image_guidance is None or self.image_guidance >= 0, "image_guidance", ">= 0 (0: none), or None")
+        if self.image_interval is not None:
+            self.image_interval = check_guidance_interval(self.image_interval, "image_interval")
         # warped noise samples along the camera the text's read-out names, and the attribute loss is what trains it
         warped = float(CONFIGS[self.model].get("warp_noise", 0.0)) > 0  # type: ignore[arg-type]
         need(self.text_aux > 0 or not warped, "text_aux", f"> 0 for the model {self.model!r} (warped noise)")
@@ -795,11 +801,13 @@ def _write(
     }
     if started_from is not None:  # train_config.init names the file; its hash says which weights it held
         info["init"] = started_from
-    own = {  # builtin.sampling_defaults and motion_defaults read them
+    own = {  # builtin.sampling_defaults, motion_defaults and image_defaults read them
         "guidance": cfg.guidance,
         "guidance_interval": cfg.guidance_interval,
         "motion_guidance": cfg.motion_guidance,
         "motion_interval": cfg.motion_interval,
+        "image_guidance": cfg.image_guidance,
+        "image_interval": cfg.image_interval,
     }
     if any(v is not None for v in own.values()):
         info["sampling"] = {k: v for k, v in own.items() if v is not None}

@@ -240,6 +240,12 @@ def eval_cmd(
         float | None,
         typer.Option("--motion-guidance", help="Motion guidance scale (default: the model's; 0: none)."),
     ] = None,
+    image_guidance: Annotated[
+        float | None,
+        typer.Option(
+            "--image-guidance", help="Image guidance scale for image-to-video and extension (default: the model's)."
+        ),
+    ] = None,
     shift: Annotated[
         float | None,
         typer.Option(
@@ -288,6 +294,7 @@ def eval_cmd(
                 guidance_interval=interval,
                 guidance=guidance,
                 motion_guidance=motion_guidance,
+                image_guidance=image_guidance,
                 shift=shift,
                 on_progress=bar,
             )
