@@ -8,7 +8,8 @@ frames of the given clip. The camera move is read from the prompt; ``options={"c
 names it instead (one of ``kinema.builtin.world.CAMERAS``). ``options={"motion_guidance": 2.0}`` sets how hard the
 first steps push the subject's motion (``kinema.builtin.sampling.sample``; 0: off; default: the checkpoint's own), and
 ``options={"image_guidance": 1.0}`` how hard a given image or clip is held through the clip (the same; it acts only
-where frames are given).
+where frames are given), and ``options={"warp_reference": false}`` copies the given image in place rather than along
+the camera's path (``kinema.builtin.model.ModelConfig.warp_reference``).
 
 Editing (``source_video``, one segment of 16 frames) is SDEdit: the source's first 16 frames, noised to ``strength``
 and denoised with the new prompt. Keyframes (``last_image``, and ``image``) are known frames at the clip's ends, one
@@ -166,7 +167,13 @@ class BuiltinBackend(BaseBackend):
         if params.mode == "edit" and request.guidance_scale is None and (params.strength or 0.0) < 1:
             params = params.with_(guidance_scale=EDIT_GUIDANCE)  # the recipe records it: --from gives the same
         # refused before acceptance
-        check_option_names(self.name, params.options, ("camera", "motion_guidance", "image_guidance"))
+        check_option_names(
+            self.name, params.options, ("camera", "motion_guidance", "image_guidance", "warp_reference")
+        )
+        if not isinstance(params.options.get("warp_reference", True), bool):
+            value = params.options["warp_reference"]
+            message = f"{value!r} is not true or false"
+            raise InvalidRequest("options.warp_reference", message, value=value, allowed="true or false")
         for key, what, bound in (
             ("motion_guidance", "a motion", MAX_MOTION_GUIDANCE),
             ("image_guidance", "an image", MAX_IMAGE_GUIDANCE),
@@ -252,6 +259,7 @@ class BuiltinBackend(BaseBackend):
         motion = float(params.options.get("motion_guidance", own_motion))
         own_image, image_interval = image_defaults(info)
         image = float(params.options.get("image_guidance", own_image))
+        warp = params.options.get("warp_reference")  # None: the checkpoint's own (ModelConfig.warp_reference)
         guidance = own_guidance if params.guidance_scale is None else params.guidance_scale
         if params.negative_prompt and guidance == 1.0:
             warnings.append(
@@ -295,6 +303,7 @@ class BuiltinBackend(BaseBackend):
                 motion_interval=motion_interval,
                 image_guidance=image,
                 image_interval=image_interval,
+                warp_reference=warp,
             )[0]
             assert isinstance(clip, np.ndarray)
             pieces.append(clip if seg == 0 else clip[OVERLAP:])

@@ -131,6 +131,12 @@ class ModelConfig:
     # that a snowflake or the subject crosses in one channel need not close the gate of its other channels, where the
     # background still stays (session 21's gate: one per cell, open least where the sample is decided).
     ref_gate_values: bool = False
+    # With ``ref_mix``: sampling moves the frame the gate copies along the camera path the prompt asks for (or
+    # ``cameras``), so a copied background pans, tilts and zooms with the clip instead of holding still; what the
+    # move reveals keeps the in-place copy. On v2's shipped weights (trained with the in-place copy) the asked camera
+    # move showed in 30 of 32 image-to-video clips instead of 18, the static background of the second half 1.5 dB
+    # lower (docs/builtin-v2.md, session 24). Sampling only: training copies in place.
+    warp_reference: bool = False
     # Width of a small residual conv head after the tokens are put back in place (3x3, per frame; 0: none). Each
     # token's values come from its own linear read-out, so nothing ties two neighbouring tokens at their shared
     # border: the token grid shows in the output (v1's 8x8 squares; v2's pilot drew 16x16-pixel squares through its
@@ -238,6 +244,7 @@ CONFIGS: dict[str, dict[str, object]] = {
         ref_residual=True,
         ref_mix=True,
         ref_gate_values=True,  # a gate per latent value: a snowflake in one channel leaves the others' copy open
+        warp_reference=True,
         out_conv=32,
     ),
     "tiny-v2": dict(
@@ -584,6 +591,7 @@ class VideoDiT(nn.Module):
         text: tuple[torch.Tensor, torch.Tensor],
         cond: torch.Tensor,
         cond_mask: torch.Tensor,
+        copy_ref: torch.Tensor | None = None,
     ) -> torch.Tensor:
         ctx, ctx_mask = text  # (B, 1+L, Dt), (B, 1+L)
         b = x.shape[0]
@@ -620,7 +628,10 @@ class VideoDiT(nn.Module):
             self.gate_logits = g  # the training loss may supervise the gate (TrainConfig.gate_weight)
             if self.cfg.ref_mix:  # only clips with a known frame: in text-to-video the reference is zeros
                 given = cond_mask.amax(dim=(1, 2, 3, 4), keepdim=True)  # (B, 1, 1, 1, 1)
-                y = y + torch.sigmoid(g) * (given - cond_mask) * (ref - y)
+                # ``copy_ref`` (B, C, F, H, W): what the gate copies into each frame, if not the first known frame
+                # (sampling's ``warp_reference``: that frame moved along the camera's path)
+                source = ref if copy_ref is None else copy_ref
+                y = y + torch.sigmoid(g) * (given - cond_mask) * (source - y)
             else:
                 y = y + g * ref * (1 - cond_mask)
         if self.cfg.known_residual and self.cfg.prediction == "x":

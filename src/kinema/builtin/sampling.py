@@ -118,6 +118,30 @@ def camera_noise(
     return math.sqrt(share) * warped + math.sqrt(1 - share) * fresh
 
 
+def camera_warp(image: torch.Tensor, cameras: list[str], frames: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, C, H, W) -> (B, C, F, H, W): each clip's image as its camera would see it in every frame, moved along
+    ``world.camera_path`` from where frame 0 sees it (nearest neighbour), and (B, 1, F, H, W): 1 where frame 0 saw
+    that place, 0 where the move reveals what it did not (there the edge repeats)."""
+    from . import world
+
+    b, c, h, w = image.shape
+    t = np.linspace(0.0, 1.0, frames)
+    xs = np.arange(w) + 0.5 - w / 2
+    ys = np.arange(h) + 0.5 - h / 2
+    index = np.empty((b, frames, h, w), np.int64)
+    seen = np.empty((b, 1, frames, h, w), np.float32)
+    for i, camera in enumerate(cameras):
+        pan, tilt, zoom = world.camera_path(camera, t)  # the world point a pixel shows, then where frame 0 saw it
+        u = np.floor((xs[None] / zoom[:, None] + (pan[:, None] - pan[0]) * h) * zoom[0] + w / 2).astype(np.int64)
+        v = np.floor((ys[None] / zoom[:, None] + (tilt[:, None] - tilt[0]) * h) * zoom[0] + h / 2).astype(np.int64)
+        seen[i, 0] = ((v >= 0) & (v < h))[:, :, None] & ((u >= 0) & (u < w))[:, None, :]
+        u, v = u.clip(0, w - 1), v.clip(0, h - 1)
+        index[i] = v[:, :, None] * w + u[:, None, :]
+    idx = torch.from_numpy(index).view(b, 1, -1).expand(b, c, -1)
+    warped = torch.gather(image.reshape(b, c, h * w), 2, idx).view(b, c, frames, h, w)
+    return warped, torch.from_numpy(seen)
+
+
 def to_model_space(frames: np.ndarray) -> torch.Tensor:
     """uint8 (B, F, H, W, 3) -> float (B, 3, F, H, W) in [-1, 1]."""
     x = torch.from_numpy(np.ascontiguousarray(frames)).float().div_(127.5).sub_(1.0)
@@ -198,6 +222,7 @@ def sample(
     motion_interval: tuple[float, float] = DEFAULT_MOTION_INTERVAL,
     image_guidance: float = 0.0,
     image_interval: tuple[float, float] = DEFAULT_IMAGE_INTERVAL,
+    warp_reference: bool | None = None,
 ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Generate clips for ``prompts``: uint8 (B, F, H, W, 3).
 
@@ -236,6 +261,10 @@ def sample(
     (docs/builtin-v2.md), so it is off unless asked for. It costs one more pass at those steps; text-to-video never
     runs it.
 
+    ``warp_reference`` (default ``cfg.warp_reference``): a model whose gate copies the first known frame into later
+    frames (``cfg.ref_mix``) copies it moved along each clip's camera path (``cameras``, else the text's read-out;
+    :func:`camera_warp`), so the copy pans, tilts and zooms with the clip; False copies it in place, as in training.
+
     ``on_state(i, t, x_t, x0_hat)`` sees every step before it is taken: the step's index, its noise level, the clip
     the sampler holds and the clean clip the (guided) model predicts from it, both (B, 3, F, H, W) in [-1, 1]
     (``kinema explain`` draws them).
@@ -272,6 +301,16 @@ def sample(
         cond[:, :, where] = space.encode(known[:, :num_known])
         mask[:, :, where] = 1.0
         given = mask.bool()
+    warped: torch.Tensor | None = None  # the first known frame moved along each clip's camera path
+    warp = cfg.warp_reference if warp_reference is None else warp_reference
+    if warp and cfg.ref_mix and given is not None:
+        from .model import first_known
+
+        held = cameras if cameras is not None else model.cameras(text) if cfg.warp_noise > 0 else ["static"] * b
+        first = first_known(cond, mask)[:, :, 0]  # (B, C, H, W)
+        moved, seen = camera_warp(first, held, cfg.frames)
+        # what the move reveals keeps the in-place copy the gate was trained with
+        warped = torch.where(seen.bool(), moved, first[:, :, None].expand_as(moved))
     ts = timesteps(steps, cfg.sampling_shift if shift is None else shift)
     if init is not None:
         if init.shape != (b, cfg.frames, cfg.height, cfg.width, 3):
@@ -310,7 +349,10 @@ def sample(
             both = (torch.cat([z[0] for z in parts]), torch.cat([z[1] for z in parts]))
             conds = torch.cat([cond] * (k - 1) + [torch.zeros_like(cond) if blind else cond])
             masks = torch.cat([mask] * (k - 1) + [torch.zeros_like(mask) if blind else mask])
-            out = model(torch.cat([x] * k), t.expand(k * b), both, conds, masks)
+            extra = {}
+            if warped is not None:
+                extra["copy_ref"] = torch.cat([warped] * k)  # (the blind part has no given frame to copy)
+            out = model(torch.cat([x] * k), t.expand(k * b), both, conds, masks, **extra)
             out_c, *rest = out.chunk(k)
             out = out_c
             if guide is not None:  # guidance is linear, so it acts the same on x or v
@@ -324,7 +366,7 @@ def sample(
                 # and guidance would multiply it (frame-0 PSNR 4 dB lower at 2.5): keep the conditional prediction
                 out = torch.where(given, out_c, out)
         else:
-            out = model(x, t.expand(b), text, cond, mask)
+            out = model(x, t.expand(b), text, cond, mask, **({} if warped is None else {"copy_ref": warped}))
         # a clean-clip prediction turns into a velocity: x_t = (1 - t) x0 + t e  =>  v = (x_t - x0) / t
         v = (x - out) / t.clamp(min=1e-3) if x_pred else out
         if on_state is not None:
