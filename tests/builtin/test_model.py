@@ -423,9 +423,9 @@ class _TextSign(VideoDiT):
         cond: torch.Tensor,
         cond_mask: torch.Tensor,
     ) -> torch.Tensor:
-        return self.prediction(text).view(-1, 1, 1, 1, 1).expand_as(x)
+        return self.prediction(text, cond_mask).view(-1, 1, 1, 1, 1).expand_as(x)
 
-    def prediction(self, text: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    def prediction(self, text: tuple[torch.Tensor, torch.Tensor], cond_mask: torch.Tensor) -> torch.Tensor:
         """The clean value predicted for each clip, (B,)."""
         has_caption = text[1].sum(dim=1) > 1  # (B,): more than the always-on first token
         return torch.where(has_caption, 0.5, -0.5)
@@ -522,7 +522,7 @@ class _MotionSign(_Recorder):
     def encode_text(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return ids[..., None].float(), (ids > 0).float()
 
-    def prediction(self, text: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    def prediction(self, text: tuple[torch.Tensor, torch.Tensor], cond_mask: torch.Tensor) -> torch.Tensor:
         ids = text[0][..., 0]
         return torch.where((ids == self.still).any(1), 0.1, 0.3) * (text[1].sum(1) > 0)
 
@@ -567,17 +567,8 @@ def test_motion_guidance_pushes_only_along_the_subjects_motion() -> None:
 class _ImageSign(_Recorder):
     """Predicts 0.3 for a clip with known frames and 0.1 for one without, whatever the text."""
 
-    def forward(
-        self,
-        x: torch.Tensor,
-        t: torch.Tensor,
-        text: tuple[torch.Tensor, torch.Tensor],
-        cond: torch.Tensor,
-        cond_mask: torch.Tensor,
-    ) -> torch.Tensor:
-        self.calls.append((round(float(t[0]), 4), x.shape[0]))
-        seen = cond_mask.flatten(1).amax(1) > 0  # (B,)
-        return torch.where(seen, 0.3, 0.1).view(-1, 1, 1, 1, 1).expand_as(x)
+    def prediction(self, text: tuple[torch.Tensor, torch.Tensor], cond_mask: torch.Tensor) -> torch.Tensor:
+        return torch.where(cond_mask.flatten(1).amax(1) > 0, 0.3, 0.1)  # (B,)
 
 
 def test_image_guidance_pushes_along_what_the_known_frames_add() -> None:
