@@ -10,7 +10,15 @@ import pytest
 from typer.testing import CliRunner
 
 from kinema.builtin import load_model
-from kinema.builtin.evaluate import STATIC_LEVELS, evaluate, grid_score, paired_difference, psnr, static_psnr
+from kinema.builtin.evaluate import (
+    STATIC_LEVELS,
+    evaluate,
+    format_report,
+    grid_score,
+    paired_difference,
+    psnr,
+    static_psnr,
+)
 from kinema.cli import app
 from kinema.errors import InvalidRequest
 
@@ -44,6 +52,10 @@ def test_evaluate_on_a_few_prompts() -> None:
     for key in ("i2v_whole_clip", "extend_whole_clip"):
         whole = report[key]
         assert set(whole) == {"static_psnr_db", "floor_t2v_db", "ceiling_frozen_db", "clips"} and whole["clips"] <= 2
+    along = report["i2v_along_path"]  # clear, subject-free scenes: the ceiling is frame 0 moved along the real path
+    assert along["clips"] == 2 and 0 <= along["camera_right"] <= 2
+    assert along["ceiling_moved_db"] > along["floor_t2v_db"]  # the moved frame 0 is nearer the real clip than noise is
+    assert "along the camera path" in format_report(report)
     distinct = report["i2v_distinct"]
     assert distinct["first_frame_diff"] > 0 and distinct["real_late_diff"] > 0  # two different scenes' images
     # the per-clip checks a paired comparison reads add up to the shares
