@@ -283,7 +283,10 @@ def sample(
     gen = torch.Generator("cpu").manual_seed(int(seed))
     text = model.encode_text(tokenizer.encode(prompts))
     share = cfg.warp_noise if noise_share is None else noise_share
-    if share > 0 and cameras is None:
+    # the gate's copy of the first known frame moves along the camera path (warp_reference)
+    warp = cfg.warp_reference if warp_reference is None else warp_reference
+    warp = warp and cfg.ref_mix and known is not None and num_known > 0
+    if (share > 0 or warp) and cameras is None:  # the camera each clip moves by: the text's read-out
         cameras = model.cameras(text) if cfg.warp_noise > 0 else ["static"] * b
     elif cameras is not None and len(cameras) != b:
         raise ValueError(f"cameras: {len(cameras)} given for {b} prompts; give one per prompt")
@@ -301,16 +304,14 @@ def sample(
         cond[:, :, where] = space.encode(known[:, :num_known])
         mask[:, :, where] = 1.0
         given = mask.bool()
-    warped: torch.Tensor | None = None  # the first known frame moved along each clip's camera path
-    warp = cfg.warp_reference if warp_reference is None else warp_reference
-    if warp and cfg.ref_mix and given is not None:
+    copy: dict[str, torch.Tensor] = {}  # the model's copy_ref: the first known frame moved along each camera path
+    if warp and cameras is not None:
         from .model import first_known
 
-        held = cameras if cameras is not None else model.cameras(text) if cfg.warp_noise > 0 else ["static"] * b
         first = first_known(cond, mask)[:, :, 0]  # (B, C, H, W)
-        moved, seen = camera_warp(first, held, cfg.frames)
+        moved, seen = camera_warp(first, cameras, cfg.frames)
         # what the move reveals keeps the in-place copy the gate was trained with
-        warped = torch.where(seen.bool(), moved, first[:, :, None].expand_as(moved))
+        copy["copy_ref"] = torch.where(seen.bool(), moved, first[:, :, None].expand_as(moved))
     ts = timesteps(steps, cfg.sampling_shift if shift is None else shift)
     if init is not None:
         if init.shape != (b, cfg.frames, cfg.height, cfg.width, 3):
@@ -349,10 +350,8 @@ def sample(
             both = (torch.cat([z[0] for z in parts]), torch.cat([z[1] for z in parts]))
             conds = torch.cat([cond] * (k - 1) + [torch.zeros_like(cond) if blind else cond])
             masks = torch.cat([mask] * (k - 1) + [torch.zeros_like(mask) if blind else mask])
-            extra = {}
-            if warped is not None:
-                extra["copy_ref"] = torch.cat([warped] * k)  # (the blind part has no given frame to copy)
-            out = model(torch.cat([x] * k), t.expand(k * b), both, conds, masks, **extra)
+            copies = {key: torch.cat([v] * k) for key, v in copy.items()}  # (the blind part has none to copy)
+            out = model(torch.cat([x] * k), t.expand(k * b), both, conds, masks, **copies)
             out_c, *rest = out.chunk(k)
             out = out_c
             if guide is not None:  # guidance is linear, so it acts the same on x or v
@@ -366,7 +365,7 @@ def sample(
                 # and guidance would multiply it (frame-0 PSNR 4 dB lower at 2.5): keep the conditional prediction
                 out = torch.where(given, out_c, out)
         else:
-            out = model(x, t.expand(b), text, cond, mask, **({} if warped is None else {"copy_ref": warped}))
+            out = model(x, t.expand(b), text, cond, mask, **copy)
         # a clean-clip prediction turns into a velocity: x_t = (1 - t) x0 + t e  =>  v = (x_t - x0) / t
         v = (x - out) / t.clamp(min=1e-3) if x_pred else out
         if on_state is not None:
