@@ -304,6 +304,11 @@ def test_the_gate_loss_asks_where_the_clip_stays_as_the_given_frame() -> None:
     one; a text-to-video example and the known frames do not count; a gate per cell asks for all its channels."""
     from kinema.builtin.train import GATE_STILL, _gate_loss
 
+    def _gate_loss_first(
+        logits: torch.Tensor, x0: torch.Tensor, cond: torch.Tensor, known: torch.Tensor
+    ) -> torch.Tensor:
+        return _gate_loss(logits, x0, first_known(cond, known), known)  # the in-place copy
+
     torch.manual_seed(0)
     x0 = torch.randn(2, 2, 4, 3, 3)
     x0[:, :, 1:, :2] = x0[:, :, :1, :2] + GATE_STILL / 2  # rows 0-1 stay (within the tolerance), row 2 changes
@@ -316,15 +321,23 @@ def test_the_gate_loss_asks_where_the_clip_stays_as_the_given_frame() -> None:
     still[:, 0, :, :2] = True
     still[:, 1, :, :1] = True
     right = torch.where(still, 20.0, -20.0)
-    assert _gate_loss(right, x0, cond, known).item() < 1e-6
-    assert _gate_loss(-right, x0, cond, known).item() > 10
+    assert _gate_loss_first(right, x0, cond, known).item() < 1e-6
+    assert _gate_loss_first(-right, x0, cond, known).item() > 10
     other = right.clone()
     other[1] = -other[1]  # the text-to-video example's gate says anything: no change
     other[0, :, 0] = -other[0, :, 0]  # nor does the known frame's
-    assert _gate_loss(other, x0, cond, known).item() < 1e-6
+    assert _gate_loss_first(other, x0, cond, known).item() < 1e-6
     per_cell = torch.where(still.all(dim=1, keepdim=True), 20.0, -20.0)  # only row 0 stays in both channels
-    assert _gate_loss(per_cell, x0, cond, known).item() < 1e-6
-    assert _gate_loss(torch.zeros(2, 2, 4, 3, 3), x0, cond, torch.zeros_like(known)).item() == 0.0
+    assert _gate_loss_first(per_cell, x0, cond, known).item() < 1e-6
+    assert _gate_loss_first(torch.zeros(2, 2, 4, 3, 3), x0, cond, torch.zeros_like(known)).item() == 0.0
+    # against a copy moved with the camera, the gate should be open where the clip stays as that copy (the whole free
+    # part of a clip that is its first frame panned), shut where it stays as the frame held in place but not as moved
+    panned = x0.clone()
+    panned[:, :, 1:] = torch.roll(x0[:, :, :1], 1, dims=4).expand(-1, -1, 3, -1, -1)
+    moved = panned.clone()
+    moved[:, :, 0] = x0[:, :, 0]
+    assert _gate_loss(torch.full_like(x0, 20.0), panned, moved, known).item() < 1e-6
+    assert _gate_loss(torch.full_like(x0, 20.0), panned, first_known(x0 * known, known), known).item() > 1
 
 
 def test_v2_checkpoint_holds_the_autoencoder_and_loads_as_one(tmp_path: Path) -> None:
@@ -460,6 +473,61 @@ def test_gate_weight_trains_the_gate_towards_where_the_clip_stays(tmp_path: Path
     with pytest.raises(InvalidRequest) as exc:
         TrainConfig(**{**base, "gate_weight": 1.0})  # type: ignore[arg-type]  # tiny-v2's own gate adds
     assert exc.value.field == "gate_weight"
+
+
+def test_moved_copy_moves_the_first_known_frame_from_where_it_is_known() -> None:
+    """sampling.moved_copy, the gate's copy with warp_reference (training and sampling alike): frame 0 given, the copy
+    is camera_warp of it (what the move reveals in place); the last frame given alone (keyframes), the copy moves from
+    the last frame's view, so it is that frame exactly there and not at frame 0; a still camera copies in place; a clip
+    with no known frame copies zeros."""
+    from kinema.builtin.sampling import camera_warp, moved_copy
+
+    torch.manual_seed(0)
+    x0 = torch.randn(3, 2, 6, 8, 8)
+    mask = torch.zeros(3, 1, 6, 8, 8)
+    mask[0, :, 0] = 1.0  # image-to-video
+    mask[1, :, -1] = 1.0  # the last frame only
+    copy = moved_copy(x0 * mask, mask, ["pan_left", "pan_left", "static"])
+    moved, seen = camera_warp(x0[:1, :, 0], ["pan_left"], 6)
+    assert torch.equal(copy[0], torch.where(seen[0].bool(), moved[0], x0[0, :, :1].expand(-1, 6, -1, -1)))
+    assert torch.equal(copy[1, :, -1], x0[1, :, -1]) and not torch.equal(copy[1, :, 0], x0[1, :, -1])
+    assert torch.equal(copy[2], torch.zeros_like(copy[2]))
+    still = moved_copy(x0 * mask, mask, ["static"] * 3)
+    assert torch.equal(still[0], x0[0, :, :1].expand(-1, 6, -1, -1))
+
+
+def test_training_gives_the_gate_the_copy_sampling_gives_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A model with ref_mix and warp_reference trains with the gate's copy moved along each example's camera path
+    (sampling.moved_copy of the batch's known frames and the scenes' cameras), and the gate loss compares the real
+    clip with that copy; without warp_reference the model copies in place (no copy_ref)."""
+    from kinema.builtin import sampling
+    from kinema.builtin import train as training
+
+    ae = str(_ae_file(tmp_path))
+    base = {**TRAIN_PRESETS["tiny-v2"], "autoencoder": ae, "steps": 2, "initial_clips": 8, "warmup": 1}
+    base |= {"p_image": 0.7, "p_extend": 0.2, "p_keyframes": 0.0, "gate_weight": 1.0}
+    given: list[torch.Tensor | None] = []
+    built: list[tuple[torch.Tensor, list[str]]] = []
+    forward = VideoDiT.forward
+
+    def spy(self: VideoDiT, *args: Any, copy_ref: torch.Tensor | None = None) -> torch.Tensor:
+        given.append(copy_ref)
+        return forward(self, *args, copy_ref=copy_ref)
+
+    def build(cond: torch.Tensor, mask: torch.Tensor, cameras: list[str]) -> torch.Tensor:
+        built.append((sampling.moved_copy(cond, mask, cameras), cameras))
+        return built[-1][0]
+
+    monkeypatch.setattr(VideoDiT, "forward", spy)
+    monkeypatch.setattr(training, "moved_copy", build)
+    for warp in (True, False):
+        mixing = {**CONFIGS["tiny-v2"], "ref_mix": True, "warp_reference": warp}
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setitem(training.CONFIGS, "tiny-v2", mixing)
+            train(TrainConfig(**base), tmp_path / f"warp-{warp}")  # type: ignore[arg-type]
+    assert len(built) == 2 and len(given) == 4 and given[2] is None and given[3] is None
+    for (copy, cameras), got in zip(built, given[:2], strict=True):
+        assert got is copy and len(cameras) == copy.shape[0] and set(cameras) <= set(world.CAMERAS)
 
 
 def test_keyframe_examples_know_the_last_frame(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -118,10 +118,12 @@ def camera_noise(
     return math.sqrt(share) * warped + math.sqrt(1 - share) * fresh
 
 
-def camera_warp(image: torch.Tensor, cameras: list[str], frames: int) -> tuple[torch.Tensor, torch.Tensor]:
+def camera_warp(
+    image: torch.Tensor, cameras: list[str], frames: int, at: list[int] | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(B, C, H, W) -> (B, C, F, H, W): each clip's image as its camera would see it in every frame, moved along
-    ``world.camera_path`` from where frame 0 sees it (nearest neighbour), and (B, 1, F, H, W): 1 where frame 0 saw
-    that place, 0 where the move reveals what it did not (there the edge repeats)."""
+    ``world.camera_path`` from where frame ``at[i]`` (default 0) sees it (nearest neighbour), and (B, 1, F, H, W): 1
+    where that frame saw the place, 0 where the move reveals what it did not (there the edge repeats)."""
     from . import world
 
     b, c, h, w = image.shape
@@ -131,15 +133,29 @@ def camera_warp(image: torch.Tensor, cameras: list[str], frames: int) -> tuple[t
     index = np.empty((b, frames, h, w), np.int64)
     seen = np.empty((b, 1, frames, h, w), np.float32)
     for i, camera in enumerate(cameras):
-        pan, tilt, zoom = world.camera_path(camera, t)  # the world point a pixel shows, then where frame 0 saw it
-        u = np.floor((xs[None] / zoom[:, None] + (pan[:, None] - pan[0]) * h) * zoom[0] + w / 2).astype(np.int64)
-        v = np.floor((ys[None] / zoom[:, None] + (tilt[:, None] - tilt[0]) * h) * zoom[0] + h / 2).astype(np.int64)
+        a = 0 if at is None else at[i]
+        pan, tilt, zoom = world.camera_path(camera, t)  # the world point a pixel shows, then where frame a saw it
+        u = np.floor((xs[None] / zoom[:, None] + (pan[:, None] - pan[a]) * h) * zoom[a] + w / 2).astype(np.int64)
+        v = np.floor((ys[None] / zoom[:, None] + (tilt[:, None] - tilt[a]) * h) * zoom[a] + h / 2).astype(np.int64)
         seen[i, 0] = ((v >= 0) & (v < h))[:, :, None] & ((u >= 0) & (u < w))[:, None, :]
         u, v = u.clip(0, w - 1), v.clip(0, h - 1)
         index[i] = v[:, :, None] * w + u[:, None, :]
     idx = torch.from_numpy(index).view(b, 1, -1).expand(b, c, -1)
     warped = torch.gather(image.reshape(b, c, h * w), 2, idx).view(b, c, frames, h, w)
     return warped, torch.from_numpy(seen)
+
+
+def moved_copy(cond: torch.Tensor, mask: torch.Tensor, cameras: list[str]) -> torch.Tensor:
+    """The ref gate's copy with ``warp_reference``, (B, C, F, H, W): each clip's first known frame (``cond``, ``mask``
+    as the model takes them) moved along its camera path from the frame it is known at; what the move reveals keeps
+    the frame in place. Sampling and training build it alike, so the gate learns the copy it is given."""
+    from .model import first_known
+
+    known = mask[:, 0, :, 0, 0] > 0  # (B, F)
+    first = first_known(cond, mask)[:, :, 0]  # (B, C, H, W)
+    at = torch.where(known.any(1), known.float().argmax(1), 0).tolist()
+    moved, seen = camera_warp(first.cpu(), cameras, cond.shape[2], at)  # the lookup is numpy's, on the CPU
+    return torch.where(seen.to(cond.device).bool(), moved.to(cond.device), first[:, :, None].expand_as(moved))
 
 
 def to_model_space(frames: np.ndarray) -> torch.Tensor:
@@ -306,12 +322,7 @@ def sample(
         given = mask.bool()
     copy: dict[str, torch.Tensor] = {}  # the model's copy_ref: the first known frame moved along each camera path
     if warp and cameras is not None:
-        from .model import first_known
-
-        first = first_known(cond, mask)[:, :, 0]  # (B, C, H, W)
-        moved, seen = camera_warp(first, cameras, cfg.frames)
-        # what the move reveals keeps the in-place copy the gate was trained with
-        copy["copy_ref"] = torch.where(seen.bool(), moved, first[:, :, None].expand_as(moved))
+        copy["copy_ref"] = moved_copy(cond, mask, cameras)
     ts = timesteps(steps, cfg.sampling_shift if shift is None else shift)
     if init is not None:
         if init.shape != (b, cfg.frames, cfg.height, cfg.width, 3):

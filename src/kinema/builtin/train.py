@@ -36,7 +36,7 @@ from . import load_model, save_model
 from .autoencoder import VideoAutoencoder
 from .model import CONFIGS, ModelConfig, Tokenizer, VideoDiT, first_known, pool_text
 from .runstate import load_state, save_state
-from .sampling import camera_noise, check_guidance_interval, shift_timesteps, to_model_space
+from .sampling import camera_noise, check_guidance_interval, moved_copy, shift_timesteps, to_model_space
 
 __all__ = ["AUTOENCODER_STAGE", "DECODER_STAGE", "TrainConfig", "train", "TRAIN_PRESETS", "finetune_decoder"]
 
@@ -481,7 +481,10 @@ def train(
         for group in opt.param_groups:
             group["lr"] = _lr(step, cfg) * group["scale"]
         text = model.encode_text(ids)
-        pred = model(xt, t, text, cond, mask)
+        # the gate's copy of the first known frame: moved along the clip's camera path as sampling moves it
+        # (ModelConfig.warp_reference), else in place (None: the model takes the first known frame itself)
+        copy = moved_copy(cond, mask, cameras) if mcfg.warp_reference and mcfg.ref_mix else None
+        pred = model(xt, t, text, cond, mask, copy_ref=copy)
         extra: torch.Tensor | float = 0.0
         if cfg.subject_weight:  # the subject's path, (B, 1, 1, H, W)
             path = torch.from_numpy(np.stack([pool.paths[i] for i in idx])).to(device)[:, None, None].float()
@@ -493,7 +496,7 @@ def train(
             aux = probe.loss(pool_text(*text), probe.labels([pool.scenes[i] for i in idx], drop))
             total = loss + cfg.text_aux * aux
         if cfg.gate_weight and model.gate_logits is not None:
-            gate = _gate_loss(model.gate_logits, x0, cond, known_frames)
+            gate = _gate_loss(model.gate_logits, x0, first_known(cond, mask) if copy is None else copy, known_frames)
             total = total + cfg.gate_weight * gate
         opt.zero_grad(set_to_none=True)
         total.backward()
@@ -652,16 +655,17 @@ class _WeightedSquares(torch.autograd.Function):
 GATE_STILL = 0.1
 
 
-def _gate_loss(logits: torch.Tensor, x0: torch.Tensor, cond: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
+def _gate_loss(logits: torch.Tensor, x0: torch.Tensor, copy: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
     """Binary cross-entropy of the ref gate's logits (B, 1 or C, F, H, W) against where the real clip x0 (B, C, F,
-    H, W) stays within ``GATE_STILL`` of the first known frame, over the free frames of the examples with a known
-    frame (``known`` (B, 1, F, 1, 1)); a gate per cell is asked whether all its channels stay. 0 without such examples.
+    H, W) stays within ``GATE_STILL`` of what the gate copies (``copy``: the first known frame, (B, C, 1, H, W), or
+    it moved along the camera path, (B, C, F, H, W)), over the free frames of the examples with a known frame
+    (``known`` (B, 1, F, 1, 1)); a gate per cell is asked whether all its channels stay. 0 without such examples.
 
     Why: the mixing gate learns only from the error of what it mixes, and where the network's own guess is already
     close (low noise, where the sample is decided) that gradient is small, so the gate stayed mostly shut there (mean
     0.07 at t = 0.1). The data says where the clip does not change; this asks the gate to say so directly.
     """
-    still = ((x0 - first_known(cond, known)).abs() <= GATE_STILL).float()  # (B, C, F, H, W)
+    still = ((x0 - copy).abs() <= GATE_STILL).float()  # (B, C, F, H, W)
     if logits.shape[1] == 1:
         still = still.amin(dim=1, keepdim=True)
     free = known.amax(dim=2, keepdim=True) * (1 - known)  # (B, 1, F, 1, 1): the free frames of examples with a known
