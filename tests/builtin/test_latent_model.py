@@ -530,6 +530,29 @@ def test_training_gives_the_gate_the_copy_sampling_gives_it(tmp_path: Path, monk
         assert got is copy and len(cameras) == copy.shape[0] and set(cameras) <= set(world.CAMERAS)
 
 
+def test_train_only_changes_the_named_parameters_and_nothing_else(tmp_path: Path) -> None:
+    """train_only ("ref_gate.",) from a checkpoint: the written weights differ from it in the gate alone (every other
+    tensor bit for bit, so text-to-video is unchanged); a prefix that names no parameter is refused by name."""
+    from kinema.builtin import train as training
+
+    ae = str(_ae_file(tmp_path))
+    mixing = {**CONFIGS["tiny-v2"], "ref_mix": True, "ref_gate_values": True}
+    base = {**TRAIN_PRESETS["tiny-v2"], "autoencoder": ae, "steps": 3, "initial_clips": 8, "warmup": 1}
+    base |= {"p_image": 0.7, "p_extend": 0.2, "p_keyframes": 0.0, "gate_weight": 1.0}
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setitem(training.CONFIGS, "tiny-v2", mixing)
+        train(TrainConfig(**base), tmp_path / "start")  # type: ignore[arg-type]
+        init = str(tmp_path / "start" / "builtin.safetensors")
+        train(TrainConfig(**{**base, "init": init, "train_only": ["ref_gate."]}), tmp_path / "gate")  # type: ignore[arg-type]
+        with pytest.raises(InvalidRequest) as exc:
+            train(TrainConfig(**{**base, "init": init, "train_only": ("gate.",)}), tmp_path / "none")  # type: ignore[arg-type]
+    assert exc.value.field == "train_only" and "ref_gate." in str(exc.value.allowed)
+    before = load_model(init)[0].state_dict()
+    after = load_model(str(tmp_path / "gate" / "builtin.safetensors"))[0].state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and all(k.startswith("ref_gate.") for k in changed)
+
+
 def test_keyframe_examples_know_the_last_frame(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """p_keyframes: examples with the last frame known (and half of them the first), seen by the model's input."""
     seen: list[torch.Tensor] = []

@@ -57,6 +57,9 @@ class TrainConfig:
     # lr x steps: 0.5 in session 20's 1,800 steps at 3e-4)
     head_lr: float = 1.0
     seed: int = 0
+    # train only the parameters whose names start with one of these (e.g. ("ref_gate.",): the gate alone, so text-to-
+    # video, where the gate does not act, stays the same to the bit); empty: all of them
+    train_only: tuple[str, ...] = ()
     initial_clips: int = 2048  # rendered before the first step
     clips_per_refresh: int = 384  # rendered every refresh_every steps, until max_clips
     refresh_every: int = 100
@@ -111,6 +114,8 @@ class TrainConfig:
                 raise InvalidRequest(name, f"{value!r} is out of range", value=value, allowed=allowed)
 
         need(self.model in CONFIGS, "model", ", ".join(CONFIGS))
+        self.train_only = tuple(self.train_only)  # str.startswith takes a tuple; a JSON round trip gives a list
+        need(all(isinstance(p, str) and p for p in self.train_only), "train_only", "parameter name prefixes")
         for name in ("steps", "batch_size", "initial_clips", "refresh_every", "log_every"):
             need(getattr(self, name) >= 1, name, "an integer >= 1")
         for name in (
@@ -379,6 +384,7 @@ def train(
 
     ``on_log`` gets every ``log_every``-th step's figures; ``on_step(done, total)`` every step (a progress bar).
     """
+    from ..errors import InvalidRequest
     from . import world
 
     out = Path(out_dir)
@@ -408,7 +414,9 @@ def train(
     heads: list[torch.nn.Parameter] = []
     named = list(model.named_parameters()) + (list(probe.named_parameters("probe")) if probe else [])
     for name, p in named:
-        if name.startswith(NEW_HEADS):
+        if cfg.train_only and not name.startswith(cfg.train_only):
+            p.requires_grad_(False)  # kept as it is; the EMA of an unchanged weight is that weight exactly
+        elif name.startswith(NEW_HEADS):
             heads.append(p)
         else:
             (no_decay if p.ndim < 2 or "pos" in name or "embed" in name or name.endswith("null") else decay).append(p)
@@ -418,6 +426,13 @@ def train(
     ]
     if heads:  # an empty group would change the optimizer state's layout of runs without the heads
         groups.append({"params": heads, "weight_decay": 0.0, "scale": cfg.head_lr})
+    if cfg.train_only:
+        groups = [g for g in groups if g["params"]]
+        if not groups:
+            names = sorted({n.split(".")[0] + "." for n, _ in named})
+            raise InvalidRequest(
+                "train_only", f"{list(cfg.train_only)} names none of the model's parameters", allowed=", ".join(names)
+            )
     opt = torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.99))
 
     rng = np.random.default_rng(cfg.seed)

@@ -41,6 +41,14 @@ def train(
         ),
     ] = None,
     lr: Annotated[float | None, typer.Option("--lr", help="Peak learning rate.")] = None,
+    train_only: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--train-only",
+            help="Train only the parameters whose names start with this (repeatable; e.g. ref_gate. with --init: "
+            "the image-to-video gate alone, text-to-video unchanged).",
+        ),
+    ] = None,
     stage: Annotated[
         str,
         typer.Option(
@@ -122,6 +130,8 @@ def train(
         # else a latent model from a pixel one: its fresh patch embedding and head need the preset's warm-up
     if lr is not None:
         params["lr"] = lr
+    if train_only:
+        params["train_only"] = tuple(train_only)
     if time_limit is not None:
         params["time_limit"] = time_limit * 60
     if stop_after is not None:
