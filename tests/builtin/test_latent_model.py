@@ -532,7 +532,9 @@ def test_training_gives_the_gate_the_copy_sampling_gives_it(tmp_path: Path, monk
 
 def test_train_only_changes_the_named_parameters_and_nothing_else(tmp_path: Path) -> None:
     """train_only ("ref_gate.",) from a checkpoint: the written weights differ from it in the gate alone (every other
-    tensor bit for bit, so text-to-video is unchanged); a prefix that names no parameter is refused by name."""
+    tensor bit for bit, so text-to-video is unchanged); a prefix that names no parameter is refused by name. i2v_only
+    changes the gate and the patch embedding's columns for the known frames, mask and reference, never the noisy
+    clip's columns: text-to-video samples the same clip to the bit, image-to-video another."""
     from kinema.builtin import train as training
 
     ae = str(_ae_file(tmp_path))
@@ -546,11 +548,29 @@ def test_train_only_changes_the_named_parameters_and_nothing_else(tmp_path: Path
         train(TrainConfig(**{**base, "init": init, "train_only": ["ref_gate."]}), tmp_path / "gate")  # type: ignore[arg-type]
         with pytest.raises(InvalidRequest) as exc:
             train(TrainConfig(**{**base, "init": init, "train_only": ("gate.",)}), tmp_path / "none")  # type: ignore[arg-type]
+        train(TrainConfig(**{**base, "init": init, "i2v_only": True}), tmp_path / "i2v")  # type: ignore[arg-type]
     assert exc.value.field == "train_only" and "ref_gate." in str(exc.value.allowed)
-    before = load_model(init)[0].state_dict()
+    start, tok, _ = load_model(init)
+    before = start.state_dict()
     after = load_model(str(tmp_path / "gate" / "builtin.safetensors"))[0].state_dict()
     changed = {k for k in before if not torch.equal(before[k], after[k])}
     assert changed and all(k.startswith("ref_gate.") for k in changed)
+    tuned = load_model(str(tmp_path / "i2v" / "builtin.safetensors"))[0]
+    after = tuned.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert "patch.weight" in changed and changed <= {"patch.weight"} | {k for k in before if k.startswith("ref_gate.")}
+    noisy = start.cfg.channels * start.cfg.patch_t * start.cfg.patch_h * start.cfg.patch_w
+    assert torch.equal(before["patch.weight"][:, :noisy], after["patch.weight"][:, :noisy])
+    run = dict(steps=2, seed=3)
+    assert np.array_equal(sample(start, tok, ["hills"], **run), sample(tuned, tok, ["hills"], **run))  # type: ignore[arg-type]
+    image = world.render(
+        world.Scene("day", "sun", "hills", "clear", "static"),
+        np.random.default_rng(0),
+        height=start.cfg.height,
+        width=start.cfg.width,
+    )[None, :1]
+    given = dict(known=image, num_known=1, **run)
+    assert not np.array_equal(sample(start, tok, ["hills"], **given), sample(tuned, tok, ["hills"], **given))  # type: ignore[arg-type]
 
 
 def test_keyframe_examples_know_the_last_frame(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -666,6 +686,7 @@ def test_the_decoder_stage_changes_only_the_decoder(tmp_path: Path) -> None:
         (["--config", "tiny-v2", "--stage", "nope"], "stage"),
         (["--config", "tiny-v2", "--stage", "dit", "--autoencoder", "/nonexistent/ae.safetensors"], "autoencoder"),
         (["--config", "tiny-v2", "--autoencoder", "x"], "autoencoder"),
+        (["--config", "tiny", "--train-only", "nope."], "train_only"),  # refused before any clip is rendered
     ],
 )
 def test_cli_training_errors_name_the_option(args: list[str], field: str, tmp_path: Path) -> None:

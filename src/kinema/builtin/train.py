@@ -60,6 +60,9 @@ class TrainConfig:
     # train only the parameters whose names start with one of these (e.g. ("ref_gate.",): the gate alone, so text-to-
     # video, where the gate does not act, stays the same to the bit); empty: all of them
     train_only: tuple[str, ...] = ()
+    # train only what text-to-video never uses (it feeds zeros there): the patch embedding's weights for the known
+    # frames, their mask and the reference frame, and the ref gate; the rest, text-to-video included, stays to the bit
+    i2v_only: bool = False
     initial_clips: int = 2048  # rendered before the first step
     clips_per_refresh: int = 384  # rendered every refresh_every steps, until max_clips
     refresh_every: int = 100
@@ -413,8 +416,17 @@ def train(
     no_decay: list[torch.nn.Parameter] = []
     heads: list[torch.nn.Parameter] = []
     named = list(model.named_parameters()) + (list(probe.named_parameters("probe")) if probe else [])
+    if cfg.i2v_only:  # the noisy clip's columns come first in the patch (patchify is channel-major)
+        noisy = mcfg.channels * mcfg.patch_t * mcfg.patch_h * mcfg.patch_w
+        keep = torch.ones_like(model.patch.weight)
+        keep[:, :noisy] = 0
+        model.patch.weight.register_hook(lambda grad: grad * keep)
     for name, p in named:
-        if cfg.train_only and not name.startswith(cfg.train_only):
+        if cfg.i2v_only and name == "patch.weight":
+            no_decay.append(p)  # decay would shrink the columns text-to-video uses; Adam moves a zero gradient by 0
+        elif (cfg.train_only and not name.startswith(cfg.train_only)) or (
+            cfg.i2v_only and not name.startswith(NEW_HEADS)
+        ):
             p.requires_grad_(False)  # kept as it is; the EMA of an unchanged weight is that weight exactly
         elif name.startswith(NEW_HEADS):
             heads.append(p)
@@ -426,7 +438,7 @@ def train(
     ]
     if heads:  # an empty group would change the optimizer state's layout of runs without the heads
         groups.append({"params": heads, "weight_decay": 0.0, "scale": cfg.head_lr})
-    if cfg.train_only:
+    if cfg.train_only or cfg.i2v_only:
         groups = [g for g in groups if g["params"]]
         if not groups:
             names = sorted({n.split(".")[0] + "." for n, _ in named})

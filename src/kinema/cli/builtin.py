@@ -41,6 +41,14 @@ def train(
         ),
     ] = None,
     lr: Annotated[float | None, typer.Option("--lr", help="Peak learning rate.")] = None,
+    i2v_only: Annotated[
+        bool,
+        typer.Option(
+            "--i2v-only",
+            help="Train only what text-to-video never uses (the known frames' input weights and the ref gate): "
+            "with --init, image-to-video improves and text-to-video stays to the bit.",
+        ),
+    ] = False,
     train_only: Annotated[
         list[str] | None,
         typer.Option(
@@ -132,6 +140,8 @@ def train(
         params["lr"] = lr
     if train_only:
         params["train_only"] = tuple(train_only)
+    if i2v_only:
+        params["i2v_only"] = True
     if time_limit is not None:
         params["time_limit"] = time_limit * 60
     if stop_after is not None:
@@ -150,7 +160,10 @@ def train(
 
     # the log lines stay (they are the run's record, in a terminal and in a log file); a terminal also gets a bar
     with CountBar(err.is_terminal, "training", console=err) as bar:
-        summary = run_train(cfg, out_dir, on_log=log, on_step=bar)
+        try:
+            summary = run_train(cfg, out_dir, on_log=log, on_step=bar)
+        except InvalidRequest as exc:  # a --train-only prefix that names no parameter: before any clip is rendered
+            fail(exc)
     out.print(
         f"[green]trained[/] {summary['steps_run']} steps in {summary['train_seconds']:.0f}s "
         f"on {summary['hardware']}: {summary['path']}"
