@@ -579,10 +579,16 @@ def test_keyframe_examples_know_the_last_frame(tmp_path: Path, monkeypatch: pyte
     forward = VideoDiT.forward
 
     def spy(
-        self: VideoDiT, x: torch.Tensor, t: torch.Tensor, text: object, cond: torch.Tensor, mask: torch.Tensor
+        self: VideoDiT,
+        x: torch.Tensor,
+        t: torch.Tensor,
+        text: object,
+        cond: torch.Tensor,
+        mask: torch.Tensor,
+        **kwargs: Any,
     ) -> torch.Tensor:
         seen.append(mask[:, 0, :, 0, 0].clone())
-        return forward(self, x, t, text, cond, mask)  # type: ignore[arg-type]
+        return forward(self, x, t, text, cond, mask, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(VideoDiT, "forward", spy)
     cfg = TrainConfig(
