@@ -400,6 +400,8 @@ def test_warped_noise_needs_the_attribute_loss(tmp_path: Path) -> None:
         ({"threads": 0}, "threads"),
         ({"max_clips": 10}, "max_clips"),
         ({"motion_weight": -1.0}, "motion_weight"),
+        ({"train_only": ("",)}, "train_only"),
+        ({"train_only": ("ref_gate.",), "i2v_only": True}, "i2v_only"),
     ],
 )
 def test_train_config_names_the_field_that_is_out_of_range(change: dict[str, object], field: str) -> None:

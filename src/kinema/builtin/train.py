@@ -119,6 +119,8 @@ class TrainConfig:
         need(self.model in CONFIGS, "model", ", ".join(CONFIGS))
         self.train_only = tuple(self.train_only)  # str.startswith takes a tuple; a JSON round trip gives a list
         need(all(isinstance(p, str) and p for p in self.train_only), "train_only", "parameter name prefixes")
+        # i2v_only names its own parameters; with train_only too, which of the two wins would be a guess
+        need(not (self.i2v_only and self.train_only), "i2v_only", "false when train_only is given (one or the other)")
         for name in ("steps", "batch_size", "initial_clips", "refresh_every", "log_every"):
             need(getattr(self, name) >= 1, name, "an integer >= 1")
         for name in (
