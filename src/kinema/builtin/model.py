@@ -131,11 +131,11 @@ class ModelConfig:
     # that a snowflake or the subject crosses in one channel need not close the gate of its other channels, where the
     # background still stays (session 21's gate: one per cell, open least where the sample is decided).
     ref_gate_values: bool = False
-    # With ``ref_mix``: sampling moves the frame the gate copies along the camera path the prompt asks for (or
-    # ``cameras``), so a copied background pans, tilts and zooms with the clip instead of holding still; what the
-    # move reveals keeps the in-place copy. On v2's shipped weights (trained with the in-place copy) the asked camera
-    # move showed in 30 of 32 image-to-video clips instead of 18, the static background of the second half 1.5 dB
-    # lower (docs/builtin-v2.md, session 24). Sampling only: training copies in place.
+    # With ``ref_mix``: the frame the gate copies moves along the camera path (at sampling the one the prompt asks
+    # for, or ``cameras``; in training the one the clip was filmed with: ``sampling.moved_copy``), so a copied
+    # background pans, tilts and zooms with the clip instead of holding still; what the move reveals keeps the
+    # in-place copy. On v2's weights trained with the in-place copy the asked camera move showed in 30 of 32
+    # image-to-video clips instead of 18 (docs/builtin-v2.md, session 24); training with it came in session 25.
     warp_reference: bool = False
     # Width of a small residual conv head after the tokens are put back in place (3x3, per frame; 0: none). Each
     # token's values come from its own linear read-out, so nothing ties two neighbouring tokens at their shared
@@ -336,14 +336,21 @@ def pool_text(ctx: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 REF_MIX_START = -4.0
 
 
+def first_known_index(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, 1, F, H, W) -> (B,) the index of each clip's first known frame (0 where none is), and (B,) bool: whether
+    it has one."""
+    known = mask[:, 0, :, 0, 0] > 0  # (B, F)
+    has = known.any(1)
+    return torch.where(has, known.float().argmax(1), 0), has
+
+
 def first_known(cond: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """The first known frame of each clip, zeros where none is known: (B, C, F, H, W), (B, 1, F, H, W) -> (B, C, 1,
     H, W). Image-to-video gives frame 0, keyframes frame 0 and the last, extension the earlier clip's tail (its
     first frame is the one taken)."""
-    known = mask[:, 0, :, 0, 0] > 0  # (B, F)
-    first = torch.where(known.any(1), known.float().argmax(1), 0)  # (B,): the first known index, or 0
+    first, has = first_known_index(mask)
     picked = cond[torch.arange(cond.shape[0]), :, first][:, :, None]  # (B, C, 1, H, W)
-    return picked * known.any(1).to(cond.dtype)[:, None, None, None, None]
+    return picked * has.to(cond.dtype)[:, None, None, None, None]
 
 
 def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
@@ -629,7 +636,7 @@ class VideoDiT(nn.Module):
             if self.cfg.ref_mix:  # only clips with a known frame: in text-to-video the reference is zeros
                 given = cond_mask.amax(dim=(1, 2, 3, 4), keepdim=True)  # (B, 1, 1, 1, 1)
                 # ``copy_ref`` (B, C, F, H, W): what the gate copies into each frame, if not the first known frame
-                # (sampling's ``warp_reference``: that frame moved along the camera's path)
+                # (``warp_reference``: that frame moved along the camera's path, sampling.moved_copy)
                 source = ref if copy_ref is None else copy_ref
                 y = y + torch.sigmoid(g) * (given - cond_mask) * (source - y)
             else:

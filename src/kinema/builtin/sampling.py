@@ -149,11 +149,10 @@ def moved_copy(cond: torch.Tensor, mask: torch.Tensor, cameras: list[str]) -> to
     """The ref gate's copy with ``warp_reference``, (B, C, F, H, W): each clip's first known frame (``cond``, ``mask``
     as the model takes them) moved along its camera path from the frame it is known at; what the move reveals keeps
     the frame in place. Sampling and training build it alike, so the gate learns the copy it is given."""
-    from .model import first_known
+    from .model import first_known, first_known_index
 
-    known = mask[:, 0, :, 0, 0] > 0  # (B, F)
     first = first_known(cond, mask)[:, :, 0]  # (B, C, H, W)
-    at = torch.where(known.any(1), known.float().argmax(1), 0).tolist()
+    at = first_known_index(mask)[0].tolist()
     moved, seen = camera_warp(first.cpu(), cameras, cond.shape[2], at)  # the lookup is numpy's, on the CPU
     return torch.where(seen.to(cond.device).bool(), moved.to(cond.device), first[:, :, None].expand_as(moved))
 
@@ -279,7 +278,8 @@ def sample(
 
     ``warp_reference`` (default ``cfg.warp_reference``): a model whose gate copies the first known frame into later
     frames (``cfg.ref_mix``) copies it moved along each clip's camera path (``cameras``, else the text's read-out;
-    :func:`camera_warp`), so the copy pans, tilts and zooms with the clip; False copies it in place, as in training.
+    :func:`moved_copy`, as training builds it), so the copy pans, tilts and zooms with the clip; False copies it in
+    place.
 
     ``on_state(i, t, x_t, x0_hat)`` sees every step before it is taken: the step's index, its noise level, the clip
     the sampler holds and the clean clip the (guided) model predicts from it, both (B, 3, F, H, W) in [-1, 1]
